@@ -1,0 +1,164 @@
+"""The kernel interface every agent and plugin uses.
+
+Everything is addressed by (netns name, interface name): callers never hold file descriptors or
+indexes, so the same code runs against the real kernel and against the recording fake. Lookups are
+targeted (one object by name), never dump-then-filter; the listing methods exist for display and tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class KernelError(Exception):
+    """A kernel operation failed; carries the errno when there is one."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
+@dataclass(frozen=True)
+class Link:
+    """An interface as the kernel reports it."""
+
+    name: str
+    index: int
+    kind: str  # "veth", "bridge", "vxlan", "loopback", "dummy", ...
+    mtu: int
+    mac: str
+    up: bool
+    master: str | None = None
+    peer_netns_id: int | None = None
+    peer: str | None = None  # veth: the peer's name where known
+    vxlan: dict | None = None  # vni, port, local, learning, dev index
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route in the main table. `kind` is "unicast" or "blackhole"; scope "link", "host" or "global"."""
+
+    dst: str  # CIDR, "default" for 0.0.0.0/0
+    via: str | None = None
+    dev: str | None = None
+    onlink: bool = False
+    scope: str | None = None
+    kind: str = "unicast"
+    proto: int | None = None
+    src: str | None = None
+
+
+@dataclass(frozen=True)
+class Neigh:
+    ifname: str
+    ip: str
+    mac: str
+    permanent: bool
+
+
+@dataclass(frozen=True)
+class Fdb:
+    ifname: str
+    mac: str
+    dst: str | None
+    permanent: bool
+
+
+class Kernel(Protocol):
+    """Operations on named network namespaces and the objects in them."""
+
+    # --- namespaces -------------------------------------------------------------------------------
+    def netns_create(self, name: str) -> None:
+        """Create /run/netns/<name> (compatible with `ip netns exec`), loopback up. Fails if it exists."""
+
+    def netns_delete(self, name: str) -> None:
+        """Remove a namespace; idempotent (absent is fine)."""
+
+    def netns_exists(self, name: str) -> bool: ...
+
+    def netns_list(self, prefix: str = "") -> list[str]:
+        """Names under /run/netns starting with `prefix`."""
+
+    # --- links ------------------------------------------------------------------------------------
+    def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
+                 mac: str | None = None, peer_mac: str | None = None, up: bool = True) -> None:
+        """Create a veth pair with each end created straight in its namespace (no move afterwards)."""
+
+    def bridge_add(self, ns: str, ifname: str, *, mtu: int | None = None, mac: str | None = None,
+                   up: bool = True) -> None: ...
+
+    def vxlan_add(self, ns: str, ifname: str, *, vni: int, dev: str, local: str, port: int,
+                  learning: bool = False, mtu: int | None = None, mac: str | None = None,
+                  up: bool = True) -> None: ...
+
+    def link_set(self, ns: str, ifname: str, *, up: bool | None = None, master: str | None = None,
+                 nomaster: bool = False, mtu: int | None = None, mac: str | None = None) -> None: ...
+
+    def link_get(self, ns: str, ifname: str) -> Link | None:
+        """The link named `ifname`, or None."""
+
+    def link_del(self, ns: str, ifname: str) -> bool:
+        """Delete a link; returns False when it was not there."""
+
+    def links(self, ns: str) -> list[Link]: ...
+
+    def brport_set(self, ns: str, ifname: str, *, hairpin: bool) -> None:
+        """Bridge-port options of an enslaved interface."""
+
+    # --- addresses --------------------------------------------------------------------------------
+    def addr_add(self, ns: str, ifname: str, cidr: str) -> None:
+        """Add "a.b.c.d/len"; adding an address that is already there is not an error."""
+
+    def addr_del(self, ns: str, ifname: str, cidr: str) -> None: ...
+
+    def addrs(self, ns: str, ifname: str | None = None) -> list[tuple[str, str]]:
+        """(ifname, cidr) pairs of IPv4 addresses."""
+
+    # --- routes, neighbours, fdb ------------------------------------------------------------------
+    def route_replace(self, ns: str, route: Route) -> None: ...
+
+    def route_del(self, ns: str, route: Route) -> bool: ...
+
+    def routes(self, ns: str) -> list[Route]:
+        """IPv4 routes of the main table."""
+
+    def neigh_replace(self, ns: str, ifname: str, ip: str, mac: str, *, permanent: bool = True) -> None: ...
+
+    def neigh_del(self, ns: str, ifname: str, ip: str) -> bool: ...
+
+    def neighs(self, ns: str, ifname: str | None = None) -> list[Neigh]: ...
+
+    def fdb_replace(self, ns: str, ifname: str, mac: str, dst: str, *, permanent: bool = True) -> None:
+        """A bridge FDB entry on a VXLAN device (NTF_SELF): `mac` is reached at remote VTEP `dst`."""
+
+    def fdb_del(self, ns: str, ifname: str, mac: str, dst: str) -> bool: ...
+
+    def fdbs(self, ns: str, ifname: str) -> list[Fdb]: ...
+
+    # --- sysctls ----------------------------------------------------------------------------------
+    def sysctl_set(self, ns: str, key: str, value: str | int) -> None:
+        """Set a per-netns sysctl, `key` dotted ("net.ipv4.ip_forward")."""
+
+    def sysctl_get(self, ns: str, key: str) -> str: ...
+
+    # --- processes and payload appliers -----------------------------------------------------------
+    def run(self, ns: str, argv: Sequence[str], *, input: str | bytes | None = None, check: bool = True,
+            timeout: float | None = 30, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run a program inside `ns` (no `ip netns exec` fork chain)."""
+
+    def call_in(self, ns: str, fn: Callable[[], T]) -> T:
+        """Call `fn` on a thread that is inside `ns`, e.g. to open sockets that live there."""
+
+    def iptables_restore(self, ns: str, payload: str, *, noflush: bool = True, counters: bool = False) -> None:
+        """Load an iptables-restore payload into `ns` in one call."""
+
+    def ipset_restore(self, ns: str, payload: str) -> None:
+        """Load an `ipset restore` payload into `ns` in one call."""
+
+    def nft_apply(self, ns: str, payload: str) -> None:
+        """Load an `nft -f -` payload into `ns` in one call."""
