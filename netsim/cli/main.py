@@ -1,0 +1,165 @@
+"""`netsim` top-level command group and the cluster lifecycle verbs."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from netsim import lifecycle, naming, preflight
+from netsim.cli.common import EXIT_USAGE, cluster_option, emit, fail, handle_errors, kernel, output_option
+from netsim.model.cluster import default_cluster, load_cluster_file
+from netsim.model.errors import UsageError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="netsim")
+def cli() -> None:
+    """netsim: the networking half of Kubernetes on one Linux kernel.
+
+    Nodes, pods and external hosts are network namespaces; CNI plugins, kube-proxy rules and
+    NetworkPolicies are real kernel state you can probe, trace and verify.
+    """
+
+
+@cli.command()
+@click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Cluster spec (kind: Cluster).")
+@click.option("--name", default=None, help="Cluster name (overrides metadata.name).")
+@output_option
+@handle_errors
+def up(path: str | None, name: str | None, output: str) -> None:
+    """Build a cluster's node network (and, as they land, its agents); returns when ready."""
+    preflight.require_root("up")
+    spec = load_cluster_file(path, name_override=name) if path else default_cluster(name or "demo")
+    preflight.require_tools()
+    preflight.require_kernel_features()
+    console = Console(stderr=True)
+    k = kernel()
+    try:
+        with console.status(f"building cluster {spec.name}") as status:
+            st = lifecycle.up(k, spec, progress=lambda msg: status.update(f"{spec.name}: {msg}"))
+    finally:
+        k.close()
+    info = lifecycle.status(st)
+    if not emit(info, output):
+        click.echo(f"cluster {spec.name} ready: {len(st.nodes)} node(s), {len(st.hosts)} external host(s), "
+                   f"{spec.network.plugin}/{spec.network.backend} in {st.extra.get('buildSeconds')}s")
+
+
+@cli.command()
+@click.option("--name", default=None, help="Cluster to remove (default: the only one).")
+@click.option("--all", "all_", is_flag=True, help="Remove every netsim cluster and any leftovers.")
+@output_option
+@handle_errors
+def down(name: str | None, all_: bool, output: str) -> None:
+    """Remove everything a cluster made, also after a crash."""
+    preflight.require_root("down")
+    k = kernel()
+    try:
+        if all_:
+            reports = lifecycle.down_all(k)
+        else:
+            if name is None:
+                known = lifecycle.state.known_clusters()
+                if len(known) != 1:
+                    raise UsageError("name the cluster with --name, or use --all "
+                                     f"(clusters: {', '.join(known) or 'none'})")
+                name = known[0]
+            reports = [lifecycle.down(k, name)]
+    finally:
+        k.close()
+    data = [r.__dict__ for r in reports]
+    if not emit(data, output):
+        if not reports:
+            click.echo("nothing to remove")
+        for r in reports:
+            click.echo(f"removed {r.cluster}: {r.namespaces} namespace(s), {r.processes} process(es)")
+
+
+@cli.command()
+@cluster_option
+@output_option
+@handle_errors
+def status(cluster: str | None, output: str) -> None:
+    """Nodes, addresses and namespaces of a cluster."""
+    st = lifecycle.resolve_cluster(cluster)
+    info = lifecycle.status(st)
+    if emit(info, output):
+        return
+    console = Console()
+    console.print(f"[bold]{info['name']}[/bold] {info['phase']}  plugin {info['plugin']}/{info['backend']}  "
+                  f"pods {info['podCIDR']}  services {info['serviceCIDR']}  nodes {info['nodeNetwork']}")
+    table = Table(box=None)
+    for col in ("KIND", "NAME", "IP", "POD CIDR", "NETNS", "OK"):
+        table.add_column(col)
+    for n in info["nodes"]:
+        table.add_row("node", n["name"], n["ip"], n["podCIDR"], n["netns"], "yes" if n["present"] else "MISSING")
+    for h in info["hosts"]:
+        table.add_row("host", h["name"], h["ip"], "", h["netns"], "yes" if h["present"] else "MISSING")
+    console.print(table)
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--node", default=None, help="Run in this node's namespace.")
+@click.option("-n", "--namespace", "kns", default="default", help="Pod namespace (for a pod target).")
+@cluster_option
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+@handle_errors
+def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]) -> None:
+    """Run a command in a node's (--node N), host's (host/NAME) or pod's ([NS/]POD) network namespace.
+
+    Examples: netsim exec --node node-1 -- ip route;  netsim exec host/client -- ping -c1 172.18.0.2
+    """
+    preflight.require_root("exec")
+    if "--" in args:
+        cut = args.index("--")
+        before, command = args[:cut], args[cut + 1:]
+    elif node is not None:
+        before, command = (), args
+    else:
+        before, command = args[:1], args[1:]
+    if len(before) > 1:
+        raise UsageError(f"one target expected before --, got {' '.join(before)}")
+    target = before[0] if before else None
+    if not command:
+        raise UsageError("no command given (netsim exec TARGET -- CMD ARGS)")
+    st = lifecycle.resolve_cluster(cluster)
+    if node is not None:
+        rec = st.node(node)
+        if rec is None:
+            raise UsageError(f"cluster {st.name} has no node {node!r} (nodes: {', '.join(n['name'] for n in st.nodes)})")
+        ns = rec["netns"]
+    elif target and target.startswith("node/"):
+        rec = st.node(target[5:])
+        if rec is None:
+            raise UsageError(f"cluster {st.name} has no node {target[5:]!r}")
+        ns = rec["netns"]
+    elif target and target.startswith("host/"):
+        rec = st.host(target[5:])
+        if rec is None:
+            raise UsageError(f"cluster {st.name} has no external host {target[5:]!r}")
+        ns = rec["netns"]
+    elif target:
+        pod_ns, _, pod = target.rpartition("/")
+        ns = naming.pod_ns(st.name, pod_ns or kns, pod)
+        if not os.path.exists(f"/run/netns/{ns}"):
+            raise UsageError(f"no pod {pod_ns or kns}/{pod} in cluster {st.name}")
+    else:
+        raise UsageError("say where to run: --node NODE, host/NAME or a pod name")
+    # `ip netns exec` also binds /etc/netns/<ns>/* (a pod's resolv.conf) over /etc in a private mount ns.
+    argv = ["ip", "netns", "exec", ns, *command]
+    try:
+        os.execvp(argv[0], argv)
+    except FileNotFoundError:
+        fail("`ip` (iproute2) is not installed", EXIT_USAGE)
+
+
+def main() -> None:
+    cli(prog_name="netsim")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The node network: an underlay switch in the fabric namespace, nodes and external hosts on it.
+
+The fabric namespace holds the `underlay` bridge (the L2 segment nodes share, like kind's docker network)
+and acts as the underlay's router: it owns the gateway address, and external hosts on their own subnets
+hang off it on routed ports. Nodes get `eth0` on the bridge with their node IP and a default route via
+the gateway, so NodePorts, external IPs and LoadBalancer IPs can be reached from "outside" while no packet
+ever leaves the cluster's namespaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netsim import naming
+from netsim.kernel.api import Kernel, Route
+from netsim.model.cluster import ClusterSpec, HostSpec, NodeSpec
+
+# What a Kubernetes node needs (kubeadm's preflight requires the first two; kube-proxy sets
+# route_localnet for localhost NodePorts). rp_filter: kubeadm leaves it to the distribution, whose default
+# (systemd's 50-default.conf) is loose mode 2 - which Calico also requires (it refuses strict mode 1).
+NODE_SYSCTLS = (
+    ("net.ipv4.ip_forward", "1"),
+    ("net.bridge.bridge-nf-call-iptables", "1"),
+    ("net.ipv4.conf.all.route_localnet", "1"),
+    ("net.ipv4.conf.all.rp_filter", "2"),
+    ("net.ipv4.conf.default.rp_filter", "2"),
+)
+FABRIC_SYSCTLS = (
+    ("net.ipv4.ip_forward", "1"),
+    # The underlay is a plain switch: bridged frames are not for iptables there.
+    ("net.bridge.bridge-nf-call-iptables", "0"),
+)
+
+
+def build_fabric(k: Kernel, spec: ClusterSpec) -> str:
+    ns = naming.fabric_ns(spec.name)
+    k.netns_create(ns)
+    for key, value in FABRIC_SYSCTLS:
+        k.sysctl_set(ns, key, value)
+    k.bridge_add(ns, naming.UNDERLAY_BRIDGE, mtu=spec.network.mtu)
+    k.addr_add(ns, naming.UNDERLAY_BRIDGE, f"{spec.gateway_ip}/{spec.node_net.prefixlen}")
+    return ns
+
+
+def add_node(k: Kernel, spec: ClusterSpec, index: int, node: NodeSpec) -> dict:
+    """Create one node namespace on the underlay; returns its record for the state file."""
+    fabric = naming.fabric_ns(spec.name)
+    ns = naming.node_ns(spec.name, node.name)
+    ip = spec.node_ip(index)
+    k.netns_create(ns)
+    for key, value in NODE_SYSCTLS:
+        k.sysctl_set(ns, key, value)
+    port = naming.fabric_port_for_node(index)
+    k.veth_add(fabric, port, ns, naming.UPLINK, mtu=spec.network.mtu, up=False)
+    k.link_set(fabric, port, master=naming.UNDERLAY_BRIDGE, up=True)
+    k.addr_add(ns, naming.UPLINK, f"{ip}/{spec.node_net.prefixlen}")
+    k.link_set(ns, naming.UPLINK, up=True)
+    k.route_replace(ns, Route(dst="default", via=spec.gateway_ip))
+    return {"name": node.name, "index": index, "ip": ip, "podCIDR": spec.node_pod_cidr(index), "netns": ns,
+            "labels": dict(node.labels), "taints": [t.__dict__ for t in node.taints]}
+
+
+def add_host(k: Kernel, spec: ClusterSpec, index: int, host: HostSpec) -> dict:
+    fabric = naming.fabric_ns(spec.name)
+    ns = naming.host_ns(spec.name, host.name)
+    port = naming.fabric_port_for_host(index)
+    k.netns_create(ns)
+    k.veth_add(fabric, port, ns, naming.UPLINK, mtu=spec.network.mtu, up=False)
+    if host.on_node_network:
+        k.link_set(fabric, port, master=naming.UNDERLAY_BRIDGE, up=True)
+        gateway = spec.gateway_ip
+    else:
+        # A routed port: the fabric is this subnet's router (.1).
+        net = ipaddress.IPv4Network(f"{host.ip}/{host.prefixlen}", strict=False)
+        gateway = str(net.network_address + 1)
+        k.addr_add(fabric, port, f"{gateway}/{host.prefixlen}")
+        k.link_set(fabric, port, up=True)
+    k.addr_add(ns, naming.UPLINK, f"{host.ip}/{host.prefixlen}")
+    k.link_set(ns, naming.UPLINK, up=True)
+    k.route_replace(ns, Route(dst="default", via=gateway))
+    return {"name": host.name, "ip": host.ip, "netns": ns, "gateway": gateway}

@@ -1,0 +1,185 @@
+"""Cluster lifecycle: up, down (also after a crash), status.
+
+`up` records the cluster in its state directory before it creates anything, so a run killed half-way
+leaves a state dir that `down` finds; everything the cluster made is also findable by its name prefix.
+A failure during `up` tears down what was built before re-raising: no half-built cluster stays behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netsim import fabric, naming, state
+from netsim.kernel import netns as netns_mod
+from netsim.kernel.api import Kernel
+from netsim.model.cluster import ClusterSpec
+from netsim.model.errors import UsageError
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet) -> state.ClusterState:
+    """Build the node network of `spec`. Raises UsageError if a cluster of that name exists."""
+    existing = state.load(spec.name)
+    if existing is not None or os.path.isdir(naming.state_dir(spec.name)):
+        phase = existing.phase if existing else "unknown"
+        if phase == "ready":
+            raise UsageError(f"cluster {spec.name!r} is already running; use another --name, or "
+                             f"`netsim down --name {spec.name}` first")
+        raise UsageError(f"cluster {spec.name!r} was left half-built by an earlier run (phase {phase}); "
+                         f"clean it up with `netsim down --name {spec.name}`")
+    leftovers = owned_netns(spec.name)
+    if leftovers:
+        raise UsageError(f"{len(leftovers)} network namespace(s) of an earlier cluster {spec.name!r} remain "
+                         f"(e.g. {leftovers[0]}); clean them up with `netsim down --name {spec.name}`")
+    os.makedirs(naming.STATE_ROOT, exist_ok=True)
+    os.mkdir(naming.state_dir(spec.name))  # claims the name; a racing `up` of the same name fails here
+    st = state.ClusterState(name=spec.name, phase="building", spec=spec.to_dict())
+    state.save(st)
+    t0 = time.monotonic()
+    try:
+        st.fabric = fabric.build_fabric(k, spec)
+        for i, node in enumerate(spec.nodes):
+            st.nodes.append(fabric.add_node(k, spec, i, node))
+            os.makedirs(naming.node_state_dir(spec.name, node.name), exist_ok=True)
+            progress(f"node {node.name} {st.nodes[-1]['ip']}")
+        for i, host in enumerate(spec.external_hosts):
+            st.hosts.append(fabric.add_host(k, spec, i, host))
+            progress(f"host {host.name} {host.ip}")
+        st.phase = "ready"
+        st.extra["buildSeconds"] = round(time.monotonic() - t0, 3)
+        state.save(st)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            down(k, spec.name)
+        raise
+    return st
+
+
+def owned_netns(cluster: str) -> list[str]:
+    others = state.known_clusters()
+    return [n for n in netns_mod.list_names(naming.cluster_prefix(cluster)) if naming.owned_by(cluster, n, others)]
+
+
+@dataclass
+class DownReport:
+    cluster: str
+    namespaces: int
+    processes: int
+    state_dir: bool
+
+
+def _kill(pids: set[int]) -> int:
+    me = os.getpid()
+    pids.discard(me)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 2
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.01)
+    return len(pids)
+
+
+def _pid_alive_is_ours(pid: int, cluster: str) -> bool:
+    """The recorded daemon pid is still a netsim process of this cluster (pids get reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return "netsim" in cmd and cluster in cmd
+
+
+def down(k: Kernel, cluster: str) -> DownReport:
+    """Remove everything `cluster` made: processes, namespaces, /etc/netns entries, state. Idempotent."""
+    st = state.load(cluster)
+    names = owned_netns(cluster)
+    pids: set[int] = set()
+    for n in names:
+        pids.update(netns_mod.pids_in(n))
+    if st is not None:
+        for pid in [st.extra.get("daemonPid")]:
+            if pid and _pid_alive_is_ours(pid, cluster):
+                pids.add(pid)
+    killed = _kill(pids)
+    # Pods first, nodes and hosts next, the fabric last: each veth dies with the first of its two ends.
+    order = sorted(names, key=lambda n: (0 if "-pod-" in n else 2 if n.endswith("-fabric") else 1, n))
+    for n in order:
+        k.netns_delete(n)
+        etc = os.path.join("/etc/netns", n)
+        if os.path.isdir(etc):
+            shutil.rmtree(etc, ignore_errors=True)
+    had_state = os.path.isdir(naming.state_dir(cluster))
+    state.remove(cluster)
+    return DownReport(cluster, len(order), killed, had_state)
+
+
+def down_all(k: Kernel) -> list[DownReport]:
+    """Every cluster with a state dir, then any `netsim-*` namespace left without one."""
+    reports = [down(k, c) for c in state.known_clusters()]
+    stray = netns_mod.list_names(naming.PREFIX)
+    if stray:
+        pids: set[int] = set()
+        for n in stray:
+            pids.update(netns_mod.pids_in(n))
+        killed = _kill(pids)
+        for n in stray:
+            k.netns_delete(n)
+            shutil.rmtree(os.path.join("/etc/netns", n), ignore_errors=True)
+        reports.append(DownReport("(stray)", len(stray), killed, False))
+    return reports
+
+
+def running_clusters() -> list[str]:
+    return [c for c in state.known_clusters() if (s := state.load(c)) is not None and s.phase == "ready"]
+
+
+def resolve_cluster(name: str | None) -> state.ClusterState:
+    """The cluster a command is about: the named one, or the only running one."""
+    if name:
+        st = state.load(name)
+        if st is None:
+            raise UsageError(f"no cluster named {name!r} (running: {', '.join(running_clusters()) or 'none'})")
+        return st
+    running = running_clusters()
+    if not running:
+        raise UsageError("no cluster is running; start one with `netsim up`")
+    if len(running) > 1:
+        raise UsageError(f"several clusters are running ({', '.join(running)}); choose one with --cluster")
+    st = state.load(running[0])
+    assert st is not None
+    return st
+
+
+def status(st: state.ClusterState) -> dict:
+    """What is built and whether its namespaces are still there."""
+    def present(ns: str) -> bool:
+        return os.path.exists(netns_mod.netns_path(ns))
+    spec = st.spec["spec"]
+    return {
+        "name": st.name, "phase": st.phase, "plugin": spec["network"]["plugin"],
+        "backend": spec["network"]["backend"], "podCIDR": spec["network"]["podCIDR"],
+        "serviceCIDR": spec["network"]["serviceCIDR"], "nodeNetwork": spec["network"]["nodeNetwork"],
+        "fabric": {"netns": st.fabric, "present": present(st.fabric) if st.fabric else False},
+        "nodes": [{**n, "present": present(n["netns"])} for n in st.nodes],
+        "hosts": [{**h, "present": present(h["netns"])} for h in st.hosts],
+        "stateDir": naming.state_dir(st.name), "created": st.created, **st.extra,
+    }

@@ -1,0 +1,256 @@
+"""The proxy's own input types: what kube-proxy knows about one service port, one endpoint, the node it
+runs on, and its flags.
+
+They mirror kube-proxy's internal interfaces rather than the API objects, so the renderer can be tested
+without manifests and an adapter (Service/EndpointSlice -> these) can come later:
+
+- `ServicePort` follows `proxy.ServicePort` / `BaseServicePortInfo` (kubernetes pkg/proxy/serviceport.go):
+  one entry per (service, port); `ExternallyAccessible`, `UsesClusterEndpoints`, `UsesLocalEndpoints`,
+  `ExternalPolicyLocal`, `InternalPolicyLocal` have the same definitions.
+- `Endpoint` follows `proxy.Endpoint` / `BaseEndpointInfo` (pkg/proxy/endpoint.go): `String()` is
+  `net.JoinHostPort(ip, port)`; ready/serving/terminating are the EndpointSlice conditions already
+  defaulted (ready = ready is nil or true, serving = serving is nil or true, terminating = terminating is
+  true; endpointslicecache.go). `port` is the already-resolved target port.
+- `ProxyConfig` carries the kube-proxy flags that change the rules (--cluster-cidr / --detect-local-mode,
+  --masquerade-all, --iptables-masquerade-bit, --iptables-localhost-nodeports, --nodeport-addresses).
+
+Only IPv4 rendering is supported (netsim clusters are single-stack IPv4); endpoint strings and chain-name
+hashing handle IPv6 correctly anyway.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+Protocol = Literal["TCP", "UDP", "SCTP"]
+TrafficPolicy = Literal["Cluster", "Local"]
+DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "None"]
+
+PROTOCOLS: tuple[str, ...] = ("TCP", "UDP", "SCTP")
+
+
+def join_host_port(ip: str, port: int) -> str:
+    """Go's net.JoinHostPort: IPv6 addresses are bracketed."""
+    if ":" in ip:
+        return f"[{ip}]:{port}"
+    return f"{ip}:{port}"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One port of one Service, as kube-proxy sees it (pkg/proxy/serviceport.go BaseServicePortInfo).
+
+    `cluster_ip` None means headless (or ClusterIP "None"): kube-proxy skips the service entirely.
+    `load_balancer_ips` are the status.loadBalancer.ingress IPs already filtered (family, ipMode != Proxy).
+    `session_affinity_timeout` None means sessionAffinity None; otherwise ClientIP with that many seconds.
+    """
+
+    namespace: str
+    name: str
+    port_name: str = ""
+    protocol: Protocol = "TCP"
+    cluster_ip: str | None = None
+    port: int = 0
+    node_port: int = 0
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    session_affinity_timeout: int | None = None
+    external_traffic_policy: TrafficPolicy = "Cluster"
+    internal_traffic_policy: TrafficPolicy = "Cluster"
+    health_check_node_port: int = 0
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unsupported protocol {self.protocol!r}")
+        # Accept lists from callers but keep the object hashable and immutable.
+        for name in ("external_ips", "load_balancer_ips", "load_balancer_source_ranges"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    # --- names ------------------------------------------------------------------------------------
+    @property
+    def service_name(self) -> str:
+        """`<ns>/<name>`: the NamespacedName the partial-sync bookkeeping is keyed on (as upstream)."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def port_name_string(self) -> str:
+        """proxy.ServicePortName.String(): `ns/name`, plus `:portName` only when the port is named."""
+        if self.port_name:
+            return f"{self.namespace}/{self.name}:{self.port_name}"
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def proto(self) -> str:
+        """Lower-case protocol as used in rules (`-m tcp -p tcp`) and in chain-name hashing."""
+        return self.protocol.lower()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(port name string, protocol): how endpoints are looked up for this port (upstream keys its
+        EndpointsMap by ServicePortName, which includes the protocol)."""
+        return (self.port_name_string, self.protocol)
+
+    def sort_key(self) -> tuple[str, str, str, str]:
+        """Deterministic order replacing kube-proxy's random map iteration."""
+        return (self.namespace, self.name, self.port_name, self.protocol)
+
+    # --- serviceport.go helpers -------------------------------------------------------------------
+    @property
+    def headless(self) -> bool:
+        return not self.cluster_ip or self.cluster_ip == "None"
+
+    def externally_accessible(self) -> bool:
+        return self.node_port != 0 or bool(self.load_balancer_ips) or bool(self.external_ips)
+
+    def external_policy_local(self) -> bool:
+        # apiservice.ExternalPolicyLocal: only meaningful for externally accessible services.
+        return self.external_traffic_policy == "Local" and self.externally_accessible()
+
+    def internal_policy_local(self) -> bool:
+        return self.internal_traffic_policy == "Local"
+
+    def uses_cluster_endpoints(self) -> bool:
+        return not self.internal_policy_local() or self.externally_accessible()
+
+    def uses_local_endpoints(self) -> bool:
+        return self.internal_policy_local() or (self.external_policy_local() and self.externally_accessible())
+
+    def source_ranges(self) -> tuple[str, ...]:
+        """loadBalancerSourceRanges trimmed of whitespace and normalised to network form (as upstream
+        parses them with net.ParseCIDR and prints IPNet.String())."""
+        out = []
+        for raw in self.load_balancer_source_ranges:
+            text = raw.strip()
+            if not text:
+                continue
+            out.append(str(ipaddress.ip_network(text, strict=False)))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint of a service port (pkg/proxy/endpoint.go BaseEndpointInfo)."""
+
+    ip: str
+    port: int
+    node_name: str = ""
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+
+    def __str__(self) -> str:  # endpoint.String()
+        return join_host_port(self.ip, self.port)
+
+    @property
+    def key(self) -> str:
+        return str(self)
+
+    def is_local(self, node_name: str) -> bool:
+        return bool(self.node_name) and self.node_name == node_name
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """The node kube-proxy runs on: its name (for endpoint locality), its IPs (primary first) and the
+    pod CIDR it was given (for --detect-local-mode=NodeCIDR)."""
+
+    name: str
+    ips: tuple[str, ...] = ()
+    pod_cidr: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ips", tuple(self.ips))
+
+    @property
+    def primary_ip(self) -> str | None:
+        return self.ips[0] if self.ips else None
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """kube-proxy flags that shape the rules.
+
+    - `cluster_cidr` + `detect_local_mode` build the LocalTrafficDetector: ClusterCIDR uses `cluster_cidr`,
+      NodeCIDR uses the node's pod CIDR, None (or no CIDR) means no detector (no `! -s` masquerade rule,
+      no pod short-circuit in KUBE-EXT chains).
+    - `masquerade_bit` 14 gives mark 0x4000. kube-proxy formats it with Go's "%#08x", i.e. `0x00004000`;
+      `iptables-save` prints it back as `0x4000`.
+    - `localhost_nodeports` as --iptables-localhost-nodeports (default true), disabled automatically when
+      `nodeport_addresses` is set and contains no IPv4 loopback address.
+    - `nodeport_addresses` empty = all local addresses (`-m addrtype --dst-type LOCAL`).
+    - `nfacct`: whether the nfacct counters (`localhost_nps_accepted_pkts`, `ct_state_invalid_dropped_pkts`)
+      exist. kube-proxy only writes `-m nfacct` matches for counters it managed to create; netsim does not
+      create nfacct objects, so the default is False and those matches are left out (as kube-proxy does on
+      a host without nfacct support).
+    - `conntrack_tcp_be_liberal`: the sysctl net.netfilter.nf_conntrack_tcp_be_liberal != 0 removes the
+      KUBE-FORWARD INVALID drop.
+    - `random_fully`: whether iptables supports MASQUERADE --random-fully (current iptables does).
+    - `large_cluster_threshold`: above this many endpoints the per-endpoint comments are dropped.
+    """
+
+    cluster_cidr: str | None = None
+    detect_local_mode: DetectLocalMode = "ClusterCIDR"
+    masquerade_all: bool = False
+    masquerade_bit: int = 14
+    localhost_nodeports: bool = True
+    nodeport_addresses: tuple[str, ...] = ()
+    nfacct: bool = False
+    conntrack_tcp_be_liberal: bool = False
+    random_fully: bool = True
+    large_cluster_threshold: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodeport_addresses", tuple(self.nodeport_addresses))
+        if not 0 <= self.masquerade_bit <= 31:
+            raise ValueError("masquerade_bit must be in 0..31")
+
+    @property
+    def masquerade_mark(self) -> str:
+        """The mark string exactly as kube-proxy writes it (Go "%#08x"): bit 14 -> `0x00004000`."""
+        return "0x" + format(1 << self.masquerade_bit, "08x")
+
+    @property
+    def mark_value(self) -> int:
+        return 1 << self.masquerade_bit
+
+    def local_detector_cidr(self, node: NodeInfo) -> str | None:
+        """The CIDR of the LocalTrafficDetector, or None when there is no detector."""
+        if self.detect_local_mode == "ClusterCIDR":
+            return self.cluster_cidr or None
+        if self.detect_local_mode == "NodeCIDR":
+            return node.pod_cidr or None
+        return None
+
+    def nodeport_match_all(self) -> bool:
+        return not self.nodeport_addresses
+
+    def effective_localhost_nodeports(self) -> bool:
+        """NewProxier: localhost NodePorts are disabled when nodePortAddresses has no IPv4 loopback."""
+        if not self.localhost_nodeports:
+            return False
+        if self.nodeport_match_all():
+            return True
+        loopback = ipaddress.ip_address("127.0.0.1")
+        return any(loopback in ipaddress.ip_network(c, strict=False) for c in self.nodeport_addresses)
+
+    def nodeport_ips(self, node: NodeInfo) -> list[str]:
+        """NodePortAddresses.GetNodeIPs: the node's addresses (and 127.0.0.1, which every netns has on lo)
+        inside --nodeport-addresses, in the node's address order."""
+        nets = [ipaddress.ip_network(c, strict=False) for c in self.nodeport_addresses]
+        out: list[str] = []
+        for ip in (*node.ips, "127.0.0.1"):
+            addr = ipaddress.ip_address(ip)
+            if any(addr.version == n.version and addr in n for n in nets) and ip not in out:
+                out.append(ip)
+        return out
+
+
+@dataclass
+class ServiceEndpoints:
+    """A service port with its endpoints; the renderer's unit of input."""
+
+    service: ServicePort
+    endpoints: list[Endpoint] = field(default_factory=list)

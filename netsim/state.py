@@ -1,0 +1,82 @@
+"""The cluster's state directory: /run/netsim/<cluster>/.
+
+`cluster.json` records the spec and what was built (phase building -> ready), so `status`, `exec` and
+`down` work from any process, and a crashed `up` is recognisable as such. /run is a tmpfs: state never
+outlives a reboot, and neither do the namespaces it describes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from netsim import naming
+
+
+@dataclass
+class ClusterState:
+    name: str
+    phase: str  # building | ready
+    spec: dict[str, Any]
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # name, ip, podCIDR, netns
+    hosts: list[dict[str, Any]] = field(default_factory=list)  # name, ip, netns
+    fabric: str = ""
+    created: float = field(default_factory=time.time)
+    pid: int = field(default_factory=os.getpid)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "phase": self.phase, "spec": self.spec, "nodes": self.nodes,
+                "hosts": self.hosts, "fabric": self.fabric, "created": self.created, "pid": self.pid,
+                "extra": self.extra}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ClusterState:
+        return cls(name=d["name"], phase=d["phase"], spec=d["spec"], nodes=d.get("nodes", []),
+                   hosts=d.get("hosts", []), fabric=d.get("fabric", ""), created=d.get("created", 0.0),
+                   pid=d.get("pid", 0), extra=d.get("extra", {}))
+
+    def node(self, name: str) -> dict[str, Any] | None:
+        return next((n for n in self.nodes if n["name"] == name), None)
+
+    def host(self, name: str) -> dict[str, Any] | None:
+        return next((h for h in self.hosts if h["name"] == name), None)
+
+
+def state_file(cluster: str) -> str:
+    return os.path.join(naming.state_dir(cluster), "cluster.json")
+
+
+def save(state: ClusterState) -> None:
+    """Write atomically so a reader never sees half a file."""
+    path = state_file(state.name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(state.to_json(), f, indent=1)
+    os.replace(tmp, path)
+
+
+def load(cluster: str) -> ClusterState | None:
+    try:
+        with open(state_file(cluster)) as f:
+            return ClusterState.from_json(json.load(f))
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None
+
+
+def known_clusters() -> list[str]:
+    """Clusters with a state directory (ready, building, or left by a crash)."""
+    try:
+        return sorted(d for d in os.listdir(naming.STATE_ROOT)
+                      if os.path.isdir(os.path.join(naming.STATE_ROOT, d)))
+    except FileNotFoundError:
+        return []
+
+
+def remove(cluster: str) -> None:
+    shutil.rmtree(naming.state_dir(cluster), ignore_errors=True)
