@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything netsim needs on a Debian machine, as root: kernel tools from apt, a virtualenv in
+# .venv with netsim and its test extras. Idempotent: a second run is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/setup.sh must run as root (it installs apt packages)" >&2
+  exit 2
+fi
+
+APT_PACKAGES=(iproute2 iptables ipset conntrack nftables iputils-ping netcat-openbsd tcpdump
+              containernetworking-plugins graphviz python3 python3-venv python3-pip)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  echo "netsim needs Python >= 3.11 ($PY is $("$PY" --version 2>&1))" >&2
+  exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.netsim-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+echo "netsim installed: $(.venv/bin/netsim --version)"
