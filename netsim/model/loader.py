@@ -1,0 +1,241 @@
+"""Read Kubernetes manifests (files, directories, stdin, text) into typed objects, all or nothing.
+
+Every document of the whole input is parsed before anything is returned; if any is bad the loader raises
+`SpecErrors` with one error per bad document (plus duplicates), so a caller applies nothing from an input
+that is partly wrong and the user sees every problem at once. Each error names the file, the document
+(1-based), the object ("Deployment default/web") and the field path.
+
+YAML is read the way kubectl reads it (sigs.k8s.io/yaml): multi-document streams, `null`/empty documents
+skipped, `kind: List` (and `<Kind>List`) unpacked, timestamps left as strings. Unlike PyYAML's default a
+key repeated in one mapping is an error (kubectl's strict decoding rejects it too) since the later value
+silently winning hides mistakes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from netsim.model.errors import Source, SpecError, SpecErrors
+from netsim.model.registry import KINDS, kind_info
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys and keeps timestamps as strings."""
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    out: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, "mapping keys must be scalars",
+                                                    key_node.start_mark) from None
+        if key in out:
+            raise yaml.constructor.ConstructorError(None, None, f"mapping key {key!r} appears twice",
+                                                    key_node.start_mark)
+        out[key] = loader.construct_object(value_node, deep=deep)
+    return out
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _yaml_error(e: yaml.YAMLError, source: Source) -> SpecError:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    context = getattr(e, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    detail = f"{problem} ({context})" if context and context != problem else problem
+    return SpecError(f"YAML syntax error{where}: {detail}", source=source)
+
+
+def iter_raw_documents(text: str, file: str) -> Iterator[tuple[Source, Any]]:
+    """Yield (source, document) for each YAML document; a syntax error is raised as SpecError (and ends)."""
+    index = 0
+    try:
+        for doc in yaml.load_all(text, Loader=_StrictLoader):  # noqa: S506 - a SafeLoader subclass
+            yield Source(file, index), doc
+            index += 1
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, Source(file, index)) from None
+
+
+def _describe(doc: Mapping) -> str | None:
+    kind = doc.get("kind")
+    md = doc.get("metadata")
+    name = md.get("name") if isinstance(md, Mapping) else None
+    if isinstance(kind, str) and isinstance(name, str):
+        ns = md.get("namespace")
+        return f"{kind} {ns}/{name}" if isinstance(ns, str) else f"{kind} {name}"
+    return kind if isinstance(kind, str) else None
+
+
+def parse_object(doc: Any, source: Source) -> Any:
+    """Parse one object document into its typed object; raise SpecError naming what is wrong."""
+    if not isinstance(doc, Mapping):
+        raise SpecError(f"a document must be a mapping (a Kubernetes object), got {type(doc).__name__}",
+                        source=source)
+    obj = _describe(doc)
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise SpecError("is required (a string such as Pod or Deployment)", source=source, obj=obj, field="kind")
+    if not isinstance(api_version, str) or not api_version:
+        raise SpecError("is required (a string such as v1 or apps/v1)", source=source, obj=obj,
+                        field="apiVersion")
+    info = kind_info(kind)
+    if info is None:
+        raise SpecError(f"unknown kind {kind!r} (apiVersion {api_version!r}); netsim understands "
+                        f"{', '.join(sorted(KINDS))}", source=source, obj=obj, field="kind")
+    if api_version not in info.api_versions:
+        raise SpecError(f"apiVersion {api_version!r} is not served for kind {kind}; use "
+                        f"{' or '.join(info.api_versions)}", source=source, obj=obj, field="apiVersion")
+    try:
+        parser = info.parser
+    except ModuleNotFoundError as e:
+        if e.name != info.module:
+            raise
+        raise SpecError(f"kind {kind} is not available in this netsim build", source=source, obj=obj,
+                        field="kind") from None
+    return parser(doc, source)
+
+
+def _is_list(doc: Any) -> bool:
+    if not isinstance(doc, Mapping):
+        return False
+    kind = doc.get("kind")
+    return kind == "List" or (isinstance(kind, str) and kind.endswith("List") and kind[:-4] in KINDS)
+
+
+def _in_list(e: SpecError, index: int) -> SpecError:
+    field = f"items[{index}]" + (f".{e.field}" if e.field else "")
+    return SpecError(e.message, source=e.source, obj=e.obj, field=field)
+
+
+def object_key(obj: Any) -> tuple[str, str | None, str]:
+    """Identity of an object within a cluster: (kind, namespace, name)."""
+    return obj.kind, obj.meta.namespace, obj.meta.name
+
+
+def object_ref(obj: Any) -> str:
+    """`Kind ns/name` (or `Kind name` for cluster-scoped kinds), as errors and events name objects."""
+    return f"{obj.kind} {obj.meta.key}"
+
+
+def parse_sources(items: Iterable[tuple[Source, Any]]) -> tuple[list[tuple[Source, Any]], list[SpecError]]:
+    """Parse raw (source, document) pairs; return parsed (source, object) pairs and all errors, no raise."""
+    parsed: list[tuple[Source, Any]] = []
+    errors: list[SpecError] = []
+    for source, doc in items:
+        if doc is None:
+            continue
+        if _is_list(doc):
+            raw_items = doc.get("items")
+            if raw_items is None:
+                continue
+            if not isinstance(raw_items, list):
+                errors.append(SpecError("must be a list of objects", source=source, obj=str(doc.get("kind")),
+                                        field="items"))
+                continue
+            for i, item in enumerate(raw_items):
+                try:
+                    parsed.append((source, parse_object(item, source)))
+                except SpecError as e:
+                    errors.append(_in_list(e, i))
+            continue
+        try:
+            parsed.append((source, parse_object(doc, source)))
+        except SpecError as e:
+            errors.append(e)
+    seen: dict[tuple[str, str | None, str], Source] = {}
+    for source, obj in parsed:
+        key = object_key(obj)
+        if key in seen:
+            errors.append(SpecError(f"duplicate object: {object_ref(obj)} is also defined in "
+                                    f"{seen[key].describe()}", source=source, obj=object_ref(obj),
+                                    field="metadata.name"))
+        else:
+            seen[key] = source
+    return parsed, errors
+
+
+def _text_documents(text: str, file: str, errors: list[SpecError]) -> list[tuple[Source, Any]]:
+    docs: list[tuple[Source, Any]] = []
+    try:
+        for item in iter_raw_documents(text, file):
+            docs.append(item)
+    except SpecError as e:
+        errors.append(e)
+    return docs
+
+
+def parse_documents(text: str, source_file: str = "<inline>") -> list[Any]:
+    """Parse a (multi-document) YAML/JSON text into typed objects; raise SpecErrors if any part is bad."""
+    errors: list[SpecError] = []
+    docs = _text_documents(text, source_file, errors)
+    parsed, parse_errors = parse_sources(docs)
+    errors.extend(parse_errors)
+    if errors:
+        raise SpecErrors(_input_order(errors, {source_file: 0}))
+    return [obj for _, obj in parsed]
+
+
+def _input_order(errors: list[SpecError], order: dict[str, int]) -> list[SpecError]:
+    return sorted(errors, key=lambda e: (order.get(e.source.file, len(order)),
+                                         -1 if e.source.doc is None else e.source.doc))
+
+
+def manifest_files(path: Path) -> list[Path]:
+    """The manifest files of a directory, recursively, in sorted order (as `kubectl apply -R -f`)."""
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+
+
+def load_documents(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | None = None) -> list[Any]:
+    """Load manifests from files, directories (recursive) and "-" (stdin); all or nothing (SpecErrors)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    errors: list[SpecError] = []
+    docs: list[tuple[Source, Any]] = []
+    order: dict[str, int] = {}  # file -> position in the input, to report errors in input order
+    for p in paths:
+        p = str(p)
+        order.setdefault(p, len(order))
+        if p == "-":
+            docs.extend(_text_documents((stdin or sys.stdin).read(), "-", errors))
+            continue
+        path = Path(p)
+        if path.is_dir():
+            files = manifest_files(path)
+        elif path.exists():
+            files = [path]
+        else:
+            errors.append(SpecError("no such file or directory", source=Source(p)))
+            continue
+        for f in files:
+            order.setdefault(str(f), len(order))
+            try:
+                text = f.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                errors.append(SpecError(f"cannot read: {e}", source=Source(str(f))))
+                continue
+            docs.extend(_text_documents(text, str(f), errors))
+    parsed, parse_errors = parse_sources(docs)
+    errors.extend(parse_errors)
+    if errors:
+        raise SpecErrors(_input_order(errors, order))
+    return [obj for _, obj in parsed]

@@ -1,0 +1,83 @@
+"""Which kinds netsim understands: apiVersions accepted, parser, scope, and kubectl's names for them.
+
+Parsers take `(doc, source)` and return a frozen typed object with `kind`, `api_version`, `meta` and
+`to_dict()`. NetworkPolicy's parser lives in netsim.model.networkpolicy and is imported on first use.
+Aliases follow kubectl's resource names and short names (`kubectl api-resources`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from netsim.model.errors import Source
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str
+    api_versions: tuple[str, ...]
+    namespaced: bool
+    module: str  # where the parser lives, imported lazily so optional modules may be absent
+    parser_name: str
+    plural: str
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def parser(self) -> Callable[[Mapping[str, Any], Source], Any]:
+        return getattr(importlib.import_module(self.module), self.parser_name)
+
+
+KINDS: dict[str, KindInfo] = {k.kind: k for k in (
+    KindInfo("Namespace", ("v1",), False, "netsim.model.namespace", "parse_namespace", "namespaces", ("ns",)),
+    KindInfo("Pod", ("v1",), True, "netsim.model.pod", "parse_pod", "pods", ("po",)),
+    KindInfo("Service", ("v1",), True, "netsim.model.service", "parse_service", "services", ("svc",)),
+    KindInfo("Deployment", ("apps/v1",), True, "netsim.model.workloads", "parse_deployment", "deployments",
+             ("deploy",)),
+    KindInfo("ReplicaSet", ("apps/v1",), True, "netsim.model.workloads", "parse_replicaset", "replicasets",
+             ("rs",)),
+    KindInfo("DaemonSet", ("apps/v1",), True, "netsim.model.workloads", "parse_daemonset", "daemonsets",
+             ("ds",)),
+    KindInfo("StatefulSet", ("apps/v1",), True, "netsim.model.workloads", "parse_statefulset", "statefulsets",
+             ("sts",)),
+    KindInfo("Job", ("batch/v1",), True, "netsim.model.batch", "parse_job", "jobs"),
+    KindInfo("CronJob", ("batch/v1",), True, "netsim.model.batch", "parse_cronjob", "cronjobs", ("cj",)),
+    KindInfo("EndpointSlice", ("discovery.k8s.io/v1",), True, "netsim.model.endpointslice",
+             "parse_endpointslice", "endpointslices", ("eps",)),
+    KindInfo("NetworkPolicy", ("networking.k8s.io/v1",), True, "netsim.model.networkpolicy",
+             "parse_networkpolicy", "networkpolicies", ("netpol",)),
+)}
+
+_ALIASES: dict[str, str] = {}
+for _info in KINDS.values():
+    for _name in (_info.kind, _info.plural, _info.plural.removesuffix("s"), *_info.short_names):
+        _ALIASES[_name.lower()] = _info.kind
+# kubectl also answers to these: `ep`/`endpoints` name the older Endpoints view of the same data.
+_ALIASES.update({"ep": "EndpointSlice", "endpoints": "EndpointSlice", "endpointslice": "EndpointSlice",
+                 "networkpolicy": "NetworkPolicy", "policy": "NetworkPolicy"})
+
+
+def kind_alias(name: str) -> str | None:
+    """The canonical kind for a CLI spelling (`po`, `pods`, `deploy`, `svc`, `netpol`...), or None.
+
+    A `kind.group` form (`deployments.apps`) is accepted as kubectl does.
+    """
+    key = name.strip().lower()
+    if key in _ALIASES:
+        return _ALIASES[key]
+    head, _, group = key.partition(".")
+    kind = _ALIASES.get(head)
+    if kind and group and any(v.rpartition("/")[0] == group or (group == "" and "/" not in v)
+                              for v in KINDS[kind].api_versions):
+        return kind
+    return None
+
+
+def kind_info(kind: str) -> KindInfo | None:
+    return KINDS.get(kind)
+
+
+def kinds_for_api_version(api_version: str) -> list[str]:
+    return [k.kind for k in KINDS.values() if api_version in k.api_versions]
