@@ -151,7 +151,13 @@ def parse_metadata(doc: Mapping[str, Any], *, source: Source, kind: str, namespa
     """Read `metadata` of a document: name (DNS-1123 subdomain), namespace (label), labels, annotations."""
     md = doc.get("metadata")
     raw_name = md.get("name") if isinstance(md, Mapping) else None
-    obj = f"{kind}/{raw_name}" if isinstance(raw_name, str) else kind
+    raw_ns = md.get("namespace") if isinstance(md, Mapping) else None
+    if not isinstance(raw_ns, str):
+        raw_ns = default_namespace
+    if not isinstance(raw_name, str):
+        obj = kind
+    else:
+        obj = f"{kind} {raw_ns}/{raw_name}" if namespaced else f"{kind} {raw_name}"
     f = Fields(md if md is not None else {}, source=source, obj=obj, path="metadata")
     name = f.str("name", required=True)
     if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
