@@ -45,6 +45,7 @@ class ServicePort:
     `cluster_ip` None means headless (or ClusterIP "None"): kube-proxy skips the service entirely.
     `load_balancer_ips` are the status.loadBalancer.ingress IPs already filtered (family, ipMode != Proxy).
     `session_affinity_timeout` None means sessionAffinity None; otherwise ClientIP with that many seconds.
+    `health_check_node_port` only counts for eTP=Local (upstream keeps it only when NeedsHealthCheck).
     """
 
     namespace: str

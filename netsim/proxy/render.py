@@ -25,8 +25,9 @@ So the jump rules are rendered from what is already there: `render_jump_rules(ex
 netns' current `iptables-save` text (one read before the full-sync restore, the equivalent of kube-proxy's
 `-C` checks) and emits `-I <builtin> 1 <rule>` only for missing jumps, in kube-proxy's iptablesJumpChains
 order (so they end up in the same relative order as kube-proxy's prepends), and `-D <builtin> <rule>`
-for extra copies. A second full sync therefore adds nothing. With `existing_save=None` (state unknown,
-e.g. a freshly created netns) every jump is inserted. The kubelet's KUBE-FIREWALL jumps (INPUT, OUTPUT,
+for extra copies. A second full sync therefore adds nothing. Without `existing_save` the jumps that a
+previous full sync ensured (recorded in `RenderState.jumps`) are taken as present and the others are
+inserted, which is right for a fresh netns and for a full sync that follows partial ones. The kubelet's KUBE-FIREWALL jumps (INPUT, OUTPUT,
 no comment) are handled the same way when localhost NodePorts are enabled.
 
 Partial syncs
@@ -42,11 +43,12 @@ with `-X`. A change of node or config forces a full sync (upstream forces one on
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import ipaddress
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from netsim.proxy import chains as C
-from netsim.proxy.iptables_text import Ruleset, rule_comment, rule_target, split_rule
+from netsim.proxy.iptables_text import Ruleset, format_args, rule_comment, rule_target
 from netsim.proxy.model import Endpoint, NodeInfo, ProxyConfig, ServicePort
 
 EndpointsMap = Mapping[tuple[str, str], Sequence[Endpoint]]
@@ -233,8 +235,9 @@ def _render_port(sp: ServicePort, eps: list[Endpoint], node: NodeInfo, cfg: Prox
         if not has_external:
             filt.append(f"-A {C.KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} "
                         f"-m addrtype --dst-type LOCAL {m} --dport {sp.node_port} -j {ext_target}")
-    # healthCheckNodePort: accepted whether or not there are endpoints
-    if sp.health_check_node_port:
+    # healthCheckNodePort: accepted whether or not there are endpoints. Upstream only keeps the port for
+    # services that NeedsHealthCheck (LoadBalancer with eTP=Local), so a stray value is ignored here too.
+    if sp.health_check_node_port and sp.external_policy_local():
         filt.append(f"-A {C.KUBE_NODEPORTS} -m comment --comment {_q(spn + ' health check node port')} "
                     f"-m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT")
 
@@ -317,8 +320,6 @@ def _endpoint_dispatch(rules: list[str], spn: str, sp: ServicePort, names: C.Ser
 
 
 def _contains(cidr: str, ip: str) -> bool:
-    import ipaddress
-
     a = ipaddress.ip_address(ip)
     net = ipaddress.ip_network(cidr, strict=False)
     return a.version == net.version and a in net
@@ -336,6 +337,10 @@ class JumpRule:
     dst_chain: str
     comment: str
     extra: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.table} {self.src_chain} {self.dst_chain}"
 
     def args(self) -> list[str]:
         out = list(self.extra)
@@ -379,21 +384,21 @@ def _is_same_jump(args: list[str], jump: JumpRule) -> bool:
     return has_new == bool(jump.extra)
 
 
-def render_jump_rules(existing_save: str | None, cfg: ProxyConfig) -> dict[str, list[str]]:
+def render_jump_rules(existing_save: str | None, cfg: ProxyConfig,
+                      assume_present: Collection[str] = ()) -> dict[str, list[str]]:
     """The lines (per table) that make the built-in chains jump into kube-proxy's chains exactly once.
 
-    `existing_save` is the netns' current `iptables-save` output, or None when nothing is known (then
-    every jump is inserted). Missing jumps are inserted at position 1 in iptablesJumpChains order, which
+    `existing_save` is the netns' current `iptables-save` output. Without it, the jumps whose
+    `JumpRule.key` is in `assume_present` (those a previous full sync ensured) are taken as present and
+    all others are inserted. Missing jumps are inserted at position 1 in iptablesJumpChains order, which
     reproduces kube-proxy's prepend order; surplus copies are deleted.
     """
-    jumps = list(JUMP_CHAINS)
-    if cfg.effective_localhost_nodeports():
-        jumps += KUBELET_JUMP_CHAINS
     rs = Ruleset.from_text(existing_save) if existing_save else None
     out: dict[str, list[str]] = {"filter": [], "nat": []}
-    for j in jumps:
-        count = 0
-        if rs is not None:
+    for j in jump_rules_for(cfg):
+        if rs is None:
+            count = 1 if j.key in assume_present else 0
+        else:
             ch = rs.chain(j.table, j.src_chain)
             count = sum(1 for r in ch.rules if _is_same_jump(r, j)) if ch else 0
         if count == 0:
@@ -403,10 +408,16 @@ def render_jump_rules(existing_save: str | None, cfg: ProxyConfig) -> dict[str, 
     return out
 
 
+def jump_rules_for(cfg: ProxyConfig) -> list[JumpRule]:
+    """iptablesJumpChains, plus the kubelet's KUBE-FIREWALL jumps when localhost NodePorts are on."""
+    jumps = list(JUMP_CHAINS)
+    if cfg.effective_localhost_nodeports():
+        jumps += KUBELET_JUMP_CHAINS
+    return jumps
+
+
 def _delete_line(rs: Ruleset | None, j: JumpRule) -> str:
     """A -D line with the exact specification of an existing copy (so the kernel finds it)."""
-    from netsim.proxy.iptables_text import format_args
-
     assert rs is not None
     ch = rs.chain(j.table, j.src_chain)
     assert ch is not None
@@ -434,6 +445,7 @@ class RenderState:
 
     services: Mapping[str, tuple[str, tuple[str, ...]]]
     fingerprint: str
+    jumps: frozenset[str] = frozenset()  # JumpRule keys ensured by the last full sync
 
     def chains(self) -> set[str]:
         return {c for _, names in self.services.values() for c in names}
@@ -483,7 +495,9 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
     - `prev` is the state returned by the previous successful sync; `full=None` means "full if there is
       no usable previous state", `full=True` forces a full sync (kube-proxy: startup, failure, hourly).
     - `existing_save` (full syncs only): the netns' `iptables-save` text, used to add only missing jump
-      rules and to delete leftover service chains (kube-proxy's iptables-save + `-X`).
+      rules and to delete leftover service chains (kube-proxy's iptables-save + `-X`). Without it, the
+      jumps recorded in `prev` are assumed present (so a full sync after a partial one does not
+      duplicate them) and every other jump is inserted.
     """
     fp = _fingerprint(node, cfg)
     if full is None:
@@ -575,7 +589,13 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
             nat_rules.append(f"-A {C.KUBE_SERVICES} -m comment --comment {_q(NODEPORTS_LAST_COMMENT)} -d {ip} "
                              f"-j {C.KUBE_NODEPORTS}")
 
-    jumps = render_jump_rules(existing_save, cfg) if full else {"filter": [], "nat": []}
+    prev_jumps = prev.jumps if prev else frozenset()
+    if full:
+        jumps = render_jump_rules(existing_save, cfg, prev_jumps)
+        ensured = prev_jumps | {j.key for j in jump_rules_for(cfg)}
+    else:
+        jumps = {"filter": [], "nat": []}
+        ensured = prev_jumps
 
     lines = ["*filter"]
     lines += [f":{c} - [0:0]" for c in filter_chains]
@@ -606,7 +626,7 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
         no_local_endpoints_external=sum(1 for r in renders if r.no_local_external),
         large_cluster_mode=large,
     )
-    return SyncResult(payload, RenderState(new_services, fp), counts)
+    return SyncResult(payload, RenderState(new_services, fp, frozenset(ensured)), counts)
 
 
 def render_full(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeInfo, cfg: ProxyConfig, *,
@@ -619,8 +639,3 @@ def render_partial(prev: RenderState, services: Iterable[ServicePort], endpoints
                    cfg: ProxyConfig) -> SyncResult:
     """A partial sync against `prev` (falls back to a full sync if node or config changed)."""
     return render(services, endpoints, node, cfg, prev=prev, full=False)
-
-
-def parse_rule(line: str) -> list[str]:
-    """Tokens of one rendered rule line (handy for tests and the interpreter)."""
-    return split_rule(line)
