@@ -28,6 +28,8 @@ where the spec leaves room (we emulate calico; /work/shared/reference/calico.md 
   cali-OUTPUT returns for `-o cali+`, host->local pod is never policed). From a node to a pod elsewhere the
   packet is a normal ingress packet whose source is the IP the caller passes (a tunnel IP when it crossed an
   overlay, the node IP otherwise) - only ipBlock peers can match it.
+- hostNetwork pods share their node's IP and have no workload endpoint, so neither k8s CNI plugins nor
+  calico police them: pass them as NodeEndpoint, not PodInfo (selectors never match them).
 - A pod talking to itself directly (loopback inside the pod) is always allowed; via a Service VIP the packet
   hairpins through the host and both chains apply (`via_service=True`).
 - The namespace label `kubernetes.io/metadata.name=<ns>` is added when missing, as the API server does
@@ -39,7 +41,6 @@ namespace), so the reported allowing policy is the one whose chain the kernel ac
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,7 +259,7 @@ class PolicyModel:
     def peer_matches(self, policy: NetworkPolicy, peer: Peer, other: Endpoint) -> bool:
         """Does `peer` (of `policy`) match the other end of the connection?"""
         if peer.ip_block is not None:
-            return bool(other_ip(other)) and peer.ip_block.contains(other_ip(other))
+            return bool(other.ip) and _contains(peer.ip_block.contains, other.ip)
         if not isinstance(other, PodInfo):
             return False
         if peer.namespace_selector is None:
@@ -333,8 +334,12 @@ def truth_table(namespaces: Iterable[NamespaceInfo], pods: Iterable[PodInfo], po
     return {(v.source, v.destination, v.port, v.protocol): v.allowed for v in model.truth_table(ports, protocols)}
 
 
-def other_ip(ep: Endpoint) -> str:
-    return ep.ip
+def _contains(test: Any, ip: str) -> bool:
+    """ipBlock membership that treats an unparsable address as "no match" rather than an error."""
+    try:
+        return bool(test(ip))
+    except ValueError:
+        return False
 
 
 def _first_port(ports: Sequence[PolicyPort], port: int, protocol: str, dst: Endpoint) -> int | None | bool:
@@ -345,10 +350,3 @@ def _first_port(ports: Sequence[PolicyPort], port: int, protocol: str, dst: Endp
         if port_matches(pp, port, protocol, dst):
             return i
     return False
-
-
-def ip_in(ip: str, cidr: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return False
