@@ -1,0 +1,1 @@
+"""Node agents: kubelet, kube-proxy, felix, flanneld, DNS - one set per node namespace."""
