@@ -1,0 +1,215 @@
+"""Calico's routed-veth pod wiring, shared by the calico and canal plugins.
+
+After projectcalico/calico `cni-plugin/pkg/dataplane/linux/dataplane_linux.go` (DoNetworking, SetupRoutes)
+and `libcalico-go/lib/backend/k8s/conversion/workload_endpoint_default.go` (VethNameForWorkload):
+* host veth `cali` + first 11 hex of sha1("<namespace>.<pod>"), MAC ee:ee:ee:ee:ee:ee, no address, sysctls
+  proxy_arp=1, forwarding=1, route_localnet=1 and neigh proxy_delay=0;
+* in the pod: every address as /32, `169.254.1.1 dev eth0 scope link`, then default via 169.254.1.1 (the
+  host answers ARP for it by proxy ARP);
+* on the host: `<podIP>/32 dev caliX scope link`; an existing /32 on another interface is an ADD error.
+
+Subclasses supply the IPAM (calico block IPAM, or host-local on the node podCIDR for canal). Each ADD also
+records the workload endpoint (pod ns/name, IP, veth) under the node's state dir so the felix renderer,
+which runs in another process, can be fed from it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cni_plugins.common import NodeContext, hexdigest, node_context, write_atomic
+from cni_plugins.skel import Invocation
+from cni_plugins.types import (
+    ERR_CHECK_FAILED,
+    ERR_EXISTS,
+    ERR_INVALID_CONFIG,
+    CniArgs,
+    CniError,
+    Interface,
+    IPConfig,
+    Result,
+    RouteConfig,
+)
+from netsim.kernel.api import Kernel, Route
+
+CALICO_GATEWAY = "169.254.1.1"
+HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee"
+DEFAULT_PREFIX = "cali"
+
+
+def calico_veth_name(namespace: str | None, pod: str | None, container_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """`cali` + sha1("<ns>.<pod>")[:11]; without pod identity, `cali` + the container ID's first 11 chars."""
+    if namespace and pod:
+        return prefix + hexdigest("sha1", f"{namespace}.{pod}")[:11]
+    return prefix + container_id[:11]
+
+
+def pod_identity(args: CniArgs) -> tuple[str | None, str | None]:
+    """Pod namespace and name from CNI_ARGS, as kubelet passes them."""
+    return args.args.get("K8S_POD_NAMESPACE") or None, args.args.get("K8S_POD_NAME") or None
+
+
+def host_sysctls(ifname: str) -> dict[str, int]:
+    return {f"net.ipv4.conf.{ifname}.route_localnet": 1, f"net.ipv4.neigh.{ifname}.proxy_delay": 0,
+            f"net.ipv4.conf.{ifname}.proxy_arp": 1, f"net.ipv4.conf.{ifname}.forwarding": 1}
+
+
+@dataclass(frozen=True)
+class WorkloadEndpoint:
+    """What felix needs to know about one pod interface on this node."""
+
+    namespace: str
+    pod: str
+    container_id: str
+    ifname: str
+    ip: str
+    host_ifname: str
+    node: str
+
+
+def endpoints_dir(ctx: NodeContext) -> Path:
+    return ctx.node_dir / "calico" / "endpoints"
+
+
+def _endpoint_file(ctx: NodeContext, cid: str, ifname: str) -> Path:
+    return endpoints_dir(ctx) / f"{cid}.{ifname}.json"
+
+
+def list_endpoints(ctx: NodeContext) -> list[WorkloadEndpoint]:
+    """The node's workload endpoints, sorted by pod (input for netsim/policy/felix.py)."""
+    out = []
+    d = endpoints_dir(ctx)
+    if d.is_dir():
+        for f in sorted(d.glob("*.json")):
+            try:
+                out.append(WorkloadEndpoint(**json.loads(f.read_text())))
+            except (ValueError, TypeError, FileNotFoundError):
+                continue
+    return sorted(out, key=lambda e: (e.namespace, e.pod, e.ifname))
+
+
+class RoutedVethPlugin:
+    """ADD/DEL/CHECK/GC/STATUS of the routed-veth model; IPAM hooks are left to subclasses."""
+
+    name = "routed-veth"
+
+    # -- IPAM hooks --------------------------------------------------------------------------------
+    def assign(self, inv: Invocation, ctx: NodeContext) -> list[str]:
+        """Reserve the pod's IPs; returns bare addresses."""
+        raise NotImplementedError
+
+    def release(self, inv: Invocation, ctx: NodeContext) -> None:
+        raise NotImplementedError
+
+    def ipam_gc(self, inv: Invocation, ctx: NodeContext, valid: list[dict[str, str]]) -> None:
+        raise NotImplementedError
+
+    def mtu(self, inv: Invocation, ctx: NodeContext) -> int:
+        raise NotImplementedError
+
+    def ready(self, inv: Invocation, ctx: NodeContext) -> None:
+        """Raise CniError(50) when the node side is not ready."""
+
+    # -- the plugin --------------------------------------------------------------------------------
+    def validate(self, conf: dict[str, Any]) -> None:
+        mtu = conf.get("mtu")
+        if mtu is not None and (not isinstance(mtu, int) or not 68 <= mtu <= 65535):
+            raise CniError(ERR_INVALID_CONFIG, f"invalid mtu {mtu!r}")
+
+    def host_ifname(self, inv: Invocation) -> str:
+        ns, pod = pod_identity(inv.args)
+        prefix = str(inv.conf.get("interfacePrefix") or DEFAULT_PREFIX).split(",")[0]
+        return calico_veth_name(ns, pod, inv.args.container_id, prefix)
+
+    def add(self, inv: Invocation) -> Result:
+        ctx = node_context(inv.conf)
+        k, node_ns, pod_ns, ifname = inv.k, ctx.node_ns, inv.args.netns_name, inv.args.ifname
+        if not k.netns_exists(pod_ns):
+            raise CniError(ERR_INVALID_CONFIG, f"failed to open netns {inv.args.netns!r}: no such namespace")
+        if k.link_get(pod_ns, ifname) is not None:
+            raise CniError(ERR_EXISTS, f"interface {ifname!r} already exists in {pod_ns}")
+        host_if = self.host_ifname(inv)
+        mtu = self.mtu(inv, ctx)
+        ips = self.assign(inv, ctx)
+        try:
+            self._check_no_conflict(k, node_ns, ips, host_if)
+            if k.link_get(node_ns, host_if) is not None:
+                k.link_del(node_ns, host_if)  # a leftover from a crashed attempt for the same pod
+            k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, mac=HOST_VETH_MAC, up=True)
+            for key, value in host_sysctls(host_if).items():
+                k.sysctl_set(node_ns, key, value)
+            for ip in ips:
+                k.addr_add(pod_ns, ifname, f"{ip}/32")
+            k.route_replace(pod_ns, Route(dst=f"{CALICO_GATEWAY}/32", dev=ifname, scope="link"))
+            k.route_replace(pod_ns, Route(dst="default", via=CALICO_GATEWAY, dev=ifname))
+            for ip in ips:
+                k.route_replace(node_ns, Route(dst=f"{ip}/32", dev=host_if, scope="link"))
+            host_link, pod_link = k.link_get(node_ns, host_if), k.link_get(pod_ns, ifname)
+        except Exception:
+            self.release(inv, ctx)
+            if k.netns_exists(node_ns):
+                k.link_del(node_ns, host_if)
+            raise
+        ns, pod = pod_identity(inv.args)
+        write_atomic(_endpoint_file(ctx, inv.args.container_id, ifname), json.dumps(asdict(WorkloadEndpoint(
+            ns or "", pod or "", inv.args.container_id, ifname, ips[0], host_if, ctx.node))))
+        return Result(
+            interfaces=[Interface(host_if, host_link.mac if host_link else HOST_VETH_MAC),
+                        Interface(ifname, pod_link.mac if pod_link else "", sandbox=inv.args.netns)],
+            ips=[IPConfig(f"{ip}/32", None, 1) for ip in ips],
+            routes=[RouteConfig("0.0.0.0/0", CALICO_GATEWAY)])
+
+    @staticmethod
+    def _check_no_conflict(k: Kernel, node_ns: str, ips: list[str], host_if: str) -> None:
+        for ip in ips:
+            for r in k.routes(node_ns):
+                if r.dst == f"{ip}/32" and r.dev not in (None, host_if) and r.kind == "unicast":
+                    raise CniError(ERR_EXISTS, f"route {ip}/32 already exists for an interface other than "
+                                   f"{host_if!r}", f"it points at {r.dev}")
+
+    def delete(self, inv: Invocation) -> None:
+        ctx = node_context(inv.conf)
+        self.release(inv, ctx)
+        if inv.k.netns_exists(ctx.node_ns):
+            inv.k.link_del(ctx.node_ns, self.host_ifname(inv))  # routes on it go with it
+        _endpoint_file(ctx, inv.args.container_id, inv.args.ifname).unlink(missing_ok=True)
+
+    def check(self, inv: Invocation) -> None:
+        ctx = node_context(inv.conf)
+        k, pod_ns, ifname, host_if = inv.k, inv.args.netns_name, inv.args.ifname, self.host_ifname(inv)
+        link = k.link_get(ctx.node_ns, host_if)
+        if link is None or link.mac != HOST_VETH_MAC:
+            raise CniError(ERR_CHECK_FAILED, f"host veth {host_if} missing or has the wrong MAC")
+        if not k.netns_exists(pod_ns) or k.link_get(pod_ns, ifname) is None:
+            raise CniError(ERR_CHECK_FAILED, f"{ifname} missing in {pod_ns}")
+        prev = inv.prev_result
+        want = [ip.address for ip in prev.ips] if prev else [c for _, c in k.addrs(pod_ns, ifname)]
+        have = {c for _, c in k.addrs(pod_ns, ifname)}
+        host_routes = {r.dst for r in k.routes(ctx.node_ns) if r.dev == host_if}
+        for cidr in want:
+            ip = str(ipaddress.ip_interface(cidr).ip)
+            if f"{ip}/32" not in have:
+                raise CniError(ERR_CHECK_FAILED, f"{ip}/32 not on {ifname} in {pod_ns}")
+            if f"{ip}/32" not in host_routes:
+                raise CniError(ERR_CHECK_FAILED, f"host route {ip}/32 dev {host_if} missing")
+        pod_routes = {(r.dst, r.via) for r in k.routes(pod_ns) if r.dev == ifname}
+        if ("default", CALICO_GATEWAY) not in pod_routes:
+            raise CniError(ERR_CHECK_FAILED, f"default route via {CALICO_GATEWAY} missing in {pod_ns}")
+
+    def gc(self, inv: Invocation) -> None:
+        ctx = node_context(inv.conf)
+        valid = [a for a in inv.conf.get("cni.dev/valid-attachments") or [] if isinstance(a, dict)]
+        self.ipam_gc(inv, ctx, valid)
+        keep = {(a.get("containerID", ""), a.get("ifname", "")) for a in valid}
+        for ep in list_endpoints(ctx):
+            if (ep.container_id, ep.ifname) not in keep:
+                if inv.k.netns_exists(ctx.node_ns):
+                    inv.k.link_del(ctx.node_ns, ep.host_ifname)
+                _endpoint_file(ctx, ep.container_id, ep.ifname).unlink(missing_ok=True)
+
+    def status(self, inv: Invocation) -> None:
+        self.ready(inv, node_context(inv.conf))
