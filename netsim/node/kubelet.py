@@ -1,0 +1,204 @@
+"""The kubelet of one node: pod sandboxes (network namespaces), CNI ADD/DEL, and container processes.
+
+A sandbox is one netns per pod (all containers of a pod share it, as with the pause container). The CNI
+plugin is called in process by default (the same plugin code, no exec), or executed as a CNI executable
+inside the node's namespace with the spec's environment and stdin (`cniMode: exec`), which is also how
+third-party plugins run. Sandbox records live under the node's state dir so a restarted daemon knows what
+it made. Containers with a `command` run as real processes inside the pod's netns; their output goes to
+a log file per container (`netsim logs`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cni_plugins.skel import invoke
+from cni_plugins.types import CniArgs, CniError
+from netsim import naming
+from netsim.kernel.api import Kernel
+from netsim.node.network import NodeRec, PodNetwork
+
+CNI_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
+
+
+class SandboxError(Exception):
+    """A pod sandbox could not be made (the CNI error, or the kernel's)."""
+
+
+@dataclass
+class Sandbox:
+    namespace: str
+    name: str
+    uid: str
+    netns: str
+    container_id: str
+    ip: str
+    node: str
+    created: float = field(default_factory=time.time)
+    cni_ms: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class ContainerProcess:
+    name: str
+    proc: subprocess.Popen
+    log: str
+    started: float
+    restarts: int = 0
+    exit_code: int | None = None
+    finished: float | None = None
+
+
+class Kubelet:
+    def __init__(self, kernel: Kernel, network: PodNetwork, node: NodeRec, *, cni_mode: str = "inprocess"):
+        self.kernel = kernel
+        self.network = network
+        self.node = node
+        self.cluster = network.spec.name
+        self.node_ns = naming.node_ns(self.cluster, node.name)
+        self.cni_mode = cni_mode
+        self.dir = Path(naming.node_state_dir(self.cluster, node.name)) / "sandboxes"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir = Path(naming.state_dir(self.cluster)) / "logs"
+        self.containers: dict[str, dict[str, ContainerProcess]] = {}
+
+    # -- sandboxes -----------------------------------------------------------------------------------
+    def _record(self, namespace: str, name: str) -> Path:
+        return self.dir / f"{namespace}_{name}.json"
+
+    def sandboxes(self) -> dict[str, Sandbox]:
+        out = {}
+        for f in self.dir.glob("*.json"):
+            try:
+                sb = Sandbox(**json.loads(f.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            out[sb.key] = sb
+        return out
+
+    def sandbox(self, namespace: str, name: str) -> Sandbox | None:
+        try:
+            return Sandbox(**json.loads(self._record(namespace, name).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _cni_args(self, namespace: str, name: str, uid: str, container_id: str, netns: str) -> CniArgs:
+        return CniArgs(container_id=container_id, netns=f"/run/netns/{netns}", ifname="eth0",
+                       args={"K8S_POD_NAMESPACE": namespace, "K8S_POD_NAME": name, "K8S_POD_UID": uid},
+                       path=CNI_BIN_DIRS)
+
+    def _cni(self, command: str, args: CniArgs) -> dict[str, Any]:
+        conf = self.network.conf(self.node.name)
+        if self.cni_mode == "inprocess":
+            return invoke(self.network.plugin, command, args, conf, self.kernel)
+        return self._cni_exec(command, args, conf)
+
+    def _cni_exec(self, command: str, args: CniArgs, conf: dict[str, Any]) -> dict[str, Any]:
+        """The CNI spec's exec protocol, run inside the node's namespace."""
+        exe = shutil.which(conf["type"]) or os.path.join(os.path.dirname(sys.executable), conf["type"])
+        env = {
+            "CNI_COMMAND": command, "CNI_CONTAINERID": args.container_id, "CNI_NETNS": args.netns,
+            "CNI_IFNAME": args.ifname, "CNI_PATH": ":".join(args.path),
+            "CNI_ARGS": ";".join(f"{k}={v}" for k, v in args.args.items()),
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        }
+        proc = self.kernel.run(self.node_ns, [exe], input=json.dumps(conf), env=env, check=False, timeout=60)
+        out = proc.stdout.strip()
+        if proc.returncode != 0:
+            try:
+                err = json.loads(out)
+                raise CniError(err.get("code", 999), err.get("msg", "CNI error"), err.get("details", ""))
+            except ValueError:
+                raise CniError(999, f"{exe} exited {proc.returncode}", (proc.stderr or "").strip()) from None
+        return json.loads(out) if out else {}
+
+    def run_sandbox(self, namespace: str, name: str, uid: str) -> Sandbox:
+        """Create the pod's netns and wire it with CNI ADD. Cleans up after itself on failure."""
+        netns = naming.pod_ns(self.cluster, namespace, name)
+        container_id = f"netsim{uid.replace('-', '')[:24]}"
+        if self.kernel.netns_exists(netns):  # left by a crash or a killed pod: start clean
+            self._teardown(namespace, name, uid, container_id, netns)
+        self.kernel.netns_create(netns)
+        args = self._cni_args(namespace, name, uid, container_id, netns)
+        t0 = time.perf_counter()
+        try:
+            result = self._cni("ADD", args)
+        except (CniError, Exception) as exc:
+            self._teardown(namespace, name, uid, container_id, netns)
+            raise SandboxError(f"pod {namespace}/{name} on {self.node.name}: CNI ADD failed: {exc}") from exc
+        ip = result["ips"][0]["address"].split("/")[0]
+        sb = Sandbox(namespace, name, uid, netns, container_id, ip, self.node.name,
+                     cni_ms=round((time.perf_counter() - t0) * 1000, 2))
+        self._record(namespace, name).write_text(json.dumps(asdict(sb)))
+        return sb
+
+    def _teardown(self, namespace: str, name: str, uid: str, container_id: str, netns: str) -> None:
+        try:
+            self._cni("DEL", self._cni_args(namespace, name, uid, container_id, netns))
+        except CniError:
+            pass  # DEL is best effort (the spec: it must succeed when things are already gone)
+        self.kernel.netns_delete(netns)
+
+    def stop_sandbox(self, namespace: str, name: str) -> bool:
+        """CNI DEL and remove the netns; False when there was no sandbox."""
+        self.stop_containers(namespace, name)
+        sb = self.sandbox(namespace, name)
+        if sb is None:
+            netns = naming.pod_ns(self.cluster, namespace, name)
+            if self.kernel.netns_exists(netns):
+                self.kernel.netns_delete(netns)
+                return True
+            return False
+        self._teardown(namespace, name, sb.uid, sb.container_id, sb.netns)
+        self._record(namespace, name).unlink(missing_ok=True)
+        return True
+
+    def sandbox_alive(self, sb: Sandbox) -> bool:
+        """The sandbox survived (a `netsim kill pod` removes the netns out from under us)."""
+        return self.kernel.netns_exists(sb.netns)
+
+    # -- containers ----------------------------------------------------------------------------------
+    def start_container(self, sb: Sandbox, container: str, argv: list[str], env: dict[str, str]) -> ContainerProcess:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log = str(self.logs_dir / f"{sb.namespace}_{sb.name}_{container}.log")
+        prev = self.containers.get(sb.key, {}).get(container)
+        with open(log, "ab") as out:
+            proc = self.kernel.spawn(sb.netns, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                          "HOSTNAME": sb.name, **env},
+                                     start_new_session=True)
+        cp = ContainerProcess(container, proc, log, time.time(), restarts=(prev.restarts + 1) if prev else 0)
+        self.containers.setdefault(sb.key, {})[container] = cp
+        return cp
+
+    def poll_containers(self, key: str) -> dict[str, ContainerProcess]:
+        """Refresh exit codes of a pod's container processes."""
+        for cp in self.containers.get(key, {}).values():
+            if cp.exit_code is None:
+                rc = cp.proc.poll()
+                if rc is not None:
+                    cp.exit_code = rc
+                    cp.finished = time.time()
+        return self.containers.get(key, {})
+
+    def stop_containers(self, namespace: str, name: str) -> None:
+        for cp in self.containers.pop(f"{namespace}/{name}", {}).values():
+            if cp.proc.poll() is None:
+                try:
+                    os.killpg(cp.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                cp.proc.wait(timeout=5)
