@@ -1,0 +1,473 @@
+"""One server thread for every pod's declared ports, across network namespaces.
+
+A socket stays in the namespace it was created in, whichever thread later uses it, so the sockets are
+opened inside each pod's netns (through `Kernel.call_in`) and then all driven by one epoll loop on one
+thread: no process or thread per pod or per connection.
+
+- TCP: a listening socket per (netns, port); each accepted connection gets the JSON identity line, a FIN
+  right after it, and is closed when the client closes (or after `linger` seconds), so a client that sent
+  something first still reads the answer instead of a reset.
+- UDP: a bound socket per (netns, port); every datagram is answered with the identity, sent from the
+  address it was sent to (IP_PKTINFO), which matters in a node netns with several addresses.
+- SCTP: the kernel has no SCTP stack, so one raw IPPROTO_SCTP socket per netns answers INIT with an
+  INIT-ACK whose State Cookie carries the identity, and INIT to a port nobody serves with ABORT, as
+  a real stack would (RFC 9260 8.4). Nothing else is answered: the prober only needs the first exchange.
+
+Several pods may share a netns (hostNetwork pods on one node); a port taken twice fails for the second
+pod, which is then not ready. Readiness is what actually listens: `listening(pod_key)`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from netsim.kernel.api import Kernel, KernelError
+from netsim.kernel.netns import netns_path
+from netsim.workload import identity, sctp
+
+log = logging.getLogger(__name__)
+
+SOL_IP = 0
+IP_PKTINFO = 8  # linux/in.h; not exported by Python's socket module
+_PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+LISTEN_BACKLOG = 4096
+MAX_BATCH = 256  # accepts or datagrams handled per readiness event, so one busy port cannot starve the rest
+
+PortKey = tuple[int, str]  # (port, protocol)
+
+
+def _normalise_ports(ports: Iterable[tuple[int, str]]) -> list[PortKey]:
+    out: list[PortKey] = []
+    for port, proto in ports:
+        p = (proto or "TCP").upper()
+        if p not in identity.PROTOCOLS:
+            raise ValueError(f"unsupported protocol {proto!r}")
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"port {port} out of range")
+        if (int(port), p) not in out:
+            out.append((int(port), p))
+    return out
+
+
+@dataclass
+class _Listener:
+    """A TCP listening or UDP bound socket of one pod port."""
+
+    sock: socket.socket
+    pod: str
+    node: str
+    port: int
+    protocol: str
+    closed: bool = False
+
+
+@dataclass
+class _Conn:
+    """An answered TCP connection waiting for the client's FIN."""
+
+    sock: socket.socket
+    deadline: float
+    closed: bool = False
+
+
+@dataclass
+class _SctpResponder:
+    """The raw SCTP socket of one netns and the ports served there."""
+
+    sock: socket.socket
+    netns: str
+    ports: dict[int, tuple[str, str]] = field(default_factory=dict)  # port -> (pod, node)
+    closed: bool = False
+
+
+@dataclass
+class _Pod:
+    node: str
+    netns: str
+    netns_id: tuple[int, int] | None  # the namespace's identity: a recreated sandbox has a new one
+    listeners: dict[PortKey, _Listener] = field(default_factory=dict)
+    sctp_ports: set[int] = field(default_factory=set)
+    failed: dict[PortKey, str] = field(default_factory=dict)
+
+
+class WorkloadServer:
+    """Serves pods' containerPorts; `serve`/`unserve` may be called from any thread, before or after start.
+
+    In the per-cluster daemon: `server = WorkloadServer(kernel); server.start()` once; the kubelet calls
+    `server.serve("ns/name", node, pod_netns, [(port, protocol), ...])` after CNI ADD (hostNetwork pods:
+    the node's netns), reads `ready()`/`listening()` for readiness, and calls `unserve()` before the
+    sandbox goes; `server.stop()` at shutdown.
+    """
+
+    def __init__(self, kernel: Kernel, *, linger: float = 5.0, max_lingering: int = 20000):
+        self._kernel = kernel
+        self._linger = linger
+        self._max_lingering = max_lingering
+        self._lock = threading.RLock()
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._pods: dict[str, _Pod] = {}
+        self._sctp: dict[str, _SctpResponder] = {}
+        self._conns: dict[int, _Conn] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+        self.answered = {"TCP": 0, "UDP": 0, "SCTP": 0}
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._loop, name="netsim-workload", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and close every socket; the server cannot be restarted afterwards. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._stopping = True
+            thread, self._thread = self._thread, None
+        self._wake()
+        if thread is not None:
+            thread.join(timeout=10)
+        with self._lock:
+            for key in list(self._pods):
+                self._unserve_locked(key)
+            for conn in list(self._conns.values()):
+                self._close_conn(conn)
+            self._sel.close()
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._closed = True
+
+    def __enter__(self) -> WorkloadServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- pods ---------------------------------------------------------------------------------------
+    def serve(self, pod_key: str, node: str, netns: str, ports: Iterable[tuple[int, str]]) -> dict[PortKey, bool]:
+        """Open `ports` [(port, "TCP"|"UDP"|"SCTP")] for `pod_key` inside `netns`.
+
+        Called again for the same pod it converges to the new port list (a changed node or netns, also
+        a sandbox recreated under the same name, means a fresh start). Returns {(port, protocol):
+        listening}; the reasons for failures are kept for `failures()`. Call `unserve` BEFORE deleting
+        the sandbox: open sockets keep a deleted namespace (and its veth) alive.
+        """
+        wanted = _normalise_ports(ports)
+        netns_id = _netns_identity(netns)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the workload server has been stopped")
+            old = self._pods.get(pod_key)
+            if old is not None and (old.node, old.netns, old.netns_id) != (node, netns, netns_id):
+                self._unserve_locked(pod_key)  # its sockets may live in a namespace that is gone
+                old = None
+            pod = old or _Pod(node, netns, netns_id)
+            self._pods[pod_key] = pod
+            for key in [k for k in pod.listeners if k not in wanted]:
+                self._close_listener(pod.listeners.pop(key))
+            for port in [p for p in pod.sctp_ports if (p, "SCTP") not in wanted]:
+                self._sctp_release(netns, port)
+                pod.sctp_ports.discard(port)
+            pod.failed = {}
+            todo = [k for k in wanted if k not in pod.listeners and not (k[1] == "SCTP" and k[0] in pod.sctp_ports)]
+            opened = self._open_in(netns, [k for k in todo if k[1] != "SCTP"])
+            for key, result in opened.items():
+                if isinstance(result, socket.socket):
+                    lst = _Listener(result, pod_key, node, key[0], key[1])
+                    pod.listeners[key] = lst
+                    self._sel.register(result, selectors.EVENT_READ, lst)
+                else:
+                    pod.failed[key] = result
+            for port in [k[0] for k in todo if k[1] == "SCTP"]:
+                err = self._sctp_claim(netns, port, pod_key, node)
+                if err is None:
+                    pod.sctp_ports.add(port)
+                else:
+                    pod.failed[(port, "SCTP")] = err
+            for key, err in pod.failed.items():
+                log.warning("%s: cannot serve %s/%s in %s: %s", pod_key, key[0], key[1], netns, err)
+            return {k: k not in pod.failed for k in wanted}
+
+    def unserve(self, pod_key: str) -> bool:
+        """Close everything `pod_key` listens on; False when it was not served."""
+        with self._lock:
+            return self._unserve_locked(pod_key)
+
+    def listening(self, pod_key: str) -> list[PortKey]:
+        """The (port, protocol) pairs actually being served for the pod: its readiness."""
+        with self._lock:
+            pod = self._pods.get(pod_key)
+            if pod is None:
+                return []
+            return sorted([*pod.listeners, *((p, "SCTP") for p in pod.sctp_ports)])
+
+    def failures(self, pod_key: str) -> dict[PortKey, str]:
+        with self._lock:
+            pod = self._pods.get(pod_key)
+            return dict(pod.failed) if pod else {}
+
+    def ready(self, pod_key: str) -> bool:
+        """Served, with every declared port listening."""
+        with self._lock:
+            pod = self._pods.get(pod_key)
+            return pod is not None and not pod.failed
+
+    def pods(self) -> list[str]:
+        with self._lock:
+            return sorted(self._pods)
+
+    # -- socket setup (inside the pod netns) --------------------------------------------------------
+    def _open_in(self, netns: str, keys: list[PortKey]) -> dict[PortKey, socket.socket | str]:
+        if not keys:
+            return {}
+
+        def _open() -> dict[PortKey, socket.socket | str]:
+            out: dict[PortKey, socket.socket | str] = {}
+            for port, proto in keys:
+                try:
+                    out[(port, proto)] = _bind(port, proto)
+                except OSError as exc:
+                    out[(port, proto)] = exc.strerror or str(exc)
+            return out
+        try:
+            return self._kernel.call_in(netns, _open)
+        except (OSError, KernelError) as exc:  # the namespace is gone
+            return {k: f"{netns}: {getattr(exc, 'strerror', None) or exc}" for k in keys}
+
+    def _sctp_claim(self, netns: str, port: int, pod: str, node: str) -> str | None:
+        resp = self._sctp.get(netns)
+        if resp is None:
+            try:
+                sock = self._kernel.call_in(netns, _raw_sctp_socket)
+            except (OSError, KernelError) as exc:
+                return f"raw SCTP socket in {netns}: {getattr(exc, 'strerror', None) or exc}"
+            resp = _SctpResponder(sock, netns)
+            self._sctp[netns] = resp
+            self._sel.register(sock, selectors.EVENT_READ, resp)
+        owner = resp.ports.get(port)
+        if owner is not None and owner[0] != pod:
+            return f"{os.strerror(errno.EADDRINUSE)} (SCTP port {port} is served for {owner[0]})"
+        resp.ports[port] = (pod, node)
+        return None
+
+    def _sctp_release(self, netns: str, port: int) -> None:
+        resp = self._sctp.get(netns)
+        if resp is None:
+            return
+        resp.ports.pop(port, None)
+        if not resp.ports:
+            del self._sctp[netns]
+            resp.closed = True
+            self._unregister_close(resp.sock)
+
+    def _unserve_locked(self, pod_key: str) -> bool:
+        pod = self._pods.pop(pod_key, None)
+        if pod is None:
+            return False
+        for lst in pod.listeners.values():
+            self._close_listener(lst)
+        for port in pod.sctp_ports:
+            self._sctp_release(pod.netns, port)
+        return True
+
+    def _close_listener(self, lst: _Listener) -> None:
+        lst.closed = True
+        self._unregister_close(lst.sock)
+
+    def _close_conn(self, conn: _Conn) -> None:
+        if not conn.closed:
+            conn.closed = True
+            self._conns.pop(id(conn), None)
+            self._unregister_close(conn.sock)
+
+    def _unregister_close(self, sock: socket.socket) -> None:
+        try:
+            self._sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _loop(self) -> None:
+        next_sweep = time.monotonic() + 1.0
+        while True:
+            events = self._sel.select(timeout=1.0)
+            with self._lock:
+                if self._stopping:
+                    return
+                for key, _mask in events:
+                    obj = key.data
+                    try:
+                        if obj is None:
+                            os.read(self._wake_r, 512)
+                        elif isinstance(obj, _Listener):
+                            if obj.closed:
+                                continue
+                            if obj.protocol == "TCP":
+                                self._on_tcp_listener(obj)
+                            else:
+                                self._on_udp(obj)
+                        elif isinstance(obj, _Conn):
+                            self._on_conn(obj)
+                        elif isinstance(obj, _SctpResponder) and not obj.closed:
+                            self._on_sctp(obj)
+                    except OSError as exc:  # never let one socket's trouble stop the server
+                        log.debug("workload server: %s", exc)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    next_sweep = now + 1.0
+                    for conn in [c for c in self._conns.values() if c.deadline <= now]:
+                        self._close_conn(conn)
+
+    def _on_tcp_listener(self, lst: _Listener) -> None:
+        for _ in range(MAX_BATCH):
+            try:
+                conn, (cip, cport) = lst.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ECONNABORTED and friends: that connection is gone, others may wait
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("workload server cannot accept: %s", exc)
+                    return
+                continue
+            conn.setblocking(False)
+            answer = identity.encode(identity.identity(lst.pod, lst.node, cip, cport, lst.port, "TCP"))
+            try:
+                conn.send(answer)
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                conn.close()
+                continue
+            self.answered["TCP"] += 1
+            if len(self._conns) >= self._max_lingering:
+                conn.close()
+                continue
+            c = _Conn(conn, time.monotonic() + self._linger)
+            self._conns[id(c)] = c
+            self._sel.register(conn, selectors.EVENT_READ, c)
+
+    def _on_conn(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_conn(conn)
+
+    def _on_udp(self, lst: _Listener) -> None:
+        for _ in range(MAX_BATCH):
+            try:
+                _data, anc, _flags, addr = lst.sock.recvmsg(65535, socket.CMSG_SPACE(_PKTINFO.size))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # a queued ICMP error; nothing to answer
+            cmsgs = []
+            for level, ctype, cdata in anc:
+                if level == SOL_IP and ctype == IP_PKTINFO and len(cdata) >= _PKTINFO.size:
+                    _ifindex, _spec, dst = _PKTINFO.unpack_from(cdata)
+                    cmsgs = [(SOL_IP, IP_PKTINFO, _PKTINFO.pack(0, dst, b"\0\0\0\0"))]
+            answer = identity.encode(identity.identity(lst.pod, lst.node, addr[0], addr[1], lst.port, "UDP"))
+            try:
+                lst.sock.sendmsg([answer], cmsgs, 0, addr)
+                self.answered["UDP"] += 1
+            except OSError as exc:
+                log.debug("udp answer to %s failed: %s", addr, exc)
+
+    def _on_sctp(self, resp: _SctpResponder) -> None:
+        for _ in range(MAX_BATCH):
+            try:
+                data = resp.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            reply = self._sctp_reply(resp, data)
+            if reply is None:
+                continue
+            packet, src_ip, dst_ip = reply
+            try:
+                resp.sock.sendmsg([packet], [(SOL_IP, IP_PKTINFO, _PKTINFO.pack(
+                    0, socket.inet_aton(dst_ip), b"\0\0\0\0"))], 0, (src_ip, 0))
+                self.answered["SCTP"] += 1
+            except OSError as exc:
+                log.debug("sctp answer to %s failed: %s", src_ip, exc)
+
+    @staticmethod
+    def _sctp_reply(resp: _SctpResponder, data: bytes) -> tuple[bytes, str, str] | None:
+        """(packet, to, from) answering an INIT, or None for anything else."""
+        try:
+            ip = sctp.parse_ipv4(data)
+            pkt = sctp.parse(ip.payload)
+        except sctp.SctpParseError:
+            return None
+        if not pkt.checksum_ok or pkt.vtag != 0 or pkt.first_type != sctp.CHUNK_INIT or pkt.init is None:
+            return None
+        owner = resp.ports.get(pkt.dst_port)
+        if owner is None:
+            return sctp.build_abort(pkt), ip.src, ip.dst
+        pod, node = owner
+        cookie = identity.encode(identity.identity(pod, node, ip.src, pkt.src_port, pkt.dst_port, "SCTP"),
+                                 newline=False)
+        tag = secrets.randbits(32) or 1
+        return sctp.build_init_ack(pkt, tag, secrets.randbits(32), cookie), ip.src, ip.dst
+
+
+def _netns_identity(netns: str) -> tuple[int, int] | None:
+    """(device, inode) of /run/netns/<name>, which changes when a sandbox is recreated under the same name."""
+    try:
+        st = os.stat(netns_path(netns))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _bind(port: int, proto: str) -> socket.socket:
+    """A non-blocking listening TCP or bound UDP socket on 0.0.0.0:port (in the calling thread's netns)."""
+    kind = socket.SOCK_STREAM if proto == "TCP" else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        if proto == "TCP":  # not for UDP: there it would let two pods bind the same port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        else:
+            sock.setsockopt(SOL_IP, IP_PKTINFO, 1)
+        sock.bind(("0.0.0.0", port))
+        if proto == "TCP":
+            sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _raw_sctp_socket() -> socket.socket:
+    return socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                         sctp.IPPROTO_SCTP)
