@@ -1,0 +1,286 @@
+"""The driver: runs the controllers and the scheduler against the store until nothing is left to do.
+
+`reconcile_once(store, clock)` runs every controller in turn, each on a fresh snapshot, applying its
+actions in the same store transaction as the snapshot it read (so a pass never interleaves with another
+writer). `run_until_converged(store, kubelet, clock, timeout)` alternates passes with kubelet work: sandbox
+creation for bound pods, readiness and phase updates, completion of graceful deletions, node heartbeats.
+
+The kubelet is an interface (`Kubelet` below): the real one (netsim.node) makes netns + CNI; tests use a
+fake. Converged = one pass wanted no action, the kubelet step changed nothing, and every pod on a ready node
+is Running and Ready or has finished.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from netsim.controlplane import objects as o
+from netsim.controlplane.deployment import reconcile_deployments
+from netsim.controlplane.endpointslice import reconcile_endpointslices
+from netsim.controlplane.events import Event
+from netsim.controlplane.nodes import (
+    heartbeat_status,
+    node_ip,
+    node_ready,
+    reconcile_garbage,
+    reconcile_nodes,
+)
+from netsim.controlplane.replicaset import reconcile_replicasets
+from netsim.controlplane.scheduler import reconcile_scheduler
+from netsim.controlplane.state import Action, Config, Context, Snapshot, apply_actions
+from netsim.store import Store, rfc3339
+
+Controller = Callable[[Snapshot, Context], list[Action]]
+
+
+def _controllers() -> list[tuple[str, Controller]]:
+    # Imported here so a controller module may be absent while it is being written.
+    out: list[tuple[str, Controller]] = [("node-lifecycle", reconcile_nodes), ("garbage-collector", reconcile_garbage),
+                                         ("deployment", reconcile_deployments)]
+    from netsim.controlplane import workloads
+    out += [("daemonset", workloads.reconcile_daemonsets), ("statefulset", workloads.reconcile_statefulsets),
+            ("cronjob", workloads.reconcile_cronjobs), ("job", workloads.reconcile_jobs)]
+    out += [("replicaset", reconcile_replicasets), ("scheduler", reconcile_scheduler),
+            ("endpointslice", reconcile_endpointslices)]
+    return out
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass
+class FakeClock:
+    """A clock tests drive: sleep() advances it instantly."""
+
+    t: float = 1_700_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What a kubelet reports about a running pod."""
+
+    ready: bool = True
+    phase: str = "Running"  # Running | Succeeded | Failed
+
+
+class Kubelet(Protocol):
+    """What the loop needs from the node agents (one object for all nodes, dispatching on spec.nodeName)."""
+
+    def node_alive(self, node: str) -> bool:
+        """False when the node is failed (its kubelet does not heartbeat nor act)."""
+
+    def create_sandbox(self, pod: dict[str, Any]) -> str:
+        """Make the pod's netns and network (CNI ADD); return its IP."""
+
+    def delete_sandbox(self, pod: dict[str, Any]) -> None:
+        """Tear the pod's network down (CNI DEL) and remove its netns."""
+
+    def pod_state(self, pod: dict[str, Any]) -> PodState:
+        """Readiness and phase of a pod whose sandbox exists."""
+
+
+@dataclass
+class PassResult:
+    applied: int = 0
+    by_controller: dict[str, int] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+
+def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = None,
+                   config: Config | None = None) -> PassResult:
+    """One pass of every controller (in a single transaction); returns how many writes each made."""
+    ctx = Context(now=clock.now(), rng=rng or random.Random(), config=config or Config())
+    result = PassResult()
+    with store.transaction() as tx:
+        for name, controller in _controllers():
+            snap = Snapshot.load(tx)
+            n, events = apply_actions(tx, controller(snap, ctx), ctx.now)
+            if n:
+                result.by_controller[name] = n
+            result.applied += n
+            result.events += events
+    return result
+
+
+def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
+    """Do what the kubelets of live nodes would: heartbeat, start sandboxes, report status, finish
+    deletions. Returns the number of writes."""
+    writes = 0
+    now = clock.now()
+    nodes = {o.name(n): n for n in store.list("Node")}
+    alive = {name for name in nodes if kubelet.node_alive(name)}
+    for name in sorted(alive):
+        node = nodes[name]
+        c = o.condition(node, "Ready")
+        if c is None or c.get("status") != "True" or c.get("lastHeartbeatTime") != rfc3339(now):
+            # not counted as a write: heartbeats alone do not mean the cluster is still changing
+            store.update_status("Node", None, name, heartbeat_status(node, now))
+    events: list[Event] = []
+    for pod in store.list("Pod"):
+        nn = o.node_name(pod)
+        if nn not in alive:
+            continue
+        actor = f"kubelet/{nn}"
+        status = copy.deepcopy(pod.get("status") or {})
+        has_sandbox = bool(status.get("podIP"))
+        if o.is_terminating(pod):
+            if has_sandbox:
+                t0 = time.monotonic()
+                kubelet.delete_sandbox(pod)
+                events.append(Event(now, actor, o.ref(pod), "Killing", "Stopping pod sandbox",
+                                    (time.monotonic() - t0) * 1000))
+            store.delete("Pod", o.namespace(pod), o.name(pod))
+            writes += 1
+            continue
+        if o.is_terminal(pod):
+            continue
+        if not has_sandbox:
+            t0 = time.monotonic()
+            ip = kubelet.create_sandbox(pod)
+            events.append(Event(now, actor, o.ref(pod), "SandboxCreated", f"pod IP {ip}",
+                                (time.monotonic() - t0) * 1000))
+            status.update({"podIP": ip, "podIPs": [{"ip": ip}], "hostIP": node_ip(nodes[nn]),
+                           "startTime": rfc3339(now)})
+        state = kubelet.pod_state(pod)
+        status["phase"] = state.phase
+        for typ in ("Initialized", "PodScheduled"):
+            o.set_condition(status, typ, "True", now)
+        running = state.phase == "Running"
+        ready = "True" if running and state.ready else "False"
+        o.set_condition(status, "ContainersReady", ready, now)
+        o.set_condition(status, "Ready", ready, now)
+        if status != (pod.get("status") or {}):
+            store.update_status("Pod", o.namespace(pod), o.name(pod), status)
+            writes += 1
+    if events:
+        store.append_events(e.to_record() for e in events)
+    return writes
+
+
+def pending_pods(store: Store) -> list[str]:
+    """Pods on ready nodes that are neither Running and Ready nor finished (what convergence waits for)."""
+    ready_nodes = {o.name(n) for n in store.list("Node") if node_ready(n)}
+    out = []
+    for pod in store.list("Pod"):
+        if o.is_terminal(pod):
+            continue
+        nn = o.node_name(pod)
+        if nn is not None and nn not in ready_nodes:
+            continue
+        if o.is_terminating(pod) or o.phase(pod) != "Running" or not o.is_ready(pod):
+            out.append(o.key(pod))
+    return out
+
+
+@dataclass
+class ConvergeResult:
+    converged: bool
+    passes: int
+    pending: list[str]
+
+
+def run_until_converged(store: Store, kubelet: Kubelet, clock: Clock, timeout: float = 30.0, *,
+                        rng: random.Random | None = None, config: Config | None = None,
+                        poll: float = 0.05, max_passes: int = 10_000,
+                        on_pass: Callable[[Store], None] | None = None) -> ConvergeResult:
+    """Alternate controller passes and kubelet steps until converged or `timeout` (clock seconds)."""
+    rng = rng or random.Random()
+    deadline = clock.now() + timeout
+    passes = 0
+    while passes < max_passes:
+        passes += 1
+        res = reconcile_once(store, clock, rng=rng, config=config)
+        writes = kubelet_step(store, kubelet, clock)
+        if on_pass is not None:
+            on_pass(store)
+        if res.applied == 0 and writes == 0:
+            pending = pending_pods(store)
+            if not pending:
+                return ConvergeResult(True, passes, [])
+            if clock.now() >= deadline:
+                return ConvergeResult(False, passes, pending)
+            _idle(store, clock, poll)  # waiting on something outside the control plane (readiness, a node, time)
+        elif clock.now() >= deadline:
+            return ConvergeResult(False, passes, pending_pods(store))
+    return ConvergeResult(False, passes, pending_pods(store))
+
+
+def _idle(store: Store, clock: Clock, seconds: float) -> None:
+    """Wait for a store write (from any process) or `seconds`; a fake clock just moves forward."""
+    if isinstance(clock, FakeClock):
+        clock.sleep(seconds)
+    else:
+        store.wait_for_change(store.current_rv(), seconds)
+
+
+def run_forever(store: Store, kubelet: Kubelet, clock: Clock, stop: Callable[[], bool], *,
+                resync: float = 1.0, rng: random.Random | None = None, config: Config | None = None,
+                on_error: Callable[[Exception], None] | None = None) -> None:
+    """The daemon's loop: reconcile and run kubelet work whenever the store changes, and at least every
+    `resync` seconds (time-driven work: node heartbeats and grace periods, CronJob schedules, readiness).
+    An exception in one pass is reported to `on_error` (the pass rolled back) and the loop goes on."""
+    rng = rng or random.Random()
+    while not stop():
+        try:
+            res = reconcile_once(store, clock, rng=rng, config=config)
+            writes = kubelet_step(store, kubelet, clock)
+        except Exception as e:  # noqa: BLE001 - a daemon must survive one bad pass
+            if on_error is None:
+                raise
+            on_error(e)
+            res, writes = PassResult(), 0
+        if res.applied == 0 and writes == 0:
+            _idle(store, clock, resync)
+
+
+class _DryRun(Exception):
+    pass
+
+
+def planned_actions(store: Store, clock: Clock, *, config: Config | None = None) -> list[str]:
+    """What one pass would do now, without doing it (the pass runs in a transaction that is rolled back).
+    For a client such as `netsim apply` waiting, in another process, for the daemon to settle."""
+    ctx = Context(now=clock.now(), rng=random.Random(0), config=config or Config())
+    planned: list[str] = []
+    try:
+        with store.transaction() as tx:
+            for name, controller in _controllers():
+                actions = controller(Snapshot.load(tx), ctx)
+                planned += [f"{name}: {a.describe()}" for a in actions]
+                apply_actions(tx, actions, ctx.now)
+            raise _DryRun
+    except _DryRun:
+        pass
+    return planned
+
+
+def is_converged(store: Store, clock: Clock, *, config: Config | None = None) -> tuple[bool, list[str]]:
+    """(converged, what is still pending): no controller wants to act and every pod on a ready node is
+    Running and Ready or finished."""
+    pending = planned_actions(store, clock, config=config) + pending_pods(store)
+    return not pending, pending

@@ -1,0 +1,89 @@
+"""ReplicaSet controller (kubernetes pkg/controller/replicaset/replica_set.go, our own code).
+
+Owned pods are those whose controller ownerReference is the ReplicaSet; orphans matching the selector are
+adopted. Active pods (not finished, not being deleted) are counted against spec.replicas; missing ones are
+created as `<rs>-<5 random chars>` (generateName), surplus ones deleted in the order getPodsToDelete ranks
+them (controller.ActivePods: unscheduled before scheduled, Pending before Running, not ready before ready,
+newer before older). Status reports replicas, fullyLabeledReplicas, readyReplicas, availableReplicas and
+observedGeneration.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from netsim.controlplane import objects as o
+from netsim.controlplane.events import Event
+from netsim.controlplane.state import Action, Context, Snapshot, status_action
+
+_PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def pods_of(snap: Snapshot, owner: dict[str, Any], *, adopt: bool = True) -> tuple[list[dict], list[Action]]:
+    """Pods controlled by `owner`, plus adoption actions for orphans its selector matches."""
+    owned = snap.owned(owner, "Pod")
+    actions = []
+    if adopt:
+        selector = o.selector_of(owner)
+        for pod in snap.of("Pod", o.namespace(owner)):
+            if o.controller_ref(pod) is None and not o.is_terminating(pod) and selector.matches(o.labels(pod)):
+                new = copy.deepcopy(pod)
+                new["metadata"].setdefault("ownerReferences", []).append(o.owner_reference(owner))
+                owned.append(new)
+                actions.append(Action("update", new))
+    return owned, actions
+
+
+def deletion_rank(pod: dict[str, Any]) -> tuple:
+    """Sort key: the pod to delete first sorts first (controller.ActivePods ordering)."""
+    created, rv, name = o.creation_order(pod)
+    return (o.node_name(pod) is not None, _PHASE_RANK.get(o.phase(pod), 3), o.is_ready(pod), -created, -rv, name)
+
+
+def reconcile_replicaset(rs: dict[str, Any], snap: Snapshot, ctx: Context, *,
+                         actor: str = "controller/replicaset") -> list[Action]:
+    spec = rs.get("spec") or {}
+    want = int(spec.get("replicas", 1))
+    owned, actions = pods_of(snap, rs)
+    active = [p for p in owned if o.is_active(p)]
+    diff = len(active) - want
+    if o.is_terminating(rs):
+        diff = 0
+    if diff < 0:
+        taken = snap.names("Pod", o.namespace(rs))
+        for _ in range(-diff):
+            pod_name = o.generate_name(o.name(rs) + "-", ctx.rng, taken)
+            taken.add(pod_name)
+            pod = o.pod_from_template(spec.get("template") or {}, pod_name=pod_name, namespace_=o.namespace(rs),
+                                      owner=rs)
+            actions.append(Action("create", pod, Event(ctx.now, actor, o.ref(rs), "SuccessfulCreate",
+                                                       f"Created pod: {pod_name}")))
+    elif diff > 0:
+        for pod in sorted(active, key=deletion_rank)[:diff]:
+            actions.append(Action("terminate", pod, Event(ctx.now, actor, o.ref(rs), "SuccessfulDelete",
+                                                          f"Deleted pod: {o.name(pod)}")))
+    min_ready = int(spec.get("minReadySeconds") or 0)
+    template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    status = {
+        "replicas": len(active),
+        "fullyLabeledReplicas": sum(1 for p in active
+                                    if all(o.labels(p).get(k) == v for k, v in template_labels.items())),
+        "readyReplicas": sum(1 for p in active if o.is_ready(p)),
+        "availableReplicas": sum(1 for p in active if o.is_available(p, min_ready, ctx.now)),
+        "observedGeneration": o.meta(rs).get("generation", 1),
+    }
+    old = rs.get("status") or {}
+    if old.get("conditions"):
+        status["conditions"] = old["conditions"]
+    a = status_action(rs, status)
+    if a:
+        actions.append(a)
+    return actions
+
+
+def reconcile_replicasets(snap: Snapshot, ctx: Context) -> list[Action]:
+    actions: list[Action] = []
+    for rs in snap.of("ReplicaSet"):
+        actions += reconcile_replicaset(rs, snap, ctx)
+    return actions

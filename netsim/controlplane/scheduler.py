@@ -1,0 +1,184 @@
+"""The scheduler: picks a node for each pending pod.
+
+Filters in kube-scheduler's default order (pkg/scheduler/framework/plugins: NodeUnschedulable, NodeName,
+TaintToleration, NodeAffinity, NodePorts); a node is rejected by the first filter it fails, and an
+unschedulable pod gets kube-scheduler's FitError message (pkg/scheduler/framework/types.go FitError.Error):
+`0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 node(s) didn't match Pod's node
+affinity/selector.` with the reasons counted and sorted as strings.
+
+Scoring is a simple, deterministic stand-in for the default score plugins: PreferNoSchedule taints the pod
+does not tolerate count against a node (TaintToleration score), then fewest pods of the same owner
+(SelectorSpread / PodTopologySpread over hostnames), then fewest pods overall (balanced allocation), then the
+node name. A pod that already has spec.nodeName is bound and never reaches the scheduler, as in Kubernetes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netsim.controlplane import objects as o
+from netsim.controlplane.events import Event
+from netsim.controlplane.state import Action, Context, Snapshot
+from netsim.model.pod import NodeSelectorRequirement, NodeSelectorTerm, Toleration
+
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, Any]] = field(default_factory=list)  # {key, value, effect}
+    unschedulable: bool = False
+    pod_count: int = 0
+    owner_counts: Counter = field(default_factory=Counter)  # owner uid -> pods of that owner here
+    host_ports: set[tuple[int, str]] = field(default_factory=set)
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any]) -> NodeInfo:
+        spec = node.get("spec") or {}
+        return cls(name=o.name(node), labels=dict(o.labels(node)), taints=list(spec.get("taints") or []),
+                   unschedulable=bool(spec.get("unschedulable")))
+
+    def add_pod(self, pod: Mapping[str, Any]) -> None:
+        self.pod_count += 1
+        ref = o.controller_ref(pod)
+        if ref is not None:
+            self.owner_counts[ref.get("uid")] += 1
+        self.host_ports |= _host_ports(pod)
+
+
+@dataclass(frozen=True)
+class Decision:
+    node: str | None
+    reason: str = ""  # FitError message when node is None
+
+
+def tolerations_of(pod: Mapping[str, Any]) -> list[Toleration]:
+    out = []
+    for t in (pod.get("spec") or {}).get("tolerations") or []:
+        out.append(Toleration(key=t.get("key") or None, operator=t.get("operator") or "Equal",
+                              value=t.get("value") or None, effect=t.get("effect") or None,
+                              toleration_seconds=t.get("tolerationSeconds")))
+    return out
+
+
+def tolerated(taint: Mapping[str, Any], tolerations: Iterable[Toleration]) -> bool:
+    return any(t.tolerates(taint.get("key", ""), taint.get("value") or None, taint.get("effect", ""))
+               for t in tolerations)
+
+
+def _requirements(raw: Iterable[Mapping[str, Any]]) -> tuple[NodeSelectorRequirement, ...]:
+    return tuple(NodeSelectorRequirement(r["key"], r["operator"], tuple(r.get("values") or ()))
+                 for r in raw or ())
+
+
+def required_node_terms(pod: Mapping[str, Any]) -> tuple[NodeSelectorTerm, ...] | None:
+    na = (((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})
+    req = na.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if not req:
+        return None
+    return tuple(NodeSelectorTerm(_requirements(t.get("matchExpressions")), _requirements(t.get("matchFields")))
+                 for t in req.get("nodeSelectorTerms") or [])
+
+
+def matches_node_selector_and_affinity(pod: Mapping[str, Any], node_name: str,
+                                       node_labels: Mapping[str, str]) -> bool:
+    """nodeSelector (all labels) and required node affinity (terms ORed), as the NodeAffinity filter."""
+    spec = pod.get("spec") or {}
+    if any(node_labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    terms = required_node_terms(pod)
+    return terms is None or any(t.matches(node_name, dict(node_labels)) for t in terms)
+
+
+def _host_ports(pod: Mapping[str, Any]) -> set[tuple[int, str]]:
+    return {(p["hostPort"], p.get("protocol", "TCP")) for c in (pod.get("spec") or {}).get("containers") or []
+            for p in c.get("ports") or [] if p.get("hostPort")}
+
+
+def filter_node(pod: Mapping[str, Any], node: NodeInfo) -> str | None:
+    """Why `node` cannot take `pod` (kube-scheduler's per-node reason), or None if it can."""
+    tolerations = tolerations_of(pod)
+    if node.unschedulable and not tolerated({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}, tolerations):
+        return "node(s) were unschedulable"
+    wanted = (pod.get("spec") or {}).get("nodeName")
+    if wanted and wanted != node.name:
+        return "node(s) didn't match the requested node name"
+    for taint in node.taints:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(taint, tolerations):
+            return f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"
+    if not matches_node_selector_and_affinity(pod, node.name, node.labels):
+        return "node(s) didn't match Pod's node affinity/selector"
+    if _host_ports(pod) & node.host_ports:
+        return "node(s) didn't have free ports for the requested pod ports"
+    return None
+
+
+def fit_error(total: int, reasons: Iterable[str]) -> str:
+    counts = Counter(reasons)
+    parts = sorted(f"{n} {r}" for r, n in counts.items())
+    return f"0/{total} nodes are available: {', '.join(parts)}."
+
+
+def pick_node(pod: Mapping[str, Any], nodes: list[NodeInfo]) -> Decision:
+    """The node for `pod` among `nodes`, or why there is none."""
+    if not nodes:
+        return Decision(None, "0/0 nodes are available: no nodes available to schedule pods.")
+    feasible: list[NodeInfo] = []
+    reasons: list[str] = []
+    for n in nodes:
+        why = filter_node(pod, n)
+        if why is None:
+            feasible.append(n)
+        else:
+            reasons.append(why)
+    if not feasible:
+        return Decision(None, fit_error(len(nodes), reasons))
+    tolerations = tolerations_of(pod)
+    owner = o.controller_ref(pod)
+    owner_uid = owner.get("uid") if owner else None
+
+    def score(n: NodeInfo) -> tuple:
+        soft = sum(1 for t in n.taints if t.get("effect") == "PreferNoSchedule" and not tolerated(t, tolerations))
+        same_owner = n.owner_counts.get(owner_uid, 0) if owner_uid else 0
+        return soft, same_owner, n.pod_count, n.name
+
+    return Decision(min(feasible, key=score).name)
+
+
+def node_infos(snap: Snapshot) -> dict[str, NodeInfo]:
+    infos = {o.name(n): NodeInfo.from_node(n) for n in snap.of("Node")}
+    for pod in snap.of("Pod"):
+        nn = o.node_name(pod)
+        if nn in infos and not o.is_terminal(pod):
+            infos[nn].add_pod(pod)
+    return infos
+
+
+def reconcile_scheduler(snap: Snapshot, ctx: Context) -> list[Action]:
+    """Bind every pending, unbound pod (oldest first) or mark it unschedulable with the reason."""
+    infos = node_infos(snap)
+    nodes = sorted(infos.values(), key=lambda n: n.name)
+    actions: list[Action] = []
+    pending = [p for p in snap.of("Pod") if not o.node_name(p) and not o.is_terminating(p) and not o.is_terminal(p)
+               and (p.get("spec") or {}).get("schedulerName", "default-scheduler") == "default-scheduler"]
+    for pod in sorted(pending, key=o.creation_order):
+        decision = pick_node(pod, nodes)
+        new = copy.deepcopy(pod)
+        status = new.setdefault("status", {"phase": "Pending"})
+        if decision.node is None:
+            if o.set_condition(status, "PodScheduled", "False", ctx.now, "Unschedulable", decision.reason):
+                actions.append(Action("status", new, Event(ctx.now, "scheduler", o.ref(pod), "FailedScheduling",
+                                                           decision.reason, type="Warning")))
+            continue
+        new["spec"]["nodeName"] = decision.node
+        o.set_condition(status, "PodScheduled", "True", ctx.now)
+        infos[decision.node].add_pod(new)
+        actions.append(Action("update", new, Event(ctx.now, "scheduler", o.ref(pod), "Scheduled",
+                                                   f"Successfully assigned {o.key(pod)} to {decision.node}")))
+    return actions

@@ -1,0 +1,137 @@
+"""What controllers see (a Snapshot of the store) and what they return (Actions), and applying them.
+
+Controllers are pure: `reconcile_x(snap, ctx) -> list[Action]`. A driver (netsim.controlplane.loop) takes a
+snapshot, runs a controller, and applies its actions to the store inside a transaction. Updates carry the
+resourceVersion the controller read, so an action computed from a stale view fails with Conflict and is
+skipped; the next pass recomputes it from fresh state, as a real controller requeues.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from netsim.controlplane import objects as o
+from netsim.controlplane.events import Event
+from netsim.store import CLUSTER_SCOPED, AlreadyExists, Conflict, NotFound, Store, rfc3339
+
+WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet",
+                 "DaemonSet", "StatefulSet", "Job", "CronJob")
+
+
+@dataclass
+class Config:
+    """Timings of the control plane; Kubernetes' defaults, shortened where tests need it."""
+
+    node_monitor_grace_seconds: float = 40.0  # kube-controller-manager --node-monitor-grace-period
+    pod_eviction_seconds: float = 300.0  # DefaultTolerationSeconds for not-ready/unreachable NoExecute
+
+
+@dataclass
+class Context:
+    now: float
+    rng: random.Random = field(default_factory=random.Random)
+    config: Config = field(default_factory=Config)
+
+
+@dataclass
+class Action:
+    """One write a controller wants. `verb`: create | update | status | delete (hard) | terminate
+    (graceful pod deletion: deletionTimestamp set, the kubelet finishes it)."""
+
+    verb: str
+    obj: dict[str, Any]
+    event: Event | None = None
+
+    def describe(self) -> str:
+        return f"{self.verb} {o.ref(self.obj)}"
+
+
+class Snapshot:
+    """All watched objects at one moment, indexed the ways controllers ask."""
+
+    def __init__(self, objects: dict[str, list[dict[str, Any]]]):
+        self.objects = objects
+        self._by_key: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+        self._by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for kind, items in objects.items():
+            for obj in items:
+                self._by_key[(kind, o.namespace(obj), o.name(obj))] = obj
+                ref = o.controller_ref(obj)
+                if ref is not None:
+                    self._by_owner[ref.get("uid")].append(obj)
+
+    @classmethod
+    def load(cls, store: Store, kinds: Iterable[str] = WATCHED_KINDS) -> Snapshot:
+        return cls({k: store.list(k) for k in kinds})
+
+    def of(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        items = self.objects.get(kind, [])
+        return items if namespace is None else [x for x in items if o.namespace(x) == namespace]
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self._by_key.get((kind, None if kind in CLUSTER_SCOPED else namespace, name))
+
+    def owned(self, owner: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
+        items = self._by_owner.get(o.uid(owner), [])
+        return [x for x in items if kind is None or x["kind"] == kind]
+
+    def names(self, kind: str, namespace: str | None) -> set[str]:
+        return {o.name(x) for x in self.of(kind, namespace)}
+
+    def uids(self) -> set[str]:
+        return {o.uid(x) for x in self._by_key.values()}
+
+
+def status_action(obj: dict[str, Any], status: dict[str, Any]) -> Action | None:
+    """An Action writing `status` if it differs from the object's current status."""
+    if (obj.get("status") or {}) == status:
+        return None
+    new = copy.deepcopy(obj)
+    new["status"] = status
+    return Action("status", new)
+
+
+def apply_actions(store: Store, actions: Iterable[Action], now: float,
+                  on_skip: Callable[[Action, Exception], None] | None = None) -> tuple[int, list[Event]]:
+    """Apply actions to `store` (normally a transaction view); returns (applied, events). Actions that lost
+    a race (Conflict, NotFound, AlreadyExists) are skipped: the next pass decides again."""
+    applied = 0
+    events: list[Event] = []
+    for a in actions:
+        kind, ns, name = a.obj["kind"], o.namespace(a.obj), o.name(a.obj)
+        rv = o.meta(a.obj).get("resourceVersion")
+        try:
+            if a.verb == "create":
+                store.create(a.obj)
+            elif a.verb == "update":
+                store.update(a.obj, expected_rv=rv)
+            elif a.verb == "status":
+                store.update_status(kind, ns, name, a.obj.get("status") or {}, expected_rv=rv)
+            elif a.verb == "delete":
+                store.delete(kind, ns, name)
+            elif a.verb == "terminate":
+                cur = store.get(kind, ns, name)
+                if cur is None or o.is_terminating(cur):
+                    continue
+                if kind == "Pod" and (o.node_name(cur) is None):
+                    store.delete(kind, ns, name)  # never ran anywhere: nothing for a kubelet to stop
+                else:
+                    cur["metadata"]["deletionTimestamp"] = rfc3339(now)
+                    store.update(cur)
+            else:
+                raise ValueError(f"unknown action verb {a.verb!r}")
+        except (Conflict, NotFound, AlreadyExists) as e:
+            if on_skip:
+                on_skip(a, e)
+            continue
+        applied += 1
+        if a.event is not None:
+            events.append(a.event)
+    if events:
+        store.append_events(e.to_record() for e in events)
+    return applied, events

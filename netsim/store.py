@@ -1,0 +1,547 @@
+"""The cluster's source of truth, in etcd's role: objects with resourceVersions and a change log.
+
+Objects are plain Kubernetes manifest dicts (what `to_dict()` of the model gives, plus `status`). The store
+stamps the metadata the API server owns: `uid` (uuid4), `creationTimestamp` (RFC 3339, UTC),
+`resourceVersion` (a string, as the API shows it) and `generation` (bumped when anything outside
+`metadata` and `status` changes, as the API server does for spec changes).
+
+resourceVersions are global and monotonic, as etcd's revision: every write appends one row to the change
+log and the row's number is the object's new resourceVersion. Watchers ask for `changes_since(rv)`.
+
+`SQLiteStore(path)` keeps objects in SQLite in WAL mode (readers never block the writer) so that several
+processes (the daemon, `netsim apply`, node agents) can share `/run/netsim/<cluster>/store.db`. Every write
+runs in `BEGIN IMMEDIATE` (the write lock is taken up front, so two writers never deadlock upgrading a read
+lock) with a busy timeout, and `transaction()` hands out the same API inside one transaction, which is how a
+reconcile pass or `apply` of many objects is all-or-nothing. `MemoryStore()` is the same code on an in-memory
+database, for unit tests.
+
+`wait_for_change(rv, timeout)` polls `MAX(rv)` of the change table (a single index lookup) every few
+milliseconds, backing off to 50 ms. Polling was chosen over inotify/file mtimes because WAL writes do not
+reliably touch the main database file and it works unchanged across processes and for the in-memory store;
+the cost is one cheap query per poll.
+
+Events (the control-plane timeline) live in their own append-only table with their own sequence numbers so
+that a busy timeline does not churn the object change log; see netsim.controlplane.events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from netsim.model.errors import NetsimError
+from netsim.model.selectors import LabelSelector
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+# Kinds that live outside namespaces; every other kind defaults to namespace "default".
+CLUSTER_SCOPED = frozenset({"Namespace", "Node"})
+
+
+class StoreError(NetsimError):
+    """A store operation that cannot be done as asked."""
+
+
+class NotFound(StoreError):
+    def __init__(self, kind: str, namespace: str | None, name: str):
+        self.kind, self.namespace, self.name = kind, namespace, name
+        super().__init__(f'{kind} "{_key(namespace, name)}" not found')
+
+
+class AlreadyExists(StoreError):
+    def __init__(self, kind: str, namespace: str | None, name: str):
+        self.kind, self.namespace, self.name = kind, namespace, name
+        super().__init__(f'{kind} "{_key(namespace, name)}" already exists')
+
+
+class Conflict(StoreError):
+    """A compare-and-swap lost: the object changed since the caller read it (the API's 409)."""
+
+    def __init__(self, kind: str, namespace: str | None, name: str, expected: str, actual: str):
+        self.kind, self.namespace, self.name = kind, namespace, name
+        super().__init__(f'Operation cannot be fulfilled on {kind} "{_key(namespace, name)}": the object has '
+                         f"been modified (resourceVersion {actual}, expected {expected}); please apply your "
+                         "changes to the latest version and try again")
+
+
+class InvalidObject(StoreError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log: what happened to which object at which resourceVersion."""
+
+    rv: int
+    type: str  # ADDED | MODIFIED | DELETED
+    kind: str
+    namespace: str | None
+    name: str
+    object: dict[str, Any]  # the object after the change (before it, for DELETED)
+
+
+def _key(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def rfc3339(t: float) -> str:
+    """Seconds since the epoch as the API writes times: `2024-01-02T03:04:05Z`."""
+    return dt.datetime.fromtimestamp(int(t), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(s: str | None) -> float | None:
+    """An RFC 3339 time (as `rfc3339` writes, fractions and offsets accepted) to seconds since the epoch."""
+    if not s:
+        return None
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def identity(obj: Mapping[str, Any]) -> tuple[str, str | None, str]:
+    """(kind, namespace, name) of a manifest dict, defaulting the namespace as the API server does."""
+    if not isinstance(obj, Mapping):
+        raise InvalidObject(f"an object must be a mapping, got {type(obj).__name__}")
+    kind = obj.get("kind")
+    md = obj.get("metadata")
+    name = md.get("name") if isinstance(md, Mapping) else None
+    if not isinstance(kind, str) or not kind:
+        raise InvalidObject("object has no kind")
+    if not isinstance(name, str) or not name:
+        raise InvalidObject(f"{kind} has no metadata.name")
+    if kind in CLUSTER_SCOPED:
+        return kind, None, name
+    ns = md.get("namespace") or "default"
+    return kind, ns, name
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A typed model object or a manifest mapping, as a fresh dict."""
+    if hasattr(obj, "to_dict") and not isinstance(obj, Mapping):
+        return obj.to_dict()
+    if not isinstance(obj, Mapping):
+        raise InvalidObject(f"an object must be a mapping or a model object, got {type(obj).__name__}")
+    return copy.deepcopy(dict(obj))
+
+
+def _spec_part(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _canon(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, separators=(",", ":"))
+
+
+def matches(obj: Mapping[str, Any], selector: LabelSelector | Mapping[str, str] | None) -> bool:
+    if selector is None:
+        return True
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if isinstance(selector, LabelSelector):
+        return selector.matches(labels)
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+class Store(ABC):
+    """What every backend offers. Objects in and out are manifest dicts; callers get copies."""
+
+    @abstractmethod
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def list(self, kind: str, namespace: str | None = None,
+             selector: LabelSelector | Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Objects of `kind` (in `namespace` if given) whose labels match `selector`, by namespace/name."""
+
+    @abstractmethod
+    def create(self, obj: Any) -> dict[str, Any]:
+        """Store a new object (AlreadyExists if its name is taken); returns it as stored."""
+
+    @abstractmethod
+    def update(self, obj: Any, expected_rv: str | int | None = None) -> dict[str, Any]:
+        """Replace an object. With `expected_rv` (or metadata.resourceVersion given) it is a compare-and-
+        swap: Conflict if the stored version differs. The stored status is kept when `obj` has none."""
+
+    @abstractmethod
+    def update_status(self, kind: str, namespace: str | None, name: str, status: dict[str, Any],
+                      expected_rv: str | int | None = None) -> dict[str, Any]:
+        """Replace only `status` (the /status subresource): generation does not move."""
+
+    @abstractmethod
+    def delete(self, kind: str, namespace: str | None, name: str,
+               expected_rv: str | int | None = None) -> dict[str, Any]:
+        """Remove an object and return its last state (NotFound if absent)."""
+
+    @abstractmethod
+    def apply(self, objects: Iterable[Any]) -> list[dict[str, Any]]:
+        """kubectl apply of a whole batch in one transaction: all objects are written or none is."""
+
+    @abstractmethod
+    def changes_since(self, rv: int, limit: int | None = None) -> list[Change]:
+        """Change-log entries with resourceVersion greater than `rv`, oldest first."""
+
+    @abstractmethod
+    def current_rv(self) -> int:
+        """The newest resourceVersion (0 for an empty store)."""
+
+    @abstractmethod
+    def wait_for_change(self, rv: int, timeout: float) -> bool:
+        """Block until something newer than `rv` is written (True) or `timeout` seconds pass (False)."""
+
+    @abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[Store]:
+        """A view of this store whose writes commit together when the block ends (rolled back on error)."""
+
+    # Events: an append-only timeline, separate from objects (see netsim.controlplane.events).
+    @abstractmethod
+    def append_events(self, events: Iterable[Mapping[str, Any]]) -> int:
+        """Append event records; returns the sequence number of the last one."""
+
+    @abstractmethod
+    def events_since(self, seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Event records with sequence number greater than `seq` (each carries its `seq`)."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    rv INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    rv INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL
+);
+"""
+
+
+class _Ops:
+    """The store's operations over one connection that is already inside a write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], float]):
+        self.conn = conn
+        self.clock = clock
+
+    # -- reads ---------------------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?",
+                                (kind, namespace or "", name)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list(self, kind: str, namespace: str | None = None,
+             selector: LabelSelector | Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        if namespace is None:
+            rows = self.conn.execute("SELECT body FROM objects WHERE kind=? ORDER BY namespace, name", (kind,))
+        else:
+            rows = self.conn.execute("SELECT body FROM objects WHERE kind=? AND namespace=? ORDER BY name",
+                                     (kind, namespace))
+        out = [json.loads(r[0]) for r in rows]
+        return [o for o in out if matches(o, selector)] if selector is not None else out
+
+    def current_rv(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(rv), 0) FROM changes").fetchone()[0]
+
+    def changes_since(self, rv: int, limit: int | None = None) -> list[Change]:
+        rows = self.conn.execute("SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ? "
+                                 "ORDER BY rv LIMIT ?", (int(rv), -1 if limit is None else limit))
+        return [Change(r[0], r[1], r[2], r[3] or None, r[4], json.loads(r[5])) for r in rows]
+
+    # -- writes --------------------------------------------------------------------------------------
+    def _log(self, typ: str, kind: str, ns: str | None, name: str) -> int:
+        cur = self.conn.execute("INSERT INTO changes (type, kind, namespace, name, body) VALUES (?,?,?,?,'{}')",
+                                (typ, kind, ns or "", name))
+        return cur.lastrowid
+
+    def _write(self, typ: str, kind: str, ns: str | None, name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        rv = self._log(typ, kind, ns, name)
+        obj["metadata"]["resourceVersion"] = str(rv)
+        body = json.dumps(obj, sort_keys=True)
+        self.conn.execute("UPDATE changes SET body=? WHERE rv=?", (body, rv))
+        if typ == DELETED:
+            self.conn.execute("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, ns or "", name))
+        else:
+            self.conn.execute("INSERT OR REPLACE INTO objects (kind, namespace, name, rv, body) VALUES (?,?,?,?,?)",
+                              (kind, ns or "", name, rv, body))
+        return obj
+
+    def create(self, obj: Any) -> dict[str, Any]:
+        obj = as_dict(obj)
+        kind, ns, name = identity(obj)
+        if self.get(kind, ns, name) is not None:
+            raise AlreadyExists(kind, ns, name)
+        md = obj["metadata"]
+        if ns is not None:
+            md["namespace"] = ns
+        md["uid"] = str(uuid.uuid4())
+        md["creationTimestamp"] = rfc3339(self.clock())
+        md["generation"] = 1
+        md.pop("resourceVersion", None)
+        return self._write(ADDED, kind, ns, name, obj)
+
+    def _check_rv(self, current: dict[str, Any], expected: str | int | None, kind: str, ns: str | None,
+                  name: str) -> None:
+        actual = current["metadata"]["resourceVersion"]
+        if expected is not None and str(expected) != actual:
+            raise Conflict(kind, ns, name, str(expected), actual)
+
+    def update(self, obj: Any, expected_rv: str | int | None = None) -> dict[str, Any]:
+        obj = as_dict(obj)
+        kind, ns, name = identity(obj)
+        current = self.get(kind, ns, name)
+        if current is None:
+            raise NotFound(kind, ns, name)
+        if expected_rv is None:
+            expected_rv = obj["metadata"].get("resourceVersion")
+        self._check_rv(current, expected_rv, kind, ns, name)
+        md, cur_md = obj["metadata"], current["metadata"]
+        if ns is not None:
+            md["namespace"] = ns
+        for owned in ("uid", "creationTimestamp"):
+            md[owned] = cur_md[owned]
+        generation = cur_md.get("generation", 1)
+        if _canon(_spec_part(obj)) != _canon(_spec_part(current)):
+            generation += 1
+        md["generation"] = generation
+        if "status" not in obj and "status" in current:
+            obj["status"] = current["status"]
+        return self._write(MODIFIED, kind, ns, name, obj)
+
+    def update_status(self, kind: str, namespace: str | None, name: str, status: dict[str, Any],
+                      expected_rv: str | int | None = None) -> dict[str, Any]:
+        ns = None if kind in CLUSTER_SCOPED else (namespace or "default")
+        current = self.get(kind, ns, name)
+        if current is None:
+            raise NotFound(kind, ns, name)
+        self._check_rv(current, expected_rv, kind, ns, name)
+        current["status"] = copy.deepcopy(status)
+        return self._write(MODIFIED, kind, ns, name, current)
+
+    def delete(self, kind: str, namespace: str | None, name: str,
+               expected_rv: str | int | None = None) -> dict[str, Any]:
+        ns = None if kind in CLUSTER_SCOPED else (namespace or "default")
+        current = self.get(kind, ns, name)
+        if current is None:
+            raise NotFound(kind, ns, name)
+        self._check_rv(current, expected_rv, kind, ns, name)
+        return self._write(DELETED, kind, ns, name, current)
+
+    def apply(self, objects: Iterable[Any]) -> list[dict[str, Any]]:
+        out = []
+        for raw in objects:
+            obj = as_dict(raw)
+            kind, ns, name = identity(obj)
+            current = self.get(kind, ns, name)
+            if current is None:
+                out.append(self.create(obj))
+                continue
+            # kubectl apply: the applied fields win; what the cluster added (status, annotations the
+            # controllers set, ownerReferences, metadata the server owns) stays.
+            merged = copy.deepcopy(current)
+            for k, v in obj.items():
+                if k not in ("metadata", "status"):
+                    merged[k] = v
+            for k in list(merged):
+                if k not in obj and k not in ("metadata", "status", "apiVersion", "kind"):
+                    del merged[k]
+            md_new, md = obj.get("metadata") or {}, merged["metadata"]
+            md["labels"] = dict(md_new.get("labels") or {})
+            if not md["labels"]:
+                del md["labels"]
+            annotations = {**(md.get("annotations") or {}), **(md_new.get("annotations") or {})}
+            if annotations:
+                md["annotations"] = annotations
+            if _canon(merged) == _canon(current):
+                out.append(current)
+                continue
+            out.append(self.update(merged, expected_rv=current["metadata"]["resourceVersion"]))
+        return out
+
+    def append_events(self, events: Iterable[Mapping[str, Any]]) -> int:
+        last = 0
+        for e in events:
+            last = self.conn.execute("INSERT INTO events (body) VALUES (?)", (json.dumps(dict(e)),)).lastrowid
+        return last
+
+    def events_since(self, seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                 (int(seq), -1 if limit is None else limit))
+        return [{**json.loads(b), "seq": s} for s, b in rows]
+
+
+class _TxStore(Store):
+    """The Store API inside one open transaction (from `SQLiteStore.transaction()`)."""
+
+    def __init__(self, ops: _Ops):
+        self._ops = ops
+
+    def get(self, kind, namespace, name):
+        return self._ops.get(kind, namespace if kind not in CLUSTER_SCOPED else None, name)
+
+    def list(self, kind, namespace=None, selector=None):
+        return self._ops.list(kind, namespace, selector)
+
+    def create(self, obj):
+        return self._ops.create(obj)
+
+    def update(self, obj, expected_rv=None):
+        return self._ops.update(obj, expected_rv)
+
+    def update_status(self, kind, namespace, name, status, expected_rv=None):
+        return self._ops.update_status(kind, namespace, name, status, expected_rv)
+
+    def delete(self, kind, namespace, name, expected_rv=None):
+        return self._ops.delete(kind, namespace, name, expected_rv)
+
+    def apply(self, objects):
+        return self._ops.apply(objects)
+
+    def changes_since(self, rv, limit=None):
+        return self._ops.changes_since(rv, limit)
+
+    def current_rv(self):
+        return self._ops.current_rv()
+
+    def wait_for_change(self, rv, timeout):
+        raise StoreError("wait_for_change inside a transaction would wait for ever")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Store]:
+        yield self  # nested: part of the enclosing transaction
+
+    def append_events(self, events):
+        return self._ops.append_events(events)
+
+    def events_since(self, seq=0, limit=None):
+        return self._ops.events_since(seq, limit)
+
+
+class SQLiteStore(Store):
+    """The embedded store: one SQLite file in WAL mode, shared by any number of processes."""
+
+    BUSY_TIMEOUT_MS = 10_000
+
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time):
+        self.path = str(path)
+        self.clock = clock
+        self._lock = threading.RLock()  # one connection per store object; threads take turns on it
+        self._conn = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute(f"PRAGMA busy_timeout={self.BUSY_TIMEOUT_MS}")
+        if self.path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # durable enough on tmpfs; WAL stays consistent
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        self._in_tx = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def journal_mode(self) -> str:
+        with self._lock:
+            return self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Store]:
+        with self._lock:
+            if self._in_tx:
+                raise StoreError("a transaction is already open on this store object")
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+            try:
+                yield _TxStore(_Ops(self._conn, self.clock))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                self._in_tx = False
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[_Ops]:
+        with self._lock:
+            yield _Ops(self._conn, self.clock)
+
+    def get(self, kind, namespace, name):
+        with self._read() as ops:
+            return ops.get(kind, namespace if kind not in CLUSTER_SCOPED else None, name)
+
+    def list(self, kind, namespace=None, selector=None):
+        with self._read() as ops:
+            return ops.list(kind, namespace, selector)
+
+    def current_rv(self):
+        with self._read() as ops:
+            return ops.current_rv()
+
+    def changes_since(self, rv, limit=None):
+        with self._read() as ops:
+            return ops.changes_since(rv, limit)
+
+    def events_since(self, seq=0, limit=None):
+        with self._read() as ops:
+            return ops.events_since(seq, limit)
+
+    def create(self, obj):
+        with self.transaction() as tx:
+            return tx.create(obj)
+
+    def update(self, obj, expected_rv=None):
+        with self.transaction() as tx:
+            return tx.update(obj, expected_rv)
+
+    def update_status(self, kind, namespace, name, status, expected_rv=None):
+        with self.transaction() as tx:
+            return tx.update_status(kind, namespace, name, status, expected_rv)
+
+    def delete(self, kind, namespace, name, expected_rv=None):
+        with self.transaction() as tx:
+            return tx.delete(kind, namespace, name, expected_rv)
+
+    def apply(self, objects):
+        objects = list(objects)  # materialise first so a bad generator cannot leave half a batch
+        with self.transaction() as tx:
+            return tx.apply(objects)
+
+    def append_events(self, events):
+        with self.transaction() as tx:
+            return tx.append_events(events)
+
+    def wait_for_change(self, rv: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            if self.current_rv() > rv:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.05)
+
+
+class MemoryStore(SQLiteStore):
+    """The same store on a private in-memory database: for unit tests and one-process tools."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time):
+        super().__init__(":memory:", clock=clock)

@@ -1,0 +1,82 @@
+"""Scheduler: filters in kube-scheduler's order, its FitError message, and spreading."""
+
+from __future__ import annotations
+
+from netsim.controlplane.scheduler import NodeInfo, pick_node
+
+
+def pod(spec_extra: dict | None = None, owner: str | None = None) -> dict:
+    md: dict = {"name": "p", "namespace": "default"}
+    if owner:
+        md["ownerReferences"] = [{"kind": "ReplicaSet", "name": "rs", "uid": owner, "controller": True}]
+    return {"kind": "Pod", "metadata": md, "spec": {"containers": [{"name": "c"}], **(spec_extra or {})}}
+
+
+def nodes(*infos: NodeInfo) -> list[NodeInfo]:
+    return list(infos)
+
+
+def test_node_selector_mismatch_message():
+    d = pick_node(pod({"nodeSelector": {"disk": "ssd"}}), nodes(NodeInfo("a"), NodeInfo("b"), NodeInfo("c")))
+    assert d.node is None
+    assert d.reason == "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+
+
+def test_taints_and_mixed_reasons_sorted():
+    ns = nodes(NodeInfo("a", taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+               NodeInfo("b", labels={"zone": "x"}), NodeInfo("c", labels={"zone": "x"}))
+    d = pick_node(pod({"nodeSelector": {"zone": "y"}}), ns)
+    assert d.reason == ("0/3 nodes are available: 1 node(s) had untolerated taint "
+                        "{node-role.kubernetes.io/control-plane: }, 2 node(s) didn't match Pod's node "
+                        "affinity/selector.")
+
+
+def test_toleration_allows_tainted_node_and_prefer_no_schedule_is_soft():
+    tainted = NodeInfo("a", taints=[{"key": "dedicated", "value": "db", "effect": "NoSchedule"}])
+    soft = NodeInfo("b", taints=[{"key": "slow", "effect": "PreferNoSchedule"}])
+    assert pick_node(pod(), nodes(tainted, soft)).node == "b"  # only b passes; its soft taint is no filter
+    tol = {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}
+    assert pick_node(pod(tol), nodes(tainted, soft)).node == "a"  # soft taint loses the tie
+    no_execute = NodeInfo("c", taints=[{"key": "k", "effect": "NoExecute"}])
+    assert pick_node(pod(), nodes(no_execute)).node is None
+
+
+def test_required_node_affinity_terms_are_ored():
+    aff = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]},
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["c"]}]}]}}}}
+    ns = nodes(NodeInfo("a", labels={"zone": "z2"}), NodeInfo("b", labels={"zone": "z1"}, pod_count=5),
+               NodeInfo("c", pod_count=9))
+    assert pick_node(pod(aff), ns).node == "b"
+    ns[1].labels = {}
+    assert pick_node(pod(aff), ns).node == "c"
+
+
+def test_unschedulable_and_node_name():
+    cordoned = NodeInfo("a", unschedulable=True)
+    d = pick_node(pod(), nodes(cordoned))
+    assert d.reason == "0/1 nodes are available: 1 node(s) were unschedulable."
+    d = pick_node(pod({"nodeName": "zz"}), nodes(NodeInfo("a"), NodeInfo("b")))
+    assert d.reason == "0/2 nodes are available: 2 node(s) didn't match the requested node name."
+
+
+def test_spread_prefers_fewest_pods_of_same_owner_then_fewest_pods_then_name():
+    a, b, c = NodeInfo("a"), NodeInfo("b"), NodeInfo("c")
+    a.owner_counts["u1"] = 1
+    a.pod_count = 1
+    b.pod_count = 4
+    c.pod_count = 4
+    assert pick_node(pod(owner="u1"), [a, b, c]).node == "b"  # avoids a (same owner); b before c by name
+    assert pick_node(pod(owner="u2"), [a, b, c]).node == "a"  # other owner: fewest pods
+
+
+def test_host_port_conflict():
+    p = pod({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80, "protocol": "TCP"}]}]})
+    busy = NodeInfo("a", host_ports={(80, "TCP")})
+    assert pick_node(p, [busy]).reason == \
+        "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."
+    assert pick_node(p, [busy, NodeInfo("b")]).node == "b"
+
+
+def test_no_nodes():
+    assert pick_node(pod(), []).node is None

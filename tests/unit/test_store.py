@@ -1,0 +1,213 @@
+"""The store: CAS, change log, generation, apply atomicity, WAL, several processes writing at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from netsim.model.loader import parse_documents
+from netsim.store import (
+    ADDED,
+    DELETED,
+    MODIFIED,
+    AlreadyExists,
+    Conflict,
+    InvalidObject,
+    MemoryStore,
+    NotFound,
+    SQLiteStore,
+)
+
+
+def pod(name: str, ns: str = "default", labels: dict | None = None, image: str = "nginx") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": image}]}}
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request, tmp_path):
+    s = SQLiteStore(str(tmp_path / "store.db"), clock=lambda: 1_700_000_000) if request.param == "sqlite" \
+        else MemoryStore(clock=lambda: 1_700_000_000)
+    yield s
+    s.close()
+
+
+def test_create_stamps_server_metadata(store):
+    obj = store.create(pod("a"))
+    md = obj["metadata"]
+    assert md["resourceVersion"] == "1" and md["generation"] == 1
+    assert len(md["uid"]) == 36 and md["creationTimestamp"] == "2023-11-14T22:13:20Z"
+    assert store.get("Pod", "default", "a") == obj
+    with pytest.raises(AlreadyExists):
+        store.create(pod("a"))
+
+
+def test_namespace_defaults_and_cluster_scope(store):
+    p = pod("a")
+    del p["metadata"]["namespace"]
+    assert store.create(p)["metadata"]["namespace"] == "default"
+    store.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "namespace": "x"}})
+    assert store.get("Node", None, "n1")["metadata"]["name"] == "n1"
+    assert store.get("Node", "whatever", "n1") is not None
+
+
+def test_update_cas_conflict_and_generation(store):
+    first = store.create(pod("a"))
+    changed = pod("a", image="nginx:2")
+    second = store.update(changed, expected_rv=first["metadata"]["resourceVersion"])
+    assert second["metadata"]["generation"] == 2
+    assert second["metadata"]["uid"] == first["metadata"]["uid"]
+    with pytest.raises(Conflict, match="has been modified"):
+        store.update(pod("a", image="nginx:3"), expected_rv=first["metadata"]["resourceVersion"])
+    # metadata.resourceVersion in the object is a CAS too
+    stale = dict(first)
+    with pytest.raises(Conflict):
+        store.update(stale)
+    # labels only: generation stays
+    relabel = store.get("Pod", "default", "a")
+    relabel["metadata"]["labels"] = {"app": "other"}
+    assert store.update(relabel)["metadata"]["generation"] == 2
+    with pytest.raises(NotFound):
+        store.update(pod("zz"))
+
+
+def test_update_status_keeps_generation_and_update_keeps_status(store):
+    store.create(pod("a"))
+    s = store.update_status("Pod", "default", "a", {"phase": "Running"})
+    assert s["status"] == {"phase": "Running"} and s["metadata"]["generation"] == 1
+    u = store.update(pod("a", image="x"))
+    assert u["status"] == {"phase": "Running"} and u["metadata"]["generation"] == 2
+    with pytest.raises(Conflict):
+        store.update_status("Pod", "default", "a", {}, expected_rv="1")
+
+
+def test_list_namespace_and_selector(store):
+    store.create(pod("a", labels={"app": "web"}))
+    store.create(pod("b", labels={"app": "db"}))
+    store.create(pod("c", ns="other", labels={"app": "web"}))
+    assert [p["metadata"]["name"] for p in store.list("Pod")] == ["a", "b", "c"]
+    assert [p["metadata"]["name"] for p in store.list("Pod", "default")] == ["a", "b"]
+    assert [p["metadata"]["name"] for p in store.list("Pod", selector={"app": "web"})] == ["a", "c"]
+    assert store.list("Service") == []
+
+
+def test_change_log_and_delete(store):
+    store.create(pod("a"))
+    rv = store.current_rv()
+    store.update_status("Pod", "default", "a", {"phase": "Running"})
+    gone = store.delete("Pod", "default", "a")
+    assert gone["status"]["phase"] == "Running"
+    changes = store.changes_since(rv)
+    assert [(c.type, c.name) for c in changes] == [(MODIFIED, "a"), (DELETED, "a")]
+    assert [c.type for c in store.changes_since(0)] == [ADDED, MODIFIED, DELETED]
+    assert changes[-1].rv == store.current_rv() == 3
+    assert store.get("Pod", "default", "a") is None
+    with pytest.raises(NotFound):
+        store.delete("Pod", "default", "a")
+
+
+def test_apply_creates_updates_and_keeps_status(store):
+    objs = parse_documents("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx}]}
+""")
+    [d] = store.apply(objs)
+    assert d["spec"]["replicas"] == 2 and d["metadata"]["generation"] == 1
+    store.update_status("Deployment", "default", "web", {"replicas": 2})
+    d2 = store.get("Deployment", "default", "web")
+    d2["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    store.update(d2)
+    rv = store.current_rv()
+    [same] = store.apply(objs)  # unchanged: no write at all
+    assert store.current_rv() == rv and same["status"] == {"replicas": 2}
+    changed = objs[0].to_dict()
+    changed["spec"]["replicas"] = 5
+    [d3] = store.apply([changed])
+    assert d3["spec"]["replicas"] == 5 and d3["metadata"]["generation"] == 2
+    assert d3["status"] == {"replicas": 2}
+    assert d3["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+
+
+def test_apply_is_all_or_nothing(store):
+    store.create(pod("a"))
+    rv = store.current_rv()
+    bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {}}
+    with pytest.raises(InvalidObject):
+        store.apply([pod("a", image="new"), pod("b"), bad])
+    assert store.current_rv() == rv
+    assert store.get("Pod", "default", "b") is None
+    assert store.get("Pod", "default", "a")["spec"]["containers"][0]["image"] == "nginx"
+
+
+def test_transaction_rolls_back_on_error(store):
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.create(pod("a"))
+        assert tx.get("Pod", "default", "a") is not None  # reads see own writes
+        raise RuntimeError("boom")
+    assert store.get("Pod", "default", "a") is None and store.current_rv() == 0
+
+
+def test_events_table(store):
+    assert store.append_events([{"reason": "A"}, {"reason": "B"}]) == 2
+    assert [e["reason"] for e in store.events_since(1)] == ["B"]
+    assert store.current_rv() == 0  # events do not touch the object change log
+
+
+def test_wait_for_change(store):
+    rv = store.current_rv()
+    t0 = time.monotonic()
+    assert store.wait_for_change(rv, 0.05) is False
+    assert time.monotonic() - t0 >= 0.05
+    threading.Timer(0.05, lambda: store.create(pod("late"))).start()
+    assert store.wait_for_change(rv, 5) is True
+
+
+def test_wal_mode(tmp_path):
+    s = SQLiteStore(str(tmp_path / "s.db"))
+    assert s.journal_mode() == "wal"
+
+
+def _writer(path: str, prefix: str, n: int) -> None:
+    s = SQLiteStore(path)
+    for i in range(n):
+        s.create(pod(f"{prefix}-{i}"))
+    # contended read-modify-write on one shared object, retried on Conflict as controllers do
+    for _ in range(n):
+        while True:
+            cur = s.get("Pod", "default", "counter")
+            count = int(cur["metadata"]["labels"]["n"])
+            cur["metadata"]["labels"]["n"] = str(count + 1)
+            try:
+                s.update(cur)
+                break
+            except Conflict:
+                continue
+    s.close()
+
+
+def test_two_processes_write_concurrently(tmp_path):
+    path = str(tmp_path / "store.db")
+    s = SQLiteStore(path)
+    s.create(pod("counter", labels={"n": "0"}))
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, p, 40)) for p in ("x", "y")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(s.list("Pod")) == 81
+    assert s.get("Pod", "default", "counter")["metadata"]["labels"]["n"] == "80"
+    rvs = [c.rv for c in s.changes_since(0)]
+    assert rvs == sorted(rvs) and len(rvs) == len(set(rvs)) == 1 + 80 + 80
