@@ -111,15 +111,17 @@ def _pid_alive_is_ours(pid: int, cluster: str) -> bool:
 def down(k: Kernel, cluster: str) -> DownReport:
     """Remove everything `cluster` made: processes, namespaces, /etc/netns entries, state. Idempotent."""
     st = state.load(cluster)
+    killed = 0
+    # The daemon first, so it does not make new sandboxes while we remove them.
+    if st is not None:
+        pid = st.extra.get("daemonPid")
+        if pid and _pid_alive_is_ours(pid, cluster):
+            killed += _kill({pid})
     names = owned_netns(cluster)
     pids: set[int] = set()
     for n in names:
         pids.update(netns_mod.pids_in(n))
-    if st is not None:
-        for pid in [st.extra.get("daemonPid")]:
-            if pid and _pid_alive_is_ours(pid, cluster):
-                pids.add(pid)
-    killed = _kill(pids)
+    killed += _kill(pids)
     # Pods first, nodes and hosts next, the fabric last: each veth dies with the first of its two ends.
     order = sorted(names, key=lambda n: (0 if "-pod-" in n else 2 if n.endswith("-fabric") else 1, n))
     for n in order:

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from netsim import lifecycle, naming, preflight
+from netsim import daemonctl, lifecycle, naming, preflight
 from netsim.cli.common import EXIT_USAGE, cluster_option, emit, fail, handle_errors, kernel, output_option
 from netsim.model.cluster import default_cluster, load_cluster_file
 from netsim.model.errors import UsageError
@@ -28,9 +28,11 @@ def cli() -> None:
 @cli.command()
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Cluster spec (kind: Cluster).")
 @click.option("--name", default=None, help="Cluster name (overrides metadata.name).")
+@click.option("--no-daemon", is_flag=True, help="Build only the node network; no control plane or agents.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the cluster to be ready.")
 @output_option
 @handle_errors
-def up(path: str | None, name: str | None, output: str) -> None:
+def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, output: str) -> None:
     """Build a cluster's node network (and, as they land, its agents); returns when ready."""
     preflight.require_root("up")
     spec = load_cluster_file(path, name_override=name) if path else default_cluster(name or "demo")
@@ -41,6 +43,14 @@ def up(path: str | None, name: str | None, output: str) -> None:
     try:
         with console.status(f"building cluster {spec.name}") as status:
             st = lifecycle.up(k, spec, progress=lambda msg: status.update(f"{spec.name}: {msg}"))
+            if not no_daemon:
+                status.update(f"{spec.name}: starting the control plane and node agents")
+                try:
+                    daemonctl.start(spec.name, timeout=timeout)
+                except BaseException:
+                    lifecycle.down(k, spec.name)
+                    raise
+                st = lifecycle.state.load(spec.name) or st
     finally:
         k.close()
     info = lifecycle.status(st)
@@ -155,6 +165,15 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
         os.execvp(argv[0], argv)
     except FileNotFoundError:
         fail("`ip` (iproute2) is not installed", EXIT_USAGE)
+
+
+def _register() -> None:
+    from netsim.cli import resources
+    for command in resources.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
 
 
 def main() -> None:

@@ -1,0 +1,420 @@
+"""Verbs on Kubernetes objects: apply, delete, get, describe, events, logs, scale, rollout, kill, node."""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import os
+import sys
+import time
+from typing import Any
+
+import click
+import yaml
+
+from netsim import daemonctl, lifecycle, naming, preflight
+from netsim.cli.common import cluster_option, emit, handle_errors, kernel
+from netsim.cli.printers import render_table, table
+from netsim.controlplane import events as ev
+from netsim.controlplane import rollout as ro
+from netsim.controlplane.admission import admit
+from netsim.daemon import FAILED_ANNOTATION, open_store
+from netsim.model.cluster import parse_cluster
+from netsim.model.errors import Source, UsageError
+from netsim.model.loader import load_documents
+from netsim.model.registry import kind_alias, kind_info
+from netsim.store import StoreError
+
+wait_option = click.option("--wait/--no-wait", default=True, help="Wait until the cluster has converged.")
+timeout_option = click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait.")
+
+
+def _cluster(name: str | None):
+    st = lifecycle.resolve_cluster(name)
+    return st, parse_cluster(st.spec, Source(st.name))
+
+
+NODE_ALIASES = {"node", "nodes", "no"}
+
+
+def _kind(name: str) -> str:
+    if name.lower() in NODE_ALIASES:
+        return "Node"
+    kind = kind_alias(name)
+    if kind is None:
+        raise UsageError(f"unknown resource type {name!r}")
+    return kind
+
+
+def _namespaced(kind: str) -> bool:
+    return kind != "Node" and kind_info(kind).namespaced
+
+
+def _wait(cluster: str, rv: int, wait: bool, timeout: float) -> None:
+    if wait:
+        daemonctl.wait_converged(cluster, rv, timeout)
+
+
+def apply_objects(cluster: str, docs: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    """Admit and store `docs` in one transaction; returns (resourceVersion, kubectl-style lines)."""
+    st = lifecycle.resolve_cluster(cluster)
+    spec = parse_cluster(st.spec, Source(st.name))
+    store = open_store(st.name)
+    lines = []
+    with store.transaction() as tx:
+        ns_names = [n["metadata"]["name"] for n in tx.list("Namespace")]
+        admitted = admit(docs, spec, tx.list("Service"), ns_names)
+        before = {}
+        for d in admitted:
+            md = d["metadata"]
+            ns = None if d["kind"] in ("Namespace", "Node") else md.get("namespace", "default")
+            cur = tx.get(d["kind"], ns, md["name"])
+            before[(d["kind"], ns, md["name"])] = cur["metadata"]["resourceVersion"] if cur else None
+        results = tx.apply(admitted)
+        for d in results:
+            md = d["metadata"]
+            ns = None if d["kind"] in ("Namespace", "Node") else md.get("namespace", "default")
+            old = before.get((d["kind"], ns, md["name"]))
+            verb = "created" if old is None else "unchanged" if old == md["resourceVersion"] else "configured"
+            lines.append(f"{d['kind'].lower()}/{md['name']} {verb}")
+    return store.current_rv(), lines
+
+
+@click.command()
+@click.option("-f", "--filename", "files", multiple=True, required=True, help="File, directory or - (stdin).")
+@cluster_option
+@wait_option
+@timeout_option
+@handle_errors
+def apply(files: tuple[str, ...], cluster: str | None, wait: bool, timeout: float) -> None:
+    """Apply manifests (all or nothing) and wait until the kernel state matches."""
+    objs = load_documents(list(files), stdin=sys.stdin)
+    st = lifecycle.resolve_cluster(cluster)
+    rv, lines = apply_objects(st.name, [x.to_dict() for x in objs])
+    for line in lines:
+        click.echo(line)
+    _wait(st.name, rv, wait, timeout)
+
+
+@click.command()
+@click.argument("kind", required=False)
+@click.argument("names", nargs=-1)
+@click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
+@click.option("-n", "--namespace", default="default")
+@cluster_option
+@wait_option
+@timeout_option
+@handle_errors
+def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], namespace: str, cluster: str | None,
+           wait: bool, timeout: float) -> None:
+    """Delete objects by manifest (-f) or by KIND NAME..."""
+    st = lifecycle.resolve_cluster(cluster)
+    store = open_store(st.name)
+    targets: list[tuple[str, str | None, str]] = []
+    if files:
+        for x in load_documents(list(files), stdin=sys.stdin):
+            targets.append((x.kind, x.meta.namespace, x.meta.name))
+    elif kind and names:
+        k = _kind(kind)
+        targets = [(k, namespace if _namespaced(k) else None, n) for n in names]
+    else:
+        raise UsageError("say what to delete: -f FILE, or KIND NAME")
+    for k, ns, name in targets:
+        try:
+            store.delete(k, ns, name)
+            click.echo(f"{k.lower()}/{name} deleted")
+        except StoreError as exc:
+            raise UsageError(f"{k} {ns + '/' if ns else ''}{name}: {exc}") from None
+    _wait(st.name, store.current_rv(), wait, timeout)
+
+
+def _endpoints_by_service(store) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for sl in store.list("EndpointSlice"):
+        svc = (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+        if not svc:
+            continue
+        key = f"{sl['metadata'].get('namespace', 'default')}/{svc}"
+        ports = [p.get("port") for p in sl.get("ports") or []]
+        for e in sl.get("endpoints") or []:
+            if (e.get("conditions") or {}).get("ready") is False:
+                continue
+            for p in ports[:1] or [None]:
+                out.setdefault(key, []).extend(f"{a}:{p}" if p else a for a in e.get("addresses", [])[:1])
+    return out
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default="default")
+@click.option("-A", "--all-namespaces", is_flag=True)
+@click.option("-o", "--output", type=click.Choice(["text", "wide", "json", "yaml"]), default="text")
+@cluster_option
+@handle_errors
+def get(kind: str, name: str | None, namespace: str, all_namespaces: bool, output: str, cluster: str | None) -> None:
+    """Objects with their live state, in kubectl's shapes."""
+    st = lifecycle.resolve_cluster(cluster)
+    store = open_store(st.name)
+    k = _kind(kind)
+    namespaced = _namespaced(k)
+    ns = None if (all_namespaces or not namespaced) else namespace
+    objs = store.list(k, ns)
+    if name:
+        objs = [x for x in objs if x["metadata"]["name"] == name]
+        if not objs:
+            raise UsageError(f'{k.lower()} "{name}" not found' + (f" in namespace {namespace}" if ns else ""))
+    objs.sort(key=lambda x: (x["metadata"].get("namespace", ""), x["metadata"]["name"]))
+    if output in ("json", "yaml"):
+        data = objs[0] if name else {"apiVersion": "v1", "kind": "List", "items": objs}
+        emit(data, output)
+        return
+    if not objs:
+        click.echo(f"No resources found{' in ' + namespace + ' namespace' if ns else ''}.", err=True)
+        return
+    header, rows = table(k, objs, wide=output == "wide", all_namespaces=all_namespaces and namespaced,
+                         endpoints=_endpoints_by_service(store) if k == "Service" else None)
+    click.echo(render_table(header, rows))
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("name")
+@click.option("-n", "--namespace", default="default")
+@cluster_option
+@handle_errors
+def describe(kind: str, name: str, namespace: str, cluster: str | None) -> None:
+    """An object in full, with its events."""
+    st = lifecycle.resolve_cluster(cluster)
+    store = open_store(st.name)
+    k = _kind(kind)
+    ns = namespace if _namespaced(k) else None
+    obj = store.get(k, ns, name)
+    if obj is None:
+        raise UsageError(f'{k.lower()} "{name}" not found')
+    click.echo(yaml.safe_dump(obj, sort_keys=False).rstrip())
+    ref = f"{k}/{ns + '/' if ns else ''}{name}"
+    evs = [e for e in ev.list_events(store) if e.object in (ref, f"{k} {ns}/{name}", f"{k.lower()}/{name}")]
+    click.echo("Events:" + ("" if evs else " <none>"))
+    for e in evs:
+        click.echo(f"  {_ts(e.time)}  {e.actor:<24} {e.reason:<16} {e.message}")
+
+
+def _ts(t: float) -> str:
+    return dt.datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+
+
+@click.command()
+@click.option("-w", "--watch", is_flag=True, help="Keep printing new events.")
+@click.option("--for", "for_obj", default=None, help="Only this object's events (e.g. Pod/default/web-1).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@cluster_option
+@handle_errors
+def events(watch: bool, for_obj: str | None, output: str, cluster: str | None) -> None:
+    """The control-plane timeline: who did what, when, and how long it took."""
+    st = lifecycle.resolve_cluster(cluster)
+    store = open_store(st.name)
+    stream = ev.watch_events(store) if watch else iter(ev.list_events(store))
+    if output == "json" and not watch:
+        emit([e.to_record() for e in stream if for_obj is None or e.object == for_obj], "json")
+        return
+    for e in stream:
+        if for_obj is not None and e.object != for_obj:
+            continue
+        took = f"{e.duration_ms:8.1f}ms" if e.duration_ms else " " * 10
+        click.echo(f"{_ts(e.time)}  {e.actor:<26} {e.reason:<16} {took}  {e.object}  {e.message}")
+
+
+@click.command()
+@click.argument("pod")
+@click.option("-n", "--namespace", default="default")
+@click.option("-c", "--container", default=None)
+@cluster_option
+@handle_errors
+def logs(pod: str, namespace: str, container: str | None, cluster: str | None) -> None:
+    """Output of a pod's container processes."""
+    st = lifecycle.resolve_cluster(cluster)
+    pattern = os.path.join(naming.state_dir(st.name), "logs", f"{namespace}_{pod}_{container or '*'}.log")
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise UsageError(f"no logs for pod {namespace}/{pod} (only containers with a command have logs)")
+    for f in files:
+        with open(f, errors="replace") as fh:
+            click.echo(fh.read(), nl=False)
+
+
+@click.command()
+@click.argument("target")
+@click.option("--replicas", type=int, required=True)
+@click.option("-n", "--namespace", default="default")
+@cluster_option
+@wait_option
+@timeout_option
+@handle_errors
+def scale(target: str, replicas: int, namespace: str, cluster: str | None, wait: bool, timeout: float) -> None:
+    """Set replicas of a deployment/replicaset/statefulset (TARGET as kind/name or name)."""
+    kind, _, name = target.rpartition("/")
+    k = _kind(kind or "deployment")
+    st = lifecycle.resolve_cluster(cluster)
+    store = open_store(st.name)
+    obj = store.get(k, namespace, name)
+    if obj is None:
+        raise UsageError(f'{k.lower()} "{name}" not found in namespace {namespace}')
+    obj["spec"]["replicas"] = replicas
+    store.update(obj)
+    click.echo(f"{k.lower()}/{name} scaled")
+    _wait(st.name, store.current_rv(), wait, timeout)
+
+
+@click.group()
+def rollout() -> None:
+    """Deployment rollouts: status, history, undo."""
+
+
+@rollout.command("status")
+@click.argument("target")
+@click.option("-n", "--namespace", default="default")
+@cluster_option
+@timeout_option
+@handle_errors
+def rollout_status_cmd(target: str, namespace: str, cluster: str | None, timeout: float) -> None:
+    name = target.rpartition("/")[2]
+    st = lifecycle.resolve_cluster(cluster)
+    store = open_store(st.name)
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        d = store.get("Deployment", namespace, name)
+        if d is None:
+            raise UsageError(f'deployment "{name}" not found')
+        msg, done = ro.rollout_status(d)
+        if msg != last:
+            click.echo(msg)
+            last = msg
+        if done:
+            return
+        if time.monotonic() > deadline:
+            raise daemonctl.DaemonError(f"rollout of {name} did not finish within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+@rollout.command("history")
+@click.argument("target")
+@click.option("-n", "--namespace", default="default")
+@cluster_option
+@handle_errors
+def rollout_history_cmd(target: str, namespace: str, cluster: str | None) -> None:
+    name = target.rpartition("/")[2]
+    st = lifecycle.resolve_cluster(cluster)
+    click.echo(f"deployment.apps/{name}\nREVISION  CHANGE-CAUSE")
+    for rev, cause in ro.rollout_history(open_store(st.name), namespace, name):
+        click.echo(f"{rev:<9} {cause or '<none>'}")
+
+
+@rollout.command("undo")
+@click.argument("target")
+@click.option("-n", "--namespace", default="default")
+@click.option("--to-revision", type=int, default=0)
+@cluster_option
+@wait_option
+@timeout_option
+@handle_errors
+def rollout_undo_cmd(target: str, namespace: str, to_revision: int, cluster: str | None, wait: bool,
+                     timeout: float) -> None:
+    name = target.rpartition("/")[2]
+    st = lifecycle.resolve_cluster(cluster)
+    store = open_store(st.name)
+    try:
+        click.echo(ro.undo(store, namespace, name, to_revision))
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    _wait(st.name, store.current_rv(), wait, timeout)
+
+
+@click.group()
+def kill() -> None:
+    """Faults: destroy a pod's sandbox out from under the kubelet, as a crash would."""
+
+
+@kill.command("pod")
+@click.argument("name")
+@click.option("-n", "--namespace", default="default")
+@cluster_option
+@wait_option
+@timeout_option
+@handle_errors
+def kill_pod(name: str, namespace: str, cluster: str | None, wait: bool, timeout: float) -> None:
+    preflight.require_root("kill")
+    st = lifecycle.resolve_cluster(cluster)
+    netns = naming.pod_ns(st.name, namespace, name)
+    k = kernel()
+    try:
+        if not k.netns_exists(netns):
+            raise UsageError(f"pod {namespace}/{name} has no sandbox in cluster {st.name}")
+        # The interface first: the pod drops off the network at once, whatever still holds the netns.
+        k.link_del(netns, "eth0")
+        k.netns_delete(netns)
+    finally:
+        k.close()
+    click.echo(f"pod/{name} sandbox destroyed")
+    store = open_store(st.name)
+    if wait:
+        # The kubelet notices, makes a new sandbox; wait for the pod to be Ready again.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pod = store.get("Pod", namespace, name)
+            if pod is None:
+                break
+            if k_ready(pod) and os.path.exists(f"/run/netns/{netns}"):
+                break
+            time.sleep(0.05)
+        _wait(st.name, store.current_rv(), True, max(1.0, deadline - time.monotonic()))
+
+
+def k_ready(pod: dict[str, Any]) -> bool:
+    conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+    return conds.get("Ready") == "True" and bool((pod.get("status") or {}).get("podIP"))
+
+
+@click.group()
+def node() -> None:
+    """Faults on nodes: cut a node off the underlay (its agents stop) and bring it back."""
+
+
+def _set_failed(name: str, cluster: str | None, failed: bool, wait: bool, timeout: float) -> None:
+    st = lifecycle.resolve_cluster(cluster)
+    if st.node(name) is None:
+        raise UsageError(f"cluster {st.name} has no node {name!r}")
+    store = open_store(st.name)
+    obj = store.get("Node", None, name)
+    ann = obj["metadata"].setdefault("annotations", {})
+    if failed:
+        ann[FAILED_ANNOTATION] = "true"
+    else:
+        ann.pop(FAILED_ANNOTATION, None)
+    store.update(obj)
+    click.echo(f"node/{name} {'failed' if failed else 'restored'}")
+    _wait(st.name, store.current_rv(), wait, timeout)
+
+
+@node.command("fail")
+@click.argument("name")
+@cluster_option
+@click.option("--wait/--no-wait", default=False, help="Wait for the cluster to converge (pods replaced).")
+@timeout_option
+@handle_errors
+def node_fail(name: str, cluster: str | None, wait: bool, timeout: float) -> None:
+    _set_failed(name, cluster, True, wait, timeout)
+
+
+@node.command("restore")
+@click.argument("name")
+@cluster_option
+@wait_option
+@timeout_option
+@handle_errors
+def node_restore(name: str, cluster: str | None, wait: bool, timeout: float) -> None:
+    _set_failed(name, cluster, False, wait, timeout)
+
+
+COMMANDS = [apply, delete, get, describe, events, logs, scale, rollout, kill, node]

@@ -1,0 +1,107 @@
+"""What the API server does to objects before it stores them (pure over a store snapshot).
+
+- Service ClusterIPs, NodePorts (and health check node ports) are allocated at creation, as the API
+  server's registry does (pkg/registry/core/service/storage), keeping what an existing object already has:
+  a user-chosen value is honoured or refused when taken or out of range.
+- LoadBalancer services get an ingress IP from the cluster's pool, as MetalLB's controller would.
+- Namespaces that manifests use but do not declare are created (kubectl would refuse; a demo tool should
+  not), with the `kubernetes.io/metadata.name` label the API server adds.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from netsim.model.cluster import ClusterSpec
+from netsim.proxy.alloc import ClusterIPAllocator, LoadBalancerIPAllocator, NodePortAllocator
+
+DNS_SERVICE = ("kube-system", "kube-dns")
+
+
+def _key(o: Mapping[str, Any]) -> str:
+    md = o.get("metadata") or {}
+    return f"{md.get('namespace') or 'default'}/{md['name']}"
+
+
+class Allocators:
+    """The cluster's address pools, primed with what stored services already hold."""
+
+    def __init__(self, spec: ClusterSpec, existing_services: Iterable[Mapping[str, Any]]):
+        self.cluster_ips = ClusterIPAllocator(spec.network.service_cidr)
+        self.node_ports = NodePortAllocator()
+        self.lb_ips = LoadBalancerIPAllocator([spec.lb_pool]) if spec.lb_pool else None
+        for svc in existing_services:
+            self._prime(svc)
+
+    def _prime(self, svc: Mapping[str, Any]) -> None:
+        key = _key(svc)
+        spec = svc.get("spec") or {}
+        ip = spec.get("clusterIP")
+        if ip and ip != "None":
+            self.cluster_ips.allocate(ip, owner=key)
+        for p in spec.get("ports") or []:
+            if p.get("nodePort"):
+                self.node_ports.allocate(p["nodePort"], owner=key)
+        if spec.get("healthCheckNodePort"):
+            self.node_ports.allocate(spec["healthCheckNodePort"], owner=key)
+        for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+            if ing.get("ip") and self.lb_ips is not None:
+                self.lb_ips.allocate(ing["ip"], owner=key)
+
+
+def admit_service(svc: dict[str, Any], stored: Mapping[str, Any] | None, alloc: Allocators) -> dict[str, Any]:
+    """Fill in allocated fields of a Service manifest; `stored` is the current object, if any."""
+    svc = copy.deepcopy(svc)
+    key = _key(svc)
+    spec = svc.setdefault("spec", {})
+    old_spec = (stored or {}).get("spec") or {}
+    if spec.get("type") == "ExternalName":
+        return svc
+    if spec.get("clusterIP") != "None":
+        requested = spec.get("clusterIP") or old_spec.get("clusterIP")
+        if not requested and key == "/".join(DNS_SERVICE):
+            requested = alloc.cluster_ips.dns_ip
+        spec["clusterIP"] = alloc.cluster_ips.allocate(requested, owner=key, obj=f"Service {key}")
+        spec["clusterIPs"] = [spec["clusterIP"]]
+    if spec.get("type") in ("NodePort", "LoadBalancer"):
+        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p for p in old_spec.get("ports") or []}
+        for i, p in enumerate(spec.get("ports") or []):
+            old = old_ports.get((p.get("port"), p.get("protocol", "TCP")), {})
+            p["nodePort"] = alloc.node_ports.allocate(p.get("nodePort") or old.get("nodePort"), owner=key,
+                                                      obj=f"Service {key}", field=f"spec.ports[{i}].nodePort")
+        if spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
+            spec["healthCheckNodePort"] = alloc.node_ports.allocate(
+                spec.get("healthCheckNodePort") or old_spec.get("healthCheckNodePort"), owner=key,
+                obj=f"Service {key}", field="spec.healthCheckNodePort")
+    if spec.get("type") == "LoadBalancer" and alloc.lb_ips is not None:
+        old_ing = ((stored or {}).get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+        want = spec.get("loadBalancerIP") or (old_ing[0].get("ip") if old_ing else None)
+        ip = alloc.lb_ips.allocate(want, owner=key, obj=f"Service {key}", field="spec.loadBalancerIP")
+        svc.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]}
+    return svc
+
+
+def namespace_object(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}, "spec": {}}
+
+
+def admit(objects: list[dict[str, Any]], spec: ClusterSpec, stored_services: list[dict[str, Any]],
+          stored_namespaces: Iterable[str]) -> list[dict[str, Any]]:
+    """Objects ready to store: allocations filled in, missing namespaces added first."""
+    alloc = Allocators(spec, stored_services)
+    by_key = {_key(s): s for s in stored_services}
+    have_ns = set(stored_namespaces) | {o["metadata"]["name"] for o in objects if o.get("kind") == "Namespace"}
+    out: list[dict[str, Any]] = []
+    for o in objects:
+        ns = (o.get("metadata") or {}).get("namespace")
+        if o.get("kind") != "Namespace" and ns and ns not in have_ns:
+            out.append(namespace_object(ns))
+            have_ns.add(ns)
+    for o in objects:
+        if o.get("kind") == "Service":
+            o = admit_service(o, by_key.get(_key(o)), alloc)
+        out.append(o)
+    return out

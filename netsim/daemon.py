@@ -1,0 +1,426 @@
+"""The per-cluster daemon: the control loop, the node agents and the workload server in one process.
+
+`netsim up` starts it (`python -m netsim.daemon CLUSTER`), `netsim down` stops it. It reconciles whenever
+the store changes (CLI commands write the store) and at least once a second (heartbeats, grace periods,
+CronJob schedules, readiness):
+
+1. control plane: every controller and the scheduler (netsim.controlplane.loop.reconcile_once);
+2. kubelets: sandboxes and CNI for pods bound to live nodes (kubelet_step), sandboxes that vanished
+   (`netsim kill pod`) torn down and made again, container processes restarted per restartPolicy;
+3. data plane: kube-proxy rules on every live node when Services/EndpointSlices changed, felix policy
+   state when pods/namespaces/NetworkPolicies changed (calico and canal);
+4. a convergence marker (`converged.json`) that CLI commands wait on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from netsim import naming, state
+from netsim.controlplane import events as ev
+from netsim.controlplane import objects as o
+from netsim.controlplane.admission import admit
+from netsim.controlplane.loop import PodState, RealClock, kubelet_step, pending_pods, reconcile_once
+from netsim.controlplane.nodes import node_object
+from netsim.controlplane.state import Config
+from netsim.kernel.api import Kernel
+from netsim.model.cluster import ClusterSpec, parse_cluster
+from netsim.model.errors import Source
+from netsim.model.loader import parse_object
+from netsim.model.networkpolicy import NetworkPolicy
+from netsim.node.felix_agent import FelixAgent
+from netsim.node.kubelet import Kubelet
+from netsim.node.network import NodeRec, PodNetwork
+from netsim.node.proxy_agent import ProxyAgent
+from netsim.policy.model import NamespaceInfo, PodInfo
+from netsim.proxy.adapter import collect
+from netsim.proxy.model import NodeInfo, ProxyConfig
+from netsim.store import SQLiteStore, Store, rfc3339
+from netsim.workload.server import WorkloadServer
+
+log = logging.getLogger("netsim.daemon")
+FAILED_ANNOTATION = "netsim.io/failed"
+STORE_FILE = "store.db"
+CONVERGED_FILE = "converged.json"
+
+
+def store_path(cluster: str) -> str:
+    return os.path.join(naming.state_dir(cluster), STORE_FILE)
+
+
+def open_store(cluster: str) -> SQLiteStore:
+    return SQLiteStore(store_path(cluster))
+
+
+def converged_path(cluster: str) -> str:
+    return os.path.join(naming.state_dir(cluster), CONVERGED_FILE)
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def bootstrap_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """What kubeadm leaves in a new cluster that matters to the network: namespaces and cluster DNS."""
+    dns_labels = {"k8s-app": "kube-dns"}
+    ports = [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+             {"name": "metrics", "containerPort": 9153, "protocol": "TCP"}]
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}, "spec": {}}
+        for n in ("default", "kube-system", "kube-public")
+    ] + [
+        # The API server's own Service takes the first address (10.96.0.1), as in every cluster. netsim has
+        # no API server behind it, so it has no endpoints (kube-proxy rejects connections to it).
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kubernetes", "namespace": "default",
+                      "labels": {"component": "apiserver", "provider": "kubernetes"}},
+         "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {**dns_labels,
+                                                                                 "kubernetes.io/name": "CoreDNS"}},
+         "spec": {"selector": dns_labels, "ports": [
+             {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+             {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+             {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "coredns", "namespace": "kube-system", "labels": dns_labels},
+         "spec": {"replicas": 2, "selector": {"matchLabels": dns_labels},
+                  "template": {"metadata": {"labels": dns_labels},
+                               "spec": {"containers": [{"name": "coredns", "image": "registry.k8s.io/coredns/coredns",
+                                                        "ports": ports}],
+                                        "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
+                                                         "effect": "NoSchedule"}]}}}},
+    ]
+
+
+def normalise(docs: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Parse manifest dicts through the model (validation + Kubernetes defaulting) back to dicts."""
+    return [parse_object(d, Source(source, i)).to_dict() for i, d in enumerate(docs)]
+
+
+class ClusterKubelet:
+    """The control loop's Kubelet: dispatches to the node kubelets and owns the workload server."""
+
+    def __init__(self, kernel: Kernel, kubelets: dict[str, Kubelet], workload: WorkloadServer):
+        self.kernel = kernel
+        self.kubelets = kubelets
+        self.workload = workload
+        self.failed: set[str] = set()
+
+    def node_alive(self, node: str) -> bool:
+        return node in self.kubelets and node not in self.failed
+
+    @staticmethod
+    def _ports(pod: dict[str, Any]) -> list[tuple[int, str]]:
+        out = []
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            for p in c.get("ports") or []:
+                out.append((int(p["containerPort"]), p.get("protocol", "TCP")))
+        return sorted(set(out))
+
+    @staticmethod
+    def _commands(pod: dict[str, Any]) -> list[tuple[str, list[str], dict[str, str]]]:
+        out = []
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            argv = list(c.get("command") or []) + list(c.get("args") or [])
+            if argv:
+                env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or [] if "name" in e}
+                out.append((c["name"], argv, env))
+        return out
+
+    def create_sandbox(self, pod: dict[str, Any]) -> str:
+        kubelet = self.kubelets[o.node_name(pod)]
+        sb = kubelet.run_sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod))
+        ports = self._ports(pod)
+        if ports:
+            self.workload.serve(o.key(pod), kubelet.node.name, sb.netns, ports)
+        for name, argv, env in self._commands(pod):
+            kubelet.start_container(sb, name, argv, env)
+        return sb.ip
+
+    def delete_sandbox(self, pod: dict[str, Any]) -> None:
+        self.workload.unserve(o.key(pod))  # open sockets would keep the namespace alive
+        node = o.node_name(pod)
+        if node in self.kubelets:
+            self.kubelets[node].stop_sandbox(o.namespace(pod) or "default", o.name(pod))
+
+    def pod_state(self, pod: dict[str, Any]) -> PodState:
+        kubelet = self.kubelets[o.node_name(pod)]
+        key = o.key(pod)
+        procs = kubelet.poll_containers(key)
+        policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+        if procs:
+            codes = [p.exit_code for p in procs.values()]
+            if all(c is not None for c in codes):
+                if all(c == 0 for c in codes) and policy != "Always":
+                    return PodState(ready=False, phase="Succeeded")
+                if any(c != 0 for c in codes) and policy == "Never":
+                    return PodState(ready=False, phase="Failed")
+        ports_ready = self.workload.ready(key) if self._ports(pod) else True
+        running = all(p.exit_code is None for p in procs.values())
+        return PodState(ready=ports_ready and running, phase="Running")
+
+
+class Daemon:
+    def __init__(self, cluster: str, *, resync: float = 1.0):
+        st = state.load(cluster)
+        if st is None:
+            raise SystemExit(f"no cluster {cluster}")
+        self.st = st
+        self.spec = parse_cluster(st.spec, Source(state.state_file(cluster)))
+        from netsim.kernel.linux import LinuxKernel
+        self.kernel = LinuxKernel()
+        self.store: Store = open_store(cluster)
+        self.clock = RealClock()
+        self.rng = random.Random()
+        self.resync = resync
+        self.config = Config(node_monitor_grace_seconds=float(os.environ.get("NETSIM_NODE_GRACE", "6")),
+                             pod_eviction_seconds=float(os.environ.get("NETSIM_POD_EVICTION", "4")))
+        self.network = PodNetwork(self.kernel, self.spec)
+        self.nodes = {n["name"]: NodeRec(n["name"], n["ip"], n["podCIDR"]) for n in st.nodes}
+        self.kubelets = {name: Kubelet(self.kernel, self.network, rec, cni_mode=self.spec.network.cni_mode)
+                         for name, rec in self.nodes.items()}
+        self.workload = WorkloadServer(self.kernel)
+        self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload)
+        cfg = ProxyConfig(cluster_cidr=self.spec.network.pod_cidr)
+        self.proxies = {name: ProxyAgent(self.kernel, naming.node_ns(cluster, name),
+                                         NodeInfo(name, (rec.ip,), rec.pod_cidr), cfg)
+                        for name, rec in self.nodes.items()}
+        self.felix = {name: FelixAgent(self.kernel, naming.node_ns(cluster, name), name)
+                      for name in self.nodes} if self.network.enforces_policy else {}
+        self._proxy_fp: dict[str, str] = {}
+        self._felix_fp: dict[str, str] = {}
+        self._stop = threading.Event()
+
+    # -- start ---------------------------------------------------------------------------------------
+    def bootstrap(self) -> None:
+        now = self.clock.now()
+        self.network.sync(list(self.nodes.values()))
+        with self.store.transaction() as tx:
+            for i, _ in enumerate(self.spec.nodes):
+                node = node_object(self.spec, i, now)
+                if tx.get("Node", None, node["metadata"]["name"]) is None:
+                    tx.create(node)
+            docs = normalise(bootstrap_objects(self.spec), "<bootstrap>")
+            services = tx.list("Service")
+            namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
+            tx.apply(admit(docs, self.spec, services, namespaces))
+        self.workload.start()
+
+    # -- one pass ------------------------------------------------------------------------------------
+    def _sync_failed_nodes(self) -> None:
+        """Node fail/restore is requested through an annotation; the kernel side happens here."""
+        for node in self.store.list("Node"):
+            name = o.name(node)
+            failed = o.annotations(node).get(FAILED_ANNOTATION) == "true"
+            if failed == (name in self.kubelet.failed) or name not in self.nodes:
+                continue
+            index = self.spec.node_index(name)
+            port = naming.fabric_port_for_node(index)
+            self.kernel.link_set(naming.fabric_ns(self.spec.name), port, up=not failed)
+            if failed:
+                self.kubelet.failed.add(name)
+                self._proxy_fp.pop(name, None)
+                self._felix_fp.pop(name, None)
+            else:
+                self.kubelet.failed.discard(name)
+            self._event(f"node/{name}", "NodeFailed" if failed else "NodeRestored",
+                        "cut off the underlay, agents stopped" if failed else "back on the underlay")
+
+    def _heal_sandboxes(self) -> None:
+        """Pods whose sandbox vanished (a crash, `netsim kill pod`) get a new one; sandboxes whose pod is
+        gone are removed (housekeeping after a node comes back)."""
+        pods = self.store.list("Pod")
+        by_key = {o.key(p): p for p in pods}
+        for pod in pods:
+            node = o.node_name(pod)
+            status = pod.get("status") or {}
+            if not status.get("podIP") or not self.kubelet.node_alive(node) or o.is_terminal(pod):
+                continue
+            kubelet = self.kubelets[node]
+            sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
+            if sb is not None and kubelet.sandbox_alive(sb):
+                continue
+            self.kubelet.delete_sandbox(pod)
+            new = {k: v for k, v in status.items() if k not in ("podIP", "podIPs")}
+            restarts = int(new.get("netsimRestarts", 0)) + 1
+            new["netsimRestarts"] = restarts
+            new["containerStatuses"] = [{"name": c["name"], "ready": False, "restartCount": restarts}
+                                        for c in (pod.get("spec") or {}).get("containers") or []]
+            self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)
+            self._event(o.ref(pod), "SandboxChanged", "pod sandbox changed, it will be killed and re-created",
+                        actor=f"kubelet/{node}")
+        for name, kubelet in self.kubelets.items():
+            if not self.kubelet.node_alive(name):
+                continue
+            for key, sb in kubelet.sandboxes().items():
+                pod = by_key.get(key)
+                if pod is None or (o.uid(pod) and o.uid(pod) != sb.uid):
+                    self.workload.unserve(key)
+                    kubelet.stop_sandbox(sb.namespace, sb.name)
+
+    def _update_container_statuses(self) -> None:
+        for pod in self.store.list("Pod"):
+            node = o.node_name(pod)
+            if not self.kubelet.node_alive(node) or not (pod.get("status") or {}).get("podIP"):
+                continue
+            procs = self.kubelets[node].poll_containers(o.key(pod))
+            status = pod.get("status") or {}
+            restarts = int(status.get("netsimRestarts", 0))
+            ready = o.is_ready(pod)
+            cs = []
+            policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+            for c in (pod.get("spec") or {}).get("containers") or []:
+                p = procs.get(c["name"])
+                entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""),
+                                         "restartCount": restarts + (p.restarts if p else 0)}
+                if p is not None and p.exit_code is not None:
+                    entry["state"] = {"terminated": {"exitCode": p.exit_code, "reason":
+                                                     "Completed" if p.exit_code == 0 else "Error"}}
+                    entry["ready"] = False
+                    if policy == "Always" or (policy == "OnFailure" and p.exit_code != 0):
+                        sb = self.kubelets[node].sandbox(o.namespace(pod) or "default", o.name(pod))
+                        if sb is not None:
+                            argv = list(c.get("command") or []) + list(c.get("args") or [])
+                            env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or []}
+                            self.kubelets[node].start_container(sb, c["name"], argv, env)
+                else:
+                    entry["state"] = {"running": {}}
+                    entry["ready"] = ready
+                cs.append(entry)
+            if cs != status.get("containerStatuses"):
+                self.store.update_status("Pod", o.namespace(pod), o.name(pod), {**status, "containerStatuses": cs})
+
+    def _sync_proxies(self) -> None:
+        services = self.store.list("Service")
+        slices = self.store.list("EndpointSlice")
+        fp = _fingerprint([(s["metadata"]["name"], s["metadata"].get("namespace"), s.get("spec"),
+                            (s.get("status") or {}).get("loadBalancer")) for s in services],
+                          [(s["metadata"]["name"], s.get("endpoints"), s.get("ports")) for s in slices])
+        todo = [n for n in self.proxies if self.kubelet.node_alive(n) and self._proxy_fp.get(n) != fp]
+        if not todo:
+            return
+        typed_svcs = [parse_object(s, Source("<store>")) for s in services]
+        typed_slices = [parse_object(s, Source("<store>")) for s in slices]
+        lb_ips = {f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}":
+                  [i["ip"] for i in ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+                   if i.get("ip")] for s in services}
+        sps, eps = collect(typed_svcs, typed_slices, lb_ips)
+        for name in todo:
+            report = self.proxies[name].sync(sps, eps)
+            self._proxy_fp[name] = fp
+            c = report.counts
+            self._event(f"node/{name}", "ProxySynced",
+                        f"{'full' if report.full else 'partial'} sync: {c.service_ports} service ports, "
+                        f"{c.nat_rules} nat rules, {report.payload_bytes} bytes", actor=f"kube-proxy/{name}",
+                        ms=report.ms)
+
+    def policy_inputs(self) -> tuple[list[NamespaceInfo], list[PodInfo], list[NetworkPolicy]]:
+        namespaces = [NamespaceInfo(o.name(n), o.labels(n)) for n in self.store.list("Namespace")]
+        pods = []
+        for p in self.store.list("Pod"):
+            ip = (p.get("status") or {}).get("podIP")
+            if not ip or o.is_terminal(p):
+                continue
+            ports = [(cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
+                     for c in (p.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or []]
+            pods.append(PodInfo(o.namespace(p) or "default", o.name(p), o.labels(p), ip, o.node_name(p) or "",
+                                ports))
+        policies = [parse_object(x, Source("<store>")) for x in self.store.list("NetworkPolicy")]
+        return namespaces, pods, policies
+
+    def _sync_felix(self) -> None:
+        if not self.felix:
+            return
+        namespaces, pods, policies = self.policy_inputs()
+        fp = _fingerprint([(n.name, n.labels) for n in namespaces],
+                          [(p.namespace, p.name, p.labels, p.ip, p.node, p.ports) for p in pods],
+                          [x.to_dict() for x in policies])
+        for name, agent in self.felix.items():
+            if not self.kubelet.node_alive(name):
+                continue
+            endpoints = self.network.endpoints(name)
+            node_fp = _fingerprint(fp, [(e.namespace, e.name, e.ip, e.iface) for e in endpoints])
+            if self._felix_fp.get(name) == node_fp:
+                continue
+            report = agent.sync(endpoints, namespaces, pods, policies)
+            self._felix_fp[name] = node_fp
+            self._event(f"node/{name}", "PolicySynced", f"{report.endpoints} endpoints, {report.policies} "
+                        f"policies, {report.chains} chains, {report.ipsets} ipsets", actor=f"felix/{name}",
+                        ms=report.ms)
+
+    def _event(self, ref: str, reason: str, message: str, *, actor: str = "netsim", ms: float = 0.0) -> None:
+        ev.record(self.store, ev.Event(self.clock.now(), actor, ref, reason, message, ms))
+
+    def _write_marker(self, converged: bool, pending: list[str]) -> None:
+        path = converged_path(self.spec.name)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"rv": self.store.current_rv(), "converged": converged, "pending": pending,
+                       "time": time.time(), "pid": os.getpid()}, f)
+        os.replace(tmp, path)
+
+    def one_pass(self) -> bool:
+        """One round of everything; True when something was written (the cluster is still moving)."""
+        self._sync_failed_nodes()
+        self._heal_sandboxes()
+        res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config)
+        writes = kubelet_step(self.store, self.kubelet, self.clock)
+        self._update_container_statuses()
+        self._sync_proxies()
+        self._sync_felix()
+        return bool(res.applied or writes)
+
+    def run(self) -> None:
+        self.bootstrap()
+        last_rv = -1
+        while not self._stop.is_set():
+            try:
+                busy = self.one_pass()
+            except Exception:  # a daemon survives one bad pass; the log says what happened
+                log.exception("reconcile pass failed")
+                busy = False
+                time.sleep(0.2)
+            if not busy:
+                pending = pending_pods(self.store)
+                rv = self.store.current_rv()
+                self._write_marker(not pending, pending)
+                if rv == last_rv or not pending:
+                    self.store.wait_for_change(rv, self.resync)
+                last_rv = rv
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="netsim-daemon")
+    parser.add_argument("cluster")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    d = Daemon(args.cluster)
+    signal.signal(signal.SIGTERM, lambda *_: d.stop())
+    log.info("daemon for cluster %s started (pid %d)", args.cluster, os.getpid())
+    try:
+        d.run()
+    finally:
+        d.workload.stop()
+        log.info("daemon stopped")
+
+
+__all__ = ["Daemon", "main", "open_store", "rfc3339"]
+
+if __name__ == "__main__":
+    main()
