@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -33,6 +34,15 @@ from netsim.controlplane.admission import admit
 from netsim.controlplane.loop import PodState, RealClock, kubelet_step, pending_pods, reconcile_once
 from netsim.controlplane.nodes import node_object
 from netsim.controlplane.state import Config
+from netsim.dns.resolvconf import (
+    env_for_pod,
+    pod_resolv_conf,
+    read_host_resolv_conf,
+    remove_resolv_conf,
+    write_resolv_conf,
+)
+from netsim.dns.server import DnsServer, SnapshotHolder
+from netsim.dns.source import snapshot_from_store
 from netsim.kernel.api import Kernel
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
@@ -109,14 +119,29 @@ def normalise(docs: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
     return [parse_object(d, Source(source, i)).to_dict() for i, d in enumerate(docs)]
 
 
-class ClusterKubelet:
-    """The control loop's Kubelet: dispatches to the node kubelets and owns the workload server."""
+DNS_LABEL = ("k8s-app", "kube-dns")
+DNS_PORTS = {(53, "UDP"), (53, "TCP")}
 
-    def __init__(self, kernel: Kernel, kubelets: dict[str, Kubelet], workload: WorkloadServer):
+
+class ClusterKubelet:
+    """The control loop's Kubelet: dispatches to the node kubelets and owns the pod-facing servers (the
+    workload identity server for every declared port, the DNS responder for CoreDNS pods' port 53)."""
+
+    def __init__(self, kernel: Kernel, kubelets: dict[str, Kubelet], workload: WorkloadServer, dns: DnsServer,
+                 spec: ClusterSpec, services: Any):
         self.kernel = kernel
         self.kubelets = kubelets
         self.workload = workload
+        self.dns = dns
+        self.spec = spec
+        self.services = services  # () -> typed Services, for env-var service discovery
+        self.dns_ip = str(ipaddress.ip_network(spec.network.service_cidr).network_address + 10)
+        self.host_resolv = read_host_resolv_conf()
         self.failed: set[str] = set()
+
+    @staticmethod
+    def is_dns_pod(pod: dict[str, Any]) -> bool:
+        return o.labels(pod).get(DNS_LABEL[0]) == DNS_LABEL[1] and o.namespace(pod) == "kube-system"
 
     def node_alive(self, node: str) -> bool:
         return node in self.kubelets and node not in self.failed
@@ -139,21 +164,37 @@ class ClusterKubelet:
                 out.append((c["name"], argv, env))
         return out
 
+    def _serve_ports(self, pod: dict[str, Any]) -> list[tuple[int, str]]:
+        ports = self._ports(pod)
+        return [p for p in ports if p not in DNS_PORTS] if self.is_dns_pod(pod) else ports
+
     def create_sandbox(self, pod: dict[str, Any]) -> str:
         kubelet = self.kubelets[o.node_name(pod)]
         sb = kubelet.run_sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod))
-        ports = self._ports(pod)
+        typed = parse_object(pod, Source("<store>"))
+        write_resolv_conf(sb.netns, pod_resolv_conf(typed, cluster_dns=[self.dns_ip],
+                                                    cluster_domain=self.spec.dns_domain, host=self.host_resolv))
+        if self.is_dns_pod(pod):
+            self.dns.serve(sb.netns)
+        ports = self._serve_ports(pod)
         if ports:
             self.workload.serve(o.key(pod), kubelet.node.name, sb.netns, ports)
-        for name, argv, env in self._commands(pod):
-            kubelet.start_container(sb, name, argv, env)
+        commands = self._commands(pod)
+        if commands:
+            env = env_for_pod(typed, self.services())
+            for name, argv, cenv in commands:
+                kubelet.start_container(sb, name, argv, {**env, **cenv})
         return sb.ip
 
     def delete_sandbox(self, pod: dict[str, Any]) -> None:
         self.workload.unserve(o.key(pod))  # open sockets would keep the namespace alive
         node = o.node_name(pod)
+        ns, name = o.namespace(pod) or "default", o.name(pod)
+        netns = naming.pod_ns(self.spec.name, ns, name)
+        self.dns.unserve(netns)
         if node in self.kubelets:
-            self.kubelets[node].stop_sandbox(o.namespace(pod) or "default", o.name(pod))
+            self.kubelets[node].stop_sandbox(ns, name)
+        remove_resolv_conf(netns)
 
     def pod_state(self, pod: dict[str, Any]) -> PodState:
         kubelet = self.kubelets[o.node_name(pod)]
@@ -167,7 +208,7 @@ class ClusterKubelet:
                     return PodState(ready=False, phase="Succeeded")
                 if any(c != 0 for c in codes) and policy == "Never":
                     return PodState(ready=False, phase="Failed")
-        ports_ready = self.workload.ready(key) if self._ports(pod) else True
+        ports_ready = self.workload.ready(key) if self._serve_ports(pod) else True
         running = all(p.exit_code is None for p in procs.values())
         return PodState(ready=ports_ready and running, phase="Running")
 
@@ -192,7 +233,11 @@ class Daemon:
         self.kubelets = {name: Kubelet(self.kernel, self.network, rec, cni_mode=self.spec.network.cni_mode)
                          for name, rec in self.nodes.items()}
         self.workload = WorkloadServer(self.kernel)
-        self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload)
+        self.dns_snapshot = SnapshotHolder()
+        self.dns = DnsServer(self.kernel, self.dns_snapshot, self.spec.dns_domain)
+        self._dns_rv = -1
+        self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
+                                      lambda: [parse_object(s, Source("<store>")) for s in self.store.list("Service")])
         cfg = ProxyConfig(cluster_cidr=self.spec.network.pod_cidr)
         self.proxies = {name: ProxyAgent(self.kernel, naming.node_ns(cluster, name),
                                          NodeInfo(name, (rec.ip,), rec.pod_cidr), cfg)
@@ -217,6 +262,14 @@ class Daemon:
             namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
             tx.apply(admit(docs, self.spec, services, namespaces))
         self.workload.start()
+        self._refresh_dns()
+        self.dns.start()
+
+    def _refresh_dns(self) -> None:
+        rv = self.store.current_rv()
+        if rv != self._dns_rv:
+            self.dns_snapshot.set(snapshot_from_store(self.store))
+            self._dns_rv = rv
 
     # -- one pass ------------------------------------------------------------------------------------
     def _sync_failed_nodes(self) -> None:
@@ -380,6 +433,7 @@ class Daemon:
         self._update_container_statuses()
         self._sync_proxies()
         self._sync_felix()
+        self._refresh_dns()
         return bool(res.applied or writes)
 
     def run(self) -> None:
@@ -417,6 +471,7 @@ def main(argv: list[str] | None = None) -> None:
         d.run()
     finally:
         d.workload.stop()
+        d.dns.stop()
         log.info("daemon stopped")
 
 
