@@ -1,0 +1,334 @@
+"""What the scenario runner needs from a cluster, as a Protocol, and a scripted fake for tests.
+
+The runner is written against `ClusterAPI` only, so it can be tested without root; the real implementation
+(wired by the lead over the control plane, the prober, the policy model and the tracer) must provide the
+same methods. Conventions every implementation follows:
+
+- Identities are strings as ARCHITECTURE.md spells them: pods `ns/name`, `node/NAME`, `host/NAME`,
+  services `svc/NS/NAME`, VIPs and `IP:PORT` as written. Sources and targets passed in may be wildcards
+  (`ns/*`, `*/*`); results always name concrete endpoints.
+- Errors that make the call meaningless (no such pod, cluster not up, timeout building) raise an Exception,
+  preferably a `netsim.model.errors.NetsimError`; the runner records it as the step's error. An
+  expectation not met is not an error: e.g. a probe that does not connect returns `connected: false`.
+- The runner may call check methods (probe, dns, exec, trace) from one thread while one mutating call
+  (rollout, scale, kill, node, apply, delete, wait) runs in another (`repeat: {during: ...}`), so an
+  implementation must tolerate that pairing.
+
+Probe results are the ARCHITECTURE.md contract plus `outcome`:
+`{"from": "x/a", "to": "y/b", "target": "10.244.1.5", "port": 80, "protocol": "TCP", "connected": true,
+  "servedBy": "y/b", "clientIP": "10.244.2.3", "ms": 0.4, "outcome": "connected"}`
+with `outcome` one of OUTCOMES (`refused`: RST / ICMP port unreachable; `timeout`: nothing came back,
+as a NetworkPolicy drop looks; `unreachable`: ICMP host/net unreachable or no route; `error`: the prober
+itself failed). `servedBy`/`clientIP` are null when not connected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from netsim.model.cluster import ClusterSpec
+from netsim.model.selectors import LabelSelector
+from netsim.scenario import selectors as sel
+from netsim.scenario.steps import ObjectRef
+
+OUTCOMES = ("connected", "refused", "timeout", "unreachable", "error")
+
+
+@runtime_checkable
+class ClusterAPI(Protocol):
+    """The operations a scenario performs on a cluster."""
+
+    def up(self, spec: ClusterSpec) -> None:
+        """Build the cluster (nodes, network, agents); return when ready."""
+
+    def down(self) -> None:
+        """Remove everything the cluster made; safe to call after a failed or partial `up`."""
+
+    def apply(self, objects: Sequence[Any]) -> None:
+        """Create or update typed objects (netsim.model kinds); does not wait for convergence."""
+
+    def delete(self, refs: Sequence[ObjectRef]) -> None:
+        """Delete objects by kind/namespace/name (absent ones are an error)."""
+
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None: ...
+
+    def rollout(self, action: str, kind: str, namespace: str, name: str, *, image: str | None = None,
+                container: str | None = None, env: Sequence[tuple[str, str]] = (),
+                to_revision: int | None = None, timeout: float = 60.0) -> dict[str, Any]:
+        """`update` (new image/env: a new revision), `undo` (to `to_revision` or the previous one) or
+        `status` (wait until the rollout completes or `timeout`). Returns at least
+        `{"revision": int, "complete": bool}` and anything else worth reporting."""
+
+    def kill_pods(self, namespace: str, *, name: str | None = None,
+                  selector: LabelSelector | None = None) -> list[str]:
+        """Kill one pod or every pod matching `selector` in `namespace`, as a crash (its controller replaces
+        it). Returns the `ns/name` of the pods killed."""
+
+    def node_fail(self, name: str) -> None: ...
+
+    def node_restore(self, name: str) -> None: ...
+
+    def wait_converged(self, timeout: float) -> bool:
+        """Block until store and kernel agree (controllers idle, endpoints and proxy rules synced); False
+        on timeout."""
+
+    def wait_for(self, condition: dict[str, Any], timeout: float) -> bool:
+        """Block until `{kind, namespace, name, condition}` holds (Ready, Available, Complete, Deleted,
+        RolledOut); False on timeout."""
+
+    def probe(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
+              protocols: Sequence[str], via: str, count: int, timeout: float) -> list[dict[str, Any]]:
+        """Connect from every source to every target/port/protocol `count` times; one result per attempt.
+        A target `IP:PORT` carries its own port (then `ports` is ignored for it)."""
+
+    def expected_verdicts(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
+                          protocols: Sequence[str]) -> list[dict[str, Any]]:
+        """What the NetworkPolicy model predicts: netsim.policy Verdict.to_dict() per concrete pair
+        (`from`, `to`, `port`, `protocol`, `allowed`, `egress`, `ingress`)."""
+
+    def explain(self, src: str, dst: str, port: int, protocol: str) -> str:
+        """Why traffic is allowed or denied, in words (the policy model's Verdict.explain())."""
+
+    def trace(self, src: str, dst: str, port: int | None, protocol: str) -> dict[str, Any]:
+        """One packet's path. At least `{"verdict": delivered|dropped|rejected|unreachable,
+        "policy": "ns/name" or None (the policy that dropped it), "policies": [...] (optional),
+        "hops": [str or {"description": str, ...}], "agree": bool (simulated == observed)}`."""
+
+    def dns(self, src: str, name: str, qtype: str, server: str | None, timeout: float) -> dict[str, Any]:
+        """Resolve from a pod: `{"rcode": "NOERROR", "addresses": [...], "answers": [...]}`."""
+
+    def exec(self, where: str, command: Sequence[str], timeout: float) -> tuple[int, str, str]:
+        """Run a command in `ns/pod`, `node/NAME` or `host/NAME`; (exit code, stdout, stderr)."""
+
+
+# ------------------------------------------------------------------------------------------------ fake
+
+
+class FakeClusterAPI:
+    """An in-memory cluster for runner tests: pods, services with backends, and scripted answers.
+
+    Connectivity: every probe connects unless a `deny` rule (src selector, dst selector, port or None)
+    matches, or `connect` (a callable returning a bool or a full result dict) says otherwise. Services pick
+    backends round robin, or by `weights` (a list of backend names cycled through). `scripted` maps method
+    names to a value, a list of values (one per call, the last repeating; to return a list, script a
+callable), or a callable taking the method's arguments; an Exception value is raised. Every
+    call is recorded in `calls` as (method, args).
+    """
+
+    def __init__(self, *, pods: Sequence[str] = (), services: dict[str, Sequence[str]] | None = None,
+                 nodes: Sequence[str] = ("node-1", "node-2", "node-3"), hosts: Sequence[str] = ("client",),
+                 deny: Sequence[tuple[str, str, int | None]] = (),
+                 model_deny: Sequence[tuple[str, str, int | None]] | None = None,
+                 connect: Callable[[str, str, int, str, str], bool | dict[str, Any]] | None = None,
+                 weights: dict[str, Sequence[str]] | None = None,
+                 scripted: dict[str, Any] | None = None, converge: bool = True):
+        self.pods = list(pods)
+        self.services = {k: list(v) for k, v in (services or {}).items()}
+        self.nodes = list(nodes)
+        self.hosts = list(hosts)
+        self.deny = [(sel.parse_source(s), sel.parse_target(d), p) for s, d, p in deny]
+        self.model_deny = self.deny if model_deny is None else \
+            [(sel.parse_source(s), sel.parse_target(d), p) for s, d, p in model_deny]
+        self.connect = connect
+        self.scripted = dict(scripted or {})
+        self.converge = converge
+        self.calls: list[tuple[str, tuple]] = []
+        self.objects: dict[tuple, Any] = {}
+        self.failed_nodes: set[str] = set()
+        self.is_up = False
+        self._rr = {svc: itertools.cycle(backends) for svc, backends in self.services.items() if backends}
+        self._weights = {svc: itertools.cycle(seq) for svc, seq in (weights or {}).items()}
+        self._lock = threading.Lock()
+        self._script_pos: dict[str, int] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _record(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            self.calls.append((method, args))
+            if method not in self.scripted:
+                return None
+            value = self.scripted[method]
+            if isinstance(value, list):
+                pos = self._script_pos.get(method, 0)
+                self._script_pos[method] = pos + 1
+                value = value[min(pos, len(value) - 1)]
+        if callable(value) and not isinstance(value, type):
+            value = value(*args)
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    def called(self, method: str) -> list[tuple]:
+        return [args for m, args in self.calls if m == method]
+
+    def ip_of(self, ident: str) -> str:
+        """Stable fake addresses: pods 10.244.x.y, nodes 172.18.0.x, hosts 203.0.113.x, services 10.96.0.x."""
+        if ident.startswith("svc/"):
+            return str(ipaddress.IPv4Address("10.96.0.100") + sorted(self.services).index(ident[4:]))
+        if ident.startswith("node/"):
+            return str(ipaddress.IPv4Address("172.18.0.2") + self.nodes.index(ident[5:]))
+        if ident.startswith("host/"):
+            return str(ipaddress.IPv4Address("203.0.113.10") + self.hosts.index(ident[5:]))
+        if ident in self.pods:
+            i = self.pods.index(ident)
+            return f"10.244.{i // 200}.{i % 200 + 2}"
+        return ident
+
+    def _expand(self, selector: str, *, target: bool = False) -> list[str]:
+        s = sel.parse_target(selector) if target else sel.parse_source(selector)
+        if s.kind == sel.PODS:
+            return [p for p in self.pods if s.matches(p)]
+        if s.kind == sel.POD and s.text not in self.pods:
+            return []  # like a real prober: a pod that does not exist yields no result
+        return [s.text]
+
+    @staticmethod
+    def _denied(rules: list, src: str, dst: str, port: int) -> bool:
+        return any(s.matches(src) and d.matches(dst) and p in (None, port) for s, d, p in rules)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def up(self, spec: ClusterSpec) -> None:
+        self._record("up", spec)
+        self.is_up = True
+
+    def down(self) -> None:
+        self._record("down")
+        self.is_up = False
+
+    def apply(self, objects: Sequence[Any]) -> None:
+        self._record("apply", list(objects))
+        for o in objects:
+            self.objects[(o.kind, o.meta.namespace, o.meta.name)] = o
+
+    def delete(self, refs: Sequence[ObjectRef]) -> None:
+        self._record("delete", list(refs))
+        for r in refs:
+            self.objects.pop((r.kind, r.namespace, r.name), None)
+
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        self._record("scale", kind, namespace, name, replicas)
+
+    def rollout(self, action: str, kind: str, namespace: str, name: str, *, image: str | None = None,
+                container: str | None = None, env: Sequence[tuple[str, str]] = (),
+                to_revision: int | None = None, timeout: float = 60.0) -> dict[str, Any]:
+        out = self._record("rollout", action, kind, namespace, name, image, to_revision)
+        return out if out is not None else {"revision": 2 if action == "update" else 1, "complete": True}
+
+    def kill_pods(self, namespace: str, *, name: str | None = None,
+                  selector: LabelSelector | None = None) -> list[str]:
+        out = self._record("kill_pods", namespace, name, selector)
+        if out is not None:
+            return out
+        if name:
+            return [f"{namespace}/{name}"]
+        return [p for p in self.pods if p.startswith(f"{namespace}/")]
+
+    def node_fail(self, name: str) -> None:
+        self._record("node_fail", name)
+        self.failed_nodes.add(name)
+
+    def node_restore(self, name: str) -> None:
+        self._record("node_restore", name)
+        self.failed_nodes.discard(name)
+
+    def wait_converged(self, timeout: float) -> bool:
+        out = self._record("wait_converged", timeout)
+        return self.converge if out is None else out
+
+    def wait_for(self, condition: dict[str, Any], timeout: float) -> bool:
+        out = self._record("wait_for", condition, timeout)
+        return True if out is None else out
+
+    # -- checks ----------------------------------------------------------------------------------------
+    def _backend(self, target: str) -> str:
+        svc = target[4:] if target.startswith("svc/") else None
+        if svc is None:
+            return target
+        with self._lock:
+            if svc in self._weights:
+                return next(self._weights[svc])
+            if svc in self._rr:
+                return next(self._rr[svc])
+        return ""
+
+    def _one(self, src: str, tgt: str, port: int, proto: str, via: str) -> dict[str, Any]:
+        target_ip = self.ip_of(tgt) if sel.parse_target(tgt).kind != sel.IP_PORT else tgt.split(":")[0]
+        base = {"from": src, "to": tgt, "target": target_ip, "port": port, "protocol": proto}
+        if self.connect is not None:
+            verdict = self.connect(src, tgt, port, proto, via)
+            if isinstance(verdict, dict):
+                return {**base, **verdict}
+            ok = bool(verdict)
+        else:
+            ok = not self._denied(self.deny, src, tgt, port)
+        backend = self._backend(tgt) if ok else ""
+        if ok and not backend:
+            return {**base, "connected": False, "servedBy": None, "clientIP": None, "ms": 0.1,
+                    "outcome": "refused"}
+        if not ok:
+            return {**base, "connected": False, "servedBy": None, "clientIP": None, "ms": 1000.0,
+                    "outcome": "timeout"}
+        return {**base, "connected": True, "servedBy": backend, "clientIP": self.ip_of(src), "ms": 0.4,
+                "outcome": "connected"}
+
+    def probe(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
+              protocols: Sequence[str], via: str, count: int, timeout: float) -> list[dict[str, Any]]:
+        out = self._record("probe", list(sources), list(targets), list(ports), list(protocols), via, count)
+        if out is not None:
+            return out
+        results = []
+        for s in sources:
+            for src in self._expand(s):
+                for t in targets:
+                    tsel = sel.parse_target(t)
+                    tports = [tsel.port] if tsel.kind == sel.IP_PORT else list(ports)
+                    for tgt in self._expand(t, target=True):
+                        for port in tports:
+                            for proto in protocols:
+                                for _ in range(count):
+                                    results.append(self._one(src, tgt, port, proto, via))
+        return results
+
+    def expected_verdicts(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
+                          protocols: Sequence[str]) -> list[dict[str, Any]]:
+        out = self._record("expected_verdicts", list(sources), list(targets), list(ports), list(protocols))
+        if out is not None:
+            return out
+        return [{"from": src, "to": tgt, "port": port, "protocol": proto,
+                 "allowed": not self._denied(self.model_deny, src, tgt, port)}
+                for s in sources for src in self._expand(s) for t in targets
+                for tgt in self._expand(t, target=True) for port in ports for proto in protocols]
+
+    def explain(self, src: str, dst: str, port: int, protocol: str) -> str:
+        out = self._record("explain", src, dst, port, protocol)
+        if out is not None:
+            return out
+        denied = self._denied(self.model_deny, src, dst, port)
+        return f"{src} -> {dst}:{port}/{protocol}: {'denied by fake policy' if denied else 'allowed'}"
+
+    def trace(self, src: str, dst: str, port: int | None, protocol: str) -> dict[str, Any]:
+        out = self._record("trace", src, dst, port, protocol)
+        if out is not None:
+            return out
+        denied = self._denied(self.deny, src, dst, port or 0)
+        return {"verdict": "dropped" if denied else "delivered", "policy": None, "agree": True,
+                "hops": [f"{src} eth0", "node bridge", f"{dst}"]}
+
+    def dns(self, src: str, name: str, qtype: str, server: str | None, timeout: float) -> dict[str, Any]:
+        out = self._record("dns", src, name, qtype, server)
+        if out is not None:
+            return out
+        parts = name.rstrip(".").split(".")
+        if len(parts) >= 3 and parts[2] == "svc" and f"{parts[1]}/{parts[0]}" in self.services:
+            return {"rcode": "NOERROR", "addresses": [self.ip_of(f"svc/{parts[1]}/{parts[0]}")]}
+        return {"rcode": "NXDOMAIN", "addresses": []}
+
+    def exec(self, where: str, command: Sequence[str], timeout: float) -> tuple[int, str, str]:
+        out = self._record("exec", where, list(command))
+        if out is not None:
+            return tuple(out)  # type: ignore[return-value]
+        return 0, " ".join(command) + "\n", ""
