@@ -1,0 +1,404 @@
+"""netsim's Python API: a running cluster as an object.
+
+    from netsim import Cluster
+    with Cluster.up("clusters/three-node-calico.yaml") as c:      # or Cluster.up() for the default
+        c.apply("manifests/web.yaml")
+        results = c.probe(frm="default/client", to="svc/default/web", ports=[80])
+        assert all(r.connected for r in results)
+    # leaving the block runs c.down()
+
+`Cluster(name)` attaches to a cluster that is already running (built by `netsim up`). Everything the CLI
+does goes through these methods; they need root.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netsim import daemonctl, lifecycle, naming, preflight, state
+from netsim.controlplane import objects as o
+from netsim.controlplane import rollout as ro
+from netsim.controlplane.admission import admit
+from netsim.daemon import FAILED_ANNOTATION, open_store
+from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file, parse_cluster
+from netsim.model.errors import Source, UsageError
+from netsim.model.loader import load_documents, parse_documents
+from netsim.probe.engine import Probe, ProbeResult, run_probes
+from netsim.scenario.selectors import (
+    HOST,
+    IP,
+    IP_PORT,
+    NODE,
+    POD,
+    PODS,
+    SERVICE,
+    Selector,
+    SelectorError,
+    parse_source,
+    parse_target,
+)
+from netsim.store import StoreError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Something a probe goes from or to: its label (`ns/pod`, `node/n`, `host/h`, `svc/ns/name`), the
+    namespace it lives in (sources) and its address."""
+
+    label: str
+    netns: str | None
+    ip: str | None
+    pod: dict[str, Any] | None = None
+
+
+class Cluster:
+    def __init__(self, name: str | None = None):
+        st = lifecycle.resolve_cluster(name)
+        self.name = st.name
+        self.spec: ClusterSpec = parse_cluster(st.spec, Source(st.name))
+        self._store = None
+        self._kernel = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    @classmethod
+    def up(cls, spec: ClusterSpec | str | Path | None = None, *, name: str | None = None,
+           timeout: float = 60.0, daemon: bool = True) -> Cluster:
+        """Build a cluster from a ClusterSpec, a spec file or the default, start its agents, wait until ready."""
+        preflight.require_root("up")
+        if spec is None:
+            spec = default_cluster(name or "demo")
+        elif isinstance(spec, (str, Path)):
+            spec = load_cluster_file(str(spec), name_override=name)
+        elif name:
+            spec = parse_cluster({**spec.to_dict(), "metadata": {"name": name}}, Source(spec.source))
+        preflight.require_tools()
+        preflight.require_kernel_features()
+        from netsim.kernel.linux import LinuxKernel
+        k = LinuxKernel()
+        try:
+            lifecycle.up(k, spec)
+            if daemon:
+                try:
+                    daemonctl.start(spec.name, timeout=timeout)
+                except BaseException:
+                    lifecycle.down(k, spec.name)
+                    raise
+        finally:
+            k.close()
+        return cls(spec.name)
+
+    def down(self) -> None:
+        self.close()
+        from netsim.kernel.linux import LinuxKernel
+        k = LinuxKernel()
+        try:
+            lifecycle.down(k, self.name)
+        finally:
+            k.close()
+
+    def close(self) -> None:
+        if self._kernel is not None:
+            self._kernel.close()
+            self._kernel = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.down()
+
+    @property
+    def store(self):
+        if self._store is None:
+            self._store = open_store(self.name)
+        return self._store
+
+    @property
+    def kernel(self):
+        if self._kernel is None:
+            from netsim.kernel.linux import LinuxKernel
+            self._kernel = LinuxKernel()
+        return self._kernel
+
+    @property
+    def state(self) -> state.ClusterState:
+        st = state.load(self.name)
+        if st is None:
+            raise UsageError(f"cluster {self.name} is gone")
+        return st
+
+    # -- objects -------------------------------------------------------------------------------------
+    def apply(self, manifests: str | Path | Sequence[Any], *, wait: bool = True, timeout: float = 120.0) -> list[str]:
+        """Apply files/directories, YAML text (a str containing a newline), model objects or dicts; all
+        or nothing. Returns kubectl-style lines (`deployment/web created`)."""
+        docs = self._documents(manifests)
+        lines = []
+        with self.store.transaction() as tx:
+            namespaces = [n["metadata"]["name"] for n in tx.list("Namespace")]
+            admitted = admit(docs, self.spec, tx.list("Service"), namespaces)
+            before = {}
+            for d in admitted:
+                ident = _ident(d)
+                cur = tx.get(*ident)
+                before[ident] = cur["metadata"]["resourceVersion"] if cur else None
+            for d in tx.apply(admitted):
+                old = before.get(_ident(d))
+                verb = "created" if old is None else "unchanged" if old == d["metadata"]["resourceVersion"] \
+                    else "configured"
+                lines.append(f"{d['kind'].lower()}/{d['metadata']['name']} {verb}")
+        if wait:
+            self.wait_converged(timeout)
+        return lines
+
+    @staticmethod
+    def _documents(manifests: str | Path | Sequence[Any]) -> list[dict[str, Any]]:
+        if isinstance(manifests, str) and "\n" in manifests:
+            return [x.to_dict() for x in parse_documents(manifests, "<inline>")]
+        if isinstance(manifests, (str, Path)):
+            return [x.to_dict() for x in load_documents([str(manifests)], stdin=sys.stdin)]
+        out = []
+        for m in manifests:
+            if isinstance(m, (str, Path)):
+                out += [x.to_dict() for x in load_documents([str(m)], stdin=sys.stdin)]
+            elif hasattr(m, "to_dict"):
+                out.append(m.to_dict())
+            else:
+                out += [x.to_dict() for x in parse_documents(__import__("yaml").safe_dump(dict(m)), "<inline>")]
+        return out
+
+    def delete(self, kind: str, name: str, namespace: str | None = "default", *, wait: bool = True,
+               timeout: float = 120.0) -> None:
+        try:
+            self.store.delete(kind, None if kind in ("Namespace", "Node") else namespace, name)
+        except StoreError as exc:
+            raise UsageError(f"{kind} {namespace}/{name}: {exc}") from None
+        if wait:
+            self.wait_converged(timeout)
+
+    def get(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self.store.list(kind, namespace)
+
+    def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return sorted(self.store.list("Pod", namespace), key=lambda p: o.key(p))
+
+    def scale(self, kind: str, name: str, replicas: int, namespace: str = "default", *, wait: bool = True,
+              timeout: float = 120.0) -> None:
+        obj = self.store.get(kind, namespace, name)
+        if obj is None:
+            raise UsageError(f"{kind} {namespace}/{name} not found")
+        obj["spec"]["replicas"] = replicas
+        self.store.update(obj)
+        if wait:
+            self.wait_converged(timeout)
+
+    def set_image(self, name: str, image: str, namespace: str = "default", container: str | None = None, *,
+                  env: dict[str, str] | None = None, wait: bool = False) -> None:
+        """Change a Deployment's pod template (a rollout), like `kubectl set image` / `set env`."""
+        d = self.store.get("Deployment", namespace, name)
+        if d is None:
+            raise UsageError(f"Deployment {namespace}/{name} not found")
+        d = copy.deepcopy(d)
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            if container in (None, c["name"]):
+                if image:
+                    c["image"] = image
+                for k, v in (env or {}).items():
+                    c.setdefault("env", [])
+                    c["env"] = [e for e in c["env"] if e.get("name") != k] + [{"name": k, "value": v}]
+        self.store.update(d)
+        if wait:
+            self.wait_rollout(name, namespace)
+
+    def rollout_undo(self, name: str, namespace: str = "default", to_revision: int = 0) -> str:
+        try:
+            return ro.undo(self.store, namespace, name, to_revision)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+
+    def wait_rollout(self, name: str, namespace: str = "default", timeout: float = 120.0) -> str:
+        import time
+        deadline = time.monotonic() + timeout
+        while True:
+            d = self.store.get("Deployment", namespace, name)
+            if d is None:
+                raise UsageError(f"Deployment {namespace}/{name} not found")
+            msg, done = ro.rollout_status(d)
+            if done:
+                return msg
+            if time.monotonic() > deadline:
+                raise daemonctl.DaemonError(f"rollout of {namespace}/{name} did not finish: {msg}")
+            time.sleep(0.05)
+
+    def wait_converged(self, timeout: float = 120.0) -> None:
+        daemonctl.wait_converged(self.name, self.store.current_rv(), timeout)
+
+    # -- faults --------------------------------------------------------------------------------------
+    def kill_pod(self, name: str, namespace: str = "default") -> None:
+        """Destroy a pod's sandbox out from under the kubelet (its interface first, then the netns)."""
+        netns = naming.pod_ns(self.name, namespace, name)
+        if not self.kernel.netns_exists(netns):
+            raise UsageError(f"pod {namespace}/{name} has no sandbox in cluster {self.name}")
+        self.kernel.link_del(netns, "eth0")
+        self.kernel.netns_delete(netns)
+
+    def node_fail(self, name: str) -> None:
+        self._set_failed(name, True)
+
+    def node_restore(self, name: str) -> None:
+        self._set_failed(name, False)
+
+    def _set_failed(self, name: str, failed: bool) -> None:
+        obj = self.store.get("Node", None, name)
+        if obj is None:
+            raise UsageError(f"cluster {self.name} has no node {name!r}")
+        ann = obj["metadata"].setdefault("annotations", {})
+        if failed:
+            ann[FAILED_ANNOTATION] = "true"
+        else:
+            ann.pop(FAILED_ANNOTATION, None)
+        self.store.update(obj)
+
+    # -- where things are ----------------------------------------------------------------------------
+    def sources(self, selector: str | Selector) -> list[Endpoint]:
+        sel = parse_source(selector) if isinstance(selector, str) else selector
+        return self._resolve(sel)
+
+    def _resolve(self, sel: Selector) -> list[Endpoint]:
+        st = self.state
+        if sel.kind in (POD, PODS):
+            out = []
+            for p in self.pods():
+                ns, name = o.namespace(p) or "default", o.name(p)
+                if sel.kind == POD and (ns, name) != (sel.namespace, sel.name):
+                    continue
+                if sel.kind == PODS and sel.namespace != "*" and ns != sel.namespace:
+                    continue
+                ip = (p.get("status") or {}).get("podIP")
+                if not ip or o.is_terminal(p) or o.is_terminating(p):
+                    continue
+                out.append(Endpoint(f"{ns}/{name}", naming.pod_ns(self.name, ns, name), ip, p))
+            if sel.kind == POD and not out:
+                raise UsageError(f"no running pod {sel.text} in cluster {self.name}")
+            return out
+        if sel.kind == NODE:
+            rec = st.node(sel.name or "")
+            if rec is None:
+                raise UsageError(f"cluster {self.name} has no node {sel.name!r}")
+            return [Endpoint(sel.text, rec["netns"], rec["ip"])]
+        if sel.kind == HOST:
+            rec = st.host(sel.name or "")
+            if rec is None:
+                raise UsageError(f"cluster {self.name} has no external host {sel.name!r}")
+            return [Endpoint(sel.text, rec["netns"], rec["ip"])]
+        raise UsageError(f"{sel.text} cannot be resolved here")
+
+    def service(self, namespace: str, name: str) -> dict[str, Any]:
+        svc = self.store.get("Service", namespace, name)
+        if svc is None:
+            raise UsageError(f"no Service {namespace}/{name} in cluster {self.name}")
+        return svc
+
+    def targets(self, selector: str | Selector, ports: Sequence[int] | None, protocols: Sequence[str] | None,
+                via: str = "pod") -> list[tuple[str, str, int, str]]:
+        """(label, ip, port, protocol) for every target, port and protocol a probe should try."""
+        sel = parse_target(selector) if isinstance(selector, str) else selector
+        protos = [p.upper() for p in protocols] if protocols else None
+        out: list[tuple[str, str, int, str]] = []
+        if sel.kind == SERVICE:
+            svc = self.service(sel.namespace or "default", sel.name or "")
+            ip = (svc.get("spec") or {}).get("clusterIP")
+            if not ip or ip == "None":
+                raise UsageError(f"Service {sel.namespace}/{sel.name} has no cluster IP (headless?)")
+            for p in (svc.get("spec") or {}).get("ports") or []:
+                proto = p.get("protocol", "TCP")
+                if (ports and p["port"] not in ports) or (protos and proto not in protos):
+                    continue
+                out.append((sel.text, ip, int(p["port"]), proto))
+            return out
+        if sel.kind == IP_PORT:
+            return [(sel.text, sel.ip, sel.port, proto) for proto in (protos or ["TCP"])]
+        if sel.kind == IP:
+            if not ports:
+                raise UsageError(f"say which ports to probe on {sel.ip} (--ports)")
+            return [(sel.text, sel.ip, port, proto) for port in ports for proto in (protos or ["TCP"])]
+        for ep in self._resolve(sel):
+            declared = _declared_ports(ep.pod) if ep.pod else []
+            pairs = [(port, proto) for port in ports for proto in (protos or ["TCP"])] if ports else \
+                [(port, proto) for port, proto in declared if not protos or proto in protos]
+            for port, proto in pairs:
+                if via == "service" and ep.pod is not None:
+                    vip, sport = self._service_for(ep.pod, port, proto)
+                    out.append((ep.label, vip, sport, proto))
+                else:
+                    out.append((ep.label, ep.ip or "", port, proto))
+        return out
+
+    def _service_for(self, pod: dict[str, Any], port: int, proto: str) -> tuple[str, int]:
+        """A Service selecting `pod` whose target port reaches `port` (as the e2e netpol suite probes)."""
+        ns = o.namespace(pod) or "default"
+        named = {p.get("name"): int(p["containerPort"]) for c in pod["spec"].get("containers") or []
+                 for p in c.get("ports") or [] if p.get("name")}
+        for svc in self.store.list("Service", ns):
+            spec = svc.get("spec") or {}
+            sel = spec.get("selector") or {}
+            if not sel or not spec.get("clusterIP") or spec["clusterIP"] == "None":
+                continue
+            if any(o.labels(pod).get(k) != v for k, v in sel.items()):
+                continue
+            for p in spec.get("ports") or []:
+                tp = p.get("targetPort", p["port"])
+                tp = named.get(tp) if isinstance(tp, str) else tp
+                if tp == port and p.get("protocol", "TCP") == proto:
+                    return spec["clusterIP"], int(p["port"])
+        raise UsageError(f"no Service selects pod {o.key(pod)} on port {port}/{proto}; "
+                         "create one or probe with --via pod")
+
+    # -- probing -------------------------------------------------------------------------------------
+    def probe(self, frm: str = "*/*", to: str = "*/*", ports: Sequence[int] | None = None,
+              protocols: Sequence[str] | None = None, *, via: str = "pod", count: int = 1,
+              timeout: float = 2.0) -> list[ProbeResult]:
+        try:
+            sources = self.sources(frm)
+            targets = self.targets(to, ports, protocols, via)
+        except SelectorError as exc:
+            raise UsageError(str(exc)) from None
+        probes = [Probe(s.netns or "", s.label, ip, port, proto, timeout, to=label)
+                  for s in sources for (label, ip, port, proto) in targets]
+        return run_probes(self.kernel, probes, count=count)
+
+    # -- commands ------------------------------------------------------------------------------------
+    def exec(self, where: str, argv: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        """Run a command in a pod's (`ns/pod`), node's (`node/N`) or host's (`host/H`) namespace, with the
+        pod's /etc/netns files (resolv.conf) bound as `ip netns exec` does."""
+        ep = self.sources(where)
+        if len(ep) != 1:
+            raise UsageError(f"{where} must name exactly one pod, node or host")
+        return subprocess.run(["ip", "netns", "exec", ep[0].netns or "", *argv], capture_output=True, text=True,
+                              timeout=timeout)
+
+
+def _ident(d: dict[str, Any]) -> tuple[str, str | None, str]:
+    md = d["metadata"]
+    ns = None if d["kind"] in ("Namespace", "Node") else md.get("namespace", "default")
+    return d["kind"], ns, md["name"]
+
+
+def _declared_ports(pod: dict[str, Any]) -> list[tuple[int, str]]:
+    out = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            out.append((int(p["containerPort"]), p.get("protocol", "TCP")))
+    return sorted(set(out))
+
+
+def results_json(results: Iterable[ProbeResult]) -> list[dict[str, Any]]:
+    return [r.to_json() for r in results]
