@@ -43,7 +43,7 @@ from netsim.dns.resolvconf import (
 )
 from netsim.dns.server import DnsServer, SnapshotHolder
 from netsim.dns.source import snapshot_from_store
-from netsim.kernel.api import Kernel
+from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
@@ -245,6 +245,7 @@ class Daemon:
         self.felix = {name: FelixAgent(self.kernel, naming.node_ns(cluster, name), name)
                       for name in self.nodes} if self.network.enforces_policy else {}
         self._proxy_fp: dict[str, str] = {}
+        self._announced: dict[str, str] = {}  # service IP -> announcing node
         self._felix_fp: dict[str, str] = {}
         self._stop = threading.Event()
 
@@ -379,6 +380,55 @@ class Daemon:
                         f"{c.nat_rules} nat rules, {report.payload_bytes} bytes", actor=f"kube-proxy/{name}",
                         ms=report.ms)
 
+    def _sync_announcements(self) -> None:
+        """LoadBalancer ingress IPs and externalIPs are made reachable from outside, as MetalLB's L2 mode
+        does: one live node per IP (a stable hash over the live nodes, so it moves only when that node
+        fails) answers ARP for it on the underlay (a proxy neighbour entry; the kernel answers only for
+        addresses it routes out of another device, hence the /32 via lo, which DNAT makes moot). IPs
+        outside the node network are routed to the announcing node by the fabric, as an upstream router
+        would be configured for externalIPs."""
+        live = sorted(n for n in self.nodes if self.kubelet.node_alive(n))
+        desired: dict[str, str] = {}
+        if live:
+            for svc in self.store.list("Service"):
+                spec, status = svc.get("spec") or {}, svc.get("status") or {}
+                ips = list(spec.get("externalIPs") or []) + [
+                    i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+                for ip in ips:
+                    digest = int(hashlib.sha256(ip.encode()).hexdigest(), 16)
+                    desired[ip] = live[digest % len(live)]
+        if desired == self._announced:
+            return
+        for ip, node in self._announced.items():
+            if desired.get(ip) != node:
+                self._announce(ip, node, withdraw=True)
+        for ip, node in desired.items():
+            if self._announced.get(ip) != node:
+                self._announce(ip, node)
+        self._announced = desired
+
+    def _announce(self, ip: str, node: str, *, withdraw: bool = False) -> None:
+        rec = self.nodes[node]
+        ns = naming.node_ns(self.spec.name, node)
+        host_route = Route(dst=f"{ip}/32", dev="lo")
+        if ipaddress.ip_address(ip) in self.spec.node_net:
+            if withdraw:
+                self.kernel.neigh_proxy_del(ns, naming.UPLINK, ip)
+                self.kernel.route_del(ns, host_route)
+            else:
+                self.kernel.sysctl_set(ns, f"net.ipv4.neigh.{naming.UPLINK}.proxy_delay", 0)
+                self.kernel.route_replace(ns, host_route)
+                self.kernel.neigh_proxy_add(ns, naming.UPLINK, ip)
+        else:
+            route = Route(dst=f"{ip}/32", via=rec.ip)
+            fabric = naming.fabric_ns(self.spec.name)
+            if withdraw:
+                self.kernel.route_del(fabric, route)
+            else:
+                self.kernel.route_replace(fabric, route)
+        self._event(f"node/{node}", "IPWithdrawn" if withdraw else "IPAnnounced",
+                    f"{ip} {'no longer ' if withdraw else ''}announced by {node}", actor="speaker")
+
     def policy_inputs(self) -> tuple[list[NamespaceInfo], list[PodInfo], list[NetworkPolicy]]:
         namespaces = [NamespaceInfo(o.name(n), o.labels(n)) for n in self.store.list("Namespace")]
         pods = []
@@ -432,6 +482,7 @@ class Daemon:
         writes = kubelet_step(self.store, self.kubelet, self.clock)
         self._update_container_statuses()
         self._sync_proxies()
+        self._sync_announcements()
         self._sync_felix()
         self._refresh_dns()
         return bool(res.applied or writes)

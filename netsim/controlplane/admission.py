@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,13 +26,22 @@ def _key(o: Mapping[str, Any]) -> str:
     return f"{md.get('namespace') or 'default'}/{md['name']}"
 
 
+def _host_range(cidr: str) -> str:
+    """A pool's usable addresses: not its network or broadcast address (hosts on the same L2 segment
+    would treat those specially)."""
+    net = ipaddress.ip_network(cidr)
+    if net.num_addresses <= 2:
+        return cidr
+    return f"{net.network_address + 1}-{net.broadcast_address - 1}"
+
+
 class Allocators:
     """The cluster's address pools, primed with what stored services already hold."""
 
     def __init__(self, spec: ClusterSpec, existing_services: Iterable[Mapping[str, Any]]):
         self.cluster_ips = ClusterIPAllocator(spec.network.service_cidr)
         self.node_ports = NodePortAllocator()
-        self.lb_ips = LoadBalancerIPAllocator([spec.lb_pool]) if spec.lb_pool else None
+        self.lb_ips = LoadBalancerIPAllocator([_host_range(spec.lb_pool)]) if spec.lb_pool else None
         for svc in existing_services:
             self._prime(svc)
 

@@ -133,6 +133,12 @@ class Kernel(Protocol):
 
     def neighs(self, ns: str, ifname: str | None = None) -> list[Neigh]: ...
 
+    def neigh_proxy_add(self, ns: str, ifname: str, ip: str) -> None:
+        """A proxy neighbour entry (`ip neigh add proxy IP dev IF`): answer ARP for `ip` on `ifname`, as a
+        MetalLB L2 speaker does for a LoadBalancer IP. Idempotent."""
+
+    def neigh_proxy_del(self, ns: str, ifname: str, ip: str) -> bool: ...
+
     def fdb_replace(self, ns: str, ifname: str, mac: str, dst: str, *, permanent: bool = True) -> None:
         """A bridge FDB entry on a VXLAN device (NTF_SELF): `mac` is reached at remote VTEP `dst`."""
 

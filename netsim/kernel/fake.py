@@ -30,6 +30,7 @@ class _Ns:
     sysctls: dict[str, str] = field(default_factory=dict)
     hairpin: dict[str, bool] = field(default_factory=dict)
     payloads: list[tuple[str, str]] = field(default_factory=list)  # (tool, payload)
+    proxy_neighs: set[tuple[str, str]] = field(default_factory=set)  # (ifname, ip)
 
 
 class FakeKernel:
@@ -227,6 +228,19 @@ class FakeKernel:
 
     def neighs(self, ns: str, ifname: str | None = None) -> list[Neigh]:
         return [n for n in self._get(ns).neighs if ifname is None or n.ifname == ifname]
+
+    def neigh_proxy_add(self, ns: str, ifname: str, ip: str) -> None:
+        self._rec("neigh_proxy_add", ns, ifname, ip)
+        self._link(ns, ifname)
+        self.ns[ns].proxy_neighs.add((ifname, ip))
+
+    def neigh_proxy_del(self, ns: str, ifname: str, ip: str) -> bool:
+        self._rec("neigh_proxy_del", ns, ifname, ip)
+        state = self._get(ns)
+        if (ifname, ip) not in state.proxy_neighs:
+            return False
+        state.proxy_neighs.discard((ifname, ip))
+        return True
 
     def fdb_replace(self, ns: str, ifname: str, mac: str, dst: str, *, permanent: bool = True) -> None:
         self._rec("fdb_replace", ns, ifname, mac, dst, permanent)

@@ -34,6 +34,7 @@ RTNH_F_ONLINK = 0x4
 NUD_PERMANENT = 0x80
 NUD_NOARP = 0x40
 NTF_SELF = 0x02
+NTF_PROXY = 0x08
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254}
 SCOPE_NAMES = {0: "global", 200: "site", 253: "link", 254: "host"}
 RTN_UNICAST, RTN_BLACKHOLE = 1, 6
@@ -481,6 +482,28 @@ class LinuxKernel:
                                  bool(m["state"] & NUD_PERMANENT)))
             return out
         return self._do(_list)
+
+    def neigh_proxy_add(self, ns: str, ifname: str, ip: str) -> None:
+        def _add() -> None:
+            try:
+                self._with_idx(ns, ifname, lambda i: self._ipr(ns).neigh(
+                    "add", dst=ip, ifindex=i, flags=NTF_PROXY))
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise _raise_nl(f"{ns}: proxy neighbour {ip} on {ifname}", exc) from None
+        self._do(_add)
+
+    def neigh_proxy_del(self, ns: str, ifname: str, ip: str) -> bool:
+        def _del() -> bool:
+            try:
+                self._with_idx(ns, ifname, lambda i: self._ipr(ns).neigh(
+                    "del", dst=ip, ifindex=i, flags=NTF_PROXY))
+            except NetlinkError as exc:
+                if exc.code in (errno.ENOENT, errno.ESRCH):
+                    return False
+                raise _raise_nl(f"{ns}: delete proxy neighbour {ip} on {ifname}", exc) from None
+            return True
+        return self._do(_del)
 
     def fdb_replace(self, ns: str, ifname: str, mac: str, dst: str, *, permanent: bool = True) -> None:
         state = (NUD_PERMANENT if permanent else 0x02) | NUD_NOARP

@@ -1,0 +1,52 @@
+"""What the API server fills in before storing: ClusterIPs, NodePorts, LoadBalancer IPs, namespaces."""
+
+from __future__ import annotations
+
+import pytest
+
+from netsim.controlplane.admission import admit
+from netsim.model.cluster import default_cluster
+from netsim.model.errors import SpecError
+
+
+def svc(name, ns="default", **spec):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+            "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}], **spec}}
+
+
+def test_cluster_ips_skip_the_dns_address_and_dns_gets_it():
+    spec = default_cluster()
+    out = admit([svc("a"), svc("kube-dns", "kube-system")], spec, [], ["default", "kube-system"])
+    ips = {o["metadata"]["name"]: o["spec"]["clusterIP"] for o in out}
+    assert ips == {"a": "10.96.0.1", "kube-dns": "10.96.0.10"}
+
+
+def test_existing_allocations_are_kept_and_conflicts_rejected():
+    spec = default_cluster()
+    stored = admit([svc("a", type="NodePort")], spec, [], ["default"])
+    again = admit([svc("a", type="NodePort")], spec, stored, ["default"])
+    assert again[0]["spec"]["clusterIP"] == stored[0]["spec"]["clusterIP"]
+    assert again[0]["spec"]["ports"][0]["nodePort"] == stored[0]["spec"]["ports"][0]["nodePort"] == 30000
+    with pytest.raises(SpecError, match="spec.clusterIP"):
+        admit([svc("b", clusterIP=stored[0]["spec"]["clusterIP"])], spec, stored, ["default"])
+    with pytest.raises(SpecError, match="not in the valid range"):
+        admit([svc("c", clusterIP="192.0.2.1")], spec, stored, ["default"])
+
+
+def test_load_balancer_ip_from_the_pool_without_network_address():
+    spec = default_cluster()
+    out = admit([svc("lb", type="LoadBalancer")], spec, [], ["default"])
+    assert out[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "172.18.255.1"
+    assert out[0]["spec"]["ports"][0]["nodePort"] == 30000
+
+
+def test_missing_namespaces_are_created_first():
+    spec = default_cluster()
+    out = admit([svc("a", "shop")], spec, [], ["default"])
+    assert [o["kind"] for o in out] == ["Namespace", "Service"]
+    assert out[0]["metadata"]["labels"] == {"kubernetes.io/metadata.name": "shop"}
+
+
+def test_headless_gets_no_cluster_ip():
+    out = admit([svc("h", clusterIP="None")], default_cluster(), [], ["default"])
+    assert out[0]["spec"]["clusterIP"] == "None"
