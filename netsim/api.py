@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,7 @@ class Cluster:
         return st
 
     # -- objects -------------------------------------------------------------------------------------
-    def apply(self, manifests: str | Path | Sequence[Any], *, wait: bool = True, timeout: float = 120.0) -> list[str]:
+    def apply(self, manifests: str | Path | Mapping[str, Any] | Sequence[Any], *, wait: bool = True, timeout: float = 120.0) -> list[str]:
         """Apply files/directories, YAML text (a str containing a newline), model objects or dicts; all
         or nothing. Returns kubectl-style lines (`deployment/web created`)."""
         docs = self._documents(manifests)
@@ -160,11 +160,13 @@ class Cluster:
         return lines
 
     @staticmethod
-    def _documents(manifests: str | Path | Sequence[Any]) -> list[dict[str, Any]]:
+    def _documents(manifests: str | Path | Mapping[str, Any] | Sequence[Any]) -> list[dict[str, Any]]:
         if isinstance(manifests, str) and "\n" in manifests:
             return [x.to_dict() for x in parse_documents(manifests, "<inline>")]
         if isinstance(manifests, (str, Path)):
             return [x.to_dict() for x in load_documents([str(manifests)], stdin=sys.stdin)]
+        if isinstance(manifests, Mapping) or hasattr(manifests, "to_dict"):
+            manifests = [manifests]  # one object, not a sequence of them (iterating a dict gives its keys)
         out = []
         for m in manifests:
             if isinstance(m, (str, Path)):
@@ -374,6 +376,157 @@ class Cluster:
         probes = [Probe(s.netns or "", s.label, ip, port, proto, timeout, to=label)
                   for s in sources for (label, ip, port, proto) in targets]
         return run_probes(self.kernel, probes, count=count)
+
+    # -- NetworkPolicy -------------------------------------------------------------------------------
+    @property
+    def enforces_policy(self) -> bool:
+        return self.spec.network.plugin in ("calico", "canal")
+
+    def _policy_pairs(self, frm: str | None, to: str | None) -> tuple[list[Endpoint], list[Endpoint]]:
+        def pick(sel: str | None) -> list[Endpoint]:
+            eps = self.sources(sel or "*/*")
+            if sel is None:  # by default the workloads, not the cluster's own system pods
+                eps = [e for e in eps if not e.label.startswith("kube-system/")]
+            return [e for e in eps if e.pod is not None]
+        return pick(frm), pick(to)
+
+    def verify(self, frm: str | None = None, to: str | None = None, ports: Sequence[int] | None = None,
+               protocols: Sequence[str] | None = None, *, via: str = "pod", timeout: float = 0.5):
+        """The policy model's verdict for every (source pod, destination pod, port, protocol) beside a probe
+        of the same on the kernel. A refused connection counts as allowed by policy (the packet reached
+        the pod; nothing listened), a timeout as blocked (policy drops silently, as calico's DROP does)."""
+        from netsim.policy.verify import Cell, VerifyReport, model_from_store
+        model = model_from_store(self.store)
+        by_key = {p.key: p for p in model.pods}
+        sources, dests = self._policy_pairs(frm, to)
+        probes, meta = [], []
+        for d in dests:
+            pairs = [(port, proto) for port in ports for proto in (protocols or ["TCP"])] if ports else \
+                [(port, proto) for port, proto in _declared_ports(d.pod) if not protocols or proto in protocols]
+            for port, proto in pairs:
+                ip, dport = (d.ip or "", port)
+                if via == "service":
+                    ip, dport = self._service_for(d.pod, port, proto)
+                for s in sources:
+                    probes.append(Probe(s.netns or "", s.label, ip, dport, proto, timeout, to=d.label))
+                    meta.append((s.label, d.label, port, proto))
+        results = run_probes(self.kernel, probes) if probes else []
+        report = VerifyReport()
+        for (src, dst, port, proto), r in zip(meta, results):
+            v = model.verdict(by_key[src], by_key[dst], port, proto, via_service=via == "service")
+            observed = None if r.outcome == "error" else r.outcome in ("connected", "refused")
+            report.cells.append(Cell(src, dst, port, proto, v.allowed, observed, r.outcome, v))
+        if not self.enforces_policy and model.policies:
+            report.notes.append(f"plugin {self.spec.network.plugin} does not enforce NetworkPolicy (as with "
+                                "real flannel): expect the kernel to allow what the policies deny")
+        return report
+
+    def verify_diff(self, new_objects: Sequence[Any], *, frm: str | None = None, to: str | None = None,
+                    ports: Sequence[int] | None = None, protocols: Sequence[str] | None = None,
+                    timeout: float = 0.5) -> dict[str, Any]:
+        """What applying `new_objects` (NetworkPolicies) would change: from the model, confirmed on the
+        kernel by applying them for real, then rolled back to exactly what was stored before."""
+        from netsim.policy.verify import model_from_store
+        policies = [x for x in new_objects if getattr(x, "kind", None) == "NetworkPolicy"]
+        if len(policies) != len(new_objects):
+            raise UsageError("--diff takes NetworkPolicy manifests only")
+        before = model_from_store(self.store)
+        after = model_from_store(self.store, policies)
+        by_key = {p.key: p for p in before.pods}
+        sources, dests = self._policy_pairs(frm, to)
+        changes, pairs = [], 0
+        for d in dests:
+            dp = [(port, proto) for port in ports for proto in (protocols or ["TCP"])] if ports else \
+                [(port, proto) for port, proto in _declared_ports(d.pod) if not protocols or proto in protocols]
+            for port, proto in dp:
+                for s in sources:
+                    pairs += 1
+                    b = before.verdict(by_key[s.label], by_key[d.label], port, proto).allowed
+                    a = after.verdict(by_key[s.label], by_key[d.label], port, proto).allowed
+                    if a != b:
+                        changes.append({"from": s.label, "to": d.label, "port": port, "protocol": proto,
+                                        "before": b, "after": a, "observed": None,
+                                        "_probe": (s.netns or "", d.ip or "")})
+        saved = {p.key: self.store.get("NetworkPolicy", p.namespace, p.name) for p in policies}
+        rolled_back = False
+        try:
+            self.apply([p.to_dict() for p in policies])
+            probes = [Probe(ch["_probe"][0], ch["from"], ch["_probe"][1], ch["port"], ch["protocol"], timeout,
+                            to=ch["to"]) for ch in changes]
+            for ch, r in zip(changes, run_probes(self.kernel, probes) if probes else []):
+                ch["observed"] = r.outcome in ("connected", "refused")
+        finally:
+            for p in policies:
+                old = saved[p.key]
+                if old is None:
+                    self.store.delete("NetworkPolicy", p.namespace, p.name)
+                else:
+                    old = {k: v for k, v in old.items() if k != "status"}
+                    old["metadata"] = {k: v for k, v in old["metadata"].items()
+                                       if k in ("name", "namespace", "labels", "annotations")}
+                    self.store.apply([old])
+            self.wait_converged()
+            rolled_back = all(
+                (self.store.get("NetworkPolicy", p.namespace, p.name) is None) == (saved[p.key] is None)
+                for p in policies)
+        for ch in changes:
+            ch.pop("_probe")
+        confirmed = all(ch["observed"] == ch["after"] for ch in changes) if self.enforces_policy else False
+        return {"pairs": pairs, "changes": changes, "confirmed": confirmed, "rolledBack": rolled_back,
+                "enforced": self.enforces_policy}
+
+    def explain(self, src: str, dst: str, port: int, protocol: str = "TCP", *, probe: bool = True) -> str:
+        """The model's verdict with every policy and rule that contributed, and what the kernel does."""
+        from netsim.policy.model import ExternalEndpoint, NodeEndpoint
+        from netsim.policy.verify import model_from_store
+        model = model_from_store(self.store)
+        by_key = {p.key: p for p in model.pods}
+
+        def endpoint(label: str):
+            if label in by_key:
+                return by_key[label]
+            ep = self.sources(label)[0] if label.startswith(("node/", "host/")) else None
+            if ep is not None and label.startswith("node/"):
+                return NodeEndpoint(label[5:], ep.ip or "")
+            if ep is not None:
+                return ExternalEndpoint(ep.ip or "", label[5:])
+            return ExternalEndpoint(label)
+
+        lines = []
+        source = endpoint(src)
+        targets: list[tuple[str, str, int]] = []
+        if dst.startswith("svc/"):
+            _, ns, name = dst.split("/", 2)
+            svc = self.service(ns, name)
+            sport = next((p for p in svc["spec"].get("ports", []) if p["port"] == port), None)
+            if sport is None:
+                raise UsageError(f"Service {ns}/{name} has no port {port}")
+            selector = svc["spec"].get("selector") or {}
+            backends = [p for p in model.pods if p.namespace == ns and selector
+                        and all(p.labels.get(k) == v for k, v in selector.items())]
+            lines.append(f"{dst}:{port} -> {len(backends)} endpoint(s); policy is judged after DNAT, per endpoint")
+            tp = sport.get("targetPort", port)
+            for b in backends:
+                bport = tp if isinstance(tp, int) else next((pp[1] for pp in b.ports if pp[0] == tp), None)
+                if bport is not None:
+                    targets.append((b.key, b.ip, bport))
+        else:
+            d = endpoint(dst)
+            targets.append((dst, getattr(d, "ip", dst), port))
+        for label, _ip, tport in targets:
+            v = model.verdict(source, endpoint(label), tport, protocol, via_service=dst.startswith("svc/"))
+            lines.append(v.explain())
+        if not self.enforces_policy:
+            lines.append(f"note: plugin {self.spec.network.plugin} does not enforce NetworkPolicy; the kernel "
+                         "allows everything")
+        if probe and src.count("/") and not src.endswith("*"):
+            try:
+                results = self.probe(src, dst, [port], [protocol], timeout=1.0)
+                for r in results:
+                    lines.append(f"kernel: {r.outcome}" + (f" (served by {r.served_by})" if r.served_by else ""))
+            except UsageError as exc:
+                lines.append(f"kernel: not probed ({exc})")
+        return "\n".join(lines)
 
     # -- commands ------------------------------------------------------------------------------------
     def exec(self, where: str, argv: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess:

@@ -47,12 +47,11 @@ from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
-from netsim.model.networkpolicy import NetworkPolicy
 from netsim.node.felix_agent import FelixAgent
 from netsim.node.kubelet import Kubelet
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.proxy_agent import ProxyAgent
-from netsim.policy.model import NamespaceInfo, PodInfo
+from netsim.policy.verify import inputs_from_store
 from netsim.proxy.adapter import collect
 from netsim.proxy.model import NodeInfo, ProxyConfig
 from netsim.store import SQLiteStore, Store, rfc3339
@@ -429,24 +428,10 @@ class Daemon:
         self._event(f"node/{node}", "IPWithdrawn" if withdraw else "IPAnnounced",
                     f"{ip} {'no longer ' if withdraw else ''}announced by {node}", actor="speaker")
 
-    def policy_inputs(self) -> tuple[list[NamespaceInfo], list[PodInfo], list[NetworkPolicy]]:
-        namespaces = [NamespaceInfo(o.name(n), o.labels(n)) for n in self.store.list("Namespace")]
-        pods = []
-        for p in self.store.list("Pod"):
-            ip = (p.get("status") or {}).get("podIP")
-            if not ip or o.is_terminal(p):
-                continue
-            ports = [(cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
-                     for c in (p.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or []]
-            pods.append(PodInfo(o.namespace(p) or "default", o.name(p), o.labels(p), ip, o.node_name(p) or "",
-                                ports))
-        policies = [parse_object(x, Source("<store>")) for x in self.store.list("NetworkPolicy")]
-        return namespaces, pods, policies
-
     def _sync_felix(self) -> None:
         if not self.felix:
             return
-        namespaces, pods, policies = self.policy_inputs()
+        namespaces, pods, policies = inputs_from_store(self.store)
         fp = _fingerprint([(n.name, n.labels) for n in namespaces],
                           [(p.namespace, p.name, p.labels, p.ip, p.node, p.ports) for p in pods],
                           [x.to_dict() for x in policies])

@@ -1,0 +1,121 @@
+"""NetworkPolicy verbs: verify (model against kernel, what-if with --diff) and explain."""
+
+from __future__ import annotations
+
+import click
+
+from netsim import preflight
+from netsim.api import Cluster
+from netsim.cli.common import EXIT_FAILED, cluster_option, emit, handle_errors
+from netsim.cli.network import _csv, _csv_ints
+from netsim.model.errors import UsageError
+from netsim.model.loader import load_documents
+from netsim.policy.verify import VerifyReport, matrix
+from netsim.scenario.selectors import SelectorError, parse_target, split_port
+
+NOT_ENFORCED = ("plugin {plugin} does not enforce NetworkPolicy (as with real flannel): the kernel allows "
+                "what the policies deny")
+
+
+def _report_text(report: VerifyReport) -> str:
+    out = []
+    for (port, proto), cells in sorted(report.groups().items()):
+        out.append(f"== {port}/{proto}: expected (policy model)")
+        out.append(matrix(cells, "expected"))
+        out.append(f"== {port}/{proto}: observed (kernel)")
+        out.append(matrix(cells, "observed"))
+    for note in report.notes:
+        out.append(f"note: {note}")
+    if report.ok:
+        out.append(f"model and kernel agree on all {len(report.cells)} probes")
+    else:
+        out.append(f"{len(report.disagreements)} disagreement(s) (model vs kernel):")
+        for c in report.disagreements:
+            out.append(f"  {c.source} -> {c.destination} {c.port}/{c.protocol}: model "
+                       f"{'allows' if c.expected else 'denies'}, kernel {c.outcome}")
+            if c.verdict is not None:
+                out.extend("    " + line for line in c.verdict.explain().splitlines()[1:])
+    return "\n".join(out)
+
+
+@click.command()
+@click.option("-f", "--filename", "files", multiple=True, help="Apply these policies first, then verify.")
+@click.option("--diff", "diff_file", default=None, help="What-if: the change NEW.yaml would make, confirmed on "
+              "the kernel, then rolled back.")
+@click.option("--from", "frm", default=None, help="Sources (default: every pod outside kube-system).")
+@click.option("--to", "to", default=None, help="Destinations (default: every pod outside kube-system).")
+@click.option("--ports", default=None, help="Ports (default: the destinations' declared ports).")
+@click.option("--protocols", default=None, help="TCP,UDP,SCTP (default: as declared).")
+@click.option("--via", type=click.Choice(["pod", "service"]), default="pod", show_default=True)
+@click.option("--timeout", default=0.5, show_default=True, help="Seconds before a probe counts as blocked.")
+@click.option("--png", default=None, help="Also write the reachability matrix as a heatmap PNG.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@cluster_option
+@handle_errors
+def verify(files: tuple[str, ...], diff_file: str | None, frm: str | None, to: str | None, ports: str | None,
+           protocols: str | None, via: str, timeout: float, png: str | None, output: str,
+           cluster: str | None) -> None:
+    """The NetworkPolicy model's truth table against probes on the kernel; exit 1 on any disagreement."""
+    preflight.require_root("verify")
+    c = Cluster(cluster)
+    try:
+        if files:
+            c.apply(list(files))
+        if diff_file:
+            new = load_documents([diff_file])
+            diff = c.verify_diff(new, frm=frm, to=to, ports=_csv_ints(ports), protocols=_csv(protocols),
+                                 timeout=timeout)
+            if not emit(diff, "json" if output == "json" else None):
+                click.echo(_diff_text(diff))
+            raise SystemExit(0 if diff["confirmed"] else EXIT_FAILED)
+        report = c.verify(frm=frm, to=to, ports=_csv_ints(ports), protocols=_csv(protocols), via=via,
+                          timeout=timeout)
+    finally:
+        c.close()
+    if png:
+        from netsim.draw import matrix_png
+        matrix_png(report, png)
+    if not emit(report.to_json(), "json" if output == "json" else None):
+        click.echo(_report_text(report))
+    raise SystemExit(0 if report.ok else EXIT_FAILED)
+
+
+def _diff_text(diff: dict) -> str:
+    lines = [f"applying {diff.get('file', 'the change')} would change "
+             f"{len(diff['changes'])} of {diff['pairs']} connection(s):"]
+    for ch in diff["changes"]:
+        mark = "confirmed" if ch["observed"] == ch["after"] else "NOT confirmed on the kernel"
+        lines.append(f"  {ch['from']} -> {ch['to']} {ch['port']}/{ch['protocol']}: "
+                     f"{'allowed' if ch['before'] else 'denied'} -> {'allowed' if ch['after'] else 'denied'} "
+                     f"({mark})")
+    lines.append("rolled back: the cluster is as it was" if diff["rolledBack"] else "ROLLBACK FAILED")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("--probe/--no-probe", default=True, help="Also probe the kernel.")
+@cluster_option
+@handle_errors
+def explain(src: str, dst: str, probe: bool, cluster: str | None) -> None:
+    """Why SRC may or may not reach DST:PORT[/PROTO]: every policy and rule that contributed."""
+    target, proto = dst, "TCP"
+    if "/" in dst.rsplit(":", 1)[-1]:
+        target, proto = dst.rsplit("/", 1)
+    try:
+        head, port = split_port(target)
+        parse_target(head)
+    except SelectorError as exc:
+        raise UsageError(str(exc)) from None
+    if port is None:
+        raise UsageError("say which port: netsim explain SRC DST:PORT[/PROTO]")
+    c = Cluster(cluster)
+    try:
+        text = c.explain(src, head, port, proto.upper(), probe=probe)
+    finally:
+        c.close()
+    click.echo(text)
+
+
+COMMANDS = [verify, explain]

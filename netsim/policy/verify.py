@@ -1,0 +1,127 @@
+"""`netsim verify`: the NetworkPolicy model's truth table beside what the kernel actually does.
+
+The expected side is netsim.policy.model (the Kubernetes spec); the observed side is the probe engine on
+the real data plane. Both are laid out as cyclonus-style matrices (rows sources, columns destinations,
+`.` allowed, `X` blocked) per port and protocol, and every cell where they disagree is listed with the
+model's reason and the probe's outcome. Store objects are read through `inputs_from_store`, which the
+daemon's felix agent uses too, so model and enforcement see the same pods and labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from netsim.controlplane import objects as o
+from netsim.model.errors import Source
+from netsim.model.loader import parse_object
+from netsim.model.networkpolicy import NetworkPolicy
+from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel, Verdict
+
+
+def inputs_from_store(store: Any) -> tuple[list[NamespaceInfo], list[PodInfo], list[NetworkPolicy]]:
+    """Namespaces, running pods with IPs, and NetworkPolicies as the policy model and felix take them."""
+    namespaces = [NamespaceInfo(o.name(n), o.labels(n)) for n in store.list("Namespace")]
+    pods = []
+    for p in store.list("Pod"):
+        ip = (p.get("status") or {}).get("podIP")
+        if not ip or o.is_terminal(p):
+            continue
+        ports = tuple((cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
+                      for c in (p.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or [])
+        pods.append(PodInfo(o.namespace(p) or "default", o.name(p), o.labels(p), ip, o.node_name(p) or "", ports))
+    policies = [parse_object(x, Source("<store>")) for x in store.list("NetworkPolicy")]
+    return namespaces, pods, policies
+
+
+def model_from_store(store: Any, extra_policies: Iterable[NetworkPolicy] = ()) -> PolicyModel:
+    namespaces, pods, policies = inputs_from_store(store)
+    keyed = {p.key: p for p in policies}
+    for p in extra_policies:  # what-if: NEW.yaml replaces policies of the same name
+        keyed[p.key] = p
+    return PolicyModel(namespaces, pods, list(keyed.values()))
+
+
+@dataclass
+class Cell:
+    source: str
+    destination: str
+    port: int
+    protocol: str
+    expected: bool
+    observed: bool | None  # None: not probed
+    outcome: str = ""
+    verdict: Verdict | None = None
+
+    @property
+    def agrees(self) -> bool:
+        return self.observed is None or self.observed == self.expected
+
+
+@dataclass
+class VerifyReport:
+    cells: list[Cell] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def disagreements(self) -> list[Cell]:
+        return [c for c in self.cells if not c.agrees]
+
+    @property
+    def ok(self) -> bool:
+        return not self.disagreements
+
+    def groups(self) -> dict[tuple[int, str], list[Cell]]:
+        out: dict[tuple[int, str], list[Cell]] = {}
+        for c in self.cells:
+            out.setdefault((c.port, c.protocol), []).append(c)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "notes": self.notes,
+            "cells": [{"from": c.source, "to": c.destination, "port": c.port, "protocol": c.protocol,
+                       "expected": c.expected, "observed": c.observed, "outcome": c.outcome, "agrees": c.agrees,
+                       "reason": c.verdict.to_dict() if c.verdict else None} for c in self.cells],
+            "disagreements": len(self.disagreements),
+        }
+
+
+def matrix(cells: Sequence[Cell], which: str) -> str:
+    """One truth table as text: `which` is "expected", "observed" or "diff" (`!` marks disagreement)."""
+    sources = sorted({c.source for c in cells})
+    dests = sorted({c.destination for c in cells})
+    index = {(c.source, c.destination): c for c in cells}
+    width = max([len(s) for s in sources] + [1])
+    header = " " * (width + 1) + " ".join(f"{i:>2}" for i in range(len(dests)))
+    lines = [header]
+    for s in sources:
+        row = []
+        for d in dests:
+            c = index.get((s, d))
+            if c is None:
+                row.append(" ")
+                continue
+            if which == "expected":
+                row.append("." if c.expected else "X")
+            elif which == "observed":
+                row.append("?" if c.observed is None else "." if c.observed else "X")
+            else:
+                row.append("!" if not c.agrees else "." if c.expected else "X")
+        lines.append(f"{s:<{width}} " + " ".join(f"{x:>2}" for x in row))
+    lines.append("columns: " + ", ".join(f"{i}={d}" for i, d in enumerate(dests)))
+    return "\n".join(lines)
+
+
+def build_cells(model: PolicyModel, pods: Mapping[str, PodInfo], results: Iterable[Any]) -> list[Cell]:
+    """Pair each probe result with the model's verdict for the same source pod, destination pod, port."""
+    cells = []
+    for r in results:
+        p = r.probe
+        src, dst = pods.get(p.source), pods.get(p.to or "")
+        if src is None or dst is None:
+            continue
+        v = model.verdict(src, dst, p.port, p.protocol)
+        cells.append(Cell(p.source, p.to or "", p.port, p.protocol, v.allowed, r.connected, r.outcome, v))
+    return cells
