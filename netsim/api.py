@@ -169,7 +169,9 @@ class Cluster:
             manifests = [manifests]  # one object, not a sequence of them (iterating a dict gives its keys)
         out = []
         for m in manifests:
-            if isinstance(m, (str, Path)):
+            if isinstance(m, str) and "\n" in m:
+                out += [x.to_dict() for x in parse_documents(m, "<inline>")]
+            elif isinstance(m, (str, Path)):
                 out += [x.to_dict() for x in load_documents([str(m)], stdin=sys.stdin)]
             elif hasattr(m, "to_dict"):
                 out.append(m.to_dict())
