@@ -155,6 +155,9 @@ class Cluster:
                 verb = "created" if old is None else "unchanged" if old == d["metadata"]["resourceVersion"] \
                     else "configured"
                 lines.append(f"{d['kind'].lower()}/{d['metadata']['name']} {verb}")
+        if not self.enforces_policy and any(d.get("kind") == "NetworkPolicy" for d in docs):
+            lines.append(f"Warning: plugin {self.spec.network.plugin} does not enforce NetworkPolicy (as with real "
+                         "flannel); use calico or canal to have it enforced")
         if wait:
             self.wait_converged(timeout)
         return lines

@@ -13,11 +13,11 @@ import click
 import yaml
 
 from netsim import daemonctl, lifecycle, naming, preflight
+from netsim.api import Cluster
 from netsim.cli.common import cluster_option, emit, handle_errors, kernel
 from netsim.cli.printers import render_table, table
 from netsim.controlplane import events as ev
 from netsim.controlplane import rollout as ro
-from netsim.controlplane.admission import admit
 from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source, UsageError
@@ -55,31 +55,6 @@ def _wait(cluster: str, rv: int, wait: bool, timeout: float) -> None:
         daemonctl.wait_converged(cluster, rv, timeout)
 
 
-def apply_objects(cluster: str, docs: list[dict[str, Any]]) -> tuple[int, list[str]]:
-    """Admit and store `docs` in one transaction; returns (resourceVersion, kubectl-style lines)."""
-    st = lifecycle.resolve_cluster(cluster)
-    spec = parse_cluster(st.spec, Source(st.name))
-    store = open_store(st.name)
-    lines = []
-    with store.transaction() as tx:
-        ns_names = [n["metadata"]["name"] for n in tx.list("Namespace")]
-        admitted = admit(docs, spec, tx.list("Service"), ns_names)
-        before = {}
-        for d in admitted:
-            md = d["metadata"]
-            ns = None if d["kind"] in ("Namespace", "Node") else md.get("namespace", "default")
-            cur = tx.get(d["kind"], ns, md["name"])
-            before[(d["kind"], ns, md["name"])] = cur["metadata"]["resourceVersion"] if cur else None
-        results = tx.apply(admitted)
-        for d in results:
-            md = d["metadata"]
-            ns = None if d["kind"] in ("Namespace", "Node") else md.get("namespace", "default")
-            old = before.get((d["kind"], ns, md["name"]))
-            verb = "created" if old is None else "unchanged" if old == md["resourceVersion"] else "configured"
-            lines.append(f"{d['kind'].lower()}/{md['name']} {verb}")
-    return store.current_rv(), lines
-
-
 @click.command()
 @click.option("-f", "--filename", "files", multiple=True, required=True, help="File, directory or - (stdin).")
 @cluster_option
@@ -89,11 +64,15 @@ def apply_objects(cluster: str, docs: list[dict[str, Any]]) -> tuple[int, list[s
 def apply(files: tuple[str, ...], cluster: str | None, wait: bool, timeout: float) -> None:
     """Apply manifests (all or nothing) and wait until the kernel state matches."""
     objs = load_documents(list(files), stdin=sys.stdin)
-    st = lifecycle.resolve_cluster(cluster)
-    rv, lines = apply_objects(st.name, [x.to_dict() for x in objs])
-    for line in lines:
-        click.echo(line)
-    _wait(st.name, rv, wait, timeout)
+    c = Cluster(cluster)
+    try:
+        lines = c.apply([x.to_dict() for x in objs], wait=False)
+        for line in lines:
+            click.echo(line, err=line.startswith("Warning:"))
+        if wait:
+            c.wait_converged(timeout)
+    finally:
+        c.close()
 
 
 @click.command()
