@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -137,6 +138,7 @@ class ClusterKubelet:
         self.dns_ip = str(ipaddress.ip_network(spec.network.service_cidr).network_address + 10)
         self.host_resolv = read_host_resolv_conf()
         self.failed: set[str] = set()
+        self._probe_results: dict[tuple[str, str], tuple[float, bool]] = {}
 
     @staticmethod
     def is_dns_pod(pod: dict[str, Any]) -> bool:
@@ -209,7 +211,61 @@ class ClusterKubelet:
                     return PodState(ready=False, phase="Failed")
         ports_ready = self.workload.ready(key) if self._serve_ports(pod) else True
         running = all(p.exit_code is None for p in procs.values())
-        return PodState(ready=ports_ready and running, phase="Running")
+        return PodState(ready=ports_ready and running and self._probes_ready(pod), phase="Running")
+
+    def _probes_ready(self, pod: dict[str, Any]) -> bool:
+        """readinessProbe results, as the kubelet's prober runs them: every periodSeconds after
+        initialDelaySeconds; tcpSocket (and httpGet, which our servers answer as TCP) connect from the node
+        to the pod IP, exec runs the command inside the pod's namespace. Ready until a probe fails."""
+        status = pod.get("status") or {}
+        ip = status.get("podIP")
+        started = status.get("startTime")
+        ok = True
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            probe = c.get("readinessProbe")
+            if not probe or not ip:
+                continue
+            key = (o.key(pod), c["name"])
+            now = time.monotonic()
+            last = self._probe_results.get(key)
+            if last is not None and now - last[0] < float(probe.get("periodSeconds", 10)):
+                ok &= last[1]
+                continue
+            from netsim.store import parse_time
+            age = time.time() - (parse_time(started) or time.time())
+            if age < float(probe.get("initialDelaySeconds", 0)):
+                self._probe_results[key] = (now, False)
+                ok = False
+                continue
+            result = self._run_probe(pod, c, probe, ip)
+            self._probe_results[key] = (now, result)
+            ok &= result
+        return ok
+
+    def _run_probe(self, pod: dict[str, Any], container: dict[str, Any], probe: dict[str, Any], ip: str) -> bool:
+        timeout = float(probe.get("timeoutSeconds", 1))
+        action = probe.get("tcpSocket") or probe.get("httpGet")
+        if action is not None:
+            port = action.get("port")
+            if isinstance(port, str):
+                port = next((p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port), None)
+            if port is None:
+                return False
+            node_ns = naming.node_ns(self.spec.name, o.node_name(pod) or "")
+
+            def connect() -> bool:
+                with socket.socket() as s:
+                    s.settimeout(timeout)
+                    return s.connect_ex((ip, int(port))) == 0
+            return self.kernel.call_in(node_ns, connect)
+        if "exec" in probe:
+            argv = list((probe["exec"] or {}).get("command") or [])
+            netns = naming.pod_ns(self.spec.name, o.namespace(pod) or "default", o.name(pod))
+            try:
+                return self.kernel.run(netns, argv, check=False, timeout=timeout).returncode == 0
+            except Exception:  # a probe that cannot run is a failed probe
+                return False
+        return True
 
 
 class Daemon:

@@ -1,0 +1,69 @@
+"""readinessProbe: exec and tcpSocket probes gate a pod's Ready condition, and endpoints follow."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from netsim.api import Cluster
+from tests.conftest import unique_name
+
+pytestmark = pytest.mark.root
+
+
+def _ready(c: Cluster, name: str) -> bool:
+    pod = c.store.get("Pod", "default", name) or {}
+    conds = {x["type"]: x["status"] for x in (pod.get("status") or {}).get("conditions") or []}
+    return conds.get("Ready") == "True"
+
+
+def _wait(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_readiness_probes_gate_ready_and_endpoints(tmp_path):
+    flag = tmp_path / "ready"
+    c = Cluster.up(None, name=unique_name("rp"))
+    try:
+        c.apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: gated, labels: {{app: gated}}}}
+spec:
+  containers:
+  - name: c
+    image: x
+    ports: [{{containerPort: 8080}}]
+    readinessProbe: {{exec: {{command: [test, -e, "{flag}"]}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: tcp}}
+spec:
+  containers:
+  - name: c
+    image: x
+    ports: [{{containerPort: 8080, name: web}}]
+    readinessProbe: {{tcpSocket: {{port: web}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: gated}}
+spec: {{selector: {{app: gated}}, ports: [{{port: 80, targetPort: 8080}}]}}
+""", wait=False)
+        assert _wait(lambda: _ready(c, "tcp"))
+        time.sleep(2)
+        assert not _ready(c, "gated")
+        refused = c.probe("node/node-1", "svc/default/gated", [80], timeout=0.5)
+        assert refused[0].outcome == "refused"  # no ready endpoint: kube-proxy rejects
+        flag.touch()
+        assert _wait(lambda: _ready(c, "gated"))
+        assert _wait(lambda: c.probe("node/node-1", "svc/default/gated", [80], timeout=0.5)[0].connected)
+    finally:
+        c.down()
