@@ -97,6 +97,10 @@ def status(cluster: str | None, output: str) -> None:
     """Nodes, addresses and namespaces of a cluster."""
     st = lifecycle.resolve_cluster(cluster)
     info = lifecycle.status(st)
+    marker = daemonctl.read_marker(st.name) or {}
+    info["daemon"] = {"pid": st.extra.get("daemonPid"), "running": daemonctl.alive(st.name),
+                      "converged": marker.get("converged"), "pending": marker.get("pending", []),
+                      "log": daemonctl.log_path(st.name)}
     if emit(info, output):
         return
     console = Console()
@@ -110,6 +114,13 @@ def status(cluster: str | None, output: str) -> None:
     for h in info["hosts"]:
         table.add_row("host", h["name"], h["ip"], "", h["netns"], "yes" if h["present"] else "MISSING")
     console.print(table)
+    d = info["daemon"]
+    if d["pid"]:
+        state = "running" if d["running"] else "NOT RUNNING"
+        conv = "converged" if d["converged"] else f"pending: {', '.join(d['pending']) or '?'}"
+        console.print(f"daemon {d['pid']} {state}, {conv}  (log {d['log']})")
+    else:
+        console.print("no daemon (built with --no-daemon)")
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
