@@ -12,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 
 from netsim import naming
-from netsim.kernel.api import Kernel, Route
+from netsim.kernel.api import Kernel, KernelError, Route
 from netsim.model.cluster import ClusterSpec, HostSpec, NodeSpec
+from netsim.model.errors import MissingDependency
 
 # What a Kubernetes node needs (kubeadm's preflight requires the first two; kube-proxy sets
 # route_localnet for localhost NodePorts). rp_filter: kubeadm leaves it to the distribution, whose default
@@ -40,6 +41,19 @@ def build_fabric(k: Kernel, spec: ClusterSpec) -> str:
     k.bridge_add(ns, naming.UNDERLAY_BRIDGE, mtu=spec.network.mtu)
     k.addr_add(ns, naming.UNDERLAY_BRIDGE, f"{spec.gateway_ip}/{spec.node_net.prefixlen}")
     return ns
+
+
+def check_vxlan(k: Kernel, spec: ClusterSpec) -> None:
+    """Fail early and clearly if the kernel cannot make VXLAN devices (the overlay backends need them)."""
+    ns = naming.fabric_ns(spec.name)
+    try:
+        k.vxlan_add(ns, "netsim-vxchk", vni=1, dev=naming.UNDERLAY_BRIDGE, local=spec.gateway_ip, port=4789,
+                    up=False)
+    except KernelError as exc:
+        raise MissingDependency(f"this kernel cannot create VXLAN devices ({exc}); the {spec.network.plugin} "
+                                "vxlan backend needs CONFIG_VXLAN (modprobe vxlan), or choose backend "
+                                f"{'host-gw' if spec.network.plugin != 'calico' else 'direct'}") from None
+    k.link_del(ns, "netsim-vxchk")
 
 
 def add_node(k: Kernel, spec: ClusterSpec, index: int, node: NodeSpec) -> dict:

@@ -49,6 +49,8 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet) -> state.Clust
     t0 = time.monotonic()
     try:
         st.fabric = fabric.build_fabric(k, spec)
+        if spec.network.backend == "vxlan":
+            fabric.check_vxlan(k, spec)
         for i, node in enumerate(spec.nodes):
             st.nodes.append(fabric.add_node(k, spec, i, node))
             os.makedirs(naming.node_state_dir(spec.name, node.name), exist_ok=True)

@@ -60,3 +60,21 @@ def test_fabric_builds_the_documented_node_layout():
     host = fabric.add_host(k, spec, 0, spec.external_hosts[0])
     assert host["gateway"] == "203.0.113.1"
     assert k.addrs("netsim-demo-fabric", "h0") == [("h0", "203.0.113.1/24")]
+
+
+def test_missing_vxlan_is_a_clear_error():
+    from netsim.model.errors import MissingDependency
+
+    class NoVxlan(FakeKernel):
+        def vxlan_add(self, *a, **kw):
+            raise KernelError("Operation not supported", 95)
+
+    k = NoVxlan()
+    spec = default_cluster("demo")
+    fabric.build_fabric(k, spec)
+    with pytest.raises(MissingDependency, match="CONFIG_VXLAN"):
+        fabric.check_vxlan(k, spec)
+    ok = FakeKernel()
+    fabric.build_fabric(ok, spec)
+    fabric.check_vxlan(ok, spec)
+    assert ok.link_get("netsim-demo-fabric", "netsim-vxchk") is None
