@@ -123,7 +123,9 @@ def test_sigkill_part_way_then_down_leaves_nothing(tmp_path, kernel):
     finally:
         if proc.poll() is None:
             proc.kill()
-        run_netsim("down", "--name", name)
+        # `down --all` is what a user runs after a crash; it removes every netsim cluster on the machine,
+        # so outside CI (where a developer may have clusters running) the test names its own.
+        run_netsim("down", *(["--all"] if os.environ.get("CI") else ["--name", name]))
     assert netns_mod.list_names(naming.cluster_prefix(name)) == []
     assert not os.path.exists(naming.state_dir(name))
     with open("/proc/self/mountinfo") as f:
