@@ -179,8 +179,9 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
 
 
 def _register() -> None:
-    from netsim.cli import draw, network, policy, resources, run
-    for command in resources.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS + draw.COMMANDS:
+    from netsim.cli import draw, network, policy, resources, run, trace
+    for command in (resources.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS + draw.COMMANDS
+                    + trace.COMMANDS):
         cli.add_command(command)
 
 

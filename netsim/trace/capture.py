@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,15 @@ class PacketCapture:
         write_pcap(path, [(p.ts_ns, p.frame) for p in sorted(chosen, key=lambda p: p.ts_ns)])
 
     def stop(self) -> None:
-        for tap in self._taps:
-            tap.close()
-        self._taps.clear()
+        """Close every tap. Closing a packet socket waits for an RCU grace period (synchronize_net), so
+        the taps are closed from parallel threads: ten sequential closes cost ~70 ms, parallel ~10 ms."""
+        taps, self._taps = self._taps, []
+        if len(taps) <= 1:
+            for tap in taps:
+                tap.close()
+            return
+        threads = [threading.Thread(target=tap.close, daemon=True) for tap in taps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()

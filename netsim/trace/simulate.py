@@ -1,0 +1,688 @@
+"""Simulate one packet through a cluster without sending it (ovn-trace style, forking on NAT choices).
+
+The walk, per namespace, mirrors what the kernel does with the first packet of a connection:
+
+1. the source: a pod sends out of its eth0 to its node (every CNI here gives pods a route to the node);
+   a node sends from its own stack; an external host sends to the fabric, which bridges to the node that
+   owns the destination IP (a node IP, or the node announcing a LoadBalancer/external IP);
+2. on a node: nat + filter via `netsim.proxy.interpret.Interpreter` over the node's *actual*
+   `iptables-save` (calico's `cali-*` chains left out: policy is decided by the policy model instead, which
+   is exactly what felix renders), forking on `-m statistic` rules so every Service endpoint is a branch
+   with its probability; a DROP/REJECT (kube-proxy "has no endpoints", "has no local endpoints") ends
+   the branch with its rule and comment;
+3. NetworkPolicy (calico and canal only; flannel does not enforce it): the source pod's egress on its own
+   node, the destination pod's ingress on the node that delivers to it, judged by `PolicyModel.verdict`
+   on the DNATed destination, reporting the allowing rule or the isolating policy (calico's EndOfTier
+   "trigger", tracing.md section 4);
+4. routing: longest-prefix match in the node's routes; a VXLAN device resolves the next hop through the
+   PERMANENT neighbour (VTEP MAC) and the FDB entry (remote node IP), giving the outer header (local node
+   IP -> remote node IP, UDP port, VNI); eth0 routes to another node (host-gw / calico direct) or to the
+   fabric; a veth/bridge route delivers to the local pod with that IP;
+5. masquerade: the interpreter's MASQUERADE decision with the out interface known; the new source is the
+   out interface's address (what the kernel's MASQUERADE picks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from netsim.kernel.api import Route
+from netsim.policy.felix import workload_iface
+from netsim.proxy.interpret import Interpreter, Outcome, Packet
+from netsim.trace import hops as H
+from netsim.trace.resolve import TraceDestination, TraceSource
+from netsim.trace.view import ClusterView, NodeView
+
+MAX_NODES_ON_PATH = 8
+END_OF_TIER = "End of tier default. Drop if no policies passed packet"
+
+
+def strip_calico(save: str) -> str:
+    """iptables-save text without felix's chains and its rules in built-in chains."""
+    out = []
+    for line in save.splitlines():
+        s = line.strip()
+        if s.startswith((":cali-", "-A cali-")):
+            continue
+        if s.startswith("-A ") and (" -j cali-" in s or " -g cali-" in s or "cali:" in s):
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def route_text(r: Route) -> str:
+    if r.kind == "blackhole":
+        return f"blackhole {r.dst}"
+    text = r.dst
+    if r.via:
+        text += f" via {r.via}"
+    if r.dev:
+        text += f" dev {r.dev}"
+    if r.onlink:
+        text += " onlink"
+    return text
+
+
+def _hostport(ip: str, port: int | None) -> str:
+    return f"{ip}:{port}" if port is not None else ip
+
+
+@dataclasses.dataclass
+class _Pkt:
+    src: str
+    dst: str
+    proto: str
+    sport: int | None
+    dport: int | None
+
+
+class Simulator:
+    def __init__(
+        self, view: ClusterView, source: TraceSource, dest: TraceDestination, sport: int | None = None
+    ):
+        self.view = view
+        self.source = source
+        self.dest = dest
+        self.sport = sport
+        self._interp: dict[str, Interpreter] = {}
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def interpreter(self, node: str) -> Interpreter:
+        if node not in self._interp:
+            nv = self.view.node(node)
+            self._interp[node] = Interpreter(strip_calico(nv.iptables), nv.local_ips)
+        return self._interp[node]
+
+    def _model_endpoint(self, ip: str, pod_key: str | None = None) -> Any:
+        from netsim.policy.model import ExternalEndpoint, NodeEndpoint, PodInfo
+
+        model = self.view.model
+        if pod_key and model is not None:
+            for p in model.pods:
+                if p.key == pod_key:
+                    return p
+        pod = self.view.pod_by_ip(ip)
+        if pod is not None and model is not None:
+            for p in model.pods:
+                if p.key == pod.key:
+                    return p
+            return PodInfo(*pod.key.split("/", 1), dict(pod.labels), pod.ip, pod.node)
+        node = self.view.node_by_ip(ip)
+        if node is None:
+            for name in self.view.node_ips:  # a node's tunnel / bridge address
+                if ip in self.view.node(name).local_ips:
+                    node = name
+                    break
+        if node is not None:
+            return NodeEndpoint(node, ip)
+        host = self.view.host_by_ip(ip)
+        return ExternalEndpoint(ip, host)
+
+    # -- the walk ---------------------------------------------------------------------------------
+    def run(self) -> list[H.Path]:
+        src, dst = self.source, self.dest
+        proto = dst.protocol.lower()
+        path = H.Path()
+        if src.kind == "pod":
+            node = src.node or ""
+            path.hops.append(
+                H.Hop(
+                    f"pod {src.pod}",
+                    src.netns,
+                    H.ROUTING,
+                    H.FORWARDED,
+                    f"{_hostport(src.ip, self.sport)} -> {_hostport(dst.ip, dst.port)} out of eth0 "
+                    f"to node {node}",
+                    interface="eth0",
+                )
+            )
+            pkt = _Pkt(src.ip, dst.ip, proto, self.sport, dst.port)
+            iface = None
+            if self.view.enforces_policy and src.pod:
+                iface = workload_iface(*src.pod.split("/", 1))
+            return self._at_node(node, pkt, iface, "external", path, 0, egress_pending=True)
+        if src.kind == "node":
+            nv = self.view.node(src.node or "")
+            r = nv.route_for(dst.ip)
+            ip = (r.src if r and r.src else None) or (nv.addr_of(r.dev) if r and r.dev else None) or src.ip
+            pkt = _Pkt(ip, dst.ip, proto, self.sport, dst.port)
+            return self._at_node(src.node or "", pkt, None, "local", path, 0)
+        # an external host: through the fabric to the node owning the destination address
+        pkt = _Pkt(src.ip, dst.ip, proto, self.sport, dst.port)
+        host = src.label
+        path.hops.append(
+            H.Hop(
+                host,
+                src.netns,
+                H.ROUTING,
+                H.FORWARDED,
+                f"{_hostport(src.ip, self.sport)} -> {_hostport(dst.ip, dst.port)} out of eth0 to the fabric",
+                interface="eth0",
+            )
+        )
+        node = self.view.node_by_ip(dst.ip) or self.view.announcing_node(dst.ip)
+        if node is None:
+            pod = self.view.pod_by_ip(dst.ip)
+            reason = (
+                f"the fabric has no route to pod IP {dst.ip}"
+                if pod
+                else f"no node owns or announces {dst.ip} on the underlay"
+            )
+            return [
+                self._end(
+                    path, H.VERDICT_UNREACHABLE, "fabric", self.view.fabric, H.ROUTING, H.DROPPED, reason
+                )
+            ]
+        path.hops.append(
+            H.Hop(
+                "fabric",
+                self.view.fabric,
+                H.FORWARDING,
+                H.FORWARDED,
+                f"underlay bridge to node {node} ({self.view.node_ips[node]})",
+            )
+        )
+        return self._at_node(node, pkt, "eth0", "external", path, 0)
+
+    def _end(
+        self,
+        path: H.Path,
+        verdict: str,
+        node: str,
+        netns: str,
+        component: str,
+        action: str,
+        detail: str,
+        **kw: Any,
+    ) -> H.Path:
+        path.hops.append(H.Hop(node, netns, component, action, detail, **kw))
+        path.verdict = verdict
+        path.reason = path.reason or detail
+        return path
+
+    def _fork(self, path: H.Path, prob: float) -> H.Path:
+        return dataclasses.replace(
+            path,
+            hops=list(path.hops),
+            policies=list(path.policies),
+            notes=list(path.notes),
+            probability=path.probability * prob,
+        )
+
+    def _at_node(
+        self,
+        node: str,
+        pkt: _Pkt,
+        in_iface: str | None,
+        origin: str,
+        path: H.Path,
+        depth: int,
+        egress_pending: bool = False,
+    ) -> list[H.Path]:
+        if depth >= MAX_NODES_ON_PATH:
+            return [self._end(path, H.VERDICT_UNREACHABLE, node, "", H.ROUTING, H.DROPPED, "routing loop")]
+        nv = self.view.node(node)
+        interp = self.interpreter(node)
+        packet = Packet(
+            pkt.src,
+            pkt.dst,
+            pkt.proto.upper(),
+            pkt.dport,
+            pkt.sport,
+            origin,  # type: ignore[arg-type]
+            in_iface=in_iface,
+        )
+        results: list[H.Path] = []
+        for oc in interp.trace(packet):
+            br = self._fork(path, oc.probability)
+            for n in oc.notes:
+                if n not in br.notes:
+                    br.notes.append(f"{node}: {n}")
+            results += self._branch(node, nv, pkt, in_iface, origin, oc, br, depth, egress_pending)
+        return results
+
+    def _branch(
+        self,
+        node: str,
+        nv: NodeView,
+        pkt: _Pkt,
+        in_iface: str | None,
+        origin: str,
+        oc: Outcome,
+        br: H.Path,
+        depth: int,
+        egress_pending: bool,
+    ) -> list[H.Path]:
+        ns = nv.netns
+        if oc.dnat:
+            svc = next(
+                (
+                    s
+                    for s in reversed(oc.path)
+                    if s.table == "nat"
+                    and s.chain in ("KUBE-SERVICES", "KUBE-NODEPORTS")
+                    and "--comment" in s.rule
+                ),
+                None,
+            )
+            svc_comment = _comment(svc.rule) if svc else None
+            sep = next((s for s in oc.path if "-j DNAT" in s.rule), None)
+            br.hops.append(
+                H.Hop(
+                    node,
+                    ns,
+                    H.LB,
+                    H.TRANSLATED,
+                    f"{_hostport(pkt.dst, pkt.dport)} -> {oc.dnat}"
+                    + (f" ({svc_comment})" if svc_comment else ""),
+                    chain=sep.chain if sep else None,
+                    rule=f"-A {sep.chain} {sep.rule}" if sep else None,
+                    translated={"src": pkt.src, "dst": oc.dnat},
+                )
+            )
+        if oc.marked:
+            mark = next((s for s in oc.path if "KUBE-MARK-MASQ" in s.rule), None)
+            if mark is not None:
+                br.hops.append(
+                    H.Hop(
+                        node,
+                        ns,
+                        H.NAT,
+                        "MarkedForMasquerade",
+                        "marked 0x4000 for masquerade",
+                        chain=mark.chain,
+                        rule=f"-A {mark.chain} {mark.rule}",
+                    )
+                )
+        if oc.verdict in ("drop", "reject"):
+            action = H.REJECTED if oc.verdict == "reject" else H.DROPPED
+            verdict = H.VERDICT_REJECTED if oc.verdict == "reject" else H.VERDICT_DROPPED
+            step = oc.path[-1] if oc.path else None
+            return [
+                self._end(
+                    br,
+                    verdict,
+                    node,
+                    ns,
+                    H.FIREWALL,
+                    action,
+                    oc.comment or oc.rule or oc.verdict,
+                    chain=step.chain if step else None,
+                    rule=f"-A {step.chain} {step.rule}" if step else None,
+                )
+            ]
+        dst, dport = oc.final_dst, oc.final_dport
+        cur = _Pkt(pkt.src, dst, pkt.proto, pkt.sport, dport)
+        dst_pod = self.view.pod_by_ip(dst)
+        br.endpoint_ip = dst
+        br.endpoint = dst_pod.key if dst_pod is not None else None
+        # egress policy of the source pod, on its own node
+        if egress_pending and self.view.enforces_policy and self.source.pod:
+            dropped = self._policy(br, node, ns, "egress", cur, dst_pod)
+            if dropped:
+                return [br]
+        if dst in nv.local_ips or dst.startswith("127."):
+            br.endpoint = f"node/{node}"
+            return [
+                self._end(
+                    br,
+                    H.VERDICT_DELIVERED,
+                    node,
+                    ns,
+                    H.DELIVERY,
+                    H.DELIVERED,
+                    f"to node {node} itself ({_hostport(dst, dport)})",
+                    endpoint=br.endpoint,
+                    interface=in_iface,
+                )
+            ]
+        route = nv.route_for(dst)
+        if route is None or route.kind != "unicast":
+            reason = f"no route to {dst}" if route is None else f"{route_text(route)} drops it"
+            return [self._end(br, H.VERDICT_UNREACHABLE, node, ns, H.ROUTING, H.DROPPED, reason)]
+        out_dev = route.dev or ""
+        masq = oc.masquerade
+        if in_iface is not None or out_dev:
+            again = [
+                o
+                for o in self.interpreter(node).trace(
+                    Packet(
+                        pkt.src,
+                        pkt.dst,
+                        pkt.proto.upper(),
+                        pkt.dport,
+                        pkt.sport,
+                        origin,  # type: ignore[arg-type]
+                        in_iface=in_iface,
+                        out_iface=out_dev,
+                    )
+                )
+                if o.dnat == oc.dnat and o.verdict == oc.verdict
+            ]
+            if again:
+                masq = again[0].masquerade
+        br.hops.append(
+            H.Hop(
+                node,
+                ns,
+                H.ROUTING,
+                H.FORWARDED,
+                f"{dst}: route {route_text(route)}",
+                interface=f"{in_iface or ('local' if origin == 'local' else '?')} -> {out_dev}",
+            )
+        )
+        # filter FORWARD (where calico's policy chains run) comes before nat POSTROUTING (where MASQUERADE
+        # happens): a pod on this node is policed on the source as it arrived, and a drop there means no SNAT
+        pre_snat = cur
+        snat_hop = None
+        if masq:
+            new_src = route.src or nv.addr_of(out_dev) or nv.ip
+            snat_hop = H.Hop(
+                node,
+                ns,
+                H.NAT,
+                H.TRANSLATED,
+                f"masquerade {cur.src} -> {new_src}",
+                chain="MASQUERADE",
+                translated={"src": new_src, "dst": _hostport(dst, dport)},
+            )
+            cur = dataclasses.replace(cur, src=new_src)
+        link = nv.links.get(out_dev)
+        pod = self.view.pod_by_ip(dst, node) if link is None or link.kind != "vxlan" else None
+        if (
+            out_dev != "eth0"
+            and pod is not None
+            and self.view.enforces_policy
+            and self._policy(br, node, ns, "ingress", pre_snat, pod)
+        ):
+            return [br]
+        if snat_hop is not None:
+            br.masquerade = True
+            br.hops.append(snat_hop)
+        if link is not None and link.kind == "vxlan":
+            return self._vxlan(node, nv, cur, route, link, br, depth)
+        if out_dev == "eth0":
+            nxt = route.via or dst
+            nnode = self.view.node_by_ip(nxt)
+            if nnode is not None and nnode != node:
+                br.hops.append(
+                    H.Hop(
+                        node,
+                        ns,
+                        H.FORWARDING,
+                        H.FORWARDED,
+                        f"to node {nnode} ({nxt}) on the underlay",
+                        interface="eth0",
+                    )
+                )
+                return self._at_node(nnode, cur, "eth0", "external", br, depth + 1)
+            host = self.view.host_by_ip(dst)
+            if host is not None:
+                br.endpoint = f"host/{host}"
+                return [
+                    self._end(
+                        br,
+                        H.VERDICT_DELIVERED,
+                        "fabric",
+                        self.view.fabric,
+                        H.DELIVERY,
+                        H.DELIVERED,
+                        f"to external host {host} ({dst})",
+                        endpoint=br.endpoint,
+                    )
+                ]
+            return [
+                self._end(
+                    br,
+                    H.VERDICT_UNREACHABLE,
+                    node,
+                    ns,
+                    H.ROUTING,
+                    H.FORWARDED,
+                    f"leaves the cluster towards {nxt}",
+                )
+            ]
+        if pod is None:
+            return [
+                self._end(
+                    br,
+                    H.VERDICT_UNREACHABLE,
+                    node,
+                    ns,
+                    H.ROUTING,
+                    H.DROPPED,
+                    f"no pod with IP {dst} behind {out_dev}",
+                )
+            ]
+        br.endpoint = pod.key
+        br.answered = expected_answer(self.dest.protocol, dport, pod.ports)
+        return [
+            self._end(
+                br,
+                H.VERDICT_DELIVERED,
+                f"pod {pod.key}",
+                pod.netns,
+                H.DELIVERY,
+                H.DELIVERED,
+                f"to pod {pod.key} ({_hostport(dst, dport)})",
+                interface="eth0",
+                endpoint=pod.key,
+            )
+        ]
+
+    def _vxlan(
+        self, node: str, nv: NodeView, cur: _Pkt, route: Route, link: Any, br: H.Path, depth: int
+    ) -> list[H.Path]:
+        ns = nv.netns
+        vx = link.vxlan or {}
+        via = route.via or cur.dst
+        neigh = nv.neigh(link.name, via)
+        if neigh is None:
+            return [
+                self._end(
+                    br,
+                    H.VERDICT_UNREACHABLE,
+                    node,
+                    ns,
+                    H.TUNNEL,
+                    H.DROPPED,
+                    f"no neighbour entry for {via} on {link.name}",
+                )
+            ]
+        fdb = nv.fdb(link.name, neigh.mac)
+        if fdb is None or not fdb.dst:
+            return [
+                self._end(
+                    br,
+                    H.VERDICT_UNREACHABLE,
+                    node,
+                    ns,
+                    H.TUNNEL,
+                    H.DROPPED,
+                    f"no FDB entry for {neigh.mac} on {link.name}",
+                )
+            ]
+        tunnel = {
+            "src": vx.get("local") or nv.ip,
+            "dst": fdb.dst,
+            "vni": vx.get("vni"),
+            "port": vx.get("port"),
+        }
+        br.tunnel = br.tunnel or tunnel
+        br.hops.append(
+            H.Hop(
+                node,
+                ns,
+                H.TUNNEL,
+                H.ENCAPSULATED,
+                f"{link.name}: {via} is {neigh.mac} at {fdb.dst}; outer {tunnel['src']} -> "
+                f"{tunnel['dst']} udp/{tunnel['port']} vni {tunnel['vni']}",
+                interface=f"{link.name} -> eth0",
+                tunnel=tunnel,
+            )
+        )
+        rnode = self.view.node_by_ip(fdb.dst)
+        if rnode is None:
+            return [
+                self._end(
+                    br, H.VERDICT_UNREACHABLE, node, ns, H.TUNNEL, H.DROPPED, f"VTEP {fdb.dst} is not a node"
+                )
+            ]
+        rv = self.view.node(rnode)
+        rdev = next(
+            (
+                lk.name
+                for lk in rv.links.values()
+                if lk.kind == "vxlan" and (lk.vxlan or {}).get("vni") == vx.get("vni")
+            ),
+            link.name,
+        )
+        br.hops.append(
+            H.Hop(
+                rnode,
+                rv.netns,
+                H.TUNNEL,
+                H.DECAPSULATED,
+                f"{rdev}: vni {tunnel['vni']} from {tunnel['src']}",
+                interface=f"eth0 -> {rdev}",
+                tunnel=tunnel,
+            )
+        )
+        return self._at_node(rnode, cur, rdev, "external", br, depth + 1)
+
+    def _policy(self, br: H.Path, node: str, ns: str, direction: str, cur: _Pkt, dst_pod: Any) -> bool:
+        """Judge one side with the policy model; add its hop; True when it drops the packet."""
+        model = self.view.model
+        if model is None:
+            return False
+        src_ep = self._model_endpoint(cur.src, self.source.pod if cur.src == self.source.ip else None)
+        from netsim.policy.model import ExternalEndpoint, NodeEndpoint
+
+        if self.source.kind == "node" and cur.src != self.source.ip:
+            src_ep = NodeEndpoint(self.source.node or "", cur.src)
+        elif isinstance(src_ep, NodeEndpoint) and self.source.kind != "node":
+            # a forwarded packet masqueraded to a node address: it crosses FORWARD and the pod's policy
+            # chains like any other; only packets the node itself sends skip policing (cali-OUTPUT)
+            src_ep = ExternalEndpoint(cur.src)
+        dst_ep = self._model_endpoint(cur.dst, dst_pod.key if dst_pod is not None else None)
+        v = model.verdict(
+            src_ep,
+            dst_ep,
+            cur.dport or 0,
+            self.dest.protocol,
+            via_service=self.dest.kind in ("service", "ip") and self.dest.ip != cur.dst,
+        )
+        side = v.egress if direction == "egress" else v.ingress
+        pod_key = self.source.pod if direction == "egress" else (dst_pod.key if dst_pod is not None else None)
+        chain = None
+        if pod_key:
+            chain = ("cali-fw-" if direction == "egress" else "cali-tw-") + workload_iface(
+                *pod_key.split("/", 1)
+            )
+        for p in side.isolated_by:
+            if p not in br.policies:
+                br.policies.append(p)
+        if side.allowed:
+            if side.match is not None:
+                pns, pname = side.match.policy.split("/", 1)
+                br.hops.append(
+                    H.Hop(
+                        node,
+                        ns,
+                        H.POLICY,
+                        H.FORWARDED,
+                        f"{direction} allowed by {side.match.describe()}",
+                        chain=chain,
+                        policy=H.policy_ref(pns, pname, direction, side.match.rule),
+                    )
+                )
+            return False
+        first = side.isolated_by[0] if side.isolated_by else "?/?"
+        pns, pname = first.split("/", 1)
+        ref = H.policy_ref(pns, pname, direction)
+        br.policy = ref
+        self._end(
+            br,
+            H.VERDICT_DROPPED,
+            node,
+            ns,
+            H.POLICY,
+            H.DROPPED,
+            f"{direction} of {pod_key} denied: isolated by {', '.join(side.isolated_by)} and no rule matched",
+            chain=chain,
+            rule=END_OF_TIER,
+            policy=ref,
+        )
+        return True
+
+
+def expected_answer(protocol: str, port: int | None, declared: tuple[tuple[int, str], ...]) -> str | None:
+    """What the pod sends back: the workload server answers every declared port (TCP: SYN-ACK, UDP: a
+    datagram), the pod's kernel refuses the others (RST, ICMP port unreachable). SCTP: unknown here."""
+    protocol = protocol.upper()
+    if protocol == "ICMP":
+        return "echo reply"
+    served = (port, protocol) in declared
+    if protocol == "TCP":
+        return "SYN-ACK" if served else "RST (nothing listens)"
+    if protocol == "UDP":
+        return "udp reply" if served else "ICMP port unreachable"
+    return None
+
+
+def reply_hops(path: H.Path, source_label: str, source_netns: str) -> list[H.Hop]:
+    """The way back of a delivered branch: the answer retraces the forward hops, conntrack undoing each
+    translation and each VXLAN hop encapsulating in the other direction."""
+    if path.verdict != H.VERDICT_DELIVERED or path.answered is None:
+        return []
+    last = path.hops[-1]
+    out = [
+        H.Hop(
+            last.node, last.netns, H.DELIVERY, H.REPLIED, path.answered, interface="eth0", direction="reply"
+        )
+    ]
+    for h in reversed(path.hops[:-1]):
+        if h.component == H.TUNNEL and h.tunnel:
+            t = {**h.tunnel, "src": h.tunnel["dst"], "dst": h.tunnel["src"]}
+            action = H.DECAPSULATED if h.action == H.ENCAPSULATED else H.ENCAPSULATED
+            detail = f"outer {t['src']} -> {t['dst']} udp/{t['port']} vni {t['vni']}"
+            out.append(H.Hop(h.node, h.netns, H.TUNNEL, action, detail, tunnel=t, direction="reply"))
+        elif h.component in (H.LB, H.NAT) and h.action == H.TRANSLATED and h.translated:
+            what = "DNAT" if h.component == H.LB else "SNAT"
+            out.append(
+                H.Hop(
+                    h.node,
+                    h.netns,
+                    H.NAT,
+                    H.TRANSLATED,
+                    f"conntrack undoes the {what}: {h.detail}",
+                    direction="reply",
+                )
+            )
+    out.append(H.Hop(source_label, source_netns, H.DELIVERY, H.RECEIVED, path.answered, direction="reply"))
+    return out
+
+
+def _comment(rule: str) -> str | None:
+    import shlex
+
+    try:
+        words = shlex.split(rule)
+    except ValueError:
+        return None
+    return next((words[i + 1] for i, w in enumerate(words[:-1]) if w == "--comment"), None)
+
+
+def simulate(
+    view: ClusterView, source: TraceSource, dest: TraceDestination, sport: int | None = None
+) -> list[H.Path]:
+    """Every possible fate of the packet, with probabilities summing to 1; delivered branches carry the
+    expected answer and its way back (hops with direction "reply")."""
+    paths = Simulator(view, source, dest, sport).run()
+    label = f"pod {source.pod}" if source.kind == "pod" else source.label
+    for p in paths:
+        if p.verdict == H.VERDICT_REJECTED:  # kube-proxy's REJECT answers with ICMP port unreachable
+            p.answered = "RST" if "tcp-reset" in (p.hops[-1].rule or "") else "ICMP port unreachable"
+        p.hops += reply_hops(p, label, source.netns)
+    return paths

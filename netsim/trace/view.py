@@ -1,0 +1,219 @@
+"""A read-only picture of a live cluster, enough to simulate one packet without sending it.
+
+Per node, read lazily the first time the simulation reaches it (a trace usually touches one or two
+nodes): IPv4 addresses, routes, links (VXLAN parameters), neighbours and FDB entries of tunnel devices,
+and the `iptables-save` text of nat + filter. Pods, hosts and the NetworkPolicy model come from the
+store. Unit tests build `NodeView`s by hand and pass them in `ClusterView(nodes=...)`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from netsim.kernel.api import Fdb, Link, Neigh, Route
+
+
+@dataclass
+class NodeView:
+    name: str
+    ip: str
+    netns: str
+    addrs: list[tuple[str, str]] = field(default_factory=list)  # (ifname, cidr)
+    routes: list[Route] = field(default_factory=list)
+    links: dict[str, Link] = field(default_factory=dict)
+    neighs: list[Neigh] = field(default_factory=list)
+    fdbs: list[Fdb] = field(default_factory=list)
+    iptables: str = ""  # iptables-save of nat and filter
+    proxy_neighs: list[str] | None = None  # IPs answered on eth0 (LB / external IPs); read when needed
+
+    @property
+    def local_ips(self) -> list[str]:
+        return [c.split("/")[0] for _, c in self.addrs]
+
+    def addr_of(self, ifname: str) -> str | None:
+        return next((c.split("/")[0] for i, c in self.addrs if i == ifname), None)
+
+    def route_for(self, ip: str) -> Route | None:
+        """Longest-prefix match in the main table (what `ip route get` would pick, minus policy rules)."""
+        addr = ipaddress.ip_address(ip)
+        best: tuple[int, Route] | None = None
+        for r in self.routes:
+            net = ipaddress.ip_network("0.0.0.0/0" if r.dst == "default" else r.dst, strict=False)
+            if addr in net and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, r)
+        return best[1] if best else None
+
+    def neigh(self, ifname: str, ip: str) -> Neigh | None:
+        return next((n for n in self.neighs if n.ifname == ifname and n.ip == ip), None)
+
+    def fdb(self, ifname: str, mac: str) -> Fdb | None:
+        return next((f for f in self.fdbs if f.ifname == ifname and f.mac.lower() == mac.lower()), None)
+
+
+@dataclass(frozen=True)
+class PodView:
+    key: str  # ns/name
+    ip: str
+    node: str
+    netns: str
+    labels: dict[str, str] = field(default_factory=dict)
+    host_network: bool = False
+    ports: tuple[tuple[int, str], ...] = ()  # declared (containerPort, protocol): the workload server serves them
+
+
+@dataclass
+class ClusterView:
+    name: str
+    plugin: str
+    backend: str
+    node_ips: dict[str, str]  # node name -> node IP
+    pods: list[PodView] = field(default_factory=list)
+    hosts: dict[str, str] = field(default_factory=dict)  # host name -> IP
+    fabric: str = ""
+    model: Any = None  # netsim.policy.model.PolicyModel
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    node_netns: dict[str, str] = field(default_factory=dict)  # node name -> netns
+    host_netns: dict[str, str] = field(default_factory=dict)  # host name -> netns
+    loader: Callable[[str], NodeView] | None = None
+    proxy_loader: Callable[[str], list[str]] | None = None
+
+    @property
+    def enforces_policy(self) -> bool:
+        return self.plugin in ("calico", "canal")
+
+    def node(self, name: str) -> NodeView:
+        if name not in self.nodes:
+            if self.loader is None:
+                raise KeyError(f"no view of node {name}")
+            self.nodes[name] = self.loader(name)
+        return self.nodes[name]
+
+    def node_ns(self, name: str) -> str:
+        return self.node_netns.get(name) or (self.nodes[name].netns if name in self.nodes else "")
+
+    def host_ns(self, name: str) -> str:
+        return self.host_netns.get(name, "")
+
+    def node_of_ns(self, netns: str) -> str | None:
+        return next((n for n in self.node_ips if self.node_ns(n) == netns), None)
+
+    def kind_of(self, netns: str) -> str:
+        """pod | node | host | fabric | other"""
+        if netns == self.fabric:
+            return "fabric"
+        if self.node_of_ns(netns):
+            return "node"
+        if netns in self.host_netns.values():
+            return "host"
+        if any(p.netns == netns for p in self.pods):
+            return "pod"
+        return "other"
+
+    def label_of(self, netns: str) -> str:
+        """How hops name a namespace: the node name, `pod ns/name`, `host/NAME`, `fabric`."""
+        node = self.node_of_ns(netns)
+        if node:
+            return node
+        if netns == self.fabric:
+            return "fabric"
+        host = next((h for h, n in self.host_netns.items() if n == netns), None)
+        if host:
+            return f"host/{host}"
+        pod = next((p for p in self.pods if p.netns == netns), None)
+        return f"pod {pod.key}" if pod else netns
+
+    def node_by_ip(self, ip: str) -> str | None:
+        return next((n for n, nip in self.node_ips.items() if nip == ip), None)
+
+    def pod_by_ip(self, ip: str, node: str | None = None) -> PodView | None:
+        for p in self.pods:
+            if p.ip == ip and not p.host_network and (node is None or p.node == node):
+                return p
+        return None
+
+    def pod(self, key: str) -> PodView | None:
+        return next((p for p in self.pods if p.key == key), None)
+
+    def host_by_ip(self, ip: str) -> str | None:
+        return next((h for h, hip in self.hosts.items() if hip == ip), None)
+
+    def announcing_node(self, ip: str) -> str | None:
+        """The node answering ARP for a LoadBalancer / external IP on the underlay (MetalLB L2 style)."""
+        for name in self.node_ips:
+            view = self.node(name)
+            if view.proxy_neighs is None:
+                view.proxy_neighs = self.proxy_loader(name) if self.proxy_loader else []
+            if ip in view.proxy_neighs:
+                return name
+        return None
+
+
+def from_cluster(cluster: Any) -> ClusterView:
+    """The view of a live `netsim.api.Cluster`; node details load on first use."""
+    from netsim.controlplane import objects as o
+    from netsim.policy.verify import model_from_store
+
+    st = cluster.state
+    kernel = cluster.kernel
+    pods = []
+    for p in cluster.pods():
+        ip = (p.get("status") or {}).get("podIP")
+        node = (p.get("spec") or {}).get("nodeName")
+        if not ip or not node or o.is_terminal(p) or o.is_terminating(p):
+            continue
+        ns, name = o.namespace(p) or "default", o.name(p)
+        pods.append(
+            PodView(
+                f"{ns}/{name}",
+                ip,
+                node,
+                f"netsim-{cluster.name}-pod-{ns}-{name}",
+                dict(o.labels(p)),
+                bool((p.get("spec") or {}).get("hostNetwork")),
+                tuple(
+                    (int(cp["containerPort"]), cp.get("protocol", "TCP"))
+                    for c in (p.get("spec") or {}).get("containers") or []
+                    for cp in c.get("ports") or []
+                ),
+            )
+        )
+    nodes_by_name = {n["name"]: n for n in st.nodes}
+
+    def load(name: str) -> NodeView:
+        rec = nodes_by_name[name]
+        ns = rec["netns"]
+        links = {link.name: link for link in kernel.links(ns)}
+        neighs: list[Neigh] = []
+        fdbs: list[Fdb] = []
+        for link in links.values():
+            if link.kind == "vxlan":
+                neighs += kernel.neighs(ns, link.name)
+                fdbs += kernel.fdbs(ns, link.name)
+        save = kernel.run(ns, ["iptables-save"], check=False).stdout or ""
+        return NodeView(name, rec["ip"], ns, kernel.addrs(ns), kernel.routes(ns), links, neighs, fdbs, save)
+
+    def proxies(name: str) -> list[str]:
+        out = kernel.run(
+            nodes_by_name[name]["netns"], ["ip", "-4", "neigh", "show", "proxy"], check=False
+        ).stdout
+        return [line.split()[0] for line in (out or "").splitlines() if line.split()]
+
+    plugin = cluster.spec.network.plugin
+    backend = cluster.spec.network.backend
+    return ClusterView(
+        cluster.name,
+        plugin,
+        backend,
+        {n["name"]: n["ip"] for n in st.nodes},
+        pods,
+        {h["name"]: h["ip"] for h in st.hosts},
+        st.fabric,
+        model_from_store(cluster.store),
+        node_netns={n["name"]: n["netns"] for n in st.nodes},
+        host_netns={h["name"]: h["netns"] for h in st.hosts},
+        loader=load,
+        proxy_loader=proxies,
+    )

@@ -1,0 +1,110 @@
+"""The simulator over a hand-built two-node view: forks per endpoint, VXLAN outer headers from neigh+FDB,
+kube-proxy REJECT, NodePort masquerade, and NetworkPolicy drops named by the policy model."""
+
+from __future__ import annotations
+
+import pytest
+import trace_synthetic as S
+
+from netsim.trace import hops as H
+from netsim.trace.simulate import simulate, strip_calico
+
+
+def test_service_forks_into_one_branch_per_endpoint_with_probabilities():
+    paths = simulate(S.view(), S.CLIENT, S.WEB_SVC, 40000)
+    by_ep = {p.endpoint: p for p in paths}
+    assert set(by_ep) == {"default/web-a", "default/web-b"}
+    assert sum(p.probability for p in paths) == pytest.approx(1.0)
+    assert by_ep["default/web-a"].probability == pytest.approx(0.5)
+    assert all(p.verdict == H.VERDICT_DELIVERED for p in paths)
+    lb = [h for h in by_ep["default/web-b"].hops if h.component == H.LB]
+    assert lb and lb[0].translated == {"src": "10.244.0.2", "dst": "10.244.1.5:8080"}
+    assert "default/web cluster IP" in lb[0].detail and lb[0].chain == "KUBE-SEP-B"
+
+
+def test_remote_endpoint_is_encapsulated_with_outer_ips_vni_and_port():
+    [remote] = [p for p in simulate(S.view(), S.CLIENT, S.WEB_SVC, 40000) if p.endpoint == "default/web-b"]
+    assert remote.tunnel == {"src": "172.18.0.2", "dst": "172.18.0.3", "vni": 1, "port": 8472}
+    actions = [(h.node, h.action) for h in remote.hops if h.direction == "request"]
+    assert ("node-a", H.ENCAPSULATED) in actions and ("node-b", H.DECAPSULATED) in actions
+    assert actions[-1] == ("pod default/web-b", H.DELIVERED)
+    assert not remote.masquerade  # pod to pod keeps its source (flannel RETURNs pod->pod)
+
+
+def test_local_endpoint_is_not_encapsulated():
+    [local] = [p for p in simulate(S.view(), S.CLIENT, S.WEB_SVC, 40000) if p.endpoint == "default/web-a"]
+    assert local.tunnel is None
+    assert not any(h.action == H.ENCAPSULATED for h in local.hops)
+
+
+def test_service_without_endpoints_is_rejected_by_kube_proxy_rule():
+    [p] = simulate(S.view(), S.CLIENT, S.EMPTY_SVC, 40000)
+    assert p.verdict == H.VERDICT_REJECTED
+    assert p.reason == "default/empty has no endpoints"
+    assert p.hops[-1].action == H.REJECTED and p.hops[-1].chain == "KUBE-SERVICES"
+
+
+def test_external_host_to_nodeport_is_masqueraded():
+    paths = simulate(S.view(), S.EXT, S.NODEPORT_A, 40000)
+    assert {p.endpoint for p in paths} == {"default/web-a", "default/web-b"}
+    assert all(p.masquerade for p in paths)
+    [remote] = [p for p in paths if p.endpoint == "default/web-b"]
+    snat = [h for h in remote.hops if h.component == H.NAT and h.action == H.TRANSLATED]
+    assert snat[0].translated["src"] == "10.244.0.0"  # flannel.1's address, as MASQUERADE picks
+    assert remote.hops[0].node == "host/ext" and remote.hops[1].node == "fabric"
+
+
+def test_direct_pod_to_pod_needs_no_nat():
+    [p] = simulate(S.view(), S.CLIENT, S.WEB_B, 40000)
+    assert p.verdict == H.VERDICT_DELIVERED and p.endpoint == "default/web-b"
+    assert not any(h.component == H.LB for h in p.hops)
+
+
+def test_calico_ingress_default_deny_names_the_isolating_policy():
+    paths = simulate(S.view("calico", (S.DENY_WEB,)), S.CLIENT, S.WEB_SVC, 40000)
+    assert {p.verdict for p in paths} == {H.VERDICT_DROPPED}
+    for p in paths:
+        assert p.policy == {"namespace": "default", "name": "web-deny", "rule": None, "direction": "ingress"}
+        assert p.hops[-1].component == H.POLICY and p.hops[-1].chain.startswith("cali-tw-cali")
+
+
+def test_flannel_does_not_enforce_policy():
+    paths = simulate(S.view("flannel", (S.DENY_WEB,)), S.CLIENT, S.WEB_SVC, 40000)
+    assert {p.verdict for p in paths} == {H.VERDICT_DELIVERED}
+
+
+def test_strip_calico_keeps_kube_chains_only():
+    text = strip_calico(S.rules("10.244.0.0/24"))
+    assert "cali" not in text and "KUBE-SERVICES -d 10.96.0.30/32" in text
+
+
+def test_masqueraded_nodeport_traffic_to_a_local_pod_is_still_policed():
+    # filter FORWARD (calico's policy) runs before nat POSTROUTING (MASQUERADE): the local pod's ingress
+    # policy judges the external source, and the drop comes before any SNAT (found against the kernel)
+    paths = simulate(S.view("calico", (S.DENY_WEB,)), S.EXT, S.NODEPORT_A, 40000)
+    assert {(p.endpoint, p.verdict) for p in paths} == {
+        ("default/web-a", H.VERDICT_DROPPED),
+        ("default/web-b", H.VERDICT_DROPPED),
+    }
+    [local] = [p for p in paths if p.endpoint == "default/web-a"]
+    assert not local.masquerade and not any(
+        h.component == H.NAT and h.action == H.TRANSLATED for h in local.hops
+    )
+
+
+def test_delivered_branches_carry_the_expected_answer_and_its_way_back():
+    [remote] = [p for p in simulate(S.view(), S.CLIENT, S.WEB_SVC, 40000) if p.endpoint == "default/web-b"]
+    assert remote.answered == "SYN-ACK"  # web-b declares 8080/TCP: the workload server answers
+    back = [h for h in remote.hops if h.direction == "reply"]
+    assert [(h.node, h.action) for h in back] == [
+        ("pod default/web-b", H.REPLIED),
+        ("node-b", H.ENCAPSULATED),
+        ("node-a", H.DECAPSULATED),
+        ("node-a", H.TRANSLATED),
+        ("pod default/client", H.RECEIVED),
+    ]
+    assert back[1].tunnel == {"src": "172.18.0.3", "dst": "172.18.0.2", "vni": 1, "port": 8472}
+    [p] = simulate(S.view(), S.CLIENT, S.WEB_B_OTHER_PORT, 40000)
+    assert p.answered == "RST (nothing listens)"
+    [p] = simulate(S.view(), S.CLIENT, S.EMPTY_SVC, 40000)
+    assert p.answered == "ICMP port unreachable" and not any(h.direction == "reply" for h in p.hops)
