@@ -293,7 +293,9 @@ class Daemon:
         self._dns_rv = -1
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
                                       lambda: [parse_object(s, Source("<store>")) for s in self.store.list("Service")])
-        cfg = ProxyConfig(cluster_cidr=self.spec.network.pod_cidr)
+        # Partial syncs leave top-level chains alone when their rules did not change: the kernel ends up
+        # with the same rules kube-proxy's rewrite would give, without nf_tables revalidating them.
+        cfg = ProxyConfig(cluster_cidr=self.spec.network.pod_cidr, skip_unchanged_top_chains=True)
         self.proxies = {name: ProxyAgent(self.kernel, naming.node_ns(cluster, name),
                                          NodeInfo(name, (rec.ip,), rec.pod_cidr), cfg)
                         for name, rec in self.nodes.items()}
@@ -444,14 +446,29 @@ class Daemon:
         would be configured for externalIPs."""
         live = sorted(n for n in self.nodes if self.kubelet.node_alive(n))
         desired: dict[str, str] = {}
+        # With externalTrafficPolicy Local only nodes with a serving endpoint announce (MetalLB speaker
+        # layer2_controller.go ShouldAnnounce), or the announcing node would drop the traffic.
+        serving: dict[str, set[str]] = {}
+        for sl in self.store.list("EndpointSlice"):
+            md = sl["metadata"]
+            svc_name = (md.get("labels") or {}).get("kubernetes.io/service-name")
+            for ep in sl.get("endpoints") or []:
+                cond = ep.get("conditions") or {}
+                if svc_name and ep.get("nodeName") and cond.get("serving", cond.get("ready", True)) is not False:
+                    serving.setdefault(f"{md.get('namespace', 'default')}/{svc_name}", set()).add(ep["nodeName"])
         if live:
             for svc in self.store.list("Service"):
                 spec, status = svc.get("spec") or {}, svc.get("status") or {}
+                key = f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
+                candidates = [n for n in live if n in serving.get(key, ())] \
+                    if spec.get("externalTrafficPolicy") == "Local" else live
+                if not candidates:
+                    continue
                 ips = list(spec.get("externalIPs") or []) + [
                     i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
                 for ip in ips:
                     digest = int(hashlib.sha256(ip.encode()).hexdigest(), 16)
-                    desired[ip] = live[digest % len(live)]
+                    desired[ip] = candidates[digest % len(candidates)]
         if desired == self._announced:
             return
         for ip, node in self._announced.items():

@@ -9,7 +9,7 @@ chain hashes portName + protocol + `ip:port`. 16 characters keep names under ipt
 
 from __future__ import annotations
 
-import base64
+import functools
 import hashlib
 
 from netsim.proxy.model import Endpoint, ServicePort
@@ -35,8 +35,18 @@ LOCALHOST_NODEPORT_NFACCT = "localhost_nps_accepted_pkts"
 CT_INVALID_NFACCT = "ct_state_invalid_dropped_pkts"
 
 
+_B32_PAIRS = [a + b for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"]
+
+
+@functools.lru_cache(maxsize=1 << 17)
 def _hash16(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    # The first 16 base32 characters encode exactly the first 10 bytes (80 bits) of the digest, so they
+    # are read off that 80-bit number two characters (10 bits) at a time: the same string as
+    # base32(sha256)[:16] (tested), without base64's pure-Python encoder. Cached: resyncs ask again.
+    n = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
+    p = _B32_PAIRS
+    return (p[n >> 70] + p[(n >> 60) & 1023] + p[(n >> 50) & 1023] + p[(n >> 40) & 1023]
+            + p[(n >> 30) & 1023] + p[(n >> 20) & 1023] + p[(n >> 10) & 1023] + p[n & 1023])
 
 
 def port_proto_hash(port_name: str, protocol: str) -> str:
@@ -82,6 +92,11 @@ class ServiceChains:
         self.fw = FW_PREFIX + suffix
         self._name = name
         self._proto = proto
+        self._seps: dict[str, str] = {}  # endpoint string -> SEP chain (asked for several times per sync)
 
     def sep(self, ep: Endpoint) -> str:
-        return sep_chain(self._name, self._proto, str(ep))
+        text = str(ep)
+        name = self._seps.get(text)
+        if name is None:
+            name = self._seps[text] = sep_chain(self._name, self._proto, text)
+        return name

@@ -38,14 +38,25 @@ are left out of the payload (their chains keep their contents), changed ones are
 rewritten, the top-level chains (KUBE-SERVICES, KUBE-NODEPORTS, KUBE-POSTROUTING, KUBE-MARK-MASQ and all
 filter chains) are always rewritten, and service chains that are no longer used are flushed and deleted
 with `-X`. A change of node or config forces a full sync (upstream forces one on node label changes).
+
+Two departures that keep large clusters workable, both leaving the kernel with the same rules:
+- `ProxyConfig.skip_unchanged_top_chains` (off by default) leaves the top-level chains out of a partial
+  sync when no port's contribution to them changed, so a one-endpoint change writes only that service's
+  chains instead of every KUBE-SERVICES rule.
+- `ProxyConfig.restore_stage_chains` splits a sync that rewrites many service chains into several restores
+  (`SyncResult.stages`): iptables-nft-restore is quadratic in the chains one payload mentions.
+The renderer also remembers each port's render (`RenderState.ports`) and reuses it while the port's inputs
+are unchanged, so a partial sync renders only what changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from netsim.proxy import chains as C
 from netsim.proxy.iptables_text import Ruleset, format_args, rule_comment, rule_target
@@ -393,7 +404,7 @@ def render_jump_rules(existing_save: str | None, cfg: ProxyConfig,
     all others are inserted. Missing jumps are inserted at position 1 in iptablesJumpChains order, which
     reproduces kube-proxy's prepend order; surplus copies are deleted.
     """
-    rs = Ruleset.from_text(existing_save) if existing_save else None
+    rs = Ruleset.from_text(builtin_chains_only(existing_save)) if existing_save else None
     out: dict[str, list[str]] = {"filter": [], "nat": []}
     for j in jump_rules_for(cfg):
         if rs is None:
@@ -427,25 +438,87 @@ def _delete_line(rs: Ruleset | None, j: JumpRule) -> str:
     return j.line("-D")
 
 
+_BUILTIN_RULE_PREFIXES = tuple(f"-A {c} " for c in ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"))
+
+
+def builtin_chains_only(save: str) -> str:
+    """An iptables-save dump with only the built-in chains' rules and the declarations they can need
+    (every chain but kube-proxy's per-service ones, which nothing built in jumps to). The jump-rule check
+    reads only the built-in chains, and parsing the whole dump of a large cluster (170k rules at 10k
+    services) would take seconds."""
+    keep = []
+    for x in save.splitlines():
+        if x.startswith("-A "):
+            if x.startswith(_BUILTIN_RULE_PREFIXES):
+                keep.append(x)
+        elif not (x.startswith(":") and C.is_service_chain(x[1:])):
+            keep.append(x)
+    return "\n".join(keep) + "\n"
+
+
 def existing_service_chains(existing_save: str | None) -> set[str]:
-    """kube-proxy's per-service chains present in the nat table of an iptables-save dump."""
+    """kube-proxy's per-service chains present in the nat table of an iptables-save dump (read from the
+    chain declarations alone: iptables-save declares every chain of a table before its rules)."""
     if not existing_save:
         return set()
-    rs = Ruleset.from_text(existing_save)
-    return {c for c in rs.chain_names("nat") if C.is_service_chain(c)}
+    out: set[str] = set()
+    table = ""
+    for line in existing_save.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif table == "nat" and line.startswith(":"):
+            name = line[1:].split(" ", 1)[0]
+            if C.is_service_chain(name):
+                out.add(name)
+    return out
 
 
 # --- whole sync -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class _PortEntry:
+    """One service port's render, remembered so the next sync can reuse it when nothing it depends on
+    changed (same ServicePort, same endpoint input, same large-cluster mode; node and config are covered
+    by the state fingerprint). Reuse makes a partial sync cost O(changed ports) in rendering."""
+
+    sp: ServicePort
+    key: tuple[str, str]  # sp.key, computed once
+    service: str  # sp.service_name
+    raw: tuple[Endpoint, ...]  # the endpoints as given, before dedupe
+    eps: list[Endpoint]  # after dedupe_endpoints
+    large: bool
+    render: _PortRender
+    names: tuple[str, ...]  # the port's per-service chains
+    digest: str  # of those chains (names and rules)
+    top_digest: str  # of what the port adds to the top-level chains (nat and filter)
+    service_value: tuple[str, tuple[str, ...]]  # (digest, names): RenderState.services' value for one port
+
+
+def _entry(sp: ServicePort, key: tuple[str, str], raw: tuple[Endpoint, ...], eps: list[Endpoint], node: NodeInfo,
+           cfg: ProxyConfig, large: bool) -> _PortEntry:
+    r = _render_port(sp, eps, node, cfg, large)
+    digest = hashlib.sha256("\n".join(r.chain_names).encode() + b"\0" + "\n".join(r.chain_rules).encode()
+                            + b"\1").hexdigest()[:20]
+    top = hashlib.sha256("\n".join(r.top_nat).encode() + b"\0" + "\n".join(r.filter_rules).encode()).hexdigest()[:20]
+    names = tuple(r.chain_names)
+    return _PortEntry(sp, key, sp.service_name, raw, eps, large, r, names, digest, top, (digest, names))
+
+
+@dataclass(frozen=True)
 class RenderState:
     """What a partial sync needs to know about the previous one: per Service (`ns/name`) the digest of
-    its per-service nat chains and their names, and a fingerprint of node + config."""
+    its per-service nat chains and their names, a fingerprint of node + config, the per-port renders
+    (reused when unchanged) and what each port added to the top-level chains, in order (`top`): when that
+    is unchanged, so are all top-level chains."""
 
     services: Mapping[str, tuple[str, tuple[str, ...]]]
     fingerprint: str
     jumps: frozenset[str] = frozenset()  # JumpRule keys ensured by the last full sync
+    ports: Mapping[tuple[str, str], _PortEntry] = field(default_factory=dict, compare=False, repr=False)
+    top: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    inputs: tuple[ServicePort, ...] = field(default=(), compare=False, repr=False)  # as given, in order
+    order: tuple[tuple[ServicePort, tuple[str, str]], ...] = field(default=(), compare=False, repr=False)
 
     def chains(self) -> set[str]:
         return {c for _, names in self.services.values() for c in names}
@@ -469,13 +542,26 @@ class SyncCounts:
     no_local_endpoints_internal: int
     no_local_endpoints_external: int
     large_cluster_mode: bool
+    top_chains_skipped: tuple[str, ...] = ()  # `table/chain` left out because unchanged
+    stages: int = 1  # restores the sync is applied in
 
 
 @dataclass(frozen=True)
 class SyncResult:
+    """`payload` is the whole sync as one restore. When `stages` is not empty, apply those restores in
+    order instead (same end state; see ProxyConfig.restore_stage_chains). An empty payload means there is
+    nothing to write."""
+
     payload: str
     state: RenderState
     counts: SyncCounts
+    stages: tuple[str, ...] = ()
+
+    def restores(self) -> tuple[str, ...]:
+        """The restore payloads to apply, in order."""
+        if self.stages:
+            return self.stages
+        return (self.payload,) if self.payload else ()
 
 
 def _fingerprint(node: NodeInfo, cfg: ProxyConfig) -> str:
@@ -484,6 +570,16 @@ def _fingerprint(node: NodeInfo, cfg: ProxyConfig) -> str:
 
 def _lookup(endpoints: EndpointsMap, sp: ServicePort) -> Sequence[Endpoint]:
     return endpoints.get(sp.key, ())
+
+
+def _rule_chain(line: str) -> str:
+    """The chain of an `-A CHAIN ...` line."""
+    end = line.find(" ", 3)
+    return line[3:end] if end > 0 else line[3:]
+
+
+def _table(name: str, chains: Sequence[str], rules: Sequence[str]) -> list[str]:
+    return [f"*{name}", *(f":{c} - [0:0]" for c in chains), *rules, "COMMIT"]
 
 
 def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeInfo, cfg: ProxyConfig, *,
@@ -498,6 +594,10 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
       rules and to delete leftover service chains (kube-proxy's iptables-save + `-X`). Without it, the
       jumps recorded in `prev` are assumed present (so a full sync after a partial one does not
       duplicate them) and every other jump is inserted.
+
+    Ports whose inputs did not change since `prev` reuse their previous render, and a partial sync touches
+    only the services that changed, so with `cfg.skip_unchanged_top_chains` a one-endpoint change costs
+    little more than a few passes over the port list.
     """
     fp = _fingerprint(node, cfg)
     if full is None:
@@ -505,89 +605,130 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
     if not full and (prev is None or prev.fingerprint != fp):
         full = True
 
-    ports = sorted((sp for sp in services if not sp.headless), key=lambda s: s.sort_key())
-    eps_by_port = {sp.key: dedupe_endpoints(_lookup(endpoints, sp)) for sp in ports}
-    total_eps = sum(len(v) for v in eps_by_port.values())
+    given = tuple(services)
+    usable = prev is not None and prev.fingerprint == fp
+    if usable and len(given) == len(prev.inputs) and all(map(operator.is_, given, prev.inputs)):
+        order = prev.order  # the very same ServicePort objects: same sorted order, same keys
+    else:
+        order = tuple((sp, sp.key) for sp in sorted((sp for sp in given if not sp.headless),
+                                                    key=lambda s: s.sort_key()))
+    ports = [sp for sp, _ in order]
+    cache = prev.ports if usable else {}
+    # First pass: endpoints (deduped, or the previous result when the input is the same) and, per port,
+    # the previous entry if it can be reused; the large-cluster mode needs the endpoint total first.
+    todo: list[tuple[ServicePort, tuple[str, str], tuple[Endpoint, ...], list[Endpoint], _PortEntry | None]] = []
+    total_eps = 0
+    for sp, key in order:
+        src = endpoints.get(key, ())
+        old = cache.get(key)
+        # The same endpoint objects as last time (the common case) are recognised without copying.
+        if old is not None and len(src) == len(old.raw) and all(map(operator.is_, src, old.raw)):
+            raw, eps = old.raw, old.eps
+            if not (old.sp is sp or old.sp == sp):
+                old = None
+        elif old is not None and (raw := tuple(src)) == old.raw:
+            eps = old.eps
+            if not (old.sp is sp or old.sp == sp):
+                old = None
+        else:
+            raw = tuple(src)
+            eps, old = dedupe_endpoints(raw), None
+        total_eps += len(eps)
+        todo.append((sp, key, raw, eps, old))
     large = total_eps > cfg.large_cluster_threshold
-    renders = [_render_port(sp, eps_by_port[sp.key], node, cfg, large) for sp in ports]
+    entries: list[_PortEntry] = []
+    new_cache: dict[tuple[str, str], _PortEntry] = {}
+    for sp, key, raw, eps, old in todo:
+        entry = old if old is not None and old.large == large else _entry(sp, key, raw, eps, node, cfg, large)
+        entries.append(entry)
+        new_cache[key] = entry
+    renders = [e.render for e in entries]
 
-    # Per-Service digests decide which services a partial sync rewrites.
-    per_service: dict[str, list[_PortRender]] = {}
-    for r in renders:
-        per_service.setdefault(r.sp.service_name, []).append(r)
+    # Per-Service digests decide which services a partial sync rewrites (upstream tracks changes per
+    # NamespacedName too).
     new_services: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for svc, rs in per_service.items():
-        h = hashlib.sha256()
-        for r in rs:
-            h.update("\n".join(r.chain_names).encode() + b"\0" + "\n".join(r.chain_rules).encode() + b"\1")
-        new_services[svc] = (h.hexdigest()[:20], tuple(c for r in rs for c in r.chain_names))
+    for e in entries:
+        cur = new_services.get(e.service)
+        new_services[e.service] = e.service_value if cur is None else (f"{cur[0]}+{e.digest}", cur[1] + e.names)
     if full:
         rewrite = set(new_services)
     else:
         assert prev is not None
-        rewrite = {s for s, v in new_services.items() if prev.services.get(s, (None,))[0] != v[0]}
+        old_services = prev.services
+        rewrite = {s for s, v in new_services.items() if (o := old_services.get(s)) is None or o[0] != v[0]}
 
-    active = {c for _, names in new_services.values() for c in names}
-    stale = set(prev.chains()) if prev else set()
+    # Chains no longer used. A chain name is a hash of its service port's name (and endpoint), so it
+    # belongs to one Service; only services that changed or went away can leave chains behind.
+    stale_set: set[str] = set()
     if full:
-        stale |= existing_service_chains(existing_save)
-    stale = sorted(c for c in stale - active if C.is_service_chain(c))
+        stale_set = (prev.chains() if prev else set()) | existing_service_chains(existing_save)
+        stale_set -= {c for _, names in new_services.values() for c in names}
+    elif prev is not None:
+        old_services = prev.services
+        for s in rewrite:  # changed (or new) services: the chains they no longer have
+            if (o := old_services.get(s)) is not None:
+                stale_set.update(set(o[1]) - set(new_services[s][1]))
+        for s in old_services.keys() - new_services.keys():  # services gone
+            stale_set.update(old_services[s][1])
+    stale = sorted(c for c in stale_set if C.is_service_chain(c))
+    stale_lines = [f"-X {c}" for c in stale]
 
     localhost_np = cfg.effective_localhost_nodeports()
     mark = cfg.masquerade_mark
+    mark_masq_rule = f"-A {C.KUBE_MARK_MASQ} -j MARK --or-mark {mark}"
+    last = _nodeports_last_rules(cfg, node, localhost_np)
+    top_sig = tuple(e.top_digest for e in entries)
+    # Every top-level rule comes from node + config (same fingerprint) or from a port's top_digest.
+    skip_top = not full and cfg.skip_unchanged_top_chains and prev is not None and prev.top == top_sig
+    svc_chains = [c for e in entries if e.service in rewrite for c in e.names]
+    staged = bool(cfg.restore_stage_chains) and len(svc_chains) > cfg.restore_stage_chains
 
-    # filter table
-    filter_chains = [C.KUBE_SERVICES, C.KUBE_EXTERNAL_SERVICES, C.KUBE_FORWARD, C.KUBE_NODEPORTS,
-                     C.KUBE_PROXY_FIREWALL]
+    filter_chains: list[str] = []
     filter_rules: list[str] = []
-    if localhost_np:
-        filter_chains.append(C.KUBE_FIREWALL)
-        filter_rules.append(f"-A {C.KUBE_FIREWALL} -m comment --comment {_q('block incoming localnet connections')}"
-                            " -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT"
-                            " -j DROP")
-    for r in renders:
-        filter_rules.extend(r.filter_rules)
-    if not cfg.conntrack_tcp_be_liberal:
-        nf = f" -m nfacct --nfacct-name {C.CT_INVALID_NFACCT}" if cfg.nfacct else ""
-        filter_rules.append(f"-A {C.KUBE_FORWARD} -m conntrack --ctstate INVALID{nf} -j DROP")
-    filter_rules.append(f"-A {C.KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding rules')} "
-                        f"-m mark --mark {mark}/{mark} -j ACCEPT")
-    filter_rules.append(f"-A {C.KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding conntrack rule')} "
-                        "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
-
-    # nat table
-    nat_chains = [C.KUBE_SERVICES, C.KUBE_NODEPORTS, C.KUBE_POSTROUTING, C.KUBE_MARK_MASQ]
-    masq_rule = (f"-A {C.KUBE_POSTROUTING} -m comment --comment "
-                 f"{_q('kubernetes service traffic requiring SNAT')} -j MASQUERADE")
-    if cfg.random_fully:
-        masq_rule += " --random-fully"
-    nat_rules = [
-        f"-A {C.KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
-        f"-A {C.KUBE_POSTROUTING} -j MARK --xor-mark {mark}",
-        masq_rule,
-        f"-A {C.KUBE_MARK_MASQ} -j MARK --or-mark {mark}",
-    ]
-    skipped_rules = 0
-    for r in renders:
-        nat_rules.extend(r.top_nat)
-        if r.sp.service_name in rewrite:
-            nat_chains.extend(r.chain_names)
-            nat_rules.extend(r.chain_rules)
-        else:
-            skipped_rules += len(r.chain_rules)
-    for c in stale:
-        nat_chains.append(c)
-        nat_rules.append(f"-X {c}")
-    if cfg.nodeport_match_all():
-        dest = "-m addrtype --dst-type LOCAL" + ("" if localhost_np else " ! -d 127.0.0.0/8")
-        nat_rules.append(f"-A {C.KUBE_SERVICES} -m comment --comment {_q(NODEPORTS_LAST_COMMENT)} {dest} "
-                         f"-j {C.KUBE_NODEPORTS}")
+    top_nat_chains = [C.KUBE_SERVICES, C.KUBE_NODEPORTS, C.KUBE_POSTROUTING, C.KUBE_MARK_MASQ]
+    top_rules: list[str] = []  # nat top-level rules alone (for the last stage of a staged sync)
+    if skip_top:
+        nat_chains = svc_chains + stale
+        nat_rules = [x for e in entries if e.service in rewrite for x in e.render.chain_rules] + stale_lines
     else:
-        for ip in cfg.nodeport_ips(node):
-            if ip.startswith("127.") and not localhost_np:
-                continue
-            nat_rules.append(f"-A {C.KUBE_SERVICES} -m comment --comment {_q(NODEPORTS_LAST_COMMENT)} -d {ip} "
-                             f"-j {C.KUBE_NODEPORTS}")
+        filter_chains = [C.KUBE_SERVICES, C.KUBE_EXTERNAL_SERVICES, C.KUBE_FORWARD, C.KUBE_NODEPORTS,
+                         C.KUBE_PROXY_FIREWALL]
+        if localhost_np:
+            filter_chains.append(C.KUBE_FIREWALL)
+            filter_rules.append(f"-A {C.KUBE_FIREWALL} -m comment --comment "
+                                f"{_q('block incoming localnet connections')} -d 127.0.0.0/8 ! -s 127.0.0.0/8 "
+                                "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
+        for r in renders:
+            filter_rules.extend(r.filter_rules)
+        if not cfg.conntrack_tcp_be_liberal:
+            nf = f" -m nfacct --nfacct-name {C.CT_INVALID_NFACCT}" if cfg.nfacct else ""
+            filter_rules.append(f"-A {C.KUBE_FORWARD} -m conntrack --ctstate INVALID{nf} -j DROP")
+        filter_rules.append(f"-A {C.KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding rules')} "
+                            f"-m mark --mark {mark}/{mark} -j ACCEPT")
+        filter_rules.append(f"-A {C.KUBE_FORWARD} -m comment --comment "
+                            f"{_q('kubernetes forwarding conntrack rule')} "
+                            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+
+        masq_rule = (f"-A {C.KUBE_POSTROUTING} -m comment --comment "
+                     f"{_q('kubernetes service traffic requiring SNAT')} -j MASQUERADE")
+        if cfg.random_fully:
+            masq_rule += " --random-fully"
+        fixed = [f"-A {C.KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
+                 f"-A {C.KUBE_POSTROUTING} -j MARK --xor-mark {mark}", masq_rule, mark_masq_rule]
+        nat_chains = top_nat_chains + svc_chains + stale
+        nat_rules = list(fixed)
+        top_rules = list(fixed) if staged else []
+        for e in entries:
+            nat_rules.extend(e.render.top_nat)
+            if staged:
+                top_rules.extend(e.render.top_nat)
+            if e.service in rewrite:
+                nat_rules.extend(e.render.chain_rules)
+        nat_rules.extend(stale_lines)
+        nat_rules.extend(last)
+        if staged:
+            top_rules.extend(stale_lines)
+            top_rules.extend(last)
 
     prev_jumps = prev.jumps if prev else frozenset()
     if full:
@@ -597,19 +738,30 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
         jumps = {"filter": [], "nat": []}
         ensured = prev_jumps
 
-    lines = ["*filter"]
-    lines += [f":{c} - [0:0]" for c in filter_chains]
-    lines += filter_rules
-    lines += jumps["filter"]
-    lines.append("COMMIT")
-    lines.append("*nat")
-    lines += [f":{c} - [0:0]" for c in nat_chains]
-    lines += nat_rules
-    lines += jumps["nat"]
-    lines.append("COMMIT")
-    payload = "\n".join(lines) + "\n"
+    filter_lines = filter_rules + jumps["filter"]
+    nat_lines = nat_rules + jumps["nat"]
+    lines: list[str] = []
+    if filter_chains or filter_lines:
+        lines += _table("filter", filter_chains, filter_lines)
+    if nat_chains or nat_lines:
+        lines += _table("nat", nat_chains, nat_lines)
+    payload = "\n".join(lines) + "\n" if lines else ""
 
-    n_nat_rules = sum(1 for x in nat_rules if x.startswith("-A "))
+    stages: tuple[str, ...] = ()
+    if staged:
+        rest_chains = ([] if skip_top else top_nat_chains) + stale
+        stages = _stages(entries, rewrite, cfg.restore_stage_chains, mark_masq_rule, filter_chains,
+                         filter_lines, rest_chains, (stale_lines if skip_top else top_rules) + jumps["nat"])
+
+    skipped = tuple(sorted([f"filter/{c}" for c in (C.KUBE_SERVICES, C.KUBE_EXTERNAL_SERVICES, C.KUBE_FORWARD,
+                                                      C.KUBE_NODEPORTS, C.KUBE_PROXY_FIREWALL)]
+                           + ([f"filter/{C.KUBE_FIREWALL}"] if localhost_np else [])
+                           + [f"nat/{c}" for c in top_nat_chains])) if skip_top else ()
+    n_top = 4 + len(last) + sum(map(len, map(attrgetter("top_nat"), renders)))
+    n_chain_rules = sum(map(len, map(attrgetter("chain_rules"), renders)))
+    n_no_local_int = sum(map(attrgetter("no_local_internal"), renders))
+    n_no_local_ext = sum(map(attrgetter("no_local_external"), renders))
+    n_written = sum(1 for x in nat_rules if x.startswith("-A "))
     counts = SyncCounts(
         full=full,
         service_ports=len(ports),
@@ -617,16 +769,72 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
         filter_chains=len(filter_chains),
         filter_rules=len(filter_rules),
         nat_chains=len(nat_chains),
-        nat_rules=n_nat_rules,
-        nat_rules_total=n_nat_rules + skipped_rules,
+        nat_rules=n_written,
+        nat_rules_total=n_top + n_chain_rules,
         services_rewritten=tuple(sorted(rewrite)),
         chains_deleted=tuple(stale),
         jump_rules_added=sum(1 for t in jumps.values() for x in t if x.startswith("-I ")),
-        no_local_endpoints_internal=sum(1 for r in renders if r.no_local_internal),
-        no_local_endpoints_external=sum(1 for r in renders if r.no_local_external),
+        no_local_endpoints_internal=n_no_local_int,
+        no_local_endpoints_external=n_no_local_ext,
         large_cluster_mode=large,
+        top_chains_skipped=skipped,
+        stages=len(stages) or 1,
     )
-    return SyncResult(payload, RenderState(new_services, fp, frozenset(ensured)), counts)
+    state = RenderState(new_services, fp, frozenset(ensured), new_cache, top_sig, given, order)
+    return SyncResult(payload, state, counts, stages)
+
+
+def _nodeports_last_rules(cfg: ProxyConfig, node: NodeInfo, localhost_np: bool) -> list[str]:
+    """The KUBE-SERVICES -> KUBE-NODEPORTS rule(s) that must stay last in KUBE-SERVICES."""
+    if cfg.nodeport_match_all():
+        dest = "-m addrtype --dst-type LOCAL" + ("" if localhost_np else " ! -d 127.0.0.0/8")
+        return [f"-A {C.KUBE_SERVICES} -m comment --comment {_q(NODEPORTS_LAST_COMMENT)} {dest} "
+                f"-j {C.KUBE_NODEPORTS}"]
+    out = []
+    for ip in cfg.nodeport_ips(node):
+        if ip.startswith("127.") and not localhost_np:
+            continue
+        out.append(f"-A {C.KUBE_SERVICES} -m comment --comment {_q(NODEPORTS_LAST_COMMENT)} -d {ip} "
+                   f"-j {C.KUBE_NODEPORTS}")
+    return out
+
+
+def _stages(entries: Sequence[_PortEntry], rewrite: Collection[str], limit: int, mark_masq_rule: str,
+            filter_chains: Sequence[str], filter_lines: Sequence[str], nat_chains: Sequence[str],
+            nat_lines: Sequence[str]) -> tuple[str, ...]:
+    """The sync as several restores: the rewritten services' chains in chunks of at most `limit` chains
+    (whole services, so each service changes atomically), then one restore with the filter table, the
+    top-level nat chains and the stale-chain deletions, which switches KUBE-SERVICES over to the new
+    chains. Service chains only jump to each other and to KUBE-MARK-MASQ, which the first chunk makes sure
+    exists, so every chunk restores on its own."""
+    by_service: dict[str, list[_PortEntry]] = {}
+    for e in entries:
+        if e.service in rewrite:
+            by_service.setdefault(e.service, []).append(e)
+    chunks: list[tuple[list[str], list[str]]] = []
+    cur_chains: list[str] = []
+    cur_rules: list[str] = []
+    for es in by_service.values():
+        names = [c for e in es for c in e.names]
+        if cur_chains and len(cur_chains) + len(names) > limit:
+            chunks.append((cur_chains, cur_rules))
+            cur_chains, cur_rules = [], []
+        cur_chains.extend(names)
+        cur_rules.extend(x for e in es for x in e.render.chain_rules)
+    if cur_chains:
+        chunks.append((cur_chains, cur_rules))
+    out = []
+    for i, (chains, rules) in enumerate(chunks):
+        pre_chains, pre_rules = ([C.KUBE_MARK_MASQ], [mark_masq_rule]) if i == 0 else ([], [])
+        out.append("\n".join(_table("nat", pre_chains + chains, pre_rules + rules)) + "\n")
+    final: list[str] = []
+    if filter_chains or filter_lines:
+        final += _table("filter", filter_chains, filter_lines)
+    if nat_chains or nat_lines:
+        final += _table("nat", nat_chains, nat_lines)
+    if final:
+        out.append("\n".join(final) + "\n")
+    return tuple(out)
 
 
 def render_full(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeInfo, cfg: ProxyConfig, *,
