@@ -357,7 +357,8 @@ class Daemon:
         for pod in pods:
             node = o.node_name(pod)
             status = pod.get("status") or {}
-            if not status.get("podIP") or not self.kubelet.node_alive(node) or o.is_terminal(pod):
+            if (not status.get("podIP") or not self.kubelet.node_alive(node) or o.is_terminal(pod)
+                    or o.is_terminating(pod)):
                 continue
             kubelet = self.kubelets[node]
             sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
@@ -549,14 +550,17 @@ class Daemon:
         self.bootstrap()
         last_rv = -1
         while not self._stop.is_set():
+            failed = False
             try:
                 busy = self.one_pass()
             except Exception:  # a daemon survives one bad pass; the log says what happened
                 log.exception("reconcile pass failed")
-                busy = False
+                busy, failed = False, True
                 time.sleep(0.2)
             if not busy:
-                pending = pending_pods(self.store)
+                # A failed pass is never "converged": `netsim apply` must not report success on a data
+                # plane that did not get its rules.
+                pending = pending_pods(self.store) + (["the last pass failed, see daemon.log"] if failed else [])
                 rv = self.store.current_rv()
                 self._write_marker(not pending, pending)
                 if rv == last_rv or not pending:

@@ -36,6 +36,8 @@ from netsim.controlplane.state import Action, Config, Context, Snapshot, apply_a
 from netsim.store import Store, rfc3339
 
 Controller = Callable[[Snapshot, Context], list[Action]]
+HEARTBEAT_SECONDS = 1.0  # the kubelets' heartbeat period while a kubelet step runs long
+DRAINING = "netsimDraining"  # pod status: the kubelet saw the deletion and stops the sandbox next pass
 
 
 def _controllers() -> list[tuple[str, Controller]]:
@@ -117,10 +119,15 @@ def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = No
     ctx = Context(now=clock.now(), rng=rng or random.Random(), config=config or Config())
     result = PassResult()
     with store.transaction() as tx:
+        snap = None
         for name, controller in _controllers():
-            snap = Snapshot.load(tx)
+            # Each controller sees the writes of those before it; a snapshot nobody wrote after is still
+            # current (loading one decodes every object: most of a quiet pass's cost with 1000 pods).
+            if snap is None:
+                snap = Snapshot.load(tx)
             n, events = apply_actions(tx, controller(snap, ctx), ctx.now)
             if n:
+                snap = None
                 result.by_controller[name] = n
             result.applied += n
             result.events += events
@@ -134,25 +141,46 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
     now = clock.now()
     nodes = {o.name(n): n for n in store.list("Node")}
     alive = {name for name in nodes if kubelet.node_alive(name)}
-    for name in sorted(alive):
-        node = nodes[name]
-        c = o.condition(node, "Ready")
-        if c is None or c.get("status") != "True" or c.get("lastHeartbeatTime") != rfc3339(now):
-            # not counted as a write: heartbeats alone do not mean the cluster is still changing
-            store.update_status("Node", None, name, heartbeat_status(node, now))
+
+    def heartbeat(at: float) -> None:
+        for name in sorted(alive):
+            node = nodes[name]
+            c = o.condition(node, "Ready")
+            if c is None or c.get("status") != "True" or c.get("lastHeartbeatTime") != rfc3339(at):
+                # not counted as a write: heartbeats alone do not mean the cluster is still changing
+                nodes[name] = store.update_status("Node", None, name, heartbeat_status(node, at))
+
+    heartbeat(now)
+    last_beat = now
     events: list[Event] = []
     for pod in store.list("Pod"):
         nn = o.node_name(pod)
         if nn not in alive:
             continue
+        if clock.now() - last_beat >= HEARTBEAT_SECONDS:
+            # Real kubelets heartbeat on their own timers; a long step (a thousand sandboxes) must not
+            # starve them, or the node-lifecycle controller marks every node NotReady and evicts pods.
+            last_beat = clock.now()
+            heartbeat(last_beat)
         actor = f"kubelet/{nn}"
         status = copy.deepcopy(pod.get("status") or {})
         has_sandbox = bool(status.get("podIP"))
         if o.is_terminating(pod):
+            if has_sandbox and not status.get(DRAINING):
+                # Graceful termination: the pod keeps serving for one more pass. The EndpointSlice controller
+                # has already marked it not ready in this pass, and the data plane (kube-proxy) syncs after
+                # this step, so by the time the sandbox goes no Service rule sends new connections to it.
+                # Upstream the kubelet and the endpoints controller react to deletionTimestamp concurrently
+                # and the containers' SIGTERM handling / preStop hooks within terminationGracePeriodSeconds
+                # cover the gap; without that, connections in a rolling update hit a vanished pod.
+                status[DRAINING] = True
+                store.update_status("Pod", o.namespace(pod), o.name(pod), status)
+                writes += 1
+                continue
             if has_sandbox:
-                t0 = time.monotonic()
+                t0, started = time.monotonic(), clock.now()
                 kubelet.delete_sandbox(pod)
-                events.append(Event(now, actor, o.ref(pod), "Killing", "Stopping pod sandbox",
+                events.append(Event(started, actor, o.ref(pod), "Killing", "Stopping pod sandbox",
                                     (time.monotonic() - t0) * 1000))
             store.delete("Pod", o.namespace(pod), o.name(pod))
             writes += 1
@@ -160,9 +188,10 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
         if o.is_terminal(pod):
             continue
         if not has_sandbox:
-            t0 = time.monotonic()
+            # Stamped when this sandbox started, not when the step did: a step may make a thousand of them.
+            t0, started = time.monotonic(), clock.now()
             ip = kubelet.create_sandbox(pod)
-            events.append(Event(now, actor, o.ref(pod), "SandboxCreated", f"pod IP {ip}",
+            events.append(Event(started, actor, o.ref(pod), "SandboxCreated", f"pod IP {ip}",
                                 (time.monotonic() - t0) * 1000))
             status.update({"podIP": ip, "podIPs": [{"ip": ip}], "hostIP": node_ip(nodes[nn]),
                            "startTime": rfc3339(now)})
