@@ -16,11 +16,9 @@ carry several length-prefixed queries and are closed after `tcp_idle` seconds of
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from dnslib import (
 
 from netsim.dns.records import DEFAULT_DOMAIN, DEFAULT_TTL, Answer, ClusterDNS, Record, Snapshot
 from netsim.kernel.api import Kernel
+from netsim.netns_sockets import Conn, NetnsServer
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +56,11 @@ TCP_BACKLOG = 1024
 MAX_BATCH = 256
 
 
-@dataclass
-class _Tcp:
-    sock: socket.socket
-    netns: str
-    deadline: float
+@dataclass(eq=False)
+class _Tcp(Conn):
+    """A client's TCP connection: the bytes of queries not yet complete, replies not yet sent."""
+
+    netns: str = ""
     buf: bytearray = field(default_factory=bytearray)
     out: bytearray = field(default_factory=bytearray)
 
@@ -156,68 +155,28 @@ def _error_reply(data: bytes, rcode: int) -> bytes | None:
     return DNSRecord(header).pack()
 
 
-class DnsServer:
-    """Cluster DNS for netsim. `serve`/`unserve` may be called from any thread, before or after `start`."""
+class DnsServer(NetnsServer):
+    """Cluster DNS for netsim. `serve`/`unserve` may be called from any thread, before or after `start`.
+
+    The thread, selector, wake pipe, start/stop and connection bookkeeping come from `NetnsServer`."""
+
+    thread_name = "netsim-dns"
+    stopped_message = "DnsServer was stopped; make a new one"
 
     def __init__(self, kernel: Kernel, snapshot_fn: Callable[[], Snapshot], domain: str = DEFAULT_DOMAIN, *,
                  port: int = DNS_PORT, ttl: int = DEFAULT_TTL, pods: str = "insecure",
                  dns_service: tuple[str, str] = ("kube-system", "kube-dns"), tcp_idle: float = 10.0):
-        self._kernel = kernel
+        super().__init__(kernel)
         self._snapshot_fn = snapshot_fn
         self.domain = domain
         self.port = port
         self._dns_kw = {"ttl": ttl, "pods": pods, "dns_service": dns_service}
         ClusterDNS(Snapshot(), domain, **self._dns_kw)  # fail now on bad options, not on the first query
         self._tcp_idle = tcp_idle
-        self._lock = threading.RLock()
-        self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._listeners: dict[str, list[_Listener]] = {}
-        self._conns: dict[int, _Tcp] = {}
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._closed = False
         self._resolver: ClusterDNS | None = None
         self._resolver_snap: Snapshot | None = None
         self.answered = {"udp": 0, "tcp": 0}
-
-    # -- lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("DnsServer was stopped; make a new one")
-            if self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._loop, name="netsim-dns", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop and close every socket; the server cannot be restarted afterwards."""
-        with self._lock:
-            if self._closed:
-                return
-            self._stopping = True
-            thread, self._thread = self._thread, None
-        self._wake()
-        if thread is not None:
-            thread.join(timeout=10)
-        with self._lock:
-            for ns in list(self._listeners):
-                self._unserve_locked(ns)
-            for conn in list(self._conns.values()):
-                self._close_conn(conn)
-            self._sel.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            self._closed = True
-
-    def __enter__(self) -> DnsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- namespaces ---------------------------------------------------------------------------------
     def serve(self, netns: str, address: str = "0.0.0.0") -> None:
@@ -270,6 +229,10 @@ class DnsServer:
         with self._lock:
             return sorted(self._listeners)
 
+    def _unserve_all_locked(self) -> None:
+        for ns in list(self._listeners):
+            self._unserve_locked(ns)
+
     def _unserve_locked(self, netns: str) -> bool:
         lst = self._listeners.pop(netns, None)
         if lst is None:
@@ -277,7 +240,7 @@ class DnsServer:
         for item in lst:
             self._sel.unregister(item.sock)
             item.sock.close()
-        for conn in [c for c in self._conns.values() if c.netns == netns]:
+        for conn in [c for c in self._conns.values() if isinstance(c, _Tcp) and c.netns == netns]:
             self._close_conn(conn)
         return True
 
@@ -316,47 +279,15 @@ class DnsServer:
             max_size = max(UDP_DEFAULT_SIZE, opt.rclass) if opt is not None else UDP_DEFAULT_SIZE
         return encode(request, answer, max_size=max_size)
 
-    # -- the loop -----------------------------------------------------------------------------------
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass
-
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopping:
-                    return
-            try:
-                events = self._sel.select(timeout=1.0)
-            except (OSError, ValueError):
-                if self._stopping:
-                    return
-                continue
-            with self._lock:
-                if self._stopping:
-                    return
-                for key, mask in events:
-                    item = key.data
-                    try:
-                        if item is None:
-                            os.read(self._wake_r, 4096)
-                        elif isinstance(item, _Listener):
-                            if item.kind == "udp":
-                                self._on_udp(item)
-                            else:
-                                self._on_accept(item)
-                        elif isinstance(item, _Tcp):
-                            self._on_tcp(item, mask)
-                    except (BlockingIOError, InterruptedError):
-                        pass
-                    except OSError as exc:
-                        if isinstance(item, _Tcp):
-                            self._close_conn(item)
-                        else:
-                            log.debug("dns: %s", exc)
-                self._expire_conns()
+    # -- the loop (NetnsServer calls _on_ready) ------------------------------------------------------
+    def _on_ready(self, data: object, mask: int) -> None:
+        if isinstance(data, _Listener):
+            if data.kind == "udp":
+                self._on_udp(data)
+            else:
+                self._on_accept(data)
+        elif isinstance(data, _Tcp) and not data.closed:
+            self._on_tcp(data, mask)
 
     def _on_udp(self, lst: _Listener) -> None:
         for _ in range(MAX_BATCH):
@@ -379,9 +310,7 @@ class DnsServer:
             except (BlockingIOError, InterruptedError):
                 return
             sock.setblocking(False)
-            conn = _Tcp(sock, lst.netns, time.monotonic() + self._tcp_idle)
-            self._conns[sock.fileno()] = conn
-            self._sel.register(sock, selectors.EVENT_READ, conn)
+            self._add_conn(_Tcp(sock, time.monotonic() + self._tcp_idle, netns=lst.netns))
 
     def _on_tcp(self, conn: _Tcp, mask: int) -> None:
         if mask & selectors.EVENT_READ:
@@ -407,21 +336,6 @@ class DnsServer:
                 del conn.out[:sent]
             except (BlockingIOError, InterruptedError):
                 pass
-        if conn.sock.fileno() >= 0:
+        if not conn.closed:
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
             self._sel.modify(conn.sock, events, conn)
-
-    def _close_conn(self, conn: _Tcp) -> None:
-        fd = conn.sock.fileno()
-        self._conns.pop(fd, None)
-        if fd >= 0:
-            try:
-                self._sel.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
-            conn.sock.close()
-
-    def _expire_conns(self) -> None:
-        now = time.monotonic()
-        for conn in [c for c in self._conns.values() if c.deadline < now]:
-            self._close_conn(conn)

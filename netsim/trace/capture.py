@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from netsim.kernel.api import Kernel, KernelError
+from netsim.kernel.api import Kernel
+from netsim.netns_sockets import open_in_netns
 from netsim.trace.packet import VXLAN_PORTS, FrameInfo, decode_frame
 from netsim.trace.pcap import write_pcap
 from netsim.trace.poll import drain
@@ -26,7 +27,6 @@ from netsim.trace.tag import TraceTag
 
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
-SO_RCVBUFFORCE = 33
 PACKET_TYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "outgoing"}
 ARPHRD_ETHER = 1
 
@@ -69,24 +69,11 @@ class _Tap:
     def __init__(self, kernel: Kernel, ns: str, ifname: str, rcvbuf: int):
         self.ns, self.ifname = ns, ifname
 
-        def _open() -> socket.socket:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            try:
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-                except OSError:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-                s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                s.bind((ifname, ETH_P_ALL))
-                s.setblocking(False)
-            except BaseException:
-                s.close()
-                raise
-            return s
-        try:
-            self.sock = kernel.call_in(ns, _open)
-        except OSError as exc:
-            raise KernelError(f"{ns}: cannot capture on {ifname}: {exc.strerror}", exc.errno) from None
+        def _setup(s: socket.socket) -> None:
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            s.bind((ifname, ETH_P_ALL))
+        self.sock = open_in_netns(kernel, ns, socket.AF_PACKET, socket.SOCK_RAW, 0, rcvbuf=rcvbuf,
+                                  setup=_setup, what=f"capture on {ifname}")
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -14,12 +14,12 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator
 
-from netsim.kernel.api import Kernel, KernelError
+from netsim.kernel.api import Kernel
+from netsim.netns_sockets import open_in_netns
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
-SO_RCVBUFFORCE = 33
 NLMSG_HDR = struct.Struct("=IHHII")
 NFGEN_HDR = struct.Struct("=BBH")
 NLA_HDR = struct.Struct("=HH")
@@ -73,25 +73,12 @@ class NfnetlinkListener:
         self.overrun = False
         groups = list(groups)
 
-        def _open() -> socket.socket:
-            s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            try:
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-                except OSError:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-                s.bind((0, 0))
-                for group in groups:
-                    s.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
-                s.setblocking(False)
-            except BaseException:
-                s.close()
-                raise
-            return s
-        try:
-            self._sock = kernel.call_in(ns, _open)
-        except OSError as exc:
-            raise KernelError(f"{ns}: cannot listen for {what}: {exc.strerror}", exc.errno) from None
+        def _setup(s: socket.socket) -> None:
+            s.bind((0, 0))
+            for group in groups:
+                s.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+        self._sock = open_in_netns(kernel, ns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER,
+                                   rcvbuf=rcvbuf, setup=_setup, what=f"listen for {what}")
 
     def fileno(self) -> int:
         return self._sock.fileno()

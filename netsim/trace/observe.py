@@ -8,7 +8,8 @@ probe is sent, then everything is read, and finally torn down (also when somethi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,38 @@ class Observation:
         return entries[0] if entries else None
 
 
+@contextmanager
+def listening(kernel: Kernel, tracer: NftTracer, capture: PacketCapture,
+              conntrack_ns: Sequence[str]) -> Iterator[list[ConntrackWatcher]]:
+    """Conntrack watchers in `conntrack_ns`, then the nft tracer, then the capture, opened in that order
+    and all torn down on leaving the block, also when opening or the probe failed (a failing
+    `tracer.stop()` still lets the capture and the watchers close). Yields the watchers. Shared by
+    `observe` and `observe_cluster.observe_path`."""
+    watchers: list[ConntrackWatcher] = []
+    try:
+        for ns in conntrack_ns:
+            watchers.append(ConntrackWatcher(kernel, ns))
+        tracer.start()
+        capture.start()
+        yield watchers
+    finally:
+        try:
+            tracer.stop()
+        finally:
+            capture.stop()
+            for w in watchers:
+                w.close()
+
+
+def flow_conntrack(tracer: NftTracer, watchers: Sequence[ConntrackWatcher],
+                   tag: TraceTag) -> tuple[dict[str, list[CtEntry]], list[str]]:
+    """The tagged flow's conntrack entries per watched namespace, and the namespaces whose trace or
+    conntrack listener overflowed (sorted, no repeats)."""
+    conntrack = {w.ns: flow_entries(w.read(), tag) for w in watchers}
+    lost = tracer.overruns() + [w.ns for w in watchers if w.overrun]
+    return conntrack, sorted(set(lost))
+
+
 def observe(kernel: Kernel, source_ns: str, dst: str, tag: TraceTag, dport: int | None = None, *,
             namespaces: Sequence[str] = (), capture_points: Sequence[tuple[str, str]] = (),
             pcap: str | Path | None = None, timeout: float = 2.0, settle: float = 0.2,
@@ -45,26 +78,13 @@ def observe(kernel: Kernel, source_ns: str, dst: str, tag: TraceTag, dport: int 
     always included) and on `capture_points`; write the captured frames to `pcap` when given."""
     spaces = list(dict.fromkeys([source_ns, *namespaces]))
     t0 = time.monotonic()
-    watchers: list[ConntrackWatcher] = []
     tracer = NftTracer(kernel, spaces, tag, table=table)
     capture = PacketCapture(kernel, capture_points, match=tag_filter(tag))
-    try:
-        for ns in spaces:
-            watchers.append(ConntrackWatcher(kernel, ns))
-        tracer.start()
-        capture.start()
+    with listening(kernel, tracer, capture, spaces) as watchers:
         probe = inject_probe(kernel, source_ns, dst, tag, dport)
         events = tracer.collect(timeout=timeout, settle=settle)
         packets = capture.collect(timeout=timeout, settle=settle) if capture_points else []
-        conntrack = {w.ns: flow_entries(w.read(), tag) for w in watchers}
-        lost = tracer.overruns() + [w.ns for w in watchers if w.overrun]
-    finally:
-        try:
-            tracer.stop()
-        finally:
-            capture.stop()
-            for w in watchers:
-                w.close()
+        conntrack, lost = flow_conntrack(tracer, watchers, tag)
     if pcap is not None:
         capture.write_pcap(pcap)
-    return Observation(probe, events, conntrack, packets, time.monotonic() - t0, sorted(set(lost)))
+    return Observation(probe, events, conntrack, packets, time.monotonic() - t0, lost)

@@ -22,9 +22,10 @@ from pathlib import Path as FsPath
 from netsim.kernel.api import Kernel
 from netsim.trace import craft
 from netsim.trace.capture import CapturedPacket, PacketCapture
-from netsim.trace.conntrack import ConntrackWatcher, CtEntry, flow_entries
+from netsim.trace.conntrack import CtEntry
 from netsim.trace.inject import Probe, inject_probe, send_raw, source_address
 from netsim.trace.nftrace import DEFAULT_TABLE, NftTracer, TraceEvent, render_trace_table, tagged_only
+from netsim.trace.observe import flow_conntrack, listening
 from netsim.trace.observed import RawObservation, is_reply, reply_tuples
 from netsim.trace.resolve import TraceDestination, TraceSource
 from netsim.trace.tag import TraceTag
@@ -210,7 +211,6 @@ def observe_path(
     )
     points = [pt for pt in dict.fromkeys(points) if pt[0] and kernel.netns_exists(pt[0])]
     t0 = time.monotonic()
-    watchers: list[ConntrackWatcher] = []
     tracer = _FastTracer(kernel, spaces, tag, table=table)
     capture = PacketCapture(kernel, points, match=lambda info: info.packet is not None)
     probe = None
@@ -219,28 +219,16 @@ def observe_path(
     conntrack: dict[str, list[CtEntry]] = {}
     packets: list[CapturedPacket] = []
     lost: list[str] = []
-    try:
-        for ns in node_ns:
-            watchers.append(ConntrackWatcher(kernel, ns))
-        tracer.start()
-        capture.start()
+    with listening(kernel, tracer, capture, node_ns) as watchers:
         try:
             probe = send_probe(kernel, source.netns, dest, tag)
         except Exception as exc:  # no route in the source: the trace ends there
             error = str(exc)
         if error is None:
             events, packets = gather(tracer, capture, view, source, tag, timeout=timeout, settle=settle)
-        conntrack = {w.ns: flow_entries(w.read(), tag) for w in watchers}
-        lost = tracer.overruns() + [w.ns for w in watchers if w.overrun]
-    finally:
-        try:
-            tracer.stop()
-        finally:
-            capture.stop()
-            for w in watchers:
-                w.close()
+        conntrack, lost = flow_conntrack(tracer, watchers, tag)
     replies = reply_tuples(conntrack)
     packets = [p for p in packets if tag.matches(p.info.packet) or is_reply(p, tag, replies)]
     if pcap is not None:
         capture.write_pcap(pcap, packets)
-    return RawObservation(probe, events, conntrack, packets, time.monotonic() - t0, error, sorted(set(lost)))
+    return RawObservation(probe, events, conntrack, packets, time.monotonic() - t0, error, lost)

@@ -26,13 +26,13 @@ import secrets
 import selectors
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from netsim.kernel.api import Kernel, KernelError
 from netsim.kernel.netns import netns_path
+from netsim.netns_sockets import Conn, NetnsServer
 from netsim.workload import identity, sctp
 
 log = logging.getLogger(__name__)
@@ -72,15 +72,6 @@ class _Listener:
 
 
 @dataclass
-class _Conn:
-    """An answered TCP connection waiting for the client's FIN."""
-
-    sock: socket.socket
-    deadline: float
-    closed: bool = False
-
-
-@dataclass
 class _SctpResponder:
     """The raw SCTP socket of one netns and the ports served there."""
 
@@ -100,66 +91,27 @@ class _Pod:
     failed: dict[PortKey, str] = field(default_factory=dict)
 
 
-class WorkloadServer:
+class WorkloadServer(NetnsServer):
     """Serves pods' containerPorts; `serve`/`unserve` may be called from any thread, before or after start.
 
     In the per-cluster daemon: `server = WorkloadServer(kernel); server.start()` once; the kubelet calls
     `server.serve("ns/name", node, pod_netns, [(port, protocol), ...])` after CNI ADD (hostNetwork pods:
     the node's netns), reads `ready()`/`listening()` for readiness, and calls `unserve()` before the
-    sandbox goes; `server.stop()` at shutdown.
+    sandbox goes; `server.stop()` at shutdown. The thread, selector, wake pipe, start/stop and the
+    bookkeeping of answered connections (`Conn`: waiting for the client's FIN) come from `NetnsServer`.
     """
 
+    thread_name = "netsim-workload"
+    stopped_message = "the workload server has been stopped"
+    sweep_interval = 1.0  # lingering connections may be many: look for expired ones once a second
+
     def __init__(self, kernel: Kernel, *, linger: float = 5.0, max_lingering: int = 20000):
-        self._kernel = kernel
+        super().__init__(kernel)
         self._linger = linger
         self._max_lingering = max_lingering
-        self._lock = threading.RLock()
-        self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._pods: dict[str, _Pod] = {}
         self._sctp: dict[str, _SctpResponder] = {}
-        self._conns: dict[int, _Conn] = {}
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._closed = False
         self.answered = {"TCP": 0, "UDP": 0, "SCTP": 0}
-
-    # -- lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._stopping = False
-            self._thread = threading.Thread(target=self._loop, name="netsim-workload", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop and close every socket; the server cannot be restarted afterwards. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._stopping = True
-            thread, self._thread = self._thread, None
-        self._wake()
-        if thread is not None:
-            thread.join(timeout=10)
-        with self._lock:
-            for key in list(self._pods):
-                self._unserve_locked(key)
-            for conn in list(self._conns.values()):
-                self._close_conn(conn)
-            self._sel.close()
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
-            self._closed = True
-
-    def __enter__(self) -> WorkloadServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- pods ---------------------------------------------------------------------------------------
     def serve(self, pod_key: str, node: str, netns: str, ports: Iterable[tuple[int, str]]) -> dict[PortKey, bool]:
@@ -278,6 +230,10 @@ class WorkloadServer:
             resp.closed = True
             self._unregister_close(resp.sock)
 
+    def _unserve_all_locked(self) -> None:
+        for key in list(self._pods):
+            self._unserve_locked(key)
+
     def _unserve_locked(self, pod_key: str) -> bool:
         pod = self._pods.pop(pod_key, None)
         if pod is None:
@@ -292,56 +248,19 @@ class WorkloadServer:
         lst.closed = True
         self._unregister_close(lst.sock)
 
-    def _close_conn(self, conn: _Conn) -> None:
-        if not conn.closed:
-            conn.closed = True
-            self._conns.pop(id(conn), None)
-            self._unregister_close(conn.sock)
-
-    def _unregister_close(self, sock: socket.socket) -> None:
-        try:
-            self._sel.unregister(sock)
-        except (KeyError, ValueError):
-            pass
-        sock.close()
-
-    # -- the loop -----------------------------------------------------------------------------------
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
-
-    def _loop(self) -> None:
-        next_sweep = time.monotonic() + 1.0
-        while True:
-            events = self._sel.select(timeout=1.0)
-            with self._lock:
-                if self._stopping:
-                    return
-                for key, _mask in events:
-                    obj = key.data
-                    try:
-                        if obj is None:
-                            os.read(self._wake_r, 512)
-                        elif isinstance(obj, _Listener):
-                            if obj.closed:
-                                continue
-                            if obj.protocol == "TCP":
-                                self._on_tcp_listener(obj)
-                            else:
-                                self._on_udp(obj)
-                        elif isinstance(obj, _Conn):
-                            self._on_conn(obj)
-                        elif isinstance(obj, _SctpResponder) and not obj.closed:
-                            self._on_sctp(obj)
-                    except OSError as exc:  # never let one socket's trouble stop the server
-                        log.debug("workload server: %s", exc)
-                now = time.monotonic()
-                if now >= next_sweep:
-                    next_sweep = now + 1.0
-                    for conn in [c for c in self._conns.values() if c.deadline <= now]:
-                        self._close_conn(conn)
+    # -- the loop (NetnsServer calls _on_ready) ------------------------------------------------------
+    def _on_ready(self, data: object, mask: int) -> None:
+        if isinstance(data, _Listener):
+            if data.closed:
+                return
+            if data.protocol == "TCP":
+                self._on_tcp_listener(data)
+            else:
+                self._on_udp(data)
+        elif isinstance(data, Conn):
+            self._on_conn(data)
+        elif isinstance(data, _SctpResponder) and not data.closed:
+            self._on_sctp(data)
 
     def _on_tcp_listener(self, lst: _Listener) -> None:
         for _ in range(MAX_BATCH):
@@ -366,11 +285,9 @@ class WorkloadServer:
             if len(self._conns) >= self._max_lingering:
                 conn.close()
                 continue
-            c = _Conn(conn, time.monotonic() + self._linger)
-            self._conns[id(c)] = c
-            self._sel.register(conn, selectors.EVENT_READ, c)
+            self._add_conn(Conn(conn, time.monotonic() + self._linger))
 
-    def _on_conn(self, conn: _Conn) -> None:
+    def _on_conn(self, conn: Conn) -> None:
         if conn.closed:
             return
         try:
