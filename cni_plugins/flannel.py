@@ -22,6 +22,7 @@ Driving it:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import sys
 from collections.abc import Iterable
@@ -54,7 +55,7 @@ from cni_plugins.types import (
     Result,
     RouteConfig,
 )
-from netsim.kernel.api import Kernel, Route
+from netsim.kernel.api import Kernel, KernelError, Route
 from netsim.model.errors import SpecError
 
 BACKENDS = ("vxlan", "host-gw")
@@ -333,6 +334,11 @@ def host_veth_name(container_id: str, ifname: str, prefix: str = "veth") -> str:
     return prefix + hexdigest("sha1", f"{container_id}/{ifname}")[:8]
 
 
+def veth_macs(container_id: str, ifname: str) -> tuple[str, str]:
+    """(host end, pod end) MACs of an attachment's veth: stable, locally administered, unicast."""
+    return local_mac(f"{container_id}/{ifname}/host"), local_mac(f"{container_id}/{ifname}/pod")
+
+
 def _ipam_config(inv: Invocation, ctx: NodeContext, env: SubnetEnv | None) -> host_local.HostLocalConfig:
     """The host-local config flannel's delegate would get: ranges forced to the node subnet, a route to
     FLANNEL_NETWORK, dataDir under the node's state dir (or the config's ipam.dataDir)."""
@@ -392,11 +398,16 @@ class Flannel:
         ipam = host_local.allocate(cfg, inv.args.container_id, ifname,
                                    host_local.requested_ips(inv.conf, inv.args.args))
         host_if = host_veth_name(inv.args.container_id, ifname)
+        # MACs are pinned at creation (locally administered, derived from the attachment, as random ones
+        # from the kernel would be), so the result needs no read-back; the host end goes up together with
+        # its enslavement. Both save netlink round trips, the main per-pod cost (benchmarks/README.md).
+        host_mac, pod_mac = veth_macs(inv.args.container_id, ifname)
         try:
-            br = ensure_bridge(k, node_ns, bridge, f"{env.gateway}/{env.prefixlen}", mtu,
-                               local_mac(f"{ctx.cluster}/{ctx.node}/{bridge}"))
-            k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, up=True)
+            bridge_mac = local_mac(f"{ctx.cluster}/{ctx.node}/{bridge}")
+            br = ensure_bridge(k, node_ns, bridge, f"{env.gateway}/{env.prefixlen}", mtu, bridge_mac)
+            k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, mac=host_mac, peer_mac=pod_mac, up=False)
             k.link_set(node_ns, host_if, master=bridge, up=True)
+            k.link_set(pod_ns, ifname, up=True)
             if delegate.get("hairpinMode"):
                 k.brport_set(node_ns, host_if, hairpin=True)
             k.sysctl_set(pod_ns, f"net.ipv4.conf.{ifname}.arp_notify", 1)
@@ -408,26 +419,33 @@ class Flannel:
             for r in routes:
                 dst = "default" if r.dst == "0.0.0.0/0" else r.dst
                 k.route_replace(pod_ns, Route(dst=dst, via=r.gw or env.gateway, dev=ifname))
-            host_link = k.link_get(node_ns, host_if)
-            pod_link = k.link_get(pod_ns, ifname)
+            # Scale wall: the kernel's neighbour table is one table for every namespace of the machine
+            # (gc_thresh3 = 1024 dynamic entries). Both MACs are known, so the pod<->gateway entries are
+            # programmed PERMANENT, which do not count against it; a real node would learn them by ARP.
+            k.neigh_replace(pod_ns, ifname, env.gateway, bridge_mac, permanent=True)
+            for ip in ipam.ips:
+                k.neigh_replace(node_ns, bridge, ip.address.split("/")[0], pod_mac, permanent=True)
         except Exception:
             host_local.release(cfg, inv.args.container_id, ifname)
             if k.netns_exists(node_ns):
                 k.link_del(node_ns, host_if)
             raise
         return Result(
-            interfaces=[Interface(bridge, br.mac if br else ""),
-                        Interface(host_if, host_link.mac if host_link else ""),
-                        Interface(ifname, pod_link.mac if pod_link else "", sandbox=inv.args.netns)],
+            interfaces=[Interface(bridge, br.mac if br else ""), Interface(host_if, host_mac),
+                        Interface(ifname, pod_mac, sandbox=inv.args.netns)],
             ips=[IPConfig(ip.address, ip.gateway, 2) for ip in ipam.ips],
             routes=routes, dns=ipam.dns)
 
     def delete(self, inv: Invocation) -> None:
         ctx = node_context(inv.conf)
         cfg = _ipam_config(inv, ctx, None)
-        host_local.release(cfg, inv.args.container_id, inv.args.ifname)
+        released = host_local.release(cfg, inv.args.container_id, inv.args.ifname)
         if inv.k.netns_exists(ctx.node_ns):
             inv.k.link_del(ctx.node_ns, host_veth_name(inv.args.container_id, inv.args.ifname))
+            bridge = self._delegate(inv.conf).get("bridge", DEFAULT_BRIDGE)
+            if inv.k.link_get(ctx.node_ns, bridge) is not None:
+                for ip in released:  # the permanent entry ADD made outlives the veth on cni0
+                    inv.k.neigh_del(ctx.node_ns, bridge, str(ip))
 
     def check(self, inv: Invocation) -> None:
         ctx = node_context(inv.conf)
@@ -478,17 +496,27 @@ def ensure_bridge(kernel: Kernel, ns: str, name: str, gateway_cidr: str, mtu: in
     """
     link = kernel.link_get(ns, name)
     if link is None:
-        kernel.bridge_add(ns, name, mtu=mtu, mac=mac, up=True)
+        try:
+            kernel.bridge_add(ns, name, mtu=mtu, mac=mac, up=True)
+        except KernelError as exc:
+            # Concurrent first ADDs on a node race to create the bridge; losing is fine (bridge.go
+            # ensureBridge ignores EEXIST too), anything else is an error.
+            if exc.errno != errno.EEXIST:
+                raise
         link = kernel.link_get(ns, name)
-    elif link.kind != "bridge":
+        if link is None:
+            raise CniError(ERR_EXISTS, f"bridge {name} vanished while being created")
+    if link.kind != "bridge":
         raise CniError(ERR_EXISTS, f"{name!r} already exists but is not a bridge")
-    elif not link.up:
+    if not link.up:
         kernel.link_set(ns, name, up=True)
-    others = [c for ifn, c in kernel.addrs(ns, name) if ifn == name and c != gateway_cidr]
+    have = [c for ifn, c in kernel.addrs(ns, name) if ifn == name]
+    others = [c for c in have if c != gateway_cidr]
     if others:
         raise CniError(ERR_INVALID_CONFIG, f"{name} already has an IP address different from {gateway_cidr}",
                        ", ".join(others))
-    kernel.addr_add(ns, name, gateway_cidr)
+    if gateway_cidr not in have:
+        kernel.addr_add(ns, name, gateway_cidr)
     if kernel.sysctl_get(ns, "net.ipv4.ip_forward") != "1":
         kernel.sysctl_set(ns, "net.ipv4.ip_forward", 1)
     return link

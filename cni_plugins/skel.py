@@ -150,6 +150,8 @@ def invoke(plugin: Plugin, command: str, args: CniArgs, conf: dict[str, Any], ke
         raise CniError(ERR_INTERNAL, f"{plugin.name} {command}: kernel operation failed", str(exc)) from exc
     except OSError as exc:
         raise CniError(ERR_IO, f"{plugin.name} {command}: I/O failure", str(exc)) from exc
+    except Exception as exc:  # as the docstring promises: callers handle one exception type
+        raise CniError(ERR_INTERNAL, f"{plugin.name} {command}: {type(exc).__name__}", str(exc)) from exc
 
 
 def args_from_env(env: Mapping[str, str]) -> tuple[str, CniArgs]:

@@ -91,7 +91,8 @@ class CalicoIpam:
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
-        write_atomic(self._file, json.dumps(data, indent=1, sort_keys=True))
+        # Compact on purpose: `indent` switches json to its pure-Python encoder, ~1.5 ms per ADD/DEL.
+        write_atomic(self._file, json.dumps(data, sort_keys=True, separators=(",", ":")))
 
     def _locked(self):
         return flocked(self.dir / "lock")

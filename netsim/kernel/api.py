@@ -122,6 +122,10 @@ class Kernel(Protocol):
     # --- routes, neighbours, fdb ------------------------------------------------------------------
     def route_replace(self, ns: str, route: Route) -> None: ...
 
+    def route_add(self, ns: str, route: Route) -> None:
+        """Add a route; KernelError with errno EEXIST when the destination already has one (no dump needed
+        to detect a conflict, as calico's CNI plugin relies on)."""
+
     def route_del(self, ns: str, route: Route) -> bool: ...
 
     def routes(self, ns: str) -> list[Route]:

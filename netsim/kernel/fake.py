@@ -202,6 +202,15 @@ class FakeKernel:
             self._link(ns, route.dev)
         state.routes = [r for r in state.routes if r.dst != route.dst] + [route]
 
+    def route_add(self, ns: str, route: Route) -> None:
+        self._rec("route_add", ns, route)
+        state = self._get(ns)
+        if any(r.dst == route.dst for r in state.routes):
+            raise KernelError(f"{ns}: route to {route.dst} exists", EEXIST)
+        if route.dev is not None:
+            self._link(ns, route.dev)
+        state.routes.append(route)
+
     def route_del(self, ns: str, route: Route) -> bool:
         self._rec("route_del", ns, route)
         state = self._get(ns)

@@ -408,6 +408,14 @@ class LinuxKernel:
                 raise _raise_nl(f"{ns}: route {route}", exc) from None
         self._do(_replace)
 
+    def route_add(self, ns: str, route: Route) -> None:
+        def _add() -> None:
+            try:
+                self._ipr(ns).route("add", **self._route_kw(ns, route))
+            except NetlinkError as exc:
+                raise _raise_nl(f"{ns}: add route {route}", exc) from None
+        self._do(_add)
+
     def route_del(self, ns: str, route: Route) -> bool:
         def _del() -> bool:
             try:
@@ -423,6 +431,16 @@ class LinuxKernel:
             return True
         return self._do(_del)
 
+    @staticmethod
+    def _name_of(ipr: IPRoute, index: int) -> str | None:
+        """An interface's name by index; None when it vanished meanwhile (a pod deleted concurrently)."""
+        try:
+            return ipr.link("get", index=index)[0].get("IFLA_IFNAME")
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return None
+            raise
+
     def routes(self, ns: str) -> list[Route]:
         def _list() -> list[Route]:
             ipr = self._ipr(ns)
@@ -432,7 +450,9 @@ class LinuxKernel:
                 dst = m.get("RTA_DST")
                 oif = m.get("RTA_OIF")
                 if oif and oif not in names:
-                    names[oif] = ipr.link("get", index=oif)[0].get("IFLA_IFNAME")
+                    names[oif] = self._name_of(ipr, oif)
+                if oif and names[oif] is None:
+                    continue  # the interface went away after the dump: so did its routes
                 out.append(Route(
                     dst=f"{dst}/{m['dst_len']}" if dst else "default",
                     via=m.get("RTA_GATEWAY"), dev=names.get(oif) if oif else None,
@@ -475,8 +495,8 @@ class LinuxKernel:
             for m in ipr.get_neighbours(family=2, **kw):
                 i = m["ifindex"]
                 if i not in names:
-                    names[i] = ipr.link("get", index=i)[0].get("IFLA_IFNAME")
-                if m.get("NDA_LLADDR") is None:
+                    names[i] = self._name_of(ipr, i)
+                if m.get("NDA_LLADDR") is None or names[i] is None:
                     continue
                 out.append(Neigh(names[i], m.get("NDA_DST"), m.get("NDA_LLADDR"),
                                  bool(m["state"] & NUD_PERMANENT)))
