@@ -249,13 +249,27 @@ class Cluster:
         daemonctl.wait_converged(self.name, self.store.current_rv(), timeout)
 
     # -- faults --------------------------------------------------------------------------------------
-    def kill_pod(self, name: str, namespace: str = "default") -> None:
-        """Destroy a pod's sandbox out from under the kubelet (its interface first, then the netns)."""
+    def kill_pod(self, name: str, namespace: str = "default", *, wait: bool = True, timeout: float = 60.0) -> None:
+        """Destroy a pod's sandbox out from under the kubelet (its interface first, then the netns), as a
+        crash would. With `wait`, return once the kubelet has made a new sandbox and the cluster has
+        converged again (endpoints and proxy rules follow the new IP)."""
+        import time
         netns = naming.pod_ns(self.name, namespace, name)
         if not self.kernel.netns_exists(netns):
             raise UsageError(f"pod {namespace}/{name} has no sandbox in cluster {self.name}")
         self.kernel.link_del(netns, "eth0")
         self.kernel.netns_delete(netns)
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pod = self.store.get("Pod", namespace, name)
+            if pod is None or o.is_terminating(pod):
+                break  # the controller replaces it instead (a bare pod with restartPolicy Never, ...)
+            if self.kernel.netns_exists(netns) and (pod.get("status") or {}).get("podIP") and o.is_ready(pod):
+                break
+            time.sleep(0.05)
+        self.wait_converged(max(1.0, deadline - time.monotonic()))
 
     def node_fail(self, name: str) -> None:
         self._set_failed(name, True)
@@ -292,7 +306,9 @@ class Cluster:
                 ip = (p.get("status") or {}).get("podIP")
                 if not ip or o.is_terminal(p) or o.is_terminating(p):
                     continue
-                out.append(Endpoint(f"{ns}/{name}", naming.pod_ns(self.name, ns, name), ip, p))
+                netns = naming.node_ns(self.name, o.node_name(p) or "") if (p.get("spec") or {}).get("hostNetwork") \
+                    else naming.pod_ns(self.name, ns, name)
+                out.append(Endpoint(f"{ns}/{name}", netns, ip, p))
             if sel.kind == POD and not out:
                 raise UsageError(f"no running pod {sel.text} in cluster {self.name}")
             return out
@@ -415,6 +431,7 @@ class Cluster:
                 for s in sources:
                     probes.append(Probe(s.netns or "", s.label, ip, dport, proto, timeout, to=d.label))
                     meta.append((s.label, d.label, port, proto))
+        self._forget_datagram_flows({p.protocol for p in probes})
         results = run_probes(self.kernel, probes) if probes else []
         report = VerifyReport()
         for (src, dst, port, proto), r in zip(meta, results):
@@ -425,6 +442,25 @@ class Cluster:
             report.notes.append(f"plugin {self.spec.network.plugin} does not enforce NetworkPolicy (as with "
                                 "real flannel): expect the kernel to allow what the policies deny")
         return report
+
+    def _forget_datagram_flows(self, protocols: Iterable[str]) -> None:
+        """Drop the nodes' UDP/SCTP conntrack entries before probing those protocols. The probe engine picks
+        random source ports, and a datagram whose 5-tuple matches a flow left by an earlier probe (UDP
+        entries live 30-120 s) is ESTABLISHED to conntrack, so calico's endpoint chains accept it before any
+        policy is consulted: after a policy change, verify would report the old verdict. TCP needs nothing:
+        connect() never reuses a tuple that is still in use, and a SYN on a closed entry starts a new flow."""
+        for proto in sorted({p.upper() for p in protocols} & {"UDP", "SCTP"}):
+            for node in self.state.nodes:
+                self.kernel.run(node["netns"], ["conntrack", "-D", "-p", proto.lower()], check=False)
+
+    def _node_source_ip(self, node: str, dst_ip: str) -> str | None:
+        """The address a node's packet to `dst_ip` leaves with (the route's preferred source): a pod on
+        another node is reached over the overlay, from the tunnel device's address, not the node IP."""
+        rec = self.state.node(node)
+        if rec is None:
+            return None
+        out = self.kernel.run(rec["netns"], ["ip", "-o", "route", "get", dst_ip], check=False).stdout.split()
+        return out[out.index("src") + 1] if "src" in out[:-1] else None
 
     def verify_diff(self, new_objects: Sequence[Any], *, frm: str | None = None, to: str | None = None,
                     ports: Sequence[int] | None = None, protocols: Sequence[str] | None = None,
@@ -458,6 +494,7 @@ class Cluster:
             self.apply([p.to_dict() for p in policies])
             probes = [Probe(ch["_probe"][0], ch["from"], ch["_probe"][1], ch["port"], ch["protocol"], timeout,
                             to=ch["to"]) for ch in changes]
+            self._forget_datagram_flows({p.protocol for p in probes})
             for ch, r in zip(changes, run_probes(self.kernel, probes) if probes else []):
                 ch["observed"] = r.outcome in ("connected", "refused")
         finally:
@@ -482,7 +519,7 @@ class Cluster:
 
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP", *, probe: bool = True) -> str:
         """The model's verdict with every policy and rule that contributed, and what the kernel does."""
-        from netsim.policy.model import ExternalEndpoint, NodeEndpoint
+        from netsim.policy.model import ExternalEndpoint, NodeEndpoint, PodInfo
         from netsim.policy.verify import model_from_store
         model = model_from_store(self.store)
         by_key = {p.key: p for p in model.pods}
@@ -518,14 +555,19 @@ class Cluster:
         else:
             d = endpoint(dst)
             targets.append((dst, getattr(d, "ip", dst), port))
-        for label, _ip, tport in targets:
-            v = model.verdict(source, endpoint(label), tport, protocol, via_service=dst.startswith("svc/"))
+        for label, ip, tport in targets:
+            src_ep = source
+            dst_ep = endpoint(label)
+            if isinstance(source, NodeEndpoint) and isinstance(dst_ep, PodInfo) and dst_ep.node != source.name:
+                src_ep = NodeEndpoint(source.name, self._node_source_ip(source.name, ip) or source.ip)
+            v = model.verdict(src_ep, dst_ep, tport, protocol, via_service=dst.startswith("svc/"))
             lines.append(v.explain())
         if not self.enforces_policy:
             lines.append(f"note: plugin {self.spec.network.plugin} does not enforce NetworkPolicy; the kernel "
                          "allows everything")
         if probe and src.count("/") and not src.endswith("*"):
             try:
+                self._forget_datagram_flows([protocol])
                 results = self.probe(src, dst, [port], [protocol], timeout=1.0)
                 for r in results:
                     lines.append(f"kernel: {r.outcome}" + (f" (served by {r.served_by})" if r.served_by else ""))

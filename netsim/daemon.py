@@ -49,7 +49,7 @@ from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.node.felix_agent import FelixAgent
-from netsim.node.kubelet import Kubelet
+from netsim.node.kubelet import Kubelet, Sandbox
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.policy.verify import inputs_from_store
@@ -169,8 +169,14 @@ class ClusterKubelet:
         ports = self._ports(pod)
         return [p for p in ports if p not in DNS_PORTS] if self.is_dns_pod(pod) else ports
 
+    @staticmethod
+    def host_network(pod: dict[str, Any]) -> bool:
+        return bool((pod.get("spec") or {}).get("hostNetwork"))
+
     def create_sandbox(self, pod: dict[str, Any]) -> str:
         kubelet = self.kubelets[o.node_name(pod)]
+        if self.host_network(pod):
+            return self._run_host_network(pod, kubelet)
         sb = kubelet.run_sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod))
         typed = parse_object(pod, Source("<store>"))
         write_resolv_conf(sb.netns, pod_resolv_conf(typed, cluster_dns=[self.dns_ip],
@@ -187,9 +193,28 @@ class ClusterKubelet:
                 kubelet.start_container(sb, name, argv, {**env, **cenv})
         return sb.ip
 
+    def _run_host_network(self, pod: dict[str, Any], kubelet: Kubelet) -> str:
+        """hostNetwork: the pod shares the node's namespace and IP; no CNI, no sandbox of its own."""
+        node_ns = naming.node_ns(self.spec.name, kubelet.node.name)
+        sb = Sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod), node_ns, "host",
+                     kubelet.node.ip, kubelet.node.name)
+        ports = self._serve_ports(pod)
+        if ports:
+            self.workload.serve(o.key(pod), kubelet.node.name, node_ns, ports)
+        commands = self._commands(pod)
+        if commands:
+            env = env_for_pod(parse_object(pod, Source("<store>")), self.services())
+            for name, argv, cenv in commands:
+                kubelet.start_container(sb, name, argv, {**env, **cenv})
+        return kubelet.node.ip
+
     def delete_sandbox(self, pod: dict[str, Any]) -> None:
         self.workload.unserve(o.key(pod))  # open sockets would keep the namespace alive
         node = o.node_name(pod)
+        if self.host_network(pod):
+            if node in self.kubelets:
+                self.kubelets[node].stop_containers(o.namespace(pod) or "default", o.name(pod))
+            return
         ns, name = o.namespace(pod) or "default", o.name(pod)
         netns = naming.pod_ns(self.spec.name, ns, name)
         self.dns.unserve(netns)
@@ -281,7 +306,7 @@ class Daemon:
         self.clock = RealClock()
         self.rng = random.Random()
         self.resync = resync
-        self.config = Config(node_monitor_grace_seconds=float(os.environ.get("NETSIM_NODE_GRACE", "6")),
+        self.config = Config(node_monitor_grace_seconds=float(os.environ.get("NETSIM_NODE_GRACE", "10")),
                              pod_eviction_seconds=float(os.environ.get("NETSIM_POD_EVICTION", "4")))
         self.network = PodNetwork(self.kernel, self.spec)
         self.nodes = {n["name"]: NodeRec(n["name"], n["ip"], n["podCIDR"]) for n in st.nodes}
@@ -290,7 +315,6 @@ class Daemon:
         self.workload = WorkloadServer(self.kernel)
         self.dns_snapshot = SnapshotHolder()
         self.dns = DnsServer(self.kernel, self.dns_snapshot, self.spec.dns_domain)
-        self._dns_rv = -1
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
                                       lambda: [parse_object(s, Source("<store>")) for s in self.store.list("Service")])
         # Partial syncs leave top-level chains alone when their rules did not change: the kernel ends up
@@ -303,6 +327,8 @@ class Daemon:
                       for name in self.nodes} if self.network.enforces_policy else {}
         self._proxy_fp: dict[str, str] = {}
         self._announced: dict[str, str] = {}  # service IP -> announcing node
+        self._seen_rv = -1
+        self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
         self._felix_fp: dict[str, str] = {}
         self._stop = threading.Event()
 
@@ -324,10 +350,7 @@ class Daemon:
         self.dns.start()
 
     def _refresh_dns(self) -> None:
-        rv = self.store.current_rv()
-        if rv != self._dns_rv:
-            self.dns_snapshot.set(snapshot_from_store(self.store))
-            self._dns_rv = rv
+        self.dns_snapshot.set(snapshot_from_store(self.store))
 
     # -- one pass ------------------------------------------------------------------------------------
     def _sync_failed_nodes(self) -> None:
@@ -340,6 +363,7 @@ class Daemon:
             index = self.spec.node_index(name)
             port = naming.fabric_port_for_node(index)
             self.kernel.link_set(naming.fabric_ns(self.spec.name), port, up=not failed)
+            self._dataplane_dirty = True
             if failed:
                 self.kubelet.failed.add(name)
                 self._proxy_fp.pop(name, None)
@@ -358,7 +382,7 @@ class Daemon:
             node = o.node_name(pod)
             status = pod.get("status") or {}
             if (not status.get("podIP") or not self.kubelet.node_alive(node) or o.is_terminal(pod)
-                    or o.is_terminating(pod)):
+                    or o.is_terminating(pod) or ClusterKubelet.host_network(pod)):
                 continue
             kubelet = self.kubelets[node]
             sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
@@ -366,6 +390,8 @@ class Daemon:
                 continue
             self.kubelet.delete_sandbox(pod)
             new = {k: v for k, v in status.items() if k not in ("podIP", "podIPs")}
+            for typ in ("Ready", "ContainersReady"):
+                o.set_condition(new, typ, "False", self.clock.now(), reason="SandboxChanged")
             restarts = int(new.get("netsimRestarts", 0)) + 1
             new["netsimRestarts"] = restarts
             new["containerStatuses"] = [{"name": c["name"], "ready": False, "restartCount": restarts}
@@ -533,6 +559,12 @@ class Daemon:
                        "time": time.time(), "pid": os.getpid()}, f)
         os.replace(tmp, path)
 
+    # Which kinds each data-plane agent reads: it is re-run only after one of them changed (node
+    # heartbeats alone must not make every agent re-read every object).
+    PROXY_KINDS = frozenset({"Service", "EndpointSlice", "Node"})
+    FELIX_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy", "Node"})
+    DNS_KINDS = frozenset({"Service", "EndpointSlice", "Pod", "Namespace", "StatefulSet"})
+
     def one_pass(self) -> bool:
         """One round of everything; True when something was written (the cluster is still moving)."""
         self._sync_failed_nodes()
@@ -540,10 +572,17 @@ class Daemon:
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config)
         writes = kubelet_step(self.store, self.kubelet, self.clock)
         self._update_container_statuses()
-        self._sync_proxies()
-        self._sync_announcements()
-        self._sync_felix()
-        self._refresh_dns()
+        changed = self.store.kinds_changed_since(self._seen_rv)
+        self._seen_rv = self.store.current_rv()
+        dirty, self._dataplane_dirty = self._dataplane_dirty, True  # stays set if a sync below raises
+        if changed & self.PROXY_KINDS or dirty:
+            self._sync_proxies()
+            self._sync_announcements()
+        if changed & self.FELIX_KINDS or dirty:
+            self._sync_felix()
+        if changed & self.DNS_KINDS or dirty:
+            self._refresh_dns()
+        self._dataplane_dirty = False
         return bool(res.applied or writes)
 
     def run(self) -> None:

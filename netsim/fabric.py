@@ -74,6 +74,17 @@ def add_node(k: Kernel, spec: ClusterSpec, index: int, node: NodeSpec) -> dict:
             "labels": dict(node.labels), "taints": [t.__dict__ for t in node.taints]}
 
 
+def external_segment(spec: ClusterSpec, net: ipaddress.IPv4Network) -> str:
+    """The fabric bridge of an external subnet: `x0`, `x1`, ... in the order the spec first names them."""
+    subnets: list[ipaddress.IPv4Network] = []
+    for h in spec.external_hosts:
+        if not h.on_node_network:
+            n = ipaddress.IPv4Network(f"{h.ip}/{h.prefixlen}", strict=False)
+            if n not in subnets:
+                subnets.append(n)
+    return f"x{subnets.index(net)}"
+
+
 def add_host(k: Kernel, spec: ClusterSpec, index: int, host: HostSpec) -> dict:
     fabric = naming.fabric_ns(spec.name)
     ns = naming.host_ns(spec.name, host.name)
@@ -84,11 +95,15 @@ def add_host(k: Kernel, spec: ClusterSpec, index: int, host: HostSpec) -> dict:
         k.link_set(fabric, port, master=naming.UNDERLAY_BRIDGE, up=True)
         gateway = spec.gateway_ip
     else:
-        # A routed port: the fabric is this subnet's router (.1).
+        # Its own subnet, routed by the fabric (.1). Hosts sharing a subnet share one segment: a bridge per
+        # subnet holds the router's address, so two hosts on 203.0.113.0/24 reach each other and the cluster.
         net = ipaddress.IPv4Network(f"{host.ip}/{host.prefixlen}", strict=False)
         gateway = str(net.network_address + 1)
-        k.addr_add(fabric, port, f"{gateway}/{host.prefixlen}")
-        k.link_set(fabric, port, up=True)
+        segment = external_segment(spec, net)
+        if k.link_get(fabric, segment) is None:
+            k.bridge_add(fabric, segment, mtu=spec.network.mtu)
+            k.addr_add(fabric, segment, f"{gateway}/{host.prefixlen}")
+        k.link_set(fabric, port, master=segment, up=True)
     k.addr_add(ns, naming.UPLINK, f"{host.ip}/{host.prefixlen}")
     k.link_set(ns, naming.UPLINK, up=True)
     k.route_replace(ns, Route(dst="default", via=gateway))

@@ -187,6 +187,11 @@ class Store(ABC):
     def changes_since(self, rv: int, limit: int | None = None) -> list[Change]:
         """Change-log entries with resourceVersion greater than `rv`, oldest first."""
 
+    def kinds_changed_since(self, rv: int) -> set[str]:
+        """The kinds written after `rv` (cheap: no object bodies), so watchers can skip work that only
+        other kinds' changes would need."""
+        return {c.kind for c in self.changes_since(rv)}
+
     @abstractmethod
     def current_rv(self) -> int:
         """The newest resourceVersion (0 for an empty store)."""
@@ -250,6 +255,9 @@ class _Ops:
 
     def current_rv(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(rv), 0) FROM changes").fetchone()[0]
+
+    def kinds_changed_since(self, rv: int) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT kind FROM changes WHERE rv > ?", (int(rv),))}
 
     def changes_since(self, rv: int, limit: int | None = None) -> list[Change]:
         rows = self.conn.execute("SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ? "
@@ -497,6 +505,10 @@ class SQLiteStore(Store):
     def changes_since(self, rv, limit=None):
         with self._read() as ops:
             return ops.changes_since(rv, limit)
+
+    def kinds_changed_since(self, rv):
+        with self._read() as ops:
+            return ops.kinds_changed_since(rv)
 
     def events_since(self, seq=0, limit=None):
         with self._read() as ops:

@@ -7,14 +7,13 @@ import glob
 import os
 import sys
 import time
-from typing import Any
 
 import click
 import yaml
 
 from netsim import daemonctl, lifecycle, naming, preflight
 from netsim.api import Cluster
-from netsim.cli.common import cluster_option, emit, handle_errors, kernel
+from netsim.cli.common import cluster_option, emit, handle_errors
 from netsim.cli.printers import render_table, table
 from netsim.controlplane import events as ev
 from netsim.controlplane import rollout as ro
@@ -324,35 +323,12 @@ def kill() -> None:
 @handle_errors
 def kill_pod(name: str, namespace: str, cluster: str | None, wait: bool, timeout: float) -> None:
     preflight.require_root("kill")
-    st = lifecycle.resolve_cluster(cluster)
-    netns = naming.pod_ns(st.name, namespace, name)
-    k = kernel()
+    c = Cluster(cluster)
     try:
-        if not k.netns_exists(netns):
-            raise UsageError(f"pod {namespace}/{name} has no sandbox in cluster {st.name}")
-        # The interface first: the pod drops off the network at once, whatever still holds the netns.
-        k.link_del(netns, "eth0")
-        k.netns_delete(netns)
+        c.kill_pod(name, namespace, wait=wait, timeout=timeout)
     finally:
-        k.close()
-    click.echo(f"pod/{name} sandbox destroyed")
-    store = open_store(st.name)
-    if wait:
-        # The kubelet notices, makes a new sandbox; wait for the pod to be Ready again.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pod = store.get("Pod", namespace, name)
-            if pod is None:
-                break
-            if k_ready(pod) and os.path.exists(f"/run/netns/{netns}"):
-                break
-            time.sleep(0.05)
-        _wait(st.name, store.current_rv(), True, max(1.0, deadline - time.monotonic()))
-
-
-def k_ready(pod: dict[str, Any]) -> bool:
-    conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
-    return conds.get("Ready") == "True" and bool((pod.get("status") or {}).get("podIP"))
+        c.close()
+    click.echo(f"pod/{name} sandbox destroyed" + ("; the kubelet made a new one" if wait else ""))
 
 
 @click.group()

@@ -26,7 +26,8 @@ def inputs_from_store(store: Any) -> tuple[list[NamespaceInfo], list[PodInfo], l
     pods = []
     for p in store.list("Pod"):
         ip = (p.get("status") or {}).get("podIP")
-        if not ip or o.is_terminal(p):
+        # hostNetwork pods are the node as far as policy goes: nothing polices them (NetworkPolicy spec).
+        if not ip or o.is_terminal(p) or (p.get("spec") or {}).get("hostNetwork"):
             continue
         ports = tuple((cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
                       for c in (p.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or [])

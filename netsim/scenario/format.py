@@ -561,10 +561,11 @@ def _wait(f: Fields, ctx: _Ctx) -> WaitStep:
     cf = f.map("for")
     cf.reject_unknown({"kind", "name", "namespace", "condition"})
     raw_kind = cf.str("kind", required=True)
-    kind = kind_alias(raw_kind)
+    # Nodes are not manifests netsim loads, but they have conditions (Ready) worth waiting for.
+    kind = "Node" if raw_kind.lower() in ("node", "nodes", "no") else kind_alias(raw_kind)
     if kind is None:
         raise cf.error("kind", f"unknown kind {raw_kind!r}")
-    cond = {"kind": kind, "namespace": None if kind == "Namespace" else _namespace(cf),
+    cond = {"kind": kind, "namespace": None if kind in ("Namespace", "Node") else _namespace(cf),
             "name": _object_name(cf), "condition": cf.str("condition", "Ready", choices=WAIT_CONDITIONS)}
     return WaitStep(mode="condition", timeout=timeout, condition=cond)
 

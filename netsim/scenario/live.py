@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from netsim import lifecycle
+from netsim import lifecycle, naming
 from netsim.api import Cluster
 from netsim.controlplane import objects as o
 from netsim.daemonctl import DaemonError
@@ -89,9 +90,21 @@ class LiveClusterAPI:
             pods = [p for p in pods if selector.matches(o.labels(p))]
         killed = []
         for p in pods:
-            self.c.kill_pod(o.name(p), namespace)
+            self.c.kill_pod(o.name(p), namespace, wait=False)
             killed.append(o.key(p))
+        for p in pods:  # then wait for every one of them to be healed
+            self._wait_healed(p)
         return killed
+
+    def _wait_healed(self, pod: dict[str, Any], timeout: float = 60.0) -> None:
+        netns = f"/run/netns/{naming.pod_ns(self.c.name, o.namespace(pod) or 'default', o.name(pod))}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cur = self.c.store.get("Pod", o.namespace(pod) or "default", o.name(pod))
+            if cur is None or o.is_terminating(cur) or (
+                    os.path.exists(netns) and (cur.get("status") or {}).get("podIP") and o.is_ready(cur)):
+                return
+            time.sleep(0.05)
 
     def node_fail(self, name: str) -> None:
         self.c.node_fail(name)
@@ -165,6 +178,7 @@ class LiveClusterAPI:
         search = [] if fqdn or name.count(".") >= 5 else [f"{ns}.svc.{domain}", f"svc.{domain}", domain]
         candidates = [f"{name}.{s}" for s in search] + [name.rstrip(".")]
         last = {"rcode": "SERVFAIL", "addresses": [], "answers": []}
+        nxdomain: dict[str, Any] | None = None
         for cand in candidates:
             q = dnslib.DNSRecord.question(cand, qtype)
 
@@ -187,7 +201,11 @@ class LiveClusterAPI:
                     "addresses": [a["data"] for a in answers if a["type"] in ("A", "AAAA")]}
             if rcode == "NOERROR" and answers:
                 return last
-        return last
+            if rcode == "NXDOMAIN" and nxdomain is None:
+                nxdomain = last
+        # As a stub resolver's search reports it: the cluster domain's "no such name" rather than the
+        # refusal of the final, out-of-zone attempt.
+        return nxdomain or last
 
     def exec(self, where: str, command: Sequence[str], timeout: float) -> tuple[int, str, str]:
         r = self.c.exec(where, list(command), timeout=timeout)
@@ -200,10 +218,21 @@ def _holds(obj: dict[str, Any] | None, condition: str) -> bool:
     if obj is None:
         return False
     status = obj.get("status") or {}
-    if condition == "RolledOut":
+    if condition == "RolledOut" and obj.get("kind") == "Deployment":
         from netsim.controlplane.rollout import rollout_status
         return rollout_status(obj)[1]
-    if obj.get("kind") == "Deployment" and condition == "Ready":
-        return status.get("readyReplicas", 0) >= (obj.get("spec") or {}).get("replicas", 1)
+    kind = obj.get("kind")
+    replicas = (obj.get("spec") or {}).get("replicas", 1)
+    if kind in ("Deployment", "StatefulSet", "ReplicaSet") and condition in ("Ready", "Available"):
+        key = "availableReplicas" if condition == "Available" and kind == "Deployment" else "readyReplicas"
+        return status.get(key, 0) >= replicas
+    if kind == "StatefulSet" and condition == "RolledOut":
+        return (status.get("readyReplicas", 0) >= replicas
+                and status.get("currentRevision") == status.get("updateRevision"))
+    if kind == "DaemonSet" and condition in ("Ready", "Available", "RolledOut"):
+        desired = status.get("desiredNumberScheduled", 0)
+        have = {"Ready": status.get("numberReady", 0), "Available": status.get("numberAvailable", 0),
+                "RolledOut": min(status.get("updatedNumberScheduled", 0), status.get("numberAvailable", 0))}
+        return desired > 0 and have[condition] >= desired
     conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     return conds.get(condition) == "True"

@@ -302,7 +302,7 @@ class Runner:
             detail = f"outcome {first.get('outcome', '?')}" if want else f"served by {first.get('servedBy')}"
             fails.append(Failure(
                 f"expected {p.expect}: {len(wrong)} of {len(results)} attempt(s) {how} "
-                f"(first: {first.get('from')} -> {first.get('to')}:{first.get('port')}/{first.get('protocol')}, "
+                f"(first: {first.get('from')} -> {_target_text(first)}/{first.get('protocol')}, "
                 f"{detail})", expected=p.expect,
                 observed=[_brief(r) for r in wrong[: self.explain_limit]]))
         connected = [r for r in results if r.get("connected")]
@@ -418,7 +418,8 @@ class Runner:
         results = self.api.probe([p.source.text], [p.target.text], ports, [p.protocol], "service", p.count,
                                  p.timeout)
         obs["results"] = results
-        counts = Counter(str(r.get("servedBy")) for r in results if r.get("connected"))
+        # A connection that answered without saying who it was (not a netsim workload) is not an endpoint.
+        counts = Counter(str(r["servedBy"]) for r in results if r.get("connected") and r.get("servedBy"))
         failed = sum(1 for r in results if not r.get("connected"))
         obs["counts"] = dict(sorted(counts.items()))
         obs["requests"] = len(results)
@@ -588,6 +589,12 @@ def _missing_cells(p: ReachabilityStep, cells: dict[tuple, list[bool]]) -> list[
                     if not cells.get((r.text, c.text, port, proto)):
                         missing.append((r.text, c.text, port, proto))
     return missing
+
+
+def _target_text(result: dict) -> str:
+    """`to:port`, without repeating the port of an IP:PORT target."""
+    to, port = str(result.get("to")), result.get("port")
+    return to if to.endswith(f":{port}") else f"{to}:{port}"
 
 
 def render_matrix(rows: list[str], cols: list[str], mark: Callable[[str, str], str]) -> str:

@@ -248,7 +248,8 @@ class Step:
 
 
 def _port_text(target: Selector, port: int | None, protocol: str | None = None) -> str:
-    text = target.text + (f":{port}" if port is not None else "")
+    # An IP:PORT target already carries its port.
+    text = target.text + (f":{port}" if port is not None and target.port is None else "")
     return f"{text}/{protocol}" if protocol else text
 
 
@@ -277,7 +278,8 @@ def describe_step(step: Step) -> str:
         if p.mode == "converged":
             return "wait for convergence"
         c = p.condition or {}
-        return f"wait for {c.get('kind')} {c.get('namespace')}/{c.get('name')} {c.get('condition')}"
+        where = f"{c['namespace']}/{c.get('name')}" if c.get("namespace") else c.get("name")
+        return f"wait for {c.get('kind')} {where} {c.get('condition')}"
     if t == "probe":
         return f"probe {p.source} -> {_port_text(p.target, p.port, p.protocol)} expect {p.expect}"
     if t == "reachability":

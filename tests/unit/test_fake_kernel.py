@@ -59,7 +59,25 @@ def test_fabric_builds_the_documented_node_layout():
     assert k.link_get("netsim-demo-fabric", "n1").master == "underlay"
     host = fabric.add_host(k, spec, 0, spec.external_hosts[0])
     assert host["gateway"] == "203.0.113.1"
-    assert k.addrs("netsim-demo-fabric", "h0") == [("h0", "203.0.113.1/24")]
+    assert k.addrs("netsim-demo-fabric", "x0") == [("x0", "203.0.113.1/24")]
+    assert k.link_get("netsim-demo-fabric", "h0").master == "x0"
+
+
+def test_hosts_on_one_external_subnet_share_a_segment():
+    from netsim.model.cluster import parse_cluster
+    from netsim.model.errors import Source
+    spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": "demo"},
+                          "spec": {"nodes": 1, "externalHosts": [{"name": "a", "ip": "203.0.113.10"},
+                                                                 {"name": "b", "ip": "203.0.113.20"},
+                                                                 {"name": "c", "ip": "198.51.100.7"}]}},
+                         Source("<t>"))
+    k = FakeKernel()
+    fabric.build_fabric(k, spec)
+    for i, h in enumerate(spec.external_hosts):
+        fabric.add_host(k, spec, i, h)
+    ns = "netsim-demo-fabric"
+    assert [k.link_get(ns, p).master for p in ("h0", "h1", "h2")] == ["x0", "x0", "x1"]
+    assert k.addrs(ns, "x0") == [("x0", "203.0.113.1/24")] and k.addrs(ns, "x1") == [("x1", "198.51.100.1/24")]
 
 
 def test_missing_vxlan_is_a_clear_error():
