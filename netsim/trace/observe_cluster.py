@@ -13,7 +13,6 @@ down in `finally`, also when sending failed.
 from __future__ import annotations
 
 import dataclasses
-import select
 import subprocess
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from netsim.trace.inject import Probe, inject_probe, send_raw, source_address
 from netsim.trace.nftrace import DEFAULT_TABLE, NftTracer, TraceEvent, render_trace_table, tagged_only
 from netsim.trace.observe import flow_conntrack, listening
 from netsim.trace.observed import RawObservation, is_reply, reply_tuples
+from netsim.trace.poll import wait_readable
 from netsim.trace.resolve import TraceDestination, TraceSource
 from netsim.trace.tag import TraceTag
 from netsim.trace.view import ClusterView
@@ -161,8 +161,7 @@ def gather(
             break
         if quiet >= settle and _finished(raw, capture.packets, source, tag):
             break
-        fds = [*listeners.values(), *capture._taps]
-        select.select(fds, [], [], min(settle / 2, max(0.0, timeout - (now - t0))))
+        wait_readable([*listeners.values(), *capture._taps], min(settle / 2, max(0.0, timeout - (now - t0))))
     events = {ns: [tracer.annotate(ns, e) for e in tagged_only(evs, tag)] for ns, evs in raw.items()}
     return events, list(capture.packets)
 

@@ -24,10 +24,21 @@ def drain(sources: Sequence[Any], *, timeout: float, settle: float,
         wait = min(deadline, quiet_until) - now
         if wait <= 0:
             break
-        ready, _, _ = select.select(list(sources), [], [], wait)
-        for s in ready:
+        for s in wait_readable(list(sources), wait):
             items = read(s)
             if items:
                 got[s].extend(items)
                 quiet_until = time.monotonic() + settle
     return got
+
+
+def wait_readable(sources: list, timeout: float) -> list:
+    """The sources (objects with fileno()) readable within `timeout` seconds. poll(2), not select(2): a
+    daemon of a large cluster holds thousands of descriptors, and select() cannot watch one above 1024."""
+    poller = select.poll()
+    by_fd = {}
+    for s in sources:
+        fd = s.fileno()
+        by_fd[fd] = s
+        poller.register(fd, select.POLLIN)
+    return [by_fd[fd] for fd, _ in poller.poll(max(0.0, timeout) * 1000)]
