@@ -74,12 +74,14 @@ class Kubelet:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir = Path(naming.state_dir(self.cluster)) / "logs"
         self.containers: dict[str, dict[str, ContainerProcess]] = {}
+        self._sandboxes: dict[str, Sandbox] = self._load()  # records mirrored in memory, written through
 
     # -- sandboxes -----------------------------------------------------------------------------------
     def _record(self, namespace: str, name: str) -> Path:
         return self.dir / f"{namespace}_{name}.json"
 
-    def sandboxes(self) -> dict[str, Sandbox]:
+    def _load(self) -> dict[str, Sandbox]:
+        """The records on disk: what an earlier daemon of this cluster made (read once, at start)."""
         out = {}
         for f in self.dir.glob("*.json"):
             try:
@@ -89,11 +91,11 @@ class Kubelet:
             out[sb.key] = sb
         return out
 
+    def sandboxes(self) -> dict[str, Sandbox]:
+        return dict(self._sandboxes)
+
     def sandbox(self, namespace: str, name: str) -> Sandbox | None:
-        try:
-            return Sandbox(**json.loads(self._record(namespace, name).read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
+        return self._sandboxes.get(f"{namespace}/{name}")
 
     def _cni_args(self, namespace: str, name: str, uid: str, container_id: str, netns: str) -> CniArgs:
         return CniArgs(container_id=container_id, netns=f"/run/netns/{netns}", ifname="eth0",
@@ -143,6 +145,7 @@ class Kubelet:
         sb = Sandbox(namespace, name, uid, netns, container_id, ip, self.node.name,
                      cni_ms=round((time.perf_counter() - t0) * 1000, 2))
         self._record(namespace, name).write_text(json.dumps(asdict(sb)))
+        self._sandboxes[sb.key] = sb
         return sb
 
     def _teardown(self, namespace: str, name: str, uid: str, container_id: str, netns: str) -> None:
@@ -164,6 +167,7 @@ class Kubelet:
             return False
         self._teardown(namespace, name, sb.uid, sb.container_id, sb.netns)
         self._record(namespace, name).unlink(missing_ok=True)
+        self._sandboxes.pop(sb.key, None)
         return True
 
     def sandbox_alive(self, sb: Sandbox) -> bool:
