@@ -330,6 +330,7 @@ class Daemon:
         self._seen_rv = -1
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
         self._felix_fp: dict[str, str] = {}
+        self._net_fp = ""
         self._stop = threading.Event()
 
     # -- start ---------------------------------------------------------------------------------------
@@ -548,14 +549,23 @@ class Daemon:
                         f"policies, {report.chains} chains, {report.ipsets} ipsets", actor=f"felix/{name}",
                         ms=report.ms)
 
+    def _sync_pod_network(self) -> None:
+        """calico: IPAM gives a node another /26 when its first is full (and may borrow addresses from other
+        nodes' blocks); felix/BIRD then route the new block on every other node and blackhole it locally.
+        Re-run the calico-node route sync whenever block affinities or borrowed addresses change."""
+        fp = self.network.routing_fingerprint()
+        if fp and fp != self._net_fp:
+            self.network.sync(list(self.nodes.values()))
+            self._net_fp = fp
+
     def _event(self, ref: str, reason: str, message: str, *, actor: str = "netsim", ms: float = 0.0) -> None:
         ev.record(self.store, ev.Event(self.clock.now(), actor, ref, reason, message, ms))
 
-    def _write_marker(self, converged: bool, pending: list[str]) -> None:
+    def _write_marker(self, converged: bool, pending: list[str], rv: int) -> None:
         path = converged_path(self.spec.name)
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"rv": self.store.current_rv(), "converged": converged, "pending": pending,
+            json.dump({"rv": rv, "converged": converged, "pending": pending,
                        "time": time.time(), "pid": os.getpid()}, f)
         os.replace(tmp, path)
 
@@ -571,9 +581,11 @@ class Daemon:
         self._heal_sandboxes()
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config)
         writes = kubelet_step(self.store, self.kubelet, self.clock)
+        self._sync_pod_network()
         self._update_container_statuses()
+        rv = self.store.current_rv()  # read first: a write racing the next line is seen now and next pass
         changed = self.store.kinds_changed_since(self._seen_rv)
-        self._seen_rv = self.store.current_rv()
+        self._seen_rv = rv
         dirty, self._dataplane_dirty = self._dataplane_dirty, True  # stays set if a sync below raises
         if changed & self.PROXY_KINDS or dirty:
             self._sync_proxies()
@@ -590,6 +602,7 @@ class Daemon:
         last_rv = -1
         while not self._stop.is_set():
             failed = False
+            seen = self.store.current_rv()  # this pass reads at least this much, maybe not more
             try:
                 busy = self.one_pass()
             except Exception:  # a daemon survives one bad pass; the log says what happened
@@ -600,11 +613,10 @@ class Daemon:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.
                 pending = pending_pods(self.store) + (["the last pass failed, see daemon.log"] if failed else [])
-                rv = self.store.current_rv()
-                self._write_marker(not pending, pending)
-                if rv == last_rv or not pending:
-                    self.store.wait_for_change(rv, self.resync)
-                last_rv = rv
+                self._write_marker(not pending, pending, seen)
+                if seen == last_rv or not pending:
+                    self.store.wait_for_change(seen, self.resync)
+                last_rv = seen
 
     def stop(self) -> None:
         self._stop.set()

@@ -8,6 +8,8 @@ Policy is enforced (felix) for calico and canal only, as with the real plugins.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +71,18 @@ class PodNetwork:
             peers = [calico.CalicoNode(n.name, n.ip) for n in nodes]
             for n in nodes:
                 self._calico_daemons[n.name].sync(peers)
+
+    def routing_fingerprint(self) -> str:
+        """What the cross-node routes depend on beyond the node list: calico's block affinities and
+        borrowed addresses (IPAM claims another /26 when a node's first is full). "" for flannel/canal,
+        whose per-node subnets never change."""
+        if not self._calico_daemons:
+            return ""
+        ipam = next(iter(self._calico_daemons.values())).ipam
+        blocks = ipam.blocks()
+        borrowed = sorted((a.ip, a.attrs["node"]) for a in ipam.allocations()
+                          if a.attrs.get("node") and blocks.get(a.block) != a.attrs["node"])
+        return hashlib.sha256(json.dumps([sorted(blocks.items()), borrowed], default=str).encode()).hexdigest()
 
     def conf(self, node: str) -> dict[str, Any]:
         """The CNI network configuration a kubelet on `node` passes to the plugin."""
