@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cni_plugins.exec import exec_plugin
 from cni_plugins.skel import invoke
 from cni_plugins.types import CniArgs, CniError
 from netsim import naming
@@ -109,23 +109,12 @@ class Kubelet:
         return self._cni_exec(command, args, conf)
 
     def _cni_exec(self, command: str, args: CniArgs, conf: dict[str, Any]) -> dict[str, Any]:
-        """The CNI spec's exec protocol, run inside the node's namespace."""
-        exe = shutil.which(conf["type"]) or os.path.join(os.path.dirname(sys.executable), conf["type"])
-        env = {
-            "CNI_COMMAND": command, "CNI_CONTAINERID": args.container_id, "CNI_NETNS": args.netns,
-            "CNI_IFNAME": args.ifname, "CNI_PATH": ":".join(args.path),
-            "CNI_ARGS": ";".join(f"{k}={v}" for k, v in args.args.items()),
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-        }
-        proc = self.kernel.run(self.node_ns, [exe], input=json.dumps(conf), env=env, check=False, timeout=60)
-        out = proc.stdout.strip()
-        if proc.returncode != 0:
-            try:
-                err = json.loads(out)
-                raise CniError(err.get("code", 999), err.get("msg", "CNI error"), err.get("details", ""))
-            except ValueError:
-                raise CniError(999, f"{exe} exited {proc.returncode}", (proc.stderr or "").strip()) from None
-        return json.loads(out) if out else {}
+        """The CNI spec's exec protocol, run inside the node's namespace. `IgnoreUnknown=1` leads CNI_ARGS,
+        as kubelet/containerd send it, so plugins that do not know the K8S_POD_* keys accept them."""
+        path = (os.path.dirname(sys.executable), *CNI_BIN_DIRS)  # netsim's plugins, then third-party ones
+        exec_args = CniArgs(container_id=args.container_id, netns=args.netns, ifname=args.ifname,
+                            args={"IgnoreUnknown": "1", **args.args}, path=path)
+        return exec_plugin(self.kernel, self.node_ns, command, exec_args, conf, timeout=60)
 
     def run_sandbox(self, namespace: str, name: str, uid: str) -> Sandbox:
         """Create the pod's netns and wire it with CNI ADD. Cleans up after itself on failure."""
