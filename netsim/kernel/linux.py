@@ -26,6 +26,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netsim.kernel import netns
 from netsim.kernel.api import Fdb, KernelError, Link, Neigh, Route
+from netsim.kernel.fastnl import FastNetlink
 
 T = TypeVar("T")
 
@@ -93,6 +94,10 @@ class LinuxKernel:
         self._worker = _KernelThread()
         self._home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._socks: OrderedDict[str, IPRoute] = OrderedDict()
+        # One plain netlink socket per namespace for the hot requests (netsim.kernel.fastnl); a descriptor
+        # each, no event loop, so many more are kept than pyroute2 sockets.
+        self._fast: OrderedDict[str, FastNetlink] = OrderedDict()
+        self._max_fast = max(4 * max_sockets, 4096)
         self._index: dict[tuple[str, str], int] = {}
         self._tools: dict[str, str] = {}
 
@@ -125,6 +130,26 @@ class LinuxKernel:
         self._keep(ns, ipr)
         return ipr
 
+    def _fnl(self, ns: str) -> FastNetlink:
+        """The namespace's plain netlink socket, opened inside it on first use (kernel thread only)."""
+        fast = self._fast.get(ns)
+        if fast is not None:
+            self._fast.move_to_end(ns)
+            return fast
+        self._enter(ns)
+        try:
+            fast = FastNetlink()
+        finally:
+            self._leave()
+        self._keep_fast(ns, fast)
+        return fast
+
+    def _keep_fast(self, ns: str, fast: FastNetlink) -> None:
+        self._fast[ns] = fast
+        while len(self._fast) > self._max_fast:
+            _, old = self._fast.popitem(last=False)
+            old.close()
+
     def _keep(self, ns: str, ipr: IPRoute) -> None:
         self._socks[ns] = ipr
         while len(self._socks) > self._max_sockets:
@@ -135,6 +160,9 @@ class LinuxKernel:
         ipr = self._socks.pop(ns, None)
         if ipr is not None:
             ipr.close()
+        fast = self._fast.pop(ns, None)
+        if fast is not None:
+            fast.close()
         for key in [k for k in self._index if k[0] == ns]:
             del self._index[key]
 
@@ -142,13 +170,10 @@ class LinuxKernel:
         key = (ns, ifname)
         idx = self._index.get(key)
         if idx is None:
-            try:
-                links = self._ipr(ns).link("get", ifname=ifname)
-            except NetlinkError as exc:
-                if exc.code == errno.ENODEV:
-                    raise KernelError(f"{ns}: no interface {ifname}", errno.ENODEV) from None
-                raise _raise_nl(f"{ns}: get {ifname}", exc) from None
-            idx = links[0]["index"]
+            msg = self._fnl(ns).link_get(ifname)
+            if msg is None:
+                raise KernelError(f"{ns}: no interface {ifname}", errno.ENODEV)
+            idx = msg["index"]
             self._index[key] = idx
         return idx
 
@@ -156,15 +181,16 @@ class LinuxKernel:
         """Run `op(index)`, refreshing a cached index once if the link was replaced behind our back."""
         try:
             return op(self._idx(ns, ifname))
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV or (ns, ifname) not in self._index:
+        except (NetlinkError, KernelError) as exc:
+            code = exc.code if isinstance(exc, NetlinkError) else exc.errno
+            if code != errno.ENODEV or (ns, ifname) not in self._index:
                 raise
             del self._index[(ns, ifname)]
             return op(self._idx(ns, ifname))
 
     def close(self) -> None:
         def _close() -> None:
-            for ns in list(self._socks):
+            for ns in set(self._socks) | set(self._fast):
                 self._drop(ns)
         self._do(_close)
         self._worker.stop()
@@ -178,11 +204,11 @@ class LinuxKernel:
             except FileExistsError:
                 raise KernelError(f"network namespace {name} already exists", errno.EEXIST) from None
             try:
-                ipr = IPRoute()
-                ipr.link("set", index=1, state="up")
+                fast = FastNetlink()  # opened inside the new namespace; pyroute2 only if ever needed
+                fast.link_set(1, up=True, what=f"{name}: lo up")
             finally:
                 self._leave()
-            self._keep(name, ipr)
+            self._keep_fast(name, fast)
         self._do(_create)
 
     def netns_delete(self, name: str) -> None:
@@ -228,7 +254,7 @@ class LinuxKernel:
         self._do(_add)
 
     def _set_up(self, ns: str, ifname: str) -> None:
-        self._with_idx(ns, ifname, lambda i: self._ipr(ns).link("set", index=i, state="up"))
+        self._with_idx(ns, ifname, lambda i: self._fnl(ns).link_set(i, up=True, what=f"{ns}: {ifname} up"))
 
     def _add_link(self, ns: str, what: str, kw: dict[str, Any], up: bool) -> None:
         try:
@@ -265,33 +291,19 @@ class LinuxKernel:
     def link_set(self, ns: str, ifname: str, *, up: bool | None = None, master: str | None = None,
                  nomaster: bool = False, mtu: int | None = None, mac: str | None = None) -> None:
         def _set() -> None:
-            kw: dict[str, Any] = {}
-            if up is not None:
-                kw["state"] = "up" if up else "down"
-            if master is not None:
-                kw["master"] = self._idx(ns, master)
-            if nomaster:
-                kw["master"] = 0
-            if mtu is not None:
-                kw["mtu"] = mtu
-            if mac is not None:
-                kw["address"] = mac
-            try:
-                self._with_idx(ns, ifname, lambda i: self._ipr(ns).link("set", index=i, **kw))
-            except NetlinkError as exc:
-                raise _raise_nl(f"{ns}: set {ifname} {kw}", exc) from None
+            master_idx = 0 if nomaster else (self._idx(ns, master) if master is not None else None)
+            self._with_idx(ns, ifname, lambda i: self._fnl(ns).link_set(
+                i, up=up, master=master_idx, mtu=mtu, mac=mac,
+                what=f"{ns}: set {ifname} up={up} master={master} mtu={mtu} mac={mac}"))
         self._do(_set)
 
     def link_get(self, ns: str, ifname: str) -> Link | None:
         def _get() -> Link | None:
-            try:
-                msgs = self._ipr(ns).link("get", ifname=ifname)
-            except NetlinkError as exc:
-                if exc.code == errno.ENODEV:
-                    self._index.pop((ns, ifname), None)
-                    return None
-                raise _raise_nl(f"{ns}: get {ifname}", exc) from None
-            link = self._to_link(ns, msgs[0])
+            msg = self._fnl(ns).link_get(ifname)
+            if msg is None:
+                self._index.pop((ns, ifname), None)
+                return None
+            link = self._to_link(ns, msg)
             self._index[(ns, ifname)] = link.index
             return link
         return self._do(_get)
@@ -310,10 +322,8 @@ class LinuxKernel:
         master = msg.get("IFLA_MASTER")
         master_name = None
         if master:
-            try:
-                master_name = self._ipr(ns).link("get", index=master)[0].get("IFLA_IFNAME")
-            except NetlinkError:
-                master_name = None
+            m = self._fnl(ns).link_get(index=master)
+            master_name = m.get_attr("IFLA_IFNAME") if m is not None else None
         if kind is None and msg.get("IFLA_IFNAME") == "lo":
             kind = "loopback"
         return Link(
@@ -352,11 +362,11 @@ class LinuxKernel:
 
         def _add() -> None:
             try:
-                self._with_idx(ns, ifname, lambda i: self._ipr(ns).addr(
-                    "add", index=i, address=ip, prefixlen=int(plen or 32)))
-            except NetlinkError as exc:
-                if exc.code != errno.EEXIST:
-                    raise _raise_nl(f"{ns}: add address {cidr} on {ifname}", exc) from None
+                self._with_idx(ns, ifname, lambda i: self._fnl(ns).addr_add(
+                    i, ip, int(plen or 32), what=f"{ns}: add address {cidr} on {ifname}"))
+            except KernelError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
         self._do(_add)
 
     def addr_del(self, ns: str, ifname: str, cidr: str) -> None:
@@ -400,21 +410,18 @@ class LinuxKernel:
             kw["prefsrc"] = route.src
         return kw
 
+    def _route_fast(self, ns: str, route: Route, *, replace: bool) -> None:
+        self._fnl(ns).route(
+            replace=replace, dst="0.0.0.0/0" if route.dst == "default" else route.dst, via=route.via,
+            oif=self._idx(ns, route.dev) if route.dev else None, onlink=route.onlink,
+            scope=SCOPES[route.scope] if route.scope else 0, blackhole=route.kind == "blackhole",
+            proto=route.proto, src=route.src, what=f"{ns}: {'replace' if replace else 'add'} route {route}")
+
     def route_replace(self, ns: str, route: Route) -> None:
-        def _replace() -> None:
-            try:
-                self._ipr(ns).route("replace", **self._route_kw(ns, route))
-            except NetlinkError as exc:
-                raise _raise_nl(f"{ns}: route {route}", exc) from None
-        self._do(_replace)
+        self._do(lambda: self._route_fast(ns, route, replace=True))
 
     def route_add(self, ns: str, route: Route) -> None:
-        def _add() -> None:
-            try:
-                self._ipr(ns).route("add", **self._route_kw(ns, route))
-            except NetlinkError as exc:
-                raise _raise_nl(f"{ns}: add route {route}", exc) from None
-        self._do(_add)
+        self._do(lambda: self._route_fast(ns, route, replace=False))
 
     def route_del(self, ns: str, route: Route) -> bool:
         def _del() -> bool:
@@ -468,11 +475,8 @@ class LinuxKernel:
         state = NUD_PERMANENT if permanent else 0x02  # NUD_REACHABLE
 
         def _replace() -> None:
-            try:
-                self._with_idx(ns, ifname, lambda i: self._ipr(ns).neigh(
-                    "replace", dst=ip, lladdr=mac, ifindex=i, state=state))
-            except NetlinkError as exc:
-                raise _raise_nl(f"{ns}: neighbour {ip} {mac} on {ifname}", exc) from None
+            self._with_idx(ns, ifname, lambda i: self._fnl(ns).neigh_replace(
+                i, ip, mac, state, what=f"{ns}: neighbour {ip} {mac} on {ifname}"))
         self._do(_replace)
 
     def neigh_del(self, ns: str, ifname: str, ip: str) -> bool:

@@ -101,7 +101,10 @@ def test_add_del_cycles_leak_nothing(cni_cluster, plugin, backend):
     kernels = [c.kernel] + [LinuxKernel() for _ in range(WORKERS - 1)]
     try:
         for k in kernels:
-            k.link_get(c.ns("a"), "eth0")  # each kernel's node socket exists before the fd count
+            # each kernel's node sockets exist before the fd count: the plain one (link_get) and pyroute2's
+            # (links(), which device creation needs too)
+            k.link_get(c.ns("a"), "eth0")
+            k.links(c.ns("a"))
         before = snapshot(c, "a")
         ipam_before = calico_ipam_state(c) if plugin == "calico" else None
         fds_before = open_fds()
