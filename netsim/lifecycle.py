@@ -68,6 +68,16 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet) -> state.Clust
     return st
 
 
+ETC_NETNS = "/etc/netns"
+
+
+def _etc_netns(prefix: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(ETC_NETNS) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
 def owned_netns(cluster: str) -> list[str]:
     others = state.known_clusters()
     return [n for n in netns_mod.list_names(naming.cluster_prefix(cluster)) if naming.owned_by(cluster, n, others)]
@@ -128,9 +138,11 @@ def down(k: Kernel, cluster: str) -> DownReport:
     order = sorted(names, key=lambda n: (0 if "-pod-" in n else 2 if n.endswith("-fabric") else 1, n))
     for n in order:
         k.netns_delete(n)
-        etc = os.path.join("/etc/netns", n)
-        if os.path.isdir(etc):
-            shutil.rmtree(etc, ignore_errors=True)
+    # Pods' resolv.conf live in /etc/netns/<pod netns>; sweep by name, also for sandboxes already gone.
+    others = state.known_clusters()
+    for n in _etc_netns(naming.cluster_prefix(cluster)):
+        if naming.owned_by(cluster, n, others):
+            shutil.rmtree(os.path.join(ETC_NETNS, n), ignore_errors=True)
     had_state = os.path.isdir(naming.state_dir(cluster))
     state.remove(cluster)
     return DownReport(cluster, len(order), killed, had_state)
@@ -147,8 +159,9 @@ def down_all(k: Kernel) -> list[DownReport]:
         killed = _kill(pids)
         for n in stray:
             k.netns_delete(n)
-            shutil.rmtree(os.path.join("/etc/netns", n), ignore_errors=True)
         reports.append(DownReport("(stray)", len(stray), killed, False))
+    for n in _etc_netns(naming.PREFIX):
+        shutil.rmtree(os.path.join(ETC_NETNS, n), ignore_errors=True)
     return reports
 
 

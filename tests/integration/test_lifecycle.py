@@ -97,9 +97,13 @@ spec:
     again = run_netsim("up", "-f", str(spec), check=False)
     assert again.returncode == 2 and "already running" in again.stderr
 
+    # The cluster's pods (CoreDNS) had resolv.conf files under /etc/netns; make one look orphaned too.
+    orphan = f"/etc/netns/{naming.pod_ns(cluster_name, 'default', 'gone')}"
+    os.makedirs(orphan, exist_ok=True)
     run_netsim("down", "--name", cluster_name)
     assert lifecycle.owned_netns(cluster_name) == []
     assert not os.path.exists(naming.state_dir(cluster_name))
+    assert [n for n in os.listdir("/etc/netns") if n.startswith(f"netsim-{cluster_name}-")] == []
     assert host_snapshot() == before
 
 
