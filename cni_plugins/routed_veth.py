@@ -93,24 +93,6 @@ def list_endpoints(ctx: NodeContext) -> list[WorkloadEndpoint]:
     return sorted(out, key=lambda e: (e.namespace, e.pod, e.ifname))
 
 
-def _routes_retrying(k: Kernel, ns: str, attempts: int = 3) -> list[Route]:
-    """`k.routes(ns)`, retried when it fails with ENODEV.
-
-    LinuxKernel.routes resolves each route's interface name with a request of its own after the dump; a
-    pod veth deleted in between (a concurrent DEL on the same node, which kubelet does) makes the whole
-    call fail with the raw netlink ENODEV. Until the kernel layer skips vanished interfaces, a fresh dump
-    is the cure.
-    """
-    for attempt in range(attempts):
-        try:
-            return k.routes(ns)
-        except Exception as exc:  # noqa: BLE001 - pyroute2's NetlinkError is not a KernelError
-            code = getattr(exc, "errno", None) or getattr(exc, "code", None)
-            if code != errno.ENODEV or attempt == attempts - 1:
-                raise
-    return []  # pragma: no cover - the loop returns or raises
-
-
 class RoutedVethPlugin:
     """ADD/DEL/CHECK/GC/STATUS of the routed-veth model; IPAM hooks are left to subclasses."""
 
@@ -208,7 +190,7 @@ class RoutedVethPlugin:
         except KernelError as exc:
             if exc.errno != errno.EEXIST:
                 raise
-        for r in _routes_retrying(k, node_ns):
+        for r in k.routes(node_ns):  # the kernel layer skips interfaces deleted mid-dump
             if r.dst == route.dst and r.dev not in (None, host_if) and r.kind == "unicast":
                 raise CniError(ERR_EXISTS, f"route {r.dst} already exists for an interface other than "
                                f"{host_if!r}", f"it points at {r.dev}")
