@@ -253,19 +253,24 @@ class Cluster:
         """Destroy a pod's sandbox out from under the kubelet (its interface first, then the netns), as a
         crash would. With `wait`, return once the kubelet has made a new sandbox and the cluster has
         converged again (endpoints and proxy rules follow the new IP)."""
-        import time
         netns = naming.pod_ns(self.name, namespace, name)
         if not self.kernel.netns_exists(netns):
             raise UsageError(f"pod {namespace}/{name} has no sandbox in cluster {self.name}")
         self.kernel.link_del(netns, "eth0")
         self.kernel.netns_delete(netns)
-        if not wait:
-            return
+        if wait:
+            self.wait_healed(name, namespace, timeout)
+
+    def wait_healed(self, name: str, namespace: str = "default", timeout: float = 60.0) -> None:
+        """After a kill: wait until the kubelet has given the pod a new sandbox and it is Ready (or the pod
+        went away, replaced by its controller), then until the cluster converged on it."""
+        import time
+        netns = naming.pod_ns(self.name, namespace, name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pod = self.store.get("Pod", namespace, name)
             if pod is None or o.is_terminating(pod):
-                break  # the controller replaces it instead (a bare pod with restartPolicy Never, ...)
+                break
             if self.kernel.netns_exists(netns) and (pod.get("status") or {}).get("podIP") and o.is_ready(pod):
                 break
             time.sleep(0.05)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from netsim import lifecycle, naming
+from netsim import lifecycle
 from netsim.api import Cluster
 from netsim.controlplane import objects as o
 from netsim.daemonctl import DaemonError
@@ -93,18 +92,8 @@ class LiveClusterAPI:
             self.c.kill_pod(o.name(p), namespace, wait=False)
             killed.append(o.key(p))
         for p in pods:  # then wait for every one of them to be healed
-            self._wait_healed(p)
+            self.c.wait_healed(o.name(p), namespace)
         return killed
-
-    def _wait_healed(self, pod: dict[str, Any], timeout: float = 60.0) -> None:
-        netns = f"/run/netns/{naming.pod_ns(self.c.name, o.namespace(pod) or 'default', o.name(pod))}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            cur = self.c.store.get("Pod", o.namespace(pod) or "default", o.name(pod))
-            if cur is None or o.is_terminating(cur) or (
-                    os.path.exists(netns) and (cur.get("status") or {}).get("podIP") and o.is_ready(cur)):
-                return
-            time.sleep(0.05)
 
     def node_fail(self, name: str) -> None:
         self.c.node_fail(name)
