@@ -104,10 +104,11 @@ class CniCluster:
         return mod.PLUGIN, conf
 
     # -- probes ------------------------------------------------------------------------------------
-    def ping(self, ns: str, ip: str, attempts: int = 3) -> bool:
+    def ping(self, ns: str, ip: str, attempts: int = 3, size: int | None = None) -> bool:
         """One echo answered within 2 s, in up to `attempts` tries (the shared test machine is sometimes
-        loaded enough to lose a first packet; use attempts=1 to assert that something is unreachable)."""
-        argv = ["ping", "-c", "1", "-W", "2", "-n", ip]
+        loaded enough to lose a first packet; use attempts=1 to assert that something is unreachable).
+        `size`: payload bytes with DF set, for path-MTU checks."""
+        argv = ["ping", "-c", "1", "-W", "2", "-n"] + (["-M", "do", "-s", str(size)] if size is not None else []) + [ip]
         return any(self.kernel.run(ns, argv, check=False).returncode == 0 for _ in range(attempts))
 
     def tcp(self, client_ns: str, server_ns: str, ip: str, port: int = 8080) -> str:

@@ -3,138 +3,31 @@ pods wired by our CNI plugins, node daemons programming the overlay or routes.
 
 Checks same-node and cross-node ping and TCP, and for VXLAN the path MTU: a full-size packet with DF set
 (pod MTU 1450) crosses the overlay, a larger one does not leave the pod. Every namespace is named
-`netsim-tcni<rand>-...` and removed in the fixture finaliser, also when a test fails.
+`netsim-tcx<rand>-...` (the CniCluster of conftest.py) and removed in its finaliser, also when a test fails.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
-import socket
 import sys
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from cni_plugins import calico, canal, flannel
-from cni_plugins.common import NodeContext, node_netns
+from cni_plugins import calico, flannel
 from cni_plugins.skel import invoke
-from cni_plugins.types import CniArgs
-from netsim.kernel.api import Route
 
 pytestmark = pytest.mark.root
 
 NODES = {"a": "172.31.0.2", "b": "172.31.0.3"}
-UNDERLAY_GW = "172.31.0.1"
-
-
-@dataclass
-class Cluster:
-    name: str
-    kernel: object
-    state_dir: Path
-
-    def ctx(self, node: str) -> NodeContext:
-        return NodeContext(self.name, node, str(self.state_dir))
-
-    def ns(self, node: str) -> str:
-        return node_netns(self.name, node)
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    from netsim.kernel.linux import LinuxKernel
-
-    name = f"tcni{secrets.token_hex(3)}"
-    k = LinuxKernel()
-    c = Cluster(name, k, tmp_path / "state")
-    try:
-        fabric = f"netsim-{name}-fabric"
-        k.netns_create(fabric)
-        k.bridge_add(fabric, "underlay", up=True)
-        k.addr_add(fabric, "underlay", f"{UNDERLAY_GW}/24")  # default gateway of the nodes
-        for node, ip in NODES.items():
-            ns = c.ns(node)
-            k.netns_create(ns)
-            k.veth_add(ns, "eth0", fabric, f"{node}-eth0", mtu=1500)
-            k.link_set(fabric, f"{node}-eth0", master="underlay", up=True)
-            k.addr_add(ns, "eth0", f"{ip}/24")
-            k.route_replace(ns, Route(dst="default", via=UNDERLAY_GW, dev="eth0"))
-            k.sysctl_set(ns, "net.ipv4.ip_forward", 1)
-        yield c
-    finally:
-        for ns in k.netns_list(f"netsim-{name}-"):
-            k.netns_delete(ns)
-        k.close()
-
-
-def make_pod(c: Cluster, name: str) -> CniArgs:
-    ns = f"netsim-{c.name}-pod-default-{name}"
-    c.kernel.netns_create(ns)
-    return CniArgs(container_id=f"ctr{name}{secrets.token_hex(4)}", netns=f"/run/netns/{ns}", ifname="eth0",
-                   args={"K8S_POD_NAMESPACE": "default", "K8S_POD_NAME": name}, path=("/opt/cni/bin",))
-
-
-def start_network(c: Cluster, plugin: str, backend: str):
-    """Run the node daemons; returns (CNI plugin, conf factory)."""
-    if plugin in ("flannel", "canal"):
-        net = flannel.FlannelNetConf(backend=backend)
-        leases = [flannel.lease_for(c.name, n, ip, f"10.244.{i}.0/24", net) for i, (n, ip) in enumerate(NODES.items())]
-        for n in NODES:
-            flannel.Flanneld(c.kernel, c.ctx(n), net).sync(leases)
-        mod = flannel if plugin == "flannel" else canal
-        extra = {} if plugin == "flannel" else {"ipam": {"type": "host-local", "subnet": "usePodCidr"}}
-    else:
-        net = calico.CalicoNetConf(backend=backend)
-        nodes = [calico.CalicoNode(n, ip) for n, ip in NODES.items()]
-        daemons = [calico.CalicoNodeDaemon(c.kernel, c.ctx(n), net, ip) for n, ip in NODES.items()]
-        for d in daemons:
-            d.start()
-        for d in daemons:
-            d.sync(nodes)
-        mod = calico
-        extra = {"ipam": {"type": "calico-ipam"}, "backend": backend}
-
-    def conf(node: str) -> dict:
-        return {"cniVersion": "1.0.0", "name": "podnet", "type": f"netsim-{plugin}",
-                "netsim": {"cluster": c.name, "node": node, "stateDir": str(c.state_dir)}, **extra}
-
-    return mod.PLUGIN, conf
-
-
-def ping(c: Cluster, pod: CniArgs, ip: str, size: int | None = None) -> bool:
-    argv = ["ping", "-c", "1", "-W", "2", "-n"]
-    if size is not None:
-        argv += ["-M", "do", "-s", str(size)]
-    return c.kernel.run(pod.netns_name, [*argv, ip], check=False).returncode == 0
-
-
-def tcp(c: Cluster, client: CniArgs, server: CniArgs, ip: str, port: int = 8080) -> bytes:
-    """Listen in `server`'s netns, connect from `client`'s, return what the server sent."""
-    k = c.kernel
-    srv = k.call_in(server.netns_name, lambda: socket.create_server((ip, port)))
-    srv.settimeout(5)
-
-    def serve() -> None:
-        try:
-            conn, addr = srv.accept()
-            conn.sendall(f"hello {addr[0]}".encode())
-            conn.close()
-        except OSError:
-            pass
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        cli = k.call_in(client.netns_name, lambda: socket.create_connection((ip, port), timeout=5))
-        data = cli.recv(100)
-        cli.close()
-        return data
-    finally:
-        t.join(5)
-        srv.close()
+def cluster(cni_cluster):
+    """Two nodes on the underlay (the shared CniCluster of conftest.py)."""
+    for node, ip in NODES.items():
+        cni_cluster.add_node(node, ip)
+    return cni_cluster
 
 
 COMBOS = [("flannel", "vxlan"), ("flannel", "host-gw"), ("calico", "vxlan"), ("calico", "direct"),
@@ -144,8 +37,8 @@ COMBOS = [("flannel", "vxlan"), ("flannel", "host-gw"), ("calico", "vxlan"), ("c
 @pytest.mark.parametrize("plugin,backend", COMBOS, ids=[f"{p}-{b}" for p, b in COMBOS])
 def test_pod_connectivity(cluster, plugin, backend):
     c = cluster
-    cni, conf = start_network(c, plugin, backend)
-    a1, a2, b1 = make_pod(c, "a1"), make_pod(c, "a2"), make_pod(c, "b1")
+    cni, conf = c.start_network(plugin, backend)
+    a1, a2, b1 = c.make_pod("a1"), c.make_pod("a2"), c.make_pod("b1")
     ip = {}
     for pod, node in ((a1, "a"), (a2, "a"), (b1, "b")):
         res = invoke(cni, "ADD", pod, conf(node), c.kernel)
@@ -153,25 +46,25 @@ def test_pod_connectivity(cluster, plugin, backend):
         assert invoke(cni, "CHECK", pod, {**conf(node), "prevResult": res}, c.kernel) == {}
     a1_ip, a2_ip, b1_ip = ip[a1.container_id], ip[a2.container_id], ip[b1.container_id]
 
-    assert ping(c, a1, a2_ip), "same-node ping"
-    assert ping(c, a1, b1_ip), "cross-node ping"
-    assert ping(c, b1, a2_ip), "cross-node ping back"
+    assert c.ping(a1.netns_name, a2_ip, attempts=1), "same-node ping"
+    assert c.ping(a1.netns_name, b1_ip, attempts=1), "cross-node ping"
+    assert c.ping(b1.netns_name, a2_ip, attempts=1), "cross-node ping back"
     # pod source addresses are kept end to end (no masquerade between pods)
-    assert tcp(c, a1, b1, b1_ip) == f"hello {a1_ip}".encode()
-    assert tcp(c, a2, a1, a1_ip) == f"hello {a2_ip}".encode()
+    assert c.tcp(a1.netns_name, b1.netns_name, b1_ip) == a1_ip
+    assert c.tcp(a2.netns_name, a1.netns_name, a1_ip) == a2_ip
     # node -> remote pod works too
     assert c.kernel.run(c.ns("a"), ["ping", "-c1", "-W2", b1_ip], check=False).returncode == 0
 
     if backend == "vxlan":
-        assert ping(c, a1, b1_ip, size=1450 - 28), "full-size DF packet crosses the overlay"
-        assert not ping(c, a1, b1_ip, size=1450 - 28 + 1), "a larger DF packet must not"
+        assert c.ping(a1.netns_name, b1_ip, attempts=1, size=1450 - 28), "full-size DF packet crosses the overlay"
+        assert not c.ping(a1.netns_name, b1_ip, attempts=1, size=1450 - 28 + 1), "a larger DF packet must not"
     else:
-        assert ping(c, a1, b1_ip, size=1500 - 28)
+        assert c.ping(a1.netns_name, b1_ip, attempts=1, size=1500 - 28)
 
     # DEL tears down: the pod loses connectivity, a second DEL is fine
     invoke(cni, "DEL", b1, conf("b"), c.kernel)
     invoke(cni, "DEL", b1, conf("b"), c.kernel)
-    assert not ping(c, a1, b1_ip)
+    assert not c.ping(a1.netns_name, b1_ip, attempts=1)
 
 
 def test_flannel_node_removal_on_real_kernel(cluster):
@@ -202,8 +95,8 @@ def test_exec_path_in_node_netns(cluster, plugin):
     Without the `netsim` key it finds its node from the namespace it runs in."""
 
     c = cluster
-    cni, conf = start_network(c, plugin, "vxlan")
-    pod = make_pod(c, "x1")
+    cni, conf = c.start_network(plugin, "vxlan")
+    pod = c.make_pod("x1")
     exe = str(Path(sys.executable).with_name(f"netsim-{plugin}"))
     body = conf("a")
     body["netsim"] = {"cluster": c.name, "node": "a", "stateDir": str(c.state_dir)}
