@@ -569,10 +569,11 @@ class Daemon:
                        "time": time.time(), "pid": os.getpid()}, f)
         os.replace(tmp, path)
 
-    # Which kinds each data-plane agent reads: it is re-run only after one of them changed (node
-    # heartbeats alone must not make every agent re-read every object).
-    PROXY_KINDS = frozenset({"Service", "EndpointSlice", "Node"})
-    FELIX_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy", "Node"})
+    # Which kinds each data-plane agent reads: it is re-run only after one of them changed. Node objects
+    # change every second (heartbeats) and are not among them: node failure and restore, the only node
+    # changes these agents care about, set _dataplane_dirty.
+    PROXY_KINDS = frozenset({"Service", "EndpointSlice"})
+    FELIX_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
     DNS_KINDS = frozenset({"Service", "EndpointSlice", "Pod", "Namespace", "StatefulSet"})
 
     def one_pass(self) -> bool:
