@@ -399,15 +399,13 @@ class Flannel:
                                    host_local.requested_ips(inv.conf, inv.args.args))
         host_if = host_veth_name(inv.args.container_id, ifname)
         # MACs are pinned at creation (locally administered, derived from the attachment, as random ones
-        # from the kernel would be), so the result needs no read-back; the host end goes up together with
-        # its enslavement. Both save netlink round trips, the main per-pod cost (benchmarks/README.md).
+        # from the kernel would be), so the result needs no read-back; the host end is created enslaved
+        # and up. Both save netlink round trips, the main per-pod cost (benchmarks/README.md).
         host_mac, pod_mac = veth_macs(inv.args.container_id, ifname)
         try:
             bridge_mac = local_mac(f"{ctx.cluster}/{ctx.node}/{bridge}")
             br = ensure_bridge(k, node_ns, bridge, f"{env.gateway}/{env.prefixlen}", mtu, bridge_mac)
-            k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, mac=host_mac, peer_mac=pod_mac, up=False)
-            k.link_set(node_ns, host_if, master=bridge, up=True)
-            k.link_set(pod_ns, ifname, up=True)
+            k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, mac=host_mac, peer_mac=pod_mac, master=bridge)
             if delegate.get("hairpinMode"):
                 k.brport_set(node_ns, host_if, hairpin=True)
             k.sysctl_set(pod_ns, f"net.ipv4.conf.{ifname}.arp_notify", 1)

@@ -86,8 +86,10 @@ class Kernel(Protocol):
 
     # --- links ------------------------------------------------------------------------------------
     def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
-                 mac: str | None = None, peer_mac: str | None = None, up: bool = True) -> None:
-        """Create a veth pair with each end created straight in its namespace (no move afterwards)."""
+                 mac: str | None = None, peer_mac: str | None = None, up: bool = True,
+                 master: str | None = None) -> None:
+        """Create a veth pair with each end created straight in its namespace (no move afterwards), both
+        ends up when `up`, the `ns` end enslaved to bridge `master` when given."""
 
     def bridge_add(self, ns: str, ifname: str, *, mtu: int | None = None, mac: str | None = None,
                    up: bool = True) -> None: ...
@@ -163,6 +165,11 @@ class Kernel(Protocol):
 
     def call_in(self, ns: str, fn: Callable[[], T]) -> T:
         """Call `fn` on a thread that is inside `ns`, e.g. to open sockets that live there."""
+
+    def batch(self, fn: Callable[[], T]) -> T:
+        """Call `fn`, whose kernel calls form one unit of work (a CNI ADD, a sandbox): an implementation
+        that serialises kernel access may run it whole on its own thread, so the calls inside cost no
+        hand-off each. `fn` must not wait on other threads that use this kernel."""
 
     def iptables_restore(self, ns: str, payload: str, *, noflush: bool = True, counters: bool = False) -> None:
         """Load an iptables-restore payload into `ns` in one call."""

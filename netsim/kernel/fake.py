@@ -101,12 +101,16 @@ class FakeKernel:
 
     # -- links -----------------------------------------------------------------------------------
     def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
-                 mac: str | None = None, peer_mac: str | None = None, up: bool = True) -> None:
+                 mac: str | None = None, peer_mac: str | None = None, up: bool = True,
+                 master: str | None = None) -> None:
         self._rec("veth_add", ns, ifname, peer_ns, peer_ifname, mtu)
         self._get(peer_ns)
         if peer_ifname in self.ns[peer_ns].links:
             raise KernelError(f"{peer_ns}: link {peer_ifname} exists", EEXIST)
-        self._new_link(ns, ifname, "veth", mtu, mac, up, peer_netns_id=id(self.ns[peer_ns]), peer=peer_ifname)
+        if master is not None and self._link(ns, master).kind != "bridge":
+            raise KernelError(f"{ns}: {master} is not a bridge", 22)
+        self._new_link(ns, ifname, "veth", mtu, mac, up, peer_netns_id=id(self.ns[peer_ns]), peer=peer_ifname,
+                       master=master)
         self._new_link(peer_ns, peer_ifname, "veth", mtu, peer_mac, up, peer_netns_id=id(self.ns[ns]),
                        peer=ifname)
 
@@ -282,6 +286,9 @@ class FakeKernel:
         self._rec("run", ns, tuple(argv))
         self._get(ns)
         return self.run_results.get(argv[0], subprocess.CompletedProcess(list(argv), 0, "", ""))
+
+    def batch(self, fn: Callable[[], T]) -> T:
+        return fn()
 
     def call_in(self, ns: str, fn: Callable[[], T]) -> T:
         self._rec("call_in", ns)
