@@ -12,6 +12,9 @@ above 1000 endpoints):
 - partial sync: one endpoint of one service changes; the time from `ProxyAgent.sync` until the kernel has
   it (render + restore), with kube-proxy's behaviour of rewriting every top-level chain ("upstream") and
   with unchanged top-level chains left out ("skip-unchanged-top"). Target: <= 50 ms at 10k services.
+- kernel floor: bare restores of one-rule transactions on top of the N services (an empty nat commit, a
+  rule without a verdict, a RETURN, a jump, a filter-table rule): what the kernel charges any change, and
+  why a partial sync cannot get below it (nf_tables revalidates the whole table after a verdict rule).
 
 Everything happens in a throwaway namespace `netsim-tbp<hex>-node`, removed at the end. Run as root:
 
@@ -149,12 +152,42 @@ def bench_partial(k: LinuxKernel, ns: Namespace, n: int, reps: int, cfg: ProxyCo
             "payloadBytes": int(statistics.median(sizes)), "targetMs": 50}
 
 
+# The kernel's share of a small change: tiny nat transactions on top of N services. nf_tables validates a
+# table at commit when the transaction added a rule with an expression that has a validate hook (every
+# verdict: jump, goto, RETURN, DNAT, ...), walking every chain reachable from the table's base chains
+# (nf_tables_api.c nft_table_validate / nft_chain_validate); a rule without a verdict is not validated.
+KERNEL_PROBES = {
+    "nat: empty commit": "*nat\nCOMMIT\n",
+    "nat: new chain, rule without verdict": "*nat\n:NETSIM-P1 - [0:0]\n-A NETSIM-P1 -s 192.0.2.{i}/32\nCOMMIT\n",
+    "nat: new chain, RETURN rule": "*nat\n:NETSIM-P2 - [0:0]\n-A NETSIM-P2 -s 192.0.2.{i}/32 -j RETURN\nCOMMIT\n",
+    "nat: new chain, jump to KUBE-MARK-MASQ":
+        "*nat\n:NETSIM-P3 - [0:0]\n-A NETSIM-P3 -s 192.0.2.{i}/32 -j KUBE-MARK-MASQ\nCOMMIT\n",
+    "filter: new chain, ACCEPT rule": "*filter\n:NETSIM-P4 - [0:0]\n-A NETSIM-P4 -s 192.0.2.{i}/32 -j ACCEPT\nCOMMIT\n",
+}
+
+
+def bench_kernel(k: LinuxKernel, ns: Namespace, n: int, reps: int, cfg: ProxyConfig) -> dict:
+    """Bare iptables-restore of one-rule transactions over N services: what any change costs at least."""
+    services, endpoints = workload(n)
+    name = ns.fresh()
+    ProxyAgent(k, name, NODE, cfg).sync(services, endpoints)
+    row: dict = {"bench": "proxy_kernel_floor", "services": n, "reps": reps}
+    for label, template in KERNEL_PROBES.items():
+        times = []
+        for i in range(reps):
+            t = time.perf_counter()
+            k.iptables_restore(name, template.format(i=i + 1))  # a chain declaration flushes it first
+            times.append(time.perf_counter() - t)
+        row[label] = _ms(statistics.median(times))
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench_proxy")
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10000])
     parser.add_argument("--full-reps", type=int, default=0, help="default: 3 below 5000 services, else 1")
     parser.add_argument("--partial-reps", type=int, default=15)
-    parser.add_argument("--only", choices=["full", "partial"], help="run one of the two benchmarks")
+    parser.add_argument("--only", choices=["full", "partial", "kernel"], help="run one of the benchmarks")
     args = parser.parse_args(argv)
     k = LinuxKernel()
     ns = Namespace(k)
@@ -162,11 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for n in args.sizes:
             reps = args.full_reps or (3 if n < 5000 else 2)
-            if args.only != "partial":
+            if args.only in (None, "full"):
                 print(json.dumps(bench_full(k, ns, n, reps, base)), flush=True)
-            for mode, cfg in () if args.only == "full" else (("upstream", base),
+            for mode, cfg in () if args.only not in (None, "partial") else (("upstream", base),
                               ("skip-unchanged-top", dataclasses.replace(base, skip_unchanged_top_chains=True))):
                 print(json.dumps(bench_partial(k, ns, n, args.partial_reps, cfg, mode)), flush=True)
+            if args.only in (None, "kernel"):
+                print(json.dumps(bench_kernel(k, ns, n, 5, base)), flush=True)
     finally:
         ns.remove()
         k.close()
