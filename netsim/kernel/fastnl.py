@@ -106,6 +106,33 @@ def _link_attrs(ifname: str, mtu: int | None, mac: str | None) -> bytes:
     return out
 
 
+def veth_body(ifname: str, peer_ifname: str, *, peer_ns_fd: int | None = None, mtu: int | None = None,
+              mac: str | None = None, peer_mac: str | None = None, master: int | None = None,
+              up: bool = True) -> bytes:
+    """RTM_NEWLINK body for a veth pair: this end (up when `up`, enslaved to ifindex `master`), the peer
+    in `peer_ns_fd`'s namespace, created down (see the module docstring)."""
+    flags = IFF_UP if up else 0
+    peer = _IFINFO.pack(0, 0, 0, 0, 0) + _link_attrs(peer_ifname, mtu, peer_mac)
+    if peer_ns_fd is not None:
+        peer += _nla(IFLA_NET_NS_FD, _u32(peer_ns_fd))
+    linkinfo = _nla(IFLA_INFO_KIND, b"veth") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, _nla(VETH_INFO_PEER, peer))
+    body = _IFINFO.pack(0, 0, 0, flags, flags) + _link_attrs(ifname, mtu, mac)
+    if master:
+        body += _nla(IFLA_MASTER, _u32(master))
+    return body + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+
+
+def brport_body(index: int, *, hairpin: bool) -> bytes:
+    """RTM_SETLINK body (family AF_BRIDGE) setting a bridge port's hairpin mode."""
+    return _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + _nla(
+        IFLA_PROTINFO | NLA_F_NESTED, _nla(IFLA_BRPORT_MODE, struct.pack("=B", int(hairpin))))
+
+
+def message(typ: int, flags: int, seq: int, body: bytes) -> bytes:
+    """A whole netlink message: header + body."""
+    return _HDR.pack(16 + len(body), typ, flags, seq, 0) + body
+
+
 def decode_link(data: bytes | memoryview, offset: int = 0) -> dict[str, Any]:
     """An RTM_NEWLINK message as the nested dict shape pyroute2's messages answer `.get()` with (the
     fields LinuxKernel reads: index, flags, name, MTU, MAC, master, link netns id, kind, VXLAN data)."""
@@ -166,7 +193,7 @@ class FastNetlink:
         """Send one request (`body`: family header + attributes). Return the answer for a GET, None for an
         acknowledged change; raise KernelError with the kernel's errno otherwise."""
         self.seq += 1
-        self.sock.send(_HDR.pack(16 + len(body), typ, flags, self.seq, 0) + body)
+        self.sock.send(message(typ, flags, self.seq, body))
         while True:
             data = self.sock.recv(65536)
             _, mtype, _, seq, _ = _HDR.unpack_from(data)
@@ -182,7 +209,7 @@ class FastNetlink:
     def dump(self, typ: int, body: bytes, what: str) -> list[tuple[memoryview, int, int]]:
         """A dump request: (buffer, offset, length) of every answer message."""
         self.seq += 1
-        self.sock.send(_HDR.pack(16 + len(body), typ, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0) + body)
+        self.sock.send(message(typ, NLM_F_REQUEST | NLM_F_DUMP, self.seq, body))
         out: list[tuple[memoryview, int, int]] = []
         while True:
             data = memoryview(self.sock.recv(1 << 17))
@@ -233,25 +260,14 @@ class FastNetlink:
 
     def veth_add(self, ifname: str, peer_ifname: str, *, peer_ns_fd: int | None, mtu: int | None,
                  mac: str | None, peer_mac: str | None, master: int | None, up: bool, what: str = "") -> None:
-        """Both ends of a veth in one RTM_NEWLINK: this end here, the peer in `peer_ns_fd`'s namespace
-        (or here); this end up when `up` and enslaved to `master` (an ifindex) when given. The peer is
-        created down (see the module docstring)."""
-        flags = IFF_UP if up else 0
-        peer = _IFINFO.pack(0, 0, 0, 0, 0) + _link_attrs(peer_ifname, mtu, peer_mac)
-        if peer_ns_fd is not None:
-            peer += _nla(IFLA_NET_NS_FD, _u32(peer_ns_fd))
-        linkinfo = _nla(IFLA_INFO_KIND, b"veth") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, _nla(VETH_INFO_PEER, peer))
-        body = _IFINFO.pack(0, 0, 0, flags, flags) + _link_attrs(ifname, mtu, mac)
-        if master:
-            body += _nla(IFLA_MASTER, _u32(master))
-        body += _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+        """Both ends of a veth in one RTM_NEWLINK (see `veth_body`)."""
+        body = veth_body(ifname, peer_ifname, peer_ns_fd=peer_ns_fd, mtu=mtu, mac=mac, peer_mac=peer_mac,
+                         master=master, up=up)
         self.request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body, what)
 
     def brport_set(self, index: int, *, hairpin: bool, what: str = "") -> None:
         """A bridge port's hairpin mode (`bridge link set dev X hairpin on`)."""
-        body = _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + _nla(
-            IFLA_PROTINFO | NLA_F_NESTED, _nla(IFLA_BRPORT_MODE, struct.pack("=B", int(hairpin))))
-        self.request(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, body, what)
+        self.request(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, brport_body(index, hairpin=hairpin), what)
 
     # -- addresses -----------------------------------------------------------------------------------
     def addr_add(self, index: int, ip: str, prefixlen: int, what: str = "") -> None:

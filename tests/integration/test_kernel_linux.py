@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import threading
 
 import pytest
 
@@ -71,6 +72,50 @@ def test_cached_index_is_refreshed_when_a_link_is_recreated(kernel, two_ns):
     kernel.link_set(a, "v0", up=True)  # caches v0's index
     kernel.run(a, ["ip", "link", "del", "v0"])  # behind the layer's back: its cached index goes stale
     assert (a, "v0") in kernel._index
-    kernel.veth_add(a, "v0", b, "eth1")
+    kernel.run(a, ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"])
     kernel.link_set(a, "v0", mtu=1234)  # the stale index would be ENODEV; the layer looks it up again
     assert kernel.link_get(a, "v0").mtu == 1234
+
+
+def test_veth_pair_in_one_request_up_and_enslaved(kernel, two_ns):
+    a, b = two_ns
+    kernel.bridge_add(a, "br0")
+    kernel.veth_add(a, "h1", b, "eth1", mtu=1450, mac="02:00:00:00:01:01", peer_mac="02:00:00:00:01:02",
+                    master="br0")
+    host, pod = kernel.link_get(a, "h1"), kernel.link_get(b, "eth1")
+    assert (host.kind, host.master, host.up, host.mtu, host.mac) == ("veth", "br0", True, 1450, "02:00:00:00:01:01")
+    assert (pod.kind, pod.master, pod.up, pod.mtu, pod.mac) == ("veth", None, True, 1450, "02:00:00:00:01:02")
+    assert "LOWER_UP" in kernel.run(b, ["ip", "-o", "link", "show", "eth1"]).stdout  # carrier: both ends up
+    kernel.veth_add(a, "h2", b, "eth2", up=False)
+    assert not kernel.link_get(a, "h2").up and not kernel.link_get(b, "eth2").up
+    kernel.veth_add(a, "h3", a, "h4")  # both ends in one namespace
+    assert kernel.link_get(a, "h3").up and kernel.link_get(a, "h4").up
+    with pytest.raises(KernelError) as exc:
+        kernel.veth_add(a, "h1", b, "eth9")
+    assert exc.value.errno == errno.EEXIST
+    with pytest.raises(KernelError):
+        kernel.veth_add(a, "h5", b, "eth5", master="nope")
+    assert kernel.link_get(a, "h5") is None
+
+
+def test_hairpin_and_address_dump(kernel, two_ns):
+    a, b = two_ns
+    kernel.bridge_add(a, "br0")
+    kernel.link_set(a, "v0", master="br0", up=True)
+    kernel.brport_set(a, "v0", hairpin=True)
+    assert "hairpin on" in kernel.run(a, ["ip", "-d", "link", "show", "v0"]).stdout
+    kernel.brport_set(a, "v0", hairpin=False)
+    assert "hairpin off" in kernel.run(a, ["ip", "-d", "link", "show", "v0"]).stdout
+    kernel.addr_add(a, "br0", "10.66.0.1/24")
+    kernel.addr_add(a, "v0", "10.67.0.1/32")
+    assert kernel.addrs(a, "br0") == [("br0", "10.66.0.1/24")]
+    assert sorted(kernel.addrs(a)) == [("br0", "10.66.0.1/24"), ("lo", "127.0.0.1/8"), ("v0", "10.67.0.1/32")]
+
+
+def test_batch_runs_its_calls_on_the_kernel_thread(kernel, two_ns):
+    a, _ = two_ns
+
+    def work() -> tuple[str, bool]:
+        kernel.link_set(a, "v0", up=True)  # inline: a hop to the kernel thread from here would deadlock
+        return threading.current_thread().name, kernel.link_get(a, "v0").up
+    assert kernel.batch(work) == ("netsim-kernel", True)

@@ -1,0 +1,71 @@
+"""The hand-packed netlink messages of netsim.kernel.fastnl, checked against pyroute2's independent codec."""
+
+from __future__ import annotations
+
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+from netsim.kernel import fastnl
+
+
+def _decode(body: bytes, typ: int = fastnl.RTM_NEWLINK) -> ifinfmsg:
+    msg = ifinfmsg(fastnl.message(typ, fastnl.NLM_F_REQUEST, 7, body))
+    msg.decode()
+    return msg
+
+
+def test_nla_is_padded_to_four_bytes():
+    assert fastnl._nla(3, b"ab\0") == b"\x07\x00\x03\x00ab\x00\x00"
+    assert len(fastnl._nla(1, b"\x01\x02\x03\x04\x05\x06")) == 12
+
+
+def test_veth_body_nests_the_peer_as_the_kernel_expects():
+    body = fastnl.veth_body("vethA", "eth0", peer_ns_fd=42, mtu=1450, mac="02:00:00:00:00:01",
+                            peer_mac="02:00:00:00:00:02", master=9, up=True)
+    msg = _decode(body)
+    assert (msg["flags"], msg["change"]) == (fastnl.IFF_UP, fastnl.IFF_UP)
+    assert msg.get("IFLA_IFNAME") == "vethA" and msg.get("IFLA_MTU") == 1450
+    assert msg.get("IFLA_ADDRESS") == "02:00:00:00:00:01" and msg.get("IFLA_MASTER") == 9
+    info = msg.get("IFLA_LINKINFO")
+    assert info.get("IFLA_INFO_KIND") == "veth"
+    peer = info.get("IFLA_INFO_DATA").get("VETH_INFO_PEER")
+    assert (peer["flags"], peer["change"]) == (0, 0)  # the peer cannot be created up (veth_open: ENOTCONN)
+    assert peer.get("IFLA_IFNAME") == "eth0" and peer.get("IFLA_MTU") == 1450
+    assert peer.get("IFLA_ADDRESS") == "02:00:00:00:00:02" and peer.get("IFLA_NET_NS_FD") == 42
+
+
+def test_veth_body_minimal_is_down_and_without_optional_attributes():
+    msg = _decode(fastnl.veth_body("a", "b", up=False))
+    assert (msg["flags"], msg["change"]) == (0, 0)
+    assert msg.get("IFLA_MASTER") is None and msg.get("IFLA_MTU") is None
+    peer = msg.get("IFLA_LINKINFO").get("IFLA_INFO_DATA").get("VETH_INFO_PEER")
+    assert peer.get("IFLA_NET_NS_FD") is None and peer.get("IFLA_IFNAME") == "b"
+
+
+def test_brport_body_sets_hairpin_for_the_bridge_family():
+    def mode(body: bytes) -> bytes:
+        family, _, index, _, _ = fastnl._IFINFO.unpack_from(body)
+        assert (family, index) == (fastnl.AF_BRIDGE, 5)
+        length, typ = fastnl._NLA.unpack_from(body, 16)
+        assert typ == fastnl.IFLA_PROTINFO | fastnl.NLA_F_NESTED and 16 + length == len(body)
+        protinfo = fastnl._attrs(body, 16, len(body))[fastnl.IFLA_PROTINFO]
+        return bytes(fastnl._attrs(protinfo, 0, len(protinfo))[fastnl.IFLA_BRPORT_MODE])
+    assert mode(fastnl.brport_body(5, hairpin=True)) == b"\x01"
+    assert mode(fastnl.brport_body(5, hairpin=False)) == b"\x00"
+
+
+def test_decode_link_reads_what_pyroute2_encodes():
+    m = ifinfmsg()
+    m["index"], m["flags"] = 12, 1
+    m["attrs"] = [("IFLA_IFNAME", "flannel.1"), ("IFLA_MTU", 1450), ("IFLA_ADDRESS", "0a:0b:0c:0d:0e:0f"),
+                  ("IFLA_MASTER", 3), ("IFLA_LINK_NETNSID", 2),
+                  ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": [
+                      ("IFLA_VXLAN_ID", 1), ("IFLA_VXLAN_LINK", 2), ("IFLA_VXLAN_LOCAL", "172.18.0.2"),
+                      ("IFLA_VXLAN_LEARNING", 0), ("IFLA_VXLAN_PORT", 8472)]})]})]
+    m["header"]["type"] = fastnl.RTM_NEWLINK
+    m.encode()
+    d = fastnl.decode_link(bytes(m.data))
+    assert (d["index"], d["flags"], d["IFLA_IFNAME"], d["IFLA_MTU"]) == (12, 1, "flannel.1", 1450)
+    assert (d["IFLA_ADDRESS"], d["IFLA_MASTER"], d["IFLA_LINK_NETNSID"]) == ("0a:0b:0c:0d:0e:0f", 3, 2)
+    assert d["IFLA_LINKINFO"] == {"IFLA_INFO_KIND": "vxlan", "IFLA_INFO_DATA": {
+        "IFLA_VXLAN_ID": 1, "IFLA_VXLAN_LINK": 2, "IFLA_VXLAN_LOCAL": "172.18.0.2", "IFLA_VXLAN_LEARNING": 0,
+        "IFLA_VXLAN_PORT": 8472}}
