@@ -57,6 +57,22 @@ class Endpoint:
     pod: dict[str, Any] | None = None
 
 
+def resolve_spec(spec: ClusterSpec | str | Path | Mapping[str, Any] | None, name: str | None) -> ClusterSpec:
+    """What `Cluster.up` builds: the default cluster, a spec file, a Cluster document as a dict (apiVersion
+    and kind may be left out) or a ClusterSpec, renamed to `name` when given. Invalid input raises
+    SpecError naming the field."""
+    if spec is None:
+        return default_cluster(name or "demo")
+    if isinstance(spec, (str, Path)):
+        return load_cluster_file(str(spec), name_override=name)
+    if isinstance(spec, Mapping):
+        return parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", **spec}, Source("<dict>"),
+                             name_override=name)
+    if name:
+        return parse_cluster({**spec.to_dict(), "metadata": {"name": name}}, Source(spec.source))
+    return spec
+
+
 class Cluster:
     def __init__(self, name: str | None = None):
         st = lifecycle.resolve_cluster(name)
@@ -67,16 +83,12 @@ class Cluster:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     @classmethod
-    def up(cls, spec: ClusterSpec | str | Path | None = None, *, name: str | None = None,
+    def up(cls, spec: ClusterSpec | str | Path | Mapping[str, Any] | None = None, *, name: str | None = None,
            timeout: float = 60.0, daemon: bool = True) -> Cluster:
-        """Build a cluster from a ClusterSpec, a spec file or the default, start its agents, wait until ready."""
+        """Build a cluster from a ClusterSpec, a spec file, a Cluster document as a dict (apiVersion and kind
+        may be left out, as in the pytest marker) or the default; start its agents, wait until ready."""
         preflight.require_root("up")
-        if spec is None:
-            spec = default_cluster(name or "demo")
-        elif isinstance(spec, (str, Path)):
-            spec = load_cluster_file(str(spec), name_override=name)
-        elif name:
-            spec = parse_cluster({**spec.to_dict(), "metadata": {"name": name}}, Source(spec.source))
+        spec = resolve_spec(spec, name)
         preflight.require_tools()
         preflight.require_kernel_features()
         from netsim.kernel.linux import LinuxKernel
