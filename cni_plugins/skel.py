@@ -147,8 +147,12 @@ def invoke(plugin: Plugin, command: str, args: CniArgs, conf: dict[str, Any], ke
         return {}
 
     try:
-        # One command is one unit of kernel work: its dozen requests then cost no thread hand-off each.
-        return kernel.batch(run) if kernel is not None else run()
+        # An ADD is one unit of kernel work: its dozen requests then cost no thread hand-off each. DEL and
+        # GC are not batched: they delete links, which waits on the kernel for tens of milliseconds, and
+        # concurrent DELs should overlap those waits rather than queue behind each other.
+        if kernel is not None and command in ("ADD", "CHECK", "STATUS"):
+            return kernel.batch(run)
+        return run()
     except CniError:
         raise
     except KernelError as exc:

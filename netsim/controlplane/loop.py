@@ -16,6 +16,7 @@ import copy
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +39,7 @@ from netsim.store import Store, rfc3339
 Controller = Callable[[Snapshot, Context], list[Action]]
 HEARTBEAT_SECONDS = 1.0  # the kubelets' heartbeat period while a kubelet step runs long
 DRAINING = "netsimDraining"  # pod status: the kubelet saw the deletion and stops the sandbox next pass
+TEARDOWN_WORKERS = 16  # sandboxes a kubelet step tears down at once
 
 
 def _controllers() -> list[tuple[str, Controller]]:
@@ -153,6 +155,7 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
     heartbeat(now)
     last_beat = now
     events: list[Event] = []
+    teardown: list[dict[str, Any]] = []
     for pod in store.list("Pod"):
         nn = o.node_name(pod)
         if nn not in alive:
@@ -178,11 +181,9 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
                 writes += 1
                 continue
             if has_sandbox:
-                t0, started = time.monotonic(), clock.now()
-                kubelet.delete_sandbox(pod)
-                events.append(Event(started, actor, o.ref(pod), "Killing", "Stopping pod sandbox",
-                                    (time.monotonic() - t0) * 1000))
-            store.delete("Pod", o.namespace(pod), o.name(pod))
+                teardown.append(pod)  # below, together with the step's other terminated pods
+            else:
+                store.delete("Pod", o.namespace(pod), o.name(pod))
             writes += 1
             continue
         if o.is_terminal(pod):
@@ -206,9 +207,29 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
         if status != (pod.get("status") or {}):
             store.update_status("Pod", o.namespace(pod), o.name(pod), status)
             writes += 1
+    if teardown:
+        events.extend(_delete_sandboxes(kubelet, teardown, clock))
+        for pod in teardown:
+            store.delete("Pod", o.namespace(pod), o.name(pod))
     if events:
         store.append_events(e.to_record() for e in events)
     return writes
+
+
+def _delete_sandboxes(kubelet: Kubelet, pods: list[dict[str, Any]], clock: Clock) -> list[Event]:
+    """Tear down the sandboxes of terminated pods, several at a time, as real kubelets do (a pod worker per
+    pod): most of a teardown is the kernel waiting out an RCU barrier per deleted veth (~30 ms), and
+    concurrent deletions share those waits. Scaling 300 pods to zero took ~10 s one after another."""
+    def one(pod: dict[str, Any]) -> Event:
+        t0, started = time.monotonic(), clock.now()
+        kubelet.delete_sandbox(pod)
+        return Event(started, f"kubelet/{o.node_name(pod)}", o.ref(pod), "Killing", "Stopping pod sandbox",
+                     (time.monotonic() - t0) * 1000)
+    if len(pods) == 1:
+        return [one(pods[0])]
+    with ThreadPoolExecutor(max_workers=min(TEARDOWN_WORKERS, len(pods)),
+                            thread_name_prefix="netsim-teardown") as pool:
+        return list(pool.map(one, pods))
 
 
 def pending_pods(store: Store) -> list[str]:

@@ -36,7 +36,7 @@ _NLA = struct.Struct("=HH")
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 
 # rtnetlink message types (linux/rtnetlink.h)
-RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE = 24
 RTM_NEWNEIGH = 28
@@ -257,6 +257,18 @@ class FastNetlink:
         if mac is not None:
             body += _nla(IFLA_ADDRESS, _mac_bytes(mac))
         self.request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, body, what)
+
+    def link_del(self, ifname: str, what: str = "") -> bool:
+        """Delete a link by name; False when there is none. Blocks until the kernel has unregistered it
+        (an RCU barrier: tens of milliseconds)."""
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + _nla(IFLA_IFNAME, ifname.encode() + b"\0")
+        try:
+            self.request(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, body, what)
+        except KernelError as exc:
+            if exc.errno == errno.ENODEV:
+                return False
+            raise
+        return True
 
     def veth_add(self, ifname: str, peer_ifname: str, *, peer_ns_fd: int | None, mtu: int | None,
                  mac: str | None, peer_mac: str | None, master: int | None, up: bool, what: str = "") -> None:

@@ -18,7 +18,7 @@ import subprocess
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
@@ -39,6 +39,9 @@ NTF_PROXY = 0x08
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254}
 SCOPE_NAMES = {0: "global", 200: "site", 253: "link", 254: "host"}
 RTN_UNICAST, RTN_BLACKHOLE = 1, 6
+
+
+UNLINK_WORKERS = 16  # link deletions waiting for the kernel at once (see LinuxKernel.link_del)
 
 
 def _raise_nl(what: str, exc: NetlinkError) -> KernelError:
@@ -100,6 +103,7 @@ class LinuxKernel:
         self._max_fast = max(4 * max_sockets, 4096)
         self._index: dict[tuple[str, str], int] = {}
         self._tools: dict[str, str] = {}
+        self._unlinker = ThreadPoolExecutor(max_workers=UNLINK_WORKERS, thread_name_prefix="netsim-unlink")
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _do(self, fn: Callable[[], T]) -> T:
@@ -193,6 +197,7 @@ class LinuxKernel:
             for ns in set(self._socks) | set(self._fast):
                 self._drop(ns)
         self._do(_close)
+        self._unlinker.shutdown(wait=True)
         self._worker.stop()
         os.close(self._home)
 
@@ -325,17 +330,30 @@ class LinuxKernel:
         )
 
     def link_del(self, ns: str, ifname: str) -> bool:
-        def _del() -> bool:
+        # Deleting a link returns only after an RCU barrier in the kernel (netdev_run_todo, ~30 ms). The
+        # request goes out from a helper thread with its own socket in `ns`, so the kernel thread is not
+        # held for that wait and concurrent deletions (a kubelet tearing down many pods) overlap theirs.
+        self._index.pop((ns, ifname), None)
+        return self._unlinker.submit(self._unlink, ns, ifname).result()
+
+    def _unlink(self, ns: str, ifname: str) -> bool:
+        """On an unlinker thread: a throwaway socket inside `ns`, one RTM_DELLINK."""
+        try:
+            fd = netns.open_netns(ns)
+        except FileNotFoundError:
+            raise KernelError(f"{ns}: delete {ifname}: no such network namespace", errno.ENOENT) from None
+        try:
+            netns.setns(fd)
             try:
-                self._ipr(ns).link("del", ifname=ifname)
-            except NetlinkError as exc:
-                if exc.code == errno.ENODEV:
-                    return False
-                raise _raise_nl(f"{ns}: delete {ifname}", exc) from None
+                sock = FastNetlink()
             finally:
-                self._index.pop((ns, ifname), None)
-            return True
-        return self._do(_del)
+                netns.setns(self._home)
+        finally:
+            os.close(fd)
+        try:
+            return sock.link_del(ifname, what=f"{ns}: delete {ifname}")
+        finally:
+            sock.close()
 
     def links(self, ns: str) -> list[Link]:
         return self._do(lambda: [self._to_link(ns, m) for m in self._ipr(ns).get_links()])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -119,3 +120,19 @@ def test_batch_runs_its_calls_on_the_kernel_thread(kernel, two_ns):
         kernel.link_set(a, "v0", up=True)  # inline: a hop to the kernel thread from here would deadlock
         return threading.current_thread().name, kernel.link_get(a, "v0").up
     assert kernel.batch(work) == ("netsim-kernel", True)
+
+
+def test_link_del_from_many_threads_and_from_a_batch(kernel, two_ns):
+    a, b = two_ns
+    for i in range(8):
+        kernel.veth_add(a, f"d{i}", b, f"p{i}")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(lambda i: kernel.link_del(a, f"d{i}"), range(8))) == [True] * 8
+    assert not {f"d{i}" for i in range(8)} & {link.name for link in kernel.links(a)}
+    assert not {f"p{i}" for i in range(8)} & {link.name for link in kernel.links(b)}  # the peers went too
+    assert kernel.link_del(a, "d0") is False
+    kernel.veth_add(a, "d9", b, "p9")
+    assert kernel.batch(lambda: kernel.link_del(a, "d9")) is True  # the kernel thread may wait for it
+    with pytest.raises(KernelError) as exc:
+        kernel.link_del("netsim-no-such-ns", "x")
+    assert exc.value.errno == errno.ENOENT

@@ -3,6 +3,8 @@ sandbox goes."""
 
 from __future__ import annotations
 
+import threading
+
 from netsim.controlplane import objects as o
 from netsim.controlplane.loop import DRAINING, kubelet_step
 from netsim.controlplane.nodes import node_ready
@@ -50,3 +52,28 @@ def test_a_terminating_pod_keeps_its_sandbox_for_one_pass(h):
     kubelet_step(h.store, h.kubelet, h.clock)
     assert key not in h.kubelet.sandboxes and h.get("Pod", o.name(gone)) is None
     assert h.kubelet.deleted == [key]
+
+
+def test_terminated_pods_lose_their_sandboxes_together(h):
+    """Scaling down tears the sandboxes down concurrently: each deletion here waits until three are under
+    way at once, which would time out if the step made them one after another."""
+    h.add_nodes(2)
+    h.apply(deployment(replicas=3))
+    assert h.converge().converged
+    h.store.update({**h.get("Deployment", "web"), "spec": {**h.get("Deployment", "web")["spec"], "replicas": 0}})
+    h.once()
+    keys = sorted(o.key(p) for p in h.pods())
+    kubelet_step(h.store, h.kubelet, h.clock)  # draining pass
+    barrier = threading.Barrier(3, timeout=5)
+    plain = h.kubelet.delete_sandbox
+
+    def delete(pod):
+        barrier.wait()
+        plain(pod)
+
+    h.kubelet.delete_sandbox = delete
+    kubelet_step(h.store, h.kubelet, h.clock)
+    assert len(keys) == 3 and sorted(h.kubelet.deleted) == keys
+    assert h.pods() == [] and not h.kubelet.sandboxes
+    kills = [e for e in h.store.events_since(0) if e["reason"] == "Killing"]
+    assert len(kills) == 3
