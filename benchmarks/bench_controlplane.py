@@ -8,7 +8,8 @@ address, nothing else, one thread; run before and after the cluster and averaged
 machine drifts). Also the peak RSS (VmHWM) of the netsim processes involved: the cluster's daemon and this
 process (which plays the CLI's part through netsim.api). Targets: ratio <= 2, peak RSS < 500 MB.
 The control plane's own timeline (per event reason: count, first/last seconds after apply, summed
-durations) is printed with the figures. Run as root:
+durations) is printed with the figures, and the time to scale the Deployment back to zero (every pod object
+and sandbox gone; no target). Run as root:
 
     .venv/bin/python -m benchmarks.bench_controlplane [REPLICAS NODES] [--name NAME]
 
@@ -111,9 +112,18 @@ def measure_cluster(spec, replicas: int, timeout: float) -> dict:
         apply_s = time.perf_counter() - t0
         ips = {p["status"]["podIP"] for p in c.pods("default") if o.labels(p).get("app") == "bench"}
         assert len(ips) == replicas, "pod IPs are not unique"
-        return {"up_s": round(up_s, 2), "apply_to_ready_s": round(apply_s, 2), "daemon_pid": pid,
-                "daemon_idle_hwm_mb": round(idle_kb / 1024, 1), "daemon_hwm_mb": round(vm_hwm_kb(pid) / 1024, 1),
-                "timeline": timeline(c, seq0, wall0)}
+        row = {"up_s": round(up_s, 2), "apply_to_ready_s": round(apply_s, 2), "daemon_pid": pid,
+               "daemon_idle_hwm_mb": round(idle_kb / 1024, 1), "timeline": timeline(c, seq0, wall0)}
+        # The way back: scale to zero until every pod object and sandbox is gone (no target; reported).
+        t0 = time.perf_counter()
+        c.scale("Deployment", "bench", 0, timeout=timeout)
+        while c.pods("default") or netns.list_names(f"netsim-{name}-pod-"):
+            if time.perf_counter() - t0 > timeout:
+                raise SystemExit(f"pods still present {timeout:.0f}s after scaling to zero")
+            time.sleep(0.1)
+        row["scale_to_zero_s"] = round(time.perf_counter() - t0, 2)
+        row["daemon_hwm_mb"] = round(vm_hwm_kb(pid) / 1024, 1)
+        return row
     finally:
         c.close()
         k = LinuxKernel()
