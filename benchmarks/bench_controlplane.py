@@ -117,7 +117,7 @@ def measure_cluster(spec, replicas: int, timeout: float) -> dict:
         # The way back: scale to zero until every pod object and sandbox is gone (no target; reported).
         t0 = time.perf_counter()
         c.scale("Deployment", "bench", 0, timeout=timeout)
-        while c.pods("default") or netns.list_names(f"netsim-{name}-pod-"):
+        while c.pods("default") or netns.list_names(f"netsim-{name}-pod-default-"):
             if time.perf_counter() - t0 > timeout:
                 raise SystemExit(f"pods still present {timeout:.0f}s after scaling to zero")
             time.sleep(0.1)
