@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,8 +161,21 @@ class CalicoIpam:
             for ordinal, alloc in block["allocations"].items():
                 yield Allocation(str(base + int(ordinal)), cidr, alloc["handle"], dict(alloc.get("attrs") or {}))
 
+    def _matching(self, data: dict[str, Any], handle_matches: Callable[[str], bool]) -> list[Allocation]:
+        """Allocations whose handle matches; the test runs on the stored strings first, so the per-ADD and
+        per-DEL lookup does not build an address for every allocation of the cluster."""
+        out = []
+        for cidr, block in data["blocks"].items():
+            base = None
+            for ordinal, alloc in block["allocations"].items():
+                if handle_matches(alloc["handle"]):
+                    base = base or ipaddress.IPv4Network(cidr).network_address
+                    out.append(Allocation(str(base + int(ordinal)), cidr, alloc["handle"],
+                                          dict(alloc.get("attrs") or {})))
+        return out
+
     def _by_handle(self, data: dict[str, Any], handle: str) -> list[Allocation]:
-        return [a for a in self._iter(data) if a.handle == handle]
+        return self._matching(data, handle.__eq__)
 
     def allocations(self) -> list[Allocation]:
         with self._locked():
@@ -187,27 +200,26 @@ class CalicoIpam:
         """Free what `handle` holds; nothing held is fine. Blocks stay affine (as calico keeps them)."""
         with self._locked():
             data = self._load()
-            freed = self._release(data, lambda a: a.handle == handle)
+            freed = self._release(data, handle.__eq__)
             if freed:
                 self._save(data)
             return freed
 
-    def _release(self, data: dict[str, Any], match) -> list[str]:
+    def _release(self, data: dict[str, Any], handle_matches: Callable[[str], bool]) -> list[str]:
         freed = []
-        for alloc in list(self._iter(data)):
-            if match(alloc):
-                block = data["blocks"][alloc.block]
-                ordinal = int(ipaddress.IPv4Address(alloc.ip)) - int(ipaddress.IPv4Network(alloc.block).network_address)
-                del block["allocations"][str(ordinal)]
-                block["unallocated"].append(ordinal)
-                freed.append(alloc.ip)
+        for alloc in self._matching(data, handle_matches):
+            block = data["blocks"][alloc.block]
+            ordinal = int(ipaddress.IPv4Address(alloc.ip)) - int(ipaddress.IPv4Network(alloc.block).network_address)
+            del block["allocations"][str(ordinal)]
+            block["unallocated"].append(ordinal)
+            freed.append(alloc.ip)
         return freed
 
     def gc(self, keep_handles: set[str], handle_prefix: str) -> list[str]:
         """Free allocations whose handle starts with `handle_prefix` and is not in `keep_handles`."""
         with self._locked():
             data = self._load()
-            freed = self._release(data, lambda a: a.handle.startswith(handle_prefix) and a.handle not in keep_handles)
+            freed = self._release(data, lambda h: h.startswith(handle_prefix) and h not in keep_handles)
             if freed:
                 self._save(data)
             return freed
