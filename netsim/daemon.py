@@ -26,6 +26,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from netsim import naming, state
@@ -62,6 +64,7 @@ log = logging.getLogger("netsim.daemon")
 FAILED_ANNOTATION = "netsim.io/failed"
 STORE_FILE = "store.db"
 CONVERGED_FILE = "converged.json"
+DATAPLANE_WORKERS = 4  # node agents (kube-proxy, felix) syncing at once
 
 
 def store_path(cluster: str) -> str:
@@ -293,6 +296,20 @@ class ClusterKubelet:
         return True
 
 
+def per_node(pool: ThreadPoolExecutor, fn: Callable[[str], None], names: list[str]) -> None:
+    """fn(name) for every node, several at a time on `pool`; every call runs, then the first failure (in
+    `names` order) is raised."""
+    if len(names) <= 1:
+        for name in names:
+            fn(name)
+        return
+    futures = [pool.submit(fn, name) for name in names]
+    for f in futures:
+        f.exception()  # wait for all before raising any
+    for f in futures:
+        f.result()
+
+
 class Daemon:
     def __init__(self, cluster: str, *, resync: float = 1.0):
         st = state.load(cluster)
@@ -332,6 +349,11 @@ class Daemon:
         self._felix_fp: dict[str, str] = {}
         self._net_fp = ""
         self._stop = threading.Event()
+        # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
+        self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
+
+    def _per_node(self, fn: Callable[[str], None], names: list[str]) -> None:
+        per_node(self._dataplane_pool, fn, names)
 
     # -- start ---------------------------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -456,7 +478,8 @@ class Daemon:
                   [i["ip"] for i in ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
                    if i.get("ip")] for s in services}
         sps, eps = collect(typed_svcs, typed_slices, lb_ips)
-        for name in todo:
+
+        def sync(name: str) -> None:
             report = self.proxies[name].sync(sps, eps)
             self._proxy_fp[name] = fp
             c = report.counts
@@ -464,6 +487,7 @@ class Daemon:
                         f"{'full' if report.full else 'partial'} sync: {c.service_ports} service ports, "
                         f"{c.nat_rules} nat rules, {report.payload_bytes} bytes", actor=f"kube-proxy/{name}",
                         ms=report.ms)
+        self._per_node(sync, todo)
 
     def _sync_announcements(self) -> None:
         """LoadBalancer ingress IPs and externalIPs are made reachable from outside, as MetalLB's L2 mode
@@ -536,18 +560,23 @@ class Daemon:
         fp = _fingerprint([(n.name, n.labels) for n in namespaces],
                           [(p.namespace, p.name, p.labels, p.ip, p.node, p.ports) for p in pods],
                           [x.to_dict() for x in policies])
-        for name, agent in self.felix.items():
+        todo = {}
+        for name in self.felix:
             if not self.kubelet.node_alive(name):
                 continue
             endpoints = self.network.endpoints(name)
             node_fp = _fingerprint(fp, [(e.namespace, e.name, e.ip, e.iface) for e in endpoints])
-            if self._felix_fp.get(name) == node_fp:
-                continue
-            report = agent.sync(endpoints, namespaces, pods, policies)
+            if self._felix_fp.get(name) != node_fp:
+                todo[name] = (endpoints, node_fp)
+
+        def sync(name: str) -> None:
+            endpoints, node_fp = todo[name]
+            report = self.felix[name].sync(endpoints, namespaces, pods, policies)
             self._felix_fp[name] = node_fp
             self._event(f"node/{name}", "PolicySynced", f"{report.endpoints} endpoints, {report.policies} "
                         f"policies, {report.chains} chains, {report.ipsets} ipsets", actor=f"felix/{name}",
                         ms=report.ms)
+        self._per_node(sync, list(todo))
 
     def _sync_pod_network(self) -> None:
         """calico: IPAM gives a node another /26 when its first is full (and may borrow addresses from other
@@ -637,6 +666,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         d.workload.stop()
         d.dns.stop()
+        d._dataplane_pool.shutdown(wait=True)
         log.info("daemon stopped")
 
 
