@@ -339,17 +339,13 @@ class LinuxKernel:
     def _unlink(self, ns: str, ifname: str) -> bool:
         """On an unlinker thread: a throwaway socket inside `ns`, one RTM_DELLINK."""
         try:
-            fd = netns.open_netns(ns)
+            self._enter(ns)  # this thread's namespace only
         except FileNotFoundError:
             raise KernelError(f"{ns}: delete {ifname}: no such network namespace", errno.ENOENT) from None
         try:
-            netns.setns(fd)
-            try:
-                sock = FastNetlink()
-            finally:
-                netns.setns(self._home)
+            sock = FastNetlink()
         finally:
-            os.close(fd)
+            self._leave()
         try:
             return sock.link_del(ifname, what=f"{ns}: delete {ifname}")
         finally:
@@ -426,20 +422,27 @@ class LinuxKernel:
     def route_add(self, ns: str, route: Route) -> None:
         self._do(lambda: self._route_fast(ns, route, replace=False))
 
-    def route_del(self, ns: str, route: Route) -> bool:
+    def _delete(self, what: str, op: Callable[[], Any]) -> bool:
+        """Run a pyroute2 delete on the kernel thread: True when something went, False when it was not
+        there (ENOENT / ESRCH), KernelError otherwise."""
         def _del() -> bool:
+            try:
+                op()
+            except NetlinkError as exc:
+                if exc.code in (errno.ENOENT, errno.ESRCH):
+                    return False
+                raise _raise_nl(what, exc) from None
+            return True
+        return self._do(_del)
+
+    def route_del(self, ns: str, route: Route) -> bool:
+        def _op() -> None:
             try:
                 kw = self._route_kw(ns, route)
             except KernelError:
                 kw = {"dst": route.dst}
-            try:
-                self._ipr(ns).route("del", **kw)
-            except NetlinkError as exc:
-                if exc.code in (errno.ESRCH, errno.ENOENT):
-                    return False
-                raise _raise_nl(f"{ns}: delete route {route}", exc) from None
-            return True
-        return self._do(_del)
+            self._ipr(ns).route("del", **kw)
+        return self._delete(f"{ns}: delete route {route}", _op)
 
     @staticmethod
     def _name_of(ipr: IPRoute, index: int) -> str | None:
@@ -483,15 +486,8 @@ class LinuxKernel:
         self._do(_replace)
 
     def neigh_del(self, ns: str, ifname: str, ip: str) -> bool:
-        def _del() -> bool:
-            try:
-                self._with_idx(ns, ifname, lambda i: self._ipr(ns).neigh("del", dst=ip, ifindex=i))
-            except NetlinkError as exc:
-                if exc.code in (errno.ENOENT, errno.ESRCH):
-                    return False
-                raise _raise_nl(f"{ns}: delete neighbour {ip} on {ifname}", exc) from None
-            return True
-        return self._do(_del)
+        return self._delete(f"{ns}: delete neighbour {ip} on {ifname}", lambda: self._with_idx(
+            ns, ifname, lambda i: self._ipr(ns).neigh("del", dst=ip, ifindex=i)))
 
     def neighs(self, ns: str, ifname: str | None = None) -> list[Neigh]:
         def _list() -> list[Neigh]:
@@ -521,16 +517,8 @@ class LinuxKernel:
         self._do(_add)
 
     def neigh_proxy_del(self, ns: str, ifname: str, ip: str) -> bool:
-        def _del() -> bool:
-            try:
-                self._with_idx(ns, ifname, lambda i: self._ipr(ns).neigh(
-                    "del", dst=ip, ifindex=i, flags=NTF_PROXY))
-            except NetlinkError as exc:
-                if exc.code in (errno.ENOENT, errno.ESRCH):
-                    return False
-                raise _raise_nl(f"{ns}: delete proxy neighbour {ip} on {ifname}", exc) from None
-            return True
-        return self._do(_del)
+        return self._delete(f"{ns}: delete proxy neighbour {ip} on {ifname}", lambda: self._with_idx(
+            ns, ifname, lambda i: self._ipr(ns).neigh("del", dst=ip, ifindex=i, flags=NTF_PROXY)))
 
     def fdb_replace(self, ns: str, ifname: str, mac: str, dst: str, *, permanent: bool = True) -> None:
         state = (NUD_PERMANENT if permanent else 0x02) | NUD_NOARP
@@ -544,16 +532,8 @@ class LinuxKernel:
         self._do(_replace)
 
     def fdb_del(self, ns: str, ifname: str, mac: str, dst: str) -> bool:
-        def _del() -> bool:
-            try:
-                self._with_idx(ns, ifname, lambda i: self._ipr(ns).fdb(
-                    "del", ifindex=i, lladdr=mac, dst=dst))
-            except NetlinkError as exc:
-                if exc.code in (errno.ENOENT, errno.ESRCH):
-                    return False
-                raise _raise_nl(f"{ns}: delete fdb {mac} on {ifname}", exc) from None
-            return True
-        return self._do(_del)
+        return self._delete(f"{ns}: delete fdb {mac} on {ifname}", lambda: self._with_idx(
+            ns, ifname, lambda i: self._ipr(ns).fdb("del", ifindex=i, lladdr=mac, dst=dst)))
 
     def fdbs(self, ns: str, ifname: str) -> list[Fdb]:
         def _list() -> list[Fdb]:

@@ -136,3 +136,18 @@ def test_link_del_from_many_threads_and_from_a_batch(kernel, two_ns):
     with pytest.raises(KernelError) as exc:
         kernel.link_del("netsim-no-such-ns", "x")
     assert exc.value.errno == errno.ENOENT
+
+
+def test_deletes_say_whether_something_went(kernel, two_ns):
+    a, b = two_ns
+    kernel.neigh_replace(b, "eth0", "10.77.0.9", "02:00:00:00:00:09")
+    assert kernel.neigh_del(b, "eth0", "10.77.0.9") is True
+    assert kernel.neigh_del(b, "eth0", "10.77.0.9") is False
+    kernel.neigh_proxy_add(b, "eth0", "10.77.0.10")
+    assert kernel.neigh_proxy_del(b, "eth0", "10.77.0.10") is True
+    assert kernel.neigh_proxy_del(b, "eth0", "10.77.0.10") is False
+    route = Route(dst="10.55.0.0/16", dev="eth0", scope="link")
+    kernel.route_replace(b, route)
+    assert kernel.route_del(b, route) is True
+    assert kernel.route_del(b, route) is False
+    assert kernel.fdb_del(a, "v0", "02:00:00:00:00:77", "172.16.0.9") is False
