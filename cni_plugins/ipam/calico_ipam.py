@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,12 +155,6 @@ class CalicoIpam:
             return cidr
 
     # -- queries -----------------------------------------------------------------------------------
-    def _iter(self, data: dict[str, Any]) -> Iterator[Allocation]:
-        for cidr, block in data["blocks"].items():
-            base = ipaddress.IPv4Network(cidr).network_address
-            for ordinal, alloc in block["allocations"].items():
-                yield Allocation(str(base + int(ordinal)), cidr, alloc["handle"], dict(alloc.get("attrs") or {}))
-
     def _matching(self, data: dict[str, Any], handle_matches: Callable[[str], bool]) -> list[Allocation]:
         """Allocations whose handle matches; the test runs on the stored strings first, so the per-ADD and
         per-DEL lookup does not build an address for every allocation of the cluster."""
@@ -179,7 +173,7 @@ class CalicoIpam:
 
     def allocations(self) -> list[Allocation]:
         with self._locked():
-            return sorted(self._iter(self._load()), key=lambda a: ipaddress.IPv4Address(a.ip))
+            return sorted(self._matching(self._load(), lambda _: True), key=lambda a: ipaddress.IPv4Address(a.ip))
 
     def by_handle(self, handle: str) -> list[Allocation]:
         with self._locked():

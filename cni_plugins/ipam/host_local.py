@@ -173,9 +173,7 @@ class Store:
         except FileNotFoundError:
             return
         try:
-            for name in os.listdir(dfd):
-                if not name[:1].isdigit():
-                    continue
+            for name in self._ip_names():
                 try:
                     fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
                 except FileNotFoundError:
