@@ -26,7 +26,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,6 +45,7 @@ from netsim.dns.resolvconf import (
 )
 from netsim.dns.server import DnsServer, SnapshotHolder
 from netsim.dns.source import snapshot_from_store
+from netsim.fanout import fan_out
 from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
@@ -296,20 +296,6 @@ class ClusterKubelet:
         return True
 
 
-def per_node(pool: ThreadPoolExecutor, fn: Callable[[str], None], names: list[str]) -> None:
-    """fn(name) for every node, several at a time on `pool`; every call runs, then the first failure (in
-    `names` order) is raised."""
-    if len(names) <= 1:
-        for name in names:
-            fn(name)
-        return
-    futures = [pool.submit(fn, name) for name in names]
-    for f in futures:
-        f.exception()  # wait for all before raising any
-    for f in futures:
-        f.result()
-
-
 class Daemon:
     def __init__(self, cluster: str, *, resync: float = 1.0):
         st = state.load(cluster)
@@ -351,9 +337,6 @@ class Daemon:
         self._stop = threading.Event()
         # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
         self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
-
-    def _per_node(self, fn: Callable[[str], None], names: list[str]) -> None:
-        per_node(self._dataplane_pool, fn, names)
 
     # -- start ---------------------------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -487,7 +470,7 @@ class Daemon:
                         f"{'full' if report.full else 'partial'} sync: {c.service_ports} service ports, "
                         f"{c.nat_rules} nat rules, {report.payload_bytes} bytes", actor=f"kube-proxy/{name}",
                         ms=report.ms)
-        self._per_node(sync, todo)
+        fan_out(self._dataplane_pool, sync, todo)
 
     def _sync_announcements(self) -> None:
         """LoadBalancer ingress IPs and externalIPs are made reachable from outside, as MetalLB's L2 mode
@@ -576,7 +559,7 @@ class Daemon:
             self._event(f"node/{name}", "PolicySynced", f"{report.endpoints} endpoints, {report.policies} "
                         f"policies, {report.chains} chains, {report.ipsets} ipsets", actor=f"felix/{name}",
                         ms=report.ms)
-        self._per_node(sync, list(todo))
+        fan_out(self._dataplane_pool, sync, list(todo))
 
     def _sync_pod_network(self) -> None:
         """calico: IPAM gives a node another /26 when its first is full (and may borrow addresses from other

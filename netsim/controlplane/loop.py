@@ -34,6 +34,7 @@ from netsim.controlplane.nodes import (
 from netsim.controlplane.replicaset import reconcile_replicasets
 from netsim.controlplane.scheduler import reconcile_scheduler
 from netsim.controlplane.state import Action, Config, Context, Snapshot, apply_actions
+from netsim.fanout import fan_out
 from netsim.store import Store, rfc3339
 
 Controller = Callable[[Snapshot, Context], list[Action]]
@@ -225,11 +226,18 @@ def _delete_sandboxes(kubelet: Kubelet, pods: list[dict[str, Any]], clock: Clock
         kubelet.delete_sandbox(pod)
         return Event(started, f"kubelet/{o.node_name(pod)}", o.ref(pod), "Killing", "Stopping pod sandbox",
                      (time.monotonic() - t0) * 1000)
-    if len(pods) == 1:
-        return [one(pods[0])]
-    with ThreadPoolExecutor(max_workers=min(TEARDOWN_WORKERS, len(pods)),
-                            thread_name_prefix="netsim-teardown") as pool:
-        return list(pool.map(one, pods))
+    return fan_out(_teardown_pool(), one, pods)
+
+
+_TEARDOWN_POOL: ThreadPoolExecutor | None = None
+
+
+def _teardown_pool() -> ThreadPoolExecutor:
+    """One pool per process; its threads start on first use."""
+    global _TEARDOWN_POOL
+    if _TEARDOWN_POOL is None:
+        _TEARDOWN_POOL = ThreadPoolExecutor(max_workers=TEARDOWN_WORKERS, thread_name_prefix="netsim-teardown")
+    return _TEARDOWN_POOL
 
 
 def pending_pods(store: Store) -> list[str]:

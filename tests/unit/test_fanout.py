@@ -1,4 +1,4 @@
-"""The daemon's per-node fan-out for data-plane syncs (no root: plain functions on a thread pool)."""
+"""fan_out: pod teardown and per-node data-plane syncs side by side (no root: plain functions on a pool)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from netsim.daemon import per_node
+from netsim.fanout import fan_out
 
 
 def test_nodes_sync_side_by_side():
@@ -19,7 +19,7 @@ def test_nodes_sync_side_by_side():
         done.append(name)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        per_node(pool, sync, ["a", "b", "c"])
+        assert fan_out(pool, sync, ["a", "b", "c"]) == [None, None, None]
     assert sorted(done) == ["a", "b", "c"]
 
 
@@ -32,11 +32,15 @@ def test_every_node_runs_before_the_first_failure_is_raised():
         done.append(name)
 
     with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(RuntimeError, match="sync of b failed"):
-        per_node(pool, sync, ["a", "b", "c", "d"])
+        fan_out(pool, sync, ["a", "b", "c", "d"])
     assert sorted(done) == ["a", "d"]
 
 
 def test_one_node_runs_inline():
-    seen = []
-    per_node(None, lambda n: seen.append((n, threading.current_thread().name)), ["x"])  # type: ignore[arg-type]
-    assert seen == [("x", threading.current_thread().name)]
+    assert fan_out(None, lambda n: (n, threading.current_thread().name), ["x"]) == [  # type: ignore[arg-type]
+        ("x", threading.current_thread().name)]
+
+
+def test_results_come_in_item_order():
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert fan_out(pool, lambda i: i * i, list(range(10))) == [i * i for i in range(10)]
