@@ -72,6 +72,13 @@ def _nla(typ: int, payload: bytes) -> bytes:
     return _NLA.pack(length, typ) + payload + b"\0" * (-length & 3)
 
 
+def _raise_error(data: bytes | memoryview, offset: int, what: str) -> None:
+    """An NLMSG_ERROR message at `offset`: raise KernelError with its errno unless it is an ack (0)."""
+    code = -struct.unpack_from("=i", data, offset + 16)[0]
+    if code:
+        raise KernelError(f"{what}: {os.strerror(code)}", code)
+
+
 def _u32(v: int) -> bytes:
     return struct.pack("=I", v)
 
@@ -200,9 +207,7 @@ class FastNetlink:
             if seq != self.seq:
                 continue  # a stale answer to an earlier request that failed half-way
             if mtype == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", data, 16)[0]
-                if code:
-                    raise KernelError(f"{what}: {os.strerror(code)}", code)
+                _raise_error(data, 0, what)
                 return None
             return memoryview(data)
 
@@ -222,9 +227,7 @@ class FastNetlink:
                     if mtype == NLMSG_DONE:
                         return out
                     if mtype == NLMSG_ERROR:
-                        code = -struct.unpack_from("=i", data, off + 16)[0]
-                        if code:
-                            raise KernelError(f"{what}: {os.strerror(code)}", code)
+                        _raise_error(data, off, what)
                         return out
                     out.append((data, off, length))
                 off += (length + 3) & ~3
