@@ -537,7 +537,7 @@ class Cluster:
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP", *, probe: bool = True) -> str:
         """The model's verdict with every policy and rule that contributed, and what the kernel does."""
         from netsim.policy.model import ExternalEndpoint, NodeEndpoint, PodInfo
-        from netsim.policy.verify import model_from_store
+        from netsim.policy.verify import model_from_store, service_backends
         model = model_from_store(self.store)
         by_key = {p.key: p for p in model.pods}
 
@@ -557,18 +557,12 @@ class Cluster:
         if dst.startswith("svc/"):
             _, ns, name = dst.split("/", 2)
             svc = self.service(ns, name)
-            sport = next((p for p in svc["spec"].get("ports", []) if p["port"] == port), None)
-            if sport is None:
-                raise UsageError(f"Service {ns}/{name} has no port {port}")
-            selector = svc["spec"].get("selector") or {}
-            backends = [p for p in model.pods if p.namespace == ns and selector
-                        and all(p.labels.get(k) == v for k, v in selector.items())]
+            if not any(int(p["port"]) == port and p.get("protocol", "TCP") == protocol
+                       for p in svc["spec"].get("ports") or []):
+                raise UsageError(f"Service {ns}/{name} has no port {port}/{protocol}")
+            backends = service_backends(model, svc, port, protocol)
             lines.append(f"{dst}:{port} -> {len(backends)} endpoint(s); policy is judged after DNAT, per endpoint")
-            tp = sport.get("targetPort", port)
-            for b in backends:
-                bport = tp if isinstance(tp, int) else next((pp[1] for pp in b.ports if pp[0] == tp), None)
-                if bport is not None:
-                    targets.append((b.key, b.ip, bport))
+            targets.extend((b.key, b.ip, bport) for b, bport in backends)
         else:
             d = endpoint(dst)
             targets.append((dst, getattr(d, "ip", dst), port))

@@ -126,3 +126,28 @@ def build_cells(model: PolicyModel, pods: Mapping[str, PodInfo], results: Iterab
         v = model.verdict(src, dst, p.port, p.protocol)
         cells.append(Cell(p.source, p.to or "", p.port, p.protocol, v.allowed, r.connected, r.outcome, v))
     return cells
+
+
+def service_backends(model: PolicyModel, svc: Mapping[str, Any], port: int,
+                     protocol: str = "TCP") -> list[tuple[PodInfo, int]]:
+    """The pods behind Service port `port`/`protocol` as (pod, target port), the way the EndpointSlice
+    controller picks them: the Service's selector over pods of its namespace, and a named targetPort looked
+    up per pod among its container ports with the same name and protocol (kubernetes
+    pkg/api/v1/pod/util.go FindPort, as netsim.controlplane.endpointslice.resolve_target_port); a pod
+    without that port is no endpoint of it. A Service without a selector has no pods here."""
+    spec = svc.get("spec") or {}
+    sport = next((p for p in spec.get("ports") or []
+                  if int(p["port"]) == port and p.get("protocol", "TCP") == protocol), None)
+    selector = spec.get("selector") or {}
+    if sport is None or not selector:
+        return []
+    ns = (svc.get("metadata") or {}).get("namespace") or "default"
+    target = sport.get("targetPort", sport["port"])
+    out = []
+    for pod in model.pods:
+        if pod.namespace != ns or any(pod.labels.get(k) != v for k, v in selector.items()):
+            continue
+        tport = target if isinstance(target, int) else pod.named_port(target, protocol)
+        if tport is not None:
+            out.append((pod, int(tport)))
+    return out
