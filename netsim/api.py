@@ -25,6 +25,7 @@ from netsim import daemonctl, lifecycle, naming, preflight, state
 from netsim.controlplane import objects as o
 from netsim.controlplane import rollout as ro
 from netsim.controlplane.admission import admit
+from netsim.controlplane.deletion import Target, delete_objects
 from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file, parse_cluster
 from netsim.model.errors import Source, UsageError
@@ -195,13 +196,23 @@ class Cluster:
         return out
 
     def delete(self, kind: str, name: str, namespace: str | None = "default", *, wait: bool = True,
-               timeout: float = 120.0) -> None:
-        try:
-            self.store.delete(kind, None if kind in ("Namespace", "Node") else namespace, name)
-        except StoreError as exc:
-            raise UsageError(f"{kind} {namespace}/{name}: {exc}") from None
+               timeout: float = 120.0, grace_period: int | None = None, force: bool = False) -> None:
+        """Delete one object as `netsim delete` does (pods through the kubelet's termination)."""
+        ns = None if kind in ("Namespace", "Node") else namespace
+        self.delete_objects([Target(kind, ns, name)], grace_period=grace_period, force=force, wait=wait,
+                            timeout=timeout)
+
+    def delete_objects(self, targets: Sequence[Target], *, grace_period: int | None = None, force: bool = False,
+                       ignore_not_found: bool = False, wait: bool = True, timeout: float = 120.0) -> list[str]:
+        """Delete all `targets` or none (UsageError naming the missing one); pods bound to a node are
+        marked for deletion and removed by their kubelet once the sandbox is gone (see
+        netsim.controlplane.deletion). With `wait`, returns after the cluster converged."""
+        import time
+        lines = delete_objects(self.store, targets, time.time(), grace_period=grace_period, force=force,
+                               ignore_not_found=ignore_not_found)
         if wait:
             self.wait_converged(timeout)
+        return lines
 
     def get(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         return self.store.list(kind, namespace)

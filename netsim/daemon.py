@@ -212,17 +212,26 @@ class ClusterKubelet:
         return kubelet.node.ip
 
     def delete_sandbox(self, pod: dict[str, Any]) -> None:
-        self.workload.unserve(o.key(pod))  # open sockets would keep the namespace alive
         node = o.node_name(pod)
         if self.host_network(pod):
+            self.workload.unserve(o.key(pod))
             if node in self.kubelets:
                 self.kubelets[node].stop_containers(o.namespace(pod) or "default", o.name(pod))
             return
-        ns, name = o.namespace(pod) or "default", o.name(pod)
-        netns = naming.pod_ns(self.spec.name, ns, name)
+        self.teardown(node or "", o.namespace(pod) or "default", o.name(pod))
+
+    def teardown(self, node: str, namespace: str, name: str) -> None:
+        """Everything a pod's sandbox holds, in the order that frees its namespace: the sockets bound in it
+        (workload ports, CoreDNS's port 53: an open socket keeps a deleted namespace alive), the container
+        processes, CNI DEL and the netns, then its /etc/netns entry. Used for deleted pods and for
+        sandboxes found without a pod alike (the kubelet's garbage collection of orphan sandboxes)."""
+        self.workload.unserve(f"{namespace}/{name}")
+        kubelet = self.kubelets.get(node)
+        sb = kubelet.sandbox(namespace, name) if kubelet else None
+        netns = sb.netns if sb else naming.pod_ns(self.spec.name, namespace, name)
         self.dns.unserve(netns)
-        if node in self.kubelets:
-            self.kubelets[node].stop_sandbox(ns, name)
+        if kubelet is not None:
+            kubelet.stop_sandbox(namespace, name)
         remove_resolv_conf(netns)
 
     def pod_state(self, pod: dict[str, Any]) -> PodState:
@@ -411,8 +420,7 @@ class Daemon:
             for key, sb in kubelet.sandboxes().items():
                 pod = by_key.get(key)
                 if pod is None or (o.uid(pod) and o.uid(pod) != sb.uid):
-                    self.workload.unserve(key)
-                    kubelet.stop_sandbox(sb.namespace, sb.name)
+                    self.kubelet.teardown(name, sb.namespace, sb.name)
 
     def _update_container_statuses(self) -> None:
         for pod in self.store.list("Pod"):

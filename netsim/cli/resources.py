@@ -17,10 +17,11 @@ from netsim.cli.common import cluster_option, emit, handle_errors
 from netsim.cli.printers import render_table, table
 from netsim.controlplane import events as ev
 from netsim.controlplane import rollout as ro
+from netsim.controlplane.deletion import Target
 from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source, UsageError
-from netsim.model.loader import load_documents
+from netsim.model.loader import load_documents, load_sourced
 from netsim.model.registry import kind_alias, kind_info
 from netsim.store import StoreError
 
@@ -79,31 +80,35 @@ def apply(files: tuple[str, ...], cluster: str | None, wait: bool, timeout: floa
 @click.argument("names", nargs=-1)
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
 @click.option("-n", "--namespace", default="default")
+@click.option("--grace-period", type=int, default=-1, show_default=True,
+              help="Seconds a pod is given to terminate (-1: its own; 0 only with --force).")
+@click.option("--force", is_flag=True, help="With --grace-period=0: remove pods from the store at once.")
+@click.option("--ignore-not-found", is_flag=True, help="Absent objects are not an error.")
 @cluster_option
 @wait_option
 @timeout_option
 @handle_errors
-def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], namespace: str, cluster: str | None,
-           wait: bool, timeout: float) -> None:
-    """Delete objects by manifest (-f) or by KIND NAME..."""
-    st = lifecycle.resolve_cluster(cluster)
-    store = open_store(st.name)
-    targets: list[tuple[str, str | None, str]] = []
+def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], namespace: str, grace_period: int,
+           force: bool, ignore_not_found: bool, cluster: str | None, wait: bool, timeout: float) -> None:
+    """Delete objects by manifest (-f) or by KIND NAME...: all of them or none. Pods terminate first (the
+    kubelet tears their sandbox down), as in Kubernetes."""
+    targets: list[Target] = []
     if files:
-        for x in load_documents(list(files), stdin=sys.stdin):
-            targets.append((x.kind, x.meta.namespace, x.meta.name))
+        for src, x in load_sourced(list(files), stdin=sys.stdin):
+            ns = (x.meta.namespace or namespace) if _namespaced(x.kind) else None
+            targets.append(Target(x.kind, ns, x.meta.name, src))
     elif kind and names:
         k = _kind(kind)
-        targets = [(k, namespace if _namespaced(k) else None, n) for n in names]
+        targets = [Target(k, namespace if _namespaced(k) else None, n) for n in names]
     else:
         raise UsageError("say what to delete: -f FILE, or KIND NAME")
-    for k, ns, name in targets:
-        try:
-            store.delete(k, ns, name)
-            click.echo(f"{k.lower()}/{name} deleted")
-        except StoreError as exc:
-            raise UsageError(f"{k} {ns + '/' if ns else ''}{name}: {exc}") from None
-    _wait(st.name, store.current_rv(), wait, timeout)
+    c = Cluster(cluster)
+    try:
+        for line in c.delete_objects(targets, grace_period=grace_period, force=force,
+                                     ignore_not_found=ignore_not_found, wait=wait, timeout=timeout):
+            click.echo(line)
+    finally:
+        c.close()
 
 
 def _endpoints_by_service(store) -> dict[str, list[str]]:

@@ -207,6 +207,12 @@ def manifest_files(path: Path) -> list[Path]:
 
 def load_documents(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | None = None) -> list[Any]:
     """Load manifests from files, directories (recursive) and "-" (stdin); all or nothing (SpecErrors)."""
+    return [obj for _, obj in load_sourced(paths, stdin=stdin)]
+
+
+def load_sourced(paths: str | Path | Iterable[str | Path], *,
+                 stdin: TextIO | None = None) -> list[tuple[Source, Any]]:
+    """`load_documents`, each object with where it came from (for errors found later, e.g. by `delete -f`)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     errors: list[SpecError] = []
@@ -238,4 +244,4 @@ def load_documents(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | 
     errors.extend(parse_errors)
     if errors:
         raise SpecErrors(_input_order(errors, order))
-    return [obj for _, obj in parsed]
+    return parsed

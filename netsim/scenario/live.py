@@ -11,6 +11,7 @@ from typing import Any
 from netsim import lifecycle
 from netsim.api import Cluster
 from netsim.controlplane import objects as o
+from netsim.controlplane.deletion import Target
 from netsim.daemonctl import DaemonError
 from netsim.kernel.linux import LinuxKernel
 from netsim.model.cluster import ClusterSpec
@@ -59,8 +60,7 @@ class LiveClusterAPI:
         self.c.apply([x.to_dict() if hasattr(x, "to_dict") else x for x in objects], wait=False)
 
     def delete(self, refs: Sequence[ObjectRef]) -> None:
-        for r in refs:
-            self.c.delete(r.kind, r.name, r.namespace, wait=False)
+        self.c.delete_objects([Target(r.kind, r.namespace, r.name) for r in refs], wait=False)
 
     def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
         self.c.scale(kind, name, replicas, namespace, wait=False)

@@ -1,0 +1,85 @@
+"""Deleting objects as the API server does: pods through graceful termination, all targets or none.
+
+A pod bound to a node is not removed from the store by a delete: the API server only sets
+`deletionTimestamp` and `deletionGracePeriodSeconds` (k8s registry/core/pod/strategy.go,
+podStrategyWithoutGraceful.CheckGracefulDelete / the generic registry's BeforeDelete), and the kubelet
+removes it after tearing the sandbox down (CNI DEL, the netns, its /etc/netns entry, the DNS and workload
+sockets bound in it). An unbound pod, a pod that already finished (Succeeded/Failed) or a delete with grace
+period 0 is removed at once (the same CheckGracefulDelete); the kubelet then finds the sandbox without a pod
+and removes it as its garbage collection does. Other kinds are removed at once; what they own goes through
+the garbage collector (pods again through termination).
+
+kubectl's flags (k8s kubectl pkg/cmd/delete/delete.go, DeleteOptions.Complete): `--grace-period=0` without
+`--force` becomes 1 (graceful, "to prevent accidental data loss"); `--force` without a grace period means 0.
+
+`delete_objects` checks every target first and deletes in one store transaction: all or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from netsim.controlplane import objects as o
+from netsim.model.errors import Source, UsageError
+from netsim.store import CLUSTER_SCOPED, Store, rfc3339
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    namespace: str | None
+    name: str
+    source: Source | None = None  # the manifest it came from (`delete -f`), for the error message
+
+    def describe(self) -> str:
+        ns = "" if self.kind in CLUSTER_SCOPED else f"{self.namespace or 'default'}/"
+        where = f"{self.source.describe()}: " if self.source else ""
+        return f"{where}{self.kind} {ns}{self.name}"
+
+
+def effective_grace(grace_period: int | None, force: bool) -> int | None:
+    """kubectl's reading of --grace-period/--force; None: the pod's own terminationGracePeriodSeconds."""
+    if grace_period is not None and grace_period < 0:
+        grace_period = None
+    if force and grace_period is None:
+        return 0
+    if grace_period == 0 and not force:
+        return 1
+    return grace_period
+
+
+def delete_objects(store: Store, targets: Sequence[Target], now: float, *, grace_period: int | None = None,
+                   force: bool = False, ignore_not_found: bool = False) -> list[str]:
+    """Delete `targets` in one transaction (UsageError naming the first missing one, nothing deleted).
+    Returns kubectl-style lines. `grace_period` as `effective_grace` gives it."""
+    grace = effective_grace(grace_period, force)
+    lines: list[str] = []
+    with store.transaction() as tx:
+        found = []
+        for t in targets:
+            ns = None if t.kind in CLUSTER_SCOPED else (t.namespace or "default")
+            cur = tx.get(t.kind, ns, t.name)
+            if cur is None:
+                if ignore_not_found:
+                    continue
+                raise UsageError(f"{t.describe()}: not found; nothing was deleted")
+            found.append(cur)
+        for cur in found:
+            kind, ns, name = cur["kind"], o.namespace(cur), o.name(cur)
+            if kind == "Pod" and _graceful(cur, grace):
+                if not o.is_terminating(cur):
+                    md = cur["metadata"]
+                    md["deletionTimestamp"] = rfc3339(now)
+                    md["deletionGracePeriodSeconds"] = grace if grace is not None else int(
+                        (cur.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+                    tx.update(cur)
+            else:
+                tx.delete(kind, ns, name)
+            lines.append(f"{kind.lower()}/{name} deleted")
+    return lines
+
+
+def _graceful(pod: dict, grace: int | None) -> bool:
+    """Whether the pod goes through the kubelet (CheckGracefulDelete): bound, still running, grace > 0."""
+    return bool(o.node_name(pod)) and not o.is_terminal(pod) and grace != 0
