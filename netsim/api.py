@@ -29,6 +29,7 @@ from netsim.controlplane.deletion import Target, delete_objects
 from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file, parse_cluster
 from netsim.model.errors import Source, UsageError
+from netsim.model.limits import MAX_REPLICAS
 from netsim.model.loader import load_documents, parse_documents
 from netsim.probe.engine import Probe, ProbeResult, run_probes
 from netsim.scenario.selectors import (
@@ -72,6 +73,26 @@ def resolve_spec(spec: ClusterSpec | str | Path | Mapping[str, Any] | None, name
     if name:
         return parse_cluster({**spec.to_dict(), "metadata": {"name": name}}, Source(spec.source))
     return spec
+
+
+# Kinds served with a /scale subresource (apps/v1 Deployment, ReplicaSet, StatefulSet; netsim has no
+# ReplicationController). kubectl scale asks the API server for <resource>/scale, which answers 404 for
+# any other kind.
+SCALABLE_KINDS = ("Deployment", "ReplicaSet", "StatefulSet")
+
+
+def check_scale(kind: str, replicas: int) -> None:
+    """Refuse what kubectl scale and the API server refuse, before anything is written (UsageError, exit 2):
+    a negative count (kubectl scale.go Validate), a kind without a scale subresource (the server's 404), a
+    count over netsim's bound (the model's spec.replicas maximum)."""
+    if replicas < 0:
+        raise UsageError("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0")
+    if kind not in SCALABLE_KINDS:
+        raise UsageError(f"Error from server (NotFound): the server could not find the requested resource "
+                         f"({kind} has no scale subresource; only {', '.join(SCALABLE_KINDS)} can be scaled)")
+    if replicas > MAX_REPLICAS:
+        raise UsageError(f"--replicas {replicas}: spec.replicas must be at most {MAX_REPLICAS} (netsim's bound: "
+                         "every replica is a network namespace on this host)")
 
 
 class Cluster:
@@ -222,6 +243,7 @@ class Cluster:
 
     def scale(self, kind: str, name: str, replicas: int, namespace: str = "default", *, wait: bool = True,
               timeout: float = 120.0) -> None:
+        check_scale(kind, replicas)
         obj = self.store.get(kind, namespace, name)
         if obj is None:
             raise UsageError(f"{kind} {namespace}/{name} not found")

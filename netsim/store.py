@@ -5,6 +5,8 @@ stamps the metadata the API server owns: `uid` (uuid4), `creationTimestamp` (RFC
 `resourceVersion` (a string, as the API shows it) and `generation` (bumped when anything outside
 `metadata` and `status` changes, as the API server does for spec changes).
 
+Every stored object is at most 1.5 MiB as JSON, etcd's default value limit (InvalidObject otherwise).
+
 resourceVersions are global and monotonic, as etcd's revision: every write appends one row to the change
 log and the row's number is the object's new resourceVersion. Watchers ask for `changes_since(rv)`.
 
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netsim.model.errors import NetsimError
+from netsim.model.limits import MAX_OBJECT_BYTES, object_too_large
 from netsim.model.selectors import LabelSelector
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
@@ -271,6 +274,10 @@ class _Ops:
         return cur.lastrowid
 
     def _write(self, typ: str, kind: str, ns: str | None, name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"]["resourceVersion"] = "0" * 20  # as wide as any real one: the size check is exact
+        body = json.dumps(obj, sort_keys=True)
+        if typ != DELETED and len(body.encode()) > MAX_OBJECT_BYTES:
+            raise InvalidObject(f"{kind} {_key(ns, name)}: {object_too_large(len(body.encode()))}")
         rv = self._log(typ, kind, ns, name)
         obj["metadata"]["resourceVersion"] = str(rv)
         body = json.dumps(obj, sort_keys=True)

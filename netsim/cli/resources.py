@@ -12,7 +12,7 @@ import click
 import yaml
 
 from netsim import daemonctl, lifecycle, naming, preflight
-from netsim.api import Cluster
+from netsim.api import Cluster, check_scale
 from netsim.cli.common import cluster_option, emit, handle_errors
 from netsim.cli.printers import render_table, table
 from netsim.controlplane import events as ev
@@ -20,8 +20,8 @@ from netsim.controlplane import rollout as ro
 from netsim.controlplane.deletion import Target
 from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.model.cluster import parse_cluster
-from netsim.model.errors import Source, UsageError
-from netsim.model.loader import load_documents, load_sourced
+from netsim.model.errors import Source, SpecError, UsageError
+from netsim.model.loader import load_sourced, object_ref
 from netsim.model.registry import kind_alias, kind_info
 from netsim.store import StoreError
 
@@ -63,10 +63,14 @@ def _wait(cluster: str, rv: int, wait: bool, timeout: float) -> None:
 @handle_errors
 def apply(files: tuple[str, ...], cluster: str | None, wait: bool, timeout: float) -> None:
     """Apply manifests (all or nothing) and wait until the kernel state matches."""
-    objs = load_documents(list(files), stdin=sys.stdin)
+    sources = load_sourced(list(files), stdin=sys.stdin)
     c = Cluster(cluster)
     try:
-        lines = c.apply([x.to_dict() for x in objs], wait=False)
+        try:
+            lines = c.apply([x.to_dict() for _, x in sources], wait=False)
+        except SpecError as e:  # admission (allocations, external IPs): name the file the object came from
+            where = {object_ref(x): src for src, x in sources}
+            raise SpecError(e.message, source=where.get(e.obj or "", e.source), obj=e.obj, field=e.field) from None
         for line in lines:
             click.echo(line, err=line.startswith("Warning:"))
         if wait:
@@ -238,6 +242,7 @@ def scale(target: str, replicas: int, namespace: str, cluster: str | None, wait:
     """Set replicas of a deployment/replicaset/statefulset (TARGET as kind/name or name)."""
     kind, _, name = target.rpartition("/")
     k = _kind(kind or "deployment")
+    check_scale(k, replicas)
     st = lifecycle.resolve_cluster(cluster)
     store = open_store(st.name)
     obj = store.get(k, namespace, name)

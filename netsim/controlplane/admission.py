@@ -4,6 +4,9 @@
   server's registry does (pkg/registry/core/service/storage), keeping what an existing object already has:
   a user-chosen value is honoured or refused when taken or out of range.
 - LoadBalancer services get an ingress IP from the cluster's pool, as MetalLB's controller would.
+- externalIPs that would break the node network are refused (`external_ip_problem`): netsim announces an
+  external IP by routing it to loopback on one node and answering ARP for it, so a node IP, the fabric
+  gateway or an external host's address there would take that address away from its owner.
 - Namespaces that manifests use but do not declare are created (kubectl would refuse; a demo tool should
   not), with the `kubernetes.io/metadata.name` label the API server adds.
 """
@@ -16,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from netsim.model.cluster import ClusterSpec
+from netsim.model.errors import SpecError
 from netsim.proxy.alloc import ClusterIPAllocator, LoadBalancerIPAllocator, NodePortAllocator
 
 DNS_SERVICE = ("kube-system", "kube-dns")
@@ -59,6 +63,47 @@ class Allocators:
         for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
             if ing.get("ip") and self.lb_ips is not None:
                 self.lb_ips.allocate(ing["ip"], owner=key)
+
+
+def external_ip_problem(ip: str, spec: ClusterSpec) -> str | None:
+    """Why `ip` cannot be a Service's external IP in this cluster, or None.
+
+    netsim's own refusals, beyond the API server's (ValidateNonSpecialIP, in the model): the speaker
+    (daemon._sync_announcements) gives the address a /32 route to `lo` on the announcing node and answers
+    ARP for it on the underlay, or has the fabric route it to that node. An address something on the
+    underlay already owns would be stolen from it: node-to-node traffic to a node IP would end on another
+    node's loopback. Addresses that are not unicast host addresses cannot be announced at all.
+    """
+    addr = ipaddress.ip_address(ip)
+    if addr.version != 4:
+        return f"{ip}: the cluster network is IPv4 only"
+    if addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255") or addr.is_reserved:
+        return f"{ip} is not a unicast address; an external IP must be one a node can answer ARP for"
+    node_net = spec.node_net
+    if ip == spec.gateway_ip:
+        return f"{ip} is the fabric gateway of the node network {node_net}; it cannot be an external IP"
+    for i, node in enumerate(spec.nodes):
+        if ip == spec.node_ip(i):
+            return (f"{ip} is the IP of node {node.name}; as an external IP another node would route it to "
+                    "its loopback and cut that node off")
+    for host in spec.external_hosts:
+        if ip == host.ip:
+            return f"{ip} is the address of external host {host.name}; it cannot be an external IP"
+    if addr in node_net and addr in (node_net.network_address, node_net.broadcast_address):
+        return f"{ip} is the {'network' if addr == node_net.network_address else 'broadcast'} address of " \
+               f"the node network {node_net}"
+    for what, cidr in (("pod network", spec.network.pod_cidr), ("service network", spec.network.service_cidr)):
+        if addr in ipaddress.ip_network(cidr):
+            return f"{ip} is inside the {what} {cidr}; an external IP must be outside the cluster's networks"
+    return None
+
+
+def check_external_ips(svc: Mapping[str, Any], spec: ClusterSpec) -> None:
+    """Raise SpecError (naming the Service and field) for the first external IP `external_ip_problem` refuses."""
+    for i, ip in enumerate((svc.get("spec") or {}).get("externalIPs") or []):
+        problem = external_ip_problem(ip, spec)
+        if problem:
+            raise SpecError(problem, obj=f"Service {_key(svc)}", field=f"spec.externalIPs[{i}]")
 
 
 def admit_service(svc: dict[str, Any], stored: Mapping[str, Any] | None, alloc: Allocators) -> dict[str, Any]:
@@ -112,6 +157,7 @@ def admit(objects: list[dict[str, Any]], spec: ClusterSpec, stored_services: lis
             have_ns.add(ns)
     for o in objects:
         if o.get("kind") == "Service":
+            check_external_ips(o, spec)
             o = admit_service(o, by_key.get(_key(o)), alloc)
         out.append(o)
     return out

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 from netsim.model import specfields as sf
 from netsim.model.cron import CronError, CronSchedule, parse_cron
 from netsim.model.errors import Source
-from netsim.model.meta import Fields, ObjectMeta
+from netsim.model.limits import MAX_REPLICAS
+from netsim.model.meta import Fields, ObjectMeta, checked_annotations
 from netsim.model.pod import PodTemplate, object_fields
 from netsim.model.selectors import LabelSelector, validate_labels
 from netsim.model.workloads import parse_selector_and_template
@@ -56,7 +57,7 @@ def parse_job_spec(spec: Fields) -> JobSpec:
     selector, template = parse_selector_and_template(spec, kind="Job", restart_policies=("OnFailure", "Never"),
                                                      selector_required=False)
     completions = spec.int("completions", minimum=0)
-    parallelism = spec.int("parallelism", minimum=0)
+    parallelism = spec.int("parallelism", minimum=0, maximum=MAX_REPLICAS)
     if completions is None and parallelism is None:
         completions = 1
     mode = spec.str("completionMode", "NonIndexed", choices=("NonIndexed", "Indexed"))
@@ -149,7 +150,7 @@ def parse_cronjob(doc: Any, source: Source) -> CronJob:
     sf.check_fields(jt, {"metadata", "spec"})
     md = jt.map("metadata") or jt.sub({}, ".metadata")
     labels = validate_labels(md.get("labels"), source=md.source, obj=md.obj, path=md._p("labels"))
-    job_template = JobTemplate(labels=labels, annotations=sf.str_map(md, "annotations"),
+    job_template = JobTemplate(labels=labels, annotations=checked_annotations(md, "annotations"),
                                spec=parse_job_spec(jt.map("spec", required=True)))
     return CronJob(meta=meta, schedule=schedule, job_template=job_template,
                    concurrency_policy=spec.str("concurrencyPolicy", "Allow", choices=("Allow", "Forbid", "Replace")),

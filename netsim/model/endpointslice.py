@@ -105,7 +105,7 @@ def _address(ef: Fields, i: int, value: Any, address_type: str) -> str:
     version = 4 if address_type == "IPv4" else 6
     if ipaddress.ip_address(ip).version != version:
         raise ef.error(key, f"{value!r} is not an {address_type} address")
-    return ip
+    return sf.non_special_ip(ef, key, ip)  # discovery validation: ValidateNonSpecialIP, as externalIPs
 
 
 def _parse_endpoint(ef: Fields, address_type: str) -> Endpoint:

@@ -9,6 +9,10 @@ YAML is read the way kubectl reads it (sigs.k8s.io/yaml): multi-document streams
 skipped, `kind: List` (and `<Kind>List`) unpacked, timestamps left as strings. Unlike PyYAML's default a
 key repeated in one mapping is an error (kubectl's strict decoding rejects it too) since the later value
 silently winning hides mistakes.
+
+Limits as the API server has them (netsim.model.limits): a document whose YAML aliases expand past what
+go-yaml's decoder or the 3 MiB request limit allows is refused before its object is built, and an object
+whose JSON encoding is over 3 MiB is refused as the API server refuses the request.
 """
 
 from __future__ import annotations
@@ -21,13 +25,24 @@ from typing import Any, TextIO
 import yaml
 
 from netsim.model.errors import Source, SpecError, SpecErrors
+from netsim.model.limits import (
+    MAX_REQUEST_BYTES,
+    AliasBomb,
+    check_alias_expansion,
+    json_size,
+    request_too_large,
+)
 from netsim.model.registry import KINDS, kind_info
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys and keeps timestamps as strings."""
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when there is one
+    """SafeLoader that rejects duplicate mapping keys and alias bombs, and keeps timestamps as strings."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        check_alias_expansion(node)  # before anything is built from it
+        return super().construct_document(node)
 
 
 _StrictLoader.yaml_implicit_resolvers = {
@@ -62,7 +77,8 @@ def _yaml_error(e: yaml.YAMLError, source: Source) -> SpecError:
     context = getattr(e, "context", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     detail = f"{problem} ({context})" if context and context != problem else problem
-    return SpecError(f"YAML syntax error{where}: {detail}", source=source)
+    what = "YAML document refused" if isinstance(e, AliasBomb) else "YAML syntax error"
+    return SpecError(f"{what}{where}: {detail}", source=source)
 
 
 def iter_raw_documents(text: str, file: str) -> Iterator[tuple[Source, Any]]:
@@ -162,6 +178,10 @@ def parse_sources(items: Iterable[tuple[Source, Any]]) -> tuple[list[tuple[Sourc
             parsed.append((source, parse_object(doc, source)))
         except SpecError as e:
             errors.append(e)
+    for source, obj in parsed:
+        size = json_size(obj.to_dict())
+        if size > MAX_REQUEST_BYTES:
+            errors.append(SpecError(request_too_large(size), source=source, obj=object_ref(obj)))
     seen: dict[tuple[str, str | None, str], Source] = {}
     for source, obj in parsed:
         key = object_key(obj)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.model.errors import Source, SpecError
+from netsim.model.limits import annotations_problem
 from netsim.model.selectors import validate_labels
 
 # RFC 1123 label (namespaces, service names) and subdomain (most object names), as apimachinery validates.
@@ -146,6 +147,20 @@ class Fields:
             raise self.error(unknown[0], f"unknown field {unknown[0]!r}")
 
 
+def checked_annotations(f: Fields, key: str) -> dict[str, str]:
+    """An annotations map as apimachinery ValidateAnnotations checks it: string keys (qualified names)
+    and values, at most 256 KiB in total (netsim.model.limits)."""
+    annotations = f.get(key, {})
+    if not isinstance(annotations, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):
+        raise f.error(key, "must be a mapping of strings to strings")
+    problem = annotations_problem(dict(annotations))
+    if problem:
+        bad_key, why = problem
+        raise f.error(f"{key}.{bad_key}" if bad_key else key, why)
+    return dict(annotations)
+
+
 def parse_metadata(doc: Mapping[str, Any], *, source: Source, kind: str, namespaced: bool,
                    default_namespace: str = "default") -> ObjectMeta:
     """Read `metadata` of a document: name (DNS-1123 subdomain), namespace (label), labels, annotations."""
@@ -168,15 +183,13 @@ def parse_metadata(doc: Mapping[str, Any], *, source: Source, kind: str, namespa
         if len(namespace) > 63 or not DNS1123_LABEL.match(namespace):
             raise f.error("namespace", f"{namespace!r} must be a lowercase RFC 1123 label")
     labels = validate_labels(f.get("labels"), source=source, obj=obj, path="metadata.labels")
-    annotations = f.get("annotations", {})
-    if not isinstance(annotations, Mapping) or not all(isinstance(v, str) for v in annotations.values()):
-        raise f.error("annotations", "must be a mapping of strings to strings")
+    annotations = checked_annotations(f, "annotations")
     rv = f.get("resourceVersion")
     return ObjectMeta(
         name=name,
         namespace=namespace,
         labels=labels,
-        annotations=dict(annotations),
+        annotations=annotations,
         uid=f.str("uid"),
         resource_version=int(rv) if isinstance(rv, (int, str)) and str(rv).isdigit() else None,
         generation=f.int("generation"),

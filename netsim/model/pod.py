@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from netsim.model import specfields as sf
 from netsim.model.errors import Source, SpecError
-from netsim.model.meta import Fields, ObjectMeta, object_name, parse_metadata
+from netsim.model.meta import Fields, ObjectMeta, checked_annotations, object_name, parse_metadata
 from netsim.model.selectors import validate_labels
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -269,6 +269,21 @@ class Pod:
 
 # ---------------------------------------------------------------------------------------------- parsers
 
+def env_var_name_problem(name: str) -> str | None:
+    """Why `name` is not an environment variable name the API server accepts, or None.
+
+    apimachinery IsRelaxedEnvVarName (the RelaxedEnvironmentVariableValidation rule, on by default since
+    Kubernetes 1.32): not empty, printable ASCII only, no '='. A '=' could not be passed to execve at all:
+    the kubelet would fail to start the container on every attempt.
+    """
+    if not name:
+        return "environment variable name must not be empty"
+    if any(not " " <= ch <= "~" or ch == "=" for ch in name):
+        return (f"{name!r}: a valid environment variable name must consist only of printable ASCII characters "
+                "other than '='")
+    return None
+
+
 def _parse_probe(f: Fields, container_ports: tuple[ContainerPort, ...], *, liveness: bool) -> Probe:
     sf.check_fields(f, _PROBE_FIELDS)
     actions = [a for a in ("exec", "httpGet", "tcpSocket", "grpc") if f.has(a)]
@@ -337,6 +352,9 @@ def _parse_container(f: Fields, *, host_network: bool) -> Container:
         ef = f.sub(raw, f".env[{i}]")
         sf.check_fields(ef, {"name", "value", "valueFrom"})
         ename = ef.str("name", required=True)
+        problem = env_var_name_problem(ename)
+        if problem:
+            raise ef.error("name", problem)
         env_names.add(ename)
         vf = ef.get("valueFrom")
         env.append(EnvVar(ename, ef.str("value"), dict(vf) if vf is not None else None))
@@ -475,7 +493,7 @@ def parse_pod_template(f: Fields) -> PodTemplate:
     sf.check_fields(f, {"metadata", "spec"})
     md = f.map("metadata") or f.sub({}, ".metadata")
     labels = validate_labels(md.get("labels"), source=f.source, obj=f.obj, path=md._p("labels"))
-    annotations = sf.str_map(md, "annotations")
+    annotations = checked_annotations(md, "annotations")
     spec = parse_pod_spec(f.map("spec", required=True))
     return PodTemplate(labels=labels, annotations=annotations, spec=spec)
 

@@ -142,10 +142,6 @@ def _parse_ports(spec: Fields, svc_type: str) -> tuple[ServicePort, ...]:
     return tuple(ports)
 
 
-def _ip_list(spec: Fields, key: str) -> tuple[str, ...]:
-    return tuple(sf.ip_address(spec, f"{key}[{i}]", v) for i, v in enumerate(spec.list(key)))
-
-
 def parse_service(doc: Any, source: Source) -> Service:
     meta, root = object_fields(doc, source, "Service")
     if len(meta.name) > 63 or not DNS1123_LABEL.match(meta.name):
@@ -183,7 +179,8 @@ def parse_service(doc: Any, source: Source) -> Service:
     if not ports and svc_type != "ExternalName" and cluster_ip != "None":
         raise spec.error("ports", "is required (at least one port) unless the Service is headless or ExternalName")
     selector = validate_labels(spec.get("selector"), source=spec.source, obj=spec.obj, path=spec._p("selector"))
-    external_ips = _ip_list(spec, "externalIPs")
+    external_ips = tuple(sf.non_special_ip(spec, f"externalIPs[{i}]", v)
+                         for i, v in enumerate(spec.list("externalIPs")))
     lb_ranges = tuple(sf.cidr(spec, f"loadBalancerSourceRanges[{i}]", v)
                       for i, v in enumerate(spec.list("loadBalancerSourceRanges")))
     if lb_ranges and svc_type != "LoadBalancer":

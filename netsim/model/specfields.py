@@ -171,6 +171,32 @@ def ip_address(f: Fields, key: str, value: Any) -> str:
         raise f.error(key, f"{value!r} is not a valid IP address") from None
 
 
+def special_ip_problem(value: str) -> str | None:
+    """Why an address may not be an external IP or an endpoint, or None: core/v1 validation
+    ValidateNonSpecialIP refuses the unspecified address, loopback, link-local unicast and link-local
+    multicast (unspecified and loopback are nonsensical, link-local is for node-centric services)."""
+    ip = ipaddress.ip_address(value)
+    if ip.is_unspecified:
+        return f"{value!r} may not be unspecified ({value})"
+    if ip.is_loopback:
+        return f"{value!r} may not be in the loopback range (127.0.0.0/8, ::1/128)"
+    if ip.is_link_local and not ip.is_multicast:
+        return f"{value!r} may not be in the link-local range (169.254.0.0/16, fe80::/10)"
+    link_local_multicast = ipaddress.ip_network("224.0.0.0/24" if ip.version == 4 else "ff02::/16")
+    if ip in link_local_multicast:
+        return f"{value!r} may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"
+    return None
+
+
+def non_special_ip(f: Fields, key: str, value: Any) -> str:
+    """An IP address that ValidateNonSpecialIP accepts (external IPs, endpoint addresses)."""
+    ip = ip_address(f, key, value)
+    problem = special_ip_problem(ip)
+    if problem:
+        raise f.error(key, problem)
+    return ip
+
+
 def cidr(f: Fields, key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise f.error(key, f"must be a CIDR string, got {value!r}")

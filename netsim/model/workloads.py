@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from netsim.model import specfields as sf
 from netsim.model.errors import Source
+from netsim.model.limits import MAX_REPLICAS
 from netsim.model.meta import Fields, ObjectMeta
 from netsim.model.pod import PodTemplate, object_fields, parse_pod_template
 from netsim.model.selectors import LabelSelector, parse_selector
@@ -114,7 +115,7 @@ def parse_deployment(doc: Any, source: Source) -> Deployment:
     if progress <= min_ready:
         raise spec.error("progressDeadlineSeconds", "must be greater than minReadySeconds")
     return Deployment(meta=meta, selector=selector, template=template,
-                      replicas=spec.int("replicas", 1, minimum=0),
+                      replicas=spec.int("replicas", 1, minimum=0, maximum=MAX_REPLICAS),
                       strategy=_parse_deployment_strategy(spec),
                       revision_history_limit=spec.int("revisionHistoryLimit", 10, minimum=0),
                       min_ready_seconds=min_ready, progress_deadline_seconds=progress,
@@ -142,7 +143,7 @@ def parse_replicaset(doc: Any, source: Source) -> ReplicaSet:
     sf.check_fields(spec, {"replicas", "selector", "template", "minReadySeconds"})
     selector, template = parse_selector_and_template(spec, kind="ReplicaSet")
     return ReplicaSet(meta=meta, selector=selector, template=template,
-                      replicas=spec.int("replicas", 1, minimum=0),
+                      replicas=spec.int("replicas", 1, minimum=0, maximum=MAX_REPLICAS),
                       min_ready_seconds=spec.int("minReadySeconds", 0, minimum=0))
 
 
@@ -266,7 +267,7 @@ def parse_statefulset(doc: Any, source: Source) -> StatefulSet:
         start = ordinals.int("start", 0, minimum=0)
     return StatefulSet(meta=meta, selector=selector, template=template,
                        service_name=sf.dns_label(spec, "serviceName", what="service name"),
-                       replicas=spec.int("replicas", 1, minimum=0),
+                       replicas=spec.int("replicas", 1, minimum=0, maximum=MAX_REPLICAS),
                        pod_management_policy=spec.str("podManagementPolicy", "OrderedReady",
                                                       choices=("OrderedReady", "Parallel")),
                        update_strategy=typ, partition=partition,

@@ -30,6 +30,7 @@ from typing import Any
 
 from netsim.model.cluster import API_VERSION, ClusterSpec, default_cluster, load_cluster_file, parse_cluster
 from netsim.model.errors import Source, SpecError, SpecErrors
+from netsim.model.limits import MAX_REPLICAS
 from netsim.model.loader import iter_raw_documents, manifest_files, object_key, object_ref, parse_sources
 from netsim.model.meta import DNS1123_SUBDOMAIN, Fields
 from netsim.model.registry import kind_alias
@@ -478,7 +479,7 @@ def _delete(f: Fields, ctx: _Ctx) -> DeleteStep:
 def _scale(f: Fields, ctx: _Ctx) -> ScaleStep:
     f.reject_unknown({"kind", "name", "namespace", "replicas"})
     return ScaleStep(kind=_kind(f, "kind", "Deployment", SCALABLE), namespace=_namespace(f),
-                     name=_object_name(f), replicas=f.int("replicas", required=True, minimum=0, maximum=10000))
+                     name=_object_name(f), replicas=f.int("replicas", required=True, minimum=0, maximum=MAX_REPLICAS))
 
 
 def _rollout(f: Fields, ctx: _Ctx) -> RolloutStep:
