@@ -54,9 +54,11 @@ from netsim.node.felix_agent import FelixAgent
 from netsim.node.kubelet import Kubelet, Sandbox
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.proxy_agent import ProxyAgent
+from netsim.node.sync_runner import SyncRunner
 from netsim.policy.verify import inputs_from_store
 from netsim.proxy.adapter import collect
-from netsim.proxy.model import NodeInfo, ProxyConfig
+from netsim.proxy.config import proxy_config
+from netsim.proxy.model import NodeInfo
 from netsim.store import SQLiteStore, Store, rfc3339
 from netsim.workload.server import WorkloadServer
 
@@ -329,12 +331,20 @@ class Daemon:
         self.dns = DnsServer(self.kernel, self.dns_snapshot, self.spec.dns_domain)
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
                                       lambda: [parse_object(s, Source("<store>")) for s in self.store.list("Service")])
-        # Partial syncs leave top-level chains alone when their rules did not change: the kernel ends up
-        # with the same rules kube-proxy's rewrite would give, without nf_tables revalidating them.
-        cfg = ProxyConfig(cluster_cidr=self.spec.network.pod_cidr, skip_unchanged_top_chains=True)
+        # spec.kubeProxy reaches every node's kube-proxy. Partial syncs leave top-level chains alone when
+        # their rules did not change: the kernel ends up with the same rules kube-proxy's rewrite would
+        # give, without nf_tables revalidating them.
+        cfg = proxy_config(self.spec, skip_unchanged_top_chains=True)
         self.proxies = {name: ProxyAgent(self.kernel, naming.node_ns(cluster, name),
                                          NodeInfo(name, (rec.ip,), rec.pod_cidr), cfg)
                         for name, rec in self.nodes.items()}
+        # minSyncPeriod / syncPeriod pace each node's kube-proxy (netsim.node.sync_runner).
+        kp = self.spec.kube_proxy
+        started = time.monotonic()
+        self._proxy_runners = {name: SyncRunner(kp.min_sync_period, kp.sync_period, started)
+                               for name in self.nodes}
+        self._proxy_held: dict[str, float] = {}  # node -> monotonic time its held-back sync may run
+        self._proxy_force: set[str] = set()  # nodes whose rules were lost: sync now, whatever the pace
         self.felix = {name: FelixAgent(self.kernel, naming.node_ns(cluster, name), name)
                       for name in self.nodes} if self.network.enforces_policy else {}
         self._proxy_fp: dict[str, str] = {}
@@ -460,7 +470,13 @@ class Daemon:
         fp = _fingerprint([(s["metadata"]["name"], s["metadata"].get("namespace"), s.get("spec"),
                             (s.get("status") or {}).get("loadBalancer")) for s in services],
                           [(s["metadata"]["name"], s.get("endpoints"), s.get("ports")) for s in slices])
-        todo = [n for n in self.proxies if self.kubelet.node_alive(n) and self._proxy_fp.get(n) != fp]
+        stale = [n for n in self.proxies if self.kubelet.node_alive(n) and self._proxy_fp.get(n) != fp]
+        # minSyncPeriod: a node whose kube-proxy synced too recently waits for its runner's next token; the
+        # change is picked up then (coalesced with whatever else changed meanwhile).
+        now = time.monotonic()
+        todo = [n for n in stale if n in self._proxy_force or self._proxy_runners[n].try_run(now)]
+        self._proxy_held = {n: now + self._proxy_runners[n].wait(now) for n in stale if n not in todo}
+        self._proxy_force -= set(todo)
         if not todo:
             return
         typed_svcs = [parse_object(s, Source("<store>")) for s in services]
@@ -479,6 +495,33 @@ class Daemon:
                         f"{c.nat_rules} nat rules, {report.payload_bytes} bytes", actor=f"kube-proxy/{name}",
                         ms=report.ms)
         fan_out(self._dataplane_pool, sync, todo)
+
+    def _check_proxies(self) -> None:
+        """syncPeriod: each live node's kube-proxy checks its rules are still there (ipt.Monitor); a node
+        whose rules were lost gets a full sync right away."""
+        now = time.monotonic()
+        due = [n for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n) and r.check_due(now) <= 0]
+        if not due:
+            return
+
+        def check(name: str) -> None:
+            self._proxy_runners[name].checked(time.monotonic())
+            if not self.proxies[name].rules_intact():
+                self._proxy_fp.pop(name, None)
+                self._proxy_force.add(name)
+                self._event(f"node/{name}", "ProxyRulesLost", "kube-proxy's chains lost their rules: full resync",
+                            actor=f"kube-proxy/{name}")
+        fan_out(self._dataplane_pool, check, due)
+
+    def proxy_pending(self) -> list[str]:
+        """Syncs held back by minSyncPeriod (the data plane does not match the store yet)."""
+        return [f"kube-proxy on {n}: sync held back by minSyncPeriod" for n in sorted(self._proxy_held)]
+
+    def next_wakeup(self, now: float) -> float:
+        """Seconds until a held-back sync or a periodic rule check is due."""
+        times = [t - now for t in self._proxy_held.values()]
+        times += [r.check_due(now) for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n)]
+        return max(0.0, min(times, default=self.resync))
 
     def _sync_announcements(self) -> None:
         """LoadBalancer ingress IPs and externalIPs are made reachable from outside, as MetalLB's L2 mode
@@ -608,7 +651,10 @@ class Daemon:
         changed = self.store.kinds_changed_since(self._seen_rv)
         self._seen_rv = rv
         dirty, self._dataplane_dirty = self._dataplane_dirty, True  # stays set if a sync below raises
-        if changed & self.PROXY_KINDS or dirty:
+        self._check_proxies()
+        now = time.monotonic()
+        proxy_due = bool(self._proxy_force) or any(t <= now for t in self._proxy_held.values())
+        if changed & self.PROXY_KINDS or dirty or proxy_due:
             self._sync_proxies()
             self._sync_announcements()
         if changed & self.FELIX_KINDS or dirty:
@@ -634,9 +680,10 @@ class Daemon:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.
                 pending = pending_pods(self.store) + (["the last pass failed, see daemon.log"] if failed else [])
+                pending += self.proxy_pending()
                 self._write_marker(not pending, pending, seen)
                 if seen == last_rv or not pending:
-                    self.store.wait_for_change(seen, self.resync)
+                    self.store.wait_for_change(seen, min(self.resync, self.next_wakeup(time.monotonic())))
                 last_rv = seen
 
     def stop(self) -> None:

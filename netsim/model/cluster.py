@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from netsim.model.errors import Source, SpecError
+from netsim.model.kubeproxy import KubeProxySpec, parse_kube_proxy
 from netsim.model.meta import DNS1123_LABEL, Fields
 from netsim.model.selectors import validate_labels
 
@@ -75,6 +76,7 @@ class ClusterSpec:
     dns_domain: str = "cluster.local"
     external_hosts: tuple[HostSpec, ...] = ()
     source: str = "<default>"
+    kube_proxy: KubeProxySpec = KubeProxySpec()
 
     # -- derived addresses -------------------------------------------------------------------------
     @property
@@ -127,6 +129,7 @@ class ClusterSpec:
                 "dns": {"domain": self.dns_domain},
                 "externalHosts": [{"name": h.name, "ip": h.ip if h.on_node_network else f"{h.ip}/{h.prefixlen}"}
                                   for h in self.external_hosts],
+                **({"kubeProxy": kp} if (kp := self.kube_proxy.to_dict()) else {}),
             },
         }
 
@@ -181,7 +184,7 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     obj = f"Cluster {name}"
     spec = top.map("spec") or Fields({}, source=source, obj=obj, path="spec")
     spec.obj = obj
-    spec.reject_unknown({"nodes", "network", "dns", "externalHosts"})
+    spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy"})
 
     nodes = _parse_nodes(spec, source, obj)
     network = _parse_network(spec, source, obj)
@@ -192,10 +195,12 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
         domain = dns.str("domain", "cluster.local")
         if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", domain):
             raise dns.error("domain", f"{domain!r} is not a valid DNS domain")
+    kp = spec.map("kubeProxy")
+    kube_proxy = parse_kube_proxy(kp) if kp is not None else KubeProxySpec()
     cluster = ClusterSpec(name=name, nodes=nodes, network=network, dns_domain=domain, source=source.file)
     hosts = _parse_hosts(spec, cluster)
     cluster = ClusterSpec(name=name, nodes=nodes, network=network, dns_domain=domain, external_hosts=hosts,
-                          source=source.file)
+                          source=source.file, kube_proxy=kube_proxy)
     _check_address_plan(cluster, spec)
     return cluster
 

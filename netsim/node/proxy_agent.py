@@ -6,15 +6,21 @@ the kernel accepted the payload, so a failed restore is followed by a full sync.
 thousands of service chains is applied in stages (see ProxyConfig.restore_stage_chains); a failure in any
 stage also leads to a full sync. After a sync, stale UDP conntrack entries of Services are deleted as
 kube-proxy does (netsim.proxy.conntrack).
+
+With nodePortAddresses set to CIDRs, the node's addresses are read from its namespace at every sync, as
+kube-proxy's NodePortAddresses.GetNodeIPs lists the host's interface addresses each time (so a cni0 or
+flannel.1 address inside a given CIDR answers NodePorts too). `rules_intact` is kube-proxy's periodic
+check (ipt.Monitor, every syncPeriod): when kube-proxy's chains lost their rules, the next sync is full.
 """
 
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netsim.kernel.api import Kernel, KernelError
 from netsim.proxy.conntrack import UdpFrontends, parse_flows, stale_deletions, udp_frontends
@@ -76,13 +82,45 @@ class ProxyAgent:
             if gc_was_enabled:
                 gc.enable()
 
+    def node_info(self) -> NodeInfo:
+        """The node as this sync sees it: with CIDR nodePortAddresses, every IPv4 address in the node's
+        namespace (the node IP first, then in the kernel's order); otherwise the node as configured."""
+        if self.cfg.nodeport_match_all(self.node) or self.cfg.nodeport_primary():
+            return self.node
+        ips = list(self.node.ips)
+        for _, cidr in self.kernel.addrs(self.netns):
+            ip = str(ipaddress.ip_interface(cidr).ip)
+            if ip not in ips:
+                ips.append(ip)
+        return replace(self.node, ips=tuple(ips))
+
+    def rules_intact(self) -> bool:
+        """kube-proxy's periodic check: are its fixed chains still holding their rules? (upstream watches
+        KUBE-PROXY-CANARY chains; netsim looks at the chains every sync writes, nat KUBE-MARK-MASQ and
+        filter KUBE-FORWARD, so a flush of either table is noticed too). A failed check makes the next sync
+        a full one."""
+        if self.state is None:
+            return True  # nothing written yet, or a full sync is already due
+        try:
+            for table, chain in (("nat", "KUBE-MARK-MASQ"), ("filter", "KUBE-FORWARD")):
+                out = self.kernel.run(self.netns, ["iptables", "-w", "-t", table, "-S", chain], check=False)
+                if out.returncode != 0 or f"-A {chain} " not in (out.stdout or ""):
+                    log.warning("%s: kube-proxy's %s/%s lost its rules; the next sync is a full one",
+                                self.netns, table, chain)
+                    self.state = None
+                    return False
+        except KernelError as exc:  # no iptables tool to look with: nothing to conclude
+            log.warning("%s: kube-proxy rule check skipped: %s", self.netns, exc)
+        return True
+
     def _sync(self, t0: float, services: list[ServicePort], endpoints: dict[tuple[str, str], list[Endpoint]],
               full: bool) -> SyncReport:
+        node = self.node_info()
         if full or self.state is None:
             existing = self.kernel.run(self.netns, ["iptables-save"]).stdout
-            result = render_full(services, endpoints, self.node, self.cfg, existing_save=existing, prev=self.state)
+            result = render_full(services, endpoints, node, self.cfg, existing_save=existing, prev=self.state)
         else:
-            result = render_partial(self.state, services, endpoints, self.node, self.cfg)
+            result = render_partial(self.state, services, endpoints, node, self.cfg)
         try:
             # Usually one restore; very large syncs come in stages (ProxyConfig.restore_stage_chains), and
             # a partial sync with nothing to change has none.

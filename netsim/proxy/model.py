@@ -26,7 +26,8 @@ from typing import Literal
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 TrafficPolicy = Literal["Cluster", "Local"]
-DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "None"]
+DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", "None"]
+NODEPORT_PRIMARY = "primary"
 
 PROTOCOLS: tuple[str, ...] = ("TCP", "UDP", "SCTP")
 
@@ -176,17 +177,41 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
+class LocalDetector:
+    """kube-proxy's LocalTrafficDetector for iptables (pkg/proxy/util/localdetector.go): the rule
+    arguments matching traffic from a local pod (`if_local`) and traffic that is not (`if_not_local`).
+    NewDetectLocalByCIDR: `-s CIDR` / `! -s CIDR`; NewDetectLocalByBridgeInterface: `-i BR` / `! -i BR`;
+    NewDetectLocalByInterfaceNamePrefix: `-i PREFIX+` / `! -i PREFIX+`. No detector (NewNoOpLocalDetector)
+    is None where one is expected."""
+
+    if_local: str
+    if_not_local: str
+
+    @classmethod
+    def by_cidr(cls, cidr: str) -> LocalDetector:
+        return cls(f"-s {cidr}", f"! -s {cidr}")
+
+    @classmethod
+    def by_interface(cls, name: str) -> LocalDetector:
+        return cls(f"-i {name}", f"! -i {name}")
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     """kube-proxy flags that shape the rules.
 
-    - `cluster_cidr` + `detect_local_mode` build the LocalTrafficDetector: ClusterCIDR uses `cluster_cidr`,
-      NodeCIDR uses the node's pod CIDR, None (or no CIDR) means no detector (no `! -s` masquerade rule,
-      no pod short-circuit in KUBE-EXT chains).
+    - `detect_local_mode` picks the LocalTrafficDetector (cmd/kube-proxy/app/server_linux.go
+      getLocalDetector): ClusterCIDR uses `cluster_cidr`, NodeCIDR the node's pod CIDR, BridgeInterface
+      `bridge_interface`, InterfaceNamePrefix `interface_name_prefix`; ClusterCIDR without a CIDR, NodeCIDR
+      on a node without a pod CIDR, and "None" mean no detector (no `! -s` masquerade rule, no pod
+      short-circuit in KUBE-EXT chains).
     - `masquerade_bit` 14 gives mark 0x4000. kube-proxy formats it with Go's "%#08x", i.e. `0x00004000`;
       `iptables-save` prints it back as `0x4000`.
     - `localhost_nodeports` as --iptables-localhost-nodeports (default true), disabled automatically when
       `nodeport_addresses` is set and contains no IPv4 loopback address.
-    - `nodeport_addresses` empty = all local addresses (`-m addrtype --dst-type LOCAL`).
+    - `nodeport_addresses` empty = all local addresses (`-m addrtype --dst-type LOCAL`); CIDRs of both
+      families (only the IPv4 ones count; none, or a 0.0.0.0/0 among them, means all); or ("primary",),
+      which kube-proxy turns into the node's primary IP /32 (cmd/kube-proxy/app/server.go newProxyServer).
     - `nfacct`: whether the nfacct counters (`localhost_nps_accepted_pkts`, `ct_state_invalid_dropped_pkts`)
       exist. kube-proxy only writes `-m nfacct` matches for counters it managed to create; netsim does not
       create nfacct objects, so the default is False and those matches are left out (as kube-proxy does on
@@ -209,6 +234,8 @@ class ProxyConfig:
 
     cluster_cidr: str | None = None
     detect_local_mode: DetectLocalMode = "ClusterCIDR"
+    bridge_interface: str = ""
+    interface_name_prefix: str = ""
     masquerade_all: bool = False
     masquerade_bit: int = 14
     localhost_nodeports: bool = True
@@ -234,30 +261,58 @@ class ProxyConfig:
     def mark_value(self) -> int:
         return 1 << self.masquerade_bit
 
-    def local_detector_cidr(self, node: NodeInfo) -> str | None:
-        """The CIDR of the LocalTrafficDetector, or None when there is no detector."""
-        if self.detect_local_mode == "ClusterCIDR":
-            return self.cluster_cidr or None
-        if self.detect_local_mode == "NodeCIDR":
-            return node.pod_cidr or None
+    def local_detector(self, node: NodeInfo) -> LocalDetector | None:
+        """The LocalTrafficDetector of this node, or None for the no-op detector."""
+        mode = self.detect_local_mode
+        if mode == "ClusterCIDR":
+            return LocalDetector.by_cidr(self.cluster_cidr) if self.cluster_cidr else None
+        if mode == "NodeCIDR":
+            return LocalDetector.by_cidr(node.pod_cidr) if node.pod_cidr else None
+        if mode == "BridgeInterface" and self.bridge_interface:
+            return LocalDetector.by_interface(self.bridge_interface)
+        if mode == "InterfaceNamePrefix" and self.interface_name_prefix:
+            return LocalDetector.by_interface(self.interface_name_prefix + "+")
         return None
 
-    def nodeport_match_all(self) -> bool:
-        return not self.nodeport_addresses
+    # --- nodePortAddresses (pkg/proxy/util/nodeport_addresses.go NewNodePortAddresses, IPv4 family) -------
+    def nodeport_primary(self) -> bool:
+        return self.nodeport_addresses == (NODEPORT_PRIMARY,)
+
+    def nodeport_cidrs(self, node: NodeInfo) -> tuple[ipaddress.IPv4Network, ...]:
+        """The IPv4 CIDRs NodePorts are accepted on; ("primary",) becomes the node's primary IP /32 and an
+        empty result means all (NewNodePortAddresses adds 0.0.0.0/0 when no CIDR of the family is left)."""
+        if self.nodeport_primary():
+            ip = node.primary_ip
+            texts: tuple[str, ...] = (f"{ip}/32",) if ip and not ip.startswith("127.") else ()
+        else:
+            texts = self.nodeport_addresses
+        nets = [ipaddress.ip_network(c, strict=False) for c in texts]
+        return tuple(n for n in nets if isinstance(n, ipaddress.IPv4Network))
+
+    def nodeport_match_all(self, node: NodeInfo | None = None) -> bool:
+        """MatchAll: no IPv4 CIDR given, or a zero CIDR among them."""
+        if self.nodeport_primary():
+            return node is not None and not self.nodeport_cidrs(node)
+        nets = self.nodeport_cidrs(node or NodeInfo(""))
+        return not nets or any(n.prefixlen == 0 for n in nets)
 
     def effective_localhost_nodeports(self) -> bool:
-        """NewProxier: localhost NodePorts are disabled when nodePortAddresses has no IPv4 loopback."""
+        """NewProxier: localhost NodePorts are disabled when nodePortAddresses has no IPv4 loopback
+        (ContainsIPv4Loopback: the CIDR's address is a loopback address or it contains 127.0.0.0)."""
         if not self.localhost_nodeports:
             return False
-        if self.nodeport_match_all():
+        if self.nodeport_primary():
+            return False  # the primary IP /32 of a node is never a loopback address
+        nets = self.nodeport_cidrs(NodeInfo(""))
+        if not nets:
             return True
-        loopback = ipaddress.ip_address("127.0.0.1")
-        return any(loopback in ipaddress.ip_network(c, strict=False) for c in self.nodeport_addresses)
+        start = ipaddress.IPv4Address("127.0.0.0")
+        return any(n.network_address.is_loopback or start in n for n in nets)
 
     def nodeport_ips(self, node: NodeInfo) -> list[str]:
         """NodePortAddresses.GetNodeIPs: the node's addresses (and 127.0.0.1, which every netns has on lo)
-        inside --nodeport-addresses, in the node's address order."""
-        nets = [ipaddress.ip_network(c, strict=False) for c in self.nodeport_addresses]
+        inside the IPv4 nodePortAddresses, in the node's address order (upstream's order is a map's)."""
+        nets = self.nodeport_cidrs(node)
         out: list[str] = []
         for ip in (*node.ips, "127.0.0.1"):
             addr = ipaddress.ip_address(ip)

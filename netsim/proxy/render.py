@@ -163,7 +163,7 @@ def _render_port(sp: ServicePort, eps: list[Endpoint], node: NodeInfo, cfg: Prox
     spn = sp.port_name_string
     names = C.ServiceChains(sp)
     masq = C.KUBE_MARK_MASQ
-    detector = cfg.local_detector_cidr(node)
+    detector = cfg.local_detector(node)
     cat = categorize_endpoints(eps, sp, node.name)
     has_endpoints = cat.has_any
 
@@ -259,7 +259,7 @@ def _render_port(sp: ServicePort, eps: list[Endpoint], node: NodeInfo, cfg: Prox
         if cfg.masquerade_all:
             rules.append(f"-A {internal_chain} {args} -j {masq}")
         elif detector:
-            rules.append(f"-A {internal_chain} {args} ! -s {detector} -j {masq}")
+            rules.append(f"-A {internal_chain} {args} {detector.if_not_local} -j {masq}")
     # External destinations.
     if uses_ext_chain:
         decl.append(ext_chain)
@@ -269,7 +269,7 @@ def _render_port(sp: ServicePort, eps: list[Endpoint], node: NodeInfo, cfg: Prox
         else:
             if detector:
                 rules.append(f"-A {ext_chain} -m comment --comment "
-                             f"{_q(f'pod traffic for {spn} external destinations')} -s {detector} "
+                             f"{_q(f'pod traffic for {spn} external destinations')} {detector.if_local} "
                              f"-j {cluster_chain}")
             rules.append(f"-A {ext_chain} -m comment --comment "
                          f"{_q(f'masquerade LOCAL traffic for {spn} external destinations')} "
@@ -786,7 +786,7 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
 
 def _nodeports_last_rules(cfg: ProxyConfig, node: NodeInfo, localhost_np: bool) -> list[str]:
     """The KUBE-SERVICES -> KUBE-NODEPORTS rule(s) that must stay last in KUBE-SERVICES."""
-    if cfg.nodeport_match_all():
+    if cfg.nodeport_match_all(node):
         dest = "-m addrtype --dst-type LOCAL" + ("" if localhost_np else " ! -d 127.0.0.0/8")
         return [f"-A {C.KUBE_SERVICES} -m comment --comment {_q(NODEPORTS_LAST_COMMENT)} {dest} "
                 f"-j {C.KUBE_NODEPORTS}"]

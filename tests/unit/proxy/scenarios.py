@@ -87,7 +87,42 @@ def scenarios() -> dict[str, Scenario]:
         svc("np", "10.96.0.22", node_port=30080), [remote_ep(1)],
         ProxyConfig(cluster_cidr=None, masquerade_all=True, localhost_nodeports=False, nfacct=True,
                     random_fully=False, nodeport_addresses=("172.18.0.0/16",)))
+    out.update(flag_scenarios())
     return out
+
+
+ALT_NODE_IP = "192.168.1.2"  # a second address of node-1 (upstream's testNodeIPAlt plays the same part)
+NODE_2IPS = NodeInfo("node-1", (NODE_IP, ALT_NODE_IP), "10.244.1.0/24")
+
+
+def flag_scenarios() -> dict[str, Scenario]:
+    """One scenario per kube-proxy flag setting spec.kubeProxy can make (golden/flag_*.txt), each on a
+    Service whose rules show the flag: a NodePort Service with eTP=Local and a local and a remote endpoint
+    (the detector appears in its SVC and EXT chains, the NodePort jump in KUBE-SERVICES)."""
+    sp = svc("flags", "10.96.0.40", node_port=30090, external_traffic_policy="Local")
+    eps = [remote_ep(1), local_ep(1)]
+
+    def cfg(**kw) -> ProxyConfig:
+        return ProxyConfig(**{"cluster_cidr": "10.244.0.0/16", **kw})
+
+    variants = {
+        "detect_cluster_cidr": cfg(),
+        "detect_node_cidr": cfg(detect_local_mode="NodeCIDR"),
+        "detect_bridge_interface": cfg(detect_local_mode="BridgeInterface", bridge_interface="cni0"),
+        "detect_interface_prefix": cfg(detect_local_mode="InterfaceNamePrefix", interface_name_prefix="cali"),
+        "detect_none": cfg(cluster_cidr=None),
+        "masquerade_all": cfg(masquerade_all=True),
+        "masquerade_bit": cfg(masquerade_bit=5),
+        "localhost_nodeports_off": cfg(localhost_nodeports=False),
+        "nodeport_addresses_cidrs": cfg(nodeport_addresses=("192.168.0.0/24", "192.168.1.0/24", "2001:db8::/64")),
+        "nodeport_addresses_loopback": cfg(nodeport_addresses=("172.18.0.0/16", "127.0.0.0/8")),
+        "nodeport_addresses_loopback_off": cfg(nodeport_addresses=("192.168.0.0/24", "127.0.0.1/32"),
+                                               localhost_nodeports=False),
+        "nodeport_addresses_primary": cfg(nodeport_addresses=("primary",)),
+        "nodeport_addresses_zero": cfg(nodeport_addresses=("172.18.0.0/16", "0.0.0.0/0")),
+        "nodeport_addresses_ipv6_only": cfg(nodeport_addresses=("2001:db8::/64",)),
+    }
+    return {f"flag_{name}": ([sp], {sp.key: eps}, c) for name, c in variants.items()}
 
 
 def combined() -> Scenario:

@@ -15,7 +15,7 @@ import pytest
 
 from netsim.proxy.render import render_full
 
-from .scenarios import NODE, scenarios
+from .scenarios import NODE, NODE_2IPS, scenarios
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("NETSIM_UPDATE_GOLDEN") == "1"
@@ -24,7 +24,9 @@ UPDATE = os.environ.get("NETSIM_UPDATE_GOLDEN") == "1"
 @pytest.mark.parametrize("name", sorted(scenarios()))
 def test_golden_payload(name: str) -> None:
     services, eps, cfg = scenarios()[name]
-    payload = render_full(services, eps, NODE, cfg).payload
+    # The flag scenarios run on a node with two addresses, so nodePortAddresses has something to choose.
+    node = NODE_2IPS if name.startswith("flag_") else NODE
+    payload = render_full(services, eps, node, cfg).payload
     path = GOLDEN / f"{name}.txt"
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
