@@ -453,45 +453,181 @@ class Cluster:
     def enforces_policy(self) -> bool:
         return self.spec.network.plugin in ("calico", "canal")
 
-    def _policy_pairs(self, frm: str | None, to: str | None) -> tuple[list[Endpoint], list[Endpoint]]:
-        def pick(sel: str | None) -> list[Endpoint]:
-            eps = self.sources(sel or "*/*")
+    def _policy_pairs(self, frm: str | None, to: str | None, *,
+                      outside: bool = False) -> tuple[list[Endpoint], list[Endpoint]]:
+        """Sources and destinations of a verification: pods (by default every pod outside kube-system);
+        with `outside`, `node/N` and `host/H` sources too. Destinations are pods. An empty side is bad
+        input (UsageError): a verification of nothing must not pass."""
+        def pick(sel: str | None, side: str, others: bool) -> list[Endpoint]:
+            try:
+                eps = self.sources(sel or "*/*")
+            except SelectorError as exc:
+                raise UsageError(f"verify --{side}: {exc}") from None
             if sel is None:  # by default the workloads, not the cluster's own system pods
                 eps = [e for e in eps if not e.label.startswith("kube-system/")]
-            return [e for e in eps if e.pod is not None]
-        return pick(frm), pick(to)
+            eps = [e for e in eps if e.pod is not None or (others and e.label.startswith(("node/", "host/")))]
+            if not eps:
+                raise UsageError(f"verify --{side} {sel or '*/*'}: selects no running pod"
+                                 + (", node or external host" if others else "") + f" in cluster {self.name}")
+            return eps
+        return pick(frm, "from", outside), pick(to, "to", False)
 
     def verify(self, frm: str | None = None, to: str | None = None, ports: Sequence[int] | None = None,
                protocols: Sequence[str] | None = None, *, via: str = "pod", timeout: float = 0.5):
-        """The policy model's verdict for every (source pod, destination pod, port, protocol) beside a probe
-        of the same on the kernel. A refused connection counts as allowed by policy (the packet reached
-        the pod; nothing listened), a timeout as blocked (policy drops silently, as calico's DROP does)."""
+        """The policy model's verdict for every (source, destination pod, port, protocol) beside a probe of
+        the same on the kernel. A refused connection counts as allowed by policy (the packet reached the
+        pod; nothing listened), a timeout as blocked (policy drops silently, as calico's DROP does).
+
+        Sources are pods, nodes (`node/N`) and external hosts (`host/H`). A node's packet is judged with
+        the source address it really carries at the destination (netsim.policy.paths); a host reaches
+        pods only through NodePort/LoadBalancer Services, so it is probed on every node's NodePort and
+        each attempt is attributed to the endpoint kube-proxy chose. For node and host sources the
+        client address the pod saw is checked against the model too. Zero probes is a UsageError."""
         from netsim.policy.verify import Cell, VerifyReport, model_from_store
         model = model_from_store(self.store)
         by_key = {p.key: p for p in model.pods}
-        sources, dests = self._policy_pairs(frm, to)
+        sources, dests = self._policy_pairs(frm, to, outside=True)
+        report = VerifyReport()
+        pod_like = [s for s in sources if not s.label.startswith("host/")]
+        hosts = [s for s in sources if s.label.startswith("host/")]
         probes, meta = [], []
         for d in dests:
-            pairs = [(port, proto) for port in ports for proto in (protocols or ["TCP"])] if ports else \
-                [(port, proto) for port, proto in _declared_ports(d.pod) if not protocols or proto in protocols]
-            for port, proto in pairs:
+            for port, proto in _port_pairs(d.pod, ports, protocols):
                 ip, dport = (d.ip or "", port)
                 if via == "service":
                     ip, dport = self._service_for(d.pod, port, proto)
-                for s in sources:
+                for s in pod_like:
                     probes.append(Probe(s.netns or "", s.label, ip, dport, proto, timeout, to=d.label))
-                    meta.append((s.label, d.label, port, proto))
-        self._forget_datagram_flows({p.protocol for p in probes})
-        results = run_probes(self.kernel, probes) if probes else []
-        report = VerifyReport()
-        for (src, dst, port, proto), r in zip(meta, results):
-            v = model.verdict(by_key[src], by_key[dst], port, proto, via_service=via == "service")
+                    meta.append((s, d.label, port, proto))
+        host_plan = self._host_probes(model, hosts, dests, ports, protocols, timeout, report.notes)
+        if not probes and not host_plan:
+            raise UsageError("verify: nothing to probe: " + (
+                "no declared ports on the destinations (say --ports)" if pod_like else
+                "no NodePort/LoadBalancer Service exposes the destinations to external hosts (pod IPs are not "
+                "routed outside the cluster)"))
+        addrs = self._node_addresses() if any(s.pod is None for s in sources) else {}
+        self._forget_datagram_flows({p.protocol for p in probes} | {h[0].protocol for h in host_plan})
+        results = run_probes(self.kernel, probes + [h[0] for h in host_plan]) if probes or host_plan else []
+        for (s, dst, port, proto), r in zip(meta, results):
+            client = None
+            if s.pod is not None:
+                src_ep = by_key[s.label]
+            else:
+                from netsim.policy.model import NodeEndpoint
+                from netsim.policy.paths import from_node
+                node = s.label[5:]
+                arrival = from_node(self.spec.network.plugin, self.spec.network.backend, addrs[node],
+                                    by_key[dst].node)
+                src_ep, client = NodeEndpoint(node, arrival.judged), arrival.seen
+            v = model.verdict(src_ep, by_key[dst], port, proto, via_service=via == "service")
             observed = None if r.outcome == "error" else r.outcome in ("connected", "refused")
-            report.cells.append(Cell(src, dst, port, proto, v.allowed, observed, r.outcome, v))
+            report.cells.append(Cell(s.label, dst, port, proto, v.allowed, observed, r.outcome, v, client,
+                                     r.client_ip if client else None))
+        report.cells.extend(c for c in self._host_cells(model, host_plan, results[len(probes):], addrs, report.notes)
+                            if c.destination in {d.label for d in dests})
         if not self.enforces_policy and model.policies:
             report.notes.append(f"plugin {self.spec.network.plugin} does not enforce NetworkPolicy (as with "
                                 "real flannel): expect the kernel to allow what the policies deny")
         return report
+
+    def _node_addresses(self):
+        """Each node's eth0 / tunnel / bridge addresses as the kernel has them (the inputs of
+        netsim.policy.paths)."""
+        from netsim.policy.paths import NodeAddresses
+        out = {}
+        for n in self.state.nodes:
+            devices: dict[str, str] = {}
+            for line in self.kernel.run(n["netns"], ["ip", "-o", "-4", "addr", "show"]).stdout.splitlines():
+                f = line.split()
+                if len(f) >= 4 and f[2] == "inet":
+                    devices.setdefault(f[1], f[3].split("/")[0])
+            out[n["name"]] = NodeAddresses.from_devices(n["name"], devices)
+        return out
+
+    def _host_probes(self, model: Any, hosts: Sequence[Endpoint], dests: Sequence[Endpoint],
+                     ports: Sequence[int] | None, protocols: Sequence[str] | None, timeout: float,
+                     notes: list[str]) -> list[tuple]:
+        """External hosts reach pods through NodePorts only (pod IPs are not routed outside the cluster):
+        for every NodePort/LoadBalancer Service port in front of a destination, probe it on every node,
+        enough times (3 per endpoint) that each endpoint is likely hit from each node. Returns
+        (probe, host, node, service, service port) per attempt."""
+        wanted = {d.label: d for d in dests}
+        plan, seen = [], set()
+        for svc in self.store.list("Service") if hosts else []:
+            spec = svc.get("spec") or {}
+            if spec.get("type") not in ("NodePort", "LoadBalancer") or not spec.get("selector"):
+                continue
+            for sp in spec.get("ports") or []:
+                proto = sp.get("protocol", "TCP")
+                if not sp.get("nodePort") or (protocols and proto not in protocols):
+                    continue
+                backends = _backends(model, svc, sp)
+                eps = [b for b, t in backends if b.key in wanted and (not ports or t in ports)]
+                if not eps:
+                    continue
+                seen.update(b.key for b in eps)
+                local_only = (spec.get("externalTrafficPolicy") or "Cluster") == "Local"
+                for h in hosts:
+                    for n in self.state.nodes:
+                        # Local: a node without endpoints of its own drops (kube-proxy "has no local
+                        # endpoints"), which says nothing about policy: only nodes with endpoints are tried.
+                        reach = [b for b, _ in backends if b.node == n["name"]] if local_only else backends
+                        for _ in range(3 * len(reach)):
+                            plan.append((Probe(h.netns or "", h.label, n["ip"], int(sp["nodePort"]), proto,
+                                               timeout, to=f"svc/{o.key(svc)}"), h, n, svc, sp))
+        if hosts and set(wanted) - seen:
+            notes.append(f"{len(set(wanted) - seen)} destination(s) have no NodePort/LoadBalancer Service: "
+                         "external hosts cannot reach them (pod IPs are not routed outside the cluster)")
+        return plan
+
+    def _host_cells(self, model: Any, plan: Sequence[tuple], results: Sequence[ProbeResult], addrs: Mapping,
+                    notes: list[str]) -> list[Any]:
+        """One cell per (host, ingress node, endpoint) that the attempts reached: the endpoint is the pod
+        that answered, else the DNAT destination in the ingress node's conntrack, else (the packet was
+        dropped on the ingress node before conntrack confirmed it) the node's only local endpoint."""
+        from netsim.policy.model import ExternalEndpoint, NodeEndpoint
+        from netsim.policy.paths import from_host_via_node
+        from netsim.policy.verify import Cell
+        from netsim.trace.conntrack import lookup
+        by_ip = {p.ip: p for p in model.pods}
+        by_key = {p.key: p for p in model.pods}
+        ct: dict[tuple[str, str, str], list] = {}
+        cells: dict[tuple, Cell] = {}
+        unattributed = 0
+        for (probe, h, n, svc, sp), r in zip(plan, results):
+            pod, client = by_key.get(r.served_by or ""), r.client_ip
+            if pod is None and r.outcome != "error":
+                k = (n["netns"], probe.protocol.lower(), h.ip or "")
+                if k not in ct:
+                    ct[k] = lookup(self.kernel, k[0], proto=k[1], src=k[2])
+                hit = [e for e in ct[k] if e.original.sport == r.source_port and e.original.dport == probe.port]
+                pod = by_ip.get(hit[0].translated_dst[0]) if len(hit) == 1 else None
+                client = hit[0].translated_src[0] if len(hit) == 1 else None  # the masquerade it did
+                if pod is None:
+                    local = [b for b, _ in _backends(model, svc, sp) if b.node == n["name"]]
+                    pod = local[0] if len(local) == 1 else None
+            if pod is None or r.outcome == "error":
+                unattributed += r.outcome != "error"
+                continue
+            tport = dict((b.key, t) for b, t in _backends(model, svc, sp)).get(pod.key)
+            if tport is None:
+                continue
+            local_policy = (svc["spec"].get("externalTrafficPolicy") or "Cluster") == "Local"
+            arrival = from_host_via_node(self.spec.network.plugin, self.spec.network.backend, h.ip or "",
+                                         addrs[n["name"]], pod.node, external_policy_local=local_policy)
+            judged = NodeEndpoint(n["name"], arrival.judged) if arrival.judged != h.ip \
+                else ExternalEndpoint(arrival.judged, h.label[5:])
+            v = model.verdict(judged, pod, tport, probe.protocol)
+            observed = r.outcome in ("connected", "refused")
+            key = (h.label, n["name"], pod.key, tport, probe.protocol)
+            cell = cells.get(key)
+            if cell is None or (observed and not cell.observed):
+                cells[key] = Cell(f"{h.label}@{n['name']}", pod.key, tport, probe.protocol, v.allowed, observed,
+                                  r.outcome, v, arrival.seen, client)
+        if unattributed:
+            notes.append(f"{unattributed} NodePort attempt(s) from external hosts could not be attributed to "
+                         "an endpoint (dropped on a node with several local endpoints)")
+        return list(cells.values())
 
     def _forget_datagram_flows(self, protocols: Iterable[str]) -> None:
         """Drop the nodes' UDP/SCTP conntrack entries before probing those protocols. The probe engine picks
@@ -634,6 +770,19 @@ def _ident(d: dict[str, Any]) -> tuple[str, str | None, str]:
     md = d["metadata"]
     ns = None if d["kind"] in ("Namespace", "Node") else md.get("namespace", "default")
     return d["kind"], ns, md["name"]
+
+
+def _port_pairs(pod: dict[str, Any] | None, ports: Sequence[int] | None,
+                protocols: Sequence[str] | None) -> list[tuple[int, str]]:
+    """(port, protocol) to verify on a destination: the asked ports, else its declared ones."""
+    if ports:
+        return [(port, proto) for port in ports for proto in (protocols or ["TCP"])]
+    return [(port, proto) for port, proto in _declared_ports(pod or {}) if not protocols or proto in protocols]
+
+
+def _backends(model: Any, svc: dict[str, Any], sp: dict[str, Any]) -> list[tuple[Any, int]]:
+    from netsim.policy.verify import service_backends
+    return service_backends(model, svc, int(sp["port"]), sp.get("protocol", "TCP"))
 
 
 def _declared_ports(pod: dict[str, Any]) -> list[tuple[int, str]]:

@@ -31,8 +31,12 @@ def _report_text(report: VerifyReport) -> str:
     else:
         out.append(f"{len(report.disagreements)} disagreement(s) (model vs kernel):")
         for c in report.disagreements:
-            out.append(f"  {c.source} -> {c.destination} {c.port}/{c.protocol}: model "
-                       f"{'allows' if c.expected else 'denies'}, kernel {c.outcome}")
+            if c.observed is not None and c.observed != c.expected:
+                out.append(f"  {c.source} -> {c.destination} {c.port}/{c.protocol}: model "
+                           f"{'allows' if c.expected else 'denies'}, kernel {c.outcome}")
+            if not c.address_agrees:
+                out.append(f"  {c.source} -> {c.destination} {c.port}/{c.protocol}: model says the pod sees "
+                           f"client {c.expected_client}, kernel {c.observed_client}")
             if c.verdict is not None:
                 out.extend("    " + line for line in c.verdict.explain().splitlines()[1:])
     return "\n".join(out)

@@ -54,10 +54,19 @@ class Cell:
     observed: bool | None  # None: not probed
     outcome: str = ""
     verdict: Verdict | None = None
+    # Node and host sources: the source address the pod should see (netsim.policy.paths) and the one the
+    # workload server reported; a connection from another address than modelled is a disagreement too.
+    expected_client: str | None = None
+    observed_client: str | None = None
+
+    @property
+    def address_agrees(self) -> bool:
+        return self.expected_client is None or self.observed_client is None \
+            or self.expected_client == self.observed_client
 
     @property
     def agrees(self) -> bool:
-        return self.observed is None or self.observed == self.expected
+        return (self.observed is None or self.observed == self.expected) and self.address_agrees
 
 
 @dataclass
@@ -84,7 +93,9 @@ class VerifyReport:
             "ok": self.ok, "notes": self.notes,
             "cells": [{"from": c.source, "to": c.destination, "port": c.port, "protocol": c.protocol,
                        "expected": c.expected, "observed": c.observed, "outcome": c.outcome, "agrees": c.agrees,
-                       "reason": c.verdict.to_dict() if c.verdict else None} for c in self.cells],
+                       "reason": c.verdict.to_dict() if c.verdict else None,
+                       **({"clientIP": {"expected": c.expected_client, "observed": c.observed_client}}
+                          if c.expected_client else {})} for c in self.cells],
             "disagreements": len(self.disagreements),
         }
 
