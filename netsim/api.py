@@ -47,6 +47,8 @@ from netsim.scenario.selectors import (
 )
 from netsim.store import StoreError
 
+CONVERGE_TIMEOUT = 120.0  # seconds a command waits for the daemon to reflect its writes
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -473,7 +475,8 @@ class Cluster:
         return pick(frm, "from", outside), pick(to, "to", False)
 
     def verify(self, frm: str | None = None, to: str | None = None, ports: Sequence[int] | None = None,
-               protocols: Sequence[str] | None = None, *, via: str = "pod", timeout: float = 0.5):
+               protocols: Sequence[str] | None = None, *, via: str = "pod", timeout: float = 0.5,
+               extra_policies: Sequence[Any] = ()):
         """The policy model's verdict for every (source, destination pod, port, protocol) beside a probe of
         the same on the kernel. A refused connection counts as allowed by policy (the packet reached the
         pod; nothing listened), a timeout as blocked (policy drops silently, as calico's DROP does).
@@ -482,9 +485,10 @@ class Cluster:
         the source address it really carries at the destination (netsim.policy.paths); a host reaches
         pods only through NodePort/LoadBalancer Services, so it is probed on every node's NodePort and
         each attempt is attributed to the endpoint kube-proxy chose. For node and host sources the
-        client address the pod saw is checked against the model too. Zero probes is a UsageError."""
+        client address the pod saw is checked against the model too. Zero probes is a UsageError.
+        `extra_policies`: judge as if these were applied too (a what-if being enforced)."""
         from netsim.policy.verify import Cell, VerifyReport, model_from_store
-        model = model_from_store(self.store)
+        model = model_from_store(self.store, extra_policies)
         by_key = {p.key: p for p in model.pods}
         sources, dests = self._policy_pairs(frm, to, outside=True)
         report = VerifyReport()
@@ -522,7 +526,7 @@ class Cluster:
             v = model.verdict(src_ep, by_key[dst], port, proto, via_service=via == "service")
             observed = None if r.outcome == "error" else r.outcome in ("connected", "refused")
             report.cells.append(Cell(s.label, dst, port, proto, v.allowed, observed, r.outcome, v, client,
-                                     r.client_ip if client else None))
+                                     r.client_ip if client else None, src_ep))
         report.cells.extend(c for c in self._host_cells(model, host_plan, results[len(probes):], addrs, report.notes)
                             if c.destination in {d.label for d in dests})
         if not self.enforces_policy and model.policies:
@@ -623,7 +627,7 @@ class Cluster:
             cell = cells.get(key)
             if cell is None or (observed and not cell.observed):
                 cells[key] = Cell(f"{h.label}@{n['name']}", pod.key, tport, probe.protocol, v.allowed, observed,
-                                  r.outcome, v, arrival.seen, client)
+                                  r.outcome, v, arrival.seen, client, judged)
         if unattributed:
             notes.append(f"{unattributed} NodePort attempt(s) from external hosts could not be attributed to "
                          "an endpoint (dropped on a node with several local endpoints)")
@@ -650,58 +654,51 @@ class Cluster:
 
     def verify_diff(self, new_objects: Sequence[Any], *, frm: str | None = None, to: str | None = None,
                     ports: Sequence[int] | None = None, protocols: Sequence[str] | None = None,
-                    timeout: float = 0.5) -> dict[str, Any]:
+                    via: str = "pod", timeout: float = 0.5) -> dict[str, Any]:
         """What applying `new_objects` (NetworkPolicies) would change: from the model, confirmed on the
-        kernel by applying them for real, then rolled back to exactly what was stored before."""
+        kernel by having the daemon enforce them as a what-if (never as real objects), then rolled back;
+        if this process dies meanwhile, the daemon rolls the what-if back within a pass."""
         from netsim.policy.verify import model_from_store
         policies = [x for x in new_objects if getattr(x, "kind", None) == "NetworkPolicy"]
         if len(policies) != len(new_objects):
             raise UsageError("--diff takes NetworkPolicy manifests only")
         before = model_from_store(self.store)
-        after = model_from_store(self.store, policies)
         by_key = {p.key: p for p in before.pods}
-        sources, dests = self._policy_pairs(frm, to)
-        changes, pairs = [], 0
-        for d in dests:
-            dp = [(port, proto) for port in ports for proto in (protocols or ["TCP"])] if ports else \
-                [(port, proto) for port, proto in _declared_ports(d.pod) if not protocols or proto in protocols]
-            for port, proto in dp:
-                for s in sources:
-                    pairs += 1
-                    b = before.verdict(by_key[s.label], by_key[d.label], port, proto).allowed
-                    a = after.verdict(by_key[s.label], by_key[d.label], port, proto).allowed
-                    if a != b:
-                        changes.append({"from": s.label, "to": d.label, "port": port, "protocol": proto,
-                                        "before": b, "after": a, "observed": None,
-                                        "_probe": (s.netns or "", d.ip or "")})
-        saved = {p.key: self.store.get("NetworkPolicy", p.namespace, p.name) for p in policies}
-        rolled_back = False
+        self._policy_pairs(frm, to, outside=True)  # bad selections fail before anything is enforced
+        # The daemon owns the what-if (netsim.controlplane.whatif): felix enforces it on top of the live
+        # policies, and the daemon deletes it if this process dies or stops renewing the lease. The
+        # NetworkPolicy objects themselves are never written.
+        import time
+
+        from netsim.controlplane import whatif
+        obj = self.store.create(whatif.make([p.to_dict() for p in policies], whatif.this_process(), time.time(),
+                                            lease=CONVERGE_TIMEOUT + whatif.DEFAULT_LEASE,
+                                            description="netsim verify --diff"))
+        name = obj["metadata"]["name"]
         try:
-            self.apply([p.to_dict() for p in policies])
-            probes = [Probe(ch["_probe"][0], ch["from"], ch["_probe"][1], ch["port"], ch["protocol"], timeout,
-                            to=ch["to"]) for ch in changes]
-            self._forget_datagram_flows({p.protocol for p in probes})
-            for ch, r in zip(changes, run_probes(self.kernel, probes) if probes else []):
-                ch["observed"] = r.outcome in ("connected", "refused")
+            self.wait_converged(CONVERGE_TIMEOUT)
+            cur = self.store.get(whatif.KIND, whatif.NAMESPACE, name)
+            if cur is None:
+                raise daemonctl.DaemonError("the what-if was rolled back before it could be probed (lease expired)")
+            self.store.update(whatif.renew(cur, time.time(), whatif.DEFAULT_LEASE + 3 * timeout))
+            report = self.verify(frm, to, ports, protocols, via=via, timeout=timeout, extra_policies=policies)
         finally:
-            for p in policies:
-                old = saved[p.key]
-                if old is None:
-                    self.store.delete("NetworkPolicy", p.namespace, p.name)
-                else:
-                    old = {k: v for k, v in old.items() if k != "status"}
-                    old["metadata"] = {k: v for k, v in old["metadata"].items()
-                                       if k in ("name", "namespace", "labels", "annotations")}
-                    self.store.apply([old])
+            try:
+                self.store.delete(whatif.KIND, whatif.NAMESPACE, name)
+            except StoreError:
+                pass  # the daemon rolled it back already
             self.wait_converged()
-            rolled_back = all(
-                (self.store.get("NetworkPolicy", p.namespace, p.name) is None) == (saved[p.key] is None)
-                for p in policies)
-        for ch in changes:
-            ch.pop("_probe")
+            rolled_back = self.store.get(whatif.KIND, whatif.NAMESPACE, name) is None
+        changes = []
+        for c in report.cells:
+            b = before.verdict(c.judged, by_key[c.destination], c.port, c.protocol,
+                               via_service=via == "service").allowed
+            if b != c.expected:
+                changes.append({"from": c.source, "to": c.destination, "port": c.port, "protocol": c.protocol,
+                                "before": b, "after": c.expected, "observed": c.observed})
         confirmed = all(ch["observed"] == ch["after"] for ch in changes) if self.enforces_policy else False
-        return {"pairs": pairs, "changes": changes, "confirmed": confirmed, "rolledBack": rolled_back,
-                "enforced": self.enforces_policy}
+        return {"pairs": len(report.cells), "changes": changes, "confirmed": confirmed, "rolledBack": rolled_back,
+                "enforced": self.enforces_policy, "disagreements": len(report.disagreements)}
 
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP", *, probe: bool = True) -> str:
         """The model's verdict with every policy and rule that contributed, and what the kernel does."""

@@ -32,6 +32,7 @@ from typing import Any
 from netsim import naming, state
 from netsim.controlplane import events as ev
 from netsim.controlplane import objects as o
+from netsim.controlplane import whatif
 from netsim.controlplane.admission import admit
 from netsim.controlplane.loop import PodState, RealClock, kubelet_step, pending_pods, reconcile_once
 from netsim.controlplane.nodes import node_object
@@ -590,7 +591,7 @@ class Daemon:
     def _sync_felix(self) -> None:
         if not self.felix:
             return
-        namespaces, pods, policies = inputs_from_store(self.store)
+        namespaces, pods, policies = inputs_from_store(self.store, with_whatifs=True)
         fp = _fingerprint([(n.name, n.labels) for n in namespaces],
                           [(p.namespace, p.name, p.labels, p.ip, p.node, p.ports) for p in pods],
                           [x.to_dict() for x in policies])
@@ -611,6 +612,14 @@ class Daemon:
                         f"policies, {report.chains} chains, {report.ipsets} ipsets", actor=f"felix/{name}",
                         ms=report.ms)
         fan_out(self._dataplane_pool, sync, list(todo))
+
+    def _reap_whatifs(self) -> None:
+        """Roll back what-ifs (`verify --diff`) whose client died or whose lease ran out: deleting the
+        WhatIf object makes felix render the live policies again in this same pass. Also the first pass
+        after a restart, so a what-if never outlives its client by more than a pass."""
+        for name, why in whatif.reap(self.store, time.time()):
+            self._event(f"WhatIf {whatif.NAMESPACE}/{name}", "WhatIfRolledBack", f"rolled back: {why}",
+                        actor="netsim")
 
     def _sync_pod_network(self) -> None:
         """calico: IPAM gives a node another /26 when its first is full (and may borrow addresses from other
@@ -636,11 +645,12 @@ class Daemon:
     # change every second (heartbeats) and are not among them: node failure and restore, the only node
     # changes these agents care about, set _dataplane_dirty.
     PROXY_KINDS = frozenset({"Service", "EndpointSlice"})
-    FELIX_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
+    FELIX_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy", whatif.KIND})
     DNS_KINDS = frozenset({"Service", "EndpointSlice", "Pod", "Namespace", "StatefulSet"})
 
     def one_pass(self) -> bool:
         """One round of everything; True when something was written (the cluster is still moving)."""
+        self._reap_whatifs()
         self._sync_failed_nodes()
         self._heal_sandboxes()
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config)

@@ -68,7 +68,7 @@ def verify(files: tuple[str, ...], diff_file: str | None, frm: str | None, to: s
         if diff_file:
             new = load_documents([diff_file])
             diff = c.verify_diff(new, frm=frm, to=to, ports=_csv_ints(ports), protocols=_csv(protocols),
-                                 timeout=timeout)
+                                 via=via, timeout=timeout)
             if not emit(diff, "json" if output == "json" else None):
                 click.echo(_diff_text(diff))
             raise SystemExit(0 if diff["confirmed"] else EXIT_FAILED)
@@ -92,6 +92,9 @@ def _diff_text(diff: dict) -> str:
         lines.append(f"  {ch['from']} -> {ch['to']} {ch['port']}/{ch['protocol']}: "
                      f"{'allowed' if ch['before'] else 'denied'} -> {'allowed' if ch['after'] else 'denied'} "
                      f"({mark})")
+    if diff.get("disagreements"):
+        lines.append(f"note: {diff['disagreements']} probe(s) under the change disagree with the model "
+                     "(see `netsim verify`)")
     lines.append("rolled back: the cluster is as it was" if diff["rolledBack"] else "ROLLBACK FAILED")
     return "\n".join(lines)
 

@@ -14,14 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import whatif
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.model.networkpolicy import NetworkPolicy
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel, Verdict
 
 
-def inputs_from_store(store: Any) -> tuple[list[NamespaceInfo], list[PodInfo], list[NetworkPolicy]]:
-    """Namespaces, running pods with IPs, and NetworkPolicies as the policy model and felix take them."""
+def inputs_from_store(store: Any, *, with_whatifs: bool = False) -> tuple[list[NamespaceInfo], list[PodInfo],
+                                                                         list[NetworkPolicy]]:
+    """Namespaces, running pods with IPs, and NetworkPolicies as the policy model and felix take them.
+    `with_whatifs` (felix): the live policies overlaid with every what-if's (netsim.controlplane.whatif)."""
     namespaces = [NamespaceInfo(o.name(n), o.labels(n)) for n in store.list("Namespace")]
     pods = []
     for p in store.list("Pod"):
@@ -32,7 +35,10 @@ def inputs_from_store(store: Any) -> tuple[list[NamespaceInfo], list[PodInfo], l
         ports = tuple((cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
                       for c in (p.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or [])
         pods.append(PodInfo(o.namespace(p) or "default", o.name(p), o.labels(p), ip, o.node_name(p) or "", ports))
-    policies = [parse_object(x, Source("<store>")) for x in store.list("NetworkPolicy")]
+    raw = store.list("NetworkPolicy")
+    if with_whatifs:
+        raw = whatif.overlay(raw, store.list(whatif.KIND, whatif.NAMESPACE))
+    policies = [parse_object(x, Source("<store>")) for x in raw]
     return namespaces, pods, policies
 
 
@@ -58,6 +64,7 @@ class Cell:
     # workload server reported; a connection from another address than modelled is a disagreement too.
     expected_client: str | None = None
     observed_client: str | None = None
+    judged: Any = field(default=None, repr=False, compare=False)  # the source endpoint the model judged
 
     @property
     def address_agrees(self) -> bool:

@@ -4,13 +4,19 @@ cluster changed (also when the command is killed)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from netsim import lifecycle
 from netsim.api import Cluster
-from tests.conftest import run_netsim, unique_name
+from netsim.controlplane import whatif
+from netsim.controlplane.events import list_events
+from tests.conftest import NETSIM, run_netsim, unique_name
 
 pytestmark = [pytest.mark.root]
 
@@ -86,7 +92,7 @@ def test_verify_from_external_host_judges_the_address_after_nodeport_masquerade(
 def test_verify_from_node_uses_tunnel_address_to_remote_pods(tour: Cluster) -> None:
     """deny-all: a node reaches only its own pods (host -> local pod is never policed), from its node IP;
     pods elsewhere are judged with its tunnel address and dropped."""
-    report = tour.verify(frm="node/node-1", timeout=0.5)
+    report = tour.verify(frm="node/node-1", to="default/*", timeout=0.5)
     assert len(report.cells) == 3, report.cells  # the web pods: client and intruder declare no port
     assert report.ok, report.disagreements
     node1_pods = {p["metadata"]["name"] for p in tour.pods("default") if p["spec"]["nodeName"] == "node-1"}
@@ -100,3 +106,64 @@ def test_verify_of_nothing_is_an_error(tour: Cluster) -> None:
         proc = run_netsim("verify", *args, "--cluster", tour.name, check=False)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def _kernel_state(c: Cluster) -> dict[str, str]:
+    """Each node's filter table and ipsets (what felix writes), without counters."""
+    out = {}
+    for n in c.state.nodes:
+        ipt = c.kernel.run(n["netns"], ["iptables-save", "-t", "filter"]).stdout
+        rules = [re.sub(r"\[\d+:\d+\]", "", line) for line in ipt.splitlines() if not line.startswith("#")]
+        sets = sorted(c.kernel.run(n["netns"], ["ipset", "save"]).stdout.splitlines())
+        out[n["name"]] = "\n".join(rules + sets)
+    return out
+
+
+def _pod(name: str, ports: list[dict]) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "wi", "labels": {"app": name}},
+            "spec": {"containers": [{"name": "c", "image": "agnhost", "ports": ports}]}}
+
+
+def test_verify_diff_killed_midway_leaves_the_cluster_as_it_was(tour: Cluster, tmp_path: Path) -> None:
+    """`verify --diff` killed (SIGKILL) while its change is enforced: the daemon rolls the what-if back,
+    and the stored policies and every node's filter rules and ipsets are exactly as before. Before, the
+    diff applied the policy as a real object and a killed command left it in force."""
+    c = tour
+    c.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "wi"}},
+             _pod("a", [{"containerPort": 80}]), _pod("b", [])])
+    try:
+        live = sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in c.get("NetworkPolicy"))
+        before = _kernel_state(c)
+        change = tmp_path / "isolate.yaml"
+        change.write_text(yaml.safe_dump({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                          "metadata": {"name": "isolate-a", "namespace": "wi"},
+                                          "spec": {"podSelector": {"matchLabels": {"app": "a"}},
+                                                   "policyTypes": ["Ingress"]}}))
+        # b -> a becomes denied: its probe waits out --timeout, which keeps the command in mid-run.
+        proc = subprocess.Popen([*NETSIM, "verify", "--diff", str(change), "--from", "wi/b", "--to", "wi/a",
+                                 "--timeout", "30", "--cluster", c.name],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (c.get(whatif.KIND, whatif.NAMESPACE)
+                                                       or c.store.get("NetworkPolicy", "wi", "isolate-a")):
+                assert proc.poll() is None, "verify --diff ended before its change was enforced"
+                time.sleep(0.05)
+            c.wait_converged(30)
+            assert _kernel_state(c) != before, "the change was never enforced"
+            assert proc.poll() is None, "verify --diff ended too early to be killed mid-run"
+        finally:
+            proc.kill()
+            proc.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (c.get(whatif.KIND, whatif.NAMESPACE) or _kernel_state(c) != before):
+            time.sleep(0.2)
+        assert c.get(whatif.KIND, whatif.NAMESPACE) == []
+        assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in c.get("NetworkPolicy")) == live
+        assert _kernel_state(c) == before
+        assert any(e.reason == "WhatIfRolledBack" for e in list_events(c.store))
+        assert c.probe("wi/b", "wi/a", [80], timeout=2.0)[0].connected
+    finally:
+        for name in ("a", "b"):
+            c.store.delete("Pod", "wi", name)
+        c.store.delete("Namespace", None, "wi")
