@@ -165,5 +165,5 @@ def test_verify_diff_killed_midway_leaves_the_cluster_as_it_was(tour: Cluster, t
         assert c.probe("wi/b", "wi/a", [80], timeout=2.0)[0].connected
     finally:
         for name in ("a", "b"):
-            c.store.delete("Pod", "wi", name)
-        c.store.delete("Namespace", None, "wi")
+            c.delete("Pod", name, "wi", force=True, wait=False)
+        c.delete("Namespace", "wi", None)
