@@ -29,8 +29,11 @@ from netsim.controlplane.deletion import Target, delete_objects
 from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file, parse_cluster
 from netsim.model.errors import Source, UsageError
+from netsim.model.generic import CustomKind, custom_kinds_from
 from netsim.model.limits import MAX_REPLICAS
 from netsim.model.loader import load_documents, parse_documents
+from netsim.model.registry import is_emulated
+from netsim.model.registry import namespaced as kind_namespaced
 from netsim.probe.engine import Probe, ProbeResult, run_probes
 from netsim.scenario.selectors import (
     HOST,
@@ -45,7 +48,7 @@ from netsim.scenario.selectors import (
     parse_source,
     parse_target,
 )
-from netsim.store import StoreError
+from netsim.store import StoreError, identity
 
 CONVERGE_TIMEOUT = 120.0  # seconds a command waits for the daemon to reflect its writes
 
@@ -176,7 +179,7 @@ class Cluster:
     def apply(self, manifests: str | Path | Mapping[str, Any] | Sequence[Any], *, wait: bool = True, timeout: float = 120.0) -> list[str]:
         """Apply files/directories, YAML text (a str containing a newline), model objects or dicts; all
         or nothing. Returns kubectl-style lines (`deployment/web created`)."""
-        docs = self._documents(manifests)
+        docs = self._documents(manifests, self.custom_kinds())
         lines = []
         with self.store.transaction() as tx:
             namespaces = [n["metadata"]["name"] for n in tx.list("Namespace")]
@@ -191,6 +194,9 @@ class Cluster:
                 verb = "created" if old is None else "unchanged" if old == d["metadata"]["resourceVersion"] \
                     else "configured"
                 lines.append(f"{d['kind'].lower()}/{d['metadata']['name']} {verb}")
+        stored_only = [f"{d['kind']} {_key_text(d)}" for d in docs if not is_emulated(d["kind"])]
+        if stored_only:
+            lines.append(f"Note: stored, not emulated by netsim: {', '.join(stored_only)}")
         if not self.enforces_policy and any(d.get("kind") == "NetworkPolicy" for d in docs):
             lines.append(f"Warning: plugin {self.spec.network.plugin} does not enforce NetworkPolicy (as with real "
                          "flannel); use calico or canal to have it enforced")
@@ -198,30 +204,36 @@ class Cluster:
             self.wait_converged(timeout)
         return lines
 
+    def custom_kinds(self) -> dict[str, CustomKind]:
+        """The kinds the cluster's stored CustomResourceDefinitions define."""
+        return custom_kinds_from(self.store.list("CustomResourceDefinition"))
+
     @staticmethod
-    def _documents(manifests: str | Path | Mapping[str, Any] | Sequence[Any]) -> list[dict[str, Any]]:
+    def _documents(manifests: str | Path | Mapping[str, Any] | Sequence[Any],
+                   custom: Mapping[str, CustomKind] | None = None) -> list[dict[str, Any]]:
         if isinstance(manifests, str) and "\n" in manifests:
-            return [x.to_dict() for x in parse_documents(manifests, "<inline>")]
+            return [x.to_dict() for x in parse_documents(manifests, "<inline>", custom)]
         if isinstance(manifests, (str, Path)):
-            return [x.to_dict() for x in load_documents([str(manifests)], stdin=sys.stdin)]
+            return [x.to_dict() for x in load_documents([str(manifests)], stdin=sys.stdin, custom=custom)]
         if isinstance(manifests, Mapping) or hasattr(manifests, "to_dict"):
             manifests = [manifests]  # one object, not a sequence of them (iterating a dict gives its keys)
         out = []
         for m in manifests:
             if isinstance(m, str) and "\n" in m:
-                out += [x.to_dict() for x in parse_documents(m, "<inline>")]
+                out += [x.to_dict() for x in parse_documents(m, "<inline>", custom)]
             elif isinstance(m, (str, Path)):
-                out += [x.to_dict() for x in load_documents([str(m)], stdin=sys.stdin)]
+                out += [x.to_dict() for x in load_documents([str(m)], stdin=sys.stdin, custom=custom)]
             elif hasattr(m, "to_dict"):
                 out.append(m.to_dict())
             else:
-                out += [x.to_dict() for x in parse_documents(__import__("yaml").safe_dump(dict(m)), "<inline>")]
+                out += [x.to_dict() for x in parse_documents(__import__("yaml").safe_dump(dict(m)), "<inline>",
+                                                             custom)]
         return out
 
     def delete(self, kind: str, name: str, namespace: str | None = "default", *, wait: bool = True,
                timeout: float = 120.0, grace_period: int | None = None, force: bool = False) -> None:
         """Delete one object as `netsim delete` does (pods through the kubelet's termination)."""
-        ns = None if kind in ("Namespace", "Node") else namespace
+        ns = namespace if kind_namespaced(kind, self.custom_kinds()) else None
         self.delete_objects([Target(kind, ns, name)], grace_period=grace_period, force=force, wait=wait,
                             timeout=timeout)
 
@@ -764,9 +776,12 @@ class Cluster:
 
 
 def _ident(d: dict[str, Any]) -> tuple[str, str | None, str]:
-    md = d["metadata"]
-    ns = None if d["kind"] in ("Namespace", "Node") else md.get("namespace", "default")
-    return d["kind"], ns, md["name"]
+    return identity(d)
+
+
+def _key_text(d: dict[str, Any]) -> str:
+    _, ns, name = identity(d)
+    return f"{ns}/{name}" if ns else name
 
 
 def _port_pairs(pod: dict[str, Any] | None, ports: Sequence[int] | None,

@@ -41,14 +41,26 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netsim.model.builtin_kinds import BUILTIN_KINDS, builtin
 from netsim.model.errors import NetsimError
 from netsim.model.limits import MAX_OBJECT_BYTES, object_too_large
 from netsim.model.selectors import LabelSelector
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
-# Kinds that live outside namespaces; every other kind defaults to namespace "default".
-CLUSTER_SCOPED = frozenset({"Namespace", "Node"})
+# Built-in kinds that live outside namespaces (Namespace, Node, ClusterRole, ...).
+CLUSTER_SCOPED = frozenset(b.kind for b in BUILTIN_KINDS if not b.namespaced)
+
+
+def scoped_namespace(kind: str, namespace: str | None) -> str | None:
+    """The namespace an object of `kind` is stored under: None for cluster-scoped built-in kinds, "default"
+    when a namespaced built-in kind names none (as the API server defaults it), and for kinds a
+    CustomResourceDefinition defines the namespace as given (the caller knows the CRD's scope)."""
+    if kind in CLUSTER_SCOPED:
+        return None
+    if builtin(kind) is None:
+        return namespace
+    return namespace or "default"
 
 
 class StoreError(NetsimError):
@@ -120,10 +132,7 @@ def identity(obj: Mapping[str, Any]) -> tuple[str, str | None, str]:
         raise InvalidObject("object has no kind")
     if not isinstance(name, str) or not name:
         raise InvalidObject(f"{kind} has no metadata.name")
-    if kind in CLUSTER_SCOPED:
-        return kind, None, name
-    ns = md.get("namespace") or "default"
-    return kind, ns, name
+    return kind, scoped_namespace(kind, md.get("namespace")), name
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
@@ -333,7 +342,7 @@ class _Ops:
 
     def update_status(self, kind: str, namespace: str | None, name: str, status: dict[str, Any],
                       expected_rv: str | int | None = None) -> dict[str, Any]:
-        ns = None if kind in CLUSTER_SCOPED else (namespace or "default")
+        ns = scoped_namespace(kind, namespace)
         current = self.get(kind, ns, name)
         if current is None:
             raise NotFound(kind, ns, name)
@@ -343,7 +352,7 @@ class _Ops:
 
     def delete(self, kind: str, namespace: str | None, name: str,
                expected_rv: str | int | None = None) -> dict[str, Any]:
-        ns = None if kind in CLUSTER_SCOPED else (namespace or "default")
+        ns = scoped_namespace(kind, namespace)
         current = self.get(kind, ns, name)
         if current is None:
             raise NotFound(kind, ns, name)
@@ -400,7 +409,7 @@ class _TxStore(Store):
         self._ops = ops
 
     def get(self, kind, namespace, name):
-        return self._ops.get(kind, namespace if kind not in CLUSTER_SCOPED else None, name)
+        return self._ops.get(kind, scoped_namespace(kind, namespace), name)
 
     def list(self, kind, namespace=None, selector=None):
         return self._ops.list(kind, namespace, selector)
@@ -499,7 +508,7 @@ class SQLiteStore(Store):
 
     def get(self, kind, namespace, name):
         with self._read() as ops:
-            return ops.get(kind, namespace if kind not in CLUSTER_SCOPED else None, name)
+            return ops.get(kind, scoped_namespace(kind, namespace), name)
 
     def list(self, kind, namespace=None, selector=None):
         with self._read() as ops:

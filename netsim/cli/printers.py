@@ -205,10 +205,58 @@ COLUMNS: dict[str, tuple[list[str], list[str], Callable[..., Row]]] = {
 }
 
 
+def configmap_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    return [_md(o)["name"], str(len(o.get("data") or {}) + len(o.get("binaryData") or {})), age(o, now)]
+
+
+def secret_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    return [_md(o)["name"], str(o.get("type", "Opaque")), str(len(o.get("data") or {})), age(o, now)]
+
+
+def serviceaccount_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    return [_md(o)["name"], str(len(o.get("secrets") or [])), age(o, now)]
+
+
+def ingress_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    spec = _spec(o)
+    hosts = [r.get("host") for r in spec.get("rules") or [] if isinstance(r, Mapping) and r.get("host")]
+    tls = bool(spec.get("tls"))
+    lb = [i.get("ip") or i.get("hostname") for i in (_status(o).get("loadBalancer") or {}).get("ingress") or []]
+    return [_md(o)["name"], str(spec.get("ingressClassName") or "<none>"), ",".join(hosts) or "*",
+            ",".join(x for x in lb if x), "80, 443" if tls else "80", age(o, now)]
+
+
+def pdb_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    spec = _spec(o)
+    return [_md(o)["name"], str(spec.get("minAvailable", "N/A")), str(spec.get("maxUnavailable", "N/A")),
+            str(_status(o).get("disruptionsAllowed", 0)), age(o, now)]
+
+
+def crd_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    return [_md(o)["name"], str(_md(o).get("creationTimestamp", ""))]
+
+
+def generic_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    """kubectl's default for kinds without a printer of their own (and custom resources): name and age."""
+    return [_md(o)["name"], age(o, now)]
+
+
+COLUMNS.update({
+    "ConfigMap": (["NAME", "DATA", "AGE"], [], configmap_row),
+    "Secret": (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
+    "ServiceAccount": (["NAME", "SECRETS", "AGE"], [], serviceaccount_row),
+    "Ingress": (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_row),
+    "PodDisruptionBudget": (["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], [],
+                            pdb_row),
+    "CustomResourceDefinition": (["NAME", "CREATED AT"], [], crd_row),
+})
+GENERIC_COLUMNS = (["NAME", "AGE"], [], generic_row)
+
+
 def table(kind: str, objects: Sequence[Obj], *, wide: bool = False, all_namespaces: bool = False,
           now: float | None = None, endpoints: Mapping[str, list[str]] | None = None) -> tuple[list[str], list[Row]]:
     """Header and rows for `objects` of `kind` (NAMESPACE first with -A, as kubectl)."""
-    base, extra, fn = COLUMNS[kind]
+    base, extra, fn = COLUMNS.get(kind, GENERIC_COLUMNS)
     header = (["NAMESPACE"] if all_namespaces else []) + base + (extra if wide else [])
     rows = []
     for o in objects:

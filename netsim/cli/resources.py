@@ -19,10 +19,13 @@ from netsim.controlplane import events as ev
 from netsim.controlplane import rollout as ro
 from netsim.controlplane.deletion import Target
 from netsim.daemon import FAILED_ANNOTATION, open_store
+from netsim.model.builtin_kinds import builtin
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source, SpecError, UsageError
+from netsim.model.generic import custom_kinds_from
 from netsim.model.loader import load_sourced, object_ref
-from netsim.model.registry import kind_alias, kind_info
+from netsim.model.registry import custom_alias, kind_alias
+from netsim.model.registry import namespaced as kind_namespaced
 from netsim.store import StoreError
 
 wait_option = click.option("--wait/--no-wait", default=True, help="Wait until the cluster has converged.")
@@ -34,20 +37,26 @@ def _cluster(name: str | None):
     return st, parse_cluster(st.spec, Source(st.name))
 
 
-NODE_ALIASES = {"node", "nodes", "no"}
-
-
-def _kind(name: str) -> str:
-    if name.lower() in NODE_ALIASES:
-        return "Node"
+def _kind(name: str, store=None) -> str:
+    """The kind a kubectl spelling names: built-in kinds, then kinds the cluster's stored CRDs define."""
     kind = kind_alias(name)
+    if kind is None and store is not None:
+        kind = custom_alias(name, _custom(store))
     if kind is None:
-        raise UsageError(f"unknown resource type {name!r}")
+        raise UsageError(f'the server doesn\'t have a resource type "{name}"')
     return kind
 
 
-def _namespaced(kind: str) -> bool:
-    return kind != "Node" and kind_info(kind).namespaced
+def _custom(store) -> dict:
+    return custom_kinds_from(store.list("CustomResourceDefinition"))
+
+
+def _namespaced(kind: str, store=None) -> bool:
+    return kind_namespaced(kind, _custom(store) if store is not None and builtin(kind) is None else None)
+
+
+recursive_option = click.option("-R", "--recursive", is_flag=True,
+                                 help="Process the directory used in -f recursively (as kubectl).")
 
 
 def _wait(cluster: str, rv: int, wait: bool, timeout: float) -> None:
@@ -57,22 +66,29 @@ def _wait(cluster: str, rv: int, wait: bool, timeout: float) -> None:
 
 @click.command()
 @click.option("-f", "--filename", "files", multiple=True, required=True, help="File, directory or - (stdin).")
+@recursive_option
+@click.option("--skip-unknown", is_flag=True,
+              help="Store objects of kinds neither Kubernetes nor a stored CRD defines, with a warning.")
 @cluster_option
 @wait_option
 @timeout_option
 @handle_errors
-def apply(files: tuple[str, ...], cluster: str | None, wait: bool, timeout: float) -> None:
+def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, cluster: str | None, wait: bool,
+          timeout: float) -> None:
     """Apply manifests (all or nothing) and wait until the kernel state matches."""
-    sources = load_sourced(list(files), stdin=sys.stdin)
     c = Cluster(cluster)
     try:
+        sources = load_sourced(list(files), stdin=sys.stdin, recursive=recursive, custom=c.custom_kinds(),
+                               skip_unknown=skip_unknown)
+        lines = [f'Warning: no matches for kind "{x.kind}" in version "{x.api_version}": stored unchecked '
+                 f"(--skip-unknown)" for _, x in sources if getattr(x, "verified", True) is False]
         try:
-            lines = c.apply([x.to_dict() for _, x in sources], wait=False)
+            lines += c.apply([x for _, x in sources], wait=False)
         except SpecError as e:  # admission (allocations, external IPs): name the file the object came from
             where = {object_ref(x): src for src, x in sources}
             raise SpecError(e.message, source=where.get(e.obj or "", e.source), obj=e.obj, field=e.field) from None
         for line in lines:
-            click.echo(line, err=line.startswith("Warning:"))
+            click.echo(line, err=line.startswith(("Warning:", "Note:")))
         if wait:
             c.wait_converged(timeout)
     finally:
@@ -83,6 +99,7 @@ def apply(files: tuple[str, ...], cluster: str | None, wait: bool, timeout: floa
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
+@recursive_option
 @click.option("-n", "--namespace", default="default")
 @click.option("--grace-period", type=int, default=-1, show_default=True,
               help="Seconds a pod is given to terminate (-1: its own; 0 only with --force).")
@@ -92,18 +109,22 @@ def apply(files: tuple[str, ...], cluster: str | None, wait: bool, timeout: floa
 @wait_option
 @timeout_option
 @handle_errors
-def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], namespace: str, grace_period: int,
-           force: bool, ignore_not_found: bool, cluster: str | None, wait: bool, timeout: float) -> None:
+def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], recursive: bool, namespace: str,
+           grace_period: int, force: bool, ignore_not_found: bool, cluster: str | None, wait: bool,
+           timeout: float) -> None:
     """Delete objects by manifest (-f) or by KIND NAME...: all of them or none. Pods terminate first (the
     kubelet tears their sandbox down), as in Kubernetes."""
+    st = lifecycle.resolve_cluster(cluster)
+    store = open_store(st.name)
     targets: list[Target] = []
     if files:
-        for src, x in load_sourced(list(files), stdin=sys.stdin):
-            ns = (x.meta.namespace or namespace) if _namespaced(x.kind) else None
+        for src, x in load_sourced(list(files), stdin=sys.stdin, recursive=recursive, custom=_custom(store),
+                                   skip_unknown=True):
+            ns = (x.meta.namespace or namespace) if _namespaced(x.kind, store) else None
             targets.append(Target(x.kind, ns, x.meta.name, src))
     elif kind and names:
-        k = _kind(kind)
-        targets = [Target(k, namespace if _namespaced(k) else None, n) for n in names]
+        k = _kind(kind, store)
+        targets = [Target(k, namespace if _namespaced(k, store) else None, n) for n in names]
     else:
         raise UsageError("say what to delete: -f FILE, or KIND NAME")
     c = Cluster(cluster)
@@ -143,8 +164,8 @@ def get(kind: str, name: str | None, namespace: str, all_namespaces: bool, outpu
     """Objects with their live state, in kubectl's shapes."""
     st = lifecycle.resolve_cluster(cluster)
     store = open_store(st.name)
-    k = _kind(kind)
-    namespaced = _namespaced(k)
+    k = _kind(kind, store)
+    namespaced = _namespaced(k, store)
     ns = None if (all_namespaces or not namespaced) else namespace
     objs = store.list(k, ns)
     if name:
@@ -174,8 +195,8 @@ def describe(kind: str, name: str, namespace: str, cluster: str | None) -> None:
     """An object in full, with its events."""
     st = lifecycle.resolve_cluster(cluster)
     store = open_store(st.name)
-    k = _kind(kind)
-    ns = namespace if _namespaced(k) else None
+    k = _kind(kind, store)
+    ns = namespace if _namespaced(k, store) else None
     obj = store.get(k, ns, name)
     if obj is None:
         raise UsageError(f'{k.lower()} "{name}" not found')

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from netsim.controlplane import objects as o
 from netsim.model.errors import Source, UsageError
-from netsim.store import CLUSTER_SCOPED, Store, rfc3339
+from netsim.store import Store, rfc3339, scoped_namespace
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class Target:
     source: Source | None = None  # the manifest it came from (`delete -f`), for the error message
 
     def describe(self) -> str:
-        ns = "" if self.kind in CLUSTER_SCOPED else f"{self.namespace or 'default'}/"
+        scoped = scoped_namespace(self.kind, self.namespace)
+        ns = f"{scoped}/" if scoped else ""
         where = f"{self.source.describe()}: " if self.source else ""
         return f"{where}{self.kind} {ns}{self.name}"
 
@@ -58,8 +59,7 @@ def delete_objects(store: Store, targets: Sequence[Target], now: float, *, grace
     with store.transaction() as tx:
         found = []
         for t in targets:
-            ns = None if t.kind in CLUSTER_SCOPED else (t.namespace or "default")
-            cur = tx.get(t.kind, ns, t.name)
+            cur = tx.get(t.kind, scoped_namespace(t.kind, t.namespace), t.name)
             if cur is None:
                 if ignore_not_found:
                     continue

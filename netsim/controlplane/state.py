@@ -17,7 +17,7 @@ from typing import Any
 
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
-from netsim.store import CLUSTER_SCOPED, AlreadyExists, Conflict, NotFound, Store, rfc3339
+from netsim.store import AlreadyExists, Conflict, NotFound, Store, rfc3339, scoped_namespace
 
 WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet",
                  "DaemonSet", "StatefulSet", "Job", "CronJob")
@@ -74,7 +74,7 @@ class Snapshot:
         return items if namespace is None else [x for x in items if o.namespace(x) == namespace]
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return self._by_key.get((kind, None if kind in CLUSTER_SCOPED else namespace, name))
+        return self._by_key.get((kind, scoped_namespace(kind, namespace), name))
 
     def owned(self, owner: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
         items = self._by_owner.get(o.uid(owner), [])

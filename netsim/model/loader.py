@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
+from netsim.model.builtin_kinds import builtin, served_api_versions
 from netsim.model.errors import Source, SpecError, SpecErrors
+from netsim.model.generic import CustomKind, custom_kind, parse_stored
 from netsim.model.limits import (
     MAX_REQUEST_BYTES,
     AliasBomb,
@@ -102,8 +105,23 @@ def _describe(doc: Mapping) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def parse_object(doc: Any, source: Source) -> Any:
-    """Parse one object document into its typed object; raise SpecError naming what is wrong."""
+def _no_matches(kind: str, api_version: str, source: Source, obj: str | None) -> SpecError:
+    """The API server's (and kubectl's) wording for a kind it does not serve under that apiVersion."""
+    served = served_api_versions(kind) or (KINDS[kind].api_versions if kind in KINDS else ())
+    hint = (f" ({kind} is served as {' or '.join(served)})" if served
+            else "; ensure CRDs are installed first")
+    return SpecError(f'no matches for kind "{kind}" in version "{api_version}"{hint}', source=source, obj=obj,
+                     field="apiVersion" if served else "kind")
+
+
+def parse_object(doc: Any, source: Source, custom: Mapping[str, CustomKind] | None = None, *,
+                 skip_unknown: bool = False) -> Any:
+    """Parse one object document into its typed object; raise SpecError naming what is wrong.
+
+    Emulated kinds get their own parsers; every other built-in kind and every kind a CustomResourceDefinition
+    in `custom` defines is a `StoredObject`. Any other kind is refused as the API server refuses it ("no
+    matches for kind"), or, with `skip_unknown`, stored unchecked (`StoredObject.verified` False).
+    """
     if not isinstance(doc, Mapping):
         raise SpecError(f"a document must be a mapping (a Kubernetes object), got {type(doc).__name__}",
                         source=source)
@@ -115,27 +133,65 @@ def parse_object(doc: Any, source: Source) -> Any:
         raise SpecError("is required (a string such as v1 or apps/v1)", source=source, obj=obj,
                         field="apiVersion")
     info = kind_info(kind)
-    if info is None:
-        raise SpecError(f"unknown kind {kind!r} (apiVersion {api_version!r}); netsim understands "
-                        f"{', '.join(sorted(KINDS))}", source=source, obj=obj, field="kind")
-    if api_version not in info.api_versions:
-        raise SpecError(f"apiVersion {api_version!r} is not served for kind {kind}; use "
-                        f"{' or '.join(info.api_versions)}", source=source, obj=obj, field="apiVersion")
-    try:
-        parser = info.parser
-    except ModuleNotFoundError as e:
-        if e.name != info.module:
-            raise
-        raise SpecError(f"kind {kind} is not available in this netsim build", source=source, obj=obj,
-                        field="kind") from None
-    return parser(doc, source)
+    if info is not None and api_version in info.api_versions:
+        try:
+            parser = info.parser
+        except ModuleNotFoundError as e:
+            if e.name != info.module:
+                raise
+            raise SpecError(f"kind {kind} is not available in this netsim build", source=source, obj=obj,
+                            field="kind") from None
+        return parser(doc, source)
+    b = builtin(kind)
+    if b is not None and api_version in served_api_versions(kind):
+        if kind == "Node":
+            raise SpecError("nodes are made from the Cluster spec (spec.nodes), not applied", source=source,
+                            obj=obj, field="kind")
+        if not b.storable:
+            raise SpecError(f"{kind} is a request the API server answers, not an object it stores",
+                            source=source, obj=obj, field="kind")
+        return parse_stored(doc, source, kind=kind, namespaced=b.namespaced)
+    ck = (custom or {}).get(kind)
+    if ck is not None and api_version in ck.api_versions:
+        return parse_stored(doc, source, kind=kind, namespaced=ck.namespaced)
+    if skip_unknown and b is None and ck is None and info is None:
+        # nobody says the kind's scope; most custom kinds are namespaced, and so is this guess
+        return replace(parse_stored(doc, source, kind=kind, namespaced=True), verified=False)
+    raise _no_matches(kind, api_version, source, obj)
 
 
-def _is_list(doc: Any) -> bool:
+def _is_list(doc: Any, custom: Mapping[str, CustomKind] | None = None) -> bool:
     if not isinstance(doc, Mapping):
         return False
     kind = doc.get("kind")
-    return kind == "List" or (isinstance(kind, str) and kind.endswith("List") and kind[:-4] in KINDS)
+    if kind == "List":
+        return True
+    if not isinstance(kind, str) or not kind.endswith("List"):
+        return False
+    item = kind[:-4]
+    return item in KINDS or builtin(item) is not None or item in (custom or {})
+
+
+def custom_kinds_in(items: Iterable[tuple[Source, Any]]) -> tuple[dict[str, CustomKind], list[SpecError]]:
+    """The kinds defined by CustomResourceDefinitions among raw documents (so that a file may define a kind
+    and use it, which `kubectl apply` of a CRD and its objects in one file also allows once established)."""
+    out: dict[str, CustomKind] = {}
+    errors: list[SpecError] = []
+    for source, doc in items:
+        if isinstance(doc, Mapping) and doc.get("kind") == "CustomResourceDefinition" \
+                and doc.get("apiVersion") in served_api_versions("CustomResourceDefinition"):
+            try:
+                ck = custom_kind(doc, source)
+            except SpecError:
+                continue  # reported when the document itself is parsed
+            if builtin(ck.kind) is not None or ck.kind in KINDS:
+                errors.append(SpecError(f"netsim keys objects by kind and cannot store a custom kind named "
+                                        f"like the built-in {ck.kind}", source=source,
+                                        obj=f"CustomResourceDefinition {doc['metadata'].get('name')}",
+                                        field="spec.names.kind"))
+                continue
+            out[ck.kind] = ck
+    return out, errors
 
 
 def _in_list(e: SpecError, index: int) -> SpecError:
@@ -153,14 +209,19 @@ def object_ref(obj: Any) -> str:
     return f"{obj.kind} {obj.meta.key}"
 
 
-def parse_sources(items: Iterable[tuple[Source, Any]]) -> tuple[list[tuple[Source, Any]], list[SpecError]]:
-    """Parse raw (source, document) pairs; return parsed (source, object) pairs and all errors, no raise."""
+def parse_sources(items: Iterable[tuple[Source, Any]], custom: Mapping[str, CustomKind] | None = None, *,
+                  skip_unknown: bool = False) -> tuple[list[tuple[Source, Any]], list[SpecError]]:
+    """Parse raw (source, document) pairs; return parsed (source, object) pairs and all errors, no raise.
+
+    `custom` holds the kinds stored CRDs define; CRDs among the documents add theirs."""
+    items = list(items)
+    defined, errors = custom_kinds_in(items)
+    custom = {**(custom or {}), **defined}
     parsed: list[tuple[Source, Any]] = []
-    errors: list[SpecError] = []
     for source, doc in items:
         if doc is None:
             continue
-        if _is_list(doc):
+        if _is_list(doc, custom):
             raw_items = doc.get("items")
             if raw_items is None:
                 continue
@@ -170,12 +231,12 @@ def parse_sources(items: Iterable[tuple[Source, Any]]) -> tuple[list[tuple[Sourc
                 continue
             for i, item in enumerate(raw_items):
                 try:
-                    parsed.append((source, parse_object(item, source)))
+                    parsed.append((source, parse_object(item, source, custom, skip_unknown=skip_unknown)))
                 except SpecError as e:
                     errors.append(_in_list(e, i))
             continue
         try:
-            parsed.append((source, parse_object(doc, source)))
+            parsed.append((source, parse_object(doc, source, custom, skip_unknown=skip_unknown)))
         except SpecError as e:
             errors.append(e)
     for source, obj in parsed:
@@ -204,11 +265,12 @@ def _text_documents(text: str, file: str, errors: list[SpecError]) -> list[tuple
     return docs
 
 
-def parse_documents(text: str, source_file: str = "<inline>") -> list[Any]:
+def parse_documents(text: str, source_file: str = "<inline>", custom: Mapping[str, CustomKind] | None = None,
+                    *, skip_unknown: bool = False) -> list[Any]:
     """Parse a (multi-document) YAML/JSON text into typed objects; raise SpecErrors if any part is bad."""
     errors: list[SpecError] = []
     docs = _text_documents(text, source_file, errors)
-    parsed, parse_errors = parse_sources(docs)
+    parsed, parse_errors = parse_sources(docs, custom, skip_unknown=skip_unknown)
     errors.extend(parse_errors)
     if errors:
         raise SpecErrors(_input_order(errors, {source_file: 0}))
@@ -220,18 +282,27 @@ def _input_order(errors: list[SpecError], order: dict[str, int]) -> list[SpecErr
                                          -1 if e.source.doc is None else e.source.doc))
 
 
-def manifest_files(path: Path) -> list[Path]:
-    """The manifest files of a directory, recursively, in sorted order (as `kubectl apply -R -f`)."""
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+def manifest_files(path: Path, *, recursive: bool = True) -> list[Path]:
+    """The manifest files of a directory in sorted order: with `recursive` every level (as
+    `kubectl apply -R -f`), without it only the directory's own files (as `kubectl apply -f`)."""
+    found = path.rglob("*") if recursive else path.glob("*")
+    return sorted(p for p in found if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
 
 
-def load_documents(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | None = None) -> list[Any]:
-    """Load manifests from files, directories (recursive) and "-" (stdin); all or nothing (SpecErrors)."""
-    return [obj for _, obj in load_sourced(paths, stdin=stdin)]
+def load_documents(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | None = None,
+                   recursive: bool = True, custom: Mapping[str, CustomKind] | None = None,
+                   skip_unknown: bool = False) -> list[Any]:
+    """Load manifests from files, directories and "-" (stdin); all or nothing (SpecErrors).
+
+    `custom`: kinds that stored CustomResourceDefinitions define; `skip_unknown`: store objects of kinds
+    nobody defines instead of refusing them."""
+    return [obj for _, obj in load_sourced(paths, stdin=stdin, recursive=recursive, custom=custom,
+                                           skip_unknown=skip_unknown)]
 
 
-def load_sourced(paths: str | Path | Iterable[str | Path], *,
-                 stdin: TextIO | None = None) -> list[tuple[Source, Any]]:
+def load_sourced(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | None = None,
+                 recursive: bool = True, custom: Mapping[str, CustomKind] | None = None,
+                 skip_unknown: bool = False) -> list[tuple[Source, Any]]:
     """`load_documents`, each object with where it came from (for errors found later, e.g. by `delete -f`)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -246,7 +317,7 @@ def load_sourced(paths: str | Path | Iterable[str | Path], *,
             continue
         path = Path(p)
         if path.is_dir():
-            files = manifest_files(path)
+            files = manifest_files(path, recursive=recursive)
         elif path.exists():
             files = [path]
         else:
@@ -260,7 +331,7 @@ def load_sourced(paths: str | Path | Iterable[str | Path], *,
                 errors.append(SpecError(f"cannot read: {e}", source=Source(str(f))))
                 continue
             docs.extend(_text_documents(text, str(f), errors))
-    parsed, parse_errors = parse_sources(docs)
+    parsed, parse_errors = parse_sources(docs, custom, skip_unknown=skip_unknown)
     errors.extend(parse_errors)
     if errors:
         raise SpecErrors(_input_order(errors, order))

@@ -162,8 +162,9 @@ def checked_annotations(f: Fields, key: str) -> dict[str, str]:
 
 
 def parse_metadata(doc: Mapping[str, Any], *, source: Source, kind: str, namespaced: bool,
-                   default_namespace: str = "default") -> ObjectMeta:
-    """Read `metadata` of a document: name (DNS-1123 subdomain), namespace (label), labels, annotations."""
+                   default_namespace: str = "default", path_segment_name: bool = False) -> ObjectMeta:
+    """Read `metadata` of a document: name (DNS-1123 subdomain, or for `path_segment_name` kinds such as
+    RBAC's any path segment), namespace (label), labels, annotations."""
     md = doc.get("metadata")
     raw_name = md.get("name") if isinstance(md, Mapping) else None
     raw_ns = md.get("namespace") if isinstance(md, Mapping) else None
@@ -175,7 +176,10 @@ def parse_metadata(doc: Mapping[str, Any], *, source: Source, kind: str, namespa
         obj = f"{kind} {raw_ns}/{raw_name}" if namespaced else f"{kind} {raw_name}"
     f = Fields(md if md is not None else {}, source=source, obj=obj, path="metadata")
     name = f.str("name", required=True)
-    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+    if path_segment_name:
+        if name in (".", "..") or "/" in name or "%" in name or not name:
+            raise f.error("name", f"{name!r} may not be '.' or '..' and may not contain '/' or '%'")
+    elif len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
         raise f.error("name", f"{name!r} must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')")
     namespace = None
     if namespaced:

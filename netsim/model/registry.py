@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netsim.model.builtin_kinds import BUILTIN_KINDS, builtin, served_api_versions
 from netsim.model.errors import Source
 
 
@@ -57,6 +58,10 @@ for _info in KINDS.values():
 # kubectl also answers to these: `ep`/`endpoints` name the older Endpoints view of the same data.
 _ALIASES.update({"ep": "EndpointSlice", "endpoints": "EndpointSlice", "endpointslice": "EndpointSlice",
                  "networkpolicy": "NetworkPolicy", "policy": "NetworkPolicy"})
+# Every other built-in kind answers to its kind, plural, singular and short names (kubectl api-resources).
+for _b in BUILTIN_KINDS:
+    for _name in (_b.kind, _b.plural, *_b.short_names):
+        _ALIASES.setdefault(_name.lower(), _b.kind)
 
 
 def kind_alias(name: str) -> str | None:
@@ -69,10 +74,33 @@ def kind_alias(name: str) -> str | None:
         return _ALIASES[key]
     head, _, group = key.partition(".")
     kind = _ALIASES.get(head)
-    if kind and group and any(v.rpartition("/")[0] == group or (group == "" and "/" not in v)
-                              for v in KINDS[kind].api_versions):
+    if kind and group and any(v.rpartition("/")[0] == group for v in served_api_versions(kind)):
         return kind
     return None
+
+
+def custom_alias(name: str, custom: Mapping[str, Any]) -> str | None:
+    """The kind a CRD-defined spelling names (kind, plural, singular, short names, `plural.group`)."""
+    key = name.strip().lower()
+    for ck in custom.values():
+        names = {ck.kind.lower(), ck.plural, ck.singular, *ck.short_names, f"{ck.plural}.{ck.group}"}
+        if key in names:
+            return ck.kind
+    return None
+
+
+def is_emulated(kind: str) -> bool:
+    """Whether netsim acts on objects of `kind` (the others are stored, listed and deleted only)."""
+    return kind in KINDS or kind == "Node"
+
+
+def namespaced(kind: str, custom: Mapping[str, Any] | None = None) -> bool:
+    """The scope of a built-in or CRD-defined kind; unknown kinds count as namespaced."""
+    b = builtin(kind)
+    if b is not None:
+        return b.namespaced
+    ck = (custom or {}).get(kind)
+    return ck.namespaced if ck is not None else True
 
 
 def kind_info(kind: str) -> KindInfo | None:

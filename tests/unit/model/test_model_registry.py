@@ -18,7 +18,7 @@ def test_aliases(name, kind):
     assert kind_alias(name) == kind
 
 
-@pytest.mark.parametrize("name", ["ingress", "pod.apps", "deployments.batch", "x"])
+@pytest.mark.parametrize("name", ["ingresses.apps", "pod.apps", "deployments.batch", "x"])
 def test_unknown_aliases(name):
     assert kind_alias(name) is None
 

@@ -1,0 +1,176 @@
+"""Real applications' manifests go in unchanged: every built-in kind, CRDs and their objects, Lists,
+directories and stdin, on a live cluster through the `netsim` CLI, as kubectl users would type it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+
+import pytest
+
+from netsim import lifecycle
+from netsim.api import Cluster
+from netsim.model.cluster import parse_cluster
+from netsim.model.errors import Source
+from tests.conftest import NETSIM
+
+pytestmark = pytest.mark.root
+
+APP = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: cart}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cart-config}
+data: {REDIS_ADDR: "redis:6379", MODE: prod}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cart-secret}
+stringData: {password: hunter2}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: cart}
+spec: {minAvailable: 1, selector: {matchLabels: {app: cart}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop}
+spec:
+  rules:
+  - host: shop.example.com
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: cart, port: {number: 80}}}}]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "cart:reader"}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wd]}
+  scope: Namespaced
+  versions: [{name: v1, served: true, storage: true}]
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1}
+spec: {size: 3}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: cart}}
+  template:
+    metadata: {labels: {app: cart}}
+    spec:
+      serviceAccountName: cart
+      containers: [{name: cart, image: example/cart, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart}
+spec: {selector: {app: cart}, ports: [{port: 80, targetPort: 8080}]}
+"""
+
+
+def netsim(name: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*NETSIM, *args, "--cluster", name], input=stdin, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cluster(kernel):
+    name = f"k{secrets.token_hex(3)}"
+    spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
+                          "spec": {"nodes": 2}}, Source("<test>"))
+    c = None
+    try:
+        c = Cluster.up(spec, timeout=60)
+        yield c
+    finally:
+        if c is not None:
+            c.close()
+        lifecycle.down(kernel, name)
+
+
+def test_a_real_app_with_every_kind_applies_and_its_objects_are_listed(cluster, tmp_path):
+    f = tmp_path / "app.yaml"
+    f.write_text(APP)
+    r = netsim(cluster.name, "apply", "-f", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "configmap/cart-config created" in r.stdout and "widget/w1 created" in r.stdout
+    notes = [line for line in r.stderr.splitlines() if line.startswith("Note:")]
+    assert len(notes) == 1, r.stderr
+    for ref in ("ServiceAccount default/cart", "ConfigMap default/cart-config", "PodDisruptionBudget default/cart",
+                "Ingress default/shop", "ClusterRole cart:reader", "CustomResourceDefinition widgets.example.com",
+                "Widget default/w1"):
+        assert ref in notes[0]
+    assert "Deployment" not in notes[0] and "Service default/cart" not in notes[0]
+    # the emulated part runs: both replicas Ready behind the Service
+    pods = [p for p in cluster.pods("default") if p["metadata"]["name"].startswith("cart-")]
+    assert len(pods) == 2 and all(p.get("status", {}).get("podIP") for p in pods)
+
+    out = netsim(cluster.name, "get", "cm").stdout
+    assert out.split("\n")[0].split() == ["NAME", "DATA", "AGE"] and "cart-config   2" in out
+    assert "cart-secret   Opaque   1" in netsim(cluster.name, "get", "secrets").stdout
+    assert "w1" in netsim(cluster.name, "get", "widgets").stdout
+    assert "w1" in netsim(cluster.name, "get", "wd").stdout
+    assert "cart:reader" in netsim(cluster.name, "get", "clusterroles").stdout
+    got = json.loads(netsim(cluster.name, "get", "widget", "w1", "-o", "json").stdout)
+    assert got["spec"] == {"size": 3} and got["metadata"]["resourceVersion"]
+    d = netsim(cluster.name, "describe", "ingress", "shop")
+    assert d.returncode == 0 and "shop.example.com" in d.stdout
+
+    # delete works on them, by name and by file
+    assert netsim(cluster.name, "delete", "pdb", "cart").returncode == 0
+    assert netsim(cluster.name, "get", "pdb", "cart").returncode != 0
+    assert netsim(cluster.name, "delete", "wd", "w1").returncode == 0
+    assert "No resources found" in netsim(cluster.name, "get", "widgets").stderr
+
+
+def test_an_unknown_kind_is_refused_with_the_api_servers_words_and_nothing_is_applied(cluster, tmp_path):
+    f = tmp_path / "mixed.yaml"
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: before-gadget}\n---\n"
+                 "apiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: g}\n")
+    r = netsim(cluster.name, "apply", "-f", str(f))
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith('Gadget g: field kind: no matches for kind "Gadget" in version '
+                                     '"example.org/v1"; ensure CRDs are installed first'), r.stderr
+    assert str(f) in r.stderr and "Traceback" not in r.stderr
+    assert netsim(cluster.name, "get", "cm", "before-gadget").returncode != 0
+
+    r = netsim(cluster.name, "apply", "--skip-unknown", "-f", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "Warning" in r.stderr and "Gadget" in r.stderr
+    assert netsim(cluster.name, "get", "cm", "before-gadget").returncode == 0
+    assert cluster.store.get("Gadget", "default", "g") is not None
+
+
+def test_lists_directories_recursion_and_stdin(cluster, tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "top.yaml").write_text(
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: list-a}}\n"
+        "- {apiVersion: v1, kind: ServiceAccount, metadata: {name: list-b}}\n")
+    (tmp_path / "sub" / "deep.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\n")
+    r = netsim(cluster.name, "apply", "-f", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "configmap/list-a created" in r.stdout and "serviceaccount/list-b created" in r.stdout
+    assert "deep" not in r.stdout  # kubectl recurses only with -R
+    r = netsim(cluster.name, "apply", "-R", "-f", str(tmp_path))
+    assert "configmap/deep created" in r.stdout, r.stderr
+    r = netsim(cluster.name, "apply", "-f", "-", stdin="apiVersion: v1\nkind: Secret\nmetadata: {name: piped}\n")
+    assert "secret/piped created" in r.stdout, r.stderr
+    r = netsim(cluster.name, "delete", "-R", "-f", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert netsim(cluster.name, "get", "cm", "deep").returncode != 0
