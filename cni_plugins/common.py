@@ -116,7 +116,7 @@ def flocked(path: Path) -> Iterator[None]:
     """Hold an exclusive flock on `path` (created if needed). Serialises threads and processes alike,
     since every entry opens its own file description."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -125,8 +125,8 @@ def flocked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write by rename so a concurrent reader never sees half a file."""
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write by rename so a concurrent reader never sees half a file; 0600: the state is root's alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "w") as fh:

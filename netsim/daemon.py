@@ -55,6 +55,7 @@ from netsim.node.felix_agent import FelixAgent
 from netsim.node.kubelet import Kubelet, Sandbox
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.proxy_agent import ProxyAgent
+from netsim.node.security import ContainerConfigError, effective
 from netsim.node.sync_runner import SyncRunner
 from netsim.policy.verify import inputs_from_store
 from netsim.proxy.adapter import collect
@@ -162,14 +163,26 @@ class ClusterKubelet:
         return sorted(set(out))
 
     @staticmethod
-    def _commands(pod: dict[str, Any]) -> list[tuple[str, list[str], dict[str, str]]]:
+    def _commands(pod: dict[str, Any]) -> list[tuple[dict[str, Any], list[str], dict[str, str]]]:
         out = []
         for c in (pod.get("spec") or {}).get("containers") or []:
             argv = list(c.get("command") or []) + list(c.get("args") or [])
             if argv:
                 env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or [] if "name" in e}
-                out.append((c["name"], argv, env))
+                out.append((c, argv, env))
         return out
+
+    def start_container(self, kubelet: Kubelet, sb: Sandbox, pod: dict[str, Any], container: dict[str, Any],
+                        argv: list[str], env: dict[str, str]) -> None:
+        """Start one container as its securityContext (or the cluster's containerDefaults) says; a container
+        the kubelet refuses (runAsNonRoot and uid 0) is recorded as Waiting instead."""
+        defaults = self.spec.containers
+        try:
+            sec = effective(pod, container, default_uid=defaults.run_as_user, default_gid=defaults.run_as_group)
+        except ContainerConfigError as exc:
+            kubelet.refuse_container(sb, container["name"], exc.reason, str(exc))
+            return
+        kubelet.start_container(sb, container["name"], argv, env, sec)
 
     def _serve_ports(self, pod: dict[str, Any]) -> list[tuple[int, str]]:
         ports = self._ports(pod)
@@ -195,8 +208,8 @@ class ClusterKubelet:
         commands = self._commands(pod)
         if commands:
             env = env_for_pod(typed, self.services())
-            for name, argv, cenv in commands:
-                kubelet.start_container(sb, name, argv, {**env, **cenv})
+            for c, argv, cenv in commands:
+                self.start_container(kubelet, sb, pod, c, argv, {**env, **cenv})
         return sb.ip
 
     def _run_host_network(self, pod: dict[str, Any], kubelet: Kubelet) -> str:
@@ -210,8 +223,8 @@ class ClusterKubelet:
         commands = self._commands(pod)
         if commands:
             env = env_for_pod(parse_object(pod, Source("<store>")), self.services())
-            for name, argv, cenv in commands:
-                kubelet.start_container(sb, name, argv, {**env, **cenv})
+            for c, argv, cenv in commands:
+                self.start_container(kubelet, sb, pod, c, argv, {**env, **cenv})
         return kubelet.node.ip
 
     def delete_sandbox(self, pod: dict[str, Any]) -> None:
@@ -242,6 +255,8 @@ class ClusterKubelet:
         key = o.key(pod)
         procs = kubelet.poll_containers(key)
         policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+        if any(p.waiting is not None for p in procs.values()):
+            return PodState(ready=False, phase="Pending")  # a container the kubelet refused to create
         if procs:
             codes = [p.exit_code for p in procs.values()]
             if all(c is not None for c in codes):
@@ -250,7 +265,7 @@ class ClusterKubelet:
                 if any(c != 0 for c in codes) and policy == "Never":
                     return PodState(ready=False, phase="Failed")
         ports_ready = self.workload.ready(key) if self._serve_ports(pod) else True
-        running = all(p.exit_code is None for p in procs.values())
+        running = all(p.exit_code is None and p.waiting is None for p in procs.values())
         return PodState(ready=ports_ready and running and self._probes_ready(pod), phase="Running")
 
     def _probes_ready(self, pod: dict[str, Any]) -> bool:
@@ -448,7 +463,10 @@ class Daemon:
                 p = procs.get(c["name"])
                 entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""),
                                          "restartCount": restarts + (p.restarts if p else 0)}
-                if p is not None and p.exit_code is not None:
+                if p is not None and p.waiting is not None:
+                    entry["state"] = {"waiting": {"reason": p.waiting[0], "message": p.waiting[1]}}
+                    entry["ready"] = False
+                elif p is not None and p.exit_code is not None:
                     entry["state"] = {"terminated": {"exitCode": p.exit_code, "reason":
                                                      "Completed" if p.exit_code == 0 else "Error"}}
                     entry["ready"] = False
@@ -457,7 +475,7 @@ class Daemon:
                         if sb is not None:
                             argv = list(c.get("command") or []) + list(c.get("args") or [])
                             env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or []}
-                            self.kubelets[node].start_container(sb, c["name"], argv, env)
+                            self.kubelet.start_container(self.kubelets[node], sb, pod, c, argv, env)
                 else:
                     entry["state"] = {"running": {}}
                     entry["ready"] = ready
@@ -704,6 +722,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="netsim-daemon")
     parser.add_argument("cluster")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # the cluster's state (store, logs, records) is root's alone: 0600 files, 0700 dirs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     d = Daemon(args.cluster)

@@ -35,7 +35,7 @@ def start(cluster: str, timeout: float = 60.0) -> int:
     st = state.load(cluster)
     if st is None:
         raise DaemonError(f"no cluster {cluster}")
-    with open(log_path(cluster), "ab") as log:
+    with state.open_private(log_path(cluster), "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "netsim.daemon", cluster], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True, close_fds=True)
     st.extra["daemonPid"] = proc.pid

@@ -28,22 +28,50 @@ def _quiet(_: str) -> None:
     pass
 
 
+def _taken(name: str) -> UsageError:
+    """Why the state dir of `name` exists: a running cluster, another `up` building it right now, or the
+    remains of a crash."""
+    existing = state.load(name)
+    if existing is not None and existing.phase == "ready":
+        return UsageError(f"cluster {name!r} is already running; use another --name, or "
+                          f"`netsim down --name {name}` first")
+    if existing is None or _pid_alive(existing.pid):
+        return UsageError(f"cluster {name!r} is being created by another `netsim up` right now"
+                          + (f" (pid {existing.pid})" if existing else "")
+                          + f"; wait for it, or use another --name (a crashed one is removed with "
+                            f"`netsim down --name {name}`)")
+    return UsageError(f"cluster {name!r} was left half-built by an earlier run (phase {existing.phase}); "
+                      f"clean it up with `netsim down --name {name}`")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet) -> state.ClusterState:
-    """Build the node network of `spec`. Raises UsageError if a cluster of that name exists."""
-    existing = state.load(spec.name)
-    if existing is not None or os.path.isdir(naming.state_dir(spec.name)):
-        phase = existing.phase if existing else "unknown"
-        if phase == "ready":
-            raise UsageError(f"cluster {spec.name!r} is already running; use another --name, or "
-                             f"`netsim down --name {spec.name}` first")
-        raise UsageError(f"cluster {spec.name!r} was left half-built by an earlier run (phase {phase}); "
-                         f"clean it up with `netsim down --name {spec.name}`")
+    """Build the node network of `spec`. Raises UsageError if a cluster of that name exists or is being
+    built: the state dir is claimed with one mkdir (atomic), so of two racing `up`s exactly one wins and
+    the other is told so, before it looks at or touches anything else."""
+    if not os.path.isdir(naming.STATE_ROOT):
+        state.make_private_dir(naming.STATE_ROOT)
+    try:
+        os.mkdir(naming.state_dir(spec.name), 0o700)
+    except FileExistsError:
+        raise _taken(spec.name) from None
+    os.chmod(naming.state_dir(spec.name), 0o700)
     leftovers = owned_netns(spec.name)
     if leftovers:
+        os.rmdir(naming.state_dir(spec.name))
         raise UsageError(f"{len(leftovers)} network namespace(s) of an earlier cluster {spec.name!r} remain "
                          f"(e.g. {leftovers[0]}); clean them up with `netsim down --name {spec.name}`")
-    os.makedirs(naming.STATE_ROOT, exist_ok=True)
-    os.mkdir(naming.state_dir(spec.name))  # claims the name; a racing `up` of the same name fails here
     st = state.ClusterState(name=spec.name, phase="building", spec=spec.to_dict())
     state.save(st)
     t0 = time.monotonic()
@@ -53,7 +81,7 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet) -> state.Clust
             fabric.check_vxlan(k, spec)
         for i, node in enumerate(spec.nodes):
             st.nodes.append(fabric.add_node(k, spec, i, node))
-            os.makedirs(naming.node_state_dir(spec.name, node.name), exist_ok=True)
+            state.make_private_dir(naming.node_state_dir(spec.name, node.name))
             progress(f"node {node.name} {st.nodes[-1]['ip']}")
         for i, host in enumerate(spec.external_hosts):
             st.hosts.append(fabric.add_host(k, spec, i, host))

@@ -21,8 +21,8 @@ INSTALL_HINT = "apt-get install -y iproute2 iptables ipset conntrack nftables (o
 
 def require_root(command: str) -> None:
     if os.geteuid() != 0:
-        raise UsageError(f"netsim {command} must run as root: it creates network namespaces "
-                         "(try: sudo netsim ...)")
+        raise UsageError(f"netsim {command} must run as root: netsim makes and enters network namespaces and "
+                         "keeps each cluster's state readable by root only (try: sudo netsim ...)")
 
 
 def missing_tools(tools: dict[str, str] | None = None) -> list[tuple[str, str]]:

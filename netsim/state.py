@@ -51,12 +51,32 @@ def state_file(cluster: str) -> str:
     return os.path.join(naming.state_dir(cluster), "cluster.json")
 
 
+def make_private_dir(path: str) -> None:
+    """Create `path` (and missing parents) as 0700 directories: a cluster's state is root's alone."""
+    parent = os.path.dirname(path)
+    if parent and not os.path.isdir(parent):
+        make_private_dir(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+
+
+def open_private(path: str, mode: str = "w"):
+    """Open `path` for writing, created 0600 whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
+
+
 def save(state: ClusterState) -> None:
     """Write atomically so a reader never sees half a file."""
     path = state_file(state.name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    make_private_dir(os.path.dirname(path))
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
+    with open_private(tmp) as f:
         json.dump(state.to_json(), f, indent=1)
     os.replace(tmp, path)
 

@@ -207,7 +207,7 @@ class Store:
     def reserve(self, ip: IPv4, cid: str, ifname: str, range_set: int) -> bool:
         """Create the IP's file exclusively; False if someone holds it. Records last_reserved_ip."""
         try:
-            fd = os.open(self.dir / str(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(self.dir / str(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as fh:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import click
 import yaml
 
+from netsim import preflight
 from netsim.kernel.api import KernelError
 from netsim.model.errors import NetsimError
 
@@ -22,11 +24,23 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def permission_message(exc: PermissionError) -> str:
+    """A non-root user meets the cluster state (0700, root's) or a kernel operation: say so in one line."""
+    what = f" ({exc.filename})" if exc.filename else ""
+    return (f"permission denied{what}: netsim creates namespaces and keeps every cluster's state readable by "
+            "root only; run it as root (sudo netsim ...)")
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """NetsimError subclasses carry their exit code; kernel errors are failures (1); no tracebacks."""
+    """NetsimError subclasses carry their exit code; kernel errors are failures (1); a non-root user's
+    permission error is a usage error (2); anything else is one line too (NETSIM_DEBUG=1 shows the
+    traceback): a command never ends in a traceback."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            # Every verb makes or enters namespaces or reads the root-only state: say so before anything else.
+            ctx = click.get_current_context(silent=True)
+            preflight.require_root(" ".join(ctx.command_path.split()[1:]) if ctx else "")
             return fn(*args, **kwargs)
         except NetsimError as exc:
             fail(str(exc), exc.exit_code)
@@ -34,6 +48,19 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"kernel: {exc}", EXIT_FAILED)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except PermissionError as exc:
+            if os.environ.get("NETSIM_DEBUG"):
+                raise
+            if os.geteuid() != 0:
+                fail(permission_message(exc), EXIT_USAGE)
+            fail(str(exc), EXIT_FAILED)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("NETSIM_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            fail(f"internal error: {type(exc).__name__}: {first} (NETSIM_DEBUG=1 shows the traceback)", EXIT_FAILED)
     return wrapper
 
 

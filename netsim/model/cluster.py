@@ -18,6 +18,7 @@ import yaml
 from netsim.model.errors import Source, SpecError
 from netsim.model.kubeproxy import KubeProxySpec, parse_kube_proxy
 from netsim.model.meta import DNS1123_LABEL, Fields
+from netsim.model.security import MAX_ID
 from netsim.model.selectors import validate_labels
 
 API_VERSION = "netsim/v1alpha1"
@@ -68,6 +69,18 @@ class NetworkSpec:
     cni_mode: str = "inprocess"
 
 
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class ContainerDefaults:
+    """Who a container `command` runs as when its securityContext names no user: in Kubernetes that is the
+    image's USER; netsim has no images, so it is this (by default nobody, never root unless asked)."""
+
+    run_as_user: int = NOBODY
+    run_as_group: int = NOBODY
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     name: str
@@ -77,6 +90,7 @@ class ClusterSpec:
     external_hosts: tuple[HostSpec, ...] = ()
     source: str = "<default>"
     kube_proxy: KubeProxySpec = KubeProxySpec()
+    containers: ContainerDefaults = ContainerDefaults()
 
     # -- derived addresses -------------------------------------------------------------------------
     @property
@@ -127,6 +141,8 @@ class ClusterSpec:
                             "nodeNetwork": net.node_network, "mtu": net.mtu, "cniMode": net.cni_mode,
                             **({"loadBalancerPool": net.load_balancer_pool} if net.load_balancer_pool else {})},
                 "dns": {"domain": self.dns_domain},
+                "containerDefaults": {"runAsUser": self.containers.run_as_user,
+                                      "runAsGroup": self.containers.run_as_group},
                 "externalHosts": [{"name": h.name, "ip": h.ip if h.on_node_network else f"{h.ip}/{h.prefixlen}"}
                                   for h in self.external_hosts],
                 **({"kubeProxy": kp} if (kp := self.kube_proxy.to_dict()) else {}),
@@ -184,7 +200,7 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     obj = f"Cluster {name}"
     spec = top.map("spec") or Fields({}, source=source, obj=obj, path="spec")
     spec.obj = obj
-    spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy"})
+    spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy", "containerDefaults"})
 
     nodes = _parse_nodes(spec, source, obj)
     network = _parse_network(spec, source, obj)
@@ -200,9 +216,20 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     cluster = ClusterSpec(name=name, nodes=nodes, network=network, dns_domain=domain, source=source.file)
     hosts = _parse_hosts(spec, cluster)
     cluster = ClusterSpec(name=name, nodes=nodes, network=network, dns_domain=domain, external_hosts=hosts,
-                          source=source.file, kube_proxy=kube_proxy)
+                          source=source.file, kube_proxy=kube_proxy, containers=_parse_container_defaults(spec))
     _check_address_plan(cluster, spec)
     return cluster
+
+
+def _parse_container_defaults(spec: Fields) -> ContainerDefaults:
+    f = spec.map("containerDefaults")
+    if f is None:
+        return ContainerDefaults()
+    f.reject_unknown({"runAsUser", "runAsGroup"})
+    uid = f.int("runAsUser", NOBODY, minimum=0, maximum=MAX_ID)
+    gid = f.int("runAsGroup", NOBODY, minimum=0, maximum=MAX_ID)
+    assert uid is not None and gid is not None
+    return ContainerDefaults(uid, gid)
 
 
 def _parse_nodes(spec: Fields, source: Source, obj: str) -> tuple[NodeSpec, ...]:

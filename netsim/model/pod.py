@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from netsim.model import specfields as sf
 from netsim.model.errors import Source, SpecError
 from netsim.model.meta import Fields, ObjectMeta, checked_annotations, object_name, parse_metadata
+from netsim.model.security import validate_container_security_context, validate_pod_security_context
 from netsim.model.selectors import validate_labels
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -325,6 +326,7 @@ def _parse_probe(f: Fields, container_ports: tuple[ContainerPort, ...], *, liven
 def _parse_container(f: Fields, *, host_network: bool) -> Container:
     extra = sf.check_fields(f, _CONTAINER_MODELLED, _CONTAINER_PASSTHROUGH)
     name = sf.dns_label(f, "name", required=True, what="container name")
+    validate_container_security_context(f.map("securityContext"))
     ports: list[ContainerPort] = []
     names: set[str] = set()
     seen: set[tuple[int, str]] = set()
@@ -439,6 +441,7 @@ def parse_pod_spec(f: Fields, *, is_pod: bool = False) -> PodSpec:
     """Parse and default a PodSpec at `f` (a Pod's spec or a template's spec)."""
     extra = sf.check_fields(f, _PODSPEC_MODELLED, _PODSPEC_PASSTHROUGH)
     host_network = bool(f.bool("hostNetwork", False))
+    validate_pod_security_context(f.map("securityContext"))
     raw = f.list("containers", required=True)
     if not raw:
         raise f.error("containers", "must have at least one container")

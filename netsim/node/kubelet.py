@@ -4,8 +4,9 @@ A sandbox is one netns per pod (all containers of a pod share it, as with the pa
 plugin is called in process by default (the same plugin code, no exec), or executed as a CNI executable
 inside the node's namespace with the spec's environment and stdin (`cniMode: exec`), which is also how
 third-party plugins run. Sandbox records live under the node's state dir so a restarted daemon knows what
-it made. Containers with a `command` run as real processes inside the pod's netns; their output goes to
-a log file per container (`netsim logs`).
+it made. Containers with a `command` run as real processes inside the pod's netns, started through
+netsim/node/container_init.py with the user, capabilities and private mount namespace that
+netsim.node.security decides; their output goes to a log file per container (`netsim logs`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cni_plugins.types import CniArgs, CniError
 from netsim import naming
 from netsim.kernel.api import Kernel
 from netsim.node.network import NodeRec, PodNetwork
+from netsim.node.security import POD_SYSCTLS, ContainerSecurity, launcher_argv
 
 CNI_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
 
@@ -54,12 +56,13 @@ class Sandbox:
 @dataclass
 class ContainerProcess:
     name: str
-    proc: subprocess.Popen
+    proc: subprocess.Popen | None  # None: never started (see `waiting`)
     log: str
     started: float
     restarts: int = 0
     exit_code: int | None = None
     finished: float | None = None
+    waiting: tuple[str, str] | None = None  # (reason, message) of a container the kubelet refused to create
 
 
 class Kubelet:
@@ -164,12 +167,20 @@ class Kubelet:
         return self.kernel.netns_exists(sb.netns)
 
     # -- containers ----------------------------------------------------------------------------------
-    def start_container(self, sb: Sandbox, container: str, argv: list[str], env: dict[str, str]) -> ContainerProcess:
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
+    def start_container(self, sb: Sandbox, container: str, argv: list[str], env: dict[str, str],
+                        security: ContainerSecurity) -> ContainerProcess:
+        """Start `argv` as `security` says, in a private mount and UTS namespace (container_init). The pod's
+        sysctls (unprivileged low ports, ICMP echo sockets) are set only in a pod's own network namespace,
+        never in a node's (hostNetwork), as containerd does."""
+        self.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log = str(self.logs_dir / f"{sb.namespace}_{sb.name}_{container}.log")
         prev = self.containers.get(sb.key, {}).get(container)
-        with open(log, "ab") as out:
-            proc = self.kernel.spawn(sb.netns, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        launcher = launcher_argv(security, argv, netns=sb.netns, hostname=sb.name,
+                                 sysctls=None if sb.container_id == "host" else POD_SYSCTLS)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with open(fd, "ab") as out:
+            proc = self.kernel.spawn(sb.netns, launcher, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT,
                                      env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                           "HOSTNAME": sb.name, **env},
                                      start_new_session=True)
@@ -177,10 +188,16 @@ class Kubelet:
         self.containers.setdefault(sb.key, {})[container] = cp
         return cp
 
+    def refuse_container(self, sb: Sandbox, container: str, reason: str, message: str) -> ContainerProcess:
+        """Record a container the kubelet will not create (e.g. runAsNonRoot with uid 0): it stays Waiting."""
+        cp = ContainerProcess(container, None, "", time.time(), waiting=(reason, message))
+        self.containers.setdefault(sb.key, {})[container] = cp
+        return cp
+
     def poll_containers(self, key: str) -> dict[str, ContainerProcess]:
         """Refresh exit codes of a pod's container processes."""
         for cp in self.containers.get(key, {}).values():
-            if cp.exit_code is None:
+            if cp.exit_code is None and cp.proc is not None:
                 rc = cp.proc.poll()
                 if rc is not None:
                     cp.exit_code = rc
@@ -189,7 +206,7 @@ class Kubelet:
 
     def stop_containers(self, namespace: str, name: str) -> None:
         for cp in self.containers.pop(f"{namespace}/{name}", {}).values():
-            if cp.proc.poll() is None:
+            if cp.proc is not None and cp.proc.poll() is None:
                 try:
                     os.killpg(cp.proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
