@@ -167,3 +167,27 @@ def test_verify_diff_killed_midway_leaves_the_cluster_as_it_was(tour: Cluster, t
         for name in ("a", "b"):
             c.delete("Pod", name, "wi", force=True, wait=False)
         c.delete("Namespace", "wi", None)
+
+
+def test_daemon_rolls_back_orphaned_and_expired_what_ifs(tour: Cluster) -> None:
+    """A what-if whose owner process is gone, and one whose lease ran out (owner alive), are deleted by
+    the daemon within a pass or two; a live one stays."""
+    c = tour
+    child = subprocess.Popen(["true"])
+    child.wait()
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "orphan", "namespace": "default"}, "spec": {"podSelector": {}}}
+    now = time.time()
+    orphan = c.store.create(whatif.make([policy], whatif.Owner(child.pid, None), now))
+    expired = c.store.create(whatif.make([policy], whatif.this_process(), now - 100, lease=1))
+    kept = c.store.create(whatif.make([policy], whatif.this_process(), now, lease=60))
+    try:
+        deadline = time.monotonic() + 10
+        names = {o["metadata"]["name"] for o in (orphan, expired)}
+        while time.monotonic() < deadline and names & {w["metadata"]["name"] for w in c.get(whatif.KIND)}:
+            time.sleep(0.1)
+        assert [w["metadata"]["name"] for w in c.get(whatif.KIND, whatif.NAMESPACE)] == [kept["metadata"]["name"]]
+    finally:
+        for w in c.get(whatif.KIND, whatif.NAMESPACE):
+            c.store.delete(whatif.KIND, whatif.NAMESPACE, w["metadata"]["name"])
+        c.wait_converged()
