@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cni_plugins.types import ERR_INVALID_CONFIG, CniError
+from netsim import naming
 
 NETNS_DIR = "/run/netns"
 STATE_ROOT = "/run/netsim"
@@ -43,17 +44,15 @@ class NodeContext:
 
 
 def node_netns(cluster: str, node: str) -> str:
-    return f"netsim-{cluster}-node-{node}"
+    return naming.node_ns(cluster, node)
 
 
 def parse_node_netns(name: str) -> tuple[str, str] | None:
-    """(cluster, node) from `netsim-<c>-node-<node>`, or None for any other name."""
-    if not name.startswith("netsim-"):
+    """(cluster, node) from `netsim-<c>.node.<node>` (netsim.naming), or None for any other name."""
+    parsed = naming.parse(name)
+    if parsed is None or parsed.role != naming.NODE or parsed.hashed:
         return None
-    cluster, sep, node = name[len("netsim-"):].partition("-node-")
-    if not sep or not cluster or not node:
-        return None
-    return cluster, node
+    return parsed.cluster, parsed.part
 
 
 def current_netns_name(netns_dir: str = NETNS_DIR) -> str | None:
@@ -87,7 +86,7 @@ def node_context(conf: dict[str, Any], *, netns_dir: str = NETNS_DIR) -> NodeCon
     if parsed is None:
         raise CniError(ERR_INVALID_CONFIG, "cannot tell which netsim node this plugin runs for",
                        "set the 'netsim' key {cluster, node} in the network config, or run the plugin "
-                       "inside a node netns netsim-<cluster>-node-<node>")
+                       "inside a node netns netsim-<cluster>.node.<node>")
     cluster, node = parsed
     return NodeContext(cluster, node, f"{STATE_ROOT}/{cluster}")
 

@@ -107,8 +107,7 @@ def _etc_netns(prefix: str) -> list[str]:
 
 
 def owned_netns(cluster: str) -> list[str]:
-    others = state.known_clusters()
-    return [n for n in netns_mod.list_names(naming.cluster_prefix(cluster)) if naming.owned_by(cluster, n, others)]
+    return [n for n in netns_mod.list_names(naming.cluster_prefix(cluster)) if naming.owned_by(cluster, n)]
 
 
 @dataclass
@@ -145,11 +144,18 @@ def _pid_alive_is_ours(pid: int, cluster: str) -> bool:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-    return "netsim" in cmd and cluster in cmd
+    # The daemon runs as `python -m netsim.daemon CLUSTER`: compare whole arguments, so cluster `x` never
+    # claims the daemon of cluster `x-pod-default`.
+    args = cmd.split()
+    return any("netsim" in a for a in args) and cluster in args
 
 
 def down(k: Kernel, cluster: str) -> DownReport:
-    """Remove everything `cluster` made: processes, namespaces, /etc/netns entries, state. Idempotent."""
+    """Remove everything `cluster` made: processes, namespaces, /etc/netns entries, state. Idempotent.
+    Only names of `cluster` itself are touched (naming.owned_by), never those of a cluster whose name extends it."""
+    if not naming.is_cluster_name(cluster):
+        raise UsageError(f"{cluster!r} is not a cluster name (a lowercase DNS label of at most "
+                         f"{naming.MAX_CLUSTER_NAME} characters)")
     st = state.load(cluster)
     killed = 0
     # The daemon first, so it does not make new sandboxes while we remove them.
@@ -163,13 +169,13 @@ def down(k: Kernel, cluster: str) -> DownReport:
         pids.update(netns_mod.pids_in(n))
     killed += _kill(pids)
     # Pods first, nodes and hosts next, the fabric last: each veth dies with the first of its two ends.
-    order = sorted(names, key=lambda n: (0 if "-pod-" in n else 2 if n.endswith("-fabric") else 1, n))
+    rank = {naming.POD: 0, naming.NODE: 1, naming.HOST: 1, naming.FABRIC: 2}
+    order = sorted(names, key=lambda n: (rank[parsed.role] if (parsed := naming.parse(n)) else 1, n))
     for n in order:
         k.netns_delete(n)
     # Pods' resolv.conf live in /etc/netns/<pod netns>; sweep by name, also for sandboxes already gone.
-    others = state.known_clusters()
     for n in _etc_netns(naming.cluster_prefix(cluster)):
-        if naming.owned_by(cluster, n, others):
+        if naming.owned_by(cluster, n):
             shutil.rmtree(os.path.join(ETC_NETNS, n), ignore_errors=True)
     had_state = os.path.isdir(naming.state_dir(cluster))
     state.remove(cluster)

@@ -242,8 +242,10 @@ def events(watch: bool, for_obj: str | None, output: str, cluster: str | None) -
 def logs(pod: str, namespace: str, container: str | None, cluster: str | None) -> None:
     """Output of a pod's container processes."""
     st = lifecycle.resolve_cluster(cluster)
-    pattern = os.path.join(naming.state_dir(st.name), "logs", f"{namespace}_{pod}_{container or '*'}.log")
-    files = sorted(glob.glob(pattern))
+    if container:
+        files = [f for f in [naming.container_log(st.name, namespace, pod, container)] if os.path.exists(f)]
+    else:
+        files = sorted(glob.glob(glob.escape(naming.container_log_prefix(st.name, namespace, pod)) + "*.log"))
     if not files:
         raise UsageError(f"no logs for pod {namespace}/{pod} (only containers with a command have logs)")
     for f in files:

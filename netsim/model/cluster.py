@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from netsim import naming
 from netsim.model.errors import Source, SpecError
 from netsim.model.kubeproxy import KubeProxySpec, parse_kube_proxy
 from netsim.model.meta import DNS1123_LABEL, Fields
@@ -26,10 +27,9 @@ PLUGINS = ("flannel", "calico", "canal")
 BACKENDS = {"flannel": ("vxlan", "host-gw"), "canal": ("vxlan", "host-gw"), "calico": ("vxlan", "direct")}
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 CNI_MODES = ("inprocess", "exec")
-# Cluster names end up in namespace names and file paths; short keeps `ip netns` output readable.
-MAX_CLUSTER_NAME = 20
+# Cluster names end up in namespace names and file paths (netsim.naming owns the rule).
+MAX_CLUSTER_NAME = naming.MAX_CLUSTER_NAME
 MAX_NODES = 1000
-_CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
         raise top.error("kind", f"must be Cluster, got {kind!r}")
     md = top.map("metadata") or Fields({}, source=source, obj="Cluster", path="metadata")
     name = name_override or md.str("name", "netsim")
-    if len(name) > MAX_CLUSTER_NAME or not _CLUSTER_NAME_RE.match(name):
+    if not naming.is_cluster_name(name):
         raise md.error("name", f"{name!r} must be a lowercase DNS label of at most {MAX_CLUSTER_NAME} "
                                "characters (it names namespaces and files)")
     obj = f"Cluster {name}"

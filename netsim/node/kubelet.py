@@ -81,7 +81,7 @@ class Kubelet:
 
     # -- sandboxes -----------------------------------------------------------------------------------
     def _record(self, namespace: str, name: str) -> Path:
-        return self.dir / f"{namespace}_{name}.json"
+        return self.dir / f"{naming.pod_part(namespace, name)}.json"
 
     def _load(self) -> dict[str, Sandbox]:
         """The records on disk: what an earlier daemon of this cluster made (read once, at start)."""
@@ -173,7 +173,7 @@ class Kubelet:
         sysctls (unprivileged low ports, ICMP echo sockets) are set only in a pod's own network namespace,
         never in a node's (hostNetwork), as containerd does."""
         self.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        log = str(self.logs_dir / f"{sb.namespace}_{sb.name}_{container}.log")
+        log = naming.container_log(self.cluster, sb.namespace, sb.name, container)
         prev = self.containers.get(sb.key, {}).get(container)
         launcher = launcher_argv(security, argv, netns=sb.netns, hostname=sb.name,
                                  sysctls=None if sb.container_id == "host" else POD_SYSCTLS)

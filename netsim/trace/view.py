@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netsim import naming
 from netsim.kernel.api import Fdb, Link, Neigh, Route
 
 
@@ -170,7 +171,7 @@ def from_cluster(cluster: Any) -> ClusterView:
                 f"{ns}/{name}",
                 ip,
                 node,
-                f"netsim-{cluster.name}-pod-{ns}-{name}",
+                naming.pod_ns(cluster.name, ns, name),
                 dict(o.labels(p)),
                 bool((p.get("spec") or {}).get("hostNetwork")),
                 tuple(

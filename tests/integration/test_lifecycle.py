@@ -103,7 +103,7 @@ spec:
     run_netsim("down", "--name", cluster_name)
     assert lifecycle.owned_netns(cluster_name) == []
     assert not os.path.exists(naming.state_dir(cluster_name))
-    assert [n for n in os.listdir("/etc/netns") if n.startswith(f"netsim-{cluster_name}-")] == []
+    assert [n for n in os.listdir("/etc/netns") if n.startswith(naming.cluster_prefix(cluster_name))] == []
     assert host_snapshot() == before
 
 
@@ -133,14 +133,14 @@ def test_sigkill_part_way_then_down_leaves_nothing(tmp_path, kernel):
     assert netns_mod.list_names(naming.cluster_prefix(name)) == []
     assert not os.path.exists(naming.state_dir(name))
     with open("/proc/self/mountinfo") as f:
-        assert f"netsim-{name}-" not in f.read()
+        assert naming.cluster_prefix(name) not in f.read()
     assert _sh(f"ip -o link show | grep -c {name} || true").strip() == "0"
     assert [pid for pid in _cmdlines() if str(spec) in _cmdlines()[pid]] == []
 
 
 def test_down_finds_namespaces_without_state_and_kills_their_processes(kernel):
     name = unique_name("s")
-    stray = f"netsim-{name}-node-lost"
+    stray = naming.node_ns(name, "lost")
     kernel.netns_create(stray)
     sleeper = kernel.spawn(stray, ["sleep", "300"])
     try:

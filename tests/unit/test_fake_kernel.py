@@ -51,16 +51,16 @@ def test_fabric_builds_the_documented_node_layout():
     fabric.build_fabric(k, spec)
     rec = fabric.add_node(k, spec, 1, spec.nodes[1])
     ns = rec["netns"]
-    assert rec == {**rec, "ip": "172.18.0.3", "podCIDR": "10.244.1.0/24", "netns": "netsim-demo-node-node-2"}
+    assert rec == {**rec, "ip": "172.18.0.3", "podCIDR": "10.244.1.0/24", "netns": "netsim-demo.node.node-2"}
     assert k.addrs(ns, "eth0") == [("eth0", "172.18.0.3/16")]
     assert k.routes(ns) == [Route(dst="default", via="172.18.0.1")]
     assert k.sysctl_get(ns, "net.bridge.bridge-nf-call-iptables") == "1"
     assert k.sysctl_get(ns, "net.ipv4.ip_forward") == "1"
-    assert k.link_get("netsim-demo-fabric", "n1").master == "underlay"
+    assert k.link_get("netsim-demo.fabric", "n1").master == "underlay"
     host = fabric.add_host(k, spec, 0, spec.external_hosts[0])
     assert host["gateway"] == "203.0.113.1"
-    assert k.addrs("netsim-demo-fabric", "x0") == [("x0", "203.0.113.1/24")]
-    assert k.link_get("netsim-demo-fabric", "h0").master == "x0"
+    assert k.addrs("netsim-demo.fabric", "x0") == [("x0", "203.0.113.1/24")]
+    assert k.link_get("netsim-demo.fabric", "h0").master == "x0"
 
 
 def test_hosts_on_one_external_subnet_share_a_segment():
@@ -75,7 +75,7 @@ def test_hosts_on_one_external_subnet_share_a_segment():
     fabric.build_fabric(k, spec)
     for i, h in enumerate(spec.external_hosts):
         fabric.add_host(k, spec, i, h)
-    ns = "netsim-demo-fabric"
+    ns = "netsim-demo.fabric"
     assert [k.link_get(ns, p).master for p in ("h0", "h1", "h2")] == ["x0", "x0", "x1"]
     assert k.addrs(ns, "x0") == [("x0", "203.0.113.1/24")] and k.addrs(ns, "x1") == [("x1", "198.51.100.1/24")]
 
@@ -95,4 +95,4 @@ def test_missing_vxlan_is_a_clear_error():
     ok = FakeKernel()
     fabric.build_fabric(ok, spec)
     fabric.check_vxlan(ok, spec)
-    assert ok.link_get("netsim-demo-fabric", "netsim-vxchk") is None
+    assert ok.link_get("netsim-demo.fabric", "netsim-vxchk") is None

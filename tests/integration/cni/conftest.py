@@ -1,7 +1,7 @@
 """A small netsim-like cluster on the real kernel for CNI tests: a fabric netns with the underlay bridge,
 node netns with `eth0` on it, pods as bare netns, and the node daemons of each plugin.
 
-Every namespace is `netsim-tcx<rand>-...` and the finaliser removes them all, also when a test fails.
+Every namespace is `netsim-tcx<rand>.<role>...` (netsim.naming) and the finaliser removes them all, also when a test fails.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from cni_plugins import calico, canal, flannel
 from cni_plugins.common import NodeContext, node_netns
 from cni_plugins.types import CniArgs
+from netsim import naming
 from netsim.kernel.api import Route
 
 UNDERLAY_GW = "172.31.0.1"
@@ -33,7 +34,7 @@ class CniCluster:
 
     @property
     def fabric(self) -> str:
-        return f"netsim-{self.name}-fabric"
+        return naming.fabric_ns(self.name)
 
     def ns(self, node: str) -> str:
         return node_netns(self.name, node)
@@ -59,7 +60,7 @@ class CniCluster:
         return ns
 
     def pod_ns(self, name: str) -> str:
-        return f"netsim-{self.name}-pod-default-{name}"
+        return naming.pod_ns(self.name, "default", name)
 
     def make_pod(self, name: str, cid: str | None = None) -> CniArgs:
         ns = self.pod_ns(name)
@@ -149,7 +150,7 @@ def cni_cluster(tmp_path):
         yield c
     finally:
         try:
-            for ns in k.netns_list(f"netsim-{name}-"):
+            for ns in k.netns_list(naming.cluster_prefix(name)):
                 k.netns_delete(ns)
         finally:
             k.close()

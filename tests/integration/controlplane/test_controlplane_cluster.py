@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from netsim import daemonctl, lifecycle
+from netsim import daemonctl, lifecycle, naming
 from netsim.api import Cluster
 from netsim.cli.main import cli
 from netsim.controlplane import objects as o
@@ -33,7 +33,7 @@ from netsim.model.errors import Source
 
 pytestmark = pytest.mark.root
 
-PREFIX = "h11"  # cluster names end up in netns names: netsim-<c>-pod-<ns>-<pod>
+PREFIX = "h11"  # cluster names end up in netns names: netsim-<c>.pod.<ns>_<pod>
 BAD = Path(__file__).resolve().parents[2] / "unit" / "model" / "bad"
 
 
@@ -118,7 +118,7 @@ def netsim(c: Cluster, *args: str, check: bool = True) -> subprocess.CompletedPr
 
 def pod_netns(c: Cluster, namespace: str = "default") -> set[str]:
     """Pod sandboxes the kernel holds for one Kubernetes namespace, as pod names."""
-    prefix = f"netsim-{c.name}-pod-{namespace}-"
+    prefix = f"{naming.cluster_prefix(c.name)}{naming.POD}{naming.SEP}{namespace}{naming.POD_SEP}"  # short names
     return {n.removeprefix(prefix) for n in netns_mod.list_names(prefix)}
 
 
@@ -278,7 +278,7 @@ def test_killed_pod_heals_and_failed_node_is_replaced(cluster3):
     c.apply(deployment("web", 3))
     victim = live(c.pods("default"), "web-")[0]
     name, old_ip = o.name(victim), victim["status"]["podIP"]
-    old_inode = os.stat(f"/run/netns/netsim-{c.name}-pod-default-{name}").st_ino
+    old_inode = os.stat(netns_mod.netns_path(naming.pod_ns(c.name, "default", name))).st_ino
 
     c.kill_pod(name)
     def healed():
@@ -287,7 +287,7 @@ def test_killed_pod_heals_and_failed_node_is_replaced(cluster3):
     pod = wait_for(healed, 20, what=f"{name} to get a new sandbox")
     c.wait_converged(30)
     new_ip = pod["status"]["podIP"]
-    assert os.stat(f"/run/netns/netsim-{c.name}-pod-default-{name}").st_ino != old_inode
+    assert os.stat(netns_mod.netns_path(naming.pod_ns(c.name, "default", name))).st_ino != old_inode
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 1
     wait_for(lambda: new_ip in ready_ips(c, "web") and old_ip not in ready_ips(c, "web"), 10,
              what="endpoints to follow the new IP")

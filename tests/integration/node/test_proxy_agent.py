@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from netsim import lifecycle
+from netsim import lifecycle, naming
 from netsim.kernel.api import Route
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source
@@ -68,7 +68,7 @@ def test_proxy_agent_on_a_real_node(kernel, cluster_name):
                          Source("<test>"))
     st = lifecycle.up(kernel, spec)
     node = st.nodes[0]
-    pod_ns = f"netsim-{cluster_name}-pod-default-web"
+    pod_ns = naming.pod_ns(cluster_name, "default", "web")
     _make_pod(kernel, node["netns"], pod_ns, "10.244.0.5", "caliweb")
     srv = _serve(kernel, pod_ns, 8080, "default/web")
     try:

@@ -16,6 +16,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from netsim import naming
 from netsim.api import Cluster
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source
@@ -327,7 +328,7 @@ def test_a_trace_is_fast_and_leaves_nothing_behind(cluster):
         times.append(time.monotonic() - t0)
     print(f"{cluster.plugin}/{cluster.backend}: trace times {[round(t, 3) for t in times]} s")
     assert min(times) < 1.0
-    for ns in cluster.kernel.netns_list(f"netsim-{cluster.name}-"):
+    for ns in cluster.kernel.netns_list(naming.cluster_prefix(cluster.name)):
         assert "netsim_trace" not in cluster.kernel.run(ns, ["nft", "list", "tables"]).stdout, ns
     assert _children() <= before, "a process started by the trace is still running"
 

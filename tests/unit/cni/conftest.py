@@ -12,7 +12,7 @@ from netsim.kernel.fake import FakeKernel
 
 CLUSTER = "c"
 NODES = {"a": "172.18.0.2", "b": "172.18.0.3", "c": "172.18.0.4"}
-FABRIC = "netsim-c-fabric"
+FABRIC = "netsim-c.fabric"
 
 
 @pytest.fixture

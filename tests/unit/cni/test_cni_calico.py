@@ -20,7 +20,7 @@ NODE_LIST = [CalicoNode(n, ip) for n, ip in NODES.items()]
 
 
 def ns(node: str) -> str:
-    return f"netsim-c-node-{node}"
+    return f"netsim-c.node.{node}"
 
 
 def daemons(kernel, ctx, backend="vxlan"):

@@ -29,7 +29,7 @@ def test_add_on_flannel_network(kernel, ctx, netsim_key, make_pod):
     sync_all(kernel, ctx)
     args = make_pod("web")
     res = invoke(canal.PLUGIN, "ADD", args, conf(netsim_key, "b"), kernel)
-    node = "netsim-c-node-b"
+    node = "netsim-c.node.b"
     host_if = calico_veth_name("default", "web", args.container_id)
     assert kernel.link_get(node, "cni0") is None
     assert kernel.link_get(node, "flannel.1") is not None

@@ -22,7 +22,7 @@ def leases(net=NET, nodes=NODES):
 
 
 def ns(node: str) -> str:
-    return f"netsim-c-node-{node}"
+    return f"netsim-c.node.{node}"
 
 
 # --- leases and subnet.env ------------------------------------------------------------------------

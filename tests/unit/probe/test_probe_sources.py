@@ -9,9 +9,9 @@ from netsim.probe.sources import source_netns
 
 
 @pytest.mark.parametrize(("label", "netns"), [
-    ("x/a", "netsim-demo-pod-x-a"),
-    ("node/n1", "netsim-demo-node-n1"),
-    ("host/client", "netsim-demo-host-client"),
+    ("x/a", "netsim-demo.pod.x_a"),
+    ("node/n1", "netsim-demo.node.n1"),
+    ("host/client", "netsim-demo.host.client"),
 ])
 def test_labels(label, netns):
     assert source_netns("demo", label) == netns
