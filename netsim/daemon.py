@@ -9,12 +9,15 @@ CronJob schedules, readiness):
    (`netsim kill pod`) torn down and made again, container processes restarted per restartPolicy;
 3. data plane: kube-proxy rules on every live node when Services/EndpointSlices changed, felix policy
    state when pods/namespaces/NetworkPolicies changed (calico and canal);
-4. a convergence marker (`converged.json`) that CLI commands wait on.
+4. a convergence marker (`converged.json`) that CLI commands wait on, and a health record
+   (`health.json`): the state of every component (the DNS and workload server threads, the reconcile
+   loop, each node's kube-proxy and felix agent) that `netsim status` reports.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -26,6 +29,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -68,6 +72,8 @@ log = logging.getLogger("netsim.daemon")
 FAILED_ANNOTATION = "netsim.io/failed"
 STORE_FILE = "store.db"
 CONVERGED_FILE = "converged.json"
+HEALTH_FILE = "health.json"
+HEALTH_INTERVAL = 1.0  # the health record is rewritten at least this often, and at once when it changes
 DATAPLANE_WORKERS = 4  # node agents (kube-proxy, felix) syncing at once
 
 
@@ -81,6 +87,10 @@ def open_store(cluster: str) -> SQLiteStore:
 
 def converged_path(cluster: str) -> str:
     return os.path.join(naming.state_dir(cluster), CONVERGED_FILE)
+
+
+def health_path(cluster: str) -> str:
+    return os.path.join(naming.state_dir(cluster), HEALTH_FILE)
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -370,6 +380,11 @@ class Daemon:
         self._felix_fp: dict[str, str] = {}
         self._net_fp = ""
         self._stop = threading.Event()
+        # Component health: "running" | "failing" (the last attempt raised; retried next pass) for the
+        # reconcile loop and each node agent; the servers report their own thread (NetnsServer.health).
+        self._loop_health: dict[str, Any] = {"state": "running", "error": None}
+        self._agent_health: dict[str, dict[str, Any]] = {}
+        self._health_written: tuple[float, Any] = (0.0, None)
         # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
         self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
 
@@ -506,7 +521,8 @@ class Daemon:
         sps, eps = collect(typed_svcs, typed_slices, lb_ips)
 
         def sync(name: str) -> None:
-            report = self.proxies[name].sync(sps, eps)
+            with self._agent(f"kube-proxy/{name}"):
+                report = self.proxies[name].sync(sps, eps)
             self._proxy_fp[name] = fp
             c = report.counts
             self._event(f"node/{name}", "ProxySynced",
@@ -624,7 +640,8 @@ class Daemon:
 
         def sync(name: str) -> None:
             endpoints, node_fp = todo[name]
-            report = self.felix[name].sync(endpoints, namespaces, pods, policies)
+            with self._agent(f"felix/{name}"):
+                report = self.felix[name].sync(endpoints, namespaces, pods, policies)
             self._felix_fp[name] = node_fp
             self._event(f"node/{name}", "PolicySynced", f"{report.endpoints} endpoints, {report.policies} "
                         f"policies, {report.chains} chains, {report.ipsets} ipsets", actor=f"felix/{name}",
@@ -647,6 +664,35 @@ class Daemon:
         if fp and fp != self._net_fp:
             self.network.sync(list(self.nodes.values()))
             self._net_fp = fp
+
+    @contextlib.contextmanager
+    def _agent(self, name: str) -> Iterator[None]:
+        """Record how one node agent's sync went (a raising sync is "failing" until one succeeds)."""
+        try:
+            yield
+        except Exception as exc:
+            self._agent_health[name] = {"state": "failing", "error": f"{type(exc).__name__}: {exc}"}
+            raise
+        self._agent_health[name] = {"state": "running", "error": None}
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        """Every component's health: {"dns": {"state": ...}, "workload": ..., "reconcile": ..., "kube-proxy/N": ...}."""
+        out = {"dns": self.dns.health(), "workload": self.workload.health(), "reconcile": dict(self._loop_health)}
+        out.update(sorted(self._agent_health.items()))
+        return out
+
+    def _write_health(self, *, force: bool = False) -> None:
+        comps = self.components()
+        last, seen = self._health_written
+        now = time.monotonic()
+        if not force and comps == seen and now - last < HEALTH_INTERVAL:
+            return
+        path = health_path(self.spec.name)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "time": time.time(), "components": comps}, f)
+        os.replace(tmp, path)
+        self._health_written = (now, comps)
 
     def _event(self, ref: str, reason: str, message: str, *, actor: str = "netsim", ms: float = 0.0) -> None:
         ev.record(self.store, ev.Event(self.clock.now(), actor, ref, reason, message, ms))
@@ -700,10 +746,16 @@ class Daemon:
             seen = self.store.current_rv()  # this pass reads at least this much, maybe not more
             try:
                 busy = self.one_pass()
-            except Exception:  # a daemon survives one bad pass; the log says what happened
+                self._loop_health = {"state": "running", "error": None}
+            except Exception as exc:  # a daemon survives one bad pass; the log says what happened
                 log.exception("reconcile pass failed")
+                self._loop_health = {"state": "failing", "error": f"{type(exc).__name__}: {exc}"}
                 busy, failed = False, True
                 time.sleep(0.2)
+            try:
+                self._write_health()
+            except OSError as exc:
+                log.warning("cannot write the health record: %s", exc)
             if not busy:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.

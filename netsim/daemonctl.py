@@ -9,7 +9,7 @@ import sys
 import time
 
 from netsim import naming, state
-from netsim.daemon import converged_path
+from netsim.daemon import converged_path, health_path
 from netsim.model.errors import NetsimError
 
 
@@ -59,6 +59,19 @@ def read_marker(cluster: str) -> dict | None:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def read_health(cluster: str) -> dict:
+    """The daemon's components and their state ({} when there is no record yet)."""
+    try:
+        with open(health_path(cluster)) as f:
+            return json.load(f).get("components") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def dead_components(components: dict) -> list[str]:
+    return [name for name, c in components.items() if (c or {}).get("state") == "dead"]
 
 
 def alive(cluster: str) -> bool:

@@ -12,6 +12,10 @@ and written from anywhere. Two things build on that:
   another thread is picked up at once, a start/stop lifecycle (stop is final), and bookkeeping of
   accepted connections with an idle deadline. Subclasses open their sockets, register them with a
   `data` object of their own, and handle readiness in `_on_ready`; the protocol stays theirs.
+
+No input may end the loop: an exception from one handler is logged and counted, the connection it
+came from is closed, and the loop goes on. Should the thread end anyway, `health()` says so (and why),
+so the daemon can report a dead server instead of a silent one.
 """
 
 from __future__ import annotations
@@ -104,6 +108,9 @@ class NetnsServer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._closed = False
+        self._died: str | None = None
+        self.handler_errors = 0
+        self.last_handler_error: str | None = None
 
     # -- hooks --------------------------------------------------------------------------------------
     def _on_ready(self, data: Any, mask: int) -> None:
@@ -123,7 +130,7 @@ class NetnsServer:
             if self._thread is not None:
                 return
             self._stopping = False
-            self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
@@ -144,6 +151,22 @@ class NetnsServer:
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
             self._closed = True
+
+    def health(self) -> dict[str, Any]:
+        """{"state": running | dead | stopped | not started, "error": why it died, "handlerErrors": count of
+        inputs whose handler raised (each answered with nothing, the server went on), "lastHandlerError"}."""
+        with self._lock:
+            thread = self._thread
+            if self._died is not None:
+                state = "dead"
+            elif self._closed or self._stopping:
+                state = "stopped"
+            elif thread is None:
+                state = "not started"
+            else:
+                state = "running" if thread.is_alive() else "dead"
+            return {"state": state, "error": self._died if state == "dead" else None,
+                    "handlerErrors": self.handler_errors, "lastHandlerError": self.last_handler_error}
 
     def __enter__(self) -> Self:
         self.start()
@@ -184,6 +207,24 @@ class NetnsServer:
         except OSError:  # the pipe is full (a wake-up is pending anyway) or already closed
             pass
 
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # never expected: recorded for health(), so a dead server is visible
+            self._died = f"{type(exc).__name__}: {exc}"
+            log.exception("%s died", self.thread_name)
+            return
+        if not self._stopping:
+            self._died = "the loop ended without a stop request"
+
+    def _handler_failed(self, data: Any, exc: Exception) -> None:
+        self.handler_errors += 1
+        self.last_handler_error = f"{type(exc).__name__}: {exc}"
+        if self.handler_errors <= 10:  # the first few with a traceback; a flood must not flood the log
+            log.error("%s: handler failed (the server goes on)", self.thread_name, exc_info=exc)
+        if isinstance(data, Conn):
+            self._close_conn(data)
+
     def _loop(self) -> None:
         next_sweep = time.monotonic() + self.sweep_interval
         while True:
@@ -213,6 +254,8 @@ class NetnsServer:
                             self._close_conn(data)
                         else:
                             log.debug("%s: %s", self.thread_name, exc)
+                    except Exception as exc:  # nor one input's: a bug costs that input's answer
+                        self._handler_failed(data, exc)
                 now = time.monotonic()
                 if now >= next_sweep:
                     next_sweep = now + self.sweep_interval

@@ -94,14 +94,19 @@ def down(name: str | None, all_: bool, output: str) -> None:
 @output_option
 @handle_errors
 def status(cluster: str | None, output: str) -> None:
-    """Nodes, addresses and namespaces of a cluster."""
+    """Nodes, addresses and namespaces of a cluster, and the daemon's components (exit 1 when one is dead)."""
     st = lifecycle.resolve_cluster(cluster)
     info = lifecycle.status(st)
     marker = daemonctl.read_marker(st.name) or {}
-    info["daemon"] = {"pid": st.extra.get("daemonPid"), "running": daemonctl.alive(st.name),
+    running = daemonctl.alive(st.name)
+    components = daemonctl.read_health(st.name) if running else {}
+    dead = daemonctl.dead_components(components)
+    info["daemon"] = {"pid": st.extra.get("daemonPid"), "running": running,
                       "converged": marker.get("converged"), "pending": marker.get("pending", []),
-                      "log": daemonctl.log_path(st.name)}
+                      "log": daemonctl.log_path(st.name), "components": components}
     if emit(info, output):
+        if dead:
+            sys.exit(1)
         return
     console = Console()
     console.print(f"[bold]{info['name']}[/bold] {info['phase']}  plugin {info['plugin']}/{info['backend']}  "
@@ -119,8 +124,24 @@ def status(cluster: str | None, output: str) -> None:
         state = "running" if d["running"] else "NOT RUNNING"
         conv = "converged" if d["converged"] else f"pending: {', '.join(d['pending']) or '?'}"
         console.print(f"daemon {d['pid']} {state}, {conv}  (log {d['log']})")
+        _print_components(console, components)
     else:
         console.print("no daemon (built with --no-daemon)")
+    if dead:
+        sys.exit(1)
+
+
+def _print_components(console: Console, components: dict) -> None:
+    """One line for the healthy ones, one per component that is not running (DEAD ones in capitals)."""
+    if not components:
+        return
+    ok = [n for n, c in components.items() if (c or {}).get("state") == "running"]
+    console.print(f"components: {len(ok)}/{len(components)} running")
+    for name, c in components.items():
+        if (c or {}).get("state") != "running":
+            state = str((c or {}).get("state"))
+            why = (c or {}).get("error") or ""
+            console.print(f"  {name}: {state.upper() if state == 'dead' else state}" + (f" ({why})" if why else ""))
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

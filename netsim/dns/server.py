@@ -11,10 +11,19 @@ question echoed with the client's case, an EDNS0 OPT (advertising 1232 bytes) wh
 UDP answers that do not fit the client's EDNS0 buffer (512 bytes without EDNS0) truncated with TC set so the client
 retries over TCP, FORMERR for malformed queries, NOTIMP for opcodes other than QUERY. TCP connections may
 carry several length-prefixed queries and are closed after `tcp_idle` seconds of silence.
+
+Malformed input never costs more than its own answer: what miekg/dns (CoreDNS's server) rejects from the
+header alone (server.go serveDNS with acceptfunc.go defaultMsgAcceptFunc: responses ignored, more than one
+question, answer or authority record, or more than two additional records) gets FORMERR before any
+parsing; a body that does not parse, or a name longer than 255 bytes on the wire (dns.ErrLongDomain),
+gets FORMERR; fewer than 12 bytes (no header to echo) and anything with QR set get silence; a failure while
+answering costs one SERVFAIL. TCP connections are capped (`max_tcp`) and one whose client does not read
+its replies is closed once `MAX_TCP_PENDING` bytes wait for it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import selectors
 import socket
@@ -37,7 +46,6 @@ from dnslib import (
     SRV,
     TXT,
     A,
-    DNSError,
     DNSHeader,
     DNSRecord,
 )
@@ -54,6 +62,10 @@ EDNS_SIZE = 1232  # what CoreDNS advertises (the DNS flag day 2020 value)
 MAX_UDP = 65535
 TCP_BACKLOG = 1024
 MAX_BATCH = 256
+MAX_NAME_WIRE = 255  # RFC 1035 3.1: a name is at most 255 octets on the wire
+MAX_TCP = 1024  # open client connections over all namespaces; more are closed at once
+MAX_TCP_PENDING = 1 << 20  # reply bytes waiting for a client that does not read
+_HEADER = struct.Struct("!HHHHHH")
 
 
 @dataclass(eq=False)
@@ -145,14 +157,36 @@ def encode(request: DNSRecord, answer: Answer, *, max_size: int | None = None) -
 
 
 def _error_reply(data: bytes, rcode: int) -> bytes | None:
-    """A header-only reply for a query we cannot parse or do not implement; None if even the id is lost."""
-    if len(data) < 12:
+    """A header-only reply for a query we cannot parse or do not implement; None if even the id is lost
+    or the message is itself a response (never answer those: reflection loops)."""
+    if len(data) < _HEADER.size:
         return None
     ident, flags = struct.unpack("!HH", data[:4])
+    if flags & 0x8000:
+        return None
     opcode = (flags >> 11) & 0xF
     rd = (flags >> 8) & 1
     header = DNSHeader(id=ident, qr=1, opcode=opcode, rd=rd, ra=0, rcode=rcode)
     return DNSRecord(header).pack()
+
+
+def _header_verdict(data: bytes) -> int | None:
+    """What the header alone decides, as miekg/dns defaultMsgAcceptFunc (acceptfunc.go): -1 drop it,
+    an rcode to answer with, None to go on parsing."""
+    if len(data) < _HEADER.size:
+        return -1
+    _id, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
+    if flags & 0x8000:
+        return -1
+    if (flags >> 11) & 0xF != 0:
+        return RCODE.NOTIMP
+    if qd != 1 or an > 1 or ns > 1 or ar > 2:
+        return RCODE.FORMERR
+    return None
+
+
+def _wire_length(labels: tuple[bytes, ...]) -> int:
+    return sum(len(label) + 1 for label in labels) + 1
 
 
 class DnsServer(NetnsServer):
@@ -165,7 +199,8 @@ class DnsServer(NetnsServer):
 
     def __init__(self, kernel: Kernel, snapshot_fn: Callable[[], Snapshot], domain: str = DEFAULT_DOMAIN, *,
                  port: int = DNS_PORT, ttl: int = DEFAULT_TTL, pods: str = "insecure",
-                 dns_service: tuple[str, str] = ("kube-system", "kube-dns"), tcp_idle: float = 10.0):
+                 dns_service: tuple[str, str] = ("kube-system", "kube-dns"), tcp_idle: float = 10.0,
+                 max_tcp: int = MAX_TCP):
         super().__init__(kernel)
         self._snapshot_fn = snapshot_fn
         self.domain = domain
@@ -173,6 +208,7 @@ class DnsServer(NetnsServer):
         self._dns_kw = {"ttl": ttl, "pods": pods, "dns_service": dns_service}
         ClusterDNS(Snapshot(), domain, **self._dns_kw)  # fail now on bad options, not on the first query
         self._tcp_idle = tcp_idle
+        self._max_tcp = max_tcp
         self._listeners: dict[str, list[_Listener]] = {}
         self._resolver: ClusterDNS | None = None
         self._resolver_snap: Snapshot | None = None
@@ -256,18 +292,27 @@ class DnsServer(NetnsServer):
 
     def handle(self, data: bytes, *, udp: bool) -> bytes | None:
         """One query in, the reply bytes out (None: drop it). Over UDP the reply is cut to the client's
-        EDNS0 buffer size (512 without EDNS0); TCP replies are whole."""
+        EDNS0 buffer size (512 without EDNS0); TCP replies are whole. Never raises: whatever goes wrong
+        with one message costs that message's answer (FORMERR, SERVFAIL or silence), not the server."""
+        try:
+            return self._handle(data, udp=udp)
+        except Exception:  # a bug must cost one SERVFAIL, not the DNS thread
+            log.exception("dns: answering a %d-byte query", len(data))
+            return _error_reply(data, RCODE.SERVFAIL)
+
+    def _handle(self, data: bytes, *, udp: bool) -> bytes | None:
+        verdict = _header_verdict(data)
+        if verdict is not None:
+            return None if verdict < 0 else _error_reply(data, verdict)
         try:
             request = DNSRecord.parse(data)
-        except (DNSError, ValueError, IndexError, struct.error):
+        except Exception:  # dnslib raises DNSError, DNSLabelError, BufferError, ValueError, IndexError, ...
             return _error_reply(data, RCODE.FORMERR)
-        if request.header.qr:
-            return None  # a response, not a query: never answer those (reflection loops)
-        if request.header.opcode != 0:
-            return _error_reply(data, RCODE.NOTIMP)
         if len(request.questions) != 1:
             return _error_reply(data, RCODE.FORMERR)
         q = request.questions[0]
+        if _wire_length(q.qname.label) > MAX_NAME_WIRE:  # miekg/dns: ErrLongDomain while unpacking
+            return _error_reply(data, RCODE.FORMERR)
         try:
             answer = self.resolver().answer(str(q.qname), QTYPE.get(q.qtype, f"TYPE{q.qtype}"))
         except Exception:  # a bug must cost one SERVFAIL, not the DNS thread
@@ -309,6 +354,14 @@ class DnsServer(NetnsServer):
                 sock, _peer = lst.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:  # ECONNABORTED: that one is gone; out of descriptors: try again later
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("dns: cannot accept in %s: %s", lst.netns, exc)
+                    return
+                continue
+            if len(self._conns) >= self._max_tcp:
+                sock.close()
+                continue
             sock.setblocking(False)
             self._add_conn(_Tcp(sock, time.monotonic() + self._tcp_idle, netns=lst.netns))
 
@@ -330,6 +383,9 @@ class DnsServer(NetnsServer):
                 if reply is not None:
                     conn.out += struct.pack("!H", len(reply)) + reply
                     self.answered["tcp"] += 1
+            if len(conn.out) > MAX_TCP_PENDING:  # the client sends but does not read
+                self._close_conn(conn)
+                return
         if conn.out:
             try:
                 sent = conn.sock.send(conn.out)

@@ -110,3 +110,45 @@ def test_connections_are_closed_after_their_deadline_and_at_stop():
     assert live.closed and live_ours.fileno() == -1
     for s in (idle_theirs, live_theirs):
         s.close()
+
+
+class _Fragile(_Echo):
+    """Raises on input b"boom" (a handler bug) and echoes anything else."""
+
+    def _on_ready(self, data, mask) -> None:
+        got = data.recv(100)
+        if got == b"boom":
+            raise ValueError("handler bug")
+        data.send(got)
+
+
+def test_a_handler_bug_costs_one_input_not_the_server():
+    ours, theirs = socket.socketpair()
+    srv = _Fragile(FakeKernel())
+    assert srv.health()["state"] == "not started"
+    with srv:
+        srv.add(ours)
+        theirs.send(b"boom")
+        time.sleep(0.2)
+        theirs.send(b"ping")
+        assert _recv(theirs) == b"ping"
+        h = srv.health()
+        assert h["state"] == "running" and h["handlerErrors"] == 1 and "handler bug" in h["lastHandlerError"]
+    assert srv.health()["state"] == "stopped"
+    theirs.close()
+
+
+def test_a_dead_loop_is_reported_by_health(monkeypatch):
+    srv = _Echo(FakeKernel())
+
+    def broken(now):
+        raise RuntimeError("sweep bug")
+    monkeypatch.setattr(srv, "_expire_conns", broken)
+    srv.start()
+    deadline = time.monotonic() + 5
+    while srv.health()["state"] != "dead" and time.monotonic() < deadline:
+        srv._wake()
+        time.sleep(0.05)
+    h = srv.health()
+    assert h["state"] == "dead" and "sweep bug" in h["error"]
+    srv.stop()

@@ -138,3 +138,67 @@ def test_truncation_keeps_as_many_answers_as_fit(server):
     one_more = DNSRecord.parse(udp.pack())
     one_more.rr = ask(server, f"big.{D}", udp=False).rr[: len(udp.rr) + 1]
     assert len(one_more.pack()) > 512
+
+
+def _raw_query(labels: list[bytes], *, counts: tuple[int, int, int, int] = (1, 0, 0, 0), flags: int = 0x0100,
+               ident: int = 0x1234) -> bytes:
+    name = b"".join(bytes([len(x)]) + x for x in labels) + b"\0"
+    return struct.pack("!HHHHHH", ident, flags, *counts) + name + struct.pack("!HH", 1, 1)
+
+
+def test_a_name_longer_than_255_bytes_is_formerr_not_a_dead_server(server):
+    # Five 63-byte labels: 321 bytes on the wire. dnslib parses it but cannot pack it back.
+    out = server.handle(_raw_query([b"a" * 63] * 5), udp=True)
+    r = DNSRecord.parse(out)
+    assert r.header.id == 0x1234 and r.header.rcode == RCODE.FORMERR and r.header.qr == 1
+    assert ask(server, f"web.{D}").header.rcode == RCODE.NOERROR
+    # 255 bytes exactly is still a name
+    ok = server.handle(_raw_query([b"b" * 63] * 3 + [b"c" * 61]), udp=True)
+    assert DNSRecord.parse(ok).header.rcode != RCODE.FORMERR
+
+
+@pytest.mark.parametrize(("counts", "rcode"), [((0, 0, 0, 0), RCODE.FORMERR), ((2, 0, 0, 0), RCODE.FORMERR),
+                                               ((1, 2, 0, 0), RCODE.FORMERR), ((1, 0, 2, 0), RCODE.FORMERR),
+                                               ((1, 0, 0, 3), RCODE.FORMERR), ((1, 0, 0, 65535), RCODE.FORMERR)])
+def test_header_counts_are_judged_before_parsing_as_miekg_dns(server, counts, rcode):
+    r = DNSRecord.parse(server.handle(_raw_query([b"web"], counts=counts), udp=True))
+    assert r.header.rcode == rcode and r.header.id == 0x1234
+
+
+def test_a_failure_while_encoding_is_one_servfail(server, monkeypatch):
+    import netsim.dns.server as mod
+
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+    monkeypatch.setattr(mod, "encode", boom)
+    r = DNSRecord.parse(server.handle(DNSRecord.question(f"web.{D}").pack(), udp=True))
+    assert r.header.rcode == RCODE.SERVFAIL
+
+
+def test_malformed_garbage_with_qr_set_is_never_answered(server):
+    assert server.handle(struct.pack("!HHHHHH", 1, 0x8100, 1, 0, 0, 0) + b"\xff\xff", udp=True) is None
+
+
+def test_fuzzed_queries_never_raise_and_answers_echo_the_id(server):
+    """Seeded mutations of well-formed queries (bit flips, truncation, splices, random tails)."""
+    import random
+    rng = random.Random(15)
+    seeds = [DNSRecord.question(f"web.{D}", t).pack() for t in ("A", "SRV", "PTR", "AAAA", "TXT")]
+    seeds.append(_raw_query([b"a" * 63] * 5))
+    for _ in range(2000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 6)):
+            op = rng.randrange(4)
+            if op == 0 and data:
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            elif op == 1:
+                del data[rng.randrange(len(data) + 1):]
+            elif op == 2:
+                data += rng.randbytes(rng.randint(1, 300))
+            elif data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        out = server.handle(bytes(data), udp=rng.random() < 0.5)
+        if out is not None:
+            r = DNSRecord.parse(out)
+            assert r.header.qr == 1 and r.header.id == int.from_bytes(data[:2], "big")
+    assert ask(server, f"web.{D}").header.rcode == RCODE.NOERROR
