@@ -3,6 +3,7 @@
 Upstream (see /work/shared/reference/calico.md):
 * CNI: `cni-plugin/pkg/plugin/plugin.go`, `cni-plugin/pkg/dataplane/linux/dataplane_linux.go` (via
   `routed_veth.py`), `cni-plugin/pkg/ipamplugin` with `libcalico-go/lib/ipam` (via `ipam/calico_ipam.py`);
+* outgoing NAT: felix's masquerade manager for the pool's `natOutgoing` (see `calico_nat.py`);
 * routing: felix `dataplane/linux/route_mgr.go` (blackhole route, proto 80, per local affine block),
   `dataplane/linux/vxlan_mgr.go` + `vxlanfdb/vxlan_fdb.go` (`vxlan.calico`, VNI 4096, port 4789, MTU
   uplink-50, tunnel IP from the node's block on the device, neighbour+FDB+onlink route per remote node);
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cni_plugins import calico_nat
 from cni_plugins.common import NodeContext, kernel_factory, local_mac, node_context
 from cni_plugins.ipam.calico_ipam import DEFAULT_BLOCK_SIZE, CalicoIpam
 from cni_plugins.overlay import (
@@ -79,6 +81,7 @@ class CalicoNetConf:
     port: int = VXLAN_PORT
     mtu: int | None = None  # None: uplink MTU (minus the VXLAN overhead for the vxlan backend)
     uplink: str = "eth0"
+    nat_outgoing: bool = True  # the pool's natOutgoing (calico_nat.py)
 
     def pod_mtu(self, uplink_mtu: int) -> int:
         base = self.mtu or uplink_mtu
@@ -175,6 +178,7 @@ class CalicoNodeDaemon:
                 k.link_del(ns, VXLAN_DEVICE)
             reconcile_routes(k, ns, state.routes, lambda r: r.dev == self.net.uplink and r.via is not None
                              and _in(r.dst, pool))
+        calico_nat.apply(k, ns, self.net.pool, self.net.nat_outgoing)
         return state
 
     def workload_endpoints(self) -> list[WorkloadEndpoint]:

@@ -67,6 +67,10 @@ class NetworkSpec:
     mtu: int = 1500
     load_balancer_pool: str | None = None
     cni_mode: str = "inprocess"
+    # calico's IP pool `natOutgoing` (calico-node's CALICO_IPV4POOL_NAT_OUTGOING, on in calico's manifests):
+    # felix masquerades pod traffic leaving the pool. Only calico has it; flannel/canal masquerade with
+    # flanneld's --ip-masq instead.
+    nat_outgoing: bool = True
 
 
 NOBODY = 65534
@@ -139,6 +143,7 @@ class ClusterSpec:
                 "network": {"plugin": net.plugin, "backend": net.backend, "podCIDR": net.pod_cidr,
                             "nodeCIDRMaskSize": net.node_cidr_mask_size, "serviceCIDR": net.service_cidr,
                             "nodeNetwork": net.node_network, "mtu": net.mtu, "cniMode": net.cni_mode,
+                            **({"natOutgoing": net.nat_outgoing} if net.plugin == "calico" else {}),
                             **({"loadBalancerPool": net.load_balancer_pool} if net.load_balancer_pool else {})},
                 "dns": {"domain": self.dns_domain},
                 "containerDefaults": {"runAsUser": self.containers.run_as_user,
@@ -267,12 +272,15 @@ def _parse_nodes(spec: Fields, source: Source, obj: str) -> tuple[NodeSpec, ...]
 def _parse_network(spec: Fields, source: Source, obj: str) -> NetworkSpec:
     nf = spec.map("network") or Fields({}, source=source, obj=obj, path="spec.network")
     nf.reject_unknown({"plugin", "backend", "podCIDR", "nodeCIDRMaskSize", "serviceCIDR", "nodeNetwork",
-                       "mtu", "loadBalancerPool", "cniMode"})
+                       "mtu", "loadBalancerPool", "cniMode", "natOutgoing"})
     plugin = nf.str("plugin", "flannel", choices=PLUGINS)
     backend = nf.str("backend", "vxlan")
     if backend not in BACKENDS[plugin]:
         raise nf.error("backend", f"{backend!r} is not a {plugin} backend; choose one of "
                                   f"{', '.join(BACKENDS[plugin])}")
+    if nf.has("natOutgoing") and plugin != "calico":
+        raise nf.error("natOutgoing", f"is a calico IP pool setting; {plugin} masquerades pod traffic with "
+                                      "flanneld's --ip-masq")
     d = NetworkSpec()
     net = NetworkSpec(
         plugin=plugin, backend=backend,
@@ -283,6 +291,7 @@ def _parse_network(spec: Fields, source: Source, obj: str) -> NetworkSpec:
         mtu=nf.int("mtu", d.mtu, minimum=1280, maximum=9000),
         load_balancer_pool=nf.str("loadBalancerPool"),
         cni_mode=nf.str("cniMode", "inprocess", choices=CNI_MODES),
+        nat_outgoing=bool(nf.bool("natOutgoing", True)),
     )
     pod = _network(net.pod_cidr, nf, "podCIDR")
     if net.node_cidr_mask_size < pod.prefixlen:

@@ -1,7 +1,8 @@
 """The cluster's pod network: which CNI plugin, its node daemons, and the CNI config each kubelet passes.
 
 flannel: flanneld per node (subnet lease = the node's podCIDR, VXLAN or host-gw) + the flannel CNI plugin.
-calico:  calico-node per node (/26 block IPAM, vxlan.calico or direct routes) + the calico CNI plugin.
+calico:  calico-node per node (/26 block IPAM, vxlan.calico or direct routes, the pool's natOutgoing) + the
+         calico CNI plugin.
 canal:   flanneld for routing + calico's CNI plugin model with host-local IPAM on the node podCIDR.
 Policy is enforced (felix) for calico and canal only, as with the real plugins.
 """
@@ -44,7 +45,8 @@ class PodNetwork:
         self.state_dir = naming.state_dir(spec.name)
         self._flannel = flannel.FlannelNetConf(network=spec.network.pod_cidr, backend=spec.network.backend) \
             if self.plugin_name in ("flannel", "canal") else None
-        self._calico = calico.CalicoNetConf(pool=spec.network.pod_cidr, backend=spec.network.backend) \
+        self._calico = calico.CalicoNetConf(pool=spec.network.pod_cidr, backend=spec.network.backend,
+                                            nat_outgoing=spec.network.nat_outgoing) \
             if self.plugin_name == "calico" else None
         self._calico_daemons: dict[str, calico.CalicoNodeDaemon] = {}
 

@@ -15,9 +15,12 @@ usable by netsim's packet tracer:
   `-m recent --rcheck` matches when the caller says the source is in that recent list (default: empty,
   as upstream, so affinity never matches).
 
-Matches the interpreter does not know (e.g. `-m set`, `-m physdev`, interface matches when the packet
-does not say its interfaces) are assumed to match, as upstream does; each such assumption is recorded in
-the outcome's `notes`. Only the nat and filter tables are walked.
+`-m set --match-set NAME src|dst` is evaluated against the ipset members the caller passes (`ipsets`:
+name -> addresses or CIDRs, as `ipset save` lists them; hash:ip and hash:net alike), e.g. felix's
+`cali-nat-outgoing` rule over its pool sets. Matches the interpreter does not know (e.g. `-m physdev`, a
+set it was not given, interface matches when the packet does not say its interfaces) are assumed to
+match, as upstream does; each such assumption is recorded in the outcome's `notes`. Only the nat and
+filter tables are walked.
 """
 
 from __future__ import annotations
@@ -180,6 +183,12 @@ def _parse_rule(args: list[str]) -> _Rule:
                     topts[o] = None
                     i += 1
             break
+        if t == "--match-set" and i + 2 < n:  # two values: the set name and its direction flags
+            opt = _Opt(t, f"{args[i + 1]} {args[i + 2]}", neg)
+            neg = False
+            current.opts.append(opt)
+            i += 3
+            continue
         if t.startswith("-"):
             value = None
             if i + 1 < n and not args[i + 1].startswith("-") and args[i + 1] != "!":
@@ -265,10 +274,11 @@ class Interpreter:
 
     def __init__(self, rules: Ruleset | str, local_ips: Iterable[str] = (), *,
                  recent: Mapping[str, Iterable[str]] | None = None, masq_mark: int = DEFAULT_MASQ_MARK,
-                 max_depth: int = 64):
+                 max_depth: int = 64, ipsets: Mapping[str, Iterable[str]] | None = None):
         self.rules = Ruleset.from_text(rules) if isinstance(rules, str) else rules
         self.local_ips = {str(ipaddress.ip_address(i)) for i in local_ips}
         self.recent = {k: set(v) for k, v in (recent or {}).items()}
+        self.ipsets = {k: [m.split(",")[0] for m in v] for k, v in (ipsets or {}).items()}
         self.masq_mark = masq_mark
         self.max_depth = max_depth
         self._cache: dict[int, _Rule] = {}
@@ -446,6 +456,12 @@ class Interpreter:
                 name = next((x.value for x in group.opts if x.option == "--name"), "DEFAULT") or "DEFAULT"
                 return st.src in self.recent.get(name, set()), None, st
             return True, None, st  # --name, --set, --seconds, --reap, --rsource...
+        if opt == "--match-set" and module == "set":
+            name, _, flags = val.partition(" ")
+            members = self.ipsets.get(name)
+            if members is not None and flags in ("src", "dst"):
+                ip = st.src if flags == "src" else st.dst
+                return any(_addr_matches(m, ip) for m in members), None, st
         if opt in ("--comment", "--nfacct-name", "--mode", "--packet"):
             return True, None, st
         return (not o.negated), None, st.note(f"assumed {'! ' if o.negated else ''}{opt} {val} matches".strip())

@@ -72,6 +72,9 @@ def test_host_on_node_network():
     ({"network": {"loadBalancerPool": "198.51.100.0/24"}}, "spec.network.loadBalancerPool", "inside the node network"),
     ({"network": {"mtu": 100}}, "spec.network.mtu", "at least 1280"),
     ({"network": {"cniMode": "magic"}}, "spec.network.cniMode", "not one of"),
+    ({"network": {"plugin": "calico", "natOutgoing": "yes"}}, "spec.network.natOutgoing", "true or false"),
+    ({"network": {"plugin": "canal", "natOutgoing": False}}, "spec.network.natOutgoing", "calico IP pool setting"),
+    ({"network": {"natOutgoing": True}}, "spec.network.natOutgoing", "--ip-masq"),
     ({"network": {"pluginn": "calico"}}, "spec.network.pluginn", "unknown field"),
     ({"externalHosts": [{"name": "c", "ip": "not-an-ip"}]}, "spec.externalHosts[0].ip", "not an IPv4"),
     ({"externalHosts": [{"name": "c", "ip": "172.18.0.2"}]}, "spec.externalHosts[0].ip", "node node-1"),
@@ -118,3 +121,12 @@ def test_round_trip_to_dict():
                            externalHosts=[{"name": "h", "ip": "198.51.100.7/28"}]), Source("c.yaml"))
     again = parse_cluster(yaml.safe_load(yaml.safe_dump(c.to_dict())), Source("c.yaml"))
     assert again == c
+
+
+def test_calico_nat_outgoing_defaults_on_and_round_trips():
+    on = parse_cluster(spec(network={"plugin": "calico"}), Source("c.yaml"))
+    assert on.network.nat_outgoing is True and on.to_dict()["spec"]["network"]["natOutgoing"] is True
+    off = parse_cluster(spec(network={"plugin": "calico", "natOutgoing": False}), Source("c.yaml"))
+    assert off.network.nat_outgoing is False
+    assert parse_cluster(yaml.safe_load(yaml.safe_dump(off.to_dict())), Source("c.yaml")) == off
+    assert "natOutgoing" not in default_cluster().to_dict()["spec"]["network"]  # flannel: not a setting

@@ -77,9 +77,10 @@ def test_reference_bridge_pod_reaches_our_pod(cni_cluster, tmp_path, plugin, bac
     assert c.ping(p1.netns_name, ref_ip), "our pod -> reference pod"
     assert c.tcp(r1.netns_name, p1.netns_name, our_ip) == ref_ip  # no NAT towards a pod
     seen = c.tcp(p1.netns_name, r1.netns_name, ref_ip)
-    # flannel masquerades pod traffic leaving its network (FLANNEL-POSTRTG) to the address of the egress
-    # interface (cni1's gateway); calico direct has no NAT-outgoing here, so the pod IP is kept.
-    assert seen == (REF_GATEWAY if plugin == "flannel" else our_ip)
+    # Both masquerade pod traffic leaving their network to the address of the egress interface (cni1's
+    # gateway): flannel by FLANNEL-POSTRTG, calico by the pool's natOutgoing (cali-nat-outgoing: the
+    # reference network is no calico pool).
+    assert seen == REF_GATEWAY
 
     # DEL both, twice each (DEL is idempotent), the reference one after its netns is gone too.
     for _ in range(2):

@@ -157,3 +157,16 @@ def test_unknown_matches_are_assumed_and_noted() -> None:
 def test_chain_policy_drop_applies() -> None:
     text = "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n"
     assert [o.verdict for o in trace_packet(text, Packet("10.0.0.1", "10.0.0.2", dport=80), [])] == ["drop"]
+
+
+def test_match_set_uses_the_given_ipsets_and_assumes_unknown_sets() -> None:
+    rules = ("*nat\n:POSTROUTING ACCEPT [0:0]\n"
+             "-A POSTROUTING -m set --match-set masq src -m set ! --match-set all dst -j MASQUERADE\n"
+             "COMMIT\n")
+    sets = {"masq": ["10.244.0.0/16"], "all": ["10.244.0.0/16", "192.168.7.7"]}
+    interp = Interpreter(rules, [NODE_IP], ipsets=sets)
+    assert interp.trace(Packet("10.244.1.2", "203.0.113.10"))[0].masquerade
+    assert not interp.trace(Packet("10.244.1.2", "192.168.7.7"))[0].masquerade  # hash:ip member
+    assert not interp.trace(Packet("172.18.0.9", "203.0.113.10"))[0].masquerade
+    [assumed] = Interpreter(rules, [NODE_IP]).trace(Packet("172.18.0.9", "203.0.113.10"))
+    assert assumed.masquerade and any("--match-set masq src" in n for n in assumed.notes)
