@@ -109,6 +109,7 @@ def _summary(p: H.Path | None) -> dict[str, Any] | None:
         "masquerade": p.masquerade,
         "tunnel": p.tunnel,
         "answered": p.answered,
+        "returned": p.returned,
         "probability": round(p.probability, 6),
     }
 

@@ -29,6 +29,8 @@ ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
 PACKET_TYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "outgoing"}
 ARPHRD_ETHER = 1
+ARPHRD_LOOPBACK = 772  # lo: its frames carry a zeroed Ethernet header
+ANY = "*"  # a capture point on every interface of a namespace (but those captured on their own)
 
 
 @dataclass(frozen=True)
@@ -64,22 +66,25 @@ def tag_filter(tag: TraceTag) -> Callable[[FrameInfo], bool]:
 
 
 class _Tap:
-    """One bound AF_PACKET socket."""
+    """One bound AF_PACKET socket; `ifname` ANY: every interface of the namespace but `skip` (an
+    unbound ETH_P_ALL socket), each frame named after the interface it crossed."""
 
-    def __init__(self, kernel: Kernel, ns: str, ifname: str, rcvbuf: int):
-        self.ns, self.ifname = ns, ifname
+    def __init__(self, kernel: Kernel, ns: str, ifname: str, rcvbuf: int, skip: frozenset[str] = frozenset()):
+        self.ns, self.ifname, self.skip = ns, ifname, skip
 
         def _setup(s: socket.socket) -> None:
             s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            s.bind((ifname, ETH_P_ALL))
-        self.sock = open_in_netns(kernel, ns, socket.AF_PACKET, socket.SOCK_RAW, 0, rcvbuf=rcvbuf,
+            if ifname != ANY:
+                s.bind((ifname, ETH_P_ALL))
+        proto = socket.htons(ETH_P_ALL) if ifname == ANY else 0
+        self.sock = open_in_netns(kernel, ns, socket.AF_PACKET, socket.SOCK_RAW, proto, rcvbuf=rcvbuf,
                                   setup=_setup, what=f"capture on {ifname}")
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self) -> list[tuple[int, str, bytes]]:
-        """(timestamp ns, direction, frame) of every queued frame."""
+    def read(self) -> list[tuple[int, str, bytes, str]]:
+        """(timestamp ns, direction, frame, interface) of every queued frame."""
         out = []
         while True:
             try:
@@ -91,9 +96,12 @@ class _Tap:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= 16:
                     sec, nsec = struct.unpack("=qq", cdata[:16])
                     ts = sec * 1_000_000_000 + nsec
-            if addr[0] != self.ifname or addr[3] != ARPHRD_ETHER:
+            if self.ifname == ANY:
+                if addr[0] in self.skip or addr[3] not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+                    continue
+            elif addr[0] != self.ifname or addr[3] != ARPHRD_ETHER:
                 continue
-            out.append((ts, PACKET_TYPES.get(addr[2], str(addr[2])), data))
+            out.append((ts, PACKET_TYPES.get(addr[2], str(addr[2])), data, addr[0]))
 
     def close(self) -> None:
         self.sock.close()
@@ -120,7 +128,8 @@ class PacketCapture:
     def start(self) -> PacketCapture:
         try:
             for ns, ifname in self.points:
-                self._taps.append(_Tap(self.kernel, ns, ifname, self.rcvbuf))
+                skip = frozenset(i for n, i in self.points if n == ns and i != ANY)
+                self._taps.append(_Tap(self.kernel, ns, ifname, self.rcvbuf, skip))
         except BaseException:
             self.stop()
             raise
@@ -137,13 +146,13 @@ class PacketCapture:
         got = drain(self._taps, timeout=timeout, settle=settle)
         new = []
         for tap, frames in got.items():
-            for ts, direction, frame in frames:
+            for ts, direction, frame, ifname in frames:
                 info = decode_frame(frame, self.vxlan_ports)
                 if info is None or info.packet is None:
                     continue
                 if self.match is not None and not self.match(info):
                     continue
-                new.append(CapturedPacket(tap.ns, tap.ifname, ts, direction, frame, info))
+                new.append(CapturedPacket(tap.ns, ifname, ts, direction, frame, info))
         new.sort(key=lambda p: p.ts_ns)
         self.packets.extend(new)
         self.packets.sort(key=lambda p: p.ts_ns)

@@ -3,7 +3,8 @@
 The observed packet takes one branch of the simulation (one Service endpoint); it is matched by endpoint.
 Disagreements, each a sentence: different verdict; an observed endpoint the simulation never predicted;
 a different dropping policy; different VXLAN outer header (src, dst, VNI, port); masquerade in one and
-not the other. Pure.
+not the other; the answer reaching the source in one and not the other (a simulation that says
+"delivered, answered" where the kernel's answer never comes back is a disagreement). Pure.
 """
 
 from __future__ import annotations
@@ -69,10 +70,27 @@ def disagreements(branches: list[H.Path], observed: H.Path) -> list[str]:
                 f"masquerade: simulated {'yes' if branch.masquerade else 'no'}, observed "
                 f"{'yes' if observed.masquerade else 'no'}"
             )
+        if (
+            observed.verdict == H.VERDICT_DELIVERED
+            and branch.returned is not None
+            and observed.returned is not None
+            and branch.returned != observed.returned
+        ):
+            out.append(
+                "reply: simulated "
+                + ("it reaches the source" if branch.returned else f"it is lost ({_lost(branch)})")
+                + ", observed "
+                + ("it reached the source" if observed.returned else "no answer reached the source")
+            )
         sa, oa = branch.answered, observed.answered
         if sa and oa and not oa.startswith("reply (") and sa != oa:
             out.append(f"answer: simulated {sa}, observed {oa}")
     return out
+
+
+def _lost(p: H.Path) -> str:
+    last = next((h for h in reversed(p.hops) if h.direction == "reply" and h.action == H.DROPPED), None)
+    return last.detail.removeprefix("the answer is lost: ") if last else "no way back"
 
 
 def _tun(t: dict | None) -> str:

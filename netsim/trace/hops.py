@@ -116,7 +116,12 @@ class Path:
     probability: float = 1.0
     masquerade: bool = False
     tunnel: dict[str, Any] | None = None
-    answered: str | None = None  # observed only: what came back (e.g. "SYN-ACK", "RST", "reply")
+    answered: str | None = None  # what the destination answers (e.g. "SYN-ACK", "RST", "reply")
+    # Does the answer reach the source namespace? None: not delivered, or no answer is certain (UDP to a
+    # node or host, SCTP). Simulated: the way back walked by routes and conntrack (trace/reply.py);
+    # observed: a copy of the answer arriving in the source namespace.
+    returned: bool | None = None
+    snat: list[tuple[str, str, str]] = field(default_factory=list)  # simulated: (node, src before, after)
     notes: list[str] = field(default_factory=list)
     rules: list[dict[str, Any]] = field(default_factory=list)  # observed: every netfilter rule that acted
 
@@ -132,6 +137,7 @@ class Path:
             "masquerade": self.masquerade,
             "tunnel": self.tunnel,
             "answered": self.answered,
+            "returned": self.returned,
             "notes": self.notes,
             "rules": self.rules,
             "hops": [h.to_json() for h in self.hops],

@@ -20,7 +20,7 @@ from pathlib import Path as FsPath
 
 from netsim.kernel.api import Kernel
 from netsim.trace import craft
-from netsim.trace.capture import CapturedPacket, PacketCapture
+from netsim.trace.capture import ANY, CapturedPacket, PacketCapture
 from netsim.trace.conntrack import CtEntry
 from netsim.trace.inject import Probe, inject_probe, send_raw, source_address
 from netsim.trace.nftrace import DEFAULT_TABLE, NftTracer, TraceEvent, render_trace_table, tagged_only
@@ -119,7 +119,7 @@ def _finished(
     events: dict[str, list[TraceEvent]], packets: list[CapturedPacket], source: TraceSource, tag: TraceTag
 ) -> bool:
     """Is the packet's fate known: a rule dropped it, or an answer (reply, RST, ICMP error) came back to
-    the source? (Replies to a node source may not cross its eth0: those traces end by going idle.)"""
+    the source?"""
     if any(e.outcome == "drop" and not e.tagging for evs in events.values() for e in evs):
         return True
     return any(p.ns == source.netns and p.direction != "outgoing" and is_reply(p, tag) for p in packets)
@@ -202,8 +202,11 @@ def observe_path(
     spaces = [s for s in dict.fromkeys([*node_ns, *([view.fabric] if hosts_involved else [])]) if s]
     if source.kind == "node" and source.netns not in spaces:
         spaces.insert(0, source.netns)
+    # A node source receives its answer on whichever interface routes it there (a pod's veth, the bridge,
+    # the VXLAN device, lo): one tap on all of them, besides eth0's own.
     points = (
         [(source.netns, "eth0")]
+        + ([(source.netns, ANY)] if source.kind == "node" else [])
         + [(ns, "eth0") for ns in node_ns]
         + [(p.netns, "eth0") for p in view.pods if not p.host_network and p.netns != source.netns]
         + [(view.host_ns(h), "eth0") for h in view.hosts if view.host_ns(h) != source.netns]

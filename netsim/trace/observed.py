@@ -74,12 +74,15 @@ def quoted_ip_id(frame: bytes) -> int | None:
 
 def reply_tuples(conntrack: dict[str, list[CtEntry]]) -> set[tuple]:
     """(src, sport, dst, dport) of every form a reply takes: each entry's reply tuple (as the server sends
-    it) and the inverse of its original tuple (as the client receives it, NAT undone)."""
-    out = set()
+    it) and the inverse of its original tuple (as the client receives it, NAT undone); for ICMP echo
+    ("icmp", src, dst, id) of the reply tuple (masquerade --random-fully rewrites the echo id)."""
+    out: set[tuple] = set()
     for entries in conntrack.values():
         for e in entries:
             out.add((e.reply.src, e.reply.sport, e.reply.dst, e.reply.dport))
             out.add((e.original.dst, e.original.dport, e.original.src, e.original.sport))
+            if e.reply.icmp_id is not None:  # an echo reply on the far side of a masquerade: its new id
+                out.add(("icmp", e.reply.src, e.reply.dst, e.reply.icmp_id))
     return out
 
 
@@ -90,7 +93,9 @@ def is_reply(pkt: CapturedPacket, tag: TraceTag, replies: set[tuple] = frozenset
     if p.proto == 1 and p.icmp_type in (3, 11):
         return quoted_ip_id(pkt.frame) == tag.ip_id
     if p.proto == 1:
-        return tag.proto == "icmp" and p.icmp_type == 0 and p.icmp_id == tag.sport
+        return tag.proto == "icmp" and p.icmp_type == 0 and (
+            p.icmp_id == tag.sport or ("icmp", p.src, p.dst, p.icmp_id) in replies
+        )
     if p.proto != tag.proto_num:
         return False
     return p.dport == tag.sport or (p.src, p.sport, p.dst, p.dport) in replies
@@ -209,9 +214,9 @@ def build_observed(
             (
                 p
                 for p in captured_request
-                if p.direction != "outgoing"
-                and p.ns != source.netns
-                and view.kind_of(p.ns) in ("pod", "host")
+                # arriving in a pod or host; in the source itself too: a pod reaching itself through a
+                # Service (hairpin, masqueraded by kube-proxy) gets its own packet back
+                if p.direction != "outgoing" and view.kind_of(p.ns) in ("pod", "host")
             ),
             None,
         )
@@ -237,6 +242,9 @@ def build_observed(
         path.endpoint = label.removeprefix("pod ")
         pod = view.pod(path.endpoint)
         path.endpoint_ip = pod.ip if pod else None
+    if path.verdict == H.VERDICT_DELIVERED and path.endpoint_ip is None and path.endpoint:
+        host = path.endpoint.removeprefix("host/") if path.endpoint.startswith("host/") else None
+        path.endpoint_ip = view.hosts.get(host) if host else None
     if path.verdict != H.VERDICT_DELIVERED and path.endpoint is None:
         ip = path.endpoint_ip or dest.ip
         pod = view.pod_by_ip(ip)
@@ -285,6 +293,9 @@ def build_observed(
             )
         elif p.ns == source.netns and p.direction != "outgoing":
             path.answered = path.answered or answer_text(pk)
+            if path.returned:
+                continue  # one Received hop (a node source may see it on a veth and then its bridge)
+            path.returned = True
             path.hops.append(
                 H.Hop(
                     label,
@@ -296,6 +307,10 @@ def build_observed(
                     direction="reply",
                 )
             )
+    if path.verdict == H.VERDICT_DELIVERED and not path.returned:
+        path.returned = False
+    elif path.verdict != H.VERDICT_DELIVERED:
+        path.returned = None
     if path.verdict == H.VERDICT_DELIVERED and path.answered is None:
         seen = [e for ents in raw.conntrack.values() for e in ents if "SEEN_REPLY" in e.flags]
         if seen:

@@ -20,6 +20,10 @@ def _verdict_line(path: H.Path) -> str:
         text += f": {path.reason}"
     if path.answered:
         text += f"; answered: {path.answered}"
+    if path.returned is False:
+        lost = next((h for h in reversed(path.hops) if h.direction == "reply" and h.action == H.DROPPED), None)
+        text += "; no answer reaches the source" + (f" ({lost.detail.removeprefix('the answer is lost: ')})"
+                                                     if lost else "")
     return text
 
 

@@ -18,8 +18,11 @@ The walk, per namespace, mirrors what the kernel does with the first packet of a
    PERMANENT neighbour (VTEP MAC) and the FDB entry (remote node IP), giving the outer header (local node
    IP -> remote node IP, UDP port, VNI); eth0 routes to another node (host-gw / calico direct) or to the
    fabric; a veth/bridge route delivers to the local pod with that IP;
-5. masquerade: the interpreter's MASQUERADE decision with the out interface known; the new source is the
-   out interface's address (what the kernel's MASQUERADE picks).
+5. masquerade: the interpreter's MASQUERADE decision with the out interface known (kube-proxy's mark,
+   flanneld's chain, felix's cali-nat-outgoing over the node's ipsets); the new source is the out
+   interface's address (what the kernel's MASQUERADE picks);
+6. the way back (`reply.walk_reply`): where an answer is certain, whether it reaches the source through
+   routes and the conntrack entries of every masquerade (`Path.returned`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from netsim.kernel.api import Route
 from netsim.policy.felix import workload_iface
 from netsim.proxy.interpret import Interpreter, Outcome, Packet
 from netsim.trace import hops as H
+from netsim.trace.reply import answer_certain, walk_reply
 from netsim.trace.resolve import TraceDestination, TraceSource
 from netsim.trace.view import ClusterView, NodeView
 
@@ -39,10 +43,18 @@ END_OF_TIER = "End of tier default. Drop if no policies passed packet"
 
 
 def strip_calico(save: str) -> str:
-    """iptables-save text without felix's chains and its rules in built-in chains."""
+    """iptables-save text without felix's policy chains and its rules in built-in chains. felix's nat
+    chains (cali-POSTROUTING -> cali-nat-outgoing, the pool's outgoing masquerade) stay: they are NAT, which
+    the interpreter models, over the node's ipsets."""
     out = []
+    table = ""
     for line in save.splitlines():
         s = line.strip()
+        if s.startswith("*"):
+            table = s[1:]
+        if table == "nat":
+            out.append(line)
+            continue
         if s.startswith((":cali-", "-A cali-")):
             continue
         if s.startswith("-A ") and (" -j cali-" in s or " -g cali-" in s or "cali:" in s):
@@ -86,12 +98,13 @@ class Simulator:
         self.dest = dest
         self.sport = sport
         self._interp: dict[str, Interpreter] = {}
+        self.first_src = source.ip  # the request's source address as sent (a node picks it by route)
 
     # -- helpers ----------------------------------------------------------------------------------
     def interpreter(self, node: str) -> Interpreter:
         if node not in self._interp:
             nv = self.view.node(node)
-            self._interp[node] = Interpreter(strip_calico(nv.iptables), nv.local_ips)
+            self._interp[node] = Interpreter(strip_calico(nv.iptables), nv.local_ips, ipsets=nv.ipsets)
         return self._interp[node]
 
     def _model_endpoint(self, ip: str, pod_key: str | None = None) -> Any:
@@ -146,6 +159,7 @@ class Simulator:
             nv = self.view.node(src.node or "")
             r = nv.route_for(dst.ip)
             ip = (r.src if r and r.src else None) or (nv.addr_of(r.dev) if r and r.dev else None) or src.ip
+            self.first_src = ip
             pkt = _Pkt(ip, dst.ip, proto, self.sport, dst.port)
             return self._at_node(src.node or "", pkt, None, "local", path, 0)
         # an external host: through the fabric to the node owning the destination address
@@ -161,6 +175,15 @@ class Simulator:
                 interface="eth0",
             )
         )
+        other = self.view.host_by_ip(dst.ip)
+        if other is not None and self.view.host_ns(other) != src.netns:
+            path.endpoint, path.endpoint_ip = f"host/{other}", dst.ip
+            return [
+                self._end(
+                    path, H.VERDICT_DELIVERED, "fabric", self.view.fabric, H.DELIVERY, H.DELIVERED,
+                    f"to external host {other} ({dst.ip})", endpoint=path.endpoint,
+                )
+            ]
         node = self.view.node_by_ip(dst.ip) or self.view.announcing_node(dst.ip)
         if node is None:
             pod = self.view.pod_by_ip(dst.ip)
@@ -207,6 +230,7 @@ class Simulator:
             hops=list(path.hops),
             policies=list(path.policies),
             notes=list(path.notes),
+            snat=list(path.snat),
             probability=path.probability * prob,
         )
 
@@ -400,6 +424,7 @@ class Simulator:
         if snat_hop is not None:
             br.masquerade = True
             br.hops.append(snat_hop)
+            br.snat.append((node, pre_snat.src, cur.src))
         if link is not None and link.kind == "vxlan":
             return self._vxlan(node, nv, cur, route, link, br, depth)
         if out_dev == "eth0":
@@ -679,10 +704,18 @@ def simulate(
 ) -> list[H.Path]:
     """Every possible fate of the packet, with probabilities summing to 1; delivered branches carry the
     expected answer and its way back (hops with direction "reply")."""
-    paths = Simulator(view, source, dest, sport).run()
+    sim = Simulator(view, source, dest, sport)
+    paths = sim.run()
     label = f"pod {source.pod}" if source.kind == "pod" else source.label
     for p in paths:
         if p.verdict == H.VERDICT_REJECTED:  # kube-proxy's REJECT answers with ICMP port unreachable
             p.answered = "RST" if "tcp-reset" in (p.hops[-1].rule or "") else "ICMP port unreachable"
+        if p.verdict == H.VERDICT_DELIVERED and answer_certain(dest.protocol, p.endpoint, p.answered):
+            back = walk_reply(view, source, p.endpoint or "", _hostport(p.endpoint_ip or dest.ip, None),
+                              p.snat[-1][2] if p.snat else sim.first_src, p.snat)
+            p.returned = back.returned
+            if not back.returned or p.answered is None:  # lost, or an answer the retrace cannot name
+                p.hops += back.hops
+                continue
         p.hops += reply_hops(p, label, source.netns)
     return paths

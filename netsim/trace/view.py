@@ -2,7 +2,7 @@
 
 Per node, read lazily the first time the simulation reaches it (a trace usually touches one or two
 nodes): IPv4 addresses, routes, links (VXLAN parameters), neighbours and FDB entries of tunnel devices,
-and the `iptables-save` text of nat + filter. Pods, hosts and the NetworkPolicy model come from the
+the `iptables-save` text of nat + filter and the ipsets' members. Pods, hosts and the NetworkPolicy model come from the
 store. Unit tests build `NodeView`s by hand and pass them in `ClusterView(nodes=...)`.
 """
 
@@ -28,6 +28,7 @@ class NodeView:
     neighs: list[Neigh] = field(default_factory=list)
     fdbs: list[Fdb] = field(default_factory=list)
     iptables: str = ""  # iptables-save of nat and filter
+    ipsets: dict[str, list[str]] = field(default_factory=dict)  # ipset name -> members (`ipset save`)
     proxy_neighs: list[str] | None = None  # IPs answered on eth0 (LB / external IPs); read when needed
 
     @property
@@ -152,6 +153,18 @@ class ClusterView:
         return None
 
 
+def parse_ipset_save(text: str) -> dict[str, list[str]]:
+    """`ipset save` output -> set name -> members (every set, also the empty ones)."""
+    sets: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "create":
+            sets.setdefault(words[1], [])
+        elif len(words) >= 3 and words[0] == "add":
+            sets.setdefault(words[1], []).append(words[2])
+    return sets
+
+
 def from_cluster(cluster: Any) -> ClusterView:
     """The view of a live `netsim.api.Cluster`; node details load on first use."""
     from netsim.controlplane import objects as o
@@ -194,7 +207,8 @@ def from_cluster(cluster: Any) -> ClusterView:
                 neighs += kernel.neighs(ns, link.name)
                 fdbs += kernel.fdbs(ns, link.name)
         save = kernel.run(ns, ["iptables-save"], check=False).stdout or ""
-        return NodeView(name, rec["ip"], ns, kernel.addrs(ns), kernel.routes(ns), links, neighs, fdbs, save)
+        sets = parse_ipset_save(kernel.run(ns, ["ipset", "save"], check=False).stdout or "")
+        return NodeView(name, rec["ip"], ns, kernel.addrs(ns), kernel.routes(ns), links, neighs, fdbs, save, sets)
 
     def proxies(name: str) -> list[str]:
         out = kernel.run(

@@ -224,6 +224,17 @@ def test_external_host_to_nodeport_is_masqueraded(cluster):
     assert obs.answered == "SYN-ACK"
 
 
+def test_pod_to_external_host_is_masqueraded_and_the_answer_comes_back(cluster):
+    """flanneld's --ip-masq (flannel, canal) and felix's natOutgoing (calico) hide the pod behind its node:
+    the fabric has no route to pod addresses, so without it the host's answer would be lost."""
+    sim, obs = both(trace(cluster, "default/client", f"{EXT}:8000"), H.VERDICT_DELIVERED)
+    for path in (sim, obs):
+        assert path.masquerade and path.endpoint == "host/ext" and path.returned is True
+        [snat] = [h for h in path.hops if h.component == H.NAT and h.direction == "request"]
+        assert snat.node == "node-3" and snat.translated["src"].split(":")[0] == node_ip(cluster, "node-3")
+    assert obs.answered.startswith("RST")
+
+
 def test_external_host_to_loadbalancer_ip(cluster):
     ingress = (
         (cluster.service("default", "far-lb").get("status") or {}).get("loadBalancer", {}).get("ingress")

@@ -173,6 +173,7 @@ def remote_raw(policy_drop: bool = False) -> RawObservation:
         cap(NB, "host", inner, 1, outer),
         cap(POD_WEB_B, "host", inner),
         cap(POD_WEB_B, "outgoing", synack),
+        cap(POD_CLIENT, "host", pkt("10.96.0.20", "10.244.0.2", 80, 40000, ip_id=0, flags="SA")),
     ]
     ct = CtEntry(
         "tcp",
@@ -200,7 +201,8 @@ def test_observed_remote_service_path_has_dnat_tunnel_delivery_and_answer():
         H.DECAPSULATED,
     ]
     assert path.answered == "SYN-ACK"
-    assert path.hops[-1].direction == "reply" and path.hops[-1].action == H.REPLIED
+    assert path.hops[-2].direction == "reply" and path.hops[-2].action == H.REPLIED
+    assert path.hops[-1].action == H.RECEIVED and path.returned is True
 
 
 def test_observed_policy_drop_names_the_policy_from_the_chain_comments():
@@ -315,3 +317,29 @@ def test_view_routing_helpers():
     assert v.kind_of("netsim-t-host-ext") == "host" and v.kind_of("netsim-t-fabric") == "fabric"
     v.proxy_loader = lambda name: ["172.18.255.1"] if name == "node-b" else []
     assert v.announcing_node("172.18.255.1") == "node-b"
+
+
+def test_an_answer_that_never_reaches_the_source_contradicts_a_simulated_round_trip():
+    branches = simulate(S.view(), S.CLIENT, S.WEB_SVC, 40000)
+    raw = remote_raw()
+    raw.packets = [p for p in raw.packets if not (p.ns == POD_CLIENT and p.direction == "host")]
+    observed = build_observed(S.view(), S.CLIENT, S.WEB_SVC, TAG, raw)
+    assert observed.verdict == H.VERDICT_DELIVERED and observed.answered == "SYN-ACK"
+    assert observed.returned is False
+    assert all(b.returned for b in branches)
+    diffs = disagreements(branches, observed)
+    assert "reply: simulated it reaches the source, observed no answer reached the source" in diffs
+    r = TraceReport(S.CLIENT, S.WEB_SVC, 40000, branches, observed, diffs)
+    assert r.to_json()["observedSummary"]["returned"] is False and not r.agree
+    assert "no answer reaches the source" in render_text(r)
+
+
+def test_an_echo_reply_whose_id_a_masquerade_rewrote_is_still_the_reply():
+    tag = LooseTag("icmp", 4242, 777)
+    reply = PacketInfo(src="10.244.1.5", dst="172.18.0.2", proto=1, ip_id=9, ttl=64, length=84, icmp_type=0,
+                       icmp_id=31000)
+    captured = cap(NA, "host", reply)
+    ct = CtEntry("icmp", CtTuple("172.18.0.2", "10.244.1.5", icmp_type=8, icmp_id=777),
+                 CtTuple("10.244.1.5", "172.18.0.2", icmp_type=0, icmp_id=31000))
+    assert not is_reply(captured, tag)
+    assert is_reply(captured, tag, reply_tuples({NA: [ct]}))

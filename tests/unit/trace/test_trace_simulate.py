@@ -108,3 +108,53 @@ def test_delivered_branches_carry_the_expected_answer_and_its_way_back():
     assert p.answered == "RST (nothing listens)"
     [p] = simulate(S.view(), S.CLIENT, S.EMPTY_SVC, 40000)
     assert p.answered == "ICMP port unreachable" and not any(h.direction == "reply" for h in p.hops)
+
+
+EXT_8000 = S.TraceDestination("203.0.113.10", "ip", "203.0.113.10", 8000, "TCP")
+
+
+def _nat_outgoing_view():
+    """The synthetic view with felix's natOutgoing chain and pool ipsets on both nodes."""
+    from cni_plugins import calico_nat
+
+    v = S.view("calico")
+    nat = calico_nat.render_nat(True, have_jump=False).splitlines()[1:-1]  # between *nat and COMMIT
+    for nv in v.nodes.values():
+        head, _, tail = nv.iptables.partition("COMMIT\n*filter")
+        nv.iptables = head + "\n".join(nat) + "\nCOMMIT\n*filter" + tail
+        nv.ipsets = {calico_nat.SET_ALL_POOLS: ["10.244.0.0/16"], calico_nat.SET_MASQ_POOLS: ["10.244.0.0/16"]}
+    return v
+
+
+def test_pod_to_external_host_without_masquerade_loses_the_answer_at_the_fabric():
+    [p] = simulate(S.view("calico"), S.CLIENT, EXT_8000, 40000)
+    assert p.verdict == H.VERDICT_DELIVERED and p.endpoint == "host/ext" and not p.masquerade
+    assert p.returned is False
+    last = p.hops[-1]
+    assert last.direction == "reply" and last.node == "fabric" and last.action == H.DROPPED
+    assert "the fabric has no route to 10.244.0.2" in last.detail
+
+
+def test_pod_to_external_host_with_nat_outgoing_is_masqueraded_and_answered():
+    [p] = simulate(_nat_outgoing_view(), S.CLIENT, EXT_8000, 40000)
+    assert p.verdict == H.VERDICT_DELIVERED and p.masquerade and p.returned is True
+    [snat] = [h for h in p.hops if h.component == H.NAT and h.direction == "request"]
+    assert snat.node == "node-a" and snat.translated["src"] == "172.18.0.2"
+    back = [h for h in p.hops if h.direction == "reply"]
+    assert [h.node for h in back] == ["host/ext", "fabric", "node-a", "pod default/client"]
+    assert "conntrack undoes the masquerade: 172.18.0.2 -> 10.244.0.2" in back[2].detail
+    assert back[-1].action == H.RECEIVED
+
+
+def test_nat_outgoing_keeps_pod_to_pod_sources():
+    paths = simulate(_nat_outgoing_view(), S.CLIENT, S.WEB_SVC, 40000)
+    assert {p.endpoint for p in paths} == {"default/web-a", "default/web-b"}
+    assert not any(p.masquerade for p in paths) and all(p.returned for p in paths)
+
+
+def test_host_to_host_goes_through_the_fabric():
+    other = S.TraceDestination("198.51.100.7", "ip", "198.51.100.7", 22, "TCP")
+    v = S.view()
+    v.hosts["far"], v.host_netns["far"] = "198.51.100.7", "netsim-t-host-far"
+    [p] = simulate(v, S.EXT, other, 40000)
+    assert p.verdict == H.VERDICT_DELIVERED and p.endpoint == "host/far" and p.returned is True
