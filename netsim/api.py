@@ -201,7 +201,7 @@ class Cluster:
             lines.append(f"Warning: plugin {self.spec.network.plugin} does not enforce NetworkPolicy (as with real "
                          "flannel); use calico or canal to have it enforced")
         if wait:
-            self.wait_converged(timeout)
+            self.wait_converged(timeout, docs)
         return lines
 
     def custom_kinds(self) -> dict[str, CustomKind]:
@@ -304,8 +304,16 @@ class Cluster:
                 raise daemonctl.DaemonError(f"rollout of {namespace}/{name} did not finish: {msg}")
             time.sleep(0.05)
 
-    def wait_converged(self, timeout: float = 120.0) -> None:
-        daemonctl.wait_converged(self.name, self.store.current_rv(), timeout)
+    def wait_converged(self, timeout: float = 120.0, applied: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Wait until the daemon has caught up and nothing is pending. Pods among `applied` whose sandbox
+        failed (settled, not pending: one bad pod never holds up the rest) raise DaemonError with why."""
+        marker = daemonctl.wait_converged(self.name, self.store.current_rv(), timeout)
+        failed = marker.get("failed") or {}
+        bad = [f"pod {key}: {failed[key]}" for key in (f"{(d.get('metadata') or {}).get('namespace') or 'default'}/"
+                                                       f"{(d.get('metadata') or {}).get('name')}"
+                                                       for d in applied if d.get("kind") == "Pod") if key in failed]
+        if bad:
+            raise daemonctl.DaemonError("; ".join(bad) + " (see netsim events; it is retried with backoff)")
 
     # -- faults --------------------------------------------------------------------------------------
     def kill_pod(self, name: str, namespace: str = "default", *, wait: bool = True, timeout: float = 60.0) -> None:

@@ -38,7 +38,14 @@ from netsim.controlplane import events as ev
 from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
 from netsim.controlplane.admission import admit
-from netsim.controlplane.loop import PodState, RealClock, kubelet_step, pending_pods, reconcile_once
+from netsim.controlplane.loop import (
+    PodState,
+    RealClock,
+    failed_pods,
+    kubelet_step,
+    pending_pods,
+    reconcile_once,
+)
 from netsim.controlplane.nodes import node_object
 from netsim.controlplane.state import Config
 from netsim.dns.resolvconf import (
@@ -65,7 +72,7 @@ from netsim.policy.verify import inputs_from_store
 from netsim.proxy.adapter import collect
 from netsim.proxy.config import proxy_config
 from netsim.proxy.model import NodeInfo
-from netsim.store import SQLiteStore, Store, rfc3339
+from netsim.store import SQLiteStore, Store, StoreError, rfc3339
 from netsim.workload.server import WorkloadServer
 
 log = logging.getLogger("netsim.daemon")
@@ -356,7 +363,7 @@ class Daemon:
         self.dns_snapshot = SnapshotHolder()
         self.dns = DnsServer(self.kernel, self.dns_snapshot, self.spec.dns_domain)
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
-                                      lambda: [parse_object(s, Source("<store>")) for s in self.store.list("Service")])
+                                      lambda: self._typed(self.store.list("Service")))
         # spec.kubeProxy reaches every node's kube-proxy. Partial syncs leave top-level chains alone when
         # their rules did not change: the kernel ends up with the same rules kube-proxy's rewrite would
         # give, without nf_tables revalidating them.
@@ -379,6 +386,7 @@ class Daemon:
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
         self._felix_fp: dict[str, str] = {}
         self._net_fp = ""
+        self._reported_invalid: dict[str, str] = {}  # object ref -> the error last reported for it
         self._stop = threading.Event()
         # Component health: "running" | "failing" (the last attempt raised; retried next pass) for the
         # reconcile loop and each node agent; the servers report their own thread (NetnsServer.health).
@@ -513,8 +521,8 @@ class Daemon:
         self._proxy_force -= set(todo)
         if not todo:
             return
-        typed_svcs = [parse_object(s, Source("<store>")) for s in services]
-        typed_slices = [parse_object(s, Source("<store>")) for s in slices]
+        typed_svcs = self._typed(services)
+        typed_slices = self._typed(slices)
         lb_ips = {f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}":
                   [i["ip"] for i in ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
                    if i.get("ip")] for s in services}
@@ -625,7 +633,7 @@ class Daemon:
     def _sync_felix(self) -> None:
         if not self.felix:
             return
-        namespaces, pods, policies = inputs_from_store(self.store, with_whatifs=True)
+        namespaces, pods, policies = inputs_from_store(self.store, with_whatifs=True, on_invalid=self._invalid)
         fp = _fingerprint([(n.name, n.labels) for n in namespaces],
                           [(p.namespace, p.name, p.labels, p.ip, p.node, p.ports) for p in pods],
                           [x.to_dict() for x in policies])
@@ -694,6 +702,34 @@ class Daemon:
         os.replace(tmp, path)
         self._health_written = (now, comps)
 
+    def _typed(self, objs: list[dict[str, Any]]) -> list[Any]:
+        """Stored objects through the model. One that does not parse (written around the API's validation,
+        or by an older netsim) is left out and reported (`_invalid`); the others are programmed as usual."""
+        out = []
+        for obj in objs:
+            try:
+                out.append(parse_object(obj, Source("<store>")))
+            except Exception as e:  # noqa: BLE001 - one bad object must not stop the data plane of all
+                self._invalid(obj, e)
+        return out
+
+    def _invalid(self, obj: dict[str, Any], error: Exception) -> None:
+        """Report an object the data plane cannot take: an event InvalidObject and the condition
+        Programmed=False (reason Invalid) with the error on the object's status, once per distinct error."""
+        message = str(error)[:1000]
+        ref = o.ref(obj)
+        if self._reported_invalid.get(ref) == message:
+            return
+        self._reported_invalid[ref] = message
+        log.warning("%s left out of the data plane: %s", ref, message)
+        self._event(ref, "InvalidObject", f"not programmed: {message}")
+        status = dict(obj.get("status") or {})
+        if o.set_condition(status, "Programmed", "False", self.clock.now(), reason="Invalid", message=message):
+            try:
+                self.store.update_status(obj["kind"], o.namespace(obj), o.name(obj), status)
+            except StoreError as e:  # deleted meanwhile, or too large to take a condition
+                log.warning("could not record the condition on %s: %s", ref, e)
+
     def _event(self, ref: str, reason: str, message: str, *, actor: str = "netsim", ms: float = 0.0) -> None:
         ev.record(self.store, ev.Event(self.clock.now(), actor, ref, reason, message, ms))
 
@@ -701,7 +737,8 @@ class Daemon:
         path = converged_path(self.spec.name)
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"rv": rv, "converged": converged, "pending": pending,
+            # failed: pods whose sandbox failed (settled, not pending), so `apply` can say why they are not up
+            json.dump({"rv": rv, "converged": converged, "pending": pending, "failed": failed_pods(self.store),
                        "time": time.time(), "pid": os.getpid()}, f)
         os.replace(tmp, path)
 

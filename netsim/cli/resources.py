@@ -90,7 +90,7 @@ def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, cluster: 
         for line in lines:
             click.echo(line, err=line.startswith(("Warning:", "Note:")))
         if wait:
-            c.wait_converged(timeout)
+            c.wait_converged(timeout, [x.to_dict() for _, x in sources])
     finally:
         c.close()
 

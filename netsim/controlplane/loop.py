@@ -189,15 +189,29 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
             continue
         if o.is_terminal(pod):
             continue
-        if not has_sandbox:
-            # Stamped when this sandbox started, not when the step did: a step may make a thousand of them.
-            t0, started = time.monotonic(), clock.now()
-            ip = kubelet.create_sandbox(pod)
-            events.append(Event(started, actor, o.ref(pod), "SandboxCreated", f"pod IP {ip}",
-                                (time.monotonic() - t0) * 1000))
-            status.update({"podIP": ip, "podIPs": [{"ip": ip}], "hostIP": node_ip(nodes[nn]),
-                           "startTime": rfc3339(now)})
-        state = kubelet.pod_state(pod)
+        try:
+            if not has_sandbox:
+                if clock.now() < float(status.get(RETRY_AT, 0)):
+                    continue  # backing off after a failed attempt
+                # Stamped when this sandbox started, not when the step did: a step may make a thousand.
+                t0, started = time.monotonic(), clock.now()
+                try:
+                    ip = kubelet.create_sandbox(pod)
+                except Exception as e:  # noqa: BLE001 - one pod's failure must not stop the others
+                    writes += _sandbox_failed(store, kubelet, pod, status, e, clock, events)
+                    continue
+                events.append(Event(started, actor, o.ref(pod), "SandboxCreated", f"pod IP {ip}",
+                                    (time.monotonic() - t0) * 1000))
+                status.update({"podIP": ip, "podIPs": [{"ip": ip}], "hostIP": node_ip(nodes[nn]),
+                               "startTime": rfc3339(now)})
+                for k in (FAILURES, RETRY_AT):
+                    status.pop(k, None)
+                if o.condition({"status": status}, READY_TO_START) is not None:
+                    o.set_condition(status, READY_TO_START, "True", now)
+            state = kubelet.pod_state(pod)
+        except Exception as e:  # noqa: BLE001 - e.g. a probe that cannot run: this pod only
+            events.append(Event(clock.now(), actor, o.ref(pod), "FailedSync", f"error syncing pod: {e}"))
+            continue
         status["phase"] = state.phase
         for typ in ("Initialized", "PodScheduled"):
             o.set_condition(status, typ, "True", now)
@@ -215,6 +229,51 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
     if events:
         store.append_events(e.to_record() for e in events)
     return writes
+
+
+# A pod whose sandbox cannot be made is retried with the kubelet's backoff (pkg/kubelet: backOffPeriod 10 s,
+# doubling to MaxContainerBackOff 300 s), and meanwhile reported, as the kubelet does, by an event
+# FailedCreatePodSandBox and the condition PodReadyToStartContainers False with the error. It is settled,
+# not pending: convergence does not wait for it (see pending_pods / failed_pods), so one bad pod never
+# holds up the rest of the cluster.
+SANDBOX_FAILED = "FailedCreatePodSandBox"
+READY_TO_START = "PodReadyToStartContainers"
+FAILURES = "netsimSandboxFailures"  # status: consecutive failed attempts
+RETRY_AT = "netsimSandboxRetryAt"  # status: no new attempt before this time (epoch seconds)
+BACKOFF_SECONDS = (10.0, 300.0)
+
+
+def _sandbox_failed(store: Store, kubelet: Kubelet, pod: dict[str, Any], status: dict[str, Any], error: Exception,
+                    clock: Clock, events: list[Event]) -> int:
+    """Record a failed sandbox creation on the pod (status and event), undo what was half made; 1 write."""
+    try:
+        kubelet.delete_sandbox(pod)  # whatever the attempt made (a netns, an address) must not leak
+    except Exception:  # noqa: BLE001, S110 - best effort: the attempt may have made nothing
+        pass
+    now = clock.now()
+    failures = int(status.get(FAILURES, 0)) + 1
+    delay = min(BACKOFF_SECONDS[0] * 2 ** (failures - 1), BACKOFF_SECONDS[1])
+    message = f"Failed to create pod sandbox: {type(error).__name__}: {error}"[:1000]
+    status.update({"phase": "Pending", FAILURES: failures, RETRY_AT: now + delay})
+    o.set_condition(status, "PodScheduled", "True", now)
+    o.set_condition(status, READY_TO_START, "False", now, reason=SANDBOX_FAILED, message=message)
+    for typ in ("ContainersReady", "Ready"):
+        o.set_condition(status, typ, "False", now, reason=SANDBOX_FAILED)
+    store.update_status("Pod", o.namespace(pod), o.name(pod), status)
+    events.append(Event(now, f"kubelet/{o.node_name(pod)}", o.ref(pod), SANDBOX_FAILED,
+                        f"{message} (attempt {failures}, next in {delay:.0f}s)"))
+    return 1
+
+
+def failed_pods(store: Store) -> dict[str, str]:
+    """Pods whose sandbox could not be made (ns/name -> why): settled, reported, retried with backoff."""
+    out = {}
+    for pod in store.list("Pod"):
+        status = pod.get("status") or {}
+        if status.get(FAILURES) and not status.get("podIP"):
+            c = o.condition(pod, READY_TO_START) or {}
+            out[o.key(pod)] = c.get("message") or SANDBOX_FAILED
+    return out
 
 
 def _delete_sandboxes(kubelet: Kubelet, pods: list[dict[str, Any]], clock: Clock) -> list[Event]:
@@ -241,7 +300,8 @@ def _teardown_pool() -> ThreadPoolExecutor:
 
 
 def pending_pods(store: Store) -> list[str]:
-    """Pods on ready nodes that are neither Running and Ready nor finished (what convergence waits for)."""
+    """Pods on ready nodes that are neither Running and Ready nor finished (what convergence waits for);
+    pods whose sandbox failed are not among them (failed_pods)."""
     ready_nodes = {o.name(n) for n in store.list("Node") if node_ready(n)}
     out = []
     for pod in store.list("Pod"):
@@ -250,6 +310,8 @@ def pending_pods(store: Store) -> list[str]:
         nn = o.node_name(pod)
         if nn is not None and nn not in ready_nodes:
             continue
+        if (pod.get("status") or {}).get(FAILURES) and not o.is_terminating(pod):
+            continue  # its sandbox failed: reported and retried, not waited for (failed_pods)
         if o.is_terminating(pod) or o.phase(pod) != "Running" or not o.is_ready(pod):
             out.append(o.key(pod))
     return out

@@ -9,7 +9,7 @@ daemon's felix agent uses too, so model and enforcement see the same pods and la
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +21,13 @@ from netsim.model.networkpolicy import NetworkPolicy
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel, Verdict
 
 
-def inputs_from_store(store: Any, *, with_whatifs: bool = False) -> tuple[list[NamespaceInfo], list[PodInfo],
-                                                                         list[NetworkPolicy]]:
+def inputs_from_store(store: Any, *, with_whatifs: bool = False,
+                      on_invalid: Callable[[dict, Exception], None] | None = None,
+                      ) -> tuple[list[NamespaceInfo], list[PodInfo], list[NetworkPolicy]]:
     """Namespaces, running pods with IPs, and NetworkPolicies as the policy model and felix take them.
-    `with_whatifs` (felix): the live policies overlaid with every what-if's (netsim.controlplane.whatif)."""
+    `with_whatifs` (felix): the live policies overlaid with every what-if's (netsim.controlplane.whatif).
+    With `on_invalid`, a stored object that does not parse is handed to it and left out (the daemon
+    reports it and programs the rest) instead of raising."""
     namespaces = [NamespaceInfo(o.name(n), o.labels(n)) for n in store.list("Namespace")]
     pods = []
     for p in store.list("Pod"):
@@ -32,13 +35,26 @@ def inputs_from_store(store: Any, *, with_whatifs: bool = False) -> tuple[list[N
         # hostNetwork pods are the node as far as policy goes: nothing polices them (NetworkPolicy spec).
         if not ip or o.is_terminal(p) or (p.get("spec") or {}).get("hostNetwork"):
             continue
-        ports = tuple((cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
-                      for c in (p.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or [])
+        try:
+            ports = tuple((cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
+                          for c in (p.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or [])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            if on_invalid is None:
+                raise
+            on_invalid(p, e)
+            continue
         pods.append(PodInfo(o.namespace(p) or "default", o.name(p), o.labels(p), ip, o.node_name(p) or "", ports))
     raw = store.list("NetworkPolicy")
     if with_whatifs:
         raw = whatif.overlay(raw, store.list(whatif.KIND, whatif.NAMESPACE))
-    policies = [parse_object(x, Source("<store>")) for x in raw]
+    policies = []
+    for x in raw:
+        try:
+            policies.append(parse_object(x, Source("<store>")))
+        except Exception as e:
+            if on_invalid is None:
+                raise
+            on_invalid(x, e)
     return namespaces, pods, policies
 
 
