@@ -72,7 +72,7 @@ from netsim.policy.verify import inputs_from_store
 from netsim.proxy.adapter import collect
 from netsim.proxy.config import proxy_config
 from netsim.proxy.model import NodeInfo
-from netsim.store import SQLiteStore, Store, StoreError, rfc3339
+from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, SQLiteStore, Store, StoreError, rfc3339
 from netsim.workload.server import WorkloadServer
 
 log = logging.getLogger("netsim.daemon")
@@ -393,6 +393,8 @@ class Daemon:
         self._loop_health: dict[str, Any] = {"state": "running", "error": None}
         self._agent_health: dict[str, dict[str, Any]] = {}
         self._health_written: tuple[float, Any] = (0.0, None)
+        self.compactor = Compactor(self.store, float(os.environ.get("NETSIM_COMPACTION_INTERVAL",
+                                                                    COMPACTION_INTERVAL)))
         # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
         self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
 
@@ -759,8 +761,12 @@ class Daemon:
         self._sync_pod_network()
         self._update_container_statuses()
         rv = self.store.current_rv()  # read first: a write racing the next line is seen now and next pass
-        changed = self.store.kinds_changed_since(self._seen_rv)
+        try:
+            changed = self.store.kinds_changed_since(self._seen_rv)
+        except Compacted:  # history gone (410): relist, i.e. resync everything from the objects
+            changed = self.PROXY_KINDS | self.FELIX_KINDS | self.DNS_KINDS
         self._seen_rv = rv
+        self.compactor.tick(time.monotonic())
         dirty, self._dataplane_dirty = self._dataplane_dirty, True  # stays set if a sync below raises
         self._check_proxies()
         now = time.monotonic()

@@ -211,3 +211,50 @@ def test_two_processes_write_concurrently(tmp_path):
     assert s.get("Pod", "default", "counter")["metadata"]["labels"]["n"] == "80"
     rvs = [c.rv for c in s.changes_since(0)]
     assert rvs == sorted(rvs) and len(rvs) == len(set(rvs)) == 1 + 80 + 80
+
+
+# -- change-log compaction (as etcd's, driven as kube-apiserver's compactor drives it) ---------------------
+
+def _log_rows(store) -> int:
+    with store._read() as ops:
+        return ops.conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+
+
+def test_compaction_drops_old_history_and_old_watches_get_410():
+    from netsim.store import Compacted, MemoryStore
+    s = MemoryStore()
+    s.create(pod("a"))
+    for i in range(10):
+        s.update_status("Pod", "default", "a", {"phase": f"p{i}"})
+    assert s.current_rv() == 11
+    assert s.compact(8) == 7
+    assert s.compacted_rv() == 8 and s.current_rv() == 11
+    assert [c.rv for c in s.changes_since(7)] == [8, 9, 10, 11]  # from the compacted revision on: fine
+    with pytest.raises(Compacted, match=r"too old resource version: 3 \(8\)"):
+        s.changes_since(3)
+    with pytest.raises(Compacted):
+        s.kinds_changed_since(0)
+    # Never the newest entry: it carries the current resourceVersion. Numbering goes on after it.
+    s.compact(1000)
+    assert s.current_rv() == 11 and _log_rows(s) == 1
+    assert s.update_status("Pod", "default", "a", {})["metadata"]["resourceVersion"] == "12"
+    assert s.get("Pod", "default", "a") is not None  # objects are never compacted, only their history
+
+
+def test_the_compactor_keeps_one_interval_of_history_and_bounds_the_log():
+    from netsim.store import Compactor, MemoryStore
+    s = MemoryStore()
+    s.create(pod("a"))
+    c = Compactor(s, interval=300)
+    now = 0.0
+    sizes = []
+    for _ in range(40):  # 40 "minutes" of 60 heartbeats each (one a second)
+        for _ in range(60):
+            s.update_status("Pod", "default", "a", {"t": now})
+            now += 1
+            c.tick(now)
+        sizes.append(_log_rows(s))
+    assert max(sizes[10:]) <= 2 * 300 + 1  # never more than two intervals of writes, however long it runs
+    assert s.compacted_rv() > 0
+    # A watcher one interval behind still has its history.
+    s.changes_since(s.current_rv() - 299)
