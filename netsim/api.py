@@ -739,6 +739,10 @@ class Cluster:
 
         lines = []
         source = endpoint(src)
+        if isinstance(source, ExternalEndpoint) and src.startswith("host/"):
+            via_nodeport = self._explain_from_host(model, src, source, dst, port, protocol, probe)
+            if via_nodeport is not None:
+                return via_nodeport
         targets: list[tuple[str, str, int]] = []
         if dst.startswith("svc/"):
             _, ns, name = dst.split("/", 2)
@@ -770,6 +774,57 @@ class Cluster:
                     lines.append(f"kernel: {r.outcome}" + (f" (served by {r.served_by})" if r.served_by else ""))
             except UsageError as exc:
                 lines.append(f"kernel: not probed ({exc})")
+        return "\n".join(lines)
+
+    def _explain_from_host(self, model: Any, src: str, source: Any, dst: str, port: int, protocol: str,
+                           probe: bool) -> str | None:
+        """An external host reaches pods through a NodePort: `dst` a Service (its NodePort on every node)
+        or NODEIP:NODEPORT. Each (ingress node, endpoint) is judged with the address the packet carries
+        there (netsim.policy.paths.from_host_via_node). None when `dst` is neither."""
+        from netsim.policy.model import ExternalEndpoint, NodeEndpoint
+        from netsim.policy.paths import from_host_via_node
+        nodes = self.state.nodes
+        found = None
+        for svc in self.store.list("Service"):
+            for sp in (svc.get("spec") or {}).get("ports") or []:
+                if sp.get("protocol", "TCP") != protocol:
+                    continue
+                if dst == f"svc/{o.key(svc)}" and int(sp["port"]) == port:
+                    found = (svc, sp, nodes)
+                elif sp.get("nodePort") == port and any(n["ip"] == dst for n in nodes):
+                    found = (svc, sp, [n for n in nodes if n["ip"] == dst])
+        if found is None:
+            return None
+        svc, sp, ingress = found
+        if not sp.get("nodePort"):
+            return (f"{src} cannot reach {dst}:{port}: a ClusterIP is not routed outside the cluster and "
+                    f"Service {o.key(svc)} has no NodePort")
+        local = (svc["spec"].get("externalTrafficPolicy") or "Cluster") == "Local"
+        backends = _backends(model, svc, sp)
+        addrs = self._node_addresses()
+        lines = [f"{dst}:{port} is reached from outside as NodePort {sp['nodePort']} of svc/{o.key(svc)} "
+                 f"(externalTrafficPolicy {'Local' if local else 'Cluster'}) -> {len(backends)} endpoint(s); "
+                 "policy is judged after DNAT, per ingress node and endpoint"]
+        for n in ingress:
+            for b, tport in backends:
+                if local and b.node != n["name"]:
+                    continue
+                a = from_host_via_node(self.spec.network.plugin, self.spec.network.backend, source.ip,
+                                       addrs[n["name"]], b.node, external_policy_local=local)
+                judged = ExternalEndpoint(a.judged, source.name) if a.judged == source.ip \
+                    else NodeEndpoint(n["name"], a.judged)
+                lines.append(f"via {n['name']} ({n['ip']}:{sp['nodePort']}): judged from {a.judged}, the pod "
+                             f"sees {a.seen}")
+                lines.append(model.verdict(judged, b, tport, protocol).explain())
+        if not self.enforces_policy:
+            lines.append(f"note: plugin {self.spec.network.plugin} does not enforce NetworkPolicy; the kernel "
+                         "allows everything")
+        if probe:
+            self._forget_datagram_flows([protocol])
+            for n in ingress:
+                r = self.probe(src, f"{n['ip']}:{sp['nodePort']}", None, [protocol], timeout=1.0)[0]
+                lines.append(f"kernel via {n['name']}: {r.outcome}"
+                             + (f" (served by {r.served_by}, client {r.client_ip})" if r.served_by else ""))
         return "\n".join(lines)
 
     # -- commands ------------------------------------------------------------------------------------

@@ -89,6 +89,19 @@ def test_verify_from_external_host_judges_the_address_after_nodeport_masquerade(
     assert proc.returncode == 0 and "agree on all 0" not in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_explain_from_external_host_through_a_nodeport(allow_external: Cluster) -> None:
+    """explain host/H NODEIP:NODEPORT judges each endpoint with the address it sees the packet from: the
+    host's own behind the ingress node (allowed by the ipBlock), the ingress node's tunnel address
+    elsewhere (denied)."""
+    c = allow_external
+    node = c.state.nodes[0]
+    text = c.explain("host/client", node["ip"], 30080, "TCP", probe=False)
+    local = [p["metadata"]["name"] for p in c.pods("default")
+             if p["spec"]["nodeName"] == node["name"] and p["metadata"]["name"].startswith("web-")]
+    assert f"judged from 203.0.113.10, the pod sees {node['ip']}" in text, text
+    assert text.count(": allowed\n") == len(local) and text.count(": denied\n") == 3 - len(local), text
+
+
 def test_verify_from_node_uses_tunnel_address_to_remote_pods(tour: Cluster) -> None:
     """deny-all: a node reaches only its own pods (host -> local pod is never policed), from its node IP;
     pods elsewhere are judged with its tunnel address and dropped."""
