@@ -552,6 +552,13 @@ class Cluster:
         if not self.enforces_policy and model.policies:
             report.notes.append(f"plugin {self.spec.network.plugin} does not enforce NetworkPolicy (as with "
                                 "real flannel): expect the kernel to allow what the policies deny")
+        from netsim.controlplane import whatif
+        others = [w for w in self.store.list(whatif.KIND, whatif.NAMESPACE)
+                  if ((w.get("spec") or {}).get("owner") or {}).get("pid") != whatif.this_process().pid]
+        if others:
+            report.notes.append(f"{len(others)} what-if(s) of other commands (verify --diff, pids "
+                                f"{', '.join(str(w['spec']['owner'].get('pid')) for w in others)}) were enforced "
+                                "meanwhile: cells they change may disagree")
         return report
 
     def _node_addresses(self):

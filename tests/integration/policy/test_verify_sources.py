@@ -184,23 +184,38 @@ def test_verify_diff_killed_midway_leaves_the_cluster_as_it_was(tour: Cluster, t
 
 def test_daemon_rolls_back_orphaned_and_expired_what_ifs(tour: Cluster) -> None:
     """A what-if whose owner process is gone, and one whose lease ran out (owner alive), are deleted by
-    the daemon within a pass or two; a live one stays."""
+    the daemon within a pass or two; a live one stays (and `verify` notes it) until its owner dies."""
     c = tour
     child = subprocess.Popen(["true"])
     child.wait()
+    owner = subprocess.Popen(["sleep", "60"])
     policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
               "metadata": {"name": "orphan", "namespace": "default"}, "spec": {"podSelector": {}}}
     now = time.time()
-    orphan = c.store.create(whatif.make([policy], whatif.Owner(child.pid, None), now))
-    expired = c.store.create(whatif.make([policy], whatif.this_process(), now - 100, lease=1))
-    kept = c.store.create(whatif.make([policy], whatif.this_process(), now, lease=60))
-    try:
+
+    def names() -> set[str]:
+        return {w["metadata"]["name"] for w in c.get(whatif.KIND, whatif.NAMESPACE)}
+
+    def wait_gone(gone: set[str]) -> None:
         deadline = time.monotonic() + 10
-        names = {o["metadata"]["name"] for o in (orphan, expired)}
-        while time.monotonic() < deadline and names & {w["metadata"]["name"] for w in c.get(whatif.KIND)}:
+        while time.monotonic() < deadline and gone & names():
             time.sleep(0.1)
-        assert [w["metadata"]["name"] for w in c.get(whatif.KIND, whatif.NAMESPACE)] == [kept["metadata"]["name"]]
+
+    try:
+        orphan = c.store.create(whatif.make([policy], whatif.Owner(child.pid, None), now))
+        expired = c.store.create(whatif.make([policy], whatif.this_process(), now - 100, lease=1))
+        kept = c.store.create(whatif.make([policy], whatif.Owner(owner.pid, whatif.process_start(owner.pid)), now))
+        wait_gone({orphan["metadata"]["name"], expired["metadata"]["name"]})
+        assert names() == {kept["metadata"]["name"]}
+        report = c.verify("default/intruder", "default/*", [8080], timeout=0.3)
+        assert any(f"pids {owner.pid})" in n for n in report.notes), report.notes
+        owner.kill()
+        owner.wait()
+        wait_gone({kept["metadata"]["name"]})
+        assert names() == set()
     finally:
-        for w in c.get(whatif.KIND, whatif.NAMESPACE):
-            c.store.delete(whatif.KIND, whatif.NAMESPACE, w["metadata"]["name"])
+        owner.kill()
+        owner.wait()
+        for name in names():
+            c.store.delete(whatif.KIND, whatif.NAMESPACE, name)
         c.wait_converged()
