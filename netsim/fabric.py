@@ -15,9 +15,10 @@ from netsim import naming
 from netsim.kernel.api import Kernel, KernelError, Route
 from netsim.model.cluster import ClusterSpec, HostSpec, NodeSpec
 from netsim.model.errors import MissingDependency
+from netsim.proxy.config import proxy_config
 
 # What a Kubernetes node needs (kubeadm's preflight requires the first two; kube-proxy sets
-# route_localnet for localhost NodePorts). rp_filter: kubeadm leaves it to the distribution, whose default
+# route_localnet for localhost NodePorts, and only for them: node_sysctls). rp_filter: kubeadm leaves it to the distribution, whose default
 # (systemd's 50-default.conf) is loose mode 2 - which Calico also requires (it refuses strict mode 1).
 NODE_SYSCTLS = (
     ("net.ipv4.ip_forward", "1"),
@@ -31,6 +32,16 @@ FABRIC_SYSCTLS = (
     # The underlay is a plain switch: bridged frames are not for iptables there.
     ("net.bridge.bridge-nf-call-iptables", "0"),
 )
+
+
+def node_sysctls(spec: ClusterSpec) -> tuple[tuple[str, str], ...]:
+    """NODE_SYSCTLS, without route_localnet when kube-proxy's localhost NodePorts are off: kube-proxy sets
+    it only when they are on (pkg/proxy/iptables/proxier.go NewProxier, "Setting route_localnet=1 to allow
+    node-ports on localhost"), so with localhostNodePorts false (or nodePortAddresses without a loopback
+    CIDR) the node keeps the kernel's 0."""
+    if proxy_config(spec).effective_localhost_nodeports():
+        return NODE_SYSCTLS
+    return tuple(kv for kv in NODE_SYSCTLS if kv[0] != "net.ipv4.conf.all.route_localnet")
 
 
 def build_fabric(k: Kernel, spec: ClusterSpec) -> str:
@@ -62,7 +73,7 @@ def add_node(k: Kernel, spec: ClusterSpec, index: int, node: NodeSpec) -> dict:
     ns = naming.node_ns(spec.name, node.name)
     ip = spec.node_ip(index)
     k.netns_create(ns)
-    for key, value in NODE_SYSCTLS:
+    for key, value in node_sysctls(spec):
         k.sysctl_set(ns, key, value)
     port = naming.fabric_port_for_node(index)
     k.veth_add(fabric, port, ns, naming.UPLINK, mtu=spec.network.mtu, up=False)

@@ -94,6 +94,9 @@ def test_localhost_node_port_is_refused_inside_a_node(cluster):
     np = node_port(cluster, "web")
     res = cluster.probe(frm="node/node-1", to=f"127.0.0.1:{np}", timeout=1.0)
     assert res[0].outcome == "refused", describe(res)
+    # kube-proxy sets route_localnet only for localhost NodePorts; with them off the node keeps 0.
+    ns = cluster.state.node("node-1")["netns"]
+    assert cluster.kernel.sysctl_get(ns, "net.ipv4.conf.all.route_localnet").strip() == "0"
     # The node's own IP still works (node to NodePort), masqueraded.
     res = cluster.probe(frm="node/node-1", to=f"{node_ip(cluster, 'node-1')}:{np}", count=2)
     assert all(r.connected for r in res) and set(served(res)) == {"default/web"}, describe(res)

@@ -197,3 +197,13 @@ def test_file_error_is_one_line_naming_file_and_field(tmp_path) -> None:
     assert exc.value.exit_code == 2
     line = exc.value.render()
     assert "\n" not in line and line.startswith(f"{f}: Cluster kpbad: field spec.kubeProxy.mode: ")
+
+
+def test_route_localnet_only_with_localhost_node_ports() -> None:
+    """kube-proxy sets route_localnet=1 only when localhost NodePorts are on (NewProxier)."""
+    from netsim.fabric import node_sysctls
+    key = "net.ipv4.conf.all.route_localnet"
+    assert (key, "1") in node_sysctls(cluster())
+    assert key not in dict(node_sysctls(cluster({"iptables": {"localhostNodePorts": False}})))
+    assert key not in dict(node_sysctls(cluster({"nodePortAddresses": ["primary"]})))
+    assert (key, "1") in node_sysctls(cluster({"nodePortAddresses": ["172.18.0.0/16", "127.0.0.0/8"]}))
