@@ -28,10 +28,10 @@ from netsim.controlplane.admission import admit
 from netsim.controlplane.deletion import Target, delete_objects
 from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file, parse_cluster
-from netsim.model.errors import Source, UsageError
+from netsim.model.errors import Source, SpecError, UsageError
 from netsim.model.generic import CustomKind, custom_kinds_from
 from netsim.model.limits import MAX_REPLICAS
-from netsim.model.loader import load_documents, parse_documents
+from netsim.model.loader import load_sourced, object_ref, parse_documents
 from netsim.model.registry import is_emulated
 from netsim.model.registry import namespaced as kind_namespaced
 from netsim.probe.engine import Probe, ProbeResult, run_probes
@@ -179,11 +179,18 @@ class Cluster:
     def apply(self, manifests: str | Path | Mapping[str, Any] | Sequence[Any], *, wait: bool = True, timeout: float = 120.0) -> list[str]:
         """Apply files/directories, YAML text (a str containing a newline), model objects or dicts; all
         or nothing. Returns kubectl-style lines (`deployment/web created`)."""
-        docs = self._documents(manifests, self.custom_kinds())
+        where: dict[str, Source] = {}
+        docs = self._documents(manifests, self.custom_kinds(), where)
         lines = []
         with self.store.transaction() as tx:
             namespaces = [n["metadata"]["name"] for n in tx.list("Namespace")]
-            admitted = admit(docs, self.spec, tx.list("Service"), namespaces)
+            try:
+                admitted = admit(docs, self.spec, tx.list("Service"), namespaces)
+            except SpecError as e:  # admission (allocations, external IPs): name the file the object came from
+                src = where.get(e.obj or "")
+                if src is None:
+                    raise
+                raise SpecError(e.message, source=src, obj=e.obj, field=e.field) from None
             before = {}
             for d in admitted:
                 ident = _ident(d)
@@ -210,11 +217,21 @@ class Cluster:
 
     @staticmethod
     def _documents(manifests: str | Path | Mapping[str, Any] | Sequence[Any],
-                   custom: Mapping[str, CustomKind] | None = None) -> list[dict[str, Any]]:
+                   custom: Mapping[str, CustomKind] | None = None,
+                   where: dict[str, Source] | None = None) -> list[dict[str, Any]]:
+        """The objects as dicts; `where` gets the file (and document) each object of a file came from, so
+        errors found later (admission) name the file, not `<inline>`."""
+        where = {} if where is None else where
+
+        def from_file(path: str) -> list[dict[str, Any]]:
+            sourced = load_sourced([path], stdin=sys.stdin, custom=custom)
+            where.update({object_ref(x): src for src, x in sourced})
+            return [x.to_dict() for _, x in sourced]
+
         if isinstance(manifests, str) and "\n" in manifests:
             return [x.to_dict() for x in parse_documents(manifests, "<inline>", custom)]
         if isinstance(manifests, (str, Path)):
-            return [x.to_dict() for x in load_documents([str(manifests)], stdin=sys.stdin, custom=custom)]
+            return from_file(str(manifests))
         if isinstance(manifests, Mapping) or hasattr(manifests, "to_dict"):
             manifests = [manifests]  # one object, not a sequence of them (iterating a dict gives its keys)
         out = []
@@ -222,7 +239,7 @@ class Cluster:
             if isinstance(m, str) and "\n" in m:
                 out += [x.to_dict() for x in parse_documents(m, "<inline>", custom)]
             elif isinstance(m, (str, Path)):
-                out += [x.to_dict() for x in load_documents([str(m)], stdin=sys.stdin, custom=custom)]
+                out += from_file(str(m))
             elif hasattr(m, "to_dict"):
                 out.append(m.to_dict())
             else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from netsim import fabric, naming, state
 from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Kernel
-from netsim.model.cluster import ClusterSpec
+from netsim.model.cluster import ClusterSpec, cluster_name_problem
 from netsim.model.errors import UsageError
 
 Progress = Callable[[str], None]
@@ -150,6 +150,13 @@ def _pid_alive_is_ours(pid: int, cluster: str) -> bool:
     return any("netsim" in a for a in args) and cluster in args
 
 
+def check_name(cluster: str, flag: str = "--cluster") -> None:
+    """A cluster name from the command line: a usage error before it reaches a path or a namespace name."""
+    problem = cluster_name_problem(cluster)
+    if problem:
+        raise UsageError(f"{flag}: {problem}")
+
+
 def down(k: Kernel, cluster: str) -> DownReport:
     """Remove everything `cluster` made: processes, namespaces, /etc/netns entries, state. Idempotent.
     Only names of `cluster` itself are touched (naming.owned_by), never those of a cluster whose name extends it."""
@@ -206,6 +213,7 @@ def running_clusters() -> list[str]:
 def resolve_cluster(name: str | None) -> state.ClusterState:
     """The cluster a command is about: the named one, or the only running one."""
     if name:
+        check_name(name)
         st = state.load(name)
         if st is None:
             raise UsageError(f"no cluster named {name!r} (running: {', '.join(running_clusters()) or 'none'})")

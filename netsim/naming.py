@@ -150,7 +150,9 @@ def fabric_port_for_host(index: int) -> str:
 
 
 def state_dir(cluster: str) -> str:
-    return os.path.join(STATE_ROOT, cluster)
+    """/run/netsim/<cluster>. A name that is not one plain path component never gets here (`down` removes
+    this directory: `..` would be /run)."""
+    return os.path.join(STATE_ROOT, _check_cluster(cluster))
 
 
 def node_state_dir(cluster: str, node: str) -> str:

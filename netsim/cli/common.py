@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -80,6 +81,26 @@ def kernel():
     from netsim.kernel.linux import LinuxKernel
     return LinuxKernel()
 
+
+class Seconds(click.ParamType):
+    """A duration in seconds: a finite number above zero (`--timeout -1`, `nan` or `inf` are usage errors)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"must be a number of seconds above 0, got {value!r}", param, ctx)
+        return number
+
+
+SECONDS = Seconds()
 
 output_option = click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text",
                              help="Output format.")

@@ -4,18 +4,58 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from netsim import daemonctl, lifecycle, naming, preflight
-from netsim.cli.common import EXIT_USAGE, cluster_option, emit, fail, handle_errors, kernel, output_option
+from netsim.cli.common import (
+    EXIT_USAGE,
+    SECONDS,
+    cluster_option,
+    emit,
+    fail,
+    handle_errors,
+    kernel,
+    output_option,
+)
 from netsim.model.cluster import default_cluster, load_cluster_file
 from netsim.model.errors import UsageError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """click's usage errors as one line on stderr (`netsim probe: Invalid value for '--count': ...`), exit 2,
+    like every other netsim error; --help and --version as usual."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) else (prog_name or "netsim")
+            hint = f" (see {where} --help)" if isinstance(exc, click.UsageError) else ""
+            message = " ".join(exc.format_message().split())
+            command = getattr(getattr(exc, "ctx", None), "command", None)
+            if isinstance(command, click.Group) and type(exc).__name__ == "NoArgsIsHelpError":
+                if exc.ctx.parent is None:  # bare `netsim`: the overview, as always
+                    click.echo(exc.ctx.get_help())
+                    sys.exit(exc.exit_code)
+                message = f"say which: {', '.join(sorted(command.commands))}"
+            click.echo(f"{where}: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo(f"{prog_name or 'netsim'}: aborted", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        sys.exit(0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="netsim")
 def cli() -> None:
     """netsim: the networking half of Kubernetes on one Linux kernel.
@@ -29,7 +69,7 @@ def cli() -> None:
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Cluster spec (kind: Cluster).")
 @click.option("--name", default=None, help="Cluster name (overrides metadata.name).")
 @click.option("--no-daemon", is_flag=True, help="Build only the node network; no control plane or agents.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the cluster to be ready.")
+@click.option("--timeout", default=60.0, type=SECONDS, show_default=True, help="Seconds to wait for the cluster to be ready.")
 @output_option
 @handle_errors
 def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, output: str) -> None:
@@ -67,11 +107,15 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, outp
 def down(name: str | None, all_: bool, output: str) -> None:
     """Remove everything a cluster made, also after a crash."""
     preflight.require_root("down")
+    if all_ and name is not None:
+        raise UsageError("--all removes every cluster; it takes no --name")
     k = kernel()
     try:
         if all_:
             reports = lifecycle.down_all(k)
         else:
+            if name is not None:
+                lifecycle.check_name(name, "--name")
             if name is None:
                 known = lifecycle.state.known_clusters()
                 if len(known) != 1:

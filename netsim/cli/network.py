@@ -8,23 +8,38 @@ import click
 
 from netsim import preflight
 from netsim.api import Cluster, results_json
-from netsim.cli.common import EXIT_FAILED, cluster_option, emit, handle_errors
+from netsim.cli.common import EXIT_FAILED, SECONDS, cluster_option, emit, handle_errors
 from netsim.cli.printers import render_table
 from netsim.model.errors import UsageError
 from netsim.probe.engine import spread
 
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+_SERVICE_KEY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
 
 def _csv_ints(value: str | None) -> list[int] | None:
-    if not value:
+    """--ports: port numbers 1-65535 separated by commas."""
+    if value is None:
         return None
     try:
-        return [int(x) for x in value.split(",") if x.strip()]
+        ports = [int(x) for x in value.split(",") if x.strip()]
     except ValueError:
         raise UsageError(f"--ports takes numbers separated by commas, got {value!r}") from None
+    bad = [p for p in ports if not 1 <= p <= 65535]
+    if bad or not ports:
+        raise UsageError(f"--ports takes port numbers 1-65535 separated by commas, got {value!r}")
+    return ports
 
 
 def _csv(value: str | None) -> list[str] | None:
-    return [x.strip().upper() for x in value.split(",") if x.strip()] if value else None
+    """--protocols: TCP, UDP, SCTP separated by commas (any case)."""
+    if value is None:
+        return None
+    protos = [x.strip().upper() for x in value.split(",") if x.strip()]
+    bad = [p for p in protos if p not in PROTOCOLS]
+    if bad or not protos:
+        raise UsageError(f"--protocols takes {', '.join(PROTOCOLS)} separated by commas, got {value!r}")
+    return protos
 
 
 @click.command()
@@ -34,8 +49,8 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--ports", default=None, help="Ports, e.g. 80,443 (default: declared container/service ports).")
 @click.option("--protocols", default=None, help="TCP,UDP,SCTP (default: as declared, else TCP).")
 @click.option("--via", type=click.Choice(["pod", "service"]), default="pod", show_default=True)
-@click.option("--count", default=1, show_default=True, help="Attempts per probe (load-balancing spread).")
-@click.option("--timeout", default=1.0, show_default=True, help="Seconds before a probe counts as a timeout.")
+@click.option("--count", default=1, type=click.IntRange(min=1), show_default=True, help="Attempts per probe (load-balancing spread).")
+@click.option("--timeout", default=1.0, type=SECONDS, show_default=True, help="Seconds before a probe counts as a timeout.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 @cluster_option
 @handle_errors
@@ -83,6 +98,8 @@ def proxy() -> None:
 def proxy_rules(node: str, service: str | None, tables: tuple[str, ...], cluster: str | None) -> None:
     """kube-proxy's chains and rules on a node, as iptables-save prints them."""
     preflight.require_root("proxy rules")
+    if service is not None and not _SERVICE_KEY.match(service):
+        raise UsageError(f"--service takes NAMESPACE/NAME, got {service!r}")
     c = Cluster(cluster)
     try:
         ep = c.sources(f"node/{node}")[0]

@@ -6,7 +6,7 @@ import click
 
 from netsim import preflight
 from netsim.api import Cluster
-from netsim.cli.common import EXIT_FAILED, cluster_option, emit, handle_errors
+from netsim.cli.common import EXIT_FAILED, SECONDS, cluster_option, emit, handle_errors
 from netsim.cli.network import _csv, _csv_ints
 from netsim.model.errors import UsageError
 from netsim.model.loader import load_documents
@@ -51,7 +51,7 @@ def _report_text(report: VerifyReport) -> str:
 @click.option("--ports", default=None, help="Ports (default: the destinations' declared ports).")
 @click.option("--protocols", default=None, help="TCP,UDP,SCTP (default: as declared).")
 @click.option("--via", type=click.Choice(["pod", "service"]), default="pod", show_default=True)
-@click.option("--timeout", default=0.5, show_default=True, help="Seconds before a probe counts as blocked.")
+@click.option("--timeout", default=0.5, type=SECONDS, show_default=True, help="Seconds before a probe counts as blocked.")
 @click.option("--png", default=None, help="Also write the reachability matrix as a heatmap PNG.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @cluster_option
@@ -61,18 +61,19 @@ def verify(files: tuple[str, ...], diff_file: str | None, frm: str | None, to: s
            cluster: str | None) -> None:
     """The NetworkPolicy model's truth table against probes on the kernel; exit 1 on any disagreement."""
     preflight.require_root("verify")
+    port_list, proto_list = _csv_ints(ports), _csv(protocols)  # bad input is refused before anything is applied
     c = Cluster(cluster)
     try:
         if files:
             c.apply(list(files))
         if diff_file:
             new = load_documents([diff_file])
-            diff = c.verify_diff(new, frm=frm, to=to, ports=_csv_ints(ports), protocols=_csv(protocols),
+            diff = c.verify_diff(new, frm=frm, to=to, ports=port_list, protocols=proto_list,
                                  via=via, timeout=timeout)
             if not emit(diff, "json" if output == "json" else None):
                 click.echo(_diff_text(diff))
             raise SystemExit(0 if diff["confirmed"] else EXIT_FAILED)
-        report = c.verify(frm=frm, to=to, ports=_csv_ints(ports), protocols=_csv(protocols), via=via,
+        report = c.verify(frm=frm, to=to, ports=port_list, protocols=proto_list, via=via,
                           timeout=timeout)
     finally:
         c.close()

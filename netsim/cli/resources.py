@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import os
+import re
 import sys
 import time
 
@@ -13,7 +14,7 @@ import yaml
 
 from netsim import daemonctl, lifecycle, naming, preflight
 from netsim.api import Cluster, check_scale
-from netsim.cli.common import cluster_option, emit, handle_errors
+from netsim.cli.common import SECONDS, cluster_option, emit, handle_errors
 from netsim.cli.printers import render_table, table
 from netsim.controlplane import events as ev
 from netsim.controlplane import rollout as ro
@@ -29,7 +30,7 @@ from netsim.model.registry import namespaced as kind_namespaced
 from netsim.store import StoreError
 
 wait_option = click.option("--wait/--no-wait", default=True, help="Wait until the cluster has converged.")
-timeout_option = click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait.")
+timeout_option = click.option("--timeout", default=120.0, type=SECONDS, show_default=True, help="Seconds to wait.")
 
 
 def _cluster(name: str | None):
@@ -101,7 +102,7 @@ def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, cluster: 
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
 @recursive_option
 @click.option("-n", "--namespace", default="default")
-@click.option("--grace-period", type=int, default=-1, show_default=True,
+@click.option("--grace-period", type=click.IntRange(min=-1), default=-1, show_default=True,
               help="Seconds a pod is given to terminate (-1: its own; 0 only with --force).")
 @click.option("--force", is_flag=True, help="With --grace-period=0: remove pods from the store at once.")
 @click.option("--ignore-not-found", is_flag=True, help="Absent objects are not an error.")
@@ -212,22 +213,48 @@ def _ts(t: float) -> str:
     return dt.datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
 
 
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def event_objects(spec: str) -> set[str]:
+    """`--for`: the names events give the object (`Pod default/web-1`, `node/node-1`, `Node node-1`), from
+    KIND/NAME (namespace default), KIND/NS/NAME, node/NAME, or the event's own `Kind ns/name`."""
+    text = spec.strip()
+    kind_text, sep, rest = text.partition(" ") if " " in text else text.partition("/")
+    parts = rest.split("/") if sep else []
+    kind = kind_alias(kind_text) if kind_text else None
+    if kind == "Node" or kind_text.lower() == "node":
+        kind = "Node"
+    if kind is None or not parts or len(parts) > 2 or not all(_NAME.match(p) for p in parts):
+        raise UsageError(f"--for takes KIND/NAME, KIND/NS/NAME or node/NAME (e.g. pod/default/web-1), got {spec!r}")
+    if kind == "Node":
+        if len(parts) != 1:
+            raise UsageError(f"--for: a node has no namespace: node/NAME, got {spec!r}")
+        return {f"node/{parts[0]}", f"Node {parts[0]}"}
+    if not kind_namespaced(kind):
+        return {f"{kind} {parts[-1]}"} if len(parts) == 1 else set()
+    key = "/".join(parts) if len(parts) == 2 else f"default/{parts[0]}"
+    return {f"{kind} {key}"}
+
+
 @click.command()
 @click.option("-w", "--watch", is_flag=True, help="Keep printing new events.")
-@click.option("--for", "for_obj", default=None, help="Only this object's events (e.g. Pod/default/web-1).")
+@click.option("--for", "for_obj", default=None,
+              help="Only this object's events: KIND/NAME, KIND/NS/NAME or node/NAME (e.g. pod/default/web-1).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @cluster_option
 @handle_errors
 def events(watch: bool, for_obj: str | None, output: str, cluster: str | None) -> None:
     """The control-plane timeline: who did what, when, and how long it took."""
+    wanted = event_objects(for_obj) if for_obj is not None else None
     st = lifecycle.resolve_cluster(cluster)
     store = open_store(st.name)
     stream = ev.watch_events(store) if watch else iter(ev.list_events(store))
     if output == "json" and not watch:
-        emit([e.to_record() for e in stream if for_obj is None or e.object == for_obj], "json")
+        emit([e.to_record() for e in stream if wanted is None or e.object in wanted], "json")
         return
     for e in stream:
-        if for_obj is not None and e.object != for_obj:
+        if wanted is not None and e.object not in wanted:
             continue
         took = f"{e.duration_ms:8.1f}ms" if e.duration_ms else " " * 10
         click.echo(f"{_ts(e.time)}  {e.actor:<26} {e.reason:<16} {took}  {e.object}  {e.message}")
@@ -255,7 +282,7 @@ def logs(pod: str, namespace: str, container: str | None, cluster: str | None) -
 
 @click.command()
 @click.argument("target")
-@click.option("--replicas", type=int, required=True)
+@click.option("--replicas", type=click.IntRange(min=0), required=True)
 @click.option("-n", "--namespace", default="default")
 @cluster_option
 @wait_option
@@ -325,7 +352,7 @@ def rollout_history_cmd(target: str, namespace: str, cluster: str | None) -> Non
 @rollout.command("undo")
 @click.argument("target")
 @click.option("-n", "--namespace", default="default")
-@click.option("--to-revision", type=int, default=0)
+@click.option("--to-revision", type=click.IntRange(min=0), default=0)
 @cluster_option
 @wait_option
 @timeout_option

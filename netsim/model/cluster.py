@@ -186,6 +186,14 @@ def _network(value: str, f: Fields, key: str) -> ipaddress.IPv4Network:
     return net
 
 
+def cluster_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a cluster (it names namespaces and the state dir), or None."""
+    if not naming.is_cluster_name(name):
+        return (f"{name!r} must be a lowercase DNS label of at most {MAX_CLUSTER_NAME} characters "
+                "(it names namespaces and files)")
+    return None
+
+
 def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None) -> ClusterSpec:
     """Validate a Cluster document; raises SpecError naming the field at the first problem."""
     if not isinstance(doc, Mapping):
@@ -199,9 +207,9 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
         raise top.error("kind", f"must be Cluster, got {kind!r}")
     md = top.map("metadata") or Fields({}, source=source, obj="Cluster", path="metadata")
     name = name_override or md.str("name", "netsim")
-    if not naming.is_cluster_name(name):
-        raise md.error("name", f"{name!r} must be a lowercase DNS label of at most {MAX_CLUSTER_NAME} "
-                               "characters (it names namespaces and files)")
+    problem = cluster_name_problem(name)
+    if problem:
+        raise md.error("name", problem)
     obj = f"Cluster {name}"
     spec = top.map("spec") or Fields({}, source=source, obj=obj, path="spec")
     spec.obj = obj

@@ -315,6 +315,9 @@ def load_sourced(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | No
         if p == "-":
             docs.extend(_text_documents((stdin or sys.stdin).read(), "-", errors))
             continue
+        if not p.strip():
+            errors.append(SpecError("an empty file name (say which file or directory)", source=Source(repr(p))))
+            continue
         path = Path(p)
         if path.is_dir():
             files = manifest_files(path, recursive=recursive)

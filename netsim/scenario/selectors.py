@@ -12,6 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from netsim.model.errors import UsageError
 from netsim.model.meta import DNS1123_LABEL, DNS1123_SUBDOMAIN
 
 # What a selector names.
@@ -27,8 +28,9 @@ SOURCE_KINDS = (POD, PODS, NODE, HOST)
 TARGET_KINDS = (POD, PODS, NODE, HOST, SERVICE, IP, IP_PORT)
 
 
-class SelectorError(ValueError):
-    """A selector that cannot be parsed; the message says what the accepted forms are."""
+class SelectorError(UsageError, ValueError):
+    """A selector that cannot be parsed; the message says what the accepted forms are (a usage error, exit 2,
+    wherever it surfaces)."""
 
 
 @dataclass(frozen=True)
