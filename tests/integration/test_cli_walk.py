@@ -237,3 +237,17 @@ def test_the_loser_of_two_concurrent_ups_is_told_so(kernel):
         assert all(lifecycle.status(st)["nodes"][i]["present"] for i in range(3))
     finally:
         lifecycle.down(kernel, name)
+
+
+def test_admission_errors_name_the_file_not_inline(cluster, tmp_path):
+    """An object refused at admission (its nodePort taken) is reported against its file and document, by
+    `apply -f` and by `verify -f` (which applies through the Python API)."""
+    svc = ("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n"
+           "spec: {{type: NodePort, selector: {{app: a}}, ports: [{{port: 80, nodePort: 30999}}]}}\n")
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text(svc.format(name="held"))
+    second.write_text(svc.format(name="other"))
+    assert check(["apply", "-f", str(first)], codes=(0,))[0] == 0
+    for verb in (["apply", "-f", str(second)], ["verify", "-f", str(second)]):
+        _, stderr = check(verb, codes=(2,))
+        assert str(second) in stderr and "<inline>" not in stderr and "already allocated" in stderr, stderr

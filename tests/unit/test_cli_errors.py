@@ -37,3 +37,27 @@ def test_exec_needs_a_command(monkeypatch):
     monkeypatch.setattr(preflight.os, "geteuid", lambda: 0)
     result = CliRunner().invoke(cli_main.cli, ["exec", "host/x", "--"])
     assert result.exit_code == 2 and "no command given" in result.output
+
+
+def test_events_for_takes_kubectl_shaped_names():
+    import pytest
+
+    from netsim.cli.resources import event_objects
+    from netsim.model.errors import UsageError
+
+    assert event_objects("pod/default/web-1") == {"Pod default/web-1"}
+    assert event_objects("po/web-1") == {"Pod default/web-1"}
+    assert event_objects("svc/kube-system/kube-dns") == {"Service kube-system/kube-dns"}
+    assert event_objects("node/node-1") == {"node/node-1", "Node node-1"}
+    assert event_objects("Pod default/web-1") == {"Pod default/web-1"}
+    for bad in ("a,b", "pod/", "foo/x", "pod/a/b/c", "node/a/b", ""):
+        with pytest.raises(UsageError):
+            event_objects(bad)
+
+
+def test_usage_errors_are_one_line(monkeypatch):
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 0)
+    for argv in (["probe", "--count", "0"], ["apply"], ["get"], ["probe", "--timeout", "nan"], ["rollout"]):
+        result = CliRunner().invoke(cli_main.cli, argv, prog_name="netsim")
+        assert result.exit_code == 2, (argv, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("netsim"), result.stderr
