@@ -75,7 +75,7 @@ def cli() -> None:
 def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, output: str) -> None:
     """Build a cluster's node network (and, as they land, its agents); returns when ready."""
     preflight.require_root("up")
-    spec = load_cluster_file(path, name_override=name) if path else default_cluster(name or "demo")
+    spec = load_cluster_file(path, name_override=name) if path is not None else default_cluster(name or "demo")
     preflight.require_tools()
     preflight.require_kernel_features()
     console = Console(stderr=True)

@@ -38,6 +38,7 @@ FILE_OPTIONS = {"-f", "--filename", "--file", "--diff"}
 OUT_OPTIONS = {("draw", "-o"), ("verify", "--png"), ("trace", "--pcap"), ("run", "--report")}
 # Options never fuzzed: they select whole-machine actions (down --all) or are flags without values.
 NEVER = {("down", "--all")}
+UP_NAME = unique_name("walkup")
 BASE = {  # harmless command lines: each names nothing that exists
     "apply": ["-f", "/nonexistent/x.yaml"],
     "delete": ["pod", "nosuch-pod"],
@@ -61,7 +62,7 @@ BASE = {  # harmless command lines: each names nothing that exists
     "scale": ["deploy/nosuch", "--replicas", "1"],
     "status": [],
     "trace": ["default/nosuch", "default/nosuch2:80"],
-    "up": ["-f", "/nonexistent/c.yaml"],
+    "up": ["-f", "/nonexistent/c.yaml", "--name", UP_NAME],  # removed after the walk, should it ever be built
     "verify": ["--from", "default/nosuch"],
 }
 
@@ -141,6 +142,7 @@ def cluster(kernel) -> Iterator[str]:
     finally:
         os.environ.pop("NETSIM_CLUSTER", None) if saved is None else os.environ.__setitem__("NETSIM_CLUSTER", saved)
         lifecycle.down(kernel, name)
+        lifecycle.down(kernel, UP_NAME)
 
 
 def test_every_verb_with_malformed_input_is_one_line_never_a_traceback(cluster):
@@ -154,6 +156,7 @@ def test_every_verb_with_malformed_input_is_one_line_never_a_traceback(cluster):
             except AssertionError as exc:
                 failures.append(str(exc)[:300])
             walked += 1
+    assert not lifecycle.state.load(UP_NAME), "a malformed `up` built a cluster"
     assert not failures, "\n".join(failures)
     assert walked > 400
 
@@ -195,6 +198,7 @@ CURATED = [
     ["down", "--name", ".."],
     ["down", "--all", "--name", "x"],
     ["up", "--name", "Bad_Name"],
+    ["up", "-f", "", "--name", UP_NAME],
     ["up", "--timeout", "-1", "--name", "nosuchq"],
     ["run", "/nonexistent/s.yaml"],
     ["exec", "default/nosuch"],
