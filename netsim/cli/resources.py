@@ -282,7 +282,7 @@ def logs(pod: str, namespace: str, container: str | None, cluster: str | None) -
 
 @click.command()
 @click.argument("target")
-@click.option("--replicas", type=click.IntRange(min=0), required=True)
+@click.option("--replicas", type=int, required=True)
 @click.option("-n", "--namespace", default="default")
 @cluster_option
 @wait_option
