@@ -13,6 +13,7 @@ is Running and Ready or has finished.
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from netsim.controlplane.state import Action, Config, Context, Snapshot, apply_a
 from netsim.fanout import fan_out
 from netsim.store import Store, rfc3339
 
+log = logging.getLogger("netsim.controlplane")
 Controller = Callable[[Snapshot, Context], list[Action]]
 HEARTBEAT_SECONDS = 1.0  # the kubelets' heartbeat period while a kubelet step runs long
 DRAINING = "netsimDraining"  # pod status: the kubelet saw the deletion and stops the sandbox next pass
@@ -114,6 +116,7 @@ class PassResult:
     applied: int = 0
     by_controller: dict[str, int] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # controller -> the error it raised (others went on)
 
 
 def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = None,
@@ -128,7 +131,17 @@ def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = No
             # current (loading one decodes every object: most of a quiet pass's cost with 1000 pods).
             if snap is None:
                 snap = Snapshot.load(tx)
-            n, events = apply_actions(tx, controller(snap, ctx), ctx.now)
+            try:
+                actions = controller(snap, ctx)
+            except Exception as e:  # noqa: BLE001 - one controller choking must not stop the others
+                log.exception("controller %s failed", name)
+                failure = Event(ctx.now, f"{name}-controller", f"controller/{name}", "ReconcileFailed",
+                                f"{type(e).__name__}: {e}"[:1000])
+                tx.append_events([failure.to_record()])
+                result.events.append(failure)
+                result.failed[name] = failure.message
+                continue
+            n, events = apply_actions(tx, actions, ctx.now)
             if n:
                 snap = None
                 result.by_controller[name] = n

@@ -17,7 +17,7 @@ from typing import Any
 
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
-from netsim.store import AlreadyExists, Conflict, NotFound, Store, rfc3339, scoped_namespace
+from netsim.store import AlreadyExists, Conflict, InvalidObject, NotFound, Store, rfc3339, scoped_namespace
 
 WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet",
                  "DaemonSet", "StatefulSet", "Job", "CronJob")
@@ -128,6 +128,12 @@ def apply_actions(store: Store, actions: Iterable[Action], now: float,
         except (Conflict, NotFound, AlreadyExists) as e:
             if on_skip:
                 on_skip(a, e)
+            continue
+        except InvalidObject as e:
+            # The API server refused the write (e.g. over etcd's size limit): this object only; reported as
+            # the workload controllers report a refused create (FailedCreate / FailedUpdate events).
+            reason = "FailedCreate" if a.verb == "create" else "FailedUpdate"
+            events.append(Event(now, "controller-manager", o.ref(a.obj), reason, str(e)[:1000]))
             continue
         applied += 1
         if a.event is not None:

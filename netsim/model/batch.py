@@ -85,6 +85,11 @@ class Job:
 
 def parse_job(doc: Any, source: Source) -> Job:
     meta, root = object_fields(doc, source, "Job")
+    if len(meta.name) > 63:
+        # The API server labels the Job's pods with batch.kubernetes.io/job-name=<name> (registry
+        # generateSelector) and a label value has at most 63 characters, so a longer name is refused.
+        raise root.error("metadata.name", "must be no more than 63 characters (it becomes the job-name label of "
+                                          "the Job's pods)")
     spec = parse_job_spec(root.map("spec", required=True))
     if not meta.labels and spec.template.labels:
         meta = replace(meta, labels=dict(spec.template.labels))

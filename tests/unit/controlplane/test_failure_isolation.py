@@ -84,3 +84,34 @@ def test_a_pod_whose_state_cannot_be_read_does_not_stop_the_step(h):
     kubelet_step(h.store, h.kubelet, h.clock)
     assert o.is_ready(h.get("Pod", "good"))
     assert any(e["reason"] == "FailedSync" and "probe exploded" in e["message"] for e in h.store.events_since(0))
+
+
+def test_a_controller_that_raises_does_not_stop_the_others(h, monkeypatch):
+    from netsim.controlplane import loop
+    h.add_nodes(1)
+    h.apply(PODS)
+    real = loop._controllers
+
+    def controllers():
+        def broken(snap, ctx):
+            raise RuntimeError("controller bug")
+        return [("broken", broken)] + real()
+
+    monkeypatch.setattr(loop, "_controllers", controllers)
+    res = h.once()
+    assert res.failed == {"broken": "RuntimeError: controller bug"}
+    assert all(o.node_name(p) for p in h.pods())  # the scheduler still ran
+    assert any(e["reason"] == "ReconcileFailed" for e in h.store.events_since(0))
+
+
+def test_a_write_the_store_refuses_is_reported_and_the_rest_applied(h):
+    from netsim.controlplane.state import Action, apply_actions
+    from netsim.model.limits import MAX_OBJECT_BYTES
+    huge = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "huge", "namespace": "default"},
+            "spec": {"containers": [{"name": "c"}], "volumes": [{"x": "y" * MAX_OBJECT_BYTES}]}}
+    small = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "small", "namespace": "default"},
+             "spec": {"containers": [{"name": "c"}]}}
+    n, _ = apply_actions(h.store, [Action("create", huge), Action("create", small)], h.clock.now())
+    assert n == 1 and h.get("Pod", "small") is not None and h.get("Pod", "huge") is None
+    failed = [e for e in h.store.events_since(0) if e["reason"] == "FailedCreate"]
+    assert failed and "etcdserver: request is too large" in failed[0]["message"]
