@@ -244,9 +244,9 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
 
 
 def _register() -> None:
-    from netsim.cli import draw, network, policy, resources, run, trace
-    for command in (resources.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS + draw.COMMANDS
-                    + trace.COMMANDS):
+    from netsim.cli import draw, get, mutate, network, policy, resources, run, trace, wait
+    for command in (resources.COMMANDS + get.COMMANDS + mutate.COMMANDS + wait.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS
+                    + draw.COMMANDS + trace.COMMANDS):
         cli.add_command(command)
 
 

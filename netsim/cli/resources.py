@@ -15,18 +15,15 @@ import yaml
 from netsim import daemonctl, lifecycle, naming, preflight
 from netsim.api import Cluster, check_scale
 from netsim.cli.common import SECONDS, cluster_option, emit, handle_errors
-from netsim.cli.printers import render_table, table
+from netsim.cli.kinds import custom_kinds, is_namespaced, resolve_kind
 from netsim.controlplane import events as ev
 from netsim.controlplane import rollout as ro
 from netsim.controlplane.deletion import Target
 from netsim.daemon import FAILED_ANNOTATION, open_store
-from netsim.model.builtin_kinds import builtin
+from netsim.model import registry
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source, SpecError, UsageError
-from netsim.model.generic import custom_kinds_from
 from netsim.model.loader import load_sourced, object_ref
-from netsim.model.registry import custom_alias, kind_alias
-from netsim.model.registry import namespaced as kind_namespaced
 from netsim.store import StoreError
 
 wait_option = click.option("--wait/--no-wait", default=True, help="Wait until the cluster has converged.")
@@ -38,22 +35,7 @@ def _cluster(name: str | None):
     return st, parse_cluster(st.spec, Source(st.name))
 
 
-def _kind(name: str, store=None) -> str:
-    """The kind a kubectl spelling names: built-in kinds, then kinds the cluster's stored CRDs define."""
-    kind = kind_alias(name)
-    if kind is None and store is not None:
-        kind = custom_alias(name, _custom(store))
-    if kind is None:
-        raise UsageError(f'the server doesn\'t have a resource type "{name}"')
-    return kind
-
-
-def _custom(store) -> dict:
-    return custom_kinds_from(store.list("CustomResourceDefinition"))
-
-
-def _namespaced(kind: str, store=None) -> bool:
-    return kind_namespaced(kind, _custom(store) if store is not None and builtin(kind) is None else None)
+_kind, _custom, _namespaced = resolve_kind, custom_kinds, is_namespaced
 
 
 recursive_option = click.option("-R", "--recursive", is_flag=True,
@@ -137,55 +119,6 @@ def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], rec
         c.close()
 
 
-def _endpoints_by_service(store) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for sl in store.list("EndpointSlice"):
-        svc = (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
-        if not svc:
-            continue
-        key = f"{sl['metadata'].get('namespace', 'default')}/{svc}"
-        ports = [p.get("port") for p in sl.get("ports") or []]
-        for e in sl.get("endpoints") or []:
-            if (e.get("conditions") or {}).get("ready") is False:
-                continue
-            for p in ports[:1] or [None]:
-                out.setdefault(key, []).extend(f"{a}:{p}" if p else a for a in e.get("addresses", [])[:1])
-    return out
-
-
-@click.command()
-@click.argument("kind")
-@click.argument("name", required=False)
-@click.option("-n", "--namespace", default="default")
-@click.option("-A", "--all-namespaces", is_flag=True)
-@click.option("-o", "--output", type=click.Choice(["text", "wide", "json", "yaml"]), default="text")
-@cluster_option
-@handle_errors
-def get(kind: str, name: str | None, namespace: str, all_namespaces: bool, output: str, cluster: str | None) -> None:
-    """Objects with their live state, in kubectl's shapes."""
-    st = lifecycle.resolve_cluster(cluster)
-    store = open_store(st.name)
-    k = _kind(kind, store)
-    namespaced = _namespaced(k, store)
-    ns = None if (all_namespaces or not namespaced) else namespace
-    objs = store.list(k, ns)
-    if name:
-        objs = [x for x in objs if x["metadata"]["name"] == name]
-        if not objs:
-            raise UsageError(f'{k.lower()} "{name}" not found' + (f" in namespace {namespace}" if ns else ""))
-    objs.sort(key=lambda x: (x["metadata"].get("namespace", ""), x["metadata"]["name"]))
-    if output in ("json", "yaml"):
-        data = objs[0] if name else {"apiVersion": "v1", "kind": "List", "items": objs}
-        emit(data, output)
-        return
-    if not objs:
-        click.echo(f"No resources found{' in ' + namespace + ' namespace' if ns else ''}.", err=True)
-        return
-    header, rows = table(k, objs, wide=output == "wide", all_namespaces=all_namespaces and namespaced,
-                         endpoints=_endpoints_by_service(store) if k == "Service" else None)
-    click.echo(render_table(header, rows))
-
-
 @click.command()
 @click.argument("kind")
 @click.argument("name")
@@ -222,7 +155,7 @@ def event_objects(spec: str) -> set[str]:
     text = spec.strip()
     kind_text, sep, rest = text.partition(" ") if " " in text else text.partition("/")
     parts = rest.split("/") if sep else []
-    kind = kind_alias(kind_text) if kind_text else None
+    kind = registry.kind_alias(kind_text) if kind_text else None
     if kind == "Node" or kind_text.lower() == "node":
         kind = "Node"
     if kind is None or not parts or len(parts) > 2 or not all(_NAME.match(p) for p in parts):
@@ -231,7 +164,7 @@ def event_objects(spec: str) -> set[str]:
         if len(parts) != 1:
             raise UsageError(f"--for: a node has no namespace: node/NAME, got {spec!r}")
         return {f"node/{parts[0]}", f"Node {parts[0]}"}
-    if not kind_namespaced(kind):
+    if not registry.namespaced(kind):
         return {f"{kind} {parts[-1]}"} if len(parts) == 1 else set()
     key = "/".join(parts) if len(parts) == 2 else f"default/{parts[0]}"
     return {f"{kind} {key}"}
@@ -432,4 +365,4 @@ def node_restore(name: str, cluster: str | None, wait: bool, timeout: float) -> 
     _set_failed(name, cluster, False, wait, timeout)
 
 
-COMMANDS = [apply, delete, get, describe, events, logs, scale, rollout, kill, node]
+COMMANDS = [apply, delete, describe, events, logs, scale, rollout, kill, node]

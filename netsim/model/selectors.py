@@ -163,3 +163,58 @@ def parse_selector(data: object, *, source: Source, obj: str, path: str) -> Labe
             raise SpecError(f"operator {op} takes no values", source=source, obj=obj, field=f"{p}.values")
         reqs.append(Requirement(key, op, tuple(values or ())))
     return LabelSelector(match_labels=tuple(sorted(labels.items())), match_expressions=tuple(reqs))
+
+
+_SET_TERM = re.compile(r"^\s*(!?)\s*([^\s!=<>(),]+)\s*(?:(in|notin)\s*\(([^)]*)\)|(==|=|!=)\s*([^\s,()]*))?\s*$")
+
+
+def _split_terms(text: str) -> list[str]:
+    """Split at commas that are not inside `( )`."""
+    terms, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            terms.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    terms.append("".join(cur))
+    return terms
+
+
+def parse_selector_string(text: str) -> LabelSelector:
+    """A label selector as kubectl's `-l` takes it (apimachinery labels.Parse): `a=b`, `a==b`, `a!=b`,
+    `a in (x,y)`, `a notin (x)`, `a`, `!a`, joined by commas. Raises ValueError with kubectl's meaning."""
+    labels: list[tuple[str, str]] = []
+    reqs: list[Requirement] = []
+    if not text.strip():
+        return LabelSelector()
+    for term in _split_terms(text):
+        m = _SET_TERM.match(term)
+        if not m:
+            raise ValueError(f"unable to parse requirement: {term.strip()!r}")
+        neg, key, setop, setvals, op, value = m.groups()
+        problem = label_key_problem(key)
+        if problem:
+            raise ValueError(f"{key!r}: {problem}")
+        if neg and (setop or op):
+            raise ValueError(f"unable to parse requirement: {term.strip()!r}")
+        if setop:
+            vals = tuple(v.strip() for v in setvals.split(",") if v.strip())
+            for v in vals:
+                if label_value_problem(v):
+                    raise ValueError(f"{v!r}: {label_value_problem(v)}")
+            reqs.append(Requirement(key, "In" if setop == "in" else "NotIn", vals))
+        elif op:
+            if label_value_problem(value):
+                raise ValueError(f"{value!r}: {label_value_problem(value)}")
+            if op == "!=":
+                reqs.append(Requirement(key, "NotIn", (value,)))
+            else:
+                labels.append((key, value))
+        else:
+            reqs.append(Requirement(key, "DoesNotExist" if neg else "Exists"))
+    return LabelSelector(match_labels=tuple(sorted(labels)), match_expressions=tuple(reqs))
