@@ -41,15 +41,19 @@ class Owner:
 
 
 def process_start(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (proc(5)): when the process started, in clock ticks since boot. The
-    command name (field 2) may hold spaces and parentheses, so fields are counted after the last ')'."""
+    """Field 22 of /proc/<pid>/stat (proc(5)): when the process started, in clock ticks since boot; None
+    when there is no such process or it has exited and waits to be reaped (state Z/X: a killed command
+    whose parent has not collected it yet is gone as far as its what-if goes). The command name (field 2)
+    may hold spaces and parentheses, so fields are counted after the last ')'."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             text = f.read()
     except OSError:
         return None
     fields = text[text.rfind(")") + 2:].split()
-    return int(fields[19]) if len(fields) > 19 else None
+    if len(fields) <= 19 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 def this_process() -> Owner:

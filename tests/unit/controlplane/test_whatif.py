@@ -23,6 +23,9 @@ def test_owner_is_this_process_and_a_dead_or_recycled_pid_is_not() -> None:
     assert whatif.owner_alive(me.to_dict())
     assert not whatif.owner_alive({"pid": me.pid, "start": me.start + 1})  # same pid, another process
     child = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    assert whatif.process_start(child.pid) is None
+    assert not whatif.owner_alive({"pid": child.pid, "start": None})
     child.wait()
     assert not whatif.owner_alive({"pid": child.pid, "start": None})
     assert not whatif.owner_alive({})
