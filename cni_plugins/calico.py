@@ -1,6 +1,6 @@
 """calico: the CNI plugin (routed veths, block IPAM) and the node daemon's routing side.
 
-Upstream (see /work/shared/reference/calico.md):
+Upstream (see docs/reference/calico.md):
 * CNI: `cni-plugin/pkg/plugin/plugin.go`, `cni-plugin/pkg/dataplane/linux/dataplane_linux.go` (via
   `routed_veth.py`), `cni-plugin/pkg/ipamplugin` with `libcalico-go/lib/ipam` (via `ipam/calico_ipam.py`);
 * outgoing NAT: felix's masquerade manager for the pool's `natOutgoing` (see `calico_nat.py`);

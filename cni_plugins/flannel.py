@@ -1,6 +1,6 @@
 """flannel: subnet leases and subnet.env, the flanneld node daemon, and the flannel CNI plugin.
 
-Upstream (see /work/shared/reference/flannel.md for the full fact sheet):
+Upstream (see docs/reference/flannel.md for the full fact sheet):
 * flannel-io/flannel `pkg/subnet/subnet.go` (WriteSubnetFile), `pkg/subnet/kube/kube.go` (a node's lease is
   its podCIDR, which must sit inside Network), `pkg/backend/vxlan/{vxlan.go,device.go,vxlan_network.go}`
   (flannel.<VNI>, neighbour+FDB+onlink route per remote lease), `pkg/backend/hostgw/hostgw.go` and

@@ -6,7 +6,7 @@ plus the chain/ipset/NFLOG inventory the trace and verify commands use. The feli
 
 What is rendered, following calico (projectcalico/calico: felix/rules/{static,dispatch,endpoints,policy,
 nflogprefix}.go, libcalico-go/lib/backend/k8s/conversion/conversion.go, libcalico-go/lib/hash/unique_id.go;
-summarised in /work/shared/reference/calico.md sections 3-7):
+summarised in docs/reference/calico.md sections 3-7):
 
 - built-in hooks: `FORWARD` gets `-j cali-FORWARD` inserted at the top and, appended at its end,
   `ACCEPT` on mark 0x10000 ("Policy explicitly accepted packet.") then set 0x10000; `INPUT`/`OUTPUT` get

@@ -7,7 +7,7 @@ policies isolate it and which policy/rule/peer/port allowed it. The verifier dif
 
 Semantics, from the Kubernetes NetworkPolicy concepts page and API reference
 (kubernetes/website content/en/docs/concepts/services-networking/network-policies.md), with calico's choices
-where the spec leaves room (we emulate calico; /work/shared/reference/calico.md section 5 and 7):
+where the spec leaves room (we emulate calico; docs/reference/calico.md section 5 and 7):
 
 - A pod is isolated for ingress (egress) when at least one policy in its namespace selects it and has
   Ingress (Egress) in policyTypes. An isolated pod only accepts what some selecting policy's rule allows

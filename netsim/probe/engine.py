@@ -94,7 +94,7 @@ class ProbeResult:
         return self.outcome == "connected"
 
     def to_json(self) -> dict[str, Any]:
-        """The ARCHITECTURE.md probe result, plus the outcome and error text."""
+        """The docs/architecture.md probe result, plus the outcome and error text."""
         p = self.probe
         return {"from": p.source, "to": p.to or p.target, "target": p.target, "port": p.port,
                 "protocol": p.protocol, "connected": self.connected, "servedBy": self.served_by,

@@ -1,6 +1,6 @@
 """Where a probe starts: the netns behind a source label ("ns/pod", "node/NAME", "host/NAME").
 
-Labels are the ones ARCHITECTURE.md gives `netsim probe --from`; `node/` and `host/` win over a
+Labels are the ones docs/architecture.md gives `netsim probe --from`; `node/` and `host/` win over a
 Kubernetes namespace of that name, as they do on the command line.
 """
 

@@ -4,7 +4,7 @@ The runner is written against `ClusterAPI` only, so it can be tested without roo
 (wired by the lead over the control plane, the prober, the policy model and the tracer) must provide the
 same methods. Conventions every implementation follows:
 
-- Identities are strings as ARCHITECTURE.md spells them: pods `ns/name`, `node/NAME`, `host/NAME`,
+- Identities are strings as docs/architecture.md spells them: pods `ns/name`, `node/NAME`, `host/NAME`,
   services `svc/NS/NAME`, VIPs and `IP:PORT` as written. Sources and targets passed in may be wildcards
   (`ns/*`, `*/*`); results always name concrete endpoints.
 - Errors that make the call meaningless (no such pod, cluster not up, timeout building) raise an Exception,
@@ -14,7 +14,7 @@ same methods. Conventions every implementation follows:
   (rollout, scale, kill, node, apply, delete, wait) runs in another (`repeat: {during: ...}`), so an
   implementation must tolerate that pairing.
 
-Probe results are the ARCHITECTURE.md contract plus `outcome`:
+Probe results are the docs/architecture.md contract plus `outcome`:
 `{"from": "x/a", "to": "y/b", "target": "10.244.1.5", "port": 80, "protocol": "TCP", "connected": true,
   "servedBy": "y/b", "clientIP": "10.244.2.3", "ms": 0.4, "outcome": "connected"}`
 with `outcome` one of OUTCOMES (`refused`: RST / ICMP port unreachable; `timeout`: nothing came back,

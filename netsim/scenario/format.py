@@ -7,7 +7,7 @@ the cluster. Errors name the file, the scenario and the field path, e.g.
 `quickstart.yaml: Scenario quickstart: field steps[3].probe.expect: 'maybe' is not one of allow, deny`.
 Files named in the scenario (cluster, manifests, apply/delete) are resolved relative to the scenario file.
 
-Shape (see ARCHITECTURE.md "Scenario"):
+Shape (see docs/architecture.md "Scenario"):
 
     apiVersion: netsim/v1alpha1
     kind: Scenario

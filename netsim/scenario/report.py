@@ -22,7 +22,7 @@ JSON report schema (`to_json`), stable for outside tools:
       "status": "pass" | "fail" | "error" | "skipped",
       "durationMs": 12.5,
       "observed": {...},                   # per type: probe/reachability/spread "results" (raw probe results,
-                                           # ARCHITECTURE.md shape + "outcome"), reachability "matrix",
+                                           # docs/architecture.md shape + "outcome"), reachability "matrix",
                                            # "expectedMatrix", "mismatches"; spread "counts", "chiSquare";
                                            # trace "trace"; dns "dns"; exec "exitCode"/"stdout"/"stderr";
                                            # repeat "iterations"/"failed"/"failedIterations"/"during"

@@ -1,5 +1,5 @@
 """Probe selectors: who sends (`ns/pod`, `ns/*`, `*/*`, `node/NAME`, `host/NAME`) and what is reached
-(those, plus `svc/NS/NAME`, a virtual IP, `IP:PORT` such as a NodePort), as ARCHITECTURE.md defines them.
+(those, plus `svc/NS/NAME`, a virtual IP, `IP:PORT` such as a NodePort), as docs/architecture.md defines them.
 
 Pure parsing and matching, shared by the scenario format and the `netsim probe` CLI. Parsing raises
 `SelectorError` (a ValueError) with a message only; callers that know the file and field wrap it into a

@@ -1,6 +1,6 @@
 """The record shape of a trace: one `Hop` per thing that happened to the packet, simulated or observed.
 
-Vocabulary follows Antrea Traceflow observations (component + action, /work/shared/reference/tracing.md
+Vocabulary follows Antrea Traceflow observations (component + action, docs/reference/tracing.md
 section 1) with Hubble's one-line presentation in mind: a hop says on which node (and netns) it happened,
 which component acted (Routing, LB, NAT, NetworkPolicy, Forwarding, Tunnel, Delivery, Firewall), what it
 did (Forwarded, Delivered, Dropped, Rejected, Encapsulated, Decapsulated, Translated, Replied), through

@@ -1,4 +1,4 @@
-"""The one-line JSON identity the workload server answers with (an ARCHITECTURE.md contract).
+"""The one-line JSON identity the workload server answers with (a contract in docs/architecture.md).
 
 Like the agnhost test server (kubernetes test/images/agnhost/netexec answers /hostname and /clientip),
 but in one line for every protocol, so a prober learns in one round trip who answered and which source

@@ -4,7 +4,7 @@ them, each CNI data path, the workload server answering with the client address 
 One cluster per (plugin, backend), shared by the tests of that combination (module scope, removed by the
 finaliser). The full set runs on flannel/vxlan; the core (ClusterIP to a cross-node endpoint, NodePort from
 outside with masquerade) runs on every combination. What is expected follows kube-proxy's iptables mode
-(kubernetes pkg/proxy/iptables/proxier.go; summarised in shared/reference/kube-proxy.md sections 5 and 6):
+(kubernetes pkg/proxy/iptables/proxier.go; summarised in docs/reference/kube-proxy.md sections 5 and 6):
 
 - pod -> ClusterIP: DNAT to the endpoint, no masquerade for pod sources (cluster-CIDR detector);
 - node -> ClusterIP: DNAT in nat OUTPUT, masqueraded (the node IP is outside the cluster CIDR);

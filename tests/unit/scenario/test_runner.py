@@ -41,7 +41,7 @@ def test_fake_satisfies_protocol():
     assert isinstance(fake(), ClusterAPI)
 
 
-# -- the quickstart scenario from ARCHITECTURE.md, against a fake that honours a deny-all policy ---------
+# -- the quickstart scenario from docs/architecture.md, against a fake that honours a deny-all policy ---------
 
 
 def policy_aware_fake() -> FakeClusterAPI:
