@@ -121,7 +121,7 @@ class Cluster:
         from netsim.kernel.linux import LinuxKernel
         k = LinuxKernel()
         try:
-            lifecycle.up(k, spec)
+            lifecycle.up(k, spec, daemon=daemon)
             if daemon:
                 try:
                     daemonctl.start(spec.name, timeout=timeout)
@@ -175,10 +175,22 @@ class Cluster:
             raise UsageError(f"cluster {self.name} is gone")
         return st
 
+    # -- the daemon ----------------------------------------------------------------------------------
+    def require_daemon(self) -> None:
+        """Raise DaemonDown (naming the cluster and how to restart it) unless the daemon runs: a write
+        nobody acts on would only look like success."""
+        daemonctl.require(self.name)
+
+    def restart_daemon(self, timeout: float = 60.0) -> int:
+        """Stop the daemon if it runs and start a new one; its kubelets adopt the existing sandboxes (as a
+        restarted kubelet does). Returns the new pid once the cluster converged."""
+        return daemonctl.restart(self.name, timeout)
+
     # -- objects -------------------------------------------------------------------------------------
     def apply(self, manifests: str | Path | Mapping[str, Any] | Sequence[Any], *, wait: bool = True, timeout: float = 120.0) -> list[str]:
         """Apply files/directories, YAML text (a str containing a newline), model objects or dicts; all
         or nothing. Returns kubectl-style lines (`deployment/web created`)."""
+        self.require_daemon()
         where: dict[str, Source] = {}
         docs = self._documents(manifests, self.custom_kinds(), where)
         lines = []
@@ -282,6 +294,7 @@ class Cluster:
         """Delete all `targets` or none (UsageError naming the missing one); pods bound to a node are
         marked for deletion and removed by their kubelet once the sandbox is gone (see
         netsim.controlplane.deletion). With `wait`, returns after the cluster converged."""
+        self.require_daemon()
         import time
         lines = delete_objects(self.store, targets, time.time(), grace_period=grace_period, force=force,
                                ignore_not_found=ignore_not_found)
@@ -298,6 +311,7 @@ class Cluster:
     def scale(self, kind: str, name: str, replicas: int, namespace: str = "default", *, wait: bool = True,
               timeout: float = 120.0) -> None:
         check_scale(kind, replicas)
+        self.require_daemon()
         obj = self.store.get(kind, namespace, name)
         if obj is None:
             raise UsageError(f"{kind} {namespace}/{name} not found")
@@ -309,6 +323,7 @@ class Cluster:
     def set_image(self, name: str, image: str, namespace: str = "default", container: str | None = None, *,
                   env: dict[str, str] | None = None, wait: bool = False) -> None:
         """Change a Deployment's pod template (a rollout), like `kubectl set image` / `set env`."""
+        self.require_daemon()
         d = self.store.get("Deployment", namespace, name)
         if d is None:
             raise UsageError(f"Deployment {namespace}/{name} not found")
@@ -325,6 +340,7 @@ class Cluster:
             self.wait_rollout(name, namespace)
 
     def rollout_undo(self, name: str, namespace: str = "default", to_revision: int = 0) -> str:
+        self.require_daemon()
         try:
             return ro.undo(self.store, namespace, name, to_revision)
         except StoreError as exc:
@@ -360,6 +376,7 @@ class Cluster:
         """Destroy a pod's sandbox out from under the kubelet (its interface first, then the netns), as a
         crash would. With `wait`, return once the kubelet has made a new sandbox and the cluster has
         converged again (endpoints and proxy rules follow the new IP)."""
+        self.require_daemon()
         netns = naming.pod_ns(self.name, namespace, name)
         if not self.kernel.netns_exists(netns):
             raise UsageError(f"pod {namespace}/{name} has no sandbox in cluster {self.name}")
@@ -375,6 +392,7 @@ class Cluster:
         netns = naming.pod_ns(self.name, namespace, name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            daemonctl.require(self.name)  # nobody would make the new sandbox
             pod = self.store.get("Pod", namespace, name)
             if pod is None or o.is_terminating(pod):
                 break
@@ -390,6 +408,7 @@ class Cluster:
         self._set_failed(name, False)
 
     def _set_failed(self, name: str, failed: bool) -> None:
+        self.require_daemon()
         obj = self.store.get("Node", None, name)
         if obj is None:
             raise UsageError(f"cluster {self.name} has no node {name!r}")

@@ -46,7 +46,7 @@ from netsim.controlplane.loop import (
     pending_pods,
     reconcile_once,
 )
-from netsim.controlplane.nodes import node_object
+from netsim.controlplane.nodes import heartbeat_status, node_object
 from netsim.controlplane.state import Config
 from netsim.dns.resolvconf import (
     env_for_pod,
@@ -58,12 +58,13 @@ from netsim.dns.resolvconf import (
 from netsim.dns.server import DnsServer, SnapshotHolder
 from netsim.dns.source import snapshot_from_store
 from netsim.fanout import fan_out
+from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.node.felix_agent import FelixAgent
-from netsim.node.kubelet import Kubelet, Sandbox
+from netsim.node.kubelet import Kubelet, Sandbox, kill_containers
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.security import ContainerConfigError, effective
@@ -77,6 +78,7 @@ from netsim.workload.server import WorkloadServer
 
 log = logging.getLogger("netsim.daemon")
 FAILED_ANNOTATION = "netsim.io/failed"
+ETC_NETNS = "/etc/netns"
 STORE_FILE = "store.db"
 CONVERGED_FILE = "converged.json"
 HEALTH_FILE = "health.json"
@@ -190,7 +192,7 @@ class ClusterKubelet:
         return out
 
     def start_container(self, kubelet: Kubelet, sb: Sandbox, pod: dict[str, Any], container: dict[str, Any],
-                        argv: list[str], env: dict[str, str]) -> None:
+                        argv: list[str], env: dict[str, str], *, restarts: int | None = None) -> None:
         """Start one container as its securityContext (or the cluster's containerDefaults) says; a container
         the kubelet refuses (runAsNonRoot and uid 0) is recorded as Waiting instead."""
         defaults = self.spec.containers
@@ -199,7 +201,7 @@ class ClusterKubelet:
         except ContainerConfigError as exc:
             kubelet.refuse_container(sb, container["name"], exc.reason, str(exc))
             return
-        kubelet.start_container(sb, container["name"], argv, env, sec)
+        kubelet.start_container(sb, container["name"], argv, env, sec, restarts=restarts)
 
     def _serve_ports(self, pod: dict[str, Any]) -> list[tuple[int, str]]:
         ports = self._ports(pod)
@@ -266,6 +268,40 @@ class ClusterKubelet:
         if kubelet is not None:
             kubelet.stop_sandbox(namespace, name)
         remove_resolv_conf(netns)
+
+    def adopt(self, pod: dict[str, Any], sb: Sandbox | None) -> None:
+        """Take over a running pod after a daemon restart: its sandbox (None: hostNetwork) stays, the
+        sockets bound in it (workload ports, CoreDNS's port 53) and its resolv.conf are made again, and its
+        container processes, killed by `kill_containers`, are restarted with their restart count plus one."""
+        kubelet = self.kubelets[o.node_name(pod) or ""]
+        typed = parse_object(pod, Source("<store>"))
+        if sb is None:
+            netns = naming.node_ns(self.spec.name, kubelet.node.name)
+            sb = Sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod), netns, "host",
+                         kubelet.node.ip, kubelet.node.name)
+        else:
+            write_resolv_conf(sb.netns, pod_resolv_conf(typed, cluster_dns=[self.dns_ip],
+                                                        cluster_domain=self.spec.dns_domain, host=self.host_resolv))
+            if self.is_dns_pod(pod):
+                self.dns.serve(sb.netns)
+        ports = self._serve_ports(pod)
+        if ports:
+            self.workload.serve(o.key(pod), kubelet.node.name, sb.netns, ports)
+        commands = self._commands(pod)
+        if not commands:
+            return
+        status = pod.get("status") or {}
+        base = int(status.get("netsimRestarts", 0))
+        seen = {c.get("name"): c for c in status.get("containerStatuses") or []}
+        policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+        env = env_for_pod(typed, self.services())
+        for c, argv, cenv in commands:
+            last = seen.get(c["name"]) or {}
+            done = ((last.get("state") or {}).get("terminated") or {})
+            if done and (policy == "Never" or (policy == "OnFailure" and done.get("exitCode") == 0)):
+                continue  # finished for good before the restart; nothing to run again
+            restarts = max(0, int(last.get("restartCount", base)) - base) + 1
+            self.start_container(kubelet, sb, pod, c, argv, {**env, **cenv}, restarts=restarts)
 
     def pod_state(self, pod: dict[str, Any]) -> PodState:
         kubelet = self.kubelets[o.node_name(pod)]
@@ -405,8 +441,14 @@ class Daemon:
         with self.store.transaction() as tx:
             for i, _ in enumerate(self.spec.nodes):
                 node = node_object(self.spec, i, now)
-                if tx.get("Node", None, node["metadata"]["name"]) is None:
+                cur = tx.get("Node", None, node["metadata"]["name"])
+                if cur is None:
                     tx.create(node)
+                elif o.annotations(cur).get(FAILED_ANNOTATION) != "true":
+                    # A restarted kubelet posts its node status first thing (kubelet_node_status.go
+                    # syncNodeStatus at start): the heartbeats missed while the daemon was down must not
+                    # make the node-lifecycle controller, which was down too, evict the pods now.
+                    tx.update_status("Node", None, o.name(cur), heartbeat_status(cur, now))
             docs = normalise(bootstrap_objects(self.spec), "<bootstrap>")
             services = tx.list("Service")
             namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
@@ -414,6 +456,63 @@ class Daemon:
         self.workload.start()
         self._refresh_dns()
         self.dns.start()
+        self._sync_failed_nodes()  # which kubelets are cut off, before they adopt anything
+        self.adopt()
+
+    def adopt(self) -> None:
+        """What a restarted kubelet does before its first sync (k8s pkg/kubelet: the runtime's sandboxes are
+        listed, kuberuntime_manager.go computePodActions keeps a sandbox that still matches its pod, and
+        kubelet_pods.go / the container GC remove sandboxes without a pod): every sandbox record of every
+        node is matched against the store. A sandbox whose pod is bound to that node with the same UID and
+        IP, and whose netns survived, is adopted (ClusterKubelet.adopt); anything else (no pod, another
+        UID, half-built: no IP yet, the netns gone) is torn down in full: the pod, if any, gets a new one
+        from the kubelet step. Pod netns and /etc/netns entries of this cluster without a record are
+        removed too. Container processes of the dead daemon are killed and restarted (their restart count
+        goes up by one)."""
+        cluster = self.spec.name
+        killed = kill_containers(cluster)
+        pods = self.store.list("Pod")
+        by_key = {o.key(p): p for p in pods}
+        kept: set[str] = set()
+        adopted = removed = 0
+        for node, kubelet in self.kubelets.items():
+            for key, sb in kubelet.sandboxes().items():
+                pod = by_key.get(key)
+                status = (pod or {}).get("status") or {}
+                if (pod is not None and o.node_name(pod) == node and o.uid(pod) in (None, sb.uid) and sb.ip
+                        and status.get("podIP") == sb.ip and not o.is_terminal(pod) and kubelet.sandbox_alive(sb)):
+                    kept.add(sb.netns)
+                    if not o.is_terminating(pod) and self.kubelet.node_alive(node):
+                        self.kubelet.adopt(pod, sb)
+                    adopted += 1
+                else:
+                    self.kubelet.teardown(node, sb.namespace, sb.name)
+                    removed += 1
+        for pod in pods:
+            node = o.node_name(pod) or ""
+            if (ClusterKubelet.host_network(pod) and self.kubelet.node_alive(node) and (pod.get("status") or {})
+                    .get("podIP") and not o.is_terminal(pod) and not o.is_terminating(pod)):
+                self.kubelet.adopt(pod, None)
+                adopted += 1
+        prefix = naming.pod_ns_prefix(cluster)
+        stray = [n for n in netns_mod.list_names(prefix) if n not in kept and naming.owned_by(cluster, n)]
+        if stray:
+            procs = netns_mod.pids_by_netns()
+            for n in stray:
+                for pid in procs.get(netns_mod.identity(n) or (0, 0), []):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                self.dns.unserve(n)
+                self.kernel.netns_delete(n)
+                remove_resolv_conf(n)
+        for n in os.listdir(ETC_NETNS) if os.path.isdir(ETC_NETNS) else []:
+            if n.startswith(prefix) and naming.owned_by(cluster, n) and not self.kernel.netns_exists(n):
+                remove_resolv_conf(n)
+        if adopted or removed or stray or killed:
+            self._event("cluster", "KubeletsRestarted", f"adopted {adopted} sandbox(es), removed {removed} and "
+                        f"{len(stray)} without a record, restarting {killed} container process(es)")
+            log.info("adopted %d sandboxes, removed %d (+%d without a record), killed %d container processes",
+                     adopted, removed, len(stray), killed)
 
     def _refresh_dns(self) -> None:
         self.dns_snapshot.set(snapshot_from_store(self.store))
@@ -785,6 +884,10 @@ class Daemon:
         self.bootstrap()
         last_rv = -1
         while not self._stop.is_set():
+            if not os.path.exists(state.state_file(self.spec.name)):
+                # `down` removed the cluster: writing on would recreate its state directory.
+                log.info("the cluster's state is gone; stopping")
+                break
             failed = False
             seen = self.store.current_rv()  # this pass reads at least this much, maybe not more
             try:

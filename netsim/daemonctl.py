@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
-import sys
 import time
 
-from netsim import naming, state
+from netsim import daemonproc, naming, state, testhooks
 from netsim.daemon import converged_path, health_path
 from netsim.model.errors import NetsimError
 
 
 class DaemonError(NetsimError):
     exit_code = 1
+
+
+EXIT_DAEMON_DOWN = 4
+
+
+class DaemonDown(DaemonError):
+    """The cluster's daemon is not running: nothing would act on the store (exit 4)."""
+
+    exit_code = EXIT_DAEMON_DOWN
+
+
+def down_message(cluster: str) -> str:
+    """One line: which cluster, what is down, how to bring it back."""
+    st = state.load(cluster)
+    pid = (st.extra.get("daemonPid") if st else None) or 0
+    what = f"its daemon (pid {pid}) is not running" if pid else "its daemon was never started"
+    return (f"cluster {cluster}: {what}, so no controller or kubelet acts on it (log {log_path(cluster)}); "
+            f"restart it with `netsim daemon restart --cluster {cluster}` or `netsim up --name {cluster}`")
+
+
+def require(cluster: str) -> None:
+    """Raise DaemonDown before a command that needs the daemon changes anything."""
+    if not alive(cluster):
+        raise DaemonDown(down_message(cluster))
 
 
 def log_path(cluster: str) -> str:
@@ -31,22 +56,43 @@ def log_tail(cluster: str, lines: int = 20) -> str:
 
 def start(cluster: str, timeout: float = 60.0) -> int:
     """Start the daemon detached (its own session, log under the state dir); wait for its first
-    convergence (cluster DNS running). Returns its pid."""
+    convergence (cluster DNS running). Returns its pid. A daemon of the cluster that is already running
+    (found by its command line, recorded or not) is adopted instead of started twice."""
     st = state.load(cluster)
     if st is None:
         raise DaemonError(f"no cluster {cluster}")
+    running = daemonproc.find(cluster)
+    if running:
+        pid = running[0]
+        _record(cluster, pid)
+        return _wait_first_convergence(cluster, pid, None, timeout)
     with state.open_private(log_path(cluster), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "netsim.daemon", cluster], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, start_new_session=True, close_fds=True)
-    st.extra["daemonPid"] = proc.pid
+        proc = subprocess.Popen(daemonproc.argv(cluster), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
+    testhooks.checkpoint("daemon-spawned")
+    _record(cluster, proc.pid)
+    testhooks.checkpoint("daemon-recorded")
+    return _wait_first_convergence(cluster, proc.pid, proc, timeout)
+
+
+def _record(cluster: str, pid: int) -> None:
+    st = state.load(cluster)
+    if st is None:
+        raise DaemonError(f"cluster {cluster} was removed while its daemon started")
+    st.extra["daemonPid"] = pid
+    st.extra["daemon"] = True
     state.save(st)
+
+
+def _wait_first_convergence(cluster: str, pid: int, proc: subprocess.Popen | None, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DaemonError(f"the daemon of cluster {cluster} exited ({proc.returncode}):\n{log_tail(cluster)}")
+        if (proc.poll() is not None) if proc is not None else not daemonproc.find(cluster):
+            code = proc.returncode if proc is not None else "?"
+            raise DaemonError(f"the daemon of cluster {cluster} exited ({code}):\n{log_tail(cluster)}")
         marker = read_marker(cluster)
-        if marker and marker.get("pid") == proc.pid and marker.get("converged"):
-            return proc.pid
+        if marker and marker.get("pid") == pid and marker.get("converged"):
+            return pid
         time.sleep(0.05)
     raise DaemonError(f"the daemon of cluster {cluster} did not become ready within {timeout:.0f}s; "
                       f"pending: {', '.join((read_marker(cluster) or {}).get('pending', [])) or '?'}\n"
@@ -75,15 +121,10 @@ def dead_components(components: dict) -> list[str]:
 
 
 def alive(cluster: str) -> bool:
+    """A daemon of `cluster` runs (the recorded pid, or one found by its command line)."""
     st = state.load(cluster)
     pid = (st.extra.get("daemonPid") if st else None) or 0
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return (bool(pid) and daemonproc.is_daemon(pid, cluster)) or bool(daemonproc.find(cluster))
 
 
 def wait_converged(cluster: str, after_rv: int, timeout: float = 60.0) -> dict:
@@ -96,8 +137,40 @@ def wait_converged(cluster: str, after_rv: int, timeout: float = 60.0) -> dict:
         if marker and marker.get("rv", 0) >= after_rv and marker.get("converged"):
             return marker
         if not alive(cluster):
-            raise DaemonError(f"the daemon of cluster {cluster} is not running:\n{log_tail(cluster)}")
+            raise DaemonDown(down_message(cluster))
         time.sleep(0.03)
     pending = (marker or {}).get("pending", [])
     raise DaemonError(f"cluster {cluster} did not converge within {timeout:.0f}s; still pending: "
                       f"{', '.join(pending) or 'the daemon has not caught up'}")
+
+
+def stop(cluster: str, timeout: float = 10.0) -> list[int]:
+    """Stop every daemon of `cluster`: SIGTERM (it finishes its pass and closes its sockets), SIGKILL after
+    `timeout`. Returns the pids stopped."""
+    pids = daemonproc.find(cluster)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while daemonproc.is_daemon(pid, cluster):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.02)
+    return pids
+
+
+def restart(cluster: str, timeout: float = 60.0) -> int:
+    """Stop the cluster's daemon if one runs and start a new one, which adopts the existing sandboxes
+    (netsim.daemon.Daemon.adopt); returns once it converged, with the new pid."""
+    st = state.load(cluster)
+    if st is None:
+        raise DaemonError(f"no cluster {cluster}")
+    if st.phase != "ready":
+        raise DaemonError(f"cluster {cluster} was left half-built (phase {st.phase}); remove it with "
+                          f"`netsim down --name {cluster}`")
+    stop(cluster)
+    return start(cluster, timeout)

@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netsim import fabric, naming, state
+from netsim import daemonproc, fabric, naming, state
 from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Kernel
 from netsim.model.cluster import ClusterSpec, cluster_name_problem
 from netsim.model.errors import UsageError
+from netsim.testhooks import checkpoint
 
 Progress = Callable[[str], None]
 
@@ -56,10 +57,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet) -> state.ClusterState:
+def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet, *, daemon: bool = True) -> state.ClusterState:
     """Build the node network of `spec`. Raises UsageError if a cluster of that name exists or is being
     built: the state dir is claimed with one mkdir (atomic), so of two racing `up`s exactly one wins and
-    the other is told so, before it looks at or touches anything else."""
+    the other is told so, before it looks at or touches anything else. `daemon`: whether a daemon is to run
+    (recorded first, so `status` knows one is missing however `up` ended)."""
     if not os.path.isdir(naming.STATE_ROOT):
         state.make_private_dir(naming.STATE_ROOT)
     try:
@@ -72,8 +74,9 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet) -> state.Clust
         os.rmdir(naming.state_dir(spec.name))
         raise UsageError(f"{len(leftovers)} network namespace(s) of an earlier cluster {spec.name!r} remain "
                          f"(e.g. {leftovers[0]}); clean them up with `netsim down --name {spec.name}`")
-    st = state.ClusterState(name=spec.name, phase="building", spec=spec.to_dict())
+    st = state.ClusterState(name=spec.name, phase="building", spec=spec.to_dict(), extra={"daemon": daemon})
     state.save(st)
+    checkpoint("up-claimed")
     t0 = time.monotonic()
     try:
         st.fabric = fabric.build_fabric(k, spec)
@@ -86,9 +89,11 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet) -> state.Clust
         for i, host in enumerate(spec.external_hosts):
             st.hosts.append(fabric.add_host(k, spec, i, host))
             progress(f"host {host.name} {host.ip}")
+        checkpoint("up-nodes-built")
         st.phase = "ready"
         st.extra["buildSeconds"] = round(time.monotonic() - t0, 3)
         state.save(st)
+        checkpoint("up-ready")
     except BaseException:
         with contextlib.suppress(Exception):
             down(k, spec.name)
@@ -165,11 +170,14 @@ def down(k: Kernel, cluster: str) -> DownReport:
                          f"{naming.MAX_CLUSTER_NAME} characters)")
     st = state.load(cluster)
     killed = 0
-    # The daemon first, so it does not make new sandboxes while we remove them.
+    # The daemon first, so it does not make new sandboxes (nor files in the state dir) while we remove
+    # them: the recorded one and any other found by its command line (`up` killed before it recorded it).
+    daemons = set(daemonproc.find(cluster))
     if st is not None:
         pid = st.extra.get("daemonPid")
         if pid and _pid_alive_is_ours(pid, cluster):
-            killed += _kill({pid})
+            daemons.add(pid)
+    killed += _kill(daemons)
     names = owned_netns(cluster)
     pids: set[int] = set()
     for n in names:

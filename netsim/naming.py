@@ -140,6 +140,11 @@ def owned_by(cluster: str, netns_name: str) -> bool:
     return p is not None and p.cluster == cluster
 
 
+def pod_ns_prefix(cluster: str) -> str:
+    """What every pod netns name of `cluster` starts with."""
+    return f"{cluster_prefix(cluster)}{POD}{SEP}"
+
+
 def fabric_port_for_node(index: int) -> str:
     """The fabric end of node `index`'s uplink (n0, n1, ...)."""
     return f"n{index}"

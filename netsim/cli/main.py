@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from netsim import daemonctl, lifecycle, naming, preflight
+from netsim import daemonctl, daemonproc, lifecycle, naming, preflight
 from netsim.cli.common import (
     EXIT_USAGE,
     SECONDS,
@@ -79,10 +79,20 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, outp
     preflight.require_tools()
     preflight.require_kernel_features()
     console = Console(stderr=True)
+    existing = lifecycle.state.load(spec.name)
+    if existing is not None and existing.phase == "ready" and not no_daemon and not daemonctl.alive(spec.name):
+        # An existing cluster whose daemon died: start a new one, which adopts the pods' sandboxes.
+        with console.status(f"{spec.name}: restarting its daemon"):
+            pid = daemonctl.start(spec.name, timeout=timeout)
+        info = lifecycle.status(lifecycle.state.load(spec.name) or existing)
+        if not emit(info, output):
+            click.echo(f"cluster {spec.name} exists; its daemon was not running and was restarted (pid {pid})")
+        return
     k = kernel()
     try:
         with console.status(f"building cluster {spec.name}") as status:
-            st = lifecycle.up(k, spec, progress=lambda msg: status.update(f"{spec.name}: {msg}"))
+            st = lifecycle.up(k, spec, progress=lambda msg: status.update(f"{spec.name}: {msg}"),
+                              daemon=not no_daemon)
             if not no_daemon:
                 status.update(f"{spec.name}: starting the control plane and node agents")
                 try:
@@ -138,17 +148,26 @@ def down(name: str | None, all_: bool, output: str) -> None:
 @output_option
 @handle_errors
 def status(cluster: str | None, output: str) -> None:
-    """Nodes, addresses and namespaces of a cluster, and the daemon's components (exit 1 when one is dead)."""
+    """Nodes, addresses and namespaces of a cluster, its daemon and the daemon's components: exit 4 when the
+    daemon is down, 1 when one of its components is dead."""
     st = lifecycle.resolve_cluster(cluster)
     info = lifecycle.status(st)
     marker = daemonctl.read_marker(st.name) or {}
     running = daemonctl.alive(st.name)
     components = daemonctl.read_health(st.name) if running else {}
     dead = daemonctl.dead_components(components)
-    info["daemon"] = {"pid": st.extra.get("daemonPid"), "running": running,
-                      "converged": marker.get("converged"), "pending": marker.get("pending", []),
+    expected = bool(st.extra.get("daemon", st.extra.get("daemonPid")))
+    # A marker written by a daemon that is gone says nothing about now.
+    fresh = running and marker.get("pid") in daemonproc.find(st.name)
+    info["daemon"] = {"pid": st.extra.get("daemonPid"), "running": running, "expected": expected,
+                      "converged": marker.get("converged") if fresh else None,
+                      "pending": marker.get("pending", []) if fresh else [],
                       "log": daemonctl.log_path(st.name), "components": components}
+    down = expected and not running
     if emit(info, output):
+        if down:
+            click.echo(f"netsim: {daemonctl.down_message(st.name)}", err=True)
+            sys.exit(daemonctl.EXIT_DAEMON_DOWN)
         if dead:
             sys.exit(1)
         return
@@ -164,13 +183,17 @@ def status(cluster: str | None, output: str) -> None:
         table.add_row("host", h["name"], h["ip"], "", h["netns"], "yes" if h["present"] else "MISSING")
     console.print(table)
     d = info["daemon"]
-    if d["pid"]:
-        state = "running" if d["running"] else "NOT RUNNING"
-        conv = "converged" if d["converged"] else f"pending: {', '.join(d['pending']) or '?'}"
-        console.print(f"daemon {d['pid']} {state}, {conv}  (log {d['log']})")
-        _print_components(console, components)
+    if d["expected"] or d["running"]:
+        if d["running"]:
+            conv = "converged" if d["converged"] else f"pending: {', '.join(d['pending']) or '?'}"
+            console.print(f"daemon {d['pid']} running, {conv}  (log {d['log']})")
+            _print_components(console, components)
+        else:
+            console.print(f"[bold red]DOWN[/bold red]: {daemonctl.down_message(st.name)}", soft_wrap=True)
     else:
         console.print("no daemon (built with --no-daemon)")
+    if down:
+        sys.exit(daemonctl.EXIT_DAEMON_DOWN)
     if dead:
         sys.exit(1)
 
@@ -186,6 +209,23 @@ def _print_components(console: Console, components: dict) -> None:
             state = str((c or {}).get("state"))
             why = (c or {}).get("error") or ""
             console.print(f"  {name}: {state.upper() if state == 'dead' else state}" + (f" ({why})" if why else ""))
+
+
+@cli.group()
+def daemon() -> None:
+    """The cluster's daemon (controllers, kubelets, kube-proxy, felix, DNS, workload server)."""
+
+
+@daemon.command("restart")
+@cluster_option
+@click.option("--timeout", type=SECONDS, default=60.0, show_default=True, help="Seconds to wait for it to converge.")
+@handle_errors
+def daemon_restart(cluster: str | None, timeout: float) -> None:
+    """Stop the daemon if it runs and start a new one; its kubelets adopt the pods' existing sandboxes."""
+    preflight.require_root("daemon restart")
+    st = lifecycle.resolve_cluster(cluster)
+    pid = daemonctl.restart(st.name, timeout)
+    click.echo(f"cluster {st.name}: daemon restarted (pid {pid}), converged")
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

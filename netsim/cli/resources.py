@@ -227,6 +227,7 @@ def scale(target: str, replicas: int, namespace: str, cluster: str | None, wait:
     k = _kind(kind or "deployment")
     check_scale(k, replicas)
     st = lifecycle.resolve_cluster(cluster)
+    daemonctl.require(st.name)
     store = open_store(st.name)
     obj = store.get(k, namespace, name)
     if obj is None:
@@ -251,6 +252,7 @@ def rollout() -> None:
 def rollout_status_cmd(target: str, namespace: str, cluster: str | None, timeout: float) -> None:
     name = target.rpartition("/")[2]
     st = lifecycle.resolve_cluster(cluster)
+    daemonctl.require(st.name)
     store = open_store(st.name)
     deadline = time.monotonic() + timeout
     last = None
@@ -266,6 +268,7 @@ def rollout_status_cmd(target: str, namespace: str, cluster: str | None, timeout
             return
         if time.monotonic() > deadline:
             raise daemonctl.DaemonError(f"rollout of {name} did not finish within {timeout:.0f}s")
+        daemonctl.require(st.name)
         time.sleep(0.1)
 
 
@@ -294,6 +297,7 @@ def rollout_undo_cmd(target: str, namespace: str, to_revision: int, cluster: str
                      timeout: float) -> None:
     name = target.rpartition("/")[2]
     st = lifecycle.resolve_cluster(cluster)
+    daemonctl.require(st.name)
     store = open_store(st.name)
     try:
         click.echo(ro.undo(store, namespace, name, to_revision))
@@ -333,6 +337,7 @@ def _set_failed(name: str, cluster: str | None, failed: bool, wait: bool, timeou
     st = lifecycle.resolve_cluster(cluster)
     if st.node(name) is None:
         raise UsageError(f"cluster {st.name} has no node {name!r}")
+    daemonctl.require(st.name)
     store = open_store(st.name)
     obj = store.get("Node", None, name)
     ann = obj["metadata"].setdefault("annotations", {})

@@ -112,3 +112,26 @@ def pids_in(name: str) -> list[int]:
         if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
             found.append(int(entry))
     return found
+
+
+def pids_by_netns() -> dict[tuple[int, int], list[int]]:
+    """Every process by its network namespace's (inode, device): one /proc walk for many namespaces."""
+    out: dict[tuple[int, int], list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        out.setdefault((st.st_ino, st.st_dev), []).append(int(entry))
+    return out
+
+
+def identity(name: str) -> tuple[int, int] | None:
+    """(inode, device) of a named namespace, None when it is gone."""
+    try:
+        st = os.stat(netns_path(name))
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_dev

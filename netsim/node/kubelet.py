@@ -28,8 +28,39 @@ from netsim import naming
 from netsim.kernel.api import Kernel
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.security import POD_SYSCTLS, ContainerSecurity, launcher_argv
+from netsim.testhooks import checkpoint
 
 CNI_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
+
+
+CONTAINER_ENV = "NETSIM_CONTAINER"  # in every container's environment: <cluster>/<ns>/<pod>/<container>
+
+
+def container_marker(cluster: str, pod_key: str, container: str) -> str:
+    return f"{cluster}/{pod_key}/{container}"
+
+
+def kill_containers(cluster: str) -> int:
+    """SIGKILL every container process of `cluster` (found by CONTAINER_ENV, inherited by their children).
+    A restarted daemon cannot wait on processes it did not start (their exit codes would be lost), so it
+    restarts them, as a kubelet restarts containers, and counts the restart."""
+    want = f"{CONTAINER_ENV}={cluster}/".encode()
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if any(item.startswith(want) for item in env.split(b"\0")):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 class SandboxError(Exception):
@@ -125,6 +156,10 @@ class Kubelet:
         container_id = f"netsim{uid.replace('-', '')[:24]}"
         if self.kernel.netns_exists(netns):  # left by a crash or a killed pod: start clean
             self._teardown(namespace, name, uid, container_id, netns)
+        # The record comes first (without an IP): a daemon killed anywhere below leaves a sandbox its
+        # successor finds and removes (Daemon.adopt), CNI DEL with this container ID releasing the address.
+        record = self._record(namespace, name)
+        record.write_text(json.dumps(asdict(Sandbox(namespace, name, uid, netns, container_id, "", self.node.name))))
         self.kernel.netns_create(netns)
         args = self._cni_args(namespace, name, uid, container_id, netns)
         t0 = time.perf_counter()
@@ -132,7 +167,9 @@ class Kubelet:
             result = self._cni("ADD", args)
         except (CniError, Exception) as exc:
             self._teardown(namespace, name, uid, container_id, netns)
+            record.unlink(missing_ok=True)
             raise SandboxError(f"pod {namespace}/{name} on {self.node.name}: CNI ADD failed: {exc}") from exc
+        checkpoint("sandbox-wired")  # a daemon killed here leaves a wired sandbox with a record but no IP in it
         ip = result["ips"][0]["address"].split("/")[0]
         sb = Sandbox(namespace, name, uid, netns, container_id, ip, self.node.name,
                      cni_ms=round((time.perf_counter() - t0) * 1000, 2))
@@ -168,10 +205,11 @@ class Kubelet:
 
     # -- containers ----------------------------------------------------------------------------------
     def start_container(self, sb: Sandbox, container: str, argv: list[str], env: dict[str, str],
-                        security: ContainerSecurity) -> ContainerProcess:
+                        security: ContainerSecurity, *, restarts: int | None = None) -> ContainerProcess:
         """Start `argv` as `security` says, in a private mount and UTS namespace (container_init). The pod's
         sysctls (unprivileged low ports, ICMP echo sockets) are set only in a pod's own network namespace,
-        never in a node's (hostNetwork), as containerd does."""
+        never in a node's (hostNetwork), as containerd does. `restarts`: its restart count so far, when this
+        kubelet did not start it before (a restarted daemon); else one more than the last run's."""
         self.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log = naming.container_log(self.cluster, sb.namespace, sb.name, container)
         prev = self.containers.get(sb.key, {}).get(container)
@@ -182,9 +220,11 @@ class Kubelet:
             proc = self.kernel.spawn(sb.netns, launcher, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT,
                                      env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                          "HOSTNAME": sb.name, **env},
+                                          "HOSTNAME": sb.name, **env,
+                                          CONTAINER_ENV: container_marker(self.cluster, sb.key, container)},
                                      start_new_session=True)
-        cp = ContainerProcess(container, proc, log, time.time(), restarts=(prev.restarts + 1) if prev else 0)
+        count = restarts if restarts is not None else (prev.restarts + 1) if prev else 0
+        cp = ContainerProcess(container, proc, log, time.time(), restarts=count)
         self.containers.setdefault(sb.key, {})[container] = cp
         return cp
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from netsim import lifecycle, naming
+from netsim import daemonproc, lifecycle, naming
 from netsim.kernel import netns as netns_mod
 from tests.conftest import NETSIM, run_netsim, unique_name
 
@@ -161,3 +161,43 @@ def test_failed_up_builds_nothing(tmp_path, cluster_name, kernel):
     r = run_netsim("up", "--name", cluster_name, check=False)
     assert r.returncode == 2 and "remain" in r.stderr
     assert not os.path.exists(naming.state_dir(cluster_name))
+
+
+UP_WINDOWS = ["up-claimed", "up-nodes-built", "up-ready", "daemon-spawned", "daemon-recorded"]
+
+
+def _leftovers(name: str) -> dict[str, object]:
+    return {"netns": lifecycle.owned_netns(name), "state": os.path.exists(naming.state_dir(name)),
+            "etc": [n for n in os.listdir("/etc/netns") if n.startswith(naming.cluster_prefix(name))]
+            if os.path.isdir("/etc/netns") else [],
+            "daemons": daemonproc.find(name)}
+
+
+@pytest.mark.parametrize("window", UP_WINDOWS)
+def test_up_killed_in_any_window_then_down_leaves_nothing(tmp_path, kernel, window):
+    """SIGKILL `netsim up` at each step (a test hook kills it there): `down` finds everything, the daemon
+    included (recorded or not), and nothing comes back after it; the name can be used again."""
+    name = unique_name("w")
+    spec = tmp_path / "c.yaml"
+    spec.write_text(f"apiVersion: netsim/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec: {{nodes: 1}}\n")
+    try:
+        r = subprocess.run([*NETSIM, "up", "-f", str(spec)], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "NETSIM_TEST_HOOK": f"kill:{window}"})
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        if window.startswith("daemon-"):
+            assert daemonproc.find(name), "the daemon should be running on its own"
+        if window == "up-ready":
+            # Built, daemon never started: status says so (exit 4); `up` of the same name starts it.
+            s = run_netsim("status", "--cluster", name, check=False)
+            assert s.returncode == 4 and "never started" in s.stdout
+            run_netsim("up", "--name", name)
+            assert run_netsim("status", "--cluster", name).returncode == 0
+        run_netsim("down", "--name", name)
+        assert _leftovers(name) == {"netns": [], "state": False, "etc": [], "daemons": []}
+        time.sleep(1.5)  # a daemon left running would write its state dir again within a pass
+        assert _leftovers(name) == {"netns": [], "state": False, "etc": [], "daemons": []}
+        if window == "daemon-spawned":
+            run_netsim("up", "-f", str(spec))
+            run_netsim("down", "--name", name)
+    finally:
+        lifecycle.down(kernel, name)

@@ -110,4 +110,5 @@ def test_delete_file_is_all_or_nothing(cluster, tmp_path):
     assert "deployment/web deleted" in out.stdout
     assert c.store.get("Deployment", "default", "web") is None
     assert not [p for p in c.pods("default") if o.name(p).startswith("web-")]
-    assert not [n for n in os.listdir("/etc/netns") if n.startswith(naming.pod_ns(c.name, "default", "web-"))]
+    web = f"{naming.pod_ns_prefix(c.name)}default{naming.POD_SEP}web-"
+    assert not [n for n in os.listdir("/etc/netns") if n.startswith(web)]

@@ -1,0 +1,40 @@
+"""Finding a cluster's daemon by its command line, and the kill hooks the root tests use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from netsim import daemonproc, testhooks
+
+
+def test_marker_matches_only_that_cluster():
+    assert daemonproc._is_daemon_of(daemonproc.argv("demo"), "demo")
+    assert not daemonproc._is_daemon_of(daemonproc.argv("demo-2"), "demo")
+    assert not daemonproc._is_daemon_of(daemonproc.argv("demo"), "demo-2")
+    assert not daemonproc._is_daemon_of(["python", "-m", "netsim.cli.main", "demo"], "demo")
+
+
+def test_find_sees_a_process_with_the_marker_and_not_after_it_ends():
+    # A stand-in with the daemon's command-line shape: `python -c ... -m netsim.daemon NAME` ends the same.
+    name = "unit-daemonproc-x"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m", daemonproc.MODULE, name])
+    try:
+        assert daemonproc.find(name) == [proc.pid] and daemonproc.is_daemon(proc.pid, name)
+        assert not daemonproc.find(name + "-2")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert daemonproc.find(name) == [] and not daemonproc.is_daemon(proc.pid, name)
+
+
+def test_checkpoint_kills_on_the_named_point_and_pass():
+    code = ("from netsim import testhooks\nfor i in range(5):\n    testhooks.checkpoint('p')\n"
+            "    print(i, flush=True)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"NETSIM_TEST_HOOK": "kill:p@3", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == -9 and r.stdout.split() == ["0", "1"]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"NETSIM_TEST_HOOK": "kill:other", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0 and r.stdout.split() == ["0", "1", "2", "3", "4"]
+    testhooks.checkpoint("p")  # unset here: nothing happens
