@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from netsim import daemonproc, testhooks
 
@@ -20,6 +21,9 @@ def test_find_sees_a_process_with_the_marker_and_not_after_it_ends():
     name = "unit-daemonproc-x"
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m", daemonproc.MODULE, name])
     try:
+        deadline = time.monotonic() + 10
+        while daemonproc.find(name) != [proc.pid] and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the child has exec'd (its command line is the parent's until then)
         assert daemonproc.find(name) == [proc.pid] and daemonproc.is_daemon(proc.pid, name)
         assert not daemonproc.find(name + "-2")
     finally:
