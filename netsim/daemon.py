@@ -486,7 +486,10 @@ class Daemon:
                         self.kubelet.adopt(pod, sb)
                     adopted += 1
                 else:
-                    self.kubelet.teardown(node, sb.namespace, sb.name)
+                    try:
+                        self.kubelet.teardown(node, sb.namespace, sb.name)
+                    except Exception:  # noqa: BLE001 - one broken leftover must not keep the daemon down
+                        log.exception("removing the sandbox of %s on %s failed", key, node)
                     removed += 1
         for pod in pods:
             node = o.node_name(pod) or ""
