@@ -8,7 +8,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from netsim import naming, state
+from netsim import daemonproc, naming, state
 from netsim.cli.main import cli
 from netsim.daemon import health_path
 from netsim.model.cluster import default_cluster
@@ -23,7 +23,8 @@ HEALTHY = {"dns": {"state": "running", "error": None, "handlerErrors": 0},
 def cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(naming, "STATE_ROOT", str(tmp_path))
     os.mkdir(naming.state_dir("demo"))
-    # the daemon pid: this process, which is alive
+    # the daemon pid: this process, which is alive (and found as the cluster's daemon, as by its command line)
+    monkeypatch.setattr(daemonproc, "find", lambda c: [os.getpid()] if c == "demo" else [])
     state.save(state.ClusterState("demo", "ready", default_cluster("demo").to_dict(), extra={"daemonPid": os.getpid()}))
     return "demo"
 
