@@ -19,6 +19,18 @@ def netns_inode(name: str) -> int:
     return os.stat(f"/run/netns/{name}").st_ino
 
 
+class HeldNetns:
+    """An open reference to a namespace about to be deleted: while it is held its inode cannot be given to
+    a new namespace (nsfs reuses freed numbers at once), so `inode` names this namespace and no other."""
+
+    def __init__(self, name: str):
+        self.fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        self.inode = os.fstat(self.fd).st_ino
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def sockets_in_netns(pid: int, inode: int) -> int:
     """How many of `pid`'s sockets live in the network namespace with `inode`."""
     pidfd = os.pidfd_open(pid)

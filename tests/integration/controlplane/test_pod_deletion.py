@@ -16,7 +16,7 @@ from tests.integration.controlplane.test_controlplane_cluster import (
     running_cluster,
     wait_for,
 )
-from tests.integration.leaks import etc_netns, netns_inode, processes_in_netns, sockets_in_netns
+from tests.integration.leaks import HeldNetns, etc_netns, processes_in_netns, sockets_in_netns
 
 pytestmark = pytest.mark.root
 
@@ -35,46 +35,48 @@ spec:
 """
 
 
-def _assert_gone(c, namespace: str, name: str, inode: int) -> None:
+def _assert_gone(c, namespace: str, name: str, held: HeldNetns) -> None:
     netns = naming.pod_ns(c.name, namespace, name)
     daemon = state.load(c.name).extra["daemonPid"]
-    assert not os.path.exists(f"/run/netns/{netns}")
-    assert not etc_netns(netns), f"/etc/netns/{netns} leaked"
-    assert processes_in_netns(inode) == []
-    assert sockets_in_netns(daemon, inode) == 0, f"the daemon still holds sockets in {netns}'s namespace"
+    try:
+        assert not os.path.exists(f"/run/netns/{netns}")
+        assert not etc_netns(netns), f"/etc/netns/{netns} leaked"
+        assert processes_in_netns(held.inode) == []
+        assert sockets_in_netns(daemon, held.inode) == 0, f"the daemon still holds sockets in {netns}'s namespace"
+    finally:
+        held.close()
 
 
 def test_delete_pod_tears_the_sandbox_down_and_leaks_nothing(cluster):
     c = cluster
     c.apply(POD % "solo")
     netns = naming.pod_ns(c.name, "default", "solo")
-    inode = netns_inode(netns)
-    assert etc_netns(netns) and processes_in_netns(inode)
+    held = HeldNetns(netns)
+    assert etc_netns(netns) and processes_in_netns(held.inode)
     out = netsim(c, "delete", "pod", "solo")
     assert "pod/solo deleted" in out.stdout
     assert c.store.get("Pod", "default", "solo") is None
-    _assert_gone(c, "default", "solo", inode)
+    _assert_gone(c, "default", "solo", held)
 
     # A CoreDNS pod: its port 53 sockets are the DNS server's, in the daemon; its replacement serves.
     dns = sorted(o.name(p) for p in c.pods("kube-system") if o.labels(p).get("k8s-app") == "kube-dns")[0]
-    dns_ns = naming.pod_ns(c.name, "kube-system", dns)
-    dns_inode = netns_inode(dns_ns)
+    dns_held = HeldNetns(naming.pod_ns(c.name, "kube-system", dns))
     daemon = state.load(c.name).extra["daemonPid"]
-    assert sockets_in_netns(daemon, dns_inode) >= 2
+    assert sockets_in_netns(daemon, dns_held.inode) >= 2
     netsim(c, "delete", "pod", dns, "-n", "kube-system")
-    _assert_gone(c, "kube-system", dns, dns_inode)
+    _assert_gone(c, "kube-system", dns, dns_held)
     ready = [p for p in c.pods("kube-system") if o.labels(p).get("k8s-app") == "kube-dns" and o.is_ready(p)]
     assert len(ready) == 2 and dns not in {o.name(p) for p in ready}
 
     # --grace-period=0 --force: out of the store at once; the kubelet removes the orphan sandbox after.
     c.apply(POD % "forced")
-    inode = netns_inode(naming.pod_ns(c.name, "default", "forced"))
+    held = HeldNetns(naming.pod_ns(c.name, "default", "forced"))
     netsim(c, "delete", "pod", "forced", "--grace-period=0", "--force", "--no-wait")
     assert c.store.get("Pod", "default", "forced") is None
     c.wait_converged(30)
     wait_for(lambda: not os.path.exists(f"/run/netns/{naming.pod_ns(c.name, 'default', 'forced')}"), 10,
              what="the orphan sandbox to go")
-    _assert_gone(c, "default", "forced", inode)
+    _assert_gone(c, "default", "forced", held)
 
 
 def test_graceful_delete_marks_the_pod_terminating_first(cluster):
