@@ -227,6 +227,7 @@ class Cluster:
         """Write back a changed object (kubectl edit, label, annotate, set image): validated and admitted as
         `apply` would, compare-and-swap on its resourceVersion (a stale one is the API server's 409 Conflict,
         `store.Conflict`). Returns the stored object."""
+        self.require_daemon()
         obj = copy.deepcopy(dict(obj))
         parsed = parse_object(obj, Source(source), self.custom_kinds())
         if getattr(parsed, "verified", True) is False:
@@ -744,6 +745,7 @@ class Cluster:
         """What applying `new_objects` (NetworkPolicies) would change: from the model, confirmed on the
         kernel by having the daemon enforce them as a what-if (never as real objects), then rolled back;
         if this process dies meanwhile, the daemon rolls the what-if back within a pass."""
+        self.require_daemon()  # the what-if is programmed by felix in the daemon
         from netsim.policy.verify import model_from_store
         policies = [x for x in new_objects if getattr(x, "kind", None) == "NetworkPolicy"]
         if len(policies) != len(new_objects):

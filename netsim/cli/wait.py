@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from netsim import lifecycle
+from netsim import daemonctl, lifecycle
 from netsim.cli import jsonpath
 from netsim.cli.common import cluster_option, handle_errors
 from netsim.cli.get import select
@@ -130,6 +130,7 @@ def wait(args: tuple[str, ...], for_: str, namespace: str, selector: str | None,
             if met(store.get(kind, ns, name), cond):
                 click.echo(f"{resource_name(kind, store)}/{name} condition met")
                 break
+            daemonctl.require(st.name)  # nothing would change while the daemon is down
             left = deadline - time.monotonic()
             if left <= 0:
                 info = kind_info(kind)

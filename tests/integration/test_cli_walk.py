@@ -41,6 +41,7 @@ NEVER = {("down", "--all")}
 UP_NAME = unique_name("walkup")
 BASE = {  # harmless command lines: each names nothing that exists
     "apply": ["-f", "/nonexistent/x.yaml"],
+    "daemon restart": ["--cluster", "nosuch"],
     "delete": ["pod", "nosuch-pod"],
     "describe": ["pod", "nosuch-pod"],
     "down": ["--name", "NOT_A_NAME"],
