@@ -13,9 +13,9 @@ retries over TCP, FORMERR for malformed queries, NOTIMP for opcodes other than Q
 carry several length-prefixed queries and are closed after `tcp_idle` seconds of silence.
 
 Malformed input never costs more than its own answer: what miekg/dns (CoreDNS's server) rejects from the
-header alone (server.go serveDNS with acceptfunc.go defaultMsgAcceptFunc: responses ignored, more than one
-question, answer or authority record, or more than two additional records) gets FORMERR before any
-parsing; a body that does not parse, or a name longer than 255 bytes on the wire (dns.ErrLongDomain),
+header alone (server.go serveDNS with acceptfunc.go defaultMsgAcceptFunc: responses ignored; not exactly
+one question, more than one answer or authority record, or more than two additional records) gets FORMERR
+before any parsing; a body that does not parse, or a name longer than 255 bytes on the wire (dns.ErrLongDomain),
 gets FORMERR; fewer than 12 bytes (no header to echo) and anything with QR set get silence; a failure while
 answering costs one SERVFAIL. TCP connections are capped (`max_tcp`) and one whose client does not read
 its replies is closed once `MAX_TCP_PENDING` bytes wait for it.

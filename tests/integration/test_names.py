@@ -13,6 +13,7 @@ from tests.conftest import run_netsim
 
 pytestmark = pytest.mark.root
 
+LONG = ".".join(["l" * 63] * 3) + ".end"  # a 196-character pod name: its sandbox gets a hashed name
 PODS = """
 apiVersion: v1
 kind: Namespace
@@ -36,7 +37,12 @@ apiVersion: v1
 kind: Pod
 metadata: {name: b-c-d, namespace: a}
 spec: {containers: [{name: c, image: x}]}
-"""
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: LONG, namespace: a-b}
+spec: {containers: [{name: c, image: x}]}
+""".replace("LONG", LONG)
 
 
 def _spec(tmp_path, name: str) -> str:
@@ -61,8 +67,11 @@ def test_lookalike_clusters_and_pods_stay_apart(tmp_path, kernel, cluster_name):
         a, b = naming.pod_ns(x, "a-b", "c-d"), naming.pod_ns(x, "a", "b-c-d")
         assert a != b and kernel.netns_exists(a) and kernel.netns_exists(b)
         assert ips["a-b/c-d"] != ips["a/b-c-d"]
+        long_ns = naming.pod_ns(x, "a-b", LONG)
+        assert naming.parse(long_ns).hashed and kernel.netns_exists(long_ns) and len(long_ns) < 100
         # exec lands in the pod it names
-        for target, key in (("a-b/c-d", "a-b/c-d"), ("a/b-c-d", "a/b-c-d"), ("fabric", "default/fabric")):
+        for target, key in (("a-b/c-d", "a-b/c-d"), ("a/b-c-d", "a/b-c-d"), ("fabric", "default/fabric"),
+                            (f"a-b/{LONG}", f"a-b/{LONG}")):
             out = run_netsim("exec", "--cluster", x, target, "--", "ip", "-4", "-o", "addr", "show", "eth0").stdout
             assert f" {ips[key]}/" in out, (target, out)
         # the pod `fabric` of x took nothing from the cluster whose name extends x
