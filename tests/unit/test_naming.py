@@ -95,3 +95,11 @@ def test_pod_files_are_short_and_distinct():
     log = naming.container_log("demo", LONG_NS, LONG_POD, "c" * 63)
     assert len(log.rsplit("/", 1)[1]) < 100
     assert naming.container_log("d", "a-b", "c-d", "x") != naming.container_log("d", "a", "b-c-d", "x")
+
+
+def test_down_refuses_a_name_that_is_no_cluster_name():
+    from netsim import lifecycle
+    from netsim.kernel.fake import FakeKernel
+    from netsim.model.errors import UsageError
+    with pytest.raises(UsageError, match="not a cluster name"):
+        lifecycle.down(FakeKernel(), "x.pod")  # would otherwise match cluster x's pods: netsim-x.pod.*
