@@ -367,6 +367,7 @@ class Simulator:
             return [self._end(br, H.VERDICT_UNREACHABLE, node, ns, H.ROUTING, H.DROPPED, reason)]
         out_dev = route.dev or ""
         masq = oc.masquerade
+        decided = oc
         if in_iface is not None or out_dev:
             again = [
                 o
@@ -385,7 +386,7 @@ class Simulator:
                 if o.dnat == oc.dnat and o.verdict == oc.verdict
             ]
             if again:
-                masq = again[0].masquerade
+                masq, decided = again[0].masquerade, again[0]
         br.hops.append(
             H.Hop(
                 node,
@@ -408,7 +409,7 @@ class Simulator:
                 H.NAT,
                 H.TRANSLATED,
                 f"masquerade {cur.src} -> {new_src}",
-                chain="MASQUERADE",
+                chain=next((st.chain for st in reversed(decided.path) if "MASQUERADE" in st.rule), "MASQUERADE"),
                 translated={"src": new_src, "dst": _hostport(dst, dport)},
             )
             cur = dataclasses.replace(cur, src=new_src)

@@ -139,7 +139,7 @@ def test_pod_to_external_host_with_nat_outgoing_is_masqueraded_and_answered():
     [p] = simulate(_nat_outgoing_view(), S.CLIENT, EXT_8000, 40000)
     assert p.verdict == H.VERDICT_DELIVERED and p.masquerade and p.returned is True
     [snat] = [h for h in p.hops if h.component == H.NAT and h.direction == "request"]
-    assert snat.node == "node-a" and snat.translated["src"] == "172.18.0.2"
+    assert snat.node == "node-a" and snat.translated["src"] == "172.18.0.2" and snat.chain == "cali-nat-outgoing"
     back = [h for h in p.hops if h.direction == "reply"]
     assert [h.node for h in back] == ["host/ext", "fabric", "node-a", "pod default/client"]
     assert "conntrack undoes the masquerade: 172.18.0.2 -> 10.244.0.2" in back[2].detail
