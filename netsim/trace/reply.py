@@ -53,8 +53,8 @@ def walk_reply(
     hops: list[H.Hop] = []
     dst = reply_dst
 
-    def hop(node: str, netns: str, component: str, action: str, detail: str, **kw: object) -> None:
-        hops.append(H.Hop(node, netns, component, action, detail, direction="reply", **kw))  # type: ignore[arg-type]
+    def hop(node: str, netns: str, component: str, action: str, detail: str, interface: str | None = None) -> None:
+        hops.append(H.Hop(node, netns, component, action, detail, interface=interface, direction="reply"))
 
     def lost(node: str, netns: str, reason: str) -> ReplyWalk:
         hop(node, netns, H.ROUTING, H.DROPPED, f"the answer is lost: {reason}")
@@ -110,10 +110,11 @@ def walk_reply(
             via = route.via or dst
             neigh = nv.neigh(dev, via)
             fdb = nv.fdb(dev, neigh.mac) if neigh is not None else None
-            remote = view.node_by_ip(fdb.dst) if fdb is not None and fdb.dst else None
+            vtep = fdb.dst if fdb is not None else None
+            remote = view.node_by_ip(vtep) if vtep else None
             if remote is None:
                 return lost(where, ns, f"{dev} cannot resolve {via} to a node")
-            hop(where, ns, H.TUNNEL, H.ENCAPSULATED, f"{dst} via {dev} to node {remote} ({fdb.dst})",  # type: ignore[union-attr]
+            hop(where, ns, H.TUNNEL, H.ENCAPSULATED, f"{dst} via {dev} to node {remote} ({vtep})",
                 interface=f"{dev} -> eth0")
             kind, where = "node", remote
             continue

@@ -7,6 +7,7 @@ import pytest
 import trace_synthetic as S
 
 from netsim.trace import hops as H
+from netsim.trace.reply import walk_reply
 from netsim.trace.simulate import simulate, strip_calico
 
 
@@ -52,6 +53,15 @@ def test_external_host_to_nodeport_is_masqueraded():
     snat = [h for h in remote.hops if h.component == H.NAT and h.action == H.TRANSLATED]
     assert snat[0].translated["src"] == "10.244.0.0"  # flannel.1's address, as MASQUERADE picks
     assert remote.hops[0].node == "host/ext" and remote.hops[1].node == "fabric"
+    # the way back: web-b answers 10.244.0.0 (node-a's flannel.1), VXLAN to node-a, conntrack undoes the
+    # masquerade there, and the fabric routes the answer to the external host
+    assert all(p.returned for p in paths)
+    walk = walk_reply(S.view(), S.EXT, "default/web-b", "10.244.1.5", "10.244.0.0", remote.snat)
+    assert walk.returned and [h.node for h in walk.hops] == ["pod default/web-b", "node-b", "node-a", "node-a",
+                                                             "host/ext"]
+    assert walk.hops[1].action == H.ENCAPSULATED and "-> 203.0.113.10" in walk.hops[2].detail
+    lost = walk_reply(S.view(), S.EXT, "default/web-b", "10.244.1.5", "10.244.0.0", [])
+    assert not lost.returned and "node node-a (10.244.0.0), which did not send the request" in lost.reason
 
 
 def test_direct_pod_to_pod_needs_no_nat():
