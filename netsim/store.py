@@ -220,6 +220,10 @@ class Store(ABC):
     def current_rv(self) -> int:
         """The newest resourceVersion (0 for an empty store)."""
 
+    def kinds_in(self, namespace: str) -> set[str]:
+        """The kinds of the objects stored in `namespace` (what deleting the namespace must delete)."""
+        raise NotImplementedError
+
     def compact(self, rv: int) -> int:
         """Drop change-log entries before `rv`, as etcd's compaction; returns how many went."""
         with self.transaction() as tx:
@@ -291,6 +295,9 @@ class _Ops:
 
     def current_rv(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(rv), 0) FROM changes").fetchone()[0]
+
+    def kinds_in(self, namespace: str) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT kind FROM objects WHERE namespace=?", (namespace,))}
 
     def compacted_rv(self) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE key='compacted'").fetchone()
@@ -480,6 +487,9 @@ class _TxStore(Store):
     def current_rv(self):
         return self._ops.current_rv()
 
+    def kinds_in(self, namespace):
+        return self._ops.kinds_in(namespace)
+
     def compact(self, rv):
         return self._ops.compact(rv)
 
@@ -570,6 +580,10 @@ class SQLiteStore(Store):
     def current_rv(self):
         with self._read() as ops:
             return ops.current_rv()
+
+    def kinds_in(self, namespace):
+        with self._read() as ops:
+            return ops.kinds_in(namespace)
 
     def changes_since(self, rv, limit=None):
         with self._read() as ops:

@@ -7,7 +7,10 @@ removes it after tearing the sandbox down (CNI DEL, the netns, its /etc/netns en
 sockets bound in it). An unbound pod, a pod that already finished (Succeeded/Failed) or a delete with grace
 period 0 is removed at once (the same CheckGracefulDelete); the kubelet then finds the sandbox without a pod
 and removes it as its garbage collection does. Other kinds are removed at once; what they own goes through
-the garbage collector (pods again through termination).
+the garbage collector (pods again through termination). Deleting a Namespace deletes everything in it in
+the same transaction, pods through termination, as the namespace controller does
+(k8s pkg/controller/namespace/deletion/namespaced_resources_deleter.go); unlike upstream, the Namespace
+object itself goes at once instead of staying Terminating until it is empty.
 
 kubectl's flags (k8s kubectl pkg/cmd/delete/delete.go, DeleteOptions.Complete): `--grace-period=0` without
 `--force` becomes 1 (graceful, "to prevent accidental data loss"); `--force` without a grace period means 0.
@@ -66,18 +69,27 @@ def delete_objects(store: Store, targets: Sequence[Target], now: float, *, grace
                 raise UsageError(f"{t.describe()}: not found; nothing was deleted")
             found.append(cur)
         for cur in found:
-            kind, ns, name = cur["kind"], o.namespace(cur), o.name(cur)
-            if kind == "Pod" and _graceful(cur, grace):
-                if not o.is_terminating(cur):
-                    md = cur["metadata"]
-                    md["deletionTimestamp"] = rfc3339(now)
-                    md["deletionGracePeriodSeconds"] = grace if grace is not None else int(
-                        (cur.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-                    tx.update(cur)
-            else:
-                tx.delete(kind, ns, name)
+            kind, name = cur["kind"], o.name(cur)
+            if kind == "Namespace":
+                for k in sorted(tx.kinds_in(name)):
+                    for inner in tx.list(k, name):
+                        _delete_one(tx, inner, grace, now)
+            _delete_one(tx, cur, grace, now)
             lines.append(f"{kind.lower()}/{name} deleted")
     return lines
+
+
+def _delete_one(tx: Store, cur: dict, grace: int | None, now: float) -> None:
+    kind, ns, name = cur["kind"], o.namespace(cur), o.name(cur)
+    if kind == "Pod" and _graceful(cur, grace):
+        if not o.is_terminating(cur):
+            md = cur["metadata"]
+            md["deletionTimestamp"] = rfc3339(now)
+            md["deletionGracePeriodSeconds"] = grace if grace is not None else int(
+                (cur.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+            tx.update(cur)
+    else:
+        tx.delete(kind, ns, name)
 
 
 def _graceful(pod: dict, grace: int | None) -> bool:

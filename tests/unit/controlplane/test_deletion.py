@@ -58,3 +58,16 @@ def test_a_missing_target_deletes_nothing_and_is_named(store):
                                               (-1, True, 0), (5, False, 5), (5, True, 5)])
 def test_kubectl_grace_period_reading(grace, force, want):
     assert effective_grace(grace, force) == want
+
+
+def test_deleting_a_namespace_deletes_its_contents_pods_through_termination(store):
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+    other = _pod("elsewhere")
+    other["metadata"]["namespace"] = "other"
+    store.create(other)
+    delete_objects(store, [Target("Namespace", None, "default")], 0.0)
+    assert store.get("Namespace", None, "default") is None
+    assert store.get("Service", "default", "web") is None and store.get("Pod", "default", "unbound") is None
+    assert "deletionTimestamp" in store.get("Pod", "default", "bound")["metadata"]  # the kubelet removes it
+    assert "deletionTimestamp" not in store.get("Pod", "other", "elsewhere")["metadata"]
