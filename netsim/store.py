@@ -34,6 +34,7 @@ import contextlib
 import copy
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -519,6 +520,9 @@ class SQLiteStore(Store):
         self.path = str(path)
         self.clock = clock
         self._lock = threading.RLock()  # one connection per store object; threads take turns on it
+        if self.path != ":memory:" and not os.path.exists(self.path):
+            # Created 0600 whoever opens it first; SQLite gives the -wal and -shm files the same mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         self._conn = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout={self.BUSY_TIMEOUT_MS}")

@@ -24,6 +24,7 @@ PROBE = ("echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G); "
          "if cat /run/netsim/*/store.db >/dev/null 2>&1; then echo store=readable; else echo store=hidden; fi; "
          "echo clusters=$(ls /run/netsim | wc -l); grep CapEff /proc/self/status; "
          "echo host=$(hostname); grep -c 'nameserver 10.96.0.10' /etc/resolv.conf; "
+         "if nsenter --net=/proc/1/ns/net true 2>/dev/null; then echo enter=yes; else echo enter=no; fi; "
          "python3 -c 'import socket; s = socket.socket(); s.bind((\"0.0.0.0\", 80)); print(\"bound=80\")'; "
          "echo done; sleep 600")
 
@@ -82,6 +83,7 @@ def test_a_container_without_a_user_runs_as_nobody_and_cannot_see_the_state(clus
     seen = _log(cluster, "plain")
     assert seen["uid"] == "65534" and seen["gid"] == "65534", seen
     assert seen["store"] == "hidden" and seen["clusters"] == "0", seen  # /run/netsim is masked
+    assert seen["enter"] == "no", seen  # no capabilities: no other namespace
     assert int(seen["CapEff"], 16) == 0, seen
     assert seen["host"] == "plain" and seen["resolv"] == "1", seen  # its own UTS name and resolv.conf
     assert seen["bound"] == "80", seen  # ip_unprivileged_port_start=0 in the pod's netns, as containerd
@@ -99,6 +101,7 @@ def test_a_root_container_keeps_only_the_runtime_default_capabilities(cluster):
     assert seen["uid"] == "0", seen
     assert int(seen["CapEff"], 16) == _caps(DEFAULT_CAPS), seen  # no CAP_SYS_ADMIN: cannot unmask
     assert seen["store"] == "hidden" and seen["clusters"] == "0", seen
+    assert seen["enter"] == "no", seen  # nor enter the host's (or any other) network namespace
 
 
 def test_run_as_non_root_refuses_uid_0_as_the_kubelet_does(cluster):
