@@ -189,7 +189,7 @@ def _network(value: str, f: Fields, key: str) -> ipaddress.IPv4Network:
 def cluster_name_problem(name: str) -> str | None:
     """Why `name` cannot name a cluster (it names namespaces and the state dir), or None."""
     if not naming.is_cluster_name(name):
-        return (f"{name!r} must be a lowercase DNS label of at most {MAX_CLUSTER_NAME} characters "
+        return (f"{name!r} is not a cluster name: a lowercase DNS label of at most {MAX_CLUSTER_NAME} characters "
                 "(it names namespaces and files)")
     return None
 
