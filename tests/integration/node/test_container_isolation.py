@@ -24,7 +24,8 @@ PROBE = ("echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G); "
          "if cat /run/netsim/*/store.db >/dev/null 2>&1; then echo store=readable; else echo store=hidden; fi; "
          "echo clusters=$(ls /run/netsim | wc -l); grep CapEff /proc/self/status; "
          "echo host=$(hostname); grep -c 'nameserver 10.96.0.10' /etc/resolv.conf; "
-         "if nsenter --net=/proc/1/ns/net true 2>/dev/null; then echo enter=yes; else echo enter=no; fi; "
+         # setns() into any network namespace, even its own, needs CAP_SYS_ADMIN (pid 1's may be unopenable)
+         "if nsenter --net=/proc/self/ns/net true 2>/dev/null; then echo enter=yes; else echo enter=no; fi; "
          "python3 -c 'import socket; s = socket.socket(); s.bind((\"0.0.0.0\", 80)); print(\"bound=80\")'; "
          "echo done; sleep 600")
 
