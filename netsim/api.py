@@ -48,7 +48,7 @@ from netsim.scenario.selectors import (
     parse_source,
     parse_target,
 )
-from netsim.store import StoreError, identity
+from netsim.store import Conflict, StoreError, identity
 
 CONVERGE_TIMEOUT = 120.0  # seconds a command waits for the daemon to reflect its writes
 
@@ -403,22 +403,31 @@ class Cluster:
         self.wait_converged(max(1.0, deadline - time.monotonic()))
 
     def node_fail(self, name: str) -> None:
-        self._set_failed(name, True)
+        self.set_node_failed(name, True)
 
     def node_restore(self, name: str) -> None:
-        self._set_failed(name, False)
+        self.set_node_failed(name, False)
 
-    def _set_failed(self, name: str, failed: bool) -> None:
+    def set_node_failed(self, name: str, failed: bool) -> None:
+        """Mark a node failed (cut off, its agents stopped) or restored. The daemon writes the Node's
+        heartbeat every second, so the read-modify-write retries on a lost compare-and-swap, as a controller
+        re-reads and retries on the API server's 409."""
         self.require_daemon()
-        obj = self.store.get("Node", None, name)
-        if obj is None:
-            raise UsageError(f"cluster {self.name} has no node {name!r}")
-        ann = obj["metadata"].setdefault("annotations", {})
-        if failed:
-            ann[FAILED_ANNOTATION] = "true"
-        else:
-            ann.pop(FAILED_ANNOTATION, None)
-        self.store.update(obj)
+        for _ in range(20):
+            obj = self.store.get("Node", None, name)
+            if obj is None:
+                raise UsageError(f"cluster {self.name} has no node {name!r}")
+            ann = obj["metadata"].setdefault("annotations", {})
+            if failed:
+                ann[FAILED_ANNOTATION] = "true"
+            else:
+                ann.pop(FAILED_ANNOTATION, None)
+            try:
+                self.store.update(obj)
+                return
+            except Conflict:
+                continue
+        raise UsageError(f"node {name}: kept losing the update to concurrent writers; try again")
 
     # -- where things are ----------------------------------------------------------------------------
     def sources(self, selector: str | Selector) -> list[Endpoint]:

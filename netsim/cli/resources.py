@@ -19,7 +19,7 @@ from netsim.cli.kinds import custom_kinds, is_namespaced, resolve_kind
 from netsim.controlplane import events as ev
 from netsim.controlplane import rollout as ro
 from netsim.controlplane.deletion import Target
-from netsim.daemon import FAILED_ANNOTATION, open_store
+from netsim.daemon import open_store
 from netsim.model import registry
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source, SpecError, UsageError
@@ -337,17 +337,13 @@ def _set_failed(name: str, cluster: str | None, failed: bool, wait: bool, timeou
     st = lifecycle.resolve_cluster(cluster)
     if st.node(name) is None:
         raise UsageError(f"cluster {st.name} has no node {name!r}")
-    daemonctl.require(st.name)
-    store = open_store(st.name)
-    obj = store.get("Node", None, name)
-    ann = obj["metadata"].setdefault("annotations", {})
-    if failed:
-        ann[FAILED_ANNOTATION] = "true"
-    else:
-        ann.pop(FAILED_ANNOTATION, None)
-    store.update(obj)
-    click.echo(f"node/{name} {'failed' if failed else 'restored'}")
-    _wait(st.name, store.current_rv(), wait, timeout)
+    c = Cluster(st.name)
+    try:
+        c.set_node_failed(name, failed)
+        click.echo(f"node/{name} {'failed' if failed else 'restored'}")
+        _wait(st.name, c.store.current_rv(), wait, timeout)
+    finally:
+        c.close()
 
 
 @node.command("fail")
