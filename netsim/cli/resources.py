@@ -15,6 +15,7 @@ import yaml
 from netsim import daemonctl, lifecycle, naming, preflight
 from netsim.api import Cluster, check_scale
 from netsim.cli.common import SECONDS, cluster_option, emit, handle_errors
+from netsim.cli.get import select
 from netsim.cli.kinds import custom_kinds, is_namespaced, resolve_kind
 from netsim.controlplane import events as ev
 from netsim.controlplane import rollout as ro
@@ -88,15 +89,17 @@ def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, cluster: 
               help="Seconds a pod is given to terminate (-1: its own; 0 only with --force).")
 @click.option("--force", is_flag=True, help="With --grace-period=0: remove pods from the store at once.")
 @click.option("--ignore-not-found", is_flag=True, help="Absent objects are not an error.")
+@click.option("-l", "--selector", default=None, help="Delete the objects of KIND whose labels match.")
+@click.option("--all", "all_", is_flag=True, help="Delete every object of KIND in the namespace.")
 @cluster_option
 @wait_option
 @timeout_option
 @handle_errors
 def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], recursive: bool, namespace: str,
-           grace_period: int, force: bool, ignore_not_found: bool, cluster: str | None, wait: bool,
-           timeout: float) -> None:
-    """Delete objects by manifest (-f) or by KIND NAME...: all of them or none. Pods terminate first (the
-    kubelet tears their sandbox down), as in Kubernetes."""
+           grace_period: int, force: bool, ignore_not_found: bool, selector: str | None, all_: bool,
+           cluster: str | None, wait: bool, timeout: float) -> None:
+    """Delete objects by manifest (-f), by KIND NAME..., TYPE/NAME..., or KIND with -l/--all: all of them or
+    none. Pods terminate first (the kubelet tears their sandbox down), as in Kubernetes."""
     st = lifecycle.resolve_cluster(cluster)
     store = open_store(st.name)
     targets: list[Target] = []
@@ -105,11 +108,28 @@ def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], rec
                                    skip_unknown=True):
             ns = (x.meta.namespace or namespace) if _namespaced(x.kind, store) else None
             targets.append(Target(x.kind, ns, x.meta.name, src))
+    elif kind and "/" in kind:
+        for arg in (kind, *names):
+            k_text, sep, name = arg.partition("/")
+            if not sep or not name:
+                raise UsageError(f"{arg!r}: use TYPE/NAME for every object, or KIND NAME...")
+            k = _kind(k_text, store)
+            targets.append(Target(k, namespace if _namespaced(k, store) else None, name))
     elif kind and names:
+        if selector or all_:
+            raise UsageError("name objects or select them with -l/--all, not both")
         k = _kind(kind, store)
         targets = [Target(k, namespace if _namespaced(k, store) else None, n) for n in names]
+    elif kind and (selector or all_):
+        k = _kind(kind, store)
+        ns = namespace if _namespaced(k, store) else None
+        targets = [Target(k, ns, o["metadata"]["name"])
+                   for o in select(store, k, [], namespace, False, selector, None)]
+        if not targets:
+            click.echo(f"No resources found{' in ' + namespace + ' namespace' if ns else ''}.", err=True)
+            return
     else:
-        raise UsageError("say what to delete: -f FILE, or KIND NAME")
+        raise UsageError("say what to delete: -f FILE, KIND NAME..., TYPE/NAME..., or KIND -l SELECTOR / --all")
     c = Cluster(cluster)
     try:
         for line in c.delete_objects(targets, grace_period=grace_period, force=force,

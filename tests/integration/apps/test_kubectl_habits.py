@@ -176,3 +176,32 @@ def test_watch_prints_changes(cluster):
     lines = [line for line in out.splitlines() if line.strip()]
     assert lines[0].split()[0] == "NAME" and len(lines) >= 3, (out, err)
     assert any(line.split()[1] == "1/1" for line in lines[2:]), out
+
+
+def test_delete_by_selector_all_and_type_name(cluster):
+    n = cluster.name
+    cluster.apply("""
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-a, labels: {batch: x}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-b, labels: {batch: x}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-keep}
+""")
+    out = netsim(n, "delete", "cm", "-l", "batch=x").stdout
+    assert "cm-a" in out and "cm-b" in out and "cm-keep" not in out
+    assert netsim(n, "get", "cm", "-o", "name").stdout.split() == ["configmap/cm-keep"]
+    none = netsim(n, "delete", "cm", "-l", "batch=x")
+    assert "No resources found" in none.stderr
+    both = netsim(n, "delete", "cm", "cm-keep", "-l", "batch=x", check=False)
+    assert both.returncode == 2
+    netsim(n, "delete", "svc/web", "deploy/web")
+    assert cluster.store.get("Service", "default", "web") is None
+    assert cluster.store.get("Deployment", "default", "web") is None
+    netsim(n, "delete", "cm", "--all")
+    assert cluster.store.list("ConfigMap", "default") == []
