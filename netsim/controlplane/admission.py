@@ -59,7 +59,7 @@ class Allocators:
             if p.get("nodePort"):
                 self.node_ports.allocate(p["nodePort"], owner=key)
         if spec.get("healthCheckNodePort"):
-            self.node_ports.allocate(spec["healthCheckNodePort"], owner=key)
+            self.node_ports.allocate(spec["healthCheckNodePort"], owner=f"{key} healthCheck")
         for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
             if ing.get("ip") and self.lb_ips is not None:
                 self.lb_ips.allocate(ing["ip"], owner=key)
@@ -121,15 +121,29 @@ def admit_service(svc: dict[str, Any], stored: Mapping[str, Any] | None, alloc: 
         spec["clusterIP"] = alloc.cluster_ips.allocate(requested, owner=key, obj=f"Service {key}")
         spec["clusterIPs"] = [spec["clusterIP"]]
     if spec.get("type") in ("NodePort", "LoadBalancer"):
+        needs_hc = spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+        hc_owner = f"{key} healthCheck"
+        if needs_hc and spec.get("healthCheckNodePort"):
+            # A requested health check port is reserved before the nodePorts are picked, so an allocated
+            # nodePort never lands on it (upstream allocates it in the same operation and refuses a clash).
+            spec["healthCheckNodePort"] = alloc.node_ports.allocate(
+                spec["healthCheckNodePort"], owner=hc_owner, obj=f"Service {key}", field="spec.healthCheckNodePort")
+        # allocateLoadBalancerNodePorts: false -> no new nodePorts, but requested ones are honoured
+        # (pkg/registry/core/service/storage/alloc.go initNodePorts / shouldAllocateNodePorts).
+        allocate_new = spec.get("type") == "NodePort" or spec.get("allocateLoadBalancerNodePorts") is not False
         old_ports = {(p.get("port"), p.get("protocol", "TCP")): p for p in old_spec.get("ports") or []}
         for i, p in enumerate(spec.get("ports") or []):
             old = old_ports.get((p.get("port"), p.get("protocol", "TCP")), {})
-            p["nodePort"] = alloc.node_ports.allocate(p.get("nodePort") or old.get("nodePort"), owner=key,
-                                                      obj=f"Service {key}", field=f"spec.ports[{i}].nodePort")
-        if spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
+            want = p.get("nodePort") or (old.get("nodePort") if allocate_new else None)
+            if want is None and not allocate_new:
+                p.pop("nodePort", None)
+                continue
+            p["nodePort"] = alloc.node_ports.allocate(want, owner=key, obj=f"Service {key}",
+                                                      field=f"spec.ports[{i}].nodePort")
+        if needs_hc and not spec.get("healthCheckNodePort"):
             spec["healthCheckNodePort"] = alloc.node_ports.allocate(
-                spec.get("healthCheckNodePort") or old_spec.get("healthCheckNodePort"), owner=key,
-                obj=f"Service {key}", field="spec.healthCheckNodePort")
+                old_spec.get("healthCheckNodePort"), owner=hc_owner, obj=f"Service {key}",
+                field="spec.healthCheckNodePort")
     if spec.get("type") == "LoadBalancer" and alloc.lb_ips is not None:
         old_ing = ((stored or {}).get("status") or {}).get("loadBalancer", {}).get("ingress") or []
         want = spec.get("loadBalancerIP") or (old_ing[0].get("ip") if old_ing else None)

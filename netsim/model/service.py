@@ -8,8 +8,17 @@ ExternalName, allocateLoadBalancerNodePorts true for LoadBalancer.
 Validation as pkg/apis/core/validation ValidateService: port names required with more than one port, unique
 DNS labels; unique port/protocol pairs; nodePort not with ClusterIP; headless ("None") only for ClusterIP;
 ExternalName needs externalName and no clusterIP; healthCheckNodePort only for LoadBalancer with Local;
-loadBalancerSourceRanges only for LoadBalancer; ClientIP timeout 1..86400.
-NodePorts must lie in the apiserver's default --service-node-port-range 30000-32767, which netsim uses.
+loadBalancerSourceRanges (and the service.beta.kubernetes.io/load-balancer-source-ranges annotation) only
+for LoadBalancer, each entry whitespace-trimmed before it is checked as a CIDR; ClientIP timeout 1..86400.
+NodePorts must lie in the apiserver's default --service-node-port-range 30000-32767, which netsim uses; a
+requested healthCheckNodePort already used as one of the Service's nodePorts is refused, as the registry's
+allocator refuses it (pkg/registry/core/service/storage/alloc.go allocHealthCheckNodePort: "provided port is
+already allocated").
+IP families as the registry's initIPFamilyFields (pkg/registry/core/service/storage/alloc.go) on a
+single-stack IPv4 cluster (netsim's service network is IPv4 only): ipFamilyPolicy defaults to SingleStack
+(RequireDualStack for headless services without a selector, which alone may ask for two families);
+RequireDualStack is refused ("this cluster is not configured for dual-stack services"), an IPv6 family is
+refused ("not configured on this cluster"); PreferDualStack keeps its policy and gets the one family IPv4.
 """
 
 from __future__ import annotations
@@ -26,6 +35,13 @@ from netsim.model.selectors import LabelSelector, validate_labels
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 NODE_PORT_RANGE = (30000, 32767)
 DEFAULT_CLIENT_IP_TIMEOUT = 10800
+IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+IP_FAMILIES = ("IPv4", "IPv6")
+# The service IP families this cluster serves (kube-apiserver --service-cluster-ip-range): IPv4 only.
+CLUSTER_IP_FAMILIES = ("IPv4",)
+# pkg/apis/core/annotation_key_constants.go AnnotationLoadBalancerSourceRangesKey (a cloud-provider annotation:
+# kube-proxy reads spec.loadBalancerSourceRanges only, so netsim validates it and does not filter on it).
+LB_SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,8 @@ class Service:
     health_check_node_port: int | None = None
     publish_not_ready_addresses: bool = False
     allocate_load_balancer_node_ports: bool | None = None
+    ip_family_policy: str | None = None  # None only for ExternalName
+    ip_families: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -95,6 +113,7 @@ class Service:
             "healthCheckNodePort": self.health_check_node_port,
             "publishNotReadyAddresses": self.publish_not_ready_addresses or None,
             "allocateLoadBalancerNodePorts": self.allocate_load_balancer_node_ports,
+            "ipFamilyPolicy": self.ip_family_policy, "ipFamilies": list(self.ip_families),
         }))
         if self.session_affinity_timeout is not None:
             spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": self.session_affinity_timeout}}
@@ -152,8 +171,8 @@ def parse_service(doc: Any, source: Source) -> Service:
         {"type", "ports", "selector", "clusterIP", "clusterIPs", "externalIPs", "externalName", "loadBalancerIP",
          "loadBalancerSourceRanges", "sessionAffinity", "sessionAffinityConfig", "externalTrafficPolicy",
          "internalTrafficPolicy", "healthCheckNodePort", "publishNotReadyAddresses",
-         "allocateLoadBalancerNodePorts"},
-        {"ipFamilies", "ipFamilyPolicy", "loadBalancerClass", "trafficDistribution"})
+         "allocateLoadBalancerNodePorts", "ipFamilies", "ipFamilyPolicy"},
+        {"loadBalancerClass", "trafficDistribution"})
     svc_type = spec.str("type", "ClusterIP", choices=SERVICE_TYPES)
     cluster_ip = spec.str("clusterIP") or None
     if cluster_ip is not None and cluster_ip != "None":
@@ -181,10 +200,7 @@ def parse_service(doc: Any, source: Source) -> Service:
     selector = validate_labels(spec.get("selector"), source=spec.source, obj=spec.obj, path=spec._p("selector"))
     external_ips = tuple(sf.non_special_ip(spec, f"externalIPs[{i}]", v)
                          for i, v in enumerate(spec.list("externalIPs")))
-    lb_ranges = tuple(sf.cidr(spec, f"loadBalancerSourceRanges[{i}]", v)
-                      for i, v in enumerate(spec.list("loadBalancerSourceRanges")))
-    if lb_ranges and svc_type != "LoadBalancer":
-        raise spec.error("loadBalancerSourceRanges", "may only be used when type is 'LoadBalancer'")
+    lb_ranges = _source_ranges(spec, meta, root, svc_type)
     lb_ip = spec.str("loadBalancerIP") or None
     if lb_ip is not None:
         lb_ip = sf.ip_address(spec, "loadBalancerIP", lb_ip)
@@ -219,15 +235,106 @@ def parse_service(doc: Any, source: Source) -> Service:
                                                     "externalTrafficPolicy Local")
         if not 1 <= hc <= 65535:
             raise spec.error("healthCheckNodePort", f"port {hc} is out of range 1-65535")
+        for i, p in enumerate(ports):
+            if p.node_port == hc:
+                raise spec.error("healthCheckNodePort", f"failed to allocate requested HealthCheck NodePort "
+                                                        f"{hc}: provided port is already allocated (it is "
+                                                        f"spec.ports[{i}].nodePort)")
     alloc = spec.bool("allocateLoadBalancerNodePorts")
     if svc_type == "LoadBalancer" and alloc is None:
         alloc = True
     elif svc_type != "LoadBalancer" and alloc is not None:
         raise spec.error("allocateLoadBalancerNodePorts", "may only be used when type is 'LoadBalancer'")
+    policy, families = _ip_families(spec, svc_type, cluster_ip, cluster_ips, bool(selector))
     return Service(meta=meta, type=svc_type, ports=ports, selector=selector, cluster_ip=cluster_ip,
                    cluster_ips=cluster_ips, external_ips=external_ips, external_name=external_name,
                    load_balancer_ip=lb_ip, load_balancer_source_ranges=lb_ranges, session_affinity=affinity,
                    session_affinity_timeout=timeout, external_traffic_policy=etp, internal_traffic_policy=itp,
                    health_check_node_port=hc,
                    publish_not_ready_addresses=bool(spec.bool("publishNotReadyAddresses", False)),
-                   allocate_load_balancer_node_ports=alloc, extra=extra)
+                   allocate_load_balancer_node_ports=alloc, ip_family_policy=policy, ip_families=families,
+                   extra=extra)
+
+
+def _source_ranges(spec: Fields, meta: ObjectMeta, root: Fields, svc_type: str) -> tuple[str, ...]:
+    """spec.loadBalancerSourceRanges, trimmed and normalised; the annotation is validated the same way.
+
+    ValidateService (pkg/apis/core/validation/validation.go): "due to a historical accident around
+    transition from the annotation value, these values are allowed to be space-padded", so each entry is
+    strings.TrimSpace'd before IsValidCIDR; the annotation is a comma-separated list, each item trimmed;
+    either is forbidden unless type is LoadBalancer. kube-proxy trims too (the stored value keeps its
+    padding upstream; netsim stores the trimmed form, which every reader would compute anyway).
+    """
+    ranges = []
+    for i, v in enumerate(spec.list("loadBalancerSourceRanges")):
+        ranges.append(sf.cidr(spec, f"loadBalancerSourceRanges[{i}]", v.strip() if isinstance(v, str) else v))
+    if ranges and svc_type != "LoadBalancer":
+        raise spec.error("loadBalancerSourceRanges", "may only be used when type is 'LoadBalancer'")
+    ann = meta.annotations.get(LB_SOURCE_RANGES_ANNOTATION)
+    if ann is not None:
+        key = f"metadata.annotations[{LB_SOURCE_RANGES_ANNOTATION}]"
+        if svc_type != "LoadBalancer":
+            raise root.error(key, "may only be used when type is 'LoadBalancer'")
+        if ann.strip():
+            for item in ann.strip().split(","):
+                sf.cidr(root, key, item.strip())
+    return tuple(ranges)
+
+
+def _ip_families(spec: Fields, svc_type: str, cluster_ip: str | None, cluster_ips: tuple[str, ...],
+                 has_selector: bool) -> tuple[str | None, tuple[str, ...]]:
+    """(ipFamilyPolicy, ipFamilies) after validation and defaulting on this single-stack IPv4 cluster.
+
+    ValidateService refuses unknown or duplicate families and either field on ExternalName services; the
+    registry's initIPFamilyFields (pkg/registry/core/service/storage/alloc.go) defaults the policy, refuses
+    SingleStack with two families, infers families from clusterIPs, lets a headless selectorless Service
+    have both families, and refuses RequireDualStack and unconfigured families for every other Service.
+    """
+    raw_policy = spec.str("ipFamilyPolicy")
+    raw = spec.list("ipFamilies")
+    if svc_type == "ExternalName":
+        if raw_policy is not None:
+            raise spec.error("ipFamilyPolicy", "may not be set for ExternalName services")
+        if raw:
+            raise spec.error("ipFamilies", "may not be set for ExternalName services")
+        return None, ()
+    if raw_policy is not None and raw_policy not in IP_FAMILY_POLICIES:
+        raise spec.error("ipFamilyPolicy", f"Unsupported value: {raw_policy!r}: supported values: "
+                                           + ", ".join(repr(v) for v in IP_FAMILY_POLICIES))
+    families: list[str] = []
+    for i, fam in enumerate(raw):
+        if fam not in IP_FAMILIES:
+            raise spec.error(f"ipFamilies[{i}]", f"Unsupported value: {fam!r}: supported values: 'IPv4', 'IPv6'")
+        if fam in families:
+            raise spec.error(f"ipFamilies[{i}]", f"Duplicate value: {fam!r}")
+        families.append(fam)
+    if len(families) > 2:
+        raise spec.error("ipFamilies", "may specify no more than two IP families")
+    headless_selectorless = cluster_ip == "None" and not has_selector
+    policy = raw_policy or ("RequireDualStack" if headless_selectorless else "SingleStack")
+    if policy == "SingleStack" and len(families) == 2:
+        raise spec.error("ipFamilyPolicy", "Invalid value: 'SingleStack': must be 'RequireDualStack' or "
+                                           "'PreferDualStack' when multiple IP families are specified")
+    ips = [ip for ip in (cluster_ips or ((cluster_ip,) if cluster_ip else ())) if ip != "None"]
+    for i, ip in enumerate(ips):
+        fam = "IPv6" if ":" in ip else "IPv4"
+        if i < len(families):
+            if families[i] != fam:
+                raise spec.error(f"clusterIPs[{i}]", f"expected an {families[i]} value as indicated by "
+                                                     f"`ipFamilies[{i}]`")
+        elif fam not in CLUSTER_IP_FAMILIES:
+            raise spec.error(f"clusterIPs[{i}]", f"{fam} is not configured on this cluster")
+        else:
+            families.append(fam)
+    if headless_selectorless:
+        families = families or [CLUSTER_IP_FAMILIES[0]]
+        if len(families) < 2 and policy != "SingleStack":
+            families.append("IPv6" if families[0] == "IPv4" else "IPv4")
+        return policy, tuple(families)
+    if policy == "RequireDualStack" and len(CLUSTER_IP_FAMILIES) < 2:
+        raise spec.error("ipFamilyPolicy", "Invalid value: 'RequireDualStack': this cluster is not configured "
+                                           "for dual-stack services")
+    for i, fam in enumerate(families):
+        if fam not in CLUSTER_IP_FAMILIES:
+            raise spec.error(f"ipFamilies[{i}]", f"Invalid value: {fam!r}: not configured on this cluster")
+    return policy, tuple(families or [CLUSTER_IP_FAMILIES[0]])

@@ -50,3 +50,31 @@ def test_missing_namespaces_are_created_first():
 def test_headless_gets_no_cluster_ip():
     out = admit([svc("h", clusterIP="None")], default_cluster(), [], ["default"])
     assert out[0]["spec"]["clusterIP"] == "None"
+
+
+def test_allocate_load_balancer_node_ports_false_allocates_none_but_honours_requests():
+    """initNodePorts (pkg/registry/core/service/storage/alloc.go): with allocateLoadBalancerNodePorts false
+    no nodePort is picked, a requested one is still reserved; the health check port is still allocated."""
+    spec = default_cluster()
+    two = [{"name": "a", "port": 80, "protocol": "TCP"}, {"name": "b", "port": 81, "protocol": "TCP",
+                                                            "nodePort": 30500}]
+    out = admit([svc("lb", type="LoadBalancer", allocateLoadBalancerNodePorts=False, ports=two,
+                     externalTrafficPolicy="Local")], spec, [], ["default"])
+    ports = out[0]["spec"]["ports"]
+    assert "nodePort" not in ports[0] and ports[1]["nodePort"] == 30500
+    assert out[0]["spec"]["healthCheckNodePort"] == 30000
+    assert out[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "172.18.255.1"
+    with pytest.raises(SpecError, match="already allocated"):
+        admit([svc("np", type="NodePort", ports=[{"port": 80, "nodePort": 30500}])], spec, out, ["default"])
+
+
+def test_requested_health_check_port_is_not_handed_out_as_a_node_port():
+    """The lowest free port would be 30000; a requested healthCheckNodePort 30000 is reserved first, so the
+    Service's nodePort is another one (upstream refuses a nodePort == healthCheckNodePort)."""
+    spec = default_cluster()
+    out = admit([svc("lb", type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=30000)],
+                spec, [], ["default"])
+    assert out[0]["spec"]["healthCheckNodePort"] == 30000
+    assert out[0]["spec"]["ports"][0]["nodePort"] == 30001
+    again = admit([out[0]], spec, out, ["default"])  # re-applying the stored object changes nothing
+    assert again[0]["spec"] == out[0]["spec"]

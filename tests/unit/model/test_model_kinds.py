@@ -293,7 +293,8 @@ def test_service_loadbalancer(objs):
     assert s.port_by_name("http").target_port == "http"
     assert s.port_by_name("dns").target_port == 53
     assert s.publish_not_ready_addresses
-    assert s.extra == {"ipFamilyPolicy": "SingleStack"}
+    assert s.extra == {}
+    assert (s.ip_family_policy, s.ip_families) == ("SingleStack", ("IPv4",))
 
 
 def test_headless_and_external_name(objs):
