@@ -3,7 +3,8 @@
 - Service ClusterIPs, NodePorts (and health check node ports) are allocated at creation, as the API
   server's registry does (pkg/registry/core/service/storage), keeping what an existing object already has:
   a user-chosen value is honoured or refused when taken or out of range.
-- LoadBalancer services get an ingress IP from the cluster's pool, as MetalLB's controller would.
+- LoadBalancer services get an ingress IP from the cluster's pool, as MetalLB's controller would: the one
+  its `metallb.io/loadBalancerIPs` annotation or spec.loadBalancerIP requests, else the lowest free one.
 - externalIPs that would break the node network are refused (`external_ip_problem`): netsim announces an
   external IP by routing it to loopback on one node and answering ARP for it, so a node IP, the fabric
   gateway or an external host's address there would take that address away from its owner.
@@ -23,6 +24,8 @@ from netsim.model.errors import SpecError
 from netsim.proxy.alloc import ClusterIPAllocator, LoadBalancerIPAllocator, NodePortAllocator
 
 DNS_SERVICE = ("kube-system", "kube-dns")
+# MetalLB's requested-IP annotations, the current one first (metallb controller/service.go).
+LB_IPS_ANNOTATIONS = ("metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs")
 
 
 def _key(o: Mapping[str, Any]) -> str:
@@ -146,10 +149,49 @@ def admit_service(svc: dict[str, Any], stored: Mapping[str, Any] | None, alloc: 
                 field="spec.healthCheckNodePort")
     if spec.get("type") == "LoadBalancer" and alloc.lb_ips is not None:
         old_ing = ((stored or {}).get("status") or {}).get("loadBalancer", {}).get("ingress") or []
-        want = spec.get("loadBalancerIP") or (old_ing[0].get("ip") if old_ing else None)
-        ip = alloc.lb_ips.allocate(want, owner=key, obj=f"Service {key}", field="spec.loadBalancerIP")
+        field, requested = desired_lb_ip(svc)
+        want = requested or (old_ing[0].get("ip") if old_ing else None)
+        ip = alloc.lb_ips.allocate(want, owner=key, obj=f"Service {key}", field=field)
         svc.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]}
     return svc
+
+
+def desired_lb_ip(svc: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(field, IP) a LoadBalancer Service asks MetalLB for, as its controller's getDesiredLbIPs
+    (metallb controller/service.go): the `metallb.io/loadBalancerIPs` annotation (or the deprecated
+    `metallb.universe.tf/loadBalancerIPs`), comma-separated, else the deprecated spec.loadBalancerIP.
+
+    MetalLB refuses both at once ("service can not have both ..."), an unparsable IP, and two IPs of one
+    family (internal/ipfamily ForAddresses: "same address family") or one of a family the Service does not
+    have ("does not match the ipFamily of the service"). On this single-stack IPv4 cluster that leaves one
+    IPv4 address per Service. MetalLB reports these as events and leaves the Service pending; netsim refuses
+    the apply instead, naming the field, as it does for an IP outside the pool or already taken.
+    """
+    md = svc.get("metadata") or {}
+    ann = md.get("annotations") or {}
+    key = next((k for k in LB_IPS_ANNOTATIONS if k in ann), None)
+    spec_ip = (svc.get("spec") or {}).get("loadBalancerIP") or None
+    obj = f"Service {_key(svc)}"
+    if key is None or not str(ann[key]):
+        return "spec.loadBalancerIP", spec_ip
+    field = f"metadata.annotations[{key}]"
+    if spec_ip:
+        raise SpecError(f"service can not have both {LB_IPS_ANNOTATIONS[0]} and svc.Spec.LoadBalancerIP",
+                        obj=obj, field=field)
+    ips = []
+    for item in str(ann[key]).split(","):
+        try:
+            ips.append(ipaddress.ip_address(item.strip()))
+        except ValueError:
+            raise SpecError(f"invalid {key}: {ann[key]!r}", obj=obj, field=field) from None
+    if len(ips) == 2 and ips[0].version == ips[1].version or len(ips) > 2:
+        raise SpecError(f"{[str(i) for i in ips]}: a Service gets at most one IP per family "
+                        f"(IPFamilyForAddresses: {'same address family' if len(ips) == 2 else 'invalid ips length'})",
+                        obj=obj, field=field)
+    if any(i.version != 4 for i in ips):
+        raise SpecError(f"requested loadBalancer IP(s) {[str(i) for i in ips]} does not match the ipFamily of the "
+                        "service (IPv4: the cluster is single-stack)", obj=obj, field=field)
+    return field, str(ips[0])
 
 
 def namespace_object(name: str) -> dict[str, Any]:

@@ -329,3 +329,24 @@ def test_host_to_load_balancer_ip_external_traffic_policy_local(cluster, svc):
     assert all(r.connected for r in res), describe(res)
     assert set(served(res)) == {f"default/{pod}"}
     assert {r.client_ip for r in res} == {HOST_IP}, describe(res)
+
+
+@ONLY_FULL
+def test_metallb_annotation_ip_without_node_ports_behind_padded_source_ranges(cluster):
+    """The `metallb.io/loadBalancerIPs` annotation picks the ingress IP (metallb controller/service.go
+    getDesiredLbIPs); `allocateLoadBalancerNodePorts: false` leaves the Service without NodePorts; a
+    space-padded loadBalancerSourceRanges entry is accepted trimmed (ValidateService) and kube-proxy lets the
+    host's range through its firewall. The IP answers from the external host."""
+    ip = "172.18.255.210"
+    cluster.apply({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "lb-annotated", "annotations": {"metallb.io/loadBalancerIPs": ip}},
+                   "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False,
+                            "loadBalancerSourceRanges": [f" {HOST_IP}/32 "], "selector": {"app": "web"},
+                            "ports": [{"port": 80, "targetPort": 8080}]}})
+    svc = cluster.service("default", "lb-annotated")
+    assert svc["status"]["loadBalancer"]["ingress"][0]["ip"] == ip
+    assert "nodePort" not in svc["spec"]["ports"][0]
+    assert svc["spec"]["loadBalancerSourceRanges"] == [f"{HOST_IP}/32"]
+    res = cluster.probe(frm="host/client", to=f"{ip}:80", count=4, timeout=1.0)
+    assert all(r.connected for r in res), describe(res)
+    assert set(served(res)) <= {"default/web-a", "default/web-b"}

@@ -78,3 +78,34 @@ def test_requested_health_check_port_is_not_handed_out_as_a_node_port():
     assert out[0]["spec"]["ports"][0]["nodePort"] == 30001
     again = admit([out[0]], spec, out, ["default"])  # re-applying the stored object changes nothing
     assert again[0]["spec"] == out[0]["spec"]
+
+
+def _lb(name, annotations=None, **spec):
+    s = svc(name, type="LoadBalancer", **spec)
+    if annotations:
+        s["metadata"]["annotations"] = annotations
+    return s
+
+
+@pytest.mark.parametrize("key", ["metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs"])
+def test_metallb_annotation_requests_the_ingress_ip(key):
+    spec = default_cluster()
+    out = admit([_lb("a", {key: " 172.18.255.7"})], spec, [], ["default"])
+    assert out[0]["status"]["loadBalancer"]["ingress"] == [{"ip": "172.18.255.7", "ipMode": "VIP"}]
+    with pytest.raises(SpecError, match="already allocated") as info:
+        admit([_lb("b", {key: "172.18.255.7"})], spec, out, ["default"])
+    assert info.value.field == f"metadata.annotations[{key}]"
+
+
+@pytest.mark.parametrize("annotations,spec_fields,message", [
+    ({"metallb.io/loadBalancerIPs": "172.18.255.7"}, {"loadBalancerIP": "172.18.255.8"},
+     "service can not have both metallb.io/loadBalancerIPs and svc.Spec.LoadBalancerIP"),
+    ({"metallb.io/loadBalancerIPs": "172.18.255.7,172.18.255.8"}, {}, "same address family"),
+    ({"metallb.io/loadBalancerIPs": "172.18.255.7,fd00::7"}, {}, "does not match the ipFamily"),
+    ({"metallb.io/loadBalancerIPs": "172.18.255.x"}, {}, "invalid metallb.io/loadBalancerIPs"),
+    ({"metallb.io/loadBalancerIPs": "192.0.2.7"}, {}, "not in any LoadBalancer pool"),
+])
+def test_metallb_refusals(annotations, spec_fields, message):
+    with pytest.raises(SpecError, match=message) as info:
+        admit([_lb("a", annotations, **spec_fields)], default_cluster(), [], ["default"])
+    assert info.value.field == "metadata.annotations[metallb.io/loadBalancerIPs]"
