@@ -149,6 +149,30 @@ DNS_LABEL = ("k8s-app", "kube-dns")
 DNS_PORTS = {(53, "UDP"), (53, "TCP")}
 
 
+def container_argv(container: dict[str, Any]) -> list[str]:
+    """The process a container runs, by the entrypoint rules: `command` replaces the image's ENTRYPOINT and
+    `args` its CMD (kuberuntime_container.go generateContainerConfig passes both to the runtime; containerd
+    internal/cri/opts/spec.go WithProcessArgs keeps the image's entrypoint when command is empty). Images are
+    not run, so a container without `command` runs the image's entrypoint, which the workload server plays:
+    [] here, whatever its `args` (they are flags for that entrypoint, never a program of their own)."""
+    command = list(container.get("command") or [])
+    return command + list(container.get("args") or []) if command else []
+
+
+def _probe_port(container: dict[str, Any], probe: dict[str, Any]) -> int | None:
+    """The port a tcpSocket/httpGet probe connects to: a number, or the name of a declared containerPort."""
+    action = probe.get("tcpSocket") or probe.get("httpGet")
+    if not isinstance(action, dict):
+        return None
+    port = action.get("port")
+    if isinstance(port, str) and not port.isdigit():
+        return next((int(p["containerPort"]) for p in container.get("ports") or [] if p.get("name") == port), None)
+    try:
+        return int(port) if port is not None and 0 < int(port) < 65536 else None
+    except (TypeError, ValueError):
+        return None
+
+
 class ClusterKubelet:
     """The control loop's Kubelet: dispatches to the node kubelets and owns the pod-facing servers (the
     workload identity server for every declared port, the DNS responder for CoreDNS pods' port 53)."""
@@ -165,6 +189,9 @@ class ClusterKubelet:
         self.host_resolv = read_host_resolv_conf()
         self.failed: set[str] = set()
         self._probe_results: dict[tuple[str, str], tuple[float, bool]] = {}
+        # When this daemon made each sandbox: startTime has whole seconds only, too coarse for
+        # initialDelaySeconds (adopted pods fall back to it).
+        self._started: dict[str, float] = {}
 
     @staticmethod
     def is_dns_pod(pod: dict[str, Any]) -> bool:
@@ -175,17 +202,26 @@ class ClusterKubelet:
 
     @staticmethod
     def _ports(pod: dict[str, Any]) -> list[tuple[int, str]]:
+        """The ports the workload server listens on: every declared containerPort, and for the containers
+        it plays (no `command`) the ports their tcpSocket/httpGet probes name, which images listen on
+        without declaring them."""
         out = []
         for c in (pod.get("spec") or {}).get("containers") or []:
             for p in c.get("ports") or []:
                 out.append((int(p["containerPort"]), p.get("protocol", "TCP")))
+            if container_argv(c):
+                continue
+            for key in ("readinessProbe", "livenessProbe", "startupProbe"):
+                port = _probe_port(c, c.get(key) or {})
+                if port is not None:
+                    out.append((port, "TCP"))
         return sorted(set(out))
 
     @staticmethod
     def _commands(pod: dict[str, Any]) -> list[tuple[dict[str, Any], list[str], dict[str, str]]]:
         out = []
         for c in (pod.get("spec") or {}).get("containers") or []:
-            argv = list(c.get("command") or []) + list(c.get("args") or [])
+            argv = container_argv(c)
             if argv:
                 env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or [] if "name" in e}
                 out.append((c, argv, env))
@@ -213,6 +249,8 @@ class ClusterKubelet:
 
     def create_sandbox(self, pod: dict[str, Any]) -> str:
         kubelet = self.kubelets[o.node_name(pod)]
+        self._started[o.key(pod)] = time.time()
+        self._forget_probes(o.key(pod))  # a pod made again under the same name starts from no result
         if self.host_network(pod):
             return self._run_host_network(pod, kubelet)
         sb = kubelet.run_sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod))
@@ -261,6 +299,8 @@ class ClusterKubelet:
         processes, CNI DEL and the netns, then its /etc/netns entry. Used for deleted pods and for
         sandboxes found without a pod alike (the kubelet's garbage collection of orphan sandboxes)."""
         self.workload.unserve(f"{namespace}/{name}")
+        self._started.pop(f"{namespace}/{name}", None)
+        self._forget_probes(f"{namespace}/{name}")
         kubelet = self.kubelets.get(node)
         sb = kubelet.sandbox(namespace, name) if kubelet else None
         netns = sb.netns if sb else naming.pod_ns(self.spec.name, namespace, name)
@@ -321,6 +361,10 @@ class ClusterKubelet:
         running = all(p.exit_code is None and p.waiting is None for p in procs.values())
         return PodState(ready=ports_ready and running and self._probes_ready(pod), phase="Running")
 
+    def _forget_probes(self, pod_key: str) -> None:
+        for k in [k for k in self._probe_results if k[0] == pod_key]:
+            del self._probe_results[k]
+
     def _probes_ready(self, pod: dict[str, Any]) -> bool:
         """readinessProbe results, as the kubelet's prober runs them: every periodSeconds after
         initialDelaySeconds; tcpSocket (and httpGet, which our servers answer as TCP) connect from the node
@@ -331,7 +375,12 @@ class ClusterKubelet:
         ok = True
         for c in (pod.get("spec") or {}).get("containers") or []:
             probe = c.get("readinessProbe")
-            if not probe or not ip:
+            if not probe:
+                continue
+            if not ip:
+                # The kubelet's prober starts with the result Failure for readiness (prober/worker.go
+                # newWorker: initialValue results.Failure): no probe has run, so not Ready.
+                ok = False
                 continue
             key = (o.key(pod), c["name"])
             now = time.monotonic()
@@ -340,7 +389,7 @@ class ClusterKubelet:
                 ok &= last[1]
                 continue
             from netsim.store import parse_time
-            age = time.time() - (parse_time(started) or time.time())
+            age = time.time() - (self._started.get(o.key(pod)) or parse_time(started) or time.time())
             if age < float(probe.get("initialDelaySeconds", 0)):
                 self._probe_results[key] = (now, False)
                 ok = False
@@ -354,9 +403,7 @@ class ClusterKubelet:
         timeout = float(probe.get("timeoutSeconds", 1))
         action = probe.get("tcpSocket") or probe.get("httpGet")
         if action is not None:
-            port = action.get("port")
-            if isinstance(port, str):
-                port = next((p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port), None)
+            port = _probe_port(container, probe)
             if port is None:
                 return False
             node_ns = naming.node_ns(self.spec.name, o.node_name(pod) or "")
@@ -367,6 +414,10 @@ class ClusterKubelet:
                     return s.connect_ex((ip, int(port))) == 0
             return self.kernel.call_in(node_ns, connect)
         if "exec" in probe:
+            if not container_argv(container):
+                # The command names a binary inside the image, which is not run: the workload server plays
+                # the container, and its exec probes succeed (running them on the host would be wrong).
+                return True
             argv = list((probe["exec"] or {}).get("command") or [])
             netns = naming.pod_ns(self.spec.name, o.namespace(pod) or "default", o.name(pod))
             try:
@@ -600,7 +651,7 @@ class Daemon:
                     if policy == "Always" or (policy == "OnFailure" and p.exit_code != 0):
                         sb = self.kubelets[node].sandbox(o.namespace(pod) or "default", o.name(pod))
                         if sb is not None:
-                            argv = list(c.get("command") or []) + list(c.get("args") or [])
+                            argv = container_argv(c)
                             env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or []}
                             self.kubelet.start_container(self.kubelets[node], sb, pod, c, argv, env)
                 else:

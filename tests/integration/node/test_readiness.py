@@ -40,6 +40,7 @@ spec:
   - name: c
     image: x
     ports: [{{containerPort: 8080}}]
+    command: [sleep, "3600"]
     readinessProbe: {{exec: {{command: [test, -e, "{flag}"]}}, periodSeconds: 1}}
 ---
 apiVersion: v1
