@@ -455,8 +455,10 @@ class Daemon:
         # their rules did not change: the kernel ends up with the same rules kube-proxy's rewrite would
         # give, without nf_tables revalidating them.
         cfg = proxy_config(self.spec, skip_unchanged_top_chains=True)
+        zones = {n.name: n.labels.get("topology.kubernetes.io/zone") for n in self.spec.nodes}
         self.proxies = {name: ProxyAgent(self.kernel, naming.node_ns(cluster, name),
-                                         NodeInfo(name, (rec.ip,), rec.pod_cidr), cfg)
+                                         NodeInfo(name, (rec.ip,), rec.pod_cidr,
+                                                  zones.get(name)), cfg)
                         for name, rec in self.nodes.items()}
         # minSyncPeriod / syncPeriod pace each node's kube-proxy (netsim.node.sync_runner).
         kp = self.spec.kube_proxy

@@ -68,6 +68,11 @@ def pod_endpoint(svc: dict[str, Any], pod: dict[str, Any], node: dict[str, Any] 
     zone = o.labels(node).get("topology.kubernetes.io/zone") if node else None
     if zone:
         ep["zone"] = zone
+        if (svc.get("spec") or {}).get("trafficDistribution") == "PreferClose":
+            # The EndpointSlice controller's PreferClose heuristic (k8s.io/endpointslice trafficdist
+            # preferCloseHeuristic): every endpoint with a zone is hinted for its own zone; one without a
+            # zone gets no hint, which makes kube-proxy ignore the hints of the whole Service.
+            ep["hints"] = {"forZones": [{"name": zone}]}
     return ep
 
 

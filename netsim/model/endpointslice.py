@@ -45,6 +45,11 @@ class Endpoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def zone_hints(self) -> tuple[str, ...]:
+        """hints.forZones names (validated at parse): the zones whose kube-proxies may use this endpoint."""
+        return tuple(z["name"] for z in (self.extra.get("hints") or {}).get("forZones") or [])
+
+    @property
     def is_ready(self) -> bool:
         return self.conditions.ready is not False
 
@@ -111,6 +116,19 @@ def _address(ef: Fields, i: int, value: Any, address_type: str) -> str:
 def _parse_endpoint(ef: Fields, address_type: str) -> Endpoint:
     extra = sf.check_fields(ef, {"addresses", "conditions", "hostname", "nodeName", "zone", "targetRef"},
                             {"hints", "deprecatedTopology"})
+    hf = ef.map("hints")
+    if hf is not None:
+        # discovery validation validateHints: forZones entries name a zone (a label value), at most 8.
+        sf.check_fields(hf, {"forZones", "forNodes"})
+        zones = hf.list("forZones")
+        if len(zones) > 8:
+            raise hf.error("forZones", f"must have at most 8 items, got {len(zones)}")
+        for i, z in enumerate(zones):
+            zf = hf.sub(z, f".forZones[{i}]") if isinstance(z, dict) else None
+            if zf is None:
+                raise hf.error(f"forZones[{i}]", "must be an object with a name")
+            sf.check_fields(zf, {"name"})
+            zf.str("name", required=True)
     raw = ef.list("addresses", required=True)
     if not 1 <= len(raw) <= 100:
         raise ef.error("addresses", "must have between 1 and 100 addresses")

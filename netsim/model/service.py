@@ -82,6 +82,7 @@ class Service:
     allocate_load_balancer_node_ports: bool | None = None
     ip_family_policy: str | None = None  # None only for ExternalName
     ip_families: tuple[str, ...] = ()
+    traffic_distribution: str | None = None  # PreferClose: zone hints on the Service's EndpointSlices
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,6 +115,7 @@ class Service:
             "publishNotReadyAddresses": self.publish_not_ready_addresses or None,
             "allocateLoadBalancerNodePorts": self.allocate_load_balancer_node_ports,
             "ipFamilyPolicy": self.ip_family_policy, "ipFamilies": list(self.ip_families),
+            "trafficDistribution": self.traffic_distribution,
         }))
         if self.session_affinity_timeout is not None:
             spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": self.session_affinity_timeout}}
@@ -171,8 +173,8 @@ def parse_service(doc: Any, source: Source) -> Service:
         {"type", "ports", "selector", "clusterIP", "clusterIPs", "externalIPs", "externalName", "loadBalancerIP",
          "loadBalancerSourceRanges", "sessionAffinity", "sessionAffinityConfig", "externalTrafficPolicy",
          "internalTrafficPolicy", "healthCheckNodePort", "publishNotReadyAddresses",
-         "allocateLoadBalancerNodePorts", "ipFamilies", "ipFamilyPolicy"},
-        {"loadBalancerClass", "trafficDistribution"})
+         "allocateLoadBalancerNodePorts", "ipFamilies", "ipFamilyPolicy", "trafficDistribution"},
+        {"loadBalancerClass"})
     svc_type = spec.str("type", "ClusterIP", choices=SERVICE_TYPES)
     cluster_ip = spec.str("clusterIP") or None
     if cluster_ip is not None and cluster_ip != "None":
@@ -253,6 +255,8 @@ def parse_service(doc: Any, source: Source) -> Service:
                    health_check_node_port=hc,
                    publish_not_ready_addresses=bool(spec.bool("publishNotReadyAddresses", False)),
                    allocate_load_balancer_node_ports=alloc, ip_family_policy=policy, ip_families=families,
+                   # ValidateService (v1.32): PreferClose is the one supported value.
+                   traffic_distribution=spec.str("trafficDistribution", choices=("PreferClose",)),
                    extra=extra)
 
 

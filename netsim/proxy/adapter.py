@@ -60,7 +60,8 @@ def endpoints_for(svc: Service, slices: Iterable[EndpointSlice]) -> dict[tuple[s
                 for addr in ep.addresses[:1]:  # kube-proxy uses the first address of each endpoint
                     result[key].append(Endpoint(
                         ip=addr, port=ep_port.port, node_name=ep.node_name or "",
-                        ready=ep.is_ready, serving=ep.is_serving, terminating=ep.is_terminating))
+                        ready=ep.is_ready, serving=ep.is_serving, terminating=ep.is_terminating,
+                        zone_hints=ep.zone_hints))
     return result
 
 

@@ -142,6 +142,7 @@ class Endpoint:
     ready: bool = True
     serving: bool = True
     terminating: bool = False
+    zone_hints: tuple[str, ...] = ()  # EndpointSlice hints.forZones
 
     def __post_init__(self) -> None:
         # Rendering asks for `ip:port` several times per endpoint (chain name, DNAT, comments): keep it.
@@ -167,6 +168,7 @@ class NodeInfo:
     name: str
     ips: tuple[str, ...] = ()
     pod_cidr: str | None = None
+    zone: str | None = None  # the node's topology.kubernetes.io/zone label, for topology hints
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ips", tuple(self.ips))

@@ -99,19 +99,33 @@ class Categorized:
     has_any: bool
 
 
-def categorize_endpoints(endpoints: Sequence[Endpoint], sp: ServicePort, node_name: str) -> Categorized:
-    """topology.go CategorizeEndpoints without topology hints (netsim does not set them).
+def uses_zone_hints(endpoints: Sequence[Endpoint], zone: str | None) -> bool:
+    """topology.go topologyModeFromHints, PreferSameZone part: every ready endpoint carries zone hints
+    and at least one is hinted for this node's zone (a node without a zone label never matches). Node
+    hints (PreferSameNode) are behind an alpha gate and not emulated."""
+    ready = [e for e in endpoints if e.ready]
+    if not zone or not ready or any(not e.zone_hints for e in ready):
+        return False
+    return any(zone in e.zone_hints for e in ready)
 
-    Cluster set: ready endpoints, else serving+terminating ones. Local set: local ready endpoints, else
-    local serving+terminating ones. The fallback is chosen independently for the two sets.
+
+def categorize_endpoints(endpoints: Sequence[Endpoint], sp: ServicePort, node_name: str,
+                         zone: str | None = None) -> Categorized:
+    """topology.go CategorizeEndpoints.
+
+    Cluster set: ready endpoints (only those hinted for this node's zone when the hints apply, see
+    `uses_zone_hints`), else serving+terminating ones. Local set: local ready endpoints, else local
+    serving+terminating ones. The fallback is chosen independently for the two sets.
     """
     cluster: list[Endpoint] = []
     local: list[Endpoint] = []
     has_any = False
     if not endpoints:
         return Categorized([], [], [], False)
+    topology = False
     if sp.uses_cluster_endpoints():
-        cluster = [e for e in endpoints if e.ready]
+        topology = uses_zone_hints(endpoints, zone)
+        cluster = [e for e in endpoints if e.ready and (not topology or zone in e.zone_hints)]
         if not cluster:
             cluster = [e for e in endpoints if e.serving and e.terminating]
         has_any = bool(cluster)
@@ -133,7 +147,7 @@ def categorize_endpoints(endpoints: Sequence[Endpoint], sp: ServicePort, node_na
         local = [e for e in endpoints if e.is_local(node_name) and e.serving and e.terminating]
     if not sp.uses_cluster_endpoints():
         return Categorized([], local, list(local), has_any)
-    if not use_terminating:
+    if not use_terminating and not topology:  # cluster is then a superset of local
         return Categorized(cluster, local, list(cluster), has_any)
     merged = {e.key: e for e in cluster}
     merged.update({e.key: e for e in local})
@@ -164,7 +178,7 @@ def _render_port(sp: ServicePort, eps: list[Endpoint], node: NodeInfo, cfg: Prox
     names = C.ServiceChains(sp)
     masq = C.KUBE_MARK_MASQ
     detector = cfg.local_detector(node)
-    cat = categorize_endpoints(eps, sp, node.name)
+    cat = categorize_endpoints(eps, sp, node.name, node.zone)
     has_endpoints = cat.has_any
 
     cluster_chain, local_chain = names.svc, names.svl

@@ -31,7 +31,10 @@ def combo_id(combo: tuple[str, str]) -> str:
 def cluster_spec(name: str, plugin: str, backend: str):
     return parse_cluster({
         "apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
-        "spec": {"nodes": 2, "network": {"plugin": plugin, "backend": backend},
+        # One zone per node (topology.kubernetes.io/zone), for trafficDistribution: PreferClose.
+        "spec": {"nodes": [{"name": f"node-{i}", "labels": {"topology.kubernetes.io/zone": f"zone-{i}"}}
+                           for i in (1, 2)],
+                 "network": {"plugin": plugin, "backend": backend},
                  "externalHosts": [{"name": "client", "ip": HOST_IP}]},
     }, Source("<test>"))
 

@@ -350,3 +350,23 @@ def test_metallb_annotation_ip_without_node_ports_behind_padded_source_ranges(cl
     res = cluster.probe(frm="host/client", to=f"{ip}:80", count=4, timeout=1.0)
     assert all(r.connected for r in res), describe(res)
     assert set(served(res)) <= {"default/web-a", "default/web-b"}
+
+
+@ONLY_FULL
+def test_prefer_close_keeps_traffic_in_the_zone(cluster):
+    """trafficDistribution: PreferClose: the EndpointSlice controller hints each endpoint for its node's
+    zone and each node's kube-proxy keeps only its zone's endpoints (pkg/proxy/topology.go), for pod
+    traffic and for NodePort traffic alike; without it both pods would serve."""
+    cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "close"},
+                   "spec": {"type": "NodePort", "trafficDistribution": "PreferClose", "selector": {"app": "web"},
+                            "ports": [{"port": 80, "targetPort": 8080}]}})
+    [sl] = [s for s in cluster.store.list("EndpointSlice")
+            if s["metadata"]["labels"].get("kubernetes.io/service-name") == "close"]
+    assert sorted(e["hints"]["forZones"][0]["name"] for e in sl["endpoints"]) == ["zone-1", "zone-2"]
+    res = cluster.probe(frm="default/client", to="svc/default/close", count=8)
+    assert all(r.connected for r in res), describe(res)
+    assert set(served(res)) == {"default/web-a"}  # the client runs on node-1, zone-1
+    close_np = cluster.service("default", "close")["spec"]["ports"][0]["nodePort"]
+    res = cluster.probe(frm="host/client", to=f"{node_ip(cluster, 'node-2')}:{close_np}", count=8, timeout=1.0)
+    assert all(r.connected for r in res), describe(res)
+    assert set(served(res)) == {"default/web-b"}
