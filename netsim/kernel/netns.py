@@ -101,17 +101,7 @@ def pids_in(name: str) -> list[int]:
         target = os.stat(netns_path(name))
     except FileNotFoundError:
         return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue
-        if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
-            found.append(int(entry))
-    return found
+    return pids_by_netns().get((target.st_ino, target.st_dev), [])
 
 
 def pids_by_netns() -> dict[tuple[int, int], list[int]]:
