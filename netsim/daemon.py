@@ -63,6 +63,7 @@ from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
+from netsim.node.backoff import RestartBackoff
 from netsim.node.felix_agent import FelixAgent
 from netsim.node.kubelet import Kubelet, Sandbox, kill_containers
 from netsim.node.network import NodeRec, PodNetwork
@@ -171,6 +172,17 @@ def _probe_port(container: dict[str, Any], probe: dict[str, Any]) -> int | None:
         return int(port) if port is not None and 0 < int(port) < 65536 else None
     except (TypeError, ValueError):
         return None
+
+
+def _last_line(path: str) -> str:
+    """The last line a container wrote (container_init's reason when its command could not start)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
 
 
 class ClusterKubelet:
@@ -449,6 +461,9 @@ class Daemon:
         self.workload = WorkloadServer(self.kernel)
         self.dns_snapshot = SnapshotHolder()
         self.dns = DnsServer(self.kernel, self.dns_snapshot, self.spec.dns_domain)
+        self.backoff = RestartBackoff()
+        self._last_state: dict[tuple[str, str], dict[str, Any]] = {}  # (pod key, container) -> lastState
+        self._reported: set[tuple[str, str, float]] = set()  # exits already given their event
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
                                       lambda: self._typed(self.store.list("Service")))
         # spec.kubeProxy reaches every node's kube-proxy. Partial syncs leave top-level chains alone when
@@ -629,10 +644,19 @@ class Daemon:
                     self.kubelet.teardown(name, sb.namespace, sb.name)
 
     def _update_container_statuses(self) -> None:
+        """containerStatuses as the kubelet reports them. An exited container is Terminated (Completed for
+        exit 0, Error otherwise) when its restartPolicy keeps it down; else it is restarted with the
+        kubelet's back-off (netsim/node/backoff.py), Waiting with reason CrashLoopBackOff meanwhile, and
+        `lastState` keeps the exit. A command that cannot start (container_init's exit 128, runc's
+        StartError) is Waiting with reason RunContainerError and an event Failed, as kuberuntime's
+        startContainer error is reported; it is retried with the same back-off."""
+        now = time.time()
+        live: set[str] = set()
         for pod in self.store.list("Pod"):
             node = o.node_name(pod)
             if not self.kubelet.node_alive(node) or not (pod.get("status") or {}).get("podIP"):
                 continue
+            live.add(o.key(pod))
             procs = self.kubelets[node].poll_containers(o.key(pod))
             status = pod.get("status") or {}
             restarts = int(status.get("netsimRestarts", 0))
@@ -641,27 +665,65 @@ class Daemon:
             policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
             for c in (pod.get("spec") or {}).get("containers") or []:
                 p = procs.get(c["name"])
+                key = (o.key(pod), c["name"])
                 entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""),
                                          "restartCount": restarts + (p.restarts if p else 0)}
                 if p is not None and p.waiting is not None:
                     entry["state"] = {"waiting": {"reason": p.waiting[0], "message": p.waiting[1]}}
                     entry["ready"] = False
                 elif p is not None and p.exit_code is not None:
-                    entry["state"] = {"terminated": {"exitCode": p.exit_code, "reason":
-                                                     "Completed" if p.exit_code == 0 else "Error"}}
                     entry["ready"] = False
-                    if policy == "Always" or (policy == "OnFailure" and p.exit_code != 0):
-                        sb = self.kubelets[node].sandbox(o.namespace(pod) or "default", o.name(pod))
-                        if sb is not None:
-                            argv = container_argv(c)
-                            env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or []}
-                            self.kubelet.start_container(self.kubelets[node], sb, pod, c, argv, env)
+                    entry["state"] = self._exited(pod, c, p, key, policy, now)
                 else:
                     entry["state"] = {"running": {}}
                     entry["ready"] = ready
+                if key in self._last_state:
+                    entry["lastState"] = self._last_state[key]
                 cs.append(entry)
             if cs != status.get("containerStatuses"):
                 self.store.update_status("Pod", o.namespace(pod), o.name(pod), {**status, "containerStatuses": cs})
+        for pod_key in {k[0] for k in self._last_state} - live:
+            self.backoff.forget(pod_key)
+            for k in [k for k in self._last_state if k[0] == pod_key]:
+                del self._last_state[k]
+        self._reported = {r for r in self._reported if r[0] in live}
+
+    def _exited(self, pod: dict[str, Any], c: dict[str, Any], p: Any, key: tuple[str, str], policy: str,
+                now: float) -> dict[str, Any]:
+        """The state of an exited container, restarting it when its policy and the back-off allow."""
+        start_error = p.exit_code == 128
+        term = {"exitCode": p.exit_code,
+                "reason": "StartError" if start_error else "Completed" if p.exit_code == 0 else "Error",
+                "startedAt": rfc3339(p.started), "finishedAt": rfc3339(p.finished or now)}
+        if start_error:
+            term["message"] = _last_line(p.log)
+        seen = (*key, p.finished or 0.0)
+        if seen not in self._reported:
+            self._reported.add(seen)
+            if start_error:
+                self._event(o.ref(pod), "Failed", f"Error: {term['message']}", actor=f"kubelet/{o.node_name(pod)}")
+        if not (policy == "Always" or (policy == "OnFailure" and p.exit_code != 0)):
+            return {"terminated": term}
+        node = o.node_name(pod) or ""
+        wait = self.backoff.remaining(key, p.finished or now, now)
+        if wait > 0:
+            # kuberuntime_manager.go doBackOff: "back-off %s restarting failed container=%s pod=%s"
+            msg = (f"back-off {int(self.backoff.current(key))}s restarting failed container={c['name']} "
+                   f"pod={o.name(pod)}_{o.namespace(pod) or 'default'}({o.uid(pod)})")
+            if (*key, -(p.finished or 0.0)) not in self._reported:
+                self._reported.add((*key, -(p.finished or 0.0)))
+                self._event(o.ref(pod), "BackOff", f"Back-off restarting failed container {c['name']} in pod "
+                            f"{o.name(pod)}_{o.namespace(pod) or 'default'}({o.uid(pod)})", actor=f"kubelet/{node}")
+            reason = "RunContainerError" if start_error else "CrashLoopBackOff"
+            return {"waiting": {"reason": reason, "message": term.get("message", msg) if start_error else msg}}
+        sb = self.kubelets[node].sandbox(o.namespace(pod) or "default", o.name(pod))
+        if sb is None:
+            return {"terminated": term}
+        self.backoff.next(key, now)
+        self._last_state[key] = {"terminated": term}
+        env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or []}
+        self.kubelet.start_container(self.kubelets[node], sb, pod, c, container_argv(c), env)
+        return {"running": {}}
 
     def _sync_proxies(self) -> None:
         services = self.store.list("Service")

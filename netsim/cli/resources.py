@@ -217,15 +217,21 @@ def events(watch: bool, for_obj: str | None, output: str, cluster: str | None) -
 @click.argument("pod")
 @click.option("-n", "--namespace", default="default")
 @click.option("-c", "--container", default=None)
+@click.option("-p", "--previous", is_flag=True, help="the previous (terminated) instance of the container")
 @cluster_option
 @handle_errors
-def logs(pod: str, namespace: str, container: str | None, cluster: str | None) -> None:
+def logs(pod: str, namespace: str, container: str | None, previous: bool, cluster: str | None) -> None:
     """Output of a pod's container processes."""
     st = lifecycle.resolve_cluster(cluster)
+    suffix = ".previous" if previous else ""
     if container:
-        files = [f for f in [naming.container_log(st.name, namespace, pod, container)] if os.path.exists(f)]
+        files = [f for f in [naming.container_log(st.name, namespace, pod, container) + suffix] if os.path.exists(f)]
     else:
-        files = sorted(glob.glob(glob.escape(naming.container_log_prefix(st.name, namespace, pod)) + "*.log"))
+        files = sorted(glob.glob(glob.escape(naming.container_log_prefix(st.name, namespace, pod)) + "*.log" + suffix))
+    if not files and previous:
+        # kubectl's message for a container that has not restarted
+        raise UsageError(f'previous terminated container{f" {container!r}" if container else ""} in pod '
+                         f'"{pod}" not found')
     if not files:
         raise UsageError(f"no logs for pod {namespace}/{pod} (only containers with a command have logs)")
     for f in files:

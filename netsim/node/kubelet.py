@@ -63,6 +63,9 @@ def kill_containers(cluster: str) -> int:
     return killed
 
 
+PREVIOUS = ".previous"  # suffix of the log of a container's previous instance
+
+
 class SandboxError(Exception):
     """A pod sandbox could not be made (the CNI error, or the kernel's)."""
 
@@ -213,6 +216,9 @@ class Kubelet:
         self.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log = naming.container_log(self.cluster, sb.namespace, sb.name, container)
         prev = self.containers.get(sb.key, {}).get(container)
+        if prev is not None and prev.proc is not None and os.path.exists(log):
+            # The kubelet keeps the last terminated instance's log for `logs --previous`.
+            os.replace(log, log + PREVIOUS)
         launcher = launcher_argv(security, argv, netns=sb.netns, hostname=sb.name,
                                  sysctls=None if sb.container_id == "host" else POD_SYSCTLS)
         fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
