@@ -65,6 +65,7 @@ from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.node.backoff import RestartBackoff
 from netsim.node.felix_agent import FelixAgent
+from netsim.node.http_probe import http_get_ok
 from netsim.node.kubelet import Kubelet, Sandbox, kill_containers
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.proxy_agent import ProxyAgent
@@ -419,6 +420,10 @@ class ClusterKubelet:
             if port is None:
                 return False
             node_ns = naming.node_ns(self.spec.name, o.node_name(pod) or "")
+            if "httpGet" in probe and container_argv(container):
+                # A real process answers: a real GET, judged by its status code. The workload server,
+                # which plays containers without a command, is judged by the connection it accepts.
+                return self.kernel.call_in(node_ns, lambda: http_get_ok(ip, int(port), probe["httpGet"], timeout))
 
             def connect() -> bool:
                 with socket.socket() as s:

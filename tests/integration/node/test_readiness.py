@@ -68,3 +68,34 @@ spec: {{selector: {{app: gated}}, ports: [{{port: 80, targetPort: 8080}}]}}
         assert _wait(lambda: c.probe("node/node-1", "svc/default/gated", [80], timeout=0.5)[0].connected)
     finally:
         c.down()
+
+
+def test_http_get_probe_of_a_real_process_is_judged_by_its_status_code():
+    c = Cluster.up(None, name=unique_name("hp"))
+    try:
+        c.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: ok}
+spec:
+  containers:
+  - name: c
+    image: x
+    command: [python3, -m, http.server, "8080"]
+    readinessProbe: {httpGet: {port: 8080, path: /}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: notfound}
+spec:
+  containers:
+  - name: c
+    image: x
+    command: [python3, -m, http.server, "8080"]
+    readinessProbe: {httpGet: {port: 8080, path: /no-such-file-here}, periodSeconds: 1}
+""", wait=False)
+        assert _wait(lambda: _ready(c, "ok"))
+        time.sleep(2.5)  # the 404 pod has been probed more than twice by now
+        assert not _ready(c, "notfound")  # answered 404: listening, but not ready
+    finally:
+        c.down()

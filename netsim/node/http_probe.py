@@ -1,0 +1,46 @@
+"""The kubelet's httpGet probe against a real process (pkg/probe/http/http.go DoHTTPProbe, our own code).
+
+A GET of `scheme://host:port/path` with the probe's httpHeaders, `User-Agent: kube-probe/...` and
+`Accept: */*` unless the probe sets them; TLS is not verified (the prober's InsecureSkipVerify). The probe
+succeeds when the status is 200 <= code < 400 (a redirect is not followed: upstream a redirect is a
+success too, or followed to a success on the same host); a refused or timed-out connection fails it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from typing import Any
+
+USER_AGENT = "kube-probe/1.31"
+MAX_BODY = 10 * 1024  # the prober reads at most 10 KiB of the body (probe.MaxProbeResponseLength)
+
+
+def http_get_ok(ip: str, port: int, action: dict[str, Any], timeout: float) -> bool:
+    """Run one httpGet probe from the current network namespace; True when the prober would say success."""
+    scheme = str(action.get("scheme") or "HTTP").upper()
+    path = str(action.get("path") or "/")
+    if not path.startswith("/"):
+        path = "/" + path
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+    for h in action.get("httpHeaders") or []:
+        if isinstance(h, dict) and h.get("name"):
+            headers[str(h["name"])] = str(h.get("value", ""))
+    host = str(action.get("host") or ip)
+    conn: http.client.HTTPConnection
+    if scheme == "HTTPS":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers)
+        res = conn.getresponse()
+        res.read(MAX_BODY)
+        return 200 <= res.status < 400
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    finally:
+        conn.close()
