@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -49,3 +50,28 @@ def cluster_name(kernel):
     name = unique_name()
     yield name
     lifecycle.down(kernel, name)
+
+
+@contextlib.contextmanager
+def live_cluster(kernel, prefix: str, spec: dict | None = None, *, manifests: str | None = None,
+                 timeout: float = 60):
+    """A running cluster (its daemon included) under a fresh name, with `manifests` applied; removed by name
+    on the way out whatever happened, also when `up` itself failed half-way."""
+    from netsim import lifecycle
+    from netsim.api import Cluster
+    from netsim.model.cluster import parse_cluster
+    from netsim.model.errors import Source
+
+    name = unique_name(prefix)
+    doc = {"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
+           "spec": spec or {"nodes": 2}}
+    c = None
+    try:
+        c = Cluster.up(parse_cluster(doc, Source("<test>")), timeout=timeout)
+        if manifests:
+            c.apply(manifests)
+        yield c
+    finally:
+        if c is not None:
+            c.close()
+        lifecycle.down(kernel, name)

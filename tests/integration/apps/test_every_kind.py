@@ -4,16 +4,11 @@ directories and stdin, on a live cluster through the `netsim` CLI, as kubectl us
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 
 import pytest
 
-from netsim import lifecycle
-from netsim.api import Cluster
-from netsim.model.cluster import parse_cluster
-from netsim.model.errors import Source
-from tests.conftest import NETSIM
+from tests.conftest import NETSIM, live_cluster
 
 pytestmark = pytest.mark.root
 
@@ -90,17 +85,8 @@ def netsim(name: str, *args: str, stdin: str | None = None) -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def cluster(kernel):
-    name = f"k{secrets.token_hex(3)}"
-    spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
-                          "spec": {"nodes": 2}}, Source("<test>"))
-    c = None
-    try:
-        c = Cluster.up(spec, timeout=60)
+    with live_cluster(kernel, "k") as c:
         yield c
-    finally:
-        if c is not None:
-            c.close()
-        lifecycle.down(kernel, name)
 
 
 def test_a_real_app_with_every_kind_applies_and_its_objects_are_listed(cluster, tmp_path):

@@ -4,18 +4,13 @@ watch, label/annotate/set image/edit, and wait."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import time
 
 import pytest
 
-from netsim import lifecycle
-from netsim.api import Cluster
-from netsim.model.cluster import parse_cluster
-from netsim.model.errors import Source
-from tests.conftest import NETSIM
+from tests.conftest import NETSIM, live_cluster
 
 pytestmark = pytest.mark.root
 
@@ -50,19 +45,9 @@ def netsim(name: str, *args: str, env: dict | None = None, check: bool = True) -
 
 
 @pytest.fixture(scope="module")
-def cluster(kernel, tmp_path_factory):
-    name = f"kh{secrets.token_hex(3)}"
-    spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
-                          "spec": {"nodes": 2}}, Source("<test>"))
-    c = None
-    try:
-        c = Cluster.up(spec, timeout=60)
-        c.apply(APP)
+def cluster(kernel):
+    with live_cluster(kernel, "kh", manifests=APP) as c:
         yield c
-    finally:
-        if c is not None:
-            c.close()
-        lifecycle.down(kernel, name)
 
 
 def test_selectors_kinds_and_output_formats(cluster):
