@@ -56,7 +56,8 @@ def cluster_name(kernel):
 def live_cluster(kernel, prefix: str, spec: dict | None = None, *, manifests: str | None = None,
                  timeout: float = 60):
     """A running cluster (its daemon included) under a fresh name, with `manifests` applied; removed by name
-    on the way out whatever happened, also when `up` itself failed half-way."""
+    on the way out whatever happened, also when `up` itself failed half-way. `kernel` may be None (a
+    kernel handle is then opened just for the removal)."""
     from netsim import lifecycle
     from netsim.api import Cluster
     from netsim.model.cluster import parse_cluster
@@ -74,4 +75,12 @@ def live_cluster(kernel, prefix: str, spec: dict | None = None, *, manifests: st
     finally:
         if c is not None:
             c.close()
-        lifecycle.down(kernel, name)
+        if kernel is not None:
+            lifecycle.down(kernel, name)
+        else:
+            from netsim.kernel.linux import LinuxKernel
+            k = LinuxKernel()
+            try:
+                lifecycle.down(k, name)
+            finally:
+                k.close()

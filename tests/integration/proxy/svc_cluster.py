@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import secrets
 from collections.abc import Iterator
 
-from netsim.model.cluster import parse_cluster
-from netsim.model.errors import Source
+from tests.conftest import live_cluster
 
 HOST_IP = "203.0.113.10"
 
@@ -28,37 +26,19 @@ def combo_id(combo: tuple[str, str]) -> str:
     return f"{combo[0]}-{combo[1]}"
 
 
-def cluster_spec(name: str, plugin: str, backend: str):
-    return parse_cluster({
-        "apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
-        # One zone per node (topology.kubernetes.io/zone), for trafficDistribution: PreferClose.
-        "spec": {"nodes": [{"name": f"node-{i}", "labels": {"topology.kubernetes.io/zone": f"zone-{i}"}}
-                           for i in (1, 2)],
-                 "network": {"plugin": plugin, "backend": backend},
-                 "externalHosts": [{"name": "client", "ip": HOST_IP}]},
-    }, Source("<test>"))
+def cluster_spec(plugin: str, backend: str) -> dict:
+    # One zone per node (topology.kubernetes.io/zone), for trafficDistribution: PreferClose.
+    return {"nodes": [{"name": f"node-{i}", "labels": {"topology.kubernetes.io/zone": f"zone-{i}"}}
+                      for i in (1, 2)],
+            "network": {"plugin": plugin, "backend": backend},
+            "externalHosts": [{"name": "client", "ip": HOST_IP}]}
 
 
 @contextlib.contextmanager
 def running_cluster(plugin: str, backend: str) -> Iterator:
     """A fresh two-node cluster; always torn down (also when `up` half-fails or the test fails)."""
-    from netsim import lifecycle
-    from netsim.api import Cluster
-    from netsim.kernel.linux import LinuxKernel
-
-    name = f"h12{secrets.token_hex(3)}"
-    c = None
-    try:
-        c = Cluster.up(cluster_spec(name, plugin, backend), timeout=90)
+    with live_cluster(None, "h12", cluster_spec(plugin, backend), timeout=90) as c:
         yield c
-    finally:
-        if c is not None:
-            c.close()
-        k = LinuxKernel()
-        try:
-            lifecycle.down(k, name)
-        finally:
-            k.close()
 
 
 def node_addresses(c, node: str) -> set[str]:

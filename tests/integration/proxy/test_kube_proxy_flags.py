@@ -15,12 +15,13 @@ flags (pkg/proxy/iptables/proxier.go; upstream's TestNodePorts / masquerade test
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 from collections.abc import Iterator
 
 import pytest
 from svc_cluster import HOST_IP, describe, node_addresses, node_ip, node_port, served
+
+from tests.conftest import live_cluster
 
 pytestmark = pytest.mark.root
 
@@ -54,25 +55,9 @@ spec:
 
 @contextlib.contextmanager
 def flagged_cluster() -> Iterator:
-    from netsim import lifecycle
-    from netsim.api import Cluster
-    from netsim.kernel.linux import LinuxKernel
-
-    name = f"kp{secrets.token_hex(3)}"
-    spec = {"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
-            "spec": {"nodes": 2, "externalHosts": [{"name": "client", "ip": HOST_IP}], "kubeProxy": KUBE_PROXY}}
-    c = None
-    try:
-        c = Cluster.up(spec, timeout=90)
+    spec = {"nodes": 2, "externalHosts": [{"name": "client", "ip": HOST_IP}], "kubeProxy": KUBE_PROXY}
+    with live_cluster(None, "kp", spec, timeout=90) as c:
         yield c
-    finally:
-        if c is not None:
-            c.close()
-        k = LinuxKernel()
-        try:
-            lifecycle.down(k, name)
-        finally:
-            k.close()
 
 
 @pytest.fixture(scope="module")
