@@ -62,24 +62,8 @@ def _actions(template: str) -> list[tuple[str, str]]:
         if text:
             out.append(("text", "".join(text)))
             text = []
-        j, quote, depth = i + 1, None, 1
-        while j < len(template):
-            c = template[j]
-            if quote:
-                if c == "\\":
-                    j += 1
-                elif c == quote:
-                    quote = None
-            elif c in "\"'":
-                quote = c
-            elif c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        if j >= len(template):
+        j = _closing(template, i, "{", "}")
+        if j < 0:
             raise JSONPathError(f"unclosed action in {template!r}")
         out.append(("action", template[i + 1:j].strip()))
         i = j + 1
@@ -88,11 +72,11 @@ def _actions(template: str) -> list[tuple[str, str]]:
     return out
 
 
-def _split_brackets(expr: str, start: int) -> tuple[str, int]:
-    """The content of a `[...]` starting at `start` (which is '['), and the index after it."""
+def _closing(text: str, start: int, opening: str, closing: str) -> int:
+    """The index of the `closing` that matches the `opening` at `start`, skipping quoted text; -1 if none."""
     depth, quote, j = 0, None, start
-    while j < len(expr):
-        c = expr[j]
+    while j < len(text):
+        c = text[j]
         if quote:
             if c == "\\":
                 j += 1
@@ -100,14 +84,22 @@ def _split_brackets(expr: str, start: int) -> tuple[str, int]:
                 quote = None
         elif c in "\"'":
             quote = c
-        elif c == "[":
+        elif c == opening:
             depth += 1
-        elif c == "]":
+        elif c == closing:
             depth -= 1
             if depth == 0:
-                return expr[start + 1:j], j + 1
+                return j
         j += 1
-    raise JSONPathError(f"unclosed '[' in {expr!r}")
+    return -1
+
+
+def _split_brackets(expr: str, start: int) -> tuple[str, int]:
+    """The content of a `[...]` starting at `start` (which is '['), and the index after it."""
+    j = _closing(expr, start, "[", "]")
+    if j < 0:
+        raise JSONPathError(f"unclosed '[' in {expr!r}")
+    return expr[start + 1:j], j + 1
 
 
 def parse_path(expr: str) -> _Path:
