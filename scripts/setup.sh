@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-APT_PACKAGES=(iproute2 iptables ipset conntrack nftables iputils-ping netcat-openbsd tcpdump procps
+APT_PACKAGES=(iproute2 iptables ipset conntrack nftables iputils-ping netcat-openbsd tcpdump procps util-linux
               containernetworking-plugins graphviz python3 python3-venv python3-pip)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
