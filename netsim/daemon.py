@@ -46,7 +46,7 @@ from netsim.controlplane.loop import (
     pending_pods,
     reconcile_once,
 )
-from netsim.controlplane.nodes import heartbeat_status, node_object
+from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
 from netsim.controlplane.state import Config
 from netsim.dns.resolvconf import (
     env_for_pod,
@@ -511,17 +511,20 @@ class Daemon:
     def bootstrap(self) -> None:
         now = self.clock.now()
         self.network.sync(list(self.nodes.values()))
+        host = HostFacts.of_this_host()
         with self.store.transaction() as tx:
             for i, _ in enumerate(self.spec.nodes):
-                node = node_object(self.spec, i, now)
+                node = node_object(self.spec, i, now, host)
                 cur = tx.get("Node", None, node["metadata"]["name"])
                 if cur is None:
                     tx.create(node)
                 elif o.annotations(cur).get(FAILED_ANNOTATION) != "true":
                     # A restarted kubelet posts its node status first thing (kubelet_node_status.go
                     # syncNodeStatus at start): the heartbeats missed while the daemon was down must not
-                    # make the node-lifecycle controller, which was down too, evict the pods now.
-                    tx.update_status("Node", None, o.name(cur), heartbeat_status(cur, now))
+                    # make the node-lifecycle controller, which was down too, evict the pods now. It also
+                    # puts its default labels back (updateDefaultLabels) and reports its machine again.
+                    tx.update_status("Node", None, o.name(cur), refreshed_status(cur, node, now))
+                    refresh_default_labels(tx, cur, node)
             docs = normalise(bootstrap_objects(self.spec), "<bootstrap>")
             services = tx.list("Service")
             namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}

@@ -17,6 +17,11 @@ node that no longer exists are deleted.
 from __future__ import annotations
 
 import copy
+import hashlib
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from netsim.controlplane import objects as o
@@ -31,19 +36,146 @@ UNREACHABLE = "node.kubernetes.io/unreachable"
 ACTOR = "controller/node-lifecycle"
 
 
-def node_object(spec: ClusterSpec, index: int, now: float) -> dict[str, Any]:
+KUBERNETES_VERSION = "v1.32.0"  # the release netsim emulates (kinds, validation, kubelet behaviour)
+CONTAINER_RUNTIME = "containerd://1.7.24"
+MAX_PODS = 110  # the kubelet's --max-pods default (KubeletConfiguration maxPods)
+# Allocatable = capacity - reservations - the hard eviction thresholds (pkg/kubelet/cm/node_container_manager_linux.go
+# GetNodeAllocatableAbsolute); with the kubelet's defaults no reservations, memory.available<100Mi and
+# nodefs.available<10% (pkg/kubelet/apis/config/v1beta1/defaults_linux.go DefaultEvictionHard).
+EVICTION_MEMORY = 100 * 1024 * 1024
+EVICTION_NODEFS_FRACTION = 0.10
+# Go's runtime.GOARCH for the machine names uname reports: the kubelet sets kubernetes.io/arch to GOARCH.
+GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+          "armv6l": "arm", "i386": "386", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x",
+          "riscv64": "riscv64", "loongarch64": "loong64", "mips64": "mips64le"}
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What cadvisor and the runtime tell a kubelet about its machine (here: the one host all nodes share)."""
+
+    machine: str = "x86_64"  # uname -m
+    kernel: str = ""  # uname -r
+    os_image: str = "Linux"  # PRETTY_NAME of /etc/os-release
+    cpus: int = 1
+    memory: int = 0  # bytes, MemTotal
+    storage: int = 0  # bytes, the filesystem the kubelet's root dir is on
+    machine_id: str = ""
+    boot_id: str = ""
+
+    @classmethod
+    def of_this_host(cls) -> HostFacts:
+        u = os.uname()
+        return cls(machine=u.machine, kernel=u.release, os_image=_os_image(), cpus=os.cpu_count() or 1,
+                   memory=_meminfo_total(), storage=_fs_size("/var/lib" if os.path.isdir("/var/lib") else "/"),
+                   machine_id=_read("/etc/machine-id"), boot_id=_read("/proc/sys/kernel/random/boot_id"))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _os_image() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return "Linux"
+
+
+def _meminfo_total() -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _fs_size(path: str) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_blocks * st.f_frsize
+
+
+def goarch(machine: str) -> str:
+    return GOARCH.get(machine.lower(), machine.lower())
+
+
+def _ki(n: int) -> str:
+    return f"{n // 1024}Ki"
+
+
+def kubelet_labels(name: str, arch: str, spec_labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels a kubelet registers its node with (kubelet_node_status.go initialNode): hostname, the
+    stable os/arch labels and their deprecated beta aliases, which it still applies for old selectors
+    (k8s.io/api/core/v1 well_known_labels.go LegacyLabelOS/LegacyLabelArch); then the node's own labels from
+    the Cluster spec (--node-labels; zone/region there are what a cloud provider would report)."""
+    return {"beta.kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **spec_labels}
+
+
+def node_status_fields(cluster: str, name: str, ip: str, host: HostFacts) -> dict[str, Any]:
+    """addresses, capacity, allocatable and nodeInfo as the kubelet's status setters write them
+    (pkg/kubelet/nodestatus/setters.go NodeAddress, MachineInfo, VersionInfo). Every node runs on this one
+    machine, so each reports the host's CPUs, memory and disk; machineID and systemUUID are derived per node
+    (they identify a machine), bootID is the host's (one kernel booted them all)."""
+    arch = goarch(host.machine)
+    capacity = {"cpu": str(host.cpus), "ephemeral-storage": _ki(host.storage), "hugepages-2Mi": "0",
+                "memory": _ki(host.memory), "pods": str(MAX_PODS)}
+    allocatable = {**capacity, "memory": _ki(max(0, host.memory - EVICTION_MEMORY)),
+                   "ephemeral-storage": str(int(host.storage * (1 - EVICTION_NODEFS_FRACTION)))}
+    digest = hashlib.sha256(f"{host.machine_id}/{cluster}/{name}".encode()).hexdigest()
+    return {
+        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+        "capacity": capacity, "allocatable": allocatable,
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {"architecture": arch, "bootID": host.boot_id, "containerRuntimeVersion": CONTAINER_RUNTIME,
+                     "kernelVersion": host.kernel, "kubeProxyVersion": KUBERNETES_VERSION,
+                     "kubeletVersion": KUBERNETES_VERSION, "machineID": digest[:32], "operatingSystem": "linux",
+                     "osImage": host.os_image, "systemUUID": str(uuid.UUID(digest[32:64]))},
+    }
+
+
+def node_object(spec: ClusterSpec, index: int, now: float, host: HostFacts | None = None) -> dict[str, Any]:
     """The Node object for the index-th node of a cluster spec (what a kubelet registers)."""
     n = spec.nodes[index]
-    labels = {"kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux", **n.labels}
+    host = host or HostFacts.of_this_host()
+    labels = kubelet_labels(n.name, goarch(host.machine), n.labels)
     taints = [{"key": t.key, "value": t.value, "effect": t.effect} if t.value else {"key": t.key, "effect": t.effect}
               for t in n.taints]
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": n.name, "labels": labels},
             "spec": {"podCIDR": spec.node_pod_cidr(index), "podCIDRs": [spec.node_pod_cidr(index)],
                      **({"taints": taints} if taints else {})},
-            "status": {"addresses": [{"type": "InternalIP", "address": spec.node_ip(index)},
-                                     {"type": "Hostname", "address": n.name}],
+            "status": {**node_status_fields(spec.name, n.name, spec.node_ip(index), host),
                        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                        "lastHeartbeatTime": rfc3339(now), "lastTransitionTime": rfc3339(now)}]}}
+
+
+DEFAULT_LABELS = frozenset({"kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os",
+                            "beta.kubernetes.io/arch", "topology.kubernetes.io/zone", "topology.kubernetes.io/region"})
+STATUS_FIELDS = ("addresses", "capacity", "allocatable", "daemonEndpoints", "nodeInfo")
+
+
+def refreshed_status(cur: dict[str, Any], fresh: dict[str, Any], now: float) -> dict[str, Any]:
+    """A restarted kubelet's first status: a heartbeat, with its machine's fields reported anew."""
+    status = heartbeat_status(cur, now)
+    status.update({k: fresh["status"][k] for k in STATUS_FIELDS if k in fresh["status"]})
+    return status
+
+
+def refresh_default_labels(tx: Any, cur: dict[str, Any], fresh: dict[str, Any]) -> None:
+    """kubelet_node_status.go updateDefaultLabels: the labels the kubelet sets are put back as it
+    computes them (a node registered by an older netsim gains the ones it lacked); others are kept."""
+    default = {k: v for k, v in o.labels(fresh).items() if k in DEFAULT_LABELS}
+    labels = {**o.labels(cur), **default}
+    if labels != o.labels(cur):
+        obj = tx.get("Node", None, o.name(cur))
+        obj["metadata"]["labels"] = labels
+        tx.update(obj)
 
 
 def node_ip(node: dict[str, Any]) -> str | None:

@@ -30,6 +30,8 @@ CNI_MODES = ("inprocess", "exec")
 # Cluster names end up in namespace names and file paths (netsim.naming owns the rule).
 MAX_CLUSTER_NAME = naming.MAX_CLUSTER_NAME
 MAX_NODES = 1000
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ def _parse_nodes(spec: Fields, source: Source, obj: str) -> tuple[NodeSpec, ...]
     nodes, seen = [], set()
     for i, item in enumerate(raw):
         nf = spec.sub(item, f".nodes[{i}]")
-        nf.reject_unknown({"name", "labels", "taints"})
+        nf.reject_unknown({"name", "labels", "taints", "zone", "region"})
         nname = nf.str("name", required=True)
         if len(nname) > 63 or not DNS1123_LABEL.match(nname):
             raise nf.error("name", f"{nname!r} must be a lowercase RFC 1123 label (a-z, 0-9, '-')")
@@ -266,6 +268,16 @@ def _parse_nodes(spec: Fields, source: Source, obj: str) -> tuple[NodeSpec, ...]
             raise nf.error("name", f"duplicate node name {nname!r}")
         seen.add(nname)
         labels = validate_labels(nf.get("labels"), source=source, obj=obj, path=f"spec.nodes[{i}].labels")
+        # zone/region: what a cloud provider reports for the machine; they become the well-known topology
+        # labels (a label given as well must agree), which EndpointSlice hints and affinities read.
+        for key, label in (("zone", ZONE_LABEL), ("region", REGION_LABEL)):
+            value = nf.str(key)
+            if value is None:
+                continue
+            if labels.get(label, value) != value:
+                raise nf.error(key, f"{value!r} disagrees with the label {label}={labels[label]!r}")
+            validate_labels({label: value}, source=source, obj=obj, path=f"spec.nodes[{i}].{key}")
+            labels = {**labels, label: value}
         taints = []
         for j, t in enumerate(nf.list("taints")):
             tf = nf.sub(t, f".taints[{j}]")
