@@ -68,6 +68,7 @@ from netsim.node.felix_agent import FelixAgent
 from netsim.node.http_probe import http_get_ok
 from netsim.node.kubelet import Kubelet, Sandbox, kill_containers
 from netsim.node.network import NodeRec, PodNetwork
+from netsim.node.pod_setup import PodSetup, VolumeError
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.security import ContainerConfigError, effective
 from netsim.node.sync_runner import SyncRunner
@@ -191,13 +192,17 @@ class ClusterKubelet:
     workload identity server for every declared port, the DNS responder for CoreDNS pods' port 53)."""
 
     def __init__(self, kernel: Kernel, kubelets: dict[str, Kubelet], workload: WorkloadServer, dns: DnsServer,
-                 spec: ClusterSpec, services: Any):
+                 spec: ClusterSpec, services: Any, setup: PodSetup | None = None, events: Any = None):
         self.kernel = kernel
         self.kubelets = kubelets
         self.workload = workload
         self.dns = dns
         self.spec = spec
         self.services = services  # () -> typed Services, for env-var service discovery
+        # /etc/hosts, env (valueFrom, envFrom, $(VAR)), volumes, workingDir: netsim/node/pod_setup.py
+        self.setup = setup
+        self.events = events  # (ref, reason, message, actor) -> None
+        self._refused: dict[tuple[str, str], str] = {}  # (pod key, container) -> last message reported
         self.dns_ip = str(ipaddress.ip_network(spec.network.service_cidr).network_address + 10)
         self.host_resolv = read_host_resolv_conf()
         self.failed: set[str] = set()
@@ -230,27 +235,86 @@ class ClusterKubelet:
                     out.append((port, "TCP"))
         return sorted(set(out))
 
-    @staticmethod
-    def _commands(pod: dict[str, Any]) -> list[tuple[dict[str, Any], list[str], dict[str, str]]]:
-        out = []
-        for c in (pod.get("spec") or {}).get("containers") or []:
-            argv = container_argv(c)
-            if argv:
-                env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or [] if "name" in e}
-                out.append((c, argv, env))
-        return out
-
     def start_container(self, kubelet: Kubelet, sb: Sandbox, pod: dict[str, Any], container: dict[str, Any],
-                        argv: list[str], env: dict[str, str], *, restarts: int | None = None) -> None:
-        """Start one container as its securityContext (or the cluster's containerDefaults) says; a container
-        the kubelet refuses (runAsNonRoot and uid 0) is recorded as Waiting instead."""
+                        *, restarts: int | None = None, service_env: dict[str, str] | None = None) -> bool:
+        """Start one container as its securityContext (or the cluster's containerDefaults) says, with the
+        environment, command, volumes and working directory the kubelet gives it (pod_setup). A container
+        the kubelet refuses (runAsNonRoot and uid 0, a missing ConfigMap/Secret/key: reason
+        CreateContainerConfigError; a volume that cannot be made: ContainerCreating, event FailedMount)
+        is recorded as Waiting instead and retried next pass. A container without a command has no
+        process (the workload server plays it). True when the container is up (or played)."""
         defaults = self.spec.containers
+        name = container["name"]
+        ref_key = (o.key(pod), name)
+        status = pod.get("status") or {}
+        if sb.ip and not status.get("podIP"):
+            # The sandbox's address is the pod's before the status says so (the kubelet knows it from the
+            # sandbox when it makes the containers' config: status.podIP in env and downwardAPI).
+            pod = {**pod, "status": {**status, "podIP": sb.ip, "podIPs": [{"ip": sb.ip}],
+                                     "hostIP": kubelet.node.ip, "hostIPs": [{"ip": kubelet.node.ip}]}}
         try:
             sec = effective(pod, container, default_uid=defaults.run_as_user, default_gid=defaults.run_as_group)
+            if service_env is None:
+                service_env = env_for_pod(parse_object(pod, Source("<store>")), self.services())
+            if self.setup is None:
+                argv = container_argv(container)
+                env = {**service_env, **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
+                cfg = None
+            else:
+                ctx = self.setup.context(pod, service_env, kubelet.node.ip)
+                cfg = self.setup.container_config(pod, container, ctx, kubelet.node.name)
+                argv, env = cfg.argv, cfg.env
+                for reason, message in ctx.events:
+                    self._report(pod, name, reason, message, kubelet)
         except ContainerConfigError as exc:
-            kubelet.refuse_container(sb, container["name"], exc.reason, str(exc))
+            kubelet.refuse_container(sb, name, exc.reason, str(exc))
+            self._report(pod, name, "Failed", f"Error: {exc}", kubelet)
+            return False
+        except VolumeError as exc:
+            kubelet.refuse_container(sb, name, "ContainerCreating", "")
+            self._report(pod, name, "FailedMount", str(exc), kubelet)
+            return False
+        self._refused.pop(ref_key, None)
+        if not argv:
+            kubelet.forget_container(sb, name)
+            return True
+        kubelet.start_container(sb, name, argv, env, sec, restarts=restarts,
+                                mounts=cfg.mounts if cfg else None, workdir=cfg.workdir if cfg else "",
+                                scratch=cfg.scratch if cfg else "")
+        return True
+
+    def _report(self, pod: dict[str, Any], container: str, reason: str, message: str, kubelet: Kubelet) -> None:
+        """An event about a container, once per distinct message (the kubelet's retries do not repeat it)."""
+        key = (o.key(pod), container)
+        if self._refused.get(key) == f"{reason}:{message}":
             return
-        kubelet.start_container(sb, container["name"], argv, env, sec, restarts=restarts)
+        self._refused[key] = f"{reason}:{message}"
+        if self.events is not None:
+            self.events(o.ref(pod), reason, message, f"kubelet/{kubelet.node.name}")
+
+    def retry_refused(self, pod: dict[str, Any]) -> None:
+        """Containers refused before (CreateContainerConfigError, ContainerCreating) are tried again, as
+        the kubelet's next sync of the pod does: the ConfigMap or Secret may exist now."""
+        kubelet = self.kubelets.get(o.node_name(pod) or "")
+        if kubelet is None:
+            return
+        sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
+        if sb is None and self.host_network(pod):
+            sb = Sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod),
+                         naming.node_ns(self.spec.name, kubelet.node.name), "host", kubelet.node.ip,
+                         kubelet.node.name)
+        procs = kubelet.containers.get(o.key(pod), {})
+        if sb is None:
+            return
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            p = procs.get(c["name"])
+            if p is not None and p.waiting is not None:
+                self.start_container(kubelet, sb, pod, c)
+
+    def _start_all(self, kubelet: Kubelet, sb: Sandbox, pod: dict[str, Any], typed: Any) -> None:
+        service_env = env_for_pod(typed, self.services())
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            self.start_container(kubelet, sb, pod, c, service_env=service_env)
 
     def _serve_ports(self, pod: dict[str, Any]) -> list[tuple[int, str]]:
         ports = self._ports(pod)
@@ -270,16 +334,14 @@ class ClusterKubelet:
         typed = parse_object(pod, Source("<store>"))
         write_resolv_conf(sb.netns, pod_resolv_conf(typed, cluster_dns=[self.dns_ip],
                                                     cluster_domain=self.spec.dns_domain, host=self.host_resolv))
+        if self.setup is not None:
+            self.setup.write_hosts(pod, sb.netns, sb.ip)
         if self.is_dns_pod(pod):
             self.dns.serve(sb.netns)
         ports = self._serve_ports(pod)
         if ports:
             self.workload.serve(o.key(pod), kubelet.node.name, sb.netns, ports)
-        commands = self._commands(pod)
-        if commands:
-            env = env_for_pod(typed, self.services())
-            for c, argv, cenv in commands:
-                self.start_container(kubelet, sb, pod, c, argv, {**env, **cenv})
+        self._start_all(kubelet, sb, pod, typed)
         return sb.ip
 
     def _run_host_network(self, pod: dict[str, Any], kubelet: Kubelet) -> str:
@@ -290,11 +352,7 @@ class ClusterKubelet:
         ports = self._serve_ports(pod)
         if ports:
             self.workload.serve(o.key(pod), kubelet.node.name, node_ns, ports)
-        commands = self._commands(pod)
-        if commands:
-            env = env_for_pod(parse_object(pod, Source("<store>")), self.services())
-            for c, argv, cenv in commands:
-                self.start_container(kubelet, sb, pod, c, argv, {**env, **cenv})
+        self._start_all(kubelet, sb, pod, parse_object(pod, Source("<store>")))
         return kubelet.node.ip
 
     def delete_sandbox(self, pod: dict[str, Any]) -> None:
@@ -320,6 +378,8 @@ class ClusterKubelet:
         self.dns.unserve(netns)
         if kubelet is not None:
             kubelet.stop_sandbox(namespace, name)
+        if self.setup is not None:
+            self.setup.remove(netns, namespace, name)
         remove_resolv_conf(netns)
 
     def adopt(self, pod: dict[str, Any], sb: Sandbox | None) -> None:
@@ -335,26 +395,25 @@ class ClusterKubelet:
         else:
             write_resolv_conf(sb.netns, pod_resolv_conf(typed, cluster_dns=[self.dns_ip],
                                                         cluster_domain=self.spec.dns_domain, host=self.host_resolv))
+            if self.setup is not None:
+                self.setup.write_hosts(pod, sb.netns, sb.ip)
             if self.is_dns_pod(pod):
                 self.dns.serve(sb.netns)
         ports = self._serve_ports(pod)
         if ports:
             self.workload.serve(o.key(pod), kubelet.node.name, sb.netns, ports)
-        commands = self._commands(pod)
-        if not commands:
-            return
         status = pod.get("status") or {}
         base = int(status.get("netsimRestarts", 0))
         seen = {c.get("name"): c for c in status.get("containerStatuses") or []}
         policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
         env = env_for_pod(typed, self.services())
-        for c, argv, cenv in commands:
+        for c in (pod.get("spec") or {}).get("containers") or []:
             last = seen.get(c["name"]) or {}
             done = ((last.get("state") or {}).get("terminated") or {})
             if done and (policy == "Never" or (policy == "OnFailure" and done.get("exitCode") == 0)):
                 continue  # finished for good before the restart; nothing to run again
-            restarts = max(0, int(last.get("restartCount", base)) - base) + 1
-            self.start_container(kubelet, sb, pod, c, argv, {**env, **cenv}, restarts=restarts)
+            restarts = max(0, int(last.get("restartCount", base)) - base) + (1 if container_argv(c) else 0)
+            self.start_container(kubelet, sb, pod, c, restarts=restarts, service_env=env)
 
     def pod_state(self, pod: dict[str, Any]) -> PodState:
         kubelet = self.kubelets[o.node_name(pod)]
@@ -469,8 +528,10 @@ class Daemon:
         self.backoff = RestartBackoff()
         self._last_state: dict[tuple[str, str], dict[str, Any]] = {}  # (pod key, container) -> lastState
         self._reported: set[tuple[str, str, float]] = set()  # exits already given their event
+        self.pod_setup = PodSetup(cluster, self.spec.dns_domain, self.store.list, self.store.get)
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
-                                      lambda: self._typed(self.store.list("Service")))
+                                      lambda: self._typed(self.store.list("Service")), self.pod_setup,
+                                      lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
         # spec.kubeProxy reaches every node's kube-proxy. Partial syncs leave top-level chains alone when
         # their rules did not change: the kernel ends up with the same rules kube-proxy's rewrite would
         # give, without nf_tables revalidating them.
@@ -665,6 +726,8 @@ class Daemon:
             if not self.kubelet.node_alive(node) or not (pod.get("status") or {}).get("podIP"):
                 continue
             live.add(o.key(pod))
+            if not o.is_terminating(pod) and not o.is_terminal(pod):
+                self.kubelet.retry_refused(pod)
             procs = self.kubelets[node].poll_containers(o.key(pod))
             status = pod.get("status") or {}
             restarts = int(status.get("netsimRestarts", 0))
@@ -677,7 +740,8 @@ class Daemon:
                 entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""),
                                          "restartCount": restarts + (p.restarts if p else 0)}
                 if p is not None and p.waiting is not None:
-                    entry["state"] = {"waiting": {"reason": p.waiting[0], "message": p.waiting[1]}}
+                    entry["state"] = {"waiting": {"reason": p.waiting[0],
+                                                  **({"message": p.waiting[1]} if p.waiting[1] else {})}}
                     entry["ready"] = False
                 elif p is not None and p.exit_code is not None:
                     entry["ready"] = False
@@ -729,8 +793,11 @@ class Daemon:
             return {"terminated": term}
         self.backoff.next(key, now)
         self._last_state[key] = {"terminated": term}
-        env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or []}
-        self.kubelet.start_container(self.kubelets[node], sb, pod, c, container_argv(c), env)
+        # The restarted container gets its whole config again: Service variables, valueFrom, volumes.
+        if not self.kubelet.start_container(self.kubelets[node], sb, pod, c):
+            p2 = self.kubelets[node].containers.get(o.key(pod), {}).get(c["name"])
+            if p2 is not None and p2.waiting is not None:
+                return {"waiting": {"reason": p2.waiting[0], **({"message": p2.waiting[1]} if p2.waiting[1] else {})}}
         return {"running": {}}
 
     def _sync_proxies(self) -> None:
@@ -975,6 +1042,14 @@ class Daemon:
     PROXY_KINDS = frozenset({"Service", "EndpointSlice"})
     FELIX_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy", whatif.KIND})
     DNS_KINDS = frozenset({"Service", "EndpointSlice", "Pod", "Namespace", "StatefulSet"})
+    VOLUME_KINDS = frozenset({"ConfigMap", "Secret", "Pod"})  # the sources of configMap/secret/downwardAPI volumes
+
+    def _sync_volumes(self) -> None:
+        """The kubelet's volume sync: API-data volumes rewritten (atomically) from the current objects."""
+        pods = [p for p in self.store.list("Pod") if self.kubelet.node_alive(o.node_name(p) or "")]
+        for pod, volume in self.pod_setup.sync_volumes(pods, lambda p: self.nodes[o.node_name(p) or ""].ip):
+            self._event(o.ref(pod), "VolumeUpdated", f'volume "{volume}" updated',
+                        actor=f"kubelet/{o.node_name(pod)}")
 
     def one_pass(self) -> bool:
         """One round of everything; True when something was written (the cluster is still moving)."""
@@ -1003,6 +1078,8 @@ class Daemon:
             self._sync_felix()
         if changed & self.DNS_KINDS or dirty:
             self._refresh_dns()
+        if changed & self.VOLUME_KINDS:
+            self._sync_volumes()
         self._dataplane_dirty = False
         return bool(res.applied or writes)
 

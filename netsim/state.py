@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,5 +99,24 @@ def known_clusters() -> list[str]:
         return []
 
 
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or under `path` (deepest first): the tmpfs of `emptyDir: {medium: Memory}` volumes."""
+    root = os.path.realpath(path)
+    out = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point == root or point.startswith(root + "/"):
+                    out.append(point)
+    except OSError:
+        return []
+    return sorted(set(out), key=len, reverse=True)
+
+
 def remove(cluster: str) -> None:
+    """The cluster's state directory, after unmounting what its pods' volumes mounted in it (also after a
+    crash of the daemon that mounted them)."""
+    for point in mounts_under(naming.state_dir(cluster)):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
     shutil.rmtree(naming.state_dir(cluster), ignore_errors=True)

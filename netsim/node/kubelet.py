@@ -208,7 +208,9 @@ class Kubelet:
 
     # -- containers ----------------------------------------------------------------------------------
     def start_container(self, sb: Sandbox, container: str, argv: list[str], env: dict[str, str],
-                        security: ContainerSecurity, *, restarts: int | None = None) -> ContainerProcess:
+                        security: ContainerSecurity, *, restarts: int | None = None,
+                        mounts: list[dict[str, Any]] | None = None, workdir: str = "",
+                        scratch: str = "") -> ContainerProcess:
         """Start `argv` as `security` says, in a private mount and UTS namespace (container_init). The pod's
         sysctls (unprivileged low ports, ICMP echo sockets) are set only in a pod's own network namespace,
         never in a node's (hostNetwork), as containerd does. `restarts`: its restart count so far, when this
@@ -220,7 +222,8 @@ class Kubelet:
             # The kubelet keeps the last terminated instance's log for `logs --previous`.
             os.replace(log, log + PREVIOUS)
         launcher = launcher_argv(security, argv, netns=sb.netns, hostname=sb.name,
-                                 sysctls=None if sb.container_id == "host" else POD_SYSCTLS)
+                                 sysctls=None if sb.container_id == "host" else POD_SYSCTLS,
+                                 mounts=mounts or [], workdir=workdir, scratch=scratch)
         fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         with open(fd, "ab") as out:
             proc = self.kernel.spawn(sb.netns, launcher, stdin=subprocess.DEVNULL, stdout=out,
@@ -229,16 +232,23 @@ class Kubelet:
                                           "HOSTNAME": sb.name, **env,
                                           CONTAINER_ENV: container_marker(self.cluster, sb.key, container)},
                                      start_new_session=True)
-        count = restarts if restarts is not None else (prev.restarts + 1) if prev else 0
+        # A container that was refused before (never started) keeps the count it had.
+        count = restarts if restarts is not None else (prev.restarts + (prev.proc is not None)) if prev else 0
         cp = ContainerProcess(container, proc, log, time.time(), restarts=count)
         self.containers.setdefault(sb.key, {})[container] = cp
         return cp
 
     def refuse_container(self, sb: Sandbox, container: str, reason: str, message: str) -> ContainerProcess:
         """Record a container the kubelet will not create (e.g. runAsNonRoot with uid 0): it stays Waiting."""
-        cp = ContainerProcess(container, None, "", time.time(), waiting=(reason, message))
+        prev = self.containers.get(sb.key, {}).get(container)
+        cp = ContainerProcess(container, None, "", time.time(), restarts=prev.restarts if prev else 0,
+                              waiting=(reason, message))
         self.containers.setdefault(sb.key, {})[container] = cp
         return cp
+
+    def forget_container(self, sb: Sandbox, container: str) -> None:
+        """Drop a container's record (one refused before that needs no process: the workload server plays it)."""
+        self.containers.get(sb.key, {}).pop(container, None)
 
     def poll_containers(self, key: str) -> dict[str, ContainerProcess]:
         """Refresh exit codes of a pod's container processes."""

@@ -116,11 +116,15 @@ def effective(pod: Mapping[str, Any], container: Mapping[str, Any], *, default_u
 
 
 def launcher_argv(sec: ContainerSecurity, argv: Sequence[str], *, netns: str, hostname: str,
-                  sysctls: Mapping[str, str] | None = None, etc_root: str = "/etc/netns") -> list[str]:
-    """The command that starts `argv` as `sec` in a private mount and UTS namespace (see container_init)."""
+                  sysctls: Mapping[str, str] | None = None, etc_root: str = "/etc/netns",
+                  mounts: Sequence[Mapping[str, Any]] = (), workdir: str = "", scratch: str = "") -> list[str]:
+    """The command that starts `argv` as `sec` in a private mount and UTS namespace (see container_init):
+    `mounts` ({src, dst, ro, file}) bound in it, `workdir` its working directory, `scratch` an empty
+    directory for the private tmpfs that backs paths the host does not have."""
     conf = {"uid": sec.uid, "gid": sec.gid, "groups": list(sec.groups),
             "caps": [CAP_NUMBER[c] for c in sec.caps], "nnp": sec.no_new_privs,
             "masked": [] if sec.privileged else list(MASKED_PATHS), "etc": os.path.join(etc_root, netns),
-            "hostname": hostname[:64], "sysctls": dict(sysctls or {})}
+            "hostname": hostname[:64], "sysctls": dict(sysctls or {}), "mounts": [dict(m) for m in mounts],
+            "workdir": workdir, "scratch": scratch}
     # -I -S: no site-packages, no environment, no user directory: the launcher is stdlib only and fast.
     return [sys.executable, "-I", "-S", INIT, json.dumps(conf, separators=(",", ":")), *argv]

@@ -43,7 +43,8 @@ apiVersion: v1
 kind: Pod
 metadata: {name: crash}
 spec:
-  containers: [{name: c, image: x, command: [sh, -c, "echo run-$$; exit 3"]}]
+  # the kubelet expands $$$$ to $$ (its escape), which sh reads as its PID
+  containers: [{name: c, image: x, command: [sh, -c, "echo run-$$$$; exit 3"]}]
 ---
 apiVersion: v1
 kind: Pod

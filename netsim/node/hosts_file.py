@@ -1,0 +1,83 @@
+"""A pod's /etc/hosts, as the kubelet writes it (pkg/kubelet/kubelet_pods.go ensureHostsFile,
+managedHostsFileContent, hostsEntriesFromHostAliases; the host and domain names from
+GeneratePodHostNameAndDomain).
+
+A pod with its own network namespace gets the managed file: the "# Kubernetes-managed hosts file." header,
+the localhost lines, one line per pod IP with the pod's hostname (`spec.hostname`, else the pod's name
+truncated to 63 characters) and, when `spec.subdomain` is set, the FQDN
+`<hostname>.<subdomain>.<namespace>.svc.<cluster domain>` first; then `hostAliases` under
+"# Entries added by HostAliases.". A hostNetwork pod keeps the node's view (netsim's nodes share the host's
+/etc/hosts, which netsim never writes), so nothing is written for it and its hostAliases are not applied.
+
+The file goes next to the pod's resolv.conf, /etc/netns/<netns>/hosts: container_init binds every file of
+that directory over /etc in the container's private mount namespace, and `netsim exec` (`ip netns exec`)
+does the same, so both see it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from netsim.dns.resolvconf import NETNS_ETC, resolv_conf_path, with_suppressed_unlink
+
+MANAGED_HEADER = "# Kubernetes-managed hosts file.\n"
+HOSTNAME_MAX = 63  # GeneratePodHostNameAndDomain truncates the pod name used as hostname
+
+
+def pod_hostname_and_domain(pod: Mapping[str, Any], cluster_domain: str) -> tuple[str, str]:
+    """GeneratePodHostNameAndDomain: (hostname, domain) where domain is empty without a subdomain."""
+    md, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    hostname = spec.get("hostname") or str(md.get("name", ""))[:HOSTNAME_MAX].rstrip("-.")
+    domain = ""
+    if spec.get("subdomain"):
+        domain = f"{spec['subdomain']}.{md.get('namespace') or 'default'}.svc.{cluster_domain}"
+    return hostname, domain
+
+
+def managed_hosts_content(pod_ips: Sequence[str], hostname: str, domain: str,
+                          host_aliases: Sequence[Mapping[str, Any]] = ()) -> str:
+    """managedHostsFileContent."""
+    lines = [MANAGED_HEADER, "127.0.0.1\tlocalhost\n", "::1\tlocalhost ip6-localhost ip6-loopback\n",
+             "fe00::0\tip6-localnet\n", "fe00::0\tip6-mcastprefix\n", "fe00::1\tip6-allnodes\n",
+             "fe00::2\tip6-allrouters\n"]
+    for ip in pod_ips:
+        lines.append(f"{ip}\t{hostname}.{domain}\t{hostname}\n" if domain else f"{ip}\t{hostname}\n")
+    if host_aliases:
+        lines.append("\n# Entries added by HostAliases.\n")
+        for alias in host_aliases:
+            for name in alias.get("hostnames") or []:
+                lines.append(f"{alias.get('ip', '')}\t{name}\n")
+    return "".join(lines)
+
+
+def pod_hosts_content(pod: Mapping[str, Any], pod_ips: Sequence[str], cluster_domain: str) -> str:
+    hostname, domain = pod_hostname_and_domain(pod, cluster_domain)
+    return managed_hosts_content(pod_ips, hostname, domain, (pod.get("spec") or {}).get("hostAliases") or [])
+
+
+def hosts_path(netns: str, root: str = NETNS_ETC) -> Path:
+    return resolv_conf_path(netns, root).with_name("hosts")
+
+
+def write_hosts(netns: str, content: str, root: str = NETNS_ETC) -> Path:
+    """Put `content` at <root>/<netns>/hosts, atomically (0644, as ensureHostsFile)."""
+    path = hosts_path(netns, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".hosts.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with_suppressed_unlink(tmp)
+        raise
+    return path
+
+
+def remove_hosts(netns: str, root: str = NETNS_ETC) -> bool:
+    return with_suppressed_unlink(hosts_path(netns, root))

@@ -1,0 +1,178 @@
+"""A container process sees what a container sees: the kubelet's /etc/hosts, env (Service variables also
+after a restart, valueFrom, envFrom, $(VAR) expansion in env, command and args), ConfigMap/Secret/
+downwardAPI volumes at their mountPath (updated when the ConfigMap changes), an emptyDir shared by two
+containers, workingDir; a missing ConfigMap leaves that one container Waiting CreateContainerConfigError
+until it is created. Nothing is created on the host's filesystem."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from netsim import naming
+from netsim.controlplane.events import list_events
+from tests.conftest import live_cluster
+
+pytestmark = pytest.mark.root
+
+APP = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-cfg}
+data: {greeting: hello, app.conf: v1}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {selector: {app: db}, ports: [{port: 5432}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: envpod, labels: {app: env, tier: t1}}
+spec:
+  hostname: box
+  subdomain: grp
+  hostAliases: [{ip: 10.1.2.3, hostnames: [legacy.example]}]
+  volumes:
+  - {name: cfg, configMap: {name: app-cfg}}
+  - {name: sec, secret: {secretName: creds, defaultMode: 0400}}
+  - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+  - {name: shared, emptyDir: {}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+  containers:
+  - name: main
+    image: busybox
+    workingDir: /netsim-wd-test/sub
+    securityContext: {runAsUser: 0}
+    envFrom: [{configMapRef: {name: app-cfg}, prefix: CM_}]
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: app-cfg, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    - {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: MY_NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: MY_TIER, valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}}
+    - {name: MSG, value: "$(GREETING) from $(MY_TIER) $$(KEPT)"}
+    command: [sh, -c]
+    args:
+    - |
+      echo 'ARG=$(MSG)'; echo "ENV=$MSG|$PASSWORD|$MY_IP|$MY_NODE|$CM_greeting|$DB_SERVICE_HOST"
+      echo "PWD=$(pwd)"; cat /etc/hosts; cat /netsim-etc-test/app.conf; echo; cat /podinfo/labels; echo
+      cat /secret/password; echo; touch /netsim-etc-test/x 2>/dev/null || echo "RO-OK"
+      while true; do cat /netsim-etc-test/app.conf > /shared/seen; sleep 0.2; done
+    volumeMounts:
+    - {name: cfg, mountPath: /netsim-etc-test}
+    - {name: sec, mountPath: /secret}
+    - {name: info, mountPath: /podinfo}
+    - {name: shared, mountPath: /shared}
+  - name: reader
+    image: busybox
+    command: [sh, -c, "sleep 0.5; while true; do cat /data/seen > /data/copied 2>/dev/null; sleep 0.2; done"]
+    volumeMounts: [{name: shared, mountPath: /data}, {name: mem, mountPath: /mem}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crashy}
+spec:
+  containers:
+  - {name: c, image: x, command: [sh, -c, "echo DB=$DB_SERVICE_HOST; exit 1"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: latecomer}
+spec:
+  containers:
+  - name: c
+    image: x
+    command: [sh, -c, "echo LATE=$LATE; sleep 3600"]
+    env: [{name: LATE, valueFrom: {configMapKeyRef: {name: late, key: k}}}]
+"""
+
+
+def _wait(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (v := predicate()):
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def _log(c, pod: str, container: str, suffix: str = "") -> str:
+    try:
+        with open(naming.container_log(c.name, "default", pod, container) + suffix) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def cluster(kernel):
+    with live_cluster(kernel, "ce", {"nodes": 1}) as c:
+        c.apply(APP, wait=False)
+        yield c
+
+
+def test_env_hosts_volumes_and_working_dir(cluster):
+    c = cluster
+    out = _wait(lambda: (t := _log(c, "envpod", "main")).count("RO-OK") and t)
+    pod = c.store.get("Pod", "default", "envpod")
+    ip, node = pod["status"]["podIP"], pod["spec"]["nodeName"]
+    db_ip = c.store.get("Service", "default", "db")["spec"]["clusterIP"]
+    assert "ARG=hello from t1 $(KEPT)" in out
+    assert f"ENV=hello from t1 $(KEPT)|s3cret|{ip}|{node}|hello|{db_ip}" in out
+    assert "PWD=/netsim-wd-test/sub" in out
+    assert "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n" in out
+    assert f"{ip}\tbox.grp.default.svc.cluster.local\tbox\n" in out
+    assert "# Entries added by HostAliases.\n10.1.2.3\tlegacy.example\n" in out
+    assert "v1\n" in out and 'app="env"\ntier="t1"' in out and "s3cret" in out
+    # nothing was made on the host's filesystem for the paths the container saw
+    for p in ("/netsim-wd-test", "/netsim-etc-test", "/secret", "/podinfo", "/shared"):
+        assert not os.path.exists(p), p
+    # `netsim exec` sees the same /etc/hosts
+    assert f"{ip}\tbox.grp.default.svc.cluster.local\tbox" in c.exec("default/envpod", ["cat", "/etc/hosts"]).stdout
+    # the emptyDir is shared: the reader copies what main writes; a changed ConfigMap reaches the files
+    shared = os.path.join(naming.state_dir(c.name), "pods", naming.pod_part("default", "envpod"), "volumes",
+                          "shared")
+    copied = Path(shared, "copied")
+    _wait(lambda: copied.exists() and copied.read_text() == "v1")
+    c.apply(APP.replace("app.conf: v1", "app.conf: v2"), wait=False)
+    _wait(lambda: copied.read_text() == "v2", timeout=15)
+    # medium: Memory is a tmpfs (named under the cluster's state dir, unmounted by `down`)
+    assert os.path.ismount(os.path.join(os.path.dirname(shared), "mem"))
+
+
+def test_restarted_container_keeps_service_variables(cluster):
+    c = cluster
+    db_ip = c.store.get("Service", "default", "db")["spec"]["clusterIP"]
+    _wait(lambda: _log(c, "crashy", "c", ".previous"))
+    assert f"DB={db_ip}" in _log(c, "crashy", "c", ".previous")
+    assert _wait(lambda: f"DB={db_ip}" in _log(c, "crashy", "c"))
+
+
+def test_missing_config_map_waits_then_recovers(cluster):
+    c = cluster
+
+    def waiting():
+        cs = ((c.store.get("Pod", "default", "latecomer") or {}).get("status") or {}).get("containerStatuses")
+        return cs and (cs[0].get("state") or {}).get("waiting")
+    w = _wait(waiting)
+    assert w == {"reason": "CreateContainerConfigError", "message": 'configmap "late" not found'}
+    assert (c.store.get("Pod", "default", "latecomer")["status"]).get("phase") == "Pending"
+    events = [(e.reason, e.message) for e in list_events(c.store) if e.object == "Pod default/latecomer"]
+    assert ("Failed", 'Error: configmap "late" not found') in events
+    c.apply("""
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: late}
+data: {k: arrived}
+""", wait=False)
+    _wait(lambda: "LATE=arrived" in _log(c, "latecomer", "c"))
+    _wait(lambda: c.store.get("Pod", "default", "latecomer")["status"].get("phase") == "Running")
