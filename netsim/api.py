@@ -34,8 +34,7 @@ from netsim.model.limits import MAX_REPLICAS
 from netsim.model.loader import load_sourced, object_ref, parse_documents, parse_object
 from netsim.model.registry import is_emulated
 from netsim.model.registry import namespaced as kind_namespaced
-from netsim.probe.engine import Probe, ProbeResult, run_probes
-from netsim.scenario.selectors import (
+from netsim.model.targets import (
     HOST,
     IP,
     IP_PORT,
@@ -48,6 +47,7 @@ from netsim.scenario.selectors import (
     parse_source,
     parse_target,
 )
+from netsim.probe.engine import Probe, ProbeResult, run_probes
 from netsim.store import Conflict, StoreError, identity
 
 CONVERGE_TIMEOUT = 120.0  # seconds a command waits for the daemon to reflect its writes

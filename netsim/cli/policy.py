@@ -10,8 +10,8 @@ from netsim.cli.common import EXIT_FAILED, SECONDS, cluster_option, emit, handle
 from netsim.cli.network import _csv, _csv_ints
 from netsim.model.errors import UsageError
 from netsim.model.loader import load_documents
+from netsim.model.targets import SelectorError, parse_target, split_port
 from netsim.policy.verify import VerifyReport, matrix
-from netsim.scenario.selectors import SelectorError, parse_target, split_port
 
 NOT_ENFORCED = ("plugin {plugin} does not enforce NetworkPolicy (as with real flannel): the kernel allows "
                 "what the policies deny")

@@ -30,9 +30,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from netsim.model import targets as sel
 from netsim.model.cluster import ClusterSpec
 from netsim.model.selectors import LabelSelector
-from netsim.scenario import selectors as sel
 from netsim.scenario.steps import ObjectRef
 
 OUTCOMES = ("connected", "refused", "timeout", "unreachable", "error")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netsim.model import targets as sel
 from netsim.model.cluster import API_VERSION, ClusterSpec, default_cluster, load_cluster_file, parse_cluster
 from netsim.model.errors import Source, SpecError, SpecErrors
 from netsim.model.limits import MAX_REPLICAS
@@ -35,7 +36,6 @@ from netsim.model.loader import iter_raw_documents, manifest_files, object_key, 
 from netsim.model.meta import DNS1123_SUBDOMAIN, Fields
 from netsim.model.registry import kind_alias
 from netsim.model.selectors import parse_selector
-from netsim.scenario import selectors as sel
 from netsim.scenario.steps import (
     ANY,
     CHECK_STEPS,

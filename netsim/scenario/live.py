@@ -16,7 +16,7 @@ from netsim.daemonctl import DaemonError
 from netsim.kernel.linux import LinuxKernel
 from netsim.model.cluster import ClusterSpec
 from netsim.model.selectors import LabelSelector
-from netsim.scenario.selectors import IP_PORT, parse_target
+from netsim.model.targets import IP_PORT, parse_target
 from netsim.scenario.steps import ObjectRef
 
 REVISION = "deployment.kubernetes.io/revision"

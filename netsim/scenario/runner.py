@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from netsim.model import targets as sel
 from netsim.model.loader import object_ref
-from netsim.scenario import selectors as sel
 from netsim.scenario.api import ClusterAPI
 from netsim.scenario.format import Scenario
 from netsim.scenario.stats import chi_square_uniform

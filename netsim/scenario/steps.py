@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.model.selectors import LabelSelector
-from netsim.scenario.selectors import Selector
+from netsim.model.targets import Selector
 
 STEP_TYPES = ("apply", "delete", "scale", "rollout", "kill", "node", "wait", "probe", "reachability", "trace",
               "spread", "dns", "exec", "repeat")

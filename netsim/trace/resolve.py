@@ -1,7 +1,7 @@
 """What `netsim trace SRC DST[:PORT]` means: the source namespace and address, the destination address and
 port, and what the destination names (a pod, a Service, a node, an external host, a bare IP).
 
-Parsing reuses the probe selectors (`netsim.scenario.selectors`: `ns/pod`, `node/NAME`, `host/NAME`,
+Parsing reuses the probe selectors (`netsim.model.targets`: `ns/pod`, `node/NAME`, `host/NAME`,
 `svc/NS/NAME`, an IP, `IP:PORT`); `split_port` takes `svc/ns/web:80` apart. Resolution against a live
 cluster goes through `netsim.api.Cluster`. Errors a user can make raise UsageError (exit code 2).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from netsim.model import targets as sel
 from netsim.model.errors import UsageError
-from netsim.scenario import selectors as sel
 
 PROTOCOLS = ("TCP", "UDP", "SCTP", "ICMP")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import write_scenario
 
+from netsim.model import targets as sel
 from netsim.model.errors import SpecError, SpecErrors
-from netsim.scenario import selectors as sel
 from netsim.scenario.format import load_scenario, load_scenario_text, parse_duration, parse_matrix
 from netsim.scenario.steps import ANY, CompactExpectation, MatrixExpectation
 

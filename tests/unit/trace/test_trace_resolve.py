@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from netsim.api import Endpoint
+from netsim.model import targets as sel
 from netsim.model.errors import UsageError
-from netsim.scenario import selectors as sel
 from netsim.trace.resolve import resolve_destination, resolve_source
 
 

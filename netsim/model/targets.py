@@ -1,7 +1,9 @@
 """Probe selectors: who sends (`ns/pod`, `ns/*`, `*/*`, `node/NAME`, `host/NAME`) and what is reached
 (those, plus `svc/NS/NAME`, a virtual IP, `IP:PORT` such as a NodePort), as docs/architecture.md defines them.
 
-Pure parsing and matching, shared by the scenario format and the `netsim probe` CLI. Parsing raises
+Pure parsing and matching, shared by the scenario format, the `netsim probe`/`verify`/`trace` CLI, the
+Python API (`netsim.Cluster.sources`) and trace's endpoint resolution: it lives in the model layer so
+all of them import it downwards. Parsing raises
 `SelectorError` (a ValueError) with a message only; callers that know the file and field wrap it into a
 SpecError (see `netsim.scenario.format`), the CLI turns it into a usage error.
 """

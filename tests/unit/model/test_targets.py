@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.scenario import selectors as sel
+from netsim.model import targets as sel
 
 
 @pytest.mark.parametrize("text,kind,canonical", [
