@@ -14,6 +14,7 @@ does goes through these methods; they need root.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from netsim import daemonctl, lifecycle, naming, preflight, state
+from netsim.controlplane import conditions
 from netsim.controlplane import objects as o
 from netsim.controlplane import rollout as ro
 from netsim.controlplane.admission import admit
@@ -34,6 +36,7 @@ from netsim.model.limits import MAX_REPLICAS
 from netsim.model.loader import load_sourced, object_ref, parse_documents, parse_object
 from netsim.model.registry import is_emulated
 from netsim.model.registry import namespaced as kind_namespaced
+from netsim.model.selectors import LabelSelector
 from netsim.model.targets import (
     HOST,
     IP,
@@ -903,6 +906,88 @@ class Cluster:
                 lines.append(f"kernel via {n['name']}: {r.outcome}"
                              + (f" (served by {r.served_by}, client {r.client_ip})" if r.served_by else ""))
         return "\n".join(lines)
+
+    # -- what scenarios do (netsim.scenario.runner acts on a cluster only through these) -------------
+    def rollout(self, action: str, name: str, namespace: str = "default", *, image: str | None = None,
+                container: str | None = None, env: Sequence[tuple[str, str]] = (),
+                to_revision: int | None = None, timeout: float = 60.0) -> dict[str, Any]:
+        """A Deployment rollout as `kubectl rollout` drives it: `update` (a new image/env, then wait),
+        `undo` (to `to_revision`, 0 the previous one, then wait) or `status` (wait). Returns
+        `{"revision", "complete", "message"}`; a rollout that does not finish in `timeout` raises
+        DaemonError."""
+        if action == "update":
+            self.set_image(name, image or "", namespace, container, env=dict(env))
+            msg = self.wait_rollout(name, namespace, timeout)
+        elif action == "undo":
+            msg = self.rollout_undo(name, namespace, to_revision or 0)
+            self.wait_rollout(name, namespace, timeout)
+        else:
+            msg = self.wait_rollout(name, namespace, timeout)
+        rev = ro.revision(self.store.get("Deployment", namespace, name) or {"metadata": {}})
+        return {"revision": rev, "complete": True, "message": msg}
+
+    def kill_pods(self, namespace: str, *, name: str | None = None,
+                  selector: LabelSelector | None = None) -> list[str]:
+        """Kill pod `name`, or every pod of `namespace` matching `selector` (all with neither), that has a
+        sandbox, as crashes (`kill_pod`); then wait until each is healed. Returns their `ns/name`."""
+        pods = [p for p in self.pods(namespace) if (p.get("status") or {}).get("podIP")]
+        if name is not None:
+            pods = [p for p in pods if o.name(p) == name]
+        elif selector is not None:
+            pods = [p for p in pods if selector.matches(o.labels(p))]
+        for p in pods:
+            self.kill_pod(o.name(p), namespace, wait=False)
+        for p in pods:  # then wait for every one of them to be healed
+            self.wait_healed(o.name(p), namespace)
+        return [o.key(p) for p in pods]
+
+    def wait_for(self, kind: str, name: str, namespace: str | None = "default", condition: str = "Ready",
+                 timeout: float = 60.0) -> bool:
+        """Wait until the object holds `condition` (netsim.controlplane.conditions: Ready, Available,
+        Complete, RolledOut, Deleted, or any status condition); False on timeout."""
+        import time
+        ns = namespace or "default" if kind_namespaced(kind, self.custom_kinds()) else None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if conditions.holds(self.store.get(kind, ns, name), condition):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def dns_lookup(self, src: str, name: str, qtype: str = "A", server: str | None = None,
+                   timeout: float = 2.0) -> dict[str, Any]:
+        """Resolve `name` from pod `src` as its resolver would (search path, ndots:5), asking the cluster
+        DNS (or `server`) from inside the pod's namespace (netsim.dns.lookup)."""
+        from netsim.dns.lookup import lookup
+        ep = self.sources(src)[0]
+        ns = (ep.pod or {}).get("metadata", {}).get("namespace", "default")
+        server = server or str(ipaddress.ip_network(self.spec.network.service_cidr).network_address + 10)
+        return lookup(self.kernel, ep.netns or "", ns, self.spec.dns_domain, server, name, qtype, timeout)
+
+    def expected_verdicts(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
+                          protocols: Sequence[str]) -> list[dict[str, Any]]:
+        """What the NetworkPolicy model predicts for every concrete pod pair the selectors name, port and
+        protocol: `Verdict.to_dict()` (`from`, `to`, `port`, `protocol`, `allowed`, ...)."""
+        from netsim.policy.verify import model_from_store
+        model = model_from_store(self.store)
+        by_key = {p.key: p for p in model.pods}
+        out = []
+        for s in sources:
+            for t in targets:
+                for src in self.sources(s):
+                    for dst in self.sources(t):
+                        if src.label not in by_key or dst.label not in by_key:
+                            continue
+                        for port in ports:
+                            for proto in protocols or ["TCP"]:
+                                out.append(model.verdict(by_key[src.label], by_key[dst.label], port, proto).to_dict())
+        return out
+
+    def trace_summary(self, src: str, dst: str, port: int | None = None, protocol: str = "TCP") -> dict[str, Any]:
+        """One packet's path, simulated and observed (netsim.trace.api), as a scenario asserts on it:
+        `{"verdict", "policy", "policies", "hops", "simulated", "agree", "disagreements", "endpoint"}`."""
+        from netsim.trace.api import trace_for_scenario
+        return trace_for_scenario(self, src, dst, port, protocol)
 
     # -- commands ------------------------------------------------------------------------------------
     def exec(self, where: str, argv: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess:

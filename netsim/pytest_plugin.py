@@ -43,7 +43,7 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
 def netsim_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
     if os.geteuid() != 0:
         pytest.skip("netsim clusters need root (network namespaces)")
-    from netsim.api import Cluster
+    from netsim import Cluster  # the front door is the plugin's only way to act on a cluster
     from netsim.model.cluster import ClusterSpec, parse_cluster
     from netsim.model.errors import Source
 

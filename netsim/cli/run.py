@@ -24,8 +24,8 @@ from netsim.model.errors import SpecError, SpecErrors
 def run(files: tuple[str, ...], output: str, keep: bool, report_dir: str | None, name: str | None,
         fail_fast: bool) -> None:
     """Run scenarios: exit 0 iff every expectation of every scenario holds."""
+    from netsim.api import Cluster
     from netsim.scenario.format import load_scenario
-    from netsim.scenario.live import LiveClusterAPI
     from netsim.scenario.report import console_progress, to_json_text, to_junit, to_text
     from netsim.scenario.runner import Runner
 
@@ -44,7 +44,7 @@ def run(files: tuple[str, ...], output: str, keep: bool, report_dir: str | None,
     all_passed = True
     for sc in scenarios:
         progress = console_progress(console) if output == "text" or sys.stderr.isatty() else None
-        result = Runner(LiveClusterAPI(), progress=progress, keep=keep, fail_fast=fail_fast).run(sc)
+        result = Runner(Cluster, progress=progress, keep=keep, fail_fast=fail_fast).run(sc)
         all_passed &= result.passed
         if output == "json":
             click.echo(to_json_text(result))

@@ -1,8 +1,10 @@
-"""What the scenario runner needs from a cluster, as a Protocol, and a scripted fake for tests.
+"""The part of `netsim.Cluster` the scenario runner uses, as a Protocol, and a scripted fake of it for tests.
 
-The runner is written against `ClusterAPI` only, so it can be tested without root; the real implementation
-(wired by the lead over the control plane, the prober, the policy model and the tracer) must provide the
-same methods. Conventions every implementation follows:
+The runner acts on a cluster only through `netsim.Cluster` (the front door, docs/architecture.md "Layers"):
+`Runner(Cluster)` builds with `Cluster.up(spec)` and then calls the methods of `ScenarioCluster`, whose
+signatures are `netsim.Cluster`'s own (tests/unit/scenario/test_runner.py checks that they match).
+`FakeCluster` plays both roles (its `up` returns itself), so the runner is tested without root.
+Conventions:
 
 - Identities are strings as docs/architecture.md spells them: pods `ns/name`, `node/NAME`, `host/NAME`,
   services `svc/NS/NAME`, VIPs and `IP:PORT` as written. Sources and targets passed in may be wildcards
@@ -10,11 +12,12 @@ same methods. Conventions every implementation follows:
 - Errors that make the call meaningless (no such pod, cluster not up, timeout building) raise an Exception,
   preferably a `netsim.model.errors.NetsimError`; the runner records it as the step's error. An
   expectation not met is not an error: e.g. a probe that does not connect returns `connected: false`.
-- The runner may call check methods (probe, dns, exec, trace) from one thread while one mutating call
-  (rollout, scale, kill, node, apply, delete, wait) runs in another (`repeat: {during: ...}`), so an
-  implementation must tolerate that pairing.
+  `wait_converged` raises a NetsimError (the daemon's DaemonError) when the cluster does not converge.
+- The runner may call check methods (probe, dns_lookup, exec, trace_summary) from one thread while one
+  mutating call (rollout, scale, kill, node, apply, delete, wait) runs in another (`repeat: {during: ...}`),
+  so an implementation must tolerate that pairing.
 
-Probe results are the docs/architecture.md contract plus `outcome`:
+Probe results (`ProbeResult.to_json()`) are the docs/architecture.md contract plus `outcome`:
 `{"from": "x/a", "to": "y/b", "target": "10.244.1.5", "port": 80, "protocol": "TCP", "connected": true,
   "servedBy": "y/b", "clientIP": "10.244.2.3", "ms": 0.4, "outcome": "connected"}`
 with `outcome` one of OUTCOMES (`refused`: RST / ICMP port unreachable; `timeout`: nothing came back,
@@ -26,89 +29,88 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from netsim.model import targets as sel
 from netsim.model.cluster import ClusterSpec
+from netsim.model.errors import NetsimError
 from netsim.model.selectors import LabelSelector
-from netsim.scenario.steps import ObjectRef
 
 OUTCOMES = ("connected", "refused", "timeout", "unreachable", "error")
 
 
+class ProbeResultLike(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
 @runtime_checkable
-class ClusterAPI(Protocol):
-    """The operations a scenario performs on a cluster."""
+class ScenarioCluster(Protocol):
+    """The methods of `netsim.Cluster` a scenario calls (see netsim/api.py for what each does)."""
 
-    def up(self, spec: ClusterSpec) -> None:
-        """Build the cluster (nodes, network, agents); return when ready."""
+    def down(self) -> None: ...
 
-    def down(self) -> None:
-        """Remove everything the cluster made; safe to call after a failed or partial `up`."""
+    def apply(self, manifests: Any, *, wait: bool = True, timeout: float = 120.0) -> list[str]: ...
 
-    def apply(self, objects: Sequence[Any]) -> None:
-        """Create or update typed objects (netsim.model kinds); does not wait for convergence."""
+    def delete(self, kind: str, name: str, namespace: str | None = "default", *, wait: bool = True,
+               timeout: float = 120.0, grace_period: int | None = None, force: bool = False) -> None: ...
 
-    def delete(self, refs: Sequence[ObjectRef]) -> None:
-        """Delete objects by kind/namespace/name (absent ones are an error)."""
+    def scale(self, kind: str, name: str, replicas: int, namespace: str = "default", *, wait: bool = True,
+              timeout: float = 120.0) -> None: ...
 
-    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None: ...
-
-    def rollout(self, action: str, kind: str, namespace: str, name: str, *, image: str | None = None,
+    def rollout(self, action: str, name: str, namespace: str = "default", *, image: str | None = None,
                 container: str | None = None, env: Sequence[tuple[str, str]] = (),
-                to_revision: int | None = None, timeout: float = 60.0) -> dict[str, Any]:
-        """`update` (new image/env: a new revision), `undo` (to `to_revision` or the previous one) or
-        `status` (wait until the rollout completes or `timeout`). Returns at least
-        `{"revision": int, "complete": bool}` and anything else worth reporting."""
+                to_revision: int | None = None, timeout: float = 60.0) -> dict[str, Any]: ...
 
     def kill_pods(self, namespace: str, *, name: str | None = None,
-                  selector: LabelSelector | None = None) -> list[str]:
-        """Kill one pod or every pod matching `selector` in `namespace`, as a crash (its controller replaces
-        it). Returns the `ns/name` of the pods killed."""
+                  selector: LabelSelector | None = None) -> list[str]: ...
 
     def node_fail(self, name: str) -> None: ...
 
     def node_restore(self, name: str) -> None: ...
 
-    def wait_converged(self, timeout: float) -> bool:
-        """Block until store and kernel agree (controllers idle, endpoints and proxy rules synced); False
-        on timeout."""
+    def wait_converged(self, timeout: float = 120.0, applied: Sequence[Mapping[str, Any]] = ()) -> None: ...
 
-    def wait_for(self, condition: dict[str, Any], timeout: float) -> bool:
-        """Block until `{kind, namespace, name, condition}` holds (Ready, Available, Complete, Deleted,
-        RolledOut); False on timeout."""
+    def wait_for(self, kind: str, name: str, namespace: str | None = "default", condition: str = "Ready",
+                 timeout: float = 60.0) -> bool: ...
 
-    def probe(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
-              protocols: Sequence[str], via: str, count: int, timeout: float) -> list[dict[str, Any]]:
-        """Connect from every source to every target/port/protocol `count` times; one result per attempt.
-        A target `IP:PORT` carries its own port (then `ports` is ignored for it)."""
+    def probe(self, frm: str = "*/*", to: str = "*/*", ports: Sequence[int] | None = None,
+              protocols: Sequence[str] | None = None, *, via: str = "pod", count: int = 1,
+              timeout: float = 2.0) -> Sequence[ProbeResultLike]: ...
 
     def expected_verdicts(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
-                          protocols: Sequence[str]) -> list[dict[str, Any]]:
-        """What the NetworkPolicy model predicts: netsim.policy Verdict.to_dict() per concrete pair
-        (`from`, `to`, `port`, `protocol`, `allowed`, `egress`, `ingress`)."""
+                          protocols: Sequence[str]) -> list[dict[str, Any]]: ...
 
-    def explain(self, src: str, dst: str, port: int, protocol: str) -> str:
-        """Why traffic is allowed or denied, in words (the policy model's Verdict.explain())."""
+    def explain(self, src: str, dst: str, port: int, protocol: str = "TCP", *, probe: bool = True) -> str: ...
 
-    def trace(self, src: str, dst: str, port: int | None, protocol: str) -> dict[str, Any]:
-        """One packet's path. At least `{"verdict": delivered|dropped|rejected|unreachable,
-        "policy": "ns/name" or None (the policy that dropped it), "policies": [...] (optional),
-        "hops": [str or {"description": str, ...}], "agree": bool (simulated == observed)}`."""
+    def trace_summary(self, src: str, dst: str, port: int | None = None,
+                      protocol: str = "TCP") -> dict[str, Any]: ...
 
-    def dns(self, src: str, name: str, qtype: str, server: str | None, timeout: float) -> dict[str, Any]:
-        """Resolve from a pod: `{"rcode": "NOERROR", "addresses": [...], "answers": [...]}`."""
+    def dns_lookup(self, src: str, name: str, qtype: str = "A", server: str | None = None,
+                   timeout: float = 2.0) -> dict[str, Any]: ...
 
-    def exec(self, where: str, command: Sequence[str], timeout: float) -> tuple[int, str, str]:
-        """Run a command in `ns/pod`, `node/NAME` or `host/NAME`; (exit code, stdout, stderr)."""
+    def exec(self, where: str, argv: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess: ...
+
+
+class ClusterFactory(Protocol):
+    """What builds the cluster: `netsim.Cluster` itself (its classmethod `up`), or a FakeCluster."""
+
+    def up(self, spec: ClusterSpec) -> ScenarioCluster: ...
 
 
 # ------------------------------------------------------------------------------------------------ fake
 
 
-class FakeClusterAPI:
+class FakeProbeResult(dict):
+    """A probe result of the fake: the JSON dict itself."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self)
+
+
+class FakeCluster:
     """An in-memory cluster for runner tests: pods, services with backends, and scripted answers.
 
     Connectivity: every probe connects unless a `deny` rule (src selector, dst selector, port or None)
@@ -191,31 +193,36 @@ callable), or a callable taking the method's arguments; an Exception value is ra
         return any(s.matches(src) and d.matches(dst) and p in (None, port) for s, d, p in rules)
 
     # -- lifecycle -------------------------------------------------------------------------------------
-    def up(self, spec: ClusterSpec) -> None:
+    def up(self, spec: ClusterSpec) -> FakeCluster:
         self._record("up", spec)
         self.is_up = True
+        return self
 
     def down(self) -> None:
         self._record("down")
         self.is_up = False
 
-    def apply(self, objects: Sequence[Any]) -> None:
-        self._record("apply", list(objects))
+    def apply(self, manifests: Any, *, wait: bool = True, timeout: float = 120.0) -> list[str]:
+        objects = list(manifests)
+        self._record("apply", objects, wait)
         for o in objects:
-            self.objects[(o.kind, o.meta.namespace, o.meta.name)] = o
+            meta = o.get("metadata") or {}
+            self.objects[(o.get("kind"), meta.get("namespace", "default"), meta.get("name"))] = o
+        return [f"{str(o.get('kind')).lower()}/{(o.get('metadata') or {}).get('name')} created" for o in objects]
 
-    def delete(self, refs: Sequence[ObjectRef]) -> None:
-        self._record("delete", list(refs))
-        for r in refs:
-            self.objects.pop((r.kind, r.namespace, r.name), None)
+    def delete(self, kind: str, name: str, namespace: str | None = "default", *, wait: bool = True,
+               timeout: float = 120.0, grace_period: int | None = None, force: bool = False) -> None:
+        self._record("delete", kind, name, namespace, wait)
+        self.objects.pop((kind, namespace, name), None)
 
-    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
-        self._record("scale", kind, namespace, name, replicas)
+    def scale(self, kind: str, name: str, replicas: int, namespace: str = "default", *, wait: bool = True,
+              timeout: float = 120.0) -> None:
+        self._record("scale", kind, name, replicas, namespace, wait)
 
-    def rollout(self, action: str, kind: str, namespace: str, name: str, *, image: str | None = None,
+    def rollout(self, action: str, name: str, namespace: str = "default", *, image: str | None = None,
                 container: str | None = None, env: Sequence[tuple[str, str]] = (),
                 to_revision: int | None = None, timeout: float = 60.0) -> dict[str, Any]:
-        out = self._record("rollout", action, kind, namespace, name, image, to_revision)
+        out = self._record("rollout", action, name, namespace, image, to_revision)
         return out if out is not None else {"revision": 2 if action == "update" else 1, "complete": True}
 
     def kill_pods(self, namespace: str, *, name: str | None = None,
@@ -235,12 +242,14 @@ callable), or a callable taking the method's arguments; an Exception value is ra
         self._record("node_restore", name)
         self.failed_nodes.discard(name)
 
-    def wait_converged(self, timeout: float) -> bool:
+    def wait_converged(self, timeout: float = 120.0, applied: Sequence[Mapping[str, Any]] = ()) -> None:
         out = self._record("wait_converged", timeout)
-        return self.converge if out is None else out
+        if not (self.converge if out is None else out):
+            raise NetsimError(f"the fake cluster did not converge within {timeout:g}s")
 
-    def wait_for(self, condition: dict[str, Any], timeout: float) -> bool:
-        out = self._record("wait_for", condition, timeout)
+    def wait_for(self, kind: str, name: str, namespace: str | None = "default", condition: str = "Ready",
+                 timeout: float = 60.0) -> bool:
+        out = self._record("wait_for", kind, name, namespace, condition, timeout)
         return True if out is None else out
 
     # -- checks ----------------------------------------------------------------------------------------
@@ -275,22 +284,22 @@ callable), or a callable taking the method's arguments; an Exception value is ra
         return {**base, "connected": True, "servedBy": backend, "clientIP": self.ip_of(src), "ms": 0.4,
                 "outcome": "connected"}
 
-    def probe(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
-              protocols: Sequence[str], via: str, count: int, timeout: float) -> list[dict[str, Any]]:
-        out = self._record("probe", list(sources), list(targets), list(ports), list(protocols), via, count)
+    def probe(self, frm: str = "*/*", to: str = "*/*", ports: Sequence[int] | None = None,
+              protocols: Sequence[str] | None = None, *, via: str = "pod", count: int = 1,
+              timeout: float = 2.0) -> list[FakeProbeResult]:
+        """As netsim.Cluster.probe: a target `IP:PORT` carries its own port (`ports` is None for it)."""
+        out = self._record("probe", frm, to, ports, list(protocols or []), via, count)
         if out is not None:
-            return out
+            return [FakeProbeResult(r) for r in out]
         results = []
-        for s in sources:
-            for src in self._expand(s):
-                for t in targets:
-                    tsel = sel.parse_target(t)
-                    tports = [tsel.port] if tsel.kind == sel.IP_PORT else list(ports)
-                    for tgt in self._expand(t, target=True):
-                        for port in tports:
-                            for proto in protocols:
-                                for _ in range(count):
-                                    results.append(self._one(src, tgt, port, proto, via))
+        tsel = sel.parse_target(to)
+        tports = [tsel.port] if tsel.kind == sel.IP_PORT else list(ports or [])
+        for src in self._expand(frm):
+            for tgt in self._expand(to, target=True):
+                for port in tports:
+                    for proto in protocols or ["TCP"]:
+                        for _ in range(count):
+                            results.append(FakeProbeResult(self._one(src, tgt, port, proto, via)))
         return results
 
     def expected_verdicts(self, sources: Sequence[str], targets: Sequence[str], ports: Sequence[int],
@@ -303,23 +312,24 @@ callable), or a callable taking the method's arguments; an Exception value is ra
                 for s in sources for src in self._expand(s) for t in targets
                 for tgt in self._expand(t, target=True) for port in ports for proto in protocols]
 
-    def explain(self, src: str, dst: str, port: int, protocol: str) -> str:
+    def explain(self, src: str, dst: str, port: int, protocol: str = "TCP", *, probe: bool = True) -> str:
         out = self._record("explain", src, dst, port, protocol)
         if out is not None:
             return out
         denied = self._denied(self.model_deny, src, dst, port)
         return f"{src} -> {dst}:{port}/{protocol}: {'denied by fake policy' if denied else 'allowed'}"
 
-    def trace(self, src: str, dst: str, port: int | None, protocol: str) -> dict[str, Any]:
-        out = self._record("trace", src, dst, port, protocol)
+    def trace_summary(self, src: str, dst: str, port: int | None = None, protocol: str = "TCP") -> dict[str, Any]:
+        out = self._record("trace_summary", src, dst, port, protocol)
         if out is not None:
             return out
         denied = self._denied(self.deny, src, dst, port or 0)
         return {"verdict": "dropped" if denied else "delivered", "policy": None, "agree": True,
                 "hops": [f"{src} eth0", "node bridge", f"{dst}"]}
 
-    def dns(self, src: str, name: str, qtype: str, server: str | None, timeout: float) -> dict[str, Any]:
-        out = self._record("dns", src, name, qtype, server)
+    def dns_lookup(self, src: str, name: str, qtype: str = "A", server: str | None = None,
+                   timeout: float = 2.0) -> dict[str, Any]:
+        out = self._record("dns_lookup", src, name, qtype, server)
         if out is not None:
             return out
         parts = name.rstrip(".").split(".")
@@ -327,8 +337,8 @@ callable), or a callable taking the method's arguments; an Exception value is ra
             return {"rcode": "NOERROR", "addresses": [self.ip_of(f"svc/{parts[1]}/{parts[0]}")]}
         return {"rcode": "NXDOMAIN", "addresses": []}
 
-    def exec(self, where: str, command: Sequence[str], timeout: float) -> tuple[int, str, str]:
-        out = self._record("exec", where, list(command))
-        if out is not None:
-            return tuple(out)  # type: ignore[return-value]
-        return 0, " ".join(command) + "\n", ""
+    def exec(self, where: str, argv: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        """Scripted answers are (exit code, stdout, stderr) tuples."""
+        out = self._record("exec", where, list(argv))
+        code, stdout, stderr = tuple(out) if out is not None else (0, " ".join(argv) + "\n", "")
+        return subprocess.CompletedProcess(list(argv), code, stdout, stderr)

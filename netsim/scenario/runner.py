@@ -1,8 +1,11 @@
-"""Run a validated Scenario against a ClusterAPI: build, steps in order, expectations, teardown.
+"""Run a validated Scenario on a cluster: build, steps in order, expectations, teardown.
+
+The runner acts on the cluster only through `netsim.Cluster` (`Runner(Cluster)`; the methods it calls are
+`netsim.scenario.api.ScenarioCluster`), or through `FakeCluster` in tests.
 
 Policy on failures (so a report always says as much as it can):
 - an expectation not met fails its step and the run goes on (later steps may still tell something);
-- an error (the API raised) in a step that changes the cluster (apply, delete, scale, rollout, kill, node,
+- an error (the cluster raised) in a step that changes the cluster (apply, delete, scale, rollout, kill, node,
   wait, or a repeat running one of those) aborts the run: later steps would test a state that never came
   to be, so they are reported as skipped; an error in a check step is recorded and the run goes on;
 - a build that fails (up, manifests, convergence) skips every step;
@@ -24,8 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from netsim.model import targets as sel
+from netsim.model.errors import NetsimError
 from netsim.model.loader import object_ref
-from netsim.scenario.api import ClusterAPI
+from netsim.scenario.api import ClusterFactory, ScenarioCluster
 from netsim.scenario.format import Scenario
 from netsim.scenario.stats import chi_square_uniform
 from netsim.scenario.steps import (
@@ -128,10 +132,11 @@ class _StepError(Exception):
 
 
 class Runner:
-    def __init__(self, api: ClusterAPI, *, progress: Progress | None = None, keep: bool = False,
+    def __init__(self, clusters: ClusterFactory, *, progress: Progress | None = None, keep: bool = False,
                  fail_fast: bool = False, settle: bool = True, settle_timeout: float = 120.0,
                  build_timeout: float = 300.0, explain_limit: int = 20):
-        self.api = api
+        self.clusters = clusters
+        self.cluster: ScenarioCluster | None = None
         self.progress = progress
         self.keep = keep
         self.fail_fast = fail_fast
@@ -173,22 +178,54 @@ class Runner:
             if not self.keep:
                 self._emit(ProgressEvent("teardown", total, description="tearing down"))
                 result.teardown = self._timed(StepResult(-2, "teardown", "tear down the cluster"),
-                                              lambda obs, fails: self.api.down())
+                                              lambda obs, fails: self._down())
             result.duration_s = time.monotonic() - t0
             self._emit(ProgressEvent("done", total, run=result))
         return result
 
     def _build(self, scenario: Scenario) -> StepResult:
         def build(obs: dict[str, Any], fails: list[Failure]) -> None:
-            self.api.up(scenario.cluster)
+            self.cluster = self.clusters.up(scenario.cluster)
             obs["cluster"] = scenario.cluster.name
             if scenario.manifests:
-                self.api.apply(list(scenario.manifests))
+                self.c.apply(_dicts(scenario.manifests), wait=False)
                 obs["objects"] = [object_ref(o) for o in scenario.manifests]
-            if not self.api.wait_converged(self.build_timeout):
+            if not self._converged(self.build_timeout):
                 raise _StepError(f"the cluster did not converge within {self.build_timeout:g}s")
 
         return self._timed(StepResult(-1, "build", f"build cluster {scenario.cluster.name}"), build)
+
+    @property
+    def c(self) -> ScenarioCluster:
+        if self.cluster is None:
+            raise RuntimeError("the cluster is not up")
+        return self.cluster
+
+    def _down(self) -> None:
+        """Remove the cluster. A failed `up` removed what it had made itself (netsim.Cluster.up), so
+        there is nothing to do without a cluster."""
+        if self.cluster is not None:
+            cluster, self.cluster = self.cluster, None
+            cluster.down()
+
+    def _converged(self, timeout: float) -> bool:
+        try:
+            self.c.wait_converged(timeout)
+            return True
+        except NetsimError:  # the daemon's DaemonError: not converged in time, or not running
+            return False
+
+    def _probe(self, sources: list[str], targets: list[str], ports: list[int], protocols: list[str], via: str,
+               count: int, timeout: float) -> list[dict[str, Any]]:
+        """Every source to every target, as result dicts; a target `IP:PORT` carries its own port."""
+        out: list[dict[str, Any]] = []
+        for s in sources:
+            for t in targets:
+                own_port = sel.parse_target(t).kind == sel.IP_PORT
+                results = self.c.probe(s, t, None if own_port else (list(ports) or None), list(protocols) or None,
+                                       via=via, count=count, timeout=timeout)
+                out += [r.to_json() for r in results]
+        return out
 
     def _timed(self, sr: StepResult, fn: Callable[[dict[str, Any], list[Failure]], None]) -> StepResult:
         t = time.monotonic()
@@ -208,7 +245,7 @@ class Runner:
         def body(obs: dict[str, Any], fails: list[Failure]) -> None:
             handler(step.params, obs, fails)
             settles = self.settle and step.type in MUTATING_STEPS and step.type != "wait"
-            if settles and not self.api.wait_converged(self.settle_timeout):
+            if settles and not self._converged(self.settle_timeout):
                 fails.append(Failure(f"the cluster did not converge within {self.settle_timeout:g}s "
                                      f"after the {step.type}", expected="converged", observed="timeout"))
 
@@ -217,26 +254,27 @@ class Runner:
     # -- mutating steps --------------------------------------------------------------------------------
     def _step_apply(self, p: ApplyStep, obs: dict, fails: list[Failure]) -> None:
         obs["objects"] = [object_ref(o) for o in p.objects]
-        self.api.apply(list(p.objects))
+        self.c.apply(_dicts(p.objects), wait=False)
 
     def _step_delete(self, p: DeleteStep, obs: dict, fails: list[Failure]) -> None:
         obs["objects"] = [r.text for r in p.refs]
-        self.api.delete(list(p.refs))
+        for r in p.refs:
+            self.c.delete(r.kind, r.name, r.namespace, wait=False)
 
     def _step_scale(self, p: ScaleStep, obs: dict, fails: list[Failure]) -> None:
-        self.api.scale(p.kind, p.namespace, p.name, p.replicas)
+        self.c.scale(p.kind, p.name, p.replicas, p.namespace, wait=False)
         obs["replicas"] = p.replicas
 
     def _step_rollout(self, p: RolloutStep, obs: dict, fails: list[Failure]) -> None:
-        status = self.api.rollout(p.action, p.kind, p.namespace, p.name, image=p.image, container=p.container,
-                                  env=p.env, to_revision=p.to_revision, timeout=p.timeout)
+        status = self.c.rollout(p.action, p.name, p.namespace, image=p.image, container=p.container, env=p.env,
+                                to_revision=p.to_revision, timeout=p.timeout)
         obs["rollout"] = status
         if p.action == "status" and not (status or {}).get("complete", False):
             fails.append(Failure(f"rollout of {p.kind} {p.namespace}/{p.name} did not complete within "
                                  f"{p.timeout:g}s", expected="complete", observed=status))
 
     def _step_kill(self, p: KillStep, obs: dict, fails: list[Failure]) -> None:
-        killed = self.api.kill_pods(p.namespace, name=p.name, selector=p.selector)
+        killed = self.c.kill_pods(p.namespace, name=p.name, selector=p.selector)
         obs["killed"] = list(killed)
         if not killed:
             what = f"{p.namespace}/{p.name}" if p.name else \
@@ -244,7 +282,7 @@ class Runner:
             raise _StepError(f"no pod to kill: {what}")
 
     def _step_node(self, p: NodeStep, obs: dict, fails: list[Failure]) -> None:
-        (self.api.node_fail if p.action == "fail" else self.api.node_restore)(p.name)
+        (self.c.node_fail if p.action == "fail" else self.c.node_restore)(p.name)
         obs["node"] = p.name
 
     def _step_wait(self, p: WaitStep, obs: dict, fails: list[Failure]) -> None:
@@ -253,9 +291,11 @@ class Runner:
             time.sleep(p.duration or 0)
             ok = True
         elif p.mode == "converged":
-            ok = self.api.wait_converged(p.timeout)
+            ok = self._converged(p.timeout)
         else:
-            ok = self.api.wait_for(dict(p.condition or {}), p.timeout)
+            cond = dict(p.condition or {})
+            ok = self.c.wait_for(cond["kind"], cond["name"], cond.get("namespace"), cond.get("condition", "Ready"),
+                                 p.timeout)
         obs["waitedMs"] = round((time.monotonic() - t) * 1000, 3)
         if not ok:
             what = "convergence" if p.mode == "converged" else str(p.condition)
@@ -274,7 +314,7 @@ class Runner:
                 continue
             seen.add(key)
             try:
-                reason = self.api.explain(*key)
+                reason = self.c.explain(*key, probe=False)
             except Exception as e:  # an explanation is a courtesy; its absence must not fail a step
                 reason = f"(explain failed: {type(e).__name__}: {e})"
             out.append({"from": key[0], "to": key[1], "port": key[2], "protocol": key[3], "reason": reason})
@@ -282,8 +322,7 @@ class Runner:
 
     def _step_probe(self, p: ProbeStep, obs: dict, fails: list[Failure]) -> None:
         ports = [p.port] if p.port is not None else []
-        results = self.api.probe([p.source.text], [p.target.text], ports, [p.protocol], p.via, p.count,
-                                 p.timeout)
+        results = self._probe([p.source.text], [p.target.text], ports, [p.protocol], p.via, p.count, p.timeout)
         obs["results"] = results
         if not results:
             fails.append(Failure(f"no probe was made: {p.source} -> {p.target} matched nothing",
@@ -323,7 +362,7 @@ class Runner:
 
     def _step_reachability(self, p: ReachabilityStep, obs: dict, fails: list[Failure]) -> None:
         sources, targets = [s.text for s in p.sources], [t.text for t in p.targets]
-        results = self.api.probe(sources, targets, list(p.ports), list(p.protocols), p.via, p.count, p.timeout)
+        results = self._probe(sources, targets, list(p.ports), list(p.protocols), p.via, p.count, p.timeout)
         obs["results"] = results
         cells: dict[tuple, list[bool]] = defaultdict(list)
         for r in results:
@@ -374,7 +413,7 @@ class Runner:
 
     def _model_verdicts(self, p: ReachabilityStep) -> dict[tuple, bool]:
         try:
-            verdicts = self.api.expected_verdicts([s.text for s in p.sources], [t.text for t in p.targets],
+            verdicts = self.c.expected_verdicts([s.text for s in p.sources], [t.text for t in p.targets],
                                                   list(p.ports), list(p.protocols))
         except Exception:  # the model's view is extra information for a mismatch, never a reason to error
             return {}
@@ -382,7 +421,7 @@ class Runner:
                 for v in verdicts}
 
     def _step_trace(self, p: TraceStep, obs: dict, fails: list[Failure]) -> None:
-        res = self.api.trace(p.source.text, p.target.text, p.port, p.protocol)
+        res = self.c.trace_summary(p.source.text, p.target.text, p.port, p.protocol)
         obs["trace"] = res
         if p.verdict is not None and res.get("verdict") != p.verdict:
             fails.append(Failure(f"verdict {res.get('verdict')!r}, expected {p.verdict!r}"
@@ -415,8 +454,8 @@ class Runner:
 
     def _step_spread(self, p: SpreadStep, obs: dict, fails: list[Failure]) -> None:
         ports = [p.port] if p.port is not None else []
-        results = self.api.probe([p.source.text], [p.target.text], ports, [p.protocol], "service", p.count,
-                                 p.timeout)
+        results = self._probe([p.source.text], [p.target.text], ports, [p.protocol], "service", p.count,
+                              p.timeout)
         obs["results"] = results
         # A connection that answered without saying who it was (not a netsim workload) is not an endpoint.
         counts = Counter(str(r["servedBy"]) for r in results if r.get("connected") and r.get("servedBy"))
@@ -447,7 +486,7 @@ class Runner:
                                      observed=test.to_dict()))
 
     def _step_dns(self, p: DnsStep, obs: dict, fails: list[Failure]) -> None:
-        res = self.api.dns(p.source.text, p.name, p.qtype, p.server, p.timeout)
+        res = self.c.dns_lookup(p.source.text, p.name, p.qtype, p.server, p.timeout)
         obs["dns"] = res
         if p.rcode is not None and res.get("rcode") != p.rcode:
             fails.append(Failure(f"rcode {res.get('rcode')}, expected {p.rcode}", expected=p.rcode,
@@ -460,7 +499,8 @@ class Runner:
                                      observed=got))
 
     def _step_exec(self, p: ExecStep, obs: dict, fails: list[Failure]) -> None:
-        code, out, err = self.api.exec(p.where.text, list(p.command), p.timeout)
+        done = self.c.exec(p.where.text, list(p.command), timeout=p.timeout)
+        code, out, err = done.returncode, done.stdout or "", done.stderr or ""
         obs.update({"exitCode": code, "stdout": out[:_MAX_TEXT], "stderr": err[:_MAX_TEXT]})
         if p.exit_code is not None and code != p.exit_code:
             fails.append(Failure(f"exit code {code}, expected {p.exit_code}" + (f": {err.strip()[:200]}"
@@ -536,9 +576,9 @@ class Runner:
                                                                                     "iterations": iterations}))
 
 
-def run_scenario(scenario: Scenario, api: ClusterAPI, **options: Any) -> RunResult:
-    """Convenience: `Runner(api, **options).run(scenario)`."""
-    return Runner(api, **options).run(scenario)
+def run_scenario(scenario: Scenario, clusters: ClusterFactory, **options: Any) -> RunResult:
+    """Convenience: `Runner(clusters, **options).run(scenario)`."""
+    return Runner(clusters, **options).run(scenario)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -632,3 +672,8 @@ def _matrices(p: ReachabilityStep, cells: dict[tuple, list[bool]]) -> tuple[dict
         observed[f"{proto}/{port}"] = render_matrix(rows, cols, seen)
         expected[f"{proto}/{port}"] = render_matrix(rows, cols, want)
     return observed, expected
+
+
+def _dicts(objects: Any) -> list[Any]:
+    """Typed model objects as the manifest dicts `Cluster.apply` takes."""
+    return [x.to_dict() if hasattr(x, "to_dict") else x for x in objects]

@@ -97,6 +97,30 @@ def test_no_import_runs_up_the_layers():
     assert bad == [], "imports that run up the layers (docs/architecture.md, Layers):\n" + "\n".join(bad)
 
 
+# The clients of the front door act on a cluster only through netsim.Cluster: besides their own package they
+# import the model (specs, manifests, selectors) and the front door, nothing of the layers in between.
+CLIENTS = {"netsim.scenario": "netsim/scenario", "netsim.pytest_plugin": "netsim/pytest_plugin.py"}
+CLIENT_MAY_IMPORT = ("netsim.model", "netsim.api")
+
+
+def client_imports(root: Path) -> list[str]:
+    bad = []
+    for own, rel in CLIENTS.items():
+        base = root / rel
+        for path in sorted(base.rglob("*.py") if base.is_dir() else [base]):
+            mod = module_name(path, root)
+            for line, target in imports(path.read_text(), mod, path.name == "__init__.py", root):
+                allowed = (own, *CLIENT_MAY_IMPORT)
+                if target != "netsim" and not any(target == a or target.startswith(a + ".") for a in allowed):
+                    bad.append(f"{path.relative_to(root)}:{line}: {mod} imports {target}")
+    return bad
+
+
+def test_scenarios_and_the_pytest_plugin_act_only_through_netsim_cluster():
+    bad = client_imports(ROOT)
+    assert bad == [], "use netsim.Cluster instead:\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize("code", [
     "from netsim.api import Cluster",                 # a plain import
     "def f():\n    from netsim import api\n",         # a lazy one inside a function

@@ -6,7 +6,7 @@ import json
 import textwrap
 import xml.etree.ElementTree as ET
 
-from netsim.scenario.api import FakeClusterAPI
+from netsim.scenario.api import FakeCluster
 from netsim.scenario.format import load_scenario_text
 from netsim.scenario.report import to_json, to_json_text, to_junit, to_rich_table, to_text
 from netsim.scenario.runner import Runner
@@ -29,11 +29,11 @@ def run_example():
     text = ("apiVersion: netsim/v1alpha1\nkind: Scenario\nmetadata: {name: report-demo}\n"
             "description: a <mixed> & 'quoted' run\nsteps:\n" + textwrap.indent(STEPS.strip(), "  ") + "\n")
     sc = load_scenario_text(text, "demo.yaml")
-    api = FakeClusterAPI(pods=["default/client", "default/a", "default/web-1", "default/web-2"],
-                         services={"default/web": ["default/web-1", "default/web-2"]},
-                         deny=[("default/client", "default/a", 80)],
-                         scripted={"dns": RuntimeError("dns <boom> & friends"),
-                                   "scale": RuntimeError("no such deployment")})
+    api = FakeCluster(pods=["default/client", "default/a", "default/web-1", "default/web-2"],
+                      services={"default/web": ["default/web-1", "default/web-2"]},
+                      deny=[("default/client", "default/a", 80)],
+                      scripted={"dns_lookup": RuntimeError("dns <boom> & friends"),
+                                "scale": RuntimeError("no such deployment")})
     return Runner(api).run(sc)
 
 
@@ -113,7 +113,7 @@ def test_console_progress_prints_each_step():
     console = Console(record=True, width=200)
     text = ("apiVersion: netsim/v1alpha1\nkind: Scenario\nmetadata: {name: p}\nsteps:\n"
             "  - probe: {from: default/client, to: default/a, port: 80}\n  - wait: 1ms\n")
-    api = FakeClusterAPI(pods=["default/client", "default/a"], deny=[("default/client", "default/a", 80)])
+    api = FakeCluster(pods=["default/client", "default/a"], deny=[("default/client", "default/a", 80)])
     Runner(api, progress=console_progress(console)).run(load_scenario_text(text, "p.yaml"))
     out = console.export_text()
     assert "FAIL  [1/2] probe default/client -> default/a:80/TCP" in out

@@ -1,4 +1,4 @@
-"""The runner against FakeClusterAPI: every step type, expectations, abort rules, teardown, progress."""
+"""The runner against FakeCluster: every step type, expectations, abort rules, teardown, progress."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from conftest import write_scenario
 
 from netsim.model.errors import NetsimError
-from netsim.scenario.api import ClusterAPI, FakeClusterAPI
+from netsim.scenario.api import FakeCluster, ScenarioCluster
 from netsim.scenario.format import load_scenario, load_scenario_text
 from netsim.scenario.runner import ERROR, FAIL, PASS, SKIPPED, ProgressEvent, Runner, run_scenario
 
@@ -26,26 +26,43 @@ def scenario(steps: str, *, manifests: str = "[]", base_dir: str = "."):
     return load_scenario_text(text, "t.yaml", base_dir=base_dir)
 
 
-def fake(**kw) -> FakeClusterAPI:
+def fake(**kw) -> FakeCluster:
     kw.setdefault("pods", PODS)
     kw.setdefault("services", WEB)
-    return FakeClusterAPI(**kw)
+    return FakeCluster(**kw)
 
 
-def run(steps: str, api: FakeClusterAPI | None = None, **opts):
+def run(steps: str, api: FakeCluster | None = None, **opts):
     api = api or fake()
     return api, Runner(api, **opts).run(scenario(steps))
 
 
 def test_fake_satisfies_protocol():
-    assert isinstance(fake(), ClusterAPI)
+    assert isinstance(fake(), ScenarioCluster)
+
+
+def _params(fn) -> list[tuple[str, str, object]]:
+    import inspect
+    return [(p.name, p.kind.name, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_the_runner_needs_nothing_but_netsim_cluster():
+    """Every method the runner calls (ScenarioCluster) is netsim.Cluster's, with the same parameters, and
+    the fake's too: the runner acts on a real cluster through the front door alone."""
+    from netsim import Cluster
+    methods = [m for m in vars(ScenarioCluster) if not m.startswith("_")]
+    assert {"apply", "probe", "trace_summary", "dns_lookup", "kill_pods", "wait_for"} <= set(methods)
+    for m in methods:
+        assert _params(getattr(Cluster, m)) == _params(getattr(ScenarioCluster, m)), m
+        assert _params(getattr(FakeCluster, m)) == _params(getattr(ScenarioCluster, m)), m
+    assert isinstance(vars(Cluster)["up"], classmethod)  # Runner(Cluster): Cluster.up(spec) builds
 
 
 # -- the quickstart scenario from docs/architecture.md, against a fake that honours a deny-all policy ---------
 
 
-def policy_aware_fake() -> FakeClusterAPI:
-    api: FakeClusterAPI
+def policy_aware_fake() -> FakeCluster:
+    api: FakeCluster
 
     def connect(src, tgt, port, proto, via):
         return not any(k[0] == "NetworkPolicy" and k[2] == "deny-all" for k in api.objects)
@@ -59,7 +76,7 @@ def policy_aware_fake() -> FakeClusterAPI:
     def explain(src, dst, port, proto):
         return f"{src} -> {dst}:{port}/{proto}: denied\n  ingress: isolated by default/deny-all"
 
-    api = fake(connect=connect, scripted={"trace": trace, "explain": explain})
+    api = fake(connect=connect, scripted={"trace_summary": trace, "explain": explain})
     return api
 
 
@@ -120,17 +137,16 @@ def test_mutating_steps_call_the_api(scenario_dir):
     api = fake()
     result = run_scenario(load_scenario(path), api)
     assert result.passed, [(s.description, s.failures, s.error) for s in result.steps]
-    assert api.called("apply")[1][0][0].kind == "NetworkPolicy"
-    assert api.called("delete")[0][0][0].text == "NetworkPolicy default/deny-all"
-    assert api.called("delete")[1][0][0].text == "Service default/web"
-    assert api.called("scale") == [("Deployment", "default", "web", 5)]
+    assert api.called("apply")[1][0][0]["kind"] == "NetworkPolicy" and api.called("apply")[1][1] is False
+    assert api.called("delete") == [("NetworkPolicy", "deny-all", "default", False),
+                                    ("Service", "web", "default", False)]
+    assert api.called("scale") == [("Deployment", "web", 5, "default", False)]
     assert [c[0] for c in api.called("rollout")] == ["update", "undo", "status"]
-    assert api.called("rollout")[0][4] == "nginx:1.26" and api.called("rollout")[1][5] == 1
+    assert api.called("rollout")[0][3] == "nginx:1.26" and api.called("rollout")[1][4] == 1
     assert api.called("kill_pods")[0][:2] == ("default", "client")
     assert api.called("kill_pods")[1][2].describe() == "app=web"
     assert api.called("node_fail") == [("node-2",)] and api.called("node_restore") == [("node-2",)]
-    assert api.called("wait_for")[0] == ({"kind": "Deployment", "namespace": "default", "name": "web",
-                                          "condition": "Available"}, 5.0)
+    assert api.called("wait_for")[0] == ("Deployment", "web", "default", "Available", 5.0)
     assert result.steps[7].observed["killed"] == ["default/client"]
     assert result.steps[4].observed["rollout"]["revision"] == 2
 
@@ -177,7 +193,7 @@ def test_mutating_error_aborts_later_steps():
 
 
 def test_check_error_does_not_abort():
-    api = fake(scripted={"dns": NetsimError("resolver exploded")})
+    api = fake(scripted={"dns_lookup": NetsimError("resolver exploded")})
     _, result = run("""
         - dns: {from: default/client, name: web.default.svc.cluster.local, expect: {rcode: NOERROR}}
         - probe: {from: default/client, to: svc/default/web, port: 80}
@@ -198,13 +214,20 @@ def test_fail_fast_skips_after_failure():
 # -- build and teardown --------------------------------------------------------------------------------
 
 
-def test_build_failure_skips_steps_and_tears_down():
+def test_build_failure_skips_steps():
+    """A failed `up` removed what it made (netsim.Cluster.up): there is no cluster to take down."""
     api = fake(scripted={"up": RuntimeError("no CAP_NET_ADMIN")})
     _, result = run("- probe: {from: default/client, to: svc/default/web, port: 80}", api)
     assert result.build.status == ERROR and "no CAP_NET_ADMIN" in result.build.error
     assert [s.status for s in result.steps] == [SKIPPED]
     assert not result.passed
-    assert api.called("down")
+    assert not api.called("down") and result.teardown.status == PASS
+
+
+def test_build_that_does_not_converge_still_tears_down():
+    api = fake(converge=False)
+    _, result = run("- wait: 1ms", api, build_timeout=1)
+    assert result.build.status == ERROR and api.called("down")
 
 
 def test_build_not_converging_is_an_error():
@@ -274,13 +297,13 @@ def test_probe_blocked_carries_explanation():
     assert step.observed["explanations"] == [{"from": "default/client", "to": "default/a", "port": 80,
                                               "protocol": "TCP",
                                               "reason": "default/client -> default/a:80/TCP: denied by fake policy"}]
-    assert api.called("probe")[0] == (["default/client"], ["default/a"], [80], ["TCP"], "pod", 1)
+    assert api.called("probe")[0] == ("default/client", "default/a", [80], ["TCP"], "pod", 1)
 
 
 def test_probe_nodeport_target_carries_its_port():
     api = fake()
     _, result = run("- probe: {from: host/client, to: '172.18.0.2:30080'}", api)
-    assert api.called("probe")[0][2] == [] and api.called("probe")[0][4] == "service"
+    assert api.called("probe")[0][2] is None and api.called("probe")[0][4] == "service"
     assert result.steps[0].observed["results"][0]["port"] == 30080
 
 
@@ -330,7 +353,8 @@ def test_reachability_matrix_pass_fail_and_dont_care():
     """, api)
     good, bad = result.steps
     assert good.status == PASS
-    assert api.called("probe")[0][:2] == (["default/a", "default/b"], ["default/a", "default/b"])
+    assert [c[:2] for c in api.called("probe")][:4] == [("default/a", "default/a"), ("default/a", "default/b"),
+                                                        ("default/b", "default/a"), ("default/b", "default/b")]
     assert bad.status == FAIL and len(bad.observed["mismatches"]) == 1
     assert bad.observed["mismatches"][0]["model"] == "allow"  # the model disagrees with the data plane
 
@@ -368,7 +392,7 @@ def test_reachability_mixed_attempts_fail():
 
 def test_trace_expectations():
     hops = ["default/client eth0", {"description": "DNAT to 10.244.1.2:80"}, "vxlan.calico encap", "default/web-1"]
-    api = fake(scripted={"trace": {"verdict": "delivered", "policy": None, "policies": ["default/allow-web"],
+    api = fake(scripted={"trace_summary": {"verdict": "delivered", "policy": None, "policies": ["default/allow-web"],
                                    "hops": hops, "agree": False, "disagreements": ["hop 3"]}})
     _, result = run("""
         - trace: {from: default/client, to: "svc/default/web:80", expect: {verdict: delivered,
@@ -379,7 +403,7 @@ def test_trace_expectations():
     """, api)
     good, order, bad = result.steps
     assert good.status == PASS
-    assert api.called("trace")[0] == ("default/client", "svc/default/web", 80, "TCP")
+    assert api.called("trace_summary")[0] == ("default/client", "svc/default/web", 80, "TCP")
     assert order.status == FAIL and "not found in order" in order.failures[0].message
     assert [f.message.split(" ")[0] for f in bad.failures] == ["verdict", "no", "simulated"]
     assert bad.observed["trace"]["hops"] == hops
