@@ -542,6 +542,51 @@ class Cluster:
                   for s in sources for (label, ip, port, proto) in targets]
         return run_probes(self.kernel, probes, count=count)
 
+    # -- traffic load ---------------------------------------------------------------------------------
+    def load(self, frm: str, to: str, *, port: int | None = None, protocol: str = "TCP",
+             rate: float | None = None, duration: float = 10.0, connections: int | None = None,
+             timeout: float = 1.0, png: str | None = None, stop: Any = None) -> dict[str, Any]:
+        """Send requests from every source `frm` selects (round robin) to one target for `duration` seconds:
+        open loop at `rate` requests/s, or closed loop over `connections` clients. Returns the report of
+        netsim.load.report (the `netsim load -o json` document); `png` also writes its picture."""
+        import time
+
+        from netsim.controlplane.events import list_events
+        from netsim.load import generator, plot
+
+        proto = protocol.upper()
+        if proto not in generator.PROTOCOLS:
+            raise UsageError(f"load --protocol must be TCP or UDP, not {protocol}")
+        try:
+            sources = self.sources(frm)
+            targets = self.targets(to, [port] if port else None, [proto])
+        except SelectorError as exc:
+            raise UsageError(str(exc)) from None
+        if not sources:
+            raise UsageError(f"load --from {frm}: selects no running pod, node or host")
+        if not targets:
+            raise UsageError(f"load --to {to}: no {proto} port to send to" + ("" if port else " (give --port)"))
+        if len({(ip, p) for _l, ip, p, _pr in targets}) > 1:
+            ports = sorted({p for _l, _ip, p, _pr in targets})
+            raise UsageError(f"load --to {to}: several targets/ports ({', '.join(map(str, ports))}); "
+                             "say which with --port, or name one pod")
+        label, ip, tport, _ = targets[0]
+        started = time.time()
+        try:
+            rec = generator.run_load(self.kernel, [generator.Source(s.label, s.netns or "") for s in sources],
+                                     generator.Target(ip, tport, proto), duration=duration, rate=rate,
+                                     connections=connections, timeout=timeout, stop=stop)
+        except ValueError as exc:
+            raise UsageError(f"load: {exc}") from None
+        report = rec.report(target=f"{label} ({ip}:{tport}/{proto})", sources=[s.label for s in sources],
+                            startedAt=started)
+        events = [e for e in list_events(self.store) if e.time >= started - 0.5]
+        report["events"] = [{"second": round(at, 3), "event": text}
+                            for at, text in plot.marks(events, started, duration)]
+        if png:
+            plot.write_png(report, png, [(m["second"], m["event"]) for m in report["events"]])
+        return report
+
     # -- NetworkPolicy -------------------------------------------------------------------------------
     @property
     def enforces_policy(self) -> bool:

@@ -284,9 +284,9 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
 
 
 def _register() -> None:
-    from netsim.cli import draw, get, mutate, network, policy, resources, run, trace, wait
+    from netsim.cli import draw, get, load, mutate, network, policy, resources, run, trace, wait
     for command in (resources.COMMANDS + get.COMMANDS + mutate.COMMANDS + wait.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS
-                    + draw.COMMANDS + trace.COMMANDS):
+                    + draw.COMMANDS + trace.COMMANDS + load.COMMANDS):
         cli.add_command(command)
 
 

@@ -35,7 +35,7 @@ BAD_CHOICES = ["bogus"]
 IN_FILES = ["", " ", "/nonexistent/x.yaml", "/etc/hostname", "/dev/null", "-"]
 OUT_FILES = ["", "/nonexistent/dir/out.svg", "/nonexistent/dir/out.gif", "/nonexistent/dir/out.pcap"]
 FILE_OPTIONS = {"-f", "--filename", "--file", "--diff"}
-OUT_OPTIONS = {("draw", "-o"), ("verify", "--png"), ("trace", "--pcap"), ("run", "--report")}
+OUT_OPTIONS = {("draw", "-o"), ("verify", "--png"), ("load", "--png"), ("trace", "--pcap"), ("run", "--report")}
 # Options never fuzzed: they select whole-machine actions (down --all) or are flags without values.
 NEVER = {("down", "--all")}
 UP_NAME = unique_name("walkup")
@@ -56,6 +56,7 @@ BASE = {  # harmless command lines: each names nothing that exists
     "annotate": ["pod", "nosuch-pod", "a=b"],
     "set image": ["deploy/nosuch", "c=img"],
     "wait": ["pod/nosuch-pod", "--for", "condition=Ready", "--timeout", "1s"],
+    "load": ["--from", "default/nosuch", "--to", "default/nosuch2", "--rate", "10", "--duration", "0.2"],
     "logs": ["nosuch-pod"],
     "node fail": ["nosuch-node"],
     "node restore": ["nosuch-node"],
