@@ -66,6 +66,7 @@ from netsim.model.loader import parse_object
 from netsim.node.backoff import RestartBackoff
 from netsim.node.felix_agent import FelixAgent
 from netsim.node.http_probe import http_get_ok
+from netsim.node.init_containers import InitRunner
 from netsim.node.kubelet import Kubelet, Sandbox, kill_containers
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup, VolumeError
@@ -203,6 +204,8 @@ class ClusterKubelet:
         self.setup = setup
         self.events = events  # (ref, reason, message, actor) -> None
         self._refused: dict[tuple[str, str], str] = {}  # (pod key, container) -> last message reported
+        # Init containers and sidecars before the app containers: netsim/node/init_containers.py
+        self.inits = InitRunner(self._start_init, self._pod_procs, self._played, self._start_apps)
         self.dns_ip = str(ipaddress.ip_network(spec.network.service_cidr).network_address + 10)
         self.host_resolv = read_host_resolv_conf()
         self.failed: set[str] = set()
@@ -292,29 +295,58 @@ class ClusterKubelet:
         if self.events is not None:
             self.events(o.ref(pod), reason, message, f"kubelet/{kubelet.node.name}")
 
-    def retry_refused(self, pod: dict[str, Any]) -> None:
-        """Containers refused before (CreateContainerConfigError, ContainerCreating) are tried again, as
-        the kubelet's next sync of the pod does: the ConfigMap or Secret may exist now."""
+    def _sandbox_of(self, pod: dict[str, Any]) -> tuple[Kubelet | None, Sandbox | None]:
         kubelet = self.kubelets.get(o.node_name(pod) or "")
         if kubelet is None:
-            return
+            return None, None
         sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
         if sb is None and self.host_network(pod):
             sb = Sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod),
                          naming.node_ns(self.spec.name, kubelet.node.name), "host", kubelet.node.ip,
                          kubelet.node.name)
-        procs = kubelet.containers.get(o.key(pod), {})
-        if sb is None:
+        return kubelet, sb
+
+    def retry_refused(self, pod: dict[str, Any]) -> None:
+        """Containers refused before (CreateContainerConfigError, ContainerCreating) are tried again, as
+        the kubelet's next sync of the pod does: the ConfigMap or Secret may exist now. Init containers
+        are moved on (InitRunner.advance: started, completed, restarted)."""
+        kubelet, sb = self._sandbox_of(pod)
+        if kubelet is None or sb is None:
             return
+        if (pod.get("spec") or {}).get("initContainers"):
+            self.inits.advance(pod)
+        procs = kubelet.containers.get(o.key(pod), {})
         for c in (pod.get("spec") or {}).get("containers") or []:
             p = procs.get(c["name"])
             if p is not None and p.waiting is not None:
                 self.start_container(kubelet, sb, pod, c)
 
     def _start_all(self, kubelet: Kubelet, sb: Sandbox, pod: dict[str, Any], typed: Any) -> None:
-        service_env = env_for_pod(typed, self.services())
+        if (pod.get("spec") or {}).get("initContainers"):
+            self.inits.begin(pod)  # the app containers start when initialization is done
+            return
+        self._start_apps(pod)
+
+    def _start_apps(self, pod: dict[str, Any]) -> None:
+        kubelet, sb = self._sandbox_of(pod)
+        if kubelet is None or sb is None:
+            return
+        service_env = env_for_pod(parse_object(pod, Source("<store>")), self.services())
         for c in (pod.get("spec") or {}).get("containers") or []:
             self.start_container(kubelet, sb, pod, c, service_env=service_env)
+
+    def _start_init(self, pod: dict[str, Any], container: dict[str, Any]) -> bool:
+        kubelet, sb = self._sandbox_of(pod)
+        return kubelet is not None and sb is not None and self.start_container(kubelet, sb, pod, container)
+
+    def _pod_procs(self, pod: dict[str, Any]) -> dict[str, Any]:
+        kubelet = self.kubelets.get(o.node_name(pod) or "")
+        return kubelet.poll_containers(o.key(pod)) if kubelet else {}
+
+    def _played(self, pod: dict[str, Any], name: str, exit_code: int | None) -> None:
+        kubelet, sb = self._sandbox_of(pod)
+        if kubelet is not None and sb is not None:
+            kubelet.record_played(sb, name, exit_code)
 
     def _serve_ports(self, pod: dict[str, Any]) -> list[tuple[int, str]]:
         ports = self._ports(pod)
@@ -370,6 +402,7 @@ class ClusterKubelet:
         processes, CNI DEL and the netns, then its /etc/netns entry. Used for deleted pods and for
         sandboxes found without a pod alike (the kubelet's garbage collection of orphan sandboxes)."""
         self.workload.unserve(f"{namespace}/{name}")
+        self.inits.forget(f"{namespace}/{name}")
         self._started.pop(f"{namespace}/{name}", None)
         self._forget_probes(f"{namespace}/{name}")
         kubelet = self.kubelets.get(node)
@@ -403,6 +436,11 @@ class ClusterKubelet:
         if ports:
             self.workload.serve(o.key(pod), kubelet.node.name, sb.netns, ports)
         status = pod.get("status") or {}
+        if (pod.get("spec") or {}).get("initContainers"):
+            initialized = o.condition(pod, "Initialized") or {}
+            self.inits.begin(pod, initialized=initialized.get("status") == "True")
+            if initialized.get("status") != "True":
+                return  # initialization runs again; the app containers follow it
         base = int(status.get("netsimRestarts", 0))
         seen = {c.get("name"): c for c in status.get("containerStatuses") or []}
         policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
@@ -420,6 +458,13 @@ class ClusterKubelet:
         key = o.key(pod)
         procs = kubelet.poll_containers(key)
         policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+        if (pod.get("spec") or {}).get("initContainers"):
+            init = self.inits.state(pod)
+            if init is None or not init.done:
+                failed = init is not None and init.failed
+                return PodState(ready=False, phase="Failed" if failed else "Pending", initialized=False)
+            apps = {c["name"] for c in (pod.get("spec") or {}).get("containers") or []}
+            procs = {n: p for n, p in procs.items() if n in apps}  # sidecars do not decide the phase
         if any(p.waiting is not None for p in procs.values()):
             return PodState(ready=False, phase="Pending")  # a container the kubelet refused to create
         if procs:
@@ -734,12 +779,16 @@ class Daemon:
             ready = o.is_ready(pod)
             cs = []
             policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+            init = self.kubelet.inits.state(pod) if (pod.get("spec") or {}).get("initContainers") else None
             for c in (pod.get("spec") or {}).get("containers") or []:
                 p = procs.get(c["name"])
                 key = (o.key(pod), c["name"])
                 entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""),
                                          "restartCount": restarts + (p.restarts if p else 0)}
-                if p is not None and p.waiting is not None:
+                if p is None and init is not None and not init.done:
+                    entry["state"] = {"waiting": {"reason": "PodInitializing"}}
+                    entry["ready"] = False
+                elif p is not None and p.waiting is not None:
                     entry["state"] = {"waiting": {"reason": p.waiting[0],
                                                   **({"message": p.waiting[1]} if p.waiting[1] else {})}}
                     entry["ready"] = False
@@ -752,8 +801,11 @@ class Daemon:
                 if key in self._last_state:
                     entry["lastState"] = self._last_state[key]
                 cs.append(entry)
-            if cs != status.get("containerStatuses"):
-                self.store.update_status("Pod", o.namespace(pod), o.name(pod), {**status, "containerStatuses": cs})
+            new = {**status, "containerStatuses": cs}
+            if init is not None:
+                new["initContainerStatuses"] = self.kubelet.inits.statuses(pod)
+            if new != status:
+                self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)
         for pod_key in {k[0] for k in self._last_state} - live:
             self.backoff.forget(pod_key)
             for k in [k for k in self._last_state if k[0] == pod_key]:

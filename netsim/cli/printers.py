@@ -66,13 +66,33 @@ def _sel(selector: Mapping[str, Any] | None) -> str:
 
 
 # -- per kind ----------------------------------------------------------------------------------------
+def _init_status(spec: Mapping[str, Any], st: Mapping[str, Any]) -> str | None:
+    """kubectl's printPod for init containers: Init:N/M while they run, Init:<reason> when one waits
+    (CrashLoopBackOff, CreateContainerConfigError) or failed (Init:Error); None once they are done."""
+    inits = spec.get("initContainers") or []
+    sidecars = {c.get("name") for c in inits if c.get("restartPolicy") == "Always"}
+    for i, cs in enumerate(st.get("initContainerStatuses") or []):
+        state = cs.get("state") or {}
+        term, waiting = state.get("terminated"), state.get("waiting")
+        if term and term.get("exitCode") == 0:
+            continue
+        if cs.get("name") in sidecars and cs.get("started"):
+            continue
+        if term:
+            return "Init:" + (term.get("reason") or f"ExitCode:{term.get('exitCode')}")
+        if waiting and waiting.get("reason") and waiting.get("reason") != "PodInitializing":
+            return "Init:" + waiting["reason"]
+        return f"Init:{i}/{len(inits)}"
+    return None
+
+
 def pod_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
     st = _status(o)
     cstats = st.get("containerStatuses") or []
     containers = _spec(o).get("containers") or []
     ready = sum(1 for c in cstats if c.get("ready"))
     restarts = sum(int(c.get("restartCount", 0)) for c in cstats)
-    status = st.get("reason") or st.get("phase") or "Pending"
+    status = _init_status(_spec(o), st) or st.get("reason") or st.get("phase") or "Pending"
     if _md(o).get("deletionTimestamp"):
         status = "Terminating"
     row = [_md(o)["name"], f"{ready}/{len(containers)}", status, str(restarts), age(o, now)]

@@ -92,7 +92,8 @@ class PodState:
     """What a kubelet reports about a running pod."""
 
     ready: bool = True
-    phase: str = "Running"  # Running | Succeeded | Failed
+    phase: str = "Running"  # Running | Succeeded | Failed | Pending
+    initialized: bool = True  # False while init containers run (condition Initialized)
 
 
 class Kubelet(Protocol):
@@ -226,8 +227,8 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
             events.append(Event(clock.now(), actor, o.ref(pod), "FailedSync", f"error syncing pod: {e}"))
             continue
         status["phase"] = state.phase
-        for typ in ("Initialized", "PodScheduled"):
-            o.set_condition(status, typ, "True", now)
+        o.set_condition(status, "Initialized", "True" if state.initialized else "False", now)
+        o.set_condition(status, "PodScheduled", "True", now)
         running = state.phase == "Running"
         ready = "True" if running and state.ready else "False"
         o.set_condition(status, "ContainersReady", ready, now)

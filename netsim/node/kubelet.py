@@ -246,6 +246,17 @@ class Kubelet:
         self.containers.setdefault(sb.key, {})[container] = cp
         return cp
 
+    def record_played(self, sb: Sandbox, container: str, exit_code: int | None) -> ContainerProcess:
+        """A container without a process (its image is not run): exited `exit_code` at once, or (None)
+        running for as long as the pod does (the workload server plays it)."""
+        prev = self.containers.get(sb.key, {}).get(container)
+        now = time.time()
+        cp = ContainerProcess(container, None, "", now, restarts=prev.restarts + 1 if prev and prev.exit_code is not None
+                              else prev.restarts if prev else 0,
+                              exit_code=exit_code, finished=now if exit_code is not None else None)
+        self.containers.setdefault(sb.key, {})[container] = cp
+        return cp
+
     def forget_container(self, sb: Sandbox, container: str) -> None:
         """Drop a container's record (one refused before that needs no process: the workload server plays it)."""
         self.containers.get(sb.key, {}).pop(container, None)

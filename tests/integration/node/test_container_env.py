@@ -93,6 +93,38 @@ spec:
     image: x
     command: [sh, -c, "echo LATE=$LATE; sleep 3600"]
     env: [{name: LATE, valueFrom: {configMapKeyRef: {name: late, key: k}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: inits}
+spec:
+  volumes: [{name: w, emptyDir: {}}]
+  initContainers:
+  - {name: first, image: x, command: [sh, -c, "echo first >> /w/order; sleep 0.3"], volumeMounts: [{name: w, mountPath: /w}]}
+  - {name: played, image: x}
+  - name: side
+    image: x
+    restartPolicy: Always
+    command: [sh, -c, "echo side >> /w/order; while true; do sleep 0.2; done"]
+    volumeMounts: [{name: w, mountPath: /w}]
+  - {name: second, image: x, command: [sh, -c, "echo second >> /w/order"], volumeMounts: [{name: w, mountPath: /w}]}
+  containers:
+  - {name: app, image: x, command: [sh, -c, "echo app >> /w/order; sleep 3600"], volumeMounts: [{name: w, mountPath: /w}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: initfail}
+spec:
+  restartPolicy: Never
+  initContainers: [{name: bad, image: x, command: [sh, -c, "exit 3"]}]
+  containers: [{name: app, image: x, command: [sh, -c, "echo never"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: initloop}
+spec:
+  initContainers: [{name: bad, image: x, command: [sh, -c, "exit 1"]}]
+  containers: [{name: app, image: x, command: [sh, -c, "echo never"]}]
 """
 
 
@@ -176,3 +208,35 @@ data: {k: arrived}
 """, wait=False)
     _wait(lambda: "LATE=arrived" in _log(c, "latecomer", "c"))
     _wait(lambda: c.store.get("Pod", "default", "latecomer")["status"].get("phase") == "Running")
+
+
+def test_init_containers_in_order_and_a_sidecar_that_stays_up(cluster):
+    c = cluster
+    order = Path(naming.state_dir(c.name), "pods", naming.pod_part("default", "inits"), "volumes", "w", "order")
+    _wait(lambda: order.exists() and order.read_text().endswith("app\n"))
+    lines = order.read_text().split()
+    # the sidecar is started before `second`, which does not wait for it to print (no startupProbe)
+    assert lines[0] == "first" and sorted(lines[1:3]) == ["second", "side"] and lines[3:] == ["app"]
+    st = _wait(lambda: (s := c.store.get("Pod", "default", "inits")["status"]).get("phase") == "Running" and s)
+    assert next(x for x in st["conditions"] if x["type"] == "Initialized")["status"] == "True"
+    by_name = {x["name"]: x for x in st["initContainerStatuses"]}
+    assert by_name["first"]["state"]["terminated"]["reason"] == "Completed"
+    assert by_name["played"]["state"]["terminated"]["exitCode"] == 0  # no command: completes at once
+    assert by_name["second"]["state"]["terminated"]["reason"] == "Completed"
+    assert "running" in by_name["side"]["state"] and by_name["side"]["started"] is True
+    assert order.read_text().count("side") == 1  # the sidecar was never restarted
+
+
+def test_failing_init_containers(cluster):
+    from netsim.cli.printers import pod_row
+    c = cluster
+    st = _wait(lambda: (s := c.store.get("Pod", "default", "initfail")["status"]).get("phase") == "Failed" and s)
+    assert st["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+    assert next(x for x in st["conditions"] if x["type"] == "Initialized")["status"] == "False"
+    assert _log(c, "initfail", "app") == ""
+    pod = _wait(lambda: (p := c.store.get("Pod", "default", "initloop")) and (
+        ((p["status"].get("initContainerStatuses") or [{}])[0].get("state") or {}).get("waiting") or {}).get(
+        "reason") == "CrashLoopBackOff" and p)
+    assert pod["status"]["phase"] == "Pending" and pod["status"]["initContainerStatuses"][0]["restartCount"] == 1
+    assert pod_row(pod, False)[2] == "Init:CrashLoopBackOff"
+    assert _log(c, "initloop", "app") == ""

@@ -198,3 +198,43 @@ def test_container_mounts_sub_path_and_read_only(tmp_path):
     with pytest.raises(VolumeError, match='MountVolume.SetUp failed for volume "scratch" : subPath'):
         container_mounts({"volumeMounts": [{"name": "scratch", "mountPath": "/x", "subPath": "../../etc"}]},
                          volumes, {"scratch": str(ed)}, {})
+
+
+class _P:
+    def __init__(self, exit_code=None, waiting=None):
+        self.exit_code, self.waiting = exit_code, waiting
+
+
+def test_init_container_plan_order_sidecars_and_failures():
+    from netsim.node.init_containers import Step, plan
+    inits = [{"name": "a"}, {"name": "side", "restartPolicy": "Always"}, {"name": "b"}]
+    assert plan(inits, {}, "Always") == Step("start", "a")
+    assert plan(inits, {"a": _P()}, "Always") == Step("wait", "a")
+    assert plan(inits, {"a": _P(0)}, "Always") == Step("start", "side")
+    assert plan(inits, {"a": _P(0), "side": _P()}, "Always") == Step("start", "b")  # a running sidecar: go on
+    assert plan(inits, {"a": _P(0), "side": _P(), "b": _P(0)}, "Always") == Step("done")
+    assert plan(inits, {"a": _P(1)}, "Always") == Step("restart", "a")
+    assert plan(inits, {"a": _P(1)}, "OnFailure") == Step("restart", "a")
+    assert plan(inits, {"a": _P(1)}, "Never") == Step("failed", "a")
+    assert plan(inits, {"a": _P(waiting=("CreateContainerConfigError", "x"))}, "Always") == Step("retry", "a")
+    # after initialization only sidecars are looked after: an exited one is restarted
+    assert plan(inits, {"side": _P(0)}, "Always", done=True) == Step("restart", "side")
+    assert plan(inits, {"side": _P()}, "Always", done=True) == Step("done")
+
+
+def test_kubectl_status_column_for_init_containers():
+    from netsim.cli.printers import pod_row
+    spec = {"initContainers": [{"name": "a"}, {"name": "s", "restartPolicy": "Always"}, {"name": "b"}],
+            "containers": [{"name": "c"}]}
+
+    def status(*states):
+        pod = {"metadata": {"name": "p"}, "spec": spec, "status": {"phase": "Pending", "initContainerStatuses": [
+            {"name": n, **st} for n, st in zip(("a", "s", "b"), states)]}}
+        return pod_row(pod, False, 0)[2]
+    done = {"state": {"terminated": {"exitCode": 0}}}
+    waiting = {"state": {"waiting": {"reason": "PodInitializing"}}}
+    assert status({"state": {"running": {}}}, waiting, waiting) == "Init:0/3"
+    assert status(done, {"state": {"running": {}}, "started": True}, {"state": {"running": {}}}) == "Init:2/3"
+    assert status({"state": {"waiting": {"reason": "CrashLoopBackOff"}}}, waiting, waiting) == "Init:CrashLoopBackOff"
+    assert status({"state": {"terminated": {"exitCode": 3, "reason": "Error"}}}, waiting, waiting) == "Init:Error"
+    assert status(done, {"state": {"running": {}}, "started": True}, done) == "Pending"
