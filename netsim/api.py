@@ -190,12 +190,14 @@ class Cluster:
         return daemonctl.restart(self.name, timeout)
 
     # -- objects -------------------------------------------------------------------------------------
-    def apply(self, manifests: str | Path | Mapping[str, Any] | Sequence[Any], *, wait: bool = True, timeout: float = 120.0) -> list[str]:
+    def apply(self, manifests: str | Path | Mapping[str, Any] | Sequence[Any], *, wait: bool = True,
+              timeout: float = 120.0, namespace: str | None = None) -> list[str]:
         """Apply files/directories, YAML text (a str containing a newline), model objects or dicts; all
-        or nothing. Returns kubectl-style lines (`deployment/web created`)."""
+        or nothing. Returns kubectl-style lines (`deployment/web created`). `namespace`: as `kubectl apply
+        -n`, the namespace of the files' and texts' objects that name none (one naming another is refused)."""
         self.require_daemon()
         where: dict[str, Source] = {}
-        docs = self._documents(manifests, self.custom_kinds(), where)
+        docs = self._documents(manifests, self.custom_kinds(), where, namespace)
         lines = []
         with self.store.transaction() as tx:
             namespaces = [n["metadata"]["name"] for n in tx.list("Namespace")]
@@ -257,18 +259,18 @@ class Cluster:
     @staticmethod
     def _documents(manifests: str | Path | Mapping[str, Any] | Sequence[Any],
                    custom: Mapping[str, CustomKind] | None = None,
-                   where: dict[str, Source] | None = None) -> list[dict[str, Any]]:
+                   where: dict[str, Source] | None = None, namespace: str | None = None) -> list[dict[str, Any]]:
         """The objects as dicts; `where` gets the file (and document) each object of a file came from, so
         errors found later (admission) name the file, not `<inline>`."""
         where = {} if where is None else where
 
         def from_file(path: str) -> list[dict[str, Any]]:
-            sourced = load_sourced([path], stdin=sys.stdin, custom=custom)
+            sourced = load_sourced([path], stdin=sys.stdin, custom=custom, namespace=namespace)
             where.update({object_ref(x): src for src, x in sourced})
             return [x.to_dict() for _, x in sourced]
 
         if isinstance(manifests, str) and "\n" in manifests:
-            return [x.to_dict() for x in parse_documents(manifests, "<inline>", custom)]
+            return [x.to_dict() for x in parse_documents(manifests, "<inline>", custom, namespace=namespace)]
         if isinstance(manifests, (str, Path)):
             return from_file(str(manifests))
         if isinstance(manifests, Mapping) or hasattr(manifests, "to_dict"):
@@ -276,7 +278,7 @@ class Cluster:
         out = []
         for m in manifests:
             if isinstance(m, str) and "\n" in m:
-                out += [x.to_dict() for x in parse_documents(m, "<inline>", custom)]
+                out += [x.to_dict() for x in parse_documents(m, "<inline>", custom, namespace=namespace)]
             elif isinstance(m, (str, Path)):
                 out += from_file(str(m))
             elif hasattr(m, "to_dict"):

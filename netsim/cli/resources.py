@@ -53,17 +53,19 @@ def _wait(cluster: str, rv: int, wait: bool, timeout: float) -> None:
 @recursive_option
 @click.option("--skip-unknown", is_flag=True,
               help="Store objects of kinds neither Kubernetes nor a stored CRD defines, with a warning.")
+@click.option("-n", "--namespace", default=None,
+              help="Namespace for the objects that name none (an object naming another one is an error).")
 @cluster_option
 @wait_option
 @timeout_option
 @handle_errors
-def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, cluster: str | None, wait: bool,
-          timeout: float) -> None:
+def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, namespace: str | None,
+          cluster: str | None, wait: bool, timeout: float) -> None:
     """Apply manifests (all or nothing) and wait until the kernel state matches."""
     c = Cluster(cluster)
     try:
         sources = load_sourced(list(files), stdin=sys.stdin, recursive=recursive, custom=c.custom_kinds(),
-                               skip_unknown=skip_unknown)
+                               skip_unknown=skip_unknown, namespace=namespace)
         lines = [f'Warning: no matches for kind "{x.kind}" in version "{x.api_version}": stored unchecked '
                  f"(--skip-unknown)" for _, x in sources if getattr(x, "verified", True) is False]
         try:

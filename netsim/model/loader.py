@@ -36,6 +36,7 @@ from netsim.model.limits import (
     request_too_large,
 )
 from netsim.model.registry import KINDS, kind_info
+from netsim.model.registry import namespaced as kind_namespaced
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -114,17 +115,43 @@ def _no_matches(kind: str, api_version: str, source: Source, obj: str | None) ->
                      field="apiVersion" if served else "kind")
 
 
+def in_namespace(doc: Any, namespace: str, source: Source,
+                 custom: Mapping[str, CustomKind] | None = None) -> Any:
+    """`doc` as `kubectl apply -n NAMESPACE` sends it: a namespaced object that names no namespace gets
+    NAMESPACE, one that names another is refused with kubectl's wording (resource.Builder's
+    RequireNamespace: "the namespace from the provided object ... does not match the namespace ...");
+    cluster-scoped objects and non-objects are left as they are."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("kind"), str):
+        return doc
+    if not kind_namespaced(doc["kind"], custom):
+        return doc
+    md = doc.get("metadata")
+    if not isinstance(md, Mapping):
+        return doc
+    ns = md.get("namespace")
+    if ns is None or ns == "":
+        return {**doc, "metadata": {**md, "namespace": namespace}}
+    if ns != namespace:
+        raise SpecError(f'the namespace from the provided object "{ns}" does not match the namespace '
+                        f'"{namespace}". You must pass \'--namespace={ns}\' to perform this operation.',
+                        source=source, obj=_describe(doc), field="metadata.namespace")
+    return doc
+
+
 def parse_object(doc: Any, source: Source, custom: Mapping[str, CustomKind] | None = None, *,
-                 skip_unknown: bool = False) -> Any:
+                 skip_unknown: bool = False, namespace: str | None = None) -> Any:
     """Parse one object document into its typed object; raise SpecError naming what is wrong.
 
     Emulated kinds get their own parsers; every other built-in kind and every kind a CustomResourceDefinition
     in `custom` defines is a `StoredObject`. Any other kind is refused as the API server refuses it ("no
     matches for kind"), or, with `skip_unknown`, stored unchecked (`StoredObject.verified` False).
+    `namespace`: the namespace of `apply -n` (`in_namespace`).
     """
     if not isinstance(doc, Mapping):
         raise SpecError(f"a document must be a mapping (a Kubernetes object), got {type(doc).__name__}",
                         source=source)
+    if namespace is not None:
+        doc = in_namespace(doc, namespace, source, custom)
     obj = _describe(doc)
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -210,10 +237,12 @@ def object_ref(obj: Any) -> str:
 
 
 def parse_sources(items: Iterable[tuple[Source, Any]], custom: Mapping[str, CustomKind] | None = None, *,
-                  skip_unknown: bool = False) -> tuple[list[tuple[Source, Any]], list[SpecError]]:
+                  skip_unknown: bool = False,
+                  namespace: str | None = None) -> tuple[list[tuple[Source, Any]], list[SpecError]]:
     """Parse raw (source, document) pairs; return parsed (source, object) pairs and all errors, no raise.
 
-    `custom` holds the kinds stored CRDs define; CRDs among the documents add theirs."""
+    `custom` holds the kinds stored CRDs define; CRDs among the documents add theirs. `namespace`: the
+    namespace for objects that name none (`apply -n`)."""
     items = list(items)
     defined, errors = custom_kinds_in(items)
     custom = {**(custom or {}), **defined}
@@ -231,12 +260,14 @@ def parse_sources(items: Iterable[tuple[Source, Any]], custom: Mapping[str, Cust
                 continue
             for i, item in enumerate(raw_items):
                 try:
-                    parsed.append((source, parse_object(item, source, custom, skip_unknown=skip_unknown)))
+                    parsed.append((source, parse_object(item, source, custom, skip_unknown=skip_unknown,
+                                                        namespace=namespace)))
                 except SpecError as e:
                     errors.append(_in_list(e, i))
             continue
         try:
-            parsed.append((source, parse_object(doc, source, custom, skip_unknown=skip_unknown)))
+            parsed.append((source, parse_object(doc, source, custom, skip_unknown=skip_unknown,
+                                                namespace=namespace)))
         except SpecError as e:
             errors.append(e)
     for source, obj in parsed:
@@ -266,11 +297,11 @@ def _text_documents(text: str, file: str, errors: list[SpecError]) -> list[tuple
 
 
 def parse_documents(text: str, source_file: str = "<inline>", custom: Mapping[str, CustomKind] | None = None,
-                    *, skip_unknown: bool = False) -> list[Any]:
+                    *, skip_unknown: bool = False, namespace: str | None = None) -> list[Any]:
     """Parse a (multi-document) YAML/JSON text into typed objects; raise SpecErrors if any part is bad."""
     errors: list[SpecError] = []
     docs = _text_documents(text, source_file, errors)
-    parsed, parse_errors = parse_sources(docs, custom, skip_unknown=skip_unknown)
+    parsed, parse_errors = parse_sources(docs, custom, skip_unknown=skip_unknown, namespace=namespace)
     errors.extend(parse_errors)
     if errors:
         raise SpecErrors(_input_order(errors, {source_file: 0}))
@@ -291,19 +322,20 @@ def manifest_files(path: Path, *, recursive: bool = True) -> list[Path]:
 
 def load_documents(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | None = None,
                    recursive: bool = True, custom: Mapping[str, CustomKind] | None = None,
-                   skip_unknown: bool = False) -> list[Any]:
+                   skip_unknown: bool = False, namespace: str | None = None) -> list[Any]:
     """Load manifests from files, directories and "-" (stdin); all or nothing (SpecErrors).
 
     `custom`: kinds that stored CustomResourceDefinitions define; `skip_unknown`: store objects of kinds
-    nobody defines instead of refusing them."""
+    nobody defines instead of refusing them; `namespace`: as `kubectl apply -n` (`in_namespace`)."""
     return [obj for _, obj in load_sourced(paths, stdin=stdin, recursive=recursive, custom=custom,
-                                           skip_unknown=skip_unknown)]
+                                           skip_unknown=skip_unknown, namespace=namespace)]
 
 
 def load_sourced(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | None = None,
                  recursive: bool = True, custom: Mapping[str, CustomKind] | None = None,
-                 skip_unknown: bool = False) -> list[tuple[Source, Any]]:
-    """`load_documents`, each object with where it came from (for errors found later, e.g. by `delete -f`)."""
+                 skip_unknown: bool = False, namespace: str | None = None) -> list[tuple[Source, Any]]:
+    """`load_documents`, each object with where it came from (for errors found later, e.g. by `delete -f`).
+    `namespace`: the namespace for objects that name none, as `kubectl apply -n` (`in_namespace`)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     errors: list[SpecError] = []
@@ -334,7 +366,7 @@ def load_sourced(paths: str | Path | Iterable[str | Path], *, stdin: TextIO | No
                 errors.append(SpecError(f"cannot read: {e}", source=Source(str(f))))
                 continue
             docs.extend(_text_documents(text, str(f), errors))
-    parsed, parse_errors = parse_sources(docs, custom, skip_unknown=skip_unknown)
+    parsed, parse_errors = parse_sources(docs, custom, skip_unknown=skip_unknown, namespace=namespace)
     errors.extend(parse_errors)
     if errors:
         raise SpecErrors(_input_order(errors, order))

@@ -142,6 +142,29 @@ def test_an_unknown_kind_is_refused_with_the_api_servers_words_and_nothing_is_ap
     assert cluster.store.get("Gadget", "default", "g") is not None
 
 
+def test_apply_into_a_namespace_as_kubectl_apply_n(cluster, tmp_path):
+    """`apply -n NS`: objects naming no namespace land in NS (made if missing), cluster-scoped ones are left
+    alone; an object naming another namespace refuses the whole file (exit 2, kubectl's words)."""
+    f = tmp_path / "app.yaml"
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: in-ns}\n---\n"
+                 "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: ns-reader}\n"
+                 "rules: []\n")
+    r = netsim(cluster.name, "apply", "-n", "shop", "-f", str(f))
+    assert r.returncode == 0, r.stderr
+    assert cluster.store.get("ConfigMap", "shop", "in-ns") is not None
+    assert cluster.store.get("ConfigMap", "default", "in-ns") is None
+    assert cluster.store.get("ClusterRole", None, "ns-reader") is not None
+    g = tmp_path / "other.yaml"
+    g.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first}\n---\n"
+                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: elsewhere, namespace: prod}\n")
+    r = netsim(cluster.name, "apply", "--namespace", "shop", "-f", str(g))
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.startswith(f"netsim: {g}") or str(g) in r.stderr.splitlines()[0], r.stderr
+    assert ('ConfigMap prod/elsewhere: field metadata.namespace: the namespace from the provided object "prod" '
+            'does not match the namespace "shop"') in r.stderr
+    assert cluster.store.get("ConfigMap", "shop", "first") is None
+
+
 def test_lists_directories_recursion_and_stdin(cluster, tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "top.yaml").write_text(

@@ -112,3 +112,42 @@ spec:
   policyTypes: [Ingress]
 """)
     assert objs[0].kind == "NetworkPolicy" and objs[0].meta.key == "default/deny-all"
+
+
+def test_namespace_option_fills_objects_that_name_none_and_refuses_another(tmp_path):
+    """`apply -n NS` as kubectl: objects naming no namespace go to NS (in Lists too), cluster-scoped ones
+    and those already naming NS are kept, one naming another namespace refuses the whole input."""
+    text = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: a}
+---
+apiVersion: v1
+kind: List
+items: [{apiVersion: v1, kind: Service, metadata: {name: s}, spec: {ports: [{port: 80}]}}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: r}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: b, namespace: shop}
+"""
+    objs = parse_documents(text, namespace="shop")
+    assert [(o.kind, o.meta.namespace) for o in objs] == [
+        ("ConfigMap", "shop"), ("Service", "shop"), ("Namespace", None), ("ClusterRole", None), ("Secret", "shop")]
+    assert {o.meta.namespace for o in parse_documents(text) if o.kind == "ConfigMap"} == {"default"}
+    f = tmp_path / "other.yaml"
+    f.write_text(text + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: prod}\n"
+                        "spec: {containers: [{name: c, image: x}]}\n")
+    with pytest.raises(SpecErrors) as info:
+        load_documents([f], namespace="shop")
+    (err,) = info.value.errors
+    assert err.render().startswith(str(f))
+    assert 'Pod prod/p: field metadata.namespace: the namespace from the provided object "prod" does not ' \
+           'match the namespace "shop"' in err.render()
