@@ -52,7 +52,8 @@ class ScenarioCluster(Protocol):
 
     def down(self) -> None: ...
 
-    def apply(self, manifests: Any, *, wait: bool = True, timeout: float = 120.0) -> list[str]: ...
+    def apply(self, manifests: Any, *, wait: bool = True, timeout: float = 120.0,
+              namespace: str | None = None) -> list[str]: ...
 
     def delete(self, kind: str, name: str, namespace: str | None = "default", *, wait: bool = True,
                timeout: float = 120.0, grace_period: int | None = None, force: bool = False) -> None: ...
@@ -202,12 +203,13 @@ callable), or a callable taking the method's arguments; an Exception value is ra
         self._record("down")
         self.is_up = False
 
-    def apply(self, manifests: Any, *, wait: bool = True, timeout: float = 120.0) -> list[str]:
+    def apply(self, manifests: Any, *, wait: bool = True, timeout: float = 120.0,
+              namespace: str | None = None) -> list[str]:
         objects = list(manifests)
         self._record("apply", objects, wait)
         for o in objects:
             meta = o.get("metadata") or {}
-            self.objects[(o.get("kind"), meta.get("namespace", "default"), meta.get("name"))] = o
+            self.objects[(o.get("kind"), meta.get("namespace", namespace or "default"), meta.get("name"))] = o
         return [f"{str(o.get('kind')).lower()}/{(o.get('metadata') or {}).get('name')} created" for o in objects]
 
     def delete(self, kind: str, name: str, namespace: str | None = "default", *, wait: bool = True,
