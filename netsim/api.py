@@ -28,12 +28,13 @@ from netsim.controlplane import objects as o
 from netsim.controlplane import rollout as ro
 from netsim.controlplane.admission import admit
 from netsim.controlplane.deletion import Target, delete_objects
+from netsim.controlplane.writes import admit_object
 from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file, parse_cluster
 from netsim.model.errors import Source, SpecError, UsageError
 from netsim.model.generic import CustomKind, custom_kinds_from
 from netsim.model.limits import MAX_REPLICAS
-from netsim.model.loader import load_sourced, object_ref, parse_documents, parse_object
+from netsim.model.loader import load_sourced, object_ref, parse_documents
 from netsim.model.registry import is_emulated
 from netsim.model.registry import namespaced as kind_namespaced
 from netsim.model.selectors import LabelSelector
@@ -233,23 +234,9 @@ class Cluster:
         `apply` would, compare-and-swap on its resourceVersion (a stale one is the API server's 409 Conflict,
         `store.Conflict`). Returns the stored object."""
         self.require_daemon()
-        obj = copy.deepcopy(dict(obj))
-        parsed = parse_object(obj, Source(source), self.custom_kinds())
-        if getattr(parsed, "verified", True) is False:
-            raise UsageError(f"{obj.get('kind')} is not a kind this cluster knows")
+        custom = self.custom_kinds()
         with self.store.transaction() as tx:
-            namespaces = [n["metadata"]["name"] for n in tx.list("Namespace")]
-            (admitted,) = admit([parsed.to_dict()], self.spec, tx.list("Service"), namespaces)
-            for key in [k for k in obj if k not in ("metadata", "status", "apiVersion", "kind")]:
-                if key not in admitted:
-                    del obj[key]
-            obj.update({k: v for k, v in admitted.items() if k not in ("metadata", "status")})
-            for key in ("labels", "annotations"):
-                value = (admitted.get("metadata") or {}).get(key)
-                if value:
-                    obj["metadata"][key] = value
-                else:
-                    obj["metadata"].pop(key, None)
+            obj = admit_object(tx, self.spec, obj, custom, source)
             return tx.update(obj, expected_rv=obj["metadata"].get("resourceVersion"))
 
     def custom_kinds(self) -> dict[str, CustomKind]:

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from netsim import naming, state
+from netsim import apiserver, naming, state
 from netsim.controlplane import events as ev
 from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
@@ -612,6 +612,7 @@ class Daemon:
                                                                     COMPACTION_INTERVAL)))
         # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
         self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
+        self.apiserver: Any = None  # the Kubernetes API endpoint (netsim.apiserver), started by main()
 
     # -- start ---------------------------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -744,7 +745,8 @@ class Daemon:
                 o.set_condition(new, typ, "False", self.clock.now(), reason="SandboxChanged")
             restarts = int(new.get("netsimRestarts", 0)) + 1
             new["netsimRestarts"] = restarts
-            new["containerStatuses"] = [{"name": c["name"], "ready": False, "restartCount": restarts}
+            new["containerStatuses"] = [{"name": c["name"], "image": c.get("image", ""), "imageID": "",
+                                         "ready": False, "restartCount": restarts}
                                         for c in (pod.get("spec") or {}).get("containers") or []]
             self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)
             self._event(o.ref(pod), "SandboxChanged", "pod sandbox changed, it will be killed and re-created",
@@ -783,7 +785,9 @@ class Daemon:
             for c in (pod.get("spec") or {}).get("containers") or []:
                 p = procs.get(c["name"])
                 key = (o.key(pod), c["name"])
-                entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""),
+                # imageID: the API requires it; netsim pulls no image, so it is empty (as a runtime that has
+                # not resolved a digest reports it).
+                entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""), "imageID": "",
                                          "restartCount": restarts + (p.restarts if p else 0)}
                 if p is None and init is not None and not init.done:
                     entry["state"] = {"waiting": {"reason": "PodInitializing"}}
@@ -1032,6 +1036,8 @@ class Daemon:
     def components(self) -> dict[str, dict[str, Any]]:
         """Every component's health: {"dns": {"state": ...}, "workload": ..., "reconcile": ..., "kube-proxy/N": ...}."""
         out = {"dns": self.dns.health(), "workload": self.workload.health(), "reconcile": dict(self._loop_health)}
+        if self.apiserver is not None:
+            out["apiserver"] = self.apiserver.health()
         out.update(sorted(self._agent_health.items()))
         return out
 
@@ -1181,9 +1187,12 @@ def main(argv: list[str] | None = None) -> None:
     d = Daemon(args.cluster)
     signal.signal(signal.SIGTERM, lambda *_: d.stop())
     log.info("daemon for cluster %s started (pid %d)", args.cluster, os.getpid())
+    d.apiserver = apiserver.serve(args.cluster, d.spec, store_path(args.cluster))
     try:
         d.run()
     finally:
+        if d.apiserver is not None:
+            d.apiserver.stop()
         d.workload.stop()
         d.dns.stop()
         d._dataplane_pool.shutdown(wait=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netsim import daemonproc, fabric, naming, state
+from netsim.apiserver import endpoint
 from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Kernel
 from netsim.model.cluster import ClusterSpec, cluster_name_problem
@@ -90,6 +91,7 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet, *, daemon: boo
             st.hosts.append(fabric.add_host(k, spec, i, host))
             progress(f"host {host.name} {host.ip}")
         checkpoint("up-nodes-built")
+        endpoint.prepare(spec.name, spec.network.service_cidr, spec.dns_domain)
         st.phase = "ready"
         st.extra["buildSeconds"] = round(time.monotonic() - t0, 3)
         state.save(st)
@@ -193,6 +195,8 @@ def down(k: Kernel, cluster: str) -> DownReport:
         if naming.owned_by(cluster, n):
             shutil.rmtree(os.path.join(ETC_NETNS, n), ignore_errors=True)
     had_state = os.path.isdir(naming.state_dir(cluster))
+    with contextlib.suppress(Exception):  # a broken kubeconfig must not keep the cluster's names alive
+        endpoint.forget(cluster)
     state.remove(cluster)
     return DownReport(cluster, len(order), killed, had_state)
 
@@ -249,4 +253,5 @@ def status(st: state.ClusterState) -> dict:
         "nodes": [{**n, "present": present(n["netns"])} for n in st.nodes],
         "hosts": [{**h, "present": present(h["netns"])} for h in st.hosts],
         "stateDir": naming.state_dir(st.name), "created": st.created, **st.extra,
+        **({"apiServer": api} if (api := endpoint.describe(st.name)) else {}),
     }

@@ -569,6 +569,21 @@ class SQLiteStore(Store):
                 self._in_tx = False
 
     @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Store]:
+        """A consistent read view: one SQLite read transaction (WAL snapshot isolation), so a LIST and the
+        resourceVersion it reports belong together even while other processes write. Read only."""
+        with self._lock:
+            if self._in_tx:
+                raise StoreError("a transaction is already open on this store object")
+            self._conn.execute("BEGIN")
+            self._in_tx = True
+            try:
+                yield _TxStore(_Ops(self._conn, self.clock))
+            finally:
+                self._in_tx = False
+                self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[_Ops]:
         with self._lock:
             yield _Ops(self._conn, self.clock)

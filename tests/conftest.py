@@ -14,6 +14,22 @@ IS_ROOT = os.geteuid() == 0
 NETSIM = [sys.executable, "-m", "netsim.cli.main"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every cluster a test brings up merges its context into `$KUBECONFIG` (as kind does): point it at a
+    file of the test session's own, never at the user's ~/.kube/config."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="netsim-test-kube-")
+    config._netsim_kube_dir = d  # type: ignore[attr-defined]
+    os.environ["KUBECONFIG"] = os.path.join(d, "config")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+    d = getattr(config, "_netsim_kube_dir", None)
+    if d:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip = pytest.mark.skip(reason="needs root (network namespaces)")
     for item in items:

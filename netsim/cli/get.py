@@ -1,7 +1,7 @@
 """`netsim get` as kubectl's: several kinds (`deploy,svc`, `all`, `pod/web`), label and field selectors,
 `-o name|wide|json|yaml|jsonpath=...|custom-columns=...`, `--show-labels`, and `--watch`.
 
-Tables keep kubectl's default printer columns (netsim.cli.printers); `all` is kubectl's "all" category
+Tables keep kubectl's default printer columns (netsim.printers); `all` is kubectl's "all" category
 (pods, services, daemonsets, deployments, replicasets, statefulsets, jobs, cronjobs, hpa, rc).
 """
 
@@ -17,12 +17,12 @@ from netsim import lifecycle
 from netsim.cli import jsonpath
 from netsim.cli.common import cluster_option, emit, handle_errors
 from netsim.cli.kinds import is_namespaced, resolve_kind, resource_name
-from netsim.cli.printers import render_table, table
 from netsim.daemon import open_store
 from netsim.model.errors import UsageError
 from netsim.model.fieldselectors import matches as field_matches
 from netsim.model.fieldselectors import parse_field_selector
 from netsim.model.selectors import parse_selector_string
+from netsim.printers import render_table, table
 
 ALL_CATEGORY = ("Pod", "Service", "DaemonSet", "Deployment", "ReplicaSet", "StatefulSet",
                 "HorizontalPodAutoscaler", "ReplicationController", "Job", "CronJob")

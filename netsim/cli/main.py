@@ -107,6 +107,9 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, outp
     if not emit(info, output):
         click.echo(f"cluster {spec.name} ready: {len(st.nodes)} node(s), {len(st.hosts)} external host(s), "
                    f"{spec.network.plugin}/{spec.network.backend} in {st.extra.get('buildSeconds')}s")
+        if info.get("apiServer"):
+            click.echo(f"kubectl context {info['apiServer']['context']} ({info['apiServer']['server']}) in "
+                       f"{info['apiServer']['kubeconfig']}")
 
 
 @cli.command()
@@ -284,9 +287,9 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
 
 
 def _register() -> None:
-    from netsim.cli import draw, get, load, mutate, network, policy, resources, run, trace, wait
+    from netsim.cli import draw, get, kubeconfig, load, mutate, network, policy, resources, run, trace, wait
     for command in (resources.COMMANDS + get.COMMANDS + mutate.COMMANDS + wait.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS
-                    + draw.COMMANDS + trace.COMMANDS + load.COMMANDS):
+                    + draw.COMMANDS + trace.COMMANDS + load.COMMANDS + kubeconfig.COMMANDS):
         cli.add_command(command)
 
 

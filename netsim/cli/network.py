@@ -9,8 +9,8 @@ import click
 from netsim import preflight
 from netsim.api import Cluster, results_json
 from netsim.cli.common import EXIT_FAILED, SECONDS, cluster_option, emit, handle_errors
-from netsim.cli.printers import render_table
 from netsim.model.errors import UsageError
+from netsim.printers import render_table
 from netsim.probe.engine import spread
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netsim.cli.printers import render_table, short_duration, table
+from netsim.printers import render_table, short_duration, table
 
 NOW = 1_700_000_100.0
 CREATED = "2023-11-14T22:13:20Z"  # NOW - 100s

@@ -1,4 +1,4 @@
-"""kubectl's table shapes for `netsim get` (pure: manifest dicts in, rows out).
+"""kubectl's table shapes for `netsim get` and the API server's Table responses (pure: manifest dicts in, rows out).
 
 Columns follow kubectl's default printers (kubernetes pkg/printers/internalversion/printers.go); `wide` adds
 the same extra columns kubectl does, and services also show their endpoints, which is what people look

@@ -1,0 +1,104 @@
+"""Where a cluster's API endpoint is: its port and PKI under the state directory, and the user's kubeconfig.
+
+`prepare` runs at `up`: it picks a free loopback port (bound to 127.0.0.1 for a moment, then recorded in
+`<state dir>/apiserver.json`, so a restarted daemon serves on the same port and the kubeconfig stays
+right), makes the PKI (certs.py) and merges the context into the user's kubeconfig. The daemon reads the
+record and serves; `down` takes the kubeconfig entries out again (`forget`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from netsim import naming
+from netsim.apiserver import certs, kubeconfig
+
+RECORD = "apiserver.json"
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    cluster: str
+    port: int
+    pki: certs.Pki
+
+    @property
+    def server(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    def kubeconfig(self) -> dict[str, Any]:
+        return kubeconfig.build(self.cluster, self.server, self.pki.read("ca.crt"), self.pki.read("admin.crt"),
+                                self.pki.read("admin.key"))
+
+
+def record_path(cluster: str) -> str:
+    return os.path.join(naming.state_dir(cluster), RECORD)
+
+
+def pki_dir(cluster: str) -> str:
+    return os.path.join(naming.state_dir(cluster), "pki")
+
+
+def kubernetes_service_ip(service_cidr: str) -> str:
+    """The `kubernetes` Service's ClusterIP: the first address of the service CIDR (the API server's
+    GetAPIServerServiceIP, pkg/controlplane/services.go)."""
+    return str(ipaddress.ip_network(service_cidr).network_address + 1)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def prepare(cluster: str, service_cidr: str, dns_domain: str, *, merge_kubeconfig: bool = True) -> Endpoint:
+    """Make the cluster's PKI and endpoint record (the state directory exists); merge the kubeconfig."""
+    pki = certs.make_pki(pki_dir(cluster), service_ip=kubernetes_service_ip(service_cidr), dns_domain=dns_domain)
+    ep = Endpoint(cluster, free_port(), pki)
+    kc_path = kubeconfig.path_for_merge() if merge_kubeconfig else None
+    path = record_path(cluster)
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"host": HOST, "port": ep.port, "pki": pki.root, "kubeconfig": kc_path}, f)
+    os.replace(tmp, path)
+    if kc_path:
+        kubeconfig.merge(ep.kubeconfig(), kc_path)
+    return ep
+
+
+def load(cluster: str) -> Endpoint | None:
+    try:
+        with open(record_path(cluster)) as f:
+            rec = json.load(f)
+        return Endpoint(cluster, int(rec["port"]), certs.Pki(rec["pki"]))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def describe(cluster: str) -> dict[str, Any] | None:
+    """`status`: the endpoint's URL, its kubeconfig context and the file it was merged into."""
+    try:
+        with open(record_path(cluster)) as f:
+            rec = json.load(f)
+        return {"server": f"https://{rec['host']}:{rec['port']}", "context": kubeconfig.context_name(cluster),
+                "kubeconfig": rec.get("kubeconfig")}
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def forget(cluster: str) -> bool:
+    """`down`: remove the cluster's entries (only those) from the kubeconfig `up` merged them into (the
+    one the user's environment names now if there is no record, e.g. after a crash during `up`)."""
+    try:
+        with open(record_path(cluster)) as f:
+            path = json.load(f).get("kubeconfig")
+    except (FileNotFoundError, ValueError, AttributeError):
+        path = kubeconfig.path_for_merge()
+    return kubeconfig.remove(cluster, path) if path else False
