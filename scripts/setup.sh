@@ -22,6 +22,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The API endpoint's tests drive the real kubectl. Keep the one the machine has (any recent kubectl);
+# where there is none, Debian's kubernetes-client package provides one.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "installing: kubernetes-client (kubectl)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null || \
+    echo "kubectl could not be installed; the kubectl tests will be skipped" >&2
+fi
+
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
   echo "netsim needs Python >= 3.11 ($PY is $("$PY" --version 2>&1))" >&2

@@ -422,7 +422,14 @@ def _request_kind(api: ApiServer, method: str, t: Target, body: Callable[[], Any
     SelfSubjectReview says who the caller is."""
     if method != "POST" or t.name is not None:
         raise errors.method_not_allowed(method, t.res.plural)
-    req = body() or {}
+    try:
+        req = body() or {}
+    except errors.ApiError as e:
+        if e.code != 415:
+            raise
+        # A protobuf review (kubectl auth can-i, whoami send them): the answer does not depend on the
+        # request here, so it is answered without reading it.
+        req = {}
     if not isinstance(req, dict):
         raise errors.bad_request("the body of the request must be an object")
     out = {"apiVersion": t.res.group_version, "kind": t.res.kind, "metadata": {"creationTimestamp": None},

@@ -52,6 +52,7 @@ BASE = {  # harmless command lines: each names nothing that exists
     "explain": ["default/nosuch", "default/nosuch2:80"],
     "get": ["nosuchkind"],
     "kill pod": ["nosuch-pod"],
+    "kubeconfig": [],  # the walk's own cluster (NETSIM_CLUSTER)
     "label": ["pod", "nosuch-pod", "a=b"],
     "annotate": ["pod", "nosuch-pod", "a=b"],
     "set image": ["deploy/nosuch", "c=img"],

@@ -1,0 +1,176 @@
+"""The API endpoint's pure parts: PKI, kubeconfig merging, patches, discovery, OpenAPI, Tables, Status."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+
+from netsim.apiserver import certs, discovery, errors, kubeconfig, openapi, patch, tables
+from netsim.apiserver.resources import Catalog
+from netsim.model.generic import CustomKind
+
+
+def test_pki_files_are_private_and_name_the_admin_and_the_kubernetes_service(tmp_path):
+    pki = certs.make_pki(str(tmp_path / "pki"), service_ip="10.96.0.1", dns_domain="cluster.local")
+    assert stat.S_IMODE(os.stat(pki.root).st_mode) == 0o700
+    for name in ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "admin.crt", "admin.key", "token"):
+        assert stat.S_IMODE(os.stat(pki.path(name)).st_mode) == 0o600, name
+    admin = x509.load_pem_x509_certificate(pki.read("admin.crt"))
+    user, groups = certs.subject_of(admin.public_bytes(encoding=__import__(
+        "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER))
+    assert user == "kubernetes-admin" and "system:masters" in groups
+    srv = x509.load_pem_x509_certificate(pki.read("apiserver.crt"))
+    sans = srv.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "10.96.0.1"}
+    assert {"localhost", "kubernetes.default.svc.cluster.local"} <= set(sans.get_values_for_type(x509.DNSName))
+
+
+def _config(cluster: str) -> dict:
+    return kubeconfig.build(cluster, "https://127.0.0.1:1234", b"CA", b"CERT", b"KEY")
+
+
+def test_kubeconfig_merge_keeps_other_entries_sets_current_context_and_is_0600(tmp_path):
+    path = str(tmp_path / "kube" / "config")
+    os.makedirs(os.path.dirname(path))
+    theirs = {"apiVersion": "v1", "kind": "Config", "current-context": "prod",
+              "clusters": [{"name": "prod", "cluster": {"server": "https://prod"}}],
+              "users": [{"name": "prod", "user": {"token": "t"}}],
+              "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "prod"}}]}
+    with open(path, "w") as f:
+        yaml.safe_dump(theirs, f)
+    kubeconfig.merge(_config("a"), path)
+    kubeconfig.merge(_config("a"), path)  # again: replaced, not doubled
+    doc = yaml.safe_load(Path(path).read_text())
+    assert doc["current-context"] == "netsim-a"
+    assert [c["name"] for c in doc["clusters"]] == ["prod", "netsim-a"]
+    assert doc["users"][0] == theirs["users"][0]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert not os.path.exists(path + ".lock")
+    assert kubeconfig.remove("a", path) is True
+    doc = yaml.safe_load(Path(path).read_text())
+    assert [c["name"] for c in doc["clusters"]] == ["prod"]
+    assert [c["name"] for c in doc["contexts"]] == ["prod"] and doc["current-context"] == ""
+    assert kubeconfig.remove("a", path) is False
+
+
+def test_kubeconfig_path_follows_kind_and_kubectl(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert kubeconfig.path_for_merge({"KUBECONFIG": a}) == a
+    assert kubeconfig.path_for_merge({"KUBECONFIG": f"{a}{os.pathsep}{b}"}) == b  # none exists: the last
+    open(a, "w").close()
+    assert kubeconfig.path_for_merge({"KUBECONFIG": f"{a}{os.pathsep}{b}"}) == a  # the first that exists
+    assert kubeconfig.path_for_merge({"HOME": "/x"}).endswith(os.path.join(".kube", "config"))
+
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "finalizers": ["a"]},
+       "spec": {"containers": [{"name": "app", "image": "x:1", "ports": [{"containerPort": 80}],
+                                "env": [{"name": "A", "value": "1"}]},
+                               {"name": "side", "image": "y:1"}]}}
+
+
+def test_strategic_merge_patch_merges_containers_by_name_and_ports_by_container_port():
+    out = patch.strategic_merge(POD, {"spec": {"containers": [
+        {"name": "app", "image": "x:2", "ports": [{"containerPort": 8080}], "env": [{"name": "B", "value": "2"}]}]},
+        "metadata": {"finalizers": ["b"]}}, "Pod")
+    app, side = out["spec"]["containers"]
+    assert app["image"] == "x:2" and side == POD["spec"]["containers"][1]
+    assert [p["containerPort"] for p in app["ports"]] == [80, 8080]
+    assert [e["name"] for e in app["env"]] == ["A", "B"]
+    assert out["metadata"]["finalizers"] == ["a", "b"]
+    # a merge patch replaces the whole list instead
+    assert len(patch.merge_patch(POD, {"spec": {"containers": [{"name": "app"}]}})["spec"]["containers"]) == 1
+
+
+def test_strategic_merge_patch_directives():
+    out = patch.strategic_merge(POD, {"spec": {"containers": [{"name": "side", "$patch": "delete"}],
+                                               "$setElementOrder/containers": [{"name": "app"}]}}, "Pod")
+    assert [c["name"] for c in out["spec"]["containers"]] == ["app"]
+    out = patch.strategic_merge(POD, {"spec": {"$setElementOrder/containers": [{"name": "side"}, {"name": "app"}],
+                                               "containers": [{"name": "app", "image": "z"}]}}, "Pod")
+    assert [c["name"] for c in out["spec"]["containers"]] == ["side", "app"]
+    out = patch.strategic_merge({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}},
+                                {"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}, "Deployment")
+    assert out["spec"]["strategy"] == {"type": "Recreate"}
+    out = patch.strategic_merge(POD, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}, "Pod")
+    assert out["metadata"]["finalizers"] == []
+    out = patch.strategic_merge(POD, {"spec": {"containers": None}}, "Pod")
+    assert "containers" not in out["spec"]
+    with pytest.raises(errors.ApiError) as e:
+        patch.apply_patch(POD, {}, "application/strategic-merge-patch+json", "Widget", custom=True)
+    assert e.value.code == 415
+
+
+def test_json_patch_operations_and_failed_test():
+    doc = {"a": {"b": [1, 2]}, "c": 1}
+    out = patch.json_patch(doc, [{"op": "add", "path": "/a/b/-", "value": 3}, {"op": "replace", "path": "/c", "value": 2},
+                                 {"op": "remove", "path": "/a/b/0"}, {"op": "copy", "from": "/c", "path": "/d"},
+                                 {"op": "move", "from": "/d", "path": "/e"}, {"op": "test", "path": "/e", "value": 2}])
+    assert out == {"a": {"b": [2, 3]}, "c": 2, "e": 2} and doc == {"a": {"b": [1, 2]}, "c": 1}
+    with pytest.raises(patch.PatchError):
+        patch.json_patch(doc, [{"op": "test", "path": "/c", "value": 9}])
+    with pytest.raises(patch.PatchError):
+        patch.json_patch(doc, [{"op": "remove", "path": "/nope"}])
+
+
+def test_discovery_documents():
+    cat = Catalog({"Widget": CustomKind("Widget", "example.com", ("v1",), "widgets", "widget", True, ("wd",))})
+    assert discovery.aggregated_version("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+                                        "application/json") == "v2"
+    assert discovery.aggregated_version("application/json") is None
+    core = discovery.resource_list(cat, "", "v1")
+    names = {r["name"]: r for r in core["resources"]}
+    assert names["pods"]["shortNames"] == ["po"] and "watch" in names["pods"]["verbs"]
+    assert "pods/status" in names and names["namespaces"]["namespaced"] is False
+    apps = discovery.resource_list(cat, "apps", "v1")
+    scale = next(r for r in apps["resources"] if r["name"] == "deployments/scale")
+    assert (scale["group"], scale["kind"]) == ("autoscaling", "Scale")
+    groups = discovery.group_list(cat)
+    assert {"name": "example.com", "versions": [{"groupVersion": "example.com/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "example.com/v1", "version": "v1"}} in groups["groups"]
+    agg = discovery.aggregated(cat, legacy=False)
+    assert agg["kind"] == "APIGroupDiscoveryList" and "" not in {i["metadata"]["name"] for i in agg["items"]}
+    widget = next(i for i in agg["items"] if i["metadata"]["name"] == "example.com")
+    assert widget["versions"][0]["resources"][0]["resource"] == "widgets"
+
+
+def test_openapi_v3_tells_kubectl_that_the_server_validates_fields():
+    cat = Catalog()
+    index = openapi.v3_index(cat)
+    assert "apis/apps/v1" in index["paths"] and "api/v1" in index["paths"]
+    doc = openapi.v3_group(cat, "apps", "v1")
+    op = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert op["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1", "kind": "Deployment"}
+    assert "fieldValidation" in {p["name"] for p in op["parameters"]}
+    # not advertised, so kubectl computes strategic merge patches from its own types
+    assert "application/strategic-merge-patch+json" not in op["requestBody"]["content"]
+
+
+def test_table_has_kubectl_columns_with_wide_ones_at_priority_1():
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default",
+                                                           "creationTimestamp": "2024-01-01T00:00:00Z"},
+           "spec": {"nodeName": "node-1", "containers": [{"name": "c"}]},
+           "status": {"phase": "Running", "podIP": "10.244.0.2"}}
+    t = tables.table("Pod", [pod], resource_version="7")
+    assert [(c["name"].upper(), c["priority"]) for c in t["columnDefinitions"]][:3] == [
+        ("NAME", 0), ("READY", 0), ("STATUS", 0)]
+    assert ("IP", 1) in [(c["name"].upper(), c["priority"]) for c in t["columnDefinitions"]]
+    assert t["rows"][0]["cells"][0] == "p" and t["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    svc_cols = [c["name"].upper() for c in tables.table("Service", [], resource_version="1")["columnDefinitions"]]
+    assert "ENDPOINTS" not in svc_cols
+    assert tables.wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+
+
+def test_status_objects_carry_reason_code_and_causes():
+    e = errors.invalid("Pod", "", "p", [{"message": "Required value", "field": "spec.containers"}])
+    st = e.status()
+    assert (st["kind"], st["code"], st["reason"]) == ("Status", 422, "Invalid")
+    assert st["details"]["causes"] == [{"reason": "FieldValueInvalid", "message": "Required value",
+                                        "field": "spec.containers"}]
+    assert st["message"] == 'Pod "p" is invalid: spec.containers: Required value'
+    assert errors.not_found("deployments", "apps", "w").status()["message"] == 'deployments.apps "w" not found'
+    assert errors.expired("too old").code == 410 and errors.unauthorized().code == 401
