@@ -186,6 +186,7 @@ def test_error_paths_are_status_objects(cluster, client):
     # 410: a watch from a version the change log no longer has
     old = core.list_namespaced_config_map("default").metadata.resource_version
     core.patch_namespaced_config_map("twice", "default", {"data": {"y": "2"}})
+    core.patch_namespaced_config_map("twice", "default", {"data": {"z": "3"}})  # two writes: one is compacted
     cluster.store.compact(cluster.store.current_rv())
     with pytest.raises(exc) as e:
         for _ in kubernetes.watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=old,
