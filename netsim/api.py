@@ -25,6 +25,7 @@ from typing import Any
 from netsim import daemonctl, lifecycle, naming, preflight, state
 from netsim.controlplane import conditions
 from netsim.controlplane import objects as o
+from netsim.controlplane import readiness
 from netsim.controlplane import rollout as ro
 from netsim.controlplane.admission import admit
 from netsim.controlplane.deletion import Target, delete_objects
@@ -354,15 +355,39 @@ class Cluster:
             time.sleep(0.05)
 
     def wait_converged(self, timeout: float = 120.0, applied: Sequence[Mapping[str, Any]] = ()) -> None:
-        """Wait until the daemon has caught up and nothing is pending. Pods among `applied` whose sandbox
-        failed (settled, not pending: one bad pod never holds up the rest) raise DaemonError with why."""
-        marker = daemonctl.wait_converged(self.name, self.store.current_rv(), timeout)
-        failed = marker.get("failed") or {}
-        bad = [f"pod {key}: {failed[key]}" for key in (f"{(d.get('metadata') or {}).get('namespace') or 'default'}/"
-                                                       f"{(d.get('metadata') or {}).get('name')}"
-                                                       for d in applied if d.get("kind") == "Pod") if key in failed]
-        if bad:
-            raise daemonctl.DaemonError("; ".join(bad) + " (see netsim events; it is retried with backoff)")
+        """Wait until the daemon has caught up. Without `applied`: until nothing is pending anywhere. With
+        `applied` (what `apply` wrote): until the data plane has caught up and the pods among those objects
+        and the pods they own are Running and Ready (or Succeeded), whatever other pods do. Raises
+        DaemonError (exit 1) naming each of them that is not ready and why, on timeout, or at once when one
+        cannot become ready (its sandbox failed, or it Failed for good)."""
+        after = self.store.current_rv()
+        if not applied:
+            daemonctl.wait_converged(self.name, after, timeout)
+            return
+        roots: set[str] = set()
+        for d in applied:
+            md = d.get("metadata") or {}
+            kind = d.get("kind") or ""
+            ns = (md.get("namespace") or "default") if kind_namespaced(kind, self.custom_kinds()) else None
+            cur = self.store.get(kind, ns, md.get("name") or "") if is_emulated(kind) else None
+            if cur is not None and o.uid(cur):
+                roots.add(o.uid(cur) or "")
+
+        def check(marker: dict[str, Any]) -> list[str]:
+            if marker.get("blockers"):
+                return list(marker["blockers"])
+            pods = readiness.owned_pods(self.store.list("Pod"),
+                                        self.store.list("ReplicaSet") + self.store.list("Job"), roots)
+            failed = marker.get("failed") or {}
+            bad = [f"pod {o.key(p)}: {failed[o.key(p)]}" for p in pods if o.key(p) in failed]
+            if bad:
+                raise daemonctl.DaemonError("; ".join(bad) + " (see netsim events; it is retried with backoff)")
+            hopeless = [p for p in pods if readiness.hopeless(p)]
+            if hopeless:
+                raise daemonctl.DaemonError("cannot become ready: " + "; ".join(readiness.summary(hopeless)))
+            return readiness.summary(p for p in pods if not readiness.settled(p))
+
+        daemonctl.wait_for(self.name, after, timeout, check)
 
     # -- faults --------------------------------------------------------------------------------------
     def kill_pod(self, name: str, namespace: str = "default", *, wait: bool = True, timeout: float = 60.0) -> None:

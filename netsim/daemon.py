@@ -1085,12 +1085,17 @@ class Daemon:
     def _event(self, ref: str, reason: str, message: str, *, actor: str = "netsim", ms: float = 0.0) -> None:
         ev.record(self.store, ev.Event(self.clock.now(), actor, ref, reason, message, ms))
 
-    def _write_marker(self, converged: bool, pending: list[str], rv: int) -> None:
+    def _write_marker(self, pods: list[str], blockers: list[str], rv: int, pass_seconds: float) -> None:
+        """converged: nothing pending anywhere. `apply` reads more: `blockers` (a failed pass, a held-back
+        kube-proxy sync: the data plane as a whole lags) hold up every wait, pending `pods` only the waits
+        that concern them (netsim.controlplane.readiness), `passSeconds` the longest pass since the last marker."""
         path = converged_path(self.spec.name)
         tmp = f"{path}.tmp"
+        pending = pods + blockers
         with open(tmp, "w") as f:
             # failed: pods whose sandbox failed (settled, not pending), so `apply` can say why they are not up
-            json.dump({"rv": rv, "converged": converged, "pending": pending, "failed": failed_pods(self.store),
+            json.dump({"rv": rv, "converged": not pending, "pending": pending, "pods": pods, "blockers": blockers,
+                       "failed": failed_pods(self.store), "passSeconds": round(pass_seconds, 4),
                        "time": time.time(), "pid": os.getpid()}, f)
         os.replace(tmp, path)
 
@@ -1144,6 +1149,7 @@ class Daemon:
     def run(self) -> None:
         self.bootstrap()
         last_rv = -1
+        longest = 0.0  # the longest pass since the last marker (busy passes write none)
         while not self._stop.is_set():
             if not os.path.exists(state.state_file(self.spec.name)):
                 # `down` removed the cluster: writing on would recreate its state directory.
@@ -1151,6 +1157,7 @@ class Daemon:
                 break
             failed = False
             seen = self.store.current_rv()  # this pass reads at least this much, maybe not more
+            started = time.monotonic()
             try:
                 busy = self.one_pass()
                 self._loop_health = {"state": "running", "error": None}
@@ -1166,12 +1173,16 @@ class Daemon:
             if not busy:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.
-                pending = pending_pods(self.store) + (["the last pass failed, see daemon.log"] if failed else [])
-                pending += self.proxy_pending()
-                self._write_marker(not pending, pending, seen)
+                pods = pending_pods(self.store)
+                blockers = (["the last pass failed, see daemon.log"] if failed else []) + self.proxy_pending()
+                self._write_marker(pods, blockers, seen, max(longest, time.monotonic() - started))
+                longest = 0.0
+                pending = pods + blockers
                 if seen == last_rv or not pending:
                     self.store.wait_for_change(seen, min(self.resync, self.next_wakeup(time.monotonic())))
                 last_rv = seen
+            else:
+                longest = max(longest, time.monotonic() - started)
 
     def stop(self) -> None:
         self._stop.set()

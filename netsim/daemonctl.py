@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 from netsim import daemonproc, naming, state, testhooks
 from netsim.daemon import converged_path, health_path
@@ -142,6 +143,29 @@ def wait_converged(cluster: str, after_rv: int, timeout: float = 60.0) -> dict:
     pending = (marker or {}).get("pending", [])
     raise DaemonError(f"cluster {cluster} did not converge within {timeout:.0f}s; still pending: "
                       f"{', '.join(pending) or 'the daemon has not caught up'}")
+
+
+def wait_for(cluster: str, after_rv: int, timeout: float, check: Callable[[dict], list[str]]) -> dict:
+    """Block until the daemon has finished a quiet pass that read `after_rv` and `check(marker)` has nothing
+    left to wait for (it may raise to give up early: something that cannot become ready). On timeout raise
+    DaemonError with what `check` last said, or that the daemon has not caught up."""
+    deadline = time.monotonic() + timeout
+    waiting: list[str] = []
+    caught_up = False
+    while True:
+        marker = read_marker(cluster)
+        if marker and marker.get("rv", 0) >= after_rv:
+            caught_up = True
+            waiting = check(marker)
+            if not waiting:
+                return marker
+        if time.monotonic() >= deadline:
+            break
+        if not alive(cluster):
+            raise DaemonDown(down_message(cluster))
+        time.sleep(0.03)
+    what = "; ".join(waiting) if caught_up else "the daemon has not caught up"
+    raise DaemonError(f"cluster {cluster}: not ready within {timeout:.0f}s: {what}")
 
 
 def stop(cluster: str, timeout: float = 10.0) -> list[int]:

@@ -71,3 +71,52 @@ spec:
 
 def o_ready(pod) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _apply_service(cluster: Cluster, name: str) -> tuple[float, float]:
+    """Seconds an apply of an unrelated Service took, and the longest daemon pass it waited through."""
+    from netsim import daemonctl
+    t0 = time.monotonic()
+    cluster.apply(f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec: {{selector: {{app: many}}, ports: [{{port: 80}}]}}
+""", timeout=30)
+    elapsed = time.monotonic() - t0
+    return elapsed, float((daemonctl.read_marker(cluster.name) or {}).get("passSeconds") or 0.0)
+
+
+def test_apply_waits_only_for_what_it_applied_and_says_why_not_ready(cluster: Cluster):
+    cluster.apply("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: many}
+spec:
+  replicas: 100
+  selector: {matchLabels: {app: many}}
+  template:
+    metadata: {labels: {app: many}}
+    spec: {containers: [{name: app, image: nginx, ports: [{containerPort: 80}]}]}
+""", timeout=180)
+    baseline, pass_before = _apply_service(cluster, "before")
+    with pytest.raises(Exception) as err:
+        cluster.apply("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: crash}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: crash}}
+  template:
+    metadata: {labels: {app: crash}}
+    spec: {containers: [{name: app, image: busybox, command: [sh, -c, "exit 3"]}]}
+""", timeout=4)
+    text = str(err.value)
+    assert "pod/crash-" in text and "container app:" in text, text
+    assert "CrashLoopBackOff (back-off 10s restarting failed container=app" in text, text
+    elapsed, pass_after = _apply_service(cluster, "after")
+    # The crashing pod may cost the unrelated apply one pass (the one under way when its write landed),
+    # never a wait for that pod: allow one pass, and one more for the noise of a loaded machine.
+    longest = max(pass_before, pass_after)
+    assert elapsed <= baseline + 2 * longest, (elapsed, baseline, longest)
