@@ -117,6 +117,13 @@ class NetnsServer:
         """Handle readiness of the socket registered with `data` (called with the lock held)."""
         raise NotImplementedError
 
+    def _next_timer(self) -> float:
+        """Seconds until the subclass's next timer (`_on_timers`) is due; the loop wakes at least every second."""
+        return 1.0
+
+    def _on_timers(self, now: float) -> None:
+        """Run the subclass's due timers (called after every wake-up, with the lock held)."""
+
     def _unserve_all_locked(self) -> None:
         """Close every served socket (called with the lock held, once the loop has ended)."""
         raise NotImplementedError
@@ -232,7 +239,7 @@ class NetnsServer:
                 if self._stopping:
                     return
             try:
-                events = self._sel.select(timeout=1.0)
+                events = self._sel.select(timeout=min(1.0, max(0.0, self._next_timer())))
             except (OSError, ValueError):  # the selector was closed under us
                 if self._stopping:
                     return
@@ -257,6 +264,10 @@ class NetnsServer:
                     except Exception as exc:  # nor one input's: a bug costs that input's answer
                         self._handler_failed(data, exc)
                 now = time.monotonic()
+                try:
+                    self._on_timers(now)
+                except Exception as exc:  # noqa: BLE001 - like a handler's: logged, counted, the loop goes on
+                    self._handler_failed(None, exc)
                 if now >= next_sweep:
                     next_sweep = now + self.sweep_interval
                     self._expire_conns(now)

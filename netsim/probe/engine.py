@@ -215,6 +215,7 @@ class _Run:
         att.sport = sock.getsockname()[1]
         if rc == 0:
             att.stage = "reading"
+            _half_close(sock)
             self.sel.register(sock, selectors.EVENT_READ, att)
         elif rc in (errno.EINPROGRESS, errno.EAGAIN):
             att.stage = "connecting"
@@ -310,6 +311,7 @@ class _Run:
             if err:
                 raise OSError(err, os.strerror(err))
             att.stage = "reading"
+            _half_close(sock)
             self.sel.modify(sock, selectors.EVENT_READ, att)
             return
         try:
@@ -437,3 +439,12 @@ def _make_sockets(kinds: list[str], need_raw: bool) -> tuple[list[socket.socket]
             raw.close()
         raise
     return made, raw
+
+
+def _half_close(sock: socket.socket) -> None:
+    """A TCP probe sends nothing: its FIN right after the handshake tells the workload server, which waits a
+    moment for an HTTP request before it answers a silent client, to answer with the identity at once."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

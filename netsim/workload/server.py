@@ -4,9 +4,12 @@ A socket stays in the namespace it was created in, whichever thread later uses i
 opened inside each pod's netns (through `Kernel.call_in`) and then all driven by one epoll loop on one
 thread: no process or thread per pod or per connection.
 
-- TCP: a listening socket per (netns, port); each accepted connection gets the JSON identity line, a FIN
-  right after it, and is closed when the client closes (or after `linger` seconds), so a client that sent
-  something first still reads the answer instead of a reset.
+- TCP: a listening socket per (netns, port); each accepted connection's first bytes are sniffed
+  (netsim.workload.http): an HTTP/1.x request is answered as HTTP (200, keep-alive honoured), the HTTP/2
+  preface as h2c (gRPC health); anything else, or silence for SNIFF_WINDOW (a client half-closing its
+  side at once, as the probe engine does, is answered at once), gets the JSON identity line and a FIN,
+  and is closed when the client closes (or after `linger` seconds), so a client that sent something
+  first still reads the answer instead of a reset.
 - UDP: a bound socket per (netns, port); every datagram is answered with the identity, sent from the
   address it was sent to (IP_PKTINFO), which matters in a node netns with several addresses.
 - SCTP: the kernel has no SCTP stack, so one raw IPPROTO_SCTP socket per netns answers INIT with an
@@ -19,6 +22,7 @@ pod, which is then not ready. Readiness is what actually listens: `listening(pod
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from netsim.kernel.api import Kernel, KernelError
 from netsim.kernel.netns import netns_path
 from netsim.netns_sockets import Conn, NetnsServer
-from netsim.workload import identity, sctp
+from netsim.workload import http, identity, sctp
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,23 @@ class _Listener:
     closed: bool = False
 
 
+SNIFF, HTTP1, H2, LINGER = "sniff", "http", "h2", "linger"
+SNIFF_WINDOW = 0.1  # seconds a silent TCP client is given to start an HTTP request before it gets the identity
+
+
+@dataclass(eq=False)
+class _Stream(Conn):
+    """An accepted TCP connection: sniffing its first bytes, speaking HTTP/1.x or h2c, or lingering (answered,
+    draining until the client closes)."""
+
+    answer: bytes = b""  # the identity line
+    hostname: str = ""
+    sniff_until: float = 0.0
+    mode: str = SNIFF
+    buf: bytes = b""
+    h2: object = None  # the h2c connection state, when the client speaks HTTP/2
+
+
 @dataclass
 class _SctpResponder:
     """The raw SCTP socket of one netns and the ports served there."""
@@ -105,13 +126,16 @@ class WorkloadServer(NetnsServer):
     stopped_message = "the workload server has been stopped"
     sweep_interval = 1.0  # lingering connections may be many: look for expired ones once a second
 
-    def __init__(self, kernel: Kernel, *, linger: float = 5.0, max_lingering: int = 20000):
+    def __init__(self, kernel: Kernel, *, linger: float = 5.0, max_lingering: int = 20000,
+                 sniff_window: float = SNIFF_WINDOW):
         super().__init__(kernel)
         self._linger = linger
         self._max_lingering = max_lingering
         self._pods: dict[str, _Pod] = {}
         self._sctp: dict[str, _SctpResponder] = {}
-        self.answered = {"TCP": 0, "UDP": 0, "SCTP": 0}
+        self.answered = {"TCP": 0, "UDP": 0, "SCTP": 0, "HTTP": 0, "GRPC": 0}
+        self._sniff_window = sniff_window
+        self._sniffing: dict[int, _Stream] = {}
 
     # -- pods ---------------------------------------------------------------------------------------
     def serve(self, pod_key: str, node: str, netns: str, ports: Iterable[tuple[int, str]]) -> dict[PortKey, bool]:
@@ -275,20 +299,26 @@ class WorkloadServer(NetnsServer):
                 continue
             conn.setblocking(False)
             answer = identity.encode(identity.identity(lst.pod, lst.node, cip, cport, lst.port, "TCP"))
-            try:
-                conn.send(answer)
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                conn.close()
-                continue
-            self.answered["TCP"] += 1
             if len(self._conns) >= self._max_lingering:
+                # No room to keep the connection: the identity at once, as to a client that says nothing.
+                with contextlib.suppress(OSError):
+                    conn.send(answer)
+                    conn.shutdown(socket.SHUT_WR)
+                self.answered["TCP"] += 1
                 conn.close()
                 continue
-            self._add_conn(Conn(conn, time.monotonic() + self._linger))
+            now = time.monotonic()
+            stream = _Stream(conn, now + self._linger, answer=answer, hostname=lst.pod.rpartition("/")[2],
+                             sniff_until=now + self._sniff_window)
+            self._add_conn(stream)
+            self._sniffing[id(stream)] = stream
+            self._on_conn(stream)
 
     def _on_conn(self, conn: Conn) -> None:
         if conn.closed:
+            return
+        if isinstance(conn, _Stream) and conn.mode != LINGER:
+            self._on_stream(conn)
             return
         try:
             data = conn.sock.recv(65536)
@@ -298,6 +328,107 @@ class WorkloadServer(NetnsServer):
             data = b""
         if not data:
             self._close_conn(conn)
+
+    # -- TCP: sniffing, HTTP ---------------------------------------------------------------------------
+    def _identity_answer(self, st: _Stream) -> None:
+        """Today's TCP answer: the identity line and a FIN; what the client sent stays to be drained."""
+        self._sniffing.pop(id(st), None)
+        st.mode = LINGER
+        try:
+            st.sock.send(st.answer)
+            st.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close_conn(st)
+            return
+        self.answered["TCP"] += 1
+
+    def _on_stream(self, st: _Stream) -> None:
+        if st.mode == SNIFF:
+            try:
+                first = st.sock.recv(len(http.H2_PREFACE), socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._close_conn(st)
+                return
+            kind = http.classify(first)
+            if not first or kind == http.OTHER:
+                self._identity_answer(st)  # a half-closed silent client, or not HTTP: the identity
+                if not first and not st.closed:
+                    self._close_conn(st)
+                return
+            if kind == http.UNDECIDED:
+                return
+            self._sniffing.pop(id(st), None)
+            st.mode = HTTP1 if kind == http.HTTP1 else H2
+        try:
+            data = st.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_conn(st)
+            return
+        st.deadline = time.monotonic() + self._linger  # an idle keep-alive connection is closed after linger
+        st.buf += data
+        if st.mode == HTTP1:
+            self._serve_http1(st)
+        else:
+            self._serve_h2(st)
+
+    def _serve_http1(self, st: _Stream) -> None:
+        try:
+            requests, st.buf = http.parse_requests(st.buf)
+        except http.BadRequest as bad:
+            self._send_and_close(st, http.response(bad.status, bad.reason, b"", "text/plain", close=True))
+            return
+        out = b""
+        for req in requests:
+            body, ctype = http.body_for(req, st.hostname, st.answer)
+            close = not req.keep_alive
+            out += http.response(200, "OK", body, ctype, close=close, head=req.method == "HEAD")
+            self.answered["HTTP"] += 1
+            if close:
+                self._send_and_close(st, out)
+                return
+        if out:
+            self._send(st, out)
+
+    def _serve_h2(self, st: _Stream) -> None:
+        """h2c: gRPC's health service (netsim.workload.grpc_health); without it, the identity."""
+        self._identity_answer(st)
+
+    def _send(self, st: _Stream, data: bytes) -> bool:
+        try:
+            st.sock.sendall(data)  # small answers into an empty send buffer: never blocks in practice
+        except OSError:
+            self._close_conn(st)
+            return False
+        return True
+
+    def _send_and_close(self, st: _Stream, data: bytes) -> None:
+        """Answer, then FIN; the connection lingers to drain what the client still sends (no reset)."""
+        if self._send(st, data):
+            st.mode = LINGER
+            with contextlib.suppress(OSError):
+                st.sock.shutdown(socket.SHUT_WR)
+
+    def _next_timer(self) -> float:
+        if not self._sniffing:
+            return 1.0
+        return min(st.sniff_until for st in self._sniffing.values()) - time.monotonic()
+
+    def _on_timers(self, now: float) -> None:
+        """A client that said nothing within the sniffing window is answered as before: the identity."""
+        for st in [st for st in self._sniffing.values() if st.sniff_until <= now]:
+            if not st.closed and st.mode == SNIFF:
+                self._identity_answer(st)
+            self._sniffing.pop(id(st), None)
+
+    def _close_conn(self, conn: Conn) -> None:
+        self._sniffing.pop(id(conn), None)
+        super()._close_conn(conn)
 
     def _on_udp(self, lst: _Listener) -> None:
         for _ in range(MAX_BATCH):

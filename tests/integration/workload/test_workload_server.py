@@ -70,7 +70,7 @@ def test_tcp_client_that_talks_first_is_drained_not_reset(kernel, netpair, max_l
 
         def _connect():
             s = socket.create_connection((netpair.ip_b, 8080), timeout=5)
-            s.sendall(b"GET / HTTP/1.0\r\n\r\n")  # queued with the connection before the server accepts
+            s.sendall(b"HELO netsim\r\n")  # not HTTP; queued with the connection before the server accepts
             return s
         s = kernel.call_in(netpair.a, _connect)
         time.sleep(0.05)
@@ -170,3 +170,41 @@ def test_a_sandbox_recreated_under_the_same_name_is_served_afresh(kernel, netpai
     assert workload.serve("y/b", "n1", netpair.b, [(80, "TCP"), (7777, "SCTP")]) == {(80, "TCP"): True,
                                                                                      (7777, "SCTP"): True}
     assert tcp_ask(kernel, netpair.a, netpair.ip_b, 80)[0]["pod"] == "y/b"
+
+
+def _http(kernel, ns: str, ip: str, port: int, payload: bytes, *, half_close: bool = False) -> bytes:
+    """Send `payload`, read until the server closes; everything it said."""
+    def _go():
+        with socket.create_connection((ip, port), timeout=5) as s:
+            s.sendall(payload)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return data
+    return kernel.call_in(ns, _go)
+
+
+def test_http_requests_get_http_answers_and_other_clients_the_identity(kernel, netpair, workload):
+    """The first bytes decide: an HTTP/1.1 request is answered 200 (keep-alive honoured, pipelined requests
+    answered in order, `Connection: close` closes), anything else gets the identity line as before."""
+    workload.serve("y/web", "n1", netpair.b, [(8080, "TCP")])
+    data = _http(kernel, netpair.a, netpair.ip_b, 8080,
+                 b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"GET /hostname HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" not in first
+    length = int(next(h for h in first.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+    assert json.loads(rest[:length])["pod"] == "y/web"
+    second, _, body = rest[length:].partition(b"\r\n\r\n")
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in second and body == b"web"
+    head = _http(kernel, netpair.a, netpair.ip_b, 8080, b"HEAD / HTTP/1.0\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n")  # HTTP/1.0: closed, no body
+    other = _http(kernel, netpair.a, netpair.ip_b, 8080, b"hello\n")
+    assert json.loads(other)["pod"] == "y/web"
+    t0 = time.monotonic()
+    assert json.loads(_http(kernel, netpair.a, netpair.ip_b, 8080, b"", half_close=True))["pod"] == "y/web"
+    from netsim.workload.server import SNIFF_WINDOW
+    assert time.monotonic() - t0 < SNIFF_WINDOW  # a client that half-closes at once is not kept for the window
+    assert tcp_ask(kernel, netpair.a, netpair.ip_b, 8080)[0]["pod"] == "y/web"  # silent: after the window
