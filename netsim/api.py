@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from netsim import daemonctl, lifecycle, naming, preflight, state
-from netsim.controlplane import conditions
+from netsim.controlplane import conditions, readiness
 from netsim.controlplane import objects as o
-from netsim.controlplane import readiness
 from netsim.controlplane import rollout as ro
 from netsim.controlplane.admission import admit
 from netsim.controlplane.deletion import Target, delete_objects
