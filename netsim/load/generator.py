@@ -29,6 +29,7 @@ and expiry is O(expired)).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import resource
@@ -72,6 +73,7 @@ class _Req:
     slot: int = -1  # closed loop: which client sent it
     buf: bytes = b""
     done: bool = False
+    half_closed: bool = True  # TCP: set False until the connection is up and our FIN is sent
 
 
 class _Pool:
@@ -271,22 +273,38 @@ class LoadRun:
         self.in_flight += 1
         self.queue.append(req)
         try:
+            events = selectors.EVENT_READ
             if self.target.protocol == "TCP":
                 rc = sock.connect_ex((self.target.ip, self.target.port))
                 if rc not in (0, errno.EINPROGRESS, errno.EAGAIN):
                     raise OSError(rc, errno.errorcode.get(rc, str(rc)))
+                # The request sends nothing: once connected, a FIN says so, and the workload server (which
+                # gives a silent client a moment to start an HTTP request) answers the identity at once.
+                req.half_closed = False
+                events |= selectors.EVENT_WRITE
             else:
                 sock.connect((self.target.ip, self.target.port))
                 sock.send(UDP_PAYLOAD)
-            self.sel.register(sock, selectors.EVENT_READ, req)
+            self.sel.register(sock, events, req)
         except OSError as exc:
             self._failed(req, exc)
 
     def _poll(self, until: float) -> None:
         now = time.monotonic()
-        for key, _mask in self.sel.select(timeout=max(0.0, until - now)):
+        for key, mask in self.sel.select(timeout=max(0.0, until - now)):
             req = key.data
-            if not req.done:
+            if req.done:
+                continue
+            if mask & selectors.EVENT_WRITE and not req.half_closed:
+                req.half_closed = True
+                err = req.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # reading it clears it
+                if err:
+                    self._failed(req, OSError(err, os.strerror(err)))
+                    continue
+                with contextlib.suppress(OSError):
+                    req.sock.shutdown(socket.SHUT_WR)
+                self.sel.modify(req.sock, selectors.EVENT_READ, req)
+            if mask & selectors.EVENT_READ or req.half_closed:
                 self._readable(req)
         now = time.monotonic()
         q = self.queue
