@@ -15,7 +15,7 @@ from netsim.apiserver.resources import Catalog, Resource
 
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
-SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"]}
+SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"]}
 
 
 def aggregated_version(accept: str) -> str | None:
@@ -36,6 +36,8 @@ def api_versions(server_address: str) -> dict[str, Any]:
 def _subresource_kind(res: Resource, sub: str) -> tuple[str, str, str]:
     if sub == "scale":
         return "autoscaling", "v1", "Scale"
+    if sub == "log":
+        return "", "v1", "Pod"
     return res.group, res.version, res.kind
 
 

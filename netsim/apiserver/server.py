@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
-from netsim.apiserver import certs, discovery, errors, openapi, tables, watch
+from netsim.apiserver import certs, discovery, errors, logs, openapi, tables, watch
 from netsim.apiserver.endpoint import HOST, Endpoint
 from netsim.apiserver.handlers import Handlers, Target
 from netsim.controlplane.events import Event
@@ -346,6 +346,10 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
     want_table = tables.wants_table(accept)
     if "get" not in t.res.verbs:
         return _request_kind(api, method, t, body)
+    if t.subresource == "log":
+        if method != "GET":
+            raise errors.method_not_allowed(method, t.res.plural)
+        return _log(api, t, query)
     if t.res.stored_kind == "Event" and method == "GET" and t.name is None:
         return _events(api, t, query, accept)
     if method == "GET":
@@ -395,6 +399,20 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
                                   "metadata": {"resourceVersion": str(h.store.current_rv())}, "items": items})
         return Response(200, h.delete(t, body(), query))
     raise errors.method_not_allowed(method, t.res.plural)
+
+
+def _log(api: ApiServer, t: Target, query: dict[str, str]) -> Response:
+    pod = api.handlers.get(t)
+    path = logs.log_path(api.endpoint.cluster, pod, query)
+    data = logs.read(path, query)
+    if query.get("follow") not in ("true", "1"):
+        return Response(200, data, "text/plain")
+    uid = pod["metadata"].get("uid")
+
+    def still_there() -> bool:
+        cur = api.store.get("Pod", t.store_ns, t.name)
+        return cur is not None and cur["metadata"].get("uid") == uid
+    return Response(200, None, "text/plain", stream=logs.follow(path, data, still_there, api.stopping))
 
 
 def _watch(api: ApiServer, t: Target, query: dict[str, str], accept: str) -> Response:

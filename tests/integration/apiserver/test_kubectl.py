@@ -218,3 +218,33 @@ def test_requests_without_credentials_are_401(cluster):
         s.sendall(f"GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
                   .encode())
         assert s.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_kubectl_logs_tail_follow_and_previous(cluster, kubectl, tmp_path):
+    (tmp_path / "logger.yaml").write_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: logger}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: ["/bin/sh", "-c", "echo first; echo second; while true; do sleep 0.3; echo tick; done"]
+""")
+    kubectl("apply", "-f", str(tmp_path / "logger.yaml"))
+    kubectl("wait", "--for=condition=Ready", "pod/logger", "--timeout=60s")
+    deadline = time.monotonic() + 10
+    while "second" not in kubectl("logs", "logger").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert kubectl("logs", "logger").stdout.startswith("first\nsecond\n")
+    assert kubectl("logs", "logger", "--tail=1").stdout.count("\n") == 1
+    f = subprocess.Popen([KUBECTL, "--context", f"netsim-{cluster.name}", "logs", "-f", "logger", "--tail=0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kubectl.env)
+    try:
+        assert f.stdout.readline() == "tick\n"  # appended after the follow began
+    finally:
+        f.kill()
+        f.communicate()
+    r = kubectl("logs", "logger", "--previous", check=False)
+    assert r.returncode == 1 and 'previous terminated container "c" in pod "logger" not found' in r.stderr
+    kubectl("delete", "pod", "logger", "--grace-period=0", "--force")
