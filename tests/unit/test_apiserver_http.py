@@ -54,7 +54,7 @@ def test_authentication_and_keep_alive(server):
     c = conn(server, cert=False)
     status, _, body = call(c, "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "x"}})
     assert status == 401 and json.loads(body)["reason"] == "Unauthorized"
-    token = open(server.endpoint.pki.token).read().strip()
+    token = server.endpoint.pki.read("token").decode().strip()
     status, _, body = call(c, "GET", "/version", headers={"Authorization": f"Bearer {token}"})
     assert status == 200 and json.loads(body)["minor"] == "32"
     c = conn(server)
