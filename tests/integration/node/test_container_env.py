@@ -228,7 +228,7 @@ def test_init_containers_in_order_and_a_sidecar_that_stays_up(cluster):
 
 
 def test_failing_init_containers(cluster):
-    from netsim.cli.printers import pod_row
+    from netsim.printers import pod_row
     c = cluster
     st = _wait(lambda: (s := c.store.get("Pod", "default", "initfail")["status"]).get("phase") == "Failed" and s)
     assert st["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 3

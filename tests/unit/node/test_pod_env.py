@@ -223,7 +223,7 @@ def test_init_container_plan_order_sidecars_and_failures():
 
 
 def test_kubectl_status_column_for_init_containers():
-    from netsim.cli.printers import pod_row
+    from netsim.printers import pod_row
     spec = {"initContainers": [{"name": "a"}, {"name": "s", "restartPolicy": "Always"}, {"name": "b"}],
             "containers": [{"name": "c"}]}
 
