@@ -10,6 +10,7 @@ from netsim import preflight
 from netsim.api import Cluster, results_json
 from netsim.cli.common import EXIT_FAILED, SECONDS, cluster_option, emit, handle_errors
 from netsim.model.errors import UsageError
+from netsim.parsers.iptables_save import COMMIT, RULE, TABLE, read_lines
 from netsim.printers import render_table
 from netsim.probe.engine import spread
 
@@ -112,28 +113,24 @@ def proxy_rules(node: str, service: str | None, tables: tuple[str, ...], cluster
 def filter_kube_rules(save: str, service: str | None = None) -> str:
     """Keep kube-proxy's lines (KUBE-* chains and the jumps to them); with `service`, only the lines of
     that Service's chains and the dispatch rules that mention it."""
-    lines = [ln for ln in save.splitlines() if ln.startswith(("*", "COMMIT")) or "KUBE-" in ln]
+    lines = [ln for ln in read_lines(save) if ln.kind in (TABLE, COMMIT) or "KUBE-" in ln.text]
     if not service:
-        return "\n".join(lines)
+        return "\n".join(ln.text for ln in lines)
     ns, _, name = service.partition("/")
     tag = re.compile(rf'"?{re.escape(ns)}/{re.escape(name)}(:[^ "]*)?[ "]')
-    chains = {m.group(1) for ln in lines if tag.search(ln + " ")
-              for m in re.finditer(r"-j (KUBE-(?:SVC|SVL|EXT|FW|SEP)-\w+)", ln)}
+    chains = {m.group(1) for ln in lines if tag.search(ln.text + " ")
+              for m in re.finditer(r"-j (KUBE-(?:SVC|SVL|EXT|FW|SEP)-\w+)", ln.text)}
     grown = True
     while grown:  # follow SVC -> SEP and EXT -> SVC/SVL
         grown = False
         for ln in lines:
-            head = re.match(r"-A (\S+)", ln)
-            if head and head.group(1) in chains:
-                for m in re.finditer(r"-j (KUBE-(?:SVC|SVL|EXT|FW|SEP)-\w+)", ln):
+            if ln.kind == RULE and ln.op == "-A" and ln.chain in chains:
+                for m in re.finditer(r"-j (KUBE-(?:SVC|SVL|EXT|FW|SEP)-\w+)", ln.rest):
                     if m.group(1) not in chains:
                         chains.add(m.group(1))
                         grown = True
-    keep = []
-    for ln in lines:
-        head = re.match(r"[-:]A? ?(\S+)", ln)
-        if ln.startswith(("*", "COMMIT")) or tag.search(ln + " ") or (head and head.group(1) in chains):
-            keep.append(ln)
+    keep = [ln.text for ln in lines
+            if ln.kind in (TABLE, COMMIT) or tag.search(ln.text + " ") or ln.chain in chains]
     return "\n".join(keep)
 
 

@@ -25,14 +25,12 @@ import struct
 from typing import Any
 
 from netsim.kernel.api import KernelError
+from netsim.kernel.nlcodec import NLA_F_NESTED, NLMSG_HDR, attrs, nla
 
 # netlink header and flags (linux/netlink.h)
-_HDR = struct.Struct("=LHHLL")  # len, type, flags, seq, pid
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
-NLA_F_NESTED = 0x8000
-_NLA = struct.Struct("=HH")
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 
 # rtnetlink message types (linux/rtnetlink.h)
@@ -66,12 +64,6 @@ RTN_UNICAST, RTN_BLACKHOLE = 1, 6
 RTNH_F_ONLINK = 0x4
 
 
-def _nla(typ: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    length = 4 + len(payload)
-    return _NLA.pack(length, typ) + payload + b"\0" * (-length & 3)
-
-
 def _raise_error(data: bytes | memoryview, offset: int, what: str) -> None:
     """An NLMSG_ERROR message at `offset`: raise KernelError with its errno unless it is an ack (0)."""
     code = -struct.unpack_from("=i", data, offset + 16)[0]
@@ -91,25 +83,12 @@ def _mac_str(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def _attrs(data: bytes | memoryview, start: int, end: int) -> dict[int, memoryview]:
-    """Top-level attributes of one message region: {type (flags masked): payload}."""
-    mv = memoryview(data)
-    out: dict[int, memoryview] = {}
-    while start + 4 <= end:
-        length, typ = _NLA.unpack_from(mv, start)
-        if length < 4:
-            break
-        out[typ & 0x3FFF] = mv[start + 4:start + length]
-        start += (length + 3) & ~3
-    return out
-
-
 def _link_attrs(ifname: str, mtu: int | None, mac: str | None) -> bytes:
-    out = _nla(IFLA_IFNAME, ifname.encode() + b"\0")
+    out = nla(IFLA_IFNAME, ifname.encode() + b"\0")
     if mtu:
-        out += _nla(IFLA_MTU, _u32(mtu))
+        out += nla(IFLA_MTU, _u32(mtu))
     if mac:
-        out += _nla(IFLA_ADDRESS, _mac_bytes(mac))
+        out += nla(IFLA_ADDRESS, _mac_bytes(mac))
     return out
 
 
@@ -121,31 +100,31 @@ def veth_body(ifname: str, peer_ifname: str, *, peer_ns_fd: int | None = None, m
     flags = IFF_UP if up else 0
     peer = _IFINFO.pack(0, 0, 0, 0, 0) + _link_attrs(peer_ifname, mtu, peer_mac)
     if peer_ns_fd is not None:
-        peer += _nla(IFLA_NET_NS_FD, _u32(peer_ns_fd))
-    linkinfo = _nla(IFLA_INFO_KIND, b"veth") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, _nla(VETH_INFO_PEER, peer))
+        peer += nla(IFLA_NET_NS_FD, _u32(peer_ns_fd))
+    linkinfo = nla(IFLA_INFO_KIND, b"veth") + nla(IFLA_INFO_DATA | NLA_F_NESTED, nla(VETH_INFO_PEER, peer))
     body = _IFINFO.pack(0, 0, 0, flags, flags) + _link_attrs(ifname, mtu, mac)
     if master:
-        body += _nla(IFLA_MASTER, _u32(master))
-    return body + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+        body += nla(IFLA_MASTER, _u32(master))
+    return body + nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
 
 
 def brport_body(index: int, *, hairpin: bool) -> bytes:
     """RTM_SETLINK body (family AF_BRIDGE) setting a bridge port's hairpin mode."""
-    return _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + _nla(
-        IFLA_PROTINFO | NLA_F_NESTED, _nla(IFLA_BRPORT_MODE, struct.pack("=B", int(hairpin))))
+    return _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + nla(
+        IFLA_PROTINFO | NLA_F_NESTED, nla(IFLA_BRPORT_MODE, struct.pack("=B", int(hairpin))))
 
 
 def message(typ: int, flags: int, seq: int, body: bytes) -> bytes:
     """A whole netlink message: header + body."""
-    return _HDR.pack(16 + len(body), typ, flags, seq, 0) + body
+    return NLMSG_HDR.pack(16 + len(body), typ, flags, seq, 0) + body
 
 
 def decode_link(data: bytes | memoryview, offset: int = 0) -> dict[str, Any]:
     """An RTM_NEWLINK message as the nested dict shape pyroute2's messages answer `.get()` with (the
     fields LinuxKernel reads: index, flags, name, MTU, MAC, master, link netns id, kind, VXLAN data)."""
-    length = _HDR.unpack_from(data, offset)[0]
+    length = NLMSG_HDR.unpack_from(data, offset)[0]
     _, _, index, flags, _ = _IFINFO.unpack_from(data, offset + 16)
-    a = _attrs(data, offset + 32, offset + length)
+    a = attrs(memoryview(data), offset + 32, offset + length)
     msg: dict[str, Any] = {"index": index, "flags": flags}
     if IFLA_IFNAME in a:
         msg["IFLA_IFNAME"] = bytes(a[IFLA_IFNAME]).rstrip(b"\0").decode()
@@ -159,13 +138,13 @@ def decode_link(data: bytes | memoryview, offset: int = 0) -> dict[str, Any]:
         msg["IFLA_LINK_NETNSID"] = struct.unpack_from("=i", a[IFLA_LINK_NETNSID])[0]
     if IFLA_LINKINFO in a:
         raw = a[IFLA_LINKINFO]
-        li = _attrs(raw, 0, len(raw))
+        li = attrs(memoryview(raw), 0, len(raw))
         info: dict[str, Any] = {}
         if IFLA_INFO_KIND in li:
             info["IFLA_INFO_KIND"] = bytes(li[IFLA_INFO_KIND]).rstrip(b"\0").decode()
         if info.get("IFLA_INFO_KIND") == "vxlan" and IFLA_INFO_DATA in li:
             raw = li[IFLA_INFO_DATA]
-            vx = _attrs(raw, 0, len(raw))
+            vx = attrs(memoryview(raw), 0, len(raw))
             d: dict[str, Any] = {}
             if IFLA_VXLAN_ID in vx:
                 d["IFLA_VXLAN_ID"] = struct.unpack_from("=I", vx[IFLA_VXLAN_ID])[0]
@@ -203,7 +182,7 @@ class FastNetlink:
         self.sock.send(message(typ, flags, self.seq, body))
         while True:
             data = self.sock.recv(65536)
-            _, mtype, _, seq, _ = _HDR.unpack_from(data)
+            _, mtype, _, seq, _ = NLMSG_HDR.unpack_from(data)
             if seq != self.seq:
                 continue  # a stale answer to an earlier request that failed half-way
             if mtype == NLMSG_ERROR:
@@ -220,7 +199,7 @@ class FastNetlink:
             data = memoryview(self.sock.recv(1 << 17))
             off = 0
             while off + 16 <= len(data):
-                length, mtype, _, seq, _ = _HDR.unpack_from(data, off)
+                length, mtype, _, seq, _ = NLMSG_HDR.unpack_from(data, off)
                 if length < 16:
                     break
                 if seq == self.seq:
@@ -238,7 +217,7 @@ class FastNetlink:
         if index is not None:
             body = _IFINFO.pack(0, 0, index, 0, 0)
         else:
-            body = _IFINFO.pack(0, 0, 0, 0, 0) + _nla(IFLA_IFNAME, str(ifname).encode() + b"\0")
+            body = _IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_IFNAME, str(ifname).encode() + b"\0")
         try:
             data = self.request(RTM_GETLINK, NLM_F_REQUEST, body, f"get {ifname or index}")
         except KernelError as exc:
@@ -254,17 +233,17 @@ class FastNetlink:
             flags, change = (IFF_UP if up else 0), IFF_UP
         body = _IFINFO.pack(0, 0, index, flags, change)
         if master is not None:
-            body += _nla(IFLA_MASTER, _u32(master))
+            body += nla(IFLA_MASTER, _u32(master))
         if mtu is not None:
-            body += _nla(IFLA_MTU, _u32(mtu))
+            body += nla(IFLA_MTU, _u32(mtu))
         if mac is not None:
-            body += _nla(IFLA_ADDRESS, _mac_bytes(mac))
+            body += nla(IFLA_ADDRESS, _mac_bytes(mac))
         self.request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, body, what)
 
     def link_del(self, ifname: str, what: str = "") -> bool:
         """Delete a link by name; False when there is none. Blocks until the kernel has unregistered it
         (an RCU barrier: tens of milliseconds)."""
-        body = _IFINFO.pack(0, 0, 0, 0, 0) + _nla(IFLA_IFNAME, ifname.encode() + b"\0")
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_IFNAME, ifname.encode() + b"\0")
         try:
             self.request(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, body, what)
         except KernelError as exc:
@@ -287,7 +266,7 @@ class FastNetlink:
     # -- addresses -----------------------------------------------------------------------------------
     def addr_add(self, index: int, ip: str, prefixlen: int, what: str = "") -> None:
         raw = socket.inet_aton(ip)
-        body = _IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, index) + _nla(IFA_LOCAL, raw) + _nla(IFA_ADDRESS, raw)
+        body = _IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, index) + nla(IFA_LOCAL, raw) + nla(IFA_ADDRESS, raw)
         self.request(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body, what)
 
     def addrs(self, index: int = 0, what: str = "") -> list[tuple[str | None, str, int]]:
@@ -297,7 +276,7 @@ class FastNetlink:
             family, plen, _, _, idx = _IFADDR.unpack_from(data, off + 16)
             if family != socket.AF_INET or (index and idx != index):
                 continue
-            a = _attrs(data, off + 24, off + length)
+            a = attrs(memoryview(data), off + 24, off + length)
             addr = a.get(IFA_ADDRESS) or a.get(IFA_LOCAL)
             if addr is None:
                 continue
@@ -313,19 +292,19 @@ class FastNetlink:
         body = _RTMSG.pack(socket.AF_INET, dst_len, 0, 0, RT_TABLE_MAIN,
                            RTPROT_STATIC if proto is None else proto, scope,
                            RTN_BLACKHOLE if blackhole else RTN_UNICAST, RTNH_F_ONLINK if onlink else 0)
-        body += _nla(RTA_TABLE, _u32(RT_TABLE_MAIN))
+        body += nla(RTA_TABLE, _u32(RT_TABLE_MAIN))
         if dst_len:
-            body += _nla(RTA_DST, socket.inet_aton(net))
+            body += nla(RTA_DST, socket.inet_aton(net))
         if via:
-            body += _nla(RTA_GATEWAY, socket.inet_aton(via))
+            body += nla(RTA_GATEWAY, socket.inet_aton(via))
         if oif:
-            body += _nla(RTA_OIF, _u32(oif))
+            body += nla(RTA_OIF, _u32(oif))
         if src:
-            body += _nla(RTA_PREFSRC, socket.inet_aton(src))
+            body += nla(RTA_PREFSRC, socket.inet_aton(src))
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self.request(RTM_NEWROUTE, flags, body, what)
 
     def neigh_replace(self, index: int, ip: str, mac: str, state: int, what: str = "") -> None:
-        body = _NDMSG.pack(socket.AF_INET, index, state, 0, 0) + _nla(NDA_DST, socket.inet_aton(ip)) \
-            + _nla(NDA_LLADDR, _mac_bytes(mac))
+        body = _NDMSG.pack(socket.AF_INET, index, state, 0, 0) + nla(NDA_DST, socket.inet_aton(ip)) \
+            + nla(NDA_LLADDR, _mac_bytes(mac))
         self.request(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, body, what)

@@ -76,6 +76,7 @@ from typing import Any
 
 from netsim.model.networkpolicy import NetworkPolicy, Peer, PolicyRule
 from netsim.model.selectors import LabelSelector
+from netsim.parsers.iptables_save import CHAIN, RULE, read_lines
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel
 
 MAX_CHAIN_NAME = 28  # felix/iptables/table.go MaxChainNameLength
@@ -643,31 +644,22 @@ def _hook_lines() -> tuple[str, ...]:
     )
 
 
-_SAVE_RULE = re.compile(r"^-A (\S+) (.*)$")
-_SAVE_CHAIN = re.compile(r"^:(\S+) ")
-
-
 def parse_filter_save(save: str) -> tuple[set[str], list[str]]:
-    """From `iptables-save -t filter` text: our chains (`cali-*`), and `-D` lines for our rules in built-in
-    chains (a `cali:` comment or a jump/goto to a `cali-` chain)."""
+    """From `iptables-save -t filter` text (read by the one iptables-save reader,
+    netsim.parsers.iptables_save): our chains (`cali-*`), and `-D` lines for our rules in built-in chains
+    (a `cali:` comment or a jump/goto to a `cali-` chain), their specifications as iptables-save printed
+    them."""
     chains: set[str] = set()
     deletes: list[str] = []
-    in_filter = False
-    for line in save.splitlines():
-        if line.startswith("*"):
-            in_filter = line.strip() == "*filter"
+    for ln in read_lines(save):
+        if ln.table != "filter" or ln.chain is None:
             continue
-        if not in_filter:
-            continue
-        m = _SAVE_CHAIN.match(line)
-        if m and m.group(1).startswith("cali-"):
-            chains.add(m.group(1))
-            continue
-        m = _SAVE_RULE.match(line)
-        if m and m.group(1) in BUILTIN_CHAINS:
-            body = m.group(2)
+        if ln.kind == CHAIN and ln.chain.startswith("cali-"):
+            chains.add(ln.chain)
+        elif ln.kind == RULE and ln.op == "-A" and ln.chain in BUILTIN_CHAINS and ln.rest:
+            body = ln.rest
             if '--comment "cali:' in body or re.search(r"-[jg] cali-", body):
-                deletes.append(f"-D {m.group(1)} {body}")
+                deletes.append(f"-D {ln.chain} {body}")
     return chains, deletes
 
 

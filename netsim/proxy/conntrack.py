@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from netsim.parsers.conntrack import parse_conntrack_output
 from netsim.proxy.model import Endpoint, ServicePort
 
 
@@ -30,19 +31,9 @@ class Flow:
 
 
 def parse_flows(text: str) -> list[Flow]:
-    """Entries of `conntrack -L -p udp` (default output: the original tuple's key=value fields first,
-    then the reply tuple's)."""
-    out = []
-    for line in text.splitlines():
-        fields: dict[str, list[str]] = {}
-        for tok in line.split():
-            if "=" in tok:
-                k, _, v = tok.partition("=")
-                fields.setdefault(k, []).append(v)
-        dst, dport, src = fields.get("dst", []), fields.get("dport", []), fields.get("src", [])
-        if len(dst) >= 1 and len(dport) >= 1 and len(src) >= 2 and dport[0].isdigit():
-            out.append(Flow(dst[0], int(dport[0]), src[1]))
-    return out
+    """Entries of `conntrack -L -p udp`, read by the one conntrack text reader (netsim.parsers.conntrack)."""
+    return [Flow(e.original.dst, e.original.dport, e.reply.src) for e in parse_conntrack_output(text)
+            if e.original.dport is not None and e.reply.src]
 
 
 @dataclass(frozen=True)

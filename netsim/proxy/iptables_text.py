@@ -1,5 +1,8 @@
 """Parsing of iptables-restore / iptables-save text into tables, chains and rules.
 
+The lines come from the one iptables-save reader, `netsim.parsers.iptables_save`; this module tokenises
+rule specifications and gives them iptables-restore's meaning.
+
 Both the renderer (to find which jump rules and chains already exist in a netns, from `iptables-save`)
 and the interpreter (to walk the rules) need it. `Ruleset.apply` follows `iptables-restore --noflush`
 semantics, so several payloads (a full sync, then partial syncs) can be replayed to the state the kernel
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+
+from netsim.parsers.iptables_save import CHAIN, COMMIT, TABLE, read_lines
 
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
@@ -98,25 +103,22 @@ class Ruleset:
         """Apply one payload with --noflush semantics. Each table's changes are staged and committed at
         COMMIT, so a failing line leaves that table untouched (as iptables-restore's per-table commit)."""
         staged: Table | None = None
-        for no, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("*"):
+        for ln in read_lines(text):
+            no = ln.no
+            if ln.kind == TABLE:
                 if staged is not None:
                     raise IptablesParseError("table started before COMMIT", no)
-                staged = _copy_table(self.table(line[1:].strip()))
+                staged = _copy_table(self.table(ln.table or ""))
                 continue
             if staged is None:
-                raise IptablesParseError(f"line outside a table: {line!r}", no)
-            if line == "COMMIT":
+                raise IptablesParseError(f"line outside a table: {ln.text!r}", no)
+            if ln.kind == COMMIT:
                 self.tables[staged.name] = staged
                 staged = None
                 continue
-            if line.startswith(":"):
-                parts = line[1:].split()
-                name = parts[0]
-                policy = parts[1] if len(parts) > 1 else "-"
+            if ln.kind == CHAIN:
+                name = ln.chain or ""
+                policy = ln.rest.split()[0] if ln.rest else "-"
                 ch = staged.chains.get(name)
                 if ch is None:
                     staged.chains[name] = Chain(name, builtin=False)
@@ -126,7 +128,7 @@ class Ruleset:
                 else:
                     ch.rules.clear()
                 continue
-            _apply_command(staged, split_rule(line), no)
+            _apply_command(staged, split_rule(ln.text), no)
         if staged is not None:
             raise IptablesParseError("missing COMMIT", len(text.splitlines()))
 

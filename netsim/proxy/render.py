@@ -58,6 +58,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+from netsim.parsers.iptables_save import declared_chains
 from netsim.proxy import chains as C
 from netsim.proxy.iptables_text import Ruleset, format_args, rule_comment, rule_target
 from netsim.proxy.model import Endpoint, NodeInfo, ProxyConfig, ServicePort
@@ -475,16 +476,7 @@ def existing_service_chains(existing_save: str | None) -> set[str]:
     chain declarations alone: iptables-save declares every chain of a table before its rules)."""
     if not existing_save:
         return set()
-    out: set[str] = set()
-    table = ""
-    for line in existing_save.splitlines():
-        if line.startswith("*"):
-            table = line[1:].strip()
-        elif table == "nat" and line.startswith(":"):
-            name = line[1:].split(" ", 1)[0]
-            if C.is_service_chain(name):
-                out.add(name)
-    return out
+    return {name for name in declared_chains(existing_save, "nat") if C.is_service_chain(name)}
 
 
 # --- whole sync -----------------------------------------------------------------------------------

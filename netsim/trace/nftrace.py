@@ -24,7 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from netsim.kernel.api import Kernel, KernelError
-from netsim.trace.netlink import NFGEN_HDR, NfnetlinkListener, attrs, messages
+from netsim.kernel.nlcodec import NFGEN_HDR, attrs, messages
+from netsim.trace.netlink import NfnetlinkListener
 from netsim.trace.packet import PacketInfo, decode_ipv4
 from netsim.trace.poll import drain
 from netsim.trace.rules import ChainInfo, RuleIndex, RuleInfo, load_rule_index

@@ -17,6 +17,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from netsim.kernel.api import Kernel, KernelError
+from netsim.parsers.iptables_save import rules_by_chain
 
 IPTABLES_TABLES = ("raw", "mangle", "nat", "filter", "security")
 _HANDLE = re.compile(r"\s*#\s*handle\s+(\d+)\s*$")
@@ -142,19 +143,9 @@ def parse_nft_ruleset(text: str) -> RuleIndex:
 
 
 def parse_iptables_save(text: str) -> dict[tuple[str, str], list[str]]:
-    """`iptables-save` output -> {(table, chain): [rule spec without "-A CHAIN", in order]}."""
-    out: dict[tuple[str, str], list[str]] = {}
-    table = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(":") and table:
-            out.setdefault((table, line[1:].split()[0]), [])
-        elif line.startswith("-A ") and table:
-            _, chain, *rest = line.split(" ", 2)
-            out.setdefault((table, chain), []).append(rest[0] if rest else "")
-    return out
+    """`iptables-save` output -> {(table, chain): [rule spec without "-A CHAIN", in order]} (the one
+    iptables-save reader, netsim.parsers.iptables_save)."""
+    return rules_by_chain(text)
 
 
 _COMMENT = re.compile(r'--comment (?:"([^"\\]*)"|([^\s"]+))')

@@ -31,6 +31,7 @@ import dataclasses
 from typing import Any
 
 from netsim.kernel.api import Route
+from netsim.parsers.iptables_save import CHAIN, RULE, read_lines
 from netsim.policy.felix import workload_iface
 from netsim.proxy.interpret import Interpreter, Outcome, Packet
 from netsim.trace import hops as H
@@ -47,19 +48,14 @@ def strip_calico(save: str) -> str:
     chains (cali-POSTROUTING -> cali-nat-outgoing, the pool's outgoing masquerade) stay: they are NAT, which
     the interpreter models, over the node's ipsets."""
     out = []
-    table = ""
-    for line in save.splitlines():
-        s = line.strip()
-        if s.startswith("*"):
-            table = s[1:]
-        if table == "nat":
-            out.append(line)
-            continue
-        if s.startswith((":cali-", "-A cali-")):
-            continue
-        if s.startswith("-A ") and (" -j cali-" in s or " -g cali-" in s or "cali:" in s):
-            continue
-        out.append(line)
+    for ln in read_lines(save):
+        if ln.table != "nat" and ln.chain is not None and ln.kind in (CHAIN, RULE):
+            if ln.chain.startswith("cali-"):
+                continue
+            s = ln.text
+            if ln.op == "-A" and (" -j cali-" in s or " -g cali-" in s or "cali:" in s):
+                continue
+        out.append(ln.text)
     return "\n".join(out) + "\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from netsim.kernel import fastnl
+from netsim.kernel.nlcodec import NLA_HDR
 
 
 def _decode(body: bytes, typ: int = fastnl.RTM_NEWLINK) -> ifinfmsg:
@@ -14,8 +15,8 @@ def _decode(body: bytes, typ: int = fastnl.RTM_NEWLINK) -> ifinfmsg:
 
 
 def test_nla_is_padded_to_four_bytes():
-    assert fastnl._nla(3, b"ab\0") == b"\x07\x00\x03\x00ab\x00\x00"
-    assert len(fastnl._nla(1, b"\x01\x02\x03\x04\x05\x06")) == 12
+    assert fastnl.nla(3, b"ab\0") == b"\x07\x00\x03\x00ab\x00\x00"
+    assert len(fastnl.nla(1, b"\x01\x02\x03\x04\x05\x06")) == 12
 
 
 def test_veth_body_nests_the_peer_as_the_kernel_expects():
@@ -45,10 +46,10 @@ def test_brport_body_sets_hairpin_for_the_bridge_family():
     def mode(body: bytes) -> bytes:
         family, _, index, _, _ = fastnl._IFINFO.unpack_from(body)
         assert (family, index) == (fastnl.AF_BRIDGE, 5)
-        length, typ = fastnl._NLA.unpack_from(body, 16)
+        length, typ = NLA_HDR.unpack_from(body, 16)
         assert typ == fastnl.IFLA_PROTINFO | fastnl.NLA_F_NESTED and 16 + length == len(body)
-        protinfo = fastnl._attrs(body, 16, len(body))[fastnl.IFLA_PROTINFO]
-        return bytes(fastnl._attrs(protinfo, 0, len(protinfo))[fastnl.IFLA_BRPORT_MODE])
+        protinfo = fastnl.attrs(memoryview(body), 16, len(body))[fastnl.IFLA_PROTINFO]
+        return bytes(fastnl.attrs(protinfo, 0, len(protinfo))[fastnl.IFLA_BRPORT_MODE])
     assert mode(fastnl.brport_body(5, hairpin=True)) == b"\x01"
     assert mode(fastnl.brport_body(5, hairpin=False)) == b"\x00"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from netsim.kernel.nlcodec import nla, nlmsg
+from netsim.parsers.conntrack import parse_conntrack_line, parse_conntrack_output
 from netsim.trace.conntrack import (
     CTA_ID,
     CTA_IP_V4_DST,
@@ -25,10 +27,7 @@ from netsim.trace.conntrack import (
     NLM_F_CREATE,
     decode_ct_messages,
     flow_entries,
-    parse_conntrack_line,
-    parse_conntrack_output,
 )
-from netsim.trace.netlink import nla, nlmsg
 from netsim.trace.tag import TraceTag
 
 NESTED = 0x8000

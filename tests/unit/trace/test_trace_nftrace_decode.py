@@ -6,7 +6,7 @@ import struct
 
 from scapy.layers.inet import IP, TCP
 
-from netsim.trace.netlink import NFGEN_HDR, attrs, messages, nla, nlmsg
+from netsim.kernel.nlcodec import NFGEN_HDR, attrs, messages, nla, nlmsg
 from netsim.trace.nftrace import (
     NFTA_TRACE_CHAIN,
     NFTA_TRACE_CT_DIRECTION,
