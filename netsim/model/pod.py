@@ -17,6 +17,12 @@ from typing import Any, ClassVar
 from netsim.model import specfields as sf
 from netsim.model.errors import Source, SpecError
 from netsim.model.meta import Fields, ObjectMeta, checked_annotations, object_name, parse_metadata
+from netsim.model.pod_sources import (
+    validate_env_from,
+    validate_value_from,
+    validate_volume_mounts,
+    validate_volumes,
+)
 from netsim.model.security import validate_container_security_context, validate_pod_security_context
 from netsim.model.selectors import validate_labels
 
@@ -358,8 +364,12 @@ def _parse_container(f: Fields, *, host_network: bool) -> Container:
         if problem:
             raise ef.error("name", problem)
         env_names.add(ename)
+        validate_value_from(ef)
         vf = ef.get("valueFrom")
         env.append(EnvVar(ename, ef.str("value"), dict(vf) if vf is not None else None))
+    validate_env_from(f)
+    if f.has("workingDir") and not isinstance(f.get("workingDir"), str):
+        raise f.error("workingDir", "must be a string")
     probes = {}
     for key in ("readinessProbe", "livenessProbe", "startupProbe"):
         pf = f.map(key)
@@ -449,6 +459,10 @@ def parse_pod_spec(f: Fields, *, is_pod: bool = False) -> PodSpec:
                        for i, c in enumerate(raw))
     inits = tuple(_parse_container(f.sub(c, f".initContainers[{i}]"), host_network=host_network)
                   for i, c in enumerate(f.list("initContainers")))
+    volumes = validate_volumes(f)
+    for key in ("containers", "initContainers"):
+        for i, raw_c in enumerate(f.list(key)):
+            validate_volume_mounts(f.sub(raw_c, f".{key}[{i}]"), volumes)
     seen: dict[str, str] = {}
     for i, c in enumerate(containers + inits):
         where = f"containers[{i}]" if i < len(containers) else f"initContainers[{i - len(containers)}]"

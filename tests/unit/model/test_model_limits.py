@@ -59,7 +59,7 @@ def test_template_annotations_are_checked_too():
 
 
 def test_an_object_over_the_request_limit_is_refused():
-    errs = _errors(_pod(volumes=[{"name": "v", "x": "y" * MAX_REQUEST_BYTES}]))
+    errs = _errors(_pod(volumes=[{"name": "v", "emptyDir": {}, "x": "y" * MAX_REQUEST_BYTES}]))
     assert len(errs) == 1
     assert "Pod default/p: request entity too large" in errs[0] and "limit is 3145728" in errs[0]
 
