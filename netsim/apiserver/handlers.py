@@ -172,6 +172,7 @@ class Handlers:
     def list(self, t: Target, query: Mapping[str, str]) -> tuple[list[dict[str, Any]], int, str | None, int | None]:
         """(items, resourceVersion, continue token, remaining count) for a LIST."""
         label, field = selectors(query, t.kind)
+        self._check_rv_match(query)
         limit = int(query["limit"]) if (query.get("limit") or "").isdigit() else 0
         start = ""
         with self.store.snapshot() as snap:
@@ -193,6 +194,28 @@ class Handlers:
             items = items[:limit]
             cont = encode_continue(rv, _key(items[-1]))
         return [self.present(t, o) for o in items], rv, cont, remaining
+
+    def _check_rv_match(self, query: Mapping[str, str]) -> None:
+        """`resourceVersion` / `resourceVersionMatch` of a LIST (k8s.io/apiserver pkg/storage/cacher
+        semantics, served from the store's present state): a version newer than the store's is waited
+        for up to 3 s and is then 504 "Too large resource version"; `Exact` can only be the current one
+        (the store keeps no past states: older is 410 Expired)."""
+        match = query.get("resourceVersionMatch") or ""
+        rv_text = query.get("resourceVersion") or ""
+        if match not in ("", "NotOlderThan", "Exact"):
+            raise errors.bad_request(f'resourceVersionMatch: Unsupported value: "{match}": supported values: '
+                                     '"Exact", "NotOlderThan"')
+        if match and not rv_text:
+            raise errors.bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if not rv_text.isdigit() or rv_text == "0":
+            return
+        rv, current = int(rv_text), self.store.current_rv()
+        if rv > current and not self.store.wait_for_change(rv - 1, 3.0):
+            raise errors.ApiError(504, "Timeout", f"Too large resource version: {rv}, current: {current}",
+                                  {"causes": [{"reason": "ResourceVersionTooLarge",
+                                               "message": "Too large resource version"}], "retryAfterSeconds": 1})
+        if match == "Exact" and rv < self.store.current_rv():
+            raise errors.expired(f"too old resource version: {rv} ({self.store.current_rv()})")
 
     # -- writes ----------------------------------------------------------------------------------------
     def _check_body(self, t: Target, body: Any, *, name_required: bool) -> dict[str, Any]:
@@ -256,6 +279,8 @@ class Handlers:
                 if dry:
                     raise DryRun(stored)
         except DryRun as d:
+            # Nothing was stored: no resourceVersion (etcd never assigned one), as a dry-run create answers.
+            d.result["metadata"].pop("resourceVersion", None)
             return self.present(t, d.result)
         except errors.ApiError:
             raise
@@ -292,6 +317,7 @@ class Handlers:
                 if dry:
                     raise DryRun(stored)
         except DryRun as d:
+            d.result["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]  # not stored
             return d.result
         except errors.ApiError:
             raise

@@ -157,3 +157,19 @@ def test_delete_pod_goes_through_graceful_termination_and_orphan_keeps_dependent
     h.create(target(h, "", "v1", "configmaps"), cm, {})
     h.delete(target(h, "apps", "v1", "deployments", name="web"), None, {"propagationPolicy": "Orphan"})
     assert "ownerReferences" not in h.store.get("ConfigMap", "default", "dep")["metadata"]
+
+
+def test_resource_version_match_and_dry_run_versions(h):
+    t = target(h, "", "v1", "configmaps")
+    now = str(h.store.current_rv())
+    assert h.list(t, {"resourceVersion": now, "resourceVersionMatch": "Exact"})[1] == int(now)
+    assert code(lambda: h.list(t, {"resourceVersion": "1", "resourceVersionMatch": "Exact"}))[:2] == (410, "Expired")
+    assert code(lambda: h.list(t, {"resourceVersionMatch": "Sometime", "resourceVersion": now}))[0] == 400
+    made = h.create(t, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}, {"dryRun": "All"})
+    assert "resourceVersion" not in made["metadata"]
+    h.create(t, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}, {})
+    cur = h.store.get("ConfigMap", "default", "d")
+    out = h.patch(target(h, "", "v1", "configmaps", name="d"), {"data": {"a": "b"}}, "application/merge-patch+json",
+                  {"dryRun": "All"})
+    assert out["data"] == {"a": "b"} and out["metadata"]["resourceVersion"] == cur["metadata"]["resourceVersion"]
+    assert h.store.get("ConfigMap", "default", "d") == cur
