@@ -7,7 +7,12 @@ node.kubernetes.io/not-ready. Pods on a NoExecute-tainted node that do not toler
 (gracefully deleted) once they have stayed for their toleration's tolerationSeconds, or for
 `pod_eviction_seconds` (the DefaultTolerationSeconds admission plugin's 300 s) when they carry no
 toleration; a toleration without tolerationSeconds keeps the pod for ever (DaemonSet pods). Their
-controllers replace them elsewhere. When heartbeats resume the taints go away.
+controllers replace them elsewhere. When heartbeats resume the taints go away. Meanwhile, as soon as a
+node's Ready condition is not True, its pods' Ready condition is set to False (MarkPodsNotReady in
+pkg/controller/util/node/controller_utils.go, called from the controller's processPod), with a Warning
+event NodeNotReady "Node is not ready" per pod: their endpoints turn not ready and kube-proxy stops sending
+traffic to a node nobody hears from, long before the pods are evicted. The node's kubelet, once it is
+back, reports the pods' readiness again.
 
 Garbage collection (pkg/controller/garbagecollector and podgc): objects whose controller owner is gone are
 deleted (cascading Deployment -> ReplicaSet -> Pod, Job -> Pod, Service -> EndpointSlice); pods bound to a
@@ -265,11 +270,27 @@ def evictions(snap: Snapshot, ctx: Context) -> list[Action]:
     return actions
 
 
+def mark_pods_not_ready(snap: Snapshot, ctx: Context) -> list[Action]:
+    """Ready=False on every Ready pod of a node whose own Ready condition is not True."""
+    down = {o.name(n) for n in snap.of("Node") if not node_ready(n)}
+    if not down:
+        return []
+    actions: list[Action] = []
+    for pod in snap.of("Pod"):
+        if o.node_name(pod) not in down or not o.is_ready(pod) or o.is_terminal(pod):
+            continue
+        new = copy.deepcopy(pod)
+        o.set_condition(new.setdefault("status", {}), "Ready", "False", ctx.now)
+        actions.append(Action("status", new, Event(ctx.now, ACTOR, o.ref(pod), "NodeNotReady", "Node is not ready",
+                                                   type="Warning")))
+    return actions
+
+
 def reconcile_nodes(snap: Snapshot, ctx: Context) -> list[Action]:
     actions: list[Action] = []
     for node in snap.of("Node"):
         actions += reconcile_node(node, snap, ctx)
-    return actions + evictions(snap, ctx)
+    return actions + mark_pods_not_ready(snap, ctx) + evictions(snap, ctx)
 
 
 def reconcile_garbage(snap: Snapshot, ctx: Context) -> list[Action]:

@@ -22,8 +22,8 @@ def marks(events: Sequence[Any], t0: float, duration: float) -> list[tuple[float
     out = []
     for ev in events:
         at = ev.time - t0
-        if ev.reason in MARKED_REASONS and -0.5 <= at <= duration + 0.5:
-            out.append((max(0.0, at), f"{ev.reason} {ev.object.split(' ', 1)[-1]}"))
+        if ev.reason in MARKED_REASONS and 0 <= at <= duration + 0.5:
+            out.append((at, f"{ev.reason} {ev.object.split(' ', 1)[-1]}"))
     return out
 
 

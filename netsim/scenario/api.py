@@ -94,6 +94,10 @@ class ScenarioCluster(Protocol):
 
     def exec(self, where: str, argv: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess: ...
 
+    def load(self, frm: str, to: str, *, port: int | None = None, protocol: str = "TCP",
+             rate: float | None = None, duration: float = 10.0, connections: int | None = None,
+             timeout: float = 1.0, png: str | None = None, stop: Any = None) -> dict[str, Any]: ...
+
 
 class ClusterFactory(Protocol):
     """What builds the cluster: `netsim.Cluster` itself (its classmethod `up`), or a FakeCluster."""
@@ -344,3 +348,19 @@ callable), or a callable taking the method's arguments; an Exception value is ra
         out = self._record("exec", where, list(argv))
         code, stdout, stderr = tuple(out) if out is not None else (0, " ".join(argv) + "\n", "")
         return subprocess.CompletedProcess(list(argv), code, stdout, stderr)
+
+    def load(self, frm: str, to: str, *, port: int | None = None, protocol: str = "TCP",
+             rate: float | None = None, duration: float = 10.0, connections: int | None = None,
+             timeout: float = 1.0, png: str | None = None, stop: Any = None) -> dict[str, Any]:
+        """A scripted load report, or one where every request succeeded, spread round robin over the
+        target Service's backends (the target itself otherwise), 1 ms each."""
+        out = self._record("load", frm, to, port, protocol, rate, duration, connections)
+        if out is not None:
+            return out
+        from netsim.load.report import Outcome, Recorder
+        rec = Recorder(duration, "closed" if connections else "open")
+        sent = int(round((rate or 100.0) * duration))
+        backends = self.services.get(to[4:], []) if to.startswith("svc/") else [to]
+        for i in range(sent):
+            rec.add(Outcome(i * duration / max(sent, 1), "ok", 1.0, backends[i % len(backends)] if backends else to))
+        return rec.report(target=to, sources=[frm], events=[])

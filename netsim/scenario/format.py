@@ -41,6 +41,7 @@ from netsim.scenario.steps import (
     CHECK_STEPS,
     DNS_RCODES,
     DNS_TYPES,
+    LOAD_EXPECT,
     STEP_TYPES,
     TRACE_VERDICTS,
     ApplyStep,
@@ -49,6 +50,7 @@ from netsim.scenario.steps import (
     DnsStep,
     ExecStep,
     KillStep,
+    LoadStep,
     MatrixExpectation,
     NodeStep,
     ObjectRef,
@@ -446,6 +448,9 @@ def _parse_step(f: Fields, ctx: _Ctx, index: int, *, nested_in: str | None = Non
         raise f.error(stype, f"repeat can only repeat a check step ({', '.join(CHECK_STEPS)}), not {stype}")
     if nested_in == "repeat.during" and stype == "repeat":
         raise f.error(stype, "repeat cannot run during another repeat")
+    if nested_in in ("repeat.during", "repeat.step", "load.during") and stype == "load" or \
+            nested_in == "load.during" and stype == "repeat":
+        raise f.error(stype, f"{stype} cannot run inside {nested_in.split('.')[0]}")
     value = data[stype]
     if stype == "wait" and not isinstance(value, Mapping):  # shorthand: `wait: converged` / `wait: 2s`
         value = {"for": value} if value == "converged" else {"duration": value}
@@ -846,8 +851,44 @@ def _repeat(f: Fields, ctx: _Ctx) -> RepeatStep:
                       max_failures=ef.int("maxFailures", 0, minimum=0))
 
 
+def _load(f: Fields, ctx: _Ctx) -> LoadStep:
+    f.reject_unknown({"from", "to", "port", "protocol", "rate", "connections", "duration", "timeout", "during",
+                      "after", "expect"})
+    source = _selector(f, "from", sel.parse_source, ctx)
+    target = _selector(f, "to", sel.parse_target, ctx)
+    port = _target_port(f, target, required=False)
+    protocol = f.str("protocol", "TCP", choices=("TCP", "UDP"))
+    rate = f.get("rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 100000):
+        raise f.error("rate", f"must be a number of requests per second in (0, 100000], got {rate!r}")
+    connections = f.int("connections", None, minimum=1, maximum=10000)
+    if rate is None and connections is None:
+        raise f.error(None, "needs rate (open loop, requests per second) or connections (closed loop)")
+    duration = _duration(f, "duration", 10.0)
+    during = _parse_step(f.map("during"), ctx, -1, nested_in="load.during") if f.has("during") else None
+    after = _duration(f, "after", 0.0, positive=False)
+    if during is None and f.has("after"):
+        raise f.error("after", "only means something with during")
+    if after is not None and duration is not None and after >= duration:
+        raise f.error("after", f"must be shorter than the load's duration ({duration:g}s)")
+    ef = f.map("expect") or f.sub({}, ".expect")
+    ef.reject_unknown(set(LOAD_EXPECT))
+    expect = []
+    for key in LOAD_EXPECT:
+        v = ef.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ef.error(key, f"must be a number at least 0, got {v!r}")
+        expect.append((key, float(v)))
+    return LoadStep(source=source, target=target, port=port, protocol=protocol or "TCP",
+                    rate=float(rate) if rate is not None else None, connections=connections,
+                    duration=duration or 10.0, timeout=_duration(f, "timeout", 1.0) or 1.0, during=during,
+                    after=after or 0.0, expect=tuple(expect))
+
+
 _PARSERS: dict[str, Callable[[Fields, _Ctx], Any]] = {
     "apply": _apply, "delete": _delete, "scale": _scale, "rollout": _rollout, "kill": _kill, "node": _node,
     "wait": _wait, "probe": _probe, "reachability": _reachability, "trace": _trace, "spread": _spread,
-    "dns": _dns, "exec": _exec, "repeat": _repeat,
+    "dns": _dns, "exec": _exec, "repeat": _repeat, "load": _load,
 }

@@ -34,12 +34,14 @@ from netsim.scenario.format import Scenario
 from netsim.scenario.stats import chi_square_uniform
 from netsim.scenario.steps import (
     ANY,
+    LOAD_EXPECT,
     MUTATING_STEPS,
     ApplyStep,
     DeleteStep,
     DnsStep,
     ExecStep,
     KillStep,
+    LoadStep,
     MatrixExpectation,
     NodeStep,
     ProbeStep,
@@ -576,6 +578,56 @@ class Runner:
                                                                                     "iterations": iterations}))
 
 
+    def _step_load(self, p: LoadStep, obs: dict, fails: list[Failure]) -> None:
+        """The load runs on a thread while `during` (if any) runs here, `after` seconds into it."""
+        box: dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                box["report"] = self.c.load(p.source.text, p.target.text, port=p.port, protocol=p.protocol,
+                                            rate=p.rate, duration=p.duration, connections=p.connections,
+                                            timeout=p.timeout)
+            except Exception as exc:  # reported below, on the runner's thread
+                box["error"] = exc
+        thread = threading.Thread(target=go, name="netsim-scenario-load", daemon=True)
+        thread.start()
+        during = None
+        if p.during is not None:
+            time.sleep(p.after)
+            during = self._run_step(p.during)
+        thread.join()
+        if "error" in box:
+            raise _StepError(f"load failed: {box['error']}")
+        rep = box["report"]
+        obs.update({k: rep[k] for k in ("sent", "ok", "refused", "timeout", "reset", "error", "rate",
+                                         "latencyMs", "byEndpoint", "events")})
+        obs["series"] = [{k: v for k, v in r.items() if v or k == "second"} for r in rep["series"]]
+        if during is not None:
+            obs["during"] = {"type": during.type, "description": during.description, "status": during.status,
+                             "durationMs": during.duration_ms, "error": during.error,
+                             "failures": [f.to_dict() for f in during.failures]}
+            if during.status == ERROR:
+                raise _StepError(f"the step run during the load errored: {during.error}")
+            if during.status == FAIL:
+                fails.append(Failure(f"the step run during the load failed: "
+                                     f"{'; '.join(f.message for f in during.failures)}", expected="pass",
+                                     observed=during.status))
+        numbers = {"ok": rep["ok"], "failed": rep["sent"] - rep["ok"], "refused": rep["refused"],
+                   "timeout": rep["timeout"], "reset": rep["reset"], "p99": rep["latencyMs"]["p99"],
+                   "endpoints": len(rep["byEndpoint"])}
+        for key, bound in p.expect:
+            what, side = LOAD_EXPECT[key]
+            seen = numbers[what]
+            if seen is None:  # no request succeeded: there is no latency to bound
+                fails.append(Failure(f"{key}: no request succeeded, so there is no {what}", expected=bound,
+                                     observed=None))
+            elif (side == "max" and seen > bound) or (side == "min" and seen < bound):
+                fails.append(Failure(f"{what} {seen:g} is {'above' if side == 'max' else 'below'} {key} "
+                                     f"{bound:g} ({rep['sent']} sent, {rep['ok']} ok, {rep['refused']} refused, "
+                                     f"{rep['timeout']} timeout, {rep['reset']} reset)", expected={key: bound},
+                                     observed=seen))
+
+
 def run_scenario(scenario: Scenario, clusters: ClusterFactory, **options: Any) -> RunResult:
     """Convenience: `Runner(clusters, **options).run(scenario)`."""
     return Runner(clusters, **options).run(scenario)
@@ -587,7 +639,8 @@ def run_scenario(scenario: Scenario, clusters: ClusterFactory, **options: Any) -
 def _is_mutating(step: Step) -> bool:
     if step.type in MUTATING_STEPS:
         return True
-    return step.type == "repeat" and step.params.during is not None and step.params.during.type in MUTATING_STEPS
+    return step.type in ("repeat", "load") and step.params.during is not None and \
+        step.params.during.type in MUTATING_STEPS
 
 
 def _ip_in(value: Any, net: ipaddress.IPv4Network) -> bool:

@@ -14,7 +14,7 @@ from netsim.model.selectors import LabelSelector
 from netsim.model.targets import Selector
 
 STEP_TYPES = ("apply", "delete", "scale", "rollout", "kill", "node", "wait", "probe", "reachability", "trace",
-              "spread", "dns", "exec", "repeat")
+              "spread", "dns", "exec", "repeat", "load")
 # Steps that change the cluster: if one of them errors, the state later steps assume never came to be.
 MUTATING_STEPS = ("apply", "delete", "scale", "rollout", "kill", "node", "wait")
 # Steps that only look: what `repeat` may repeat.
@@ -235,6 +235,27 @@ class RepeatStep:
     max_failures: int = 0
 
 
+# The expectations a load step may state, and which report number each one bounds (min or max).
+LOAD_EXPECT = {"minOk": ("ok", "min"), "maxFailed": ("failed", "max"), "minFailed": ("failed", "min"),
+               "maxRefused": ("refused", "max"), "maxTimeout": ("timeout", "max"), "maxReset": ("reset", "max"),
+               "maxP99Ms": ("p99", "max"), "minEndpoints": ("endpoints", "min")}
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    source: Selector
+    target: Selector
+    port: int | None
+    protocol: str = "TCP"
+    rate: float | None = None
+    connections: int | None = None
+    duration: float = 10.0
+    timeout: float = 1.0
+    during: Step | None = None
+    after: float = 0.0  # seconds into the load before `during` starts
+    expect: tuple[tuple[str, float], ...] = ()  # (LOAD_EXPECT key, bound)
+
+
 @dataclass(frozen=True)
 class Step:
     index: int
@@ -294,6 +315,10 @@ def describe_step(step: Step) -> str:
         return f"dns {p.source} {p.name} {p.qtype}"
     if t == "exec":
         return f"exec {p.where} {' '.join(p.command)}"
+    if t == "load":
+        shape = f"{p.rate:g}/s" if p.connections is None else f"{p.connections} clients"
+        extra = f" during [{p.during.describe()}]" if p.during is not None else ""
+        return f"load {p.source} -> {_port_text(p.target, p.port, p.protocol)} {shape} for {p.duration:g}s{extra}"
     if t == "repeat":
         span = f"for {p.duration:g}s" if p.duration is not None else f"during [{p.during.describe()}]"
         return f"repeat every {p.every:g}s {span}: {p.step.describe()}"

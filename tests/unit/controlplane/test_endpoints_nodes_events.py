@@ -166,6 +166,29 @@ def test_node_failure_evicts_and_replaces_pods(h):
     assert not h.get("Node", "node-2", ns=None)["spec"].get("taints")
 
 
+def test_pods_of_a_not_ready_node_turn_not_ready_and_leave_the_endpoints_before_eviction(h):
+    """MarkPodsNotReady: the moment the node is NotReady, not when its pods are evicted."""
+    h.add_nodes(2)
+    h.apply(deployment(replicas=4) + "---" + SVC.replace("PUBLISH", ""))
+    assert h.converge().converged
+    on_n2 = {o.name(p) for p in h.pods() if o.node_name(p) == "node-2"}
+    h.kubelet.failed_nodes.add("node-2")
+    h.clock.advance(11)
+    h.converge(timeout=2)
+    pods = {o.name(p): p for p in h.pods()}
+    assert all(not o.is_ready(pods[n]) and not o.is_terminating(pods[n]) for n in on_n2)
+    assert all(o.condition(pods[n], "ContainersReady")["status"] == "True" for n in on_n2)  # only Ready, as upstream
+    eps = {e["targetRef"]["name"]: e["conditions"] for s in slices(h) for e in s["endpoints"]}
+    assert all(not eps[n]["ready"] and not eps[n]["serving"] for n in on_n2)
+    assert all(eps[n]["ready"] for n in eps if n not in on_n2)
+    marked = [e for e in list_events(h.store) if e.reason == "NodeNotReady" and e.object.startswith("Pod ")]
+    assert sorted(e.object for e in marked) == sorted(f"Pod default/{n}" for n in on_n2)
+    assert all(e.type == "Warning" and e.message == "Node is not ready" for e in marked)
+    h.kubelet.failed_nodes.clear()  # back before the eviction: its kubelet reports the pods Ready again
+    assert h.converge().converged
+    assert all(o.is_ready(p) for p in h.pods())
+
+
 def test_timeline_tells_the_story(h):
     h.add_nodes(1)
     h.apply(deployment(replicas=1))

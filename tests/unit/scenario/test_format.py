@@ -62,6 +62,15 @@ ALL_STEPS = """
     during: {rollout: {action: update, name: web, image: "nginx:1.27"}}
     step: {probe: {from: default/client, to: svc/default/web, port: 80, expect: allow}}
     expect: {maxFailures: 0}
+- load:
+    from: default/client
+    to: svc/default/web
+    port: 80
+    rate: 200
+    duration: 3s
+    after: 500ms
+    during: {rollout: {action: update, name: web, image: "nginx:1.28"}}
+    expect: {maxFailed: 0, minEndpoints: 3, maxP99Ms: 50}
 """
 
 
@@ -72,7 +81,7 @@ def test_every_step_type_parses(scenario_dir):
     assert {o.kind for o in sc.manifests} == {"Deployment", "Service", "Pod"}
     types = [s.type for s in sc.steps]
     assert set(types) == {"apply", "delete", "scale", "rollout", "kill", "node", "wait", "probe", "reachability",
-                          "trace", "spread", "dns", "exec", "repeat"}
+                          "trace", "spread", "dns", "exec", "repeat", "load"}
     by_index = {s.index: s for s in sc.steps}
     assert by_index[0].params.objects[0].kind == "NetworkPolicy"
     assert by_index[3].params.refs[0].text == "Deployment default/web"
@@ -93,6 +102,11 @@ def test_every_step_type_parses(scenario_dir):
     assert by_index[27].params.duration == 2.0
     repeat = by_index[28].params
     assert repeat.during.type == "rollout" and repeat.step.type == "probe" and repeat.step.path.endswith("step")
+    load = by_index[29].params
+    assert (load.rate, load.duration, load.after, load.port, load.connections) == (200.0, 3.0, 0.5, 80, None)
+    assert load.during.type == "rollout" and dict(load.expect) == {"maxFailed": 0, "minEndpoints": 3, "maxP99Ms": 50}
+    assert by_index[29].describe() == ("load default/client -> svc/default/web:80/TCP 200/s for 3s during "
+                                       "[rollout update Deployment default/web image=nginx:1.28]")
 
 
 def test_inline_cluster_and_manifests():
@@ -253,6 +267,21 @@ INVALID_STEPS = [
     ("- delete: {name: web}", "steps[0].delete.kind", "is required"),
     ("- delete: {kind: Gizmo, name: web}", "steps[0].delete.kind", "unknown kind"),
     ("- probe: [from, to]", "steps[0].probe", "must be a mapping"),
+    ("- load: {from: default/a, to: svc/default/web}", "steps[0].load", "needs rate"),
+    ("- load: {from: default/a, to: svc/default/web, rate: 0}", "steps[0].load.rate", "requests per second"),
+    ("- load: {from: default/a, to: svc/default/web, rate: 10, protocol: SCTP}", "steps[0].load.protocol",
+     "not one of TCP, UDP"),
+    ("- load: {from: default/a, to: svc/default/web, connections: 0}", "steps[0].load.connections", "at least 1"),
+    ("- load: {from: default/a, to: svc/default/web, rate: 10, after: 1s}", "steps[0].load.after",
+     "only means something with during"),
+    ("- load: {from: default/a, to: svc/default/web, rate: 10, duration: 1s, after: 2s, during: {wait: 1s}}",
+     "steps[0].load.after", "shorter than the load's duration"),
+    ("- load: {from: default/a, to: svc/default/web, rate: 10, expect: {maxLoss: 0}}", "steps[0].load.expect.maxLoss",
+     "unknown field"),
+    ("- load: {from: default/a, to: svc/default/web, rate: 10, expect: {maxFailed: -1}}",
+     "steps[0].load.expect.maxFailed", "at least 0"),
+    ("- load: {from: default/a, to: svc/default/web, rate: 10, during: {load: {from: default/a, to: default/b, "
+     "rate: 1}}}", "steps[0].load.during.load", "cannot run inside load"),
 ]
 
 

@@ -529,6 +529,42 @@ def test_repeat_during_tolerates_max_failures_and_reports_during_error():
     assert result.steps[1].status == SKIPPED  # the rollout never happened: later steps are meaningless
 
 
+def test_load_expectations_pass_and_fail_with_the_numbers():
+    api, result = run("""
+        - load: {from: default/client, to: svc/default/web, port: 80, rate: 100, duration: 1s,
+                 expect: {maxFailed: 0, minEndpoints: 3, maxP99Ms: 5}}
+        - load: {from: default/client, to: svc/default/web, port: 80, rate: 100, duration: 1s,
+                 expect: {minFailed: 1, minEndpoints: 4}}
+    """)
+    ok, bad = result.steps
+    assert ok.status == PASS and ok.observed["sent"] == 100 and len(ok.observed["byEndpoint"]) == 3, ok.observed
+    assert bad.status == FAIL and [f.expected for f in bad.failures] == [{"minFailed": 1}, {"minEndpoints": 4}]
+    assert "failed 0 is below minFailed 1 (100 sent, 100 ok" in bad.failures[0].message
+    assert api.called("load")[0] == ("default/client", "svc/default/web", 80, "TCP", 100.0, 1.0, None)
+
+
+def test_load_runs_its_during_step_meanwhile_and_reports_it():
+    seen = {}
+
+    def load(*args):
+        time.sleep(0.15)
+        seen["rollout_done_before_load_returned"] = bool(api.called("rollout"))
+        return {"sent": 10, "ok": 7, "refused": 2, "timeout": 1, "reset": 0, "error": 0, "rate": 10.0,
+                "latencyMs": {"p50": 1.0, "p90": 1.0, "p99": 1.0, "max": 1.0}, "byEndpoint": {"default/web-1": 7},
+                "events": [], "series": [{"second": 0, "sent": 10, "ok": 7}]}
+    api = fake(scripted={"load": load, "rollout": {"revision": 2, "complete": True}})
+    _, result = run("""
+        - load: {from: default/client, to: svc/default/web, port: 80, rate: 10, duration: 1s, after: 50ms,
+                 during: {rollout: {action: update, name: web, image: "nginx:2"}}, expect: {maxFailed: 0}}
+    """, api)
+    step = result.steps[0]
+    assert seen["rollout_done_before_load_returned"] and step.observed["during"]["status"] == PASS
+    assert step.status == FAIL and step.failures[0].observed == 3 and "refused, 1 timeout" in step.failures[0].message
+    errored = fake(scripted={"load": RuntimeError("no such pod")})
+    _, result = run("- load: {from: default/client, to: svc/default/web, port: 80, rate: 10}\n- wait: 1ms", errored)
+    assert result.steps[0].status == ERROR and "no such pod" in result.steps[0].error
+
+
 def test_observed_matrix_can_be_pasted_back_as_an_expectation():
     from netsim.scenario.format import parse_matrix
     from netsim.scenario.runner import render_matrix
