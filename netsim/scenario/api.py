@@ -357,10 +357,17 @@ callable), or a callable taking the method's arguments; an Exception value is ra
         out = self._record("load", frm, to, port, protocol, rate, duration, connections)
         if out is not None:
             return out
-        from netsim.load.report import Outcome, Recorder
-        rec = Recorder(duration, "closed" if connections else "open")
         sent = int(round((rate or 100.0) * duration))
         backends = self.services.get(to[4:], []) if to.startswith("svc/") else [to]
+        by_endpoint: dict[str, int] = {}
         for i in range(sent):
-            rec.add(Outcome(i * duration / max(sent, 1), "ok", 1.0, backends[i % len(backends)] if backends else to))
-        return rec.report(target=to, sources=[frm], events=[])
+            ep = backends[i % len(backends)] if backends else to
+            by_endpoint[ep] = by_endpoint.get(ep, 0) + 1
+        seconds = max(1, int(duration))
+        return {"mode": "closed" if connections else "open", "durationS": duration, "sent": sent, "ok": sent,
+                "refused": 0, "timeout": 0, "reset": 0, "error": 0, "rate": sent / duration if duration else 0.0,
+                "latencyMs": {"p50": 1.0, "p90": 1.0, "p99": 1.0, "max": 1.0}, "byEndpoint": by_endpoint,
+                "errors": {}, "series": [{"second": s, "sent": sent // seconds, "ok": sent // seconds, "refused": 0,
+                                          "timeout": 0, "reset": 0, "error": 0, "p50": 1.0, "p99": 1.0}
+                                         for s in range(seconds)],
+                "target": to, "sources": [frm], "events": []}

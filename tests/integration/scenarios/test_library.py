@@ -30,7 +30,7 @@ RUN_TIMEOUT = 180
 OBSERVED_KEYS = {
     "probe": "results", "reachability": "results", "spread": "results", "dns": "dns", "exec": "exitCode",
     "trace": "trace", "repeat": "iterations", "apply": "objects", "delete": "objects", "scale": "replicas",
-    "rollout": "rollout", "kill": "killed", "node": "node", "wait": "waitedMs",
+    "rollout": "rollout", "kill": "killed", "node": "node", "wait": "waitedMs", "load": "series",
 }
 
 
