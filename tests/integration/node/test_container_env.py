@@ -14,7 +14,7 @@ import pytest
 
 from netsim import naming
 from netsim.controlplane.events import list_events
-from tests.conftest import live_cluster
+from tests.conftest import live_cluster, run_netsim
 
 pytestmark = pytest.mark.root
 
@@ -66,7 +66,7 @@ spec:
       echo 'ARG=$(MSG)'; echo "ENV=$MSG|$PASSWORD|$MY_IP|$MY_NODE|$CM_greeting|$DB_SERVICE_HOST"
       echo "PWD=$(pwd)"; cat /etc/hosts; cat /netsim-etc-test/app.conf; echo; cat /podinfo/labels; echo
       cat /secret/password; echo; touch /netsim-etc-test/x 2>/dev/null || echo "RO-OK"
-      while true; do cat /netsim-etc-test/app.conf > /shared/seen; sleep 0.2; done
+      while true; do cat /netsim-etc-test/app.conf > /shared/seen; cat /podinfo/labels > /shared/labels; sleep 0.2; done
     volumeMounts:
     - {name: cfg, mountPath: /netsim-etc-test}
     - {name: sec, mountPath: /secret}
@@ -125,6 +125,33 @@ metadata: {name: initloop}
 spec:
   initContainers: [{name: bad, image: x, command: [sh, -c, "exit 1"]}]
   containers: [{name: app, image: x, command: [sh, -c, "echo never"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hp}
+spec:
+  volumes:
+  - {name: host, hostPath: {path: /var/log/netsim-test-hp, type: DirectoryOrCreate}}
+  - name: proj
+    projected:
+      sources:
+      - {configMap: {name: app-cfg, items: [{key: greeting, path: g}]}}
+      - {downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}
+      - {serviceAccountToken: {path: token}}
+  containers:
+  - name: c
+    image: x
+    securityContext: {runAsUser: 0}
+    command: [sh, -c, "echo hp > /hostlog/f; cat /proj/g /proj/name; echo; test -s /proj/token && echo TOKEN; sleep 3600"]
+    volumeMounts: [{name: host, mountPath: /hostlog}, {name: proj, mountPath: /proj}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badvol}
+spec:
+  volumes: [{name: sock, hostPath: {path: /run/netsim-test.sock, type: Socket}}]
+  containers:
+  - {name: c, image: x, command: [sh, -c, "sleep 3600"], volumeMounts: [{name: sock, mountPath: /sock}]}
 """
 
 
@@ -177,6 +204,9 @@ def test_env_hosts_volumes_and_working_dir(cluster):
     _wait(lambda: copied.exists() and copied.read_text() == "v1")
     c.apply(APP.replace("app.conf: v1", "app.conf: v2"), wait=False)
     _wait(lambda: copied.read_text() == "v2", timeout=15)
+    # a label change reaches the downwardAPI volume
+    run_netsim("label", "pod", "envpod", "tier=t2", "--overwrite", "--cluster", c.name)
+    _wait(lambda: 'tier="t2"' in Path(shared, "labels").read_text(), timeout=15)
     # medium: Memory is a tmpfs (named under the cluster's state dir, unmounted by `down`)
     assert os.path.ismount(os.path.join(os.path.dirname(shared), "mem"))
 
@@ -240,3 +270,20 @@ def test_failing_init_containers(cluster):
     assert pod["status"]["phase"] == "Pending" and pod["status"]["initContainerStatuses"][0]["restartCount"] == 1
     assert pod_row(pod, False)[2] == "Init:CrashLoopBackOff"
     assert _log(c, "initloop", "app") == ""
+
+
+def test_host_path_is_mapped_into_the_state_dir_and_projected_volumes(cluster):
+    c = cluster
+    out = _wait(lambda: (t := _log(c, "hp", "c")).count("TOKEN") and t)
+    assert "hellohp\n" in out  # the projected configMap item and downwardAPI item
+    node = c.store.get("Pod", "default", "hp")["spec"]["nodeName"]
+    mapped = Path(naming.state_dir(c.name), "nodes", naming.label_part(node), "hostpath", "var/log/netsim-test-hp")
+    assert (mapped / "f").read_text() == "hp\n"
+    assert not os.path.exists("/var/log/netsim-test-hp")
+    # a hostPath that cannot be played: that container waits, with the kubelet's FailedMount event
+    cs = _wait(lambda: ((c.store.get("Pod", "default", "badvol")["status"].get("containerStatuses") or [{}])[0]
+                        .get("state") or {}).get("waiting"))
+    assert cs == {"reason": "ContainerCreating"}
+    events = [e.message for e in list_events(c.store) if e.object == "Pod default/badvol" and e.reason == "FailedMount"]
+    assert events == ['MountVolume.SetUp failed for volume "sock" : hostPath type Socket is not emulated: netsim '
+                      "never touches the host's filesystem"]
