@@ -25,7 +25,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
@@ -65,11 +64,13 @@ from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.node.backoff import RestartBackoff
 from netsim.node.felix_agent import FelixAgent
-from netsim.node.http_probe import http_get_ok
 from netsim.node.init_containers import InitRunner
 from netsim.node.kubelet import Kubelet, Sandbox, kill_containers
+from netsim.node.liveness import PlayedContainers
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup, VolumeError
+from netsim.node.probe_actions import probe_port, run_probe
+from netsim.node.prober import LIVENESS, ContainerProbes, ProbeManager
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.security import ContainerConfigError, effective
 from netsim.node.sync_runner import SyncRunner
@@ -88,6 +89,9 @@ CONVERGED_FILE = "converged.json"
 HEALTH_FILE = "health.json"
 HEALTH_INTERVAL = 1.0  # the health record is rewritten at least this often, and at once when it changes
 DATAPLANE_WORKERS = 4  # node agents (kube-proxy, felix) syncing at once
+# A container killed after a failed liveness/startup probe gets SIGTERM and, this many seconds at most
+# later, SIGKILL: its terminationGracePeriodSeconds, capped so that a kill never outlasts a few passes.
+KILL_GRACE_CAP = 2.0
 
 
 def store_path(cluster: str) -> str:
@@ -163,18 +167,7 @@ def container_argv(container: dict[str, Any]) -> list[str]:
     return command + list(container.get("args") or []) if command else []
 
 
-def _probe_port(container: dict[str, Any], probe: dict[str, Any]) -> int | None:
-    """The port a tcpSocket/httpGet probe connects to: a number, or the name of a declared containerPort."""
-    action = probe.get("tcpSocket") or probe.get("httpGet")
-    if not isinstance(action, dict):
-        return None
-    port = action.get("port")
-    if isinstance(port, str) and not port.isdigit():
-        return next((int(p["containerPort"]) for p in container.get("ports") or [] if p.get("name") == port), None)
-    try:
-        return int(port) if port is not None and 0 < int(port) < 65536 else None
-    except (TypeError, ValueError):
-        return None
+_probe_port = probe_port  # the port a tcpSocket/httpGet/grpc probe connects to (netsim.node.probe_actions)
 
 
 def _last_line(path: str) -> str:
@@ -209,7 +202,10 @@ class ClusterKubelet:
         self.dns_ip = str(ipaddress.ip_network(spec.network.service_cidr).network_address + 10)
         self.host_resolv = read_host_resolv_conf()
         self.failed: set[str] = set()
-        self._probe_results: dict[tuple[str, str], tuple[float, bool]] = {}
+        self.prober = ProbeManager()  # readiness, liveness and startup workers (netsim.node.prober)
+        self.played = PlayedContainers()  # restarts of containers the workload server plays
+        self.probes: dict[tuple[str, str], ContainerProbes] = {}  # what the probes last said, per container
+        self._killed: set[tuple[str, str, Any]] = set()  # (pod, container, instance) killed after a probe
         # When this daemon made each sandbox: startTime has whole seconds only, too coarse for
         # initialDelaySeconds (adopted pods fall back to it).
         self._started: dict[str, float] = {}
@@ -222,12 +218,14 @@ class ClusterKubelet:
         return node in self.kubelets and node not in self.failed
 
     @staticmethod
-    def _ports(pod: dict[str, Any]) -> list[tuple[int, str]]:
+    def _ports(pod: dict[str, Any], down: set[str] | frozenset[str] = frozenset()) -> list[tuple[int, str]]:
         """The ports the workload server listens on: every declared containerPort, and for the containers
-        it plays (no `command`) the ports their tcpSocket/httpGet probes name, which images listen on
-        without declaring them."""
+        it plays (no `command`) the ports their tcpSocket/httpGet/grpc probes name, which images listen on
+        without declaring them; none of the played containers in `down` (killed, not restarted yet)."""
         out = []
         for c in (pod.get("spec") or {}).get("containers") or []:
+            if c["name"] in down and not container_argv(c):
+                continue
             for p in c.get("ports") or []:
                 out.append((int(p["containerPort"]), p.get("protocol", "TCP")))
             if container_argv(c):
@@ -349,7 +347,7 @@ class ClusterKubelet:
             kubelet.record_played(sb, name, exit_code)
 
     def _serve_ports(self, pod: dict[str, Any]) -> list[tuple[int, str]]:
-        ports = self._ports(pod)
+        ports = self._ports(pod, self.played.down(o.key(pod)))
         return [p for p in ports if p not in DNS_PORTS] if self.is_dns_pod(pod) else ports
 
     @staticmethod
@@ -476,76 +474,104 @@ class ClusterKubelet:
                     return PodState(ready=False, phase="Failed")
         ports_ready = self.workload.ready(key) if self._serve_ports(pod) else True
         running = all(p.exit_code is None and p.waiting is None for p in procs.values())
-        return PodState(ready=ports_ready and running and self._probes_ready(pod), phase="Running")
+        probes_ready = self._probe(pod, procs)
+        return PodState(ready=ports_ready and running and probes_ready and not self.played.down(key),
+                        phase="Running")
 
     def _forget_probes(self, pod_key: str) -> None:
-        for k in [k for k in self._probe_results if k[0] == pod_key]:
-            del self._probe_results[k]
+        self.prober.forget(pod_key)
+        self.played.forget(pod_key)
+        for k in [k for k in self.probes if k[0] == pod_key]:
+            del self.probes[k]
+        self._killed = {k for k in self._killed if k[0] != pod_key}
 
-    def _probes_ready(self, pod: dict[str, Any]) -> bool:
-        """readinessProbe results, as the kubelet's prober runs them: every periodSeconds after
-        initialDelaySeconds; tcpSocket (and httpGet, which our servers answer as TCP) connect from the node
-        to the pod IP, exec runs the command inside the pod's namespace. Ready until a probe fails."""
+    def _probe(self, pod: dict[str, Any], procs: dict[str, Any]) -> bool:
+        """Run the containers' probes as the kubelet's workers do (netsim.node.prober); True when every
+        container is started and ready. A committed liveness/startup failure kills the container: a process
+        gets SIGTERM, then SIGKILL after its grace period, and is restarted per restartPolicy with the
+        back-off (`_update_container_statuses`); a played container's ports are closed and opened again
+        (`_restart_played`). Failed probes are `Unhealthy` events, kills `Killing` events, in the kubelet's
+        words (prober.go recordContainerEvent; kuberuntime_manager.go computePodActions)."""
         status = pod.get("status") or {}
         ip = status.get("podIP")
-        started = status.get("startTime")
-        ok = True
+        key = o.key(pod)
+        node = o.node_name(pod) or ""
+        from netsim.store import parse_time
+        sandbox_started = self._started.get(key) or parse_time(status.get("startTime")) or time.time()
+        self._restart_played(pod)
+        ready = True
+        now = time.time()
         for c in (pod.get("spec") or {}).get("containers") or []:
-            probe = c.get("readinessProbe")
-            if not probe:
-                continue
+            played = not container_argv(c)
+            if played:
+                instance, since = self.played.instance(key, c["name"], sandbox_started)
+            else:
+                p = procs.get(c["name"])
+                running = p is not None and p.exit_code is None and p.waiting is None
+                instance, since = (p.started, p.started) if running else (None, now)
             if not ip:
-                # The kubelet's prober starts with the result Failure for readiness (prober/worker.go
-                # newWorker: initialValue results.Failure): no probe has run, so not Ready.
-                ok = False
-                continue
-            key = (o.key(pod), c["name"])
-            now = time.monotonic()
-            last = self._probe_results.get(key)
-            if last is not None and now - last[0] < float(probe.get("periodSeconds", 10)):
-                ok &= last[1]
-                continue
-            from netsim.store import parse_time
-            age = time.time() - (self._started.get(o.key(pod)) or parse_time(started) or time.time())
-            if age < float(probe.get("initialDelaySeconds", 0)):
-                self._probe_results[key] = (now, False)
-                ok = False
-                continue
-            result = self._run_probe(pod, c, probe, ip)
-            self._probe_results[key] = (now, result)
-            ok &= result
-        return ok
+                instance = None
+            call = self._probe_call(pod, c, ip or "", played)
+            res = self.prober.evaluate(key, c, instance, since, now, call)
+            self.probes[(key, c["name"])] = res
+            ready &= res.ready
+            actor = f"kubelet/{node}"
+            for kind, output in res.failures:
+                self._record(o.ref(pod), "Unhealthy", f"{kind} probe failed: {output}"[:1024], actor)
+            if res.kill and (key, c["name"], instance) not in self._killed:
+                self._killed.add((key, c["name"], instance))
+                self._kill(pod, c, res.kill, played, actor)
+        return ready
 
-    def _run_probe(self, pod: dict[str, Any], container: dict[str, Any], probe: dict[str, Any], ip: str) -> bool:
-        timeout = float(probe.get("timeoutSeconds", 1))
-        action = probe.get("tcpSocket") or probe.get("httpGet")
-        if action is not None:
-            port = _probe_port(container, probe)
-            if port is None:
-                return False
-            node_ns = naming.node_ns(self.spec.name, o.node_name(pod) or "")
-            if "httpGet" in probe and container_argv(container):
-                # A real process answers: a real GET, judged by its status code. The workload server,
-                # which plays containers without a command, is judged by the connection it accepts.
-                return self.kernel.call_in(node_ns, lambda: http_get_ok(ip, int(port), probe["httpGet"], timeout))
+    def _record(self, ref: str, reason: str, message: str, actor: str) -> None:
+        if self.events is not None:
+            self.events(ref, reason, message, actor)
 
-            def connect() -> bool:
-                with socket.socket() as s:
-                    s.settimeout(timeout)
-                    return s.connect_ex((ip, int(port))) == 0
-            return self.kernel.call_in(node_ns, connect)
-        if "exec" in probe:
-            if not container_argv(container):
-                # The command names a binary inside the image, which is not run: the workload server plays
-                # the container, and its exec probes succeed (running them on the host would be wrong).
-                return True
-            argv = list((probe["exec"] or {}).get("command") or [])
-            netns = naming.pod_ns(self.spec.name, o.namespace(pod) or "default", o.name(pod))
-            try:
-                return self.kernel.run(netns, argv, check=False, timeout=timeout).returncode == 0
-            except Exception:  # a probe that cannot run is a failed probe
-                return False
-        return True
+    def _probe_call(self, pod: dict[str, Any], c: dict[str, Any], ip: str, played: bool) -> Any:
+        node_ns = naming.node_ns(self.spec.name, o.node_name(pod) or "")
+        pod_ns = naming.pod_ns(self.spec.name, o.namespace(pod) or "default", o.name(pod))
+
+        def call(kind: str, probe: dict[str, Any], timeout: float) -> tuple[bool, str]:
+            return run_probe(self.kernel, node_ns=node_ns, pod_ns=pod_ns, ip=ip, container=c, probe=probe,
+                             timeout=timeout, played=played)
+        return call
+
+    def _kill(self, pod: dict[str, Any], c: dict[str, Any], kind: str, played: bool, actor: str) -> None:
+        policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+        message = f"Container {c['name']} failed {kind.lower()} probe"
+        if policy != "Never":  # shouldRestartOnFailure: Always and OnFailure restart a killed container
+            message += ", will be restarted"
+        self._record(o.ref(pod), "Killing", message, actor)
+        key = o.key(pod)
+        if played:
+            self.played.kill(key, c["name"])
+            ports = self._serve_ports(pod)
+            kubelet = self.kubelets[o.node_name(pod) or ""]
+            sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
+            netns = sb.netns if sb else naming.node_ns(self.spec.name, kubelet.node.name)
+            self.workload.serve(key, kubelet.node.name, netns, ports)
+            self._restart_played(pod)  # the first restart is at once (the kubelet kills and starts in one sync)
+            return
+        probe = c.get("livenessProbe" if kind == LIVENESS else "startupProbe") or {}
+        grace = probe.get("terminationGracePeriodSeconds",
+                          (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        self.kubelets[o.node_name(pod) or ""].kill_container(key, c["name"], min(float(grace), KILL_GRACE_CAP))
+
+    def _restart_played(self, pod: dict[str, Any]) -> None:
+        """Played containers killed after a failed probe come back once the back-off allows (never with
+        restartPolicy Never): their ports are served again and their probes start afresh."""
+        key = o.key(pod)
+        down = self.played.down(key)
+        if not down or (pod.get("spec") or {}).get("restartPolicy", "Always") == "Never":
+            return
+        due = [n for n in down if self.played.restart_wait(key, n) <= 0]
+        for name in due:
+            self.played.restart(key, name)
+        if due:
+            kubelet = self.kubelets[o.node_name(pod) or ""]
+            sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
+            netns = sb.netns if sb else naming.node_ns(self.spec.name, kubelet.node.name)
+            self.workload.serve(key, kubelet.node.name, netns, self._serve_ports(pod))
 
 
 class Daemon:
@@ -802,6 +828,13 @@ class Daemon:
                 else:
                     entry["state"] = {"running": {}}
                     entry["ready"] = ready
+                    played = self.kubelet.played.peek(*key) if p is None else None
+                    if played is not None:
+                        self._played_status(pod, c, played, entry)
+                probes = self.kubelet.probes.get(key)
+                if probes is not None and "running" in entry["state"]:
+                    entry["started"] = probes.started
+                    entry["ready"] = entry["ready"] and probes.ready
                 if key in self._last_state:
                     entry["lastState"] = self._last_state[key]
                 cs.append(entry)
@@ -815,6 +848,23 @@ class Daemon:
             for k in [k for k in self._last_state if k[0] == pod_key]:
                 del self._last_state[k]
         self._reported = {r for r in self._reported if r[0] in live}
+
+    def _played_status(self, pod: dict[str, Any], c: dict[str, Any], played: Any, entry: dict[str, Any]) -> None:
+        """A played container killed after a failed probe: its restarts, its last termination, and Waiting
+        CrashLoopBackOff while the back-off holds its restart (netsim.node.liveness)."""
+        entry["restartCount"] += played.restarts
+        if played.last_terminated:
+            t = played.last_terminated
+            entry["lastState"] = {"terminated": {**t, "startedAt": rfc3339(t["startedAt"]),
+                                                 "finishedAt": rfc3339(t["finishedAt"])}}
+        if played.down_since is not None:
+            entry["ready"] = False
+            wait = int(self.kubelet.played.backoff.current((o.key(pod), c["name"])))
+            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": (
+                f"back-off {wait}s restarting failed container={c['name']} "
+                f"pod={o.name(pod)}_{o.namespace(pod) or 'default'}({o.uid(pod)})")}}
+        else:
+            entry["state"] = {"running": {"startedAt": rfc3339(played.started)}}
 
     def _exited(self, pod: dict[str, Any], c: dict[str, Any], p: Any, key: tuple[str, str], policy: str,
                 now: float) -> dict[str, Any]:
@@ -914,6 +964,7 @@ class Daemon:
         """Seconds until a held-back sync or a periodic rule check is due."""
         times = [t - now for t in self._proxy_held.values()]
         times += [r.check_due(now) for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n)]
+        times.append(self.kubelet.prober.next_due(time.time()))  # probes due, or results to collect
         return max(0.0, min(times, default=self.resync))
 
     def _sync_announcements(self) -> None:

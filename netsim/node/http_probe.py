@@ -9,15 +9,22 @@ success too, or followed to a success on the same host); a refused or timed-out 
 from __future__ import annotations
 
 import http.client
+import os
 import ssl
 from typing import Any
 
-USER_AGENT = "kube-probe/1.31"
+USER_AGENT = "kube-probe/1.32"  # the emulated release (netsim.controlplane.nodes.KUBERNETES_VERSION)
 MAX_BODY = 10 * 1024  # the prober reads at most 10 KiB of the body (probe.MaxProbeResponseLength)
 
 
 def http_get_ok(ip: str, port: int, action: dict[str, Any], timeout: float) -> bool:
     """Run one httpGet probe from the current network namespace; True when the prober would say success."""
+    return http_get(ip, port, action, timeout)[0]
+
+
+def http_get(ip: str, port: int, action: dict[str, Any], timeout: float) -> tuple[bool, str]:
+    """One httpGet probe from the current network namespace: (success, output), the output worded as
+    DoHTTPProbe's (`HTTP probe failed with statuscode: 500`, or Go's `Get "http://...": dial tcp ...`)."""
     scheme = str(action.get("scheme") or "HTTP").upper()
     path = str(action.get("path") or "/")
     if not path.startswith("/"):
@@ -27,6 +34,7 @@ def http_get_ok(ip: str, port: int, action: dict[str, Any], timeout: float) -> b
         if isinstance(h, dict) and h.get("name"):
             headers[str(h["name"])] = str(h.get("value", ""))
     host = str(action.get("host") or ip)
+    url = f"{scheme.lower()}://{host}:{port}{path}"
     conn: http.client.HTTPConnection
     if scheme == "HTTPS":
         ctx = ssl.create_default_context()
@@ -38,9 +46,16 @@ def http_get_ok(ip: str, port: int, action: dict[str, Any], timeout: float) -> b
     try:
         conn.request("GET", path, headers=headers)
         res = conn.getresponse()
-        res.read(MAX_BODY)
-        return 200 <= res.status < 400
-    except (OSError, http.client.HTTPException, ValueError):
-        return False
+        body = res.read(MAX_BODY)
+        if 200 <= res.status < 400:
+            return True, body.decode(errors="replace")
+        return False, f"HTTP probe failed with statuscode: {res.status}"
+    except TimeoutError:
+        return False, f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+    except OSError as exc:
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        return False, f'Get "{url}": dial tcp {host}:{port}: connect: {reason}'
+    except (http.client.HTTPException, ValueError) as exc:
+        return False, f'Get "{url}": {exc}'
     finally:
         conn.close()

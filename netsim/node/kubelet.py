@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -267,9 +268,35 @@ class Kubelet:
             if cp.exit_code is None and cp.proc is not None:
                 rc = cp.proc.poll()
                 if rc is not None:
-                    cp.exit_code = rc
+                    # A process ended by a signal reports 128 + the signal, as runc's exit status does
+                    # (Popen says -signal): SIGTERM 143, SIGKILL 137.
+                    cp.exit_code = rc if rc >= 0 else 128 - rc
                     cp.finished = time.time()
         return self.containers.get(key, {})
+
+    def kill_container(self, key: str, container: str, grace: float) -> bool:
+        """Stop one container as the runtime's StopContainer does: SIGTERM to its process group, SIGKILL once
+        `grace` seconds have passed if it still runs (a timer: the caller never waits). Its exit is then seen
+        by `poll_containers` like any other. False when it was not running."""
+        cp = self.containers.get(key, {}).get(container)
+        if cp is None or cp.proc is None or cp.proc.poll() is not None:
+            return False
+        proc = cp.proc
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+
+        def hard_kill() -> None:
+            if proc.returncode is None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        timer = threading.Timer(max(0.0, grace), hard_kill)
+        timer.daemon = True
+        timer.start()
+        return True
 
     def stop_containers(self, namespace: str, name: str) -> None:
         for cp in self.containers.pop(f"{namespace}/{name}", {}).values():

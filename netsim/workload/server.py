@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from netsim.kernel.api import Kernel, KernelError
 from netsim.kernel.netns import netns_path
 from netsim.netns_sockets import Conn, NetnsServer
-from netsim.workload import http, identity, sctp
+from netsim.workload import h2, http, identity, sctp
 
 log = logging.getLogger(__name__)
 
@@ -396,8 +396,22 @@ class WorkloadServer(NetnsServer):
             self._send(st, out)
 
     def _serve_h2(self, st: _Stream) -> None:
-        """h2c: gRPC's health service (netsim.workload.grpc_health); without it, the identity."""
-        self._identity_answer(st)
+        """h2c: every stream is answered as gRPC, the health check with SERVING (netsim.workload.h2)."""
+        if st.h2 is None:
+            st.h2 = h2.HealthServer()
+        server = st.h2
+        assert isinstance(server, h2.HealthServer)
+        data, st.buf = st.buf, b""
+        try:
+            out = server.feed(data)
+        except h2.H2Error:
+            self._send_and_close(st, h2.frame(h2.GOAWAY, 0, 0, b"\0" * 4 + b"\0\0\0\x01"))  # PROTOCOL_ERROR
+            return
+        if out:
+            self.answered["GRPC"] += out.count(b"grpc-status")
+            self._send(st, out)
+        if server.closed:
+            self._send_and_close(st, b"")
 
     def _send(self, st: _Stream, data: bytes) -> bool:
         try:

@@ -123,3 +123,121 @@ spec:
     # never a wait for that pod: allow one pass, and one more for the noise of a loaded machine.
     longest = max(pass_before, pass_after)
     assert elapsed <= baseline + 2 * longest, (elapsed, baseline, longest)
+
+
+def _events(cluster: Cluster, pod: str) -> list[tuple[str, str]]:
+    from netsim.controlplane.events import list_events
+    return [(e.reason, e.message) for e in list_events(cluster.store) if e.object == f"pod/default/{pod}"
+            or e.object.endswith(f"/{pod}")]
+
+
+def _status(cluster: Cluster, pod: str, container: str = "app") -> dict:
+    p = cluster.store.get("Pod", "default", pod) or {}
+    return next((c for c in (p.get("status") or {}).get("containerStatuses") or [] if c["name"] == container), {})
+
+
+def test_liveness_failure_kills_and_restarts_a_command_container(cluster: Cluster, tmp_path):
+    flag = tmp_path / "alive"
+    cluster.apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: live-cmd}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "3600"]
+    livenessProbe: {{exec: {{command: [test, -f, "{flag}"]}}, periodSeconds: 1, failureThreshold: 2}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: slow-start}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "3600"]
+    startupProbe: {{exec: {{command: [test, -f, "{flag}.never"]}}, periodSeconds: 1, failureThreshold: 2}}
+    livenessProbe: {{exec: {{command: ["false"]}}, periodSeconds: 1, failureThreshold: 1}}
+""", wait=False)
+    assert _wait(lambda: _status(cluster, "live-cmd").get("restartCount", 0) >= 1, 20), _status(cluster, "live-cmd")
+    flag.touch()  # healthy from now on: no more kills
+    st = _status(cluster, "live-cmd")
+    assert st["lastState"]["terminated"]["exitCode"] == 143  # sleep ended by SIGTERM
+    events = _events(cluster, "live-cmd")
+    assert ("Killing", "Container app failed liveness probe, will be restarted") in events, events
+    assert any(r == "Unhealthy" and m.startswith("Liveness probe failed") for r, m in events), events
+    assert _wait(lambda: "running" in _status(cluster, "live-cmd").get("state", {}), 20)
+    count = _status(cluster, "live-cmd")["restartCount"]
+    time.sleep(2.5)
+    assert _status(cluster, "live-cmd")["restartCount"] == count
+    # The startup probe gates liveness: only the startup failure kills, never the failing liveness probe.
+    events = _events(cluster, "slow-start")
+    assert ("Killing", "Container app failed startup probe, will be restarted") in events, events
+    assert not any(m.startswith("Liveness") or "failed liveness" in m for _, m in events), events
+    assert _status(cluster, "slow-start").get("started") is not True
+
+
+def test_liveness_of_a_played_container_is_real_and_a_restart_closes_and_reopens_its_ports(cluster: Cluster):
+    """The workload server answers HTTP, so probes of an image-played container are real: a GET answered
+    200 makes it ready, a startup probe gates it; an HTTPS liveness probe of its plain-HTTP port fails (as
+    it would against the real image) and restarts it: its ports close, reopen, then stay closed for the
+    back-off while it is Waiting in CrashLoopBackOff."""
+    cluster.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: live-img}
+spec:
+  containers:
+  - name: app
+    image: nginx
+    ports: [{containerPort: 8080}]
+    readinessProbe: {httpGet: {port: 8080, path: /ready}, periodSeconds: 1}
+    livenessProbe: {httpGet: {port: 8080, path: /healthz}, periodSeconds: 1, failureThreshold: 1}
+  - name: side
+    image: envoy
+    startupProbe: {tcpSocket: {port: 9901}, periodSeconds: 1}
+  - name: rpc
+    image: grpc-server
+    readinessProbe: {grpc: {port: 9000}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unserved}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "3600"]
+    readinessProbe: {tcpSocket: {port: 1234}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: dead-img}
+spec:
+  containers:
+  - name: app
+    image: nginx
+    ports: [{containerPort: 8080}]
+    livenessProbe: {httpGet: {port: 8080, scheme: HTTPS}, periodSeconds: 1, failureThreshold: 1}
+""", wait=False)
+    assert _wait(lambda: o_ready(cluster.store.get("Pod", "default", "live-img") or {}), 20)
+    assert _wait(lambda: _status(cluster, "live-img", "side").get("started") is True, 10)
+    assert _wait(lambda: (_status(cluster, "dead-img").get("state") or {}).get("waiting", {}).get("reason")
+                 == "CrashLoopBackOff", 20), _status(cluster, "dead-img")
+    st = _status(cluster, "dead-img")
+    assert st["restartCount"] >= 1 and st["lastState"]["terminated"]["exitCode"] == 137
+    assert "back-off 10s restarting failed container=app pod=dead-img_default" in st["state"]["waiting"]["message"]
+    events = _events(cluster, "dead-img")
+    assert ("Killing", "Container app failed liveness probe, will be restarted") in events, events
+    assert any(r == "Unhealthy" and m.startswith("Liveness probe failed: Get \"https://") for r, m in events), events
+    (res,) = cluster.probe("node/node-1", "default/dead-img", [8080], timeout=1)
+    assert res.outcome == "refused"  # killed: its port is closed during the back-off
+    assert _status(cluster, "live-img").get("restartCount", 0) == 0  # its liveness GETs are answered 200
+    assert _status(cluster, "live-img", "rpc").get("ready") is True  # grpc Health/Check answered SERVING
+    # A probe aimed at a port nothing serves fails: never ready, with the prober's own words.
+    assert not o_ready(cluster.store.get("Pod", "default", "unserved") or {})
+    assert any(r == "Unhealthy" and m.startswith("Readiness probe failed: dial tcp ") and
+               m.endswith(":1234: connect: connection refused") for r, m in _events(cluster, "unserved"))

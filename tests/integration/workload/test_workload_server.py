@@ -208,3 +208,17 @@ def test_http_requests_get_http_answers_and_other_clients_the_identity(kernel, n
     from netsim.workload.server import SNIFF_WINDOW
     assert time.monotonic() - t0 < SNIFF_WINDOW  # a client that half-closes at once is not kept for the window
     assert tcp_ask(kernel, netpair.a, netpair.ip_b, 8080)[0]["pod"] == "y/web"  # silent: after the window
+
+
+def test_grpc_health_check_over_h2c_is_answered_serving(kernel, netpair, workload):
+    """The kubelet's grpc prober (a real HTTP/2 gRPC client) asks Health/Check of a played container's port
+    and gets SERVING; the same port still answers HTTP/1.1 and plain TCP clients."""
+    from netsim.node.grpc_probe import grpc_check
+    workload.serve("y/g", "n1", netpair.b, [(9090, "TCP")])
+    assert kernel.call_in(netpair.a, lambda: grpc_check(netpair.ip_b, 9090, "", 2.0)) == (True, "")
+    assert kernel.call_in(netpair.a, lambda: grpc_check(netpair.ip_b, 9090, "my.Service", 2.0)) == (True, "")
+    ok, why = kernel.call_in(netpair.a, lambda: grpc_check(netpair.ip_b, 9091, "", 2.0))
+    assert not ok and why.startswith(f'timeout: failed to connect service "{netpair.ip_b}:9091" within 2s') \
+        and "connection refused" in why
+    assert _http(kernel, netpair.a, netpair.ip_b, 9090, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200")
+    assert workload.answered["GRPC"] >= 2
