@@ -1255,6 +1255,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if d.apiserver is not None:
             d.apiserver.stop()
+        d.kubelet.prober.shutdown()
         d.workload.stop()
         d.dns.stop()
         d._dataplane_pool.shutdown(wait=True)

@@ -241,3 +241,46 @@ spec:
     assert not o_ready(cluster.store.get("Pod", "default", "unserved") or {})
     assert any(r == "Unhealthy" and m.startswith("Readiness probe failed: dial tcp ") and
                m.endswith(":1234: connect: connection refused") for r, m in _events(cluster, "unserved"))
+
+
+def test_http_clients_get_http_through_a_service_and_a_pod_that_cannot_become_ready_fails_apply_at_once(
+        cluster: Cluster):
+    """A GET through a Service (kube-proxy's DNAT to a played container) is answered HTTP/1.1 200 with the
+    serving pod in the body; an applied pod that Failed for good makes `apply` say so without waiting."""
+    cluster.apply("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: nginx, args: ["--port=8080"], ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+""")
+    vip = cluster.store.get("Service", "default", "web")["spec"]["clusterIP"]
+    script = (f"import http.client, json; c = http.client.HTTPConnection('{vip}', 80, timeout=5); "
+              "c.request('GET', '/'); r = c.getresponse(); "
+              "print(r.status, r.getheader('Content-Type'), json.loads(r.read())['pod'])")
+    out = cluster.exec("node/node-2", ["python3", "-c", script])
+    status, ctype, pod = out.stdout.split()
+    assert (status, ctype) == ("200", "application/json") and pod.startswith("default/web-"), out
+    t0 = time.monotonic()
+    with pytest.raises(Exception) as err:
+        cluster.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: app, image: busybox, command: [sh, -c, "sleep 1; exit 2"],
+     readinessProbe: {exec: {command: ["false"]}, periodSeconds: 1}}
+""", timeout=60)
+    assert "cannot become ready: pod/once: container app: Error (exit code 2)" in str(err.value), str(err.value)
+    assert time.monotonic() - t0 < 30  # said at once, not after the timeout
