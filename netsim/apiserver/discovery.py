@@ -15,7 +15,7 @@ from netsim.apiserver.resources import Catalog, Resource
 
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
-SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"]}
+SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"]}
 
 
 def aggregated_version(accept: str) -> str | None:
@@ -38,6 +38,8 @@ def _subresource_kind(res: Resource, sub: str) -> tuple[str, str, str]:
         return "autoscaling", "v1", "Scale"
     if sub == "log":
         return "", "v1", "Pod"
+    if sub == "exec":
+        return "", "v1", "PodExecOptions"
     return res.group, res.version, res.kind
 
 

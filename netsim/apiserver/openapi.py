@@ -84,8 +84,9 @@ def _paths(r: Resource, *, v3: bool) -> dict[str, Any]:
                "patch": _operation(r, "patch", v3=v3, body=True), "delete": _operation(r, "delete", v3=v3)},
     }
     for sub in r.subresources:
-        if sub == "log":
-            out[f"{item}/{sub}"] = {"get": {**_operation(r, "get", v3=v3), "operationId": f"read{r.kind}Log"}}
+        if sub in ("log", "exec"):
+            out[f"{item}/{sub}"] = {"get": {**_operation(r, "get", v3=v3),
+                                            "operationId": f"connect{r.kind}{sub.title()}"}}
             continue
         out[f"{item}/{sub}"] = {"get": _operation(r, "get", v3=v3), "put": _operation(r, "put", v3=v3, body=True),
                                 "patch": _operation(r, "patch", v3=v3, body=True)}

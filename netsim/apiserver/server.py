@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
-from netsim.apiserver import certs, discovery, errors, logs, openapi, tables, watch
+from netsim.apiserver import certs, discovery, errors, execws, logs, openapi, tables, watch
 from netsim.apiserver.endpoint import HOST, Endpoint
 from netsim.apiserver.handlers import Handlers, Target
 from netsim.controlplane.events import Event
@@ -126,8 +126,10 @@ class ApiServer:
 
 
 class Response:
-    def __init__(self, code: int, body: Any, content_type: str = JSON, *, stream: Iterator[bytes] | None = None):
+    def __init__(self, code: int, body: Any, content_type: str = JSON, *, stream: Iterator[bytes] | None = None,
+                 upgrade: Callable[[Any], None] | None = None, headers: dict[str, str] | None = None):
         self.code, self.body, self.content_type, self.stream = code, body, content_type, stream
+        self.upgrade, self.headers = upgrade, headers or {}
 
 
 def _query(url: str) -> tuple[list[str], dict[str, str]]:
@@ -213,6 +215,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(resp)
 
     def _send(self, resp: Response) -> None:
+        if resp.upgrade is not None:
+            self.send_response(101)
+            for k, v in resp.headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.close_connection = True
+            try:
+                resp.upgrade(self.connection)
+            except (OSError, ssl.SSLError):
+                pass
+            return
         if resp.stream is not None:
             self.send_response(resp.code)
             self.send_header("Content-Type", resp.content_type)
@@ -289,7 +302,7 @@ def route(api: ApiServer, method: str, url: str, headers: Any, body: Callable[[]
         if doc is None:
             raise errors.resource_not_found()
         return Response(200, doc)
-    return _resource(api, method, group, version, rest, query, headers, accept, body)
+    return _resource(api, method, group, version, rest, query, headers, accept, body, url)
 
 
 def _aggregated(api: ApiServer, *, legacy: bool, version: str) -> Response:
@@ -340,12 +353,14 @@ def _list_kind(t: Target) -> str:
 
 
 def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[str], query: dict[str, str],
-              headers: Any, accept: str, body: Callable[[], Any]) -> Response:
+              headers: Any, accept: str, body: Callable[[], Any], url: str) -> Response:
     h = api.handlers
     t = _parse_target(api, group, version, rest)
     want_table = tables.wants_table(accept)
     if "get" not in t.res.verbs:
         return _request_kind(api, method, t, body)
+    if t.subresource == "exec":
+        return _exec(api, t, url, headers)
     if t.subresource == "log":
         if method != "GET":
             raise errors.method_not_allowed(method, t.res.plural)
@@ -399,6 +414,22 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
                                   "metadata": {"resourceVersion": str(h.store.current_rv())}, "items": items})
         return Response(200, h.delete(t, body(), query))
     raise errors.method_not_allowed(method, t.res.plural)
+
+
+def _exec(api: ApiServer, t: Target, url: str, headers: Any) -> Response:
+    pod = api.handlers.get(t)
+    pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    ns, argv = execws.check_request(pod, pairs, api.endpoint.cluster)
+    if (headers.get("Upgrade") or "").lower() != "websocket" or not headers.get("Sec-WebSocket-Key"):
+        raise errors.bad_request("Upgrade request required: pods/exec is served over WebSocket "
+                                 "(v5.channel.k8s.io, v4.channel.k8s.io); SPDY is not served")
+    protocol = execws.choose_protocol(headers.get("Sec-WebSocket-Protocol") or "")
+    if protocol is None:
+        raise errors.bad_request(f"none of the offered subprotocols is served (want one of {execws.PROTOCOLS})")
+    return Response(101, None, upgrade=lambda sock: execws.bridge(sock, ns, argv, pairs, protocol),
+                    headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                             "Sec-WebSocket-Accept": execws.accept_key(headers["Sec-WebSocket-Key"]),
+                             "Sec-WebSocket-Protocol": protocol})
 
 
 def _log(api: ApiServer, t: Target, query: dict[str, str]) -> Response:

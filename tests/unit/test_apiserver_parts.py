@@ -174,3 +174,25 @@ def test_status_objects_carry_reason_code_and_causes():
     assert st["message"] == 'Pod "p" is invalid: spec.containers: Required value'
     assert errors.not_found("deployments", "apps", "w").status()["message"] == 'deployments.apps "w" not found'
     assert errors.expired("too old").code == 410 and errors.unauthorized().code == 401
+
+
+def test_websocket_handshake_and_frames():
+    from netsim.apiserver import execws
+    assert execws.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+    assert execws.choose_protocol("v4.channel.k8s.io, v5.channel.k8s.io") == "v5.channel.k8s.io"
+    assert execws.choose_protocol("channel.k8s.io") is None
+    big = b"x" * 70000
+
+    class Wire:
+        def __init__(self, data: bytes):
+            self.data = data
+
+        def recv(self, n: int) -> bytes:
+            out, self.data = self.data[:n], self.data[n:]
+            return out
+    for payload in (b"\x01hi", b"y" * 300, big):
+        assert execws.read_frame(Wire(execws.frame(payload))) == (execws.OP_BIN, payload)
+    masked = bytes([0x82, 0x80 | 3]) + b"\x01\x02\x03\x04" + bytes(b ^ m for b, m in zip(b"\x00ab", b"\x01\x02\x03"))
+    assert execws.read_frame(Wire(masked)) == (execws.OP_BIN, b"\x00ab")
+    st = execws.exit_status(3, ["sh", "-c", "exit 3"])
+    assert st["reason"] == "NonZeroExitCode" and st["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]

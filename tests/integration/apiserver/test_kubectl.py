@@ -220,7 +220,7 @@ def test_requests_without_credentials_are_401(cluster):
         assert s.recv(65536).startswith(b"HTTP/1.1 200")
 
 
-def test_kubectl_logs_tail_follow_and_previous(cluster, kubectl, tmp_path):
+def test_kubectl_logs_and_exec(cluster, kubectl, tmp_path):
     (tmp_path / "logger.yaml").write_text("""
 apiVersion: v1
 kind: Pod
@@ -247,4 +247,10 @@ spec:
         f.communicate()
     r = kubectl("logs", "logger", "--previous", check=False)
     assert r.returncode == 1 and 'previous terminated container "c" in pod "logger" not found' in r.stderr
+    # kubectl exec over WebSocket (v5.channel.k8s.io): streams, stdin to EOF, the exit code
+    r = kubectl("exec", "logger", "--", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (r.returncode, r.stdout) == (3, "out\n") and "err" in r.stderr
+    r = subprocess.run([KUBECTL, "--context", f"netsim-{cluster.name}", "exec", "-i", "logger", "--", "wc", "-c"],
+                       input="four", capture_output=True, text=True, timeout=30, env=kubectl.env)
+    assert (r.returncode, r.stdout.strip()) == (0, "4")
     kubectl("delete", "pod", "logger", "--grace-period=0", "--force")
