@@ -265,6 +265,13 @@ class HealthServer:
     closed: bool = False
 
     def feed(self, data: bytes) -> bytes:
+        """Take the client's bytes, return the answer; H2Error for anything malformed (the caller closes)."""
+        try:
+            return self._feed(data)
+        except (IndexError, ValueError, UnicodeError) as exc:  # truncated fields, bad lengths
+            raise H2Error(f"malformed HTTP/2 input: {exc}") from None
+
+    def _feed(self, data: bytes) -> bytes:
         self.buf += data
         out = b""
         if not self.started:

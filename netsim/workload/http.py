@@ -22,6 +22,7 @@ from email.utils import formatdate
 METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_HEAD = 64 * 1024  # request line and headers; larger is answered 431 and closed
+MAX_BODY = 1024 * 1024  # a request body is read and dropped; larger is answered 413 and closed
 SERVER = "netsim-workload"
 
 HTTP1, H2, OTHER, UNDECIDED = "http", "h2", "other", "undecided"
@@ -96,6 +97,8 @@ def parse_requests(buf: bytes) -> tuple[list[Request], bytes]:
             raise BadRequest(400, "Bad Request") from None
         if length < 0:
             raise BadRequest(400, "Bad Request")
+        if length > MAX_BODY:
+            raise BadRequest(413, "Content Too Large")
         if len(rest) < length:
             return out, buf  # the body is still coming
         out.append(Request(parts[0], parts[1], parts[2], headers))

@@ -61,3 +61,17 @@ def test_health_server_answers_check_serving_and_other_methods_unimplemented():
     assert got[3][0]["grpc-status"] == "12"
     with pytest.raises(h2.H2Error):
         h2.HealthServer().feed(b"GET / HTTP/1.1\r\n\r\n" + b"x" * 20)
+
+
+def test_malformed_input_after_the_preface_is_an_h2_error_never_another_exception():
+    import random
+    rng = random.Random(7)
+    good = h2.frame(h2.SETTINGS, 0, 0) + _request(h2.HEALTH_CHECK)
+    for _ in range(300):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            h2.HealthServer().feed(h2.PREFACE + bytes(data[:rng.randint(0, len(data))]))
+        except h2.H2Error:
+            pass

@@ -40,6 +40,7 @@ def test_persistence_follows_the_version_and_connection_header(head, keep):
 @pytest.mark.parametrize("bad, status", [(b"GET /\r\n\r\n", 400), (b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400),
                                          (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
                                          (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+                                         (b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
                                          (b"GET / HTTP/1.1\r\nA: " + b"x" * (http.MAX_HEAD + 1), 431)])
 def test_what_no_server_answers_200(bad, status):
     with pytest.raises(http.BadRequest) as err:
