@@ -11,7 +11,7 @@ and the pod is synced again). `sync_volumes` rewrites API-data volumes when thei
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,28 @@ class ContainerConfig:
     mounts: list[dict[str, Any]]
     workdir: str
     scratch: str  # an empty directory container_init may mount its private tmpfs on
+
+
+class _Lazy(Mapping[str, Any]):
+    """A mapping loaded on first use."""
+
+    def __init__(self, load: Callable[[], dict[str, Any]]):
+        self._load = load
+        self._data: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
 
 
 def _host_allocatable() -> dict[str, str]:
@@ -65,12 +87,17 @@ class PodSetup:
 
     # -- containers ------------------------------------------------------------------------------------
     def context(self, pod: Mapping[str, Any], service_env: Mapping[str, str], host_ip: str) -> PodContext:
+        """The objects a container's config may read, each read from the store only when first needed
+        (most containers reference none: a thousand pods must not cost three thousand queries)."""
         ns = (pod.get("metadata") or {}).get("namespace") or "default"
-        node = self.get("Node", None, (pod.get("spec") or {}).get("nodeName") or "") or {}
-        alloc = dict((node.get("status") or {}).get("allocatable") or {}) or _host_allocatable()
-        return PodContext(pod=pod, configmaps={c["metadata"]["name"]: c for c in self.list("ConfigMap", ns)},
-                          secrets={s["metadata"]["name"]: s for s in self.list("Secret", ns)},
-                          service_env=service_env, host_ip=host_ip, allocatable=alloc)
+
+        def allocatable() -> dict[str, Any]:
+            node = self.get("Node", None, (pod.get("spec") or {}).get("nodeName") or "") or {}
+            return dict((node.get("status") or {}).get("allocatable") or {}) or _host_allocatable()
+        return PodContext(pod=pod, configmaps=_Lazy(lambda: {c["metadata"]["name"]: c
+                                                             for c in self.list("ConfigMap", ns)}),
+                          secrets=_Lazy(lambda: {s["metadata"]["name"]: s for s in self.list("Secret", ns)}),
+                          service_env=service_env, host_ip=host_ip, allocatable=_Lazy(allocatable))
 
     def container_config(self, pod: Mapping[str, Any], container: Mapping[str, Any], ctx: PodContext,
                          node: str) -> ContainerConfig:

@@ -96,6 +96,13 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: played-late}
+spec:
+  containers:
+  - {name: c, image: x, ports: [{containerPort: 8080}], envFrom: [{secretRef: {name: late-secret}}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: inits}
 spec:
   volumes: [{name: w, emptyDir: {}}]
@@ -230,14 +237,25 @@ def test_missing_config_map_waits_then_recovers(cluster):
     assert (c.store.get("Pod", "default", "latecomer")["status"]).get("phase") == "Pending"
     events = [(e.reason, e.message) for e in list_events(c.store) if e.object == "Pod default/latecomer"]
     assert ("Failed", 'Error: configmap "late" not found') in events
+    # a container the workload server plays (no command) is held the same way
+    played = _wait(lambda: ((c.store.get("Pod", "default", "played-late")["status"].get("containerStatuses")
+                             or [{}])[0].get("state") or {}).get("waiting"))
+    assert played == {"reason": "CreateContainerConfigError", "message": 'secret "late-secret" not found'}
     c.apply("""
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: late}
 data: {k: arrived}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: late-secret}
+stringData: {TOKEN: t}
 """, wait=False)
     _wait(lambda: "LATE=arrived" in _log(c, "latecomer", "c"))
     _wait(lambda: c.store.get("Pod", "default", "latecomer")["status"].get("phase") == "Running")
+    _wait(lambda: any(x["type"] == "Ready" and x["status"] == "True"
+                      for x in c.store.get("Pod", "default", "played-late")["status"].get("conditions") or []))
 
 
 def test_init_containers_in_order_and_a_sidecar_that_stays_up(cluster):
