@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netsim.apiserver import errors, patch
+from netsim.apiserver import errors, managedfields, patch
 from netsim.apiserver.resources import Catalog, Resource
 from netsim.controlplane import deletion
 from netsim.controlplane.writes import admit_object
@@ -254,7 +254,16 @@ class Handlers:
             if tx.get("Namespace", None, ns) is None:
                 raise errors.not_found("namespaces", "", ns)
 
-    def create(self, t: Target, body: Any, query: Mapping[str, str]) -> dict[str, Any]:
+    def now_text(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+
+    @staticmethod
+    def manager(query: Mapping[str, str]) -> str:
+        """The field manager of a write: `fieldManager`, else the client's User-Agent prefix (the server
+        puts it in `__manager`), as the API server's fieldmanager defaults it."""
+        return query.get("fieldManager") or query.get("__manager") or "unknown"
+
+    def create(self, t: Target, body: Any, query: Mapping[str, str], *, track: bool = True) -> dict[str, Any]:
         body = self._check_body(t, body, name_required=False)
         md = body["metadata"]
         for k in SERVER_METADATA:
@@ -275,6 +284,9 @@ class Handlers:
             with self.store.transaction() as tx:
                 self._require_namespace(tx, t)
                 obj = admit_object(tx, self.spec, body, custom, source="<api>")
+                if track:
+                    managedfields.record_update(None, obj, t.res.kind, self.manager(query), t.res.group_version,
+                                                self.now_text())
                 stored = tx.create(obj)
                 if dry:
                     raise DryRun(stored)
@@ -289,7 +301,7 @@ class Handlers:
         return self.present(t, stored)
 
     def _write(self, t: Target, current: dict[str, Any], new: dict[str, Any], *, expected: str | None,
-               dry: bool) -> dict[str, Any]:
+               dry: bool, manager: str | None = None) -> dict[str, Any]:
         """Store `new` in place of `current` (validated, admitted), compare-and-swap on `expected`."""
         custom = self.custom_kinds()
         sub = t.subresource
@@ -313,6 +325,9 @@ class Handlers:
                                               expected_rv=expected)
                 else:
                     obj = admit_object(tx, self.spec, new, custom, source="<api>")
+                    if manager:
+                        managedfields.record_update(current, obj, t.res.kind, manager, t.res.group_version,
+                                                    self.now_text(), subresource=sub or "")
                     stored = tx.update(obj, expected_rv=expected)
                 if dry:
                     raise DryRun(stored)
@@ -333,7 +348,8 @@ class Handlers:
         if t.subresource == "scale":
             return self._scale_write(t, current, body, query)
         expected = body["metadata"].get("resourceVersion") or None
-        stored = self._write(t, current, body, expected=expected, dry=query.get("dryRun") == "All")
+        stored = self._write(t, current, body, expected=expected, dry=query.get("dryRun") == "All",
+                             manager=self.manager(query))
         return self.present(t, stored)
 
     def patch(self, t: Target, body: Any, content_type: str, query: Mapping[str, str]) -> dict[str, Any]:
@@ -362,7 +378,8 @@ class Handlers:
             expected = asked_rv or current["metadata"]["resourceVersion"]
             md["resourceVersion"] = expected
             try:
-                stored = self._write(t, current, patched, expected=expected, dry=query.get("dryRun") == "All")
+                stored = self._write(t, current, patched, expected=expected, dry=query.get("dryRun") == "All",
+                                     manager=self.manager(query))
             except errors.ApiError as e:
                 if e.reason == "Conflict" and not asked_rv and attempt < PATCH_RETRIES - 1:
                     continue
@@ -371,27 +388,44 @@ class Handlers:
         raise errors.internal("patch retries exhausted")
 
     def apply(self, t: Target, body: Any, query: Mapping[str, str]) -> dict[str, Any]:
-        """Server-side apply, simplified: the applied configuration is merged into the live object
-        (strategic merge for built-in kinds, merge patch for custom resources) or created; the field
-        manager is recorded in managedFields. Field ownership conflicts are not detected (not yet)."""
+        """Server-side apply (managedfields.py): the configuration is merged into the live object
+        (strategic merge for built-in kinds, merge patch for custom resources) or created; its manager owns
+        exactly its fields; a field another manager owns with another value is a 409 conflict unless
+        `force=true`."""
         manager = query.get("fieldManager")
         if not manager:
-            raise errors.bad_request("fieldManager is required for apply requests")
+            raise errors.bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
+                                     "is required for apply patch")
         body = self._check_body(t, body, name_required=True)
-        entry = {"manager": manager, "operation": "Apply", "apiVersion": t.res.group_version,
-                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())), "fieldsType": "FieldsV1",
-                 "fieldsV1": {}}
-        current = self.store.get(t.kind, t.store_ns, t.name)
-        if current is None:
-            body["metadata"]["managedFields"] = [entry]
-            return self.create(t, body, query)
-        doc = self.present(t, copy.deepcopy(current))
-        merged = patch.merge_patch(doc, body) if t.res.custom else patch.strategic_merge(doc, body, t.res.kind)
-        fields = [f for f in (current["metadata"].get("managedFields") or []) if f.get("manager") != manager]
-        merged["metadata"]["managedFields"] = [*fields, entry]
-        stored = self._write(t, current, merged, expected=current["metadata"]["resourceVersion"],
-                             dry=query.get("dryRun") == "All")
-        return self.present(t, stored)
+        config = copy.deepcopy(body)
+        force = query.get("force") in ("true", "1")
+        for attempt in range(PATCH_RETRIES):
+            current = self.store.get(t.kind, t.store_ns, t.name)
+            if current is None:
+                new = managedfields.apply(None, config, copy.deepcopy(body), t.res.kind, manager,
+                                          t.res.group_version, self.now_text(), force=force)
+                try:
+                    return self.create(t, new, query, track=False)
+                except errors.ApiError as e:
+                    if e.reason == "AlreadyExists" and attempt < PATCH_RETRIES - 1:
+                        continue
+                    raise
+            found = [] if force else managedfields.conflicts(current, config, t.res.kind, manager)
+            if found:
+                raise managedfields.conflict_error(t.res.plural, t.res.group, t.name or "", found)
+            doc = self.present(t, copy.deepcopy(current))
+            merged = patch.merge_patch(doc, body) if t.res.custom else patch.strategic_merge(doc, body, t.res.kind)
+            merged = managedfields.apply(current, config, merged, t.res.kind, manager, t.res.group_version,
+                                         self.now_text(), force=force)
+            try:
+                stored = self._write(t, current, merged, expected=current["metadata"]["resourceVersion"],
+                                     dry=query.get("dryRun") == "All")
+            except errors.ApiError as e:
+                if e.reason == "Conflict" and attempt < PATCH_RETRIES - 1:
+                    continue
+                raise
+            return self.present(t, stored)
+        raise errors.internal("apply retries exhausted")
 
     # -- scale -----------------------------------------------------------------------------------------
     def scale_of(self, t: Target, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -419,8 +453,8 @@ class Handlers:
         new = copy.deepcopy(current)
         new.setdefault("spec", {})["replicas"] = replicas
         expected = (scale.get("metadata") or {}).get("resourceVersion") or current["metadata"]["resourceVersion"]
-        stored = self._write(Target(t.res, t.namespace, t.name), current, new, expected=expected,
-                             dry=query.get("dryRun") == "All")
+        stored = self._write(Target(t.res, t.namespace, t.name, "scale"), current, new, expected=expected,
+                             dry=query.get("dryRun") == "All", manager=self.manager(query))
         return self.scale_of(t, stored)
 
     # -- delete ----------------------------------------------------------------------------------------

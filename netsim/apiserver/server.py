@@ -262,6 +262,9 @@ HEALTH = ("healthz", "livez", "readyz")
 
 def route(api: ApiServer, method: str, url: str, headers: Any, body: Callable[[], Any]) -> Response:
     segs, query = _query(url)
+    query.pop("__manager", None)
+    # The default field manager: the User-Agent up to its first "/" (fieldmanager's prefixFromUserAgent).
+    query["__manager"] = (headers.get("User-Agent") or "unknown").split("/", 1)[0][:128] or "unknown"
     accept = headers.get("Accept") or JSON
     h = api.handlers
     if not segs:

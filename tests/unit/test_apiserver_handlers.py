@@ -3,6 +3,8 @@ deletes, watches from a resourceVersion and after compaction."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from netsim.apiserver import errors, watch
@@ -173,3 +175,37 @@ def test_resource_version_match_and_dry_run_versions(h):
                   {"dryRun": "All"})
     assert out["data"] == {"a": "b"} and out["metadata"]["resourceVersion"] == cur["metadata"]["resourceVersion"]
     assert h.store.get("ConfigMap", "default", "d") == cur
+
+
+def test_server_side_apply_owns_fields_and_conflicts(h):
+    t = target(h, "apps", "v1", "deployments", name="web")
+    apply = "application/apply-patch+yaml"
+    cfg = deployment(replicas=2)
+    cfg["metadata"]["labels"] = {"team": "a"}
+    made = h.patch(t, cfg, apply, {"fieldManager": "alice"})
+    (entry,) = made["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"]) == ("alice", "Apply")
+    assert entry["fieldsV1"]["f:spec"]["f:replicas"] == {}
+    containers = entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+    assert set(containers['k:{"name":"c"}']) == {".", "f:name", "f:image"}
+    # another manager changes replicas (as kubectl scale does): it owns them now
+    h.patch(target(h, "apps", "v1", "deployments", name="web", sub="scale"), {"spec": {"replicas": 3}},
+            "application/merge-patch+json", {"__manager": "kubectl"})
+    again = deployment(replicas=2)
+    c, reason, st = code(lambda: h.patch(t, again, apply, {"fieldManager": "alice"}))
+    assert (c, reason) == (409, "Conflict")
+    (cause,) = st["details"]["causes"]
+    assert (cause["reason"], cause["field"]) == ("FieldManagerConflict", ".spec.replicas")
+    assert cause["message"].startswith('conflict with "kubectl" with subresource "scale" using apps/v1 at ')
+    assert st["message"].startswith('Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale"')
+    assert st["message"].endswith(": .spec.replicas")
+    # force takes the field over; the label alice no longer applies goes (nobody else owns it)
+    out = h.patch(t, again, apply, {"fieldManager": "alice", "force": "true"})
+    assert out["spec"]["replicas"] == 2 and "team" not in (out["metadata"].get("labels") or {})
+    owners = {e["manager"]: e for e in out["metadata"]["managedFields"]}
+    assert "f:replicas" not in json.dumps(owners.get("kubectl", {}).get("fieldsV1", {}))
+    # the same value is no conflict
+    h.patch(target(h, "apps", "v1", "deployments", name="web", sub="scale"), {"spec": {"replicas": 2}},
+            "application/merge-patch+json", {"__manager": "kubectl"})
+    assert h.patch(t, again, apply, {"fieldManager": "alice"})["spec"]["replicas"] == 2
+    assert code(lambda: h.patch(t, again, apply, {}))[0] == 400

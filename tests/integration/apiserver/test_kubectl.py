@@ -254,3 +254,30 @@ spec:
                        input="four", capture_output=True, text=True, timeout=30, env=kubectl.env)
     assert (r.returncode, r.stdout.strip()) == (0, "4")
     kubectl("delete", "pod", "logger", "--grace-period=0", "--force")
+
+
+def test_kubectl_server_side_apply_conflicts_and_diff(cluster, kubectl, tmp_path):
+    doc = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ssa}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: ssa}}
+  template:
+    metadata: {labels: {app: ssa}}
+    spec: {containers: [{name: c, image: example/ssa:TAG}]}
+"""
+    f = tmp_path / "ssa.yaml"
+    f.write_text(doc.replace("TAG", "1"))
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(f)).stdout
+    kubectl("scale", "deploy/ssa", "--replicas=0")  # kubectl now owns spec.replicas through /scale
+    f.write_text(doc.replace("TAG", "2"))
+    assert "image: example/ssa:2" in kubectl("diff", "-f", str(f), check=False).stdout  # server-side dry run
+    r = kubectl("apply", "--server-side", "-f", str(f), check=False)
+    assert r.returncode == 1 and "Apply failed with 1 conflict" in r.stderr and ".spec.replicas" in r.stderr
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+    dep = cluster.store.get("Deployment", "default", "ssa")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["template"]["spec"]["containers"][0]["image"] == "example/ssa:2"
+    assert {e["manager"] for e in dep["metadata"]["managedFields"]} >= {"kubectl"}
+    kubectl("delete", "-f", str(f))
