@@ -198,7 +198,8 @@ class ClusterKubelet:
         self.events = events  # (ref, reason, message, actor) -> None
         self._refused: dict[tuple[str, str], str] = {}  # (pod key, container) -> last message reported
         # Init containers and sidecars before the app containers: netsim/node/init_containers.py
-        self.inits = InitRunner(self._start_init, self._pod_procs, self._played, self._start_apps)
+        self.inits = InitRunner(self._start_init, self._pod_procs, self._played, self._start_apps,
+                                self._sidecar_started)
         self.dns_ip = str(ipaddress.ip_network(spec.network.service_cidr).network_address + 10)
         self.host_resolv = read_host_resolv_conf()
         self.failed: set[str] = set()
@@ -340,6 +341,17 @@ class ClusterKubelet:
     def _pod_procs(self, pod: dict[str, Any]) -> dict[str, Any]:
         kubelet = self.kubelets.get(o.node_name(pod) or "")
         return kubelet.poll_containers(o.key(pod)) if kubelet else {}
+
+    def _sidecar_started(self, pod: dict[str, Any], c: dict[str, Any], p: Any) -> bool:
+        """A running sidecar with a startupProbe counts as started once that probe succeeded (the prober's
+        startup worker; its liveness/readiness probes are not run here)."""
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip:
+            return False
+        view = {"name": c["name"], "ports": c.get("ports") or [], "startupProbe": c["startupProbe"]}
+        res = self.prober.evaluate(o.key(pod), view, p.started, p.started, time.time(),
+                                   self._probe_call(pod, view, ip, False))
+        return res.started
 
     def _played(self, pod: dict[str, Any], name: str, exit_code: int | None) -> None:
         kubelet, sb = self._sandbox_of(pod)

@@ -5,7 +5,7 @@ init containers are handled one at a time, in order. A regular one must exit 0 b
 that exits non-zero is restarted (with the container back-off, so the pod shows Init:CrashLoopBackOff)
 unless the pod's restartPolicy is Never, which fails the pod. A sidecar (an init container with
 `restartPolicy: Always`) is started and the next one follows as soon as it runs (with a startupProbe: once
-that probe passed; netsim treats a running sidecar as started); it stays up while the app containers run and
+that probe succeeded); it stays up while the app containers run and
 is restarted, with back-off, whenever it exits. The app containers start once every regular init
 container completed and every sidecar started. Meanwhile the pod is Pending with condition Initialized
 False, and its `initContainerStatuses` say where it is (kubectl shows Init:N/M).
@@ -41,10 +41,11 @@ def is_sidecar(container: Mapping[str, Any]) -> bool:
     return container.get("restartPolicy") == "Always"
 
 
-def plan(inits: list[Mapping[str, Any]], procs: Mapping[str, Any], policy: str, *, done: bool = False) -> Step:
+def plan(inits: list[Mapping[str, Any]], procs: Mapping[str, Any], policy: str, *, done: bool = False,
+         unstarted: frozenset[str] = frozenset()) -> Step:
     """What to do next for a pod's init containers. `procs` maps a container name to its process record
     (`exit_code`, `waiting`; absent: never started). With `done` (initialization finished earlier) only
-    sidecars are looked after."""
+    sidecars are looked after. `unstarted`: running sidecars whose startupProbe has not succeeded yet."""
     for c in inits:
         name = str(c["name"])
         p = procs.get(name)
@@ -56,7 +57,7 @@ def plan(inits: list[Mapping[str, Any]], procs: Mapping[str, Any], policy: str, 
         if p.waiting is not None:
             return Step("retry", name)
         if p.exit_code is None:
-            if sidecar:
+            if sidecar and name not in unstarted:
                 continue  # started: the next one may start
             return Step("wait", name)
         if sidecar:
@@ -72,6 +73,7 @@ class _PodInit:
     done: bool = False
     failed: bool = False
     backing_off: dict[str, str] = field(default_factory=dict)  # container -> CrashLoopBackOff message
+    started: set[str] = field(default_factory=set)  # sidecars whose startupProbe succeeded
 
 
 class InitRunner:
@@ -81,8 +83,10 @@ class InitRunner:
 
     def __init__(self, start: Callable[..., bool], procs: Callable[[Mapping[str, Any]], Mapping[str, Any]],
                  played: Callable[[Mapping[str, Any], str, int | None], None],
-                 start_apps: Callable[[Mapping[str, Any]], None]):
+                 start_apps: Callable[[Mapping[str, Any]], None],
+                 sidecar_started: Callable[[Mapping[str, Any], Mapping[str, Any], Any], bool] | None = None):
         self.start = start
+        self.sidecar_started = sidecar_started
         self.procs = procs
         self.played = played
         self.start_apps = start_apps
@@ -122,7 +126,8 @@ class InitRunner:
         policy = spec.get("restartPolicy", "Always")
         by_name = {str(c["name"]): c for c in inits}
         for _ in range(2 * len(inits) + 2):
-            step = plan(inits, self.procs(pod), policy, done=st.done)
+            procs = self.procs(pod)
+            step = plan(inits, procs, policy, done=st.done, unstarted=self._unstarted(pod, inits, procs, st))
             if step.kind == "done":
                 if not st.done:
                     st.done = True
@@ -152,9 +157,27 @@ class InitRunner:
                     f"pod={md.get('name')}_{md.get('namespace') or 'default'}({md.get('uid')})")
                 return
             st.backing_off.pop(step.name, None)
+            st.started.discard(step.name)  # a new instance: its startupProbe runs again
             self.backoff.next(bkey, now)
             self._start(pod, c)
             return
+
+    def _unstarted(self, pod: Mapping[str, Any], inits: list[Mapping[str, Any]], procs: Mapping[str, Any],
+                   st: _PodInit) -> frozenset[str]:
+        """Running sidecars with a command and a startupProbe that has not succeeded yet (a played sidecar
+        has no process to probe: started at once)."""
+        out = set()
+        for c in inits:
+            name = str(c["name"])
+            p = procs.get(name)
+            if (not is_sidecar(c) or not c.get("startupProbe") or not c.get("command") or p is None
+                    or p.exit_code is not None or p.waiting is not None or name in st.started):
+                continue
+            if self.sidecar_started is not None and self.sidecar_started(pod, c, p):
+                st.started.add(name)
+            else:
+                out.add(name)
+        return frozenset(out)
 
     def statuses(self, pod: Mapping[str, Any]) -> list[dict[str, Any]]:
         """initContainerStatuses as the kubelet reports them."""
@@ -183,6 +206,7 @@ class InitRunner:
                 else:
                     entry["state"] = {"terminated": term}
             if is_sidecar(c):
-                entry["started"] = p is not None and p.waiting is None and p.exit_code is None
+                entry["started"] = (p is not None and p.waiting is None and p.exit_code is None
+                                    and (not c.get("startupProbe") or not c.get("command") or name in st.started))
             out.append(entry)
         return out

@@ -120,6 +120,25 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: sidecar-probe}
+spec:
+  volumes: [{name: w, emptyDir: {}}]
+  initContainers:
+  - name: side
+    image: x
+    restartPolicy: Always
+    command:
+    - sh
+    - -c
+    - sleep 1; echo side-up >> /w/order; exec python3 -c "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 9000)); s.listen(); time.sleep(3600)"
+    startupProbe: {tcpSocket: {port: 9000}, periodSeconds: 1, failureThreshold: 30}
+    volumeMounts: [{name: w, mountPath: /w}]
+  - {name: after, image: x, command: [sh, -c, "echo after >> /w/order"], volumeMounts: [{name: w, mountPath: /w}]}
+  containers:
+  - {name: app, image: x, command: [sh, -c, "echo app >> /w/order; sleep 3600"], volumeMounts: [{name: w, mountPath: /w}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: initfail}
 spec:
   restartPolicy: Never
@@ -273,6 +292,13 @@ def test_init_containers_in_order_and_a_sidecar_that_stays_up(cluster):
     assert by_name["second"]["state"]["terminated"]["reason"] == "Completed"
     assert "running" in by_name["side"]["state"] and by_name["side"]["started"] is True
     assert order.read_text().count("side") == 1  # the sidecar was never restarted
+    # with a startupProbe, the next init container waits until the sidecar's probe succeeded
+    order = Path(naming.state_dir(c.name), "pods", naming.pod_part("default", "sidecar-probe"), "volumes", "w",
+                 "order")
+    _wait(lambda: order.exists() and order.read_text().endswith("app\n"))
+    assert order.read_text() == "side-up\nafter\napp\n"
+    side = c.store.get("Pod", "default", "sidecar-probe")["status"]["initContainerStatuses"][0]
+    assert side["started"] is True and "running" in side["state"]
 
 
 def test_failing_init_containers(cluster):

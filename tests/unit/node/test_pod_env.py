@@ -220,6 +220,8 @@ def test_init_container_plan_order_sidecars_and_failures():
     # after initialization only sidecars are looked after: an exited one is restarted
     assert plan(inits, {"side": _P(0)}, "Always", done=True) == Step("restart", "side")
     assert plan(inits, {"side": _P()}, "Always", done=True) == Step("done")
+    # a sidecar whose startupProbe has not succeeded holds the next init container back
+    assert plan(inits, {"a": _P(0), "side": _P()}, "Always", unstarted=frozenset({"side"})) == Step("wait", "side")
 
 
 def test_kubectl_status_column_for_init_containers():
