@@ -331,3 +331,24 @@ def test_host_path_is_mapped_into_the_state_dir_and_projected_volumes(cluster):
     events = [e.message for e in list_events(c.store) if e.object == "Pod default/badvol" and e.reason == "FailedMount"]
     assert events == ['MountVolume.SetUp failed for volume "sock" : hostPath type Socket is not emulated: netsim '
                       "never touches the host's filesystem"]
+
+
+def test_down_unmounts_memory_volumes_left_by_a_dead_daemon():
+    """`down` (state.remove) unmounts the tmpfs of `emptyDir: {medium: Memory}` volumes before removing the
+    state dir, also when no daemon is left to do it."""
+    import subprocess
+
+    from netsim import state
+    from tests.conftest import unique_name
+    name = unique_name("cm")
+    vol = Path(naming.state_dir(name), "pods", "default_p", "volumes", "mem")
+    vol.mkdir(parents=True)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(vol)], check=True)
+        (vol / "f").write_text("x")
+        state.remove(name)
+        assert not os.path.exists(naming.state_dir(name))
+        assert not any(str(vol) in line for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    finally:
+        subprocess.run(["umount", "-l", str(vol)], check=False, capture_output=True)
+        state.remove(name)
