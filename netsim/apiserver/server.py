@@ -531,18 +531,15 @@ def timeline_event(api: ApiServer, e: Event, uids: dict[str, str]) -> dict[str, 
             "reportingInstance": host}
 
 
-def _events(api: ApiServer, t: Target, query: dict[str, str], accept: str) -> Response:
-    """Events: the stored Event objects and the control plane's timeline (netsim.controlplane.events),
-    served read-only as core/v1 Events. A watch follows stored Events only."""
-    h = api.handlers
-    if query.get("watch") in ("true", "1"):
-        return _watch(api, t, query, accept)
-    items, rv, _, _ = h.list(t, {k: v for k, v in query.items() if k in ("labelSelector", "fieldSelector")})
+def _timeline(api: ApiServer, t: Target, query: dict[str, str], since: int) -> tuple[list[dict[str, Any]], int]:
+    """The timeline's records after sequence `since` as Events of `t`'s group, filtered; and the last seq."""
     from netsim.apiserver.handlers import selected, selectors
     label, field = selectors(query, "Event")
     uids: dict[str, str] = {}
     made = []
-    for rec in api.store.events_since(0):
+    last = since
+    for rec in api.store.events_since(since):
+        last = rec["seq"]
         e = Event.from_record(rec)
         if e.object not in uids:
             kind, ns, name = involved(e.object)
@@ -555,13 +552,47 @@ def _events(api: ApiServer, t: Target, query: dict[str, str], accept: str) -> Re
             made.append(ev)
     if t.res.group == "events.k8s.io":
         made = [_events_v1(ev) for ev in made]
-    items = items + [h.present(t, ev) if t.res.group == "" else ev for ev in made]
+    return [api.handlers.present(t, ev) if t.res.group == "" else ev for ev in made], last
+
+
+def _events(api: ApiServer, t: Target, query: dict[str, str], accept: str) -> Response:
+    """Events: the stored Event objects and the control plane's timeline (netsim.controlplane.events),
+    served read-only as core/v1 (and events.k8s.io/v1) Events. A watch follows the timeline: from its
+    start without a resourceVersion (as ADDED events), else from the newest record when the watch begins
+    (timeline records are numbered apart from the store's resourceVersions)."""
+    h = api.handlers
+    if query.get("watch") in ("true", "1"):
+        return _events_watch(api, t, query, accept)
+    items, rv, _, _ = h.list(t, {k: v for k, v in query.items() if k in ("labelSelector", "fieldSelector")})
+    made, _ = _timeline(api, t, query, 0)
+    items = items + made
     items.sort(key=lambda ev: parse_time(ev.get("lastTimestamp") or ev.get("eventTime")
                                          or ev["metadata"].get("creationTimestamp")) or 0)
     if tables.wants_table(accept):
         return Response(200, _event_table(items, str(rv), accept, query))
     return Response(200, {"kind": "EventList", "apiVersion": t.res.group_version,
                           "metadata": {"resourceVersion": str(rv)}, "items": items})
+
+
+def _events_watch(api: ApiServer, t: Target, query: dict[str, str], accept: str) -> Response:
+    from netsim.apiserver.handlers import selectors
+    selectors(query, "Event")  # bad selectors answer 400 before the stream starts
+    from_start = (query.get("resourceVersion") or "") in ("", "0")
+    recs = api.store.events_since(0) if not from_start else []
+    since = recs[-1]["seq"] if recs else 0
+    timeout = float(query["timeoutSeconds"]) if (query.get("timeoutSeconds") or "").isdigit() else 1800.0
+    deadline = time.monotonic() + timeout
+
+    def stream() -> Iterator[bytes]:
+        seq = since
+        while not api.stopping() and time.monotonic() < deadline:
+            made, seq = _timeline(api, t, query, seq)
+            for ev in made:
+                obj = _event_table([ev], ev["metadata"]["resourceVersion"], accept, query) \
+                    if tables.wants_table(accept) else ev
+                yield json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n"
+            time.sleep(watch.POLL)
+    return Response(200, None, JSON, stream=stream())
 
 
 def _events_v1(ev: dict[str, Any]) -> dict[str, Any]:

@@ -105,9 +105,23 @@ def test_kubectl_apply_rollout_and_output_formats(cluster, kubectl, tmp_path):
 
 
 def test_kubectl_scale_label_wait_describe_events_delete(cluster, kubectl):
+    ev = subprocess.Popen([KUBECTL, "--context", f"netsim-{cluster.name}", "get", "events", "-w", "--watch-only",
+                           "--request-timeout=4s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=kubectl.env)
+    time.sleep(1)
     assert "scaled" in kubectl("scale", "deploy/web", "--replicas=2").stdout
     assert cluster.store.get("Deployment", "default", "web")["spec"]["replicas"] == 2
     kubectl("rollout", "status", "deploy/web", "--timeout=60s")
+    watched, _ = ev.communicate(timeout=30)
+    assert "Scaled up replica set" in watched and "SuccessfulCreate" in watched  # events as they happen
+    kubectl("set", "image", "deploy/web", "web=example/web:2")
+    kubectl("rollout", "status", "deploy/web", "--timeout=60s")
+    history = kubectl("rollout", "history", "deploy/web").stdout.split()
+    assert history[history.index("REVISION") + 2:][:3] == ["1", "<none>", "2"]
+    assert "rolled back" in kubectl("rollout", "undo", "deploy/web").stdout
+    kubectl("rollout", "status", "deploy/web", "--timeout=60s")
+    dep = cluster.store.get("Deployment", "default", "web")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "example/web:1"
     out = kubectl("wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout=60s").stdout
     assert out.count("condition met") == 2
     assert "labeled" in kubectl("label", "deploy", "web", "tier=front").stdout
