@@ -10,18 +10,24 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from netsim.node.http_probe import USER_AGENT
 from netsim.workload import h2
 
 
-def grpc_check(ip: str, port: int, service: str, timeout: float) -> tuple[bool, str]:
-    """Run one grpc probe from the current network namespace: (success, output)."""
+def grpc_check(ip: str, port: int, service: str, timeout: float,
+               make_socket: Callable[[], socket.socket] = socket.socket) -> tuple[bool, str]:
+    """Run one grpc probe: (success, output). `make_socket` makes the TCP socket in the namespace the
+    probe comes from (by default the current thread's); the exchange itself runs in the calling thread."""
     target = f"{ip}:{port}"
     deadline = time.monotonic() + timeout
+    sock = make_socket()
     try:
-        sock = socket.create_connection((ip, port), timeout=timeout)
+        sock.settimeout(timeout)
+        sock.connect((ip, port))
     except OSError as exc:
+        sock.close()
         why = "context deadline exceeded" if isinstance(exc, TimeoutError) else \
             f"connection error: desc = \"transport: Error while dialing: dial tcp {target}: connect: " \
             f"{os.strerror(exc.errno).lower() if exc.errno else exc}\""

@@ -13,9 +13,11 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from netsim.kernel.api import Kernel
+from netsim.node.grpc_probe import grpc_check
 from netsim.node.http_probe import http_get
 
 
@@ -43,9 +45,10 @@ def _dial_error(ip: str, port: int, exc: BaseException) -> str:
     return f"dial tcp {ip}:{port}: connect: {text}"
 
 
-def tcp_probe(ip: str, port: int, timeout: float) -> tuple[bool, str]:
+def tcp_probe(ip: str, port: int, timeout: float,
+              make_socket: Callable[[], socket.socket] = socket.socket) -> tuple[bool, str]:
     """pkg/probe/tcp DoTCPProbe: a connection that opens is a success; it is closed at once."""
-    with socket.socket() as s:
+    with make_socket() as s:
         s.settimeout(timeout)
         try:
             s.connect((ip, port))
@@ -76,14 +79,16 @@ def run_probe(kernel: Kernel, *, node_ns: str, pod_ns: str, ip: str, container: 
     if port is None:
         action = probe.get("tcpSocket") or probe.get("httpGet") or probe.get("grpc") or {}
         return False, f"unknown port {action.get('port')!r} for container {container.get('name')!r}"
+    # Only the socket is made on the kernel's namespace thread (a socket keeps its namespace); the connect
+    # and the exchange run here, on the prober's thread, so a slow or silent peer never holds that thread.
+    def make_socket() -> socket.socket:
+        return kernel.call_in(node_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC))
     if "httpGet" in probe:
-        action = probe["httpGet"] or {}
-        return kernel.call_in(node_ns, lambda: http_get(ip, port, action, timeout))
+        return http_get(ip, port, probe["httpGet"] or {}, timeout, make_socket)
     if "grpc" in probe:
-        from netsim.node.grpc_probe import grpc_check
         service = str((probe["grpc"] or {}).get("service") or "")
-        return kernel.call_in(node_ns, lambda: grpc_check(ip, port, service, timeout))
+        return grpc_check(ip, port, service, timeout, make_socket)
     if "tcpSocket" in probe:
-        return kernel.call_in(node_ns, lambda: tcp_probe(ip, port, timeout))
+        return tcp_probe(ip, port, timeout, make_socket)
     return True, ""
 
