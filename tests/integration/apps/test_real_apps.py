@@ -59,7 +59,7 @@ def one(t):
         with socket.create_connection((host, port), timeout=4):
             return None
     except OSError as e:
-        return f"{host}:{port}: {e}"
+        return [host, port, str(e)]
 with cf.ThreadPoolExecutor(32) as ex:
     print(json.dumps([r for r in ex.map(one, json.loads(sys.argv[1])) if r]))
 """
@@ -108,8 +108,7 @@ def _service_targets(c, ns: str) -> list[tuple[str, int]]:
 
 def _build(combo: tuple[str, str], stack: contextlib.ExitStack, lock: threading.Lock) -> Any:
     """One cluster of the plugin and backend holding every app of the corpus, each applied as published
-    into its own namespace (with a client pod); waits until every app but NOT_YET's is Ready and the data
-    plane has caught up. Registers the cluster's removal on `stack` as soon as it exists."""
+    into its own namespace (with a client pod); waits until every app but NOT_YET's is Ready. Registers the cluster's removal on `stack` as soon as it exists."""
     plugin, backend = combo
     t0 = time.monotonic()
     spec = {"nodes": 2, "network": {"plugin": plugin, "backend": backend}}
@@ -126,7 +125,6 @@ def _build(combo: tuple[str, str], stack: contextlib.ExitStack, lock: threading.
     for app, info in APPS.items():  # the same loader and checks as `netsim apply -n APP -f FILES`
         c.apply([DATA / app / f for f in info["files"]], namespace=app, wait=False)
     c.not_ready = _wait_ready(c, set(APPS), 120)
-    c.wait_converged(60)
     c.timings["apply+ready"] = time.monotonic() - t
     return c
 
@@ -172,9 +170,16 @@ def test_every_service_port_answers_by_its_dns_names(corpus):
     for app in APPS:
         targets = _service_targets(corpus, app)
         assert targets, app
-        r = corpus.exec(f"{app}/{CLIENT}", [sys.executable, "-c", CONNECT, json.dumps(targets)], timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert json.loads(r.stdout) == [], f"{app}: {r.stdout}"
+        end = time.monotonic() + 15  # Ready pods become endpoints on kube-proxy's next sync
+        while True:
+            r = corpus.exec(f"{app}/{CLIENT}", [sys.executable, "-c", CONNECT, json.dumps(targets)], timeout=60)
+            assert r.returncode == 0, r.stderr
+            failed = json.loads(r.stdout)
+            if not failed or time.monotonic() > end:
+                break
+            targets = [(host, port) for host, port, _ in failed]
+            time.sleep(1)
+        assert failed == [], f"{app}: {failed}"
     corpus.timings["services"] = time.monotonic() - t
 
 
