@@ -397,16 +397,21 @@ class ClusterKubelet:
         self._start_all(kubelet, sb, pod, parse_object(pod, Source("<store>")))
         return kubelet.node.ip
 
-    def delete_sandbox(self, pod: dict[str, Any]) -> None:
+    def delete_sandbox(self, pod: dict[str, Any], *, keep_volumes: bool = False) -> None:
+        """`keep_volumes`: the pod lives on in a new sandbox (a vanished one is made again): its emptyDirs
+        keep their data, as they belong to the pod, not to the sandbox."""
         node = o.node_name(pod)
         if self.host_network(pod):
             self.workload.unserve(o.key(pod))
+            self.inits.forget(o.key(pod))
             if node in self.kubelets:
                 self.kubelets[node].stop_containers(o.namespace(pod) or "default", o.name(pod))
+            if self.setup is not None and not keep_volumes:
+                self.setup.volumes.teardown(naming.pod_part(o.namespace(pod) or "default", o.name(pod)))
             return
-        self.teardown(node or "", o.namespace(pod) or "default", o.name(pod))
+        self.teardown(node or "", o.namespace(pod) or "default", o.name(pod), keep_volumes=keep_volumes)
 
-    def teardown(self, node: str, namespace: str, name: str) -> None:
+    def teardown(self, node: str, namespace: str, name: str, *, keep_volumes: bool = False) -> None:
         """Everything a pod's sandbox holds, in the order that frees its namespace: the sockets bound in it
         (workload ports, CoreDNS's port 53: an open socket keeps a deleted namespace alive), the container
         processes, CNI DEL and the netns, then its /etc/netns entry. Used for deleted pods and for
@@ -422,7 +427,7 @@ class ClusterKubelet:
         if kubelet is not None:
             kubelet.stop_sandbox(namespace, name)
         if self.setup is not None:
-            self.setup.remove(netns, namespace, name)
+            self.setup.remove(netns, namespace, name, keep_volumes=keep_volumes)
         remove_resolv_conf(netns)
 
     def adopt(self, pod: dict[str, Any], sb: Sandbox | None) -> None:
@@ -777,7 +782,7 @@ class Daemon:
             sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
             if sb is not None and kubelet.sandbox_alive(sb):
                 continue
-            self.kubelet.delete_sandbox(pod)
+            self.kubelet.delete_sandbox(pod, keep_volumes=True)
             new = {k: v for k, v in status.items() if k not in ("podIP", "podIPs")}
             for typ in ("Ready", "ContainersReady"):
                 o.set_condition(new, typ, "False", self.clock.now(), reason="SandboxChanged")

@@ -81,9 +81,10 @@ class PodSetup:
         ips = [p.get("ip") for p in (pod.get("status") or {}).get("podIPs") or [] if p.get("ip")] or [ip]
         write_hosts(netns, pod_hosts_content(pod, ips, self.domain))
 
-    def remove(self, netns: str, namespace: str, name: str) -> None:
+    def remove(self, netns: str, namespace: str, name: str, *, keep_volumes: bool = False) -> None:
         remove_hosts(netns)
-        self.volumes.teardown(naming.pod_part(namespace, name))
+        if not keep_volumes:
+            self.volumes.teardown(naming.pod_part(namespace, name))
 
     # -- containers ------------------------------------------------------------------------------------
     def context(self, pod: Mapping[str, Any], service_env: Mapping[str, str], host_ip: str) -> PodContext:

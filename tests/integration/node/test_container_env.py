@@ -139,6 +139,14 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: keeper}
+spec:
+  volumes: [{name: d, emptyDir: {}}]
+  containers:
+  - {name: c, image: x, command: [sh, -c, "echo run >> /d/runs; sleep 3600"], volumeMounts: [{name: d, mountPath: /d}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: initfail}
 spec:
   restartPolicy: Never
@@ -331,6 +339,15 @@ def test_host_path_is_mapped_into_the_state_dir_and_projected_volumes(cluster):
     events = [e.message for e in list_events(c.store) if e.object == "Pod default/badvol" and e.reason == "FailedMount"]
     assert events == ['MountVolume.SetUp failed for volume "sock" : hostPath type Socket is not emulated: netsim '
                       "never touches the host's filesystem"]
+
+
+def test_an_empty_dir_outlives_its_sandbox(cluster):
+    """emptyDir belongs to the pod: a sandbox made again (`netsim kill pod`) finds its data."""
+    c = cluster
+    runs = Path(naming.state_dir(c.name), "pods", naming.pod_part("default", "keeper"), "volumes", "d", "runs")
+    _wait(lambda: runs.exists() and runs.read_text() == "run\n")
+    c.kill_pod("keeper", wait=False)
+    _wait(lambda: runs.exists() and runs.read_text() == "run\nrun\n")
 
 
 def test_down_unmounts_memory_volumes_left_by_a_dead_daemon():
