@@ -15,6 +15,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from netsim import naming
 from netsim.apiserver import certs, kubeconfig
 
@@ -62,14 +64,20 @@ def prepare(cluster: str, service_cidr: str, dns_domain: str, *, merge_kubeconfi
     pki = certs.make_pki(pki_dir(cluster), service_ip=kubernetes_service_ip(service_cidr), dns_domain=dns_domain)
     ep = Endpoint(cluster, free_port(), pki)
     kc_path = kubeconfig.path_for_merge() if merge_kubeconfig else None
+    error = None
+    if kc_path:
+        try:
+            kubeconfig.merge(ep.kubeconfig(), kc_path)
+        except (OSError, yaml.YAMLError) as e:
+            # The cluster is fine without it (`netsim kubeconfig` prints the config); `up` says why.
+            error, kc_path = f"{kc_path}: {e}", None
     path = record_path(cluster)
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"host": HOST, "port": ep.port, "pki": pki.root, "kubeconfig": kc_path}, f)
+        json.dump({"host": HOST, "port": ep.port, "pki": pki.root, "kubeconfig": kc_path,
+                   "kubeconfigError": error}, f)
     os.replace(tmp, path)
-    if kc_path:
-        kubeconfig.merge(ep.kubeconfig(), kc_path)
     return ep
 
 
@@ -87,8 +95,11 @@ def describe(cluster: str) -> dict[str, Any] | None:
     try:
         with open(record_path(cluster)) as f:
             rec = json.load(f)
-        return {"server": f"https://{rec['host']}:{rec['port']}", "context": kubeconfig.context_name(cluster),
-                "kubeconfig": rec.get("kubeconfig")}
+        out = {"server": f"https://{rec['host']}:{rec['port']}", "context": kubeconfig.context_name(cluster),
+               "kubeconfig": rec.get("kubeconfig")}
+        if rec.get("kubeconfigError"):
+            out["kubeconfigError"] = rec["kubeconfigError"]
+        return out
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
 

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 PREFIX = "netsim-"
+STALE_LOCK = 60.0  # seconds after which a lock file is taken to be left behind by a dead process
 
 
 def context_name(cluster: str) -> str:
@@ -77,6 +78,10 @@ def _locked(path: str, timeout: float = 10.0) -> Iterator[None]:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             break
         except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - os.stat(lock).st_mtime > STALE_LOCK:
+                    os.unlink(lock)  # left by a process killed while it held it
+                    continue
             if time.monotonic() > deadline:
                 raise OSError(errno.EBUSY, f"kubeconfig {path} is locked by {lock}; remove it if no "
                                            "other tool is writing the kubeconfig") from None

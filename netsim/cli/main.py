@@ -107,9 +107,12 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, outp
     if not emit(info, output):
         click.echo(f"cluster {spec.name} ready: {len(st.nodes)} node(s), {len(st.hosts)} external host(s), "
                    f"{spec.network.plugin}/{spec.network.backend} in {st.extra.get('buildSeconds')}s")
-        if info.get("apiServer"):
-            click.echo(f"kubectl context {info['apiServer']['context']} ({info['apiServer']['server']}) in "
-                       f"{info['apiServer']['kubeconfig']}")
+        api = info.get("apiServer") or {}
+        if api.get("kubeconfig"):
+            click.echo(f"kubectl context {api['context']} ({api['server']}) in {api['kubeconfig']}")
+        elif api.get("kubeconfigError"):
+            click.echo(f"netsim up: warning: the kubeconfig was not updated ({api['kubeconfigError']}); "
+                       f"`netsim kubeconfig --cluster {spec.name}` prints it", err=True)
 
 
 @cli.command()

@@ -196,3 +196,23 @@ def test_websocket_handshake_and_frames():
     assert execws.read_frame(Wire(masked)) == (execws.OP_BIN, b"\x00ab")
     st = execws.exit_status(3, ["sh", "-c", "exit 3"])
     assert st["reason"] == "NonZeroExitCode" and st["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
+
+
+def test_a_stale_kubeconfig_lock_is_broken_and_a_broken_kubeconfig_does_not_stop_up(tmp_path, monkeypatch):
+    path = str(tmp_path / "config")
+    lock = path + ".lock"
+    open(lock, "w").close()
+    os.utime(lock, (0, 0))  # left by a process that died long ago
+    kubeconfig.merge(_config("a"), path)
+    assert not os.path.exists(lock) and "netsim-a" in Path(path).read_text()
+    from netsim import naming
+    from netsim.apiserver import endpoint
+    monkeypatch.setattr(naming, "STATE_ROOT", str(tmp_path / "state"))
+    os.makedirs(naming.state_dir("b"))
+    bad = tmp_path / "bad"
+    bad.write_text("clusters: [unclosed")
+    monkeypatch.setenv("KUBECONFIG", str(bad))
+    ep = endpoint.prepare("b", "10.96.0.0/12", "cluster.local")
+    info = endpoint.describe("b")
+    assert ep.port and info["kubeconfig"] is None and str(bad) in info["kubeconfigError"]
+    assert bad.read_text() == "clusters: [unclosed"
