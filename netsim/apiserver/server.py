@@ -359,6 +359,12 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
               headers: Any, accept: str, body: Callable[[], Any], url: str) -> Response:
     h = api.handlers
     t = _parse_target(api, group, version, rest)
+    if t.res.namespaced and t.namespace is None and t.res.stored_kind != "Namespace":
+        # Across namespaces there is only LIST and WATCH (installer.go registers nothing else there).
+        if t.name is not None:
+            raise errors.resource_not_found()
+        if method != "GET":
+            raise errors.method_not_allowed(method, t.res.plural)
     want_table = tables.wants_table(accept)
     if "get" not in t.res.verbs:
         return _request_kind(api, method, t, body)

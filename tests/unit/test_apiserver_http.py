@@ -62,6 +62,9 @@ def test_authentication_and_keep_alive(server):
         assert call(c, "GET", "/healthz")[2] == b"ok"
         assert call(c, "POST", "/api/v1/namespaces/default/nope", {"a": 1})[0] == 404
     assert call(c, "PUT", "/api/v1/namespaces/default/configmaps")[0] == 405
+    assert call(c, "POST", "/api/v1/configmaps", {"metadata": {"name": "x"}})[0] == 405  # no namespace
+    assert call(c, "GET", "/api/v1/configmaps/x")[0] == 404
+    assert call(c, "GET", "/api/v1/configmaps")[0] == 200
 
 
 def test_discovery_by_accept_and_tables(server):
