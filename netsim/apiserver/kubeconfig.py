@@ -72,6 +72,9 @@ def build(cluster: str, server: str, ca: bytes, client_cert: bytes, client_key: 
 def _locked(path: str, timeout: float = 10.0) -> Iterator[None]:
     """client-go's LockFile: create `<path>.lock` exclusively, remove it when done."""
     lock = f"{path}.lock"
+    d = os.path.dirname(path)
+    if d and not os.path.isdir(d):  # a first kubeconfig: ~/.kube may not exist yet
+        os.makedirs(d, mode=0o700, exist_ok=True)
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -58,6 +58,14 @@ def test_kubeconfig_merge_keeps_other_entries_sets_current_context_and_is_0600(t
     assert kubeconfig.remove("a", path) is False
 
 
+def test_a_first_kubeconfig_makes_its_directory(tmp_path):
+    """A fresh machine has no ~/.kube: `up` makes it (0700), as kubectl and kind do."""
+    path = str(tmp_path / "home" / ".kube" / "config")
+    assert kubeconfig.merge(_config("a"), path) == path
+    assert yaml.safe_load(Path(path).read_text())["current-context"] == "netsim-a"
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+
+
 def test_kubeconfig_path_follows_kind_and_kubectl(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     assert kubeconfig.path_for_merge({"KUBECONFIG": a}) == a
