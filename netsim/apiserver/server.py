@@ -116,7 +116,10 @@ class ApiServer:
                 "requests": self.requests, "handlerErrors": self.handler_errors}
 
     def authenticate(self, sock: ssl.SSLSocket, headers: Any) -> tuple[str, tuple[str, ...]] | None:
-        der = sock.getpeercert(binary_form=True)
+        try:
+            der = sock.getpeercert(binary_form=True)
+        except (ValueError, OSError):  # the peer went away (or never finished the handshake)
+            return None
         if der:
             return certs.subject_of(der)
         auth = headers.get("Authorization") or ""

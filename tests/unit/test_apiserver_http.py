@@ -114,3 +114,31 @@ def test_pod_log_tail_and_container_choice(server, monkeypatch, tmp_path):
     assert (status, body) == (200, b"two\nthree\n") and ctype.startswith("text/plain")
     status, _, body = call(c, "GET", "/api/v1/namespaces/default/pods/p/log?container=a&previous=true")
     assert status == 400 and "previous terminated container" in json.loads(body)["message"]
+
+
+def test_malformed_connections_do_not_hurt_the_server(server):
+    import socket
+    port = server.endpoint.port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # not TLS at all
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.settimeout(5)
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+    ctx = ssl.create_default_context(cafile=server.endpoint.pki.ca_crt)
+    ctx.load_cert_chain(server.endpoint.pki.admin_crt, server.endpoint.pki.admin_key)
+    for junk in (b"\x00\xff garbage\r\n\r\n", b"GET /api/v1/pods HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+                 b"PATCH /api/v1/namespaces/default/configmaps/x HTTP/1.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 5\r\n\r\n{nope", b"GET /api/v1/namespaces/default/pods?watch=true"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(junk)
+            s.settimeout(2)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+    c = conn(server)
+    assert call(c, "GET", "/readyz")[2] == b"ok"
+    assert server.health()["state"] == "running" and server.health()["handlerErrors"] == 0
