@@ -183,12 +183,18 @@ class InitRunner:
         """initContainerStatuses as the kubelet reports them."""
         st = self.pods.get(self._key(pod)) or _PodInit()
         procs = self.procs(pod)
+        before = {x.get("name"): x for x in (pod.get("status") or {}).get("initContainerStatuses") or []}
         out = []
         for c in (pod.get("spec") or {}).get("initContainers") or []:
             name = str(c["name"])
             p = procs.get(name)
             entry: dict[str, Any] = {"name": name, "image": c.get("image", ""), "ready": False,
                                      "restartCount": p.restarts if p is not None else 0}
+            if p is None and st.done and not is_sidecar(c):
+                # completed before this daemon started (adopted pod): what was reported then stands
+                out.append(before.get(name) or {**entry, "state": {"terminated": {"exitCode": 0,
+                                                                                  "reason": "Completed"}}})
+                continue
             if p is None:
                 entry["state"] = {"waiting": {"reason": "PodInitializing"}}
             elif p.waiting is not None:

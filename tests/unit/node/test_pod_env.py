@@ -240,3 +240,17 @@ def test_kubectl_status_column_for_init_containers():
     assert status({"state": {"waiting": {"reason": "CrashLoopBackOff"}}}, waiting, waiting) == "Init:CrashLoopBackOff"
     assert status({"state": {"terminated": {"exitCode": 3, "reason": "Error"}}}, waiting, waiting) == "Init:Error"
     assert status(done, {"state": {"running": {}}, "started": True}, done) == "Pending"
+
+
+def test_init_runner_adopted_pod_keeps_its_completed_init_statuses():
+    from netsim.node.init_containers import InitRunner
+    started, apps = [], []
+    runner = InitRunner(lambda pod, c: started.append(c["name"]) or True, lambda pod: {},
+                        lambda pod, name, code: None, lambda pod: apps.append(1))
+    prev = {"name": "i", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}, "restartCount": 2}
+    pod = {"metadata": {"name": "p", "namespace": "d"},
+           "spec": {"initContainers": [{"name": "i", "command": ["true"]}], "containers": [{"name": "a"}]},
+           "status": {"initContainerStatuses": [prev]}}
+    runner.begin(pod, initialized=True)
+    assert started == [] and runner.state(pod).done  # a completed init container is not run again
+    assert runner.statuses(pod) == [prev]
