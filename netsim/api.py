@@ -311,7 +311,7 @@ class Cluster:
         obj["spec"]["replicas"] = replicas
         self.store.update(obj)
         if wait:
-            self.wait_converged(timeout)
+            self.wait_converged(timeout, [obj])  # its pods, never the rest of the cluster
 
     def set_image(self, name: str, image: str, namespace: str = "default", container: str | None = None, *,
                   env: dict[str, str] | None = None, wait: bool = False) -> None:

@@ -263,7 +263,12 @@ def scale(target: str, replicas: int, namespace: str, cluster: str | None, wait:
     obj["spec"]["replicas"] = replicas
     store.update(obj)
     click.echo(f"{k.lower()}/{name} scaled")
-    _wait(st.name, store.current_rv(), wait, timeout)
+    if wait:  # for the scaled object's pods only, as apply waits for what it applied
+        c = Cluster(st.name)
+        try:
+            c.wait_converged(timeout, [obj])
+        finally:
+            c.close()
 
 
 @click.group()

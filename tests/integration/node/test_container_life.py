@@ -123,6 +123,8 @@ spec:
     # never a wait for that pod: allow one pass, and one more for the noise of a loaded machine.
     longest = max(pass_before, pass_after)
     assert elapsed <= baseline + 2 * longest, (elapsed, baseline, longest)
+    cluster.scale("Deployment", "many", 101, timeout=60)  # scale, too, waits for its own pods only
+    assert len([p for p in cluster.pods("default") if p["metadata"]["name"].startswith("many-")]) == 101
 
 
 def _events(cluster: Cluster, pod: str) -> list[tuple[str, str]]:
