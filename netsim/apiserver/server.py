@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
-from netsim.apiserver import certs, discovery, errors, execws, logs, openapi, tables, watch
+from netsim.apiserver import certs, discovery, errors, execws, logs, openapi, protobuf, tables, watch
 from netsim.apiserver.endpoint import HOST, Endpoint
 from netsim.apiserver.handlers import Handlers, Target
 from netsim.controlplane.events import Event
@@ -190,6 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not raw:
                 return None
             ctype = (self.headers.get("Content-Type") or JSON).split(";")[0].strip()
+            if ctype == protobuf.CONTENT_TYPE:
+                return protobuf.decode(raw)
             try:
                 if ctype in ("application/yaml", "application/apply-patch+yaml"):
                     return yaml.safe_load(raw)

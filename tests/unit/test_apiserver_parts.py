@@ -224,3 +224,30 @@ def test_a_stale_kubeconfig_lock_is_broken_and_a_broken_kubeconfig_does_not_stop
     info = endpoint.describe("b")
     assert ep.port and info["kubeconfig"] is None and str(bad) in info["kubeconfigError"]
     assert bad.read_text() == "clusters: [unclosed"
+
+
+# What kubectl 1.32 sent for `kubectl create secret generic pbsec --from-literal=user=admin` (captured).
+KUBECTL_SECRET = bytes.fromhex(
+    "6b3873000a0c0a027631120653656372657412280a150a05706273656312001a0022002a00320038004200120d0a0475736572"
+    "120561646d696e1a001a002200")
+
+
+def test_protobuf_bodies_of_the_kinds_kubectl_create_sends():
+    from netsim.apiserver import protobuf
+    assert protobuf.decode(KUBECTL_SECRET) == {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pbsec"},
+                                               "data": {"user": "YWRtaW4="}}
+
+    def field(num: int, payload: bytes) -> bytes:
+        return bytes([num << 3 | 2, len(payload)]) + payload
+    cm = field(1, field(1, b"cm") + field(3, b"ns") + field(11, field(1, b"k") + field(2, b"v"))) + \
+        field(2, field(1, b"a") + field(2, b"b"))
+    body = protobuf.MAGIC + field(1, field(1, b"v1") + field(2, b"ConfigMap")) + field(2, cm)
+    assert protobuf.decode(body) == {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"},
+                                     "metadata": {"name": "cm", "namespace": "ns", "labels": {"k": "v"}}}
+    other = protobuf.MAGIC + field(1, field(1, b"apps/v1") + field(2, b"Deployment")) + field(2, b"")
+    with pytest.raises(errors.ApiError) as e:
+        protobuf.decode(other)
+    assert e.value.code == 415
+    with pytest.raises(errors.ApiError) as e:
+        protobuf.decode(protobuf.MAGIC + b"\x0a\xff")
+    assert e.value.code == 400

@@ -135,6 +135,15 @@ def test_kubectl_scale_label_wait_describe_events_delete(cluster, kubectl):
     assert kubectl("get", "deploy", "web", check=False).returncode == 1
 
 
+def test_kubectl_create_sends_protobuf_for_config_kinds(cluster, kubectl):
+    kubectl("create", "namespace", "made")
+    kubectl("create", "configmap", "made", "-n", "made", "--from-literal=k=v")
+    kubectl("create", "secret", "generic", "made", "-n", "made", "--from-literal=user=admin")
+    assert cluster.store.get("ConfigMap", "made", "made")["data"] == {"k": "v"}
+    assert cluster.store.get("Secret", "made", "made")["type"] == "Opaque"
+    kubectl("delete", "namespace", "made")
+
+
 def test_kubectl_get_watch_streams_changes(cluster, kubectl, tmp_path):
     (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\n")
     w = subprocess.Popen([KUBECTL, "--context", f"netsim-{cluster.name}", "get", "configmaps", "-w",
