@@ -18,6 +18,7 @@ from netsim.model import specfields as sf
 from netsim.model.errors import Source, SpecError
 from netsim.model.meta import Fields, ObjectMeta, checked_annotations, object_name, parse_metadata
 from netsim.model.pod_sources import (
+    validate_container_restart_policy,
     validate_env_from,
     validate_value_from,
     validate_volume_mounts,
@@ -463,6 +464,7 @@ def parse_pod_spec(f: Fields, *, is_pod: bool = False) -> PodSpec:
     for key in ("containers", "initContainers"):
         for i, raw_c in enumerate(f.list(key)):
             validate_volume_mounts(f.sub(raw_c, f".{key}[{i}]"), volumes)
+            validate_container_restart_policy(f.sub(raw_c, f".{key}[{i}]"), init=key == "initContainers")
     seen: dict[str, str] = {}
     for i, c in enumerate(containers + inits):
         where = f"containers[{i}]" if i < len(containers) else f"initContainers[{i - len(containers)}]"

@@ -201,3 +201,20 @@ def validate_volume_mounts(cf: Fields, volumes: set[str]) -> None:
         if sub and mf.get("subPathExpr"):
             raise mf.error("subPathExpr", f'Invalid value: "{mf.get("subPathExpr")}": subPathExpr and subPath '
                                           "are mutually exclusive")
+
+
+def validate_container_restart_policy(cf: Fields, *, init: bool) -> None:
+    """A container's restartPolicy (validateInitContainers / validateContainers): an init container may
+    say `Always` (a sidecar) and nothing else; an app container may not set it. Probes are for sidecars
+    and app containers only."""
+    policy = cf.get("restartPolicy")
+    if not init:
+        if policy is not None:
+            raise cf.error("restartPolicy", "Forbidden: may not be set for non-init containers")
+        return
+    if policy is not None and policy != "Always":
+        raise cf.error("restartPolicy", f'Unsupported value: "{policy}": supported values: "Always"')
+    if policy is None:
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if cf.has(probe):
+                raise cf.error(probe, "Forbidden: may not be set for init containers without restartPolicy=Always")
