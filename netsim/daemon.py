@@ -73,6 +73,7 @@ from netsim.node.probe_actions import probe_port, run_probe
 from netsim.node.prober import LIVENESS, ContainerProbes, ProbeManager
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.security import ContainerConfigError, effective
+from netsim.node.service_ports import ServiceIndex, index_services, target_ports_for
 from netsim.node.sync_runner import SyncRunner
 from netsim.policy.verify import inputs_from_store
 from netsim.proxy.adapter import collect
@@ -193,6 +194,7 @@ class ClusterKubelet:
         self.dns = dns
         self.spec = spec
         self.services = services  # () -> typed Services, for env-var service discovery
+        self.service_ports: ServiceIndex = {}  # the Services' numeric targetPorts (Daemon._sync_service_ports)
         # /etc/hosts, env (valueFrom, envFrom, $(VAR)), volumes, workingDir: netsim/node/pod_setup.py
         self.setup = setup
         self.events = events  # (ref, reason, message, actor) -> None
@@ -219,11 +221,20 @@ class ClusterKubelet:
         return node in self.kubelets and node not in self.failed
 
     @staticmethod
-    def _ports(pod: dict[str, Any], down: set[str] | frozenset[str] = frozenset()) -> list[tuple[int, str]]:
+    def _ports(pod: dict[str, Any], down: set[str] | frozenset[str] = frozenset(),
+               services: ServiceIndex | None = None) -> list[tuple[int, str]]:
         """The ports the workload server listens on: every declared containerPort, and for the containers
         it plays (no `command`) the ports their tcpSocket/httpGet/grpc probes name, which images listen on
-        without declaring them; none of the played containers in `down` (killed, not restarted yet)."""
+        without declaring them; none of the played containers in `down` (killed, not restarted yet). A pod
+        of played containers only (no process of its own could be the listener), not on the host network
+        and with none down, also serves the numeric targetPorts of the Services in `services` that select
+        it (netsim.node.service_ports)."""
         out = []
+        spec = pod.get("spec") or {}
+        running = [*(spec.get("containers") or []),  # and the sidecars, which run alongside them
+                   *(c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always")]
+        if services and not down and not spec.get("hostNetwork") and not any(container_argv(c) for c in running):
+            out += target_ports_for(pod, services)
         for c in (pod.get("spec") or {}).get("containers") or []:
             if c["name"] in down and not container_argv(c):
                 continue
@@ -359,7 +370,7 @@ class ClusterKubelet:
             kubelet.record_played(sb, name, exit_code)
 
     def _serve_ports(self, pod: dict[str, Any]) -> list[tuple[int, str]]:
-        ports = self._ports(pod, self.played.down(o.key(pod)))
+        ports = self._ports(pod, self.played.down(o.key(pod)), self.service_ports)
         return [p for p in ports if p not in DNS_PORTS] if self.is_dns_pod(pod) else ports
 
     @staticmethod
@@ -642,6 +653,7 @@ class Daemon:
         self._announced: dict[str, str] = {}  # service IP -> announcing node
         self._seen_rv = -1
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
+        self._services_stale = True  # the workload server's Service targetPorts are read on the first pass
         self._felix_fp: dict[str, str] = {}
         self._net_fp = ""
         self._reported_invalid: dict[str, str] = {}  # object ref -> the error last reported for it
@@ -1175,6 +1187,25 @@ class Daemon:
     DNS_KINDS = frozenset({"Service", "EndpointSlice", "Pod", "Namespace", "StatefulSet"})
     VOLUME_KINDS = frozenset({"ConfigMap", "Secret", "Pod"})  # the sources of configMap/secret/downwardAPI volumes
 
+    def _sync_service_ports(self) -> None:
+        """Services changed: the workload server serves the numeric targetPorts of the Services selecting
+        each played pod (netsim.node.service_ports); pods whose port list changed are served again (the
+        workload server converges: new ports opened, stale ones closed)."""
+        self._services_stale = False
+        self.kubelet.service_ports = index_services(self.store.list("Service"))
+        for pod in self.store.list("Pod"):
+            node = o.node_name(pod)
+            if (not (pod.get("status") or {}).get("podIP") or not self.kubelet.node_alive(node)
+                    or o.is_terminal(pod) or o.is_terminating(pod) or ClusterKubelet.host_network(pod)):
+                continue
+            key = o.key(pod)
+            ports = self.kubelet._serve_ports(pod)
+            if set(ports) == set(self.workload.listening(key)) | set(self.workload.failures(key)):
+                continue
+            sb = self.kubelets[node].sandbox(o.namespace(pod) or "default", o.name(pod))
+            if sb is not None:
+                self.workload.serve(key, node, sb.netns, ports)
+
     def _sync_volumes(self) -> None:
         """The kubelet's volume sync: API-data volumes rewritten (atomically) from the current objects."""
         pods = [p for p in self.store.list("Pod") if self.kubelet.node_alive(o.node_name(p) or "")]
@@ -1187,6 +1218,8 @@ class Daemon:
         self._reap_whatifs()
         self._sync_failed_nodes()
         self._heal_sandboxes()
+        if self._services_stale:
+            self._sync_service_ports()
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config)
         writes = kubelet_step(self.store, self.kubelet, self.clock)
         self._sync_pod_network()
@@ -1211,6 +1244,8 @@ class Daemon:
             self._refresh_dns()
         if changed & self.VOLUME_KINDS:
             self._sync_volumes()
+        if "Service" in changed:
+            self._sync_service_ports()
         self._dataplane_dirty = False
         return bool(res.applied or writes)
 

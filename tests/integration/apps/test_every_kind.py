@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -183,3 +184,55 @@ def test_lists_directories_recursion_and_stdin(cluster, tmp_path):
     r = netsim(cluster.name, "delete", "-R", "-f", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert netsim(cluster.name, "get", "cm", "deep").returncode != 0
+
+
+UNDECLARED = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: quiet}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: quiet}}
+  template:
+    metadata: {labels: {app: quiet}}
+    spec: {containers: [{name: quiet, image: example/quiet:1}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: quiet-a}
+spec: {selector: {app: quiet}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: caller}
+spec: {containers: [{name: c, image: busybox}]}
+"""
+
+
+def test_played_pods_serve_the_undeclared_target_ports_of_their_services(cluster):
+    """Real images listen on ports they never declare; a Service's numeric targetPort names one. A pod of
+    played containers serves them, and follows Services as they come and go."""
+    c = cluster
+    c.apply(UNDECLARED)
+    quiet = next(p for p in c.pods("default") if p["metadata"]["name"].startswith("quiet-"))
+    ip = quiet["status"]["podIP"]
+
+    def outcome(to: str, port: int | None = None) -> str:
+        end = time.monotonic() + 10  # the daemon's next pass serves a new Service's port
+        while True:
+            (res,) = c.probe("default/caller", to, [port] if port else None, timeout=1.0)
+            if res.outcome == "connected" or time.monotonic() > end:
+                return res.outcome
+            time.sleep(0.3)
+
+    assert outcome("svc/default/quiet-a") == "connected"
+    c.apply("apiVersion: v1\nkind: Service\nmetadata: {name: quiet-b}\n"
+            "spec: {selector: {app: quiet}, ports: [{port: 81, targetPort: 9090}]}\n")
+    assert outcome("svc/default/quiet-b") == "connected"
+    c.delete("Service", "quiet-a")
+    end = time.monotonic() + 10
+    while c.probe("default/caller", f"{ip}:8080", timeout=1.0)[0].outcome == "connected" \
+            and time.monotonic() < end:
+        time.sleep(0.3)
+    assert c.probe("default/caller", f"{ip}:8080", timeout=1.0)[0].outcome == "refused"
+    assert c.probe("default/caller", f"{ip}:9090", timeout=1.0)[0].outcome == "connected"
