@@ -381,7 +381,11 @@ class Cluster:
             bad = [f"pod {o.key(p)}: {failed[o.key(p)]}" for p in pods if o.key(p) in failed]
             if bad:
                 raise daemonctl.DaemonError("; ".join(bad) + " (see netsim events; it is retried with backoff)")
-            hopeless = [p for p in pods if readiness.hopeless(p)]
+            # Failed for good, as seen by a pass that began after the pod's last write (the phase and the
+            # container statuses are written at different points of one pass).
+            seen = int(marker.get("rv") or 0)
+            hopeless = [p for p in pods if readiness.hopeless(p)
+                        and seen >= int((p.get("metadata") or {}).get("resourceVersion") or 0)]
             if hopeless:
                 raise daemonctl.DaemonError("cannot become ready: " + "; ".join(readiness.summary(hopeless)))
             return readiness.summary(p for p in pods if not readiness.settled(p))

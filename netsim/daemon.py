@@ -70,7 +70,7 @@ from netsim.node.liveness import PlayedContainers
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup, VolumeError
 from netsim.node.probe_actions import probe_port, run_probe
-from netsim.node.prober import LIVENESS, ContainerProbes, ProbeManager
+from netsim.node.prober import LIVENESS, ContainerProbes, ProbeManager, SpamFilter
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.security import ContainerConfigError, effective
 from netsim.node.service_ports import ServiceIndex, index_services, target_ports_for
@@ -209,6 +209,7 @@ class ClusterKubelet:
         self.played = PlayedContainers()  # restarts of containers the workload server plays
         self.probes: dict[tuple[str, str], ContainerProbes] = {}  # what the probes last said, per container
         self._killed: set[tuple[str, str, Any]] = set()  # (pod, container, instance) killed after a probe
+        self._spam = SpamFilter()  # Unhealthy events per pod, as client-go's event spam filter lets through
         # When this daemon made each sandbox: startTime has whole seconds only, too coarse for
         # initialDelaySeconds (adopted pods fall back to it).
         self._started: dict[str, float] = {}
@@ -512,6 +513,7 @@ class ClusterKubelet:
         for k in [k for k in self.probes if k[0] == pod_key]:
             del self.probes[k]
         self._killed = {k for k in self._killed if k[0] != pod_key}
+        self._spam.forget(f"{pod_key}\0")
 
     def _probe(self, pod: dict[str, Any], procs: dict[str, Any]) -> bool:
         """Run the containers' probes as the kubelet's workers do (netsim.node.prober); True when every
@@ -545,7 +547,8 @@ class ClusterKubelet:
             ready &= res.ready
             actor = f"kubelet/{node}"
             for kind, output in res.failures:
-                self._record(o.ref(pod), "Unhealthy", f"{kind} probe failed: {output}"[:1024], actor)
+                if self._spam.allow(f"{key}\0{actor}", now):
+                    self._record(o.ref(pod), "Unhealthy", f"{kind} probe failed: {output}"[:1024], actor)
             if res.kill and (key, c["name"], instance) not in self._killed:
                 self._killed.add((key, c["name"], instance))
                 self._kill(pod, c, res.kill, played, actor)

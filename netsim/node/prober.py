@@ -199,3 +199,27 @@ class ProbeManager:
     def shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class SpamFilter:
+    """client-go's EventSourceObjectSpamFilter (tools/record/events_cache.go): per source and object a token
+    bucket of `burst` events refilled at `qps` (defaults 25 and one per 5 minutes), so a probe that fails
+    every second for a day reports its first 25 failures and then one every 5 minutes, not 86400."""
+
+    burst: float = 25.0
+    qps: float = 1.0 / 300.0
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, last refill)
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.qps)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+    def forget(self, prefix: str) -> None:
+        for key in [k for k in self._buckets if k.startswith(prefix)]:
+            del self._buckets[key]

@@ -86,3 +86,13 @@ def test_played_containers_restart_with_the_back_off():
     assert p.restart_wait("ns/p", "app", now=12.0) == 9.0  # then 10 s after the exit
     p.forget("ns/p")
     assert p.peek("ns/p", "app") is None
+
+
+def test_spam_filter_lets_a_burst_through_then_one_per_refill():
+    from netsim.node.prober import SpamFilter
+    f = SpamFilter(burst=3, qps=0.1)
+    assert [f.allow("p", 0.0) for _ in range(5)] == [True, True, True, False, False]
+    assert not f.allow("p", 5.0) and f.allow("p", 10.5) and not f.allow("p", 11.0)
+    assert f.allow("other", 11.0)
+    f.forget("p")
+    assert f.allow("p", 11.0)
