@@ -288,6 +288,11 @@ class ClusterKubelet:
             kubelet.refuse_container(sb, name, "ContainerCreating", "")
             self._report(pod, name, "FailedMount", str(exc), kubelet)
             return False
+        except Exception as exc:  # noqa: BLE001 - one container's config must not fail the pass of all pods
+            log.exception("making the config of container %s of %s failed", name, o.key(pod))
+            kubelet.refuse_container(sb, name, ContainerConfigError.reason, f"{type(exc).__name__}: {exc}")
+            self._report(pod, name, "Failed", f"Error: {type(exc).__name__}: {exc}", kubelet)
+            return False
         self._refused.pop(ref_key, None)
         if not argv:
             kubelet.forget_container(sb, name)

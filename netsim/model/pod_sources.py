@@ -24,6 +24,8 @@ VOLUME_SOURCES = ("hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockS
                   "downwardAPI", "fc", "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk",
                   "photonPersistentDisk", "projected", "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral",
                   "image")
+CPU_DIVISORS = ("1m", "1")
+MEMORY_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -52,6 +54,12 @@ def _resource_ref(f: Fields, *, container_required: bool) -> None:
         raise f.error("resource", "Required value")
     if resource not in RESOURCE_PATHS:
         raise f.error("resource", f'Unsupported value: "{resource}": supported values: {_quoted(RESOURCE_PATHS)}')
+    divisor = f.get("divisor")
+    if divisor is not None:
+        # validateContainerResourceDivisor: the unit quantities only
+        allowed = CPU_DIVISORS if str(resource).endswith(".cpu") else MEMORY_DIVISORS
+        if str(divisor) not in allowed:
+            raise f.error("divisor", f'Unsupported value: "{divisor}": supported values: {_quoted(allowed)}')
 
 
 def _key_ref(f: Fields) -> None:

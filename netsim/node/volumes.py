@@ -226,7 +226,7 @@ class PodVolumes:
             try:
                 if atomic_writer.write(os.path.join(self.pod_dir(pod_part), "volumes", name), payload(volume, ctx)):
                     changed.append(name)
-            except (ValueError, ContainerConfigError, OSError):
+            except Exception:  # noqa: BLE001 - one volume that cannot be refreshed keeps its files; the rest go on
                 continue
         return changed
 
