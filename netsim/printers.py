@@ -197,6 +197,8 @@ def namespace_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row
 def node_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
     conds = {c.get("type"): c.get("status") for c in _status(o).get("conditions") or []}
     status = "Ready" if conds.get("Ready") == "True" else "NotReady"
+    if _spec(o).get("unschedulable"):
+        status += ",SchedulingDisabled"  # a cordoned node (printers.go printNode)
     labels = _md(o).get("labels") or {}
     roles = ",".join(sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))) \
         or "<none>"

@@ -15,7 +15,7 @@ from netsim.apiserver.resources import Catalog, Resource
 
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
-SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"]}
+SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"], "eviction": ["create"]}
 
 
 def aggregated_version(accept: str) -> str | None:
@@ -40,6 +40,8 @@ def _subresource_kind(res: Resource, sub: str) -> tuple[str, str, str]:
         return "", "v1", "Pod"
     if sub == "exec":
         return "", "v1", "PodExecOptions"
+    if sub == "eviction":
+        return "policy", "v1", "Eviction"
     return res.group, res.version, res.kind
 
 
@@ -61,7 +63,7 @@ def resource_list(cat: Catalog, group: str, version: str) -> dict[str, Any] | No
             g, v, k = _subresource_kind(r, sub)
             s: dict[str, Any] = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
                                  "kind": k, "verbs": SUBRESOURCE_VERBS[sub]}
-            if sub == "scale":
+            if sub in ("scale", "eviction"):
                 s.update(group=g, version=v)
             out.append(s)
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}

@@ -32,6 +32,7 @@ from typing import Any
 from netsim.apiserver import errors, managedfields, patch
 from netsim.apiserver.resources import Catalog, Resource
 from netsim.controlplane import deletion
+from netsim.controlplane.nodewrites import check_node_update
 from netsim.controlplane.writes import admit_object
 from netsim.model.cluster import ClusterSpec
 from netsim.model.errors import SpecError, SpecErrors, UsageError
@@ -324,7 +325,11 @@ class Handlers:
                     stored = tx.update_status(t.kind, t.store_ns, t.name, new.get("status") or {},
                                               expected_rv=expected)
                 else:
-                    obj = admit_object(tx, self.spec, new, custom, source="<api>")
+                    if t.kind == "Node":  # made from the Cluster spec: only what kubectl's node verbs change
+                        check_node_update(current, new)
+                        obj = new
+                    else:
+                        obj = admit_object(tx, self.spec, new, custom, source="<api>")
                     if manager:
                         managedfields.record_update(current, obj, t.res.kind, manager, t.res.group_version,
                                                     self.now_text(), subresource=sub or "")

@@ -84,6 +84,9 @@ def _paths(r: Resource, *, v3: bool) -> dict[str, Any]:
                "patch": _operation(r, "patch", v3=v3, body=True), "delete": _operation(r, "delete", v3=v3)},
     }
     for sub in r.subresources:
+        if sub == "eviction":
+            out[f"{item}/{sub}"] = {"post": {**_operation(r, "post", v3=v3), "operationId": f"create{r.kind}Eviction"}}
+            continue
         if sub in ("log", "exec"):
             out[f"{item}/{sub}"] = {"get": {**_operation(r, "get", v3=v3),
                                             "operationId": f"connect{r.kind}{sub.title()}"}}

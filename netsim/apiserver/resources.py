@@ -66,7 +66,7 @@ def _builtin_resources() -> list[Resource]:
         if b.kind in SCALABLE:
             subs.append("scale")
         if b.kind == "Pod":
-            subs += ["log", "exec"]
+            subs += ["log", "exec", "eviction"]
         for i, v in enumerate(b.versions):
             out.append(Resource(b.kind, b.group, v, b.plural, b.kind.lower(), b.namespaced, verbs, b.short_names,
                                 ("all",) if b.kind in ALL_CATEGORY else (), tuple(subs), preferred=i == 0))

@@ -375,6 +375,10 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
         return _request_kind(api, method, t, body)
     if t.subresource == "exec":
         return _exec(api, t, url, headers)
+    if t.subresource == "eviction":
+        if method != "POST":
+            raise errors.method_not_allowed(method, t.res.plural)
+        return _evict(api, t, body)
     if t.subresource == "log":
         if method != "GET":
             raise errors.method_not_allowed(method, t.res.plural)
@@ -428,6 +432,21 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
                                   "metadata": {"resourceVersion": str(h.store.current_rv())}, "items": items})
         return Response(200, h.delete(t, body(), query))
     raise errors.method_not_allowed(method, t.res.plural)
+
+
+def _evict(api: ApiServer, t: Target, body: Callable[[], Any]) -> Response:
+    """policy/v1 Eviction (what kubectl drain posts): the pod is deleted as a DELETE would delete it, with
+    the Eviction's deleteOptions. PodDisruptionBudgets are not consulted (not yet). kubectl sends the
+    Eviction as protobuf; only a JSON one's deleteOptions are read."""
+    try:
+        req = body() or {}
+    except errors.ApiError as e:
+        if e.code != 415:
+            raise
+        req = {}
+    opts = req.get("deleteOptions") if isinstance(req, dict) else None
+    api.handlers.delete(Target(t.res, t.namespace, t.name), opts if isinstance(opts, dict) else None, {})
+    return Response(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
 
 def _exec(api: ApiServer, t: Target, url: str, headers: Any) -> Response:

@@ -209,3 +209,20 @@ def test_server_side_apply_owns_fields_and_conflicts(h):
             "application/merge-patch+json", {"__manager": "kubectl"})
     assert h.patch(t, again, apply, {"fieldManager": "alice"})["spec"]["replicas"] == 2
     assert code(lambda: h.patch(t, again, apply, {}))[0] == 400
+
+
+def test_node_updates_only_where_kubectl_node_verbs_write(h):
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}, "spec": {"podCIDR": "10.244.0.0/24"}}
+    with h.store.transaction() as tx:
+        tx.create(node)
+    t = target(h, "", "v1", "nodes", ns=None, name="node-1")
+    merge = "application/merge-patch+json"
+    out = h.patch(t, {"spec": {"unschedulable": True, "taints": [{"key": "a", "value": "b", "effect": "NoSchedule"}]},
+                      "metadata": {"labels": {"zone": "z1"}}}, merge, {})
+    assert out["spec"]["unschedulable"] is True and out["metadata"]["labels"] == {"zone": "z1"}
+    c, _, st = code(lambda: h.patch(t, {"spec": {"taints": [{"key": "a", "effect": "Never"}]}}, merge, {}))
+    assert c == 422 and st["details"]["causes"][0]["field"] == "spec.taints[0].effect"
+    c, _, st = code(lambda: h.patch(t, {"spec": {"podCIDR": "10.244.9.0/24"}}, merge, {}))
+    assert c == 422 and st["details"]["causes"][0]["field"] == "spec.podCIDR"
+    assert code(lambda: h.create(target(h, "", "v1", "nodes", ns=None), dict(node, metadata={"name": "n9"}), {}))[0] \
+        == 422  # nodes come from the Cluster spec, as netsim apply says

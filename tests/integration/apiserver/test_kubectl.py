@@ -304,3 +304,23 @@ spec:
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["template"]["spec"]["containers"][0]["image"] == "example/ssa:2"
     assert {e["manager"] for e in dep["metadata"]["managedFields"]} >= {"kubectl"}
     kubectl("delete", "-f", str(f))
+
+
+def test_kubectl_cordon_taint_and_eviction(cluster, kubectl, client):
+    import kubernetes
+    node = cluster.store.list("Node")[0]["metadata"]["name"]
+    kubectl("cordon", node)
+    assert "SchedulingDisabled" in kubectl("get", "node", node).stdout
+    kubectl("taint", "node", node, "dedicated=x:NoSchedule")
+    assert cluster.store.get("Node", None, node)["spec"]["taints"] == [
+        {"key": "dedicated", "value": "x", "effect": "NoSchedule"}]
+    kubectl("taint", "node", node, "dedicated-")
+    kubectl("uncordon", node)
+    assert not cluster.store.get("Node", None, node)["spec"].get("unschedulable")
+    core, _ = client
+    core.create_namespaced_pod("default", {"metadata": {"name": "evictme"},
+                                           "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    kubectl("wait", "--for=condition=Ready", "pod/evictme", "--timeout=60s")
+    core.create_namespaced_pod_eviction("evictme", "default", kubernetes.client.V1Eviction(
+        metadata=kubernetes.client.V1ObjectMeta(name="evictme", namespace="default")))
+    kubectl("wait", "--for=delete", "pod/evictme", "--timeout=60s")
