@@ -753,7 +753,7 @@ class Cluster:
         from netsim.policy.model import ExternalEndpoint, NodeEndpoint
         from netsim.policy.paths import from_host_via_node
         from netsim.policy.verify import Cell
-        from netsim.trace.conntrack import lookup
+        from netsim.trace.observe.conntrack import lookup
         by_ip = {p.ip: p for p in model.pods}
         by_key = {p.key: p for p in model.pods}
         ct: dict[tuple[str, str, str], list] = {}

@@ -45,7 +45,7 @@ def trace(
     """Trace one packet from SRC (ns/pod, node/NAME, host/NAME) to DST (ns/pod, svc/NS/NAME, a VIP,
     NODEIP:NODEPORT, an external IP), hop by hop: what the model predicts and what the kernel did."""
     from netsim.trace.api import trace as run_trace
-    from netsim.trace.report import render_text
+    from netsim.trace.report.text import render_text
 
     if not simulate_only:
         preflight.require_root("trace")

@@ -1,17 +1,12 @@
-"""Observation primitives of `netsim trace`: probe injection, nftables trace events, conntrack, capture.
+"""`netsim trace`: one packet's path through the cluster, simulated and observed, compared and reported.
 
-Each building block works on one or more network namespaces through `netsim.kernel.api.Kernel` (sockets
-are opened inside a namespace with `Kernel.call_in` and stay there), and keeps its pure parts (payload
-rendering, netlink/packet decoding, text parsing, pcap writing) separate and unit-tested.
-
-A tracer uses them in this order (`observe.observe` does exactly this): pick a `tag.TraceTag`; open
-`conntrack.ConntrackWatcher`s, `nftrace.NftTracer` (listeners, then tagging tables) and
-`capture.PacketCapture` on the namespaces/interfaces of interest; `inject.inject_probe` in the source
-namespace; `collect` events and packets, `read` conntrack events; stop everything (also on failure).
-
-`netsim trace` on top of them: `resolve` (SRC/DST), `view` (a lazily read picture of the cluster),
-`simulate` (ovn-trace style walk over the node's real iptables-save, routes, neigh/FDB, with the policy
-model), `observe_cluster` (sending and watching over a whole cluster), `observed` (kernel reports -> hops),
-`compare`, `hops` (the record shape), `report` (text), `craft` (probe bytes without scapy),
-`api` (`trace`, `trace_for_scenario`).
+Split by concern (docs/architecture.md, "Trace"):
+- `observe/`: kernel observation (probe injection, nftables trace events, conntrack, captures) in the
+  namespaces the packet crosses;
+- `simulate/`: the cluster view and the walk of the packet (and its answer) through routes, tunnels and
+  the node's real iptables rules, with the NetworkPolicy model;
+- `report/`: assembly of the observed path from the kernel's reports, comparison with the simulation,
+  text rendering.
+Shared by all three: `hops` (the record shape of a path) and `resolve` (SRC/DST selectors). The entry
+points are `api.trace` and `api.trace_for_scenario` (`netsim.Cluster.trace_summary`).
 """

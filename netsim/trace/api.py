@@ -16,12 +16,12 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from netsim.trace import hops as H
-from netsim.trace.compare import disagreements, pick_branch
-from netsim.trace.observe_cluster import observe_path
-from netsim.trace.observed import LooseTag, build_observed
+from netsim.trace.observe.cluster import observe_path
+from netsim.trace.observe.tag import TraceTag
+from netsim.trace.report.compare import disagreements, pick_branch
+from netsim.trace.report.observed import LooseTag, build_observed
 from netsim.trace.resolve import TraceDestination, TraceSource, resolve_destination, resolve_source
-from netsim.trace.simulate import simulate
-from netsim.trace.tag import TraceTag
+from netsim.trace.simulate.walk import simulate
 from netsim.trace.view import ClusterView, from_cluster
 
 

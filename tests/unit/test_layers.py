@@ -17,9 +17,9 @@ DOC = ROOT / "docs" / "architecture.md"
 PACKAGES = ("netsim", "cni_plugins")
 
 
-def layer_table(text: str) -> list[tuple[str, list[str]]]:
-    """[(layer, [module prefixes])], bottom layer first."""
-    lines = text.split("<!-- layers", 1)[1].split("```", 2)[1].strip().splitlines()
+def layer_table(text: str, marker: str = "<!-- layers") -> list[tuple[str, list[str]]]:
+    """[(layer, [module prefixes])], bottom layer first, from the fenced block after `marker`."""
+    lines = text.split(marker, 1)[1].split("```", 2)[1].strip().splitlines()
     table = []
     for line in lines:
         name, *mods = line.split()
@@ -67,10 +67,12 @@ def imports(source: str, module: str, is_package: bool, root: Path) -> list[tupl
     return sorted({(n, m) for n, m in found if m.split(".")[0] in PACKAGES})
 
 
-def upward_imports(root: Path, table: list[tuple[str, list[str]]]) -> tuple[list[str], list[str]]:
-    """(violations, modules in no layer) over every module of PACKAGES under `root`."""
+def upward_imports(root: Path, table: list[tuple[str, list[str]]],
+                   within: str | None = None) -> tuple[list[str], list[str]]:
+    """(violations, modules in no layer) over every module of PACKAGES under `root` (or of the package
+    `within` only)."""
     bad, unplaced = [], []
-    for pkg in PACKAGES:
+    for pkg in PACKAGES if within is None else (within.replace(".", "/"),):
         for path in sorted((root / pkg).rglob("*.py")):
             mod = module_name(path, root)
             own = layer_of(mod, table)
@@ -95,6 +97,15 @@ def test_no_import_runs_up_the_layers():
     bad, unplaced = upward_imports(ROOT, layer_table(DOC.read_text()))
     assert unplaced == [], "modules in no layer: add them to the layer table in docs/architecture.md"
     assert bad == [], "imports that run up the layers (docs/architecture.md, Layers):\n" + "\n".join(bad)
+
+
+def test_trace_is_split_by_concern():
+    """Inside netsim.trace (docs/architecture.md, "Trace"): the shared vocabulary, the simulation, kernel
+    observation, the report (assembly, comparison, text), the entry points; no import runs up."""
+    table = layer_table(DOC.read_text(), "<!-- trace layers")
+    bad, unplaced = upward_imports(ROOT, table, within="netsim.trace")
+    assert unplaced == [], "modules of netsim.trace in no part: add them to the trace table"
+    assert bad == [], "\n".join(bad)
 
 
 # The clients of the front door act on a cluster only through netsim.Cluster: besides their own package they

@@ -10,12 +10,12 @@ import time
 import pytest
 
 from netsim.kernel.api import Route
-from netsim.trace import conntrack
-from netsim.trace.capture import PacketCapture, tag_filter
-from netsim.trace.conntrack import ConntrackWatcher, flow_entries
-from netsim.trace.inject import inject_probe
-from netsim.trace.nftrace import DEFAULT_TABLE, NftTracer, decisions
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe import conntrack
+from netsim.trace.observe.capture import PacketCapture, tag_filter
+from netsim.trace.observe.conntrack import ConntrackWatcher, flow_entries
+from netsim.trace.observe.inject import inject_probe
+from netsim.trace.observe.nftrace import DEFAULT_TABLE, NftTracer, decisions
+from netsim.trace.observe.tag import TraceTag
 
 pytestmark = pytest.mark.root
 
@@ -258,7 +258,7 @@ def test_two_tracers_in_one_namespace_see_only_their_packet(kernel, routed):
 def test_observe_wires_everything_and_cleans_up(kernel, routed, tmp_path):
     from scapy.all import rdpcap
 
-    from netsim.trace.observe import observe
+    from netsim.trace.observe.roundtrip import observe
 
     a, r, b = routed
     tag = TraceTag.random("tcp")

@@ -29,8 +29,8 @@ def test_former_readers_delegate():
     from netsim.policy import felix
     from netsim.proxy import conntrack as proxy_ct
     from netsim.proxy import iptables_text
-    from netsim.trace import conntrack as trace_ct
-    from netsim.trace import rules
+    from netsim.trace.observe import conntrack as trace_ct
+    from netsim.trace.observe import rules
     assert "parse_conntrack_output" in proxy_ct.parse_flows.__code__.co_names
     assert trace_ct.parse_conntrack_output.__module__ == "netsim.parsers.conntrack"
     assert "rules_by_chain" in rules.parse_iptables_save.__code__.co_names

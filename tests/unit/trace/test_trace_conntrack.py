@@ -7,7 +7,7 @@ import struct
 
 from netsim.kernel.nlcodec import nla, nlmsg
 from netsim.parsers.conntrack import parse_conntrack_line, parse_conntrack_output
-from netsim.trace.conntrack import (
+from netsim.trace.observe.conntrack import (
     CTA_ID,
     CTA_IP_V4_DST,
     CTA_IP_V4_SRC,
@@ -28,7 +28,7 @@ from netsim.trace.conntrack import (
     decode_ct_messages,
     flow_entries,
 )
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.tag import TraceTag
 
 NESTED = 0x8000
 

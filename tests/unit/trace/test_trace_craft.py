@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.trace import craft
-from netsim.trace.inject import build_probe
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe import craft
+from netsim.trace.observe.inject import build_probe
+from netsim.trace.observe.tag import TraceTag
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.sctp import SCTP, SCTPChunkInit
 
-from netsim.trace.inject import build_probe
-from netsim.trace.packet import decode_ipv4
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.inject import build_probe
+from netsim.trace.observe.packet import decode_ipv4
+from netsim.trace.observe.tag import TraceTag
 
 
 def _checksums_ok(raw: bytes, layer) -> bool:

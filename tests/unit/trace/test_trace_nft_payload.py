@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from netsim.trace.nftrace import render_trace_table, render_trace_teardown
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.nftrace import render_trace_table, render_trace_teardown
+from netsim.trace.observe.tag import TraceTag
 
 
 def test_trace_table_payload_is_atomic_and_hooks_before_conntrack():

@@ -7,7 +7,7 @@ import struct
 from scapy.layers.inet import IP, TCP
 
 from netsim.kernel.nlcodec import NFGEN_HDR, attrs, messages, nla, nlmsg
-from netsim.trace.nftrace import (
+from netsim.trace.observe.nftrace import (
     NFTA_TRACE_CHAIN,
     NFTA_TRACE_CT_DIRECTION,
     NFTA_TRACE_CT_STATE,
@@ -115,9 +115,9 @@ def test_group_by_trace_id_keeps_order():
 
 
 def test_tagged_only_keeps_whole_trace_ids_and_decisions_drop_markers():
-    from netsim.trace.nftrace import decisions, tagged_only
-    from netsim.trace.packet import PacketInfo
-    from netsim.trace.tag import TraceTag
+    from netsim.trace.observe.nftrace import decisions, tagged_only
+    from netsim.trace.observe.packet import PacketInfo
+    from netsim.trace.observe.tag import TraceTag
 
     tag = TraceTag("tcp", 4660, 40000)
     mine = PacketInfo("1.1.1.1", "2.2.2.2", 6, 4660, 64, 60, sport=40000, dport=80)

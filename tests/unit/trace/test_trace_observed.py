@@ -10,23 +10,16 @@ import trace_synthetic as S
 
 from netsim.trace import hops as H
 from netsim.trace.api import TraceReport
-from netsim.trace.capture import CapturedPacket
-from netsim.trace.compare import disagreements, pick_branch
-from netsim.trace.conntrack import CtEntry, CtTuple
-from netsim.trace.nftrace import TraceEvent
-from netsim.trace.observed import (
-    LooseTag,
-    RawObservation,
-    build_observed,
-    is_reply,
-    order_namespaces,
-    quoted_ip_id,
-    reply_tuples,
-)
-from netsim.trace.packet import FrameInfo, PacketInfo
-from netsim.trace.report import render_text
-from netsim.trace.rules import RuleInfo, rule_comment
-from netsim.trace.simulate import simulate
+from netsim.trace.observe.capture import CapturedPacket
+from netsim.trace.observe.conntrack import CtEntry, CtTuple
+from netsim.trace.observe.nftrace import TraceEvent
+from netsim.trace.observe.packet import FrameInfo, PacketInfo
+from netsim.trace.observe.raw import RawObservation, is_reply, quoted_ip_id, reply_tuples
+from netsim.trace.observe.rules import RuleInfo, rule_comment
+from netsim.trace.report.compare import disagreements, pick_branch
+from netsim.trace.report.observed import LooseTag, build_observed, order_namespaces
+from netsim.trace.report.text import render_text
+from netsim.trace.simulate.walk import simulate
 
 TAG = LooseTag("tcp", 4242, 40000)
 NA, NB = "netsim-t-node-node-a", "netsim-t-node-node-b"
@@ -294,7 +287,7 @@ def test_rule_comment_fast_path_matches_shlex():
 
 
 def test_gathering_stops_on_a_drop_or_an_answer_at_the_source():
-    from netsim.trace.observe_cluster import _finished
+    from netsim.trace.observe.cluster import _finished
 
     sent = cap(POD_CLIENT, "outgoing", pkt("10.244.0.2", "10.96.0.20", 40000, 80))
     assert not _finished({}, [sent], S.CLIENT, TAG)

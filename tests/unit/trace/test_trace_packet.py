@@ -7,7 +7,7 @@ from scapy.layers.l2 import Ether
 from scapy.layers.sctp import SCTP, SCTPChunkInit
 from scapy.layers.vxlan import VXLAN
 
-from netsim.trace.packet import decode_frame, decode_ipv4
+from netsim.trace.observe.packet import decode_frame, decode_ipv4
 
 
 def test_tcp_syn_fields():

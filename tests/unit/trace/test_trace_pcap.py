@@ -6,7 +6,7 @@ from scapy.all import rdpcap
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from netsim.trace.pcap import LINKTYPE_RAW, PCAP_MAGIC_NS, pcap_bytes, write_pcap
+from netsim.trace.observe.pcap import LINKTYPE_RAW, PCAP_MAGIC_NS, pcap_bytes, write_pcap
 
 
 def test_header_and_records():

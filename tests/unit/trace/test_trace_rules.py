@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netsim.trace.rules import merge_iptables, parse_iptables_save, parse_nft_ruleset, rule_comment
+from netsim.trace.observe.rules import merge_iptables, parse_iptables_save, parse_nft_ruleset, rule_comment
 
 # As nft 1.0.6 prints iptables-nft rules (the -m comment match shows as nothing), plus a native table
 # with a named set over several lines and an anonymous set.

@@ -7,8 +7,8 @@ import pytest
 import trace_synthetic as S
 
 from netsim.trace import hops as H
-from netsim.trace.reply import walk_reply
-from netsim.trace.simulate import simulate, strip_calico
+from netsim.trace.simulate.reply import walk_reply
+from netsim.trace.simulate.walk import simulate, strip_calico
 
 
 def test_service_forks_into_one_branch_per_endpoint_with_probabilities():

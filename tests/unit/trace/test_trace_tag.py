@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.trace.packet import PacketInfo
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.packet import PacketInfo
+from netsim.trace.observe.tag import TraceTag
 
 
 def test_nft_match_per_protocol():

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from netsim.kernel.api import Kernel, KernelError
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.tag import TraceTag
 
 DEFAULT_TTL = 64
 

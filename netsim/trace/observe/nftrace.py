@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 from netsim.kernel.api import Kernel, KernelError
 from netsim.kernel.nlcodec import NFGEN_HDR, attrs, messages
-from netsim.trace.netlink import NfnetlinkListener
-from netsim.trace.packet import PacketInfo, decode_ipv4
-from netsim.trace.poll import drain
-from netsim.trace.rules import ChainInfo, RuleIndex, RuleInfo, load_rule_index
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.netlink import NfnetlinkListener
+from netsim.trace.observe.packet import PacketInfo, decode_ipv4
+from netsim.trace.observe.poll import drain
+from netsim.trace.observe.rules import ChainInfo, RuleIndex, RuleInfo, load_rule_index
+from netsim.trace.observe.tag import TraceTag
 
 NFNLGRP_NFTRACE = 9
 NFNL_SUBSYS_NFTABLES = 10

@@ -1,4 +1,4 @@
-"""Observe one tagged packet crossing a live cluster (side effects; the hops are built by `observed`).
+"""Observe one tagged packet crossing a live cluster (side effects; the hops are built by `netsim.trace.report.observed`).
 
 nft trace tagging tables + listeners in every node (and the fabric when an external host takes part) --
 the trace bit is cleared whenever the packet changes namespace, so each needs its own tagging table; pods
@@ -19,16 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path as FsPath
 
 from netsim.kernel.api import Kernel
-from netsim.trace import craft
-from netsim.trace.capture import ANY, CapturedPacket, PacketCapture
-from netsim.trace.conntrack import CtEntry
-from netsim.trace.inject import Probe, inject_probe, send_raw, source_address
-from netsim.trace.nftrace import DEFAULT_TABLE, NftTracer, TraceEvent, render_trace_table, tagged_only
-from netsim.trace.observe import flow_conntrack, listening
-from netsim.trace.observed import RawObservation, is_reply, reply_tuples
-from netsim.trace.poll import wait_readable
+from netsim.trace.observe import craft
+from netsim.trace.observe.capture import ANY, CapturedPacket, PacketCapture
+from netsim.trace.observe.conntrack import CtEntry
+from netsim.trace.observe.inject import Probe, inject_probe, send_raw, source_address
+from netsim.trace.observe.nftrace import DEFAULT_TABLE, NftTracer, TraceEvent, render_trace_table, tagged_only
+from netsim.trace.observe.poll import wait_readable
+from netsim.trace.observe.raw import RawObservation, is_reply, reply_tuples
+from netsim.trace.observe.roundtrip import flow_conntrack, listening
+from netsim.trace.observe.tag import TraceTag
 from netsim.trace.resolve import TraceDestination, TraceSource
-from netsim.trace.tag import TraceTag
 from netsim.trace.view import ClusterView
 
 
@@ -64,7 +64,7 @@ class _FastTracer(NftTracer):
         return errors
 
     def start(self) -> NftTracer:
-        from netsim.trace.nftrace import NftTraceListener
+        from netsim.trace.observe.nftrace import NftTraceListener
 
         try:
             for ns in self.namespaces:
@@ -91,7 +91,7 @@ class _FastTracer(NftTracer):
         return super().annotate(ns, event)
 
     def stop(self) -> None:
-        from netsim.trace.nftrace import render_trace_teardown
+        from netsim.trace.observe.nftrace import render_trace_teardown
 
         tables, self._tables = self._tables, []
         errors = self._parallel(tables, render_trace_teardown(self.table)) if tables else []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from netsim.trace.packet import PROTO_NUMBERS, PacketInfo
+from netsim.trace.observe.packet import PROTO_NUMBERS, PacketInfo
 
 PROTOCOLS = ("tcp", "udp", "sctp", "icmp")
 

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from netsim.kernel.api import Kernel, KernelError
 from netsim.kernel.nlcodec import attrs, messages
 from netsim.parsers.conntrack import PROTO_NAMES, CtEntry, CtTuple, parse_conntrack_output
-from netsim.trace.netlink import NfnetlinkListener
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.netlink import NfnetlinkListener
+from netsim.trace.observe.tag import TraceTag
 
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_DELETE = 0, 2

@@ -13,7 +13,7 @@ import ipaddress
 import secrets
 import struct
 
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.tag import TraceTag
 
 DEFAULT_TTL = 64
 

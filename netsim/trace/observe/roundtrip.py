@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netsim.kernel.api import Kernel
-from netsim.trace.capture import CapturedPacket, PacketCapture, tag_filter
-from netsim.trace.conntrack import ConntrackWatcher, CtEntry, flow_entries
-from netsim.trace.inject import Probe, inject_probe
-from netsim.trace.nftrace import DEFAULT_TABLE, NftTracer, TraceEvent
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.capture import CapturedPacket, PacketCapture, tag_filter
+from netsim.trace.observe.conntrack import ConntrackWatcher, CtEntry, flow_entries
+from netsim.trace.observe.inject import Probe, inject_probe
+from netsim.trace.observe.nftrace import DEFAULT_TABLE, NftTracer, TraceEvent
+from netsim.trace.observe.tag import TraceTag
 
 
 @dataclass
@@ -44,7 +44,7 @@ def listening(kernel: Kernel, tracer: NftTracer, capture: PacketCapture,
     """Conntrack watchers in `conntrack_ns`, then the nft tracer, then the capture, opened in that order
     and all torn down on leaving the block, also when opening or the probe failed (a failing
     `tracer.stop()` still lets the capture and the watchers close). Yields the watchers. Shared by
-    `observe` and `observe_cluster.observe_path`."""
+    `observe` and `netsim.trace.observe.cluster.observe_path`."""
     watchers: list[ConntrackWatcher] = []
     try:
         for ns in conntrack_ns:

@@ -35,8 +35,8 @@ from netsim.parsers.iptables_save import CHAIN, RULE, read_lines
 from netsim.policy.felix import workload_iface
 from netsim.proxy.interpret import Interpreter, Outcome, Packet
 from netsim.trace import hops as H
-from netsim.trace.reply import answer_certain, walk_reply
 from netsim.trace.resolve import TraceDestination, TraceSource
+from netsim.trace.simulate.reply import answer_certain, walk_reply
 from netsim.trace.view import ClusterView, NodeView
 
 MAX_NODES_ON_PATH = 8

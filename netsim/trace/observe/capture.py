@@ -20,10 +20,10 @@ from pathlib import Path
 
 from netsim.kernel.api import Kernel
 from netsim.netns_sockets import open_in_netns
-from netsim.trace.packet import VXLAN_PORTS, FrameInfo, decode_frame
-from netsim.trace.pcap import write_pcap
-from netsim.trace.poll import drain
-from netsim.trace.tag import TraceTag
+from netsim.trace.observe.packet import VXLAN_PORTS, FrameInfo, decode_frame
+from netsim.trace.observe.pcap import write_pcap
+from netsim.trace.observe.poll import drain
+from netsim.trace.observe.tag import TraceTag
 
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35

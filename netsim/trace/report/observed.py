@@ -1,7 +1,7 @@
 """Pure: what the kernel reported of one traced packet -> the observed `hops.Path`.
 
 Input is a `RawObservation` (nft trace events per namespace, conntrack entries of the flow, captured
-copies) as `observe_cluster.observe_path` collects it. Namespaces are put in path order by the TTL the
+copies) as `netsim.trace.observe.cluster.observe_path` collects it. Namespaces are put in path order by the TTL the
 packet arrived with (each routing hop decrements it; VXLAN keeps the inner TTL), the source first; per
 node the netfilter decisions become LB / NAT / NetworkPolicy / Firewall / Forwarding hops (calico's policy
 chains are mapped back to `ns/name` and rule index through the comments felix renders: "Policy ns/name
@@ -16,18 +16,17 @@ source port, so only those survive the whole path.
 from __future__ import annotations
 
 import re
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from netsim.trace import hops as H
-from netsim.trace.capture import CapturedPacket
-from netsim.trace.conntrack import CtEntry
-from netsim.trace.inject import Probe
-from netsim.trace.nftrace import TraceEvent, decisions
-from netsim.trace.packet import PacketInfo
+from netsim.trace.observe.capture import CapturedPacket
+from netsim.trace.observe.conntrack import CtEntry
+from netsim.trace.observe.nftrace import TraceEvent, decisions
+from netsim.trace.observe.packet import PacketInfo
+from netsim.trace.observe.raw import RawObservation, is_reply, reply_tuples
+from netsim.trace.observe.tag import TraceTag
 from netsim.trace.resolve import TraceDestination, TraceSource
-from netsim.trace.simulate import route_text
-from netsim.trace.tag import TraceTag
+from netsim.trace.simulate.walk import route_text
 from netsim.trace.view import ClusterView
 
 _POLICY_JUMP = re.compile(r"^Policy (\S+)/(\S+) (ingress|egress)$")
@@ -53,66 +52,6 @@ class LooseTag(TraceTag):
         if pkt is None or pkt.proto != self.proto_num or pkt.ip_id != self.ip_id:
             return False
         return self.proto != "icmp" or pkt.icmp_type == 8
-
-
-def quoted_ip_id(frame: bytes) -> int | None:
-    """The IP ID of the packet an ICMP error quotes (inner-most IPv4 of the frame, then ICMP + 8)."""
-    off = 14
-    if len(frame) < off + 20:
-        return None
-    ihl = (frame[off] & 0x0F) * 4
-    if frame[off + 9] == 17 and len(frame) > off + ihl + 16:  # VXLAN: skip UDP 8 + VXLAN 8 + Ethernet 14
-        off = off + ihl + 8 + 8 + 14
-        if len(frame) < off + 20:
-            return None
-        ihl = (frame[off] & 0x0F) * 4
-    q = off + ihl + 8
-    if len(frame) < q + 6:
-        return None
-    return struct.unpack_from("!H", frame, q + 4)[0]
-
-
-def reply_tuples(conntrack: dict[str, list[CtEntry]]) -> set[tuple]:
-    """(src, sport, dst, dport) of every form a reply takes: each entry's reply tuple (as the server sends
-    it) and the inverse of its original tuple (as the client receives it, NAT undone); for ICMP echo
-    ("icmp", src, dst, id) of the reply tuple (masquerade --random-fully rewrites the echo id)."""
-    out: set[tuple] = set()
-    for entries in conntrack.values():
-        for e in entries:
-            out.add((e.reply.src, e.reply.sport, e.reply.dst, e.reply.dport))
-            out.add((e.original.dst, e.original.dport, e.original.src, e.original.sport))
-            if e.reply.icmp_id is not None:  # an echo reply on the far side of a masquerade: its new id
-                out.add(("icmp", e.reply.src, e.reply.dst, e.reply.icmp_id))
-    return out
-
-
-def is_reply(pkt: CapturedPacket, tag: TraceTag, replies: set[tuple] = frozenset()) -> bool:
-    p = pkt.info.packet
-    if p is None or tag.matches(p):
-        return False
-    if p.proto == 1 and p.icmp_type in (3, 11):
-        return quoted_ip_id(pkt.frame) == tag.ip_id
-    if p.proto == 1:
-        return tag.proto == "icmp" and p.icmp_type == 0 and (
-            p.icmp_id == tag.sport or ("icmp", p.src, p.dst, p.icmp_id) in replies
-        )
-    if p.proto != tag.proto_num:
-        return False
-    return p.dport == tag.sport or (p.src, p.sport, p.dst, p.dport) in replies
-
-
-# ------------------------------------------------------------------------------------------------ hops
-
-
-@dataclass
-class RawObservation:
-    probe: Probe | None
-    events: dict[str, list[TraceEvent]]
-    conntrack: dict[str, list[CtEntry]]
-    packets: list[CapturedPacket]
-    elapsed: float
-    error: str | None = None
-    lost: list[str] = field(default_factory=list)
 
 
 def _comment(ev: TraceEvent) -> str | None:
