@@ -47,6 +47,7 @@ from typing import Any
 import networkx as nx
 
 from netsim.kernel.api import Fdb, Link, Neigh, Route
+from netsim.kernel.routes import covers, lookup_route
 
 EDGE_KINDS = ("veth", "bridge-port", "route", "underlay", "vxlan-tunnel", "endpoint", "frontend", "announce")
 DATA_PLANE_KINDS = ("veth", "bridge-port", "route", "underlay", "vxlan-tunnel")
@@ -423,12 +424,7 @@ def node_of_ip(g: nx.MultiDiGraph, ip: str) -> str | None:
 
 
 def _contains(cidr: str, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if cidr == "default":
-        return True
-    try:
-        return addr in ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return False
+    return covers(cidr, addr)
 
 
 def resolve(g: nx.MultiDiGraph, ref: str) -> str:
@@ -455,19 +451,6 @@ def _is_ip(s: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-def lookup_route(routes: Iterable[Route], ip: str) -> Route | None:
-    """Longest-prefix match (the main table; no policy routing), as `ip route get` would pick."""
-    addr = ipaddress.ip_address(ip)
-    best: tuple[int, Route] | None = None
-    for r in routes:
-        if not _contains(r.dst, addr):
-            continue
-        plen = 0 if r.dst == "default" else ipaddress.ip_network(r.dst, strict=False).prefixlen
-        if best is None or plen > best[0]:
-            best = (plen, r)
-    return best[1] if best else None
 
 
 def _owns(a: dict[str, Any], ip: str) -> bool:

@@ -11,9 +11,9 @@ cleanup (`netsim.proxy.conntrack`).
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"}
 PROTO_NUMBERS = {v: k for k, v in PROTO_NAMES.items()}
@@ -87,8 +87,81 @@ class CtEntry:
 
 
 # -- `conntrack -L` text -------------------------------------------------------------------------------
-_KV = re.compile(r"^(\w+)=(\S+)$")
-_TUPLE_KEYS = {"src", "dst", "sport", "dport", "type", "code", "id"}
+_TUPLE_KEYS = frozenset({"src", "dst", "sport", "dport", "type", "code", "id"})
+_EVENTS = {"[NEW]": "new", "[UPDATE]": "update", "[DESTROY]": "destroy"}
+
+
+class EntryFields(NamedTuple):
+    """One entry as text fields, before any conversion: what every reader of conntrack text starts from
+    (`parse_conntrack_line` makes a CtEntry of it; kube-proxy's stale-flow check needs three fields)."""
+
+    event: str | None
+    proto: str
+    protonum: str
+    timeout: str | None
+    state: str | None
+    original: dict[str, str]
+    reply: dict[str, str]
+    flags: frozenset[str]
+    extra: dict[str, str]
+
+
+def split_entry(line: str) -> EntryFields | None:
+    """One line of `conntrack -L [-o extended|id]` or `conntrack -E` output as fields, else None.
+
+    Shape: `[EVENT] [ipv4 2] tcp 6 117 SYN_SENT src=.. dst=.. sport=.. dport=.. [UNREPLIED] src=.. dst=..
+    sport=.. dport=.. [ASSURED] mark=0 [zone=N] use=1`: the first src/dst group is the original tuple,
+    the second the reply tuple.
+    """
+    words = line.split()
+    event = None
+    if words and words[0][:1] == "[":
+        event = _EVENTS.get(words[0].upper())
+        if event is not None:
+            words = words[1:]
+    if len(words) >= 2 and words[0] in ("ipv4", "ipv6") and words[1].isdigit():
+        words = words[2:]
+    if len(words) < 3 or not words[1].isdigit():
+        return None
+    proto, protonum = words[0], words[1]
+    i, n = 2, len(words)
+    timeout = None
+    if words[i].isdigit():
+        timeout = words[i]
+        i += 1
+    state = None
+    if i < n and "=" not in words[i] and words[i][:1] != "[":
+        state = words[i]
+        i += 1
+    orig: dict[str, str] = {}
+    reply: dict[str, str] = {}
+    cur = orig
+    flags: set[str] = set()
+    extra: dict[str, str] = {}
+    for w in words[i:]:
+        if w[:1] == "[" and w[-1:] == "]":
+            flags.add(w[1:-1])
+            continue
+        key, eq, value = w.partition("=")
+        if not eq or not key or not value:
+            continue
+        if key == "src" and "src" in cur and cur is orig:
+            cur = reply
+        if key in _TUPLE_KEYS and key not in cur and (key != "id" or "type" in cur):
+            cur[key] = value  # an `id` is an ICMP tuple's, else the entry's (-o id)
+        else:
+            extra[key] = value
+    if "src" not in orig or "src" not in reply:
+        return None
+    return EntryFields(event, proto, protonum, timeout, state, orig, reply, frozenset(flags), extra)
+
+
+def iter_entries(text: str) -> Iterator[EntryFields]:
+    """The entries of a whole dump (headers and the summary line are not entries)."""
+    for line in text.splitlines():
+        f = split_entry(line)
+        if f is not None:
+            yield f
 
 
 def _tuple(fields: dict[str, str]) -> CtTuple:
@@ -98,61 +171,21 @@ def _tuple(fields: dict[str, str]) -> CtTuple:
                    num("type"), num("code"), num("id"))
 
 
-def parse_conntrack_line(line: str) -> CtEntry | None:
-    """One line of `conntrack -L [-o extended]` or `conntrack -E` output, else None.
-
-    Shape: `[ipv4 2] tcp 6 117 SYN_SENT src=.. dst=.. sport=.. dport=.. [UNREPLIED] src=.. dst=..
-    sport=.. dport=.. [ASSURED] mark=0 [zone=N] use=1`: the first src/dst group is the original tuple,
-    the second the reply tuple.
-    """
-    words = line.split()
-    event = None
-    if words and words[0].startswith("[") and words[0].strip("[]").lower() in ("new", "update", "destroy"):
-        event = words.pop(0).strip("[]").lower()
-    if len(words) >= 2 and words[0] in ("ipv4", "ipv6") and words[1].isdigit():
-        words = words[2:]
-    if len(words) < 3 or not words[1].isdigit():
-        return None
-    proto = words[0]
-    if proto not in PROTO_NUMBERS:
-        proto = PROTO_NAMES.get(int(words[1]), proto)
-    rest = words[2:]
-    timeout = None
-    if rest and rest[0].isdigit():
-        timeout = int(rest.pop(0))
-    state = None
-    if rest and "=" not in rest[0] and not rest[0].startswith("["):
-        state = rest.pop(0)
-    tuples: list[dict[str, str]] = [{}]
-    flags: set[str] = set()
-    extra: dict[str, str] = {}
-    for w in rest:
-        if w.startswith("[") and w.endswith("]"):
-            flags.add(w.strip("[]"))
-            continue
-        m = _KV.match(w)
-        if not m:
-            continue
-        key, value = m.groups()
-        cur = tuples[-1]
-        if key == "src" and "src" in cur and len(tuples) < 2:
-            tuples.append({})
-            cur = tuples[-1]
-        in_tuple = key in _TUPLE_KEYS and key not in cur
-        if key == "id" and "type" not in cur:  # an ICMP tuple's id, else the entry id (-o id)
-            in_tuple = False
-        if in_tuple:
-            cur[key] = value
-        else:
-            extra[key] = value
-    if len(tuples) < 2 or "src" not in tuples[0] or "src" not in tuples[1]:
-        return None
-    return CtEntry(proto=proto, original=_tuple(tuples[0]), reply=_tuple(tuples[1]), state=state,
-                   timeout=timeout, flags=frozenset(flags),
+def entry(f: EntryFields) -> CtEntry:
+    proto = f.proto if f.proto in PROTO_NUMBERS else PROTO_NAMES.get(int(f.protonum), f.proto)
+    extra = f.extra
+    return CtEntry(proto=proto, original=_tuple(f.original), reply=_tuple(f.reply), state=f.state,
+                   timeout=int(f.timeout) if f.timeout is not None else None, flags=f.flags,
                    mark=int(extra["mark"]) if "mark" in extra else None,
                    zone=int(extra["zone"]) if "zone" in extra else None,
-                   id=int(extra["id"]) if "id" in extra else None, event=event)
+                   id=int(extra["id"]) if "id" in extra else None, event=f.event)
+
+
+def parse_conntrack_line(line: str) -> CtEntry | None:
+    """One line of `conntrack -L [-o extended|id]` or `conntrack -E` output, else None (`split_entry`)."""
+    f = split_entry(line)
+    return entry(f) if f is not None else None
 
 
 def parse_conntrack_output(text: str) -> list[CtEntry]:
-    return [e for e in (parse_conntrack_line(line) for line in text.splitlines()) if e is not None]
+    return [entry(f) for f in iter_entries(text)]

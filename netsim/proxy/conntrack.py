@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from netsim.parsers.conntrack import parse_conntrack_output
+from netsim.parsers.conntrack import iter_entries
 from netsim.proxy.model import Endpoint, ServicePort
 
 
@@ -32,8 +32,12 @@ class Flow:
 
 def parse_flows(text: str) -> list[Flow]:
     """Entries of `conntrack -L -p udp`, read by the one conntrack text reader (netsim.parsers.conntrack)."""
-    return [Flow(e.original.dst, e.original.dport, e.reply.src) for e in parse_conntrack_output(text)
-            if e.original.dport is not None and e.reply.src]
+    out = []
+    for f in iter_entries(text):
+        dport = f.original.get("dport", "")
+        if dport.isdigit() and "dst" in f.original:
+            out.append(Flow(f.original["dst"], int(dport), f.reply["src"]))
+    return out
 
 
 @dataclass(frozen=True)

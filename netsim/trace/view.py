@@ -8,13 +8,13 @@ store. Unit tests build `NodeView`s by hand and pass them in `ClusterView(nodes=
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from netsim import naming
 from netsim.kernel.api import Fdb, Link, Neigh, Route
+from netsim.kernel.routes import lookup_route
 
 
 @dataclass
@@ -40,13 +40,7 @@ class NodeView:
 
     def route_for(self, ip: str) -> Route | None:
         """Longest-prefix match in the main table (what `ip route get` would pick, minus policy rules)."""
-        addr = ipaddress.ip_address(ip)
-        best: tuple[int, Route] | None = None
-        for r in self.routes:
-            net = ipaddress.ip_network("0.0.0.0/0" if r.dst == "default" else r.dst, strict=False)
-            if addr in net and (best is None or net.prefixlen > best[0]):
-                best = (net.prefixlen, r)
-        return best[1] if best else None
+        return lookup_route(self.routes, ip)
 
     def neigh(self, ifname: str, ip: str) -> Neigh | None:
         return next((n for n in self.neighs if n.ifname == ifname and n.ip == ip), None)

@@ -36,3 +36,13 @@ def test_what_is_not_an_entry():
     assert parse_conntrack_line("garbage") is None
     assert parse_conntrack_line("tcp 6 10 CLOSE src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2") is None  # one tuple
     assert parse_conntrack_output("") == []
+
+
+def test_fields_before_conversion():
+    from netsim.parsers.conntrack import iter_entries, split_entry
+    f = split_entry("[NEW] udp 17 30 src=1.1.1.1 dst=2.2.2.2 sport=5 dport=53 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 "
+                    "sport=53 dport=5 id=7")
+    assert f is not None and (f.event, f.proto, f.protonum, f.timeout, f.state) == ("new", "udp", "17", "30", None)
+    assert f.original == {"src": "1.1.1.1", "dst": "2.2.2.2", "sport": "5", "dport": "53"}
+    assert f.reply["src"] == "2.2.2.2" and f.extra == {"id": "7"} and f.flags == {"UNREPLIED"}
+    assert [e.reply["src"] for e in iter_entries(LISTING)] == ["10.244.0.4", "10.244.0.4", "10.252.2.2"]

@@ -31,7 +31,7 @@ def test_former_readers_delegate():
     from netsim.proxy import iptables_text
     from netsim.trace.observe import conntrack as trace_ct
     from netsim.trace.observe import rules
-    assert "parse_conntrack_output" in proxy_ct.parse_flows.__code__.co_names
+    assert "iter_entries" in proxy_ct.parse_flows.__code__.co_names
     assert trace_ct.parse_conntrack_output.__module__ == "netsim.parsers.conntrack"
     assert "rules_by_chain" in rules.parse_iptables_save.__code__.co_names
     assert "read_lines" in felix.parse_filter_save.__code__.co_names
