@@ -8,6 +8,7 @@ under `TYPE_CHECKING`: an import that runs up the layers is a dependency whichev
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,20 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
 def _is_module(name: str, root: Path) -> bool:
     p = root.joinpath(*name.split("."))
     return p.with_suffix(".py").exists() or (p / "__init__.py").exists()
+
+
+def _statements(nodes: list[ast.stmt]):
+    """Every statement, nested ones included (imports are statements; expressions need no visit)."""
+    for node in nodes:
+        yield node
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            sub = getattr(node, name, None)
+            if isinstance(sub, list):
+                yield from _statements(sub)
 
 
 def imports(source: str, module: str, is_package: bool, root: Path) -> list[tuple[int, str]]:
@@ -52,7 +64,7 @@ def imports(source: str, module: str, is_package: bool, root: Path) -> list[tupl
     when y is a submodule (`from netsim import naming` is netsim.naming, not the package's front door)."""
     package = module if is_package else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in _statements(ast.parse(source).body):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -72,6 +84,7 @@ def upward_imports(root: Path, table: list[tuple[str, list[str]]],
     """(violations, modules in no layer) over every module of PACKAGES under `root` (or of the package
     `within` only)."""
     bad, unplaced = [], []
+    layers: dict[str, int | None] = {}
     for pkg in PACKAGES if within is None else (within.replace(".", "/"),):
         for path in sorted((root / pkg).rglob("*.py")):
             mod = module_name(path, root)
@@ -80,7 +93,9 @@ def upward_imports(root: Path, table: list[tuple[str, list[str]]],
                 unplaced.append(mod)
                 continue
             for line, target in imports(path.read_text(), mod, path.name == "__init__.py", root):
-                theirs = layer_of(target, table)
+                if target not in layers:
+                    layers[target] = layer_of(target, table)
+                theirs = layers[target]
                 if theirs is not None and theirs > own:
                     bad.append(f"{path.relative_to(root)}:{line}: {mod} ({table[own][0]}) imports "
                                f"{target} ({table[theirs][0]})")
