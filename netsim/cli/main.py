@@ -193,6 +193,9 @@ def status(cluster: str | None, output: str) -> None:
         if d["running"]:
             conv = "converged" if d["converged"] else f"pending: {', '.join(d['pending']) or '?'}"
             console.print(f"daemon {d['pid']} running, {conv}  (log {d['log']})")
+            api = info.get("apiServer") or {}
+            if api:
+                console.print(f"api {api['server']}  kubectl context {api['context']}", soft_wrap=True)
             _print_components(console, components)
         else:
             console.print(f"[bold red]DOWN[/bold red]: {daemonctl.down_message(st.name)}", soft_wrap=True)

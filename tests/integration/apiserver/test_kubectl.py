@@ -100,6 +100,8 @@ def test_kubectl_apply_rollout_and_output_formats(cluster, kubectl, tmp_path):
     assert (mine["metadata"]["uid"], mine["metadata"]["resourceVersion"]) == \
         (api["metadata"]["uid"], api["metadata"]["resourceVersion"])
     assert kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+    shown = subprocess.run([*NETSIM, "status", "--cluster", cluster.name], capture_output=True, text=True).stdout
+    assert f"kubectl context netsim-{cluster.name}" in shown
     resources = kubectl("api-resources").stdout
     assert any(line.split()[0] == "deployments" and "apps/v1" in line for line in resources.splitlines())
 
