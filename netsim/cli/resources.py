@@ -86,7 +86,8 @@ def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, namespace
 @click.argument("names", nargs=-1)
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
 @recursive_option
-@click.option("-n", "--namespace", default="default")
+@click.option("-n", "--namespace", default=None,
+              help="Namespace of the objects (default: default; with -f, of the objects that name none).")
 @click.option("--grace-period", type=click.IntRange(min=-1), default=-1, show_default=True,
               help="Seconds a pod is given to terminate (-1: its own; 0 only with --force).")
 @click.option("--force", is_flag=True, help="With --grace-period=0: remove pods from the store at once.")
@@ -97,17 +98,18 @@ def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, namespace
 @wait_option
 @timeout_option
 @handle_errors
-def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], recursive: bool, namespace: str,
-           grace_period: int, force: bool, ignore_not_found: bool, selector: str | None, all_: bool,
-           cluster: str | None, wait: bool, timeout: float) -> None:
+def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], recursive: bool,
+           namespace: str | None, grace_period: int, force: bool, ignore_not_found: bool, selector: str | None,
+           all_: bool, cluster: str | None, wait: bool, timeout: float) -> None:
     """Delete objects by manifest (-f), by KIND NAME..., TYPE/NAME..., or KIND with -l/--all: all of them or
     none. Pods terminate first (the kubelet tears their sandbox down), as in Kubernetes."""
     st = lifecycle.resolve_cluster(cluster)
     store = open_store(st.name)
     targets: list[Target] = []
-    if files:
+    given, namespace = namespace, namespace or "default"
+    if files:  # as `apply -n`: -n is the namespace of the objects naming none, another one is an error
         for src, x in load_sourced(list(files), stdin=sys.stdin, recursive=recursive, custom=_custom(store),
-                                   skip_unknown=True):
+                                   skip_unknown=True, namespace=given):
             ns = (x.meta.namespace or namespace) if _namespaced(x.kind, store) else None
             targets.append(Target(x.kind, ns, x.meta.name, src))
     elif kind and "/" in kind:

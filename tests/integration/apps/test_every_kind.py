@@ -164,6 +164,13 @@ def test_apply_into_a_namespace_as_kubectl_apply_n(cluster, tmp_path):
     assert ('ConfigMap prod/elsewhere: field metadata.namespace: the namespace from the provided object "prod" '
             'does not match the namespace "shop"') in r.stderr
     assert cluster.store.get("ConfigMap", "shop", "first") is None
+    # delete -f with -n finds them where apply -n put them
+    r = netsim(cluster.name, "delete", "-n", "shop", "-f", str(f))
+    assert r.returncode == 0, r.stderr
+    assert cluster.store.get("ConfigMap", "shop", "in-ns") is None
+    assert cluster.store.get("ClusterRole", None, "ns-reader") is None
+    r = netsim(cluster.name, "delete", "-n", "shop", "-f", str(g))
+    assert r.returncode == 2 and "does not match the namespace" in r.stderr, r.stderr
 
 
 def test_lists_directories_recursion_and_stdin(cluster, tmp_path):
