@@ -37,6 +37,7 @@ from netsim.controlplane import events as ev
 from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
 from netsim.controlplane.admission import admit
+from netsim.controlplane.hpa import AutoscalingConfig
 from netsim.controlplane.loop import (
     PodState,
     RealClock,
@@ -62,11 +63,13 @@ from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
+from netsim.model.metrics import MetricsView
 from netsim.node.backoff import RestartBackoff
 from netsim.node.felix_agent import FelixAgent
 from netsim.node.init_containers import InitRunner
 from netsim.node.kubelet import Kubelet, Sandbox, kill_containers
 from netsim.node.liveness import PlayedContainers
+from netsim.node.metrics_sampler import MetricsSampler, pod_sample
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup, VolumeError
 from netsim.node.probe_actions import probe_port, run_probe
@@ -88,6 +91,7 @@ ETC_NETNS = "/etc/netns"
 STORE_FILE = "store.db"
 CONVERGED_FILE = "converged.json"
 HEALTH_FILE = "health.json"
+SAMPLE_INTERVAL = 1.0  # pod usage is sampled at most this often (netsim.node.metrics_sampler)
 HEALTH_INTERVAL = 1.0  # the health record is rewritten at least this often, and at once when it changes
 DATAPLANE_WORKERS = 4  # node agents (kube-proxy, felix) syncing at once
 # A container killed after a failed liveness/startup probe gets SIGTERM and, this many seconds at most
@@ -109,6 +113,11 @@ def converged_path(cluster: str) -> str:
 
 def health_path(cluster: str) -> str:
     return os.path.join(naming.state_dir(cluster), HEALTH_FILE)
+
+
+def metrics_path(cluster: str) -> str:
+    """Pod usage the daemon samples (netsim.model.metrics.MetricsView as JSON), read by `netsim top`."""
+    return os.path.join(naming.state_dir(cluster), "metrics.json")
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -624,7 +633,12 @@ class Daemon:
         self.rng = random.Random()
         self.resync = resync
         self.config = Config(node_monitor_grace_seconds=float(os.environ.get("NETSIM_NODE_GRACE", "10")),
-                             pod_eviction_seconds=float(os.environ.get("NETSIM_POD_EVICTION", "4")))
+                             pod_eviction_seconds=float(os.environ.get("NETSIM_POD_EVICTION", "4")),
+                             autoscaling=AutoscalingConfig(**self.spec.autoscaling.as_kwargs()))
+        # Pod usage (metrics-server's role) for the HPA controller and `netsim top`; controllers' memory.
+        self.sampler = MetricsSampler(self.spec.autoscaling.metric_resolution)
+        self._sampled_at = 0.0
+        self.controller_memory: dict[str, Any] = {}
         self.network = PodNetwork(self.kernel, self.spec)
         self.nodes = {n["name"]: NodeRec(n["name"], n["ip"], n["podCIDR"]) for n in st.nodes}
         self.kubelets = {name: Kubelet(self.kernel, self.network, rec, cni_mode=self.spec.network.cni_mode)
@@ -1129,6 +1143,32 @@ class Daemon:
         out.update(sorted(self._agent_health.items()))
         return out
 
+    def _sample_metrics(self) -> MetricsView:
+        """Usage of every running pod, at most every SAMPLE_INTERVAL; written to metrics.json for `netsim top`."""
+        now = time.time()
+        if now - self._sampled_at < SAMPLE_INTERVAL:
+            return self.sampler.view
+        self._sampled_at = now
+        samples = []
+        for pod in self.store.list("Pod"):
+            if o.phase(pod) != "Running" or not o.node_name(pod) or not self.kubelet.node_alive(o.node_name(pod)):
+                continue
+            kubelet = self.kubelets.get(o.node_name(pod) or "")
+            procs = kubelet.containers.get(o.key(pod), {}) if kubelet else {}
+            pids = {name: cp.proc.pid for name, cp in procs.items()
+                    if cp.proc is not None and cp.exit_code is None}
+            samples.append(pod_sample(pod, pids))
+        view = self.sampler.sample(now, samples, self.workload.request_counts())
+        path = metrics_path(self.spec.name)
+        tmp = f"{path}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"time": now, "resolution": self.sampler.resolution, **view.to_dict()}, f)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", path, exc)
+        return view
+
     def _write_health(self, *, force: bool = False) -> None:
         comps = self.components()
         last, seen = self._health_written
@@ -1228,7 +1268,9 @@ class Daemon:
         self._heal_sandboxes()
         if self._services_stale:
             self._sync_service_ports()
-        res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config)
+        metrics = self._sample_metrics()
+        res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
+                             memory=self.controller_memory)
         writes = kubelet_step(self.store, self.kubelet, self.clock)
         self._sync_pod_network()
         self._update_container_statuses()

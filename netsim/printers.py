@@ -258,6 +258,57 @@ def crd_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
     return [_md(o)["name"], str(_md(o).get("creationTimestamp", ""))]
 
 
+def hpa_targets(spec: Mapping[str, Any], status: Mapping[str, Any]) -> str:
+    """kubectl's formatHPAMetrics: `cpu: 45%/80%`, `<current>/<target>` for Pods and Object metrics, the
+    first two metrics then `+ N more...`; `<unknown>` before the controller has measured."""
+    metrics = spec.get("metrics") or []
+    if not metrics:
+        return "<none>"
+    current = status.get("currentMetrics") or []
+    out = []
+    for i, m in enumerate(metrics):
+        cur = current[i] if i < len(current) else {}
+        kind = m.get("type")
+        if kind in ("Resource", "ContainerResource"):
+            key = "resource" if kind == "Resource" else "containerResource"
+            src, now_ = m.get(key) or {}, (cur.get(key) or {}).get("current") or {}
+            tgt = src.get("target") or {}
+            if tgt.get("averageValue") is not None:
+                out.append(f"{src.get('name')}: {now_.get('averageValue', '<unknown>')}/{tgt['averageValue']}")
+            else:
+                val = f"{now_['averageUtilization']}%" if now_.get("averageUtilization") is not None else "<unknown>"
+                target = f"{tgt['averageUtilization']}%" if tgt.get("averageUtilization") is not None else "<auto>"
+                out.append(f"{src.get('name')}: {val}/{target}")
+        elif kind == "Pods":
+            tgt = ((m.get("pods") or {}).get("target") or {}).get("averageValue")
+            val = ((cur.get("pods") or {}).get("current") or {}).get("averageValue", "<unknown>")
+            out.append(f"{val}/{tgt}")
+        elif kind == "Object":
+            tgt = (m.get("object") or {}).get("target") or {}
+            now_ = (cur.get("object") or {}).get("current") or {}
+            if tgt.get("averageValue") is not None:
+                out.append(f"{now_.get('averageValue', '<unknown>')}/{tgt['averageValue']} (avg)")
+            else:
+                out.append(f"{now_.get('value', '<unknown>')}/{tgt.get('value')}")
+        elif kind == "External":
+            tgt = (m.get("external") or {}).get("target") or {}
+            out.append(f"<unknown>/{tgt.get('averageValue') or tgt.get('value')}"
+                       + (" (avg)" if tgt.get("averageValue") else ""))
+        else:
+            out.append("<unknown type>")
+    more = len(out) - 2
+    return ", ".join(out[:2]) + (f" + {more} more..." if more > 0 else "")
+
+
+def hpa_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    spec, st = _spec(o), _status(o)
+    ref = spec.get("scaleTargetRef") or {}
+    lo = spec.get("minReplicas")
+    return [_md(o).get("name", ""), f"{ref.get('kind')}/{ref.get('name')}", hpa_targets(spec, st),
+            "<unset>" if lo is None else str(lo), str(spec.get("maxReplicas", "")), str(st.get("currentReplicas", 0)),
+            age(o, now)]
+
+
 def generic_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
     """kubectl's default for kinds without a printer of their own (and custom resources): name and age."""
     return [_md(o)["name"], age(o, now)]
@@ -271,6 +322,8 @@ COLUMNS.update({
     "PodDisruptionBudget": (["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], [],
                             pdb_row),
     "CustomResourceDefinition": (["NAME", "CREATED AT"], [], crd_row),
+    "HorizontalPodAutoscaler": (["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], [],
+                                hpa_row),
 })
 GENERIC_COLUMNS = (["NAME", "AGE"], [], generic_row)
 

@@ -293,9 +293,22 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
 
 
 def _register() -> None:
-    from netsim.cli import draw, get, kubeconfig, load, mutate, network, policy, resources, run, trace, wait
+    from netsim.cli import (
+        draw,
+        get,
+        kubeconfig,
+        load,
+        mutate,
+        network,
+        policy,
+        resources,
+        run,
+        top,
+        trace,
+        wait,
+    )
     for command in (resources.COMMANDS + get.COMMANDS + mutate.COMMANDS + wait.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS
-                    + draw.COMMANDS + trace.COMMANDS + load.COMMANDS + kubeconfig.COMMANDS):
+                    + draw.COMMANDS + trace.COMMANDS + load.COMMANDS + top.COMMANDS + kubeconfig.COMMANDS):
         cli.add_command(command)
 
 

@@ -47,7 +47,9 @@ TEARDOWN_WORKERS = 16  # sandboxes a kubelet step tears down at once
 
 def _controllers() -> list[tuple[str, Controller]]:
     # Imported here so a controller module may be absent while it is being written.
+    from netsim.controlplane.hpa import reconcile_hpas
     out: list[tuple[str, Controller]] = [("node-lifecycle", reconcile_nodes), ("garbage-collector", reconcile_garbage),
+                                         ("horizontal-pod-autoscaler", reconcile_hpas),
                                          ("deployment", reconcile_deployments)]
     from netsim.controlplane import workloads
     out += [("daemonset", workloads.reconcile_daemonsets), ("statefulset", workloads.reconcile_statefulsets),
@@ -121,9 +123,12 @@ class PassResult:
 
 
 def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = None,
-                   config: Config | None = None) -> PassResult:
-    """One pass of every controller (in a single transaction); returns how many writes each made."""
-    ctx = Context(now=clock.now(), rng=rng or random.Random(), config=config or Config())
+                   config: Config | None = None, metrics: Any = None,
+                   memory: dict[str, Any] | None = None) -> PassResult:
+    """One pass of every controller (in a single transaction); returns how many writes each made.
+    `metrics` (a MetricsView) and `memory` (controllers' state between passes) come from the caller."""
+    ctx = Context(now=clock.now(), rng=rng or random.Random(), config=config or Config(), metrics=metrics,
+                  memory=memory if memory is not None else {})
     result = PassResult()
     with store.transaction() as tx:
         snap = None
@@ -341,14 +346,16 @@ class ConvergeResult:
 def run_until_converged(store: Store, kubelet: Kubelet, clock: Clock, timeout: float = 30.0, *,
                         rng: random.Random | None = None, config: Config | None = None,
                         poll: float = 0.05, max_passes: int = 10_000,
-                        on_pass: Callable[[Store], None] | None = None) -> ConvergeResult:
+                        on_pass: Callable[[Store], None] | None = None, metrics: Any = None,
+                        memory: dict[str, Any] | None = None) -> ConvergeResult:
     """Alternate controller passes and kubelet steps until converged or `timeout` (clock seconds)."""
     rng = rng or random.Random()
+    memory = memory if memory is not None else {}
     deadline = clock.now() + timeout
     passes = 0
     while passes < max_passes:
         passes += 1
-        res = reconcile_once(store, clock, rng=rng, config=config)
+        res = reconcile_once(store, clock, rng=rng, config=config, metrics=metrics, memory=memory)
         writes = kubelet_step(store, kubelet, clock)
         if on_pass is not None:
             on_pass(store)

@@ -20,7 +20,7 @@ from netsim.controlplane.events import Event
 from netsim.store import AlreadyExists, Conflict, InvalidObject, NotFound, Store, rfc3339, scoped_namespace
 
 WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet",
-                 "DaemonSet", "StatefulSet", "Job", "CronJob")
+                 "DaemonSet", "StatefulSet", "Job", "CronJob", "HorizontalPodAutoscaler")
 
 
 @dataclass
@@ -29,6 +29,12 @@ class Config:
 
     node_monitor_grace_seconds: float = 40.0  # kube-controller-manager --node-monitor-grace-period
     pod_eviction_seconds: float = 300.0  # DefaultTolerationSeconds for not-ready/unreachable NoExecute
+    autoscaling: Any = None  # netsim.controlplane.hpa.AutoscalingConfig (its defaults when None)
+
+    def __post_init__(self) -> None:
+        if self.autoscaling is None:
+            from netsim.controlplane.hpa import AutoscalingConfig
+            self.autoscaling = AutoscalingConfig()
 
 
 @dataclass
@@ -36,6 +42,8 @@ class Context:
     now: float
     rng: random.Random = field(default_factory=random.Random)
     config: Config = field(default_factory=Config)
+    metrics: Any = None  # netsim.model.metrics.MetricsView, when the daemon samples usage
+    memory: dict[str, Any] = field(default_factory=dict)  # controllers' state kept between passes
 
 
 @dataclass
@@ -114,6 +122,10 @@ def apply_actions(store: Store, actions: Iterable[Action], now: float,
                 store.update_status(kind, ns, name, a.obj.get("status") or {}, expected_rv=rv)
             elif a.verb == "delete":
                 store.delete(kind, ns, name)
+            elif a.verb == "event":  # only the event: nothing to write (e.g. a status that did not change)
+                if a.event is not None:
+                    events.append(a.event)
+                continue
             elif a.verb == "terminate":
                 cur = store.get(kind, ns, name)
                 if cur is None or o.is_terminating(cur):

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from netsim import naming
+from netsim.model.autoscaling import AutoscalingSpec, parse_autoscaling
 from netsim.model.errors import Source, SpecError
 from netsim.model.kubeproxy import KubeProxySpec, parse_kube_proxy
 from netsim.model.meta import DNS1123_LABEL, Fields
@@ -97,6 +98,7 @@ class ClusterSpec:
     source: str = "<default>"
     kube_proxy: KubeProxySpec = KubeProxySpec()
     containers: ContainerDefaults = ContainerDefaults()
+    autoscaling: AutoscalingSpec = AutoscalingSpec()
 
     # -- derived addresses -------------------------------------------------------------------------
     @property
@@ -153,6 +155,7 @@ class ClusterSpec:
                 "externalHosts": [{"name": h.name, "ip": h.ip if h.on_node_network else f"{h.ip}/{h.prefixlen}"}
                                   for h in self.external_hosts],
                 **({"kubeProxy": kp} if (kp := self.kube_proxy.to_dict()) else {}),
+                **({"autoscaling": a} if (a := self.autoscaling.to_dict()) else {}),
             },
         }
 
@@ -215,7 +218,7 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     obj = f"Cluster {name}"
     spec = top.map("spec") or Fields({}, source=source, obj=obj, path="spec")
     spec.obj = obj
-    spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy", "containerDefaults"})
+    spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy", "containerDefaults", "autoscaling"})
 
     nodes = _parse_nodes(spec, source, obj)
     network = _parse_network(spec, source, obj)
@@ -231,7 +234,9 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     cluster = ClusterSpec(name=name, nodes=nodes, network=network, dns_domain=domain, source=source.file)
     hosts = _parse_hosts(spec, cluster)
     cluster = ClusterSpec(name=name, nodes=nodes, network=network, dns_domain=domain, external_hosts=hosts,
-                          source=source.file, kube_proxy=kube_proxy, containers=_parse_container_defaults(spec))
+                          source=source.file, kube_proxy=kube_proxy, containers=_parse_container_defaults(spec),
+                          autoscaling=parse_autoscaling(a) if (a := spec.map("autoscaling")) is not None
+                          else AutoscalingSpec())
     _check_address_plan(cluster, spec)
     return cluster
 

@@ -49,6 +49,8 @@ KINDS: dict[str, KindInfo] = {k.kind: k for k in (
              "parse_endpointslice", "endpointslices", ("eps",)),
     KindInfo("NetworkPolicy", ("networking.k8s.io/v1",), True, "netsim.model.networkpolicy",
              "parse_networkpolicy", "networkpolicies", ("netpol",)),
+    KindInfo("HorizontalPodAutoscaler", ("autoscaling/v2", "autoscaling/v1"), True, "netsim.model.hpa",
+             "parse_hpa", "horizontalpodautoscalers", ("hpa",)),
 )}
 
 _ALIASES: dict[str, str] = {}

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from netsim.model.quantity import format_quantity, parse_quantity
 from netsim.node.security import ContainerConfigError
 
 # ------------------------------------------------------------------------------------------- expansion
@@ -93,24 +94,8 @@ def expand_command_and_args(container: Mapping[str, Any], env: Mapping[str, str]
 
 # ------------------------------------------------------------------------------------------- quantities
 
-_SUFFIX = {"": 1, "m": Fraction(1, 1000), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-           "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-           "n": Fraction(1, 10**9), "u": Fraction(1, 10**6)}
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
-
-
-def parse_quantity(value: Any) -> Fraction:
-    """An apimachinery resource.Quantity ("500m", "128Mi", "1e3", 2) as an exact number."""
-    m = _QUANTITY.match(str(value).strip())
-    if not m or m.group(2) not in _SUFFIX:
-        raise ValueError(f"quantities must match the regular expression "
-                         f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {value!r}")
-    return Fraction(m.group(1)) * _SUFFIX[m.group(2)]
-
-
-def format_quantity(value: Fraction) -> str:
-    """A number as a file/env value: whole numbers plainly (the kubelet writes integers)."""
-    return str(int(value)) if value.denominator == 1 else str(float(value))
+# Quantities live in the model (netsim.model.quantity); re-exported here for the kubelet's callers.
+__all__ = ["format_quantity", "parse_quantity"]
 
 
 # -------------------------------------------------------------------------------------- the pod's world

@@ -22,6 +22,7 @@ pod, which is then not ready. Readiness is what actually listens: `listening(pod
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
@@ -86,6 +87,7 @@ class _Stream(Conn):
 
     answer: bytes = b""  # the identity line
     hostname: str = ""
+    pod: str = ""  # ns/name, whose request count each answer raises
     sniff_until: float = 0.0
     mode: str = SNIFF
     buf: bytes = b""
@@ -134,6 +136,8 @@ class WorkloadServer(NetnsServer):
         self._pods: dict[str, _Pod] = {}
         self._sctp: dict[str, _SctpResponder] = {}
         self.answered = {"TCP": 0, "UDP": 0, "SCTP": 0, "HTTP": 0, "GRPC": 0}
+        # Requests answered per pod ("ns/name"), for the metrics sampler (requests per second, emulated CPU).
+        self.requests: collections.Counter[str] = collections.Counter()
         self._sniff_window = sniff_window
         self._sniffing: dict[int, _Stream] = {}
 
@@ -181,6 +185,15 @@ class WorkloadServer(NetnsServer):
             for key, err in pod.failed.items():
                 log.warning("%s: cannot serve %s/%s in %s: %s", pod_key, key[0], key[1], netns, err)
             return {k: k not in pod.failed for k in wanted}
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests answered so far per pod (a copy; the server thread keeps counting)."""
+        for _ in range(5):
+            try:
+                return dict(self.requests)
+            except RuntimeError:  # the server thread added a pod while we copied
+                continue
+        return {}
 
     def unserve(self, pod_key: str) -> bool:
         """Close everything `pod_key` listens on; False when it was not served."""
@@ -305,11 +318,12 @@ class WorkloadServer(NetnsServer):
                     conn.send(answer)
                     conn.shutdown(socket.SHUT_WR)
                 self.answered["TCP"] += 1
+                self.requests[lst.pod] += 1
                 conn.close()
                 continue
             now = time.monotonic()
             stream = _Stream(conn, now + self._linger, answer=answer, hostname=lst.pod.rpartition("/")[2],
-                             sniff_until=now + self._sniff_window)
+                             sniff_until=now + self._sniff_window, pod=lst.pod)
             self._add_conn(stream)
             self._sniffing[id(stream)] = stream
             self._on_conn(stream)
@@ -341,6 +355,7 @@ class WorkloadServer(NetnsServer):
             self._close_conn(st)
             return
         self.answered["TCP"] += 1
+        self.requests[st.pod] += 1
 
     def _on_stream(self, st: _Stream) -> None:
         if st.mode == SNIFF:
@@ -389,6 +404,7 @@ class WorkloadServer(NetnsServer):
             close = not req.keep_alive
             out += http.response(200, "OK", body, ctype, close=close, head=req.method == "HEAD")
             self.answered["HTTP"] += 1
+            self.requests[st.pod] += 1
             if close:
                 self._send_and_close(st, out)
                 return
@@ -409,6 +425,7 @@ class WorkloadServer(NetnsServer):
             return
         if out:
             self.answered["GRPC"] += out.count(b"grpc-status")
+            self.requests[st.pod] += out.count(b"grpc-status")
             self._send(st, out)
         if server.closed:
             self._send_and_close(st, b"")
@@ -461,6 +478,7 @@ class WorkloadServer(NetnsServer):
             try:
                 lst.sock.sendmsg([answer], cmsgs, 0, addr)
                 self.answered["UDP"] += 1
+                self.requests[lst.pod] += 1
             except OSError as exc:
                 log.debug("udp answer to %s failed: %s", addr, exc)
 

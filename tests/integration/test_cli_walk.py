@@ -59,6 +59,8 @@ BASE = {  # harmless command lines: each names nothing that exists
     "wait": ["pod/nosuch-pod", "--for", "condition=Ready", "--timeout", "1s"],
     "load": ["--from", "default/nosuch", "--to", "default/nosuch2", "--rate", "10", "--duration", "0.2"],
     "logs": ["nosuch-pod"],
+    "top pods": ["nosuch-pod"],
+    "top nodes": [],
     "node fail": ["nosuch-node"],
     "node restore": ["nosuch-node"],
     "probe": ["--from", "default/nosuch", "--to", "default/nosuch2"],

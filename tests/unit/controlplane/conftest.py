@@ -27,6 +27,8 @@ class Harness:
     def __post_init__(self):
         self.store = MemoryStore(clock=self.clock.now)
         self.kubelet = FakeKubelet()
+        self.metrics = None  # a MetricsView for the HPA controller
+        self.memory: dict = {}  # controllers' memory between passes, as the daemon keeps it
 
     def add_nodes(self, nodes) -> None:
         """nodes: an int or a list of cluster-spec node entries."""
@@ -40,12 +42,15 @@ class Harness:
         self.store.apply(parse_documents(text))
 
     def converge(self, timeout: float = 60, **kw):
+        kw.setdefault("metrics", self.metrics)
+        kw.setdefault("memory", self.memory)
         res = run_until_converged(self.store, self.kubelet, self.clock, timeout, rng=self.rng, config=self.config,
                                   **kw)
         return res
 
     def once(self):
-        return reconcile_once(self.store, self.clock, rng=self.rng, config=self.config)
+        return reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=self.metrics,
+                              memory=self.memory)
 
     def pods(self, ns: str = "default", **labels) -> list[dict]:
         return [p for p in self.store.list("Pod", ns, labels or None)]
