@@ -87,7 +87,7 @@ def test_watch_is_a_chunked_stream_with_bookmarks(server):
     rv = json.loads(body)["metadata"]["resourceVersion"]
     w = conn(server)
     w.request("GET", f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"
-                     "&allowWatchBookmarks=true&timeoutSeconds=3")
+                     "&allowWatchBookmarks=true&timeoutSeconds=2")
     r = w.getresponse()
     assert r.status == 200 and r.getheader("Transfer-Encoding") == "chunked"
     status, _, made = call(c, "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "w"}})
@@ -134,7 +134,7 @@ def test_malformed_connections_do_not_hurt_the_server(server):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
                 ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             s.sendall(junk)
-            s.settimeout(2)
+            s.settimeout(1)
             try:
                 s.recv(4096)
             except OSError:
