@@ -97,12 +97,19 @@ def _pod(c, ns: str, app: str) -> str:
 
 
 def _service_targets(c, ns: str) -> list[tuple[str, int]]:
+    """Every TCP port of the namespace's Services by FQDN and short name; NodePorts on every node's IP and
+    LoadBalancer ingress IPs too (the published fixed nodePorts included)."""
+    node_ips = sorted({(p.get("status") or {}).get("hostIP") for p in c.pods()} - {None})
     out = []
     for svc in c.get("Service", ns):
         name = svc["metadata"]["name"]
+        lb = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+              if i.get("ip")]
         for p in svc["spec"].get("ports") or []:
             if p.get("protocol", "TCP") == "TCP":
                 out += [(f"{name}.{ns}.svc.cluster.local", int(p["port"])), (name, int(p["port"]))]
+                out += [(ip, int(p["nodePort"])) for ip in node_ips if p.get("nodePort")]
+                out += [(ip, int(p["port"])) for ip in lb]
     return out
 
 
@@ -165,7 +172,8 @@ def test_every_pod_is_running_and_ready(corpus):
 
 
 def test_every_service_port_answers_by_its_dns_names(corpus):
-    """The FQDN and the short name of every Service port, from a client pod of the app's namespace."""
+    """The FQDN and the short name of every Service port, from a client pod of the app's namespace (and the
+    NodePorts and LoadBalancer IPs of those that have them)."""
     t = time.monotonic()
     for app in APPS:
         targets = _service_targets(corpus, app)
