@@ -7,7 +7,8 @@ Two shapes, as load tools offer them:
   moment a request was *due*, not from when the loop got round to it (wrk2's answer to coordinated
   omission), so a slow client shows as latency rather than hiding it.
 - **closed loop** (`connections`): N clients, each sends its next request when the previous one ended
-  (optionally paced so that together they stay under `rate`).
+  (optionally paced so that together they stay under `rate`). Over TCP each client keeps one persistent
+  HTTP/1.1 connection (netsim.load.keepalive); over UDP each sends its next datagram.
 
 A TCP request is one connection: connect, read the workload server's JSON identity line (which names the
 pod that answered), close. That is what the workload server speaks; it also means every request goes
@@ -130,11 +131,17 @@ def run_load(kernel: Kernel, sources: list[Source], target: Target, *, duration:
     if connections is not None:
         k = min(k, connections)
     stop = stop or threading.Event()
-    runs = []
+    runs: list = []
     for i in range(k):
         share_conn = None if connections is None else connections // k + (1 if i < connections % k else 0)
         share_rate = None if rate is None else rate / k
-        runs.append(LoadRun(kernel, sources[i % len(sources):] + sources[:i % len(sources)], target,
+        rotated = sources[i % len(sources):] + sources[:i % len(sources)]
+        if share_conn is not None and target.protocol == "TCP":
+            from netsim.load.keepalive import KeepAliveRun
+            runs.append(KeepAliveRun(kernel, rotated, target, connections=share_conn, duration=duration,
+                                     rate=share_rate, timeout=timeout, stop=stop))
+            continue
+        runs.append(LoadRun(kernel, rotated, target,
                             duration=duration, rate=share_rate, connections=share_conn, timeout=timeout,
                             stop=stop, phase=(i / k) / share_rate if share_rate and connections is None else 0.0))
     if k == 1:

@@ -67,6 +67,15 @@ def test_through_a_service_every_endpoint_answers(cluster):
     assert rep["target"] == f"svc/default/web ({cluster.service('default', 'web')['spec']['clusterIP']}:80/TCP)"
 
 
+def test_closed_loop_clients_keep_their_connection_and_its_endpoint(cluster):
+    """Two keep-alive HTTP clients through a Service with three endpoints: each stays on the pod its
+    connection was balanced to (conntrack keeps the DNAT), so at most two pods answer, many times each."""
+    rep = cluster.load("default/client", "svc/default/web", connections=2, duration=1.0)
+    assert rep["mode"] == "closed" and rep["ok"] == rep["sent"] > 40, rep
+    assert 1 <= len(rep["byEndpoint"]) <= 2, rep["byEndpoint"]
+    assert all(n > 10 for n in rep["byEndpoint"].values()), rep["byEndpoint"]
+
+
 def test_the_cli_json_contract_and_max_failed(cluster, tmp_path):
     out = netsim(cluster.name, "load", "--from", "default/client", "--to", "svc/default/empty", "--rate", "50",
                  "--duration", "0.4", "-o", "json", "--max-failed", "0", "--png", str(tmp_path / "l.png"))

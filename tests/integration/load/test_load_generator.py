@@ -69,10 +69,13 @@ def test_a_server_that_resets_counts_as_reset(kernel, netpair):
     assert rep["reset"] == rep["sent"] == 30, rep
 
 
-def test_closed_loop_keeps_n_clients_busy(kernel, netpair, workload):
+def test_closed_loop_keeps_n_clients_busy_on_keep_alive_connections(kernel, netpair, workload):
     workload.serve("y/b", "n1", netpair.b, [(80, "TCP")])
+    before = workload.answered["HTTP"]
     rep = _go(kernel, netpair, 80, connections=3, duration=0.5)
     assert rep["mode"] == "closed" and rep["ok"] == rep["sent"] > 30, rep
+    assert workload.answered["HTTP"] - before == rep["ok"]  # HTTP requests, not identity connections
+    assert workload.requests["y/b"] >= rep["ok"]
     capped = _go(kernel, netpair, 80, connections=2, rate=40, duration=0.5)
     assert capped["ok"] == capped["sent"] and 16 <= capped["sent"] <= 22, capped
 
