@@ -186,11 +186,10 @@ def resolv_conf_path(netns: str, root: str = NETNS_ETC) -> Path:
     return Path(root) / netns / "resolv.conf"
 
 
-def write_resolv_conf(netns: str, content: str, root: str = NETNS_ETC) -> Path:
-    """Put `content` at <root>/<netns>/resolv.conf (atomically: readers never see half a file)."""
-    path = resolv_conf_path(netns, root)
+def write_netns_etc(path: Path, content: str) -> Path:
+    """Put `content` at `path` (a file of /etc/netns/<netns>/) atomically, 0644: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".resolv.conf.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(content)
@@ -200,6 +199,11 @@ def write_resolv_conf(netns: str, content: str, root: str = NETNS_ETC) -> Path:
         with_suppressed_unlink(tmp)
         raise
     return path
+
+
+def write_resolv_conf(netns: str, content: str, root: str = NETNS_ETC) -> Path:
+    """Put `content` at <root>/<netns>/resolv.conf."""
+    return write_netns_etc(resolv_conf_path(netns, root), content)
 
 
 def remove_resolv_conf(netns: str, root: str = NETNS_ETC) -> bool:

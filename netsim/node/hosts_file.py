@@ -16,13 +16,11 @@ does the same, so both see it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from netsim.dns.resolvconf import NETNS_ETC, resolv_conf_path, with_suppressed_unlink
+from netsim.dns.resolvconf import NETNS_ETC, resolv_conf_path, with_suppressed_unlink, write_netns_etc
 
 MANAGED_HEADER = "# Kubernetes-managed hosts file.\n"
 HOSTNAME_MAX = 63  # GeneratePodHostNameAndDomain truncates the pod name used as hostname
@@ -65,18 +63,7 @@ def hosts_path(netns: str, root: str = NETNS_ETC) -> Path:
 
 def write_hosts(netns: str, content: str, root: str = NETNS_ETC) -> Path:
     """Put `content` at <root>/<netns>/hosts, atomically (0644, as ensureHostsFile)."""
-    path = hosts_path(netns, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".hosts.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with_suppressed_unlink(tmp)
-        raise
-    return path
+    return write_netns_etc(hosts_path(netns, root), content)
 
 
 def remove_hosts(netns: str, root: str = NETNS_ETC) -> bool:
