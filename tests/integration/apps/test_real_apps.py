@@ -82,10 +82,21 @@ def _not_ready(c, namespaces: set[str]) -> list[str]:
             for p in c.pods() if p["metadata"]["namespace"] in namespaces and not _ready(p)]
 
 
+def _missing(c, namespaces: set[str]) -> list[str]:
+    """Namespaces with fewer pods than their Deployments and StatefulSets ask for (not made yet)."""
+    out = []
+    for ns in namespaces:
+        want = sum(int(w["spec"].get("replicas", 1)) for k in ("Deployment", "StatefulSet") for w in c.get(k, ns))
+        have = len([p for p in c.pods(ns) if p["metadata"]["name"] != CLIENT])
+        if have < want:
+            out.append(f"{ns}: {have} of {want} pods")
+    return out
+
+
 def _wait_ready(c, namespaces: set[str], timeout: float) -> list[str]:
     end = time.monotonic() + timeout
     while True:
-        bad = _not_ready(c, namespaces)
+        bad = _missing(c, namespaces) + _not_ready(c, namespaces)
         if not bad or time.monotonic() > end:
             return bad
         time.sleep(0.5)
@@ -192,12 +203,24 @@ def test_every_service_port_answers_by_its_dns_names(corpus):
 
 
 def test_a_process_in_an_app_pod_resolves_another_service_of_the_app(corpus):
-    """Through the pod's own resolv.conf (search path of its namespace), as the app's code would."""
+    """Through the pod's own resolv.conf (search path of its namespace), as the app's code would; and the
+    apps' own init containers, real processes, reached another Service by its short name before their pod
+    started (Online Boutique's loadgenerator: wget http://frontend:80 until it answers 200; AKS Store's
+    order-service: nc -zv rabbitmq 5672)."""
     for app, info in APPS.items():
         frm, svc = info["resolver"]
         r = corpus.exec(f"{app}/{_pod(corpus, app, frm)}", [sys.executable, "-c", RESOLVE, svc])
         assert r.returncode == 0, f"{app}: {r.stderr}"
         assert r.stdout.strip() == corpus.service(app, svc)["spec"]["clusterIP"], (app, r.stdout)
+    # nc's last words differ between busybox (the image's, "open") and the host's netcat ("succeeded!")
+    for app, label, init, said in [("online-boutique", "loadgenerator", "frontend-check", ("Frontend is reachable.",)),
+                                   ("aks-store", "order-service", "wait-for-rabbitmq", ("open", "succeeded!"))]:
+        name = _pod(corpus, app, label)
+        (st,) = [x for x in corpus.store.get("Pod", app, name)["status"]["initContainerStatuses"]
+                 if x["name"] == init]
+        assert st["state"]["terminated"]["exitCode"] == 0, st
+        r = _netsim(corpus.name, "logs", "-n", app, name, "-c", init)
+        assert r.returncode == 0 and any(line.endswith(said) for line in r.stdout.splitlines()), (app, r.stdout)
 
 
 def test_the_apps_own_network_policies_are_enforced(corpus):
