@@ -134,12 +134,13 @@ def bootstrap_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}, "spec": {}}
         for n in ("default", "kube-system", "kube-public")
     ] + [
-        # The API server's own Service takes the first address (10.96.0.1), as in every cluster. netsim has
-        # no API server behind it, so it has no endpoints (kube-proxy rejects connections to it).
+        # The API server's own Service takes the first address (10.96.0.1), as in every cluster, and its
+        # EndpointSlice the first node's IP:6443, where the daemon serves the API inside that node's netns.
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "kubernetes", "namespace": "default",
                       "labels": {"component": "apiserver", "provider": "kubernetes"}},
          "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}},
+        *([kubernetes_endpointslice(spec.node_ip(0))] if spec.nodes else []),
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {**dns_labels,
                                                                                  "kubernetes.io/name": "CoreDNS"}},
@@ -156,6 +157,19 @@ def bootstrap_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
                                         "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
                                                          "effect": "NoSchedule"}]}}}},
     ]
+
+
+def kubernetes_endpointslice(ip: str) -> dict[str, Any]:
+    """The `kubernetes` Service's EndpointSlice as kube-apiserver's endpoint reconciler writes it
+    (pkg/controlplane/reconcilers/endpointsadapter.go endpointSliceFromEndpoints): named after the Service,
+    labelled only kubernetes.io/service-name (no managed-by: the EndpointSlice controller manages only
+    selector Services' slices and leaves it alone), IPv4, port `https` 6443, one ready endpoint: the
+    advertise address (here the first node's IP)."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}
 
 
 def normalise(docs: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
@@ -714,6 +728,9 @@ class Daemon:
             namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
             tx.apply(admit(docs, self.spec, services, namespaces))
         self.workload.start()
+        if self.spec.nodes:  # pods reach the API through the `kubernetes` Service (issue #13)
+            apiserver.serve_in_cluster(self.apiserver, self.kernel,
+                                       naming.node_ns(self.spec.name, self.spec.nodes[0].name), self.spec.node_ip(0))
         self._refresh_dns()
         self.dns.start()
         self._sync_failed_nodes()  # which kubelets are cut off, before they adopt anything

@@ -91,7 +91,8 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet, *, daemon: boo
             st.hosts.append(fabric.add_host(k, spec, i, host))
             progress(f"host {host.name} {host.ip}")
         checkpoint("up-nodes-built")
-        endpoint.prepare(spec.name, spec.network.service_cidr, spec.dns_domain)
+        endpoint.prepare(spec.name, spec.network.service_cidr, spec.dns_domain,
+                         advertise_ip=spec.node_ip(0) if spec.nodes else None)
         st.phase = "ready"
         st.extra["buildSeconds"] = round(time.monotonic() - t0, 3)
         state.save(st)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from netsim.apiserver.server import ApiServer
+    from netsim.kernel.api import Kernel
     from netsim.model.cluster import ClusterSpec
 
 log = logging.getLogger("netsim.apiserver")
@@ -34,3 +35,31 @@ def serve(cluster: str, spec: ClusterSpec, store_path: str) -> ApiServer | None:
         return None
     log.info("serving the Kubernetes API on %s", ep.server)
     return srv
+
+
+def serve_in_cluster(srv: ApiServer | None, kernel: Kernel, netns: str, ip: str) -> None:
+    """Serve the API to pods too (the daemon's second hook): a listening socket opened inside the first
+    node's network namespace on <node IP>:6443, where the `kubernetes` Service's EndpointSlice points
+    (kube-apiserver listens on its advertise address, --secure-port 6443). Pods reach it through the
+    Service's ClusterIP and kube-proxy's DNAT, over the real data plane. Failing only logs: the host
+    endpoint goes on."""
+    import socket
+
+    from netsim.apiserver.endpoint import IN_CLUSTER_PORT
+    from netsim.kernel.api import KernelError
+    from netsim.netns_sockets import open_in_netns
+    if srv is None:
+        return
+
+    def setup(s: socket.socket) -> None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((ip, IN_CLUSTER_PORT))
+        s.listen(64)
+    try:
+        sock = open_in_netns(kernel, netns, socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC,
+                             what=f"listen on {ip}:{IN_CLUSTER_PORT}", setup=setup)
+        srv.serve_in_netns(sock)
+    except (KernelError, OSError) as e:
+        log.error("cannot serve the API inside the cluster on %s:%d: %s", ip, IN_CLUSTER_PORT, e)
+        return
+    log.info("serving the Kubernetes API to pods on %s:%d (%s)", ip, IN_CLUSTER_PORT, netns)

@@ -122,16 +122,19 @@ def _sign(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name
     return b.sign(issuer_key, hashes.SHA256())
 
 
-def server_sans(service_ip: str, dns_domain: str) -> list:
-    """The serving certificate's names (kubeadm's GetAPIServerAltNames, for a host-local server)."""
+def server_sans(service_ip: str, dns_domain: str, advertise_ip: str | None = None) -> list:
+    """The serving certificate's names (kubeadm's GetAPIServerAltNames: the Service names and IP, the
+    advertise address (the first node's IP, where in-cluster traffic arrives after kube-proxy's DNAT),
+    and the loopback names of the host-local endpoint)."""
     names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              f"kubernetes.default.svc.{dns_domain}"]
-    return [*(x509.DNSName(n) for n in names),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address(service_ip))]
+    ips = ["127.0.0.1", service_ip] + ([advertise_ip] if advertise_ip else [])
+    return [*(x509.DNSName(n) for n in names), *(x509.IPAddress(ipaddress.ip_address(i)) for i in ips)]
 
 
-def make_pki(root: str, *, service_ip: str, dns_domain: str) -> Pki:
-    """Generate the CA, serving and admin certificates and the admin token under `root` (made 0700)."""
+def make_pki(root: str, *, service_ip: str, dns_domain: str, advertise_ip: str | None = None) -> Pki:
+    """Generate the CA, serving and admin certificates, the admin token and the service-account signing
+    key (`sa.key`, kubeadm's name) under `root` (made 0700)."""
     os.makedirs(root, mode=0o700, exist_ok=True)
     os.chmod(root, 0o700)
     pki = Pki(root)
@@ -140,7 +143,7 @@ def make_pki(root: str, *, service_ip: str, dns_domain: str) -> Pki:
     ca = _sign(ca_name, ca_key, ca_name, ca_key, ca=True, validity=CA_VALIDITY)
     srv_key = _key()
     srv = _sign(_name("kube-apiserver"), srv_key, ca_name, ca_key, ca=False, validity=VALIDITY,
-                usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=server_sans(service_ip, dns_domain))
+                usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=server_sans(service_ip, dns_domain, advertise_ip))
     adm_key = _key()
     adm = _sign(_name(ADMIN_USER, ADMIN_GROUPS), adm_key, ca_name, ca_key, ca=False, validity=VALIDITY,
                 usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
@@ -152,6 +155,7 @@ def make_pki(root: str, *, service_ip: str, dns_domain: str) -> Pki:
     _write_private(pki.admin_key, _pem_key(adm_key))
     _write_private(pki.admin_crt, adm.public_bytes(pem))
     _write_private(pki.token, secrets.token_urlsafe(32).encode())
+    _write_private(pki.path("sa.key"), _pem_key(_key()))
     return pki
 
 

@@ -53,15 +53,21 @@ def kubernetes_service_ip(service_cidr: str) -> str:
     return str(ipaddress.ip_network(service_cidr).network_address + 1)
 
 
+IN_CLUSTER_PORT = 6443  # kube-apiserver's --secure-port: the `kubernetes` Service's targetPort
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
-def prepare(cluster: str, service_cidr: str, dns_domain: str, *, merge_kubeconfig: bool = True) -> Endpoint:
-    """Make the cluster's PKI and endpoint record (the state directory exists); merge the kubeconfig."""
-    pki = certs.make_pki(pki_dir(cluster), service_ip=kubernetes_service_ip(service_cidr), dns_domain=dns_domain)
+def prepare(cluster: str, service_cidr: str, dns_domain: str, *, merge_kubeconfig: bool = True,
+            advertise_ip: str | None = None) -> Endpoint:
+    """Make the cluster's PKI and endpoint record (the state directory exists); merge the kubeconfig.
+    `advertise_ip` is the node IP in-cluster clients reach the API on (in the serving certificate)."""
+    pki = certs.make_pki(pki_dir(cluster), service_ip=kubernetes_service_ip(service_cidr), dns_domain=dns_domain,
+                         advertise_ip=advertise_ip)
     ep = Endpoint(cluster, free_port(), pki)
     kc_path = kubeconfig.path_for_merge() if merge_kubeconfig else None
     error = None

@@ -3,9 +3,16 @@
 Transport and authentication as kube-apiserver's (k8s.io/apiserver pkg/server/secure_serving.go,
 pkg/authentication/request/x509 and bearertoken): TLS with the cluster CA, client certificates verified
 when given (the subject's CN is the user, its O entries the groups), or `Authorization: Bearer <token>`
-with the token made at `up`; a request with neither is 401 Unauthorized (anonymous requests are off, as
+with the token made at `up`, or a ServiceAccount token a pod was given (satoken.py: the serviceaccount
+token authenticator); a request with none of them is 401 Unauthorized (anonymous requests are off, as
 with `--anonymous-auth=false`). Every authenticated user may do everything (the admin is in
-system:masters; netsim has no RBAC), which is also what `SelfSubjectAccessReview` answers.
+system:masters; netsim has no RBAC, so ServiceAccounts may do everything too), which is also what
+`SelfSubjectAccessReview` answers.
+
+In-cluster clients reach the same server through the `kubernetes` Service: `serve_in_netns` adds a second
+listening socket opened inside the first node's network namespace on <node IP>:6443 (the EndpointSlice
+the daemon writes points there, as kube-apiserver's endpoint reconciler writes its advertise address),
+served by the same handler, certificates and store; nothing is bound in the host's namespace for it.
 
 Routing follows the API's paths (pkg/endpoints/installer.go): /api/v1/..., /apis/G/V/...,
 `namespaces/NS/<resource>[/<name>[/<subresource>]]` for namespaced kinds. Each request thread reads and
@@ -29,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
-from netsim.apiserver import certs, discovery, errors, execws, logs, openapi, protobuf, tables, watch
+from netsim.apiserver import certs, discovery, errors, execws, logs, openapi, protobuf, satoken, tables, watch
 from netsim.apiserver.endpoint import HOST, Endpoint
 from netsim.apiserver.handlers import Handlers, Target
 from netsim.controlplane.events import Event
@@ -54,9 +61,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, addr: tuple[str, int], handler: type, api: ApiServer):
+    def __init__(self, addr: tuple[str, int], handler: type, api: ApiServer, sock: socket.socket | None = None):
         self.api = api
-        super().__init__(addr, handler)
+        super().__init__(addr, handler, bind_and_activate=sock is None)
+        if sock is not None:  # an already listening socket (opened in a node's network namespace)
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
@@ -85,8 +96,10 @@ class ApiServer:
         self.tls.set_alpn_protocols(["http/1.1"])
         with open(pki.token) as f:
             self.token = f.read().strip()
+        self._sa_key: Any = None  # the service-account key, loaded on the first token that needs it
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._incluster: tuple[_Server, threading.Thread] | None = None
         self._stopping = threading.Event()
         self.error: str | None = None
         self.requests = 0
@@ -98,13 +111,25 @@ class ApiServer:
                                         name="netsim-apiserver", daemon=True)
         self._thread.start()
 
+    def serve_in_netns(self, sock: socket.socket) -> None:
+        """Serve on a listening socket opened in a node's namespace (the in-cluster endpoint)."""
+        sock.setblocking(True)
+        httpd = _Server(sock.getsockname()[:2], _Handler, self, sock)
+        t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                             name="netsim-apiserver-incluster", daemon=True)
+        t.start()
+        self._incluster = (httpd, t)
+
     def stop(self) -> None:
         self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        servers = [(self._httpd, self._thread)] + ([self._incluster] if self._incluster else [])
+        for httpd, _ in servers:
+            if httpd is not None:
+                httpd.shutdown()
+                httpd.server_close()
+        for _, thread in servers:
+            if thread is not None:
+                thread.join(timeout=5)
         self.store.close()
 
     def stopping(self) -> bool:
@@ -112,8 +137,13 @@ class ApiServer:
 
     def health(self) -> dict[str, Any]:
         alive = self._thread is not None and self._thread.is_alive()
-        return {"state": "running" if alive else "dead", "error": self.error, "port": self.endpoint.port,
-                "requests": self.requests, "handlerErrors": self.handler_errors}
+        out = {"state": "running" if alive else "dead", "error": self.error, "port": self.endpoint.port,
+               "requests": self.requests, "handlerErrors": self.handler_errors}
+        if self._incluster is not None:
+            host, port = self._incluster[0].server_address[:2]
+            out["inCluster"] = {"address": f"{host}:{port}",
+                                "state": "running" if self._incluster[1].is_alive() else "dead"}
+        return out
 
     def authenticate(self, sock: ssl.SSLSocket, headers: Any) -> tuple[str, tuple[str, ...]] | None:
         try:
@@ -123,8 +153,18 @@ class ApiServer:
         if der:
             return certs.subject_of(der)
         auth = headers.get("Authorization") or ""
-        if auth.startswith("Bearer ") and auth[7:].strip() == self.token:
+        # bearertoken.go AuthenticateRequest: the scheme is matched case-insensitively (the Python client
+        # sends "bearer ...").
+        scheme, _, token = auth.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        if token == self.token:
             return certs.ADMIN_USER, certs.ADMIN_GROUPS
+        if satoken.looks_like_jwt(token):
+            if self._sa_key is None:
+                self._sa_key = satoken.load_key(self.endpoint.pki.root)
+            return satoken.verify(self._sa_key, self.spec.dns_domain, token, self.store.get)
         return None
 
 

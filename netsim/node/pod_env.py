@@ -112,6 +112,8 @@ class PodContext:
     host_ip: str = ""
     allocatable: Mapping[str, Any] = field(default_factory=dict)  # cpu, memory, ephemeral-storage
     events: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) Warning events
+    # A ServiceAccount token for this pod, by audience ("" = the API server's); None: no issuer.
+    sa_token: Callable[[str], bytes] | None = None
 
     @property
     def namespace(self) -> str:

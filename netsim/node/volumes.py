@@ -9,8 +9,9 @@ the container's `mountPath` by container_init in the container's private mount n
   CollectData: fieldRef and resourceFieldRef items; projected/projected.go collectData: the sources in
   order). They are rewritten when the ConfigMap, Secret or the pod's labels/annotations change, as the
   kubelet's periodic volume sync does, and always mounted read-only (ReadOnlyAPIDataVolumes). A
-  `serviceAccountToken` projection is written as a placeholder token (netsim has no token issuer): the
-  file exists at its path, its content is not a valid JWT.
+  `serviceAccountToken` projection gets a pod-bound token signed with the cluster's service-account key
+  (netsim.apiserver.satoken), which the cluster's API server accepts; a placeholder only where the
+  cluster has no API endpoint.
 - emptyDir: one directory per pod shared by its containers (mode 0777, as emptyDir's setupDir makes it),
   kept across container restarts, removed with the pod. `medium: Memory` mounts a tmpfs there (with
   `sizeLimit` as its size), named under the cluster's state directory and unmounted by `down`.
@@ -143,7 +144,9 @@ def payload(volume: Mapping[str, Any], ctx: PodContext) -> dict[str, FileProject
         elif source.get("downwardAPI") is not None:
             out.update(_downward(source["downwardAPI"], ctx, mode))
         elif source.get("serviceAccountToken") is not None:
-            out[str(source["serviceAccountToken"].get("path", "token"))] = FileProjection(PLACEHOLDER_TOKEN, mode)
+            sat = source["serviceAccountToken"]
+            token = ctx.sa_token(str(sat.get("audience") or "")) if ctx.sa_token is not None else PLACEHOLDER_TOKEN
+            out[str(sat.get("path", "token"))] = FileProjection(token, mode)
     return out
 
 
