@@ -78,6 +78,7 @@ from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.security import ContainerConfigError, effective
 from netsim.node.service_ports import ServiceIndex, index_services, target_ports_for
 from netsim.node.sync_runner import SyncRunner
+from netsim.node.termination import Terminator
 from netsim.policy.verify import inputs_from_store
 from netsim.proxy.adapter import collect
 from netsim.proxy.config import proxy_config
@@ -236,6 +237,47 @@ class ClusterKubelet:
         # When this daemon made each sandbox: startTime has whole seconds only, too coarse for
         # initialDelaySeconds (adopted pods fall back to it).
         self._started: dict[str, float] = {}
+        # Deleted pods: preStop hooks, SIGTERM, the grace period, SIGKILL (netsim/node/termination.py).
+        self.terminator = Terminator(run_hook=self._run_hook, signal_term=self._signal(signal.SIGTERM),
+                                     signal_kill=self._signal(signal.SIGKILL), running=self._running,
+                                     stop_played=lambda pod: self.workload.unserve(o.key(pod)),
+                                     is_played=lambda pod, c: not container_argv(c),
+                                     event=self._container_event)
+
+    # -- termination ---------------------------------------------------------------------------------
+    def terminate(self, pod: dict[str, Any]) -> bool:
+        """One step of stopping a deleted pod's containers; True once they have all stopped."""
+        if o.node_name(pod) not in self.kubelets:
+            return True
+        return self.terminator.step(o.key(pod), pod, time.monotonic())
+
+    def _run_hook(self, pod: dict[str, Any], c: dict[str, Any], hook: dict[str, Any], grace: float) -> tuple[bool, str]:
+        """A preStop hook (pkg/kubelet/lifecycle/handlers.go): sleep, exec in the container, or httpGet."""
+        if "sleep" in hook:
+            time.sleep(min(float((hook.get("sleep") or {}).get("seconds", 0)), grace))
+            return True, ""
+        ip = ((pod.get("status") or {}).get("podIP")) or ""
+        return self._probe_call(pod, c, ip, not container_argv(c))("preStop", hook, max(grace, 0.1))
+
+    def _signal(self, sig: int) -> Any:
+        def send(pod: dict[str, Any], name: str) -> None:
+            kubelet = self.kubelets.get(o.node_name(pod) or "")
+            cp = kubelet.containers.get(o.key(pod), {}).get(name) if kubelet else None
+            if cp is not None and cp.proc is not None and cp.proc.poll() is None:
+                try:
+                    os.killpg(cp.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+        return send
+
+    def _running(self, pod: dict[str, Any], name: str) -> bool:
+        kubelet = self.kubelets.get(o.node_name(pod) or "")
+        cp = kubelet.poll_containers(o.key(pod)).get(name) if kubelet else None
+        return cp is not None and cp.proc is not None and cp.exit_code is None
+
+    def _container_event(self, pod: dict[str, Any], name: str, reason: str, message: str) -> None:
+        if self.events is not None:
+            self.events(o.ref(pod), reason, message, f"kubelet/{o.node_name(pod)}")
 
     @staticmethod
     def is_dns_pod(pod: dict[str, Any]) -> bool:
@@ -458,6 +500,7 @@ class ClusterKubelet:
         sandboxes found without a pod alike (the kubelet's garbage collection of orphan sandboxes)."""
         self.workload.unserve(f"{namespace}/{name}")
         self.inits.forget(f"{namespace}/{name}")
+        self.terminator.forget(f"{namespace}/{name}")
         self._started.pop(f"{namespace}/{name}", None)
         self._forget_probes(f"{namespace}/{name}")
         kubelet = self.kubelets.get(node)

@@ -42,6 +42,10 @@ class FakeKubelet:
         self.sandboxes.pop(o.key(pod), None)
         self.deleted.append(o.key(pod))
 
+    def terminate(self, pod: dict[str, Any]) -> bool:
+        """Containers stop at once: nothing runs here."""
+        return True
+
     def pod_state(self, pod: dict[str, Any]) -> PodState:
         if self.rule is not None:
             state = self.rule(pod)

@@ -113,6 +113,10 @@ class Kubelet(Protocol):
     def pod_state(self, pod: dict[str, Any]) -> PodState:
         """Readiness and phase of a pod whose sandbox exists."""
 
+    def terminate(self, pod: dict[str, Any]) -> bool:
+        """One step of stopping a deleted pod's containers (preStop, SIGTERM, grace, SIGKILL); True once
+        they have stopped and the sandbox may go. Never blocks."""
+
 
 @dataclass
 class PassResult:
@@ -201,6 +205,8 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
                 writes += 1
                 continue
             if has_sandbox:
+                if not kubelet.terminate(pod):
+                    continue  # its containers are still stopping (a preStop hook, the grace period)
                 teardown.append(pod)  # below, together with the step's other terminated pods
             else:
                 store.delete("Pod", o.namespace(pod), o.name(pod))
