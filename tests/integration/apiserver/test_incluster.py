@@ -6,6 +6,7 @@ rule to the node IP's port 6443 lets it through again, as on a real cluster."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from netsim import naming
+from netsim.daemon import health_path
 from tests.conftest import live_cluster
 
 pytestmark = pytest.mark.root
@@ -50,7 +52,8 @@ while True:
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lister", "namespace": "default",
                                                         "labels": {"app": "lister"}},
        # root: the test venv's interpreter may not be executable by the default uid 65534
-       "spec": {"securityContext": {"runAsUser": 0},
+       # on the second node: its traffic crosses the node network to the first node's IP
+       "spec": {"securityContext": {"runAsUser": 0}, "nodeName": "node-2",
                 "containers": [{"name": "py", "image": "python", "command": [sys.executable, "-c", SCRIPT]}]}}
 NO_TOKEN = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "quiet", "namespace": "default"},
             "spec": {"automountServiceAccountToken": False,
@@ -79,13 +82,13 @@ def _wait_line(cluster: str, pod: str, container: str, start: int, pred, timeout
 
 @pytest.fixture(scope="module")
 def cluster(kernel):
-    with live_cluster(kernel, "inc", {"nodes": 1, "network": {"plugin": "calico", "backend": "direct"}}) as c:
+    with live_cluster(kernel, "inc", {"nodes": 2, "network": {"plugin": "calico", "backend": "direct"}}) as c:
         yield c
 
 
 def test_in_cluster_client_lists_pods_and_policy_applies(cluster):
     name = cluster.name
-    node_ip = cluster.get("Node")[0]["status"]["addresses"][0]["address"]
+    node_ip = next(n for n in cluster.get("Node") if n["metadata"]["name"] == "node-1")["status"]["addresses"][0]["address"]
     sl = next(s for s in cluster.get("EndpointSlice", "default") if s["metadata"]["name"] == "kubernetes")
     assert sl["endpoints"][0]["addresses"] == [node_ip] and sl["ports"][0]["port"] == 6443
     cluster.apply([POD, NO_TOKEN])
@@ -112,3 +115,15 @@ def test_in_cluster_client_lists_pods_and_policy_applies(cluster):
     n = len(_log(name, "lister", "py"))
     _wait_line(name, "lister", "py", n, lambda s: s.startswith("LIST ok"))
     assert os.path.exists(os.path.join(naming.state_dir(name), "pki", "sa.key"))
+    with open(health_path(name)) as f:
+        api = json.load(f)["components"]["apiserver"]
+    assert api["inCluster"] == {"address": f"{node_ip}:6443", "state": "running"}
+
+
+def test_in_cluster_client_on_flannel(kernel):
+    """The default plugin: the pod's traffic to the node IP leaves through cni0 into the node's namespace."""
+    with live_cluster(kernel, "incf", {"nodes": 1}) as c:
+        c.apply(POD | {"spec": {**POD["spec"], "nodeName": "node-1"}})
+        listed = _wait_line(c.name, "lister", "py", 0, lambda s: s.startswith("LIST ok"))
+        assert "default/lister" in listed.split()
+        _wait_line(c.name, "lister", "py", 0, lambda s: s.startswith("ANON 401 Unauthorized"))
