@@ -596,7 +596,7 @@ class Cluster:
         except ValueError as exc:
             raise UsageError(f"load: {exc}") from None
         report = rec.report(target=f"{label} ({ip}:{tport}/{proto})", sources=[s.label for s in sources],
-                            startedAt=started)
+                            startedAt=started, elapsedS=round(time.time() - started, 3))
         events = [e for e in list_events(self.store) if e.time >= started]
         report["events"] = [{"second": round(at, 3), "event": text}
                             for at, text in plot.marks(events, started, duration)]

@@ -18,9 +18,9 @@ from netsim.model.errors import UsageError
 @click.option("--protocol", type=click.Choice(["TCP", "UDP"], case_sensitive=False), default="TCP",
               show_default=True)
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Requests per second (open loop); with --connections, a ceiling.")
+              help="Requests per second (open loop); with --connections, spread over those keep-alive connections.")
 @click.option("--connections", type=click.IntRange(min=1), default=None,
-              help="Closed loop: N clients, each sends when its previous request ended.")
+              help="N keep-alive HTTP clients: closed loop alone (each sends when its answer came), open loop with --rate.")
 @click.option("--duration", type=SECONDS, default=10.0, show_default=True, help="How long to send.")
 @click.option("--timeout", type=SECONDS, default=1.0, show_default=True, help="Seconds before a request times out.")
 @click.option("--max-failed", type=click.IntRange(min=0), default=None,

@@ -1,8 +1,10 @@
-"""Closed-loop load over persistent HTTP/1.1 connections: N clients, each with one keep-alive connection.
+"""Load over persistent HTTP/1.1 connections: N clients, each with one keep-alive connection.
 
 Each client sends `GET / HTTP/1.1`, waits for the whole response (Content-Length), and sends the next request
-on the same connection as soon as it has the answer (or when `rate` allows): what a connection-pooling HTTP
-client does. A connection therefore stays with the endpoint kube-proxy chose when it was opened (the
+on the same connection: as soon as it has the answer (closed loop, what a connection-pooling HTTP client
+does), or, with a `rate`, on its own fixed schedule of rate/N requests per second (open loop over persistent
+connections, as wrk2 does: latency counts from when a request was due, so an answer that comes late delays
+the next request and shows as latency instead of lowering the offered load). A connection therefore stays with the endpoint kube-proxy chose when it was opened (the
 conntrack entry keeps the DNAT), so a rollout shows what it does to long-lived clients: their connection is
 reset or stalls when its pod goes, and the client reconnects, landing on a live endpoint.
 
@@ -80,7 +82,7 @@ class KeepAliveRun:
         self.pools = pools
         self.clients = [_Client(pools[i % len(pools)]) for i in range(connections)]
         self.sel = selectors.DefaultSelector()
-        self.rec = Recorder(duration, "closed")
+        self.rec = Recorder(duration, "open" if rate else "closed")
         self.t0 = 0.0
         self.t0_shared: float | None = None
 
@@ -113,7 +115,9 @@ class KeepAliveRun:
 
     # -- one client ---------------------------------------------------------------------------------------
     def _send(self, c: _Client, now: float) -> None:
-        c.due, c.deadline, c.buf = now, now + self.timeout, b""
+        # On a schedule (rate), the request was due at next_at, however late the previous answer made it.
+        c.due = c.next_at if self.gap else now
+        c.deadline, c.buf = now + self.timeout, b""
         if c.sock is None:
             try:
                 c.sock = c.pool.take()
@@ -206,7 +210,7 @@ class KeepAliveRun:
         self.rec.add(Outcome(c.due - self.t0, outcome, (now - c.due) * 1000.0, endpoint, error))
         c.state = "idle"
         c.buf = b""
-        c.next_at = max(now, c.next_at + self.gap) if self.gap else now
+        c.next_at = c.next_at + self.gap if self.gap else now
 
     def _drop(self, c: _Client) -> None:
         if c.sock is not None:
