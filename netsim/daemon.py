@@ -689,8 +689,11 @@ class Daemon:
         self.clock = RealClock()
         self.rng = random.Random()
         self.resync = resync
-        self.config = Config(node_monitor_grace_seconds=float(os.environ.get("NETSIM_NODE_GRACE", "10")),
-                             pod_eviction_seconds=float(os.environ.get("NETSIM_POD_EVICTION", "4")),
+        timing = self.spec.timing
+        self.config = Config(node_monitor_grace_seconds=float(os.environ.get("NETSIM_NODE_GRACE",
+                                                                             timing.node_monitor_grace_period)),
+                             pod_eviction_seconds=float(os.environ.get("NETSIM_POD_EVICTION",
+                                                                       timing.pod_eviction_timeout)),
                              autoscaling=AutoscalingConfig(**self.spec.autoscaling.as_kwargs()))
         # Pod usage (metrics-server's role) for the HPA controller and `netsim top`; controllers' memory.
         self.sampler = MetricsSampler(self.spec.autoscaling.metric_resolution)
@@ -722,8 +725,12 @@ class Daemon:
         # minSyncPeriod / syncPeriod pace each node's kube-proxy (netsim.node.sync_runner).
         kp = self.spec.kube_proxy
         started = time.monotonic()
-        self._proxy_runners = {name: SyncRunner(kp.min_sync_period, kp.sync_period, started)
+        # spec.timing: the larger of its minSyncPeriod and kubeProxy's; each node sees changes after its own
+        # watch delivery delay (_proxy_stale_since).
+        self._proxy_runners = {name: SyncRunner(max(kp.min_sync_period, self.spec.timing.kube_proxy_min_sync_period),
+                                                kp.sync_period, started)
                                for name in self.nodes}
+        self._proxy_stale_since: dict[str, float] = {}  # node -> when it first missed the current state
         self._proxy_held: dict[str, float] = {}  # node -> monotonic time its held-back sync may run
         self._proxy_force: set[str] = set()  # nodes whose rules were lost: sync now, whatever the pace
         self.felix = {name: FelixAgent(self.kernel, naming.node_ns(cluster, name), name)
@@ -1024,11 +1031,26 @@ class Daemon:
                             (s.get("status") or {}).get("loadBalancer")) for s in services],
                           [(s["metadata"]["name"], s.get("endpoints"), s.get("ports")) for s in slices])
         stale = [n for n in self.proxies if self.kubelet.node_alive(n) and self._proxy_fp.get(n) != fp]
-        # minSyncPeriod: a node whose kube-proxy synced too recently waits for its runner's next token; the
-        # change is picked up then (coalesced with whatever else changed meanwhile).
+        # spec.timing's watch delay: a node's kube-proxy hears of the first change it missed only so long after
+        # it happened (then it syncs whatever the state is by then). minSyncPeriod: a node whose kube-proxy
+        # synced too recently waits for its runner's next token; the change is picked up then (coalesced with
+        # whatever else changed meanwhile).
         now = time.monotonic()
-        todo = [n for n in stale if n in self._proxy_force or self._proxy_runners[n].try_run(now)]
-        self._proxy_held = {n: now + self._proxy_runners[n].wait(now) for n in stale if n not in todo}
+        timing = self.spec.timing
+        since = self._proxy_stale_since
+        for n in list(since):
+            if n not in stale:
+                del since[n]
+        for n in stale:
+            since.setdefault(n, now)
+
+        def heard(n: str) -> float:
+            return since[n] + timing.delay_for(n)
+        todo = [n for n in stale if n in self._proxy_force
+                or (now >= heard(n) and self._proxy_runners[n].try_run(now))]
+        self._proxy_held = {n: max(now + self._proxy_runners[n].wait(now), heard(n)) for n in stale if n not in todo}
+        for n in todo:
+            since.pop(n, None)
         self._proxy_force -= set(todo)
         if not todo:
             return
@@ -1331,7 +1353,7 @@ class Daemon:
         metrics = self._sample_metrics()
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
                              memory=self.controller_memory)
-        writes = kubelet_step(self.store, self.kubelet, self.clock)
+        writes = kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass)
         self._sync_pod_network()
         self._update_container_statuses()
         rv = self.store.current_rv()  # read first: a write racing the next line is seen now and next pass

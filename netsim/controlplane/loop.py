@@ -160,9 +160,11 @@ def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = No
     return result
 
 
-def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
+def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock, *, drain_pass: bool = True) -> int:
     """Do what the kubelets of live nodes would: heartbeat, start sandboxes, report status, finish
-    deletions. Returns the number of writes."""
+    deletions. Returns the number of writes. `drain_pass` (spec.timing, instant): a deleted pod keeps
+    serving for one more pass before its containers are stopped; without it (realistic) the kubelet
+    reacts to the deletion at once, as real kubelets do, concurrently with kube-proxy."""
     writes = 0
     now = clock.now()
     nodes = {o.name(n): n for n in store.list("Node")}
@@ -193,7 +195,7 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock) -> int:
         status = copy.deepcopy(pod.get("status") or {})
         has_sandbox = bool(status.get("podIP"))
         if o.is_terminating(pod):
-            if has_sandbox and not status.get(DRAINING):
+            if has_sandbox and drain_pass and not status.get(DRAINING):
                 # Graceful termination: the pod keeps serving for one more pass. The EndpointSlice controller
                 # has already marked it not ready in this pass, and the data plane (kube-proxy) syncs after
                 # this step, so by the time the sandbox goes no Service rule sends new connections to it.

@@ -22,6 +22,7 @@ from netsim.model.kubeproxy import KubeProxySpec, parse_kube_proxy
 from netsim.model.meta import DNS1123_LABEL, Fields
 from netsim.model.security import MAX_ID
 from netsim.model.selectors import validate_labels
+from netsim.model.timing import TimingSpec, parse_timing
 
 API_VERSION = "netsim/v1alpha1"
 PLUGINS = ("flannel", "calico", "canal")
@@ -99,6 +100,7 @@ class ClusterSpec:
     kube_proxy: KubeProxySpec = KubeProxySpec()
     containers: ContainerDefaults = ContainerDefaults()
     autoscaling: AutoscalingSpec = AutoscalingSpec()
+    timing: TimingSpec = TimingSpec()
 
     # -- derived addresses -------------------------------------------------------------------------
     @property
@@ -156,6 +158,7 @@ class ClusterSpec:
                                   for h in self.external_hosts],
                 **({"kubeProxy": kp} if (kp := self.kube_proxy.to_dict()) else {}),
                 **({"autoscaling": a} if (a := self.autoscaling.to_dict()) else {}),
+                **({"timing": t} if (t := self.timing.to_dict()) != "instant" else {}),
             },
         }
 
@@ -218,7 +221,8 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     obj = f"Cluster {name}"
     spec = top.map("spec") or Fields({}, source=source, obj=obj, path="spec")
     spec.obj = obj
-    spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy", "containerDefaults", "autoscaling"})
+    spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy", "containerDefaults", "autoscaling",
+                        "timing"})
 
     nodes = _parse_nodes(spec, source, obj)
     network = _parse_network(spec, source, obj)
@@ -236,7 +240,7 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     cluster = ClusterSpec(name=name, nodes=nodes, network=network, dns_domain=domain, external_hosts=hosts,
                           source=source.file, kube_proxy=kube_proxy, containers=_parse_container_defaults(spec),
                           autoscaling=parse_autoscaling(a) if (a := spec.map("autoscaling")) is not None
-                          else AutoscalingSpec())
+                          else AutoscalingSpec(), timing=parse_timing(spec))
     _check_address_plan(cluster, spec)
     return cluster
 
