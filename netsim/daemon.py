@@ -92,7 +92,6 @@ ETC_NETNS = "/etc/netns"
 STORE_FILE = "store.db"
 CONVERGED_FILE = "converged.json"
 HEALTH_FILE = "health.json"
-SAMPLE_INTERVAL = 1.0  # pod usage is sampled at most this often (netsim.node.metrics_sampler)
 HEALTH_INTERVAL = 1.0  # the health record is rewritten at least this often, and at once when it changes
 DATAPLANE_WORKERS = 4  # node agents (kube-proxy, felix) syncing at once
 # A container killed after a failed liveness/startup probe gets SIGTERM and, this many seconds at most
@@ -1226,9 +1225,11 @@ class Daemon:
         return out
 
     def _sample_metrics(self) -> MetricsView:
-        """Usage of every running pod, at most every SAMPLE_INTERVAL; written to metrics.json for `netsim top`."""
+        """Usage of every running pod, sampled once per metric resolution (metrics-server scrapes every
+        --metric-resolution, 15 s by default: a pass over all pods and a metrics.json write that often, not
+        every second); written to metrics.json for `netsim top`."""
         now = time.time()
-        if now - self._sampled_at < SAMPLE_INTERVAL:
+        if now - self._sampled_at < self.sampler.resolution:
             return self.sampler.view
         self._sampled_at = now
         samples = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from netsim.model.kubeproxy import parse_duration
+from netsim.model.kubeproxy import duration_fields
 from netsim.model.meta import Fields
 
 _KEYS = {"syncPeriod": "sync_period", "downscaleStabilization": "downscale_stabilization",
@@ -51,18 +51,7 @@ class AutoscalingSpec:
 
 def parse_autoscaling(f: Fields) -> AutoscalingSpec:
     f.reject_unknown({*_KEYS, "tolerance"})
-    kw: dict[str, float] = {}
-    for key, attr in _KEYS.items():
-        raw = f.get(key)
-        if raw is None:
-            continue
-        try:
-            value = parse_duration(raw) if isinstance(raw, str) else float("nan")
-        except ValueError as exc:
-            raise f.error(key, str(exc)) from None
-        if not value > 0 and not (attr in ("downscale_stabilization", "initial_readiness_delay") and value == 0):
-            raise f.error(key, f"must be a positive duration such as 15s, got {raw!r}")
-        kw[attr] = value
+    kw = duration_fields(f, _KEYS, zero_ok=("downscaleStabilization", "initialReadinessDelay"))
     tol = f.get("tolerance")
     if tol is not None:
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,26 @@ def parse_duration(text: str) -> float:
         total += float(num) * _UNIT_SECONDS[m.group(3)]
         rest = rest[m.end():]
     return sign * total
+
+
+def duration_fields(f: Any, keys: Mapping[str, str], *, zero_ok: Container[str] = (),
+                    example: str = "15s") -> dict[str, float]:
+    """Read the Go-duration fields `keys` (field name -> attribute) of a spec section that are set: seconds
+    by attribute. A field not in `zero_ok` must be positive; errors name the field."""
+    out: dict[str, float] = {}
+    for key, attr in keys.items():
+        raw = f.get(key)
+        if raw is None:
+            continue
+        try:
+            value = parse_duration(raw) if isinstance(raw, str) else float("nan")
+        except ValueError as exc:
+            raise f.error(key, str(exc)) from None
+        if not (value > 0 or (value == 0 and key in zero_ok)):
+            raise f.error(key, f"must be a {'' if key in zero_ok else 'positive '}duration such as {example}, "
+                               f"got {raw!r}")
+        out[attr] = value
+    return out
 
 
 def format_duration(seconds: float) -> str:

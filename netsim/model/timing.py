@@ -33,7 +33,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from netsim.model.kubeproxy import format_duration, parse_duration
+from netsim.model.kubeproxy import duration_fields, format_duration
 from netsim.model.meta import Fields
 
 PROFILES = ("instant", "realistic")
@@ -89,18 +89,7 @@ def parse_timing(f: Fields, key: str = "timing") -> TimingSpec:
     assert tf is not None
     tf.reject_unknown({"profile", "kubeletDrainPass", *_DURATIONS})
     spec = profile(tf.str("profile", "instant", choices=PROFILES) or "instant")
-    kw: dict[str, Any] = {}
-    for k, attr in _DURATIONS.items():
-        v = tf.get(k)
-        if v is None:
-            continue
-        try:
-            seconds = parse_duration(v) if isinstance(v, str) else float("nan")
-        except ValueError as exc:
-            raise tf.error(k, str(exc)) from None
-        if not seconds >= 0:
-            raise tf.error(k, f"must be a duration such as 500ms or 1s, got {v!r}")
-        kw[attr] = seconds
+    kw: dict[str, Any] = duration_fields(tf, _DURATIONS, zero_ok=tuple(_DURATIONS), example="500ms")
     drain = tf.bool("kubeletDrainPass")
     if drain is not None:
         kw["kubelet_drain_pass"] = drain
