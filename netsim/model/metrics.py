@@ -2,7 +2,7 @@
 
 Pure data: per pod the CPU (cores) and memory (bytes) of each container, and the requests per second the
 pod answered, each a rate over `window` seconds ending at `timestamp`, as metrics-server's PodMetrics carry
-`timestamp` and `window`. The daemon's sampler (netsim.node.metrics_sampler) fills a MetricsView every pass;
+`timestamp` and `window`. The daemon's sampler (netsim.node.metrics_sampler) fills a MetricsView once per metric resolution;
 the HPA controller and `netsim top` read it.
 """
 

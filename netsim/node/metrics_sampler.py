@@ -1,6 +1,6 @@
 """Pod usage, sampled as the kubelet's resource analyzer and metrics-server report it.
 
-Each pass the daemon hands the sampler the running pods, the workload server's request counters and the pids
+Once per metric resolution the daemon hands the sampler the running pods, the workload server's request counters and the pids
 of container processes; the sampler keeps a short history per pod and turns it into rates over the metric
 resolution (metrics-server --metric-resolution, 15 s by default): a pod needs two samples before it has a
 metric at all, as metrics-server needs two scrapes.
