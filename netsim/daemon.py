@@ -923,7 +923,9 @@ class Daemon:
             restarts = int(status.get("netsimRestarts", 0))
             ready = o.is_ready(pod)
             cs = []
-            policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+            # A pod being deleted keeps its exited containers down: the kubelet restarts nothing of a pod it
+            # is killing (a container that exits at SIGTERM must not come back for the rest of the grace).
+            policy = "Never" if o.is_terminating(pod) else (pod.get("spec") or {}).get("restartPolicy", "Always")
             init = self.kubelet.inits.state(pod) if (pod.get("spec") or {}).get("initContainers") else None
             for c in (pod.get("spec") or {}).get("containers") or []:
                 p = procs.get(c["name"])

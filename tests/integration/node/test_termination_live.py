@@ -45,6 +45,13 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: obedient}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers: [{name: app, image: busybox, command: [sleep, "300"]}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: client}
 spec:
   containers: [{name: c, image: busybox}]
@@ -70,6 +77,14 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(cluster
     assert 1.8 <= took < 8, (took, evs, cluster.store.get("Pod", "default", "stubborn"))
     events = [(e.reason, e.message) for e in list_events(cluster.store, object="Pod default/stubborn")]
     assert ("Killing", "Stopping container app") in events
+
+
+def test_a_container_that_exits_at_sigterm_is_not_restarted_and_the_pod_goes_at_once(cluster):
+    """restartPolicy Always does not bring back a container of a pod being deleted (it would run, and
+    hold the deletion, until the 20 s grace period's SIGKILL)."""
+    took = timed_delete(cluster, "obedient")
+    assert took < 10, took
+    assert cluster.store.get("Pod", "default", "obedient") is None
 
 
 def test_a_prestop_sleep_keeps_the_pod_serving_and_holds_the_deletion(cluster):
