@@ -3,7 +3,7 @@ images listen on ports they never declare); named targetPorts are declared ports
 
 from __future__ import annotations
 
-from netsim.daemon import ClusterKubelet
+from netsim.agents.kubelet import ClusterKubelet
 from netsim.node.service_ports import index_services, target_ports_for
 
 
