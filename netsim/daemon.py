@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from netsim import apiserver, naming, state
-from netsim.agents.kubelet import ClusterKubelet, last_line
+from netsim.agents.kubelet import ClusterKubelet
+from netsim.agents.pod_sync import PodSync
 from netsim.controlplane import events as ev
 from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
@@ -48,26 +49,20 @@ from netsim.controlplane.loop import (
 )
 from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
 from netsim.controlplane.state import Config
-from netsim.dns.resolvconf import (
-    remove_resolv_conf,
-)
 from netsim.dns.server import DnsServer, SnapshotHolder
 from netsim.dns.source import snapshot_from_store
 from netsim.fanout import fan_out
-from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Route
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.model.metrics import MetricsView
-from netsim.node.backoff import RestartBackoff
 from netsim.node.felix_agent import FelixAgent
-from netsim.node.kubelet import Kubelet, kill_containers
+from netsim.node.kubelet import Kubelet
 from netsim.node.metrics_sampler import MetricsSampler, pod_sample
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup
 from netsim.node.proxy_agent import ProxyAgent
-from netsim.node.service_ports import index_services
 from netsim.node.sync_runner import SyncRunner
 from netsim.policy.verify import inputs_from_store
 from netsim.proxy.adapter import collect
@@ -78,7 +73,6 @@ from netsim.workload.server import WorkloadServer
 
 log = logging.getLogger("netsim.daemon")
 FAILED_ANNOTATION = "netsim.io/failed"
-ETC_NETNS = "/etc/netns"
 STORE_FILE = "store.db"
 CONVERGED_FILE = "converged.json"
 HEALTH_FILE = "health.json"
@@ -194,13 +188,13 @@ class Daemon:
         self.workload = WorkloadServer(self.kernel)
         self.dns_snapshot = SnapshotHolder()
         self.dns = DnsServer(self.kernel, self.dns_snapshot, self.spec.dns_domain)
-        self.backoff = RestartBackoff()
-        self._last_state: dict[tuple[str, str], dict[str, Any]] = {}  # (pod key, container) -> lastState
-        self._reported: set[tuple[str, str, float]] = set()  # exits already given their event
         self.pod_setup = PodSetup(cluster, self.spec.dns_domain, self.store.list, self.store.get)
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
                                       lambda: self._typed(self.store.list("Service")), self.pod_setup,
                                       lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
+        # Restarts, container statuses, healing, adoption, Service ports and volumes (netsim/agents/pod_sync.py).
+        self.pods = PodSync(self.spec, self.nodes, self.kernel, self.store, self.kubelet, self.clock,
+                            lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
         # spec.kubeProxy reaches every node's kube-proxy. Partial syncs leave top-level chains alone when
         # their rules did not change: the kernel ends up with the same rules kube-proxy's rewrite would
         # give, without nf_tables revalidating them.
@@ -227,7 +221,6 @@ class Daemon:
         self._announced: dict[str, str] = {}  # service IP -> announcing node
         self._seen_rv = -1
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
-        self._services_stale = True  # the workload server's Service targetPorts are read on the first pass
         self._felix_fp: dict[str, str] = {}
         self._net_fp = ""
         self._reported_invalid: dict[str, str] = {}  # object ref -> the error last reported for it
@@ -272,65 +265,7 @@ class Daemon:
         self._refresh_dns()
         self.dns.start()
         self._sync_failed_nodes()  # which kubelets are cut off, before they adopt anything
-        self.adopt()
-
-    def adopt(self) -> None:
-        """What a restarted kubelet does before its first sync (k8s pkg/kubelet: the runtime's sandboxes are
-        listed, kuberuntime_manager.go computePodActions keeps a sandbox that still matches its pod, and
-        kubelet_pods.go / the container GC remove sandboxes without a pod): every sandbox record of every
-        node is matched against the store. A sandbox whose pod is bound to that node with the same UID and
-        IP, and whose netns survived, is adopted (ClusterKubelet.adopt); anything else (no pod, another
-        UID, half-built: no IP yet, the netns gone) is torn down in full: the pod, if any, gets a new one
-        from the kubelet step. Pod netns and /etc/netns entries of this cluster without a record are
-        removed too. Container processes of the dead daemon are killed and restarted (their restart count
-        goes up by one)."""
-        cluster = self.spec.name
-        killed = kill_containers(cluster)
-        pods = self.store.list("Pod")
-        by_key = {o.key(p): p for p in pods}
-        kept: set[str] = set()
-        adopted = removed = 0
-        for node, kubelet in self.kubelets.items():
-            for key, sb in kubelet.sandboxes().items():
-                pod = by_key.get(key)
-                status = (pod or {}).get("status") or {}
-                if (pod is not None and o.node_name(pod) == node and o.uid(pod) in (None, sb.uid) and sb.ip
-                        and status.get("podIP") == sb.ip and not o.is_terminal(pod) and kubelet.sandbox_alive(sb)):
-                    kept.add(sb.netns)
-                    if not o.is_terminating(pod) and self.kubelet.node_alive(node):
-                        self.kubelet.adopt(pod, sb)
-                    adopted += 1
-                else:
-                    try:
-                        self.kubelet.teardown(node, sb.namespace, sb.name)
-                    except Exception:  # noqa: BLE001 - one broken leftover must not keep the daemon down
-                        log.exception("removing the sandbox of %s on %s failed", key, node)
-                    removed += 1
-        for pod in pods:
-            node = o.node_name(pod) or ""
-            if (ClusterKubelet.host_network(pod) and self.kubelet.node_alive(node) and (pod.get("status") or {})
-                    .get("podIP") and not o.is_terminal(pod) and not o.is_terminating(pod)):
-                self.kubelet.adopt(pod, None)
-                adopted += 1
-        prefix = naming.pod_ns_prefix(cluster)
-        stray = [n for n in netns_mod.list_names(prefix) if n not in kept and naming.owned_by(cluster, n)]
-        if stray:
-            procs = netns_mod.pids_by_netns()
-            for n in stray:
-                for pid in procs.get(netns_mod.identity(n) or (0, 0), []):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                self.dns.unserve(n)
-                self.kernel.netns_delete(n)
-                remove_resolv_conf(n)
-        for n in os.listdir(ETC_NETNS) if os.path.isdir(ETC_NETNS) else []:
-            if n.startswith(prefix) and naming.owned_by(cluster, n) and not self.kernel.netns_exists(n):
-                remove_resolv_conf(n)
-        if adopted or removed or stray or killed:
-            self._event("cluster", "KubeletsRestarted", f"adopted {adopted} sandbox(es), removed {removed} and "
-                        f"{len(stray)} without a record, restarting {killed} container process(es)")
-            log.info("adopted %d sandboxes, removed %d (+%d without a record), killed %d container processes",
-                     adopted, removed, len(stray), killed)
+        self.pods.adopt()
 
     def _refresh_dns(self) -> None:
         self.dns_snapshot.set(snapshot_from_store(self.store))
@@ -355,164 +290,6 @@ class Daemon:
                 self.kubelet.failed.discard(name)
             self._event(f"node/{name}", "NodeFailed" if failed else "NodeRestored",
                         "cut off the underlay, agents stopped" if failed else "back on the underlay")
-
-    def _heal_sandboxes(self) -> None:
-        """Pods whose sandbox vanished (a crash, `netsim kill pod`) get a new one; sandboxes whose pod is
-        gone are removed (housekeeping after a node comes back)."""
-        pods = self.store.list("Pod")
-        by_key = {o.key(p): p for p in pods}
-        for pod in pods:
-            node = o.node_name(pod)
-            status = pod.get("status") or {}
-            if (not status.get("podIP") or not self.kubelet.node_alive(node) or o.is_terminal(pod)
-                    or o.is_terminating(pod) or ClusterKubelet.host_network(pod)):
-                continue
-            kubelet = self.kubelets[node]
-            sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
-            if sb is not None and kubelet.sandbox_alive(sb):
-                continue
-            self.kubelet.delete_sandbox(pod, keep_volumes=True)
-            new = {k: v for k, v in status.items() if k not in ("podIP", "podIPs")}
-            for typ in ("Ready", "ContainersReady"):
-                o.set_condition(new, typ, "False", self.clock.now(), reason="SandboxChanged")
-            restarts = int(new.get("netsimRestarts", 0)) + 1
-            new["netsimRestarts"] = restarts
-            new["containerStatuses"] = [{"name": c["name"], "image": c.get("image", ""), "imageID": "",
-                                         "ready": False, "restartCount": restarts}
-                                        for c in (pod.get("spec") or {}).get("containers") or []]
-            self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)
-            self._event(o.ref(pod), "SandboxChanged", "pod sandbox changed, it will be killed and re-created",
-                        actor=f"kubelet/{node}")
-        for name, kubelet in self.kubelets.items():
-            if not self.kubelet.node_alive(name):
-                continue
-            for key, sb in kubelet.sandboxes().items():
-                pod = by_key.get(key)
-                if pod is None or (o.uid(pod) and o.uid(pod) != sb.uid):
-                    self.kubelet.teardown(name, sb.namespace, sb.name)
-
-    def _update_container_statuses(self) -> None:
-        """containerStatuses as the kubelet reports them. An exited container is Terminated (Completed for
-        exit 0, Error otherwise) when its restartPolicy keeps it down; else it is restarted with the
-        kubelet's back-off (netsim/node/backoff.py), Waiting with reason CrashLoopBackOff meanwhile, and
-        `lastState` keeps the exit. A command that cannot start (container_init's exit 128, runc's
-        StartError) is Waiting with reason RunContainerError and an event Failed, as kuberuntime's
-        startContainer error is reported; it is retried with the same back-off."""
-        now = time.time()
-        live: set[str] = set()
-        for pod in self.store.list("Pod"):
-            node = o.node_name(pod)
-            if not self.kubelet.node_alive(node) or not (pod.get("status") or {}).get("podIP"):
-                continue
-            live.add(o.key(pod))
-            if not o.is_terminating(pod) and not o.is_terminal(pod):
-                self.kubelet.retry_refused(pod)
-            procs = self.kubelets[node].poll_containers(o.key(pod))
-            status = pod.get("status") or {}
-            restarts = int(status.get("netsimRestarts", 0))
-            ready = o.is_ready(pod)
-            cs = []
-            # A pod being deleted keeps its exited containers down: the kubelet restarts nothing of a pod it
-            # is killing (a container that exits at SIGTERM must not come back for the rest of the grace).
-            policy = "Never" if o.is_terminating(pod) else (pod.get("spec") or {}).get("restartPolicy", "Always")
-            init = self.kubelet.inits.state(pod) if (pod.get("spec") or {}).get("initContainers") else None
-            for c in (pod.get("spec") or {}).get("containers") or []:
-                p = procs.get(c["name"])
-                key = (o.key(pod), c["name"])
-                # imageID: the API requires it; netsim pulls no image, so it is empty (as a runtime that has
-                # not resolved a digest reports it).
-                entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""), "imageID": "",
-                                         "restartCount": restarts + (p.restarts if p else 0)}
-                if p is None and init is not None and not init.done:
-                    entry["state"] = {"waiting": {"reason": "PodInitializing"}}
-                    entry["ready"] = False
-                elif p is not None and p.waiting is not None:
-                    entry["state"] = {"waiting": {"reason": p.waiting[0],
-                                                  **({"message": p.waiting[1]} if p.waiting[1] else {})}}
-                    entry["ready"] = False
-                elif p is not None and p.exit_code is not None:
-                    entry["ready"] = False
-                    entry["state"] = self._exited(pod, c, p, key, policy, now)
-                else:
-                    entry["state"] = {"running": {}}
-                    entry["ready"] = ready
-                    played = self.kubelet.played.peek(*key) if p is None else None
-                    if played is not None:
-                        self._played_status(pod, c, played, entry)
-                probes = self.kubelet.probes.get(key)
-                if probes is not None and "running" in entry["state"]:
-                    entry["started"] = probes.started
-                    entry["ready"] = entry["ready"] and probes.ready
-                if key in self._last_state:
-                    entry["lastState"] = self._last_state[key]
-                cs.append(entry)
-            new = {**status, "containerStatuses": cs}
-            if init is not None:
-                new["initContainerStatuses"] = self.kubelet.inits.statuses(pod)
-            if new != status:
-                self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)
-        for pod_key in {k[0] for k in self._last_state} - live:
-            self.backoff.forget(pod_key)
-            for k in [k for k in self._last_state if k[0] == pod_key]:
-                del self._last_state[k]
-        self._reported = {r for r in self._reported if r[0] in live}
-
-    def _played_status(self, pod: dict[str, Any], c: dict[str, Any], played: Any, entry: dict[str, Any]) -> None:
-        """A played container killed after a failed probe: its restarts, its last termination, and Waiting
-        CrashLoopBackOff while the back-off holds its restart (netsim.node.liveness)."""
-        entry["restartCount"] += played.restarts
-        if played.last_terminated:
-            t = played.last_terminated
-            entry["lastState"] = {"terminated": {**t, "startedAt": rfc3339(t["startedAt"]),
-                                                 "finishedAt": rfc3339(t["finishedAt"])}}
-        if played.down_since is not None:
-            entry["ready"] = False
-            wait = int(self.kubelet.played.backoff.current((o.key(pod), c["name"])))
-            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": (
-                f"back-off {wait}s restarting failed container={c['name']} "
-                f"pod={o.name(pod)}_{o.namespace(pod) or 'default'}({o.uid(pod)})")}}
-        else:
-            entry["state"] = {"running": {"startedAt": rfc3339(played.started)}}
-
-    def _exited(self, pod: dict[str, Any], c: dict[str, Any], p: Any, key: tuple[str, str], policy: str,
-                now: float) -> dict[str, Any]:
-        """The state of an exited container, restarting it when its policy and the back-off allow."""
-        start_error = p.exit_code == 128
-        term = {"exitCode": p.exit_code,
-                "reason": "StartError" if start_error else "Completed" if p.exit_code == 0 else "Error",
-                "startedAt": rfc3339(p.started), "finishedAt": rfc3339(p.finished or now)}
-        if start_error:
-            term["message"] = last_line(p.log)
-        seen = (*key, p.finished or 0.0)
-        if seen not in self._reported:
-            self._reported.add(seen)
-            if start_error:
-                self._event(o.ref(pod), "Failed", f"Error: {term['message']}", actor=f"kubelet/{o.node_name(pod)}")
-        if not (policy == "Always" or (policy == "OnFailure" and p.exit_code != 0)):
-            return {"terminated": term}
-        node = o.node_name(pod) or ""
-        wait = self.backoff.remaining(key, p.finished or now, now)
-        if wait > 0:
-            # kuberuntime_manager.go doBackOff: "back-off %s restarting failed container=%s pod=%s"
-            msg = (f"back-off {int(self.backoff.current(key))}s restarting failed container={c['name']} "
-                   f"pod={o.name(pod)}_{o.namespace(pod) or 'default'}({o.uid(pod)})")
-            if (*key, -(p.finished or 0.0)) not in self._reported:
-                self._reported.add((*key, -(p.finished or 0.0)))
-                self._event(o.ref(pod), "BackOff", f"Back-off restarting failed container {c['name']} in pod "
-                            f"{o.name(pod)}_{o.namespace(pod) or 'default'}({o.uid(pod)})", actor=f"kubelet/{node}")
-            reason = "RunContainerError" if start_error else "CrashLoopBackOff"
-            return {"waiting": {"reason": reason, "message": term.get("message", msg) if start_error else msg}}
-        sb = self.kubelets[node].sandbox(o.namespace(pod) or "default", o.name(pod))
-        if sb is None:
-            return {"terminated": term}
-        self.backoff.next(key, now)
-        self._last_state[key] = {"terminated": term}
-        # The restarted container gets its whole config again: Service variables, valueFrom, volumes.
-        if not self.kubelet.start_container(self.kubelets[node], sb, pod, c):
-            p2 = self.kubelets[node].containers.get(o.key(pod), {}).get(c["name"])
-            if p2 is not None and p2.waiting is not None:
-                return {"waiting": {"reason": p2.waiting[0], **({"message": p2.waiting[1]} if p2.waiting[1] else {})}}
-        return {"running": {}}
 
     def _sync_proxies(self) -> None:
         services = self.store.list("Service")
@@ -809,45 +586,19 @@ class Daemon:
     DNS_KINDS = frozenset({"Service", "EndpointSlice", "Pod", "Namespace", "StatefulSet"})
     VOLUME_KINDS = frozenset({"ConfigMap", "Secret", "Pod"})  # the sources of configMap/secret/downwardAPI volumes
 
-    def _sync_service_ports(self) -> None:
-        """Services changed: the workload server serves the numeric targetPorts of the Services selecting
-        each played pod (netsim.node.service_ports); pods whose port list changed are served again (the
-        workload server converges: new ports opened, stale ones closed)."""
-        self._services_stale = False
-        self.kubelet.service_ports = index_services(self.store.list("Service"))
-        for pod in self.store.list("Pod"):
-            node = o.node_name(pod)
-            if (not (pod.get("status") or {}).get("podIP") or not self.kubelet.node_alive(node)
-                    or o.is_terminal(pod) or o.is_terminating(pod) or ClusterKubelet.host_network(pod)):
-                continue
-            key = o.key(pod)
-            ports = self.kubelet._serve_ports(pod)
-            if set(ports) == set(self.workload.listening(key)) | set(self.workload.failures(key)):
-                continue
-            sb = self.kubelets[node].sandbox(o.namespace(pod) or "default", o.name(pod))
-            if sb is not None:
-                self.workload.serve(key, node, sb.netns, ports)
-
-    def _sync_volumes(self) -> None:
-        """The kubelet's volume sync: API-data volumes rewritten (atomically) from the current objects."""
-        pods = [p for p in self.store.list("Pod") if self.kubelet.node_alive(o.node_name(p) or "")]
-        for pod, volume in self.pod_setup.sync_volumes(pods, lambda p: self.nodes[o.node_name(p) or ""].ip):
-            self._event(o.ref(pod), "VolumeUpdated", f'volume "{volume}" updated',
-                        actor=f"kubelet/{o.node_name(pod)}")
-
     def one_pass(self) -> bool:
         """One round of everything; True when something was written (the cluster is still moving)."""
         self._reap_whatifs()
         self._sync_failed_nodes()
-        self._heal_sandboxes()
-        if self._services_stale:
-            self._sync_service_ports()
+        self.pods.heal_sandboxes()
+        if self.pods.services_stale:
+            self.pods.sync_service_ports()
         metrics = self._sample_metrics()
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
                              memory=self.controller_memory)
         writes = kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass)
         self._sync_pod_network()
-        self._update_container_statuses()
+        self.pods.update_container_statuses()
         rv = self.store.current_rv()  # read first: a write racing the next line is seen now and next pass
         try:
             changed = self.store.kinds_changed_since(self._seen_rv)
@@ -867,9 +618,9 @@ class Daemon:
         if changed & self.DNS_KINDS or dirty:
             self._refresh_dns()
         if changed & self.VOLUME_KINDS:
-            self._sync_volumes()
+            self.pods.sync_volumes()
         if "Service" in changed:
-            self._sync_service_ports()
+            self.pods.sync_service_ports()
         self._dataplane_dirty = False
         return bool(res.applied or writes)
 
