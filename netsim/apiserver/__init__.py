@@ -2,7 +2,8 @@
 
 certs.py (the PKI made at `up`), kubeconfig.py (the user's kubeconfig), endpoint.py (port and files),
 server.py (transport, authentication, routing), handlers.py (the verbs), watch.py, patch.py,
-discovery.py, openapi.py, tables.py, errors.py (Status). See docs/architecture.md, "The API endpoint".
+discovery.py, openapi.py, tables.py, errors.py (Status), and the streaming subresources: execws.py,
+streaming.py, spdy.py, portforward.py. See docs/architecture.md, "The API endpoint".
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def serve_in_cluster(srv: ApiServer | None, kernel: Kernel, netns: str, ip: str)
     from netsim.netns_sockets import open_in_netns
     if srv is None:
         return
+    srv.kernel = kernel  # port-forward opens its sockets in pods' namespaces through it
 
     def setup(s: socket.socket) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

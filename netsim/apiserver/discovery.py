@@ -15,7 +15,8 @@ from netsim.apiserver.resources import Catalog, Resource
 
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
-SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"], "eviction": ["create"]}
+SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"],
+                     "attach": ["create", "get"], "portforward": ["create", "get"], "eviction": ["create"]}
 
 
 def aggregated_version(accept: str) -> str | None:
@@ -40,6 +41,10 @@ def _subresource_kind(res: Resource, sub: str) -> tuple[str, str, str]:
         return "", "v1", "Pod"
     if sub == "exec":
         return "", "v1", "PodExecOptions"
+    if sub == "attach":
+        return "", "v1", "PodAttachOptions"
+    if sub == "portforward":
+        return "", "v1", "PodPortForwardOptions"
     if sub == "eviction":
         return "policy", "v1", "Eviction"
     return res.group, res.version, res.kind

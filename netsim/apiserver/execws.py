@@ -10,7 +10,7 @@ resize; v5 adds 255, the client's "I closed this stream" (255, 0 = stdin EOF).
 
 The command runs as `netsim exec POD -- CMD` runs it: in the pod's network namespace with its
 /etc/netns files (`ip netns exec`), as root. A TTY is not emulated: `tty=true` runs without one (not
-yet). SPDY (the older protocol) is not served: clients that cannot use WebSockets get 400.
+yet). SPDY (the older protocol) is served by streaming.py.
 """
 
 from __future__ import annotations
@@ -82,8 +82,15 @@ def read_frame(sock: Any) -> tuple[int, bytes]:
     mask = _read_exact(sock, 4) if masked else b""
     data = _read_exact(sock, n) if n else b""
     if mask:
-        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        data = unmask(data, mask)
     return opcode, data
+
+
+def unmask(data: bytes, mask: bytes) -> bytes:
+    """XOR with the client's 4-byte mask (RFC 6455 5.3), a whole message at a time."""
+    n = len(data)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
 def exit_status(code: int, argv: Sequence[str]) -> dict[str, Any]:
@@ -112,12 +119,18 @@ def check_request(pod: Mapping[str, Any], query: Sequence[tuple[str, str]], clus
         raise errors.bad_request("you must specify at least 1 command")
     if not any(params.get(s) in ("true", "1") for s in ("stdin", "stdout", "stderr")):
         raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
+    return pod_netns(pod, cluster), argv
+
+
+def pod_netns(pod: Mapping[str, Any], cluster: str) -> str:
+    """The pod's sandbox namespace, or the 400 the API server gives for a pod not (yet) running."""
+    md = pod["metadata"]
     ns = naming.pod_ns(cluster, md.get("namespace") or "default", md["name"])
     if not (pod.get("spec") or {}).get("nodeName"):
         raise errors.bad_request(f"pod {md['name']} does not have a host assigned")
     if not os.path.exists(f"/run/netns/{ns}"):
         raise errors.bad_request(f"unable to upgrade connection: pod {md['name']} has no sandbox (yet)")
-    return ns, argv
+    return ns
 
 
 def bridge(sock: socket.socket, ns: str, argv: list[str], query: Sequence[tuple[str, str]], protocol: str) -> None:

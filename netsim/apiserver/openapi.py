@@ -87,9 +87,9 @@ def _paths(r: Resource, *, v3: bool) -> dict[str, Any]:
         if sub == "eviction":
             out[f"{item}/{sub}"] = {"post": {**_operation(r, "post", v3=v3), "operationId": f"create{r.kind}Eviction"}}
             continue
-        if sub in ("log", "exec"):
-            out[f"{item}/{sub}"] = {"get": {**_operation(r, "get", v3=v3),
-                                            "operationId": f"connect{r.kind}{sub.title()}"}}
+        if sub in ("log", "exec", "attach", "portforward"):
+            op = f"connect{r.kind}{'PortForward' if sub == 'portforward' else sub.title()}"
+            out[f"{item}/{sub}"] = {"get": {**_operation(r, "get", v3=v3), "operationId": op}}
             continue
         out[f"{item}/{sub}"] = {"get": _operation(r, "get", v3=v3), "put": _operation(r, "put", v3=v3, body=True),
                                 "patch": _operation(r, "patch", v3=v3, body=True)}

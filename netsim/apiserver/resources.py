@@ -4,7 +4,8 @@ CustomResourceDefinition defines, with the names, verbs and subresources discove
 Verbs are the generic registry's (k8s.io/apiserver pkg/endpoints/installer.go: a store that can be listed,
 watched, created... gets those verbs); request-only kinds (reviews) only take `create`. Subresources are the
 ones kube-apiserver installs for these kinds that netsim serves: `status` for kinds with a status,
-`scale` for Deployment/ReplicaSet/StatefulSet (pkg/registry/apps/*/storage), `log` for pods (not yet).
+`scale` for Deployment/ReplicaSet/StatefulSet (pkg/registry/apps/*/storage), and for pods `log`, `exec`,
+`attach`, `portforward` and `eviction` (pkg/registry/core/pod/storage).
 The `all` category is kubectl's `get all` set (pkg/registry/*/storage CategoriesProvider).
 """
 
@@ -66,7 +67,7 @@ def _builtin_resources() -> list[Resource]:
         if b.kind in SCALABLE:
             subs.append("scale")
         if b.kind == "Pod":
-            subs += ["log", "exec", "eviction"]
+            subs += ["log", "exec", "attach", "portforward", "eviction"]
         for i, v in enumerate(b.versions):
             out.append(Resource(b.kind, b.group, v, b.plural, b.kind.lower(), b.namespaced, verbs, b.short_names,
                                 ("all",) if b.kind in ALL_CATEGORY else (), tuple(subs), preferred=i == 0))

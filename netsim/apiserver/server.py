@@ -36,7 +36,20 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
-from netsim.apiserver import certs, discovery, errors, execws, logs, openapi, protobuf, satoken, tables, watch
+from netsim.apiserver import (
+    certs,
+    discovery,
+    errors,
+    execws,
+    logs,
+    openapi,
+    portforward,
+    protobuf,
+    satoken,
+    streaming,
+    tables,
+    watch,
+)
 from netsim.apiserver.endpoint import HOST, Endpoint
 from netsim.apiserver.handlers import Handlers, Target
 from netsim.controlplane.events import Event
@@ -96,6 +109,7 @@ class ApiServer:
         self.tls.set_alpn_protocols(["http/1.1"])
         with open(pki.token) as f:
             self.token = f.read().strip()
+        self.kernel: Any = None  # the daemon's kernel handle (set by serve_in_cluster): port-forward's way in
         self._sa_key: Any = None  # the service-account key, loaded on the first token that needs it
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -267,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.close_connection = True
             try:
-                resp.upgrade(self.connection)
+                resp.upgrade(streaming.Upgraded(self.connection, self.rfile))
             except (OSError, ssl.SSLError):
                 pass
             return
@@ -413,8 +427,8 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
     want_table = tables.wants_table(accept)
     if "get" not in t.res.verbs:
         return _request_kind(api, method, t, body)
-    if t.subresource == "exec":
-        return _exec(api, t, url, headers)
+    if t.subresource in ("exec", "attach", "portforward"):
+        return _stream(api, t, method, url, headers)
     if t.subresource == "eviction":
         if method != "POST":
             raise errors.method_not_allowed(method, t.res.plural)
@@ -489,20 +503,66 @@ def _evict(api: ApiServer, t: Target, body: Callable[[], Any]) -> Response:
     return Response(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
 
-def _exec(api: ApiServer, t: Target, url: str, headers: Any) -> Response:
+def _stream(api: ApiServer, t: Target, method: str, url: str, headers: Any) -> Response:
+    """exec, attach and portforward: checked, then upgraded to WebSocket or SPDY (streaming.py)."""
+    if method not in ("GET", "POST"):
+        raise errors.method_not_allowed(method, t.res.plural)
     pod = api.handlers.get(t)
     pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
-    ns, argv = execws.check_request(pod, pairs, api.endpoint.cluster)
-    if (headers.get("Upgrade") or "").lower() != "websocket" or not headers.get("Sec-WebSocket-Key"):
-        raise errors.bad_request("Upgrade request required: pods/exec is served over WebSocket "
-                                 "(v5.channel.k8s.io, v4.channel.k8s.io); SPDY is not served")
-    protocol = execws.choose_protocol(headers.get("Sec-WebSocket-Protocol") or "")
-    if protocol is None:
-        raise errors.bad_request(f"none of the offered subprotocols is served (want one of {execws.PROTOCOLS})")
-    return Response(101, None, upgrade=lambda sock: execws.bridge(sock, ns, argv, pairs, protocol),
-                    headers={"Upgrade": "websocket", "Connection": "Upgrade",
-                             "Sec-WebSocket-Accept": execws.accept_key(headers["Sec-WebSocket-Key"]),
-                             "Sec-WebSocket-Protocol": protocol})
+    query = dict(pairs)
+    ws, sp = streaming.is_websocket(headers), streaming.is_spdy(headers)
+    name = pod["metadata"]["name"]
+    if t.subresource == "portforward":
+        ns = execws.pod_netns(pod, api.endpoint.cluster)
+        connect = streaming.pod_connector(api.kernel, ns)
+        if ws:
+            offer = streaming.offered(headers, "Sec-WebSocket-Protocol")
+            if portforward.TUNNEL_PROTOCOL in offer:
+                return _ws(headers, portforward.TUNNEL_PROTOCOL,
+                           lambda c: portforward.serve_tunnel(c, connect, name, ns))
+            proto = streaming.negotiate(offer, portforward.WS_PROTOCOLS, "port forwarding")
+            ports = portforward.ports_of(pairs)
+            return _ws(headers, proto, lambda c: portforward.serve_channels(c, connect, ports, name, ns))
+        if sp:
+            proto = streaming.negotiate(streaming.offered(headers, "X-Stream-Protocol-Version"),
+                                        (portforward.SPDY_PROTOCOL,), "port forwarding")
+            return _spdy(proto, lambda c: streaming.portforward_spdy(c, connect, name, ns))
+        raise streaming.upgrade_required("pods/portforward")
+    if t.subresource == "exec":
+        ns, argv = execws.check_request(pod, pairs, api.endpoint.cluster)
+        if ws:
+            proto = streaming.negotiate(streaming.offered(headers, "Sec-WebSocket-Protocol"), execws.PROTOCOLS,
+                                        "exec")
+            return _ws(headers, proto, lambda c: execws.bridge(c, ns, argv, pairs, proto))
+        if sp:
+            proto = streaming.negotiate(streaming.offered(headers, "X-Stream-Protocol-Version"),
+                                        streaming.REMOTECOMMAND_SPDY, "exec")
+            return _spdy(proto, lambda c: streaming.exec_spdy(c, ns, argv, query))
+        raise streaming.upgrade_required("pods/exec")
+    # attach
+    execws.check_request(pod, [*pairs, ("command", "attach")], api.endpoint.cluster)
+    path = logs.log_path(api.endpoint.cluster, pod, {"container": query.get("container", "")})
+    uid = pod["metadata"].get("uid")
+
+    def alive() -> bool:
+        cur = api.store.get("Pod", t.store_ns, t.name)
+        return cur is not None and cur["metadata"].get("uid") == uid
+    if ws:
+        proto = streaming.negotiate(streaming.offered(headers, "Sec-WebSocket-Protocol"), execws.PROTOCOLS, "attach")
+        return _ws(headers, proto, lambda c: streaming.attach_ws(c, path, query, alive, api.stopping))
+    if sp:
+        proto = streaming.negotiate(streaming.offered(headers, "X-Stream-Protocol-Version"),
+                                    streaming.REMOTECOMMAND_SPDY, "attach")
+        return _spdy(proto, lambda c: streaming.attach_spdy(c, path, query, alive, api.stopping))
+    raise streaming.upgrade_required("pods/attach")
+
+
+def _ws(headers: Any, protocol: str, run: Callable[[Any], None]) -> Response:
+    return Response(101, None, upgrade=run, headers=streaming.ws_headers(headers, protocol))
+
+
+def _spdy(protocol: str, run: Callable[[Any], None]) -> Response:
+    return Response(101, None, upgrade=run, headers=streaming.spdy_headers(protocol))
 
 
 def _log(api: ApiServer, t: Target, query: dict[str, str]) -> Response:

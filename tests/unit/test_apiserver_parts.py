@@ -251,3 +251,69 @@ def test_protobuf_bodies_of_the_kinds_kubectl_create_sends():
     with pytest.raises(errors.ApiError) as e:
         protobuf.decode(protobuf.MAGIC + b"\x0a\xff")
     assert e.value.code == 400
+
+
+# -- SPDY/3.1 (netsim.apiserver.spdy) ----------------------------------------------------------------
+class _Pipe:
+    """A transport fed with what a client would send; collects what the server sends."""
+
+    def __init__(self, incoming: bytes):
+        self.incoming, self.out = [incoming], b""
+
+    def recv(self) -> bytes:
+        return self.incoming.pop(0) if self.incoming else b""
+
+    def send(self, data: bytes) -> None:
+        self.out += data
+
+
+def _client_frames(*frames: bytes) -> bytes:
+    return b"".join(frames)
+
+
+def test_spdy_session_replies_to_streams_and_carries_data():
+    import struct
+    import zlib
+
+    from netsim.apiserver import spdy
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 15, zdict=spdy.DICTIONARY)
+
+    def syn(sid: int, headers: dict) -> bytes:
+        block = deflate.compress(spdy.encode_headers(headers)) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        return spdy.control(spdy.SYN_STREAM, 0, struct.pack("!IIH", sid, 0, 0) + block)
+
+    wire = _client_frames(syn(1, {"streamType": "data", "port": "80"}), spdy.data_frame(1, b"hello"),
+                          spdy.data_frame(1, b"", fin=True), spdy.control(spdy.PING, 0, struct.pack("!I", 7)),
+                          spdy.control(spdy.WINDOW_UPDATE, 0, struct.pack("!II", 1, 100)))
+    pipe = _Pipe(wire)
+    session = spdy.Session(pipe)
+    seen = []
+    session.run(seen.append)
+    (st,) = seen
+    assert st.headers == {"streamtype": "data", "port": "80"}  # names lower-cased, as spdystream reads them
+    assert st.read() == b"hello" and st.read() == b""
+    # the server's answer: a SYN_REPLY for stream 1 whose header block inflates with the dictionary, then the
+    # PING echoed
+    head = pipe.out[:8]
+    assert head[:4] == bytes([0x80, 3, 0, spdy.SYN_REPLY])
+    length = int.from_bytes(head[5:8], "big")
+    payload = pipe.out[8:8 + length]
+    assert int.from_bytes(payload[:4], "big") == 1
+    assert zlib.decompressobj(15, zdict=spdy.DICTIONARY).decompress(payload[4:]) == b"\0\0\0\0"
+    assert pipe.out[8 + length:] == spdy.control(spdy.PING, 0, struct.pack("!I", 7))
+    st.write(b"x" * (spdy.MAX_DATA + 1))
+    st.close()
+    tail = pipe.out[8 + length + 12:]
+    assert tail[:8] == struct.pack("!II", 1, spdy.MAX_DATA) and tail.endswith(struct.pack("!II", 1, 1 << 24))
+
+
+def test_portforward_ports_parameter_as_the_kubelet_parses_it():
+    import pytest
+
+    from netsim.apiserver import errors, portforward
+    assert portforward.ports_of([("ports", "80,8080"), ("ports", "9000")]) == [80, 8080, 9000]
+    for bad, msg in (([], 'query parameter "port" is required'), ([("ports", "x")], 'unable to parse "x"'),
+                     ([("ports", "0")], 'port "0" must be > 0'), ([("ports", "70000")], 'unable to parse "70000"')):
+        with pytest.raises(errors.ApiError) as e:
+            portforward.ports_of(bad)
+        assert e.value.code == 400 and msg in str(e.value.status()["message"])
