@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from typing import Any
 from netsim import apiserver, naming, state
 from netsim.agents.kubelet import ClusterKubelet
 from netsim.agents.pod_sync import PodSync
+from netsim.agents.speaker import Speaker
 from netsim.controlplane import events as ev
 from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
@@ -52,7 +52,6 @@ from netsim.controlplane.state import Config
 from netsim.dns.server import DnsServer, SnapshotHolder
 from netsim.dns.source import snapshot_from_store
 from netsim.fanout import fan_out
-from netsim.kernel.api import Route
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
@@ -215,10 +214,12 @@ class Daemon:
         self._proxy_stale_since: dict[str, float] = {}  # node -> when it first missed the current state
         self._proxy_held: dict[str, float] = {}  # node -> monotonic time its held-back sync may run
         self._proxy_force: set[str] = set()  # nodes whose rules were lost: sync now, whatever the pace
+        # LoadBalancer and external IPs answered for on the underlay (netsim/agents/speaker.py).
+        self.speaker = Speaker(self.spec, self.nodes, self.kernel, self.store,
+                               lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
         self.felix = {name: FelixAgent(self.kernel, naming.node_ns(cluster, name), name)
                       for name in self.nodes} if self.network.enforces_policy else {}
         self._proxy_fp: dict[str, str] = {}
-        self._announced: dict[str, str] = {}  # service IP -> announcing node
         self._seen_rv = -1
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
         self._felix_fp: dict[str, str] = {}
@@ -366,70 +367,6 @@ class Daemon:
         times += [r.check_due(now) for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n)]
         times.append(self.kubelet.prober.next_due(time.time()))  # probes due, or results to collect
         return max(0.0, min(times, default=self.resync))
-
-    def _sync_announcements(self) -> None:
-        """LoadBalancer ingress IPs and externalIPs are made reachable from outside, as MetalLB's L2 mode
-        does: one live node per IP (a stable hash over the live nodes, so it moves only when that node
-        fails) answers ARP for it on the underlay (a proxy neighbour entry; the kernel answers only for
-        addresses it routes out of another device, hence the /32 via lo, which DNAT makes moot). IPs
-        outside the node network are routed to the announcing node by the fabric, as an upstream router
-        would be configured for externalIPs."""
-        live = sorted(n for n in self.nodes if self.kubelet.node_alive(n))
-        desired: dict[str, str] = {}
-        # With externalTrafficPolicy Local only nodes with a serving endpoint announce (MetalLB speaker
-        # layer2_controller.go ShouldAnnounce), or the announcing node would drop the traffic.
-        serving: dict[str, set[str]] = {}
-        for sl in self.store.list("EndpointSlice"):
-            md = sl["metadata"]
-            svc_name = (md.get("labels") or {}).get("kubernetes.io/service-name")
-            for ep in sl.get("endpoints") or []:
-                cond = ep.get("conditions") or {}
-                if svc_name and ep.get("nodeName") and cond.get("serving", cond.get("ready", True)) is not False:
-                    serving.setdefault(f"{md.get('namespace', 'default')}/{svc_name}", set()).add(ep["nodeName"])
-        if live:
-            for svc in self.store.list("Service"):
-                spec, status = svc.get("spec") or {}, svc.get("status") or {}
-                key = f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
-                candidates = [n for n in live if n in serving.get(key, ())] \
-                    if spec.get("externalTrafficPolicy") == "Local" else live
-                if not candidates:
-                    continue
-                ips = list(spec.get("externalIPs") or []) + [
-                    i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
-                for ip in ips:
-                    digest = int(hashlib.sha256(ip.encode()).hexdigest(), 16)
-                    desired[ip] = candidates[digest % len(candidates)]
-        if desired == self._announced:
-            return
-        for ip, node in self._announced.items():
-            if desired.get(ip) != node:
-                self._announce(ip, node, withdraw=True)
-        for ip, node in desired.items():
-            if self._announced.get(ip) != node:
-                self._announce(ip, node)
-        self._announced = desired
-
-    def _announce(self, ip: str, node: str, *, withdraw: bool = False) -> None:
-        rec = self.nodes[node]
-        ns = naming.node_ns(self.spec.name, node)
-        host_route = Route(dst=f"{ip}/32", dev="lo")
-        if ipaddress.ip_address(ip) in self.spec.node_net:
-            if withdraw:
-                self.kernel.neigh_proxy_del(ns, naming.UPLINK, ip)
-                self.kernel.route_del(ns, host_route)
-            else:
-                self.kernel.sysctl_set(ns, f"net.ipv4.neigh.{naming.UPLINK}.proxy_delay", 0)
-                self.kernel.route_replace(ns, host_route)
-                self.kernel.neigh_proxy_add(ns, naming.UPLINK, ip)
-        else:
-            route = Route(dst=f"{ip}/32", via=rec.ip)
-            fabric = naming.fabric_ns(self.spec.name)
-            if withdraw:
-                self.kernel.route_del(fabric, route)
-            else:
-                self.kernel.route_replace(fabric, route)
-        self._event(f"node/{node}", "IPWithdrawn" if withdraw else "IPAnnounced",
-                    f"{ip} {'no longer ' if withdraw else ''}announced by {node}", actor="speaker")
 
     def _sync_felix(self) -> None:
         if not self.felix:
@@ -612,7 +549,7 @@ class Daemon:
         proxy_due = bool(self._proxy_force) or any(t <= now for t in self._proxy_held.values())
         if changed & self.PROXY_KINDS or dirty or proxy_due:
             self._sync_proxies()
-            self._sync_announcements()
+            self.speaker.sync(n for n in self.nodes if self.kubelet.node_alive(n))
         if changed & self.FELIX_KINDS or dirty:
             self._sync_felix()
         if changed & self.DNS_KINDS or dirty:

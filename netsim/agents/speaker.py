@@ -1,0 +1,102 @@
+"""The LoadBalancer IP speaker: MetalLB's layer 2 mode for the whole cluster.
+
+Each LoadBalancer ingress IP and externalIP is announced by one live node: inside the node network that node
+answers ARP for it on the underlay, outside it the fabric routes the IP to that node. Constructed with the
+cluster's identity (spec, nodes), a kernel and the store; `sync(live_nodes)` after Services, EndpointSlices
+or the set of live nodes changed converges the kernel to the announcements the store asks for, touching only
+the IPs whose announcing node changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Iterable
+
+from netsim import naming
+from netsim.kernel.api import Kernel, Route
+from netsim.model.cluster import ClusterSpec
+from netsim.node.network import NodeRec
+from netsim.store import Store
+
+EventFn = Callable[[str, str, str, str], None]  # (object ref, reason, message, actor)
+
+
+class Speaker:
+    def __init__(self, spec: ClusterSpec, nodes: dict[str, NodeRec], kernel: Kernel, store: Store,
+                 events: EventFn):
+        self.spec = spec
+        self.nodes = nodes
+        self.kernel = kernel
+        self.store = store
+        self.events = events
+        self._announced: dict[str, str] = {}  # service IP -> announcing node
+
+    @property
+    def announced(self) -> dict[str, str]:
+        """Which node announces each IP now."""
+        return dict(self._announced)
+
+    def sync(self, live_nodes: Iterable[str]) -> None:
+        """LoadBalancer ingress IPs and externalIPs are made reachable from outside, as MetalLB's L2 mode
+        does: one live node per IP (a stable hash over the live nodes, so it moves only when that node
+        fails) answers ARP for it on the underlay (a proxy neighbour entry; the kernel answers only for
+        addresses it routes out of another device, hence the /32 via lo, which DNAT makes moot). IPs
+        outside the node network are routed to the announcing node by the fabric, as an upstream router
+        would be configured for externalIPs."""
+        live = sorted(n for n in live_nodes if n in self.nodes)
+        desired: dict[str, str] = {}
+        # With externalTrafficPolicy Local only nodes with a serving endpoint announce (MetalLB speaker
+        # layer2_controller.go ShouldAnnounce), or the announcing node would drop the traffic.
+        serving: dict[str, set[str]] = {}
+        for sl in self.store.list("EndpointSlice"):
+            md = sl["metadata"]
+            svc_name = (md.get("labels") or {}).get("kubernetes.io/service-name")
+            for ep in sl.get("endpoints") or []:
+                cond = ep.get("conditions") or {}
+                if svc_name and ep.get("nodeName") and cond.get("serving", cond.get("ready", True)) is not False:
+                    serving.setdefault(f"{md.get('namespace', 'default')}/{svc_name}", set()).add(ep["nodeName"])
+        if live:
+            for svc in self.store.list("Service"):
+                spec, status = svc.get("spec") or {}, svc.get("status") or {}
+                key = f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
+                candidates = [n for n in live if n in serving.get(key, ())] \
+                    if spec.get("externalTrafficPolicy") == "Local" else live
+                if not candidates:
+                    continue
+                ips = list(spec.get("externalIPs") or []) + [
+                    i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+                for ip in ips:
+                    digest = int(hashlib.sha256(ip.encode()).hexdigest(), 16)
+                    desired[ip] = candidates[digest % len(candidates)]
+        if desired == self._announced:
+            return
+        for ip, node in self._announced.items():
+            if desired.get(ip) != node:
+                self.announce(ip, node, withdraw=True)
+        for ip, node in desired.items():
+            if self._announced.get(ip) != node:
+                self.announce(ip, node)
+        self._announced = desired
+
+    def announce(self, ip: str, node: str, *, withdraw: bool = False) -> None:
+        rec = self.nodes[node]
+        ns = naming.node_ns(self.spec.name, node)
+        host_route = Route(dst=f"{ip}/32", dev="lo")
+        if ipaddress.ip_address(ip) in self.spec.node_net:
+            if withdraw:
+                self.kernel.neigh_proxy_del(ns, naming.UPLINK, ip)
+                self.kernel.route_del(ns, host_route)
+            else:
+                self.kernel.sysctl_set(ns, f"net.ipv4.neigh.{naming.UPLINK}.proxy_delay", 0)
+                self.kernel.route_replace(ns, host_route)
+                self.kernel.neigh_proxy_add(ns, naming.UPLINK, ip)
+        else:
+            route = Route(dst=f"{ip}/32", via=rec.ip)
+            fabric = naming.fabric_ns(self.spec.name)
+            if withdraw:
+                self.kernel.route_del(fabric, route)
+            else:
+                self.kernel.route_replace(fabric, route)
+        self.events(f"node/{node}", "IPWithdrawn" if withdraw else "IPAnnounced",
+                    f"{ip} {'no longer ' if withdraw else ''}announced by {node}", "speaker")

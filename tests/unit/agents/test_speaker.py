@@ -1,0 +1,75 @@
+"""The LoadBalancer speaker (netsim/agents/speaker.py) on the fake kernel: one live node answers ARP for an
+IP of the node network, the fabric routes other IPs to it; a failed node's IPs move, Local policy keeps them
+on nodes with a serving endpoint (MetalLB speaker layer2_controller.go ShouldAnnounce)."""
+
+from __future__ import annotations
+
+from netsim import naming
+from netsim.agents.speaker import Speaker
+from netsim.kernel.api import Route
+from netsim.kernel.fake import FakeKernel
+from netsim.model.cluster import parse_cluster
+from netsim.model.errors import Source
+from netsim.node.network import NodeRec
+from netsim.store import MemoryStore
+
+SPEC = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": "spk"},
+                      "spec": {"nodes": [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]}}, Source("c.yaml"))
+NODES = {n.name: NodeRec(n.name, SPEC.node_ip(i), f"10.244.{i}.0/24") for i, n in enumerate(SPEC.nodes)}
+LB_IP = str(SPEC.node_net.network_address + 200)  # inside the node network: ARP
+EXT_IP = "203.0.113.7"  # outside: routed by the fabric
+
+
+def world() -> tuple[FakeKernel, MemoryStore, Speaker, list]:
+    kernel = FakeKernel()
+    kernel.netns_create(naming.fabric_ns(SPEC.name))
+    for n in NODES:
+        ns = naming.node_ns(SPEC.name, n)
+        kernel.netns_create(ns)
+        kernel.bridge_add(ns, naming.UPLINK)
+    store = MemoryStore()
+    events: list = []
+    return kernel, store, Speaker(SPEC, NODES, kernel, store, lambda *e: events.append(e)), events
+
+
+def service(store: MemoryStore, *, local: bool = False) -> None:
+    store.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+                  "spec": {"type": "LoadBalancer", "externalIPs": [EXT_IP], "ports": [{"port": 80}],
+                           **({"externalTrafficPolicy": "Local"} if local else {})},
+                  "status": {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}})
+
+
+def proxied(kernel: FakeKernel) -> dict[str, set]:
+    return {n: kernel.ns[naming.node_ns(SPEC.name, n)].proxy_neighs for n in NODES}
+
+
+def test_each_ip_is_announced_by_one_node_and_moves_when_it_fails():
+    kernel, store, speaker, events = world()
+    service(store)
+    speaker.sync(NODES)
+    owner = speaker.announced[LB_IP]
+    assert [n for n, s in proxied(kernel).items() if (naming.UPLINK, LB_IP) in s] == [owner]
+    fabric = kernel.routes(naming.fabric_ns(SPEC.name))
+    assert fabric == [Route(dst=f"{EXT_IP}/32", via=NODES[speaker.announced[EXT_IP]].ip)]
+    calls = len(kernel.calls)
+    speaker.sync(NODES)
+    assert len(kernel.calls) == calls  # nothing changed: nothing done
+    speaker.sync([n for n in NODES if n != owner])
+    assert speaker.announced[LB_IP] != owner
+    assert (naming.UPLINK, LB_IP) not in proxied(kernel)[owner]
+    assert (naming.UPLINK, LB_IP) in proxied(kernel)[speaker.announced[LB_IP]]
+    assert {e[1] for e in events} >= {"IPAnnounced", "IPWithdrawn"}
+
+
+def test_local_policy_announces_only_from_nodes_with_a_serving_endpoint():
+    kernel, store, speaker, _ = world()
+    service(store, local=True)
+    speaker.sync(NODES)
+    assert speaker.announced == {}
+    store.create({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": {"name": "web-1", "namespace": "default",
+                               "labels": {"kubernetes.io/service-name": "web"}},
+                  "addressType": "IPv4", "ports": [{"port": 80}],
+                  "endpoints": [{"addresses": ["10.244.2.5"], "nodeName": "n3", "conditions": {"ready": True}}]})
+    speaker.sync(NODES)
+    assert speaker.announced == {LB_IP: "n3", EXT_IP: "n3"}
