@@ -16,12 +16,14 @@ from __future__ import annotations
 import copy
 import json
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.endpointslice import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
+from netsim.store import Compacted
 
 CONTROLLER_NAME = "endpointslice-controller.k8s.io"
 MAX_ENDPOINTS = 100
@@ -76,13 +78,21 @@ def pod_endpoint(svc: dict[str, Any], pod: dict[str, Any], node: dict[str, Any] 
     return ep
 
 
+def selected_pods(svc: dict[str, Any], snap: Snapshot) -> list[dict[str, Any]]:
+    """The pods of the Service's namespace its selector matches, looked up through the label index of one of
+    its selector's labels (not a scan of every pod per Service)."""
+    selector = (svc.get("spec") or {}).get("selector") or {}
+    if not selector:
+        return []
+    k0 = min(selector)
+    return [p for p in snap.labelled("Pod", o.namespace(svc), k0, selector[k0])
+            if all(o.labels(p).get(k) == v for k, v in selector.items())]
+
+
 def desired_groups(svc: dict[str, Any], snap: Snapshot) -> dict[str, tuple[list, list]]:
     """port-set key -> (ports, endpoints) for the pods the Service selects."""
-    selector = (svc.get("spec") or {}).get("selector") or {}
     groups: dict[str, tuple[list, list]] = {}
-    for pod in snap.of("Pod", o.namespace(svc)):
-        if not all(o.labels(pod).get(k) == v for k, v in selector.items()):
-            continue
+    for pod in selected_pods(svc, snap):
         if o.is_terminal(pod) or not (pod.get("status") or {}).get("podIP"):
             continue
         ports = endpoint_ports(svc, pod)
@@ -94,11 +104,13 @@ def desired_groups(svc: dict[str, Any], snap: Snapshot) -> dict[str, tuple[list,
     return groups
 
 
-def reconcile_service_slices(svc: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+def reconcile_service_slices(svc: dict[str, Any], snap: Snapshot, ctx: Context,
+                             taken: set[str] | None = None) -> list[Action]:
+    """The writes that make the Service's slices match its pods. `taken`: the slice names in use in its
+    namespace (kept by the caller across Services of one pass; computed here when not given)."""
     ns = o.namespace(svc)
-    existing = [s for s in snap.of("EndpointSlice", ns)
-                if o.labels(s).get(SERVICE_NAME_LABEL) == o.name(svc)
-                and o.labels(s).get(MANAGED_BY_LABEL) == CONTROLLER_NAME]
+    existing = [s for s in snap.labelled("EndpointSlice", ns, SERVICE_NAME_LABEL, o.name(svc))
+                if o.labels(s).get(MANAGED_BY_LABEL) == CONTROLLER_NAME]
     if not (svc.get("spec") or {}).get("selector") or o.is_terminating(svc):
         return [Action("delete", s) for s in existing]
     wanted: list[tuple[list, list]] = []
@@ -112,7 +124,8 @@ def reconcile_service_slices(svc: dict[str, Any], snap: Snapshot, ctx: Context) 
         by_ports[json.dumps(s.get("ports") or [], sort_keys=True)].append(s)
     labels = {**o.labels(svc), SERVICE_NAME_LABEL: o.name(svc), MANAGED_BY_LABEL: CONTROLLER_NAME}
     actions: list[Action] = []
-    taken = snap.names("EndpointSlice", ns)
+    if taken is None:
+        taken = snap.names("EndpointSlice", ns)
     for ports, eps in wanted:
         pool = by_ports.get(json.dumps(ports, sort_keys=True))
         if pool:
@@ -144,10 +157,134 @@ def _event(svc: dict[str, Any], sl: dict[str, Any], ctx: Context) -> Event:
                  f"{o.name(sl)}: {ready}/{len(eps)} ready ({addrs})")
 
 
+@dataclass
+class SliceMemory:
+    """What the controller keeps between passes (ctx.memory), as upstream's controller keeps its queue and
+    its endpointSliceTracker: the change-log position it has reconciled up to, the pods each Service's
+    slices hold (so a pod that left a Service through a label change still requeues it: upstream compares a
+    pod's old and new labels in onPodUpdate), and each node's zone (endpoints carry it)."""
+
+    rv: int | None = None
+    members: dict[str, set[str]] = field(default_factory=dict)  # service key -> pod keys it selects
+    member_of: dict[str, set[str]] = field(default_factory=dict)  # pod key -> service keys selecting it
+
+    def set_members(self, svc_key: str, pods: set[str]) -> None:
+        for p in self.members.pop(svc_key, set()) - pods:
+            svcs = self.member_of.get(p)
+            if svcs is not None:
+                svcs.discard(svc_key)
+                if not svcs:
+                    del self.member_of[p]
+        if pods:
+            self.members[svc_key] = pods
+            for p in pods:
+                self.member_of.setdefault(p, set()).add(svc_key)
+    zones: dict[str, str | None] = field(default_factory=dict)  # node name -> topology zone label
+    reconciled: int = 0  # Services reconciled in the last pass (for tests and benchmarks)
+
+
+WATCH_KINDS = ("Service", "EndpointSlice", "Pod", "Node")
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+class _SelectorIndex:
+    """Services per namespace by one (key, value) of their selector, built on first use in a pass, so that
+    finding the Services a pod belongs to (upstream GetPodServiceMemberships) tries only those selecting on
+    one of the pod's labels, not every Service of the namespace."""
+
+    def __init__(self, snap: Snapshot):
+        self.snap = snap
+        self._by_ns: dict[str | None, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+
+    def selecting(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
+        ns, labels = o.namespace(pod), o.labels(pod)
+        index = self._by_ns.get(ns)
+        if index is None:
+            index = self._by_ns[ns] = defaultdict(list)
+            for svc in self.snap.of("Service", ns):
+                selector = (svc.get("spec") or {}).get("selector") or {}
+                if selector:
+                    k0 = min(selector)
+                    index[(k0, selector[k0])].append(svc)
+        out = []
+        for item in labels.items():
+            for svc in index.get(item, ()):
+                if all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()):
+                    out.append(svc)
+        return out
+
+
+def _affected(changes: list[Any], snap: Snapshot, mem: SliceMemory) -> set[tuple[str, str]] | None:
+    """The Services (namespace, name) a batch of changes can concern, as upstream's event handlers queue
+    them (pkg/controller/endpointslice/endpointslice_controller.go: onServiceUpdate, onPodUpdate via
+    GetPodServiceMemberships of the old and new pod, onEndpointSliceUpdate via the service-name label).
+    None: a node's zone changed, which can concern any Service (reconcile all)."""
+    out: set[tuple[str, str]] = set()
+    pods: dict[str, dict[str, Any]] = {}
+    for c in changes:
+        if c.kind == "Service":
+            out.add((c.namespace or "default", c.name))
+        elif c.kind == "EndpointSlice":
+            svc_name = o.labels(c.object).get(SERVICE_NAME_LABEL)
+            if svc_name:
+                out.add((c.namespace or "default", svc_name))
+        elif c.kind == "Pod":
+            pods[f"{c.namespace}/{c.name}"] = c.object
+        elif c.kind == "Node":
+            zone = o.labels(c.object).get(ZONE_LABEL) if c.type != "DELETED" else None
+            if mem.zones.get(c.name) != zone:
+                return None
+    if pods:
+        index = _SelectorIndex(snap)
+        for pod_key, pod in pods.items():
+            ns = o.namespace(pod)
+            current = snap.get("Pod", ns, o.name(pod)) or pod
+            for svc in index.selecting(current):
+                out.add((ns or "default", o.name(svc)))
+            for svc_key in mem.member_of.get(pod_key, ()):
+                svc_ns, _, svc_name = svc_key.partition("/")
+                out.add((svc_ns, svc_name))
+    return out
+
+
 def reconcile_endpointslices(snap: Snapshot, ctx: Context) -> list[Action]:
+    """Every Service's slices on the first pass (or after the change log was compacted past us); after
+    that only the Services whose Service, pods or slices changed since the previous pass (upstream's
+    controller works a queue of Service keys fed by its informers, syncService per key)."""
+    mem = ctx.memory.get(MEMORY_KEY) if ctx.feed is not None else None
+    if not isinstance(mem, SliceMemory):
+        mem = SliceMemory()
+    now_rv = ctx.feed.current_rv() if ctx.feed is not None else None
+    affected: set[tuple[str, str]] | None = None
+    if ctx.feed is not None and mem.rv is not None:
+        try:
+            affected = _affected(ctx.feed.changes_of(WATCH_KINDS, mem.rv), snap, mem)
+        except Compacted:
+            affected = None
+    if affected is None:
+        services = snap.of("Service")
+        mem.members, mem.member_of = {}, {}
+        mem.zones = {o.name(n): o.labels(n).get(ZONE_LABEL) for n in snap.of("Node")}
+    else:
+        services = [s for ns, name in sorted(affected) if (s := snap.get("Service", ns, name)) is not None]
+        for ns, name in affected:
+            mem.set_members(f"{ns}/{name}", set())
     actions: list[Action] = []
-    for svc in snap.of("Service"):
+    taken: dict[str | None, set[str]] = {}
+    for svc in services:
         if (svc.get("spec") or {}).get("type") == "ExternalName":
             continue
-        actions += reconcile_service_slices(svc, snap, ctx)
+        ns = o.namespace(svc)
+        if ns not in taken:
+            taken[ns] = snap.names("EndpointSlice", ns)
+        actions += reconcile_service_slices(svc, snap, ctx, taken[ns])
+        if (svc.get("spec") or {}).get("selector"):
+            mem.set_members(o.key(svc), {f"{o.namespace(p)}/{o.name(p)}" for p in selected_pods(svc, snap)})
+    mem.reconciled = len(services)
+    if ctx.feed is not None:
+        mem.rv = now_rv
+        ctx.memory[MEMORY_KEY] = mem
     return actions
+
+
+MEMORY_KEY = "endpointslice"

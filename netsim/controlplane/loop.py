@@ -141,6 +141,7 @@ def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = No
             # current (loading one decodes every object: most of a quiet pass's cost with 1000 pods).
             if snap is None:
                 snap = Snapshot.load(tx)
+            ctx.feed = tx
             try:
                 actions = controller(snap, ctx)
             except Exception as e:  # noqa: BLE001 - one controller choking must not stop the others

@@ -44,6 +44,10 @@ class Context:
     config: Config = field(default_factory=Config)
     metrics: Any = None  # netsim.model.metrics.MetricsView, when the daemon samples usage
     memory: dict[str, Any] = field(default_factory=dict)  # controllers' state kept between passes
+    # The store's change log as this controller runs (the pass's transaction: earlier controllers' writes
+    # included), for controllers that work only on what changed since their last pass, as upstream ones
+    # queue only the keys their informers' events name. None: reconcile everything.
+    feed: Store | None = None
 
 
 @dataclass
@@ -64,6 +68,11 @@ class Snapshot:
 
     def __init__(self, objects: dict[str, list[dict[str, Any]]]):
         self.objects = objects
+        # Built on first use (most passes ask only a few of these questions): objects per (kind, namespace)
+        # and per (kind, namespace, label key) -> label value, so that a controller looking up one Service's
+        # slices or pods does not scan every object of the kind (that made 10k Services quadratic).
+        self._by_ns: dict[str, dict[str | None, list[dict[str, Any]]]] = {}
+        self._by_label: dict[tuple[str, str | None, str], dict[str, list[dict[str, Any]]]] = {}
         self._by_key: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self._by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for kind, items in objects.items():
@@ -78,8 +87,28 @@ class Snapshot:
         return cls({k: store.list(k) for k in kinds})
 
     def of(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Objects of `kind` (in `namespace` if given), in the store's order. Callers must not mutate the list."""
         items = self.objects.get(kind, [])
-        return items if namespace is None else [x for x in items if o.namespace(x) == namespace]
+        if namespace is None:
+            return items
+        by_ns = self._by_ns.get(kind)
+        if by_ns is None:
+            by_ns = self._by_ns[kind] = defaultdict(list)
+            for x in items:
+                by_ns[o.namespace(x)].append(x)
+        return by_ns.get(namespace, [])
+
+    def labelled(self, kind: str, namespace: str | None, label: str, value: str) -> list[dict[str, Any]]:
+        """Objects of `kind` in `namespace` whose label `label` is `value` (an index, as an informer's
+        indexer: kube-controller-manager looks up a Service's EndpointSlices by the service-name label)."""
+        index = self._by_label.get((kind, namespace, label))
+        if index is None:
+            index = self._by_label[(kind, namespace, label)] = defaultdict(list)
+            for x in self.of(kind, namespace):
+                v = o.labels(x).get(label)
+                if v is not None:
+                    index[v].append(x)
+        return index.get(value, [])
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._by_key.get((kind, scoped_namespace(kind, namespace), name))

@@ -17,6 +17,7 @@ from netsim.apiserver.endpoint import Endpoint, free_port
 from netsim.apiserver.server import ApiServer
 from netsim.controlplane.admission import admit
 from netsim.controlplane.endpointslice import reconcile_service_slices
+from netsim.controlplane.state import Snapshot
 from netsim.daemon import bootstrap_objects, normalise
 from netsim.model.cluster import default_cluster
 from netsim.node.pod_setup import PodSetup, should_automount
@@ -72,10 +73,7 @@ def test_kubernetes_service_endpointslice_left_alone_by_the_controller():
     assert sl["ports"] == [{"name": "https", "protocol": "TCP", "port": 6443}]
     svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "kubernetes")
 
-    class Snap:
-        def of(self, kind, ns=None):
-            return [sl] if kind == "EndpointSlice" else []
-    assert reconcile_service_slices(svc, Snap(), None) == []  # type: ignore[arg-type]
+    assert reconcile_service_slices(svc, Snapshot({"EndpointSlice": [sl]}), None) == []  # type: ignore[arg-type]
 
 
 def test_server_certificate_names_the_node_ip(tmp_path):

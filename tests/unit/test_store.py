@@ -258,3 +258,46 @@ def test_the_compactor_keeps_one_interval_of_history_and_bounds_the_log():
     assert s.compacted_rv() > 0
     # A watcher one interval behind still has its history.
     s.changes_since(s.current_rv() - 299)
+
+
+def test_changes_of_watches_only_the_kinds_asked_for(store):
+    from netsim.store import Compacted
+    store.create(pod("a"))
+    store.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {}})
+    store.update_status("Pod", "default", "a", {"phase": "Running"})
+    store.delete("Service", "default", "s")
+    assert [(c.rv, c.type, c.kind) for c in store.changes_of(["Service"], 0)] == [(2, ADDED, "Service"),
+                                                                               (4, DELETED, "Service")]
+    assert [c.rv for c in store.changes_of(("Pod", "Service"), 2)] == [3, 4]
+    assert store.changes_of(["Node"], 0) == []
+    with store.transaction() as tx:  # inside a transaction it sees the transaction's own writes
+        tx.create(pod("b"))
+        assert [c.name for c in tx.changes_of(["Pod"], 3)] == ["b"]
+    for _ in range(3):
+        store.update_status("Pod", "default", "a", {})
+    store.compact(store.current_rv())
+    with pytest.raises(Compacted):
+        store.changes_of(["Pod"], 2)
+
+
+def test_one_encoding_per_write_keeps_resource_versions_and_the_size_limit_exact(store):
+    """A write's resourceVersion is known before its row is written (one JSON encoding per write); numbers
+    go on across transactions and compaction, and the size limit still counts a 20-digit resourceVersion."""
+    from netsim.model.limits import MAX_OBJECT_BYTES
+    with store.transaction() as tx:
+        rvs = [tx.create(pod(f"p{i}"))["metadata"]["resourceVersion"] for i in range(3)]
+    assert rvs == ["1", "2", "3"] and store.get("Pod", "default", "p2")["metadata"]["resourceVersion"] == "3"
+    assert [c.object["metadata"]["resourceVersion"] for c in store.changes_since(0)] == rvs
+    store.compact(store.current_rv() + 10)
+    assert store.create(pod("q"))["metadata"]["resourceVersion"] == "4"
+    big = pod("big")
+    big["metadata"]["annotations"] = {"a": ""}
+    import json
+    big_body = dict(big, metadata={**big["metadata"], "uid": "0" * 36, "creationTimestamp": "2023-11-14T22:13:20Z",
+                                   "generation": 1, "namespace": "default", "resourceVersion": "0" * 20})
+    room = MAX_OBJECT_BYTES - len(json.dumps(big_body, sort_keys=True).encode())
+    big["metadata"]["annotations"] = {"a": "x" * (room + 1)}
+    with pytest.raises(InvalidObject, match="too long|too large|exceeds|bytes"):
+        store.create(big)
+    big["metadata"]["annotations"] = {"a": "x" * room}
+    assert store.create(big)["metadata"]["resourceVersion"] == "5"
