@@ -40,6 +40,7 @@ from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
 from netsim.controlplane.admission import admit
 from netsim.controlplane.hpa import AutoscalingConfig
+from netsim.controlplane.leases import LeaseRenewer, renew_interval
 from netsim.controlplane.loop import (
     RealClock,
     failed_pods,
@@ -563,6 +564,17 @@ class Daemon:
 
     def run(self) -> None:
         self.bootstrap()
+        # The kubelets' node leases, renewed on their own thread: a long pass never starves them.
+        leases = LeaseRenewer(lambda: open_store(self.spec.name),
+                              lambda: [n for n in self.nodes if self.kubelet.node_alive(n)],
+                              renew_interval(self.config.node_monitor_grace_seconds), time.time)
+        leases.start()
+        try:
+            self._run_loop()
+        finally:
+            leases.stop()
+
+    def _run_loop(self) -> None:
         last_rv = -1
         longest = 0.0  # the longest pass since the last marker (busy passes write none)
         while not self._stop.is_set():

@@ -31,6 +31,7 @@ from typing import Any
 
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
+from netsim.controlplane.leases import LEASE_NAMESPACE, renew_time
 from netsim.controlplane.scheduler import tolerations_of
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.cluster import ClusterSpec
@@ -219,6 +220,11 @@ def reconcile_node(node: dict[str, Any], snap: Snapshot, ctx: Context) -> list[A
     cfg = ctx.config
     c = o.condition(node, "Ready")
     beat = parse_time(c.get("lastHeartbeatTime")) if c else None
+    # The node is heard from when its status heartbeat or its Lease moved (tryUpdateNodeHealth), whichever
+    # is later: the lease is renewed by its own thread even while the daemon's pass is long.
+    renewed = renew_time(snap.get("Lease", LEASE_NAMESPACE, o.name(node)))
+    if renewed is not None and (beat is None or renewed > beat):
+        beat = renewed
     new = copy.deepcopy(node)
     if c is not None and c.get("status") != "Unknown" and (beat is None or
                                                            ctx.now - beat > cfg.node_monitor_grace_seconds):
