@@ -182,10 +182,7 @@ def down(k: Kernel, cluster: str) -> DownReport:
             daemons.add(pid)
     killed += _kill(daemons)
     names = owned_netns(cluster)
-    pids: set[int] = set()
-    for n in names:
-        pids.update(netns_mod.pids_in(n))
-    killed += _kill(pids)
+    killed += _kill(netns_mod.pids_in_all(names))
     # Pods first, nodes and hosts next, the fabric last: each veth dies with the first of its two ends.
     rank = {naming.POD: 0, naming.NODE: 1, naming.HOST: 1, naming.FABRIC: 2}
     order = sorted(names, key=lambda n: (rank[parsed.role] if (parsed := naming.parse(n)) else 1, n))
@@ -207,10 +204,7 @@ def down_all(k: Kernel) -> list[DownReport]:
     reports = [down(k, c) for c in state.known_clusters()]
     stray = netns_mod.list_names(naming.PREFIX)
     if stray:
-        pids: set[int] = set()
-        for n in stray:
-            pids.update(netns_mod.pids_in(n))
-        killed = _kill(pids)
+        killed = _kill(netns_mod.pids_in_all(stray))
         for n in stray:
             k.netns_delete(n)
         reports.append(DownReport("(stray)", len(stray), killed, False))

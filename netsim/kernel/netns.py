@@ -104,6 +104,15 @@ def pids_in(name: str) -> list[int]:
     return pids_by_netns().get((target.st_ino, target.st_dev), [])
 
 
+def pids_in_all(names: list[str]) -> set[int]:
+    """Processes in any of the named namespaces, from one /proc walk (a walk per name made `down` of a
+    10,000-pod cluster stat every process ten thousand times)."""
+    wanted = {i for i in (identity(n) for n in names) if i is not None}
+    if not wanted:
+        return set()
+    return {pid for key, pids in pids_by_netns().items() if key in wanted for pid in pids}
+
+
 def pids_by_netns() -> dict[tuple[int, int], list[int]]:
     """Every process by its network namespace's (inode, device): one /proc walk for many namespaces."""
     out: dict[tuple[int, int], list[int]] = {}

@@ -52,3 +52,20 @@ def test_a_cluster_name_that_is_not_one_path_component_never_becomes_a_path(name
         naming.state_dir(name)
     with pytest.raises(UsageError):
         lifecycle.check_name(name)
+
+
+def test_down_walks_proc_once_for_all_of_a_clusters_namespaces(root, monkeypatch):
+    """A walk of /proc per namespace made `down` of 10,000 pods stat every process 10,000 times."""
+    from netsim.kernel import netns as netns_mod
+    from netsim.kernel.fake import FakeKernel
+    names = [naming.pod_ns("big", "default", f"p{i}") for i in range(300)] + [naming.node_ns("big", "node-1")]
+    monkeypatch.setattr(lifecycle, "owned_netns", lambda name: names)
+    monkeypatch.setattr(netns_mod, "identity", lambda n: (names.index(n), 1) if n in names else None)
+    walks = []
+    monkeypatch.setattr(netns_mod, "pids_by_netns", lambda: walks.append(1) or {(5, 1): [2 ** 22 + 7]})
+    killed = []
+    monkeypatch.setattr(lifecycle, "_kill", lambda pids: killed.append(set(pids)) or len(pids))
+    k = FakeKernel()
+    report = lifecycle.down(k, "big")
+    assert len(walks) == 1 and {2 ** 22 + 7} in killed
+    assert report.namespaces == 301
