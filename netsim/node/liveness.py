@@ -31,13 +31,17 @@ class Played:
 
 @dataclass
 class PlayedContainers:
+    """Kept per pod as well as per (pod, container): `down` and `forget` run for every pod of every pass and
+    every new sandbox, so they must not walk the containers of all the other pods (quadratic at 10,000)."""
+
     backoff: RestartBackoff = field(default_factory=RestartBackoff)
     _state: dict[tuple[str, str], Played] = field(default_factory=dict)
+    _by_pod: dict[str, dict[str, Played]] = field(default_factory=dict)
 
     def get(self, pod_key: str, name: str, started: float) -> Played:
         key = (pod_key, name)
         if key not in self._state:
-            self._state[key] = Played(started)
+            self._state[key] = self._by_pod.setdefault(pod_key, {})[name] = Played(started)
         return self._state[key]
 
     def instance(self, pod_key: str, name: str, started: float) -> tuple[Any, float]:
@@ -70,12 +74,12 @@ class PlayedContainers:
 
     def down(self, pod_key: str) -> set[str]:
         """The pod's containers that are killed and not restarted yet."""
-        return {n for (k, n), p in self._state.items() if k == pod_key and p.down_since is not None}
+        return {n for n, p in self._by_pod.get(pod_key, {}).items() if p.down_since is not None}
 
     def peek(self, pod_key: str, name: str) -> Played | None:
         return self._state.get((pod_key, name))
 
     def forget(self, pod_key: str) -> None:
-        for key in [k for k in self._state if k[0] == pod_key]:
-            del self._state[key]
+        for name in self._by_pod.pop(pod_key, {}):
+            del self._state[(pod_key, name)]
         self.backoff.forget(pod_key)
