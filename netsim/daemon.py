@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -65,9 +65,9 @@ from netsim.node.pod_setup import PodSetup
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.sync_runner import SyncRunner
 from netsim.policy.verify import inputs_from_store
-from netsim.proxy.adapter import collect
 from netsim.proxy.config import proxy_config
 from netsim.proxy.model import NodeInfo
+from netsim.proxy.tracker import ProxyTracker
 from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, SQLiteStore, Store, StoreError, rfc3339
 from netsim.workload.server import WorkloadServer
 
@@ -220,7 +220,11 @@ class Daemon:
                                lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
         self.felix = {name: FelixAgent(self.kernel, naming.node_ns(cluster, name), name)
                       for name in self.nodes} if self.network.enforces_policy else {}
-        self._proxy_fp: dict[str, str] = {}
+        self._proxy_fp: dict[str, int] = {}  # node -> the tracker generation its rules hold
+        # kube-proxy's service/endpoints change trackers, fed from the store's change log (netsim.proxy.tracker):
+        # a sync after a one-endpoint change parses one slice and rebuilds one Service's endpoint lists.
+        self.proxy_tracker = ProxyTracker(self._typed_one)
+        self._proxy_rv: int | None = None  # the change log is merged into the tracker up to here
         self._seen_rv = -1
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
         self._felix_fp: dict[str, str] = {}
@@ -293,12 +297,27 @@ class Daemon:
             self._event(f"node/{name}", "NodeFailed" if failed else "NodeRestored",
                         "cut off the underlay, agents stopped" if failed else "back on the underlay")
 
+    def _track_proxy_changes(self) -> None:
+        """Merge the Service/EndpointSlice changes since the last call into the proxy tracker (a relist the
+        first time and after the change log was compacted past us, as an informer relists on 410)."""
+        rv = self.store.current_rv()
+        changes = None
+        if self._proxy_rv is not None:
+            try:
+                changes = self.store.changes_of(ProxyTracker.KINDS, self._proxy_rv)
+            except Compacted:
+                changes = None
+        if changes is None:
+            self.proxy_tracker.relist(self.store.list("Service"), self.store.list("EndpointSlice"))
+        else:
+            self.proxy_tracker.record_changes(changes)
+            rv = max([rv, *(c.rv for c in changes)])
+        self._proxy_rv = rv
+        self.proxy_tracker.update()
+
     def _sync_proxies(self) -> None:
-        services = self.store.list("Service")
-        slices = self.store.list("EndpointSlice")
-        fp = _fingerprint([(s["metadata"]["name"], s["metadata"].get("namespace"), s.get("spec"),
-                            (s.get("status") or {}).get("loadBalancer")) for s in services],
-                          [(s["metadata"]["name"], s.get("endpoints"), s.get("ports")) for s in slices])
+        self._track_proxy_changes()
+        fp = self.proxy_tracker.generation
         stale = [n for n in self.proxies if self.kubelet.node_alive(n) and self._proxy_fp.get(n) != fp]
         # spec.timing's watch delay: a node's kube-proxy hears of the first change it missed only so long after
         # it happened (then it syncs whatever the state is by then). minSyncPeriod: a node whose kube-proxy
@@ -323,12 +342,7 @@ class Daemon:
         self._proxy_force -= set(todo)
         if not todo:
             return
-        typed_svcs = self._typed(services)
-        typed_slices = self._typed(slices)
-        lb_ips = {f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}":
-                  [i["ip"] for i in ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                   if i.get("ip")] for s in services}
-        sps, eps = collect(typed_svcs, typed_slices, lb_ips)
+        sps, eps = self.proxy_tracker.services(), self.proxy_tracker.endpoints()
 
         def sync(name: str) -> None:
             with self._agent(f"kube-proxy/{name}"):
@@ -470,6 +484,11 @@ class Daemon:
             json.dump({"pid": os.getpid(), "time": time.time(), "components": comps}, f)
         os.replace(tmp, path)
         self._health_written = (now, comps)
+
+    def _typed_one(self, obj: Mapping[str, Any]) -> Any | None:
+        """One stored object through the model; None (and reported) when it does not parse."""
+        typed = self._typed([obj])  # type: ignore[list-item]
+        return typed[0] if typed else None
 
     def _typed(self, objs: list[dict[str, Any]]) -> list[Any]:
         """Stored objects through the model. One that does not parse (written around the API's validation,
