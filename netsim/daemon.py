@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from netsim import apiserver, naming, state
+from netsim.agents.dns import DnsAgent
 from netsim.agents.kubelet import ClusterKubelet
 from netsim.agents.pod_sync import PodSync
 from netsim.agents.speaker import Speaker
@@ -51,7 +52,6 @@ from netsim.controlplane.loop import (
 from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
 from netsim.controlplane.state import Config
 from netsim.dns.server import DnsServer, SnapshotHolder
-from netsim.dns.source import snapshot_from_store
 from netsim.fanout import fan_out
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
@@ -188,6 +188,7 @@ class Daemon:
         self.workload = WorkloadServer(self.kernel)
         self.dns_snapshot = SnapshotHolder()
         self.dns = DnsServer(self.kernel, self.dns_snapshot, self.spec.dns_domain)
+        self.dns_agent = DnsAgent(self.store, self.dns_snapshot)  # the records, from the change log
         self.pod_setup = PodSetup(cluster, self.spec.dns_domain, self.store.list, self.store.get)
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
                                       lambda: self._typed(self.store.list("Service")), self.pod_setup,
@@ -268,13 +269,10 @@ class Daemon:
         if self.spec.nodes:  # pods reach the API through the `kubernetes` Service (issue #13)
             apiserver.serve_in_cluster(self.apiserver, self.kernel,
                                        naming.node_ns(self.spec.name, self.spec.nodes[0].name), self.spec.node_ip(0))
-        self._refresh_dns()
+        self.dns_agent.sync()
         self.dns.start()
         self._sync_failed_nodes()  # which kubelets are cut off, before they adopt anything
         self.pods.adopt()
-
-    def _refresh_dns(self) -> None:
-        self.dns_snapshot.set(snapshot_from_store(self.store))
 
     # -- one pass ------------------------------------------------------------------------------------
     def _sync_failed_nodes(self) -> None:
@@ -573,7 +571,7 @@ class Daemon:
         if changed & self.FELIX_KINDS or dirty:
             self._sync_felix()
         if changed & self.DNS_KINDS or dirty:
-            self._refresh_dns()
+            self.dns_agent.sync()
         if changed & self.VOLUME_KINDS:
             self.pods.sync_volumes()
         if "Service" in changed:
