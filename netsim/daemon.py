@@ -242,6 +242,10 @@ class Daemon:
         # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
         self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
         self.apiserver: Any = None  # the Kubernetes API endpoint (netsim.apiserver), started by main()
+        # Knative Serving: the activator in the first node's netns, and what the controller needs from here.
+        from netsim.controlplane.knative_runtime import KnativeRuntime
+        self.knative = KnativeRuntime(self.kernel, self.spec, naming.node_ns(cluster, self.spec.nodes[0].name),
+                                      self.spec.node_ip(0), self.workload) if self.spec.nodes else None
 
     # -- start ---------------------------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -266,6 +270,8 @@ class Daemon:
             namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
             tx.apply(admit(docs, self.spec, services, namespaces))
         self.workload.start()
+        if self.knative is not None:
+            self.knative.start()
         if self.spec.nodes:  # pods reach the API through the `kubernetes` Service (issue #13)
             apiserver.serve_in_cluster(self.apiserver, self.kernel,
                                        naming.node_ns(self.spec.name, self.spec.nodes[0].name), self.spec.node_ip(0))
@@ -439,6 +445,8 @@ class Daemon:
         out = {"dns": self.dns.health(), "workload": self.workload.health(), "reconcile": dict(self._loop_health)}
         if self.apiserver is not None:
             out["apiserver"] = self.apiserver.health()
+        if self.knative is not None:
+            out["activator"] = self.knative.health()
         out.update(sorted(self._agent_health.items()))
         return out
 
@@ -549,6 +557,8 @@ class Daemon:
         if self.pods.services_stale:
             self.pods.sync_service_ports()
         metrics = self._sample_metrics()
+        if self.knative is not None:
+            self.knative.before_pass(self.store, self.controller_memory, self._event)
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
                              memory=self.controller_memory)
         writes = kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass)
@@ -576,6 +586,8 @@ class Daemon:
             self.pods.sync_volumes()
         if "Service" in changed:
             self.pods.sync_service_ports()
+        if self.knative is not None:
+            self.knative.after_pass(self.store, self._event)
         self._dataplane_dirty = False
         return bool(res.applied or writes)
 
@@ -650,6 +662,8 @@ def main(argv: list[str] | None = None) -> None:
             d.apiserver.stop()
         d.kubelet.prober.shutdown()
         d.workload.stop()
+        if d.knative is not None:
+            d.knative.stop()
         d.dns.stop()
         d._dataplane_pool.shutdown(wait=True)
         log.info("daemon stopped")

@@ -309,6 +309,15 @@ def hpa_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
             age(o, now)]
 
 
+def ksvc_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
+    """The Knative Service CRD's printer columns (config/core/300-resources/service.yaml):
+    URL, LATESTCREATED, LATESTREADY, READY, REASON."""
+    st = _status(o)
+    ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return [_md(o).get("name", ""), st.get("url", ""), st.get("latestCreatedRevisionName", ""),
+            st.get("latestReadyRevisionName", ""), ready.get("status", ""), ready.get("reason", "")]
+
+
 def generic_row(o: Obj, wide: bool, now: float | None = None, **_: Any) -> Row:
     """kubectl's default for kinds without a printer of their own (and custom resources): name and age."""
     return [_md(o)["name"], age(o, now)]
@@ -324,6 +333,7 @@ COLUMNS.update({
     "CustomResourceDefinition": (["NAME", "CREATED AT"], [], crd_row),
     "HorizontalPodAutoscaler": (["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], [],
                                 hpa_row),
+    "KnativeService": (["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"], [], ksvc_row),
 })
 GENERIC_COLUMNS = (["NAME", "AGE"], [], generic_row)
 

@@ -32,5 +32,7 @@ def resource_name(kind: str, store=None) -> str:
     b = builtin(kind)
     if b is not None:
         return kind.lower() + (f".{b.group}" if b.group else "")
+    if kind == "KnativeService":  # stored under a kind of its own (netsim.model.knative)
+        return "service.serving.knative.dev"
     ck = custom_kinds(store).get(kind) if store is not None else None
     return kind.lower() + (f".{ck.group}" if ck else "")

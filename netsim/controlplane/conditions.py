@@ -4,7 +4,8 @@
 Workload kinds count replicas as their controllers report them in status (readyReplicas, availableReplicas,
 numberReady ...; kubectl's rollout status reads the same fields, `RolledOut` for a Deployment is
 `netsim.controlplane.rollout.rollout_status`); other kinds answer from `status.conditions`. `Deleted` holds
-when the object is gone.
+when the object is gone. `Replicas=N` holds when a workload asks for N replicas and its status counts N
+(kubectl wait --for=jsonpath='{.status.replicas}'=N).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def holds(obj: dict[str, Any] | None, condition: str) -> bool:
     if condition == "RolledOut" and kind == "Deployment":
         return rollout_status(obj)[1]
     replicas = (obj.get("spec") or {}).get("replicas", 1)
+    if condition.startswith("Replicas="):  # scaled to exactly N: asked for and observed
+        want = int(condition.partition("=")[2])
+        return replicas == want and int(status.get("replicas", 0)) == want
     if kind in ("Deployment", "StatefulSet", "ReplicaSet") and condition in ("Ready", "Available"):
         key = "availableReplicas" if condition == "Available" and kind == "Deployment" else "readyReplicas"
         return status.get(key, 0) >= replicas

@@ -48,8 +48,10 @@ TEARDOWN_WORKERS = 16  # sandboxes a kubelet step tears down at once
 def _controllers() -> list[tuple[str, Controller]]:
     # Imported here so a controller module may be absent while it is being written.
     from netsim.controlplane.hpa import reconcile_hpas
+    from netsim.controlplane.knative import reconcile_knative
     out: list[tuple[str, Controller]] = [("node-lifecycle", reconcile_nodes), ("garbage-collector", reconcile_garbage),
                                          ("horizontal-pod-autoscaler", reconcile_hpas),
+                                         ("knative-serving", reconcile_knative),
                                          ("deployment", reconcile_deployments)]
     from netsim.controlplane import workloads
     out += [("daemonset", workloads.reconcile_daemonsets), ("statefulset", workloads.reconcile_statefulsets),

@@ -14,7 +14,8 @@ from netsim.model.errors import MissingDependency
 COLOURS = {"ok": "#2e8b57", "refused": "#d62728", "timeout": "#ff7f0e", "reset": "#9467bd", "error": "#7f7f7f"}
 # Event reasons worth a vertical line: the moments a rollout, a scaling or a failure changed the endpoints.
 MARKED_REASONS = frozenset({"ScalingReplicaSet", "SuccessfulRescale", "Killing", "NodeNotReady", "NodeFailed",
-                            "NodeRestored", "NodeStatusUnknown", "ScaledToZero", "ColdStart"})
+                            "NodeRestored", "NodeStatusUnknown", "ScaledToZero", "ColdStart",
+                            "ScaleFromZero"})
 
 
 def marks(events: Sequence[Any], t0: float, duration: float) -> list[tuple[float, str]]:

@@ -35,7 +35,7 @@ from netsim.model.limits import (
     json_size,
     request_too_large,
 )
-from netsim.model.registry import KINDS, kind_info
+from netsim.model.registry import KINDS, kind_info, stored_kind
 from netsim.model.registry import namespaced as kind_namespaced
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -159,7 +159,7 @@ def parse_object(doc: Any, source: Source, custom: Mapping[str, CustomKind] | No
     if not isinstance(api_version, str) or not api_version:
         raise SpecError("is required (a string such as v1 or apps/v1)", source=source, obj=obj,
                         field="apiVersion")
-    info = kind_info(kind)
+    info = kind_info(stored_kind(api_version, kind))
     if info is not None and api_version in info.api_versions:
         try:
             parser = info.parser

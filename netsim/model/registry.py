@@ -51,7 +51,14 @@ KINDS: dict[str, KindInfo] = {k.kind: k for k in (
              "parse_networkpolicy", "networkpolicies", ("netpol",)),
     KindInfo("HorizontalPodAutoscaler", ("autoscaling/v2", "autoscaling/v1"), True, "netsim.model.hpa",
              "parse_hpa", "horizontalpodautoscalers", ("hpa",)),
+    # Knative Serving's Service, stored under a kind of its own (it shares its manifest kind with the core
+    # Service, and the store keys objects by kind): netsim.model.knative.
+    KindInfo("KnativeService", ("serving.knative.dev/v1",), True, "netsim.model.knative", "parse_knative_service",
+             "kservices", ("ksvc",)),
 )}
+
+# Manifest kinds served under a stored kind of another name: (apiVersion, kind) -> stored kind.
+STORED_AS: dict[tuple[str, str], str] = {("serving.knative.dev/v1", "Service"): "KnativeService"}
 
 _ALIASES: dict[str, str] = {}
 for _info in KINDS.values():
@@ -59,7 +66,8 @@ for _info in KINDS.values():
         _ALIASES[_name.lower()] = _info.kind
 # kubectl also answers to these: `ep`/`endpoints` name the older Endpoints view of the same data.
 _ALIASES.update({"ep": "EndpointSlice", "endpoints": "EndpointSlice", "endpointslice": "EndpointSlice",
-                 "networkpolicy": "NetworkPolicy", "policy": "NetworkPolicy"})
+                 "networkpolicy": "NetworkPolicy", "policy": "NetworkPolicy",
+                 "services.serving.knative.dev": "KnativeService", "service.serving.knative.dev": "KnativeService"})
 # Every other built-in kind answers to its kind, plural, singular and short names (kubectl api-resources).
 for _b in BUILTIN_KINDS:
     for _name in (_b.kind, _b.plural, *_b.short_names):
@@ -103,6 +111,11 @@ def namespaced(kind: str, custom: Mapping[str, Any] | None = None) -> bool:
         return b.namespaced
     ck = (custom or {}).get(kind)
     return ck.namespaced if ck is not None else True
+
+
+def stored_kind(api_version: str, kind: str) -> str:
+    """The kind an object of manifest `kind` under `api_version` is stored as (mostly `kind` itself)."""
+    return STORED_AS.get((api_version, kind), kind)
 
 
 def kind_info(kind: str) -> KindInfo | None:

@@ -565,7 +565,7 @@ def _wait(f: Fields, ctx: _Ctx) -> WaitStep:
         raise f.error("for", f"must be converged or a condition mapping {{kind, name, namespace, condition}}, "
                              f"got {target!r}")
     cf = f.map("for")
-    cf.reject_unknown({"kind", "name", "namespace", "condition"})
+    cf.reject_unknown({"kind", "name", "namespace", "condition", "replicas"})
     raw_kind = cf.str("kind", required=True)
     # Nodes are not manifests netsim loads, but they have conditions (Ready) worth waiting for.
     kind = "Node" if raw_kind.lower() in ("node", "nodes", "no") else kind_alias(raw_kind)
@@ -573,6 +573,13 @@ def _wait(f: Fields, ctx: _Ctx) -> WaitStep:
         raise cf.error("kind", f"unknown kind {raw_kind!r}")
     cond = {"kind": kind, "namespace": None if kind in ("Namespace", "Node") else _namespace(cf),
             "name": _object_name(cf), "condition": cf.str("condition", "Ready", choices=WAIT_CONDITIONS)}
+    if cf.has("replicas"):
+        # `kubectl wait --for=jsonpath='{.status.replicas}'=N`: a workload scaled to N (e.g. to zero)
+        if cf.has("condition"):
+            raise cf.error("replicas", "give condition or replicas, not both")
+        if kind not in ("Deployment", "ReplicaSet", "StatefulSet"):
+            raise cf.error("replicas", f"only a Deployment, ReplicaSet or StatefulSet has replicas, not {kind}")
+        cond["condition"] = f"Replicas={cf.int('replicas', minimum=0)}"
     return WaitStep(mode="condition", timeout=timeout, condition=cond)
 
 

@@ -613,7 +613,8 @@ class Runner:
                                      f"{'; '.join(f.message for f in during.failures)}", expected="pass",
                                      observed=during.status))
         numbers = {"ok": rep["ok"], "failed": rep["sent"] - rep["ok"], "refused": rep["refused"],
-                   "timeout": rep["timeout"], "reset": rep["reset"], "p99": rep["latencyMs"]["p99"],
+                   "timeout": rep["timeout"], "reset": rep["reset"], "p50": rep["latencyMs"]["p50"], "p99": rep["latencyMs"]["p99"],
+                   "max": rep["latencyMs"]["max"],
                    "endpoints": len(rep["byEndpoint"])}
         for key, bound in p.expect:
             what, side = LOAD_EXPECT[key]

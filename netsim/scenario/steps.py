@@ -238,7 +238,7 @@ class RepeatStep:
 # The expectations a load step may state, and which report number each one bounds (min or max).
 LOAD_EXPECT = {"minOk": ("ok", "min"), "maxFailed": ("failed", "max"), "minFailed": ("failed", "min"),
                "maxRefused": ("refused", "max"), "maxTimeout": ("timeout", "max"), "maxReset": ("reset", "max"),
-               "maxP99Ms": ("p99", "max"), "minEndpoints": ("endpoints", "min")}
+               "maxP50Ms": ("p50", "max"), "maxP99Ms": ("p99", "max"), "minMaxMs": ("max", "min"), "minEndpoints": ("endpoints", "min")}
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ class _Stream(Conn):
     mode: str = SNIFF
     buf: bytes = b""
     h2: object = None  # the h2c connection state, when the client speaks HTTP/2
+    started: float = 0.0  # when the request being answered began (accept, or its first bytes), monotonic
 
 
 @dataclass
@@ -138,6 +139,9 @@ class WorkloadServer(NetnsServer):
         self.answered = {"TCP": 0, "UDP": 0, "SCTP": 0, "HTTP": 0, "GRPC": 0}
         # Requests answered per pod ("ns/name"), for the metrics sampler (requests per second, emulated CPU).
         self.requests: collections.Counter[str] = collections.Counter()
+        # Seconds between a request's start and its answer, summed per pod: the request concurrency Knative's
+        # autoscaler reads is this over an interval's length (a time-weighted average of in-flight requests).
+        self.busy: collections.Counter[str] = collections.Counter()
         self._sniff_window = sniff_window
         self._sniffing: dict[int, _Stream] = {}
 
@@ -191,6 +195,16 @@ class WorkloadServer(NetnsServer):
         for _ in range(5):
             try:
                 return dict(self.requests)
+            except RuntimeError:  # the server thread added a pod while we copied
+                continue
+        return {}
+
+    def request_stats(self) -> dict[str, tuple[float, float]]:
+        """Per pod: (requests answered, request-seconds spent answering them), both cumulative."""
+        for _ in range(5):
+            try:
+                busy = dict(self.busy)
+                return {pod: (float(n), busy.get(pod, 0.0)) for pod, n in dict(self.requests).items()}
             except RuntimeError:  # the server thread added a pod while we copied
                 continue
         return {}
@@ -323,7 +337,7 @@ class WorkloadServer(NetnsServer):
                 continue
             now = time.monotonic()
             stream = _Stream(conn, now + self._linger, answer=answer, hostname=lst.pod.rpartition("/")[2],
-                             sniff_until=now + self._sniff_window, pod=lst.pod)
+                             sniff_until=now + self._sniff_window, pod=lst.pod, started=now)
             self._add_conn(stream)
             self._sniffing[id(stream)] = stream
             self._on_conn(stream)
@@ -356,6 +370,7 @@ class WorkloadServer(NetnsServer):
             return
         self.answered["TCP"] += 1
         self.requests[st.pod] += 1
+        self.busy[st.pod] += time.monotonic() - st.started
 
     def _on_stream(self, st: _Stream) -> None:
         if st.mode == SNIFF:
@@ -386,6 +401,8 @@ class WorkloadServer(NetnsServer):
             self._close_conn(st)
             return
         st.deadline = time.monotonic() + self._linger  # an idle keep-alive connection is closed after linger
+        if not st.buf:
+            st.started = time.monotonic()  # a new request begins
         st.buf += data
         if st.mode == HTTP1:
             self._serve_http1(st)
@@ -405,6 +422,7 @@ class WorkloadServer(NetnsServer):
             out += http.response(200, "OK", body, ctype, close=close, head=req.method == "HEAD")
             self.answered["HTTP"] += 1
             self.requests[st.pod] += 1
+            self.busy[st.pod] += time.monotonic() - st.started
             if close:
                 self._send_and_close(st, out)
                 return
