@@ -20,10 +20,12 @@ patcher.go, k8s.io/cli-runtime pkg/resource/query_param_verifier_v3.go, client-g
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
 
+from netsim.apiserver import schemas
 from netsim.apiserver.resources import Catalog, Resource
 
 PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
@@ -100,15 +102,35 @@ def v3_group(cat: Catalog, group: str, version: str) -> dict[str, Any] | None:
     rs = cat.in_group_version(group, version)
     if not rs:
         return None
+    return _v3_group(tuple(rs))
+
+
+@functools.lru_cache(maxsize=128)
+def _v3_group(rs: tuple[Resource, ...]) -> dict[str, Any]:
+    """One group-version's document (cached: kubectl reads the index, which hashes every document,
+    before each validated write). Built-in kinds are described field by field when schemas.py can."""
     paths: dict[str, Any] = {}
+    components: dict[str, Any] = {}
     for r in rs:
         paths.update(_paths(r, v3=True))
-    return {"openapi": "3.0.0", "info": INFO, "paths": paths,
-            "components": {"schemas": {schema_name(r): _schema(r) for r in rs}}}
+        detailed = None if r.custom else schemas.kind_schemas(r.kind, r.group, r.version)
+        if detailed is None:
+            components[schema_name(r)] = _schema(r)
+            continue
+        top, reached = detailed
+        for name, sch in reached.items():
+            components.setdefault(name, sch)
+        components[schema_name(r)] = {**reached[top], "x-kubernetes-preserve-unknown-fields": True}
+    return {"openapi": "3.0.0", "info": INFO, "paths": paths, "components": {"schemas": components}}
 
 
 def _hash(doc: Any) -> str:
     return hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:128].upper()
+
+
+@functools.lru_cache(maxsize=128)
+def _v3_hash(rs: tuple[Resource, ...]) -> str:
+    return _hash(_v3_group(rs))
 
 
 def v3_index(cat: Catalog) -> dict[str, Any]:
@@ -117,7 +139,7 @@ def v3_index(cat: Catalog) -> dict[str, Any]:
     for g, vs in cat.group_versions().items():
         for v in vs:
             p = _gv_path(g, v)
-            out[p] = {"serverRelativeURL": f"/openapi/v3/{p}?hash={_hash(v3_group(cat, g, v))}"}
+            out[p] = {"serverRelativeURL": f"/openapi/v3/{p}?hash={_v3_hash(tuple(cat.in_group_version(g, v)))}"}
     return {"paths": dict(sorted(out.items()))}
 
 

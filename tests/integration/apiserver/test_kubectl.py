@@ -326,3 +326,13 @@ def test_kubectl_cordon_taint_and_eviction(cluster, kubectl, client):
     core.create_namespaced_pod_eviction("evictme", "default", kubernetes.client.V1Eviction(
         metadata=kubernetes.client.V1ObjectMeta(name="evictme", namespace="default")))
     kubectl("wait", "--for=delete", "pod/evictme", "--timeout=60s")
+
+
+def test_kubectl_explain_below_the_top_level(kubectl):
+    out = kubectl("explain", "deployment.spec.strategy").stdout
+    assert "KIND:       Deployment" in out and "FIELD: strategy <DeploymentStrategy>" in out
+    assert "rollingUpdate\t<RollingUpdateDeployment>" in out and "Type of deployment" in out
+    out = kubectl("explain", "pod.spec.containers.readinessProbe.httpGet").stdout
+    assert "FIELD: httpGet <HTTPGetAction>" in out and "path\t<string>" in out and "port\t<Object> -required-" in out
+    r = kubectl("explain", "pod.spec.nosuchfield", check=False)
+    assert r.returncode == 1 and 'field "nosuchfield" does not exist' in r.stderr
