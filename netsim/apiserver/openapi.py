@@ -130,7 +130,9 @@ def _hash(doc: Any) -> str:
 
 @functools.lru_cache(maxsize=128)
 def _v3_hash(rs: tuple[Resource, ...]) -> str:
-    return _hash(_v3_group(rs))
+    """The document's version for the index: a document is a function of its resources and of the
+    schemas' source, so those are hashed instead of the document (the index then costs no document)."""
+    return _hash([[repr(r) for r in rs], schemas.source_version()])
 
 
 def v3_index(cat: Catalog) -> dict[str, Any]:

@@ -43,6 +43,16 @@ def _models() -> Any:
     return models
 
 
+@functools.lru_cache(maxsize=1)
+def source_version() -> str:
+    """What the schemas are read from: the client's version, or "" (top-level sketches only)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:  # without importing the models (a second): the index is asked for often
+        return f"kubernetes {version('kubernetes')}"
+    except PackageNotFoundError:
+        return ""
+
+
 def class_for(kind: str, group: str, version: str) -> str | None:
     """The client's model class of a kind (V1Deployment, V2HorizontalPodAutoscaler, CoreV1Event...)."""
     m = _models()

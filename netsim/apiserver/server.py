@@ -120,9 +120,9 @@ class ApiServer:
         self.handler_errors = 0
 
     def start(self) -> None:
-        # The OpenAPI documents (field schemas included) are built once, ahead of kubectl's first write.
-        threading.Thread(target=lambda: openapi.v3_index(self.handlers.catalog()), name="netsim-openapi-warm",
-                         daemon=True).start()
+        # The field schemas' source is loaded (and one document built) ahead of kubectl's first write.
+        threading.Thread(target=lambda: openapi.v3_group(self.handlers.catalog(), "apps", "v1"),
+                         name="netsim-openapi-warm", daemon=True).start()
         self._httpd = _Server((HOST, self.endpoint.port), _Handler, self)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="netsim-apiserver", daemon=True)
