@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from netsim import apiserver, naming, state
+from netsim import apiserver, naming, state, storefactory
 from netsim.agents.dns import DnsAgent
 from netsim.agents.kubelet import ClusterKubelet
 from netsim.agents.pod_sync import PodSync
@@ -68,7 +68,7 @@ from netsim.policy.verify import inputs_from_store
 from netsim.proxy.config import proxy_config
 from netsim.proxy.model import NodeInfo
 from netsim.proxy.tracker import ProxyTracker
-from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, SQLiteStore, Store, StoreError, rfc3339
+from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, Store, StoreError, rfc3339
 from netsim.workload.server import WorkloadServer
 
 log = logging.getLogger("netsim.daemon")
@@ -84,8 +84,9 @@ def store_path(cluster: str) -> str:
     return os.path.join(naming.state_dir(cluster), STORE_FILE)
 
 
-def open_store(cluster: str) -> SQLiteStore:
-    return SQLiteStore(store_path(cluster))
+def open_store(cluster: str) -> Store:
+    """The cluster's store: SQLite in the state dir, or etcd when the cluster was made with one."""
+    return storefactory.open_store(cluster)
 
 
 def converged_path(cluster: str) -> str:
@@ -654,7 +655,7 @@ def main(argv: list[str] | None = None) -> None:
     d = Daemon(args.cluster)
     signal.signal(signal.SIGTERM, lambda *_: d.stop())
     log.info("daemon for cluster %s started (pid %d)", args.cluster, os.getpid())
-    d.apiserver = apiserver.serve(args.cluster, d.spec, store_path(args.cluster))
+    d.apiserver = apiserver.serve(args.cluster, d.spec, open_store(args.cluster))
     try:
         d.run()
     finally:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from netsim import daemonproc, fabric, naming, state
 from netsim.apiserver import endpoint
+from netsim.etcd import config as etcd_config
 from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Kernel
 from netsim.model.cluster import ClusterSpec, cluster_name_problem
@@ -80,6 +81,8 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet, *, daemon: boo
     checkpoint("up-claimed")
     t0 = time.monotonic()
     try:
+        if etcd_config.prepare(spec.name, spec.store):
+            progress("etcd store ready")
         st.fabric = fabric.build_fabric(k, spec)
         if spec.network.backend == "vxlan":
             fabric.check_vxlan(k, spec)
@@ -192,6 +195,7 @@ def down(k: Kernel, cluster: str) -> DownReport:
     for n in _etc_netns(naming.cluster_prefix(cluster)):
         if naming.owned_by(cluster, n):
             shutil.rmtree(os.path.join(ETC_NETNS, n), ignore_errors=True)
+    killed += etcd_config.teardown(cluster)  # the cluster's own etcd (its data goes with the state dir)
     had_state = os.path.isdir(naming.state_dir(cluster))
     with contextlib.suppress(Exception):  # a broken kubeconfig must not keep the cluster's names alive
         endpoint.forget(cluster)
@@ -249,4 +253,6 @@ def status(st: state.ClusterState) -> dict:
         "hosts": [{**h, "present": present(h["netns"])} for h in st.hosts],
         "stateDir": naming.state_dir(st.name), "created": st.created, **st.extra,
         **({"apiServer": api} if (api := endpoint.describe(st.name)) else {}),
+        **({"store": {k: cfg[k] for k in ("type", "endpoints", "local")}}
+           if (cfg := etcd_config.read(st.name)) else {}),
     }

@@ -259,6 +259,14 @@ class Store(ABC):
         """The resourceVersion the change log was last compacted at (0: never)."""
         return 0
 
+    def close(self) -> None:  # noqa: B027 - optional: a backend with nothing to let go of needs none
+        """Let go of connections (and, on etcd, the lease of the store lock)."""
+
+    def snapshot(self) -> contextlib.AbstractContextManager[Store]:
+        """A consistent read-only view: a LIST and the resourceVersion it reports belong together even
+        while others write (SQLite: one read transaction; etcd: reads pinned at one revision)."""
+        raise NotImplementedError
+
     @abstractmethod
     def wait_for_change(self, rv: int, timeout: float) -> bool:
         """Block until something newer than `rv` is written (True) or `timeout` seconds pass (False)."""
@@ -296,103 +304,21 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-class _Ops:
-    """The store's operations over one connection that is already inside a write transaction."""
+class WriteSemantics(ABC):
+    """What a write means, whatever the backend: the metadata the API server owns (uid, creationTimestamp,
+    generation), compare-and-swap on resourceVersion, status kept across updates, kubectl apply's merge.
+    A backend gives `get` (seeing its own pending writes) and `_write` (record one change); SQLite's `_Ops`
+    and etcd's transaction (netsim.etcd.store) share these rules so the two stores cannot drift apart."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], float]):
-        self.conn = conn
-        self.clock = clock
-        self._last_rv: int | None = None  # the newest resourceVersion, once this transaction wrote
+    clock: Callable[[], float]
 
-    # -- reads ---------------------------------------------------------------------------------------
-    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?",
-                                (kind, namespace or "", name)).fetchone()
-        return json.loads(row[0]) if row else None
+    @abstractmethod
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
 
-    def list(self, kind: str, namespace: str | None = None,
-             selector: LabelSelector | Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        if namespace is None:
-            rows = self.conn.execute("SELECT body FROM objects WHERE kind=? ORDER BY namespace, name", (kind,))
-        else:
-            rows = self.conn.execute("SELECT body FROM objects WHERE kind=? AND namespace=? ORDER BY name",
-                                     (kind, namespace))
-        out = [json.loads(r[0]) for r in rows]
-        return [o for o in out if matches(o, selector)] if selector is not None else out
-
-    def current_rv(self) -> int:
-        return self.conn.execute("SELECT COALESCE(MAX(rv), 0) FROM changes").fetchone()[0]
-
-    def kinds_in(self, namespace: str) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT DISTINCT kind FROM objects WHERE namespace=?", (namespace,))}
-
-    def compacted_rv(self) -> int:
-        row = self.conn.execute("SELECT value FROM meta WHERE key='compacted'").fetchone()
-        return row[0] if row else 0
-
-    def _check_compacted(self, rv: int) -> None:
-        compacted = self.compacted_rv()
-        if int(rv) + 1 < compacted:
-            raise Compacted(int(rv), compacted)
-
-    def kinds_changed_since(self, rv: int) -> set[str]:
-        self._check_compacted(rv)
-        return {r[0] for r in self.conn.execute("SELECT DISTINCT kind FROM changes WHERE rv > ?", (int(rv),))}
-
-    def compact(self, rv: int) -> int:
-        """Drop the change log before `rv` (never its newest entry, which carries the current
-        resourceVersion); watches from before it then get Compacted. Returns the entries dropped."""
-        rv = min(int(rv), self.current_rv())
-        if rv <= self.compacted_rv():
-            return 0
-        n = self.conn.execute("DELETE FROM changes WHERE rv < ?", (rv,)).rowcount
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?)", (rv,))
-        return n
-
-    def changes_of(self, kinds: Collection[str], rv: int) -> list[Change]:
-        self._check_compacted(rv)
-        kinds = sorted(set(kinds))
-        marks = ",".join("?" * len(kinds))
-        rows = self.conn.execute(f"SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ? "
-                                 f"AND kind IN ({marks}) ORDER BY rv", (int(rv), *kinds))
-        return [Change(r[0], r[1], r[2], r[3] or None, r[4], json.loads(r[5])) for r in rows]
-
-    def changes_since(self, rv: int, limit: int | None = None) -> list[Change]:
-        self._check_compacted(rv)
-        rows = self.conn.execute("SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ? "
-                                 "ORDER BY rv LIMIT ?", (int(rv), -1 if limit is None else limit))
-        return [Change(r[0], r[1], r[2], r[3] or None, r[4], json.loads(r[5])) for r in rows]
-
-    # -- writes --------------------------------------------------------------------------------------
-    def _next_rv(self) -> int:
-        """The resourceVersion the next write gets. Writes run under the write lock (BEGIN IMMEDIATE), so
-        nobody else appends meanwhile; AUTOINCREMENT's counter (sqlite_sequence) never goes back, even
-        after compaction, and an explicit rowid above it moves it on."""
-        if self._last_rv is None:
-            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name='changes'").fetchone()
-            self._last_rv = max(row[0] if row else 0, self.current_rv())
-        return self._last_rv + 1
-
+    @abstractmethod
     def _write(self, typ: str, kind: str, ns: str | None, name: str, obj: dict[str, Any]) -> dict[str, Any]:
-        # One encoding per write: the resourceVersion is known before the row is written, and the size
-        # check counts it as wide as any real one (20 digits), as before.
-        rv = self._next_rv()
-        obj["metadata"]["resourceVersion"] = str(rv)
-        body = json.dumps(obj, sort_keys=True)
-        if typ != DELETED:
-            size = len(body.encode()) + 20 - len(str(rv))
-            if size > MAX_OBJECT_BYTES:
-                obj["metadata"].pop("resourceVersion", None)
-                raise InvalidObject(f"{kind} {_key(ns, name)}: {object_too_large(size)}")
-        self.conn.execute("INSERT INTO changes (rv, type, kind, namespace, name, body) VALUES (?,?,?,?,?,?)",
-                          (rv, typ, kind, ns or "", name, body))
-        self._last_rv = rv
-        if typ == DELETED:
-            self.conn.execute("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, ns or "", name))
-        else:
-            self.conn.execute("INSERT OR REPLACE INTO objects (kind, namespace, name, rv, body) VALUES (?,?,?,?,?)",
-                              (kind, ns or "", name, rv, body))
-        return obj
+        """Record `obj` as the new state (`typ` ADDED/MODIFIED; DELETED: `obj` is the last state), stamping
+        its resourceVersion; returns it."""
 
     def create(self, obj: Any) -> dict[str, Any]:
         obj = as_dict(obj)
@@ -489,6 +415,115 @@ class _Ops:
                 continue
             out.append(self.update(merged, expected_rv=current["metadata"]["resourceVersion"]))
         return out
+
+
+
+def size_checked_body(kind: str, ns: str | None, name: str, obj: dict[str, Any], typ: str) -> None:
+    """Refuse an object over etcd's value limit (InvalidObject), measured with a resourceVersion as wide as
+    any real one so that the check is exact."""
+    obj["metadata"]["resourceVersion"] = "0" * 20
+    size = len(json.dumps(obj, sort_keys=True).encode())
+    if typ != DELETED and size > MAX_OBJECT_BYTES:
+        raise InvalidObject(f"{kind} {_key(ns, name)}: {object_too_large(size)}")
+
+
+class _Ops(WriteSemantics):
+    """The store's operations over one connection that is already inside a write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], float]):
+        self.conn = conn
+        self.clock = clock
+        self._last_rv: int | None = None  # the newest resourceVersion, once this transaction wrote
+
+    # -- reads ---------------------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?",
+                                (kind, namespace or "", name)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list(self, kind: str, namespace: str | None = None,
+             selector: LabelSelector | Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        if namespace is None:
+            rows = self.conn.execute("SELECT body FROM objects WHERE kind=? ORDER BY namespace, name", (kind,))
+        else:
+            rows = self.conn.execute("SELECT body FROM objects WHERE kind=? AND namespace=? ORDER BY name",
+                                     (kind, namespace))
+        out = [json.loads(r[0]) for r in rows]
+        return [o for o in out if matches(o, selector)] if selector is not None else out
+
+    def current_rv(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(rv), 0) FROM changes").fetchone()[0]
+
+    def kinds_in(self, namespace: str) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT kind FROM objects WHERE namespace=?", (namespace,))}
+
+    def compacted_rv(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='compacted'").fetchone()
+        return row[0] if row else 0
+
+    def _check_compacted(self, rv: int) -> None:
+        compacted = self.compacted_rv()
+        if int(rv) + 1 < compacted:
+            raise Compacted(int(rv), compacted)
+
+    def kinds_changed_since(self, rv: int) -> set[str]:
+        self._check_compacted(rv)
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT kind FROM changes WHERE rv > ?", (int(rv),))}
+
+    def compact(self, rv: int) -> int:
+        """Drop the change log before `rv` (never its newest entry, which carries the current
+        resourceVersion); watches from before it then get Compacted. Returns the entries dropped."""
+        rv = min(int(rv), self.current_rv())
+        if rv <= self.compacted_rv():
+            return 0
+        n = self.conn.execute("DELETE FROM changes WHERE rv < ?", (rv,)).rowcount
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?)", (rv,))
+        return n
+
+    def changes_of(self, kinds: Collection[str], rv: int) -> list[Change]:
+        self._check_compacted(rv)
+        kinds = sorted(set(kinds))
+        marks = ",".join("?" * len(kinds))
+        rows = self.conn.execute(f"SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ? "
+                                 f"AND kind IN ({marks}) ORDER BY rv", (int(rv), *kinds))
+        return [Change(r[0], r[1], r[2], r[3] or None, r[4], json.loads(r[5])) for r in rows]
+
+    def changes_since(self, rv: int, limit: int | None = None) -> list[Change]:
+        self._check_compacted(rv)
+        rows = self.conn.execute("SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ? "
+                                 "ORDER BY rv LIMIT ?", (int(rv), -1 if limit is None else limit))
+        return [Change(r[0], r[1], r[2], r[3] or None, r[4], json.loads(r[5])) for r in rows]
+
+    # -- writes --------------------------------------------------------------------------------------
+    def _next_rv(self) -> int:
+        """The resourceVersion the next write gets. Writes run under the write lock (BEGIN IMMEDIATE), so
+        nobody else appends meanwhile; AUTOINCREMENT's counter (sqlite_sequence) never goes back, even
+        after compaction, and an explicit rowid above it moves it on."""
+        if self._last_rv is None:
+            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name='changes'").fetchone()
+            self._last_rv = max(row[0] if row else 0, self.current_rv())
+        return self._last_rv + 1
+
+    def _write(self, typ: str, kind: str, ns: str | None, name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        # One encoding per write: the resourceVersion is known before the row is written, and the size
+        # check counts it as wide as any real one (20 digits), as before.
+        rv = self._next_rv()
+        obj["metadata"]["resourceVersion"] = str(rv)
+        body = json.dumps(obj, sort_keys=True)
+        if typ != DELETED:
+            size = len(body.encode()) + 20 - len(str(rv))
+            if size > MAX_OBJECT_BYTES:
+                obj["metadata"].pop("resourceVersion", None)
+                raise InvalidObject(f"{kind} {_key(ns, name)}: {object_too_large(size)}")
+        self.conn.execute("INSERT INTO changes (rv, type, kind, namespace, name, body) VALUES (?,?,?,?,?,?)",
+                          (rv, typ, kind, ns or "", name, body))
+        self._last_rv = rv
+        if typ == DELETED:
+            self.conn.execute("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, ns or "", name))
+        else:
+            self.conn.execute("INSERT OR REPLACE INTO objects (kind, namespace, name, rv, body) VALUES (?,?,?,?,?)",
+                              (kind, ns or "", name, rv, body))
+        return obj
 
     def append_events(self, events: Iterable[Mapping[str, Any]]) -> int:
         last = 0

@@ -32,6 +32,28 @@ if ! command -v kubectl >/dev/null 2>&1; then
     echo "kubectl could not be installed; the kubectl tests will be skipped" >&2
 fi
 
+# The etcd store (spec.store.type: etcd) runs Debian's etcd server as a private process per cluster, never
+# the distribution's own service: the package's postinst would start /etc/init.d/etcd (data in
+# /var/lib/etcd), so it is installed with a policy-rc.d that refuses service starts, and on a machine run
+# by systemd the unit is stopped, disabled and masked.
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "installing: etcd-server etcd-client (netsim starts its own etcd per cluster; the system service stays off)"
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends etcd-server etcd-client >/dev/null || \
+    echo "etcd could not be installed; the etcd store and its tests will be unavailable" >&2
+  [ -n "$made_policy" ] && rm -f "$policy"
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now etcd.service >/dev/null 2>&1 || true
+    systemctl mask etcd.service >/dev/null 2>&1 || true
+  fi
+fi
+
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
   echo "netsim needs Python >= 3.11 ($PY is $("$PY" --version 2>&1))" >&2

@@ -49,6 +49,37 @@ def run_netsim(*args: str, check: bool = True, timeout: float = 120, **kw) -> su
     return proc
 
 
+@contextlib.contextmanager
+def private_etcd():
+    """An etcd of its own on free loopback ports in a temporary directory, killed (and the directory
+    removed) afterwards; skips only if the etcd binary is missing (scripts/setup.sh installs it)."""
+    import shutil
+    import tempfile
+
+    from netsim.etcd import server
+    if server.binary() is None:
+        pytest.skip("no etcd binary (Debian package etcd-server; scripts/setup.sh installs it)")
+    d = tempfile.mkdtemp(prefix="netsim-test-etcd-")
+    try:
+        yield server.start(f"test-{secrets.token_hex(3)}", d)
+    finally:
+        server.stop(d)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def etcd_server():
+    """One private etcd per test module (tests keep apart by key prefix: see `etcd_store`)."""
+    with private_etcd() as rec:
+        yield rec
+
+
+def etcd_store(rec, **kw):
+    """An EtcdStore under a fresh prefix of `rec`'s etcd (a store as empty as a new cluster's)."""
+    from netsim.etcd.store import EtcdStore
+    return EtcdStore([rec.client_url], f"/test/{secrets.token_hex(4)}", **kw)
+
+
 @pytest.fixture(scope="session")
 def kernel():
     if not IS_ROOT:

@@ -9,7 +9,7 @@ streaming.py, spdy.py, portforward.py. See docs/architecture.md, "The API endpoi
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from netsim.apiserver.server import ApiServer
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("netsim.apiserver")
 
 
-def serve(cluster: str, spec: ClusterSpec, store_path: str) -> ApiServer | None:
+def serve(cluster: str, spec: ClusterSpec, store_path: Any) -> ApiServer | None:
     """Start the cluster's API server (the daemon's hook). None when the cluster has no endpoint record
     (made without one) or the port cannot be bound: the rest of the daemon runs on without it."""
     from netsim.apiserver import endpoint

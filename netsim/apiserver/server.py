@@ -54,7 +54,7 @@ from netsim.apiserver.endpoint import HOST, Endpoint
 from netsim.apiserver.handlers import Handlers, Target
 from netsim.controlplane.events import Event
 from netsim.model.cluster import ClusterSpec
-from netsim.store import SQLiteStore, parse_time, rfc3339
+from netsim.store import SQLiteStore, Store, parse_time, rfc3339
 
 log = logging.getLogger("netsim.apiserver")
 
@@ -94,10 +94,12 @@ class _Server(ThreadingHTTPServer):
 class ApiServer:
     """The API server of one cluster. `start()` binds and serves in a thread; `stop()` ends it."""
 
-    def __init__(self, endpoint: Endpoint, spec: ClusterSpec, store_path: str, *, clock: Callable[[], float] = time.time):
+    def __init__(self, endpoint: Endpoint, spec: ClusterSpec, store_path: str | Store, *,
+                 clock: Callable[[], float] = time.time):
         self.endpoint = endpoint
         self.spec = spec
-        self.store = SQLiteStore(store_path)
+        # A path: the SQLite store there; else the cluster's store as opened (etcd), its own object.
+        self.store = store_path if isinstance(store_path, Store) else SQLiteStore(store_path)
         self.handlers = Handlers(self.store, spec, clock)
         self.clock = clock
         pki = endpoint.pki

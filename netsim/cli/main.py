@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any
@@ -21,8 +22,10 @@ from netsim.cli.common import (
     kernel,
     output_option,
 )
+from netsim.etcd import config as etcd_config
 from netsim.model.cluster import default_cluster, load_cluster_file
 from netsim.model.errors import UsageError
+from netsim.model.storespec import STORE_TYPES, StoreSpec
 
 
 class OneLineErrors(click.Group):
@@ -70,12 +73,18 @@ def cli() -> None:
 @click.option("--name", default=None, help="Cluster name (overrides metadata.name).")
 @click.option("--no-daemon", is_flag=True, help="Build only the node network; no control plane or agents.")
 @click.option("--timeout", default=60.0, type=SECONDS, show_default=True, help="Seconds to wait for the cluster to be ready.")
+@click.option("--store", "store_type", type=click.Choice(STORE_TYPES), default=None,
+              help="Where the cluster's objects live (overrides spec.store.type): sqlite, or etcd (a private "
+                   "etcd server unless spec.store.endpoints names one).")
 @output_option
 @handle_errors
-def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, output: str) -> None:
+def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, store_type: str | None,
+       output: str) -> None:
     """Build a cluster's node network (and, as they land, its agents); returns when ready."""
     preflight.require_root("up")
     spec = load_cluster_file(path, name_override=name) if path is not None else default_cluster(name or "demo")
+    if store_type is not None and store_type != spec.store.type:
+        spec = dataclasses.replace(spec, store=StoreSpec(store_type))
     preflight.require_tools()
     preflight.require_kernel_features()
     console = Console(stderr=True)
@@ -83,6 +92,7 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, outp
     if existing is not None and existing.phase == "ready" and not no_daemon and not daemonctl.alive(spec.name):
         # An existing cluster whose daemon died: start a new one, which adopts the pods' sandboxes.
         with console.status(f"{spec.name}: restarting its daemon"):
+            etcd_config.ensure_running(spec.name)  # a private etcd that died with the daemon comes back too
             pid = daemonctl.start(spec.name, timeout=timeout)
         info = lifecycle.status(lifecycle.state.load(spec.name) or existing)
         if not emit(info, output):

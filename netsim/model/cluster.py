@@ -22,6 +22,7 @@ from netsim.model.kubeproxy import KubeProxySpec, parse_kube_proxy
 from netsim.model.meta import DNS1123_LABEL, Fields
 from netsim.model.security import MAX_ID
 from netsim.model.selectors import validate_labels
+from netsim.model.storespec import StoreSpec, parse_store
 from netsim.model.timing import TimingSpec, parse_timing
 
 API_VERSION = "netsim/v1alpha1"
@@ -101,6 +102,7 @@ class ClusterSpec:
     containers: ContainerDefaults = ContainerDefaults()
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     timing: TimingSpec = TimingSpec()
+    store: StoreSpec = StoreSpec()
 
     # -- derived addresses -------------------------------------------------------------------------
     @property
@@ -159,6 +161,7 @@ class ClusterSpec:
                 **({"kubeProxy": kp} if (kp := self.kube_proxy.to_dict()) else {}),
                 **({"autoscaling": a} if (a := self.autoscaling.to_dict()) else {}),
                 **({"timing": t} if (t := self.timing.to_dict()) != "instant" else {}),
+                **({"store": st} if (st := self.store.to_dict()) else {}),
             },
         }
 
@@ -222,7 +225,7 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     spec = top.map("spec") or Fields({}, source=source, obj=obj, path="spec")
     spec.obj = obj
     spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy", "containerDefaults", "autoscaling",
-                        "timing"})
+                        "timing", "store"})
 
     nodes = _parse_nodes(spec, source, obj)
     network = _parse_network(spec, source, obj)
@@ -240,7 +243,8 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     cluster = ClusterSpec(name=name, nodes=nodes, network=network, dns_domain=domain, external_hosts=hosts,
                           source=source.file, kube_proxy=kube_proxy, containers=_parse_container_defaults(spec),
                           autoscaling=parse_autoscaling(a) if (a := spec.map("autoscaling")) is not None
-                          else AutoscalingSpec(), timing=parse_timing(spec))
+                          else AutoscalingSpec(), timing=parse_timing(spec),
+                          store=parse_store(st) if (st := spec.map("store")) is not None else StoreSpec())
     _check_address_plan(cluster, spec)
     return cluster
 

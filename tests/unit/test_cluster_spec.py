@@ -130,3 +130,22 @@ def test_calico_nat_outgoing_defaults_on_and_round_trips():
     assert off.network.nat_outgoing is False
     assert parse_cluster(yaml.safe_load(yaml.safe_dump(off.to_dict())), Source("c.yaml")) == off
     assert "natOutgoing" not in default_cluster().to_dict()["spec"]["network"]  # flannel: not a setting
+
+
+def test_store_spec_parses_validates_and_round_trips():
+    from netsim.model.storespec import StoreSpec
+    c = parse_cluster(spec(store={"type": "etcd"}), Source("c.yaml"))
+    assert c.store == StoreSpec("etcd") and c.to_dict()["spec"]["store"] == {"type": "etcd"}
+    c = parse_cluster(spec(store={"type": "etcd", "endpoints": ["http://127.0.0.1:2379", "http://[::1]:2379"]}),
+                      Source("c.yaml"))
+    assert parse_cluster(c.to_dict(), Source("again")).store == c.store
+    assert "store" not in default_cluster().to_dict()["spec"]
+    bad = [({"type": "zookeeper"}, "spec.store.type", "'zookeeper' is not one of sqlite, etcd"),
+           ({"endpoints": ["http://127.0.0.1:2379"]}, "spec.store.endpoints", "only an etcd store has endpoints"),
+           ({"type": "etcd", "endpoints": ["http://192.0.2.1:2379"]}, "spec.store.endpoints[0]", "loopback"),
+           ({"type": "etcd", "endpoints": ["https://127.0.0.1:2379"]}, "spec.store.endpoints[0]", "http://HOST:PORT"),
+           ({"type": "etcd", "leases": True}, "spec.store.leases", "unknown field")]
+    for store, field, text in bad:
+        with pytest.raises(SpecError) as e:
+            parse_cluster(spec(store=store), Source("c.yaml"))
+        assert f"field {field}:" in str(e.value) and text in str(e.value) and "c.yaml: Cluster" in str(e.value)

@@ -1,0 +1,67 @@
+"""A cluster on the etcd store: `netsim up --store etcd` runs its own etcd, serves workloads as on SQLite,
+and `down` leaves no etcd process nor data, also when the record of the etcd was lost in a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from netsim import naming
+from netsim.etcd import server
+from tests.conftest import run_netsim
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(server.binary() is None,
+                                 reason="no etcd binary (Debian package etcd-server; scripts/setup.sh installs it)")]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _spec(tmp_path, name: str) -> str:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(f"apiVersion: netsim/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}}}\n"
+                    "spec: {nodes: 2, network: {plugin: flannel, backend: vxlan}}\n")
+    return str(path)
+
+
+def test_up_on_etcd_serves_a_service_and_down_leaves_nothing(tmp_path, cluster_name):
+    run_netsim("up", "-f", _spec(tmp_path, cluster_name), "--store", "etcd")
+    base = naming.state_dir(cluster_name)
+    data_dir = os.path.join(base, "etcd")
+    with open(os.path.join(base, "store.json")) as f:
+        cfg = json.load(f)
+    assert cfg["type"] == "etcd" and cfg["local"] and cfg["prefix"] == f"/netsim/{cluster_name}"
+    pids = server.find(data_dir)
+    assert len(pids) == 1
+    with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
+        assert f"netsim-{cluster_name}".encode() in f.read()  # named after its cluster
+    status = json.loads(run_netsim("status", "--cluster", cluster_name, "-o", "json").stdout)
+    assert status["store"] == {"type": "etcd", "endpoints": cfg["endpoints"], "local": True}
+
+    run_netsim("apply", "--cluster", cluster_name, "-f", os.path.join(ROOT, "scenarios/manifests/web.yaml"))
+    # The objects are in etcd, where kube-apiserver would keep them.
+    from netsim.etcd.client import Etcd
+    etcd = Etcd(cfg["endpoints"])
+    _, _, n = etcd.range(f"/netsim/{cluster_name}/registry/services/specs/default/web")
+    etcd.close()
+    assert n == 1
+    out = run_netsim("probe", "--cluster", cluster_name, "--from", "default/client", "--to", "svc/default/web",
+                     "--count", "6").stdout
+    assert "6/6" in out, out
+
+    run_netsim("down", "--name", cluster_name)
+    assert server.find(data_dir) == [] and not os.path.exists(base)
+
+
+def test_down_finds_the_etcd_whose_record_was_lost(tmp_path, cluster_name):
+    """`up` killed after etcd started but before it was recorded: `down` finds it by its data dir."""
+    run_netsim("up", "-f", _spec(tmp_path, cluster_name), "--store", "etcd", "--no-daemon")
+    base = naming.state_dir(cluster_name)
+    data_dir = os.path.join(base, "etcd")
+    assert len(server.find(data_dir)) == 1
+    os.remove(os.path.join(base, "etcd.json"))
+    os.remove(os.path.join(base, "store.json"))
+    run_netsim("down", "--name", cluster_name)
+    assert server.find(data_dir) == [] and not os.path.exists(base)
