@@ -27,6 +27,7 @@ from typing import Any
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
+from netsim.store import parse_time, rfc3339
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -251,9 +252,35 @@ def _status(d: dict[str, Any], view: _View, new: dict[str, Any] | None, surge_un
         o.set_condition(status, "Progressing", "True", ctx.now, "NewReplicaSetAvailable",
                         f'ReplicaSet "{o.name(new)}" has successfully progressed.')
     elif new is not None:
+        _progress(d, status, new, ctx)
+    return status
+
+
+def _progress(d: dict[str, Any], status: dict[str, Any], new: dict[str, Any], ctx: Context) -> None:
+    """A rollout under way: progress.go syncRolloutStatus. The Progressing condition's lastUpdateTime moves
+    when the rollout made progress (DeploymentProgressing: more updated, ready or available replicas, or fewer
+    old ones); when it has not moved for progressDeadlineSeconds (DeploymentTimedOut) the condition turns
+    False with reason ProgressDeadlineExceeded (what `rollout status` reports as exceeding its deadline)."""
+    old = d.get("status") or {}
+    progressed = (status["updatedReplicas"] > old.get("updatedReplicas", 0)
+                  or status["readyReplicas"] > old.get("readyReplicas", 0)
+                  or status["availableReplicas"] > old.get("availableReplicas", 0)
+                  or status["replicas"] - status["updatedReplicas"]
+                  < old.get("replicas", 0) - old.get("updatedReplicas", 0))
+    cur = o.condition({"status": status}, "Progressing")
+    deadline = d["spec"].get("progressDeadlineSeconds")
+    if progressed or cur is None or cur.get("reason") not in ("ReplicaSetUpdated", "ProgressDeadlineExceeded") \
+            or cur.get("message", "").split('"')[1:2] != [o.name(new)]:
         o.set_condition(status, "Progressing", "True", ctx.now, "ReplicaSetUpdated",
                         f'ReplicaSet "{o.name(new)}" is progressing.')
-    return status
+        o.condition({"status": status}, "Progressing")["lastUpdateTime"] = rfc3339(ctx.now)
+        return
+    if cur.get("reason") == "ProgressDeadlineExceeded" or not deadline:
+        return
+    since = parse_time(cur.get("lastUpdateTime")) or ctx.now
+    if since + int(deadline) < ctx.now:
+        o.set_condition(status, "Progressing", "False", ctx.now, "ProgressDeadlineExceeded",
+                        f'ReplicaSet "{o.name(new)}" has timed out progressing.')
 
 
 def _name_collides(d: dict[str, Any], view: _View, snap: Snapshot) -> bool:
