@@ -177,7 +177,8 @@ class Daemon:
                                                                              timing.node_monitor_grace_period)),
                              pod_eviction_seconds=float(os.environ.get("NETSIM_POD_EVICTION",
                                                                        timing.pod_eviction_timeout)),
-                             autoscaling=AutoscalingConfig(**self.spec.autoscaling.as_kwargs()))
+                             autoscaling=AutoscalingConfig(**self.spec.autoscaling.as_kwargs()),
+                             endpointslice_batch_period=timing.endpointslice_batch_period)
         # Pod usage (metrics-server's role) for the HPA controller and `netsim top`; controllers' memory.
         self.sampler = MetricsSampler(self.spec.autoscaling.metric_resolution)
         self._sampled_at = 0.0

@@ -181,6 +181,8 @@ class SliceMemory:
                 self.member_of.setdefault(p, set()).add(svc_key)
     zones: dict[str, str | None] = field(default_factory=dict)  # node name -> topology zone label
     reconciled: int = 0  # Services reconciled in the last pass (for tests and benchmarks)
+    # --endpointslice-updates-batch-period: Services whose pods changed, and when their sync is due
+    pending: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 WATCH_KINDS = ("Service", "EndpointSlice", "Pod", "Node")
@@ -214,20 +216,26 @@ class _SelectorIndex:
         return out
 
 
-def _affected(changes: list[Any], snap: Snapshot, mem: SliceMemory) -> set[tuple[str, str]] | None:
+def _affected(changes: list[Any], snap: Snapshot, mem: SliceMemory,
+              direct: set[tuple[str, str]] | None = None) -> set[tuple[str, str]] | None:
     """The Services (namespace, name) a batch of changes can concern, as upstream's event handlers queue
     them (pkg/controller/endpointslice/endpointslice_controller.go: onServiceUpdate, onPodUpdate via
     GetPodServiceMemberships of the old and new pod, onEndpointSliceUpdate via the service-name label).
-    None: a node's zone changed, which can concern any Service (reconcile all)."""
+    None: a node's zone changed, which can concern any Service (reconcile all). `direct` collects those
+    queued by a change of their Service or slices (not of their pods)."""
     out: set[tuple[str, str]] = set()
     pods: dict[str, dict[str, Any]] = {}
     for c in changes:
         if c.kind == "Service":
             out.add((c.namespace or "default", c.name))
+            if direct is not None:
+                direct.add((c.namespace or "default", c.name))
         elif c.kind == "EndpointSlice":
             svc_name = o.labels(c.object).get(SERVICE_NAME_LABEL)
             if svc_name:
                 out.add((c.namespace or "default", svc_name))
+                if direct is not None:
+                    direct.add((c.namespace or "default", svc_name))
         elif c.kind == "Pod":
             pods[f"{c.namespace}/{c.name}"] = c.object
         elif c.kind == "Node":
@@ -256,12 +264,25 @@ def reconcile_endpointslices(snap: Snapshot, ctx: Context) -> list[Action]:
         mem = SliceMemory()
     now_rv = ctx.feed.current_rv() if ctx.feed is not None else None
     affected: set[tuple[str, str]] | None = None
+    direct: set[tuple[str, str]] = set()
     if ctx.feed is not None and mem.rv is not None:
         try:
-            affected = _affected(ctx.feed.changes_of(WATCH_KINDS, mem.rv), snap, mem)
+            affected = _affected(ctx.feed.changes_of(WATCH_KINDS, mem.rv), snap, mem, direct)
         except Compacted:
             affected = None
+    batch = ctx.config.endpointslice_batch_period
+    if affected is not None and (batch > 0 or mem.pending):
+        # --endpointslice-updates-batch-period (upstream default 0: off): a pod change queues its Services
+        # batchPeriod later (queue.AddAfter in onPodUpdate/addPod/deletePod), so the pod changes of that
+        # period are synced together; a change of the Service or its slices queues it at once (queue.Add).
+        for key in affected - direct:
+            mem.pending.setdefault(key, ctx.now + batch)
+        due = {k for k, t in mem.pending.items() if t <= ctx.now} | direct
+        for k in due:
+            mem.pending.pop(k, None)
+        affected = due
     if affected is None:
+        mem.pending = {}
         services = snap.of("Service")
         mem.members, mem.member_of = {}, {}
         mem.zones = {o.name(n): o.labels(n).get(ZONE_LABEL) for n in snap.of("Node")}

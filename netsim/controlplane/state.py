@@ -30,6 +30,7 @@ class Config:
     node_monitor_grace_seconds: float = 40.0  # kube-controller-manager --node-monitor-grace-period
     pod_eviction_seconds: float = 300.0  # DefaultTolerationSeconds for not-ready/unreachable NoExecute
     autoscaling: Any = None  # netsim.controlplane.hpa.AutoscalingConfig (its defaults when None)
+    endpointslice_batch_period: float = 0.0  # kube-controller-manager --endpointslice-updates-batch-period
 
     def __post_init__(self) -> None:
         if self.autoscaling is None:

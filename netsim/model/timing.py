@@ -25,6 +25,10 @@ A mapping starts from a profile and overrides any of these:
       kubeletDrainPass: false
       nodeMonitorGracePeriod: 40s
       podEvictionTimeout: 5m
+      endpointSliceUpdatesBatchPeriod: 0s   # kube-controller-manager's flag (default 0: off): pod changes
+                                            # reach a Service's slices at most this long later, batched
+
+Both profiles keep the EndpointSlice controller's batching off, as kube-controller-manager's default does.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from netsim.model.meta import Fields
 PROFILES = ("instant", "realistic")
 _DURATIONS = {"watchDelay": "watch_delay", "watchJitter": "watch_jitter",
               "kubeProxyMinSyncPeriod": "kube_proxy_min_sync_period",
-              "nodeMonitorGracePeriod": "node_monitor_grace_period", "podEvictionTimeout": "pod_eviction_timeout"}
+              "nodeMonitorGracePeriod": "node_monitor_grace_period", "podEvictionTimeout": "pod_eviction_timeout",
+              "endpointSliceUpdatesBatchPeriod": "endpointslice_batch_period"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class TimingSpec:
     kubelet_drain_pass: bool = True
     node_monitor_grace_period: float = 10.0
     pod_eviction_timeout: float = 4.0
+    endpointslice_batch_period: float = 0.0  # --endpointslice-updates-batch-period: 0 (off) upstream too
 
     def delay_for(self, node: str) -> float:
         """This node's watch delivery delay: the base +/- the jitter, fixed per node name."""
