@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 from netsim import apiserver, naming, state, storefactory
 from netsim.agents.dns import DnsAgent
+from netsim.agents.felix import Felix
 from netsim.agents.kubelet import ClusterKubelet
 from netsim.agents.pod_sync import PodSync
 from netsim.agents.speaker import Speaker
@@ -57,14 +57,12 @@ from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.model.metrics import MetricsView
-from netsim.node.felix_agent import FelixAgent
 from netsim.node.kubelet import Kubelet
 from netsim.node.metrics_sampler import MetricsSampler, pod_sample
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.sync_runner import SyncRunner
-from netsim.policy.verify import inputs_from_store
 from netsim.proxy.config import proxy_config
 from netsim.proxy.model import NodeInfo
 from netsim.proxy.tracker import ProxyTracker
@@ -100,10 +98,6 @@ def health_path(cluster: str) -> str:
 def metrics_path(cluster: str) -> str:
     """Pod usage the daemon samples (netsim.model.metrics.MetricsView as JSON), read by `netsim top`."""
     return os.path.join(naming.state_dir(cluster), "metrics.json")
-
-
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def bootstrap_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
@@ -221,8 +215,11 @@ class Daemon:
         # LoadBalancer and external IPs answered for on the underlay (netsim/agents/speaker.py).
         self.speaker = Speaker(self.spec, self.nodes, self.kernel, self.store,
                                lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
-        self.felix = {name: FelixAgent(self.kernel, naming.node_ns(cluster, name), name)
-                      for name in self.nodes} if self.network.enforces_policy else {}
+        # calico's felix (calico and canal): one calculation graph over the change log, an agent per node
+        # (netsim/agents/felix.py).
+        self.felix = Felix(cluster, self.nodes if self.network.enforces_policy else (), self.kernel, self.store,
+                           lambda ref, reason, msg, actor, ms: self._event(ref, reason, msg, actor=actor, ms=ms),
+                           on_invalid=self._invalid, guard=self._agent)
         self._proxy_fp: dict[str, int] = {}  # node -> the tracker generation its rules hold
         # kube-proxy's service/endpoints change trackers, fed from the store's change log (netsim.proxy.tracker):
         # a sync after a one-endpoint change parses one slice and rebuilds one Service's endpoint lists.
@@ -230,7 +227,6 @@ class Daemon:
         self._proxy_rv: int | None = None  # the change log is merged into the tracker up to here
         self._seen_rv = -1
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
-        self._felix_fp: dict[str, str] = {}
         self._net_fp = ""
         self._reported_invalid: dict[str, str] = {}  # object ref -> the error last reported for it
         self._stop = threading.Event()
@@ -297,7 +293,7 @@ class Daemon:
             if failed:
                 self.kubelet.failed.add(name)
                 self._proxy_fp.pop(name, None)
-                self._felix_fp.pop(name, None)
+                self.felix.forget(name)
             else:
                 self.kubelet.failed.discard(name)
             self._event(f"node/{name}", "NodeFailed" if failed else "NodeRestored",
@@ -390,30 +386,9 @@ class Daemon:
         return max(0.0, min(times, default=self.resync))
 
     def _sync_felix(self) -> None:
-        if not self.felix:
-            return
-        namespaces, pods, policies = inputs_from_store(self.store, with_whatifs=True, on_invalid=self._invalid)
-        fp = _fingerprint([(n.name, n.labels) for n in namespaces],
-                          [(p.namespace, p.name, p.labels, p.ip, p.node, p.ports) for p in pods],
-                          [x.to_dict() for x in policies])
-        todo = {}
-        for name in self.felix:
-            if not self.kubelet.node_alive(name):
-                continue
-            endpoints = self.network.endpoints(name)
-            node_fp = _fingerprint(fp, [(e.namespace, e.name, e.ip, e.iface) for e in endpoints])
-            if self._felix_fp.get(name) != node_fp:
-                todo[name] = (endpoints, node_fp)
-
-        def sync(name: str) -> None:
-            endpoints, node_fp = todo[name]
-            with self._agent(f"felix/{name}"):
-                report = self.felix[name].sync(endpoints, namespaces, pods, policies)
-            self._felix_fp[name] = node_fp
-            self._event(f"node/{name}", "PolicySynced", f"{report.endpoints} endpoints, {report.policies} "
-                        f"policies, {report.chains} chains, {report.ipsets} ipsets", actor=f"felix/{name}",
-                        ms=report.ms)
-        fan_out(self._dataplane_pool, sync, list(todo))
+        if self.felix.agents:
+            self.felix.sync([n for n in self.nodes if self.kubelet.node_alive(n)], self.network.endpoints,
+                            self._dataplane_pool)
 
     def _reap_whatifs(self) -> None:
         """Roll back what-ifs (`verify --diff`) whose client died or whose lease ran out: deleting the

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from netsim.kernel.api import Kernel
 from netsim.model.networkpolicy import NetworkPolicy
-from netsim.policy.felix import FelixPayload, WorkloadEndpoint, render_node
+from netsim.policy.felix import FelixPayload, SelectorMembers, WorkloadEndpoint, render_node
 from netsim.policy.model import NamespaceInfo, PodInfo
 
 
@@ -36,11 +36,15 @@ class FelixAgent:
         self.last: FelixPayload | None = None
 
     def sync(self, endpoints: Sequence[WorkloadEndpoint], namespaces: Iterable[NamespaceInfo],
-             pods: Iterable[PodInfo], policies: Iterable[NetworkPolicy]) -> FelixSyncReport:
+             pods: Iterable[PodInfo], policies: Iterable[NetworkPolicy], *,
+             selector_members: SelectorMembers | None = None) -> FelixSyncReport:
+        """Program the node: `selector_members` are the selector sets' members from a label index kept
+        across syncs (netsim.agents.felix); None: matched against every pod here."""
         t0 = time.perf_counter()
         policies = list(policies)
         current = self.kernel.run(self.netns, ["iptables-save", "-t", "filter"]).stdout
-        payload = render_node(endpoints, namespaces, pods, policies, current_filter=current)
+        payload = render_node(endpoints, namespaces, pods, policies, current_filter=current,
+                              selector_members=selector_members)
         if payload.ipsets.strip():
             self.kernel.ipset_restore(self.netns, payload.ipsets)
         self.kernel.iptables_restore(self.netns, payload.filter, noflush=True)

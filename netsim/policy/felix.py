@@ -70,7 +70,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -428,10 +428,17 @@ def _port_groups(proto: str, ranges: Sequence[tuple[int, int]]) -> list[str]:
 # ------------------------------------------------------------------------------------------------ renderer
 
 
+# The members of a selector set, from outside: felix keeps them in a label index updated per change
+# (felix/labelindex), so a render need not match every pod against every selector again.
+SelectorMembers = Callable[[NetworkPolicy, Peer], Sequence[str]]
+
+
 class _Renderer:
     def __init__(self, endpoints: Sequence[WorkloadEndpoint], namespaces: Iterable[NamespaceInfo],
-                 pods: Iterable[PodInfo], policies: Iterable[NetworkPolicy], nflog_allows: bool):
+                 pods: Iterable[PodInfo], policies: Iterable[NetworkPolicy], nflog_allows: bool,
+                 selector_members: SelectorMembers | None = None):
         self.endpoints = sorted(endpoints, key=lambda e: e.iface)
+        self.selector_members = selector_members
         self.model = PolicyModel(namespaces, pods, policies)
         self.nflog_allows = nflog_allows
         self.c = _Chains()
@@ -444,8 +451,10 @@ class _Renderer:
         sel = peer_selector(policy, peer)
         name = selector_set_name(sel)
         if name not in self.sets:
-            members = sorted({p.ip for p in self.model.pods if p.ip and ":" not in p.ip
-                              and self.model.peer_matches(policy, peer, p)})
+            if self.selector_members is not None:
+                members = sorted(self.selector_members(policy, peer))
+            else:
+                members = sorted(selector_set_members(self.model, policy, peer, self.model.pods))
             self.sets[name] = IPSetSpec(name, "hash:net", tuple(members), sel)
         return name
 
@@ -663,17 +672,25 @@ def parse_filter_save(save: str) -> tuple[set[str], list[str]]:
     return chains, deletes
 
 
+def selector_set_members(model: PolicyModel, policy: NetworkPolicy, peer: Peer,
+                         pods: Iterable[PodInfo]) -> set[str]:
+    """The addresses of `pods` a selector peer's ipset holds (IPv4 only: the inet family)."""
+    return {p.ip for p in pods if p.ip and ":" not in p.ip and model.peer_matches(policy, peer, p)}
+
+
 def render_node(endpoints: Sequence[WorkloadEndpoint], namespaces: Iterable[NamespaceInfo],
                 pods: Iterable[PodInfo], policies: Iterable[NetworkPolicy], *,
-                current_filter: str | None = None, nflog_allows: bool = True) -> FelixPayload:
+                current_filter: str | None = None, nflog_allows: bool = True,
+                selector_members: SelectorMembers | None = None) -> FelixPayload:
     """Render the whole calico filter state of one node.
 
     `current_filter`: the node's `iptables-save -t filter` output, so the payload replaces our built-in
     hooks instead of duplicating them and removes stale `cali-` chains (see module docstring). None for a
     node that has never been programmed. `nflog_allows`: also NFLOG allow verdicts (flow-log style), so a
-    trace can name the allowing policy; drops are always NFLOGged.
+    trace can name the allowing policy; drops are always NFLOGged. `selector_members`: the selector sets'
+    members as a label index keeps them (netsim.agents.felix); None: matched here against every pod.
     """
-    r = _Renderer(endpoints, namespaces, pods, policies, nflog_allows)
+    r = _Renderer(endpoints, namespaces, pods, policies, nflog_allows, selector_members)
     r.render()
     chains = {name: r.c.lines(name) for name in r.c.rules}
     hooks = _hook_lines()
