@@ -1,7 +1,7 @@
 """A change tracker over the store's change log: what an agent reads instead of listing every object.
 
 An agent that listed and re-parsed every object of its kinds on each pass does work that follows the size of
-the cluster. The tracker reads the store's change log (`Store.changes_since`, etcd's watch from a revision)
+the cluster. The tracker reads the store's change log (`Store.changes_of`, etcd's watch from a revision on the agent's kinds)
 from where the agent left off and hands over only what changed since, collapsed to the newest state of each
 object, as felix's calculation graph receives updates (`OnUpdate`, calico felix/calc/calc_graph.go) and the
 dataplane driver applies them in one batch (`CompleteDeferredWork`, felix/dataplane/linux/int_dataplane.go).
@@ -51,15 +51,14 @@ class ChangeTracker:
         current = self.store.current_rv()  # read first: what is written meanwhile comes again next poll
         if self.rv is not None:
             try:
-                changes = self.store.changes_since(self.rv)
+                changes = self.store.changes_of(self.kinds, self.rv)  # other kinds' bodies stay undecoded
             except Compacted:
                 changes = None
             if changes is not None:
                 batch = Batch(current)
                 for c in changes:
                     batch.rv = max(batch.rv, c.rv)
-                    if c.kind in self.kinds:
-                        batch.objects[(c.kind, c.namespace, c.name)] = None if c.type == "DELETED" else c.object
+                    batch.objects[(c.kind, c.namespace, c.name)] = None if c.type == "DELETED" else c.object
                 self.rv = batch.rv
                 return batch
         return self.relist(current)
