@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from netsim import apiserver, naming, state, storefactory
@@ -76,6 +77,7 @@ CONVERGED_FILE = "converged.json"
 HEALTH_FILE = "health.json"
 HEALTH_INTERVAL = 1.0  # the health record is rewritten at least this often, and at once when it changes
 DATAPLANE_WORKERS = 4  # node agents (kube-proxy, felix) syncing at once
+PROXY_POLL_SECONDS = 0.1  # how soon an otherwise idle daemon looks again at running kube-proxy syncs
 
 
 def store_path(cluster: str) -> str:
@@ -212,6 +214,12 @@ class Daemon:
         self._proxy_stale_since: dict[str, float] = {}  # node -> when it first missed the current state
         self._proxy_held: dict[str, float] = {}  # node -> monotonic time its held-back sync may run
         self._proxy_force: set[str] = set()  # nodes whose rules were lost: sync now, whatever the pace
+        # Each node's kube-proxy is its own process upstream: its sync runs on the data-plane pool while the
+        # passes go on (a round of a hundred restores no longer holds up the kubelets); a node whose sync is
+        # still running is synced again, with the state of that moment, once it is done.
+        self._proxy_inflight: dict[str, Future] = {}
+        self._proxy_deferred: set[str] = set()  # stale, but busy syncing an older state
+        self._proxy_served: tuple[set[tuple[Any, str]], set[Any]] = (set(), set())  # ready endpoints, ports
         # LoadBalancer and external IPs answered for on the underlay (netsim/agents/speaker.py).
         self.speaker = Speaker(self.spec, self.nodes, self.kernel, self.store,
                                lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
@@ -317,10 +325,31 @@ class Daemon:
         self._proxy_rv = rv
         self.proxy_tracker.update()
 
+    def _reap_proxy_syncs(self) -> None:
+        for n, f in list(self._proxy_inflight.items()):
+            if f.done():
+                del self._proxy_inflight[n]
+                if f.exception() is not None:  # health says "failing"; the node stays stale and is retried
+                    log.warning("kube-proxy sync on %s failed: %s", n, f.exception())
+
     def _sync_proxies(self) -> None:
+        self._reap_proxy_syncs()
         self._track_proxy_changes()
         fp = self.proxy_tracker.generation
+        # A change that takes something away (an endpoint no longer ready, a service port gone) is synced
+        # before the pass goes on, as before: the next kubelet step may tear down the sandbox behind it (the
+        # drain pass). One that only adds (scale-up) is synced beside the passes.
+        eps_now = self.proxy_tracker.endpoints()
+        served = ({(k, e.ip) for k, lst in eps_now.items() for e in lst if e.ready},
+                  {sp.key for sp in self.proxy_tracker.services()})
+        shrinks = bool(self._proxy_served[0] - served[0] or self._proxy_served[1] - served[1])
+        self._proxy_served = served
+        if shrinks:
+            futures_wait(list(self._proxy_inflight.values()))
+            self._reap_proxy_syncs()
         stale = [n for n in self.proxies if self.kubelet.node_alive(n) and self._proxy_fp.get(n) != fp]
+        self._proxy_deferred = {n for n in stale if n in self._proxy_inflight}
+        stale = [n for n in stale if n not in self._proxy_deferred]
         # spec.timing's watch delay: a node's kube-proxy hears of the first change it missed only so long after
         # it happened (then it syncs whatever the state is by then). minSyncPeriod: a node whose kube-proxy
         # synced too recently waits for its runner's next token; the change is picked up then (coalesced with
@@ -344,7 +373,8 @@ class Daemon:
         self._proxy_force -= set(todo)
         if not todo:
             return
-        sps, eps = self.proxy_tracker.services(), self.proxy_tracker.endpoints()
+        # A copy of the map: the tracker updates it in place on the next pass while these syncs may still run.
+        sps, eps = self.proxy_tracker.services(), dict(self.proxy_tracker.endpoints())
 
         def sync(name: str) -> None:
             with self._agent(f"kube-proxy/{name}"):
@@ -355,13 +385,18 @@ class Daemon:
                         f"{'full' if report.full else 'partial'} sync: {c.service_ports} service ports, "
                         f"{c.nat_rules} nat rules, {report.payload_bytes} bytes", actor=f"kube-proxy/{name}",
                         ms=report.ms)
-        fan_out(self._dataplane_pool, sync, todo)
+        for n in todo:
+            self._proxy_inflight[n] = self._dataplane_pool.submit(sync, n)
+        if shrinks:
+            futures_wait([self._proxy_inflight[n] for n in todo])
+            self._reap_proxy_syncs()
 
     def _check_proxies(self) -> None:
         """syncPeriod: each live node's kube-proxy checks its rules are still there (ipt.Monitor); a node
         whose rules were lost gets a full sync right away."""
         now = time.monotonic()
-        due = [n for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n) and r.check_due(now) <= 0]
+        due = [n for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n) and r.check_due(now) <= 0
+               and n not in self._proxy_inflight]
         if not due:
             return
 
@@ -375,12 +410,16 @@ class Daemon:
         fan_out(self._dataplane_pool, check, due)
 
     def proxy_pending(self) -> list[str]:
-        """Syncs held back by minSyncPeriod (the data plane does not match the store yet)."""
-        return [f"kube-proxy on {n}: sync held back by minSyncPeriod" for n in sorted(self._proxy_held)]
+        """Syncs held back by minSyncPeriod or still running (the data plane does not match the store yet)."""
+        self._reap_proxy_syncs()
+        return ([f"kube-proxy on {n}: sync held back by minSyncPeriod" for n in sorted(self._proxy_held)]
+                + [f"kube-proxy on {n}: syncing" for n in sorted(set(self._proxy_inflight) | self._proxy_deferred)])
 
     def next_wakeup(self, now: float) -> float:
         """Seconds until a held-back sync or a periodic rule check is due."""
         times = [t - now for t in self._proxy_held.values()]
+        if self._proxy_inflight or self._proxy_deferred:
+            times.append(PROXY_POLL_SECONDS)  # a sync finishing writes nothing to the store: look again soon
         times += [r.check_due(now) for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n)]
         times.append(self.kubelet.prober.next_due(time.time()))  # probes due, or results to collect
         return max(0.0, min(times, default=self.resync))
@@ -551,7 +590,8 @@ class Daemon:
         dirty, self._dataplane_dirty = self._dataplane_dirty, True  # stays set if a sync below raises
         self._check_proxies()
         now = time.monotonic()
-        proxy_due = bool(self._proxy_force) or any(t <= now for t in self._proxy_held.values())
+        proxy_due = (bool(self._proxy_force) or any(t <= now for t in self._proxy_held.values())
+                     or bool(self._proxy_inflight) or bool(self._proxy_deferred))
         if changed & self.PROXY_KINDS or dirty or proxy_due:
             self._sync_proxies()
             self.speaker.sync(n for n in self.nodes if self.kubelet.node_alive(n))
