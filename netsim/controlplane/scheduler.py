@@ -15,6 +15,7 @@ node name. A pod that already has spec.nodeName is bound and never reaches the s
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -125,10 +126,20 @@ def fit_error(total: int, reasons: Iterable[str]) -> str:
     return f"0/{total} nodes are available: {', '.join(parts)}."
 
 
-def pick_node(pod: Mapping[str, Any], nodes: list[NodeInfo]) -> Decision:
-    """The node for `pod` among `nodes`, or why there is none."""
-    if not nodes:
-        return Decision(None, "0/0 nodes are available: no nodes available to schedule pods.")
+def _shape(pod: Mapping[str, Any]) -> str | None:
+    """All the filters and the taint score read of a pod, when they read nothing that placing pods changes
+    (no host ports): the pods of one template share it, so 10,000 replicas on 100 nodes are filtered once
+    per node, not a million times (kube-scheduler once cached predicate results per equivalence class of
+    pods for the same reason: pkg/scheduler/core/equivalence_cache.go, Kubernetes 1.10-1.12)."""
+    if _host_ports(pod):
+        return None
+    spec = pod.get("spec") or {}
+    return json.dumps([spec.get("tolerations"), spec.get("nodeName"), spec.get("nodeSelector"),
+                       (spec.get("affinity") or {}).get("nodeAffinity")], sort_keys=True, default=str)
+
+
+def _filtered(pod: Mapping[str, Any], nodes: list[NodeInfo]) -> tuple[list[NodeInfo], list[str], dict[str, int]]:
+    """(feasible nodes, why the others are not, PreferNoSchedule taints the pod does not tolerate per node)."""
     feasible: list[NodeInfo] = []
     reasons: list[str] = []
     for n in nodes:
@@ -137,16 +148,33 @@ def pick_node(pod: Mapping[str, Any], nodes: list[NodeInfo]) -> Decision:
             feasible.append(n)
         else:
             reasons.append(why)
+    tolerations = tolerations_of(pod)
+    soft = {n.name: sum(1 for t in n.taints if t.get("effect") == "PreferNoSchedule" and not tolerated(t, tolerations))
+            for n in feasible}
+    return feasible, reasons, soft
+
+
+def pick_node(pod: Mapping[str, Any], nodes: list[NodeInfo],
+              cache: dict[str, tuple[list[NodeInfo], list[str], dict[str, int]]] | None = None) -> Decision:
+    """The node for `pod` among `nodes`, or why there is none. `cache` (one scheduling cycle over nodes whose
+    labels and taints do not change) keeps the filter results per pod shape."""
+    if not nodes:
+        return Decision(None, "0/0 nodes are available: no nodes available to schedule pods.")
+    shape = _shape(pod) if cache is not None else None
+    if shape is not None and cache is not None and shape in cache:
+        feasible, reasons, soft = cache[shape]
+    else:
+        feasible, reasons, soft = _filtered(pod, nodes)
+        if shape is not None and cache is not None:
+            cache[shape] = (feasible, reasons, soft)
     if not feasible:
         return Decision(None, fit_error(len(nodes), reasons))
-    tolerations = tolerations_of(pod)
     owner = o.controller_ref(pod)
     owner_uid = owner.get("uid") if owner else None
 
     def score(n: NodeInfo) -> tuple:
-        soft = sum(1 for t in n.taints if t.get("effect") == "PreferNoSchedule" and not tolerated(t, tolerations))
         same_owner = n.owner_counts.get(owner_uid, 0) if owner_uid else 0
-        return soft, same_owner, n.pod_count, n.name
+        return soft[n.name], same_owner, n.pod_count, n.name
 
     return Decision(min(feasible, key=score).name)
 
@@ -167,8 +195,9 @@ def reconcile_scheduler(snap: Snapshot, ctx: Context) -> list[Action]:
     actions: list[Action] = []
     pending = [p for p in snap.of("Pod") if not o.node_name(p) and not o.is_terminating(p) and not o.is_terminal(p)
                and (p.get("spec") or {}).get("schedulerName", "default-scheduler") == "default-scheduler"]
+    cache: dict[str, tuple[list[NodeInfo], list[str], dict[str, int]]] = {}
     for pod in sorted(pending, key=o.creation_order):
-        decision = pick_node(pod, nodes)
+        decision = pick_node(pod, nodes, cache)
         new = copy.deepcopy(pod)
         status = new.setdefault("status", {"phase": "Pending"})
         if decision.node is None:

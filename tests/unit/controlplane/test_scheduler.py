@@ -80,3 +80,24 @@ def test_host_port_conflict():
 
 def test_no_nodes():
     assert pick_node(pod(), []).node is None
+
+
+def test_replicas_of_one_template_are_filtered_once_per_node_and_still_spread(h, monkeypatch):
+    """300 pending replicas on 30 nodes: 30 filter calls per scheduling pass, not 9,000; the spread is
+    the same as filtering each pod anew (10 per node)."""
+    from collections import Counter
+
+    from netsim.controlplane import objects as o
+    from netsim.controlplane import scheduler
+
+    from .conftest import deployment
+    calls = []
+    plain = scheduler.filter_node
+    monkeypatch.setattr(scheduler, "filter_node", lambda pod, node: calls.append(1) or plain(pod, node))
+    h.add_nodes(30)
+    h.apply(deployment(replicas=300))
+    for _ in range(4):
+        h.once()
+    placed = Counter(o.node_name(p) for p in h.pods())
+    assert sum(placed.values()) == 300 and set(placed.values()) == {10}
+    assert len(calls) <= 2 * 30
