@@ -577,7 +577,8 @@ class Daemon:
             self.knative.before_pass(self.store, self.controller_memory, self._event)
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
                              memory=self.controller_memory)
-        writes = kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass)
+        writes = kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass,
+                              heartbeat_seconds=renew_interval(self.config.node_monitor_grace_seconds))
         self._sync_pod_network()
         self.pods.update_container_statuses()
         rv = self.store.current_rv()  # read first: a write racing the next line is seen now and next pass

@@ -77,3 +77,25 @@ def test_terminated_pods_lose_their_sandboxes_together(h):
     assert h.pods() == [] and not h.kubelet.sandboxes
     kills = [e for e in h.store.events_since(0) if e["reason"] == "Killing"]
     assert len(kills) == 3
+
+
+def test_a_long_step_posts_node_status_at_the_period_it_is_given(h):
+    """With node leases renewed elsewhere, the daemon posts status every few seconds through a long step
+    instead of every second: 20 s of sandboxes with a 5 s period is a handful of status rounds, not 20."""
+    h.add_nodes(2)
+    h.apply(deployment(replicas=40))
+    h.once()
+    h.once()
+    slow = h.kubelet.create_sandbox
+
+    def create(pod):
+        h.clock.advance(0.5)
+        return slow(pod)
+
+    h.kubelet.create_sandbox = create
+    rv = h.store.current_rv()
+    kubelet_step(h.store, h.kubelet, h.clock, heartbeat_seconds=5.0)
+    node_writes = [c for c in h.store.changes_since(rv) if c.kind == "Node"]
+    assert 2 * 2 <= len(node_writes) <= 2 * 5  # a round per 5 s (at 1 s: 20 rounds)
+    for node in h.store.list("Node"):
+        assert h.clock.now() - parse_time(o.condition(node, "Ready")["lastHeartbeatTime"]) <= 5.5
