@@ -40,6 +40,7 @@ from netsim.apiserver import (
     certs,
     discovery,
     errors,
+    eviction,
     execws,
     logs,
     openapi,
@@ -437,7 +438,7 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
     if t.subresource == "eviction":
         if method != "POST":
             raise errors.method_not_allowed(method, t.res.plural)
-        return _evict(api, t, body)
+        return _evict(api, t, body, query)
     if t.subresource == "log":
         if method != "GET":
             raise errors.method_not_allowed(method, t.res.plural)
@@ -493,10 +494,10 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
     raise errors.method_not_allowed(method, t.res.plural)
 
 
-def _evict(api: ApiServer, t: Target, body: Callable[[], Any]) -> Response:
-    """policy/v1 Eviction (what kubectl drain posts): the pod is deleted as a DELETE would delete it, with
-    the Eviction's deleteOptions. PodDisruptionBudgets are not consulted (not yet). kubectl sends the
-    Eviction as protobuf; only a JSON one's deleteOptions are read."""
+def _evict(api: ApiServer, t: Target, body: Callable[[], Any], query: dict[str, str]) -> Response:
+    """policy/v1 Eviction (what kubectl drain posts): PodDisruptionBudgets consulted as the API server
+    does (eviction.py), then the pod deleted as a DELETE would delete it, with the Eviction's
+    deleteOptions. kubectl sends the Eviction as protobuf; only a JSON one's deleteOptions are read."""
     try:
         req = body() or {}
     except errors.ApiError as e:
@@ -504,7 +505,11 @@ def _evict(api: ApiServer, t: Target, body: Callable[[], Any]) -> Response:
             raise
         req = {}
     opts = req.get("deleteOptions") if isinstance(req, dict) else None
-    api.handlers.delete(Target(t.res, t.namespace, t.name), opts if isinstance(opts, dict) else None, {})
+    opts = opts if isinstance(opts, dict) else None
+    dry_run = query.get("dryRun") == "All" or "All" in ((opts or {}).get("dryRun") or [])
+    pod = api.handlers.get(Target(t.res, t.namespace, t.name))
+    eviction.evict(api.store, pod, api.clock(), dry_run,
+                   lambda: api.handlers.delete(Target(t.res, t.namespace, t.name), opts, {}))
     return Response(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
 

@@ -58,6 +58,8 @@ def _controllers() -> list[tuple[str, Controller]]:
             ("cronjob", workloads.reconcile_cronjobs), ("job", workloads.reconcile_jobs)]
     out += [("replicaset", reconcile_replicasets), ("scheduler", reconcile_scheduler),
             ("endpointslice", reconcile_endpointslices)]
+    from netsim.controlplane.disruption import reconcile_disruption
+    out.append(("disruption", reconcile_disruption))
     return out
 
 

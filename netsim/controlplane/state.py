@@ -20,7 +20,8 @@ from netsim.controlplane.events import Event
 from netsim.store import AlreadyExists, Conflict, InvalidObject, NotFound, Store, rfc3339, scoped_namespace
 
 WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet",
-                 "DaemonSet", "StatefulSet", "Job", "CronJob", "HorizontalPodAutoscaler", "Lease", "KnativeService")
+                 "DaemonSet", "StatefulSet", "Job", "CronJob", "HorizontalPodAutoscaler", "Lease", "KnativeService",
+                 "PodDisruptionBudget")
 
 
 @dataclass

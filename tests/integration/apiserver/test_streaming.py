@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -186,3 +187,50 @@ def test_streaming_errors_are_status_objects(cluster, kubectl):
     resources = json.loads(kubectl("get", "--raw", "/api/v1").stdout)["resources"]
     names = {r["name"] for r in resources}
     assert {"pods/portforward", "pods/attach", "pods/exec"} <= names
+
+
+def test_kubectl_drain_honours_a_pod_disruption_budget(cluster, kubectl):
+    """Last in the module: it cordons the node (uncordoned again on the way out)."""
+    import kubernetes
+    pdb = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\n" \
+          "spec: {minAvailable: 1, selector: {matchLabels: {app: web}}}\n"
+    kubectl("apply", "-f", "-", stdin=pdb)
+
+    def status(generation: int) -> dict:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = (cluster.store.get("PodDisruptionBudget", "default", "web") or {}).get("status") or {}
+            if got.get("observedGeneration") == generation:
+                return got
+            time.sleep(0.2)
+        raise AssertionError(f"the disruption controller did not observe generation {generation}: {got}")
+
+    st = status(1)
+    assert (st["currentHealthy"], st["desiredHealthy"], st["disruptionsAllowed"]) == (1, 1, 0)
+    assert kubectl("get", "pdb", "web").stdout.split("\n")[1].split()[1:4] == ["1", "N/A", "0"]
+    node = cluster.store.list("Node")[0]["metadata"]["name"]
+    pod = cluster.store.list("Pod", "default", selector={"app": "web"})[0]["metadata"]["name"]
+    try:
+        r = kubectl("drain", node, "--pod-selector", "app=web", "--timeout=4s", check=False)
+        assert r.returncode == 1 and "Cannot evict pod as it would violate the pod's disruption budget." in r.stderr
+        assert cluster.store.get("Pod", "default", pod) is not None
+        api = kubernetes.config.new_client_from_config(context=f"netsim-{cluster.name}")
+        try:
+            with pytest.raises(kubernetes.client.rest.ApiException) as e:
+                kubernetes.client.CoreV1Api(api).create_namespaced_pod_eviction(pod, "default", {
+                    "metadata": {"name": pod, "namespace": "default"}})
+        finally:
+            api.close()
+        body = json.loads(e.value.body)
+        assert (e.value.status, body["reason"]) == (429, "TooManyRequests")
+        assert body["details"]["causes"] == [{"reason": "DisruptionBudget",
+                                              "message": "The disruption budget web needs 1 healthy pods and has 1 currently"}]
+        kubectl("patch", "pdb", "web", "--type=merge", "-p", '{"spec": {"minAvailable": null, "maxUnavailable": 1}}')
+        assert status(2)["disruptionsAllowed"] == 1
+        out = kubectl("drain", node, "--pod-selector", "app=web", "--timeout=30s").stdout
+        assert f"pod/{pod} evicted" in out
+        assert pod in (cluster.store.get("PodDisruptionBudget", "default", "web")["status"].get("disruptedPods") or {}) \
+            or cluster.store.get("Pod", "default", pod) is None
+    finally:
+        kubectl("uncordon", node)
+        kubectl("delete", "pdb", "web")

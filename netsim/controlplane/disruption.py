@@ -1,0 +1,162 @@
+"""The disruption controller: each PodDisruptionBudget's status, which the eviction API consults.
+
+As kube-controller-manager's (pkg/controller/disruption/disruption.go):
+
+- the PDB's pods: those in its namespace its selector matches (policy/v1: an empty selector matches
+  every pod, a missing one none);
+- expected pods and desired healthy (getExpectedPodCount): `minAvailable` as a number: that many, out
+  of the pods found; `minAvailable` as a percentage or `maxUnavailable`: scaled against the summed
+  scale of the pods' controllers (getExpectedScale: a ReplicaSet's Deployment, else the ReplicaSet,
+  StatefulSet, ReplicationController; each controller once), rounding up; a pod without a controller
+  makes the count fail, and a failing count gives the fail-safe status (no disruption allowed);
+- current healthy (countHealthyPods): Ready pods not being deleted and not recorded in
+  `status.disruptedPods` (evicted pods the API server is still deleting; an entry expires after two
+  minutes, or when its pod is gone or being deleted: buildDisruptedPodMap);
+- disruptionsAllowed = currentHealthy - desiredHealthy, 0 when negative or nothing is expected; the
+  `DisruptionAllowed` condition (pdb/helpers UpdateDisruptionAllowedCondition): True/SufficientPods
+  when some disruption is allowed, False/InsufficientPods otherwise; `observedGeneration`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from netsim.controlplane import objects as o
+from netsim.controlplane.state import Action, Context, Snapshot
+from netsim.model.errors import SpecError
+from netsim.store import parse_time, rfc3339
+
+DELETION_TIMEOUT = 120.0  # disruption.go DeletionTimeout: how long an evicted pod stays in disruptedPods
+
+
+class CountFailed(Exception):
+    pass
+
+
+def scaled(value: Any, total: int) -> int:
+    """intstr.GetScaledValueFromIntOrPercent with roundUp=true."""
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if not text.endswith("%") or not text[:-1].isdigit():
+        raise CountFailed(f"invalid value for IntOrString: invalid value {text!r}")
+    return math.ceil(int(text[:-1]) * total / 100)
+
+
+def pods_of(snap: Snapshot, pdb: dict[str, Any]) -> list[dict[str, Any]]:
+    sel = (pdb.get("spec") or {}).get("selector")
+    if sel is None:
+        return []
+    try:
+        selector = o.selector_of(pdb)
+    except SpecError:
+        return []
+    return [p for p in snap.of("Pod", o.namespace(pdb)) if selector.matches(o.meta(p).get("labels"))]
+
+
+def _controller_scale(snap: Snapshot, ns: str | None, ref: dict[str, Any]) -> tuple[str, int]:
+    """(the controller's uid, its scale) for a pod's controllerRef (the finders of getExpectedScale)."""
+    kind, name = ref.get("kind"), ref.get("name", "")
+    if kind == "ReplicaSet":
+        rs = snap.get("ReplicaSet", ns, name)
+        if rs is None or o.uid(rs) != ref.get("uid"):
+            raise CountFailed(f"replicaset {name} not found")
+        dref = o.controller_ref(rs)
+        if dref is not None and dref.get("kind") == "Deployment":
+            dep = snap.get("Deployment", ns, dref.get("name", ""))
+            if dep is not None and o.uid(dep) == dref.get("uid"):
+                return o.uid(dep), int((dep.get("spec") or {}).get("replicas", 1))
+        return o.uid(rs), int((rs.get("spec") or {}).get("replicas", 1))
+    if kind in ("StatefulSet", "ReplicationController"):
+        obj = snap.get(kind, ns, name)
+        if obj is not None and o.uid(obj) == ref.get("uid"):
+            return o.uid(obj), int((obj.get("spec") or {}).get("replicas", 1))
+        raise CountFailed(f"{kind.lower()} {name} not found")
+    raise CountFailed(f"found no controllers for pod with controller {kind}/{name}")
+
+
+def expected_scale(snap: Snapshot, pdb: dict[str, Any], pods: list[dict[str, Any]]) -> int:
+    seen: dict[str, int] = {}
+    for pod in pods:
+        ref = o.controller_ref(pod)
+        if ref is None:
+            raise CountFailed(f'found no controller ref for pod "{o.name(pod)}"')
+        uid, scale = _controller_scale(snap, o.namespace(pod), ref)
+        seen[uid] = scale
+    return sum(seen.values())
+
+
+def expected_and_desired(snap: Snapshot, pdb: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[int, int]:
+    spec = pdb.get("spec") or {}
+    if spec.get("maxUnavailable") is not None:
+        expected = expected_scale(snap, pdb, pods)
+        return expected, max(0, expected - scaled(spec["maxUnavailable"], expected))
+    if spec.get("minAvailable") is not None:
+        if isinstance(spec["minAvailable"], int):
+            return len(pods), spec["minAvailable"]
+        expected = expected_scale(snap, pdb, pods)
+        return expected, scaled(spec["minAvailable"], expected)
+    return 0, 0
+
+
+def disrupted_map(pdb: dict[str, Any], pods: list[dict[str, Any]], now: float) -> dict[str, str]:
+    """buildDisruptedPodMap: entries of pods that still exist, are not being deleted, and are recent."""
+    by_name = {o.name(p): p for p in pods}
+    out = {}
+    for name, when in ((pdb.get("status") or {}).get("disruptedPods") or {}).items():
+        pod = by_name.get(name)
+        if pod is None or o.is_terminating(pod):
+            continue
+        at = parse_time(when)
+        if at is not None and at + DELETION_TIMEOUT < now:
+            continue
+        out[name] = when
+    return out
+
+
+def status_of(snap: Snapshot, pdb: dict[str, Any], now: float) -> dict[str, Any]:
+    old = pdb.get("status") or {}
+    pods = pods_of(snap, pdb)
+    gen = o.meta(pdb).get("generation", 1)
+    try:
+        expected, desired = expected_and_desired(snap, pdb, pods)
+    except CountFailed as e:  # failSafe: nothing may be disrupted until the count works again
+        status = {**old, "disruptionsAllowed": 0, "observedGeneration": gen}
+        status.setdefault("currentHealthy", 0)
+        status.setdefault("desiredHealthy", 0)
+        status.setdefault("expectedPods", 0)
+        _condition(status, False, "SyncFailed", str(e), old, now)
+        return status
+    disrupted = disrupted_map(pdb, pods, now)
+    healthy = sum(1 for p in pods if not o.is_terminating(p) and o.name(p) not in disrupted and o.is_ready(p))
+    allowed = healthy - desired
+    if expected <= 0 or allowed <= 0:
+        allowed = 0
+    status = {"observedGeneration": gen, "disruptionsAllowed": allowed, "currentHealthy": healthy,
+              "desiredHealthy": desired, "expectedPods": expected}
+    if disrupted:
+        status["disruptedPods"] = disrupted
+    if allowed > 0:
+        _condition(status, True, "SufficientPods", "", old, now)
+    else:
+        _condition(status, False, "InsufficientPods", "", old, now)
+    return status
+
+
+def _condition(status: dict[str, Any], ok: bool, reason: str, message: str, old: dict[str, Any], now: float) -> None:
+    value = "True" if ok else "False"
+    prev = next((c for c in old.get("conditions") or [] if c.get("type") == "DisruptionAllowed"), None)
+    since = prev["lastTransitionTime"] if prev is not None and prev.get("status") == value and \
+        prev.get("lastTransitionTime") else rfc3339(now)
+    status["conditions"] = [{"type": "DisruptionAllowed", "status": value, "reason": reason, "message": message,
+                             "observedGeneration": status["observedGeneration"], "lastTransitionTime": since}]
+
+
+def reconcile_disruption(snap: Snapshot, ctx: Context) -> list[Action]:
+    actions = []
+    for pdb in snap.of("PodDisruptionBudget"):
+        status = status_of(snap, pdb, ctx.now)
+        if status != (pdb.get("status") or {}):
+            actions.append(Action("status", {**pdb, "status": status}))
+    return actions
