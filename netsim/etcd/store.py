@@ -35,11 +35,13 @@ Semantics, as the API server gets them from etcd:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +58,8 @@ from netsim.store import (
     Store,
     StoreError,
     WriteSemantics,
+    as_dict,
+    identity,
     matches,
     scoped_namespace,
     size_checked_body,
@@ -69,7 +73,9 @@ _TWO_PART = {"services"}  # resource paths of two segments start with one of the
 
 LOCK_TTL = 10  # seconds: a crashed lock holder blocks writers at most this long
 LOCK_WAIT = 30.0  # seconds a writer waits for the lock before giving up (SQLite's busy timeout is 10 s)
-FEED_TIMEOUT = 10.0  # a change feed read that stops short of current_rv gives up after this long
+FEED_TIMEOUT = 10.0
+TXN_READS = 128
+CACHE_EVENTS = 20_000  # the feed cache keeps at most this many events (whole revisions)  # etcd's default --max-txn-ops: reads batched into Txns of at most this many  # a change feed read that stops short of current_rv gives up after this long
 
 
 def resource_path(kind: str) -> str:
@@ -127,6 +133,7 @@ class EtcdStore(Store):
         self._closed = threading.Event()
         self._keeper: threading.Thread | None = None
         self._owner = f"{os.getpid()}:{id(self):x}"
+        self._cache = _FeedCache(self)
 
     # -- keys ----------------------------------------------------------------------------------------
     def key(self, kind: str, ns: str | None, name: str) -> str:
@@ -190,6 +197,21 @@ class EtcdStore(Store):
         target = meta[self.rv_key].mod_revision if self.rv_key in meta else 0
         if target <= rv:
             return []
+        cached = self._cache.read(rv, target)
+        if cached is not None:
+            out = cached
+        else:
+            out = self._watch_history(rv, limit, prev_kv, target, compacted)
+        if limit and len(out) > limit:
+            cut = out[limit - 1][0]
+            out = [x for x in out if x[0] <= cut]
+        return out
+
+    def _watch_history(self, rv: int, limit: int | None, prev_kv: bool, target: int,
+                       compacted: int) -> list[tuple[int, ec.WatchEvent]]:
+        """History from etcd itself: a watch from rv+1 read up to `target`. etcd serves a watch from a past
+        revision from its sync loop (every 100 ms: mvcc/watchable_store.go syncWatchersLoop), hence the
+        cache for the usual case."""
         out: list[tuple[int, ec.WatchEvent]] = []
         try:
             # start_revision 0 would mean "from now": a watch from before the first write starts at 1.
@@ -205,9 +227,6 @@ class EtcdStore(Store):
             raise Compacted(rv, exc.compact_revision or compacted) from None
         except TimeoutError:
             log.warning("etcd change feed from %d stopped short of %d after %ss", rv, target, FEED_TIMEOUT)
-        if limit and len(out) > limit:
-            cut = out[limit - 1][0]
-            out = [x for x in out if x[0] <= cut]
         return out
 
     def changes_since(self, rv, limit=None):
@@ -386,6 +405,7 @@ class EtcdStore(Store):
 
     def close(self) -> None:
         self._closed.set()
+        self._cache.stop()
         with self._lease_lock:
             lease, self._lease = self._lease, 0
         if lease:
@@ -397,6 +417,85 @@ class EtcdStore(Store):
         """Delete every key under this store's prefix (what `down` does to a cluster on a shared etcd)."""
         p = self.prefix + "/"
         self.etcd.txn([], [ec.delete(p, ec.prefix_end(p))])
+
+
+class _FeedCache:
+    """The recent change feed in memory, from one watch kept open on P/registry/, as kube-apiserver keeps
+    a watch cache in front of etcd (k8s.io/apiserver pkg/storage/cacher: watch once, serve watchers from
+    memory). A watch from the current revision is served by etcd at once, one from a past revision only
+    by its 100 ms sync loop: so a store object that reads the feed repeatedly (the daemon's agents, the API
+    endpoint's watches) gets its changes from here, and only a resourceVersion older than the cache goes
+    to etcd. A dropped watch resumes from the revision after the last event it delivered; a compacted one
+    starts afresh (older history then comes from etcd, which answers Compacted where it is gone)."""
+
+    def __init__(self, store: EtcdStore):
+        self.s = store
+        self.cond = threading.Condition()
+        self.events: list[tuple[int, ec.WatchEvent]] = []
+        self.start = 1 << 62  # every event from this revision on is in `events` (once started)
+        self.progress = 0  # every event up to this revision has arrived
+        self.thread: threading.Thread | None = None
+        self.watch: ec.Watch | None = None
+        self.stopped = False
+
+    def read(self, rv: int, target: int) -> list[tuple[int, ec.WatchEvent]] | None:
+        """Events after `rv`, once every event up to `target` is in; None when the cache cannot answer."""
+        with self.cond:
+            if self.thread is None and not self.stopped:
+                self.thread = threading.Thread(target=self._run, daemon=True, name=f"etcd-feed-{self.s.prefix}")
+                self.thread.start()
+            if rv + 1 < self.start:
+                return None
+            if not self.cond.wait_for(lambda: self.progress >= target or rv + 1 < self.start, timeout=2.0):
+                return None
+            if rv + 1 < self.start:
+                return None
+            i = bisect.bisect_right(self.events, rv, key=lambda x: x[0])
+            return self.events[i:]
+
+    def _run(self) -> None:
+        nxt = 0
+        while not self.stopped and not self.s._closed.is_set():
+            try:
+                if not nxt:
+                    rev, _, _ = self.s.etcd.range(self.s.rv_key)
+                    with self.cond:
+                        self.events.clear()
+                        self.start, self.progress = rev + 1, rev
+                        self.cond.notify_all()
+                    nxt = rev + 1
+                w = self.watch = self.s.etcd.watch(self.s.registry, ec.prefix_end(self.s.registry), nxt,
+                                                   prev_kv=True, timeout=None)
+                w.settimeout(None)
+                with w:
+                    for _, events in w.responses():
+                        with self.cond:
+                            self.events += [(e.kv.mod_revision, e) for e in events]
+                            self.progress = max(self.progress, events[-1].kv.mod_revision)
+                            if len(self.events) > CACHE_EVENTS:
+                                cut = self.events[len(self.events) - CACHE_EVENTS][0]  # whole revisions go
+                                i = bisect.bisect_right(self.events, cut, key=lambda x: x[0])
+                                del self.events[:i]
+                                self.start = cut + 1
+                            self.cond.notify_all()
+                        nxt = self.progress + 1
+            except ec.EtcdCompacted:
+                nxt = 0
+            except Exception as exc:  # noqa: BLE001 - a dropped stream fails in many ways inside http.client
+                if self.stopped or self.s._closed.is_set():
+                    return
+                log.info("etcd change feed watch ended (%s); resuming from revision %d", exc, nxt)
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.stopped = True
+        w = self.watch
+        if w is not None:
+            with contextlib.suppress(OSError):
+                sock = w._conn.sock
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            w.close()
 
 
 class _Tx(WriteSemantics, Store):
@@ -411,6 +510,7 @@ class _Tx(WriteSemantics, Store):
         self.revision = revision
         self.read_only = read_only
         self.seen: dict[str, int] = {}  # key -> mod_revision when first read (0: absent)
+        self.cache: dict[str, ec.KV | None] = {}  # key -> what it held when first read
         self.writes: dict[str, tuple[str, str | None, dict[str, Any]]] = {}  # key -> (type, body, object)
         self.events: list[str] = []
         self.seq: tuple[int, int] | None = None  # (counter value, its mod_revision) when first read
@@ -426,9 +526,35 @@ class _Tx(WriteSemantics, Store):
         if key in self.writes:
             typ, _, obj = self.writes[key]
             return None if typ == DELETED else copy.deepcopy(obj)
-        _, kvs, _ = self.s.etcd.range(key, revision=self.revision)
-        self.seen.setdefault(key, kvs[0].mod_revision if kvs else 0)
-        return _decode(kvs[0]) if kvs else None
+        if key not in self.cache:
+            _, kvs, _ = self.s.etcd.range(key, revision=self.revision)
+            self._remember(key, kvs[0] if kvs else None)
+        kv = self.cache[key]
+        return _decode(kv) if kv is not None else None
+
+    def _remember(self, key: str, kv: ec.KV | None) -> None:
+        self.cache[key] = kv
+        self.seen.setdefault(key, kv.mod_revision if kv else 0)
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Read many keys in one round trip each TXN_READS (a Txn of Range requests), for `apply`."""
+        todo = [k for k in dict.fromkeys(keys) if k not in self.cache and k not in self.writes]
+        for i in range(0, len(todo), TXN_READS):
+            chunk = todo[i:i + TXN_READS]
+            _, _, responses = self.s.etcd.txn([], [ec.get(k) for k in chunk])
+            for key, r in zip(chunk, responses, strict=True):
+                kvs = (r.get("response_range") or {}).get("kvs") or []
+                self._remember(key, ec.KV.of(kvs[0]) if kvs else None)
+
+    def apply(self, objects):
+        objects = list(objects)
+        keys = []
+        for raw in objects:
+            with contextlib.suppress(Exception):  # a bad object is refused by apply itself, in order
+                kind, ns, name = identity(as_dict(raw))
+                keys.append(self.s.key(kind, ns, name))
+        self.prefetch(keys)
+        return super().apply(objects)
 
     def list(self, kind, namespace=None, selector=None):
         prefix = self.s.list_prefix(kind, namespace)

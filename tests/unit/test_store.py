@@ -454,11 +454,18 @@ def test_etcd_feed_resumes_after_etcd_restarts(tmp_path):
     try:
         s = EtcdStore([rec.client_url], "/t")
         seen = int(s.create(pod("a"))["metadata"]["resourceVersion"])
-        s.create(pod("b"))
-        server.stop(str(tmp_path))
+        b = int(s.create(pod("b"))["metadata"]["resourceVersion"])
+        assert [c.name for c in s.changes_since(seen)] == ["b"]  # from etcd's history; starts the feed cache
+        deadline = time.monotonic() + 5
+        while s._cache.start > b + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.stop(str(tmp_path))  # every connection drops, the feed cache's watch too
         rec = server.restart(str(tmp_path))
         s.create(pod("c"))
         assert [c.name for c in s.changes_since(seen)] == ["b", "c"]
+        # The cache's watch resumed from the revision after the last it had: it answers, "c" included.
+        assert s._cache.read(b, s.current_rv()) is not None
+        assert [c.name for c in s.changes_since(b)] == ["c"]
         s.close()
     finally:
         server.stop(str(tmp_path))
