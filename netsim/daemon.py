@@ -42,7 +42,7 @@ from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
 from netsim.controlplane.admission import admit
 from netsim.controlplane.hpa import AutoscalingConfig
-from netsim.controlplane.leases import LeaseRenewer, renew_interval
+from netsim.controlplane.leases import LeaseRenewer, renew_interval, status_interval
 from netsim.controlplane.loop import (
     RealClock,
     failed_pods,
@@ -578,7 +578,7 @@ class Daemon:
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
                              memory=self.controller_memory)
         writes = kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass,
-                              heartbeat_seconds=renew_interval(self.config.node_monitor_grace_seconds))
+                              heartbeat_seconds=status_interval(self.config.node_monitor_grace_seconds))
         self._sync_pod_network()
         self.pods.update_container_statuses()
         rv = self.store.current_rv()  # read first: a write racing the next line is seen now and next pass

@@ -72,6 +72,13 @@ def renew_interval(grace_seconds: float) -> float:
     return max(0.2, min(MAX_RENEW_SECONDS, grace_seconds / 4))
 
 
+def status_interval(grace_seconds: float) -> float:
+    """How often a kubelet whose lease is renewed posts its (unchanged) node status through a long step: half
+    the grace period, at most the kubelet's nodeStatusUpdateFrequency (10 s). At 3,000 pods on 100 nodes,
+    status posted every second was 40 % of the daemon's main thread (20,000 Node writes in one step)."""
+    return max(0.5, min(10.0, grace_seconds / 2))
+
+
 class LeaseRenewer(threading.Thread):
     """Renews the leases of the nodes `alive()` names every `interval` seconds, on its own store connection
     (`open_store()`), until stopped. A renewal that fails (the store busy past its timeout) is retried at

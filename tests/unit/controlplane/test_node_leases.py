@@ -6,7 +6,14 @@ from __future__ import annotations
 import time
 
 from netsim.controlplane import objects as o
-from netsim.controlplane.leases import LEASE_NAMESPACE, LeaseRenewer, renew, renew_interval, renew_time
+from netsim.controlplane.leases import (
+    LEASE_NAMESPACE,
+    LeaseRenewer,
+    renew,
+    renew_interval,
+    renew_time,
+    status_interval,
+)
 from netsim.controlplane.nodes import node_ready
 from netsim.store import MemoryStore
 
@@ -61,5 +68,6 @@ def test_the_renewer_renews_live_nodes_on_its_own_thread():
     assert renew_time(one) > renew_time(two) and renew_time(two) >= first
 
 
-def test_renew_interval_is_a_quarter_of_the_grace_period():
+def test_renew_interval_is_a_quarter_of_the_grace_period_and_status_is_posted_less_often():
     assert renew_interval(40) == 10 and renew_interval(10) == 2.5 and renew_interval(400) == 10
+    assert status_interval(10) == 5 and status_interval(40) == 10
