@@ -34,6 +34,7 @@ from typing import Any
 from netsim import apiserver, naming, state, storefactory
 from netsim.agents.dns import DnsAgent
 from netsim.agents.felix import Felix
+from netsim.agents.flannel import FlannelBackend
 from netsim.agents.kubelet import ClusterKubelet
 from netsim.agents.pod_sync import PodSync
 from netsim.agents.speaker import Speaker
@@ -180,6 +181,9 @@ class Daemon:
         self._sampled_at = 0.0
         self.controller_memory: dict[str, Any] = {}
         self.network = PodNetwork(self.kernel, self.spec)
+        # flanneld on every node (flannel, canal), fed by the Node objects' change log (netsim/agents/flannel.py).
+        self.flannel = FlannelBackend(self.spec, self.kernel, self.store, [n["name"] for n in st.nodes]) \
+            if self.network.plugin_name in ("flannel", "canal") else None
         self.nodes = {n["name"]: NodeRec(n["name"], n["ip"], n["podCIDR"]) for n in st.nodes}
         self.kubelets = {name: Kubelet(self.kernel, self.network, rec, cni_mode=self.spec.network.cni_mode)
                          for name, rec in self.nodes.items()}
@@ -256,7 +260,8 @@ class Daemon:
     # -- start ---------------------------------------------------------------------------------------
     def bootstrap(self) -> None:
         now = self.clock.now()
-        self.network.sync(list(self.nodes.values()))
+        if self.flannel is None:
+            self.network.sync(list(self.nodes.values()))
         host = HostFacts.of_this_host()
         with self.store.transaction() as tx:
             for i, _ in enumerate(self.spec.nodes):
@@ -275,6 +280,8 @@ class Daemon:
             services = tx.list("Service")
             namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
             tx.apply(admit(docs, self.spec, services, namespaces))
+        if self.flannel is not None:  # the leases are the Node objects just posted
+            self.flannel.sync()
         self.workload.start()
         if self.knative is not None:
             self.knative.start()
@@ -596,6 +603,8 @@ class Daemon:
         if changed & self.PROXY_KINDS or dirty or proxy_due:
             self._sync_proxies()
             self.speaker.sync(n for n in self.nodes if self.kubelet.node_alive(n))
+        if self.flannel is not None and ("Node" in changed or dirty):
+            self.flannel.sync()
         if changed & self.FELIX_KINDS or dirty:
             self._sync_felix()
         if changed & self.DNS_KINDS or dirty:
