@@ -27,14 +27,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from netsim import apiserver, naming, state, storefactory
 from netsim.agents.dns import DnsAgent
 from netsim.agents.felix import Felix
 from netsim.agents.flannel import FlannelBackend
+from netsim.agents.kube_proxy import KubeProxy
 from netsim.agents.kubelet import ClusterKubelet
 from netsim.agents.pod_sync import PodSync
 from netsim.agents.speaker import Speaker
@@ -54,7 +54,6 @@ from netsim.controlplane.loop import (
 from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
 from netsim.controlplane.state import Config
 from netsim.dns.server import DnsServer, SnapshotHolder
-from netsim.fanout import fan_out
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
@@ -63,11 +62,6 @@ from netsim.node.kubelet import Kubelet
 from netsim.node.metrics_sampler import MetricsSampler, pod_sample
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup
-from netsim.node.proxy_agent import ProxyAgent
-from netsim.node.sync_runner import SyncRunner
-from netsim.proxy.config import proxy_config
-from netsim.proxy.model import NodeInfo
-from netsim.proxy.tracker import ProxyTracker
 from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, Store, StoreError, rfc3339
 from netsim.workload.server import WorkloadServer
 
@@ -78,7 +72,6 @@ CONVERGED_FILE = "converged.json"
 HEALTH_FILE = "health.json"
 HEALTH_INTERVAL = 1.0  # the health record is rewritten at least this often, and at once when it changes
 DATAPLANE_WORKERS = 4  # node agents (kube-proxy, felix) syncing at once
-PROXY_POLL_SECONDS = 0.1  # how soon an otherwise idle daemon looks again at running kube-proxy syncs
 
 
 def store_path(cluster: str) -> str:
@@ -198,32 +191,15 @@ class Daemon:
         # Restarts, container statuses, healing, adoption, Service ports and volumes (netsim/agents/pod_sync.py).
         self.pods = PodSync(self.spec, self.nodes, self.kernel, self.store, self.kubelet, self.clock,
                             lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
-        # spec.kubeProxy reaches every node's kube-proxy. Partial syncs leave top-level chains alone when
-        # their rules did not change: the kernel ends up with the same rules kube-proxy's rewrite would
-        # give, without nf_tables revalidating them.
-        cfg = proxy_config(self.spec, skip_unchanged_top_chains=True)
-        zones = {n.name: n.labels.get("topology.kubernetes.io/zone") for n in self.spec.nodes}
-        self.proxies = {name: ProxyAgent(self.kernel, naming.node_ns(cluster, name),
-                                         NodeInfo(name, (rec.ip,), rec.pod_cidr,
-                                                  zones.get(name)), cfg)
-                        for name, rec in self.nodes.items()}
-        # minSyncPeriod / syncPeriod pace each node's kube-proxy (netsim.node.sync_runner).
-        kp = self.spec.kube_proxy
-        started = time.monotonic()
-        # spec.timing: the larger of its minSyncPeriod and kubeProxy's; each node sees changes after its own
-        # watch delivery delay (_proxy_stale_since).
-        self._proxy_runners = {name: SyncRunner(max(kp.min_sync_period, self.spec.timing.kube_proxy_min_sync_period),
-                                                kp.sync_period, started)
-                               for name in self.nodes}
-        self._proxy_stale_since: dict[str, float] = {}  # node -> when it first missed the current state
-        self._proxy_held: dict[str, float] = {}  # node -> monotonic time its held-back sync may run
-        self._proxy_force: set[str] = set()  # nodes whose rules were lost: sync now, whatever the pace
-        # Each node's kube-proxy is its own process upstream: its sync runs on the data-plane pool while the
-        # passes go on (a round of a hundred restores no longer holds up the kubelets); a node whose sync is
-        # still running is synced again, with the state of that moment, once it is done.
-        self._proxy_inflight: dict[str, Future] = {}
-        self._proxy_deferred: set[str] = set()  # stale, but busy syncing an older state
-        self._proxy_served: tuple[set[tuple[Any, str]], set[Any]] = (set(), set())  # ready endpoints, ports
+        # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
+        self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
+        # kube-proxy on every node: change trackers over the store's change log, pacing, syncs beside the
+        # passes (netsim/agents/kube_proxy.py).
+        self.kube_proxy = KubeProxy(self.spec, self.nodes, self.kernel, self.store, self._dataplane_pool,
+                                    self._typed_one,
+                                    lambda ref, reason, msg, actor, ms: self._event(ref, reason, msg, actor=actor,
+                                                                                    ms=ms),
+                                    guard=self._agent)
         # LoadBalancer and external IPs answered for on the underlay (netsim/agents/speaker.py).
         self.speaker = Speaker(self.spec, self.nodes, self.kernel, self.store,
                                lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
@@ -232,11 +208,6 @@ class Daemon:
         self.felix = Felix(cluster, self.nodes if self.network.enforces_policy else (), self.kernel, self.store,
                            lambda ref, reason, msg, actor, ms: self._event(ref, reason, msg, actor=actor, ms=ms),
                            on_invalid=self._invalid, guard=self._agent)
-        self._proxy_fp: dict[str, int] = {}  # node -> the tracker generation its rules hold
-        # kube-proxy's service/endpoints change trackers, fed from the store's change log (netsim.proxy.tracker):
-        # a sync after a one-endpoint change parses one slice and rebuilds one Service's endpoint lists.
-        self.proxy_tracker = ProxyTracker(self._typed_one)
-        self._proxy_rv: int | None = None  # the change log is merged into the tracker up to here
         self._seen_rv = -1
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
         self._net_fp = ""
@@ -249,8 +220,6 @@ class Daemon:
         self._health_written: tuple[float, Any] = (0.0, None)
         self.compactor = Compactor(self.store, float(os.environ.get("NETSIM_COMPACTION_INTERVAL",
                                                                     COMPACTION_INTERVAL)))
-        # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
-        self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
         self.apiserver: Any = None  # the Kubernetes API endpoint (netsim.apiserver), started by main()
         # Knative Serving: the activator in the first node's netns, and what the controller needs from here.
         from netsim.controlplane.knative_runtime import KnativeRuntime
@@ -307,127 +276,26 @@ class Daemon:
             self._dataplane_dirty = True
             if failed:
                 self.kubelet.failed.add(name)
-                self._proxy_fp.pop(name, None)
+                self.kube_proxy.forget(name)
                 self.felix.forget(name)
             else:
                 self.kubelet.failed.discard(name)
             self._event(f"node/{name}", "NodeFailed" if failed else "NodeRestored",
                         "cut off the underlay, agents stopped" if failed else "back on the underlay")
 
-    def _track_proxy_changes(self) -> None:
-        """Merge the Service/EndpointSlice changes since the last call into the proxy tracker (a relist the
-        first time and after the change log was compacted past us, as an informer relists on 410)."""
-        rv = self.store.current_rv()
-        changes = None
-        if self._proxy_rv is not None:
-            try:
-                changes = self.store.changes_of(ProxyTracker.KINDS, self._proxy_rv)
-            except Compacted:
-                changes = None
-        if changes is None:
-            self.proxy_tracker.relist(self.store.list("Service"), self.store.list("EndpointSlice"))
-        else:
-            self.proxy_tracker.record_changes(changes)
-            rv = max([rv, *(c.rv for c in changes)])
-        self._proxy_rv = rv
-        self.proxy_tracker.update()
-
-    def _reap_proxy_syncs(self) -> None:
-        for n, f in list(self._proxy_inflight.items()):
-            if f.done():
-                del self._proxy_inflight[n]
-                if f.exception() is not None:  # health says "failing"; the node stays stale and is retried
-                    log.warning("kube-proxy sync on %s failed: %s", n, f.exception())
-
     def _sync_proxies(self) -> None:
-        self._reap_proxy_syncs()
-        self._track_proxy_changes()
-        fp = self.proxy_tracker.generation
-        # A change that takes something away (an endpoint no longer ready, a service port gone) is synced
-        # before the pass goes on, as before: the next kubelet step may tear down the sandbox behind it (the
-        # drain pass). One that only adds (scale-up) is synced beside the passes.
-        eps_now = self.proxy_tracker.endpoints()
-        served = ({(k, e.ip) for k, lst in eps_now.items() for e in lst if e.ready},
-                  {sp.key for sp in self.proxy_tracker.services()})
-        shrinks = bool(self._proxy_served[0] - served[0] or self._proxy_served[1] - served[1])
-        self._proxy_served = served
-        if shrinks:
-            futures_wait(list(self._proxy_inflight.values()))
-            self._reap_proxy_syncs()
-        stale = [n for n in self.proxies if self.kubelet.node_alive(n) and self._proxy_fp.get(n) != fp]
-        self._proxy_deferred = {n for n in stale if n in self._proxy_inflight}
-        stale = [n for n in stale if n not in self._proxy_deferred]
-        # spec.timing's watch delay: a node's kube-proxy hears of the first change it missed only so long after
-        # it happened (then it syncs whatever the state is by then). minSyncPeriod: a node whose kube-proxy
-        # synced too recently waits for its runner's next token; the change is picked up then (coalesced with
-        # whatever else changed meanwhile).
-        now = time.monotonic()
-        timing = self.spec.timing
-        since = self._proxy_stale_since
-        for n in list(since):
-            if n not in stale:
-                del since[n]
-        for n in stale:
-            since.setdefault(n, now)
-
-        def heard(n: str) -> float:
-            return since[n] + timing.delay_for(n)
-        todo = [n for n in stale if n in self._proxy_force
-                or (now >= heard(n) and self._proxy_runners[n].try_run(now))]
-        self._proxy_held = {n: max(now + self._proxy_runners[n].wait(now), heard(n)) for n in stale if n not in todo}
-        for n in todo:
-            since.pop(n, None)
-        self._proxy_force -= set(todo)
-        if not todo:
-            return
-        # A copy of the map: the tracker updates it in place on the next pass while these syncs may still run.
-        sps, eps = self.proxy_tracker.services(), dict(self.proxy_tracker.endpoints())
-
-        def sync(name: str) -> None:
-            with self._agent(f"kube-proxy/{name}"):
-                report = self.proxies[name].sync(sps, eps)
-            self._proxy_fp[name] = fp
-            c = report.counts
-            self._event(f"node/{name}", "ProxySynced",
-                        f"{'full' if report.full else 'partial'} sync: {c.service_ports} service ports, "
-                        f"{c.nat_rules} nat rules, {report.payload_bytes} bytes", actor=f"kube-proxy/{name}",
-                        ms=report.ms)
-        for n in todo:
-            self._proxy_inflight[n] = self._dataplane_pool.submit(sync, n)
-        if shrinks:
-            futures_wait([self._proxy_inflight[n] for n in todo])
-            self._reap_proxy_syncs()
+        self.kube_proxy.sync(self.kubelet.node_alive)
 
     def _check_proxies(self) -> None:
-        """syncPeriod: each live node's kube-proxy checks its rules are still there (ipt.Monitor); a node
-        whose rules were lost gets a full sync right away."""
-        now = time.monotonic()
-        due = [n for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n) and r.check_due(now) <= 0
-               and n not in self._proxy_inflight]
-        if not due:
-            return
-
-        def check(name: str) -> None:
-            self._proxy_runners[name].checked(time.monotonic())
-            if not self.proxies[name].rules_intact():
-                self._proxy_fp.pop(name, None)
-                self._proxy_force.add(name)
-                self._event(f"node/{name}", "ProxyRulesLost", "kube-proxy's chains lost their rules: full resync",
-                            actor=f"kube-proxy/{name}")
-        fan_out(self._dataplane_pool, check, due)
+        self.kube_proxy.check(self.kubelet.node_alive)
 
     def proxy_pending(self) -> list[str]:
         """Syncs held back by minSyncPeriod or still running (the data plane does not match the store yet)."""
-        self._reap_proxy_syncs()
-        return ([f"kube-proxy on {n}: sync held back by minSyncPeriod" for n in sorted(self._proxy_held)]
-                + [f"kube-proxy on {n}: syncing" for n in sorted(set(self._proxy_inflight) | self._proxy_deferred)])
+        return self.kube_proxy.pending()
 
     def next_wakeup(self, now: float) -> float:
         """Seconds until a held-back sync or a periodic rule check is due."""
-        times = [t - now for t in self._proxy_held.values()]
-        if self._proxy_inflight or self._proxy_deferred:
-            times.append(PROXY_POLL_SECONDS)  # a sync finishing writes nothing to the store: look again soon
-        times += [r.check_due(now) for n, r in self._proxy_runners.items() if self.kubelet.node_alive(n)]
+        times = self.kube_proxy.wakeups(now, self.kubelet.node_alive)
         times.append(self.kubelet.prober.next_due(time.time()))  # probes due, or results to collect
         return max(0.0, min(times, default=self.resync))
 
@@ -598,8 +466,7 @@ class Daemon:
         dirty, self._dataplane_dirty = self._dataplane_dirty, True  # stays set if a sync below raises
         self._check_proxies()
         now = time.monotonic()
-        proxy_due = (bool(self._proxy_force) or any(t <= now for t in self._proxy_held.values())
-                     or bool(self._proxy_inflight) or bool(self._proxy_deferred))
+        proxy_due = self.kube_proxy.due(now)
         if changed & self.PROXY_KINDS or dirty or proxy_due:
             self._sync_proxies()
             self.speaker.sync(n for n in self.nodes if self.kubelet.node_alive(n))

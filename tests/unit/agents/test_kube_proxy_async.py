@@ -1,4 +1,4 @@
-"""kube-proxy syncs run beside the daemon's passes: a round of node syncs (a hundred iptables-restores at
+"""kube-proxy syncs (netsim/agents/kube_proxy.py) run beside the daemon's passes: a round of node syncs (a hundred iptables-restores at
 10,000 endpoints) no longer holds up the kubelets; a node busy with an older state syncs again once done,
 and the convergence marker waits for every running or deferred sync."""
 
@@ -9,11 +9,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-from netsim.controlplane.loop import RealClock
-from netsim.daemon import Daemon
+from netsim.agents.kube_proxy import KubeProxy
+from netsim.kernel.fake import FakeKernel
+from netsim.model.cluster import parse_cluster
+from netsim.model.errors import Source
+from netsim.model.loader import parse_object
 from netsim.model.timing import TimingSpec
+from netsim.node.network import NodeRec
 from netsim.node.sync_runner import SyncRunner
-from netsim.proxy.tracker import ProxyTracker
 from netsim.store import MemoryStore
 
 
@@ -30,19 +33,21 @@ class _Proxy:
         return SimpleNamespace(counts=counts, full=True, payload_bytes=0, ms=0.0)
 
 
+def ALIVE(node: str) -> bool:
+    return True
+
+
 def _daemon(store, nodes, gate):
-    d = Daemon.__new__(Daemon)  # only what the kube-proxy sync reads: no cluster, no kernel
+    """kube-proxy on `nodes` (netsim/agents/kube_proxy.py) with node agents that wait for the gate."""
+    spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": "kpa"},
+                          "spec": {"nodes": [{"name": n} for n in nodes]}}, Source("c.yaml"))
+    recs = {n: NodeRec(n, spec.node_ip(i), spec.node_pod_cidr(i)) for i, n in enumerate(nodes)}
+    d = KubeProxy(spec, recs, FakeKernel(), store, ThreadPoolExecutor(max_workers=4),
+                  lambda obj: parse_object(obj, Source("<store>")), lambda *e: None)
     now = time.monotonic()
-    d.store, d.clock = store, RealClock()
-    d.spec = SimpleNamespace(timing=TimingSpec())
-    d.kubelet = SimpleNamespace(node_alive=lambda n: True)
-    d.proxies = {n: _Proxy(gate) for n in nodes}
-    d._proxy_runners = {n: SyncRunner(0.0, 30.0, now) for n in nodes}
-    d._proxy_fp, d._proxy_stale_since, d._proxy_held, d._proxy_force = {}, {}, {}, set()
-    d._proxy_inflight, d._proxy_deferred, d._proxy_served = {}, set(), (set(), set())
-    d._agent_health, d._reported_invalid = {}, {}
-    d._dataplane_pool = ThreadPoolExecutor(max_workers=4)
-    d.proxy_tracker, d._proxy_rv = ProxyTracker(d._typed_one), None
+    d.agents = {n: _Proxy(gate) for n in nodes}
+    d.runners = {n: SyncRunner(0.0, 30.0, now) for n in nodes}
+    d.timing = TimingSpec()
     return d
 
 
@@ -56,24 +61,24 @@ def test_a_running_sync_does_not_hold_up_the_pass_and_is_redone_with_the_newer_s
     _service(store, "a")
     d = _daemon(store, ["node-1", "node-2"], gate)
     try:
-        t = threading.Thread(target=d._sync_proxies)
+        t = threading.Thread(target=d.sync, args=(ALIVE,))
         t.start()
         t.join(3)
         assert not t.is_alive(), "the pass waited for the kube-proxy syncs"
-        assert d.proxy_pending() == ["kube-proxy on node-1: syncing", "kube-proxy on node-2: syncing"]
+        assert d.pending() == ["kube-proxy on node-1: syncing", "kube-proxy on node-2: syncing"]
         _service(store, "b")  # changes while both nodes still sync the first state
-        d._sync_proxies()
-        assert set(d._proxy_deferred) == {"node-1", "node-2"} and len(d.proxy_pending()) == 2
+        d.sync(ALIVE)
+        assert set(d.deferred) == {"node-1", "node-2"} and len(d.pending()) == 2
         gate.set()
         deadline = time.monotonic() + 10
-        while d.proxy_pending() and time.monotonic() < deadline:
-            d._sync_proxies()
+        while d.pending() and time.monotonic() < deadline:
+            d.sync(ALIVE)
             time.sleep(0.02)
-        assert d.proxy_pending() == []
-        assert all(p.synced == 2 for p in d.proxies.values())  # the second with the newer state
+        assert d.pending() == []
+        assert all(p.synced == 2 for p in d.agents.values())  # the second with the newer state
     finally:
         gate.set()
-        d._dataplane_pool.shutdown(wait=True)
+        d.pool.shutdown(wait=True)
 
 
 def test_a_change_that_takes_something_away_is_synced_before_the_pass_goes_on():
@@ -85,20 +90,20 @@ def test_a_change_that_takes_something_away_is_synced_before_the_pass_goes_on():
     d = _daemon(store, ["node-1", "node-2"], gate)
     try:
         gate.set()
-        d._sync_proxies()
+        d.sync(ALIVE)
         deadline = time.monotonic() + 10
-        while d.proxy_pending() and time.monotonic() < deadline:
+        while d.pending() and time.monotonic() < deadline:
             time.sleep(0.02)
         gate.clear()
         store.delete("Service", "default", "b")
-        t = threading.Thread(target=d._sync_proxies)
+        t = threading.Thread(target=d.sync, args=(ALIVE,))
         t.start()
         t.join(0.5)
         assert t.is_alive(), "a removal went on without waiting for the nodes"
         gate.set()
         t.join(10)
-        assert not t.is_alive() and d.proxy_pending() == []
-        assert all(p.synced == 2 for p in d.proxies.values())
+        assert not t.is_alive() and d.pending() == []
+        assert all(p.synced == 2 for p in d.agents.values())
     finally:
         gate.set()
-        d._dataplane_pool.shutdown(wait=True)
+        d.pool.shutdown(wait=True)
