@@ -1,4 +1,8 @@
-"""The per-cluster daemon: the control loop, the node agents and the workload server in one process.
+"""The per-cluster daemon: the loop and the wiring that runs the control plane and every agent in one process.
+
+The agents themselves live in their own modules (netsim/agents/: the kubelet's pod logic and per-pass pod
+work, kube-proxy, felix, DNS, the flannel-like backend, the LoadBalancer speaker); each is constructed here
+with its identity, the kernel and the store, and driven once per pass.
 
 `netsim up` starts it (`python -m netsim.daemon CLUSTER`), `netsim down` stops it. It reconciles whenever
 the store changes (CLI commands write the store) and at least once a second (heartbeats, grace periods,

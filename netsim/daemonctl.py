@@ -189,7 +189,7 @@ def stop(cluster: str, timeout: float = 10.0) -> list[int]:
 
 def restart(cluster: str, timeout: float = 60.0) -> int:
     """Stop the cluster's daemon if one runs and start a new one, which adopts the existing sandboxes
-    (netsim.daemon.Daemon.adopt); returns once it converged, with the new pid."""
+    (netsim.agents.pod_sync.PodSync.adopt); returns once it converged, with the new pid."""
     st = state.load(cluster)
     if st is None:
         raise DaemonError(f"no cluster {cluster}")

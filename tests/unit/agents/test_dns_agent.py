@@ -13,7 +13,7 @@ from netsim.agents.dns import DnsAgent
 from netsim.dns.records import ClusterDNS, Snapshot
 from netsim.dns.server import SnapshotHolder
 from netsim.dns.source import snapshot_from_store
-from netsim.store import MemoryStore
+from netsim.store import MemoryStore, SQLiteStore
 
 N = 30
 
@@ -132,3 +132,22 @@ def test_one_service_change_parses_that_service_only(counted):
     assert ClusterDNS(holder()).answer("s5.ns2.svc.cluster.local.", "A").data("A") == ["10.96.2.2"]
     assert agrees(holder, store)
     assert agent.sync().decoded == 0  # nothing changed: nothing read
+
+
+def test_the_agent_runs_on_a_store_connection_of_its_own(tmp_path):
+    """Startable on its own: the writer (the API, `netsim apply`) and the agent share only the store file, as
+    they would from two processes; the agent follows the writer through the change feed."""
+    path = str(tmp_path / "store.db")
+    writer, reader = SQLiteStore(path), SQLiteStore(path)
+    try:
+        writer.create(svc(1))
+        holder = SnapshotHolder()
+        agent = DnsAgent(reader, holder)
+        agent.sync()
+        assert ClusterDNS(holder()).answer("s1.ns1.svc.cluster.local.", "A").data("A") == ["10.96.1.2"]
+        writer.update({**writer.get("Service", "ns1", "s1"), "spec": svc(1, clusterIP="10.96.3.3")["spec"]})
+        assert agent.sync().decoded == 1
+        assert ClusterDNS(holder()).answer("s1.ns1.svc.cluster.local.", "A").data("A") == ["10.96.3.3"]
+    finally:
+        writer.close()
+        reader.close()
