@@ -4,9 +4,10 @@
 The files are the ones `netsim logs` reads (naming.container_log; `.previous` holds the last terminated
 instance). Query parameters: `container` (required when the pod has several, with upstream's message),
 `previous`, `tailLines`, `limitBytes`, `follow` (a chunked stream of what is appended until the pod goes
-away, the container's file is replaced by a restart, or the client leaves). `timestamps` is accepted but
-adds nothing: netsim's log files carry no per-line times (not yet). Containers without a `command` are
-played by the workload server and have no output: their log is empty.
+away, the container's file is replaced by a restart, or the client leaves), `timestamps` (each line
+prefixed with its RFC3339Nano time and a space, as the kubelet writes them) and `sinceSeconds` /
+`sinceTime` (lines from then on), the times being those logtimes.py recorded. Containers without a
+`command` are played by the workload server and have no output: their log is empty.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from netsim import naming
-from netsim.apiserver import errors
+from netsim.apiserver import errors, logtimes
+from netsim.store import parse_time
 
 FOLLOW_POLL = 0.2
 
@@ -52,21 +54,62 @@ def log_path(cluster: str, pod: Mapping[str, Any], query: Mapping[str, str]) -> 
     return path
 
 
+def check_query(query: Mapping[str, str]) -> float | None:
+    """The PodLogOptions validation of the API server (pkg/apis/core/validation ValidatePodLogOptions) for
+    the time filters; the earliest time wanted (sinceSeconds/sinceTime), or None."""
+    secs, when = query.get("sinceSeconds"), query.get("sinceTime")
+    if secs and when:
+        raise errors.invalid("PodLogOptions", "", "", [{"field": "", "message": "at most one of `sinceTime` or "
+                                                        "`sinceSeconds` may be specified"}])
+    if secs:
+        if not secs.lstrip("-").isdigit() or int(secs) < 1:
+            raise errors.invalid("PodLogOptions", "", "", [{"field": "sinceSeconds",
+                                                            "message": "must be greater than 0"}])
+        return time.time() - int(secs)
+    if when:
+        t = parse_time(when)
+        if t is None:
+            raise errors.bad_request(f'parsing time "{when}" as RFC3339: cannot parse')
+        return t
+    return None
+
+
+def _render(path: str, data: bytes, start: int, query: Mapping[str, str], since: float | None) -> bytes:
+    """Lines from offset `start`: those at or after `since`, prefixed with their time when asked
+    (the kubelet's ReadLogs: "<RFC3339Nano> <line>")."""
+    stamps = query.get("timestamps") in ("true", "1")
+    if not stamps and since is None:
+        return data
+    out = []
+    for line, t in logtimes.line_times(path, data, start):
+        if since is not None and t < since:
+            continue
+        out.append(logtimes.rfc3339nano(t).encode() + b" " + line if stamps else line)
+    return b"".join(out)
+
+
 def read(path: str, query: Mapping[str, str]) -> bytes:
+    since = check_query(query)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
         data = b""
+    start = 0
     if (query.get("tailLines") or "").isdigit():
-        data = _tail(data, int(query["tailLines"]))
+        tail = _tail(data, int(query["tailLines"]))
+        start, data = len(data) - len(tail), tail
+    data = _render(path, data, start, query, since)
     if (query.get("limitBytes") or "").isdigit():
         data = data[: int(query["limitBytes"])]
     return data
 
 
-def follow(path: str, first: bytes, still_there: Callable[[], bool], stopping: Callable[[], bool]) -> Iterator[bytes]:
+def follow(path: str, first: bytes, still_there: Callable[[], bool], stopping: Callable[[], bool],
+           query: Mapping[str, str] | None = None) -> Iterator[bytes]:
     """What the file holds (as `read` cut it), then whatever is appended, until the pod goes away."""
+    query = query or {}
+    since = check_query(query)
     if first:
         yield first
     try:
@@ -86,10 +129,14 @@ def follow(path: str, first: bytes, still_there: Callable[[], bool], stopping: C
             with open(path, "rb") as f:
                 f.seek(offset)
                 chunk = f.read(st.st_size - offset)
-            offset += len(chunk)
-            ino = st.st_ino
-            yield chunk
-            continue
+            chunk = chunk[: chunk.rfind(b"\n") + 1] if query.get("timestamps") in ("true", "1") else chunk
+            if chunk:
+                start, offset = offset, offset + len(chunk)
+                ino = st.st_ino
+                if query.get("timestamps") in ("true", "1"):
+                    time.sleep(FOLLOW_POLL / 4)  # the clock records the line a moment after it is written
+                yield _render(path, chunk, start, query, since)
+                continue
         if time.monotonic() - checked > 1.0:
             if not still_there():
                 return

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -36,6 +37,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from netsim import naming
 from netsim.apiserver import (
     certs,
     discovery,
@@ -43,6 +45,7 @@ from netsim.apiserver import (
     eviction,
     execws,
     logs,
+    logtimes,
     openapi,
     portforward,
     protobuf,
@@ -112,6 +115,7 @@ class ApiServer:
         self.tls.set_alpn_protocols(["http/1.1"])
         with open(pki.token) as f:
             self.token = f.read().strip()
+        self.log_clock: logtimes.LogClock | None = None
         self.kernel: Any = None  # the daemon's kernel handle (set by serve_in_cluster): port-forward's way in
         self._sa_key: Any = None  # the service-account key, loaded on the first token that needs it
         self._httpd: _Server | None = None
@@ -126,6 +130,14 @@ class ApiServer:
         # The field schemas' source is loaded (and one document built) ahead of kubectl's first write.
         threading.Thread(target=lambda: openapi.v3_group(self.handlers.catalog(), "apps", "v1"),
                          name="netsim-openapi-warm", daemon=True).start()
+        state = naming.state_dir(self.endpoint.cluster)
+        if os.path.isdir(state):  # the times of log lines (pods/log?timestamps=true, sinceSeconds)
+            try:
+                self.log_clock = logtimes.LogClock(os.path.join(state, "logs"))
+                self.log_clock.start()
+            except OSError as e:
+                log.error("log line times are not recorded: %s", e)
+                self.log_clock = None
         self._httpd = _Server((HOST, self.endpoint.port), _Handler, self)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="netsim-apiserver", daemon=True)
@@ -142,6 +154,8 @@ class ApiServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.log_clock is not None:
+            self.log_clock.stop()
         servers = [(self._httpd, self._thread)] + ([self._incluster] if self._incluster else [])
         for httpd, _ in servers:
             if httpd is not None:
@@ -586,7 +600,7 @@ def _log(api: ApiServer, t: Target, query: dict[str, str]) -> Response:
     def still_there() -> bool:
         cur = api.store.get("Pod", t.store_ns, t.name)
         return cur is not None and cur["metadata"].get("uid") == uid
-    return Response(200, None, "text/plain", stream=logs.follow(path, data, still_there, api.stopping))
+    return Response(200, None, "text/plain", stream=logs.follow(path, data, still_there, api.stopping, query))
 
 
 def _watch(api: ApiServer, t: Target, query: dict[str, str], accept: str) -> Response:

@@ -317,3 +317,57 @@ def test_portforward_ports_parameter_as_the_kubelet_parses_it():
         with pytest.raises(errors.ApiError) as e:
             portforward.ports_of(bad)
         assert e.value.code == 400 and msg in str(e.value.status()["message"])
+
+
+# -- log line times (netsim.apiserver.logtimes) --------------------------------------------------------
+def test_log_clock_records_line_times_and_follows_a_restart(tmp_path):
+    import time
+
+    from netsim.apiserver import logs, logtimes
+    d = tmp_path / "logs"
+    d.mkdir()
+    (d / "old.log").write_bytes(b"before\n")  # written while nobody watched: its mtime at most
+    clock = logtimes.LogClock(str(d))
+    clock.start()
+    try:
+        path = d / "p_c.log"
+        with open(path, "ab", buffering=0) as f:
+            t0 = time.time()
+            f.write(b"one\ntw")
+            time.sleep(0.3)
+            f.write(b"o\n")
+            t1 = time.time()
+            deadline = time.monotonic() + 5
+            while len(logtimes.load(str(path))[0]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        (one, ta), (two, tb) = logtimes.line_times(str(path), path.read_bytes())
+        assert (one, two) == (b"one\n", b"two\n") and t0 <= ta < tb <= t1 + 1 and tb - ta >= 0.25
+        stamped = logs.read(str(path), {"timestamps": "true", "tailLines": "1"})
+        assert stamped == logtimes.rfc3339nano(tb).encode() + b" two\n"
+        assert logs.read(str(path), {"sinceTime": logtimes.rfc3339nano(tb - 0.1)}) == b"two\n"
+        assert logs.read(str(d / "old.log"), {"timestamps": "true"}).endswith(b"Z before\n")
+        # a restart: the kubelet moves the log aside; its times go with it
+        path.rename(d / "p_c.log.previous")
+        deadline = time.monotonic() + 5
+        while not (d / "p_c.log.previous.times").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(logtimes.load(str(d / "p_c.log.previous"))[0]) == 2 and not (d / "p_c.log.times").exists()
+    finally:
+        clock.stop()
+
+
+def test_rfc3339nano_as_go_formats_it():
+    from netsim.apiserver.logtimes import rfc3339nano
+    assert rfc3339nano(1_700_000_000.0) == "2023-11-14T22:13:20Z"
+    assert rfc3339nano(1_700_000_000.5) == "2023-11-14T22:13:20.5Z"
+    assert rfc3339nano(1_700_000_000.123456789).startswith("2023-11-14T22:13:20.1234567")
+
+
+def test_log_options_validation():
+    import pytest
+
+    from netsim.apiserver import errors, logs
+    for q in ({"sinceSeconds": "5", "sinceTime": "2024-01-01T00:00:00Z"}, {"sinceSeconds": "0"}):
+        with pytest.raises(errors.ApiError) as e:
+            logs.check_query(q)
+        assert e.value.code == 422

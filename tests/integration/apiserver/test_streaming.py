@@ -189,6 +189,31 @@ def test_streaming_errors_are_status_objects(cluster, kubectl):
     assert {"pods/portforward", "pods/attach", "pods/exec"} <= names
 
 
+def test_kubectl_logs_timestamps_and_since(cluster, kubectl):
+    """Each line with the time it was written (RFC3339Nano, as the kubelet prefixes it); --since keeps
+    only the recent ones (the pod writes a line every 0.3 s)."""
+    time.sleep(1.5)
+    lines = kubectl("logs", "talker", "--timestamps", "--tail=4").stdout.splitlines()
+    assert len(lines) == 4
+    stamps = [line.split(" ", 1) for line in lines]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", t) for t, _ in stamps), lines
+    assert [rest.split()[0] for _, rest in stamps] == ["line"] * 4
+    from netsim.store import parse_time
+    times = [parse_time(t) for t, _ in stamps]
+    assert times == sorted(times) and 0.1 < times[-1] - times[0] < 3 and abs(time.time() - times[-1]) < 3
+    everything = kubectl("logs", "talker").stdout.splitlines()
+    recent = kubectl("logs", "talker", "--since=1s").stdout.splitlines()
+    assert 1 <= len(recent) <= 5 < len(everything) and recent[-1].startswith("line")
+    f = subprocess.Popen([KUBECTL, "--context", f"netsim-{cluster.name}", "logs", "-f", "--timestamps", "--tail=0",
+                          "talker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kubectl.env)
+    try:
+        stamp, rest = f.stdout.readline().split(" ", 1)  # a line appended after the follow began
+    finally:
+        f.kill()
+        f.communicate()
+    assert rest.startswith("line") and abs(time.time() - parse_time(stamp)) < 3
+
+
 def test_kubectl_drain_honours_a_pod_disruption_budget(cluster, kubectl):
     """Last in the module: it cordons the node (uncordoned again on the way out)."""
     import kubernetes
