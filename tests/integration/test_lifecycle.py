@@ -107,6 +107,7 @@ spec:
     assert host_snapshot() == before
 
 
+@pytest.mark.serial
 def test_sigkill_part_way_then_down_leaves_nothing(tmp_path, kernel):
     name = unique_name("k")
     spec = tmp_path / "big.yaml"
