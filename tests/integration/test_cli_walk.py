@@ -217,7 +217,8 @@ CURATED = [
 ]
 
 
-@pytest.mark.parametrize("argv", CURATED, ids=[" ".join(a)[:40] for a in CURATED])
+# Ids name the arguments, never the random cluster name: every xdist worker must collect the same ids.
+@pytest.mark.parametrize("argv", CURATED, ids=[" ".join(a).replace(UP_NAME, "NAME")[:40] for a in CURATED])
 def test_malformed_input_exits_2_with_one_line(cluster, argv):
     code, stderr = check(argv, codes=(2,))
     assert len(stderr.strip().splitlines()) == 1, stderr
