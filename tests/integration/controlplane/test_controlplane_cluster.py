@@ -30,6 +30,7 @@ from netsim.controlplane import objects as o
 from netsim.kernel import netns as netns_mod
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source
+from tests.integration.leaks import HeldNetns
 
 pytestmark = pytest.mark.root
 
@@ -278,7 +279,10 @@ def test_killed_pod_heals_and_failed_node_is_replaced(cluster3):
     c.apply(deployment("web", 3))
     victim = live(c.pods("default"), "web-")[0]
     name, old_ip = o.name(victim), victim["status"]["podIP"]
-    old_inode = os.stat(netns_mod.netns_path(naming.pod_ns(c.name, "default", name))).st_ino
+    # Held open, the old namespace keeps its inode number: nsfs would give a freed number to the next
+    # namespace at once, and the new sandbox could then show the old one's inode.
+    held = HeldNetns(naming.pod_ns(c.name, "default", name))
+    old_inode = held.inode
 
     c.kill_pod(name)
     def healed():
@@ -288,6 +292,7 @@ def test_killed_pod_heals_and_failed_node_is_replaced(cluster3):
     c.wait_converged(30)
     new_ip = pod["status"]["podIP"]
     assert os.stat(netns_mod.netns_path(naming.pod_ns(c.name, "default", name))).st_ino != old_inode
+    held.close()
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 1
     wait_for(lambda: new_ip in ready_ips(c, "web") and old_ip not in ready_ips(c, "web"), 10,
              what="endpoints to follow the new IP")

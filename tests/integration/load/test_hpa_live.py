@@ -96,7 +96,7 @@ def test_load_scales_out_and_the_quiet_scales_back_in(cluster):
         def hpa_row() -> list[str]:
             return netsim(cluster.name, "get", "hpa").stdout.splitlines()[1].split()
         # the REPLICAS column is the status the controller wrote at its last sync: it follows within a period
-        assert wait_for(lambda: hpa_row()[6] == "4", 5), (hpa_row(), box)
+        assert wait_for(lambda: hpa_row()[6] == "4", 15), (hpa_row(), box)
         row = hpa_row()
         assert row[:3] == ["web", "Deployment/web", "cpu:"] and row[4:6] == ["1", "4"], row
         assert re.fullmatch(r"\d+%/50%", row[3]), row

@@ -319,7 +319,8 @@ def test_failing_init_containers(cluster):
     pod = _wait(lambda: (p := c.store.get("Pod", "default", "initloop")) and (
         ((p["status"].get("initContainerStatuses") or [{}])[0].get("state") or {}).get("waiting") or {}).get(
         "reason") == "CrashLoopBackOff" and p)
-    assert pod["status"]["phase"] == "Pending" and pod["status"]["initContainerStatuses"][0]["restartCount"] == 1
+    # restartCount is 1 at the first back-off; a poll delayed past it (a loaded machine) may see the next one
+    assert pod["status"]["phase"] == "Pending" and pod["status"]["initContainerStatuses"][0]["restartCount"] >= 1
     assert pod_row(pod, False)[2] == "Init:CrashLoopBackOff"
     assert _log(c, "initloop", "app") == ""
 

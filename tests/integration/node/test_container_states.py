@@ -87,7 +87,9 @@ spec:
         # The other pods were not held up by it.
         assert _wait(lambda: any(x["type"] == "Ready" and x["status"] == "True"
                                  for x in _status(c, "fine").get("conditions") or []))
-        assert time.monotonic() - t0 < 10
+        # A kubelet that waited out the crash's back-offs (10 s, then 20 s) before starting the other pods
+        # would need 30 s; the rest of the bound is room for a loaded machine.
+        assert time.monotonic() - t0 < 25
         assert _wait(lambda: _status(c, "done").get("phase") == "Succeeded")
         assert _container(c, "done")["state"]["terminated"]["reason"] == "Completed"
         assert _wait(lambda: _status(c, "failed").get("phase") == "Failed")
