@@ -66,6 +66,7 @@ from netsim.node.kubelet import Kubelet
 from netsim.node.metrics_sampler import MetricsSampler, pod_sample
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup
+from netsim.node.watch_delay import WatchDelays
 from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, Store, StoreError, rfc3339
 from netsim.workload.server import WorkloadServer
 
@@ -204,6 +205,9 @@ class Daemon:
                                     lambda ref, reason, msg, actor, ms: self._event(ref, reason, msg, actor=actor,
                                                                                     ms=ms),
                                     guard=self._agent)
+        # spec.timing's watch delay for felix (per node) and the cluster DNS (netsim.node.watch_delay).
+        self._felix_watch = WatchDelays(self.spec.timing.delay_for)
+        self._dns_watch = WatchDelays(self.spec.timing.delay_for)
         # LoadBalancer and external IPs answered for on the underlay (netsim/agents/speaker.py).
         self.speaker = Speaker(self.spec, self.nodes, self.kernel, self.store,
                                lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
@@ -211,7 +215,7 @@ class Daemon:
         # (netsim/agents/felix.py).
         self.felix = Felix(cluster, self.nodes if self.network.enforces_policy else (), self.kernel, self.store,
                            lambda ref, reason, msg, actor, ms: self._event(ref, reason, msg, actor=actor, ms=ms),
-                           on_invalid=self._invalid, guard=self._agent)
+                           on_invalid=self._invalid, guard=self._agent, watch=self._felix_watch)
         self._seen_rv = -1
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
         self._net_fp = ""
@@ -297,10 +301,16 @@ class Daemon:
         """Syncs held back by minSyncPeriod or still running (the data plane does not match the store yet)."""
         return self.kube_proxy.pending()
 
+    def watch_pending(self) -> list[str]:
+        """felix and the cluster DNS not yet acting on a change (spec.timing's watch delay)."""
+        return ([f"felix on {n}: change not heard yet (watch delay)" for n in self._felix_watch.waiting()]
+                + ["cluster DNS: change not heard yet (watch delay)"] * self._dns_watch.pending())
+
     def next_wakeup(self, now: float) -> float:
         """Seconds until a held-back sync or a periodic rule check is due."""
         times = self.kube_proxy.wakeups(now, self.kubelet.node_alive)
         times.append(self.kubelet.prober.next_due(time.time()))  # probes due, or results to collect
+        times += [t for t in (self._felix_watch.next_due(now), self._dns_watch.next_due(now)) if t is not None]
         return max(0.0, min(times, default=self.resync))
 
     def _sync_felix(self) -> None:
@@ -476,10 +486,13 @@ class Daemon:
             self.speaker.sync(n for n in self.nodes if self.kubelet.node_alive(n))
         if self.flannel is not None and ("Node" in changed or dirty):
             self.flannel.sync()
-        if changed & self.FELIX_KINDS or dirty:
+        if changed & self.FELIX_KINDS or dirty or self._felix_watch.pending():
             self._sync_felix()
         if changed & self.DNS_KINDS or dirty:
+            self._dns_watch.changed(["coredns"], now)
+        if self._dns_watch.due(time.monotonic()):
             self.dns_agent.sync()
+            self._dns_watch.seen("coredns")
         if changed & self.VOLUME_KINDS:
             self.pods.sync_volumes()
         if "Service" in changed:
@@ -528,7 +541,8 @@ class Daemon:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.
                 pods = pending_pods(self.store)
-                blockers = (["the last pass failed, see daemon.log"] if failed else []) + self.proxy_pending()
+                blockers = ((["the last pass failed, see daemon.log"] if failed else []) + self.proxy_pending()
+                            + self.watch_pending())
                 self._write_marker(pods, blockers, seen, max(longest, time.monotonic() - started))
                 longest = 0.0
                 pending = pods + blockers

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.model.networkpolicy import NetworkPolicy, Peer
 from netsim.node.felix_agent import FelixAgent
+from netsim.node.watch_delay import WatchDelays
 from netsim.policy.felix import WorkloadEndpoint, peer_selector, selector_set_name
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel
 
@@ -243,8 +245,10 @@ class Felix:
 
     def __init__(self, cluster: str, nodes: Iterable[str], kernel: Kernel, store: Any, events: EventFn,
                  on_invalid: InvalidFn | None = None,
-                 guard: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None):
+                 guard: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None,
+                 watch: WatchDelays | None = None):
         self.agents = {name: FelixAgent(kernel, naming.node_ns(cluster, name), name) for name in nodes}
+        self.watch = watch  # spec.timing's watch delay per node (netsim.node.watch_delay); None: none
         self.calc = FelixCalc(store, on_invalid)
         self.events = events
         self.guard = guard or (lambda name: contextlib.nullcontext())
@@ -268,6 +272,15 @@ class Felix:
             mark = (self.calc.version, tuple((e.namespace, e.name, e.ip, e.iface) for e in eps))
             if self._synced.get(name) != mark:
                 todo[name] = (eps, mark)
+            elif self.watch is not None:
+                self.watch.seen(name)
+        if self.watch is not None:
+            # each node's felix hears of the first change it missed its watch delay later (then programs the
+            # state of that moment)
+            now = time.monotonic()
+            self.watch.changed(todo, now)
+            due = set(self.watch.due(now))
+            todo = {n: v for n, v in todo.items() if n in due}
 
         def sync(name: str) -> None:
             eps, mark = todo[name]
@@ -275,6 +288,8 @@ class Felix:
                 report = self.agents[name].sync(eps, namespaces, pods, policies,
                                                 selector_members=self.calc.selector_members)
             self._synced[name] = mark
+            if self.watch is not None:
+                self.watch.seen(name)
             self.events(f"node/{name}", "PolicySynced", f"{report.endpoints} endpoints, {report.policies} "
                         f"policies, {report.chains} chains, {report.ipsets} ipsets", f"felix/{name}",
                         report.ms)

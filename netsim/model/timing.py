@@ -8,8 +8,9 @@ last heartbeat and their pods evicted 4 s later.
 `realistic`: a real cluster's clock, so that the failure windows of real clusters show:
 - kube-proxy syncs at most as its default allows (`minSyncPeriod` 1 s, bursts of 2; KubeProxyConfiguration
   defaults, pkg/proxy/apis/config/v1alpha1/defaults.go);
-- each node's agents see a change only after a watch delivery delay (informer/watch latency; 300 ms by
-  default, +/- 200 ms per node, fixed per node name), so nodes program a change at different times;
+- each node's agents (kube-proxy, felix) and the cluster DNS see a change only after a watch delivery delay
+  (informer/watch latency; 300 ms by default, +/- 200 ms per node, fixed per node name), so nodes program a
+  change at different times (netsim.node.watch_delay);
 - the kubelet reacts to a deletion at once, concurrently with the EndpointSlice controller and kube-proxy
   (no extra pass): a pod without a preStop hook gets SIGTERM while some nodes still send it traffic;
 - node-monitor-grace-period 40 s (kube-controller-manager default) and the DefaultTolerationSeconds 300 s
