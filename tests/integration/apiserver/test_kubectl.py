@@ -336,3 +336,16 @@ def test_kubectl_explain_below_the_top_level(kubectl):
     assert "FIELD: httpGet <HTTPGetAction>" in out and "path\t<string>" in out and "port\t<Object> -required-" in out
     r = kubectl("explain", "pod.spec.nosuchfield", check=False)
     assert r.returncode == 1 and 'field "nosuchfield" does not exist' in r.stderr
+
+
+def test_python_client_lists_at_a_past_resource_version(cluster, client):
+    core, _ = client
+    before = core.list_namespaced_config_map("default").metadata.resource_version
+    core.create_namespaced_config_map("default", {"metadata": {"name": "later"}})
+    try:
+        past = core.list_namespaced_config_map("default", resource_version=before, resource_version_match="Exact")
+        assert past.metadata.resource_version == before
+        assert "later" not in {c.metadata.name for c in past.items}
+        assert "later" in {c.metadata.name for c in core.list_namespaced_config_map("default").items}
+    finally:
+        core.delete_namespaced_config_map("later", "default")
