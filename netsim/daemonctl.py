@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from netsim import daemonproc, naming, state, testhooks
 from netsim.daemon import converged_path, health_path
+from netsim.etcd import config as etcd_config
 from netsim.model.errors import NetsimError
 
 
@@ -67,6 +68,7 @@ def start(cluster: str, timeout: float = 60.0) -> int:
         pid = running[0]
         _record(cluster, pid)
         return _wait_first_convergence(cluster, pid, None, timeout)
+    etcd_config.ensure_running(cluster)  # a cluster's private etcd that died (with the daemon) comes back first
     with state.open_private(log_path(cluster), "ab") as log:
         proc = subprocess.Popen(daemonproc.argv(cluster), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)

@@ -81,7 +81,7 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet, *, daemon: boo
     checkpoint("up-claimed")
     t0 = time.monotonic()
     try:
-        if etcd_config.prepare(spec.name, spec.store):
+        if etcd_config.prepare(spec.name, etcd_config.default_store(spec.store)):
             progress("etcd store ready")
         st.fabric = fabric.build_fabric(k, spec)
         if spec.network.backend == "vxlan":

@@ -22,7 +22,6 @@ from netsim.cli.common import (
     kernel,
     output_option,
 )
-from netsim.etcd import config as etcd_config
 from netsim.model.cluster import default_cluster, load_cluster_file
 from netsim.model.errors import UsageError
 from netsim.model.storespec import STORE_TYPES, StoreSpec
@@ -92,7 +91,6 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, stor
     if existing is not None and existing.phase == "ready" and not no_daemon and not daemonctl.alive(spec.name):
         # An existing cluster whose daemon died: start a new one, which adopts the pods' sandboxes.
         with console.status(f"{spec.name}: restarting its daemon"):
-            etcd_config.ensure_running(spec.name)  # a private etcd that died with the daemon comes back too
             pid = daemonctl.start(spec.name, timeout=timeout)
         info = lifecycle.status(lifecycle.state.load(spec.name) or existing)
         if not emit(info, output):

@@ -46,6 +46,15 @@ def _write(cluster: str, cfg: dict[str, Any]) -> None:
     os.replace(path + ".tmp", path)
 
 
+def default_store(spec: StoreSpec) -> StoreSpec:
+    """`spec` as given; a spec that names no store (the default) takes NETSIM_STORE=etcd|sqlite from the
+    environment, so that a whole test suite can run its clusters on etcd."""
+    env = os.environ.get("NETSIM_STORE", "")
+    if spec == StoreSpec() and env in ("etcd", "sqlite"):
+        return StoreSpec(env)
+    return spec
+
+
 def prepare(cluster: str, spec: StoreSpec) -> dict[str, Any] | None:
     """Get the cluster's store ready before anything writes to it; the record, or None for SQLite."""
     if spec.type != "etcd":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import pytest
 
@@ -50,6 +51,14 @@ def test_up_on_etcd_serves_a_service_and_down_leaves_nothing(tmp_path, cluster_n
     out = run_netsim("probe", "--cluster", cluster_name, "--from", "default/client", "--to", "svc/default/web",
                      "--count", "6").stdout
     assert "6/6" in out, out
+
+    # etcd and the daemon die: `daemon restart` brings the cluster's etcd back first, on its data.
+    st = json.loads(run_netsim("status", "--cluster", cluster_name, "-o", "json", check=False).stdout)
+    for pid in (pids[0], st["daemonPid"]):
+        os.kill(pid, signal.SIGKILL)
+    run_netsim("daemon", "restart", "--cluster", cluster_name)
+    assert len(server.find(data_dir)) == 1
+    assert "web" in run_netsim("get", "svc", "--cluster", cluster_name).stdout
 
     run_netsim("down", "--name", cluster_name)
     assert server.find(data_dir) == [] and not os.path.exists(base)
