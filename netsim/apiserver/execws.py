@@ -189,6 +189,9 @@ def bridge(sock: socket.socket, ns: str, argv: list[str], query: Sequence[tuple[
             if proc.stdin is not None:
                 with contextlib.suppress(OSError, ValueError):
                     proc.stdin.close()
+            if proc.poll() is None:  # the client left before the command ended: it ends too
+                with contextlib.suppress(OSError):
+                    proc.kill()
 
     reader = threading.Thread(target=client, daemon=True)
     reader.start()

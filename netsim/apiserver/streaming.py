@@ -148,6 +148,12 @@ def exec_spdy(conn: Upgraded, ns: str, argv: list[str], query: Mapping[str, str]
         with contextlib.suppress(OSError, ValueError):
             proc.stdin.close()
 
+    def client_gone() -> None:  # the kubelet ends an exec whose client left (its stream context ends)
+        session.closed.wait()
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+    threading.Thread(target=client_gone, daemon=True).start()
     pumps = [threading.Thread(target=pump, args=(proc.stdout, "stdout"), daemon=True),
              threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True)]
     if "stdin" in streams:

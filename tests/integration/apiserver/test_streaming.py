@@ -259,3 +259,27 @@ def test_kubectl_drain_honours_a_pod_disruption_budget(cluster, kubectl):
     finally:
         kubectl("uncordon", node)
         kubectl("delete", "pdb", "web")
+
+
+@pytest.mark.parametrize("websockets", ["true", "false"])
+def test_an_exec_whose_client_leaves_is_ended(cluster, kubectl, websockets):
+    import random
+    marker = str(random.randint(10_000_000, 99_999_999))  # a sleep nobody else runs
+    p = subprocess.Popen([KUBECTL, "--context", f"netsim-{cluster.name}", "exec", "talker", "--", "sleep", marker],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**kubectl.env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": websockets})
+
+    def running() -> bool:
+        return subprocess.run(["pgrep", "-f", f"^sleep {marker}$"], capture_output=True).returncode == 0
+    try:
+        deadline = time.monotonic() + 15
+        while not running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running()
+    finally:
+        p.kill()
+        p.communicate()
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running()
