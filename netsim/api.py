@@ -218,7 +218,8 @@ class Cluster:
                 old = before.get(_ident(d))
                 verb = "created" if old is None else "unchanged" if old == d["metadata"]["resourceVersion"] \
                     else "configured"
-                lines.append(f"{d['kind'].lower()}/{d['metadata']['name']} {verb}")
+                kind = "service.serving.knative.dev" if d["kind"] == "KnativeService" else d["kind"].lower()
+                lines.append(f"{kind}/{d['metadata']['name']} {verb}")
         stored_only = [f"{d['kind']} {_key_text(d)}" for d in docs if not is_emulated(d["kind"])]
         if stored_only:
             lines.append(f"Note: stored, not emulated by netsim: {', '.join(stored_only)}")

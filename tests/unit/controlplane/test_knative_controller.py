@@ -119,3 +119,34 @@ def test_kpa_target_and_desired_pods_follow_knative():
     d = decide(RevisionState(active_since=0.0), Sample(100.0, 1.0, 0.0, 0), 100.0, 1, ScalingSettings(min_scale=2),
                cfg)
     assert d.desired == 2 and d.active  # min-scale keeps it up and serving
+
+
+def test_a_new_template_makes_a_new_revision_that_replaces_the_old_one(h):
+    h.config.node_monitor_grace_seconds = 1e9
+    h.add_nodes(1)
+    inputs(h)
+    h.apply(KSVC)
+    assert h.converge().converged
+    ksvc = h.store.get("KnativeService", "default", "hello")
+    ksvc["spec"]["template"]["spec"]["containers"][0]["image"] = "hello:2"
+    h.store.update(ksvc)
+    inputs(h)
+    assert h.converge().converged
+    assert h.store.get("Deployment", "default", "hello-00001-deployment") is None
+    dep = h.store.get("Deployment", "default", "hello-00002-deployment")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "hello:2"
+    st = h.store.get("KnativeService", "default", "hello")["status"]
+    assert st["latestCreatedRevisionName"] == st["latestReadyRevisionName"] == "hello-00002"
+    pods = h.pods(**{"serving.knative.dev/revision": "hello-00002"})
+    assert slice_addresses(h) == [pods[0]["status"]["podIP"]]
+
+
+def test_get_ksvc_prints_the_knative_columns(h):
+    from netsim.printers import table
+    h.config.node_monitor_grace_seconds = 1e9
+    h.add_nodes(1)
+    h.apply(KSVC)
+    assert h.converge().converged
+    header, rows = table("KnativeService", h.store.list("KnativeService"))
+    assert header == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]
+    assert rows == [["hello", "http://hello.default.svc.cluster.local", "hello-00001", "hello-00001", "True", ""]]
