@@ -154,21 +154,21 @@ def as_dict(obj: Any) -> dict[str, Any]:
         return obj.to_dict()
     if not isinstance(obj, Mapping):
         raise InvalidObject(f"an object must be a mapping or a model object, got {type(obj).__name__}")
-    return _copy(dict(obj))
+    return copy_manifest(dict(obj))
 
 
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _copy(v: Any) -> Any:
+def copy_manifest(v: Any) -> Any:
     """A deep copy of manifest data (dicts, lists, tuples, scalars), several times faster than
     copy.deepcopy, which was most of the cost of applying 20,000 objects; anything else goes to deepcopy."""
     if isinstance(v, dict):
-        return {k: x if isinstance(x, _SCALARS) else _copy(x) for k, x in v.items()}
+        return {k: x if isinstance(x, _SCALARS) else copy_manifest(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [x if isinstance(x, _SCALARS) else _copy(x) for x in v]
+        return [x if isinstance(x, _SCALARS) else copy_manifest(x) for x in v]
     if isinstance(v, tuple):
-        return tuple(x if isinstance(x, _SCALARS) else _copy(x) for x in v)
+        return tuple(x if isinstance(x, _SCALARS) else copy_manifest(x) for x in v)
     if isinstance(v, _SCALARS):
         return v
     return copy.deepcopy(v)

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from netsim.model.cluster import ClusterSpec
 from netsim.model.errors import SpecError
 from netsim.proxy.alloc import ClusterIPAllocator, LoadBalancerIPAllocator, NodePortAllocator
+from netsim.store import copy_manifest
 
 DNS_SERVICE = ("kube-system", "kube-dns")
 # MetalLB's requested-IP annotations, the current one first (metallb controller/service.go).
@@ -111,7 +111,7 @@ def check_external_ips(svc: Mapping[str, Any], spec: ClusterSpec) -> None:
 
 def admit_service(svc: dict[str, Any], stored: Mapping[str, Any] | None, alloc: Allocators) -> dict[str, Any]:
     """Fill in allocated fields of a Service manifest; `stored` is the current object, if any."""
-    svc = copy.deepcopy(svc)
+    svc = copy_manifest(svc)  # several times faster than deepcopy: 10k Services are admitted at once
     key = _key(svc)
     spec = svc.setdefault("spec", {})
     old_spec = (stored or {}).get("spec") or {}

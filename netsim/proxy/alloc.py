@@ -11,7 +11,7 @@ allocated" / "provided port is not in the valid range" errors. Allocation is key
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from netsim.model.errors import Source, SpecError
 
@@ -19,10 +19,17 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class _Pool:
-    """Owner-tracked allocation over an ordered candidate space."""
+    """Owner-tracked allocation over an ordered candidate space.
+
+    Kept cheap at ten thousand Services: an owner's values are indexed (re-applying an object finds its value
+    without a walk over every allocation), and automatic allocation resumes its scan at a hint below which
+    every candidate is known to be taken (any release resets it), so handing out N values costs O(N), not
+    O(N^2) as a scan from the first candidate each time did."""
 
     def __init__(self) -> None:
         self._owner_of: dict[str, str] = {}  # value -> owner
+        self._values_of: dict[str, dict[str, None]] = {}  # owner -> its values, in allocation order
+        self._hint = 0  # automatic allocation: every candidate below this one is taken (or reserved)
 
     def owner(self, value: str) -> str | None:
         return self._owner_of.get(value)
@@ -30,14 +37,31 @@ class _Pool:
     def is_allocated(self, value: str) -> bool:
         return value in self._owner_of
 
+    def _take(self, value: str, owner: str) -> None:
+        prev = self._owner_of.get(value)
+        if prev is not None and prev != owner:
+            self._values_of.get(prev, {}).pop(value, None)
+        self._owner_of[value] = owner
+        self._values_of.setdefault(owner, {})[value] = None
+
+    def _held_by(self, owner: str) -> str | None:
+        """The first value `owner` holds (re-applying an unchanged object gets its own value back)."""
+        values = self._values_of.get(owner)
+        return next(iter(values)) if values else None
+
     def release(self, value: str) -> None:
-        self._owner_of.pop(str(value), None)
+        holder = self._owner_of.pop(str(value), None)
+        if holder is not None:
+            self._values_of.get(holder, {}).pop(str(value), None)
+            self._hint = 0
 
     def release_owner(self, owner: str) -> list[str]:
         """Free everything `owner` holds (the object was deleted); returns what was freed."""
-        freed = [v for v, o in self._owner_of.items() if o == owner]
+        freed = list(self._values_of.pop(owner, {}))
         for v in freed:
             del self._owner_of[v]
+        if freed:
+            self._hint = 0
         return freed
 
     def allocated(self) -> dict[str, str]:
@@ -68,12 +92,6 @@ class ClusterIPAllocator(_Pool):
         edges = (self.network.network_address, self.network.broadcast_address)
         return not (self.network.num_addresses > 2 and addr in edges)
 
-    def _candidates(self) -> Iterator[IPAddress]:
-        first = int(self.network.network_address) + 1
-        last = int(self.network.broadcast_address) - 1
-        for i in range(first, last + 1):
-            yield ipaddress.ip_address(i)
-
     def allocate(self, requested: str | None = None, *, owner: str, source: Source | None = None,
                  obj: str | None = None, field: str = "spec.clusterIP") -> str:
         """Return `requested` if it is free (or already this owner's), else the lowest free address."""
@@ -92,16 +110,19 @@ class ClusterIPAllocator(_Pool):
             if holder is not None and holder != owner:
                 raise SpecError(f"provided IP {key} is already allocated (to {holder})", source=source,
                                 obj=obj, field=field)
-            self._owner_of[key] = owner
+            self._take(key, owner)
             return key
-        for key, holder in self._owner_of.items():
-            if holder == owner:
-                return key
-        for addr in self._candidates():
+        held = self._held_by(owner)
+        if held is not None:
+            return held
+        first = max(int(self.network.network_address) + 1, self._hint)
+        for i in range(first, int(self.network.broadcast_address)):
+            addr = ipaddress.ip_address(i)
             key = str(addr)
             if addr in self.reserved or key in self._owner_of:
                 continue
-            self._owner_of[key] = owner
+            self._take(key, owner)
+            self._hint = i + 1
             return key
         raise SpecError(f"no ClusterIP left in {self.network}", source=source, obj=obj, field=field)
 
@@ -127,11 +148,12 @@ class PortAllocator(_Pool):
             if holder is not None and holder != owner:
                 raise SpecError(f"provided port {requested} is already allocated (to {holder})",
                                 source=source, obj=obj, field=field)
-            self._owner_of[str(requested)] = owner
+            self._take(str(requested), owner)
             return requested
-        for port in range(self.low, self.high + 1):
+        for port in range(max(self.low, self._hint), self.high + 1):
             if str(port) not in self._owner_of:
-                self._owner_of[str(port)] = owner
+                self._take(str(port), owner)
+                self._hint = port + 1
                 return port
         raise SpecError(f"no port left in {self.low}-{self.high}", source=source, obj=obj, field=field)
 
@@ -183,16 +205,16 @@ class LoadBalancerIPAllocator(_Pool):
             if holder is not None and holder != owner:
                 raise SpecError(f"requested IP {key} is already allocated (to {holder})", source=source,
                                 obj=obj, field=field)
-            self._owner_of[key] = owner
+            self._take(key, owner)
             return key
-        for key, holder in self._owner_of.items():
-            if holder == owner:
-                return key
+        held = self._held_by(owner)
+        if held is not None:
+            return held
         for lo, hi in sorted(self._ranges):
             for v in range(lo, hi + 1):
                 key = str(ipaddress.ip_address(v))
                 if key not in self._owner_of:
-                    self._owner_of[key] = owner
+                    self._take(key, owner)
                     return key
         raise SpecError(f"no LoadBalancer IP left in pools {', '.join(self.pools)}", source=source, obj=obj,
                         field=field)

@@ -88,3 +88,37 @@ def test_load_balancer_pool() -> None:
     assert lb.allocate(owner="Service default/d") == "203.0.113.200"
     with pytest.raises(SpecError, match="no LoadBalancer IP left"):
         lb.allocate(owner="Service default/e")
+
+
+def test_thousands_of_cluster_ips_cost_a_linear_number_of_candidate_checks(monkeypatch) -> None:
+    """Admission of 10,000 Services in one apply: each allocation resumes where the last one stopped and
+    finds an owner's value by index (a scan from the first address each time took minutes)."""
+    import ipaddress
+
+    from netsim.proxy import alloc
+    made = 0
+    real = ipaddress.ip_address
+
+    def counting(v):
+        nonlocal made
+        made += 1
+        return real(v)
+    monkeypatch.setattr(alloc.ipaddress, "ip_address", counting)
+    a = ClusterIPAllocator("10.96.0.0/12")
+    ips = [a.allocate(owner=f"Service default/s{i}") for i in range(3_000)]
+    assert len(set(ips)) == 3_000 and "10.96.0.10" not in ips and ips[0] == "10.96.0.1"
+    assert made < 2 * 3_000
+    assert a.allocate(owner="Service default/s2000") == ips[2000]  # its own value back, by index
+    a.release(ips[20])
+    a.release_owner("Service default/s30")
+    assert a.allocate(owner="new-1") == ips[20] and a.allocate(owner="new-2") == ips[30]  # lowest free again
+    assert a.allocate(owner="new-3") == "10.96.11.186"  # then on after the last one handed out
+
+
+def test_node_ports_resume_after_the_last_and_reuse_released() -> None:
+    a = NodePortAllocator(30000, 30010)
+    assert [a.allocate(owner=f"s{i}") for i in range(3)] == [30000, 30001, 30002]
+    a.allocate(30004, owner="x")
+    assert a.allocate(owner="s3") == 30003 and a.allocate(owner="s4") == 30005
+    a.release(30001)
+    assert a.allocate(owner="s5") == 30001 and a.allocate(owner="s6") == 30006
