@@ -458,6 +458,11 @@ class Daemon:
         """One round of everything; True when something was written (the cluster is still moving)."""
         self._reap_whatifs()
         self._sync_failed_nodes()
+        if not self._dataplane_dirty:
+            # kube-proxy watches on its own: a Service or slice written from outside (`netsim apply`) reaches
+            # the nodes' rules now, not after this pass's controllers and kubelets (its tracker makes this a
+            # no-op when neither kind changed); the controllers' own slice writes are synced below.
+            self._sync_proxies()
         self.pods.heal_sandboxes()
         if self.pods.services_stale:
             self.pods.sync_service_ports()

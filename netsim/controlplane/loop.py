@@ -34,7 +34,7 @@ from netsim.controlplane.nodes import (
 )
 from netsim.controlplane.replicaset import reconcile_replicasets
 from netsim.controlplane.scheduler import reconcile_scheduler
-from netsim.controlplane.state import Action, Config, Context, Snapshot, apply_actions
+from netsim.controlplane.state import Action, Config, Context, Snapshot, SnapshotCache, apply_actions
 from netsim.fanout import fan_out
 from netsim.store import Store, rfc3339
 
@@ -138,31 +138,47 @@ def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = No
     ctx = Context(now=clock.now(), rng=rng or random.Random(), config=config or Config(), metrics=metrics,
                   memory=memory if memory is not None else {})
     result = PassResult()
-    with store.transaction() as tx:
-        snap = None
-        for name, controller in _controllers():
-            # Each controller sees the writes of those before it; a snapshot nobody wrote after is still
-            # current (loading one decodes every object: most of a quiet pass's cost with 1000 pods).
-            if snap is None:
-                snap = Snapshot.load(tx)
-            ctx.feed = tx
-            try:
-                actions = controller(snap, ctx)
-            except Exception as e:  # noqa: BLE001 - one controller choking must not stop the others
-                log.exception("controller %s failed", name)
-                failure = Event(ctx.now, f"{name}-controller", f"controller/{name}", "ReconcileFailed",
-                                f"{type(e).__name__}: {e}"[:1000])
-                tx.append_events([failure.to_record()])
-                result.events.append(failure)
-                result.failed[name] = failure.message
-                continue
-            n, events = apply_actions(tx, actions, ctx.now)
-            if n:
-                snap = None
-                result.by_controller[name] = n
-            result.applied += n
-            result.events += events
+    # The controllers' informer cache lives with their memory (the daemon keeps it between passes).
+    cache = ctx.memory.get(SNAPSHOT_CACHE)
+    if not isinstance(cache, SnapshotCache):
+        cache = ctx.memory[SNAPSHOT_CACHE] = SnapshotCache()
+    try:
+        with store.transaction() as tx:
+            _run_controllers(tx, ctx, cache, result)
+    except BaseException:
+        cache.invalidate()  # it may hold writes that were rolled back
+        raise
     return result
+
+
+SNAPSHOT_CACHE = "snapshot-cache"
+
+
+def _run_controllers(tx: Store, ctx: Context, cache: SnapshotCache, result: PassResult) -> None:
+    """Every controller in turn inside the pass's transaction, each seeing the writes of those before it."""
+    snap = None
+    ctx.feed = tx
+    for name, controller in _controllers():
+        # Each controller sees the writes of those before it; a snapshot nobody wrote after is still
+        # current (the cache makes loading one cost the objects written since, not every object).
+        if snap is None:
+            snap = cache.load(tx)
+        try:
+            actions = controller(snap, ctx)
+        except Exception as e:  # noqa: BLE001 - one controller choking must not stop the others
+            log.exception("controller %s failed", name)
+            failure = Event(ctx.now, f"{name}-controller", f"controller/{name}", "ReconcileFailed",
+                            f"{type(e).__name__}: {e}"[:1000])
+            tx.append_events([failure.to_record()])
+            result.events.append(failure)
+            result.failed[name] = failure.message
+            continue
+        n, events = apply_actions(tx, actions, ctx.now)
+        if n:
+            snap = None
+            result.by_controller[name] = n
+        result.applied += n
+        result.events += events
 
 
 def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock, *, drain_pass: bool = True,

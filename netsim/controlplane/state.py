@@ -17,7 +17,17 @@ from typing import Any
 
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
-from netsim.store import AlreadyExists, Conflict, InvalidObject, NotFound, Store, rfc3339, scoped_namespace
+from netsim.store import (
+    DELETED,
+    AlreadyExists,
+    Compacted,
+    Conflict,
+    InvalidObject,
+    NotFound,
+    Store,
+    rfc3339,
+    scoped_namespace,
+)
 
 WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet",
                  "DaemonSet", "StatefulSet", "Job", "CronJob", "HorizontalPodAutoscaler", "Lease", "KnativeService",
@@ -124,6 +134,67 @@ class Snapshot:
 
     def uids(self) -> set[str]:
         return {o.uid(x) for x in self._by_key.values()}
+
+
+class SnapshotCache:
+    """The controllers' informer cache: the watched objects kept between passes and brought up to date from
+    the store's change log (`Store.changes_of`), so a pass decodes only the objects written since the last
+    one instead of every object of the cluster (kube-controller-manager's shared informers list once and
+    then watch). A compacted history (410) or a pass whose transaction rolled back (`invalidate`) makes the
+    next `load` list everything again.
+
+    Controllers must treat snapshot objects as read-only (they copy before they change one, as they must
+    with an informer's cache upstream); `CHECK` (tests) compares the cache with a fresh listing each load."""
+
+    CHECK = False
+
+    def __init__(self, kinds: Iterable[str] = WATCHED_KINDS):
+        self.kinds = tuple(kinds)
+        self._rv: int | None = None
+        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k: {} for k in self.kinds}
+        self._lists: dict[str, list[dict[str, Any]]] = {k: [] for k in self.kinds}
+        self.decoded = 0  # objects taken from the store so far (for tests and benchmarks)
+
+    def invalidate(self) -> None:
+        self._rv = None
+
+    def load(self, store: Store) -> Snapshot:
+        rv = store.current_rv()
+        changes = None
+        if self._rv is not None:
+            try:
+                changes = store.changes_of(self.kinds, self._rv)
+            except Compacted:
+                changes = None
+        if changes is None:
+            for k in self.kinds:
+                items = store.list(k)
+                self.decoded += len(items)
+                self._lists[k] = items
+                self._objects[k] = {(o.namespace(x) or "", o.name(x)): x for x in items}
+        else:
+            dirty: set[str] = set()
+            for c in changes:
+                key = (c.namespace or "", c.name)
+                if c.type == DELETED:
+                    self._objects[c.kind].pop(key, None)
+                else:
+                    self._objects[c.kind][key] = c.object
+                dirty.add(c.kind)
+                rv = max(rv, c.rv)
+            self.decoded += len(changes)
+            for k in dirty:  # in the store's listing order: namespace, then name
+                by_key = self._objects[k]
+                self._lists[k] = [by_key[key] for key in sorted(by_key)]
+        self._rv = rv
+        if self.CHECK:
+            for k in self.kinds:
+                fresh = store.list(k)
+                if fresh != self._lists[k]:
+                    diff = next((f"{o.ref(a)}" for a, b in zip(fresh, self._lists[k]) if a != b), "the listing")
+                    raise AssertionError(f"snapshot cache out of step with the store ({k}): {diff} (a "
+                                         "controller changed a snapshot object in place?)")
+        return Snapshot(dict(self._lists))
 
 
 def status_action(obj: dict[str, Any], status: dict[str, Any]) -> Action | None:

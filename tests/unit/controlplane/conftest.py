@@ -84,3 +84,11 @@ spec:
         image: {image}
         ports: [{{name: http, containerPort: 8080}}]
 """
+
+
+@pytest.fixture(autouse=True)
+def _snapshot_cache_checked(monkeypatch):
+    """Every pass of these tests compares the controllers' snapshot cache with a fresh listing: a controller
+    that changes a snapshot object in place (instead of a copy) fails here."""
+    from netsim.controlplane.state import SnapshotCache
+    monkeypatch.setattr(SnapshotCache, "CHECK", True)

@@ -1,0 +1,60 @@
+"""The controllers' informer cache: a pass decodes the objects written since the last one, not every object,
+and what it hands out is what a fresh listing would give."""
+
+from __future__ import annotations
+
+import pytest
+
+from netsim.controlplane import loop
+from netsim.controlplane.loop import SNAPSHOT_CACHE
+from netsim.controlplane.state import Snapshot, SnapshotCache
+
+from .conftest import deployment
+
+
+def test_a_quiet_pass_decodes_only_what_changed(h):
+    h.add_nodes(2)
+    h.apply(deployment("web", replicas=20))
+    assert h.converge().converged
+    cache = h.memory[SNAPSHOT_CACHE]
+    h.once()
+    before = cache.decoded
+    pod = h.pods()[0]
+    h.store.update_status("Pod", "default", pod["metadata"]["name"], {**pod["status"], "podIP": "10.244.7.7"})
+    h.once()
+    assert cache.decoded - before == 1  # one pod written: one object decoded (a full load: 20 pods + the rest)
+    snap = cache.load(h.store)
+    fresh = Snapshot.load(h.store)
+    assert snap.objects == fresh.objects
+
+
+def test_a_rolled_back_pass_makes_the_next_load_list_again(h, monkeypatch):
+    h.add_nodes(1)
+    h.apply(deployment("web", replicas=2))
+    assert h.converge().converged
+    cache = h.memory[SNAPSHOT_CACHE]
+
+    def explode(store, actions, now, on_skip=None):
+        store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "phantom", "namespace": "default"},
+                      "spec": {"containers": [{"name": "c", "image": "x"}]}})
+        cache.load(store)  # the phantom is in the cache now, then the transaction rolls back
+        raise RuntimeError("boom")
+    monkeypatch.setattr(loop, "apply_actions", explode)
+    with pytest.raises(RuntimeError):
+        h.once()
+    monkeypatch.undo()
+    assert h.store.get("Pod", "default", "phantom") is None
+    snap = cache.load(h.store)
+    assert snap.get("Pod", "default", "phantom") is None
+
+
+def test_the_check_catches_a_snapshot_object_changed_in_place(h):
+    h.add_nodes(1)
+    h.apply(deployment("web", replicas=1))
+    assert h.converge().converged
+    cache = h.memory[SNAPSHOT_CACHE]
+    snap = cache.load(h.store)
+    snap.of("Pod")[0]["metadata"]["labels"]["oops"] = "x"
+    with pytest.raises(AssertionError, match="out of step"):
+        cache.load(h.store)
+    assert SnapshotCache.CHECK  # on for every controller test (conftest)
