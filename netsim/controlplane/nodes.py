@@ -35,7 +35,7 @@ from netsim.controlplane.leases import LEASE_NAMESPACE, renew_time
 from netsim.controlplane.scheduler import tolerations_of
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.cluster import ClusterSpec
-from netsim.store import parse_time, rfc3339
+from netsim.store import DELETED, Compacted, parse_time, rfc3339
 
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -299,19 +299,58 @@ def reconcile_nodes(snap: Snapshot, ctx: Context) -> list[Action]:
     return actions + mark_pods_not_ready(snap, ctx) + evictions(snap, ctx)
 
 
+GC_MEMORY = "garbage-collector"
+
+
+def _gc_candidates(snap: Snapshot, ctx: Context) -> list[tuple[str, dict[str, Any]]] | None:
+    """The objects the collector must look at this pass, or None for all of them. Upstream's collector
+    keeps a dependency graph fed by events (pkg/controller/garbagecollector/graph_builder.go): an object added
+    or changed is checked against its owners, an owner deleted queues its dependents. Here: after the first
+    pass, only the objects written since the previous one, unless an object other than a Pod (a possible
+    owner, or a Node pods are bound to) was deleted, which makes the pass look at everything."""
+    mem = ctx.memory.get(GC_MEMORY) if ctx.feed is not None else None
+    rv = ctx.feed.current_rv() if ctx.feed is not None else None
+    out: list[tuple[str, dict[str, Any]]] | None = None
+    if isinstance(mem, dict) and mem.get("rv") is not None and ctx.feed is not None:
+        try:
+            changes = ctx.feed.changes_of(tuple(snap.objects), mem["rv"])
+        except Compacted:
+            changes = None
+        if changes is not None and not any(c.type == DELETED and c.kind != "Pod" for c in changes):
+            out = []
+            for c in changes:
+                cur = snap.get(c.kind, c.namespace, c.name) if c.type != DELETED else None
+                if cur is not None:
+                    out.append((c.kind, cur))
+    if ctx.feed is not None:
+        ctx.memory[GC_MEMORY] = {"rv": rv}
+    return out
+
+
+def _owner_exists(snap: Snapshot, obj: dict[str, Any], ref: dict[str, Any], uids: set[str] | None) -> bool:
+    if uids is not None:
+        return ref.get("uid") in uids
+    owner = snap.get(ref.get("kind") or "", o.namespace(obj), ref.get("name") or "")
+    return owner is not None and o.uid(owner) == ref.get("uid")
+
+
 def reconcile_garbage(snap: Snapshot, ctx: Context) -> list[Action]:
-    uids = snap.uids()
+    candidates = _gc_candidates(snap, ctx)
+    # A full pass compares against every uid; an incremental one looks each owner up by kind and name
+    # (owners are in the dependent's namespace or cluster-scoped, as the API requires).
+    uids = snap.uids() if candidates is None else None
     nodes = snap.names("Node", None)
     actions: list[Action] = []
-    for kind, items in snap.objects.items():
-        for obj in items:
-            ref = o.controller_ref(obj)
-            if ref is not None and ref.get("uid") not in uids:
-                verb = "terminate" if kind == "Pod" else "delete"
-                actions.append(Action(verb, obj, Event(ctx.now, "controller/garbage-collector", o.ref(obj),
-                                                       "GarbageCollected",
-                                                       f"owner {ref.get('kind')} {ref.get('name')} is gone")))
-            elif kind == "Pod" and o.node_name(obj) and o.node_name(obj) not in nodes:
-                actions.append(Action("delete", obj, Event(ctx.now, "controller/pod-gc", o.ref(obj), "PodGC",
-                                                           f"node {o.node_name(obj)} no longer exists")))
+    items_of = ((kind, obj) for kind, items in snap.objects.items() for obj in items) \
+        if candidates is None else iter(candidates)
+    for kind, obj in items_of:
+        ref = o.controller_ref(obj)
+        if ref is not None and not _owner_exists(snap, obj, ref, uids):
+            verb = "terminate" if kind == "Pod" else "delete"
+            actions.append(Action(verb, obj, Event(ctx.now, "controller/garbage-collector", o.ref(obj),
+                                                   "GarbageCollected",
+                                                   f"owner {ref.get('kind')} {ref.get('name')} is gone")))
+        elif kind == "Pod" and o.node_name(obj) and o.node_name(obj) not in nodes:
+            actions.append(Action("delete", obj, Event(ctx.now, "controller/pod-gc", o.ref(obj), "PodGC",
+                                                       f"node {o.node_name(obj)} no longer exists")))
     return actions

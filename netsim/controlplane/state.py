@@ -85,14 +85,25 @@ class Snapshot:
         # slices or pods does not scan every object of the kind (that made 10k Services quadratic).
         self._by_ns: dict[str, dict[str | None, list[dict[str, Any]]]] = {}
         self._by_label: dict[tuple[str, str | None, str], dict[str, list[dict[str, Any]]]] = {}
-        self._by_key: dict[tuple[str, str | None, str], dict[str, Any]] = {}
-        self._by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for kind, items in objects.items():
-            for obj in items:
-                self._by_key[(kind, o.namespace(obj), o.name(obj))] = obj
-                ref = o.controller_ref(obj)
-                if ref is not None:
-                    self._by_owner[ref.get("uid")].append(obj)
+        self._by_key: dict[str, dict[tuple[str | None, str], dict[str, Any]]] = {}  # per kind, on first use
+        self._by_owner_index: dict[str, list[dict[str, Any]]] | None = None
+
+    def _keyed(self, kind: str) -> dict[tuple[str | None, str], dict[str, Any]]:
+        index = self._by_key.get(kind)
+        if index is None:  # built on first use, per kind: a quiet pass asks for a few kinds only
+            index = self._by_key[kind] = {(o.namespace(obj), o.name(obj)): obj for obj in self.objects.get(kind, [])}
+        return index
+
+    @property
+    def _by_owner(self) -> dict[str, list[dict[str, Any]]]:
+        if self._by_owner_index is None:
+            self._by_owner_index = defaultdict(list)
+            for items in self.objects.values():
+                for obj in items:
+                    ref = o.controller_ref(obj)
+                    if ref is not None:
+                        self._by_owner_index[ref.get("uid")].append(obj)
+        return self._by_owner_index
 
     @classmethod
     def load(cls, store: Store, kinds: Iterable[str] = WATCHED_KINDS) -> Snapshot:
@@ -123,7 +134,7 @@ class Snapshot:
         return index.get(value, [])
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return self._by_key.get((kind, scoped_namespace(kind, namespace), name))
+        return self._keyed(kind).get((scoped_namespace(kind, namespace), name))
 
     def owned(self, owner: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
         items = self._by_owner.get(o.uid(owner), [])
@@ -133,7 +144,7 @@ class Snapshot:
         return {o.name(x) for x in self.of(kind, namespace)}
 
     def uids(self) -> set[str]:
-        return {o.uid(x) for x in self._by_key.values()}
+        return {o.uid(x) for items in self.objects.values() for x in items}
 
 
 class SnapshotCache:

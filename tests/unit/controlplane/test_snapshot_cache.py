@@ -58,3 +58,38 @@ def test_the_check_catches_a_snapshot_object_changed_in_place(h):
     with pytest.raises(AssertionError, match="out of step"):
         cache.load(h.store)
     assert SnapshotCache.CHECK  # on for every controller test (conftest)
+
+
+def test_garbage_collection_follows_the_change_and_still_collects(h, monkeypatch):
+    from netsim.controlplane import nodes as gc_mod
+    from netsim.controlplane import objects as o
+    h.add_nodes(1)
+    h.apply(deployment("web", replicas=3))
+    assert h.converge().converged
+    h.once()
+    looked = 0
+    real = gc_mod._owner_exists
+
+    def counting(*args):
+        nonlocal looked
+        looked += 1
+        return real(*args)
+    monkeypatch.setattr(gc_mod, "_owner_exists", counting)
+    h.once()
+    assert looked == 0  # a quiet pass: no owner looked up (a full pass checks every owned object)
+    # A pod written with an owner that does not exist is collected by the incremental pass...
+    h.store.create({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "orphan", "namespace": "default", "ownerReferences": [
+                        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "gone", "uid": "nope",
+                         "controller": True}]},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    h.once()
+    assert 0 < looked < 5
+    assert h.store.get("Pod", "default", "orphan") is None
+    # ... and deleting an owner collects its dependents (a full pass).
+    rs = h.store.list("ReplicaSet")[0]
+    monkeypatch.undo()
+    h.store.delete("Deployment", "default", "web")
+    h.store.delete("ReplicaSet", "default", o.name(rs))
+    h.converge(timeout=5)
+    assert h.pods() == []
