@@ -127,9 +127,6 @@ class ApiServer:
         self.handler_errors = 0
 
     def start(self) -> None:
-        # The field schemas' source is loaded (and one document built) ahead of kubectl's first write.
-        threading.Thread(target=lambda: openapi.v3_group(self.handlers.catalog(), "apps", "v1"),
-                         name="netsim-openapi-warm", daemon=True).start()
         state = naming.state_dir(self.endpoint.cluster)
         if os.path.isdir(state):  # the times of log lines (pods/log?timestamps=true, sinceSeconds)
             try:
