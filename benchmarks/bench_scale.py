@@ -276,29 +276,37 @@ def measure(name: str, nodes: int, replicas: int, plugin: str, timeout: float, p
 
 
 def probe_and_trace(c: Cluster) -> dict[str, Any]:
-    """100 x 100 probes through the Service's ClusterIP from 100 pods (each probe: one source, the VIP),
-    and one trace from a pod on the first node to a pod on the last."""
-    from netsim.probe import runner  # noqa: F401 - imported lazily: probing is optional here
+    """100 source pods (one per node where there are as many nodes) x 100 TCP probes each through the
+    Service's ClusterIP (each lands on an endpoint kube-proxy picks: 10,000 probes), and one `trace` from a
+    pod on the first node to a pod on the last (simulated and observed)."""
+    from collections import Counter
+
+    from netsim.probe.engine import Probe, run_probes
+    from netsim.trace.api import trace
     out: dict[str, Any] = {}
-    pods = c.pods("default")
-    try:
-        svc = c.store.get("Service", "default", "scale")
-        vip = svc["spec"]["clusterIP"]
-        sources = pods[:: max(1, len(pods) // 100)][:100]
+    pods = [p for p in c.store.list("Pod", "default") if o.labels(p).get("app") == "scale"]
+    by_node: dict[str, dict] = {}
+    for p in pods:
+        by_node.setdefault(o.node_name(p) or "", p)
+    sources = (list(by_node.values()) + pods)[:100]
+    vip = c.store.get("Service", "default", "scale")["spec"]["clusterIP"]
+    probes = [Probe(naming.pod_ns(c.name, "default", o.name(p)), o.key(p), vip, SERVICE_PORT, "TCP", 2.0,
+                    to="svc/default/scale") for p in sources for _ in range(100)]
+    t0 = time.perf_counter()
+    results = run_probes(c.kernel, probes)
+    out["probe_s"] = round(time.perf_counter() - t0, 2)
+    out["probes"] = len(results)
+    out["probe_outcomes"] = dict(Counter(r.outcome for r in results))
+    first, last = c.spec.nodes[0].name, c.spec.nodes[-1].name
+    a = next((p for p in pods if o.node_name(p) == first), None)
+    b = next((p for p in pods if o.node_name(p) == last), None)
+    if a is not None and b is not None:
         t0 = time.perf_counter()
-        results = c.probe_many([(o.key(p), vip, SERVICE_PORT) for p in sources for _ in range(100)])
-        out["probe_10k_s"] = round(time.perf_counter() - t0, 2)
-        out["probe_ok"] = sum(1 for r in results if r.get("ok"))
-    except Exception as e:  # noqa: BLE001 - reported, the rest of the row stands
-        out["probe_error"] = f"{type(e).__name__}: {e}"[:200]
-    try:
-        a = next(p for p in pods if o.node_name(p) == c.spec.nodes[0].name)
-        b = next(p for p in pods if o.node_name(p) == c.spec.nodes[-1].name)
-        t0 = time.perf_counter()
-        c.trace(o.key(a), f"{b['status']['podIP']}:80")
-        out["trace_s"] = round(time.perf_counter() - t0, 2)
-    except Exception as e:  # noqa: BLE001
-        out["trace_error"] = f"{type(e).__name__}: {e}"[:200]
+        try:
+            trace(c, f"default/{o.name(a)}", b["status"]["podIP"], SERVICE_PORT)
+            out["trace_s"] = round(time.perf_counter() - t0, 2)
+        except Exception as e:  # noqa: BLE001 - reported, the rest of the row stands
+            out["trace_error"] = f"{type(e).__name__}: {e}"[:200]
     return out
 
 
