@@ -202,7 +202,7 @@ def _py_spy(pid: int, out: str) -> subprocess.Popen | None:
 
 
 def measure(name: str, nodes: int, replicas: int, plugin: str, timeout: float, profile: str | None,
-            probe: bool) -> dict[str, Any]:
+            probe: bool, converge_timeout: float = 900.0) -> dict[str, Any]:
     row: dict[str, Any] = {"plugin": plugin, "nodes": nodes, "replicas": replicas}
     sampler = Sampler(name)
     sampler.start()
@@ -232,26 +232,41 @@ def measure(name: str, nodes: int, replicas: int, plugin: str, timeout: float, p
                 slices_at = time.perf_counter() - t0
                 break
             time.sleep(max(0.2, (time.perf_counter() - now) * 2))  # polling must not load the machine
-        daemonctl.wait_converged(name, c.store.current_rv(), max(1.0, deadline - time.perf_counter()))
+        row.update({"pods_ready_s": round(ready_at, 2), "slices_s": round(slices_at, 2)})
+        converged = True
+        try:
+            daemonctl.wait_converged(name, c.store.current_rv(),
+                                     max(1.0, min(deadline, time.perf_counter() + converge_timeout)
+                                         - time.perf_counter()))
+        except daemonctl.DaemonError as e:  # the data plane did not get there: say what held it up
+            converged = False
+            marker = daemonctl.read_marker(name) or {}
+            row["not_converged"] = str(e)[:300]
+            row["blockers"] = (marker.get("blockers") or [])[:5]
+            row["components_failing"] = {k: v.get("error", "")[:200] for k, v in
+                                         daemonctl.read_health(name).items()
+                                         if isinstance(v, dict) and v.get("state") == "failing"}
         apply_s = time.perf_counter() - t0
         if spy is not None:
             spy.send_signal(2)
             spy.wait(60)
         pod_ips = {p["status"]["podIP"] for p in c.store.list("Pod", "default") if o.labels(p).get("app") == "scale"}
-        row.update({"apply_to_all_s": round(apply_s, 2), "pods_ready_s": round(ready_at, 2),
-                    "slices_s": round(slices_at, 2), "ms_per_pod": round(apply_s / replicas * 1000, 3),
-                    "unique_ips": len(pod_ips) == replicas})
-        # Untimed: every node's rules, read back from the kernel.
-        t1 = time.perf_counter()
-        missing = {}
-        for node in c.spec.nodes:
-            have = node_rule_ips(k, naming.node_ns(name, node.name))
-            lack = len(pod_ips - have)
-            if lack:
-                missing[node.name] = lack
-        row["rules_checked_s"] = round(time.perf_counter() - t1, 2)
-        row["nodes_missing_endpoints"] = missing
-        if probe:
+        row.update({"converged": converged, "unique_ips": len(pod_ips) == replicas})
+        if converged:
+            row.update({"apply_to_all_s": round(apply_s, 2), "ms_per_pod": round(apply_s / replicas * 1000, 3)})
+            # Untimed: every node's rules, read back from the kernel.
+            t1 = time.perf_counter()
+            missing = {}
+            for node in c.spec.nodes:
+                have = node_rule_ips(k, naming.node_ns(name, node.name))
+                lack = len(pod_ips - have)
+                if lack:
+                    missing[node.name] = lack
+            row["rules_checked_s"] = round(time.perf_counter() - t1, 2)
+            row["nodes_missing_endpoints"] = missing
+        else:
+            row["gave_up_after_s"] = round(apply_s, 2)
+        if probe and converged:
             row.update(probe_and_trace(c))
         ev = count_events(c, seq0)
         row["events"] = {r: ev.get(r, 0) for r in ("NodeNotReady", "TaintManagerEviction", "SandboxCreated",
@@ -310,6 +325,31 @@ def probe_and_trace(c: Cluster) -> dict[str, Any]:
     return out
 
 
+def proxy_floor(endpoints: int, nodes: int) -> dict[str, Any]:
+    """What any iptables-mode kube-proxy pays per node for a Service with this many endpoints: one full
+    `ProxyAgent.sync` (render + staged iptables-restore) in a throwaway namespace, timed, and that times the
+    number of nodes (every node's rules must hold every endpoint; two cores run at most two at once)."""
+    from netsim.node.proxy_agent import ProxyAgent
+    from netsim.proxy.model import Endpoint, NodeInfo, ProxyConfig, ServicePort
+    k = LinuxKernel()
+    ns = f"netsim-pfl{secrets.token_hex(3)}-node"
+    k.netns_create(ns)
+    try:
+        sp = ServicePort("default", "scale", cluster_ip="10.96.0.100", port=SERVICE_PORT)
+        eps = {sp.key: [Endpoint(f"10.{244 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}", 80, f"node-{i % nodes}")
+                        for i in range(1, endpoints + 1)]}
+        agent = ProxyAgent(k, ns, NodeInfo("node-0", ("172.18.0.2",), "10.244.0.0/24"),
+                           ProxyConfig(skip_unchanged_top_chains=True))
+        t0 = time.perf_counter()
+        agent.sync([sp], eps)
+        one = time.perf_counter() - t0
+    finally:
+        k.netns_delete(ns)
+        k.close()
+    return {"endpoints": endpoints, "proxy_full_sync_one_node_s": round(one, 2),
+            "proxy_all_nodes_s_on_2_cores": round(one * nodes / 2, 1)}
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(prog="bench_scale")
     ap.add_argument("--nodes", type=int, default=100)
@@ -319,7 +359,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--profile", default=None, help="directory for py-spy profiles of the daemon")
     ap.add_argument("--probe", action="store_true", help="probe matrix and trace on each cluster")
     ap.add_argument("--no-floor", action="store_true", help="skip the C floor")
+    ap.add_argument("--converge-timeout", type=float, default=900.0,
+                    help="after every pod is Ready and in the slices, how long to wait for the data plane")
+    ap.add_argument("--proxy-floor", action="store_true",
+                    help="only time one node's full kube-proxy sync for each R (no cluster)")
     args = ap.parse_args(argv)
+    if args.proxy_floor:
+        rows = [proxy_floor(r, args.nodes) for r in args.replicas]
+        for row in rows:
+            print(json.dumps(row), flush=True)
+        return rows
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     tag = secrets.token_hex(2)
@@ -328,21 +377,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         exe = None if args.no_floor else build_cfloor(work, tag)
         for r in args.replicas:
             before = run_cfloor(exe, r) if exe else 0.0
-            row = measure(f"scale{tag}{r}", args.nodes, r, args.plugin, args.timeout, args.profile, args.probe)
+            row = measure(f"scale{tag}{r}", args.nodes, r, args.plugin, args.timeout, args.profile, args.probe,
+                          args.converge_timeout)
             after = run_cfloor(exe, r) if exe else 0.0
-            if exe:
+            if exe and "apply_to_all_s" in row:
                 floor = (before + after) / 2
                 row.update({"cfloor_s": round(floor, 2), "cfloor_before_s": round(before, 2),
                             "cfloor_after_s": round(after, 2), "cfloor_ms_per_pod": round(floor / r * 1000, 3),
                             "apply_vs_floor": round(row["apply_to_all_s"] / floor, 2),
                             "total_vs_floor": round((row["up_s"] + row["apply_to_all_s"]) / floor, 2)})
-            row["total_s"] = round(row["up_s"] + row["apply_to_all_s"], 2)
+            elif exe:
+                row.update({"cfloor_before_s": round(before, 2), "cfloor_after_s": round(after, 2),
+                            "cfloor_ms_per_pod": round((before + after) / 2 / r * 1000, 3)})
+            if "apply_to_all_s" in row:
+                row["total_s"] = round(row["up_s"] + row["apply_to_all_s"], 2)
             row["loadavg_1m"] = round(os.getloadavg()[0], 2)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    if len(rows) > 1:
-        base = rows[0]["ms_per_pod"]
-        print(json.dumps({"per_pod_growth": {r["replicas"]: round(r["ms_per_pod"] / base, 2) for r in rows}}))
+    done = [r for r in rows if "ms_per_pod" in r]
+    if len(done) > 1:
+        base = done[0]["ms_per_pod"]
+        print(json.dumps({"per_pod_growth": {r["replicas"]: round(r["ms_per_pod"] / base, 2) for r in done}}))
     return rows
 
 
