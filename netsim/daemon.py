@@ -40,6 +40,7 @@ from netsim.agents.felix import Felix
 from netsim.agents.flannel import FlannelBackend
 from netsim.agents.kube_proxy import KubeProxy
 from netsim.agents.kubelet import ClusterKubelet
+from netsim.agents.metrics import MetricsServer
 from netsim.agents.pod_sync import PodSync
 from netsim.agents.speaker import Speaker
 from netsim.controlplane import events as ev
@@ -61,9 +62,7 @@ from netsim.dns.server import DnsServer, SnapshotHolder
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
-from netsim.model.metrics import MetricsView
 from netsim.node.kubelet import Kubelet
-from netsim.node.metrics_sampler import MetricsSampler, pod_sample
 from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup
 from netsim.node.watch_delay import WatchDelays
@@ -174,9 +173,7 @@ class Daemon:
                                                                        timing.pod_eviction_timeout)),
                              autoscaling=AutoscalingConfig(**self.spec.autoscaling.as_kwargs()),
                              endpointslice_batch_period=timing.endpointslice_batch_period)
-        # Pod usage (metrics-server's role) for the HPA controller and `netsim top`; controllers' memory.
-        self.sampler = MetricsSampler(self.spec.autoscaling.metric_resolution)
-        self._sampled_at = 0.0
+        # What controllers remember between rounds (the HPA's recommendations and scale events).
         self.controller_memory: dict[str, Any] = {}
         self.network = PodNetwork(self.kernel, self.spec)
         # flanneld on every node (flannel, canal), fed by the Node objects' change log (netsim/agents/flannel.py).
@@ -193,6 +190,9 @@ class Daemon:
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
                                       lambda: self._typed(self.store.list("Service")), self.pod_setup,
                                       lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
+        # Pod usage (metrics-server's role) for the HPA controller and `netsim top` (netsim/agents/metrics.py).
+        self.metrics = MetricsServer(self.store, self.kubelet, self.workload.request_counts,
+                                     self.spec.autoscaling.metric_resolution, metrics_path(cluster))
         # Restarts, container statuses, healing, adoption, Service ports and volumes (netsim/agents/pod_sync.py).
         self.pods = PodSync(self.spec, self.nodes, self.kernel, self.store, self.kubelet, self.clock,
                             lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
@@ -355,34 +355,6 @@ class Daemon:
         out.update(sorted(self._agent_health.items()))
         return out
 
-    def _sample_metrics(self) -> MetricsView:
-        """Usage of every running pod, sampled once per metric resolution (metrics-server scrapes every
-        --metric-resolution, 15 s by default: a pass over all pods and a metrics.json write that often, not
-        every second); written to metrics.json for `netsim top`."""
-        now = time.time()
-        if now - self._sampled_at < self.sampler.resolution:
-            return self.sampler.view
-        self._sampled_at = now
-        samples = []
-        for pod in self.store.list("Pod"):
-            if o.phase(pod) != "Running" or not o.node_name(pod) or not self.kubelet.node_alive(o.node_name(pod)):
-                continue
-            kubelet = self.kubelets.get(o.node_name(pod) or "")
-            procs = kubelet.containers.get(o.key(pod), {}) if kubelet else {}
-            pids = {name: cp.proc.pid for name, cp in procs.items()
-                    if cp.proc is not None and cp.exit_code is None}
-            samples.append(pod_sample(pod, pids))
-        view = self.sampler.sample(now, samples, self.workload.request_counts())
-        path = metrics_path(self.spec.name)
-        tmp = f"{path}.tmp"
-        try:
-            with open(tmp, "w") as f:
-                json.dump({"time": now, "resolution": self.sampler.resolution, **view.to_dict()}, f)
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.debug("cannot write %s: %s", path, exc)
-        return view
-
     def _write_health(self, *, force: bool = False) -> None:
         comps = self.components()
         last, seen = self._health_written
@@ -466,7 +438,7 @@ class Daemon:
         self.pods.heal_sandboxes()
         if self.pods.services_stale:
             self.pods.sync_service_ports()
-        metrics = self._sample_metrics()
+        metrics = self.metrics.sample()
         if self.knative is not None:
             self.knative.before_pass(self.store, self.controller_memory, self._event)
         res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,

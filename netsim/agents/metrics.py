@@ -1,0 +1,69 @@
+"""metrics-server for the cluster: pod usage sampled once per metric resolution, for the HPA and `netsim top`.
+
+metrics-server scrapes every kubelet once per --metric-resolution (15 s by default), not on every change:
+here one pass over the running pods of live nodes that often (process usage from /proc for containers
+with a process, the workload server's request counters for played ones: netsim/node/metrics_sampler.py),
+written to `metrics.json` for `netsim top`; between samples the last view is handed out unchanged.
+Constructed with the store, the cluster's kubelet (which nodes are alive, which processes run) and the
+workload server; `sample()` once per pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from netsim.controlplane import objects as o
+from netsim.model.metrics import MetricsView
+from netsim.node.metrics_sampler import MetricsSampler, pod_sample
+from netsim.store import Store
+
+log = logging.getLogger("netsim.daemon")
+
+
+class MetricsServer:
+    def __init__(self, store: Store, kubelet: Any, request_counts: Callable[[], Any], resolution: float,
+                 path: str, *, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.kubelet = kubelet  # node_alive(node), kubelets[node].containers
+        self.request_counts = request_counts
+        self.sampler = MetricsSampler(resolution)
+        self.path = path
+        self.clock = clock
+        self._sampled_at = 0.0
+
+    @property
+    def view(self) -> MetricsView:
+        return self.sampler.view
+
+    def sample(self) -> MetricsView:
+        """The usage of every running pod, sampled afresh when a metric resolution has passed."""
+        now = self.clock()
+        if now - self._sampled_at < self.sampler.resolution:
+            return self.sampler.view
+        self._sampled_at = now
+        samples = []
+        for pod in self.store.list("Pod"):
+            if o.phase(pod) != "Running" or not o.node_name(pod) or not self.kubelet.node_alive(o.node_name(pod)):
+                continue
+            kubelet = self.kubelet.kubelets.get(o.node_name(pod) or "")
+            procs = kubelet.containers.get(o.key(pod), {}) if kubelet else {}
+            pids = {name: cp.proc.pid for name, cp in procs.items()
+                    if cp.proc is not None and cp.exit_code is None}
+            samples.append(pod_sample(pod, pids))
+        view = self.sampler.sample(now, samples, self.request_counts())
+        tmp = f"{self.path}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"time": now, "resolution": self.sampler.resolution, **view.to_dict()}, f)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", self.path, exc)
+        return view
+
+
+__all__ = ["MetricsServer"]
