@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -114,6 +115,26 @@ def _summary(p: H.Path | None) -> dict[str, Any] | None:
     }
 
 
+def observation_scope(view: ClusterView, source: TraceSource, dest: TraceDestination,
+                      branches: Sequence[H.Path], candidates: Sequence[str]) -> set[str]:
+    """The namespaces a trace observes: every namespace a simulated branch passes, the source and its
+    node, each candidate endpoint (every simulated branch's: a Service's endpoints) and its node,
+    and a node or pod destination with its node. A packet the kernel sends elsewhere than the model says
+    still shows: its last hop in scope is where the observed path ends, and the paths disagree."""
+    scope = {h.netns for b in branches for h in b.hops if h.netns}
+    scope.add(source.netns)
+    nodes = {source.node} if source.node else set()
+    for key in [*candidates, *([dest.pod] if dest.pod else [])]:
+        pod = view.pod(key)
+        if pod is not None:
+            scope.add(pod.netns)
+            nodes.add(pod.node)
+    if dest.kind == "node":
+        nodes.add(view.node_by_ip(dest.ip) or "")
+    scope.update(view.node_ns(n) for n in nodes if n in view.node_ips)
+    return scope
+
+
 def trace(
     cluster: Any,
     src: str,
@@ -146,7 +167,8 @@ def trace(
             if b.endpoint and "/" in b.endpoint and not b.endpoint.startswith(("node/", "host/"))
         ]
         raw = observe_path(
-            cluster.kernel, view, source, dest, tag, extra_pods=candidates, pcap=pcap, timeout=timeout
+            cluster.kernel, view, source, dest, tag, extra_pods=candidates, pcap=pcap, timeout=timeout,
+            scope=observation_scope(view, source, dest, branches, candidates),
         )
         observe_elapsed = raw.elapsed
         if raw.lost:

@@ -8,6 +8,7 @@ store. Unit tests build `NodeView`s by hand and pass them in `ClusterView(nodes=
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +94,37 @@ class ClusterView:
     def host_ns(self, name: str) -> str:
         return self.host_netns.get(name, "")
 
+    # Lookups by namespace, IP and key, indexed once per view: a trace asks them for every event and hop,
+    # and a linear scan over 10,000 pods each time would make a trace's cost follow the cluster's size.
+    @functools.cached_property
+    def _pod_by_netns(self) -> dict[str, PodView]:
+        out: dict[str, PodView] = {}
+        for p in self.pods:
+            out.setdefault(p.netns, p)
+        return out
+
+    @functools.cached_property
+    def _pods_by_ip(self) -> dict[str, list[PodView]]:
+        out: dict[str, list[PodView]] = {}
+        for p in self.pods:
+            if not p.host_network:
+                out.setdefault(p.ip, []).append(p)
+        return out
+
+    @functools.cached_property
+    def _pod_by_key(self) -> dict[str, PodView]:
+        out: dict[str, PodView] = {}
+        for p in self.pods:
+            out.setdefault(p.key, p)
+        return out
+
     def node_of_ns(self, netns: str) -> str | None:
-        return next((n for n in self.node_ips if self.node_ns(n) == netns), None)
+        index = self.__dict__.get("_node_by_netns")
+        if index is None:
+            index = {self.node_ns(n): n for n in self.node_ips}
+            if "" not in index:  # every node's namespace known: keep it (a lazily loaded node may add one)
+                self.__dict__["_node_by_netns"] = index
+        return index.get(netns)
 
     def kind_of(self, netns: str) -> str:
         """pod | node | host | fabric | other"""
@@ -104,7 +134,7 @@ class ClusterView:
             return "node"
         if netns in self.host_netns.values():
             return "host"
-        if any(p.netns == netns for p in self.pods):
+        if netns in self._pod_by_netns:
             return "pod"
         return "other"
 
@@ -118,20 +148,20 @@ class ClusterView:
         host = next((h for h, n in self.host_netns.items() if n == netns), None)
         if host:
             return f"host/{host}"
-        pod = next((p for p in self.pods if p.netns == netns), None)
+        pod = self._pod_by_netns.get(netns)
         return f"pod {pod.key}" if pod else netns
 
     def node_by_ip(self, ip: str) -> str | None:
         return next((n for n, nip in self.node_ips.items() if nip == ip), None)
 
     def pod_by_ip(self, ip: str, node: str | None = None) -> PodView | None:
-        for p in self.pods:
-            if p.ip == ip and not p.host_network and (node is None or p.node == node):
+        for p in self._pods_by_ip.get(ip, ()):
+            if node is None or p.node == node:
                 return p
         return None
 
     def pod(self, key: str) -> PodView | None:
-        return next((p for p in self.pods if p.key == key), None)
+        return self._pod_by_key.get(key)
 
     def host_by_ip(self, ip: str) -> str | None:
         return next((h for h, hip in self.hosts.items() if hip == ip), None)

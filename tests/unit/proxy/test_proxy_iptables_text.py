@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netsim.proxy.iptables_text import IptablesParseError, Ruleset
 
@@ -36,3 +38,19 @@ def test_insert_positions_and_quoted_comments() -> None:
                            "COMMIT\n")
     assert rs.chain("filter", "INPUT").rules[0] == ["-m", "comment", "--comment", "a b", "-j", "K"]
     assert '-A INPUT -m comment --comment "a b" -j K' in rs.to_save()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='ab -"\t\\\'/:', max_size=24))
+def test_split_rule_tokenises_as_shlex_does(line):
+    """The fast paths of split_rule (no quotes; double quotes only) give shlex's tokens or shlex's error."""
+    import shlex
+
+    from netsim.proxy.iptables_text import split_rule
+    try:
+        expected = shlex.split(line, posix=True)
+    except ValueError:
+        with pytest.raises(ValueError):
+            split_rule(line)
+        return
+    assert split_rule(line) == expected

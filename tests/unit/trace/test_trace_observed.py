@@ -336,3 +336,27 @@ def test_an_echo_reply_whose_id_a_masquerade_rewrote_is_still_the_reply():
                  CtTuple("10.244.1.5", "172.18.0.2", icmp_type=0, icmp_id=31000))
     assert not is_reply(captured, tag)
     assert is_reply(captured, tag, reply_tuples({NA: [ct]}))
+
+
+def test_a_trace_observes_the_namespaces_on_its_path_not_the_whole_cluster():
+    """At 100 nodes and 10,000 pods, listeners on every node and taps on every pod would cost seconds:
+    the observation covers what the simulation names (hops, endpoints, their nodes) and the source."""
+    import dataclasses
+
+    from netsim.trace.api import observation_scope
+    from netsim.trace.view import PodView
+
+    v = S.view()
+    far = PodView("default/far", "10.244.2.7", "node-c", "netsim-t-pod-default-far", {"app": "far"})
+    v = dataclasses.replace(v, pods=[*v.pods, far], node_ips={**v.node_ips, "node-c": "172.18.0.4"},
+                            node_netns={**v.node_netns, "node-c": "netsim-t-node-c"})
+    branches = simulate(v, S.CLIENT, S.WEB_SVC, 40000)
+    candidates = [b.endpoint for b in branches if b.endpoint]
+    scope = observation_scope(v, S.CLIENT, S.WEB_SVC, branches, candidates)
+    assert {"netsim-t-pod-default-client", "netsim-t-pod-default-web-a", "netsim-t-pod-default-web-b",
+            v.node_ns("node-a"), v.node_ns("node-b")} <= scope
+    assert "netsim-t-node-c" not in scope and far.netns not in scope
+    # a pod destination brings its node even when no branch reaches it
+    scope = observation_scope(v, S.CLIENT, S.WEB_B, [], [])
+    assert {"netsim-t-pod-default-web-b", v.node_ns("node-b"), v.node_ns("node-a")} <= scope
+    assert v.pod_by_ip("10.244.2.7") == far and v.label_of(far.netns) == "pod default/far"
