@@ -50,6 +50,7 @@ from netsim import daemonctl, naming, state
 from netsim.api import Cluster
 from netsim.controlplane import objects as o
 from netsim.kernel.linux import LinuxKernel
+from netsim.model.limits import MAX_REPLICAS
 
 CFLOOR_CANDIDATES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "cfloor.c",
                      Path("/work/shared/bench/cfloor.c"))
@@ -138,16 +139,22 @@ class Sampler(threading.Thread):
 
 # -- the objects and the checks -------------------------------------------------------------------------
 def manifests(replicas: int) -> list[dict[str, Any]]:
-    labels = {"app": "scale"}
-    return [
+    """The Service and its Deployments: one while R fits netsim's bound on replicas (MAX_REPLICAS), else
+    several equal ones (`scale-0`, `scale-1`, ...) whose pods all carry the Service's label."""
+    parts = -(-replicas // MAX_REPLICAS)
+    sizes = [replicas // parts + (1 if i < replicas % parts else 0) for i in range(parts)]
+    docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "scale", "namespace": "default"},
-         "spec": {"selector": labels, "ports": [{"port": SERVICE_PORT, "targetPort": 80}]}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "scale", "namespace": "default"},
-         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels},
-                               "spec": {"containers": [{"name": "web", "image": "nginx",
-                                                        "ports": [{"containerPort": 80}]}]}}}},
-    ]
+         "spec": {"selector": {"app": "scale"}, "ports": [{"port": SERVICE_PORT, "targetPort": 80}]}}]
+    for i, n in enumerate(sizes):
+        name = "scale" if parts == 1 else f"scale-{i}"
+        labels = {"app": "scale", "part": str(i)}
+        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
+                     "spec": {"replicas": n, "selector": {"matchLabels": labels},
+                              "template": {"metadata": {"labels": labels},
+                                           "spec": {"containers": [{"name": "web", "image": "nginx",
+                                                                    "ports": [{"containerPort": 80}]}]}}}})
+    return docs
 
 
 def ready_ips(c: Cluster) -> set[str]:
