@@ -71,9 +71,16 @@ def build_cfloor(workdir: str, tag: str) -> str:
     return exe
 
 
-def run_cfloor(exe: str, n: int) -> float:
-    out = subprocess.run([exe, str(n)], check=True, capture_output=True, text=True, timeout=600)
-    return float(out.stdout.strip().splitlines()[-1])
+def run_cfloor(exe: str, n: int, tag: str, timeout: float = 1800.0) -> float:
+    """Seconds cfloor took for n sandboxes. Killed (a timeout), it cannot remove its namespaces itself:
+    whatever of this run's prefix is left is removed here."""
+    try:
+        out = subprocess.run([exe, str(n)], check=True, capture_output=True, text=True, timeout=timeout)
+        return float(out.stdout.strip().splitlines()[-1])
+    finally:
+        from netsim.kernel import netns
+        for name in netns.list_names(f"netsim-cfl{tag}-"):
+            netns.remove(name)
 
 
 # -- sampling while the cluster runs --------------------------------------------------------------------
@@ -383,10 +390,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as work:
         exe = None if args.no_floor else build_cfloor(work, tag)
         for r in args.replicas:
-            before = run_cfloor(exe, r) if exe else 0.0
+            before = run_cfloor(exe, r, tag) if exe else 0.0
             row = measure(f"scale{tag}{r}", args.nodes, r, args.plugin, args.timeout, args.profile, args.probe,
                           args.converge_timeout)
-            after = run_cfloor(exe, r) if exe else 0.0
+            after = run_cfloor(exe, r, tag) if exe else 0.0
             if exe and "apply_to_all_s" in row:
                 floor = (before + after) / 2
                 row.update({"cfloor_s": round(floor, 2), "cfloor_before_s": round(before, 2),
