@@ -149,3 +149,14 @@ def test_store_spec_parses_validates_and_round_trips():
         with pytest.raises(SpecError) as e:
             parse_cluster(spec(store=store), Source("c.yaml"))
         assert f"field {field}:" in str(e.value) and text in str(e.value) and "c.yaml: Cluster" in str(e.value)
+
+
+def test_netsim_store_env_sets_the_default_store_only(monkeypatch):
+    from netsim.etcd.config import default_store
+    from netsim.model.storespec import StoreSpec
+    monkeypatch.setenv("NETSIM_STORE", "etcd")
+    assert default_store(StoreSpec()) == StoreSpec("etcd")
+    given = StoreSpec("etcd", ("http://127.0.0.1:2379",))
+    assert default_store(given) is given
+    monkeypatch.setenv("NETSIM_STORE", "bogus")
+    assert default_store(StoreSpec()) == StoreSpec()
