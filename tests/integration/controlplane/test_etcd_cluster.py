@@ -74,3 +74,30 @@ def test_down_finds_the_etcd_whose_record_was_lost(tmp_path, cluster_name):
     os.remove(os.path.join(base, "store.json"))
     run_netsim("down", "--name", cluster_name)
     assert server.find(data_dir) == [] and not os.path.exists(base)
+
+
+def test_a_cluster_on_a_given_etcd_keeps_to_its_prefix_and_down_deletes_it(tmp_path, cluster_name):
+    """spec.store.endpoints: an etcd someone else runs. The cluster's keys live under /netsim/<cluster>/,
+    keys of others are left alone, and `down` deletes the cluster's (no etcd of its own is started)."""
+    from netsim.etcd.client import Etcd, put
+    from tests.conftest import private_etcd
+    with private_etcd() as rec:
+        etcd = Etcd([rec.client_url])
+        etcd.txn([], [put("/other/keep", "x"), put(f"/netsim/{cluster_name}/registry/pods/default/stale", "{}")])
+        path = tmp_path / "cluster.yaml"
+        path.write_text(f"apiVersion: netsim/v1alpha1\nkind: Cluster\nmetadata: {{name: {cluster_name}}}\n"
+                        f"spec: {{nodes: 1, store: {{type: etcd, endpoints: ['{rec.client_url}']}}}}\n")
+        run_netsim("up", "-f", str(path), "--no-daemon")
+        assert server.find(os.path.join(naming.state_dir(cluster_name), "etcd")) == []
+        from netsim.storefactory import open_store
+        store = open_store(cluster_name)  # what every process of the cluster opens
+        store.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})
+        store.close()
+        prefix = f"/netsim/{cluster_name}/"
+        _, kvs, _ = etcd.range(prefix, prefix[:-1] + "0", keys_only=True)
+        keys = {kv.key for kv in kvs}
+        assert f"{prefix}registry/minions/node-1" in keys and f"{prefix}registry/pods/default/stale" not in keys
+        run_netsim("down", "--name", cluster_name)
+        assert etcd.range(prefix, prefix[:-1] + "0", count_only=True)[2] == 0
+        assert etcd.range("/other/keep")[2] == 1
+        etcd.close()
