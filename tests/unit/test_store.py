@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import threading
 import time
 
@@ -469,3 +470,27 @@ def test_etcd_feed_resumes_after_etcd_restarts(tmp_path):
         s.close()
     finally:
         server.stop(str(tmp_path))
+
+
+def _die_holding_the_lock(endpoints, prefix) -> None:
+    from netsim.etcd import store as etcd_store_mod
+    etcd_store_mod.LOCK_TTL = 2  # the lease the lock is put on
+    s = etcd_store_mod.EtcdStore(endpoints, prefix)
+    with s.transaction() as tx:
+        tx.create(pod("never"))
+        os._exit(0)  # a crash inside the block: no commit, no release, no lease revocation
+
+
+def test_etcd_lock_of_a_crashed_holder_goes_with_its_lease(etcd_server):
+    s = etcd_store(etcd_server)
+    ctx = multiprocessing.get_context("fork")
+    p = ctx.Process(target=_die_holding_the_lock, args=(s.endpoints, s.prefix))
+    p.start()
+    p.join(30)
+    raw = s.etcd.range(s.lock_key)
+    assert raw[2] == 1  # the dead process's lock is still there...
+    t0 = time.monotonic()
+    s.create(pod("after"))  # ...and a writer waits for its lease to expire, not for ever
+    assert time.monotonic() - t0 < 10
+    assert s.get("Pod", "default", "never") is None and s.get("Pod", "default", "after") is not None
+    s.close()
