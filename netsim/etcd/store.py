@@ -75,7 +75,7 @@ LOCK_TTL = 10  # seconds: a crashed lock holder blocks writers at most this long
 LOCK_WAIT = 30.0  # seconds a writer waits for the lock before giving up (SQLite's busy timeout is 10 s)
 FEED_TIMEOUT = 10.0
 TXN_READS = 128
-CACHE_EVENTS = 20_000  # the feed cache keeps at most this many events (whole revisions)  # etcd's default --max-txn-ops: reads batched into Txns of at most this many  # a change feed read that stops short of current_rv gives up after this long
+CACHE_EVENTS = 10_000  # the feed cache keeps at most this many events (whole revisions)  # etcd's default --max-txn-ops: reads batched into Txns of at most this many  # a change feed read that stops short of current_rv gives up after this long
 
 
 def resource_path(kind: str) -> str:
@@ -470,7 +470,9 @@ class _FeedCache:
                 with w:
                     for _, events in w.responses():
                         with self.cond:
-                            self.events += [(e.kv.mod_revision, e) for e in events]
+                            # Only a deletion needs the state before it (its object); keep no more.
+                            self.events += [(e.kv.mod_revision, e if e.type == "DELETE" else
+                                             ec.WatchEvent(e.type, e.kv, None)) for e in events]
                             self.progress = max(self.progress, events[-1].kv.mod_revision)
                             if len(self.events) > CACHE_EVENTS:
                                 cut = self.events[len(self.events) - CACHE_EVENTS][0]  # whole revisions go
