@@ -203,7 +203,10 @@ class Cluster:
         with self.store.transaction() as tx:
             namespaces = [n["metadata"]["name"] for n in tx.list("Namespace")]
             try:
-                admitted = admit(docs, self.spec, tx.list("Service"), namespaces)
+                # Only a Service needs the stored ones (its allocations); a slice or a pod alone does not
+                # decode every Service of the cluster inside the write transaction.
+                stored = tx.list("Service") if any(d.get("kind") == "Service" for d in docs) else []
+                admitted = admit(docs, self.spec, stored, namespaces)
             except SpecError as e:  # admission (allocations, external IPs): name the file the object came from
                 src = where.get(e.obj or "")
                 if src is None:
