@@ -255,8 +255,10 @@ def idle_cpu(pid: int, seconds: float) -> float:
 
 def run(kind: str, args, tag: str) -> list[dict]:
     name = f"bsv{tag}{kind[:2]}"
+    # A node's pod CIDR is a /24 (at most 254 pods): the selector run gets the nodes its pods need.
+    nodes = max(args.nodes, args.pods // 240 + 1) if kind == "selector" else args.nodes
     spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
-                          "spec": {"nodes": args.nodes}}, Source("<bench>"))
+                          "spec": {"nodes": nodes}}, Source("<bench>"))
     rows = []
     k = LinuxKernel()
     c = Cluster.up(spec, timeout=180)
@@ -265,7 +267,7 @@ def run(kind: str, args, tag: str) -> list[dict]:
         pid = int(st.extra["daemonPid"])
         netnses = [ns for ns, _ in node_infos(st, spec)]
         print(json.dumps({"cluster": name, "daemon_pid": pid}), flush=True)
-        base = {"bench": f"services_{kind}", "services": args.services, "nodes": args.nodes}
+        base = {"bench": f"services_{kind}", "services": args.services, "nodes": nodes}
         if kind == "selector":
             path = write_yaml(groups(args.pods))
             try:
