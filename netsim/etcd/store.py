@@ -258,18 +258,25 @@ class EtcdStore(Store):
         if self.current_rv() > rv:
             return True
         try:
-            with self.etcd.watch(self.rv_key, None, max(int(rv) + 1, 1), timeout=max(0.001, timeout)) as w:
-                w.settimeout(max(0.001, deadline - time.monotonic()))
+            # Set up with the client's timeout (a loaded etcd may take a while to answer the create);
+            # only the wait itself is bounded by `timeout`.
+            with self.etcd.watch(self.rv_key, None, max(int(rv) + 1, 1)) as w:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return self.current_rv() > rv
+                w.settimeout(remaining)
                 for _ in w.responses():
                     return True
         except TimeoutError:
             return False
-        except ec.EtcdCompacted:  # the revision after rv is gone: poll instead
-            while time.monotonic() < deadline:
+        except ec.EtcdError as exc:  # compacted past rv, or etcd unreachable for now: poll until the deadline
+            log.debug("waiting for a change by polling: %s", exc)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ec.EtcdError):
                 if self.current_rv() > rv:
                     return True
-                time.sleep(0.05)
-        return self.current_rv() > rv
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return False
 
     # -- compaction ----------------------------------------------------------------------------------
     def compact(self, rv: int) -> int:

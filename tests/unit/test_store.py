@@ -494,3 +494,19 @@ def test_etcd_lock_of_a_crashed_holder_goes_with_its_lease(etcd_server):
     assert time.monotonic() - t0 < 10
     assert s.get("Pod", "default", "never") is None and s.get("Pod", "default", "after") is not None
     s.close()
+
+
+def test_etcd_wait_for_change_never_raises_when_a_watch_cannot_be_set_up(etcd_server, monkeypatch):
+    """A loaded etcd that does not answer a watch's creation in time: the wait polls until its deadline
+    (it used to raise, which stopped the daemon waiting for its next pass)."""
+    from netsim.etcd.client import EtcdError
+    s = etcd_store(etcd_server)
+    rv = s.current_rv()
+
+    def slow_watch(*a, **kw):
+        raise EtcdError("cannot watch etcd: timed out")
+    monkeypatch.setattr(s.etcd, "watch", slow_watch)
+    assert s.wait_for_change(rv, 0.0) is False and s.wait_for_change(rv, 0.1) is False
+    threading.Timer(0.05, lambda: s.create(pod("x"))).start()
+    assert s.wait_for_change(rv, 5) is True
+    s.close()
