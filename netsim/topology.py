@@ -47,7 +47,8 @@ from typing import Any
 import networkx as nx
 
 from netsim.kernel.api import Fdb, Link, Neigh, Route
-from netsim.kernel.routes import covers, lookup_route
+from netsim.kernel.routes import covers, next_hop, vxlan_peer
+from netsim.kernel.routes import lookup_route as lookup_route  # the shared lookup, re-exported for callers
 
 EDGE_KINDS = ("veth", "bridge-port", "route", "underlay", "vxlan-tunnel", "endpoint", "frontend", "announce")
 DATA_PLANE_KINDS = ("veth", "bridge-port", "route", "underlay", "vxlan-tunnel")
@@ -283,7 +284,8 @@ def build_graph(data: TopologyData) -> nx.MultiDiGraph:
         for tid in [v for v in g.successors(node_id(n.name)) if g.nodes[v].get("kind") == "tunnel"]:
             t = g.nodes[tid]
             for vtep_ip, mac in t["neighs"].items():
-                outer = t["fdb"].get(mac)
+                _, entry = vxlan_peer(n.neighs, n.fdbs, t["ifname"], vtep_ip)
+                outer = entry.dst if entry else None
                 remote = node_by_ip.get(outer or "")
                 if remote is None:
                     continue
@@ -488,8 +490,8 @@ def _segment(g: nx.MultiDiGraph, cur: str, dev_vertex: str, ifname: str, nexthop
             raise PathError(f"{cur}: veth {a['ifname']} leads to no known pod")
         return [dev_vertex, a["pod"]]
     if kind == "tunnel":
-        mac = a["neighs"].get(nexthop)
-        outer = a["fdb"].get(mac or "")
+        _, entry = _vxlan_peer(g, a, nexthop)
+        outer = entry.dst if entry else None
         if outer is None:
             raise PathError(f"{cur}: {a['ifname']} has no neighbour/FDB entry for {nexthop}")
         for _, rt, e in g.out_edges(dev_vertex, data=True):
@@ -551,19 +553,18 @@ def forward_hops(g: nx.MultiDiGraph, src: str, dst_ip: str, *, endpoint: str | N
             else:  # after a DNAT to an address of this very vertex (a host-network endpoint)
                 hops.append(Hop(cur, "deliver"))
             return hops
-        r = lookup_route(a.get("routes", []), dst_ip)
+        step = next_hop(a.get("routes", []), dst_ip)
+        r, dev, nexthop = step.route, step.dev, step.nexthop
         if r is None:
             raise PathError(f"{cur}: no route to {dst_ip}", partial())
-        if r.kind != "unicast":
+        if not step.forwards:
             raise PathError(f"{cur}: {r.kind} route {r.dst} for {dst_ip}", partial())
-        dev = r.dev or _dev_for_gateway(a, r.via)
         if dev == "lo":  # a local route (a LoadBalancer IP the node announces): delivered here
             hops.append(Hop(cur, "deliver", route=r, dev=dev))
             return hops
         nxt = a.get("ifaces", {}).get(dev or "")
         if nxt is None:
             raise PathError(f"{cur}: route {r.dst} uses {dev}, which the topology does not know", partial())
-        nexthop = r.via or dst_ip
         routed = Hop(cur, "route", route=r, dev=dev, nexthop=nexthop)
         if hops[-1].vertex == cur:  # the DNAT hop sits between the arrival and the routing decision
             hops[-1] = replace(routed, action="send" if hops[-1].action == "send" else "route")
@@ -585,8 +586,10 @@ def _crossing(g: nx.MultiDiGraph, v: str, nexthop: str, *, first: bool) -> Hop:
     if a.get("kind") != "tunnel":
         return Hop(v, "cross")
     if first:  # the sending VTEP: neighbour -> MAC, FDB -> outer destination
-        mac = a["neighs"].get(nexthop)
-        outer = {"src": a["local"], "dst": a["fdb"].get(mac), "vni": a["vni"], "port": a["port"], "vtepMAC": mac}
+        neigh, entry = _vxlan_peer(g, a, nexthop)
+        mac = neigh.mac if neigh else None
+        outer = {"src": a["local"], "dst": entry.dst if entry else None, "vni": a["vni"], "port": a["port"],
+                 "vtepMAC": mac}
         return Hop(v, "encap", outer=outer)
     return Hop(v, "decap")
 
@@ -606,11 +609,11 @@ def forward(g: nx.MultiDiGraph, src: str, dst_ip: str, *, endpoint: str | None =
     return out
 
 
-def _dev_for_gateway(a: dict[str, Any], via: str | None) -> str | None:
-    if via is None:
-        return None
-    r = lookup_route([x for x in a.get("routes", []) if x.via is None and x.dev], via)
-    return r.dev if r else None
+def _vxlan_peer(g: nx.MultiDiGraph, tunnel: dict[str, Any], nexthop: str) -> tuple[Neigh | None, Fdb | None]:
+    """A tunnel vertex's neighbour and FDB entry for `nexthop`, from its node's kernel facts, resolved by the
+    walkers' shared `netsim.kernel.routes.vxlan_peer`."""
+    node = g.nodes[node_id(tunnel["node"])]
+    return vxlan_peer(node.get("neighs", []), node.get("fdbs", []), tunnel["ifname"], nexthop)
 
 
 def _pick_endpoint(g: nx.MultiDiGraph, sid: str, endpoint: str | None) -> str:

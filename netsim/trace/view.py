@@ -15,7 +15,7 @@ from typing import Any
 
 from netsim import naming
 from netsim.kernel.api import Fdb, Link, Neigh, Route
-from netsim.kernel.routes import lookup_route
+from netsim.kernel.routes import NextHop, lookup_route, next_hop, vxlan_peer
 
 
 @dataclass
@@ -43,11 +43,21 @@ class NodeView:
         """Longest-prefix match in the main table (what `ip route get` would pick, minus policy rules)."""
         return lookup_route(self.routes, ip)
 
+    def next_hop(self, ip: str) -> NextHop:
+        """The route, out device and next hop for `ip`: the forwarding decision both packet walkers share
+        (`netsim.kernel.routes.next_hop`; the topology graph's `forward_hops` makes it with the same call)."""
+        return next_hop(self.routes, ip)
+
     def neigh(self, ifname: str, ip: str) -> Neigh | None:
-        return next((n for n in self.neighs if n.ifname == ifname and n.ip == ip), None)
+        return self.vxlan_peer(ifname, ip)[0]
 
     def fdb(self, ifname: str, mac: str) -> Fdb | None:
         return next((f for f in self.fdbs if f.ifname == ifname and f.mac.lower() == mac.lower()), None)
+
+    def vxlan_peer(self, ifname: str, ip: str) -> tuple[Neigh | None, Fdb | None]:
+        """The neighbour (VTEP MAC) and FDB entry (remote node IP) of next hop `ip` on VXLAN device `ifname`
+        (`netsim.kernel.routes.vxlan_peer`, shared with the topology graph)."""
+        return vxlan_peer(self.neighs, self.fdbs, ifname, ip)
 
 
 @dataclass(frozen=True)

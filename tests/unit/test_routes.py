@@ -3,10 +3,16 @@ topology graph pick the same route for the same table."""
 
 from __future__ import annotations
 
+import pytest
+
 from netsim import topology
-from netsim.kernel.api import Route
-from netsim.kernel.routes import covers, lookup_route, prefix_len
-from netsim.trace.view import NodeView
+from netsim.kernel.api import Fdb, Neigh, Route
+from netsim.kernel.routes import covers, lookup_route, next_hop, prefix_len, vxlan_peer
+from netsim.trace import hops as H
+from netsim.trace.resolve import TraceDestination, TraceSource
+from netsim.trace.simulate.walk import simulate
+from netsim.trace.view import ClusterView, NodeView, PodView
+from tests.unit.topology import examples as ex
 
 ROUTES = [Route("default", via="172.18.0.1", dev="eth0"), Route("10.244.0.0/16", dev="a"),
           Route("10.244.1.0/24", dev="flannel.1", onlink=True), Route("10.244.1.0/24", dev="second"),
@@ -29,3 +35,86 @@ def test_trace_and_topology_walk_with_the_same_lookup():
     assert topology.lookup_route is lookup_route
     nv = NodeView(name="n", netns="ns", ip="172.18.0.2", routes=ROUTES)
     assert nv.route_for("10.244.1.7") is lookup_route(ROUTES, "10.244.1.7")
+
+
+# --- one walker: topology's forward_hops and trace's simulation make the same forwarding decisions -------
+
+def _view_of(data: topology.TopologyData) -> ClusterView:
+    """Trace's cluster view of the very kernel facts a TopologyData holds (no iptables rules: nothing NATs)."""
+    nodes = {n.name: NodeView(n.name, n.ip, n.netns, list(n.addrs), list(n.routes), {lk.name: lk for lk in n.links},
+                              list(n.neighs), list(n.fdbs)) for n in data.nodes}
+    pods = [PodView(p.key, p.ip, p.node, p.netns, dict(p.labels)) for p in data.pods]
+    return ClusterView(data.cluster, data.plugin, data.backend, {n.name: n.ip for n in data.nodes}, pods,
+                       {h.name: h.ip for h in data.hosts}, data.fabric.netns, nodes=nodes,
+                       node_netns={n.name: n.netns for n in data.nodes},
+                       host_netns={h.name: h.netns for h in data.hosts})
+
+
+def _both_walk(data: topology.TopologyData, src: str, dst: str) -> tuple[list[topology.Hop], H.Path]:
+    g = topology.build_graph(data)
+    a, b = (next(p for p in data.pods if p.key == k) for k in (src, dst))
+    hops = topology.forward_hops(g, topology.pod_id(a.namespace, a.name), b.ip)
+    source = TraceSource(f"pod {a.key}", "pod", a.netns, a.ip, a.node, a.key)
+    dest = TraceDestination(b.key, "pod", b.ip, 80, "TCP", pod=b.key)
+    (path,) = simulate(_view_of(data), source, dest, 40000)
+    return hops, path
+
+
+def _nodes_routed(hops: list[topology.Hop]) -> list[str]:
+    return [h.vertex[len("node/"):] for h in hops if h.vertex.startswith("node/") and h.action == "route"]
+
+
+def _upper_fdb_macs(data: topology.TopologyData) -> topology.TopologyData:
+    """The same cluster with its FDB MACs printed in upper case (six bytes to the kernel either way)."""
+    for n in data.nodes:
+        n.fdbs = [Fdb(f.ifname, f.mac.upper(), f.dst, f.permanent) for f in n.fdbs]
+    return data
+
+
+@pytest.mark.parametrize("make", [lambda: ex.flannel("vxlan"), lambda: ex.flannel("host-gw"), ex.calico,
+                                  lambda: _upper_fdb_macs(ex.flannel("vxlan")), lambda: _upper_fdb_macs(ex.calico())],
+                         ids=["flannel-vxlan", "flannel-host-gw", "calico-vxlan", "flannel-FDB-MACs-upper",
+                              "calico-FDB-MACs-upper"])
+def test_topology_and_trace_agree_on_a_pod_to_pod_path(make):
+    """Across nodes, both walkers deliver, route on the same nodes in the same order, and wrap the packet in
+    the same outer header (source/destination node, VNI, UDP port) where the route is a VXLAN device."""
+    hops, path = _both_walk(make(), "default/a", "default/b")
+    assert path.verdict == H.VERDICT_DELIVERED and path.endpoint == "default/b"
+    assert hops[-1].action == "deliver" and hops[-1].vertex == "pod/default/b"
+    routed = [h.node for h in path.hops if h.component == H.ROUTING and h.direction != "reply"
+              and not h.node.startswith("pod ")]
+    assert _nodes_routed(hops) == routed == ["node-1", "node-2"]
+    encap = [h.outer for h in hops if h.action == "encap"]
+    if path.tunnel is None:
+        assert encap == []
+    else:
+        assert [{k: o[k] for k in ("src", "dst", "vni", "port")} for o in encap] == [path.tunnel]
+
+
+def test_one_next_hop_decision():
+    """`next_hop` is the route, its device (through the gateway's connected route when only `via` is given,
+    as the kernel resolves it) and the neighbour; `vxlan_peer` the VTEP MAC and outer destination."""
+    routes = [Route("172.18.0.0/16", dev="eth0", scope="link"), Route("10.244.1.0/24", via="172.18.0.3"),
+              Route("10.244.9.0/24", kind="blackhole")]
+    step = next_hop(routes, "10.244.1.5")
+    assert (step.route.dst, step.dev, step.nexthop, step.forwards) == ("10.244.1.0/24", "eth0", "172.18.0.3", True)
+    assert not next_hop(routes, "10.244.9.1").forwards and next_hop(routes, "8.8.8.8").route is None
+    neigh, fdb = vxlan_peer([Neigh("flannel.1", "10.244.1.0", "4a:00:00:00:00:02", True)],
+                            [Fdb("flannel.1", "4A:00:00:00:00:02", None, True),
+                             Fdb("flannel.1", "4A:00:00:00:00:02", "172.18.0.3", True)], "flannel.1", "10.244.1.0")
+    assert neigh.mac == "4a:00:00:00:00:02" and fdb.dst == "172.18.0.3"
+    assert vxlan_peer([], [], "flannel.1", "10.244.1.0") == (None, None)
+
+
+def test_the_walkers_keep_no_forwarding_logic_of_their_own():
+    """topology.py and trace's simulation decide the route, device and VXLAN peer through
+    netsim.kernel.routes only: neither reads a route table, neighbour or FDB list itself."""
+    import inspect
+
+    from netsim.trace.simulate import reply, walk
+
+    assert not hasattr(topology, "_dev_for_gateway")
+    for mod in (topology, walk, reply):
+        src = inspect.getsource(mod)
+        for own in ("lookup_route(", "route_for(", ".neigh(", ".fdb(", '["neighs"].get(', '["fdb"].get('):
+            assert own not in src, f"{mod.__name__} walks with its own {own}"

@@ -100,16 +100,16 @@ def walk_reply(
                 hop(where, ns, H.DELIVERY, H.RECEIVED, f"the answer reaches node {where} ({dst})")
                 return ReplyWalk(True, "", hops)
             return lost(where, ns, f"it goes to node {where} ({dst}), which did not send the request")
-        route = nv.route_for(dst)
-        if route is None or route.kind != "unicast":
+        step = nv.next_hop(dst)
+        route = step.route
+        if route is None or not step.forwards:
             what = "no route" if route is None else f"a {route.kind} route ({route.dst})"
             return lost(where, ns, f"node {where} has {what} to {dst}")
-        dev = route.dev or ""
+        dev = step.dev or ""
         link = nv.links.get(dev)
         if link is not None and link.kind == "vxlan":
-            via = route.via or dst
-            neigh = nv.neigh(dev, via)
-            fdb = nv.fdb(dev, neigh.mac) if neigh is not None else None
+            via = step.nexthop
+            _, fdb = nv.vxlan_peer(dev, via)
             vtep = fdb.dst if fdb is not None else None
             remote = view.node_by_ip(vtep) if vtep else None
             if remote is None:
@@ -119,7 +119,7 @@ def walk_reply(
             kind, where = "node", remote
             continue
         if dev == "eth0":
-            nxt = route.via or dst
+            nxt = step.nexthop
             other = view.node_by_ip(nxt)
             if other is not None and other != where:
                 hop(where, ns, H.FORWARDING, H.FORWARDED, f"{dst} via node {other} ({nxt}) on the underlay",

@@ -153,8 +153,9 @@ class Simulator:
             return self._at_node(node, pkt, iface, "external", path, 0, egress_pending=True)
         if src.kind == "node":
             nv = self.view.node(src.node or "")
-            r = nv.route_for(dst.ip)
-            ip = (r.src if r and r.src else None) or (nv.addr_of(r.dev) if r and r.dev else None) or src.ip
+            step = nv.next_hop(dst.ip)
+            r = step.route
+            ip = (r.src if r and r.src else None) or (nv.addr_of(step.dev) if step.dev else None) or src.ip
             self.first_src = ip
             pkt = _Pkt(ip, dst.ip, proto, self.sport, dst.port)
             return self._at_node(src.node or "", pkt, None, "local", path, 0)
@@ -357,11 +358,12 @@ class Simulator:
                     interface=in_iface,
                 )
             ]
-        route = nv.route_for(dst)
-        if route is None or route.kind != "unicast":
+        step = nv.next_hop(dst)
+        route = step.route
+        if route is None or not step.forwards:
             reason = f"no route to {dst}" if route is None else f"{route_text(route)} drops it"
             return [self._end(br, H.VERDICT_UNREACHABLE, node, ns, H.ROUTING, H.DROPPED, reason)]
-        out_dev = route.dev or ""
+        out_dev = step.dev or ""
         masq = oc.masquerade
         decided = oc
         if in_iface is not None or out_dev:
@@ -423,9 +425,9 @@ class Simulator:
             br.hops.append(snat_hop)
             br.snat.append((node, pre_snat.src, cur.src))
         if link is not None and link.kind == "vxlan":
-            return self._vxlan(node, nv, cur, route, link, br, depth)
+            return self._vxlan(node, nv, cur, step.nexthop, link, br, depth)
         if out_dev == "eth0":
-            nxt = route.via or dst
+            nxt = step.nexthop
             nnode = self.view.node_by_ip(nxt)
             if nnode is not None and nnode != node:
                 br.hops.append(
@@ -494,12 +496,11 @@ class Simulator:
         ]
 
     def _vxlan(
-        self, node: str, nv: NodeView, cur: _Pkt, route: Route, link: Any, br: H.Path, depth: int
+        self, node: str, nv: NodeView, cur: _Pkt, via: str, link: Any, br: H.Path, depth: int
     ) -> list[H.Path]:
         ns = nv.netns
         vx = link.vxlan or {}
-        via = route.via or cur.dst
-        neigh = nv.neigh(link.name, via)
+        neigh, fdb = nv.vxlan_peer(link.name, via)
         if neigh is None:
             return [
                 self._end(
@@ -512,7 +513,6 @@ class Simulator:
                     f"no neighbour entry for {via} on {link.name}",
                 )
             ]
-        fdb = nv.fdb(link.name, neigh.mac)
         if fdb is None or not fdb.dst:
             return [
                 self._end(
