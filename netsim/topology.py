@@ -711,16 +711,14 @@ def collect(cluster: Any, *, pod_routes: bool = True) -> TopologyData:
     fabric = FabricData(netns=fabric_ns, bridge=naming.UNDERLAY_BRIDGE, links=k.links(fabric_ns),
                         addrs=k.addrs(fabric_ns), routes=k.routes(fabric_ns))
     data = TopologyData(cluster=st.name, plugin=spec.network.plugin, backend=spec.network.backend, fabric=fabric)
+    from netsim.trace.view import read_node
     node_links: dict[str, set[str]] = {}
     for rec in st.nodes:
-        ns = rec["netns"]
-        links = k.links(ns) if k.netns_exists(ns) else []
-        node_links[rec["name"]] = {link.name for link in links}
-        fdbs = [f for link in links if link.kind == "vxlan" for f in k.fdbs(ns, link.name)]
-        present = bool(links)
-        data.nodes.append(NodeData(rec["name"], rec["ip"], rec.get("podCIDR", ""), ns, links,
-                                   k.addrs(ns) if present else [], k.routes(ns) if present else [],
-                                   k.neighs(ns) if present else [], fdbs))
+        # the node reader trace's cluster view uses, without netfilter state and with every neighbour entry
+        nv = read_node(k, rec["name"], rec["ip"], rec["netns"], filters=False, all_neighs=True)
+        node_links[rec["name"]] = set(nv.links)
+        data.nodes.append(NodeData(rec["name"], rec["ip"], rec.get("podCIDR", ""), nv.netns, list(nv.links.values()),
+                                   nv.addrs, nv.routes, nv.neighs, nv.fdbs))
     host_ports = {link.peer_netns_id: link.name for link in fabric.links if link.name.startswith("h")}
     for i, rec in enumerate(st.hosts):
         ns = rec["netns"]

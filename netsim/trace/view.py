@@ -199,6 +199,29 @@ def parse_ipset_save(text: str) -> dict[str, list[str]]:
     return sets
 
 
+def read_node(kernel: Any, name: str, ip: str, netns: str, *, filters: bool = True,
+              all_neighs: bool = False) -> NodeView:
+    """One node's kernel facts, the one reader both cluster pictures use (trace's lazily loaded view, the
+    topology graph's `collect`): addresses, routes, links, the neighbours and FDB entries of its VXLAN devices
+    (`all_neighs`: every neighbour entry), and with `filters` the `iptables-save` text and ipset members. A
+    namespace with no links (gone, or never made) has no facts."""
+    links = {link.name: link for link in kernel.links(netns)} if kernel.netns_exists(netns) else {}
+    if not links:
+        return NodeView(name, ip, netns)
+    vxlans = [link.name for link in links.values() if link.kind == "vxlan"]
+    neighs: list[Neigh] = list(kernel.neighs(netns)) if all_neighs else []
+    fdbs: list[Fdb] = []
+    for ifname in vxlans:
+        if not all_neighs:
+            neighs += kernel.neighs(netns, ifname)
+        fdbs += kernel.fdbs(netns, ifname)
+    save, sets = "", {}
+    if filters:
+        save = kernel.run(netns, ["iptables-save"], check=False).stdout or ""
+        sets = parse_ipset_save(kernel.run(netns, ["ipset", "save"], check=False).stdout or "")
+    return NodeView(name, ip, netns, kernel.addrs(netns), kernel.routes(netns), links, neighs, fdbs, save, sets)
+
+
 def from_cluster(cluster: Any) -> ClusterView:
     """The view of a live `netsim.api.Cluster`; node details load on first use."""
     from netsim.controlplane import objects as o
@@ -232,17 +255,7 @@ def from_cluster(cluster: Any) -> ClusterView:
 
     def load(name: str) -> NodeView:
         rec = nodes_by_name[name]
-        ns = rec["netns"]
-        links = {link.name: link for link in kernel.links(ns)}
-        neighs: list[Neigh] = []
-        fdbs: list[Fdb] = []
-        for link in links.values():
-            if link.kind == "vxlan":
-                neighs += kernel.neighs(ns, link.name)
-                fdbs += kernel.fdbs(ns, link.name)
-        save = kernel.run(ns, ["iptables-save"], check=False).stdout or ""
-        sets = parse_ipset_save(kernel.run(ns, ["ipset", "save"], check=False).stdout or "")
-        return NodeView(name, rec["ip"], ns, kernel.addrs(ns), kernel.routes(ns), links, neighs, fdbs, save, sets)
+        return read_node(kernel, name, rec["ip"], rec["netns"])
 
     def proxies(name: str) -> list[str]:
         out = kernel.run(

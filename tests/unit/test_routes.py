@@ -118,3 +118,34 @@ def test_the_walkers_keep_no_forwarding_logic_of_their_own():
         src = inspect.getsource(mod)
         for own in ("lookup_route(", "route_for(", ".neigh(", ".fdb(", '["neighs"].get(', '["fdb"].get('):
             assert own not in src, f"{mod.__name__} walks with its own {own}"
+
+
+def test_one_node_reader_for_both_cluster_pictures():
+    """trace's ClusterView and topology.collect read a node's kernel facts through one reader: the VXLAN
+    device's neighbour and FDB entries (every neighbour entry for the topology graph), and netfilter state
+    only for the simulation; a namespace that is gone has no facts."""
+    import inspect
+
+    from netsim.kernel.fake import FakeKernel
+    from netsim.trace import view as V
+
+    k = FakeKernel()
+    k.netns_create("n1")
+    k.vxlan_add("n1", "flannel.1", vni=1, dev="lo", local="172.18.0.2", port=8472)
+    k.bridge_add("n1", "cni0")
+    k.addr_add("n1", "cni0", "10.244.0.1/24")
+    k.route_add("n1", Route("10.244.1.0/24", via="10.244.1.0", dev="flannel.1", onlink=True))
+    k.neigh_replace("n1", "flannel.1", "10.244.1.0", "4a:00:00:00:00:02")
+    k.neigh_replace("n1", "cni0", "10.244.0.5", "4a:00:00:00:00:05")
+    k.fdb_replace("n1", "flannel.1", "4a:00:00:00:00:02", "172.18.0.3")
+    traced = V.read_node(k, "node-1", "172.18.0.2", "n1")
+    drawn = V.read_node(k, "node-1", "172.18.0.2", "n1", filters=False, all_neighs=True)
+    assert [n.ip for n in traced.neighs] == ["10.244.1.0"] and {n.ip for n in drawn.neighs} == {"10.244.1.0",
+                                                                                              "10.244.0.5"}
+    assert traced.fdbs == drawn.fdbs and [f.dst for f in drawn.fdbs] == ["172.18.0.3"]
+    assert set(drawn.links) == {"lo", "flannel.1", "cni0"} and drawn.routes == traced.routes
+    assert drawn.iptables == "" and drawn.ipsets == {}
+    assert next_hop(traced.routes, "10.244.1.9").dev == "flannel.1"
+    gone = V.read_node(k, "node-9", "172.18.0.9", "n9")
+    assert (gone.links, gone.routes, gone.addrs) == ({}, [], [])
+    assert "read_node(" in inspect.getsource(topology.collect)
