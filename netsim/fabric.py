@@ -85,6 +85,50 @@ def add_node(k: Kernel, spec: ClusterSpec, index: int, node: NodeSpec) -> dict:
             "labels": dict(node.labels), "taints": [t.__dict__ for t in node.taints]}
 
 
+def underlay_neighbours(k: Kernel, spec: ClusterSpec, nodes: list[dict], hosts: list[dict]) -> int:
+    """PERMANENT neighbour entries on every node's eth0 for every other member of the node network (the
+    other nodes, the gateway, external hosts on that segment), and on the fabric's bridge for the nodes.
+
+    Why: the kernel's neighbour table is one for all namespaces of the machine, and dynamic entries count
+    against `gc_thresh3` (1024 by default, set only in the root namespace, which netsim never changes).
+    Nodes that all talk to each other (VXLAN, host-gw, NodePorts) learn N x (N - 1) underlay entries: at
+    100 nodes about 9,900, and inserts fail with "neighbor table overflow", silently dropping traffic.
+    PERMANENT entries are exempt from that count (net/core/neighbour.c, neigh_alloc's exempt_from_gc),
+    as the pod-side entries the CNI plugins write already are. A real node would learn these by ARP; the
+    answers are the same, so nothing a user sees changes. Returns the number of entries written."""
+    fabric = naming.fabric_ns(spec.name)
+    members: list[tuple[str, str, str]] = []  # (ip, mac, netns) of every device on the underlay segment
+    for rec in nodes:
+        link = k.link_get(rec["netns"], naming.UPLINK)
+        if link is not None:
+            members.append((rec["ip"], link.mac, rec["netns"]))
+    for rec in hosts:
+        if rec.get("gateway") == spec.gateway_ip:  # on the node network itself
+            link = k.link_get(rec["netns"], naming.UPLINK)
+            if link is not None:
+                members.append((rec["ip"], link.mac, rec["netns"]))
+    bridge = k.link_get(fabric, naming.UNDERLAY_BRIDGE)
+
+    def program() -> int:
+        count = 0
+        node_ns = {rec["netns"] for rec in nodes}
+        for ns in node_ns:
+            if bridge is not None:
+                k.neigh_replace(ns, naming.UPLINK, spec.gateway_ip, bridge.mac, permanent=True)
+                count += 1
+            for ip, mac, other in members:
+                if other != ns:
+                    k.neigh_replace(ns, naming.UPLINK, ip, mac, permanent=True)
+                    count += 1
+        for ip, mac, other in members:
+            if other in node_ns:
+                k.neigh_replace(fabric, naming.UNDERLAY_BRIDGE, ip, mac, permanent=True)
+                count += 1
+        return count
+
+    return k.batch(program)
+
+
 def external_segment(spec: ClusterSpec, net: ipaddress.IPv4Network) -> str:
     """The fabric bridge of an external subnet: `x0`, `x1`, ... in the order the spec first names them."""
     subnets: list[ipaddress.IPv4Network] = []

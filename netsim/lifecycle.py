@@ -93,6 +93,7 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet, *, daemon: boo
         for i, host in enumerate(spec.external_hosts):
             st.hosts.append(fabric.add_host(k, spec, i, host))
             progress(f"host {host.name} {host.ip}")
+        fabric.underlay_neighbours(k, spec, st.nodes, st.hosts)
         checkpoint("up-nodes-built")
         endpoint.prepare(spec.name, spec.network.service_cidr, spec.dns_domain,
                          advertise_ip=spec.node_ip(0) if spec.nodes else None)

@@ -202,3 +202,36 @@ def test_up_killed_in_any_window_then_down_leaves_nothing(tmp_path, kernel, wind
             run_netsim("down", "--name", name)
     finally:
         lifecycle.down(kernel, name)
+
+
+def test_the_underlay_neighbours_are_permanent(tmp_path, cluster_name, kernel):
+    """The kernel's neighbour table is shared by every namespace and dynamic entries count against its
+    gc_thresh3 (1024): 100 nodes talking to each other would learn ~9,900 underlay entries and overflow
+    it. Nodes know each other's eth0 as PERMANENT entries instead (exempt from that count), and traffic
+    between nodes learns nothing new."""
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(f"""
+apiVersion: netsim/v1alpha1
+kind: Cluster
+metadata: {{name: {cluster_name}}}
+spec:
+  nodes: 3
+  externalHosts: [{{name: near, ip: 172.18.0.200}}]
+""")
+    run_netsim("up", "-f", str(spec), "-o", "json")
+    st = json.loads(run_netsim("status", "--cluster", cluster_name, "-o", "json").stdout)
+    nodes = {n["name"]: n for n in st["nodes"]}
+    macs = {n["ip"]: kernel.link_get(naming.node_ns(cluster_name, name), naming.UPLINK).mac
+            for name, n in nodes.items()}
+    macs["172.18.0.200"] = kernel.link_get(naming.host_ns(cluster_name, "near"), naming.UPLINK).mac
+    for name, n in nodes.items():
+        ns = naming.node_ns(cluster_name, name)
+        entries = {x.ip: x for x in kernel.neighs(ns, naming.UPLINK)}
+        for ip, mac in macs.items():
+            if ip != n["ip"]:
+                assert entries[ip].permanent and entries[ip].mac.lower() == mac.lower(), (name, ip)
+    # node to node traffic (ping every other node) adds no dynamic entry
+    ns1 = naming.node_ns(cluster_name, "node-1")
+    for n in nodes.values():
+        subprocess.run(["ip", "netns", "exec", ns1, "ping", "-c1", "-W1", n["ip"]], capture_output=True)
+    assert [x.ip for x in kernel.neighs(ns1, naming.UPLINK) if not x.permanent] == []
