@@ -324,17 +324,26 @@ class ClusterKubelet:
             return self._run_host_network(pod, kubelet)
         sb = kubelet.run_sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod))
         typed = parse_object(pod, Source("<store>"))
-        write_resolv_conf(sb.netns, pod_resolv_conf(typed, cluster_dns=[self.dns_ip],
-                                                    cluster_domain=self.spec.dns_domain, host=self.host_resolv))
-        if self.setup is not None:
-            self.setup.write_hosts(pod, sb.netns, sb.ip)
-        if self.is_dns_pod(pod):
-            self.dns.serve(sb.netns)
+        self._furnish(pod, typed, kubelet, sb)
+        self._start_all(kubelet, sb, pod, typed)
+        return sb.ip
+
+    def _furnish(self, pod: dict[str, Any], typed: Any, kubelet: Any, sb: Sandbox, *,
+                 own_netns: bool = True) -> None:
+        """What a sandbox holds besides its network, made when it is created and again when a restarted
+        daemon adopts it: resolv.conf, /etc/hosts and CoreDNS's port 53 (only in a netns of the pod's own),
+        and the ports the workload server plays."""
+        if own_netns:
+            write_resolv_conf(sb.netns, pod_resolv_conf(typed, cluster_dns=[self.dns_ip],
+                                                        cluster_domain=self.spec.dns_domain,
+                                                        host=self.host_resolv))
+            if self.setup is not None:
+                self.setup.write_hosts(pod, sb.netns, sb.ip)
+            if self.is_dns_pod(pod):
+                self.dns.serve(sb.netns)
         ports = self._serve_ports(pod)
         if ports:
             self.workload.serve(o.key(pod), kubelet.node.name, sb.netns, ports)
-        self._start_all(kubelet, sb, pod, typed)
-        return sb.ip
 
     def _run_host_network(self, pod: dict[str, Any], kubelet: Kubelet) -> str:
         """hostNetwork: the pod shares the node's namespace and IP; no CNI, no sandbox of its own."""
@@ -387,20 +396,12 @@ class ClusterKubelet:
         container processes, killed by `kill_containers`, are restarted with their restart count plus one."""
         kubelet = self.kubelets[o.node_name(pod) or ""]
         typed = parse_object(pod, Source("<store>"))
+        own_netns = sb is not None
         if sb is None:
             netns = naming.node_ns(self.spec.name, kubelet.node.name)
             sb = Sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod), netns, "host",
                          kubelet.node.ip, kubelet.node.name)
-        else:
-            write_resolv_conf(sb.netns, pod_resolv_conf(typed, cluster_dns=[self.dns_ip],
-                                                        cluster_domain=self.spec.dns_domain, host=self.host_resolv))
-            if self.setup is not None:
-                self.setup.write_hosts(pod, sb.netns, sb.ip)
-            if self.is_dns_pod(pod):
-                self.dns.serve(sb.netns)
-        ports = self._serve_ports(pod)
-        if ports:
-            self.workload.serve(o.key(pod), kubelet.node.name, sb.netns, ports)
+        self._furnish(pod, typed, kubelet, sb, own_netns=own_netns)
         status = pod.get("status") or {}
         if (pod.get("spec") or {}).get("initContainers"):
             initialized = o.condition(pod, "Initialized") or {}
