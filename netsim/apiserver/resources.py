@@ -74,6 +74,11 @@ def _builtin_resources() -> list[Resource]:
     # events.k8s.io/v1 serves the core Event resource under another group: the same stored objects.
     out.append(Resource("Event", "events.k8s.io", "v1", "events", "event", True, STORED_VERBS, ("ev",),
                         storage_kind="Event"))
+    # Knative Serving's Service (netsim.model.knative), stored as KnativeService: served at its own group's
+    # path, as Knative's CRD services.serving.knative.dev makes kube-apiserver serve it.
+    out.append(Resource("Service", "serving.knative.dev", "v1", "services", "service", True, STORED_VERBS,
+                        ("kservice", "ksvc"), ("all", "knative", "serving"), ("status",),
+                        storage_kind="KnativeService"))
     return out
 
 

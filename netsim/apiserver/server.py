@@ -462,7 +462,7 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
                 return _watch(api, t, query, accept)
             items, rv, cont, remaining = h.list(t, query)
             if want_table:
-                return Response(200, tables.table(t.res.kind, items, resource_version=str(rv),
+                return Response(200, tables.table(t.res.stored_kind, items, resource_version=str(rv),
                                                   include=query.get("includeObject") or "Metadata",
                                                   version=tables.table_version(accept), cont=cont,
                                                   remaining=remaining))
@@ -476,7 +476,7 @@ def _resource(api: ApiServer, method: str, group: str, version: str, rest: list[
         if t.subresource == "scale":
             return Response(200, h.scale_of(t, obj))
         if want_table:
-            return Response(200, tables.table(t.res.kind, [obj], resource_version=obj["metadata"]["resourceVersion"],
+            return Response(200, tables.table(t.res.stored_kind, [obj], resource_version=obj["metadata"]["resourceVersion"],
                                               include=query.get("includeObject") or "Metadata",
                                               version=tables.table_version(accept)))
         return Response(200, obj)
@@ -607,7 +607,7 @@ def _watch(api: ApiServer, t: Target, query: dict[str, str], accept: str) -> Res
 
     def render(typ: str, obj: dict[str, Any]) -> dict[str, Any]:
         if as_table:
-            obj = tables.table(t.res.kind, [obj], resource_version=obj["metadata"].get("resourceVersion", ""),
+            obj = tables.table(t.res.stored_kind, [obj], resource_version=obj["metadata"].get("resourceVersion", ""),
                                include=include, version=tables.table_version(accept))
         return {"type": typ, "object": obj}
 

@@ -349,3 +349,31 @@ def test_python_client_lists_at_a_past_resource_version(cluster, client):
         assert "later" in {c.metadata.name for c in core.list_namespaced_config_map("default").items}
     finally:
         core.delete_namespaced_config_map("later", "default")
+
+
+def test_knative_services_are_served_at_their_own_group(cluster, kubectl, tmp_path):
+    """Every kind the store holds is served: Knative's Service (stored as KnativeService) at
+    /apis/serving.knative.dev/v1, by kubectl's short name, with kn's columns, written through the API."""
+    f = tmp_path / "ksvc.yaml"
+    f.write_text("""
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: hello, namespace: default}
+spec:
+  template:
+    spec:
+      containers: [{image: hello, ports: [{containerPort: 8080}]}]
+""")
+    assert "service.serving.knative.dev/hello created" in kubectl("apply", "-f", str(f)).stdout
+    try:
+        rows = kubectl("api-resources", "--api-group=serving.knative.dev", "--no-headers").stdout.split()
+        assert rows[:4] == ["services", "kservice,ksvc", "serving.knative.dev/v1", "true"], rows
+        got = json.loads(kubectl("get", "services.serving.knative.dev", "hello", "-o", "json").stdout)
+        assert (got["apiVersion"], got["kind"]) == ("serving.knative.dev/v1", "Service")
+        assert kubectl("get", "ksvc").stdout.split()[:6] == ["NAME", "URL", "LATESTCREATED", "LATESTREADY",
+                                                            "READY", "REASON"]
+        # the core Service of the same name (the controller's) is another object
+        assert json.loads(kubectl("get", "service", "hello", "-o", "json").stdout)["apiVersion"] == "v1"
+    finally:
+        kubectl("delete", "ksvc", "hello")
+    assert "hello" not in kubectl("get", "ksvc").stdout
