@@ -24,7 +24,7 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from netsim import naming
@@ -84,6 +84,25 @@ def read_frame(sock: Any) -> tuple[int, bytes]:
     if mask:
         data = unmask(data, mask)
     return opcode, data
+
+
+def data_frames(sock: Any, lock: threading.Lock,
+                opcodes: tuple[int, ...] = (OP_BIN, OP_TEXT, OP_CONT)) -> Iterator[bytes]:
+    """The client's data frames of an upgraded connection, in order: pings answered (under `lock`, which
+    guards every write to `sock`), other control frames skipped, the end at its close frame or when the
+    connection goes. One reader for exec, attach and port-forward over WebSocket."""
+    try:
+        while True:
+            opcode, data = read_frame(sock)
+            if opcode == OP_CLOSE:
+                return
+            if opcode == OP_PING:
+                with lock:
+                    sock.sendall(frame(data, OP_PONG))
+            elif opcode in opcodes and data:
+                yield data
+    except (EOFError, OSError):
+        return
 
 
 def unmask(data: bytes, mask: bytes) -> bytes:
@@ -166,16 +185,7 @@ def bridge(sock: socket.socket, ns: str, argv: list[str], query: Sequence[tuple[
     def client() -> None:
         """Frames from the client: stdin data, its close (v5), resize (ignored), close, ping."""
         try:
-            while True:
-                opcode, data = read_frame(sock)
-                if opcode == OP_CLOSE:
-                    break
-                if opcode == OP_PING:
-                    with lock:
-                        sock.sendall(frame(data, OP_PONG))
-                    continue
-                if opcode not in (OP_BIN, OP_TEXT, OP_CONT) or not data:
-                    continue
+            for data in data_frames(sock, lock):
                 channel, payload = data[0], data[1:]
                 if channel == STDIN and proc.stdin is not None:
                     if payload:

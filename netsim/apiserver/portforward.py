@@ -156,19 +156,10 @@ class WebSocketTransport:
     def __init__(self, conn: Any):
         self.conn = conn
         self._lock = threading.Lock()
+        self._frames = execws.data_frames(conn, self._lock)
 
     def recv(self) -> bytes:
-        while True:
-            try:
-                opcode, data = execws.read_frame(self.conn)
-            except (EOFError, OSError):
-                return b""
-            if opcode == execws.OP_CLOSE:
-                return b""
-            if opcode == execws.OP_PING:
-                self._send(execws.frame(data, execws.OP_PONG))
-            elif opcode in (execws.OP_BIN, execws.OP_TEXT, execws.OP_CONT) and data:
-                return data
+        return next(self._frames, b"")
 
     def _send(self, raw: bytes) -> None:
         with self._lock:
@@ -221,16 +212,7 @@ def serve_channels(conn: Any, connect: Connect, ports: list[int], pod: str, netn
 
     def client() -> None:
         try:
-            while True:
-                opcode, data = execws.read_frame(conn)
-                if opcode == execws.OP_CLOSE:
-                    break
-                if opcode == execws.OP_PING:
-                    with lock:
-                        conn.sendall(execws.frame(data, execws.OP_PONG))
-                    continue
-                if opcode not in (execws.OP_BIN, execws.OP_CONT) or not data:
-                    continue
+            for data in execws.data_frames(conn, lock, (execws.OP_BIN, execws.OP_CONT)):
                 channel, payload = data[0], data[1:]
                 sock = socks.get(channel // 2) if channel % 2 == 0 else None
                 if sock is not None and payload:
