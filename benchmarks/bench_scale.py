@@ -8,7 +8,7 @@ For each replica count R (default 1,000 / 3,000 / 10,000) on a fresh cluster of 
   pass (kube-proxy of every node synced). Then, untimed, every node's nat table is read back
   (`iptables-save -t nat`) and must DNAT to every pod IP: "every node's kube-proxy rules hold all endpoints";
 * `down` of the cluster;
-* the C floor (`../shared/bench/cfloor.c`: named netns, veth with its peer placed straight into the pod,
+* the C floor (`benchmarks/cfloor.c`: named netns, veth with its peer placed straight into the pod,
   address, links up, one netlink socket per namespace) for R sandboxes, run before and after the cluster
   and averaged, as the load of a shared machine drifts;
 * peak memory: the sum of the resident sizes of every netsim process (the daemon, its children, this
@@ -52,18 +52,14 @@ from netsim.controlplane import objects as o
 from netsim.kernel.linux import LinuxKernel
 from netsim.model.limits import MAX_REPLICAS
 
-CFLOOR_CANDIDATES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "cfloor.c",
-                     Path("/work/shared/bench/cfloor.c"))
+CFLOOR = Path(__file__).resolve().parent / "cfloor.c"
 SERVICE_PORT = 80
 
 
 # -- the C floor ----------------------------------------------------------------------------------------
 def build_cfloor(workdir: str, tag: str) -> str:
     """Compile cfloor.c with this run's own namespace prefix (netsim-cfl<tag>-N), so two runs never clash."""
-    src = next((p for p in CFLOOR_CANDIDATES if p.is_file()), None)
-    if src is None:
-        raise SystemExit("cfloor.c not found (looked in ../shared/bench and /work/shared/bench)")
-    text = src.read_text().replace("netsim-cfloor-%d", f"netsim-cfl{tag}-%d")
+    text = CFLOOR.read_text().replace("netsim-cfloor-%d", f"netsim-cfl{tag}-%d")
     c = os.path.join(workdir, "cfloor.c")
     Path(c).write_text(text)
     exe = os.path.join(workdir, "cfloor")
