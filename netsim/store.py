@@ -48,6 +48,7 @@ from netsim.model.builtin_kinds import BUILTIN_KINDS, builtin
 from netsim.model.errors import NetsimError
 from netsim.model.limits import MAX_OBJECT_BYTES, object_too_large
 from netsim.model.selectors import LabelSelector
+from netsim.objcache import ObjectCache
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
@@ -185,7 +186,10 @@ def _canon(v: Any) -> str:
 def matches(obj: Mapping[str, Any], selector: LabelSelector | Mapping[str, str] | None) -> bool:
     if selector is None:
         return True
-    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels_match((obj.get("metadata") or {}).get("labels") or {}, selector)
+
+
+def labels_match(labels: Mapping[str, str], selector: LabelSelector | Mapping[str, str]) -> bool:
     if isinstance(selector, LabelSelector):
         return selector.matches(labels)
     return all(labels.get(k) == v for k, v in selector.items())
@@ -193,6 +197,39 @@ def matches(obj: Mapping[str, Any], selector: LabelSelector | Mapping[str, str] 
 
 class Store(ABC):
     """What every backend offers. Objects in and out are manifest dicts; callers get copies."""
+
+    # -- typed reads: the object model (netsim.objcache) -----------------------------------------------
+    _object_cache: ObjectCache | None = None
+
+    def object_cache(self) -> ObjectCache:
+        """This store's parse cache (typed objects by identity and resourceVersion), made on first use."""
+        cache = self._object_cache
+        if cache is None:
+            cache = self._object_cache = ObjectCache()
+        return cache
+
+    def decode(self, obj: Mapping[str, Any]) -> Any:
+        """The typed object (netsim.model) of a manifest dict this store handed out, decoded once per
+        resourceVersion. Raises NetsimError when the stored object does not parse."""
+        return self.object_cache().decode(obj)
+
+    def typed(self, kind: str, namespace: str | None, name: str) -> Any | None:
+        """`get` as a typed object (None when absent)."""
+        obj = self.get(kind, namespace, name)
+        return None if obj is None else self.object_cache().decode(obj, kind)
+
+    def typed_list(self, kind: str, namespace: str | None = None,
+                   selector: LabelSelector | Mapping[str, str] | None = None) -> list[Any]:
+        """`list` as typed objects, each decoded once per resourceVersion. An object that does not parse
+        is left out (logged once per version): one bad object never stops the others."""
+        cache = self.object_cache()
+        out = []
+        for x in self.list(kind, namespace, selector):
+            try:
+                out.append(cache.decode(x, kind))
+            except NetsimError:
+                continue
+        return out
 
     @abstractmethod
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
@@ -427,6 +464,23 @@ def size_checked_body(kind: str, ns: str | None, name: str, obj: dict[str, Any],
         raise InvalidObject(f"{kind} {_key(ns, name)}: {object_too_large(size)}")
 
 
+def typed_rows(kind: str, rows: Iterable[tuple[str, str, int, str]],
+               selector: LabelSelector | Mapping[str, str] | None, cache: ObjectCache) -> list[Any]:
+    """Typed objects of store rows: a row whose resourceVersion the cache holds is not even JSON-decoded;
+    a row that does not parse is left out."""
+    out = []
+    for ns, name, rv, body in rows:
+        try:
+            typed = cache.lookup((kind, ns, name), rv)
+            if typed is None:
+                typed = cache.decode(json.loads(body), kind)
+        except NetsimError:
+            continue
+        if selector is None or labels_match(typed.meta.labels, selector):
+            out.append(typed)
+    return out
+
+
 class _Ops(WriteSemantics):
     """The store's operations over one connection that is already inside a write transaction."""
 
@@ -434,6 +488,7 @@ class _Ops(WriteSemantics):
         self.conn = conn
         self.clock = clock
         self._last_rv: int | None = None  # the newest resourceVersion, once this transaction wrote
+        self.first_rv: int | None = None  # the first resourceVersion this transaction wrote
 
     # -- reads ---------------------------------------------------------------------------------------
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
@@ -450,6 +505,18 @@ class _Ops(WriteSemantics):
                                      (kind, namespace))
         out = [json.loads(r[0]) for r in rows]
         return [o for o in out if matches(o, selector)] if selector is not None else out
+
+    def versions(self, kind: str, namespace: str | None) -> list[tuple[str, str, int, str]]:
+        """(namespace, name, resourceVersion, JSON body) of the objects of `kind`, by namespace/name."""
+        if namespace is None:
+            return self.conn.execute("SELECT namespace, name, rv, body FROM objects WHERE kind=? "
+                                     "ORDER BY namespace, name", (kind,)).fetchall()
+        return self.conn.execute("SELECT namespace, name, rv, body FROM objects WHERE kind=? AND namespace=? "
+                                 "ORDER BY name", (kind, namespace)).fetchall()
+
+    def typed_list(self, kind: str, namespace: str | None, selector: LabelSelector | Mapping[str, str] | None,
+                   cache: ObjectCache) -> list[Any]:
+        return typed_rows(kind, self.versions(kind, namespace), selector, cache)
 
     def current_rv(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(rv), 0) FROM changes").fetchone()[0]
@@ -508,6 +575,8 @@ class _Ops(WriteSemantics):
         # One encoding per write: the resourceVersion is known before the row is written, and the size
         # check counts it as wide as any real one (20 digits), as before.
         rv = self._next_rv()
+        if self.first_rv is None:
+            self.first_rv = rv
         obj["metadata"]["resourceVersion"] = str(rv)
         body = json.dumps(obj, sort_keys=True)
         if typ != DELETED:
@@ -540,14 +609,18 @@ class _Ops(WriteSemantics):
 class _TxStore(Store):
     """The Store API inside one open transaction (from `SQLiteStore.transaction()`)."""
 
-    def __init__(self, ops: _Ops):
+    def __init__(self, ops: _Ops, cache: ObjectCache | None = None):
         self._ops = ops
+        self._object_cache = cache  # the store's: shared, and cleaned by the store if the transaction rolls back
 
     def get(self, kind, namespace, name):
         return self._ops.get(kind, scoped_namespace(kind, namespace), name)
 
     def list(self, kind, namespace=None, selector=None):
         return self._ops.list(kind, namespace, selector)
+
+    def typed_list(self, kind, namespace=None, selector=None):
+        return self._ops.typed_list(kind, namespace, selector, self.object_cache())
 
     def create(self, obj):
         return self._ops.create(obj)
@@ -643,10 +716,13 @@ class SQLiteStore(Store):
                 raise StoreError("a transaction is already open on this store object")
             self._conn.execute("BEGIN IMMEDIATE")
             self._in_tx = True
+            ops = _Ops(self._conn, self.clock)
             try:
-                yield _TxStore(_Ops(self._conn, self.clock))
+                yield _TxStore(ops, self.object_cache())
             except BaseException:
                 self._conn.execute("ROLLBACK")
+                if ops.first_rv is not None:  # its resourceVersions will be handed out again
+                    self.object_cache().forget_from(ops.first_rv)
                 raise
             else:
                 self._conn.execute("COMMIT")
@@ -663,7 +739,7 @@ class SQLiteStore(Store):
             self._conn.execute("BEGIN")
             self._in_tx = True
             try:
-                yield _TxStore(_Ops(self._conn, self.clock))
+                yield _TxStore(_Ops(self._conn, self.clock), self.object_cache())
             finally:
                 self._in_tx = False
                 self._conn.execute("COMMIT")
@@ -680,6 +756,11 @@ class SQLiteStore(Store):
     def list(self, kind, namespace=None, selector=None):
         with self._read() as ops:
             return ops.list(kind, namespace, selector)
+
+    def typed_list(self, kind, namespace=None, selector=None):
+        with self._read() as ops:
+            rows = ops.versions(kind, namespace)
+        return typed_rows(kind, rows, selector, self.object_cache())  # decoded outside the store's lock
 
     def current_rv(self):
         with self._read() as ops:

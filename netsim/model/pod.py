@@ -26,6 +26,7 @@ from netsim.model.pod_sources import (
 )
 from netsim.model.security import validate_container_security_context, validate_pod_security_context
 from netsim.model.selectors import validate_labels
+from netsim.model.status import PodStatus, pod_status
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
@@ -269,8 +270,14 @@ class Pod:
     api_version: ClassVar[str] = "v1"
     meta: ObjectMeta
     spec: PodSpec
+    status: PodStatus = PodStatus()  # the kubelet's report when decoded from the store (netsim.model.status)
+
+    @property
+    def metadata(self) -> ObjectMeta:
+        return self.meta
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest a client writes: without status, which the API server owns."""
         return {"apiVersion": self.api_version, "kind": self.kind, "metadata": self.meta.to_dict(),
                 "spec": self.spec.to_dict()}
 
@@ -544,4 +551,5 @@ def object_fields(doc: Any, source: Source, kind: str, *, namespaced: bool = Tru
 
 def parse_pod(doc: Any, source: Source) -> Pod:
     meta, root = object_fields(doc, source, "Pod")
-    return Pod(meta=meta, spec=parse_pod_spec(root.map("spec", required=True), is_pod=True))
+    return Pod(meta=meta, spec=parse_pod_spec(root.map("spec", required=True), is_pod=True),
+               status=pod_status(doc.get("status")))

@@ -31,6 +31,7 @@ from netsim.model.errors import Source
 from netsim.model.meta import DNS1123_LABEL, DNS1123_SUBDOMAIN, Fields, ObjectMeta
 from netsim.model.pod import object_fields
 from netsim.model.selectors import LabelSelector, validate_labels
+from netsim.model.status import ServiceStatus, service_status
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 NODE_PORT_RANGE = (30000, 32767)
@@ -84,6 +85,11 @@ class Service:
     ip_families: tuple[str, ...] = ()
     traffic_distribution: str | None = None  # PreferClose: zone hints on the Service's EndpointSlices
     extra: dict[str, Any] = field(default_factory=dict)
+    status: ServiceStatus = ServiceStatus()  # the LoadBalancer ingress, when decoded from the store
+
+    @property
+    def metadata(self) -> ObjectMeta:
+        return self.meta
 
     @property
     def headless(self) -> bool:
@@ -257,7 +263,7 @@ def parse_service(doc: Any, source: Source) -> Service:
                    allocate_load_balancer_node_ports=alloc, ip_family_policy=policy, ip_families=families,
                    # ValidateService (v1.32): PreferClose is the one supported value.
                    traffic_distribution=spec.str("trafficDistribution", choices=("PreferClose",)),
-                   extra=extra)
+                   extra=extra, status=service_status(doc.get("status")))
 
 
 def _source_ranges(spec: Fields, meta: ObjectMeta, root: Fields, svc_type: str) -> tuple[str, ...]:

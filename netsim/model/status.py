@@ -1,0 +1,166 @@
+"""The `status` half of the typed objects the data plane reads: Pod, Node and Service.
+
+Status is written by the system (kubelets, controllers, the LoadBalancer speaker), never validated as a
+client's manifest is: kube-apiserver's status strategies (pkg/registry/core/pod/strategy.go
+podStatusStrategy, node/strategy.go nodeStatusStrategy, service/strategy.go serviceStatusStrategy) accept
+what the status writer sends. So these readers are lenient: a field of the wrong type reads as absent,
+never as an error, and a typed object decoded from the store always has a status (empty when none is
+written yet). `raw` keeps the whole status mapping for the fields nobody models (containerStatuses,
+nodeInfo, ...), read only.
+
+A client's manifest does not carry status into the store (the API server resets it on create, as
+podStrategy.PrepareForCreate does), so `to_dict()` of the typed objects stays the client's manifest and
+omits status; `status.raw` is the stored status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, Any]:
+    return _EMPTY
+
+
+def _mapping(v: Any) -> Mapping[str, Any]:
+    return v if isinstance(v, Mapping) else _EMPTY
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _items(v: Any) -> list[Mapping[str, Any]]:
+    return [x for x in v if isinstance(x, Mapping)] if isinstance(v, list) else []
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One entry of `status.conditions` (metav1.Condition's type/status/reason/message)."""
+
+    type: str
+    status: str
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def true(self) -> bool:
+        return self.status == "True"
+
+
+def _conditions(raw: Any) -> tuple[Condition, ...]:
+    return tuple(Condition(c["type"], c.get("status") if isinstance(c.get("status"), str) else "Unknown",
+                           _str(c.get("reason")), _str(c.get("message")))
+                 for c in _items(raw) if isinstance(c.get("type"), str))
+
+
+def _condition(conditions: tuple[Condition, ...], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    """What the kubelet reports of a pod (core/v1 PodStatus). `pod_ips` is status.podIPs, falling back to
+    status.podIP as the API server's dual-stack defaulting fills one from the other."""
+
+    phase: str | None = None
+    pod_ips: tuple[str, ...] = ()
+    host_ip: str | None = None
+    conditions: tuple[Condition, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_empty, compare=False, repr=False)
+
+    @property
+    def pod_ip(self) -> str | None:
+        return self.pod_ips[0] if self.pod_ips else None
+
+    @property
+    def ready(self) -> bool:
+        """The pod's Ready condition is True (what the EndpointSlice controller reads as `ready`)."""
+        c = _condition(self.conditions, "Ready")
+        return c is not None and c.true
+
+    def condition(self, type_: str) -> Condition | None:
+        return _condition(self.conditions, type_)
+
+
+def pod_status(raw: Any) -> PodStatus:
+    st = _mapping(raw)
+    ips = tuple(p["ip"] for p in _items(st.get("podIPs")) if _str(p.get("ip")))
+    if not ips and _str(st.get("podIP")):
+        ips = (st["podIP"],)
+    return PodStatus(phase=_str(st.get("phase")), pod_ips=ips, host_ip=_str(st.get("hostIP")),
+                     conditions=_conditions(st.get("conditions")), raw=st)
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    type: str
+    address: str
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What the kubelet reports of its node (core/v1 NodeStatus): addresses, conditions, capacity."""
+
+    addresses: tuple[NodeAddress, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    capacity: Mapping[str, str] = field(default_factory=_empty, compare=False)
+    allocatable: Mapping[str, str] = field(default_factory=_empty, compare=False)
+    raw: Mapping[str, Any] = field(default_factory=_empty, compare=False, repr=False)
+
+    def address(self, type_: str) -> str | None:
+        return next((a.address for a in self.addresses if a.type == type_), None)
+
+    @property
+    def internal_ip(self) -> str | None:
+        return self.address("InternalIP")
+
+    @property
+    def ready(self) -> bool:
+        c = _condition(self.conditions, "Ready")
+        return c is not None and c.true
+
+    def condition(self, type_: str) -> Condition | None:
+        return _condition(self.conditions, type_)
+
+
+def node_status(raw: Any) -> NodeStatus:
+    st = _mapping(raw)
+    addresses = tuple(NodeAddress(a["type"], a["address"]) for a in _items(st.get("addresses"))
+                      if isinstance(a.get("type"), str) and isinstance(a.get("address"), str))
+    return NodeStatus(addresses=addresses, conditions=_conditions(st.get("conditions")),
+                      capacity=_mapping(st.get("capacity")), allocatable=_mapping(st.get("allocatable")), raw=st)
+
+
+@dataclass(frozen=True)
+class LoadBalancerIngress:
+    """One entry of status.loadBalancer.ingress (core/v1 LoadBalancerIngress)."""
+
+    ip: str | None = None
+    hostname: str | None = None
+    ip_mode: str | None = None  # VIP | Proxy (kube-proxy skips the ingress IP's rules for Proxy)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What the LoadBalancer speaker reports of a Service: its ingress points."""
+
+    load_balancer_ingress: tuple[LoadBalancerIngress, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_empty, compare=False, repr=False)
+
+    @property
+    def ingress_ips(self) -> tuple[str, ...]:
+        return tuple(i.ip for i in self.load_balancer_ingress if i.ip)
+
+
+def service_status(raw: Any) -> ServiceStatus:
+    st = _mapping(raw)
+    ingress = tuple(LoadBalancerIngress(_str(i.get("ip")), _str(i.get("hostname")), _str(i.get("ipMode")))
+                    for i in _items(_mapping(st.get("loadBalancer")).get("ingress")))
+    return ServiceStatus(load_balancer_ingress=ingress, conditions=_conditions(st.get("conditions")), raw=st)
