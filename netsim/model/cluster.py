@@ -18,6 +18,7 @@ import yaml
 from netsim import naming
 from netsim.model.autoscaling import AutoscalingSpec, parse_autoscaling
 from netsim.model.errors import Source, SpecError
+from netsim.model.hosts import MachineSpec, parse_hosts, place_nodes
 from netsim.model.kubeproxy import KubeProxySpec, parse_kube_proxy
 from netsim.model.meta import DNS1123_LABEL, Fields
 from netsim.model.security import MAX_ID
@@ -49,6 +50,7 @@ class NodeSpec:
     name: str
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    host: str | None = None  # the spec.hosts entry it runs on; None when the cluster has no hosts
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,25 @@ class ClusterSpec:
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     timing: TimingSpec = TimingSpec()
     store: StoreSpec = StoreSpec()
+    hosts: tuple[MachineSpec, ...] = ()  # spec.hosts: the machines the nodes run on (none: this one)
+
+    # -- hosts -------------------------------------------------------------------------------------
+    def host_of(self, node: str) -> str | None:
+        """The host node `node` runs on (None without spec.hosts)."""
+        return self.nodes[self.node_index(node)].host
+
+    def nodes_on(self, host: str) -> tuple[NodeSpec, ...]:
+        """The nodes of host `host`, in spec order (what `netsim agent --host` drives)."""
+        return tuple(n for n in self.nodes if n.host == host)
+
+    @property
+    def underlay_mtu(self) -> int:
+        """The MTU of the node network. network.mtu is that of the physical network; with several hosts
+        the node network rides VXLAN over it, whose 50 bytes (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN
+        8) come off the underlay, as flannel takes them off its pod MTU (pkg/backend/vxlan: MTU = the
+        uplink's MTU - 50). The CNI plugins derive the pod MTU from the node's eth0, so pods lose the
+        overhead of both tunnels consistently."""
+        return self.network.mtu - 50 if len(self.hosts) > 1 else self.network.mtu
 
     # -- derived addresses -------------------------------------------------------------------------
     @property
@@ -142,7 +163,8 @@ class ClusterSpec:
 
     def to_dict(self) -> dict[str, Any]:
         nodes = [{"name": n.name, **({"labels": n.labels} if n.labels else {}),
-                  **({"taints": [asdict(t) for t in n.taints]} if n.taints else {})} for n in self.nodes]
+                  **({"taints": [asdict(t) for t in n.taints]} if n.taints else {}),
+                  **({"host": n.host} if n.host else {})} for n in self.nodes]
         net = self.network
         return {
             "apiVersion": API_VERSION, "kind": "Cluster", "metadata": {"name": self.name},
@@ -162,6 +184,7 @@ class ClusterSpec:
                 **({"autoscaling": a} if (a := self.autoscaling.to_dict()) else {}),
                 **({"timing": t} if (t := self.timing.to_dict()) != "instant" else {}),
                 **({"store": st} if (st := self.store.to_dict()) else {}),
+                **({"hosts": [h.to_dict() for h in self.hosts]} if self.hosts else {}),
             },
         }
 
@@ -225,10 +248,14 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
     spec = top.map("spec") or Fields({}, source=source, obj=obj, path="spec")
     spec.obj = obj
     spec.reject_unknown({"nodes", "network", "dns", "externalHosts", "kubeProxy", "containerDefaults", "autoscaling",
-                        "timing", "store"})
+                        "timing", "store", "hosts"})
 
     nodes = _parse_nodes(spec, source, obj)
     network = _parse_network(spec, source, obj)
+    machines = parse_hosts(spec, reserved=[(network.pod_cidr, "pod CIDR"), (network.service_cidr, "service CIDR"),
+                                           (network.node_network, "node network")])
+    placed = place_nodes(spec, [n.host for n in nodes], machines)
+    nodes = tuple(NodeSpec(n.name, n.labels, n.taints, h) for n, h in zip(nodes, placed, strict=True))
     dns = spec.map("dns")
     domain = "cluster.local"
     if dns:
@@ -244,7 +271,8 @@ def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None)
                           source=source.file, kube_proxy=kube_proxy, containers=_parse_container_defaults(spec),
                           autoscaling=parse_autoscaling(a) if (a := spec.map("autoscaling")) is not None
                           else AutoscalingSpec(), timing=parse_timing(spec),
-                          store=parse_store(st) if (st := spec.map("store")) is not None else StoreSpec())
+                          store=parse_store(st) if (st := spec.map("store")) is not None else StoreSpec(),
+                          hosts=machines)
     _check_address_plan(cluster, spec)
     return cluster
 
@@ -273,7 +301,7 @@ def _parse_nodes(spec: Fields, source: Source, obj: str) -> tuple[NodeSpec, ...]
     nodes, seen = [], set()
     for i, item in enumerate(raw):
         nf = spec.sub(item, f".nodes[{i}]")
-        nf.reject_unknown({"name", "labels", "taints", "zone", "region"})
+        nf.reject_unknown({"name", "labels", "taints", "zone", "region", "host"})
         nname = nf.str("name", required=True)
         if len(nname) > 63 or not DNS1123_LABEL.match(nname):
             raise nf.error("name", f"{nname!r} must be a lowercase RFC 1123 label (a-z, 0-9, '-')")
@@ -298,7 +326,7 @@ def _parse_nodes(spec: Fields, source: Source, obj: str) -> tuple[NodeSpec, ...]
             key = tf.str("key", required=True)
             effect = tf.str("effect", required=True, choices=TAINT_EFFECTS)
             taints.append(Taint(key=key, effect=effect, value=tf.str("value", "")))
-        nodes.append(NodeSpec(nname, labels, tuple(taints)))
+        nodes.append(NodeSpec(nname, labels, tuple(taints), nf.str("host")))
     return tuple(nodes)
 
 
@@ -407,3 +435,7 @@ def _check_address_plan(cluster: ClusterSpec, spec: Fields) -> None:
         if pool is not None and ipaddress.IPv4Address(h.ip) in pool:
             raise spec.error(f"externalHosts[{i}].ip", f"{h.ip} lies in the LoadBalancer pool {pool}")
         taken[h.ip] = f"host {h.name}"
+        own = ipaddress.IPv4Network(f"{h.ip}/{h.prefixlen}", strict=False)
+        if cluster.hosts and own.overlaps(cluster.hosts[0].network):
+            raise spec.error(f"externalHosts[{i}].ip", f"{own} overlaps the hosts' network "
+                                                       f"{cluster.hosts[0].network} (spec.hosts)")
