@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,17 +81,29 @@ def _endpoint_file(ctx: NodeContext, cid: str, ifname: str) -> Path:
     return endpoints_dir(ctx) / f"{cid}.{ifname}.json"
 
 
-def list_endpoints(ctx: NodeContext) -> list[WorkloadEndpoint]:
-    """The node's workload endpoints, sorted by pod (input for netsim/policy/felix.py)."""
-    out = []
+def list_endpoints(ctx: NodeContext, cache: dict[str, WorkloadEndpoint] | None = None) -> list[WorkloadEndpoint]:
+    """The node's workload endpoints, sorted by pod (input for netsim/policy/felix.py). `cache` (file name ->
+    endpoint, kept by the caller between calls): an endpoint file is written once, atomically, under its
+    container ID and removed at DEL, so only names not seen before are read; a listing of the directory is
+    all a call costs when nothing changed."""
     d = endpoints_dir(ctx)
-    if d.is_dir():
-        for f in sorted(d.glob("*.json")):
-            try:
-                out.append(WorkloadEndpoint(**json.loads(f.read_text())))
-            except (ValueError, TypeError, FileNotFoundError):
-                continue
-    return sorted(out, key=lambda e: (e.namespace, e.pod, e.ifname))
+    try:
+        names = [n for n in os.listdir(d) if n.endswith(".json")]
+    except FileNotFoundError:
+        names = []
+    if cache is None:
+        cache = {}
+    else:
+        for gone in set(cache) - set(names):
+            del cache[gone]
+    for n in names:
+        if n in cache:
+            continue
+        try:
+            cache[n] = WorkloadEndpoint(**json.loads((d / n).read_text()))
+        except (ValueError, TypeError, FileNotFoundError):
+            continue
+    return sorted(cache.values(), key=lambda e: (e.namespace, e.pod, e.ifname))
 
 
 class RoutedVethPlugin:

@@ -88,12 +88,19 @@ class SelectorIndex:
         for name in [n for n in self.selectors if n not in keep]:
             del self.selectors[name], self.members[name]
 
-    def update(self, model: PolicyModel, key: str, pod: PodInfo | None) -> None:
+    def update(self, model: PolicyModel, key: str, pod: PodInfo | None) -> set[str]:
+        """Match one pod against every selector; returns the sets whose membership changed."""
+        changed = set()
         for name, (policy, peer) in self.selectors.items():
+            members = self.members[name]
+            was = key in members
             if pod is not None and self._match(model, policy, peer, pod):
-                self.members[name].add(key)
+                members.add(key)
             else:
-                self.members[name].discard(key)
+                members.discard(key)
+            if was != (key in members):
+                changed.add(name)
+        return changed
 
     def ips(self, name: str, pods: Mapping[str, PodInfo]) -> list[str]:
         return [pods[k].ip for k in self.members.get(name, ()) if k in pods]
@@ -120,6 +127,14 @@ class FelixCalc:
         self.policies: list[NetworkPolicy] = []
         self.model = PolicyModel([], [], [])  # namespace labels for selector matching
         self.index = SelectorIndex()
+        # Which nodes each policy is active on, and who uses what (felix's ActiveRulesCalculator and
+        # PolicyResolver, calico felix/calc/active_rules_calculator.go and policy_resolver.go: a host gets
+        # the policies that select one of its endpoints, and only the changes that touch those):
+        self.selected: dict[str, set[str]] = {}  # policy key -> pod keys its podSelector selects
+        self._set_users: dict[str, set[str]] = {}  # selector set -> keys of the policies whose rules use it
+        self._named: set[str] = set()  # policies with a named port (their sets hold pods' ports)
+        self.dirty: set[str] = set()  # nodes whose render inputs changed since `take_dirty`
+        self.all_dirty = False  # every node's (a resync)
         self.version = 0  # moves whenever an input of any node's render changed
         self.decoded = 0
         self._inputs: tuple[list[NamespaceInfo], list[PodInfo], list[NetworkPolicy]] | None = None
@@ -166,18 +181,28 @@ class FelixCalc:
                     table[(ns or "default", name)] = obj
                     policies = True
         with self._lock:
+            if batch.resync:
+                self.all_dirty = True
             if namespaces:
                 self.model = PolicyModel(self.namespaces.values(), [], [])
+            sets: set[str] = set()  # selector sets whose members changed
             for key, info in pods.items():
+                old = self.pods.get(key)
                 if info is None:
                     self.pods.pop(key, None)
                 else:
                     self.pods[key] = info
-                self.index.update(self.model, key, info)
+                sets |= self.index.update(self.model, key, info)
+                self._pod_changed(key, old, info)
             if namespaces:  # a namespace's labels: its pods against every selector again
                 for key, info in self.pods.items():
                     if info.namespace in namespaces and key not in pods:
-                        self.index.update(self.model, key, info)
+                        sets |= self.index.update(self.model, key, info)
+                for pkey in self._named:  # a named port's set may hold that namespace's pods now
+                    self.dirty |= self.active_nodes(pkey)
+            for name in sets:  # each set is programmed on the nodes where a policy using it is active
+                for pkey in self._set_users.get(name, ()):
+                    self.dirty |= self.active_nodes(pkey)
             if policies:
                 self._overlay()
             changed = bool(pods or namespaces or policies)
@@ -185,6 +210,37 @@ class FelixCalc:
                 self.version += 1
                 self._inputs = None
         return CalcReport(self.decoded - decoded, self.index.evaluations - evaluations, changed)
+
+    def active_nodes(self, policy_key: str) -> set[str]:
+        """The nodes a policy is active on: those of the pods it selects."""
+        pods = self.pods
+        return {pods[k].node for k in self.selected.get(policy_key, ()) if k in pods}
+
+    def _pod_changed(self, key: str, old: PodInfo | None, new: PodInfo | None) -> None:
+        """A pod as policy sees it changed (added, removed, relabelled, new address or ports): its node is
+        to be programmed again when the pod's endpoint or the policies selecting it changed; the nodes of
+        the policies with named ports too (their sets hold the ports of the pods they match)."""
+        moved = False
+        for policy in self.policies:
+            members = self.selected.setdefault(policy.key, set())
+            was = key in members
+            if new is not None and policy.selects(new.namespace, new.labels):
+                members.add(key)
+            else:
+                members.discard(key)
+            moved |= was != (key in members)
+        if moved or old is None or new is None or old.ip != new.ip or old.ports != new.ports:
+            self.dirty |= {p.node for p in (old, new) if p is not None}
+        for pkey in self._named:
+            self.dirty |= self.active_nodes(pkey)
+            self.dirty |= {p.node for p in (old, new) if p is not None}
+
+    def take_dirty(self) -> tuple[bool, set[str]]:
+        """(every node, the nodes) whose render inputs changed since the last call."""
+        with self._lock:
+            out = (self.all_dirty, self.dirty)
+            self.all_dirty, self.dirty = False, set()
+        return out
 
     def _decode_pod(self, obj: dict[str, Any]) -> PodInfo | None:
         self.decoded += 1
@@ -213,8 +269,26 @@ class FelixCalc:
                 parsed[key] = (x, None)
                 if self.on_invalid is not None:
                     self.on_invalid(x, e)
+        before = {p.key: p for _, p in self._parsed.values() if p is not None}
         self._parsed = parsed
         self.policies = [p for _, p in parsed.values() if p is not None]
+        after = {p.key: p for p in self.policies}
+        for pkey in set(before) | set(after):  # a changed policy: the nodes it was and is active on
+            if before.get(pkey) == after.get(pkey):
+                continue
+            self.dirty |= self.active_nodes(pkey)
+            policy = after.get(pkey)
+            if policy is None:
+                self.selected.pop(pkey, None)
+                continue
+            self.selected[pkey] = {k for k, p in self.pods.items() if policy.selects(p.namespace, p.labels)}
+            self.dirty |= self.active_nodes(pkey)
+        self._set_users = {}
+        for policy in self.policies:
+            for peer in selector_peers(policy):
+                self._set_users.setdefault(selector_set_name(peer_selector(policy, peer)), set()).add(policy.key)
+        self._named = {p.key for p in self.policies
+                       if any(port.named for rule in (*p.ingress, *p.egress) for port in rule.ports)}
         self.index.prune(self.policies)
         for policy in self.policies:
             for peer in selector_peers(policy):
@@ -252,7 +326,8 @@ class Felix:
         self.calc = FelixCalc(store, on_invalid)
         self.events = events
         self.guard = guard or (lambda name: contextlib.nullcontext())
-        self._synced: dict[str, tuple[int, tuple[Any, ...]]] = {}  # node -> (calc version, its endpoints)
+        self._synced: dict[str, tuple[Any, ...]] = {}  # node -> its endpoints when it was last programmed
+        self._pending: set[str] = set()  # nodes whose inputs changed since they were last programmed
 
     def forget(self, node: str) -> None:
         """The node's state is unknown (it failed): program it in full next time."""
@@ -260,17 +335,21 @@ class Felix:
 
     def sync(self, live_nodes: Iterable[str], endpoints: Callable[[str], list[WorkloadEndpoint]],
              pool: Executor | None = None) -> list[str]:
-        """Bring the calculation graph up to date, then program the nodes whose inputs changed; returns
-        them."""
+        """Bring the calculation graph up to date, then program the nodes whose inputs changed (the
+        calculation graph's dirty nodes, a node whose endpoints changed, one never programmed); returns
+        them. As felix's calculation graph sends each host only the updates that touch its endpoints, a
+        change programs the nodes it concerns, not every node."""
         self.calc.update()
+        every, dirty = self.calc.take_dirty()
+        self._pending |= set(self.agents) if every else dirty & set(self.agents)
         namespaces, pods, policies = self.calc.inputs()
-        todo: dict[str, tuple[list[WorkloadEndpoint], tuple[int, tuple[Any, ...]]]] = {}
+        todo: dict[str, tuple[list[WorkloadEndpoint], tuple[Any, ...]]] = {}
         for name in live_nodes:
             if name not in self.agents:
                 continue
             eps = endpoints(name)
-            mark = (self.calc.version, tuple((e.namespace, e.name, e.ip, e.iface) for e in eps))
-            if self._synced.get(name) != mark:
+            mark = tuple((e.namespace, e.name, e.ip, e.iface) for e in eps)
+            if name in self._pending or self._synced.get(name) != mark:
                 todo[name] = (eps, mark)
             elif self.watch is not None:
                 self.watch.seen(name)
@@ -288,6 +367,7 @@ class Felix:
                 report = self.agents[name].sync(eps, namespaces, pods, policies,
                                                 selector_members=self.calc.selector_members)
             self._synced[name] = mark
+            self._pending.discard(name)
             if self.watch is not None:
                 self.watch.seen(name)
             self.events(f"node/{name}", "PolicySynced", f"{report.endpoints} endpoints, {report.policies} "

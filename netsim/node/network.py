@@ -17,6 +17,7 @@ from typing import Any
 from cni_plugins import calico, canal, flannel
 from cni_plugins.common import NodeContext
 from cni_plugins.registry import get_plugin
+from cni_plugins.routed_veth import WorkloadEndpoint as CniEndpoint
 from cni_plugins.routed_veth import list_endpoints
 from netsim import naming
 from netsim.kernel.api import Kernel
@@ -49,6 +50,7 @@ class PodNetwork:
                                             nat_outgoing=spec.network.nat_outgoing) \
             if self.plugin_name == "calico" else None
         self._calico_daemons: dict[str, calico.CalicoNodeDaemon] = {}
+        self._endpoints: dict[str, dict[str, CniEndpoint]] = {}  # node -> endpoint file -> endpoint
 
     @property
     def enforces_policy(self) -> bool:
@@ -103,7 +105,10 @@ class PodNetwork:
         """The node's workload endpoints as felix sees them (calico and canal)."""
         if not self.enforces_policy:
             return []
-        return [WorkloadEndpoint(e.namespace, e.pod, e.ip, e.host_ifname) for e in list_endpoints(self.ctx(node))]
+        # The endpoint files already read are kept: a pass reads only the new ones (list_endpoints).
+        cache = self._endpoints.setdefault(node, {})
+        return [WorkloadEndpoint(e.namespace, e.pod, e.ip, e.host_ifname)
+                for e in list_endpoints(self.ctx(node), cache)]
 
 
 __all__ = ["PodNetwork", "NodeRec", "NETWORK_NAME", "canal"]
