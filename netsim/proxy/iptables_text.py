@@ -215,6 +215,15 @@ def _apply_command(t: Table, tok: list[str], no: int) -> None:
                 del ch.rules[i]
                 return
         raise IptablesParseError("bad rule (does a matching rule exist in that chain?)", no)
+    elif cmd in ("-R", "--replace"):
+        ch = _need_chain(t, tok[1], no)
+        if len(tok) < 3 or not tok[2].isdigit():
+            raise IptablesParseError("-R needs a rule number", no)
+        idx = int(tok[2]) - 1
+        if not 0 <= idx < len(ch.rules):
+            raise IptablesParseError("index of replacement too big", no)
+        _check_target(t, tok[3:], no)
+        ch.rules[idx] = tok[3:]
     elif cmd in ("-X", "--delete-chain"):
         ch = _need_chain(t, tok[1], no)
         if ch.builtin:

@@ -54,12 +54,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import operator
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
 from netsim.parsers.iptables_save import declared_chains
 from netsim.proxy import chains as C
+from netsim.proxy import huge
 from netsim.proxy.iptables_text import Ruleset, format_args, rule_comment, rule_target
 from netsim.proxy.model import Endpoint, NodeInfo, ProxyConfig, ServicePort
 
@@ -687,7 +688,8 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
     # Every top-level rule comes from node + config (same fingerprint) or from a port's top_digest.
     skip_top = not full and cfg.skip_unchanged_top_chains and prev is not None and prev.top == top_sig
     svc_chains = [c for e in entries if e.service in rewrite for c in e.names]
-    staged = bool(cfg.restore_stage_chains) and len(svc_chains) > cfg.restore_stage_chains
+    staged = bool(cfg.restore_stage_chains) and (len(svc_chains) > cfg.restore_stage_chains
+                                                  or len(stale) > cfg.restore_stage_chains)
 
     filter_chains: list[str] = []
     filter_rules: list[str] = []
@@ -756,8 +758,15 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
     stages: tuple[str, ...] = ()
     if staged:
         rest_chains = ([] if skip_top else top_nat_chains) + stale
+        final_lines = (stale_lines if skip_top else top_rules) + jumps["nat"]
+        late: list[str] = []
+        if len(stale) > cfg.restore_stage_chains:  # too many to delete in the switch-over (netsim.proxy.huge)
+            rest_chains = [c for c in rest_chains if c not in stale_set]
+            final_lines = [x for x in final_lines if not x.startswith("-X ")]
+            late = huge.stale_stages(stale, cfg.restore_stage_chains)
         stages = _stages(entries, rewrite, cfg.restore_stage_chains, mark_masq_rule, filter_chains,
-                         filter_lines, rest_chains, (stale_lines if skip_top else top_rules) + jumps["nat"])
+                         filter_lines, rest_chains, final_lines,
+                         _OldRules(prev, full, existing_save)) + tuple(late)
 
     skipped = tuple(sorted([f"filter/{c}" for c in (C.KUBE_SERVICES, C.KUBE_EXTERNAL_SERVICES, C.KUBE_FORWARD,
                                                       C.KUBE_NODEPORTS, C.KUBE_PROXY_FIREWALL)]
@@ -805,14 +814,42 @@ def _nodeports_last_rules(cfg: ProxyConfig, node: NodeInfo, localhost_np: bool) 
     return out
 
 
+class _OldRules:
+    """What the kernel holds of a Service's chains before this sync, for netsim.proxy.huge: the previous
+    successful sync's render when there is one (the agent keeps only states the kernel accepted), else the
+    rule count read from `existing_save` (full sync after a restart or a failure)."""
+
+    def __init__(self, prev: RenderState | None, full: bool, existing_save: str | None):
+        self.prev, self.full, self.save = prev, full, existing_save
+
+    def _prev_chains(self, service: str) -> dict[str, list[str]] | None:
+        if self.prev is None or service not in self.prev.services:
+            return None
+        es = [e for e in self.prev.ports.values() if e.service == service]
+        return huge.by_chain([c for e in es for c in e.names], [r for e in es for r in e.render.chain_rules])
+
+    def rules(self, service: str) -> dict[str, list[str]] | None:
+        """The Service's chains as the previous sync wrote them (partial syncs only: a full sync rewrites
+        every chain, as kube-proxy's does)."""
+        return None if self.full else self._prev_chains(service) or {}
+
+    def counter(self, service: str) -> Callable[[str], int]:
+        if self.prev is not None:
+            old = self._prev_chains(service) or {}
+            return lambda chain: len(old.get(chain, ()))
+        save = self.save or ""
+        return lambda chain: save.count(f"\n-A {chain} ")
+
+
 def _stages(entries: Sequence[_PortEntry], rewrite: Collection[str], limit: int, mark_masq_rule: str,
             filter_chains: Sequence[str], filter_lines: Sequence[str], nat_chains: Sequence[str],
-            nat_lines: Sequence[str]) -> tuple[str, ...]:
+            nat_lines: Sequence[str], old: _OldRules) -> tuple[str, ...]:
     """The sync as several restores: the rewritten services' chains in chunks of at most `limit` chains
     (whole services, so each service changes atomically), then one restore with the filter table, the
     top-level nat chains and the stale-chain deletions, which switches KUBE-SERVICES over to the new
     chains. Service chains only jump to each other and to KUBE-MARK-MASQ, which the first chunk makes sure
-    exists, so every chunk restores on its own."""
+    exists, so every chunk restores on its own. A Service with more than `limit` chains of its own is
+    rewritten in several restores of its own first (netsim.proxy.huge)."""
     by_service: dict[str, list[_PortEntry]] = {}
     for e in entries:
         if e.service in rewrite:
@@ -820,8 +857,13 @@ def _stages(entries: Sequence[_PortEntry], rewrite: Collection[str], limit: int,
     chunks: list[tuple[list[str], list[str]]] = []
     cur_chains: list[str] = []
     cur_rules: list[str] = []
-    for es in by_service.values():
+    big: list[str] = []
+    for service, es in by_service.items():
         names = [c for e in es for c in e.names]
+        if len(names) > limit:
+            big += huge.service_stages(names, [x for e in es for x in e.render.chain_rules], limit,
+                                       old_rules=old.rules(service), old_count=old.counter(service))
+            continue
         if cur_chains and len(cur_chains) + len(names) > limit:
             chunks.append((cur_chains, cur_rules))
             cur_chains, cur_rules = [], []
@@ -830,8 +872,12 @@ def _stages(entries: Sequence[_PortEntry], rewrite: Collection[str], limit: int,
     if cur_chains:
         chunks.append((cur_chains, cur_rules))
     out = []
+    # Every service chain may jump to KUBE-MARK-MASQ: the first restore makes sure it exists.
+    if big:
+        out.append(big[0].replace("*nat\n", f"*nat\n:{C.KUBE_MARK_MASQ} - [0:0]\n{mark_masq_rule}\n", 1))
+        out.extend(big[1:])
     for i, (chains, rules) in enumerate(chunks):
-        pre_chains, pre_rules = ([C.KUBE_MARK_MASQ], [mark_masq_rule]) if i == 0 else ([], [])
+        pre_chains, pre_rules = ([C.KUBE_MARK_MASQ], [mark_masq_rule]) if i == 0 and not big else ([], [])
         out.append("\n".join(_table("nat", pre_chains + chains, pre_rules + rules)) + "\n")
     final: list[str] = []
     if filter_chains or filter_lines:

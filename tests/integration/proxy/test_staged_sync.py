@@ -82,3 +82,42 @@ def test_staged_full_sync_then_minimal_partial_syncs(kernel, node_ns):
     report = agent.sync(services3, eps3, full=True)
     assert report.full and report.counts.jump_rules_added == 0
     assert _kube_chains(kernel, node_ns) == _expected(services3, eps3)
+
+
+def _nat_rules(kernel, ns: str) -> dict[str, list[str]]:
+    rs = Ruleset.from_text(kernel.run(ns, ["iptables-save", "-t", "nat"]).stdout)
+    return {n: [" ".join(r) for r in c.rules] for n, c in rs.tables["nat"].chains.items() if n.startswith(SERVICE)}
+
+
+SERVICE = ("KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-")
+
+
+def _expected_nat(services, eps, cfg) -> dict[str, list[str]]:
+    res = render_full(services, eps, NODE, dataclasses.replace(cfg, restore_stage_chains=0))
+    rs = Ruleset.from_text(res.payload)
+    return {n: [" ".join(r) for r in c.rules] for n, c in rs.tables["nat"].chains.items() if n.startswith(SERVICE)}
+
+
+def test_a_service_larger_than_a_stage_through_the_real_restore(kernel, node_ns):
+    """netsim.proxy.huge: one Service with more endpoint chains than a stage, grown, shrunk (in-place `-R`
+    and `-D` by position, stale chains deleted in chunks) and rewritten after a restart, by the real
+    iptables-nft-restore; the kernel must end with exactly the rules of one payload each time."""
+    cfg = dataclasses.replace(CFG, large_cluster_threshold=50)
+    big = ServicePort("default", "big", cluster_ip="10.96.3.200", port=80, node_port=30200)
+    agent = ProxyAgent(kernel, node_ns, NODE, cfg)
+    for lo, hi in ((0, 70), (0, 95), (20, 48), (60, 66)):
+        eps = {big.key: [Endpoint(f"10.244.2.{i + 1}", 8080, "node-2") for i in range(lo, hi)]}
+        report = agent.sync([big], eps)
+        assert report.counts.stages > 1 or hi - lo < 30
+        # iptables-save prints probabilities with its own precision: compare the service chains and the
+        # targets (endpoint chains, DNAT destinations) of their rules.
+        got, want = _nat_rules(kernel, node_ns), _expected_nat([big], eps, cfg)
+        assert got.keys() == want.keys()
+        for name in want:
+            assert [r.split()[-1] for r in got[name]] == [r.split()[-1] for r in want[name]], name
+    restarted = ProxyAgent(kernel, node_ns, NODE, cfg)
+    eps = {big.key: [Endpoint(f"10.244.2.{i + 1}", 8080, "node-2") for i in range(5, 80)]}
+    restarted.sync([big], eps)
+    got, want = _nat_rules(kernel, node_ns), _expected_nat([big], eps, cfg)
+    assert {n: [r.split()[-1] for r in v] for n, v in got.items()} == \
+        {n: [r.split()[-1] for r in v] for n, v in want.items()}
