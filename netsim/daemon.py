@@ -188,8 +188,9 @@ class Daemon:
         self.dns_agent = DnsAgent(self.store, self.dns_snapshot)  # the records, from the change log
         self.pod_setup = PodSetup(cluster, self.spec.dns_domain, self.store.list, self.store.get)
         self.kubelet = ClusterKubelet(self.kernel, self.kubelets, self.workload, self.dns, self.spec,
-                                      lambda: self._typed(self.store.list("Service")), self.pod_setup,
-                                      lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
+                                      lambda: self.store.typed_list("Service"), self.pod_setup,
+                                      lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor),
+                                      decode=self.store.decode)
         # Pod usage (metrics-server's role) for the HPA controller and `netsim top` (netsim/agents/metrics.py).
         self.metrics = MetricsServer(self.store, self.kubelet, self.workload.request_counts,
                                      self.spec.autoscaling.metric_resolution, metrics_path(cluster))
@@ -374,12 +375,13 @@ class Daemon:
         return typed[0] if typed else None
 
     def _typed(self, objs: list[dict[str, Any]]) -> list[Any]:
-        """Stored objects through the model. One that does not parse (written around the API's validation,
-        or by an older netsim) is left out and reported (`_invalid`); the others are programmed as usual."""
+        """Stored objects through the model (the store's parse cache: once per resourceVersion). One that
+        does not parse (written around the API's validation, or by an older netsim) is left out and reported
+        (`_invalid`); the others are programmed as usual."""
         out = []
         for obj in objs:
             try:
-                out.append(parse_object(obj, Source("<store>")))
+                out.append(self.store.decode(obj))
             except Exception as e:  # noqa: BLE001 - one bad object must not stop the data plane of all
                 self._invalid(obj, e)
         return out

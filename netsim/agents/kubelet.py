@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from netsim import naming
@@ -79,8 +80,12 @@ class ClusterKubelet:
     workload identity server for every declared port, the DNS responder for CoreDNS pods' port 53)."""
 
     def __init__(self, kernel: Kernel, kubelets: dict[str, Kubelet], workload: WorkloadServer, dns: DnsServer,
-                 spec: ClusterSpec, services: Any, setup: PodSetup | None = None, events: Any = None):
+                 spec: ClusterSpec, services: Any, setup: PodSetup | None = None, events: Any = None,
+                 decode: Callable[[dict[str, Any]], Any] | None = None):
         self.kernel = kernel
+        # A stored pod's typed object: the store's parse cache (Store.decode) in the daemon, so a pod is
+        # parsed once per resourceVersion however many containers and passes read it.
+        self.decode = decode or (lambda obj: parse_object(obj, Source("<store>")))
         self.kubelets = kubelets
         self.workload = workload
         self.dns = dns
@@ -202,7 +207,7 @@ class ClusterKubelet:
         try:
             sec = effective(pod, container, default_uid=defaults.run_as_user, default_gid=defaults.run_as_group)
             if service_env is None:
-                service_env = env_for_pod(parse_object(pod, Source("<store>")), self.services())
+                service_env = env_for_pod(self.decode(pod), self.services())
             if self.setup is None:
                 argv = container_argv(container)
                 env = {**service_env, **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
@@ -280,7 +285,7 @@ class ClusterKubelet:
         kubelet, sb = self._sandbox_of(pod)
         if kubelet is None or sb is None:
             return
-        service_env = env_for_pod(parse_object(pod, Source("<store>")), self.services())
+        service_env = env_for_pod(self.decode(pod), self.services())
         for c in (pod.get("spec") or {}).get("containers") or []:
             self.start_container(kubelet, sb, pod, c, service_env=service_env)
 
@@ -323,7 +328,7 @@ class ClusterKubelet:
         if self.host_network(pod):
             return self._run_host_network(pod, kubelet)
         sb = kubelet.run_sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod))
-        typed = parse_object(pod, Source("<store>"))
+        typed = self.decode(pod)
         self._furnish(pod, typed, kubelet, sb)
         self._start_all(kubelet, sb, pod, typed)
         return sb.ip
@@ -353,7 +358,7 @@ class ClusterKubelet:
         ports = self._serve_ports(pod)
         if ports:
             self.workload.serve(o.key(pod), kubelet.node.name, node_ns, ports)
-        self._start_all(kubelet, sb, pod, parse_object(pod, Source("<store>")))
+        self._start_all(kubelet, sb, pod, self.decode(pod))
         return kubelet.node.ip
 
     def delete_sandbox(self, pod: dict[str, Any], *, keep_volumes: bool = False) -> None:
@@ -395,7 +400,7 @@ class ClusterKubelet:
         sockets bound in it (workload ports, CoreDNS's port 53) and its resolv.conf are made again, and its
         container processes, killed by `kill_containers`, are restarted with their restart count plus one."""
         kubelet = self.kubelets[o.node_name(pod) or ""]
-        typed = parse_object(pod, Source("<store>"))
+        typed = self.decode(pod)
         own_netns = sb is not None
         if sb is None:
             netns = naming.node_ns(self.spec.name, kubelet.node.name)
