@@ -35,6 +35,12 @@ KINDS = frozenset({"Service", "EndpointSlice", "Pod", "Namespace", "StatefulSet"
 NsName = tuple[str, str]
 
 
+def _answered(entry: tuple[PodInfo, str | None]) -> tuple[Any, ...]:
+    """What of a pod DNS answers from: its addresses, hostname, subdomain and StatefulSet."""
+    info, owner = entry
+    return info.ips, info.hostname, info.subdomain, owner
+
+
 def _spec_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """What of a Service or EndpointSlice DNS reads: everything but status and the resourceVersion (a
     status-only write, such as a LoadBalancer ingress, changes no name)."""
@@ -131,12 +137,12 @@ class DnsAgent:
                 self._final.pop(key, None)
                 return self._pods.pop(key, None) is not None
             self.decoded += 1
-            entry = (PodInfo.from_dict(obj), _owner(obj, "StatefulSet"))
-            if self._pods.get(key) == entry:
-                return False
+            entry = (PodInfo.from_dict(obj, ports=False), _owner(obj, "StatefulSet"))
+            old = self._pods.get(key)
             self._pods[key] = entry
             self._final[key] = self._identity(key, entry)
-            return True
+            # Only what DNS answers from counts as a difference (a label or node change publishes nothing).
+            return old is None or _answered(old) != _answered(entry)
         if kind == "StatefulSet":
             had = key in self._set_services
             if obj is None:

@@ -51,9 +51,7 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
     ip = (pod.get("status") or {}).get("podIP")
     if not ip or o.is_terminal(pod) or (pod.get("spec") or {}).get("hostNetwork"):
         return None
-    ports = tuple((cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
-                  for c in (pod.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or [])
-    return PodInfo(o.namespace(pod) or "default", o.name(pod), o.labels(pod), ip, o.node_name(pod) or "", ports)
+    return PodInfo.from_dict(pod)  # the one pod view (netsim.model.podview)
 
 
 def selector_peers(policy: NetworkPolicy) -> Iterator[Peer]:

@@ -43,12 +43,12 @@ through to the upstream), and an ExternalName CNAME pointing outside the cluster
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from netsim.model.endpointslice import EndpointSlice
-from netsim.model.pod import Pod
+from netsim.model.podview import PodView
 from netsim.model.service import Service
 
 DEFAULT_DOMAIN = "cluster.local"
@@ -112,30 +112,9 @@ class Answer:
 
 # -------------------------------------------------------------------------------------------- snapshot
 
-@dataclass(frozen=True)
-class PodInfo:
-    """What DNS needs of a pod: its addresses, and hostname/subdomain for endpoint names."""
-
-    namespace: str
-    name: str
-    ips: tuple[str, ...] = ()
-    hostname: str | None = None
-    subdomain: str | None = None
-
-    @classmethod
-    def from_pod(cls, pod: Pod, ips: Iterable[str]) -> PodInfo:
-        return cls(pod.meta.namespace or "default", pod.meta.name, tuple(ips), pod.spec.hostname,
-                   pod.spec.subdomain)
-
-    @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> PodInfo:
-        """From a Pod as the store holds it (status.podIPs / status.podIP)."""
-        md, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-        ips = [p.get("ip") for p in status.get("podIPs") or [] if p.get("ip")]
-        if not ips and status.get("podIP"):
-            ips = [status["podIP"]]
-        return cls(md.get("namespace") or "default", md["name"], tuple(ips), spec.get("hostname") or None,
-                   spec.get("subdomain") or None)
+# What DNS needs of a pod (addresses, hostname/subdomain for endpoint names) is the one pod view of the
+# model (netsim.model.podview); the old name stays.
+PodInfo = PodView
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def snapshot_from_dicts(services: Iterable[Mapping[str, Any]], slices: Iterable[
     for doc in pods:
         if not (doc.get("metadata") or {}).get("name"):
             continue
-        info = PodInfo.from_dict(doc)
+        info = PodInfo.from_dict(doc, ports=False)
         owner = _owner(doc, "StatefulSet")
         if owner is not None:
             svc_name = set_services.get((info.namespace, owner))

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.model.networkpolicy import NetworkPolicy, Peer, PolicyPort
+from netsim.model.podview import NamedPort, PodView
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 INGRESS = "ingress"
@@ -67,37 +68,9 @@ class NamespaceInfo:
         return out
 
 
-@dataclass(frozen=True)
-class ContainerPort:
-    name: str | None
-    port: int
-    protocol: str = "TCP"
-
-
-@dataclass(frozen=True)
-class PodInfo:
-    """A pod as policy sees it. `ports` accepts ContainerPort or (name|None, port, protocol) tuples."""
-
-    namespace: str
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    ip: str = ""
-    node: str = ""
-    ports: tuple[Any, ...] = ()
-
-    def __post_init__(self) -> None:
-        norm = tuple(p if isinstance(p, ContainerPort) else ContainerPort(*p) for p in self.ports)
-        object.__setattr__(self, "ports", norm)
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    def named_port(self, name: str, protocol: str) -> int | None:
-        for p in self.ports:
-            if p.name == name and p.protocol == protocol:
-                return p.port
-        return None
+# A pod as policy sees it is the one pod view of the model (netsim.model.podview); the old names stay.
+ContainerPort = NamedPort
+PodInfo = PodView
 
 
 @dataclass(frozen=True)

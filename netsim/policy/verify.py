@@ -36,14 +36,11 @@ def inputs_from_store(store: Any, *, with_whatifs: bool = False,
         if not ip or o.is_terminal(p) or (p.get("spec") or {}).get("hostNetwork"):
             continue
         try:
-            ports = tuple((cp.get("name"), int(cp["containerPort"]), cp.get("protocol", "TCP"))
-                          for c in (p.get("spec") or {}).get("containers") or [] for cp in c.get("ports") or [])
+            pods.append(PodInfo.from_dict(p))  # the one pod view (netsim.model.podview)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             if on_invalid is None:
                 raise
             on_invalid(p, e)
-            continue
-        pods.append(PodInfo(o.namespace(p) or "default", o.name(p), o.labels(p), ip, o.node_name(p) or "", ports))
     raw = store.list("NetworkPolicy")
     if with_whatifs:
         raw = whatif.overlay(raw, store.list(whatif.KIND, whatif.NAMESPACE))

@@ -43,7 +43,7 @@ def _snapshot() -> Snapshot:
         "ports": [{"name": "pg", "port": 5432}],
         "endpoints": [{"addresses": ["10.244.1.10"], "hostname": "db-0"},
                       {"addresses": ["10.244.2.11"], "hostname": "db-1"}]}, SRC)
-    return Snapshot((web, db), (db_eps,), (PodInfo("default", "db-0", ("10.244.1.10",)),), serial=7)
+    return Snapshot((web, db), (db_eps,), (PodInfo("default", "db-0", ips=("10.244.1.10",)),), serial=7)
 
 
 @pytest.fixture

@@ -151,3 +151,16 @@ def test_the_agent_runs_on_a_store_connection_of_its_own(tmp_path):
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_pod_label_change_publishes_nothing(counted):
+    store = cluster()
+    holder = SnapshotHolder()
+    agent = DnsAgent(store, holder)
+    agent.sync()
+    snap = holder()
+    p = store.get("Pod", "ns1", "p4")
+    p["metadata"]["labels"] = {"app": "other"}
+    store.update(p)
+    report = agent.sync()
+    assert report.decoded == 1 and not report.published and holder() is snap

@@ -53,7 +53,7 @@ def cluster_snapshot() -> Snapshot:
             [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53}], ns="kube-system"),
     )
     pods = (
-        PodInfo("default", "db-1", ("10.244.2.11",), hostname="db-1", subdomain="db"),
-        PodInfo("default", "web-1", ("10.244.1.5",)),
+        PodInfo("default", "db-1", ips=("10.244.2.11",), hostname="db-1", subdomain="db"),
+        PodInfo("default", "web-1", ips=("10.244.1.5",)),
     )
     return Snapshot(services, slices, pods, serial=1234)
