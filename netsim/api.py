@@ -34,7 +34,7 @@ from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file
 from netsim.model.errors import Source, SpecError, UsageError
 from netsim.model.generic import CustomKind, custom_kinds_from
 from netsim.model.limits import MAX_REPLICAS
-from netsim.model.loader import load_sourced, object_ref, parse_documents
+from netsim.model.loader import load_sourced, object_ref, parse_documents, parse_mappings
 from netsim.model.registry import is_emulated
 from netsim.model.registry import namespaced as kind_namespaced
 from netsim.model.selectors import LabelSelector
@@ -52,7 +52,7 @@ from netsim.model.targets import (
     parse_target,
 )
 from netsim.probe.engine import Probe, ProbeResult, run_probes
-from netsim.store import Conflict, StoreError, identity
+from netsim.store import Conflict, StoreError, copy_manifest, identity
 
 CONVERGE_TIMEOUT = 120.0  # seconds a command waits for the daemon to reflect its writes
 
@@ -274,9 +274,8 @@ class Cluster:
                 out += from_file(str(m))
             elif hasattr(m, "to_dict"):
                 out.append(m.to_dict())
-            else:
-                out += [x.to_dict() for x in parse_documents(__import__("yaml").safe_dump(dict(m)), "<inline>",
-                                                             custom)]
+            else:  # a manifest dict: validated as it is, once (no YAML round trip)
+                out += [x.to_dict() for x in parse_mappings([copy_manifest(dict(m))], "<inline>", custom)]
         return out
 
     def delete(self, kind: str, name: str, namespace: str | None = "default", *, wait: bool = True,

@@ -308,6 +308,18 @@ def parse_documents(text: str, source_file: str = "<inline>", custom: Mapping[st
     return [obj for _, obj in parsed]
 
 
+def parse_mappings(docs: Iterable[Any], source_file: str = "<inline>",
+                   custom: Mapping[str, CustomKind] | None = None, *, skip_unknown: bool = False,
+                   namespace: str | None = None) -> list[Any]:
+    """Parse manifest dicts (as a client hands them to the Python API) into typed objects, each validated
+    once, as they are: no YAML dump and parse again. Raises SpecErrors if any part is bad."""
+    parsed, errors = parse_sources([(Source(source_file, i), doc) for i, doc in enumerate(docs)], custom,
+                                   skip_unknown=skip_unknown, namespace=namespace)
+    if errors:
+        raise SpecErrors(_input_order(errors, {source_file: 0}))
+    return [obj for _, obj in parsed]
+
+
 def _input_order(errors: list[SpecError], order: dict[str, int]) -> list[SpecError]:
     return sorted(errors, key=lambda e: (order.get(e.source.file, len(order)),
                                          -1 if e.source.doc is None else e.source.doc))
