@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from netsim import apiserver, naming, state, storefactory
+from netsim import apiserver, fabric, naming, state, storefactory
 from netsim.agents.dns import DnsAgent
 from netsim.agents.felix import Felix
 from netsim.agents.flannel import FlannelBackend
@@ -279,9 +279,8 @@ class Daemon:
             failed = o.annotations(node).get(FAILED_ANNOTATION) == "true"
             if failed == (name in self.kubelet.failed) or name not in self.nodes:
                 continue
-            index = self.spec.node_index(name)
-            port = naming.fabric_port_for_node(index)
-            self.kernel.link_set(naming.fabric_ns(self.spec.name), port, up=not failed)
+            switch, port = fabric.node_port(self.spec, self.spec.node_index(name))
+            self.kernel.link_set(switch, port, up=not failed)
             self._dataplane_dirty = True
             if failed:
                 self.kubelet.failed.add(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from netsim import naming
+from netsim import hostnet, naming
 from netsim.kernel.api import Kernel, KernelError, Route
 from netsim.model.cluster import ClusterSpec, HostSpec, NodeSpec
 from netsim.model.errors import MissingDependency
@@ -49,7 +49,7 @@ def build_fabric(k: Kernel, spec: ClusterSpec) -> str:
     k.netns_create(ns)
     for key, value in FABRIC_SYSCTLS:
         k.sysctl_set(ns, key, value)
-    k.bridge_add(ns, naming.UNDERLAY_BRIDGE, mtu=spec.network.mtu)
+    k.bridge_add(ns, naming.UNDERLAY_BRIDGE, mtu=spec.underlay_mtu)
     k.addr_add(ns, naming.UNDERLAY_BRIDGE, f"{spec.gateway_ip}/{spec.node_net.prefixlen}")
     return ns
 
@@ -68,21 +68,29 @@ def check_vxlan(k: Kernel, spec: ClusterSpec) -> None:
 
 
 def add_node(k: Kernel, spec: ClusterSpec, index: int, node: NodeSpec) -> dict:
-    """Create one node namespace on the underlay; returns its record for the state file."""
-    fabric = naming.fabric_ns(spec.name)
+    """Create one node namespace on the underlay (its host's underlay bridge with spec.hosts, else the
+    fabric's); returns its record for the state file."""
+    switch = hostnet.node_switch(spec, node.host)
     ns = naming.node_ns(spec.name, node.name)
     ip = spec.node_ip(index)
     k.netns_create(ns)
     for key, value in node_sysctls(spec):
         k.sysctl_set(ns, key, value)
     port = naming.fabric_port_for_node(index)
-    k.veth_add(fabric, port, ns, naming.UPLINK, mtu=spec.network.mtu, up=False)
-    k.link_set(fabric, port, master=naming.UNDERLAY_BRIDGE, up=True)
+    k.veth_add(switch, port, ns, naming.UPLINK, mtu=spec.underlay_mtu, up=False)
+    k.link_set(switch, port, master=naming.UNDERLAY_BRIDGE, up=True)
     k.addr_add(ns, naming.UPLINK, f"{ip}/{spec.node_net.prefixlen}")
     k.link_set(ns, naming.UPLINK, up=True)
     k.route_replace(ns, Route(dst="default", via=spec.gateway_ip))
     return {"name": node.name, "index": index, "ip": ip, "podCIDR": spec.node_pod_cidr(index), "netns": ns,
-            "labels": dict(node.labels), "taints": [t.__dict__ for t in node.taints]}
+            "labels": dict(node.labels), "taints": [t.__dict__ for t in node.taints],
+            **({"host": node.host} if node.host else {})}
+
+
+def node_port(spec: ClusterSpec, index: int) -> tuple[str, str]:
+    """(namespace, interface) of the switch port of node `index`'s uplink: setting it down cuts the node
+    off the underlay (`netsim node fail`)."""
+    return hostnet.node_switch(spec, spec.nodes[index].host), naming.fabric_port_for_node(index)
 
 
 def underlay_neighbours(k: Kernel, spec: ClusterSpec, nodes: list[dict], hosts: list[dict]) -> int:
@@ -145,7 +153,7 @@ def add_host(k: Kernel, spec: ClusterSpec, index: int, host: HostSpec) -> dict:
     ns = naming.host_ns(spec.name, host.name)
     port = naming.fabric_port_for_host(index)
     k.netns_create(ns)
-    k.veth_add(fabric, port, ns, naming.UPLINK, mtu=spec.network.mtu, up=False)
+    k.veth_add(fabric, port, ns, naming.UPLINK, mtu=spec.underlay_mtu, up=False)
     if host.on_node_network:
         k.link_set(fabric, port, master=naming.UNDERLAY_BRIDGE, up=True)
         gateway = spec.gateway_ip
@@ -156,7 +164,7 @@ def add_host(k: Kernel, spec: ClusterSpec, index: int, host: HostSpec) -> dict:
         gateway = str(net.network_address + 1)
         segment = external_segment(spec, net)
         if k.link_get(fabric, segment) is None:
-            k.bridge_add(fabric, segment, mtu=spec.network.mtu)
+            k.bridge_add(fabric, segment, mtu=spec.underlay_mtu)
             k.addr_add(fabric, segment, f"{gateway}/{host.prefixlen}")
         k.link_set(fabric, port, master=segment, up=True)
     k.addr_add(ns, naming.UPLINK, f"{host.ip}/{host.prefixlen}")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netsim import daemonproc, fabric, naming, state
+from netsim import daemonproc, fabric, hostnet, naming, state
 from netsim.apiserver import endpoint
 from netsim.etcd import config as etcd_config
 from netsim.kernel import netns as netns_mod
@@ -84,8 +84,14 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet, *, daemon: boo
         if etcd_config.prepare(spec.name, etcd_config.default_store(spec.store)):
             progress("etcd store ready")
         st.fabric = fabric.build_fabric(k, spec)
-        if spec.network.backend == "vxlan":
+        if spec.network.backend == "vxlan" or len(spec.hosts) > 1:
             fabric.check_vxlan(k, spec)
+        if spec.hosts:
+            hostnet.build_lan(k, spec)
+            st.extra["machines"] = [hostnet.add_machine(k, spec, i) for i in range(len(spec.hosts))]
+            hostnet.join_underlay(k, spec)
+            progress(f"hosts {', '.join(h.name for h in spec.hosts)} joined by VXLAN" if len(spec.hosts) > 1
+                     else f"host {spec.hosts[0].name}")
         for i, node in enumerate(spec.nodes):
             st.nodes.append(fabric.add_node(k, spec, i, node))
             state.make_private_dir(naming.node_state_dir(spec.name, node.name))
@@ -188,7 +194,7 @@ def down(k: Kernel, cluster: str) -> DownReport:
     names = owned_netns(cluster)
     killed += _kill(netns_mod.pids_in_all(names))
     # Pods first, nodes and hosts next, the fabric last: each veth dies with the first of its two ends.
-    rank = {naming.POD: 0, naming.NODE: 1, naming.HOST: 1, naming.FABRIC: 2}
+    rank = {naming.POD: 0, naming.NODE: 1, naming.HOST: 1, naming.MACHINE: 2, naming.FABRIC: 2, naming.LAN: 3}
     order = sorted(names, key=lambda n: (rank[parsed.role] if (parsed := naming.parse(n)) else 1, n))
     for n in order:
         k.netns_delete(n)

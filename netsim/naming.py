@@ -5,6 +5,8 @@ Network namespaces are `netsim-<cluster>.<role>[.<object>]`:
     netsim-<cluster>.fabric               the underlay bridge and router
     netsim-<cluster>.node.<node>          a node
     netsim-<cluster>.host.<host>          an external host
+    netsim-<cluster>.machine.<host>       an emulated host of spec.hosts: its own fabric for its nodes
+    netsim-<cluster>.lan                  the emulated hosts' physical network (a bridge)
     netsim-<cluster>.pod.<ns>_<pod>       a pod sandbox, when `<ns>_<pod>` is at most MAX_PART characters
     netsim-<cluster>.pod._<hash16>        any other pod sandbox (its record maps it back, see below)
 
@@ -45,7 +47,9 @@ MAX_PART = 63  # longest readable object part
 HASH_LEN = 16
 
 FABRIC, NODE, HOST, POD = "fabric", "node", "host", "pod"
-ROLES = (FABRIC, NODE, HOST, POD)
+# spec.hosts are "machines" in kernel names: `host` already names external hosts (clients outside the cluster).
+MACHINE, LAN = "machine", "lan"
+ROLES = (FABRIC, NODE, HOST, POD, MACHINE, LAN)
 
 _CLUSTER_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -103,6 +107,16 @@ def host_ns(cluster: str, host: str) -> str:
     return f"{cluster_prefix(cluster)}{HOST}{SEP}{label_part(host)}"
 
 
+def machine_ns(cluster: str, host: str) -> str:
+    """An emulated host of spec.hosts: its physical interface, its underlay bridge and its nodes' ports."""
+    return f"{cluster_prefix(cluster)}{MACHINE}{SEP}{label_part(host)}"
+
+
+def lan_ns(cluster: str) -> str:
+    """The emulated hosts' shared physical segment."""
+    return f"{cluster_prefix(cluster)}{LAN}"
+
+
 def pod_ns(cluster: str, namespace: str, pod: str) -> str:
     return f"{cluster_prefix(cluster)}{POD}{SEP}{pod_part(namespace, pod)}"
 
@@ -126,9 +140,9 @@ def parse(netns_name: str) -> NetnsName | None:
     if not sep or not is_cluster_name(cluster):
         return None
     role, sep, part = rest.partition(SEP)
-    if role == FABRIC and not sep:
+    if role in (FABRIC, LAN) and not sep:
         return NetnsName(cluster, role, "")
-    if role in (NODE, HOST, POD) and sep and part:
+    if role in (NODE, HOST, POD, MACHINE) and sep and part:
         return NetnsName(cluster, role, part)
     return None
 
@@ -152,6 +166,11 @@ def fabric_port_for_node(index: int) -> str:
 
 def fabric_port_for_host(index: int) -> str:
     return f"h{index}"
+
+
+def lan_port_for_machine(index: int) -> str:
+    """The segment's end of emulated host `index`'s physical interface (m0, m1, ...)."""
+    return f"m{index}"
 
 
 def state_dir(cluster: str) -> str:

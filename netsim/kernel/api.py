@@ -148,6 +148,11 @@ class Kernel(Protocol):
     def fdb_replace(self, ns: str, ifname: str, mac: str, dst: str, *, permanent: bool = True) -> None:
         """A bridge FDB entry on a VXLAN device (NTF_SELF): `mac` is reached at remote VTEP `dst`."""
 
+    def fdb_append(self, ns: str, ifname: str, mac: str, dst: str) -> None:
+        """Add remote VTEP `dst` to `mac`'s entry on a VXLAN device (`bridge fdb append`, NLM_F_APPEND):
+        with the all-zeros MAC, one more destination for flooded frames (head-end replication, the
+        kernel's Documentation/networking/vxlan.rst). Idempotent."""
+
     def fdb_del(self, ns: str, ifname: str, mac: str, dst: str) -> bool: ...
 
     def fdbs(self, ns: str, ifname: str) -> list[Fdb]: ...

@@ -262,6 +262,13 @@ class FakeKernel:
         state.fdbs = [f for f in state.fdbs if (f.ifname, f.mac, f.dst) != (ifname, mac, dst)]
         state.fdbs.append(Fdb(ifname, mac, dst, permanent))
 
+    def fdb_append(self, ns: str, ifname: str, mac: str, dst: str) -> None:
+        self._rec("fdb_append", ns, ifname, mac, dst)
+        self._link(ns, ifname)
+        state = self.ns[ns]
+        if not any((f.ifname, f.mac, f.dst) == (ifname, mac, dst) for f in state.fdbs):
+            state.fdbs.append(Fdb(ifname, mac, dst, True))
+
     def fdb_del(self, ns: str, ifname: str, mac: str, dst: str) -> bool:
         self._rec("fdb_del", ns, ifname, mac, dst)
         state = self._get(ns)

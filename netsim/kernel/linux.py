@@ -531,6 +531,16 @@ class LinuxKernel:
                 raise _raise_nl(f"{ns}: fdb {mac} dst {dst} on {ifname}", exc) from None
         self._do(_replace)
 
+    def fdb_append(self, ns: str, ifname: str, mac: str, dst: str) -> None:
+        def _append() -> None:
+            try:
+                self._with_idx(ns, ifname, lambda i: self._ipr(ns).fdb(
+                    "append", ifindex=i, lladdr=mac, dst=dst, state=NUD_PERMANENT | NUD_NOARP, flags=NTF_SELF))
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise _raise_nl(f"{ns}: fdb append {mac} dst {dst} on {ifname}", exc) from None
+        self._do(_append)
+
     def fdb_del(self, ns: str, ifname: str, mac: str, dst: str) -> bool:
         return self._delete(f"{ns}: delete fdb {mac} on {ifname}", lambda: self._with_idx(
             ns, ifname, lambda i: self._ipr(ns).fdb("del", ifindex=i, lladdr=mac, dst=dst)))
