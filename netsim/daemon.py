@@ -59,6 +59,8 @@ from netsim.controlplane.loop import (
 from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
 from netsim.controlplane.state import Config
 from netsim.dns.server import DnsServer, SnapshotHolder
+from netsim.hostagent import Role, start_elector
+from netsim.leader import Elector
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
@@ -154,12 +156,18 @@ def normalise(docs: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
 
 
 class Daemon:
-    def __init__(self, cluster: str, *, resync: float = 1.0):
+    """`role` (netsim.hostagent.Role): which part of the cluster this process runs. The default, the
+    cluster's daemon, is a control-plane candidate and runs the node agents of every node when the spec
+    names no hosts; a host agent (`netsim agent`) runs only its host's node agents; a control-plane process
+    (`netsim controlplane`) only competes for the leadership and runs the controllers while it leads."""
+
+    def __init__(self, cluster: str, *, resync: float = 1.0, role: Role | None = None):
         st = state.load(cluster)
         if st is None:
             raise SystemExit(f"no cluster {cluster}")
         self.st = st
         self.spec = parse_cluster(st.spec, Source(state.state_file(cluster)))
+        self.role = role or Role.daemon(self.spec)
         from netsim.kernel.linux import LinuxKernel
         self.kernel = LinuxKernel()
         self.store: Store = open_store(cluster)
@@ -177,9 +185,11 @@ class Daemon:
         self.controller_memory: dict[str, Any] = {}
         self.network = PodNetwork(self.kernel, self.spec)
         # flanneld on every node (flannel, canal), fed by the Node objects' change log (netsim/agents/flannel.py).
-        self.flannel = FlannelBackend(self.spec, self.kernel, self.store, [n["name"] for n in st.nodes]) \
+        # Every node (for the routes to peers) and the nodes whose agents run in this process.
+        self.all_nodes = {n["name"]: NodeRec(n["name"], n["ip"], n["podCIDR"]) for n in st.nodes}
+        self.nodes = {n: rec for n, rec in self.all_nodes.items() if n in self.role.nodes}
+        self.flannel = FlannelBackend(self.spec, self.kernel, self.store, list(self.nodes)) \
             if self.network.plugin_name in ("flannel", "canal") else None
-        self.nodes = {n["name"]: NodeRec(n["name"], n["ip"], n["podCIDR"]) for n in st.nodes}
         self.kubelets = {name: Kubelet(self.kernel, self.network, rec, cni_mode=self.spec.network.cni_mode)
                          for name, rec in self.nodes.items()}
         self.workload = WorkloadServer(self.kernel)
@@ -229,20 +239,27 @@ class Daemon:
         self._health_written: tuple[float, Any] = (0.0, None)
         self.compactor = Compactor(self.store, float(os.environ.get("NETSIM_COMPACTION_INTERVAL",
                                                                     COMPACTION_INTERVAL)))
-        self.apiserver: Any = None  # the Kubernetes API endpoint (netsim.apiserver), started by main()
+        self.apiserver: Any = None  # the Kubernetes API endpoint (netsim.apiserver), started when leading
+        self.serve_api = True  # tests that drive a Daemon in-process serve none
         # Knative Serving: the activator in the first node's netns, and what the controller needs from here.
         from netsim.controlplane.knative_runtime import KnativeRuntime
         self.knative = KnativeRuntime(self.kernel, self.spec, naming.node_ns(cluster, self.spec.nodes[0].name),
-                                      self.spec.node_ip(0), self.workload) if self.spec.nodes else None
+                                      self.spec.node_ip(0), self.workload) \
+            if self.spec.nodes and self.role.control else None
+        # The control plane's leader election (netsim/leader.py), started by run() in control-plane roles.
+        self.elector: Elector | None = None
+        self._led = False  # this process has led at least once (the bootstrap objects and the API are up)
 
     # -- start ---------------------------------------------------------------------------------------
     def bootstrap(self) -> None:
         now = self.clock.now()
-        if self.flannel is None:
-            self.network.sync(list(self.nodes.values()))
+        if self.flannel is None and self.nodes:
+            self.network.sync(list(self.all_nodes.values()), only=set(self.nodes))
         host = HostFacts.of_this_host()
         with self.store.transaction() as tx:
-            for i, _ in enumerate(self.spec.nodes):
+            for i, nspec in enumerate(self.spec.nodes):
+                if nspec.name not in self.nodes:  # each node's own kubelet registers it
+                    continue
                 node = node_object(self.spec, i, now, host)
                 cur = tx.get("Node", None, node["metadata"]["name"])
                 if cur is None:
@@ -254,22 +271,38 @@ class Daemon:
                     # puts its default labels back (updateDefaultLabels) and reports its machine again.
                     tx.update_status("Node", None, o.name(cur), refreshed_status(cur, node, now))
                     refresh_default_labels(tx, cur, node)
-            docs = normalise(bootstrap_objects(self.spec), "<bootstrap>")
-            services = tx.list("Service")
-            namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
-            tx.apply(admit(docs, self.spec, services, namespaces))
         if self.flannel is not None:  # the leases are the Node objects just posted
             self.flannel.sync()
         self.workload.start()
-        if self.knative is not None:
-            self.knative.start()
-        if self.spec.nodes:  # pods reach the API through the `kubernetes` Service (issue #13)
-            apiserver.serve_in_cluster(self.apiserver, self.kernel,
-                                       naming.node_ns(self.spec.name, self.spec.nodes[0].name), self.spec.node_ip(0))
+        if self.leading():
+            self._start_leading()
         self.dns_agent.sync()
         self.dns.start()
         self._sync_failed_nodes()  # which kubelets are cut off, before they adopt anything
         self.pods.adopt()
+
+    def leading(self) -> bool:
+        """This process runs the controllers now: a control-plane role holding the leader lease."""
+        return self.elector is not None and self.elector.leading
+
+    def _start_leading(self) -> None:
+        """What the control plane does once it first leads: the objects kubeadm leaves in a cluster, the
+        activator, the API endpoint (on the host and, for pods, in the first node's namespace)."""
+        if self._led:
+            return
+        self._led = True
+        with self.store.transaction() as tx:
+            docs = normalise(bootstrap_objects(self.spec), "<bootstrap>")
+            services = tx.list("Service")
+            namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
+            tx.apply(admit(docs, self.spec, services, namespaces))
+        if self.knative is not None:
+            self.knative.start()
+        if self.apiserver is None and self.serve_api:
+            self.apiserver = apiserver.serve(self.spec.name, self.spec, open_store(self.spec.name))
+        if self.spec.nodes:  # pods reach the API through the `kubernetes` Service (issue #13)
+            apiserver.serve_in_cluster(self.apiserver, self.kernel,
+                                       naming.node_ns(self.spec.name, self.spec.nodes[0].name), self.spec.node_ip(0))
 
     # -- one pass ------------------------------------------------------------------------------------
     def _sync_failed_nodes(self) -> None:
@@ -332,7 +365,7 @@ class Daemon:
         Re-run the calico-node route sync whenever block affinities or borrowed addresses change."""
         fp = self.network.routing_fingerprint()
         if fp and fp != self._net_fp:
-            self.network.sync(list(self.nodes.values()))
+            self.network.sync(list(self.all_nodes.values()), only=set(self.nodes))
             self._net_fp = fp
 
     @contextlib.contextmanager
@@ -361,10 +394,11 @@ class Daemon:
         now = time.monotonic()
         if not force and comps == seen and now - last < HEALTH_INTERVAL:
             return
-        path = health_path(self.spec.name)
+        path = self.role.health_path(self.spec.name)
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"pid": os.getpid(), "time": time.time(), "components": comps}, f)
+            json.dump({"pid": os.getpid(), "time": time.time(), "components": comps, "role": self.role.name,
+                       "nodes": sorted(self.nodes), "leading": self.leading()}, f)
         os.replace(tmp, path)
         self._health_written = (now, comps)
 
@@ -428,8 +462,12 @@ class Daemon:
     VOLUME_KINDS = frozenset({"ConfigMap", "Secret", "Pod"})  # the sources of configMap/secret/downwardAPI volumes
 
     def one_pass(self) -> bool:
-        """One round of everything; True when something was written (the cluster is still moving)."""
-        self._reap_whatifs()
+        """One round of everything; True when something was written (the cluster is still moving). The
+        controllers run only while this process leads; the node agents only for this process's nodes."""
+        leading = self.leading()
+        if leading:
+            self._start_leading()
+            self._reap_whatifs()
         self._sync_failed_nodes()
         if not self._dataplane_dirty:
             # kube-proxy watches on its own: a Service or slice written from outside (`netsim apply`) reaches
@@ -439,12 +477,12 @@ class Daemon:
         self.pods.heal_sandboxes()
         if self.pods.services_stale:
             self.pods.sync_service_ports()
-        metrics = self.metrics.sample()
-        if self.knative is not None:
+        metrics = self.metrics.sample() if self.nodes or leading else None
+        if self.knative is not None and leading:
             self.knative.before_pass(self.store, self.controller_memory, self._event)
-        res = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
-                             memory=self.controller_memory)
-        writes = kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass,
+        applied = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
+                                 memory=self.controller_memory).applied if leading else 0
+        writes = 0 if not self.nodes else kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass,
                               heartbeat_seconds=status_interval(self.config.node_monitor_grace_seconds))
         self._sync_pod_network()
         self.pods.update_container_statuses()
@@ -454,7 +492,8 @@ class Daemon:
         except Compacted:  # history gone (410): relist, i.e. resync everything from the objects
             changed = self.PROXY_KINDS | self.FELIX_KINDS | self.DNS_KINDS
         self._seen_rv = rv
-        self.compactor.tick(time.monotonic())
+        if leading:
+            self.compactor.tick(time.monotonic())
         dirty, self._dataplane_dirty = self._dataplane_dirty, True  # stays set if a sync below raises
         self._check_proxies()
         now = time.monotonic()
@@ -475,12 +514,14 @@ class Daemon:
             self.pods.sync_volumes()
         if "Service" in changed:
             self.pods.sync_service_ports()
-        if self.knative is not None:
+        if self.knative is not None and leading:
             self.knative.after_pass(self.store, self._event)
         self._dataplane_dirty = False
-        return bool(res.applied or writes)
+        return bool(applied or writes)
 
     def run(self) -> None:
+        if self.role.control:
+            self.elector = start_elector(self.spec, self.role, lambda: open_store(self.spec.name))
         self.bootstrap()
         # The kubelets' node leases, renewed on their own thread: a long pass never starves them.
         leases = LeaseRenewer(lambda: open_store(self.spec.name),
@@ -491,6 +532,8 @@ class Daemon:
             self._run_loop()
         finally:
             leases.stop()
+            if self.elector is not None:
+                self.elector.stop()  # releases the lease: a standby takes over at its next retry
 
     def _run_loop(self) -> None:
         last_rv = -1
@@ -515,7 +558,11 @@ class Daemon:
                 self._write_health()
             except OSError as exc:
                 log.warning("cannot write the health record: %s", exc)
-            if not busy:
+            if not busy and not self.leading():
+                # Host agents and standbys write no marker (the leader's says what `apply` waits for);
+                # they wait for a change or their next timer.
+                self.store.wait_for_change(seen, min(self.resync, self.next_wakeup(time.monotonic())))
+            elif not busy:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.
                 pods = pending_pods(self.store)
@@ -537,14 +584,19 @@ class Daemon:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="netsim-daemon")
     parser.add_argument("cluster")
+    parser.add_argument("--role", choices=("daemon", "controlplane", "agent"), default="daemon")
+    parser.add_argument("--host", default=None)
     args = parser.parse_args(argv)
     os.umask(0o077)  # the cluster's state (store, logs, records) is root's alone: 0600 files, 0700 dirs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    d = Daemon(args.cluster)
+    st = state.load(args.cluster)
+    if st is None:
+        raise SystemExit(f"no cluster {args.cluster}")
+    spec = parse_cluster(st.spec, Source(state.state_file(args.cluster)))
+    d = Daemon(args.cluster, role=Role.parse(spec, args.role, args.host))
     signal.signal(signal.SIGTERM, lambda *_: d.stop())
-    log.info("daemon for cluster %s started (pid %d)", args.cluster, os.getpid())
-    d.apiserver = apiserver.serve(args.cluster, d.spec, open_store(args.cluster))
+    log.info("%s for cluster %s started (pid %d)", d.role.describe(), args.cluster, os.getpid())
     try:
         d.run()
     finally:

@@ -67,6 +67,7 @@ def start(cluster: str, timeout: float = 60.0) -> int:
     if running:
         pid = running[0]
         _record(cluster, pid)
+        _start_agents(cluster)
         return _wait_first_convergence(cluster, pid, None, timeout)
     etcd_config.ensure_running(cluster)  # a cluster's private etcd that died (with the daemon) comes back first
     with state.open_private(log_path(cluster), "ab") as log:
@@ -75,7 +76,19 @@ def start(cluster: str, timeout: float = 60.0) -> int:
     testhooks.checkpoint("daemon-spawned")
     _record(cluster, proc.pid)
     testhooks.checkpoint("daemon-recorded")
+    _start_agents(cluster)
     return _wait_first_convergence(cluster, proc.pid, proc, timeout)
+
+
+def _start_agents(cluster: str) -> None:
+    """A cluster whose spec places nodes on hosts: each host's `netsim agent`, started detached here, where
+    the (emulated) hosts live (netsim.hostagent.start_agents); none for a single-host cluster."""
+    from netsim.hostagent import start_agents
+    from netsim.model.cluster import parse_cluster
+    from netsim.model.errors import Source
+    st = state.load(cluster)
+    if st is not None:
+        start_agents(cluster, parse_cluster(st.spec, Source(state.state_file(cluster))))
 
 
 def _record(cluster: str, pid: int) -> None:
@@ -127,7 +140,10 @@ def alive(cluster: str) -> bool:
     """A daemon of `cluster` runs (the recorded pid, or one found by its command line)."""
     st = state.load(cluster)
     pid = (st.extra.get("daemonPid") if st else None) or 0
-    return (bool(pid) and daemonproc.is_daemon(pid, cluster)) or bool(daemonproc.find(cluster))
+    if (bool(pid) and daemonproc.is_daemon(pid, cluster)) or daemonproc.find(cluster):
+        return True
+    # a standby control plane (`netsim controlplane`) leads when the daemon died
+    return any(role == "controlplane" for role, _ in daemonproc.find_all(cluster).values())
 
 
 def wait_converged(cluster: str, after_rv: int, timeout: float = 60.0) -> dict:

@@ -3,6 +3,11 @@
 The daemon runs as `python -m netsim.daemon <cluster>`: that command line is the cluster's marker. `up` is
 killable at any instant, also between starting the daemon and recording its pid, so `down`, `status` and
 `daemon restart` look for the marker in /proc as well; a daemon is never orphaned nor started twice.
+
+The cluster's other processes carry the same marker followed by their role: a host's node agents
+(`netsim agent`: `... netsim.daemon <cluster> --role agent --host H`) and standby control planes (`netsim
+controlplane`: `... --role controlplane`). `find` sees the daemon alone; `find_all` every process of the
+cluster, which `down` kills, also after a crash.
 """
 
 from __future__ import annotations
@@ -13,8 +18,39 @@ import sys
 MODULE = "netsim.daemon"
 
 
-def argv(cluster: str) -> list[str]:
-    return [sys.executable, "-m", MODULE, cluster]
+def argv(cluster: str, role: str = "daemon", host: str | None = None) -> list[str]:
+    """The command line of one of the cluster's processes (role: daemon | controlplane | agent)."""
+    extra = [] if role == "daemon" else ["--role", role] + (["--host", host] if host else [])
+    return [sys.executable, "-m", MODULE, cluster, *extra]
+
+
+def role_of(cmdline: list[str], cluster: str) -> tuple[str, str | None] | None:
+    """(role, host) of a process of `cluster` by its command line (`argv`'s shapes only), else None."""
+    for i in range(len(cmdline) - 2):
+        if cmdline[i:i + 3] == ["-m", MODULE, cluster]:
+            rest = cmdline[i + 3:]
+            if not rest:
+                return ("daemon", None)
+            if len(rest) == 2 and rest[0] == "--role" and rest[1] == "controlplane":
+                return ("controlplane", None)
+            if len(rest) == 4 and rest[0] == "--role" and rest[1] == "agent" and rest[2] == "--host":
+                return ("agent", rest[3])
+            return None
+    return None
+
+
+def find_all(cluster: str) -> dict[int, tuple[str, str | None]]:
+    """Every live process of `cluster` (daemon, host agents, control planes): pid -> (role, host)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (role := role_of(_cmdline(entry), cluster)) is not None and _alive(int(entry)):
+            out[int(entry)] = role
+    return dict(sorted(out.items()))
+
+
+def is_process_of(pid: int, cluster: str) -> bool:
+    """`pid` is a live process of `cluster` in any role."""
+    return role_of(_cmdline(pid), cluster) is not None and _alive(pid)
 
 
 def _is_daemon_of(cmdline: list[str], cluster: str) -> bool:

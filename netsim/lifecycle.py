@@ -185,7 +185,8 @@ def down(k: Kernel, cluster: str) -> DownReport:
     killed = 0
     # The daemon first, so it does not make new sandboxes (nor files in the state dir) while we remove
     # them: the recorded one and any other found by its command line (`up` killed before it recorded it).
-    daemons = set(daemonproc.find(cluster))
+    # Every host agent and control plane of the cluster too (netsim.daemonproc.find_all).
+    daemons = set(daemonproc.find(cluster)) | set(daemonproc.find_all(cluster))
     if st is not None:
         pid = st.extra.get("daemonPid")
         if pid and _pid_alive_is_ours(pid, cluster):

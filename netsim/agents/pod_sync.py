@@ -49,6 +49,7 @@ class PodSync:
     def __init__(self, spec: ClusterSpec, nodes: dict[str, NodeRec], kernel: Kernel, store: Store,
                  kubelet: ClusterKubelet, clock: Clock, events: EventFn):
         self.spec = spec
+        self.spec_nodes = {n.name for n in spec.nodes}
         self.nodes = nodes
         self.kernel = kernel
         self.store = store
@@ -78,10 +79,14 @@ class PodSync:
         removed too. Container processes of the dead daemon are killed and restarted (their restart count
         goes up by one)."""
         cluster = self.spec.name
-        killed = kill_containers(cluster)
         pods = self.store.list("Pod")
+        # With the nodes split over host agents (netsim.hostagent), the pods bound to another host's nodes
+        # are that agent's: their containers and sandboxes are left alone (none when this runs every node).
+        foreign = [p for p in pods if o.node_name(p) and o.node_name(p) in self.spec_nodes
+                   and o.node_name(p) not in self.kubelets]
+        killed = kill_containers(cluster, spare={o.key(p) for p in foreign})
         by_key = {o.key(p): p for p in pods}
-        kept: set[str] = set()
+        kept: set[str] = {naming.pod_ns(cluster, o.namespace(p) or "default", o.name(p)) for p in foreign}
         adopted = removed = 0
         for node, kubelet in self.kubelets.items():
             for key, sb in kubelet.sandboxes().items():

@@ -172,7 +172,7 @@ def status(cluster: str | None, output: str) -> None:
     dead = daemonctl.dead_components(components)
     expected = bool(st.extra.get("daemon", st.extra.get("daemonPid")))
     # A marker written by a daemon that is gone says nothing about now.
-    fresh = running and marker.get("pid") in daemonproc.find(st.name)
+    fresh = running and marker.get("pid") in daemonproc.find_all(st.name)
     info["daemon"] = {"pid": st.extra.get("daemonPid"), "running": running, "expected": expected,
                       "converged": marker.get("converged") if fresh else None,
                       "pending": marker.get("pending", []) if fresh else [],
@@ -304,6 +304,7 @@ def _register() -> None:
     from netsim.cli import (
         draw,
         get,
+        hosts,
         kubeconfig,
         load,
         mutate,
@@ -316,7 +317,8 @@ def _register() -> None:
         wait,
     )
     for command in (resources.COMMANDS + get.COMMANDS + mutate.COMMANDS + wait.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS
-                    + draw.COMMANDS + trace.COMMANDS + load.COMMANDS + top.COMMANDS + kubeconfig.COMMANDS):
+                    + draw.COMMANDS + trace.COMMANDS + load.COMMANDS + top.COMMANDS + kubeconfig.COMMANDS
+                    + hosts.COMMANDS):
         cli.add_command(command)
 
 

@@ -28,6 +28,7 @@ A mapping starts from a profile and overrides any of these:
       podEvictionTimeout: 5m
       endpointSliceUpdatesBatchPeriod: 0s   # kube-controller-manager's flag (default 0: off): pod changes
                                             # reach a Service's slices at most this long later, batched
+      leaderLeaseDuration: 15s    # the control plane's leader election lease (--leader-elect-lease-duration)
 
 Both profiles keep the EndpointSlice controller's batching off, as kube-controller-manager's default does.
 """
@@ -45,7 +46,8 @@ PROFILES = ("instant", "realistic")
 _DURATIONS = {"watchDelay": "watch_delay", "watchJitter": "watch_jitter",
               "kubeProxyMinSyncPeriod": "kube_proxy_min_sync_period",
               "nodeMonitorGracePeriod": "node_monitor_grace_period", "podEvictionTimeout": "pod_eviction_timeout",
-              "endpointSliceUpdatesBatchPeriod": "endpointslice_batch_period"}
+              "endpointSliceUpdatesBatchPeriod": "endpointslice_batch_period",
+              "leaderLeaseDuration": "leader_lease_duration"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class TimingSpec:
     node_monitor_grace_period: float = 10.0
     pod_eviction_timeout: float = 4.0
     endpointslice_batch_period: float = 0.0  # --endpointslice-updates-batch-period: 0 (off) upstream too
+    # The control plane's leader election lease (kube-controller-manager --leader-elect-lease-duration, 15 s;
+    # the renew deadline and retry period follow in its 15:10:2 proportions, netsim.leader.LeaderConfig).
+    leader_lease_duration: float = 15.0
 
     def delay_for(self, node: str) -> float:
         """This node's watch delivery delay: the base +/- the jitter, fixed per node name."""
@@ -96,7 +101,8 @@ def parse_timing(f: Fields, key: str = "timing") -> TimingSpec:
     assert tf is not None
     tf.reject_unknown({"profile", "kubeletDrainPass", *_DURATIONS})
     spec = profile(tf.str("profile", "instant", choices=PROFILES) or "instant")
-    kw: dict[str, Any] = duration_fields(tf, _DURATIONS, zero_ok=tuple(_DURATIONS), example="500ms")
+    kw: dict[str, Any] = duration_fields(tf, _DURATIONS, zero_ok=tuple(k for k in _DURATIONS if k != "leaderLeaseDuration"),
+                                               example="500ms")
     drain = tf.bool("kubeletDrainPass")
     if drain is not None:
         kw["kubelet_drain_pass"] = drain

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,13 @@ def container_marker(cluster: str, pod_key: str, container: str) -> str:
     return f"{cluster}/{pod_key}/{container}"
 
 
-def kill_containers(cluster: str) -> int:
+def kill_containers(cluster: str, spare: Collection[str] = ()) -> int:
     """SIGKILL every container process of `cluster` (found by CONTAINER_ENV, inherited by their children).
     A restarted daemon cannot wait on processes it did not start (their exit codes would be lost), so it
-    restarts them, as a kubelet restarts containers, and counts the restart."""
+    restarts them, as a kubelet restarts containers, and counts the restart. `spare`: pod keys (ns/name)
+    whose containers another host's agent runs (a restarted kubelet only touches its own node's)."""
     want = f"{CONTAINER_ENV}={cluster}/".encode()
+    spared = tuple(f"{CONTAINER_ENV}={cluster}/{k}/".encode() for k in spare)
     killed = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -55,7 +58,9 @@ def kill_containers(cluster: str) -> int:
                 env = f.read()
         except OSError:
             continue
-        if any(item.startswith(want) for item in env.split(b"\0")):
+        items = env.split(b"\0")
+        if any(item.startswith(want) for item in items) and not any(
+                item.startswith(spared) for item in items if spared):
             try:
                 os.kill(int(entry), signal.SIGKILL)
                 killed += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,21 +60,23 @@ class PodNetwork:
     def ctx(self, node: str) -> NodeContext:
         return NodeContext(self.spec.name, node, self.state_dir)
 
-    def sync(self, nodes: list[NodeRec]) -> None:
-        """(Re)program every listed node for the others: overlay peers or routes. Idempotent."""
+    def sync(self, nodes: list[NodeRec], only: Collection[str] | None = None) -> None:
+        """(Re)program every listed node for the others: overlay peers or routes. Idempotent. `only`: program
+        just these nodes (those whose agents run in this process; the others are their peers)."""
+        mine = [n for n in nodes if only is None or n.name in only]
         if self._flannel is not None:
             leases = [flannel.lease_for(self.spec.name, n.name, n.ip, n.pod_cidr, self._flannel) for n in nodes]
-            for n in nodes:
+            for n in mine:
                 flannel.Flanneld(self.kernel, self.ctx(n.name), self._flannel).sync(leases)
         else:
             assert self._calico is not None
-            for n in nodes:
+            for n in mine:
                 if n.name not in self._calico_daemons:
                     d = calico.CalicoNodeDaemon(self.kernel, self.ctx(n.name), self._calico, n.ip)
                     d.start()
                     self._calico_daemons[n.name] = d
             peers = [calico.CalicoNode(n.name, n.ip) for n in nodes]
-            for n in nodes:
+            for n in mine:
                 self._calico_daemons[n.name].sync(peers)
 
     def routing_fingerprint(self) -> str:

@@ -40,7 +40,9 @@ OUT_OPTIONS = {("draw", "-o"), ("verify", "--png"), ("load", "--png"), ("trace",
 NEVER = {("down", "--all")}
 UP_NAME = unique_name("walkup")
 BASE = {  # harmless command lines: each names nothing that exists
+    "agent": ["--host", "nosuch-host"],
     "apply": ["-f", "/nonexistent/x.yaml"],
+    "controlplane": ["--cluster", "nosuch"],
     "daemon restart": ["--cluster", "nosuch"],
     "delete": ["pod", "nosuch-pod"],
     "describe": ["pod", "nosuch-pod"],

@@ -42,3 +42,31 @@ def test_checkpoint_kills_on_the_named_point_and_pass():
                        env={"NETSIM_TEST_HOOK": "kill:other", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0 and r.stdout.split() == ["0", "1", "2", "3", "4"]
     testhooks.checkpoint("p")  # unset here: nothing happens
+
+
+def test_roles_of_the_clusters_processes_by_their_command_line():
+    assert daemonproc.role_of(daemonproc.argv("demo"), "demo") == ("daemon", None)
+    assert daemonproc.role_of(daemonproc.argv("demo", "controlplane"), "demo") == ("controlplane", None)
+    assert daemonproc.role_of(daemonproc.argv("demo", "agent", "h1"), "demo") == ("agent", "h1")
+    assert daemonproc.role_of(daemonproc.argv("demo", "agent", "h1"), "demo-2") is None
+    assert daemonproc.role_of(daemonproc.argv("demo-2", "controlplane"), "demo") is None
+    assert daemonproc.role_of([*daemonproc.argv("demo"), "--bogus"], "demo") is None
+    # `find` (the daemon) never counts an agent or a control plane; `find_all` sees them all
+    assert not daemonproc._is_daemon_of(daemonproc.argv("demo", "agent", "h1"), "demo")
+
+
+def test_find_all_sees_agents_and_control_planes():
+    name = "unit-daemonproc-y"
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *daemonproc.argv(name, *r)[1:]])
+             for r in (("agent", "h1"), ("controlplane",))]
+    try:
+        deadline = time.monotonic() + 10
+        while len(daemonproc.find_all(name)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert daemonproc.find_all(name) == {procs[0].pid: ("agent", "h1"), procs[1].pid: ("controlplane", None)}
+        assert daemonproc.find(name) == [] and daemonproc.is_process_of(procs[0].pid, name)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert daemonproc.find_all(name) == {}

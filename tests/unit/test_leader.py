@@ -1,0 +1,141 @@
+"""Leader election for the control plane (netsim.leader): client-go's tryAcquireOrRenew rules on a Lease
+object, so one candidate leads, a standby takes over once the leader stopped renewing for a lease
+duration, and a released lease is taken at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from netsim.leader import LEASE_NAME, LEASE_NAMESPACE, Elector, LeaderConfig, LeaderElector
+from netsim.model.errors import NetsimError, Source
+from netsim.model.meta import Fields
+from netsim.model.timing import parse_timing
+from netsim.store import MemoryStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+CFG = LeaderConfig.for_lease(15.0)
+
+
+def lease(store):
+    return store.get("Lease", LEASE_NAMESPACE, LEASE_NAME)["spec"]
+
+
+def test_the_first_candidate_leads_and_the_second_waits_while_it_renews():
+    store, clock = MemoryStore(), Clock()
+    a, b = LeaderElector(store, "a", CFG, clock), LeaderElector(store, "b", CFG, clock)
+    assert a.try_acquire_or_renew() and a.leading
+    assert not b.try_acquire_or_renew()
+    for _ in range(20):  # 40 s of renewals every retry period: b never gets it
+        clock.t += CFG.retry_period
+        assert a.try_acquire_or_renew()
+        assert not b.try_acquire_or_renew()
+    spec = lease(store)
+    assert spec["holderIdentity"] == "a" and spec["leaseTransitions"] == 0 and spec["leaseDurationSeconds"] == 15
+
+
+def test_a_standby_takes_over_one_lease_duration_after_the_last_renewal_it_saw():
+    store, clock = MemoryStore(), Clock()
+    a, b = LeaderElector(store, "a", CFG, clock), LeaderElector(store, "b", CFG, clock)
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()  # b observes the record now
+    clock.t += CFG.lease_duration - 0.1
+    assert not b.try_acquire_or_renew()  # a (dead) stopped renewing, but the lease still holds
+    clock.t += 0.2
+    assert b.try_acquire_or_renew() and b.leading
+    spec = lease(store)
+    assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == 1
+    # the old leader, back (a paused process), sees a valid lease held by b and does not lead
+    assert not a.try_acquire_or_renew() and not a.leading
+
+
+def test_the_expiry_is_measured_on_the_candidates_clock_not_the_holders_renew_time():
+    # A holder whose clock runs an hour behind writes old renewTimes; the standby still waits a full lease
+    # duration from when it saw the record change (client-go's observedTime).
+    store, clock = MemoryStore(), Clock()
+    skewed = Clock()
+    skewed.t = clock.t - 3600
+    a, b = LeaderElector(store, "a", CFG, skewed), LeaderElector(store, "b", CFG, clock)
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    clock.t += CFG.lease_duration / 2
+    assert not b.try_acquire_or_renew()
+
+
+def test_a_released_lease_is_taken_at_once_and_racing_candidates_elect_one():
+    store, clock = MemoryStore(), Clock()
+    a, b, c = (LeaderElector(store, n, CFG, clock) for n in "abc")
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    a.release()
+    assert lease(store)["holderIdentity"] == "" and not a.leading
+    clock.t += 0.01
+    assert b.try_acquire_or_renew()
+    assert not c.try_acquire_or_renew()
+
+
+def test_a_leader_that_cannot_renew_stops_leading_after_the_renew_deadline():
+    store, clock = MemoryStore(), Clock()
+    a = LeaderElector(store, "a", CFG, clock)
+    assert a.try_acquire_or_renew()
+
+    def broken(*_a, **_k):
+        from netsim.store import StoreError
+        raise StoreError("database is locked")
+
+    store.get = broken  # type: ignore[method-assign]
+    clock.t += CFG.renew_deadline / 2
+    assert a.try_acquire_or_renew()  # still within its renew deadline
+    clock.t += CFG.renew_deadline
+    assert not a.try_acquire_or_renew() and not a.leading
+
+
+def test_two_electors_on_threads_elect_exactly_one_and_hand_over_when_it_stops(tmp_path):
+    from netsim.store import SQLiteStore
+    path = str(tmp_path / "store.db")
+    SQLiteStore(path).close()
+    cfg = LeaderConfig.for_lease(1.5)
+    import time
+    electors = [Elector(lambda: SQLiteStore(path), f"cand-{i}", cfg, time.time) for i in range(2)]
+    for e in electors:
+        e.start()
+    try:
+        deadline = time.monotonic() + 5
+        while sum(e.leading for e in electors) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sum(e.leading for e in electors) == 1
+        leader = next(e for e in electors if e.leading)
+        other = next(e for e in electors if e is not leader)
+        t0 = time.monotonic()
+        leader.stop()  # released: the other leads at its next retry
+        while not other.leading and time.monotonic() - t0 < 5:
+            time.sleep(0.02)
+        assert other.leading and time.monotonic() - t0 < (1 + 1.2) * cfg.retry_period + 0.5
+    finally:
+        for e in electors:
+            e.stop()
+
+
+def test_spec_timing_leader_lease_duration():
+    f = Fields({"timing": {"leaderLeaseDuration": "3s"}}, source=Source("c.yaml"), obj="Cluster/x", path="spec")
+    t = parse_timing(f)
+    assert t.leader_lease_duration == 3.0 and t.to_dict() == {"profile": "instant", "leaderLeaseDuration": "3s"}
+    cfg = LeaderConfig.for_lease(t.leader_lease_duration)
+    assert cfg.renew_deadline == pytest.approx(2.0) and cfg.retry_period == pytest.approx(0.4)
+    with pytest.raises(NetsimError, match="leaderLeaseDuration"):
+        parse_timing(Fields({"timing": {"leaderLeaseDuration": "0s"}}, source=Source("c.yaml"), obj="Cluster/x",
+                            path="spec"))
+
+
+def test_elector_thread_is_not_leading_before_it_ran():
+    e = Elector(MemoryStore, "x", CFG, Clock())
+    assert not e.leading and isinstance(e.changed, threading.Event)
