@@ -24,13 +24,10 @@ from typing import Any
 from netsim.agents.changes import Batch, ChangeTracker
 from netsim.dns.records import BUILTIN_NAMESPACES, PodInfo, Snapshot
 from netsim.dns.server import SnapshotHolder
-from netsim.model.endpointslice import parse_endpointslice
-from netsim.model.errors import NetsimError, Source
-from netsim.model.service import parse_service
+from netsim.model.errors import NetsimError
 from netsim.store import Store
 
 log = logging.getLogger(__name__)
-_SOURCE = Source("<store>")
 KINDS = frozenset({"Service", "EndpointSlice", "Pod", "Namespace", "StatefulSet"})
 NsName = tuple[str, str]
 
@@ -125,8 +122,8 @@ class DnsAgent:
             self._views[(kind, key)] = view
             self.decoded += 1
             try:
-                parsed = (parse_service if kind == "Service" else parse_endpointslice)(
-                    {k: v for k, v in obj.items() if k != "status"}, _SOURCE)
+                # The store's parse cache: the version kube-proxy's tracker decodes too is parsed once.
+                parsed = self.store.decode(obj)
             except NetsimError as exc:
                 log.warning("dns: skipping a%s %s: %s", "" if kind == "Service" else "n", kind, exc)
                 return table.pop(key, None) is not None

@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-import netsim.agents.dns as dns_agent
+import netsim.model.endpointslice as model_slice
+import netsim.model.service as model_service
 from netsim.agents.dns import DnsAgent
 from netsim.dns.records import ClusterDNS, Snapshot
 from netsim.dns.server import SnapshotHolder
@@ -75,8 +76,8 @@ def counted(monkeypatch):
             calls[kind] += 1
             return fn(*a, **kw)
         return counting
-    monkeypatch.setattr(dns_agent, "parse_service", wrap("Service", dns_agent.parse_service))
-    monkeypatch.setattr(dns_agent, "parse_endpointslice", wrap("EndpointSlice", dns_agent.parse_endpointslice))
+    monkeypatch.setattr(model_service, "parse_service", wrap("Service", model_service.parse_service))
+    monkeypatch.setattr(model_slice, "parse_endpointslice", wrap("EndpointSlice", model_slice.parse_endpointslice))
     return calls
 
 
@@ -164,3 +165,13 @@ def test_a_pod_label_change_publishes_nothing(counted):
     store.update(p)
     report = agent.sync()
     assert report.decoded == 1 and not report.published and holder() is snap
+
+
+def test_dns_and_other_readers_share_one_decode_per_version(counted):
+    store = cluster()
+    agent = DnsAgent(store, SnapshotHolder())
+    agent.sync()
+    assert counted == {"Service": N, "EndpointSlice": N}
+    # kube-proxy's tracker (and any other reader) decodes the same versions through the store: no parse
+    assert len(store.typed_list("Service")) == N and len(store.typed_list("EndpointSlice")) == N
+    assert counted == {"Service": N, "EndpointSlice": N}
