@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netsim import daemonctl, lifecycle, naming, preflight, state
+from netsim import daemonctl, daemonproc, lifecycle, naming, preflight, state
 from netsim.controlplane import conditions, readiness
 from netsim.controlplane import objects as o
 from netsim.controlplane import rollout as ro
@@ -30,6 +31,10 @@ from netsim.controlplane.admission import admit
 from netsim.controlplane.deletion import Target, delete_objects
 from netsim.controlplane.writes import admit_object
 from netsim.daemon import FAILED_ANNOTATION, open_store
+from netsim.daemonctl import DaemonDown, DaemonError
+from netsim.daemonlink import DaemonLink, NoDaemon, ProcessDaemon
+from netsim.kernel.api import Kernel, KernelError
+from netsim.lifecycle import DownReport
 from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file, parse_cluster
 from netsim.model.errors import Source, SpecError, UsageError
 from netsim.model.generic import CustomKind, custom_kinds_from
@@ -52,7 +57,12 @@ from netsim.model.targets import (
     parse_target,
 )
 from netsim.probe.engine import Probe, ProbeResult, run_probes
-from netsim.store import Conflict, StoreError, copy_manifest, identity
+from netsim.store import Conflict, Store, StoreError, copy_manifest, identity
+
+# Re-exported for the front door's users (the CLI imports nothing below netsim.api but pure modules).
+__all__ = ["CONVERGE_TIMEOUT", "Cluster", "Conflict", "DaemonDown", "DaemonError", "DaemonLink", "DownReport",
+           "Endpoint", "KernelError", "NoDaemon", "ProcessDaemon", "Target", "check_scale", "resolve_spec",
+           "results_json"]
 
 CONVERGE_TIMEOUT = 120.0  # seconds a command waits for the daemon to reflect its writes
 
@@ -105,51 +115,127 @@ def check_scale(kind: str, replicas: int) -> None:
 
 
 class Cluster:
-    def __init__(self, name: str | None = None):
-        st = lifecycle.resolve_cluster(name)
+    """A cluster as an object: `Cluster(name)` attaches to a running one (the only one when `name` is
+    None). What it acts with is injected, the real ones being the defaults: `kernel` (a
+    netsim.kernel.api.Kernel; default a LinuxKernel made when first needed), `store` (default the
+    cluster's own, netsim.storefactory.open_store), `cluster_state` (what was built: nodes, hosts and their
+    namespaces; default read from the state directory) and `daemon` (who acts on the store,
+    netsim.daemonlink; default the cluster's daemon process). Injected ones are the caller's: `close`
+    leaves them open. `Cluster.up(..., store=MemoryStore(), kernel=FakeKernel())` builds a cluster that
+    lives only in them (see `up`), which is how the CLI is tested in process."""
+
+    def __init__(self, name: str | None = None, *, kernel: Kernel | None = None, store: Store | None = None,
+                 cluster_state: state.ClusterState | None = None, daemon: DaemonLink | None = None):
+        st = cluster_state if cluster_state is not None else lifecycle.resolve_cluster(name)
         self.name = st.name
         self.spec: ClusterSpec = parse_cluster(st.spec, Source(st.name))
-        self._store = None
-        self._kernel = None
+        self._state = cluster_state  # None: read from the state directory whenever asked
+        self._store = store
+        self._kernel = kernel
+        self._owns_store = store is None
+        self._owns_kernel = kernel is None
+        self.daemon: DaemonLink = daemon if daemon is not None else ProcessDaemon(self.name)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     @classmethod
     def up(cls, spec: ClusterSpec | str | Path | Mapping[str, Any] | None = None, *, name: str | None = None,
-           timeout: float = 60.0, daemon: bool = True) -> Cluster:
+           timeout: float = 60.0, daemon: bool = True, kernel: Kernel | None = None, store: Store | None = None,
+           progress: Callable[[str], None] | None = None) -> Cluster:
         """Build a cluster from a ClusterSpec, a spec file, a Cluster document as a dict (apiVersion and kind
-        may be left out, as in the pytest marker) or the default; start its agents, wait until ready."""
-        preflight.require_root("up")
+        may be left out, as in the pytest marker) or the default; start its agents, wait until ready.
+
+        `kernel`: build in this kernel (the caller's: not closed); default a LinuxKernel of its own, after
+        the root, tool and kernel-feature checks. `store`: the cluster lives in this process only, on this
+        store and `kernel` (netsim.inprocess: the node network built in the kernel, the store bootstrapped
+        as the daemon does, no state directory, no daemon process; `daemon` then says whether the
+        controllers run in process on each wait). `progress` is told each step of the build."""
         spec = resolve_spec(spec, name)
-        preflight.require_tools()
-        preflight.require_kernel_features()
-        from netsim.kernel.linux import LinuxKernel
-        k = LinuxKernel()
+        if store is not None:
+            from netsim.inprocess import build
+            k = kernel if kernel is not None else _linux_kernel()
+            st = build(k, spec, store, progress)
+            return cls(spec.name, kernel=k, store=store, cluster_state=st,
+                       daemon=NoDaemon(store, controllers=daemon))
+        if kernel is None:
+            preflight.require_root("up")
+            preflight.require_tools()
+            preflight.require_kernel_features()
+        k = kernel if kernel is not None else _linux_kernel()
         try:
-            lifecycle.up(k, spec, daemon=daemon)
+            lifecycle.up(k, spec, progress or (lambda _: None), daemon=daemon)
             if daemon:
+                if progress is not None:
+                    progress("starting the control plane and node agents")
                 try:
                     daemonctl.start(spec.name, timeout=timeout)
                 except BaseException:
                     lifecycle.down(k, spec.name)
                     raise
         finally:
-            k.close()
-        return cls(spec.name)
+            if kernel is None:
+                k.close()
+        return cls(spec.name, kernel=kernel)
 
-    def down(self) -> None:
+    @classmethod
+    def revive(cls, name: str, *, timeout: float = 60.0, kernel: Kernel | None = None) -> tuple[Cluster, int] | None:
+        """A cluster `name` that is built (phase ready) but whose daemon is not running gets a new daemon,
+        which adopts the pods' sandboxes (what `netsim up` does for an existing cluster): (the cluster,
+        the new daemon's pid). None when there is no such cluster or its daemon runs."""
+        existing = state.load(name)
+        if existing is None or existing.phase != "ready" or daemonctl.alive(name):
+            return None
+        pid = daemonctl.start(name, timeout=timeout)
+        return cls(name, kernel=kernel), pid
+
+    def down(self, *, kernel: Kernel | None = None) -> DownReport:
+        """Remove everything the cluster made (its daemon, namespaces, state); idempotent. An in-process
+        cluster (built with `up(store=...)`) removes its namespaces from its kernel."""
+        k = kernel if kernel is not None else self._kernel if not self._owns_kernel else None
+        if self._state is not None:  # lives in process: no daemon, no state directory
+            from netsim.inprocess import teardown
+            report = teardown(k if k is not None else self.kernel, self._state)
+            self.close()
+            return report
         self.close()
-        from netsim.kernel.linux import LinuxKernel
-        k = LinuxKernel()
+        return Cluster.remove(self.name, kernel=k)
+
+    @staticmethod
+    def remove(name: str, *, kernel: Kernel | None = None) -> DownReport:
+        """`netsim down --name`: remove cluster `name`, also one left half-built by a crash (no Cluster
+        object can be made of it)."""
+        k = kernel if kernel is not None else _linux_kernel()
         try:
-            lifecycle.down(k, self.name)
+            return lifecycle.down(k, name)
         finally:
-            k.close()
+            if kernel is None:
+                k.close()
+
+    @staticmethod
+    def remove_all(*, kernel: Kernel | None = None) -> list[DownReport]:
+        """`netsim down --all`: every cluster with a state directory and any netsim namespace left without."""
+        k = kernel if kernel is not None else _linux_kernel()
+        try:
+            return lifecycle.down_all(k)
+        finally:
+            if kernel is None:
+                k.close()
+
+    @staticmethod
+    def known() -> list[str]:
+        """Names of the clusters with a state directory (ready, building or left by a crash)."""
+        return state.known_clusters()
+
+    @staticmethod
+    def check_name(name: str, flag: str = "--cluster") -> None:
+        """A cluster name from the command line: UsageError before it reaches a path or a namespace."""
+        lifecycle.check_name(name, flag)
 
     def close(self) -> None:
-        if self._kernel is not None:
+        """Release what this object opened itself (injected kernel and store stay the caller's)."""
+        if self._kernel is not None and self._owns_kernel:
             self._kernel.close()
             self._kernel = None
-        if self._store is not None:
+        if self._store is not None and self._owns_store:
             self._store.close()
             self._store = None
 
@@ -160,35 +246,129 @@ class Cluster:
         self.down()
 
     @property
-    def store(self):
+    def store(self) -> Store:
         if self._store is None:
             self._store = open_store(self.name)
         return self._store
 
     @property
-    def kernel(self):
+    def kernel(self) -> Kernel:
         if self._kernel is None:
-            from netsim.kernel.linux import LinuxKernel
-            self._kernel = LinuxKernel()
+            self._kernel = _linux_kernel()
         return self._kernel
 
     @property
+    def in_process(self) -> bool:
+        """Built with `up(store=...)`: no state directory, no daemon process."""
+        return self._state is not None
+
+    @property
     def state(self) -> state.ClusterState:
+        if self._state is not None:
+            return self._state
         st = state.load(self.name)
         if st is None:
             raise UsageError(f"cluster {self.name} is gone")
         return st
 
+    # -- what is built --------------------------------------------------------------------------------
+    def build_info(self) -> dict[str, Any]:
+        """What `netsim up -o json` prints: the spec's networks, the fabric, nodes and hosts with their
+        namespaces and whether each is still there (netsim.lifecycle.status), the API endpoint and store."""
+        if not self.in_process:
+            return lifecycle.status(self.state)
+        st, net = self.state, self.spec.network
+        here = self.kernel.netns_exists
+        return {"name": st.name, "phase": st.phase, "plugin": net.plugin, "backend": net.backend,
+                "podCIDR": net.pod_cidr, "serviceCIDR": net.service_cidr, "nodeNetwork": net.node_network,
+                "fabric": {"netns": st.fabric, "present": here(st.fabric) if st.fabric else False},
+                "nodes": [{**n, "present": here(n["netns"])} for n in st.nodes],
+                "hosts": [{**h, "present": here(h["netns"])} for h in st.hosts],
+                "stateDir": None, "created": st.created, **st.extra}
+
+    def status(self) -> dict[str, Any]:
+        """What `netsim status` reports: `build_info` and the daemon (`daemon`: pid, running, expected,
+        converged, pending, log, components); a convergence marker written by a daemon that is gone says
+        nothing about now, so it counts only while its writer runs."""
+        info = self.build_info()
+        st = self.state
+        if self.in_process:
+            info["daemon"] = {"pid": None, "running": False, "expected": False, "converged": None, "pending": [],
+                              "log": None, "components": {}}
+            return info
+        marker = daemonctl.read_marker(st.name) or {}
+        running = self.daemon.alive()
+        fresh = running and marker.get("pid") in daemonproc.find_all(st.name)
+        info["daemon"] = {"pid": st.extra.get("daemonPid"), "running": running,
+                          "expected": bool(st.extra.get("daemon", st.extra.get("daemonPid"))),
+                          "converged": marker.get("converged") if fresh else None,
+                          "pending": marker.get("pending", []) if fresh else [],
+                          "log": daemonctl.log_path(st.name),
+                          "components": daemonctl.read_health(st.name) if running else {}}
+        return info
+
+    def daemon_down_message(self) -> str:
+        """One line: the daemon is not running, and how to bring it back."""
+        if self.in_process:
+            return f"cluster {self.name} runs in process, without a daemon"
+        return daemonctl.down_message(self.name)
+
+    def netns_for(self, where: str, namespace: str = "default") -> str:
+        """The network namespace `netsim exec` runs in: `node/N`, `host/H`, or a pod `[NS/]POD` (NS defaults
+        to `namespace`) that has a sandbox. UsageError naming what is missing."""
+        st = self.state
+        if where.startswith("node/"):
+            rec = st.node(where[5:])
+            if rec is None:
+                raise UsageError(f"cluster {st.name} has no node {where[5:]!r} "
+                                 f"(nodes: {', '.join(n['name'] for n in st.nodes)})")
+            return rec["netns"]
+        if where.startswith("host/"):
+            rec = st.host(where[5:])
+            if rec is None:
+                raise UsageError(f"cluster {st.name} has no external host {where[5:]!r}")
+            return rec["netns"]
+        pod_ns, _, pod = where.rpartition("/")
+        ns = naming.pod_ns(st.name, pod_ns or namespace, pod)
+        if not self.kernel.netns_exists(ns):
+            raise UsageError(f"no pod {pod_ns or namespace}/{pod} in cluster {st.name}")
+        return ns
+
+    # -- the cluster's processes in a role (netsim agent, netsim controlplane) ---------------------------
+    def role_process(self, role: str, host: str | None = None) -> tuple[list[str], str]:
+        """The command line and log file of one of the cluster's processes: `agent` (the node agents of the
+        nodes placed on `host`, netsim.hostagent) or `controlplane` (a control plane that leads while it
+        holds the leader lease). UsageError (exit 2) for a host the spec does not name; DaemonError
+        (exit 1) when that host's agent already runs."""
+        from netsim import hostagent
+        if role == "agent":
+            hostagent.agent_nodes(self.spec, host)  # refuses a host the spec does not name
+            running = hostagent.running_agents(self.name).get(host or "")
+            if running:
+                raise DaemonError(f"cluster {self.name}: the agent of host {host} already runs (pid {running})")
+            log = hostagent.log_path(self.name, host or "")
+        else:
+            log = os.path.join(os.path.dirname(state.state_file(self.name)), "controlplane.log")
+        return daemonproc.argv(self.name, role, host), log
+
+    @staticmethod
+    def start_process(argv: Sequence[str], log: str) -> int:
+        """Start `argv` in the background in a session of its own, output to `log` (0600); its pid."""
+        with state.open_private(log, "ab") as f:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                                    start_new_session=True, close_fds=True)
+        return proc.pid
+
     # -- the daemon ----------------------------------------------------------------------------------
     def require_daemon(self) -> None:
         """Raise DaemonDown (naming the cluster and how to restart it) unless the daemon runs: a write
         nobody acts on would only look like success."""
-        daemonctl.require(self.name)
+        self.daemon.require()
 
     def restart_daemon(self, timeout: float = 60.0) -> int:
         """Stop the daemon if it runs and start a new one; its kubelets adopt the existing sandboxes (as a
         restarted kubelet does). Returns the new pid once the cluster converged."""
-        return daemonctl.restart(self.name, timeout)
+        return self.daemon.restart(timeout)
 
     # -- objects -------------------------------------------------------------------------------------
     def apply(self, manifests: str | Path | Mapping[str, Any] | Sequence[Any], *, wait: bool = True,
@@ -305,16 +485,19 @@ class Cluster:
         return sorted(self.store.list("Pod", namespace), key=lambda p: o.key(p))
 
     def scale(self, kind: str, name: str, replicas: int, namespace: str = "default", *, wait: bool = True,
-              timeout: float = 120.0) -> None:
+              timeout: float = 120.0) -> dict[str, Any]:
+        """Set a Deployment's, ReplicaSet's or StatefulSet's replicas (kubectl scale); returns the stored
+        object. With `wait`, until its pods (never the rest of the cluster) are ready."""
         check_scale(kind, replicas)
         self.require_daemon()
         obj = self.store.get(kind, namespace, name)
         if obj is None:
-            raise UsageError(f"{kind} {namespace}/{name} not found")
+            raise UsageError(f'{kind.lower()} "{name}" not found in namespace {namespace}')
         obj["spec"]["replicas"] = replicas
-        self.store.update(obj)
+        obj = self.store.update(obj)
         if wait:
             self.wait_converged(timeout, [obj])  # its pods, never the rest of the cluster
+        return obj
 
     def set_image(self, name: str, image: str, namespace: str = "default", container: str | None = None, *,
                   env: dict[str, str] | None = None, wait: bool = False) -> None:
@@ -342,6 +525,17 @@ class Cluster:
         except StoreError as exc:
             raise UsageError(str(exc)) from None
 
+    def rollout_status(self, name: str, namespace: str = "default") -> tuple[str, bool]:
+        """kubectl rollout status's message for a Deployment now, and whether the rollout is complete."""
+        d = self.store.get("Deployment", namespace, name)
+        if d is None:
+            raise UsageError(f'deployment "{name}" not found')
+        return ro.rollout_status(d)
+
+    def rollout_history(self, name: str, namespace: str = "default") -> list[tuple[int, str | None]]:
+        """(revision, change cause) of a Deployment's ReplicaSets, oldest first (kubectl rollout history)."""
+        return ro.rollout_history(self.store, namespace, name)
+
     def wait_rollout(self, name: str, namespace: str = "default", timeout: float = 120.0) -> str:
         import time
         deadline = time.monotonic() + timeout
@@ -364,7 +558,7 @@ class Cluster:
         cannot become ready (its sandbox failed, or it Failed for good)."""
         after = self.store.current_rv()
         if not applied:
-            daemonctl.wait_converged(self.name, after, timeout)
+            self.daemon.wait_converged(after, timeout)
             return
         roots: set[str] = set()
         for d in applied:
@@ -393,7 +587,30 @@ class Cluster:
                 raise daemonctl.DaemonError("cannot become ready: " + "; ".join(readiness.summary(hopeless)))
             return readiness.summary(p for p in pods if not readiness.settled(p))
 
-        daemonctl.wait_for(self.name, after, timeout, check)
+        self.daemon.wait_for(after, timeout, check)
+
+    # -- what happened ------------------------------------------------------------------------------
+    def events(self) -> list[Any]:
+        """The control-plane timeline (netsim.controlplane.events.Event), oldest first."""
+        from netsim.controlplane.events import list_events
+        return list_events(self.store)
+
+    def watch_events(self) -> Iterator[Any]:
+        """The timeline, then each new event as it is recorded (netsim events -w)."""
+        from netsim.controlplane.events import watch_events
+        return watch_events(self.store)
+
+    def log_files(self, pod: str, namespace: str = "default", container: str | None = None, *,
+                  previous: bool = False) -> list[str]:
+        """The log files of a pod's containers (one container's with `container`) that exist; `previous`:
+        those of the instance before the last restart."""
+        import glob
+        import os
+        suffix = ".previous" if previous else ""
+        if container:
+            path = naming.container_log(self.name, namespace, pod, container) + suffix
+            return [path] if os.path.exists(path) else []
+        return sorted(glob.glob(glob.escape(naming.container_log_prefix(self.name, namespace, pod)) + "*.log" + suffix))
 
     # -- faults --------------------------------------------------------------------------------------
     def kill_pod(self, name: str, namespace: str = "default", *, wait: bool = True, timeout: float = 60.0) -> None:
@@ -416,7 +633,7 @@ class Cluster:
         netns = naming.pod_ns(self.name, namespace, name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            daemonctl.require(self.name)  # nobody would make the new sandbox
+            self.daemon.require()  # nobody would make the new sandbox
             pod = self.store.get("Pod", namespace, name)
             if pod is None or o.is_terminating(pod):
                 break
@@ -1054,6 +1271,61 @@ class Cluster:
         from netsim.trace.api import trace_for_scenario
         return trace_for_scenario(self, src, dst, port, protocol)
 
+    def trace(self, src: str, dst: str, port: int | None = None, protocol: str = "TCP", *,
+              sport: int | None = None, pcap: str | None = None, observe: bool = True) -> Any:
+        """One packet from `src` to `dst`, simulated through the nodes' real rules and (with `observe`)
+        sent and watched on the kernel: the TraceReport `netsim trace` prints (netsim.trace.api)."""
+        from netsim.trace.api import trace
+        return trace(self, src, dst, port, protocol, sport=sport, pcap=pcap, observe=observe)
+
+    def draw(self, path: str, *, system: bool = True, between: Sequence[str] | None = None) -> dict[str, Any]:
+        """Write the cluster's topology to `path` (.png, .svg or .dot; netsim.draw), the path the routing
+        facts predict from `between[0]` to `between[1]` highlighted. Returns what was drawn: `nodes`,
+        `pods`, `services` (counts) and `path` (the highlighted vertices)."""
+        from netsim import draw as drawing
+        from netsim import topology
+        g = topology.topology_of(self)
+        highlight: list[str] = []
+        if between:
+            try:
+                highlight = topology.path_between(g, *between)
+            except topology.PathError as exc:
+                raise UsageError(f"no path from {between[0]} to {between[1]}: {exc}") from None
+        if not system:
+            g = topology.without_namespaces(g, {"kube-system"}, keep=highlight)
+        drawing.draw(g, path, highlight=highlight)
+        return {"nodes": len(topology.vertices(g, "node")), "pods": len(topology.vertices(g, "pod")),
+                "services": len(topology.vertices(g, "service")), "path": highlight}
+
+    def iptables_save(self, where: str, tables: Sequence[str] = ("nat", "filter")) -> str:
+        """`iptables-save` of those tables in a node's (`node/N`), host's or pod's namespace."""
+        ep = self.sources(where)[0]
+        return "".join(self.kernel.run(ep.netns or "", ["iptables-save", "-t", t]).stdout for t in tables)
+
+    def metrics(self) -> Any:
+        """The pod usage the daemon's metrics-server last sampled (netsim.model.metrics.MetricsView; empty
+        before the first sample, and for a cluster in process)."""
+        import json
+
+        from netsim.daemon import metrics_path
+        from netsim.model.metrics import MetricsView
+        if self.in_process:
+            return MetricsView()
+        try:
+            with open(metrics_path(self.name)) as f:
+                return MetricsView.from_dict(json.load(f))
+        except (OSError, ValueError, KeyError):
+            return MetricsView()
+
+    def kubeconfig(self) -> dict[str, Any]:
+        """The cluster's kubeconfig (context, cluster and user `netsim-<cluster>`, certificates inline)."""
+        from netsim.apiserver import endpoint
+        ep = None if self.in_process else endpoint.load(self.name)
+        if ep is None:
+            raise UsageError(f"cluster {self.name} has no API endpoint (it was made without one); recreate it "
+                             f"with `netsim down --name {self.name}` and `netsim up`")
+        return ep.kubeconfig()
+
     # -- commands ------------------------------------------------------------------------------------
     def exec(self, where: str, argv: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess:
         """Run a command in a pod's (`ns/pod`), node's (`node/N`) or host's (`host/H`) namespace, with the
@@ -1063,6 +1335,12 @@ class Cluster:
             raise UsageError(f"{where} must name exactly one pod, node or host")
         return subprocess.run(["ip", "netns", "exec", ep[0].netns or "", *argv], capture_output=True, text=True,
                               timeout=timeout)
+
+
+def _linux_kernel() -> Kernel:
+    """The real kernel, imported when first needed (commands that never touch it do not start pyroute2)."""
+    from netsim.kernel.linux import LinuxKernel
+    return LinuxKernel()
 
 
 def _ident(d: dict[str, Any]) -> tuple[str, str | None, str]:

@@ -40,10 +40,19 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def netsim_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if os.geteuid() != 0:
-        pytest.skip("netsim clusters need root (network namespaces)")
+def netsim_cluster_factory() -> Any:
+    """What builds `netsim_cluster`: `netsim.Cluster` (its classmethod `up(spec, name=...)`). Override this
+    fixture to inject one, e.g. a cluster in process on netsim.kernel.fake.FakeKernel and a MemoryStore:
+    `functools.partial(Cluster.up, kernel=FakeKernel(), store=MemoryStore())` behind an `up` attribute."""
     from netsim import Cluster  # the front door is the plugin's only way to act on a cluster
+    return Cluster
+
+
+@pytest.fixture(scope="module")
+def netsim_cluster(request: pytest.FixtureRequest, netsim_cluster_factory: Any) -> Iterator[Any]:
+    from netsim import Cluster
+    if netsim_cluster_factory is Cluster and os.geteuid() != 0:
+        pytest.skip("netsim clusters need root (network namespaces)")
     from netsim.model.cluster import ClusterSpec, parse_cluster
     from netsim.model.errors import Source
 
@@ -57,7 +66,7 @@ def netsim_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
         spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", **spec}, Source("<marker>"))
     elif spec is not None and not isinstance(spec, ClusterSpec):
         raise TypeError("netsim marker: cluster must be a path, a Cluster spec dict or a ClusterSpec")
-    cluster = Cluster.up(spec, name=name)
+    cluster = netsim_cluster_factory.up(spec, name=name)
     try:
         manifests = [str(base / m) if isinstance(m, str) and "\n" not in m else m
                      for m in opts.get("manifests", ())]

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: error-to-exit-code mapping, output formats, the kernel handle."""
+"""Shared CLI plumbing: error-to-exit-code mapping, output formats."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import click
 import yaml
 
-from netsim import preflight
-from netsim.kernel.api import KernelError
+from netsim.api import KernelError
+from netsim.cli.front import front
 from netsim.model.errors import NetsimError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TRACE_DISAGREE = 0, 1, 2, 3
@@ -41,7 +41,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             # Every verb makes or enters namespaces or reads the root-only state: say so before anything else.
             ctx = click.get_current_context(silent=True)
-            preflight.require_root(" ".join(ctx.command_path.split()[1:]) if ctx else "")
+            front().require_root(" ".join(ctx.command_path.split()[1:]) if ctx else "")
             return fn(*args, **kwargs)
         except NetsimError as exc:
             fail(str(exc), exc.exit_code)
@@ -74,12 +74,6 @@ def emit(data: Any, output: str | None) -> bool:
         click.echo(yaml.safe_dump(data, sort_keys=False))
         return True
     return False
-
-
-def kernel():
-    """The real kernel (imported lazily: unit-level commands like `--help` need no pyroute2 start-up)."""
-    from netsim.kernel.linux import LinuxKernel
-    return LinuxKernel()
 
 
 class Seconds(click.ParamType):

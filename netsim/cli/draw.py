@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from netsim import preflight
 from netsim.cli.common import cluster_option, handle_errors
-from netsim.model.errors import UsageError
+from netsim.cli.front import cluster as open_cluster
+from netsim.reports import check_draw_format
 
 
 @click.command()
@@ -22,30 +22,12 @@ from netsim.model.errors import UsageError
 def draw(path: str, system: bool, between: tuple[str, str] | None, cluster: str | None) -> None:
     """Draw nodes with their pods, bridges, veths and tunnel devices, the underlay, VXLAN tunnels between
     nodes, Services pointing at their endpoints, LoadBalancer IPs and external hosts."""
-    from netsim import draw as drawing
-    from netsim import topology
-    from netsim.api import Cluster
-
-    drawing.check_format(path)
-    preflight.require_root("draw")
-    c = Cluster(cluster)
-    try:
-        g = topology.topology_of(c)
-    finally:
-        c.close()
-    highlight: list[str] = []
-    if between:
-        try:
-            highlight = topology.path_between(g, *between)
-        except topology.PathError as exc:
-            raise UsageError(f"no path from {between[0]} to {between[1]}: {exc}") from None
-    if not system:
-        g = topology.without_namespaces(g, {"kube-system"}, keep=highlight)
-    drawing.draw(g, path, highlight=highlight)
-    click.echo(f"wrote {path}: {len(topology.vertices(g, 'node'))} node(s), {len(topology.vertices(g, 'pod'))} "
-               f"pod(s), {len(topology.vertices(g, 'service'))} service(s)")
-    if highlight:
-        click.echo("path: " + " -> ".join(highlight))
+    check_draw_format(path)
+    with open_cluster(cluster) as c:
+        drawn = c.draw(path, system=system, between=between)
+    click.echo(f"wrote {path}: {drawn['nodes']} node(s), {drawn['pods']} pod(s), {drawn['services']} service(s)")
+    if drawn["path"]:
+        click.echo("path: " + " -> ".join(drawn["path"]))
 
 
 COMMANDS = [draw]

@@ -13,11 +13,10 @@ from typing import Any
 
 import click
 
-from netsim import lifecycle
 from netsim.cli import jsonpath
 from netsim.cli.common import cluster_option, emit, handle_errors
+from netsim.cli.front import cluster as open_cluster
 from netsim.cli.kinds import is_namespaced, resolve_kind, resource_name
-from netsim.daemon import open_store
 from netsim.model.errors import UsageError
 from netsim.model.fieldselectors import matches as field_matches
 from netsim.model.fieldselectors import parse_field_selector
@@ -180,8 +179,15 @@ def get(args: tuple[str, ...], namespace: str, all_namespaces: bool, selector: s
         cluster: str | None) -> None:
     """Objects with their live state, in kubectl's shapes."""
     fmt, arg = parse_output(output)
-    st = lifecycle.resolve_cluster(cluster)
-    store = open_store(st.name)
+    with open_cluster(cluster) as c:
+        _get(c.store, args, namespace, all_namespaces, selector, field_selector, fmt, arg, show_labels, watch,
+             watch_seconds)
+
+
+def _get(store, args: tuple[str, ...], namespace: str, all_namespaces: bool, selector: str | None,
+         field_selector: str | None, fmt: str, arg: str | None, show_labels: bool, watch: bool,
+         watch_seconds: float | None) -> None:
+    """`get` on the cluster's store (read only)."""
     requests = _requests(args, store)
     several = len(requests) > 1
     named = any(names for _, names in requests)

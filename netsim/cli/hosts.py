@@ -3,41 +3,30 @@
 Both run in the foreground (as a kubelet or kube-controller-manager would under systemd) by replacing this
 process with the cluster's daemon loop in that role (netsim.hostagent), so the pid a supervisor holds is the
 process that runs; `--detach` starts it in the background instead, logging under the state directory.
+What to run is the cluster's to say (`netsim.Cluster.role_process`).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import click
 
-from netsim import daemonproc, hostagent, preflight, state
 from netsim.cli.common import cluster_option, handle_errors
-from netsim.model.cluster import parse_cluster
-from netsim.model.errors import NetsimError, Source
+from netsim.cli.front import cluster as open_cluster
 
 
-class AlreadyRunning(NetsimError):
-    exit_code = 1
-
-
-def _spec(cluster: str | None):  # noqa: ANN202 - (ClusterState, ClusterSpec)
-    from netsim import lifecycle
-    st = lifecycle.resolve_cluster(cluster)
-    return st, parse_cluster(st.spec, Source(state.state_file(st.name)))
-
-
-def _run(cluster: str, role: str, host: str | None, detach: bool, log: str) -> None:
-    argv = daemonproc.argv(cluster, role, host)
-    if not detach:
-        sys.stdout.flush()
-        os.execv(argv[0], argv)
-    with state.open_private(log, "ab") as f:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True,
-                                close_fds=True)
-    click.echo(f"cluster {cluster}: {role}{f' of host {host}' if host else ''} started (pid {proc.pid}, log {log})")
+def _run(cluster: str | None, role: str, host: str | None, detach: bool) -> None:
+    with open_cluster(cluster) as c:
+        argv, log = c.role_process(role, host)
+        name = c.name
+        if detach:
+            pid = c.start_process(argv, log)
+            click.echo(f"cluster {name}: {role}{f' of host {host}' if host else ''} started (pid {pid}, log {log})")
+            return
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
 
 
 @click.command()
@@ -48,13 +37,7 @@ def _run(cluster: str, role: str, host: str | None, detach: bool, log: str) -> N
 def agent(cluster: str | None, host: str, detach: bool) -> None:
     """Run the node agents (kubelets, kube-proxy, felix, flanneld, DNS responders, speaker) of the nodes
     placed on HOST, renewing their Leases, against the cluster's store."""
-    preflight.require_root("agent")
-    st, spec = _spec(cluster)
-    hostagent.agent_nodes(spec, host)  # refuses a host the spec does not name (exit 2)
-    running = hostagent.running_agents(st.name).get(host)
-    if running:
-        raise AlreadyRunning(f"cluster {st.name}: the agent of host {host} already runs (pid {running})")
-    _run(st.name, "agent", host, detach, hostagent.log_path(st.name, host))
+    _run(cluster, "agent", host, detach)
 
 
 @click.command()
@@ -64,10 +47,7 @@ def agent(cluster: str | None, host: str, detach: bool) -> None:
 def controlplane(cluster: str | None, detach: bool) -> None:
     """Run the control plane (controllers, scheduler, the API endpoint) while it holds the leader lease:
     a standby that takes over within one lease period when the leading process dies."""
-    preflight.require_root("controlplane")
-    st, _ = _spec(cluster)
-    _run(st.name, "controlplane", None, detach, os.path.join(os.path.dirname(state.state_file(st.name)),
-                                                              "controlplane.log"))
+    _run(cluster, "controlplane", None, detach)
 
 
 COMMANDS = [agent, controlplane]

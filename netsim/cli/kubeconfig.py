@@ -6,10 +6,8 @@ from __future__ import annotations
 import click
 import yaml
 
-from netsim import lifecycle, preflight
-from netsim.apiserver import endpoint
 from netsim.cli.common import cluster_option, handle_errors
-from netsim.model.errors import UsageError
+from netsim.cli.front import cluster as open_cluster
 
 
 @click.command(name="kubeconfig")
@@ -17,13 +15,9 @@ from netsim.model.errors import UsageError
 @handle_errors
 def kubeconfig(cluster: str | None) -> None:
     """Print the cluster's kubeconfig (for KUBECONFIG=..., kubectl and client libraries)."""
-    preflight.require_root("kubeconfig")
-    st = lifecycle.resolve_cluster(cluster)
-    ep = endpoint.load(st.name)
-    if ep is None:
-        raise UsageError(f"cluster {st.name} has no API endpoint (it was made without one); recreate it with "
-                         f"`netsim down --name {st.name}` and `netsim up`")
-    click.echo(yaml.safe_dump(ep.kubeconfig(), default_flow_style=False, sort_keys=False), nl=False)
+    with open_cluster(cluster) as c:
+        config = c.kubeconfig()
+    click.echo(yaml.safe_dump(config, default_flow_style=False, sort_keys=False), nl=False)
 
 
 COMMANDS = [kubeconfig]

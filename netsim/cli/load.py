@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from netsim import preflight
-from netsim.api import Cluster
 from netsim.cli.common import EXIT_FAILED, SECONDS, cluster_option, emit, handle_errors
-from netsim.load.report import render_text
+from netsim.cli.front import cluster as open_cluster
 from netsim.model.errors import UsageError
+from netsim.reports import load_text as render_text
 
 
 @click.command()
@@ -34,15 +33,11 @@ def load(frm: str, to: str, port: int | None, protocol: str, rate: float | None,
          cluster: str | None) -> None:
     """Send requests from pods, nodes or hosts to a target and report sent, ok, refused, timeout, reset,
     latency percentiles, requests per endpoint and a per-second series."""
-    preflight.require_root("load")
     if rate is None and connections is None:
         raise UsageError("load: give --rate R (open loop) or --connections N (closed loop)")
-    c = Cluster(cluster)
-    try:
+    with open_cluster(cluster) as c:
         report = c.load(frm, to, port=port, protocol=protocol, rate=rate, duration=duration,
                         connections=connections, timeout=timeout, png=png)
-    finally:
-        c.close()
     if not emit(report, "json" if output == "json" else None):
         click.echo(render_text(report))
         if png:

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from netsim import daemonctl, daemonproc, lifecycle, naming, preflight
+from netsim.api import Cluster, DaemonDown
 from netsim.cli.common import (
     EXIT_USAGE,
     SECONDS,
@@ -19,9 +19,10 @@ from netsim.cli.common import (
     emit,
     fail,
     handle_errors,
-    kernel,
     output_option,
 )
+from netsim.cli.front import cluster as open_cluster
+from netsim.cli.front import front
 from netsim.model.cluster import default_cluster, load_cluster_file
 from netsim.model.errors import UsageError
 from netsim.model.storespec import STORE_TYPES, StoreSpec
@@ -80,38 +81,32 @@ def cli() -> None:
 def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, store_type: str | None,
        output: str) -> None:
     """Build a cluster's node network (and, as they land, its agents); returns when ready."""
-    preflight.require_root("up")
+    f = front()
+    f.require_root("up")
     spec = load_cluster_file(path, name_override=name) if path is not None else default_cluster(name or "demo")
     if store_type is not None and store_type != spec.store.type:
         spec = dataclasses.replace(spec, store=StoreSpec(store_type))
-    preflight.require_tools()
-    preflight.require_kernel_features()
     console = Console(stderr=True)
-    existing = lifecycle.state.load(spec.name)
-    if existing is not None and existing.phase == "ready" and not no_daemon and not daemonctl.alive(spec.name):
+    if not no_daemon:
         # An existing cluster whose daemon died: start a new one, which adopts the pods' sandboxes.
-        with console.status(f"{spec.name}: restarting its daemon"):
-            pid = daemonctl.start(spec.name, timeout=timeout)
-        info = lifecycle.status(lifecycle.state.load(spec.name) or existing)
-        if not emit(info, output):
-            click.echo(f"cluster {spec.name} exists; its daemon was not running and was restarted (pid {pid})")
-        return
-    k = kernel()
+        revived = f.revive(spec.name, timeout)
+        if revived is not None:
+            c, pid = revived
+            try:
+                info = c.build_info()
+            finally:
+                c.close()
+            if not emit(info, output):
+                click.echo(f"cluster {spec.name} exists; its daemon was not running and was restarted (pid {pid})")
+            return
+    with console.status(f"building cluster {spec.name}") as status:
+        c = f.up(spec, daemon=not no_daemon, timeout=timeout,
+                 progress=lambda msg: status.update(f"{spec.name}: {msg}"))
     try:
-        with console.status(f"building cluster {spec.name}") as status:
-            st = lifecycle.up(k, spec, progress=lambda msg: status.update(f"{spec.name}: {msg}"),
-                              daemon=not no_daemon)
-            if not no_daemon:
-                status.update(f"{spec.name}: starting the control plane and node agents")
-                try:
-                    daemonctl.start(spec.name, timeout=timeout)
-                except BaseException:
-                    lifecycle.down(k, spec.name)
-                    raise
-                st = lifecycle.state.load(spec.name) or st
+        info = c.build_info()
+        st = c.state
     finally:
-        k.close()
-    info = lifecycle.status(st)
+        c.close()
     if not emit(info, output):
         click.echo(f"cluster {spec.name} ready: {len(st.nodes)} node(s), {len(st.hosts)} external host(s), "
                    f"{spec.network.plugin}/{spec.network.backend} in {st.extra.get('buildSeconds')}s")
@@ -130,25 +125,22 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, stor
 @handle_errors
 def down(name: str | None, all_: bool, output: str) -> None:
     """Remove everything a cluster made, also after a crash."""
-    preflight.require_root("down")
+    f = front()
+    f.require_root("down")
     if all_ and name is not None:
         raise UsageError("--all removes every cluster; it takes no --name")
-    k = kernel()
-    try:
-        if all_:
-            reports = lifecycle.down_all(k)
-        else:
-            if name is not None:
-                lifecycle.check_name(name, "--name")
-            if name is None:
-                known = lifecycle.state.known_clusters()
-                if len(known) != 1:
-                    raise UsageError("name the cluster with --name, or use --all "
-                                     f"(clusters: {', '.join(known) or 'none'})")
-                name = known[0]
-            reports = [lifecycle.down(k, name)]
-    finally:
-        k.close()
+    if all_:
+        reports = f.remove_all()
+    else:
+        if name is not None:
+            Cluster.check_name(name, "--name")
+        if name is None:
+            known = f.known()
+            if len(known) != 1:
+                raise UsageError("name the cluster with --name, or use --all "
+                                 f"(clusters: {', '.join(known) or 'none'})")
+            name = known[0]
+        reports = [f.remove(name)]
     data = [r.__dict__ for r in reports]
     if not emit(data, output):
         if not reports:
@@ -164,24 +156,18 @@ def down(name: str | None, all_: bool, output: str) -> None:
 def status(cluster: str | None, output: str) -> None:
     """Nodes, addresses and namespaces of a cluster, its daemon and the daemon's components: exit 4 when the
     daemon is down, 1 when one of its components is dead."""
-    st = lifecycle.resolve_cluster(cluster)
-    info = lifecycle.status(st)
-    marker = daemonctl.read_marker(st.name) or {}
-    running = daemonctl.alive(st.name)
-    components = daemonctl.read_health(st.name) if running else {}
-    dead = daemonctl.dead_components(components)
-    expected = bool(st.extra.get("daemon", st.extra.get("daemonPid")))
-    # A marker written by a daemon that is gone says nothing about now.
-    fresh = running and marker.get("pid") in daemonproc.find_all(st.name)
-    info["daemon"] = {"pid": st.extra.get("daemonPid"), "running": running, "expected": expected,
-                      "converged": marker.get("converged") if fresh else None,
-                      "pending": marker.get("pending", []) if fresh else [],
-                      "log": daemonctl.log_path(st.name), "components": components}
+    with open_cluster(cluster) as c:
+        info = c.status()
+        down_message = c.daemon_down_message()
+    d = info["daemon"]
+    components = d["components"]
+    dead = [n for n, comp in components.items() if (comp or {}).get("state") == "dead"]
+    expected, running = d["expected"], d["running"]
     down = expected and not running
     if emit(info, output):
         if down:
-            click.echo(f"netsim: {daemonctl.down_message(st.name)}", err=True)
-            sys.exit(daemonctl.EXIT_DAEMON_DOWN)
+            click.echo(f"netsim: {down_message}", err=True)
+            sys.exit(DaemonDown.exit_code)
         if dead:
             sys.exit(1)
         return
@@ -196,7 +182,6 @@ def status(cluster: str | None, output: str) -> None:
     for h in info["hosts"]:
         table.add_row("host", h["name"], h["ip"], "", h["netns"], "yes" if h["present"] else "MISSING")
     console.print(table)
-    d = info["daemon"]
     if d["expected"] or d["running"]:
         if d["running"]:
             conv = "converged" if d["converged"] else f"pending: {', '.join(d['pending']) or '?'}"
@@ -206,11 +191,11 @@ def status(cluster: str | None, output: str) -> None:
                 console.print(f"api {api['server']}  kubectl context {api['context']}", soft_wrap=True)
             _print_components(console, components)
         else:
-            console.print(f"[bold red]DOWN[/bold red]: {daemonctl.down_message(st.name)}", soft_wrap=True)
+            console.print(f"[bold red]DOWN[/bold red]: {down_message}", soft_wrap=True)
     else:
         console.print("no daemon (built with --no-daemon)")
     if down:
-        sys.exit(daemonctl.EXIT_DAEMON_DOWN)
+        sys.exit(DaemonDown.exit_code)
     if dead:
         sys.exit(1)
 
@@ -239,10 +224,9 @@ def daemon() -> None:
 @handle_errors
 def daemon_restart(cluster: str | None, timeout: float) -> None:
     """Stop the daemon if it runs and start a new one; its kubelets adopt the pods' existing sandboxes."""
-    preflight.require_root("daemon restart")
-    st = lifecycle.resolve_cluster(cluster)
-    pid = daemonctl.restart(st.name, timeout)
-    click.echo(f"cluster {st.name}: daemon restarted (pid {pid}), converged")
+    with open_cluster(cluster) as c:
+        pid = c.restart_daemon(timeout)
+        click.echo(f"cluster {c.name}: daemon restarted (pid {pid}), converged")
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -256,7 +240,6 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
 
     Examples: netsim exec --node node-1 -- ip route;  netsim exec host/client -- ping -c1 172.18.0.2
     """
-    preflight.require_root("exec")
     if "--" in args:
         cut = args.index("--")
         before, command = args[:cut], args[cut + 1:]
@@ -269,29 +252,10 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
     target = before[0] if before else None
     if not command:
         raise UsageError("no command given (netsim exec TARGET -- CMD ARGS)")
-    st = lifecycle.resolve_cluster(cluster)
-    if node is not None:
-        rec = st.node(node)
-        if rec is None:
-            raise UsageError(f"cluster {st.name} has no node {node!r} (nodes: {', '.join(n['name'] for n in st.nodes)})")
-        ns = rec["netns"]
-    elif target and target.startswith("node/"):
-        rec = st.node(target[5:])
-        if rec is None:
-            raise UsageError(f"cluster {st.name} has no node {target[5:]!r}")
-        ns = rec["netns"]
-    elif target and target.startswith("host/"):
-        rec = st.host(target[5:])
-        if rec is None:
-            raise UsageError(f"cluster {st.name} has no external host {target[5:]!r}")
-        ns = rec["netns"]
-    elif target:
-        pod_ns, _, pod = target.rpartition("/")
-        ns = naming.pod_ns(st.name, pod_ns or kns, pod)
-        if not os.path.exists(f"/run/netns/{ns}"):
-            raise UsageError(f"no pod {pod_ns or kns}/{pod} in cluster {st.name}")
-    else:
+    if node is None and not target:
         raise UsageError("say where to run: --node NODE, host/NAME or a pod name")
+    with open_cluster(cluster) as c:
+        ns = c.netns_for(f"node/{node}" if node is not None else target or "", namespace=kns)
     # `ip netns exec` also binds /etc/netns/<ns>/* (a pod's resolv.conf) over /etc in a private mount ns.
     argv = ["ip", "netns", "exec", ns, *command]
     try:

@@ -17,13 +17,13 @@ from typing import Any
 import click
 import yaml
 
-from netsim.api import Cluster
+from netsim.api import Cluster, Conflict
 from netsim.cli.common import cluster_option, handle_errors
+from netsim.cli.front import front
 from netsim.cli.get import select
 from netsim.cli.kinds import is_namespaced, resolve_kind, resource_name
 from netsim.model.errors import NetsimError, UsageError
 from netsim.model.selectors import label_key_problem, label_value_problem
-from netsim.store import Conflict
 
 # Where each kind keeps its containers (kubectl set image's polymorphic pod spec lookup).
 POD_SPEC_PATH = {"Pod": ("spec",), "ReplicationController": ("spec", "template", "spec"),
@@ -96,7 +96,7 @@ def _key_value_changes(changes: Sequence[str], what: str, check_values: bool) ->
 
 def _meta_verb(field: str, what: str, verb: str, args: tuple[str, ...], namespace: str, selector: str | None,
                all_: bool, overwrite: bool, cluster: str | None) -> None:
-    c = Cluster(cluster)
+    c = front().open(cluster)
     try:
         targets, changes = split_targets(args, c.store, is_change=lambda a: "=" in a or a.endswith("-"))
         if not changes:
@@ -150,7 +150,7 @@ def set_group() -> None:
 @handle_errors
 def set_image(args: tuple[str, ...], namespace: str, cluster: str | None) -> None:
     """CONTAINER=IMAGE for objects with a pod template (`*=IMAGE`: every container)."""
-    c = Cluster(cluster)
+    c = front().open(cluster)
     try:
         targets, changes = split_targets(args, c.store, is_change=lambda a: "=" in a)
         if not changes:
@@ -184,7 +184,7 @@ def set_image(args: tuple[str, ...], namespace: str, cluster: str | None) -> Non
 def edit(args: tuple[str, ...], namespace: str, output: str, cluster: str | None) -> None:
     """Edit objects in $KUBE_EDITOR or $EDITOR (default vi) and write them back (as kubectl edit)."""
     import json
-    c = Cluster(cluster)
+    c = front().open(cluster)
     try:
         targets, _ = split_targets(args, c.store, is_change=lambda a: False)
         for kind, obj in _objects(c, targets, None, namespace, None, False):

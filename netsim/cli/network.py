@@ -6,13 +6,13 @@ import re
 
 import click
 
-from netsim import preflight
-from netsim.api import Cluster, results_json
+from netsim.api import results_json
 from netsim.cli.common import EXIT_FAILED, SECONDS, cluster_option, emit, handle_errors
+from netsim.cli.front import cluster as open_cluster
 from netsim.model.errors import UsageError
 from netsim.parsers.iptables_save import COMMIT, RULE, TABLE, read_lines
 from netsim.printers import render_table
-from netsim.probe.engine import spread
+from netsim.reports import probe_spread as spread
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 _SERVICE_KEY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -58,12 +58,8 @@ def _csv(value: str | None) -> list[str] | None:
 def probe(frm: str, to: str, ports: str | None, protocols: str | None, via: str, count: int, timeout: float,
           output: str, cluster: str | None) -> None:
     """Connect from sources to targets and report what answered (all probes at once)."""
-    preflight.require_root("probe")
-    c = Cluster(cluster)
-    try:
+    with open_cluster(cluster) as c:
         results = c.probe(frm, to, _csv_ints(ports), _csv(protocols), via=via, count=count, timeout=timeout)
-    finally:
-        c.close()
     if emit(results_json(results), "json" if output == "json" else None):
         return
     if not results:
@@ -98,15 +94,10 @@ def proxy() -> None:
 @handle_errors
 def proxy_rules(node: str, service: str | None, tables: tuple[str, ...], cluster: str | None) -> None:
     """kube-proxy's chains and rules on a node, as iptables-save prints them."""
-    preflight.require_root("proxy rules")
     if service is not None and not _SERVICE_KEY.match(service):
         raise UsageError(f"--service takes NAMESPACE/NAME, got {service!r}")
-    c = Cluster(cluster)
-    try:
-        ep = c.sources(f"node/{node}")[0]
-        text = "".join(c.kernel.run(ep.netns or "", ["iptables-save", "-t", t]).stdout for t in tables)
-    finally:
-        c.close()
+    with open_cluster(cluster) as c:
+        text = c.iptables_save(f"node/{node}", tables)
     click.echo(filter_kube_rules(text, service))
 
 

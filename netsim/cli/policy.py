@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from netsim import preflight
-from netsim.api import Cluster
 from netsim.cli.common import EXIT_FAILED, SECONDS, cluster_option, emit, handle_errors
+from netsim.cli.front import cluster as open_cluster
 from netsim.cli.network import _csv, _csv_ints
 from netsim.model.errors import UsageError
 from netsim.model.loader import load_documents
 from netsim.model.targets import SelectorError, parse_target, split_port
-from netsim.policy.verify import VerifyReport, matrix
+from netsim.reports import matrix_png
+from netsim.reports import verify_matrix as matrix
 
 NOT_ENFORCED = ("plugin {plugin} does not enforce NetworkPolicy (as with real flannel): the kernel allows "
                 "what the policies deny")
 
 
-def _report_text(report: VerifyReport) -> str:
+def _report_text(report: Any) -> str:
     out = []
     for (port, proto), cells in sorted(report.groups().items()):
         out.append(f"== {port}/{proto}: expected (policy model)")
@@ -60,10 +62,8 @@ def verify(files: tuple[str, ...], diff_file: str | None, frm: str | None, to: s
            protocols: str | None, via: str, timeout: float, png: str | None, output: str,
            cluster: str | None) -> None:
     """The NetworkPolicy model's truth table against probes on the kernel; exit 1 on any disagreement."""
-    preflight.require_root("verify")
     port_list, proto_list = _csv_ints(ports), _csv(protocols)  # bad input is refused before anything is applied
-    c = Cluster(cluster)
-    try:
+    with open_cluster(cluster) as c:
         if files:
             c.apply(list(files))
         if diff_file:
@@ -75,10 +75,7 @@ def verify(files: tuple[str, ...], diff_file: str | None, frm: str | None, to: s
             raise SystemExit(0 if diff["confirmed"] else EXIT_FAILED)
         report = c.verify(frm=frm, to=to, ports=port_list, protocols=proto_list, via=via,
                           timeout=timeout)
-    finally:
-        c.close()
     if png:
-        from netsim.draw import matrix_png
         matrix_png(report, png)
     if not emit(report.to_json(), "json" if output == "json" else None):
         click.echo(_report_text(report))
@@ -118,11 +115,8 @@ def explain(src: str, dst: str, probe: bool, cluster: str | None) -> None:
         raise UsageError(str(exc)) from None
     if port is None:
         raise UsageError("say which port: netsim explain SRC DST:PORT[/PROTO]")
-    c = Cluster(cluster)
-    try:
+    with open_cluster(cluster) as c:
         text = c.explain(src, head, port, proto.upper(), probe=probe)
-    finally:
-        c.close()
     click.echo(text)
 
 

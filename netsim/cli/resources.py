@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import glob
-import os
 import re
 import sys
 import time
@@ -12,28 +10,17 @@ import time
 import click
 import yaml
 
-from netsim import daemonctl, lifecycle, naming, preflight
-from netsim.api import Cluster, check_scale
+from netsim.api import DaemonError, Target, check_scale
 from netsim.cli.common import SECONDS, cluster_option, emit, handle_errors
+from netsim.cli.front import cluster as open_cluster
 from netsim.cli.get import select
 from netsim.cli.kinds import custom_kinds, is_namespaced, resolve_kind
-from netsim.controlplane import events as ev
-from netsim.controlplane import rollout as ro
-from netsim.controlplane.deletion import Target
-from netsim.daemon import open_store
 from netsim.model import registry
-from netsim.model.cluster import parse_cluster
-from netsim.model.errors import Source, SpecError, UsageError
+from netsim.model.errors import SpecError, UsageError
 from netsim.model.loader import load_sourced, object_ref
-from netsim.store import StoreError
 
 wait_option = click.option("--wait/--no-wait", default=True, help="Wait until the cluster has converged.")
 timeout_option = click.option("--timeout", default=120.0, type=SECONDS, show_default=True, help="Seconds to wait.")
-
-
-def _cluster(name: str | None):
-    st = lifecycle.resolve_cluster(name)
-    return st, parse_cluster(st.spec, Source(st.name))
 
 
 _kind, _custom, _namespaced = resolve_kind, custom_kinds, is_namespaced
@@ -41,11 +28,6 @@ _kind, _custom, _namespaced = resolve_kind, custom_kinds, is_namespaced
 
 recursive_option = click.option("-R", "--recursive", is_flag=True,
                                  help="Process the directory used in -f recursively (as kubectl).")
-
-
-def _wait(cluster: str, rv: int, wait: bool, timeout: float) -> None:
-    if wait:
-        daemonctl.wait_converged(cluster, rv, timeout)
 
 
 @click.command()
@@ -62,8 +44,7 @@ def _wait(cluster: str, rv: int, wait: bool, timeout: float) -> None:
 def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, namespace: str | None,
           cluster: str | None, wait: bool, timeout: float) -> None:
     """Apply manifests (all or nothing) and wait until the kernel state matches."""
-    c = Cluster(cluster)
-    try:
+    with open_cluster(cluster) as c:
         sources = load_sourced(list(files), stdin=sys.stdin, recursive=recursive, custom=c.custom_kinds(),
                                skip_unknown=skip_unknown, namespace=namespace)
         lines = [f'Warning: no matches for kind "{x.kind}" in version "{x.api_version}": stored unchecked '
@@ -77,8 +58,6 @@ def apply(files: tuple[str, ...], recursive: bool, skip_unknown: bool, namespace
             click.echo(line, err=line.startswith(("Warning:", "Note:")))
         if wait:
             c.wait_converged(timeout, [x.to_dict() for _, x in sources])
-    finally:
-        c.close()
 
 
 @click.command()
@@ -103,8 +82,16 @@ def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], rec
            all_: bool, cluster: str | None, wait: bool, timeout: float) -> None:
     """Delete objects by manifest (-f), by KIND NAME..., TYPE/NAME..., or KIND with -l/--all: all of them or
     none. Pods terminate first (the kubelet tears their sandbox down), as in Kubernetes."""
-    st = lifecycle.resolve_cluster(cluster)
-    store = open_store(st.name)
+    with open_cluster(cluster) as c:
+        for line in _delete(c, kind, names, files, recursive, namespace, grace_period, force, ignore_not_found,
+                            selector, all_, wait, timeout):
+            click.echo(line)
+
+
+def _delete(c, kind: str | None, names: tuple[str, ...], files: tuple[str, ...], recursive: bool,
+            namespace: str | None, grace_period: int, force: bool, ignore_not_found: bool, selector: str | None,
+            all_: bool, wait: bool, timeout: float) -> list[str]:
+    store = c.store  # read: which kinds and objects the arguments name
     targets: list[Target] = []
     given, namespace = namespace, namespace or "default"
     if files:  # as `apply -n`: -n is the namespace of the objects naming none, another one is an error
@@ -131,16 +118,11 @@ def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], rec
                    for o in select(store, k, [], namespace, False, selector, None)]
         if not targets:
             click.echo(f"No resources found{' in ' + namespace + ' namespace' if ns else ''}.", err=True)
-            return
+            return []
     else:
         raise UsageError("say what to delete: -f FILE, KIND NAME..., TYPE/NAME..., or KIND -l SELECTOR / --all")
-    c = Cluster(cluster)
-    try:
-        for line in c.delete_objects(targets, grace_period=grace_period, force=force,
-                                     ignore_not_found=ignore_not_found, wait=wait, timeout=timeout):
-            click.echo(line)
-    finally:
-        c.close()
+    return c.delete_objects(targets, grace_period=grace_period, force=force, ignore_not_found=ignore_not_found,
+                            wait=wait, timeout=timeout)
 
 
 @click.command()
@@ -151,16 +133,16 @@ def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], rec
 @handle_errors
 def describe(kind: str, name: str, namespace: str, cluster: str | None) -> None:
     """An object in full, with its events."""
-    st = lifecycle.resolve_cluster(cluster)
-    store = open_store(st.name)
-    k = _kind(kind, store)
-    ns = namespace if _namespaced(k, store) else None
-    obj = store.get(k, ns, name)
-    if obj is None:
-        raise UsageError(f'{k.lower()} "{name}" not found')
+    with open_cluster(cluster) as c:
+        store = c.store
+        k = _kind(kind, store)
+        ns = namespace if _namespaced(k, store) else None
+        obj = store.get(k, ns, name)
+        if obj is None:
+            raise UsageError(f'{k.lower()} "{name}" not found')
+        ref = f"{k}/{ns + '/' if ns else ''}{name}"
+        evs = [e for e in c.events() if e.object in (ref, f"{k} {ns}/{name}", f"{k.lower()}/{name}")]
     click.echo(yaml.safe_dump(obj, sort_keys=False).rstrip())
-    ref = f"{k}/{ns + '/' if ns else ''}{name}"
-    evs = [e for e in ev.list_events(store) if e.object in (ref, f"{k} {ns}/{name}", f"{k.lower()}/{name}")]
     click.echo("Events:" + ("" if evs else " <none>"))
     for e in evs:
         click.echo(f"  {_ts(e.time)}  {e.actor:<24} {e.reason:<16} {e.message}")
@@ -204,17 +186,16 @@ def event_objects(spec: str) -> set[str]:
 def events(watch: bool, for_obj: str | None, output: str, cluster: str | None) -> None:
     """The control-plane timeline: who did what, when, and how long it took."""
     wanted = event_objects(for_obj) if for_obj is not None else None
-    st = lifecycle.resolve_cluster(cluster)
-    store = open_store(st.name)
-    stream = ev.watch_events(store) if watch else iter(ev.list_events(store))
-    if output == "json" and not watch:
-        emit([e.to_record() for e in stream if wanted is None or e.object in wanted], "json")
-        return
-    for e in stream:
-        if wanted is not None and e.object not in wanted:
-            continue
-        took = f"{e.duration_ms:8.1f}ms" if e.duration_ms else " " * 10
-        click.echo(f"{_ts(e.time)}  {e.actor:<26} {e.reason:<16} {took}  {e.object}  {e.message}")
+    with open_cluster(cluster) as c:
+        stream = c.watch_events() if watch else iter(c.events())
+        if output == "json" and not watch:
+            emit([e.to_record() for e in stream if wanted is None or e.object in wanted], "json")
+            return
+        for e in stream:
+            if wanted is not None and e.object not in wanted:
+                continue
+            took = f"{e.duration_ms:8.1f}ms" if e.duration_ms else " " * 10
+            click.echo(f"{_ts(e.time)}  {e.actor:<26} {e.reason:<16} {took}  {e.object}  {e.message}")
 
 
 @click.command()
@@ -226,12 +207,8 @@ def events(watch: bool, for_obj: str | None, output: str, cluster: str | None) -
 @handle_errors
 def logs(pod: str, namespace: str, container: str | None, previous: bool, cluster: str | None) -> None:
     """Output of a pod's container processes."""
-    st = lifecycle.resolve_cluster(cluster)
-    suffix = ".previous" if previous else ""
-    if container:
-        files = [f for f in [naming.container_log(st.name, namespace, pod, container) + suffix] if os.path.exists(f)]
-    else:
-        files = sorted(glob.glob(glob.escape(naming.container_log_prefix(st.name, namespace, pod)) + "*.log" + suffix))
+    with open_cluster(cluster) as c:
+        files = c.log_files(pod, namespace, container, previous=previous)
     if not files and previous:
         # kubectl's message for a container that has not restarted
         raise UsageError(f'previous terminated container{f" {container!r}" if container else ""} in pod '
@@ -256,21 +233,11 @@ def scale(target: str, replicas: int, namespace: str, cluster: str | None, wait:
     kind, _, name = target.rpartition("/")
     k = _kind(kind or "deployment")
     check_scale(k, replicas)
-    st = lifecycle.resolve_cluster(cluster)
-    daemonctl.require(st.name)
-    store = open_store(st.name)
-    obj = store.get(k, namespace, name)
-    if obj is None:
-        raise UsageError(f'{k.lower()} "{name}" not found in namespace {namespace}')
-    obj["spec"]["replicas"] = replicas
-    store.update(obj)
-    click.echo(f"{k.lower()}/{name} scaled")
-    if wait:  # for the scaled object's pods only, as apply waits for what it applied
-        c = Cluster(st.name)
-        try:
+    with open_cluster(cluster) as c:
+        obj = c.scale(k, name, replicas, namespace, wait=False)
+        click.echo(f"{k.lower()}/{name} scaled")
+        if wait:  # for the scaled object's pods only, as apply waits for what it applied
             c.wait_converged(timeout, [obj])
-        finally:
-            c.close()
 
 
 @click.group()
@@ -286,25 +253,21 @@ def rollout() -> None:
 @handle_errors
 def rollout_status_cmd(target: str, namespace: str, cluster: str | None, timeout: float) -> None:
     name = target.rpartition("/")[2]
-    st = lifecycle.resolve_cluster(cluster)
-    daemonctl.require(st.name)
-    store = open_store(st.name)
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        d = store.get("Deployment", namespace, name)
-        if d is None:
-            raise UsageError(f'deployment "{name}" not found')
-        msg, done = ro.rollout_status(d)
-        if msg != last:
-            click.echo(msg)
-            last = msg
-        if done:
-            return
-        if time.monotonic() > deadline:
-            raise daemonctl.DaemonError(f"rollout of {name} did not finish within {timeout:.0f}s")
-        daemonctl.require(st.name)
-        time.sleep(0.1)
+    with open_cluster(cluster) as c:
+        c.require_daemon()
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            msg, done = c.rollout_status(name, namespace)
+            if msg != last:
+                click.echo(msg)
+                last = msg
+            if done:
+                return
+            if time.monotonic() > deadline:
+                raise DaemonError(f"rollout of {name} did not finish within {timeout:.0f}s")
+            c.require_daemon()
+            time.sleep(0.1)
 
 
 @rollout.command("history")
@@ -314,9 +277,10 @@ def rollout_status_cmd(target: str, namespace: str, cluster: str | None, timeout
 @handle_errors
 def rollout_history_cmd(target: str, namespace: str, cluster: str | None) -> None:
     name = target.rpartition("/")[2]
-    st = lifecycle.resolve_cluster(cluster)
+    with open_cluster(cluster) as c:
+        history = c.rollout_history(name, namespace)
     click.echo(f"deployment.apps/{name}\nREVISION  CHANGE-CAUSE")
-    for rev, cause in ro.rollout_history(open_store(st.name), namespace, name):
+    for rev, cause in history:
         click.echo(f"{rev:<9} {cause or '<none>'}")
 
 
@@ -331,14 +295,10 @@ def rollout_history_cmd(target: str, namespace: str, cluster: str | None) -> Non
 def rollout_undo_cmd(target: str, namespace: str, to_revision: int, cluster: str | None, wait: bool,
                      timeout: float) -> None:
     name = target.rpartition("/")[2]
-    st = lifecycle.resolve_cluster(cluster)
-    daemonctl.require(st.name)
-    store = open_store(st.name)
-    try:
-        click.echo(ro.undo(store, namespace, name, to_revision))
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    _wait(st.name, store.current_rv(), wait, timeout)
+    with open_cluster(cluster) as c:
+        click.echo(c.rollout_undo(name, namespace, to_revision))
+        if wait:
+            c.wait_converged(timeout)
 
 
 @click.group()
@@ -354,12 +314,8 @@ def kill() -> None:
 @timeout_option
 @handle_errors
 def kill_pod(name: str, namespace: str, cluster: str | None, wait: bool, timeout: float) -> None:
-    preflight.require_root("kill")
-    c = Cluster(cluster)
-    try:
+    with open_cluster(cluster) as c:
         c.kill_pod(name, namespace, wait=wait, timeout=timeout)
-    finally:
-        c.close()
     click.echo(f"pod/{name} sandbox destroyed" + ("; the kubelet made a new one" if wait else ""))
 
 
@@ -369,16 +325,13 @@ def node() -> None:
 
 
 def _set_failed(name: str, cluster: str | None, failed: bool, wait: bool, timeout: float) -> None:
-    st = lifecycle.resolve_cluster(cluster)
-    if st.node(name) is None:
-        raise UsageError(f"cluster {st.name} has no node {name!r}")
-    c = Cluster(st.name)
-    try:
+    with open_cluster(cluster) as c:
+        if c.state.node(name) is None:
+            raise UsageError(f"cluster {c.name} has no node {name!r}")
         c.set_node_failed(name, failed)
         click.echo(f"node/{name} {'failed' if failed else 'restored'}")
-        _wait(st.name, c.store.current_rv(), wait, timeout)
-    finally:
-        c.close()
+        if wait:
+            c.wait_converged(timeout)
 
 
 @node.command("fail")

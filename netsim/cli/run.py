@@ -8,8 +8,8 @@ import sys
 import click
 from rich.console import Console
 
-from netsim import preflight
 from netsim.cli.common import EXIT_FAILED, handle_errors
+from netsim.cli.front import front
 from netsim.model.errors import SpecError, SpecErrors
 
 
@@ -24,7 +24,6 @@ from netsim.model.errors import SpecError, SpecErrors
 def run(files: tuple[str, ...], output: str, keep: bool, report_dir: str | None, name: str | None,
         fail_fast: bool) -> None:
     """Run scenarios: exit 0 iff every expectation of every scenario holds."""
-    from netsim.api import Cluster
     from netsim.scenario.format import load_scenario
     from netsim.scenario.report import console_progress, to_json_text, to_junit, to_text
     from netsim.scenario.runner import Runner
@@ -38,13 +37,14 @@ def run(files: tuple[str, ...], output: str, keep: bool, report_dir: str | None,
             errors.append(exc)
     if errors:
         raise SpecErrors([e for exc in errors for e in (exc.errors if isinstance(exc, SpecErrors) else [exc])])
-    preflight.require_root("run")
-    preflight.require_tools()
+    clusters = front()  # builds each scenario's cluster: netsim.Cluster.up, or one injected in process
+    clusters.require_root("run")
+    clusters.require_tools()
     console = Console(stderr=True)
     all_passed = True
     for sc in scenarios:
         progress = console_progress(console) if output == "text" or sys.stderr.isatty() else None
-        result = Runner(Cluster, progress=progress, keep=keep, fail_fast=fail_fast).run(sc)
+        result = Runner(clusters, progress=progress, keep=keep, fail_fast=fail_fast).run(sc)
         all_passed &= result.passed
         if output == "json":
             click.echo(to_json_text(result))

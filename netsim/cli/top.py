@@ -7,15 +7,13 @@ yet", exit 1.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import click
 
-from netsim import lifecycle
 from netsim.cli.common import EXIT_FAILED, cluster_option, emit, handle_errors
-from netsim.daemon import metrics_path, open_store
+from netsim.cli.front import cluster as open_cluster
 from netsim.model.errors import UsageError
 from netsim.model.metrics import MetricsView
 from netsim.model.quantity import parse_quantity
@@ -29,14 +27,6 @@ def _cpu(cores: float) -> str:
 
 def _mem(b: float) -> str:
     return f"{int(b // 2**20)}Mi"
-
-
-def _view(cluster: str) -> MetricsView:
-    try:
-        with open(metrics_path(cluster)) as f:
-            return MetricsView.from_dict(json.load(f))
-    except (OSError, ValueError, KeyError):
-        return MetricsView()
 
 
 def _fail(message: str) -> None:
@@ -61,14 +51,14 @@ def top() -> None:
 def top_pods(name: str | None, namespace: str, all_namespaces: bool, selector: str | None, containers: bool,
              output: str, cluster: str | None) -> None:
     """CPU (cores) and memory of pods: real processes measured, image-played containers emulated."""
-    st = lifecycle.resolve_cluster(cluster)
     try:
         sel = parse_selector_string(selector) if selector else None
     except ValueError as exc:
         raise UsageError(f"--selector: {exc}") from None
-    view = _view(st.name)
-    store = open_store(st.name)
-    pods = store.list("Pod", None if all_namespaces else namespace)
+    with open_cluster(cluster) as c:
+        view: MetricsView = c.metrics()
+        pods = c.get("Pod", None if all_namespaces else namespace)
+        named_exists = bool(name) and c.store.get("Pod", namespace, name) is not None
     rows: list[list[str]] = []
     out: list[dict[str, Any]] = []
     for pod in sorted(pods, key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"])):
@@ -88,8 +78,7 @@ def top_pods(name: str | None, namespace: str, all_namespaces: bool, selector: s
                     "containers": [{"name": c.name, "cpu": _cpu(c.cpu), "memory": _mem(c.memory)}
                                    for c in u.containers]})
     if name and not out:
-        _fail(f'pod "{name}" metrics not available yet' if store.get("Pod", namespace, name)
-              else f'pods "{name}" not found')
+        _fail(f'pod "{name}" metrics not available yet' if named_exists else f'pods "{name}" not found')
     if not out:
         _fail("metrics not available yet")
     if emit({"items": out}, "json" if output == "json" else None):
@@ -104,13 +93,13 @@ def top_pods(name: str | None, namespace: str, all_namespaces: bool, selector: s
 @handle_errors
 def top_nodes(output: str, cluster: str | None) -> None:
     """CPU and memory of each node: the sum of its pods, and as a share of its allocatable."""
-    st = lifecycle.resolve_cluster(cluster)
-    view = _view(st.name)
+    with open_cluster(cluster) as c:
+        view: MetricsView = c.metrics()
+        nodes = c.get("Node") if view.pods else []
     if not view.pods:
         _fail("metrics not available yet")
-    store = open_store(st.name)
     rows, out = [], []
-    for node in sorted(store.list("Node"), key=lambda n: n["metadata"]["name"]):
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         nn = node["metadata"]["name"]
         used = [u for u in view.pods.values() if u.node == nn]
         cpu, mem = sum(u.cpu for u in used), sum(u.memory for u in used)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from netsim import preflight
-from netsim.api import Cluster
 from netsim.cli.common import EXIT_TRACE_DISAGREE, cluster_option, emit, handle_errors
+from netsim.cli.front import cluster as open_cluster
+from netsim.reports import trace_text as render_text
 
 
 @click.command()
@@ -44,18 +44,8 @@ def trace(
 ) -> None:
     """Trace one packet from SRC (ns/pod, node/NAME, host/NAME) to DST (ns/pod, svc/NS/NAME, a VIP,
     NODEIP:NODEPORT, an external IP), hop by hop: what the model predicts and what the kernel did."""
-    from netsim.trace.api import trace as run_trace
-    from netsim.trace.report.text import render_text
-
-    if not simulate_only:
-        preflight.require_root("trace")
-    c = Cluster(cluster)
-    try:
-        report = run_trace(
-            c, src, dst, port, protocol.upper(), sport=sport, pcap=pcap, observe=not simulate_only
-        )
-    finally:
-        c.close()
+    with open_cluster(cluster) as c:
+        report = c.trace(src, dst, port, protocol.upper(), sport=sport, pcap=pcap, observe=not simulate_only)
     if not emit(report.to_json(), None if output == "text" else output):
         click.echo(render_text(report))
     if not report.agree:

@@ -16,12 +16,11 @@ from typing import Any
 
 import click
 
-from netsim import daemonctl, lifecycle
 from netsim.cli import jsonpath
 from netsim.cli.common import cluster_option, handle_errors
+from netsim.cli.front import cluster as open_cluster
 from netsim.cli.get import select
 from netsim.cli.kinds import is_namespaced, resolve_kind, resource_name
-from netsim.daemon import open_store
 from netsim.model.errors import NetsimError, UsageError
 from netsim.model.registry import kind_info
 
@@ -104,8 +103,12 @@ def wait(args: tuple[str, ...], for_: str, namespace: str, selector: str | None,
     """Wait until objects meet a condition (as kubectl wait)."""
     cond = parse_for(for_)
     timeout = parse_duration(timeout_text)
-    st = lifecycle.resolve_cluster(cluster)
-    store = open_store(st.name)
+    with open_cluster(cluster) as c:
+        _wait(c, args, cond, namespace, selector, all_, timeout)
+
+
+def _wait(c, args: tuple[str, ...], cond, namespace: str, selector: str | None, all_: bool, timeout: float) -> None:
+    store = c.store  # read; the daemon (c.require_daemon) is what would change it
     if "/" in args[0]:
         targets = [(resolve_kind(a.partition("/")[0], store), a.partition("/")[2]) for a in args]
     else:
@@ -130,7 +133,7 @@ def wait(args: tuple[str, ...], for_: str, namespace: str, selector: str | None,
             if met(store.get(kind, ns, name), cond):
                 click.echo(f"{resource_name(kind, store)}/{name} condition met")
                 break
-            daemonctl.require(st.name)  # nothing would change while the daemon is down
+            c.require_daemon()  # nothing would change while the daemon is down
             left = deadline - time.monotonic()
             if left <= 0:
                 info = kind_info(kind)

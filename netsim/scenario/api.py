@@ -50,7 +50,7 @@ class ProbeResultLike(Protocol):
 class ScenarioCluster(Protocol):
     """The methods of `netsim.Cluster` a scenario calls (see netsim/api.py for what each does)."""
 
-    def down(self) -> None: ...
+    def down(self, *, kernel: Any = None) -> Any: ...
 
     def apply(self, manifests: Any, *, wait: bool = True, timeout: float = 120.0,
               namespace: str | None = None) -> list[str]: ...
@@ -203,7 +203,7 @@ callable), or a callable taking the method's arguments; an Exception value is ra
         self.is_up = True
         return self
 
-    def down(self) -> None:
+    def down(self, *, kernel: Any = None) -> Any:
         self._record("down")
         self.is_up = False
 
