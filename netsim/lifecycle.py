@@ -195,10 +195,16 @@ def down(k: Kernel, cluster: str) -> DownReport:
     names = owned_netns(cluster)
     killed += _kill(netns_mod.pids_in_all(names))
     # Pods first, nodes and hosts next, the fabric last: each veth dies with the first of its two ends.
+    # Each rank is removed at once (Kernel.netns_delete_many overlaps the unmounts' RCU waits: one by one,
+    # 10,000 pods took most of a 95 s `down`). Like `ip netns del`, this returns before the kernel's
+    # asynchronous cleanup_net has freed the namespaces and their links.
     rank = {naming.POD: 0, naming.NODE: 1, naming.HOST: 1, naming.MACHINE: 2, naming.FABRIC: 2, naming.LAN: 3}
     order = sorted(names, key=lambda n: (rank[parsed.role] if (parsed := naming.parse(n)) else 1, n))
+    by_rank: dict[int, list[str]] = {}
     for n in order:
-        k.netns_delete(n)
+        by_rank.setdefault(rank[parsed.role] if (parsed := naming.parse(n)) else 1, []).append(n)
+    for r in sorted(by_rank):
+        k.netns_delete_many(by_rank[r])
     # Pods' resolv.conf live in /etc/netns/<pod netns>; sweep by name, also for sandboxes already gone.
     for n in _etc_netns(naming.cluster_prefix(cluster)):
         if naming.owned_by(cluster, n):

@@ -79,6 +79,10 @@ class Kernel(Protocol):
     def netns_delete(self, name: str) -> None:
         """Remove a namespace; idempotent (absent is fine)."""
 
+    def netns_delete_many(self, names: Sequence[str]) -> None:
+        """Remove many namespaces (idempotent), overlapping the kernel's waits: each unmount waits for an
+        RCU grace period (namespace_unlock), ~1-5 ms on a loaded machine, serial for 10,000 pods."""
+
     def netns_exists(self, name: str) -> bool: ...
 
     def netns_list(self, prefix: str = "") -> list[str]:

@@ -93,6 +93,10 @@ class FakeKernel:
             for n in gone:
                 self._forget_link(other, n)
 
+    def netns_delete_many(self, names: Sequence[str]) -> None:
+        for n in names:
+            self.netns_delete(n)
+
     def netns_exists(self, name: str) -> bool:
         return name in self.ns
 

@@ -222,6 +222,24 @@ class LinuxKernel:
             netns.remove(name)
         self._do(_delete)
 
+    def netns_delete_many(self, names: Sequence[str]) -> None:
+        # The sockets kept for these namespaces are dropped on the kernel thread (one pass over the index),
+        # then the unmounts run on the helper threads: umount2 waits for an RCU grace period after
+        # releasing the mount lock (fs/namespace.c namespace_unlock), so the waits overlap.
+        gone = set(names)
+
+        def _drop_all() -> None:
+            for n in gone:
+                for table in (self._socks, self._fast):
+                    sock = table.pop(n, None)
+                    if sock is not None:
+                        sock.close()
+            for key in [k for k in self._index if k[0] in gone]:
+                del self._index[key]
+        self._do(_drop_all)
+        for f in [self._unlinker.submit(netns.remove, n) for n in names]:
+            f.result()
+
     def netns_exists(self, name: str) -> bool:
         return os.path.exists(netns.netns_path(name))
 

@@ -151,3 +151,26 @@ def test_deletes_say_whether_something_went(kernel, two_ns):
     assert kernel.route_del(b, route) is True
     assert kernel.route_del(b, route) is False
     assert kernel.fdb_del(a, "v0", "02:00:00:00:00:77", "172.16.0.9") is False
+
+
+def test_many_namespaces_go_at_once_and_their_names_are_free_again(kernel):
+    """netns_delete_many (what `down` uses): every namespace and its links gone, the sockets kept for them
+    dropped, and the names usable again straight away (the kernel frees the rest asynchronously)."""
+    tag = unique_name("km")
+    node = f"netsim-{tag}-node"
+    pods = [f"netsim-{tag}-p{i}" for i in range(40)]
+    kernel.netns_create(node)
+    try:
+        for i, p in enumerate(pods):
+            kernel.netns_create(p)
+            kernel.veth_add(node, f"v{i}", p, "eth0")
+            kernel.addr_add(p, "eth0", f"10.78.0.{i + 2}/24")
+        kernel.netns_delete_many(pods + ["netsim-" + tag + "-absent"])
+        assert kernel.netns_list(f"netsim-{tag}-p") == []
+        assert not any(n in kernel._fast or n in kernel._socks for n in pods)
+        assert not [k for k in kernel._index if k[0] in pods]
+        kernel.netns_create(pods[0])
+        kernel.veth_add(node, "v0", pods[0], "eth0")  # the old v0 went with its pod
+    finally:
+        kernel.netns_delete_many([pods[0], node])
+    assert not kernel.netns_exists(node)

@@ -69,3 +69,23 @@ def test_down_walks_proc_once_for_all_of_a_clusters_namespaces(root, monkeypatch
     report = lifecycle.down(k, "big")
     assert len(walks) == 1 and {2 ** 22 + 7} in killed
     assert report.namespaces == 301
+
+
+def test_down_removes_each_rank_of_namespaces_at_once(root, monkeypatch):
+    """Pods in one netns_delete_many (unmounts overlapped), then the nodes, then the fabric: one at a time,
+    10,000 pods took most of a 95 s `down`."""
+    from netsim.kernel import netns as netns_mod
+    from netsim.kernel.fake import FakeKernel
+    pods = [naming.pod_ns("big", "default", f"p{i}") for i in range(50)]
+    nodes = [naming.node_ns("big", f"node-{i}") for i in range(3)]
+    fab = naming.fabric_ns("big")
+    monkeypatch.setattr(lifecycle, "owned_netns", lambda name: [fab, *nodes, *pods])
+    monkeypatch.setattr(netns_mod, "pids_in_all", lambda names: set())
+    k = FakeKernel()
+    for n in [fab, *nodes, *pods]:
+        k.netns_create(n)
+    calls = []
+    monkeypatch.setattr(k, "netns_delete_many", lambda names: calls.append(list(names)))
+    monkeypatch.setattr(k, "netns_delete", lambda name: calls.append([name]))
+    lifecycle.down(k, "big")
+    assert [sorted(c) for c in calls] == [sorted(pods), sorted(nodes), [fab]]
