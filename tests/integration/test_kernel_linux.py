@@ -170,7 +170,7 @@ def test_many_namespaces_go_at_once_and_their_names_are_free_again(kernel):
         assert not any(n in kernel._fast or n in kernel._socks for n in pods)
         assert not [k for k in kernel._index if k[0] in pods]
         kernel.netns_create(pods[0])
-        kernel.veth_add(node, "v0", pods[0], "eth0")  # the old v0 went with its pod
+        kernel.veth_add(node, "w0", pods[0], "eth0")  # (the old v0 goes when the kernel's cleanup runs)
     finally:
         kernel.netns_delete_many([pods[0], node])
     assert not kernel.netns_exists(node)
