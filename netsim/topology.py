@@ -2,10 +2,13 @@
 
 Two halves, so the graph logic is testable without root:
 
-* `collect(cluster) -> TopologyData` reads a live cluster: the state file (nodes, hosts, fabric), the kernel
-  (links, addresses, routes, neighbours and VXLAN FDB entries of every node, the fabric, hosts and pods)
-  and the store (pods, Services, EndpointSlices).
-* `build_graph(data) -> nx.MultiDiGraph` is pure: plain data in, graph out.
+* `collect(cluster) -> ClusterView` reads a live cluster into the one cluster view (`netsim.trace.view`)
+  at once: the state file (nodes, hosts, fabric), the kernel (links, addresses, routes, neighbours and VXLAN
+  FDB entries of every node through `view.read_node`; the fabric, hosts and pods) and the store (pods,
+  Services, EndpointSlices).
+* `build_graph(view) -> nx.MultiDiGraph` is pure: the view in, the graph out (an output contract, kept byte
+  for byte by `tests/unit/topology/golden/`). The graph keeps the view it was built from, and its paths are
+  walked over that view by the one packet walker (`netsim.trace.simulate.walker`), the walker trace uses.
 
 Vertices (id -> `kind` attribute):
     fabric                     fabric   the underlay bridge and the underlay's router (fabric netns)
@@ -23,12 +26,12 @@ VNI, port, the prefixes routed through it), `endpoint` service->pod, `frontend` 
 node->vip (the node that answers for a LoadBalancer IP, as MetalLB L2 does).
 
 Every L3 vertex (pod, node, host, fabric) carries `routes` (netsim.kernel.api.Route), `addrs`
-((ifname, cidr)) and `ifaces` (ifname -> the vertex that interface leads to), which is what `forward_hops`
-(and the packet tracer's simulation) needs to follow a packet: longest-prefix match, then the device, then
-the L2 owner of the next hop on that segment (bridge ports, the underlay, or the VXLAN neighbour + FDB entry
-that gives the outer destination, as flannel `pkg/backend/vxlan/vxlan_network.go` and calico felix
-`vxlan_mgr.go` program them). Tunnel vertices carry `neighs` (VTEP IP -> MAC) and `fdb` (MAC -> remote
-node IP) of their device; node vertices the raw `neighs` and `fdbs` lists.
+((ifname, cidr)) and `ifaces` (ifname -> the vertex that interface leads to), for readers of the graph;
+`forward_hops` asks the walker instead (longest-prefix match, then the device, then the L2 owner of the next
+hop on that segment: bridge ports, the underlay, or the VXLAN neighbour + FDB entry that gives the outer
+destination, as flannel `pkg/backend/vxlan/vxlan_network.go` and calico felix `vxlan_mgr.go` program them)
+and names each device it crosses as a vertex. Tunnel vertices carry `neighs` (VTEP IP -> MAC) and `fdb`
+(MAC -> remote node IP) of their device; node vertices the raw `neighs` and `fdbs` lists.
 
 Queries: `pod_by_ip`, `service_by_ip`, `service_by_node_port`, `node_of_ip`, `resolve` (a selector or IP
 to a vertex), `path_between(g, a, b)` (the vertex list), `forward_hops` (per hop: the route taken, the out
@@ -40,15 +43,27 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
-from netsim.kernel.api import Fdb, Link, Neigh, Route
-from netsim.kernel.routes import covers, next_hop, vxlan_peer
+from netsim.kernel.api import Route
+from netsim.kernel.routes import covers, vxlan_peer
 from netsim.kernel.routes import lookup_route as lookup_route  # the shared lookup, re-exported for callers
+from netsim.trace.simulate import walker as W
+from netsim.trace.view import (  # noqa: F401 - the view's records, importable from here for the graph's users
+    ClusterView,
+    EndpointData,
+    FabricView,
+    HostView,
+    NodeView,
+    PodView,
+    ServiceData,
+    ServicePortData,
+    make_view,
+)
 
 EDGE_KINDS = ("veth", "bridge-port", "route", "underlay", "vxlan-tunnel", "endpoint", "frontend", "announce")
 DATA_PLANE_KINDS = ("veth", "bridge-port", "route", "underlay", "vxlan-tunnel")
@@ -64,101 +79,10 @@ class PathError(Exception):
         self.partial = list(partial)
 
 
-# --- plain data ----------------------------------------------------------------------------------
-
-@dataclass
-class NodeData:
-    name: str
-    ip: str
-    pod_cidr: str
-    netns: str = ""
-    links: list[Link] = field(default_factory=list)
-    addrs: list[tuple[str, str]] = field(default_factory=list)
-    routes: list[Route] = field(default_factory=list)
-    neighs: list[Neigh] = field(default_factory=list)
-    fdbs: list[Fdb] = field(default_factory=list)
-
-
-@dataclass
-class HostData:
-    name: str
-    ip: str
-    netns: str = ""
-    gateway: str = ""
-    routes: list[Route] = field(default_factory=list)
-    port: str | None = None  # the fabric port (h0, h1, ...) it hangs off
-
-
-@dataclass
-class FabricData:
-    netns: str = ""
-    bridge: str = "underlay"
-    links: list[Link] = field(default_factory=list)
-    addrs: list[tuple[str, str]] = field(default_factory=list)
-    routes: list[Route] = field(default_factory=list)
-
-
-@dataclass
-class PodData:
-    namespace: str
-    name: str
-    ip: str
-    node: str
-    netns: str = ""
-    host_veth: str | None = None  # host-side veth in the node netns; found from the node's /32 route if None
-    ifname: str = "eth0"
-    routes: list[Route] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    phase: str = "Running"
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass
-class ServicePortData:
-    port: int
-    protocol: str = "TCP"
-    name: str = ""
-    target_port: int | str | None = None
-    node_port: int | None = None
-
-
-@dataclass
-class EndpointData:
-    ip: str
-    pod: str | None = None  # "ns/name"
-    node: str | None = None
-    ready: bool = True
-
-
-@dataclass
-class ServiceData:
-    namespace: str
-    name: str
-    type: str = "ClusterIP"
-    cluster_ip: str | None = None
-    ports: list[ServicePortData] = field(default_factory=list)
-    external_ips: list[str] = field(default_factory=list)
-    lb_ips: list[str] = field(default_factory=list)
-    endpoints: list[EndpointData] = field(default_factory=list)
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass
-class TopologyData:
-    cluster: str
-    plugin: str = ""
-    backend: str = ""
-    fabric: FabricData = field(default_factory=FabricData)
-    nodes: list[NodeData] = field(default_factory=list)
-    hosts: list[HostData] = field(default_factory=list)
-    pods: list[PodData] = field(default_factory=list)
-    services: list[ServiceData] = field(default_factory=list)
+# --- the data: the one cluster view ----------------------------------------------------------------
+# The graph is built from `netsim.trace.view.ClusterView` (read eagerly by `collect`, or made by hand with
+# `make_view`); these names stay importable from here for the graph's users.
+TopologyData = ClusterView
 
 
 # --- vertex ids ----------------------------------------------------------------------------------
@@ -193,12 +117,15 @@ def _ip(cidr: str) -> str:
     return cidr.split("/", 1)[0]
 
 
-def build_graph(data: TopologyData) -> nx.MultiDiGraph:
-    """The topology graph of `data` (see the module docstring for vertices and edges)."""
+def build_graph(data: ClusterView) -> nx.MultiDiGraph:
+    """The topology graph of the cluster view `data` (see the module docstring for vertices and edges);
+    `forward_hops` walks the same view with the shared packet walker."""
     g = nx.MultiDiGraph()
     # (not as constructor keywords: networkx reserves `backend` for its dispatch machinery)
-    g.graph.update(cluster=data.cluster, plugin=data.plugin, backend=data.backend)
-    node_by_ip = {n.ip: n.name for n in data.nodes}
+    g.graph.update(cluster=data.name, plugin=data.plugin, backend=data.backend)
+    g.netsim_view = data  # the facts the paths are walked over (not a graph attribute: outputs stay as they were)
+    nodes = list(data.nodes.values())
+    node_by_ip = {n.ip: n.name for n in nodes}
     underlay_owners: dict[str, str] = {}  # IP on the underlay segment -> L3 vertex answering for it
 
     def link2(a: str, b: str, kind: str, **attrs: Any) -> None:
@@ -206,7 +133,7 @@ def build_graph(data: TopologyData) -> nx.MultiDiGraph:
         g.add_edge(b, a, key=kind, kind=kind, **attrs)
 
     # The fabric: underlay bridge + router for external hosts' subnets.
-    fab = data.fabric
+    fab = data.fabric_facts
     g.add_node(FABRIC, kind="fabric", label="underlay", netns=fab.netns, bridge=fab.bridge, addrs=list(fab.addrs),
                routes=list(fab.routes), ifaces={fab.bridge: FABRIC, "lo": FABRIC})
     for _, cidr in fab.addrs:
@@ -214,10 +141,10 @@ def build_graph(data: TopologyData) -> nx.MultiDiGraph:
             underlay_owners[_ip(cidr)] = FABRIC
 
     # Nodes and their devices.
-    for n in data.nodes:
+    for n in nodes:
         nid = node_id(n.name)
         ifaces: dict[str, str] = {"eth0": FABRIC, "lo": nid}
-        for link in n.links:
+        for link in n.links.values():
             if link.kind == "bridge":
                 ifaces[link.name] = dev_id(n.name, link.name)
                 g.add_node(dev_id(n.name, link.name), kind="bridge", node=n.name, ifname=link.name, mtu=link.mtu,
@@ -256,16 +183,13 @@ def build_graph(data: TopologyData) -> nx.MultiDiGraph:
     # Pods: veth to the node, through the bridge when the host end is enslaved.
     for p in data.pods:
         pid = pod_id(p.namespace, p.name)
-        node = next((n for n in data.nodes if n.name == p.node), None)
-        host_if = p.host_veth
-        if host_if is None and node is not None and p.ip:
-            host_if = next((r.dev for r in node.routes if r.dst == f"{p.ip}/32" and r.dev), None)
+        host_if = data.host_veth_of(p)
         vid = dev_id(p.node, host_if) if host_if else None
         if vid is not None and vid not in g:
             vid = None  # the node has no such link (gone, or not collected)
         g.add_node(pid, kind="pod", namespace=p.namespace, name=p.name, key=p.key, ip=p.ip, node=p.node,
                    netns=p.netns, host_veth=host_if if vid else None, labels=dict(p.labels), phase=p.phase,
-                   addrs=[(p.ifname, f"{p.ip}/32")] if p.ip else [], routes=list(p.routes),
+                   addrs=[(p.ifname, f"{p.ip}/32")] if p.ip else [], routes=list(p.routes or ()),
                    ifaces={p.ifname: vid} if vid else {})
         if vid is None:
             continue
@@ -280,7 +204,7 @@ def build_graph(data: TopologyData) -> nx.MultiDiGraph:
                     g.nodes[bid]["owners"][p.ip] = [vid, pid]
 
     # VXLAN tunnels: from each node's neighbour + FDB entries on its VXLAN device (its view of the peers).
-    for n in data.nodes:
+    for n in nodes:
         for tid in [v for v in g.successors(node_id(n.name)) if g.nodes[v].get("kind") == "tunnel"]:
             t = g.nodes[tid]
             for vtep_ip, mac in t["neighs"].items():
@@ -306,10 +230,10 @@ def build_graph(data: TopologyData) -> nx.MultiDiGraph:
                                via=r.via, routes=[r.dst])
 
     # External hosts.
-    for h in data.hosts:
+    for h in data.host_views.values():
         hid = host_id(h.name)
         g.add_node(hid, kind="host", name=h.name, ip=h.ip, netns=h.netns, gateway=h.gateway,
-                   addrs=[("eth0", f"{h.ip}/32")], routes=list(h.routes), ifaces={"eth0": FABRIC, "lo": hid})
+                   addrs=[("eth0", f"{h.ip}/32")], routes=list(h.routes or ()), ifaces={"eth0": FABRIC, "lo": hid})
         link2(hid, FABRIC, "underlay", ifname="eth0", ip=h.ip, port=h.port)
         underlay_owners.setdefault(h.ip, hid)
         if h.port:
@@ -335,7 +259,7 @@ def build_graph(data: TopologyData) -> nx.MultiDiGraph:
             g.nodes[vid]["roles"].append("LoadBalancer" if ip in s.lb_ips else "externalIP")
             g.add_edge(vid, sid, key="frontend", kind="frontend",
                        source="loadBalancer" if ip in s.lb_ips else "externalIPs")
-            for n in data.nodes:
+            for n in nodes:
                 if any(r.dst == f"{ip}/32" and r.dev == "lo" for r in n.routes):
                     g.add_edge(node_id(n.name), vid, key="announce", kind="announce")
                     underlay_owners.setdefault(ip, node_id(n.name))
@@ -371,6 +295,7 @@ def without_namespaces(g: nx.MultiDiGraph, namespaces: Iterable[str], *, keep: I
     less busy picture, except the vertices in `keep`; VIPs left with no Service go too."""
     drop, kept = set(namespaces), set(keep)
     h = g.copy()
+    h.netsim_view = getattr(g, "netsim_view", None)
     gone = [v for v, a in g.nodes(data=True) if a.get("kind") in ("pod", "service") and a.get("namespace") in drop
             and v not in kept]
     gone += [v for v, a in g.nodes(data=True) if a.get("kind") == "veth" and a.get("pod") in gone]
@@ -459,48 +384,6 @@ def _owns(a: dict[str, Any], ip: str) -> bool:
     return any(_ip(c) == ip for _, c in a.get("addrs", []))
 
 
-def _segment(g: nx.MultiDiGraph, cur: str, dev_vertex: str, ifname: str, nexthop: str) -> list[str]:
-    """The vertices a packet crosses from L3 vertex `cur` out of `ifname` to the L3 owner of `nexthop`."""
-    a = g.nodes[dev_vertex]
-    kind = a.get("kind")
-    if dev_vertex == FABRIC:
-        owner = g.graph["underlay_owners"].get(nexthop)
-        if owner is None:
-            raise PathError(f"{cur}: nobody on the underlay answers for {nexthop}")
-        if cur == FABRIC:  # the fabric routes onto its own bridge
-            return [owner]
-        return [FABRIC] if owner == FABRIC else [FABRIC, owner]
-    if kind in ("host", "node", "pod"):  # a point-to-point port (fabric -> routed host)
-        return [dev_vertex]
-    if kind == "bridge":
-        owner_path = a["owners"].get(nexthop)
-        if owner_path is None:
-            raise PathError(f"{cur}: no port of bridge {a['ifname']} answers for {nexthop}")
-        return [dev_vertex, *owner_path]
-    if kind == "veth":
-        if g.nodes[cur].get("kind") == "pod":  # leaving the pod towards the node
-            if a.get("master"):
-                bid = dev_id(a["node"], a["master"])
-                owner_path = g.nodes[bid]["owners"].get(nexthop)
-                if owner_path is None:
-                    raise PathError(f"{cur}: no port of bridge {a['master']} answers for {nexthop}")
-                return [dev_vertex, bid, *[v for v in owner_path if v != dev_vertex]]
-            return [dev_vertex, node_id(a["node"])]  # routed veth: the node answers (proxy ARP)
-        if a.get("pod") is None:
-            raise PathError(f"{cur}: veth {a['ifname']} leads to no known pod")
-        return [dev_vertex, a["pod"]]
-    if kind == "tunnel":
-        _, entry = _vxlan_peer(g, a, nexthop)
-        outer = entry.dst if entry else None
-        if outer is None:
-            raise PathError(f"{cur}: {a['ifname']} has no neighbour/FDB entry for {nexthop}")
-        for _, rt, e in g.out_edges(dev_vertex, data=True):
-            if e.get("kind") == "vxlan-tunnel" and e.get("dst_ip") == outer:
-                return [dev_vertex, rt, node_id(g.nodes[rt]["node"])]
-        raise PathError(f"{cur}: VXLAN peer {outer} is not a known node")
-    raise PathError(f"{cur}: cannot cross {dev_vertex}")
-
-
 @dataclass(frozen=True)
 class Hop:
     """One vertex on a predicted path and what happens there.
@@ -523,75 +406,115 @@ class Hop:
 
 def forward_hops(g: nx.MultiDiGraph, src: str, dst_ip: str, *, endpoint: str | None = None,
                  service: str | None = None, max_hops: int = 64) -> list[Hop]:
-    """The hops of a packet from `src` to `dst_ip`, by the routing facts: at each L3 vertex a longest-prefix
-    match, then the device and the next hop's owner on that segment (bridge port, underlay neighbour, or
-    the VXLAN neighbour + FDB entry giving the outer destination). A Service VIP is translated at the first
-    node (kube-proxy's DNAT in PREROUTING/OUTPUT) to `endpoint` (a pod vertex or `ns/name`; default: the
-    first ready endpoint). `service` (a service vertex) makes a packet to a node's own address a NodePort
+    """The hops of a packet from `src` to `dst_ip`, walked by the shared packet walker
+    (`netsim.trace.simulate.walker`) over the cluster view the graph was built from: at each L3 vertex the
+    walker's forwarding decision (longest-prefix match, the device, the next hop's owner on that segment:
+    bridge port, underlay neighbour, or the VXLAN neighbour + FDB entry giving the outer destination), each
+    device it crosses named as this graph's vertex. A Service VIP is translated at the first node
+    (kube-proxy's DNAT in PREROUTING/OUTPUT) to `endpoint` (a pod vertex or `ns/name`; default: the first
+    ready endpoint). `service` (a service vertex) makes a packet to a node's own address a NodePort
     connection of that Service, translated at that node (see `service_by_node_port`). Raises PathError
     (with the vertices so far) at a dead end."""
+    view = _view(g)
     hops = [Hop(src, "send")]
+    pending = {"service": service}
 
     def partial() -> list[str]:
         return [h.vertex for h in hops]
 
-    cur = src
-    for _ in range(max_hops):
+    def arrive(place: W.Place, dst: str) -> str:
+        """kube-proxy's DNAT where the packet enters a node (the graph's Services: no netfilter here)."""
+        cur = _vertex(place)
         a = g.nodes[cur]
-        nodeport = service is not None and _owns(a, dst_ip) and not dst_ip.startswith("127.")
-        if a.get("kind") == "node" and (dst_ip in g.graph.get("service_ips", {}) or nodeport):
-            sid = g.graph["service_ips"].get(dst_ip) or service or ""
-            service = None  # translated once
-            ep = _pick_endpoint(g, sid, endpoint)
-            if vip_id(dst_ip) in g:
-                hops.append(Hop(vip_id(dst_ip), "frontend"))
-            hops.append(Hop(sid, "dnat", translated=g.nodes[ep]["ip"]))
-            dst_ip = g.nodes[ep]["ip"]
-        if _owns(a, dst_ip):
-            if hops[-1].vertex == cur:
+        nodeport = pending["service"] is not None and _owns(a, dst) and not dst.startswith("127.")
+        if a.get("kind") != "node" or not (dst in g.graph.get("service_ips", {}) or nodeport):
+            return dst
+        sid = g.graph["service_ips"].get(dst) or pending["service"] or ""
+        pending["service"] = None  # translated once
+        ep = _pick_endpoint(g, sid, endpoint)
+        if vip_id(dst) in g:
+            hops.append(Hop(vip_id(dst), "frontend"))
+        hops.append(Hop(sid, "dnat", translated=g.nodes[ep]["ip"]))
+        return g.nodes[ep]["ip"]
+
+    for st in W.walk(view, _place(g, src), dst_ip, arrive=arrive, max_steps=max_hops):
+        cur = _vertex(st.at)
+        if st.action == W.DROP:
+            if st.why == W.LOOP:
+                raise PathError(f"routing loop at {cur} towards {st.dst}", partial())
+            raise PathError(f"{cur}: {_why(st)}", partial())
+        if st.action == W.DELIVER:
+            if st.route is not None:  # a local route (a LoadBalancer IP the node announces): delivered here
+                hops.append(Hop(cur, "deliver", route=st.route, dev=st.dev))
+            elif hops[-1].vertex == cur:
                 hops[-1] = replace(hops[-1], action="deliver")
             else:  # after a DNAT to an address of this very vertex (a host-network endpoint)
                 hops.append(Hop(cur, "deliver"))
             return hops
-        step = next_hop(a.get("routes", []), dst_ip)
-        r, dev, nexthop = step.route, step.dev, step.nexthop
-        if r is None:
-            raise PathError(f"{cur}: no route to {dst_ip}", partial())
-        if not step.forwards:
-            raise PathError(f"{cur}: {r.kind} route {r.dst} for {dst_ip}", partial())
-        if dev == "lo":  # a local route (a LoadBalancer IP the node announces): delivered here
-            hops.append(Hop(cur, "deliver", route=r, dev=dev))
-            return hops
-        nxt = a.get("ifaces", {}).get(dev or "")
-        if nxt is None:
-            raise PathError(f"{cur}: route {r.dst} uses {dev}, which the topology does not know", partial())
-        routed = Hop(cur, "route", route=r, dev=dev, nexthop=nexthop)
+        routed = Hop(cur, "route", route=st.route, dev=st.dev, nexthop=st.nexthop)
         if hops[-1].vertex == cur:  # the DNAT hop sits between the arrival and the routing decision
             hops[-1] = replace(routed, action="send" if hops[-1].action == "send" else "route")
         else:
             hops.append(routed)
-        crossed = _segment(g, cur, nxt, dev or "", nexthop)
-        for i, v in enumerate(crossed[:-1]):
-            hops.append(_crossing(g, v, nexthop, first=i == 0))
-        last = crossed[-1]
-        if last == cur or sum(1 for h in hops if h.vertex == last) > 1:
-            raise PathError(f"routing loop at {last} towards {dst_ip}", partial() + [last])
-        cur = last
-        hops.append(Hop(cur, "arrive"))
+        if st.gap:
+            raise PathError(f"{cur}: {_gap(st)}", partial())
+        for w in st.wires:
+            v = FABRIC if w.role == "underlay" else dev_id(w.node, w.ifname)
+            if v not in g:
+                raise PathError(f"{cur}: cannot cross {v}", partial())
+            hops.append(Hop(v, "encap", outer=dict(st.outer or {})) if w.role == "encap"
+                        else Hop(v, "decap") if w.role == "decap" else Hop(v, "cross"))
+        nxt = _vertex(st.to) if st.to is not None else ""
+        if nxt not in g:
+            raise PathError(f"{cur}: {nxt} is not in the topology", partial())
+        hops.append(Hop(nxt, "arrive"))
     raise PathError(f"more than {max_hops} hops towards {dst_ip}", partial())
 
 
-def _crossing(g: nx.MultiDiGraph, v: str, nexthop: str, *, first: bool) -> Hop:
+def _view(g: nx.MultiDiGraph) -> ClusterView:
+    view = getattr(g, "netsim_view", None)
+    if view is None:
+        raise PathError("this graph carries no cluster view to walk (build it with build_graph)")
+    return view
+
+
+def _place(g: nx.MultiDiGraph, v: str) -> W.Place:
     a = g.nodes[v]
-    if a.get("kind") != "tunnel":
-        return Hop(v, "cross")
-    if first:  # the sending VTEP: neighbour -> MAC, FDB -> outer destination
-        neigh, entry = _vxlan_peer(g, a, nexthop)
-        mac = neigh.mac if neigh else None
-        outer = {"src": a["local"], "dst": entry.dst if entry else None, "vni": a["vni"], "port": a["port"],
-                 "vtepMAC": mac}
-        return Hop(v, "encap", outer=outer)
-    return Hop(v, "decap")
+    kind = a.get("kind")
+    if kind == "pod":
+        return W.Place(W.POD, a["key"])
+    if kind in ("node", "host"):
+        return W.Place(kind, a["name"])
+    if kind == "fabric":
+        return W.Place(W.FABRIC)
+    raise PathError(f"{v}: a {kind} sends no packets")
+
+
+def _vertex(p: W.Place) -> str:
+    if p.kind == W.POD:
+        return pod_id(*p.name.split("/", 1))
+    if p.kind == W.NODE:
+        return node_id(p.name)
+    if p.kind == W.HOST:
+        return host_id(p.name)
+    return FABRIC
+
+
+def _why(st: W.Step) -> str:
+    """A dead end as the topology has always named it."""
+    if st.why == W.UNKNOWN_DEV:
+        return f"route {st.route.dst if st.route else '?'} uses {st.dev}, which the topology does not know"
+    if st.why in (W.NO_NEIGH, W.NO_FDB):
+        return f"{st.dev} has no neighbour/FDB entry for {st.nexthop}"
+    if st.why == W.VTEP_UNKNOWN:
+        return f"VXLAN peer {(st.outer or {}).get('dst')} is not a known node"
+    return st.reason
+
+
+def _gap(st: W.Step) -> str:
+    if st.at.kind == W.POD:
+        return f"route {st.route.dst if st.route else 'default'} uses {st.dev}, which the topology does not know"
+    return f"no port of bridge {st.dev} answers for {st.nexthop}"
 
 
 def forward(g: nx.MultiDiGraph, src: str, dst_ip: str, *, endpoint: str | None = None,
@@ -607,13 +530,6 @@ def forward(g: nx.MultiDiGraph, src: str, dst_ip: str, *, endpoint: str | None =
             continue
         out.append(h.vertex)
     return out
-
-
-def _vxlan_peer(g: nx.MultiDiGraph, tunnel: dict[str, Any], nexthop: str) -> tuple[Neigh | None, Fdb | None]:
-    """A tunnel vertex's neighbour and FDB entry for `nexthop`, from its node's kernel facts, resolved by the
-    walkers' shared `netsim.kernel.routes.vxlan_peer`."""
-    node = g.nodes[node_id(tunnel["node"])]
-    return vxlan_peer(node.get("neighs", []), node.get("fdbs", []), tunnel["ifname"], nexthop)
 
 
 def _pick_endpoint(g: nx.MultiDiGraph, sid: str, endpoint: str | None) -> str:
@@ -700,33 +616,35 @@ def _sandboxes(cluster: str, node: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def collect(cluster: Any, *, pod_routes: bool = True) -> TopologyData:
-    """Read a live cluster (a netsim.api.Cluster) into TopologyData: state file, kernel and store."""
+def collect(cluster: Any, *, pod_routes: bool = True) -> ClusterView:
+    """Read a live cluster (a netsim.api.Cluster) into the cluster view, every node at once: state file,
+    kernel (through the one node reader, `view.read_node`) and store."""
     from netsim import naming
     from netsim.controlplane import objects as o
+    from netsim.trace.view import read_node
     k = cluster.kernel
     st = cluster.state
     spec = cluster.spec
     fabric_ns = st.fabric or naming.fabric_ns(st.name)
-    fabric = FabricData(netns=fabric_ns, bridge=naming.UNDERLAY_BRIDGE, links=k.links(fabric_ns),
+    fabric = FabricView(netns=fabric_ns, bridge=naming.UNDERLAY_BRIDGE, links=k.links(fabric_ns),
                         addrs=k.addrs(fabric_ns), routes=k.routes(fabric_ns))
-    data = TopologyData(cluster=st.name, plugin=spec.network.plugin, backend=spec.network.backend, fabric=fabric)
-    from netsim.trace.view import read_node
-    node_links: dict[str, set[str]] = {}
+    nodes = []
     for rec in st.nodes:
         # the node reader trace's cluster view uses, without netfilter state and with every neighbour entry
         nv = read_node(k, rec["name"], rec["ip"], rec["netns"], filters=False, all_neighs=True)
-        node_links[rec["name"]] = set(nv.links)
-        data.nodes.append(NodeData(rec["name"], rec["ip"], rec.get("podCIDR", ""), nv.netns, list(nv.links.values()),
-                                   nv.addrs, nv.routes, nv.neighs, nv.fdbs))
+        nv.pod_cidr = rec.get("podCIDR", "")
+        nodes.append(nv)
+    node_links = {nv.name: set(nv.links) for nv in nodes}
     host_ports = {link.peer_netns_id: link.name for link in fabric.links if link.name.startswith("h")}
+    hosts = []
     for i, rec in enumerate(st.hosts):
         ns = rec["netns"]
         routes = k.routes(ns) if k.netns_exists(ns) else []
         port = naming.fabric_port_for_host(i)
-        data.hosts.append(HostData(rec["name"], rec["ip"], ns, rec.get("gateway", ""), routes,
-                                   port if port in host_ports.values() else None))
+        hosts.append(HostView(rec["name"], rec["ip"], ns, rec.get("gateway", ""), routes,
+                              port if port in host_ports.values() else None))
     sandboxes = {key: sb for rec in st.nodes for key, sb in _sandboxes(st.name, rec["name"]).items()}
+    pods = []
     for p in cluster.store.list("Pod", None):
         ip = (p.get("status") or {}).get("podIP")
         node = o.node_name(p)
@@ -740,13 +658,15 @@ def collect(cluster: Any, *, pod_routes: bool = True) -> TopologyData:
         routes = []
         if pod_routes and k.netns_exists(netns):
             routes = k.routes(netns)
-        data.pods.append(PodData(ns_name, name, ip, node, netns, host_if, "eth0", routes, o.labels(p),
-                                 (p.get("status") or {}).get("phase", "")))
+        pods.append(PodView(f"{ns_name}/{name}", ip, node, netns, dict(o.labels(p)),
+                            bool((p.get("spec") or {}).get("hostNetwork")), host_veth=host_if, routes=tuple(routes),
+                            phase=(p.get("status") or {}).get("phase", "")))
     slices: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for es in cluster.store.list("EndpointSlice", None):
         svc = ((es.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name")
         if svc:
             slices.setdefault((o.namespace(es) or "default", svc), []).append(es)
+    services = []
     for s in cluster.store.list("Service", None):
         spec_ = s.get("spec") or {}
         ns_name, name = o.namespace(s) or "default", o.name(s)
@@ -759,12 +679,12 @@ def collect(cluster: Any, *, pod_routes: bool = True) -> TopologyData:
                 for addr in e.get("addresses") or []:
                     eps.append(EndpointData(addr, pod, e.get("nodeName"), ready))
         ingress = ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        data.services.append(ServiceData(
+        services.append(ServiceData(
             ns_name, name, spec_.get("type", "ClusterIP"), spec_.get("clusterIP"),
             [ServicePortData(int(p["port"]), p.get("protocol", "TCP"), p.get("name", ""), p.get("targetPort"),
                              p.get("nodePort")) for p in spec_.get("ports") or []],
             list(spec_.get("externalIPs") or []), [i["ip"] for i in ingress if i.get("ip")], eps))
-    return data
+    return make_view(st.name, spec.network.plugin, spec.network.backend, fabric, nodes, hosts, pods, services)
 
 
 def topology_of(cluster: Any) -> nx.MultiDiGraph:

@@ -1,8 +1,8 @@
 """Route selection over a namespace's main table, as the kernel's FIB lookup picks (`ip route get`):
-longest-prefix match, no policy routing; then the forwarding decision the packet walkers share.
+longest-prefix match, no policy routing; then the parts of the forwarding decision.
 
-The one route lookup and next-hop resolution of both packet walkers (trace's simulation,
-`netsim.trace.simulate`, over its `ClusterView`, and the topology graph's `forward_hops`): `next_hop` picks
+The one route lookup and next-hop resolution, called by the one packet walker (`netsim.trace.simulate.walker`,
+which trace's simulation, its reply walk and the topology graph's paths share): `next_hop` picks
 the route, its out device and the neighbour the frame goes to; `vxlan_peer` resolves a next hop on a VXLAN
 device to the VTEP's MAC (the PERMANENT neighbour entry) and the remote node's IP (the FDB entry for that MAC),
 as flannel (`pkg/backend/vxlan/vxlan_network.go`, handleSubnetEvents) and calico felix (`vxlan_mgr.go`)

@@ -1,9 +1,16 @@
-"""A read-only picture of a live cluster, enough to simulate one packet without sending it.
+"""The one cluster view: a read-only picture of a live cluster, what the packet walker
+(`netsim.trace.simulate.walker`) and everything built on it - trace's simulation and its reply walk, the
+topology graph and its paths (`netsim.topology`), `netsim draw` - read about nodes, pods, hosts, the fabric,
+their links and routes.
 
-Per node, read lazily the first time the simulation reaches it (a trace usually touches one or two
-nodes): IPv4 addresses, routes, links (VXLAN parameters), neighbours and FDB entries of tunnel devices,
-the `iptables-save` text of nat + filter and the ipsets' members. Pods, hosts and the NetworkPolicy model come from the
-store. Unit tests build `NodeView`s by hand and pass them in `ClusterView(nodes=...)`.
+Two ways to fill it, one class: `from_cluster` for a trace reads each node lazily the first time the
+simulation reaches it (a trace usually touches one or two nodes): IPv4 addresses, routes, links (VXLAN
+parameters), neighbours and FDB entries of tunnel devices, the `iptables-save` text of nat + filter and the
+ipsets' members; pods, hosts and the NetworkPolicy model come from the store. `netsim.topology.collect` reads
+every node eagerly (without netfilter state, with every neighbour entry) and adds what a picture needs: the
+fabric's links, addresses and routes, the hosts' routes and fabric ports, the pods' host veths and routes,
+Services with their endpoints (`make_view`). Unit tests build `NodeView`s by hand and pass them in
+`ClusterView(nodes=...)`.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 
 from netsim import naming
 from netsim.kernel.api import Fdb, Link, Neigh, Route
-from netsim.kernel.routes import NextHop, lookup_route, next_hop, vxlan_peer
+from netsim.kernel.routes import lookup_route
 
 
 @dataclass
@@ -31,6 +38,7 @@ class NodeView:
     iptables: str = ""  # iptables-save of nat and filter
     ipsets: dict[str, list[str]] = field(default_factory=dict)  # ipset name -> members (`ipset save`)
     proxy_neighs: list[str] | None = None  # IPs answered on eth0 (LB / external IPs); read when needed
+    pod_cidr: str = ""  # spec.podCIDR (the topology picture shows it; calico's blocks are its blackhole routes)
 
     @property
     def local_ips(self) -> list[str]:
@@ -40,24 +48,10 @@ class NodeView:
         return next((c.split("/")[0] for i, c in self.addrs if i == ifname), None)
 
     def route_for(self, ip: str) -> Route | None:
-        """Longest-prefix match in the main table (what `ip route get` would pick, minus policy rules)."""
+        """Longest-prefix match in the main table (what `ip route get` would pick, minus policy rules), for
+        describing an observed hop; where a packet goes is the walker's to say (`walker.step`)."""
         return lookup_route(self.routes, ip)
 
-    def next_hop(self, ip: str) -> NextHop:
-        """The route, out device and next hop for `ip`: the forwarding decision both packet walkers share
-        (`netsim.kernel.routes.next_hop`; the topology graph's `forward_hops` makes it with the same call)."""
-        return next_hop(self.routes, ip)
-
-    def neigh(self, ifname: str, ip: str) -> Neigh | None:
-        return self.vxlan_peer(ifname, ip)[0]
-
-    def fdb(self, ifname: str, mac: str) -> Fdb | None:
-        return next((f for f in self.fdbs if f.ifname == ifname and f.mac.lower() == mac.lower()), None)
-
-    def vxlan_peer(self, ifname: str, ip: str) -> tuple[Neigh | None, Fdb | None]:
-        """The neighbour (VTEP MAC) and FDB entry (remote node IP) of next hop `ip` on VXLAN device `ifname`
-        (`netsim.kernel.routes.vxlan_peer`, shared with the topology graph)."""
-        return vxlan_peer(self.neighs, self.fdbs, ifname, ip)
 
 
 @dataclass(frozen=True)
@@ -69,6 +63,85 @@ class PodView:
     labels: dict[str, str] = field(default_factory=dict)
     host_network: bool = False
     ports: tuple[tuple[int, str], ...] = ()  # declared (containerPort, protocol): the workload server serves them
+    host_veth: str | None = None  # host side of its veth in the node netns; None: from the node's /32 route
+    ifname: str = "eth0"
+    routes: tuple[Route, ...] | None = None  # its own table; None: not read (every CNI here routes to the node)
+    phase: str = "Running"
+
+    @property
+    def namespace(self) -> str:
+        return self.key.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split("/", 1)[1]
+
+
+@dataclass
+class HostView:
+    """An external host: its address, netns, gateway, routes (None: not read; it sends to the fabric) and
+    the fabric port (h0, h1, ...) it hangs off when it has a subnet of its own."""
+
+    name: str
+    ip: str
+    netns: str = ""
+    gateway: str = ""
+    routes: list[Route] | None = None
+    port: str | None = None
+
+
+@dataclass
+class FabricView:
+    """The fabric netns (the underlay bridge and the router of the external subnets, `netsim/fabric.py`):
+    its links, addresses and routes. With its routes unread (a trace), the walker takes it for the underlay's
+    router that knows node and host addresses only, which is what `fabric.py` programs."""
+
+    netns: str = ""
+    bridge: str = "underlay"
+    links: list[Link] = field(default_factory=list)
+    addrs: list[tuple[str, str]] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+
+    @property
+    def known(self) -> bool:
+        """Were its routes read (the topology picture reads them; a trace knows only its addresses)?"""
+        return bool(self.routes)
+
+
+@dataclass
+class ServicePortData:
+    port: int
+    protocol: str = "TCP"
+    name: str = ""
+    target_port: int | str | None = None
+    node_port: int | None = None
+
+
+@dataclass
+class EndpointData:
+    ip: str
+    pod: str | None = None  # "ns/name"
+    node: str | None = None
+    ready: bool = True
+
+
+@dataclass
+class ServiceData:
+    """A Service as the topology picture shows it (its frontends and endpoints); the simulation reads
+    Services from each node's kube-proxy rules instead."""
+
+    namespace: str
+    name: str
+    type: str = "ClusterIP"
+    cluster_ip: str | None = None
+    ports: list[ServicePortData] = field(default_factory=list)
+    external_ips: list[str] = field(default_factory=list)
+    lb_ips: list[str] = field(default_factory=list)
+    endpoints: list[EndpointData] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
 @dataclass
@@ -86,6 +159,9 @@ class ClusterView:
     host_netns: dict[str, str] = field(default_factory=dict)  # host name -> netns
     loader: Callable[[str], NodeView] | None = None
     proxy_loader: Callable[[str], list[str]] | None = None
+    fabric_facts: FabricView = field(default_factory=FabricView)
+    host_views: dict[str, HostView] = field(default_factory=dict)  # host name -> its details (when read)
+    services: list[ServiceData] = field(default_factory=list)  # read for the topology picture only
 
     @property
     def enforces_policy(self) -> bool:
@@ -177,14 +253,51 @@ class ClusterView:
         return next((h for h, hip in self.hosts.items() if hip == ip), None)
 
     def announcing_node(self, ip: str) -> str | None:
-        """The node answering ARP for a LoadBalancer / external IP on the underlay (MetalLB L2 style)."""
+        """The node answering ARP for a LoadBalancer / external IP on the underlay (MetalLB L2 style): a proxy
+        neighbour entry on its uplink, or the address routed to its `lo`."""
         for name in self.node_ips:
             view = self.node(name)
             if view.proxy_neighs is None:
                 view.proxy_neighs = self.proxy_loader(name) if self.proxy_loader else []
-            if ip in view.proxy_neighs:
+            if ip in view.proxy_neighs or any(r.dst == f"{ip}/32" and r.dev == "lo" for r in view.routes):
                 return name
         return None
+
+    def host_veth_of(self, pod: PodView) -> str | None:
+        """The host side of a pod's veth in its node's netns: as recorded (the plugin's name for the sandbox),
+        else the device of the node's /32 route to the pod (calico programs one per workload); None when the
+        node has no such link."""
+        if pod.node not in self.node_ips and pod.node not in self.nodes:
+            return None
+        nv = self.node(pod.node)
+        name = pod.host_veth
+        if name is None and pod.ip:
+            name = next((r.dev for r in nv.routes if r.dst == f"{pod.ip}/32" and r.dev), None)
+        return name if name is not None and name in nv.links else None
+
+    def pod_behind(self, node: str, ifname: str) -> PodView | None:
+        """The pod whose host veth on `node` is `ifname` (a routed veth: calico's cali*)."""
+        return next((p for p in self.pods if p.node == node and not p.host_network
+                     and self.host_veth_of(p) == ifname), None)
+
+    def underlay_owner(self, ip: str) -> tuple[str, str] | None:
+        """Who answers for `ip` on the underlay segment, as a place (kind, name): the fabric for its own
+        addresses (the nodes' gateway), a node for its address or a LoadBalancer / external IP it announces,
+        an external host on the node network. With the fabric's routes unread, any other address is taken
+        for the fabric's to route on (what `netsim/fabric.py` makes of the underlay); read, nobody's."""
+        fab = self.fabric_facts
+        if any(c.split("/")[0] == ip for _, c in fab.addrs if not c.startswith("127.")):
+            return ("fabric", "")
+        node = self.node_by_ip(ip)
+        if node is not None:
+            return ("node", node)
+        host = self.host_by_ip(ip)
+        if host is not None:
+            return ("host", host)
+        node = self.announcing_node(ip)
+        if node is not None:
+            return ("node", node)
+        return None if fab.known else ("fabric", "")
 
 
 def parse_ipset_save(text: str) -> dict[str, list[str]]:
@@ -220,6 +333,17 @@ def read_node(kernel: Any, name: str, ip: str, netns: str, *, filters: bool = Tr
         save = kernel.run(netns, ["iptables-save"], check=False).stdout or ""
         sets = parse_ipset_save(kernel.run(netns, ["ipset", "save"], check=False).stdout or "")
     return NodeView(name, ip, netns, kernel.addrs(netns), kernel.routes(netns), links, neighs, fdbs, save, sets)
+
+
+def make_view(name: str, plugin: str, backend: str, fabric: FabricView, nodes: list[NodeView],
+              hosts: list[HostView], pods: list[PodView], services: list[ServiceData] = (),  # type: ignore[assignment]
+              model: Any = None) -> ClusterView:
+    """A fully read view (every node's facts at hand, no loader): what `netsim.topology.collect` reads from
+    a live cluster and what unit tests write by hand."""
+    return ClusterView(name, plugin, backend, {n.name: n.ip for n in nodes}, list(pods),
+                       {h.name: h.ip for h in hosts}, fabric.netns, model, nodes={n.name: n for n in nodes},
+                       node_netns={n.name: n.netns for n in nodes}, host_netns={h.name: h.netns for h in hosts},
+                       fabric_facts=fabric, host_views={h.name: h for h in hosts}, services=list(services))
 
 
 def from_cluster(cluster: Any) -> ClusterView:
@@ -265,6 +389,11 @@ def from_cluster(cluster: Any) -> ClusterView:
 
     plugin = cluster.spec.network.plugin
     backend = cluster.spec.network.backend
+    # the fabric's addresses are the spec's (the node network's gateway, each routed host's gateway: what
+    # netsim/fabric.py gives it); its routes are not read - the walker then knows it as the underlay's router
+    gateways = [cluster.spec.gateway_ip, *(h.get("gateway") for h in st.hosts)]
+    fabric = FabricView(st.fabric, naming.UNDERLAY_BRIDGE, addrs=[("", f"{gw}/32") for gw in dict.fromkeys(gateways)
+                                                                   if gw])
     return ClusterView(
         cluster.name,
         plugin,
@@ -278,4 +407,5 @@ def from_cluster(cluster: Any) -> ClusterView:
         host_netns={h["name"]: h["netns"] for h in st.hosts},
         loader=load,
         proxy_loader=proxies,
+        fabric_facts=fabric,
     )

@@ -11,7 +11,7 @@ from netsim.kernel.routes import covers, lookup_route, next_hop, prefix_len, vxl
 from netsim.trace import hops as H
 from netsim.trace.resolve import TraceDestination, TraceSource
 from netsim.trace.simulate.walk import simulate
-from netsim.trace.view import ClusterView, NodeView, PodView
+from netsim.trace.view import ClusterView, NodeView
 from tests.unit.topology import examples as ex
 
 ROUTES = [Route("default", via="172.18.0.1", dev="eth0"), Route("10.244.0.0/16", dev="a"),
@@ -39,24 +39,14 @@ def test_trace_and_topology_walk_with_the_same_lookup():
 
 # --- one walker: topology's forward_hops and trace's simulation make the same forwarding decisions -------
 
-def _view_of(data: topology.TopologyData) -> ClusterView:
-    """Trace's cluster view of the very kernel facts a TopologyData holds (no iptables rules: nothing NATs)."""
-    nodes = {n.name: NodeView(n.name, n.ip, n.netns, list(n.addrs), list(n.routes), {lk.name: lk for lk in n.links},
-                              list(n.neighs), list(n.fdbs)) for n in data.nodes}
-    pods = [PodView(p.key, p.ip, p.node, p.netns, dict(p.labels)) for p in data.pods]
-    return ClusterView(data.cluster, data.plugin, data.backend, {n.name: n.ip for n in data.nodes}, pods,
-                       {h.name: h.ip for h in data.hosts}, data.fabric.netns, nodes=nodes,
-                       node_netns={n.name: n.netns for n in data.nodes},
-                       host_netns={h.name: h.netns for h in data.hosts})
-
-
-def _both_walk(data: topology.TopologyData, src: str, dst: str) -> tuple[list[topology.Hop], H.Path]:
+def _both_walk(data: ClusterView, src: str, dst: str) -> tuple[list[topology.Hop], H.Path]:
+    """The topology's path and trace's simulation over one cluster view (no iptables rules: nothing NATs)."""
     g = topology.build_graph(data)
     a, b = (next(p for p in data.pods if p.key == k) for k in (src, dst))
     hops = topology.forward_hops(g, topology.pod_id(a.namespace, a.name), b.ip)
     source = TraceSource(f"pod {a.key}", "pod", a.netns, a.ip, a.node, a.key)
     dest = TraceDestination(b.key, "pod", b.ip, 80, "TCP", pod=b.key)
-    (path,) = simulate(_view_of(data), source, dest, 40000)
+    (path,) = simulate(data, source, dest, 40000)
     return hops, path
 
 
@@ -64,9 +54,9 @@ def _nodes_routed(hops: list[topology.Hop]) -> list[str]:
     return [h.vertex[len("node/"):] for h in hops if h.vertex.startswith("node/") and h.action == "route"]
 
 
-def _upper_fdb_macs(data: topology.TopologyData) -> topology.TopologyData:
+def _upper_fdb_macs(data: ClusterView) -> ClusterView:
     """The same cluster with its FDB MACs printed in upper case (six bytes to the kernel either way)."""
-    for n in data.nodes:
+    for n in data.nodes.values():
         n.fdbs = [Fdb(f.ifname, f.mac.upper(), f.dst, f.permanent) for f in n.fdbs]
     return data
 

@@ -1,7 +1,7 @@
-"""Simulation for `netsim trace`: one packet walked through the cluster without sending it.
+"""Simulation: one packet walked through the cluster without sending it.
 
-`view` reads a lazily filled picture of the live cluster (addresses, routes, links, neighbours/FDB,
-iptables-save, ipsets; pods, hosts and the NetworkPolicy model from the store), `walk.simulate` follows the
-packet ovn-trace style through the node's real rules (the kube-proxy interpreter), routes and tunnels with
-the policy model, and `reply` walks the answer's way back.
+`walker` is the one packet walker (`step`: a namespace's forwarding decision over the cluster view,
+`netsim.trace.view`; `walk`: steps strung together), which the topology graph's paths use too;
+`walk.simulate` follows the packet ovn-trace style through each node's real rules (the kube-proxy
+interpreter) and the policy model around the walker's decisions, and `reply` walks the answer's way back.
 """

@@ -4,8 +4,8 @@ A delivered packet is only half a connection. The answer leaves the destination 
 *as the destination saw it* (after every SNAT on the way) and is routed hop by hop like any packet; a
 node that masqueraded the request owns that address, and its conntrack entry turns the answer's
 destination back into the address before the masquerade (the reverse NAT of nf_nat's
-`nf_nat_packet` on the reply direction) and routes on. The walk, over the same `ClusterView` the forward
-simulation reads:
+`nf_nat_packet` on the reply direction) and routes on. The walk is the shared packet walker's
+(`walker.walk`, the decisions of `walker.step`), over the same `ClusterView` the forward simulation reads:
 
 * a pod answers through its node (every CNI here gives pods one route, to their node);
 * a node: its own address -> undo the SNAT it did for this flow, or it is the source node; else the
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from netsim.trace import hops as H
 from netsim.trace.resolve import TraceSource
+from netsim.trace.simulate import walker as W
 from netsim.trace.view import ClusterView
 
 MAX_STEPS = 24
@@ -48,10 +49,11 @@ def walk_reply(
     snat: list[tuple[str, str, str]],
 ) -> ReplyWalk:
     """`responder`: `node/NAME`, `host/NAME` or a pod `ns/name`; `reply_dst`: the request's source as the
-    responder saw it; `snat`: (node, before, after) of every masquerade the request went through."""
+    responder saw it; `snat`: (node, before, after) of every masquerade the request went through. The answer
+    is walked by the shared packet walker (`walker.walk`), conntrack undoing each masquerade where the
+    answer reaches the node that made it."""
     pending = list(snat)
     hops: list[H.Hop] = []
-    dst = reply_dst
 
     def hop(node: str, netns: str, component: str, action: str, detail: str, interface: str | None = None) -> None:
         hops.append(H.Hop(node, netns, component, action, detail, interface=interface, direction="reply"))
@@ -60,84 +62,95 @@ def walk_reply(
         hop(node, netns, H.ROUTING, H.DROPPED, f"the answer is lost: {reason}")
         return ReplyWalk(False, reason, hops)
 
+    def arrive(at: W.Place, dst: str) -> str:
+        """conntrack's reverse NAT (nf_nat_packet, reply direction) where the answer reaches the node that
+        masqueraded the request: the destination becomes the address before the masquerade."""
+        while at.kind == W.NODE and W.owns(view, at, dst):
+            undo = next((s for s in reversed(pending) if s[0] == at.name and s[2] == dst), None)
+            if undo is None:
+                break
+            pending.remove(undo)
+            hop(at.name, view.node(at.name).netns, H.NAT, H.TRANSLATED,
+                f"conntrack undoes the masquerade: {dst} -> {undo[1]}")
+            dst = undo[1]
+        return dst
+
     if responder.startswith("node/"):
-        kind, where = "node", responder[5:]
+        start = W.Place(W.NODE, responder[5:])
     elif responder.startswith("host/"):
-        kind, where = "fabric", ""
-        hop(responder, view.host_ns(responder[5:]), H.ROUTING, H.FORWARDED,
-            f"{reply_src} -> {dst} out of eth0 to the fabric")
+        start = W.Place(W.HOST, responder[5:])
     else:
-        pod = view.pod(responder)
-        if pod is None:
+        if view.pod(responder) is None:
             return ReplyWalk(False, f"no pod {responder}", hops)
-        kind, where = "node", pod.node
-        hop(f"pod {pod.key}", pod.netns, H.ROUTING, H.FORWARDED, f"{reply_src} -> {dst} out of eth0 to node {pod.node}")
-    for _ in range(MAX_STEPS):
-        if kind == "fabric":
-            node = view.node_by_ip(dst)
-            host = view.host_by_ip(dst)
-            if node is not None:
-                hop("fabric", view.fabric, H.FORWARDING, H.FORWARDED, f"underlay bridge to node {node} ({dst})")
-                kind, where = "node", node
-                continue
-            if host is not None:
-                if view.host_ns(host) == source.netns:
-                    hop(f"host/{host}", source.netns, H.DELIVERY, H.RECEIVED, f"the answer reaches host/{host}")
+        start = W.Place(W.POD, responder)
+    for st in W.walk(view, start, reply_dst, arrive=arrive, max_steps=MAX_STEPS):
+        at, dst = st.at, st.dst
+        if st.why == W.LOOP:
+            break
+        if at.kind == W.FABRIC:
+            if st.action == W.DROP:
+                return lost("fabric", view.fabric, f"the fabric has no route to {dst}: the underlay routes node "
+                                                   "and external host addresses only")
+            if st.to is not None and st.to.kind == W.NODE:
+                hop("fabric", view.fabric, H.FORWARDING, H.FORWARDED, f"underlay bridge to node {st.to.name} ({dst})")
+            continue
+        if at.kind == W.HOST:
+            label, ns = f"host/{at.name}", view.host_ns(at.name)
+            if st.action == W.DELIVER:
+                if ns == source.netns:
+                    hop(label, ns, H.DELIVERY, H.RECEIVED, f"the answer reaches {label}")
                     return ReplyWalk(True, "", hops)
-                return lost("fabric", view.fabric, f"it goes to host/{host} ({dst}), not to the source")
-            return lost("fabric", view.fabric, f"the fabric has no route to {dst}: the underlay routes node "
-                                               "and external host addresses only")
-        nv = view.node(where)
-        ns = nv.netns
-        if dst in nv.local_ips or dst.startswith("127."):
-            undo = next((s for s in reversed(pending) if s[0] == where and s[2] == dst), None)
-            if undo is not None:
-                pending.remove(undo)
-                hop(where, ns, H.NAT, H.TRANSLATED, f"conntrack undoes the masquerade: {dst} -> {undo[1]}")
-                dst = undo[1]
-                continue
+                return lost("fabric", view.fabric, f"it goes to {label} ({dst}), not to the source")
+            if st.action == W.DROP:
+                return lost(label, ns, f"{label} has no route to {dst}")
+            hop(label, ns, H.ROUTING, H.FORWARDED, f"{reply_src} -> {dst} out of eth0 to the fabric")
+            continue
+        if at.kind == W.POD:
+            pod = view.pod(at.name)
+            assert pod is not None
+            if st.action == W.DELIVER:
+                if pod.netns == source.netns:
+                    hop(f"pod {pod.key}", pod.netns, H.DELIVERY, H.RECEIVED, f"the answer reaches pod {pod.key}",
+                        interface="eth0")
+                    return ReplyWalk(True, "", hops)
+                return lost(pod.node, view.node_ns(pod.node), f"it goes to pod {pod.key} ({dst}), not to the source")
+            if st.action == W.DROP:
+                return lost(f"pod {pod.key}", pod.netns, f"pod {pod.key} has no route to {dst}")
+            hop(f"pod {pod.key}", pod.netns, H.ROUTING, H.FORWARDED,
+                f"{reply_src} -> {dst} out of eth0 to node {pod.node}")
+            continue
+        where = at.name
+        ns = view.node(where).netns
+        if st.action == W.DELIVER:
             if source.kind == "node" and source.node == where:
                 hop(where, ns, H.DELIVERY, H.RECEIVED, f"the answer reaches node {where} ({dst})")
                 return ReplyWalk(True, "", hops)
             return lost(where, ns, f"it goes to node {where} ({dst}), which did not send the request")
-        step = nv.next_hop(dst)
-        route = step.route
-        if route is None or not step.forwards:
-            what = "no route" if route is None else f"a {route.kind} route ({route.dst})"
-            return lost(where, ns, f"node {where} has {what} to {dst}")
-        dev = step.dev or ""
-        link = nv.links.get(dev)
-        if link is not None and link.kind == "vxlan":
-            via = step.nexthop
-            _, fdb = nv.vxlan_peer(dev, via)
-            vtep = fdb.dst if fdb is not None else None
-            remote = view.node_by_ip(vtep) if vtep else None
-            if remote is None:
-                return lost(where, ns, f"{dev} cannot resolve {via} to a node")
-            hop(where, ns, H.TUNNEL, H.ENCAPSULATED, f"{dst} via {dev} to node {remote} ({vtep})",
-                interface=f"{dev} -> eth0")
-            kind, where = "node", remote
-            continue
-        if dev == "eth0":
-            nxt = step.nexthop
-            other = view.node_by_ip(nxt)
-            if other is not None and other != where:
-                hop(where, ns, H.FORWARDING, H.FORWARDED, f"{dst} via node {other} ({nxt}) on the underlay",
-                    interface="eth0")
-                kind, where = "node", other
-                continue
-            hop(where, ns, H.ROUTING, H.FORWARDED, f"{dst} out of eth0 to the underlay", interface="eth0")
-            kind = "fabric"
-            continue
-        pod = view.pod_by_ip(dst, where)
-        if pod is None:
-            return lost(where, ns, f"no pod with IP {dst} behind {dev}")
-        if pod.netns == source.netns:
-            hop(f"pod {pod.key}", pod.netns, H.DELIVERY, H.RECEIVED, f"the answer reaches pod {pod.key}",
+        if st.action == W.DROP:
+            return lost(where, ns, _node_loss(where, st))
+        to = st.to
+        assert to is not None
+        if st.outer is not None:
+            hop(where, ns, H.TUNNEL, H.ENCAPSULATED, f"{dst} via {st.dev} to node {to.name} ({st.outer['dst']})",
+                interface=f"{st.dev} -> eth0")
+        elif st.dev == W.UPLINK and to.kind == W.NODE:
+            hop(where, ns, H.FORWARDING, H.FORWARDED, f"{dst} via node {to.name} ({st.nexthop}) on the underlay",
                 interface="eth0")
-            return ReplyWalk(True, "", hops)
-        return lost(where, ns, f"it goes to pod {pod.key} ({dst}), not to the source")
+        elif st.dev == W.UPLINK:
+            hop(where, ns, H.ROUTING, H.FORWARDED, f"{dst} out of eth0 to the underlay", interface="eth0")
     return ReplyWalk(False, "routing loop on the way back", hops)
+
+
+def _node_loss(where: str, st: W.Step) -> str:
+    if st.why == W.NO_ROUTE:
+        return f"node {where} has no route to {st.dst}"
+    if st.why == W.NOT_FORWARDING and st.route is not None:
+        return f"node {where} has a {st.route.kind} route ({st.route.dst}) to {st.dst}"
+    if st.why in (W.NO_NEIGH, W.NO_FDB, W.VTEP_UNKNOWN):
+        return f"{st.dev} cannot resolve {st.nexthop} to a node"
+    if st.why in (W.NO_POD, W.NO_OWNER) and st.dev != W.UPLINK:
+        return f"no pod with IP {st.dst} behind {st.dev}"
+    return st.reason
 
 
 def answer_certain(protocol: str, endpoint: str | None, answered: str | None) -> bool:

@@ -14,10 +14,11 @@ The walk, per namespace, mirrors what the kernel does with the first packet of a
    node, the destination pod's ingress on the node that delivers to it, judged by `PolicyModel.verdict`
    on the DNATed destination, reporting the allowing rule or the isolating policy (calico's EndOfTier
    "trigger", tracing.md section 4);
-4. routing: longest-prefix match in the node's routes; a VXLAN device resolves the next hop through the
-   PERMANENT neighbour (VTEP MAC) and the FDB entry (remote node IP), giving the outer header (local node
-   IP -> remote node IP, UDP port, VNI); eth0 routes to another node (host-gw / calico direct) or to the
-   fabric; a veth/bridge route delivers to the local pod with that IP;
+4. routing: the shared packet walker's decision (`walker.step`): longest-prefix match in the node's
+   routes; a VXLAN device resolves the next hop through the PERMANENT neighbour (VTEP MAC) and the FDB entry
+   (remote node IP), giving the outer header (local node IP -> remote node IP, UDP port, VNI); eth0 routes
+   to another node (host-gw / calico direct) or to the fabric; a veth/bridge route delivers to the local pod
+   with that IP;
 5. masquerade: the interpreter's MASQUERADE decision with the out interface known (kube-proxy's mark,
    flanneld's chain, felix's cali-nat-outgoing over the node's ipsets); the new source is the out
    interface's address (what the kernel's MASQUERADE picks);
@@ -36,6 +37,7 @@ from netsim.policy.felix import workload_iface
 from netsim.proxy.interpret import Interpreter, Outcome, Packet
 from netsim.trace import hops as H
 from netsim.trace.resolve import TraceDestination, TraceSource
+from netsim.trace.simulate import walker as W
 from netsim.trace.simulate.reply import answer_certain, walk_reply
 from netsim.trace.view import ClusterView, NodeView
 
@@ -135,6 +137,12 @@ class Simulator:
         path = H.Path()
         if src.kind == "pod":
             node = src.node or ""
+            first = W.step(self.view, W.Place(W.POD, src.pod), dst.ip) if self.view.pod(src.pod or "") else None
+            if first is not None and first.action == W.DROP:  # its own table (when read) has no way out
+                return [self._end(path, H.VERDICT_UNREACHABLE, f"pod {src.pod}", src.netns, H.ROUTING, H.DROPPED,
+                                  first.reason)]
+            if first is not None and first.to is not None and first.to.kind == W.NODE:
+                node = first.to.name
             path.hops.append(
                 H.Hop(
                     f"pod {src.pod}",
@@ -153,9 +161,9 @@ class Simulator:
             return self._at_node(node, pkt, iface, "external", path, 0, egress_pending=True)
         if src.kind == "node":
             nv = self.view.node(src.node or "")
-            step = nv.next_hop(dst.ip)
-            r = step.route
-            ip = (r.src if r and r.src else None) or (nv.addr_of(step.dev) if step.dev else None) or src.ip
+            first = W.step(self.view, W.Place(W.NODE, src.node or ""), dst.ip)
+            r = first.route  # the source address the kernel picks: the route's src, else the out device's
+            ip = (r.src if r and r.src else None) or (nv.addr_of(first.dev) if first.dev else None) or src.ip
             self.first_src = ip
             pkt = _Pkt(ip, dst.ip, proto, self.sport, dst.port)
             return self._at_node(src.node or "", pkt, None, "local", path, 0)
@@ -172,17 +180,20 @@ class Simulator:
                 interface="eth0",
             )
         )
-        other = self.view.host_by_ip(dst.ip)
-        if other is not None and self.view.host_ns(other) != src.netns:
-            path.endpoint, path.endpoint_ip = f"host/{other}", dst.ip
+        me = next((h for h, ns in self.view.host_netns.items() if ns == src.netns), src.label.split("/")[-1])
+        st = W.step(self.view, W.Place(W.HOST, me), dst.ip)
+        if st.to is not None and st.to.kind == W.FABRIC:
+            st = W.step(self.view, st.to, dst.ip)  # the fabric's decision
+        to = st.to if st.action == W.FORWARD else None
+        if to is not None and to.kind == W.HOST and self.view.host_ns(to.name) != src.netns:
+            path.endpoint, path.endpoint_ip = f"host/{to.name}", dst.ip
             return [
                 self._end(
                     path, H.VERDICT_DELIVERED, "fabric", self.view.fabric, H.DELIVERY, H.DELIVERED,
-                    f"to external host {other} ({dst.ip})", endpoint=path.endpoint,
+                    f"to external host {to.name} ({dst.ip})", endpoint=path.endpoint,
                 )
             ]
-        node = self.view.node_by_ip(dst.ip) or self.view.announcing_node(dst.ip)
-        if node is None:
+        if to is None or to.kind != W.NODE:
             pod = self.view.pod_by_ip(dst.ip)
             reason = (
                 f"the fabric has no route to pod IP {dst.ip}"
@@ -194,6 +205,7 @@ class Simulator:
                     path, H.VERDICT_UNREACHABLE, "fabric", self.view.fabric, H.ROUTING, H.DROPPED, reason
                 )
             ]
+        node = to.name
         path.hops.append(
             H.Hop(
                 "fabric",
@@ -343,7 +355,8 @@ class Simulator:
             dropped = self._policy(br, node, ns, "egress", cur, dst_pod)
             if dropped:
                 return [br]
-        if dst in nv.local_ips or dst.startswith("127."):
+        st = W.step(self.view, W.Place(W.NODE, node), dst)  # the shared walker's forwarding decision
+        if st.action == W.DELIVER:  # an address of the node, or a route over its lo (an announced IP)
             br.endpoint = f"node/{node}"
             return [
                 self._end(
@@ -358,12 +371,11 @@ class Simulator:
                     interface=in_iface,
                 )
             ]
-        step = nv.next_hop(dst)
-        route = step.route
-        if route is None or not step.forwards:
+        route = st.route
+        if route is None or st.why == W.NOT_FORWARDING:
             reason = f"no route to {dst}" if route is None else f"{route_text(route)} drops it"
             return [self._end(br, H.VERDICT_UNREACHABLE, node, ns, H.ROUTING, H.DROPPED, reason)]
-        out_dev = step.dev or ""
+        out_dev = st.dev or ""
         masq = oc.masquerade
         decided = oc
         if in_iface is not None or out_dev:
@@ -407,14 +419,13 @@ class Simulator:
                 H.NAT,
                 H.TRANSLATED,
                 f"masquerade {cur.src} -> {new_src}",
-                chain=next((st.chain for st in reversed(decided.path) if "MASQUERADE" in st.rule), "MASQUERADE"),
+                chain=next((s.chain for s in reversed(decided.path) if "MASQUERADE" in s.rule), "MASQUERADE"),
                 translated={"src": new_src, "dst": _hostport(dst, dport)},
             )
             cur = dataclasses.replace(cur, src=new_src)
-        link = nv.links.get(out_dev)
-        pod = self.view.pod_by_ip(dst, node) if link is None or link.kind != "vxlan" else None
+        pod = self.view.pod(st.to.name) if st.to is not None and st.to.kind == W.POD else None
         if (
-            out_dev != "eth0"
+            out_dev != W.UPLINK
             and pod is not None
             and self.view.enforces_policy
             and self._policy(br, node, ns, "ingress", pre_snat, pod)
@@ -424,49 +435,10 @@ class Simulator:
             br.masquerade = True
             br.hops.append(snat_hop)
             br.snat.append((node, pre_snat.src, cur.src))
-        if link is not None and link.kind == "vxlan":
-            return self._vxlan(node, nv, cur, step.nexthop, link, br, depth)
-        if out_dev == "eth0":
-            nxt = step.nexthop
-            nnode = self.view.node_by_ip(nxt)
-            if nnode is not None and nnode != node:
-                br.hops.append(
-                    H.Hop(
-                        node,
-                        ns,
-                        H.FORWARDING,
-                        H.FORWARDED,
-                        f"to node {nnode} ({nxt}) on the underlay",
-                        interface="eth0",
-                    )
-                )
-                return self._at_node(nnode, cur, "eth0", "external", br, depth + 1)
-            host = self.view.host_by_ip(dst)
-            if host is not None:
-                br.endpoint = f"host/{host}"
-                return [
-                    self._end(
-                        br,
-                        H.VERDICT_DELIVERED,
-                        "fabric",
-                        self.view.fabric,
-                        H.DELIVERY,
-                        H.DELIVERED,
-                        f"to external host {host} ({dst})",
-                        endpoint=br.endpoint,
-                    )
-                ]
-            return [
-                self._end(
-                    br,
-                    H.VERDICT_UNREACHABLE,
-                    node,
-                    ns,
-                    H.ROUTING,
-                    H.FORWARDED,
-                    f"leaves the cluster towards {nxt}",
-                )
-            ]
+        if st.outer is not None or st.why in (W.NO_NEIGH, W.NO_FDB):
+            return self._vxlan(node, nv, cur, st, br, depth)
+        if out_dev == W.UPLINK:
+            return self._underlay(node, ns, cur, st, br, depth)
         if pod is None:
             return [
                 self._end(
@@ -495,42 +467,46 @@ class Simulator:
             )
         ]
 
-    def _vxlan(
-        self, node: str, nv: NodeView, cur: _Pkt, via: str, link: Any, br: H.Path, depth: int
-    ) -> list[H.Path]:
+    def _underlay(self, node: str, ns: str, cur: _Pkt, st: W.Step, br: H.Path, depth: int) -> list[H.Path]:
+        """Out of the uplink: to another node (host-gw, calico direct, an announced IP), or to the fabric,
+        which hands it to an external host or nobody."""
+        nxt = st.nexthop or cur.dst
+        to = st.to
+        if to is not None and to.kind == W.NODE and to.name != node:
+            br.hops.append(
+                H.Hop(node, ns, H.FORWARDING, H.FORWARDED, f"to node {to.name} ({nxt}) on the underlay",
+                      interface=W.UPLINK)
+            )
+            return self._at_node(to.name, cur, W.UPLINK, "external", br, depth + 1)
+        if to is not None and to.kind == W.FABRIC:
+            to = W.step(self.view, to, cur.dst).to  # the fabric's own decision
+        if to is not None and to.kind == W.HOST:
+            br.endpoint = f"host/{to.name}"
+            return [
+                self._end(
+                    br,
+                    H.VERDICT_DELIVERED,
+                    "fabric",
+                    self.view.fabric,
+                    H.DELIVERY,
+                    H.DELIVERED,
+                    f"to external host {to.name} ({cur.dst})",
+                    endpoint=br.endpoint,
+                )
+            ]
+        return [
+            self._end(
+                br, H.VERDICT_UNREACHABLE, node, ns, H.ROUTING, H.FORWARDED, f"leaves the cluster towards {nxt}"
+            )
+        ]
+
+    def _vxlan(self, node: str, nv: NodeView, cur: _Pkt, st: W.Step, br: H.Path, depth: int) -> list[H.Path]:
         ns = nv.netns
-        vx = link.vxlan or {}
-        neigh, fdb = nv.vxlan_peer(link.name, via)
-        if neigh is None:
-            return [
-                self._end(
-                    br,
-                    H.VERDICT_UNREACHABLE,
-                    node,
-                    ns,
-                    H.TUNNEL,
-                    H.DROPPED,
-                    f"no neighbour entry for {via} on {link.name}",
-                )
-            ]
-        if fdb is None or not fdb.dst:
-            return [
-                self._end(
-                    br,
-                    H.VERDICT_UNREACHABLE,
-                    node,
-                    ns,
-                    H.TUNNEL,
-                    H.DROPPED,
-                    f"no FDB entry for {neigh.mac} on {link.name}",
-                )
-            ]
-        tunnel = {
-            "src": vx.get("local") or nv.ip,
-            "dst": fdb.dst,
-            "vni": vx.get("vni"),
-            "port": vx.get("port"),
-        }
+        dev, via = st.dev or "", st.nexthop or cur.dst
+        if st.why in (W.NO_NEIGH, W.NO_FDB):
+            return [self._end(br, H.VERDICT_UNREACHABLE, node, ns, H.TUNNEL, H.DROPPED, st.reason)]
+        outer = st.outer or {}
+        tunnel = {k: outer.get(k) for k in ("src", "dst", "vni", "port")}
         br.tunnel = br.tunnel or tunnel
         br.hops.append(
             H.Hop(
@@ -538,28 +514,16 @@ class Simulator:
                 ns,
                 H.TUNNEL,
                 H.ENCAPSULATED,
-                f"{link.name}: {via} is {neigh.mac} at {fdb.dst}; outer {tunnel['src']} -> "
+                f"{dev}: {via} is {outer.get('vtepMAC')} at {tunnel['dst']}; outer {tunnel['src']} -> "
                 f"{tunnel['dst']} udp/{tunnel['port']} vni {tunnel['vni']}",
-                interface=f"{link.name} -> eth0",
+                interface=f"{dev} -> eth0",
                 tunnel=tunnel,
             )
         )
-        rnode = self.view.node_by_ip(fdb.dst)
-        if rnode is None:
-            return [
-                self._end(
-                    br, H.VERDICT_UNREACHABLE, node, ns, H.TUNNEL, H.DROPPED, f"VTEP {fdb.dst} is not a node"
-                )
-            ]
+        if st.action == W.DROP or st.to is None:
+            return [self._end(br, H.VERDICT_UNREACHABLE, node, ns, H.TUNNEL, H.DROPPED, st.reason)]
+        rnode, rdev = st.to.name, st.wires[-1].ifname
         rv = self.view.node(rnode)
-        rdev = next(
-            (
-                lk.name
-                for lk in rv.links.values()
-                if lk.kind == "vxlan" and (lk.vxlan or {}).get("vni") == vx.get("vni")
-            ),
-            link.name,
-        )
         br.hops.append(
             H.Hop(
                 rnode,

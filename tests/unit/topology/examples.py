@@ -1,18 +1,19 @@
-"""Hand-written TopologyData for the unit tests: what `collect` reads from a 2-node flannel cluster (VXLAN or
-host-gw) and a 2-node calico VXLAN cluster, with the kernel objects those plugins program."""
+"""Hand-written cluster views for the unit tests: what `topology.collect` reads from a 2-node flannel cluster
+(VXLAN or host-gw) and a 2-node calico VXLAN cluster, with the kernel objects those plugins program."""
 
 from __future__ import annotations
 
 from netsim.kernel.api import Fdb, Link, Neigh, Route
-from netsim.topology import (
+from netsim.trace.view import (
+    ClusterView,
     EndpointData,
-    FabricData,
-    HostData,
-    NodeData,
-    PodData,
+    FabricView,
+    HostView,
+    NodeView,
+    PodView,
     ServiceData,
     ServicePortData,
-    TopologyData,
+    make_view,
 )
 
 MAC1, MAC2 = "4a:00:00:00:00:01", "4a:00:00:00:00:02"
@@ -23,8 +24,8 @@ def _link(name: str, index: int, kind: str, master: str | None = None, vxlan: di
     return Link(name, index, kind, mtu, f"02:00:00:00:00:{index:02x}", True, master=master, vxlan=vxlan)
 
 
-def fabric() -> FabricData:
-    return FabricData(netns="netsim-x-fabric", links=[_link("underlay", 2, "bridge", mtu=1500),
+def fabric() -> FabricView:
+    return FabricView(netns="netsim-x-fabric", links=[_link("underlay", 2, "bridge", mtu=1500),
                                                       _link("n0", 3, "veth", "underlay"),
                                                       _link("n1", 4, "veth", "underlay"), _link("h0", 5, "veth")],
                       addrs=[("lo", "127.0.0.1/8"), ("underlay", "172.18.0.1/16"), ("h0", "203.0.113.1/24")],
@@ -32,8 +33,8 @@ def fabric() -> FabricData:
                               Route("203.0.113.0/24", dev="h0", scope="link")])
 
 
-def host() -> HostData:
-    return HostData("client", "203.0.113.10", "netsim-x-host-client", "203.0.113.1",
+def host() -> HostView:
+    return HostView("client", "203.0.113.10", "netsim-x-host-client", "203.0.113.1",
                     [Route("default", via="203.0.113.1", dev="eth0"),
                      Route("203.0.113.0/24", dev="eth0", scope="link")], port="h0")
 
@@ -45,7 +46,17 @@ def services(web_pods: list[tuple[str, str, str]]) -> list[ServiceData]:
             ServiceData("default", "kubernetes", "ClusterIP", "10.96.0.1", [ServicePortData(443, "TCP")])]
 
 
-def flannel(backend: str = "vxlan") -> TopologyData:
+def _node(name: str, ip: str, pod_cidr: str, netns: str, links: list[Link], addrs: list[tuple[str, str]],
+          routes: list[Route], neighs: list[Neigh], fdbs: list[Fdb]) -> NodeView:
+    return NodeView(name, ip, netns, addrs, routes, {lk.name: lk for lk in links}, neighs, fdbs, pod_cidr=pod_cidr)
+
+
+def _pod(namespace: str, name: str, ip: str, node: str, *, host_veth: str | None = None, routes: list[Route],
+         labels: dict[str, str] | None = None) -> PodView:
+    return PodView(f"{namespace}/{name}", ip, node, "", dict(labels or {}), host_veth=host_veth, routes=tuple(routes))
+
+
+def flannel(backend: str = "vxlan") -> ClusterView:
     nodes = []
     for i, (name, ip) in enumerate([("node-1", "172.18.0.2"), ("node-2", "172.18.0.3")]):
         other_i = 1 - i
@@ -65,20 +76,20 @@ def flannel(backend: str = "vxlan") -> TopologyData:
             fdbs.append(Fdb("flannel.1", peer_mac, other_ip, True))
         else:
             routes.append(Route(f"10.244.{other_i}.0/24", via=other_ip, dev="eth0"))
-        nodes.append(NodeData(name, ip, f"10.244.{i}.0/24", f"netsim-x-node-{name}", links, addrs, routes,
+        nodes.append(_node(name, ip, f"10.244.{i}.0/24", f"netsim-x-node-{name}", links, addrs, routes,
                               neighs, fdbs))
-    pods = [PodData("default", "a", "10.244.0.2", "node-1", host_veth="veth0aaaaaaa",
+    pods = [_pod("default", "a", "10.244.0.2", "node-1", host_veth="veth0aaaaaaa",
                     routes=[Route("default", via="10.244.0.1", dev="eth0"),
                             Route("10.244.0.0/24", dev="eth0", scope="link")], labels={"app": "web"}),
-            PodData("default", "b", "10.244.1.2", "node-2", host_veth="veth1aaaaaaa",
+            _pod("default", "b", "10.244.1.2", "node-2", host_veth="veth1aaaaaaa",
                     routes=[Route("default", via="10.244.1.1", dev="eth0"),
                             Route("10.244.1.0/24", dev="eth0", scope="link")], labels={"app": "web"})]
-    return TopologyData("x", "flannel", backend, fabric(), nodes, [host()], pods,
+    return make_view("x", "flannel", backend, fabric(), nodes, [host()], pods,
                         services([("a", "10.244.0.2", "node-1"), ("b", "10.244.1.2", "node-2")]))
 
 
-def calico() -> TopologyData:
-    n1 = NodeData("node-1", "172.18.0.2", "10.244.0.0/24", "netsim-x-node-node-1",
+def calico() -> ClusterView:
+    n1 = _node("node-1", "172.18.0.2", "10.244.0.0/24", "netsim-x-node-node-1",
                   [_link("lo", 1, "loopback"), _link("eth0", 2, "veth", mtu=1500),
                    _link("vxlan.calico", 3, "vxlan", vxlan={"vni": 4096, "port": 4789, "local": "172.18.0.2"}),
                    _link("cali1111111111a", 4, "veth")],
@@ -89,7 +100,7 @@ def calico() -> TopologyData:
                    Route("10.244.150.0/26", via="10.244.150.0", dev="vxlan.calico", onlink=True),
                    Route("172.18.255.1/32", dev="lo")],
                   [Neigh("vxlan.calico", "10.244.150.0", MAC2, True)], [Fdb("vxlan.calico", MAC2, "172.18.0.3", True)])
-    n2 = NodeData("node-2", "172.18.0.3", "10.244.1.0/24", "netsim-x-node-node-2",
+    n2 = _node("node-2", "172.18.0.3", "10.244.1.0/24", "netsim-x-node-node-2",
                   [_link("lo", 1, "loopback"), _link("eth0", 2, "veth", mtu=1500),
                    _link("vxlan.calico", 3, "vxlan", vxlan={"vni": 4096, "port": 4789, "local": "172.18.0.3"}),
                    _link("cali2222222222b", 4, "veth")],
@@ -102,7 +113,7 @@ def calico() -> TopologyData:
                   [Fdb("vxlan.calico", MAC1, "172.18.0.2", True)])
     pod_routes = [Route("default", via="169.254.1.1", dev="eth0"), Route("169.254.1.1/32", dev="eth0", scope="link")]
     # host_veth left out on purpose: the builder finds it from the node's /32 route, as calico programs it
-    pods = [PodData("default", "a", "10.244.189.130", "node-1", routes=pod_routes),
-            PodData("default", "b", "10.244.150.2", "node-2", routes=pod_routes)]
-    return TopologyData("x", "calico", "vxlan", fabric(), [n1, n2], [host()], pods,
+    pods = [_pod("default", "a", "10.244.189.130", "node-1", routes=pod_routes),
+            _pod("default", "b", "10.244.150.2", "node-2", routes=pod_routes)]
+    return make_view("x", "calico", "vxlan", fabric(), [n1, n2], [host()], pods,
                         services([("a", "10.244.189.130", "node-1"), ("b", "10.244.150.2", "node-2")]))

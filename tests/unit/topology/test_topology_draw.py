@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -62,7 +63,7 @@ def test_calico_dot_shows_blocks_routed_veths_and_the_announced_vip():
 
 def test_quoting_survives_odd_names():
     data = flannel()
-    data.pods[0].name = 'we"ird\\name'
+    data.pods[0] = dataclasses.replace(data.pods[0], key='default/we"ird\\name')
     dot = draw.topology_dot(t.build_graph(data), title='a "title"')
     assert 'label="a \\"title\\""' in dot and 'we\\"ird\\\\name' in dot
 

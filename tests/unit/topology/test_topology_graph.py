@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from netsim import topology as t
@@ -59,7 +61,8 @@ def test_flannel_edges_are_typed_and_symmetric_where_the_wire_is():
 
 def test_a_tunnel_edge_needs_a_known_peer():
     data = flannel()
-    data.nodes[0].fdbs[0] = data.nodes[0].fdbs[0].__class__("flannel.1", "4a:00:00:00:00:02", "172.18.9.9", True)
+    data.nodes["node-1"].fdbs[0] = data.nodes["node-1"].fdbs[0].__class__("flannel.1", "4a:00:00:00:00:02",
+                                                                         "172.18.9.9", True)
     g = t.build_graph(data)
     assert [(u, v) for u, v, _ in t.edges(g, "vxlan-tunnel")] == [("dev/node-2/flannel.1", "dev/node-1/flannel.1")]
 
@@ -141,7 +144,7 @@ def test_dead_ends_are_reported_with_the_partial_path():
         t.forward(g, "node/node-1", "10.244.189.140")
     assert exc.value.partial == ["node/node-1"]
     data = flannel()
-    data.pods[0].routes = []
+    data.pods[0] = dataclasses.replace(data.pods[0], routes=())
     with pytest.raises(t.PathError, match="no route"):
         t.path_between(t.build_graph(data), "default/a", "default/b")
 

@@ -8,6 +8,7 @@ import struct
 
 import trace_synthetic as S
 
+from netsim.kernel.routes import vxlan_peer
 from netsim.trace import hops as H
 from netsim.trace.api import TraceReport
 from netsim.trace.observe.capture import CapturedPacket
@@ -305,7 +306,8 @@ def test_view_routing_helpers():
     assert nv.route_for("10.244.1.7").dev == "flannel.1"
     assert nv.route_for("10.244.0.7").dev == "cni0"
     assert nv.route_for("8.8.8.8").dst == "default"
-    assert nv.fdb("flannel.1", nv.neigh("flannel.1", "10.244.1.0").mac).dst == "172.18.0.3"
+    neigh, fdb = vxlan_peer(nv.neighs, nv.fdbs, "flannel.1", "10.244.1.0")
+    assert neigh.mac == S.MAC_B and fdb.dst == "172.18.0.3"
     assert v.label_of(NA) == "node-a" and v.label_of(POD_WEB_B) == "pod default/web-b"
     assert v.kind_of("netsim-t-host-ext") == "host" and v.kind_of("netsim-t-fabric") == "fabric"
     v.proxy_loader = lambda name: ["172.18.255.1"] if name == "node-b" else []
