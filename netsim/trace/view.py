@@ -22,7 +22,7 @@ from typing import Any
 
 from netsim import naming
 from netsim.kernel.api import Fdb, Link, Neigh, Route
-from netsim.kernel.routes import lookup_route
+from netsim.kernel.routes import covers, lookup_route
 
 
 @dataclass
@@ -280,10 +280,16 @@ class ClusterView:
         return next((p for p in self.pods if p.node == node and not p.host_network
                      and self.host_veth_of(p) == ifname), None)
 
-    def underlay_owner(self, ip: str) -> tuple[str, str] | None:
+    def on_underlay(self, ip: str) -> bool:
+        """Is `ip` on the underlay segment (a subnet of the fabric's bridge; with no fabric address known,
+        anywhere)? Only there can a node's proxy ARP answer for an address."""
+        nets = [c for i, c in self.fabric_facts.addrs if i in ("", self.fabric_facts.bridge) and not c.endswith("/32")]
+        return not nets or any(covers(c, ip) for c in nets)
+
+    def underlay_owner(self, ip: str, *, announced: bool = True) -> tuple[str, str] | None:
         """Who answers for `ip` on the underlay segment, as a place (kind, name): the fabric for its own
-        addresses (the nodes' gateway), a node for its address or a LoadBalancer / external IP it announces,
-        an external host on the node network. With the fabric's routes unread, any other address is taken
+        addresses (the nodes' gateway), a node for its address or (`announced`) a LoadBalancer / external IP
+        it announces, an external host on the node network. With the fabric's routes unread, any other address is taken
         for the fabric's to route on (what `netsim/fabric.py` makes of the underlay); read, nobody's."""
         fab = self.fabric_facts
         if any(c.split("/")[0] == ip for _, c in fab.addrs if not c.startswith("127.")):
@@ -294,7 +300,7 @@ class ClusterView:
         host = self.host_by_ip(ip)
         if host is not None:
             return ("host", host)
-        node = self.announcing_node(ip)
+        node = self.announcing_node(ip) if announced else None
         if node is not None:
             return ("node", node)
         return None if fab.known else ("fabric", "")
@@ -391,9 +397,11 @@ def from_cluster(cluster: Any) -> ClusterView:
     backend = cluster.spec.network.backend
     # the fabric's addresses are the spec's (the node network's gateway, each routed host's gateway: what
     # netsim/fabric.py gives it); its routes are not read - the walker then knows it as the underlay's router
-    gateways = [cluster.spec.gateway_ip, *(h.get("gateway") for h in st.hosts)]
-    fabric = FabricView(st.fabric, naming.UNDERLAY_BRIDGE, addrs=[("", f"{gw}/32") for gw in dict.fromkeys(gateways)
-                                                                   if gw])
+    spec = cluster.spec
+    gateways = [gw for gw in dict.fromkeys(h.get("gateway") for h in st.hosts) if gw and gw != spec.gateway_ip]
+    fabric = FabricView(st.fabric, naming.UNDERLAY_BRIDGE,
+                        addrs=[(naming.UNDERLAY_BRIDGE, f"{spec.gateway_ip}/{spec.node_net.prefixlen}"),
+                               *(("", f"{gw}/32") for gw in gateways)])
     return ClusterView(
         cluster.name,
         plugin,

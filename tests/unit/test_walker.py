@@ -226,3 +226,16 @@ def test_a_host_port_on_the_fabric_is_a_view_fact():
     v.host_views["far"] = HostView("far", "198.51.100.7", "", "198.51.100.1", [], "h1")
     v.hosts["far"] = "198.51.100.7"
     assert W.step(v, W.Place(W.FABRIC), "198.51.100.7").to == W.Place(W.HOST, "far")
+
+
+def test_announcements_are_looked_up_for_underlay_addresses_only():
+    """A trace's view knows the fabric by its addresses: the gateway is its own, and only an address on the
+    underlay's subnet can be a node's announcement (no scan of every node for a packet leaving the cluster)."""
+    v = ex.calico()
+    v.fabric_facts = FabricView(v.fabric_facts.netns, "underlay", addrs=[("underlay", "172.18.0.1/16")])
+    asked: list[str] = []
+    real = v.announcing_node
+    v.announcing_node = lambda ip: asked.append(ip) or real(ip)  # type: ignore[method-assign]
+    s = W.step(v, NODE1, "8.8.8.8")
+    assert (s.to, s.nexthop) == (W.Place(W.FABRIC), "172.18.0.1") and asked == []
+    assert W.step(v, W.Place(W.FABRIC), "172.18.255.1").to == NODE1 and asked == ["172.18.255.1"]

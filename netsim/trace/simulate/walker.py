@@ -181,7 +181,7 @@ def _node_step(view: ClusterView, at: Place, dst: str) -> Step:
     if dev == "lo":  # a local route (a LoadBalancer IP the node announces): delivered here
         return Step(at, dst, DELIVER, **kw)
     if dev == UPLINK:
-        owner = view.underlay_owner(nexthop)
+        owner = view.underlay_owner(nexthop, announced=view.on_underlay(nexthop))
         if owner is None:
             return _drop(at, dst, NO_OWNER, f"nobody on the underlay answers for {nexthop}", **kw)
         to = Place(*owner)
@@ -238,7 +238,7 @@ def _host_step(view: ClusterView, at: Place, dst: str) -> Step:
     kw = dict(route=r, dev=dev, nexthop=nexthop)
     if dev != UPLINK:
         return _drop(at, dst, UNKNOWN_DEV, f"route {r.dst} uses {dev}, which the view does not know", **kw)
-    owner = view.underlay_owner(nexthop)
+    owner = view.underlay_owner(nexthop, announced=view.on_underlay(nexthop))
     if owner is None:
         return _drop(at, dst, NO_OWNER, f"nobody on the underlay answers for {nexthop}", **kw)
     to = Place(*owner)
@@ -257,7 +257,7 @@ def _fabric_step(view: ClusterView, at: Place, dst: str) -> Step:
         return dropped
     kw = dict(route=r, dev=dev, nexthop=nexthop)
     if dev == fab.bridge:
-        owner = view.underlay_owner(nexthop)
+        owner = view.underlay_owner(nexthop, announced=view.on_underlay(nexthop))
         if owner is None:
             return _drop(at, dst, NO_OWNER, f"nobody on the underlay answers for {nexthop}", **kw)
         return Step(at, dst, FORWARD, to=Place(*owner), **kw)
