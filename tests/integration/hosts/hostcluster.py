@@ -1,12 +1,19 @@
 """What the emulated-hosts tests share: a 3-host spec (one node per host), an app with a web pod on every
-node, and the cross-host traffic checks (pods, a Service, NodePorts from outside, NetworkPolicy)."""
+node, the cross-host traffic checks (pods, a Service, NodePorts from outside, NetworkPolicy), and library
+scenarios rewritten to run on three hosts."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from netsim import hostnet, naming
+from tests.conftest import NETSIM, run_netsim, unique_name
 
 HOSTS = [{"name": "ha", "address": "192.168.77.11/24"}, {"name": "hb", "address": "192.168.77.12"},
          {"name": "hc", "address": "192.168.77.13"}]
@@ -104,3 +111,44 @@ def check_traffic(c, *, policy: bool) -> None:
                 break
             assert time.monotonic() < deadline, ([r.outcome for r in friend], [r.outcome for r in stranger])
             time.sleep(0.5)
+
+
+ROOT = Path(__file__).resolve().parents[3]
+LIBRARY = ROOT / "scenarios"
+
+
+def absolute_files(value: Any, base: Path) -> Any:
+    """`file:` references made absolute, so the rewritten scenario can live in a temporary directory."""
+    if isinstance(value, dict):
+        def rel(v: Any) -> Any:
+            if isinstance(v, list):
+                return [rel(x) for x in v]
+            return str(base / v) if isinstance(v, str) and not v.startswith("/") else v
+        return {k: rel(v) if k == "file" else absolute_files(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [absolute_files(v, base) for v in value]
+    return value
+
+
+def on_three_hosts(path: Path, out: Path) -> Path:
+    doc = yaml.safe_load(path.read_text())
+    cluster = doc["cluster"]
+    assert "file" not in cluster, "a cluster given by file is not rewritten here"
+    if isinstance(cluster.get("nodes", 3), int):
+        cluster["nodes"] = 9
+    cluster["hosts"] = HOSTS
+    target = out / path.name
+    target.write_text(yaml.safe_dump(absolute_files(doc, path.parent), sort_keys=False))
+    return target
+
+def run_library_scenario_on_three_hosts(scenario: str, tmp_path: Path) -> None:
+    """Run scenarios/<scenario>.yaml with its cluster on three hosts and nine nodes; fail with its report."""
+    path = on_three_hosts(LIBRARY / f"{scenario}.yaml", tmp_path)
+    name = unique_name("th")
+    try:
+        proc = subprocess.run([*NETSIM, "run", str(path), "--name", name, "-o", "json"], capture_output=True,
+                              text=True, timeout=300, cwd=ROOT)
+        assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-2000:])
+        assert json.loads(proc.stdout)
+    finally:
+        run_netsim("down", "--name", name, check=False, timeout=120)

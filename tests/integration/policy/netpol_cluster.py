@@ -138,19 +138,23 @@ class Bed:
         return cur is not None and (cur["metadata"].get("labels") or {}) == md["labels"]
 
 
-def cluster_spec(name: str, plugin: str):
+def cluster_spec(name: str, plugin: str, hosts: Sequence[dict[str, str]] = (), nodes: int = len(NODES)):
+    """The bed's cluster: NODES (and more up to `nodes`), on `hosts` (spec.hosts, round-robin) when given."""
+    names = [*NODES, *(f"node-{i + 1}" for i in range(len(NODES), nodes))]
     return parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
-                          "spec": {"nodes": [{"name": n} for n in NODES],
-                                   "network": {"plugin": plugin, "backend": "vxlan"}}}, Source("<test>"))
+                          "spec": {"nodes": [{"name": n} for n in names],
+                                   "network": {"plugin": plugin, "backend": "vxlan"},
+                                   **({"hosts": list(hosts)} if hosts else {})}}, Source("<test>"))
 
 
 @contextmanager
-def policy_bed(kernel: Any, plugin: str, prefix: str = "h13") -> Iterator[Bed]:
+def policy_bed(kernel: Any, plugin: str, prefix: str = "h13", hosts: Sequence[dict[str, str]] = (),
+               nodes: int = len(NODES)) -> Iterator[Bed]:
     """Build the bed (cluster named `<prefix><plugin initial><hex>`), remove it by name afterwards."""
     name = f"{prefix}{plugin[:2]}{secrets.token_hex(2)}"
     c = None
     try:
-        c = Cluster.up(cluster_spec(name, plugin), timeout=60)
+        c = Cluster.up(cluster_spec(name, plugin, hosts, nodes), timeout=120)
         c.apply(base_manifests(), timeout=90)
         bed = Bed(c, plugin)
         bed.refresh()
