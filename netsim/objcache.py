@@ -31,7 +31,7 @@ from netsim.model.errors import NetsimError, Source
 log = logging.getLogger(__name__)
 
 STORE_SOURCE = Source("<store>")
-DEFAULT_MAX_OBJECTS = 200_000  # 10,000 pods, Services and slices each, with room to spare
+DEFAULT_MAX_OBJECTS = 50_000  # 10,000 pods, Services and slices each fit; ~3 KB a typed Pod, ~1.5 KB a Service
 
 Identity = tuple[str, str, str]  # kind, namespace ("" when cluster-scoped), name
 

@@ -24,6 +24,8 @@ from typing import Any
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
+from netsim.model.errors import Source
+from netsim.model.node import Node, parse_node
 from netsim.model.pod import NodeSelectorRequirement, NodeSelectorTerm, Toleration
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
@@ -40,10 +42,13 @@ class NodeInfo:
     host_ports: set[tuple[int, str]] = field(default_factory=set)
 
     @classmethod
-    def from_node(cls, node: Mapping[str, Any]) -> NodeInfo:
-        spec = node.get("spec") or {}
-        return cls(name=o.name(node), labels=dict(o.labels(node)), taints=list(spec.get("taints") or []),
-                   unschedulable=bool(spec.get("unschedulable")))
+    def from_node(cls, node: Node | Mapping[str, Any]) -> NodeInfo:
+        """From the one Node class (netsim.model.node); a stored Node dict is read through it."""
+        if not isinstance(node, Node):
+            node = parse_node(node, Source("<store>"))
+        taints = [{"key": t.key, "value": t.value, "effect": t.effect} if t.value else {"key": t.key, "effect": t.effect}
+                  for t in node.spec.taints]
+        return cls(name=node.name, labels=dict(node.labels), taints=taints, unschedulable=node.spec.unschedulable)
 
     def add_pod(self, pod: Mapping[str, Any]) -> None:
         self.pod_count += 1
@@ -180,7 +185,7 @@ def pick_node(pod: Mapping[str, Any], nodes: list[NodeInfo],
 
 
 def node_infos(snap: Snapshot) -> dict[str, NodeInfo]:
-    infos = {o.name(n): NodeInfo.from_node(n) for n in snap.of("Node")}
+    infos = {n.name: NodeInfo.from_node(n) for n in snap.typed("Node")}
     for pod in snap.of("Pod"):
         nn = o.node_name(pod)
         if nn in infos and not o.is_terminal(pod):

@@ -17,6 +17,8 @@ from typing import Any
 
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
+from netsim.model.errors import NetsimError
+from netsim.objcache import decode_stored
 from netsim.store import (
     DELETED,
     AlreadyExists,
@@ -78,8 +80,12 @@ class Action:
 class Snapshot:
     """All watched objects at one moment, indexed the ways controllers ask."""
 
-    def __init__(self, objects: dict[str, list[dict[str, Any]]]):
+    def __init__(self, objects: dict[str, list[dict[str, Any]]],
+                 decode: Callable[[dict[str, Any]], Any] | None = None):
         self.objects = objects
+        # The typed object of a snapshot dict: the store's parse cache (Store.decode) when the snapshot
+        # comes from a store, so a version is parsed once whichever controller or agent reads it.
+        self._decode = decode or decode_stored
         # Built on first use (most passes ask only a few of these questions): objects per (kind, namespace)
         # and per (kind, namespace, label key) -> label value, so that a controller looking up one Service's
         # slices or pods does not scan every object of the kind (that made 10k Services quadratic).
@@ -107,7 +113,17 @@ class Snapshot:
 
     @classmethod
     def load(cls, store: Store, kinds: Iterable[str] = WATCHED_KINDS) -> Snapshot:
-        return cls({k: store.list(k) for k in kinds})
+        return cls({k: store.list(k) for k in kinds}, store.decode)
+
+    def typed(self, kind: str, namespace: str | None = None) -> list[Any]:
+        """`of(kind, namespace)` as typed objects (netsim.model); one that does not parse is left out."""
+        out = []
+        for x in self.of(kind, namespace):
+            try:
+                out.append(self._decode(x))
+            except NetsimError:
+                continue
+        return out
 
     def of(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Objects of `kind` (in `namespace` if given), in the store's order. Callers must not mutate the list."""
@@ -205,7 +221,7 @@ class SnapshotCache:
                     diff = next((f"{o.ref(a)}" for a, b in zip(fresh, self._lists[k]) if a != b), "the listing")
                     raise AssertionError(f"snapshot cache out of step with the store ({k}): {diff} (a "
                                          "controller changed a snapshot object in place?)")
-        return Snapshot(dict(self._lists))
+        return Snapshot(dict(self._lists), store.decode)
 
 
 def status_action(obj: dict[str, Any], status: dict[str, Any]) -> Action | None:
