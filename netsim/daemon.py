@@ -42,6 +42,7 @@ from netsim.agents.kube_proxy import KubeProxy
 from netsim.agents.kubelet import ClusterKubelet
 from netsim.agents.metrics import MetricsServer
 from netsim.agents.pod_sync import PodSync
+from netsim.agents.proxy_watch import ProxyWatch
 from netsim.agents.speaker import Speaker
 from netsim.controlplane import events as ev
 from netsim.controlplane import objects as o
@@ -210,12 +211,17 @@ class Daemon:
         # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
         self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
         # kube-proxy on every node: change trackers over the store's change log, pacing, syncs beside the
-        # passes (netsim/agents/kube_proxy.py).
-        self.kube_proxy = KubeProxy(self.spec, self.nodes, self.kernel, self.store, self._dataplane_pool,
+        # passes (netsim/agents/kube_proxy.py), and its own loop woken by the store's change notification, so
+        # a Service or slice write reaches the rules without waiting for the running pass
+        # (netsim/agents/proxy_watch.py). It reads through its own store connection: a pass's transaction
+        # holds the daemon's.
+        proxy_store = open_store(cluster)
+        self.kube_proxy = KubeProxy(self.spec, self.nodes, self.kernel, proxy_store, self._dataplane_pool,
                                     self._typed_one,
                                     lambda ref, reason, msg, actor, ms: self._event(ref, reason, msg, actor=actor,
                                                                                     ms=ms),
                                     guard=self._agent)
+        self.proxy_watch = ProxyWatch(self.kube_proxy, proxy_store, self.kubelet.node_alive)
         # spec.timing's watch delay for felix (per node) and the cluster DNS (netsim.node.watch_delay).
         self._felix_watch = WatchDelays(self.spec.timing.delay_for)
         self._dns_watch = WatchDelays(self.spec.timing.delay_for)
@@ -528,9 +534,11 @@ class Daemon:
                               lambda: [n for n in self.nodes if self.kubelet.node_alive(n)],
                               renew_interval(self.config.node_monitor_grace_seconds), time.time)
         leases.start()
+        self.proxy_watch.start()
         try:
             self._run_loop()
         finally:
+            self.proxy_watch.stop()
             leases.stop()
             if self.elector is not None:
                 self.elector.stop()  # releases the lease: a standby takes over at its next retry

@@ -15,7 +15,9 @@ Constructed with the cluster's identity (spec, nodes), a kernel, the store and a
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
@@ -31,12 +33,22 @@ from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.sync_runner import SyncRunner
 from netsim.proxy.config import proxy_config
 from netsim.proxy.model import NodeInfo
-from netsim.proxy.tracker import ProxyTracker
+from netsim.proxy.tracker import ProxyTracker, ServiceKey
 from netsim.store import Compacted, Store
 
 log = logging.getLogger("netsim.daemon")
 POLL_SECONDS = 0.1  # how soon an otherwise idle loop looks again at running kube-proxy syncs
 EventFn = Callable[[str, str, str, str, float], None]  # (object ref, reason, message, actor, ms)
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """kube-proxy is driven from two threads (its own watch, netsim.agents.proxy_watch, and the daemon's
+    passes): one of them at a time."""
+    @functools.wraps(method)
+    def run(self: KubeProxy, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return run
 
 
 class KubeProxy:
@@ -74,7 +86,11 @@ class KubeProxy:
         # still running is synced again, with the state of that moment, once it is done.
         self.inflight: dict[str, Future] = {}
         self.deferred: set[str] = set()  # stale, but busy syncing an older state
-        self._served: tuple[set[tuple[Any, str]], set[Any]] = (set(), set())  # ready endpoints, ports
+        # Per Service: its ready (port, endpoint IP)s and its ports as last synced, kept for the Services a
+        # change touched only (a sync after a one-endpoint change looks at one Service, not at all of them).
+        self._served: dict[ServiceKey, tuple[frozenset[tuple[Any, str]], frozenset[Any]]] = {}
+        self._touched: set[ServiceKey] = set()  # Services changed since the last sync looked at them
+        self.lock = threading.RLock()
         self.synced: dict[str, int] = {}  # node -> the tracker generation its rules hold
         # kube-proxy's service/endpoints change trackers, fed from the store's change log (netsim.proxy.tracker):
         # a sync after a one-endpoint change parses one slice and rebuilds one Service's endpoint lists.
@@ -94,10 +110,32 @@ class KubeProxy:
         if changes is None:
             self.tracker.relist(self.store.list("Service"), self.store.list("EndpointSlice"))
         else:
+            if not changes:
+                self._rv = rv
+                return
             self.tracker.record_changes(changes)
             rv = max([rv, *(c.rv for c in changes)])
         self._rv = rv
-        self.tracker.update()
+        self._touched |= self.tracker.update().services
+
+    def _takes_away(self) -> bool:
+        """Did a change since the last look take something away (a ready endpoint, a service port)? Only
+        the Services the changes touched are compared."""
+        if not self._touched:
+            return False
+        eps = self.tracker.endpoints()
+        shrinks = False
+        for key in self._touched:
+            ports = self.tracker.ports_of(key)
+            now = (frozenset((sp.key, e.ip) for sp in ports for e in eps.get(sp.key, ()) if e.ready),
+                   frozenset(sp.key for sp in ports))
+            before = self._served.pop(key, None)
+            if before is not None and (before[0] - now[0] or before[1] - now[1]):
+                shrinks = True
+            if ports:
+                self._served[key] = now
+        self._touched.clear()
+        return shrinks
 
     def reap(self) -> None:
         for n, f in list(self.inflight.items()):
@@ -106,6 +144,7 @@ class KubeProxy:
                 if f.exception() is not None:  # health says "failing"; the node stays stale and is retried
                     log.warning("kube-proxy sync on %s failed: %s", n, f.exception())
 
+    @_locked
     def sync(self, alive: Callable[[str], bool]) -> None:
         """Take in the Service/EndpointSlice changes and sync the live nodes whose rules are behind, as
         their pacing allows (see the class docstring)."""
@@ -115,11 +154,7 @@ class KubeProxy:
         # A change that takes something away (an endpoint no longer ready, a service port gone) is synced
         # before the pass goes on, as before: the next kubelet step may tear down the sandbox behind it (the
         # drain pass). One that only adds (scale-up) is synced beside the passes.
-        eps_now = self.tracker.endpoints()
-        served = ({(k, e.ip) for k, lst in eps_now.items() for e in lst if e.ready},
-                  {sp.key for sp in self.tracker.services()})
-        shrinks = bool(self._served[0] - served[0] or self._served[1] - served[1])
-        self._served = served
+        shrinks = self._takes_away()
         if shrinks:
             futures_wait(list(self.inflight.values()))
             self.reap()
@@ -166,6 +201,7 @@ class KubeProxy:
             futures_wait([self.inflight[n] for n in todo])
             self.reap()
 
+    @_locked
     def check(self, alive: Callable[[str], bool]) -> None:
         """syncPeriod: each live node's kube-proxy checks its rules are still there (ipt.Monitor); a node
         whose rules were lost gets a full sync right away."""
@@ -184,21 +220,25 @@ class KubeProxy:
                             f"kube-proxy/{name}", 0.0)
         fan_out(self.pool, check, due)
 
+    @_locked
     def pending(self) -> list[str]:
         """Syncs held back by minSyncPeriod or still running (the data plane does not match the store yet)."""
         self.reap()
         return ([f"kube-proxy on {n}: sync held back by minSyncPeriod" for n in sorted(self.held)]
                 + [f"kube-proxy on {n}: syncing" for n in sorted(set(self.inflight) | self.deferred)])
 
+    @_locked
     def forget(self, node: str) -> None:
         """The node's rules are unknown (it failed): sync it again when it is back."""
         self.synced.pop(node, None)
 
+    @_locked
     def due(self, now: float) -> bool:
         """A sync must run this pass whatever changed: a forced, held-back, running or deferred one."""
         return (bool(self.force) or any(t <= now for t in self.held.values()) or bool(self.inflight)
                 or bool(self.deferred))
 
+    @_locked
     def wakeups(self, now: float, alive: Callable[[str], bool]) -> list[float]:
         """Seconds until each held-back sync or periodic rule check is due."""
         times = [t - now for t in self.held.values()]

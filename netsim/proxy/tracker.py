@@ -232,3 +232,7 @@ class ProxyTracker:
     def endpoints(self) -> dict[tuple[str, str], list[Endpoint]]:
         """ServicePort.key -> endpoints. Callers must not mutate it; unchanged lists stay the same objects."""
         return self._endpoints
+
+    def ports_of(self, key: ServiceKey) -> tuple[ServicePort, ...]:
+        """One Service's ports (empty when it is gone or does not parse)."""
+        return self._ports.get(key, ())
