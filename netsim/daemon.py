@@ -455,7 +455,7 @@ class Daemon:
         with open(tmp, "w") as f:
             # failed: pods whose sandbox failed (settled, not pending), so `apply` can say why they are not up
             json.dump({"rv": rv, "converged": not pending, "pending": pending, "pods": pods, "blockers": blockers,
-                       "failed": failed_pods(self.store), "passSeconds": round(pass_seconds, 4),
+                       "failed": failed_pods(self.store, self.pods.source.current()), "passSeconds": round(pass_seconds, 4),
                        "time": time.time(), "pid": os.getpid()}, f)
         os.replace(tmp, path)
 
@@ -489,7 +489,8 @@ class Daemon:
         applied = reconcile_once(self.store, self.clock, rng=self.rng, config=self.config, metrics=metrics,
                                  memory=self.controller_memory).applied if leading else 0
         writes = 0 if not self.nodes else kubelet_step(self.store, self.kubelet, self.clock, drain_pass=self.spec.timing.kubelet_drain_pass,
-                              heartbeat_seconds=status_interval(self.config.node_monitor_grace_seconds))
+                              heartbeat_seconds=status_interval(self.config.node_monitor_grace_seconds),
+                              pods=self.pods.work())  # the pods that changed or fell due (pod_sync.py)
         self._sync_pod_network()
         self.pods.update_container_statuses()
         rv = self.store.current_rv()  # read first: a write racing the next line is seen now and next pass
@@ -574,7 +575,7 @@ class Daemon:
             elif not busy:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.
-                pods = pending_pods(self.store)
+                pods = pending_pods(self.store, self.pods.source.current())
                 blockers = ((["the last pass failed, see daemon.log"] if failed else []) + self.proxy_pending()
                             + self.watch_pending())
                 self._write_marker(pods, blockers, seen, max(longest, time.monotonic() - started))

@@ -45,6 +45,7 @@ log = logging.getLogger("netsim.daemon")
 # A container killed after a failed liveness/startup probe gets SIGTERM and, this many seconds at most
 # later, SIGKILL: its terminationGracePeriodSeconds, capped so that a kill never outlasts a few passes.
 KILL_GRACE_CAP = 2.0
+PLEG_SEEN = 0.5  # seconds a container process runs before it is reported running (ClusterKubelet.pod_state)
 
 
 DNS_LABEL = ("k8s-app", "kube-dns")
@@ -447,7 +448,13 @@ class ClusterKubelet:
                 if any(c != 0 for c in codes) and policy == "Never":
                     return PodState(ready=False, phase="Failed")
         ports_ready = self.workload.ready(key) if self._serve_ports(pod) else True
-        running = all(p.exit_code is None and p.waiting is None for p in procs.values())
+        now = time.time()
+        # A container process counts as running once the runtime's relist could have seen it so: the
+        # kubelet reads a pod's status from the cache the PLEG fills, relisting every second
+        # (pkg/kubelet/pleg/generic.go relistPeriod; kubelet.go syncPod takes podCache.Get), so a process
+        # that exits at once is never reported Ready (PLEG_SEEN: half a relist period, the mean wait).
+        running = all(p.exit_code is None and p.waiting is None
+                      and (p.proc is None or now - p.started >= PLEG_SEEN) for p in procs.values())
         probes_ready = self._probe(pod, procs)
         return PodState(ready=ports_ready and running and probes_ready and not self.played.down(key),
                         phase="Running")

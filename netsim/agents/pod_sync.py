@@ -10,6 +10,12 @@ housekeeping do besides making and removing sandboxes (which the control loop's 
 - `sync_service_ports`, `sync_volumes`: the workload server's Service targetPorts and the API-data volumes
   after the objects they come from changed.
 
+Which pods a pass works on follows the change, as a kubelet's pod workers do (netsim.agents.pod_source):
+`work` hands the control loop's kubelet step the pods that changed in the store, whose container process
+exited (the PLEG), or whose time came again (an unsettled pod next pass, a probed one within a second,
+a settled one every RESYNC_PERIOD); `update_container_statuses` reports on those same pods, and says
+when each is due again; `heal_sandboxes` is housekeeping, every 2 s.
+
 It is constructed with the cluster's identity (spec, nodes), a kernel, the store and the per-node kubelets,
 and reports through an event callback, so it runs wherever the store can be read.
 """
@@ -26,8 +32,9 @@ from typing import Any
 
 from netsim import naming
 from netsim.agents.kubelet import ClusterKubelet, last_line
+from netsim.agents.pod_source import PodSource
 from netsim.controlplane import objects as o
-from netsim.controlplane.loop import Clock
+from netsim.controlplane.loop import FAILURES, RETRY_AT, Clock
 from netsim.dns.resolvconf import remove_resolv_conf
 from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Kernel
@@ -40,6 +47,12 @@ from netsim.store import Store, rfc3339
 
 log = logging.getLogger("netsim.daemon")
 ETC_NETNS = "/etc/netns"
+# A settled pod (Running and Ready, nothing in flight) is synced again this often without a change, as the
+# kubelet's --sync-frequency resyncs every pod (1 min upstream; shorter here, where passes are cheap).
+RESYNC_PERIOD = 10.0
+# A pod with probes is looked at again at least this often: its probes run on their own periods
+# (netsim.node.prober), this only collects their results and starts the due ones.
+PROBE_CHECK = 1.0
 EventFn = Callable[[str, str, str, str], None]  # (object ref, reason, message, actor)
 
 
@@ -64,6 +77,54 @@ class PodSync:
         self._last_state: dict[tuple[str, str], dict[str, Any]] = {}  # (pod key, container) -> lastState
         self._reported: set[tuple[str, str, float]] = set()  # exits already given their event
         self.services_stale = True  # the workload server's Service targetPorts are read on the first pass
+        self.source = PodSource(store)  # the pods, from the change log, and when each is due
+        self._alive: set[str] = set()  # nodes alive at the last `work`
+        self._worked: list[str] = []  # the pods handed to this pass's kubelet step
+        self.synced = 0  # pods synced, over the daemon's life (what tests count)
+
+    def work(self) -> list[dict[str, Any]]:
+        """The pods this pass syncs (syncLoopIteration's configCh, plegCh and syncCh in one): those that
+        changed since the last pass, those whose container process exited (the PLEG relist,
+        pkg/kubelet/pleg/generic.go, over the running processes), those whose work-queue time came, and
+        every pod of a node that came back. Call it right before the kubelet step."""
+        self.source.poll()
+        alive = {n for n in self.kubelets if self.kubelet.node_alive(n)}
+        back, self._alive = alive - self._alive, alive
+        if back:
+            self.source.enqueue_all(k for k, p in self.source.pods.items() if o.node_name(p) in back)
+        for kubelet in self.kubelets.values():
+            for key, procs in kubelet.containers.items():
+                if any(cp.proc is not None and cp.exit_code is None and cp.proc.poll() is not None
+                       for cp in procs.values()):
+                    self.source.enqueue(key, 0.0)
+        pods = self.source.take_due()
+        self._worked = [o.key(p) for p in pods]
+        self.synced += len(pods)
+        return pods
+
+    def _requeue(self, pod: dict[str, Any]) -> None:
+        """When this pod is synced again without a change: a pod on its way somewhere (not yet Running and
+        Ready, terminating, a container waiting or backing off) next pass; one whose sandbox failed when
+        its back-off ends; one with probes within PROBE_CHECK (next pass while a probe runs); a settled
+        one after RESYNC_PERIOD. A finished pod, or one whose node is down, waits for a change."""
+        key = o.key(pod)
+        node = o.node_name(pod)
+        if not node or not self.kubelet.node_alive(node) or o.is_terminal(pod):
+            return
+        status = pod.get("status") or {}
+        spec = pod.get("spec") or {}
+        if status.get(FAILURES) and not status.get("podIP") and not o.is_terminating(pod):
+            self.source.enqueue(key, float(status.get(RETRY_AT, 0)) - self.clock.now())
+            return
+        waiting = any("running" not in (c.get("state") or {}) for c in status.get("containerStatuses") or [])
+        if (o.is_terminating(pod) or not status.get("podIP") or o.phase(pod) != "Running" or not o.is_ready(pod)
+                or waiting or self.kubelet.played.down(key) or self.kubelet.prober.pod_in_flight(key)):
+            self.source.enqueue(key, 0.0)
+            return
+        periods = [float((c.get(f) or {}).get("periodSeconds", 10))
+                   for c in (*(spec.get("containers") or []), *(spec.get("initContainers") or []))
+                   for f in ("readinessProbe", "livenessProbe", "startupProbe") if c.get(f)]
+        self.source.enqueue(key, min([PROBE_CHECK, *periods]) if periods else RESYNC_PERIOD)
 
     def _event(self, ref: str, reason: str, message: str, *, actor: str = "netsim") -> None:
         self.events(ref, reason, message, actor)
@@ -131,11 +192,14 @@ class PodSync:
                      adopted, removed, len(stray), killed)
 
     def heal_sandboxes(self) -> None:
-        """Pods whose sandbox vanished (a crash, `netsim kill pod`) get a new one; sandboxes whose pod is
-        gone are removed (housekeeping after a node comes back)."""
-        pods = self.store.list("Pod")
-        by_key = {o.key(p): p for p in pods}
-        for pod in pods:
+        """Housekeeping (HandlePodCleanups, every HOUSEKEEPING_PERIOD: netsim.agents.pod_source): pods whose
+        sandbox vanished (a crash, `netsim kill pod`) get a new one; sandboxes whose pod is gone are removed
+        (housekeeping after a node comes back). Between housekeepings, nothing."""
+        if not self.source.housekeeping_due():
+            return
+        self.source.poll()
+        by_key = dict(self.source.pods)
+        for pod in list(by_key.values()):
             node = o.node_name(pod)
             status = pod.get("status") or {}
             if (not status.get("podIP") or not self.kubelet.node_alive(node) or o.is_terminal(pod)
@@ -154,7 +218,7 @@ class PodSync:
             new["containerStatuses"] = [{"name": c["name"], "image": c.get("image", ""), "imageID": "",
                                          "ready": False, "restartCount": restarts}
                                         for c in (pod.get("spec") or {}).get("containers") or []]
-            self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)
+            self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)  # the change syncs it
             self._event(o.ref(pod), "SandboxChanged", "pod sandbox changed, it will be killed and re-created",
                         actor=f"kubelet/{node}")
         for name, kubelet in self.kubelets.items():
@@ -173,63 +237,73 @@ class PodSync:
         StartError) is Waiting with reason RunContainerError and an event Failed, as kuberuntime's
         startContainer error is reported; it is retried with the same back-off."""
         now = time.time()
-        live: set[str] = set()
-        for pod in self.store.list("Pod"):
-            node = o.node_name(pod)
-            if not self.kubelet.node_alive(node) or not (pod.get("status") or {}).get("podIP"):
+        self.source.poll()  # the kubelet step's own writes
+        worked, self._worked = self._worked, []
+        for pod_key in worked:
+            pod = self.source.pods.get(pod_key)
+            if pod is None:
                 continue
-            live.add(o.key(pod))
-            if not o.is_terminating(pod) and not o.is_terminal(pod):
-                self.kubelet.retry_refused(pod)
-            procs = self.kubelets[node].poll_containers(o.key(pod))
-            status = pod.get("status") or {}
-            restarts = int(status.get("netsimRestarts", 0))
-            ready = o.is_ready(pod)
-            cs = []
-            # A pod being deleted keeps its exited containers down: the kubelet restarts nothing of a pod it
-            # is killing (a container that exits at SIGTERM must not come back for the rest of the grace).
-            policy = "Never" if o.is_terminating(pod) else (pod.get("spec") or {}).get("restartPolicy", "Always")
-            init = self.kubelet.inits.state(pod) if (pod.get("spec") or {}).get("initContainers") else None
-            for c in (pod.get("spec") or {}).get("containers") or []:
-                p = procs.get(c["name"])
-                key = (o.key(pod), c["name"])
-                # imageID: the API requires it; netsim pulls no image, so it is empty (as a runtime that has
-                # not resolved a digest reports it).
-                entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""), "imageID": "",
-                                         "restartCount": restarts + (p.restarts if p else 0)}
-                if p is None and init is not None and not init.done:
-                    entry["state"] = {"waiting": {"reason": "PodInitializing"}}
-                    entry["ready"] = False
-                elif p is not None and p.waiting is not None:
-                    entry["state"] = {"waiting": {"reason": p.waiting[0],
-                                                  **({"message": p.waiting[1]} if p.waiting[1] else {})}}
-                    entry["ready"] = False
-                elif p is not None and p.exit_code is not None:
-                    entry["ready"] = False
-                    entry["state"] = self._exited(pod, c, p, key, policy, now)
-                else:
-                    entry["state"] = {"running": {}}
-                    entry["ready"] = ready
-                    played = self.kubelet.played.peek(*key) if p is None else None
-                    if played is not None:
-                        self._played_status(pod, c, played, entry)
-                probes = self.kubelet.probes.get(key)
-                if probes is not None and "running" in entry["state"]:
-                    entry["started"] = probes.started
-                    entry["ready"] = entry["ready"] and probes.ready
-                if key in self._last_state:
-                    entry["lastState"] = self._last_state[key]
-                cs.append(entry)
-            new = {**status, "containerStatuses": cs}
-            if init is not None:
-                new["initContainerStatuses"] = self.kubelet.inits.statuses(pod)
-            if new != status:
-                self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)
-        for pod_key in {k[0] for k in self._last_state} - live:
+            try:
+                self._container_statuses(pod, now)
+            finally:
+                self._requeue(self.source.pods.get(pod_key) or pod)
+        for pod_key in self.source.take_deleted():
             self.backoff.forget(pod_key)
             for k in [k for k in self._last_state if k[0] == pod_key]:
                 del self._last_state[k]
-        self._reported = {r for r in self._reported if r[0] in live}
+            self._reported = {r for r in self._reported if r[0] != pod_key}
+
+    def _container_statuses(self, pod: dict[str, Any], now: float) -> None:
+        """One pod's containerStatuses (update_container_statuses)."""
+        node = o.node_name(pod)
+        if not self.kubelet.node_alive(node) or not (pod.get("status") or {}).get("podIP"):
+            return
+        if not o.is_terminating(pod) and not o.is_terminal(pod):
+            self.kubelet.retry_refused(pod)
+        procs = self.kubelets[node].poll_containers(o.key(pod))
+        status = pod.get("status") or {}
+        restarts = int(status.get("netsimRestarts", 0))
+        ready = o.is_ready(pod)
+        cs = []
+        # A pod being deleted keeps its exited containers down: the kubelet restarts nothing of a pod it
+        # is killing (a container that exits at SIGTERM must not come back for the rest of the grace).
+        policy = "Never" if o.is_terminating(pod) else (pod.get("spec") or {}).get("restartPolicy", "Always")
+        init = self.kubelet.inits.state(pod) if (pod.get("spec") or {}).get("initContainers") else None
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            p = procs.get(c["name"])
+            key = (o.key(pod), c["name"])
+            # imageID: the API requires it; netsim pulls no image, so it is empty (as a runtime that has
+            # not resolved a digest reports it).
+            entry: dict[str, Any] = {"name": c["name"], "image": c.get("image", ""), "imageID": "",
+                                     "restartCount": restarts + (p.restarts if p else 0)}
+            if p is None and init is not None and not init.done:
+                entry["state"] = {"waiting": {"reason": "PodInitializing"}}
+                entry["ready"] = False
+            elif p is not None and p.waiting is not None:
+                entry["state"] = {"waiting": {"reason": p.waiting[0],
+                                              **({"message": p.waiting[1]} if p.waiting[1] else {})}}
+                entry["ready"] = False
+            elif p is not None and p.exit_code is not None:
+                entry["ready"] = False
+                entry["state"] = self._exited(pod, c, p, key, policy, now)
+            else:
+                entry["state"] = {"running": {}}
+                entry["ready"] = ready
+                played = self.kubelet.played.peek(*key) if p is None else None
+                if played is not None:
+                    self._played_status(pod, c, played, entry)
+            probes = self.kubelet.probes.get(key)
+            if probes is not None and "running" in entry["state"]:
+                entry["started"] = probes.started
+                entry["ready"] = entry["ready"] and probes.ready
+            if key in self._last_state:
+                entry["lastState"] = self._last_state[key]
+            cs.append(entry)
+        new = {**status, "containerStatuses": cs}
+        if init is not None:
+            new["initContainerStatuses"] = self.kubelet.inits.statuses(pod)
+        if new != status:
+            self.source.pods[o.key(pod)] = self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)
 
     def _played_status(self, pod: dict[str, Any], c: dict[str, Any], played: Any, entry: dict[str, Any]) -> None:
         """A played container killed after a failed probe: its restarts, its last termination, and Waiting
@@ -292,9 +366,20 @@ class PodSync:
         """Services changed: the workload server serves the numeric targetPorts of the Services selecting
         each played pod (netsim.node.service_ports); pods whose port list changed are served again (the
         workload server converges: new ports opened, stale ones closed)."""
-        self.services_stale = False
-        self.kubelet.service_ports = index_services(self.store.list("Service"))
-        for pod in self.store.list("Pod"):
+        first, self.services_stale = self.services_stale, False
+        old, new = self.kubelet.service_ports, index_services(self.store.list("Service"))
+        self.kubelet.service_ports = new
+        self.source.poll()
+        if first:
+            pods = list(self.source.pods.values())
+        else:  # only the pods an added or removed (selector, ports) entry selects
+            changed = {ns: [e for e in old.get(ns, []) if e not in new.get(ns, [])]
+                       + [e for e in new.get(ns, []) if e not in old.get(ns, [])] for ns in set(old) | set(new)}
+            changed = {ns: entries for ns, entries in changed.items() if entries}
+            pods = [p for p in self.source.pods.values() if changed.get(o.namespace(p) or "default")
+                    and any(all(o.labels(p).get(k) == v for k, v in sel.items())
+                            for sel, _ in changed[o.namespace(p) or "default"])]
+        for pod in pods:
             node = o.node_name(pod)
             if (not (pod.get("status") or {}).get("podIP") or not self.kubelet.node_alive(node)
                     or o.is_terminal(pod) or o.is_terminating(pod) or ClusterKubelet.host_network(pod)):
@@ -309,7 +394,8 @@ class PodSync:
 
     def sync_volumes(self) -> None:
         """The kubelet's volume sync: API-data volumes rewritten (atomically) from the current objects."""
-        pods = [p for p in self.store.list("Pod") if self.kubelet.node_alive(o.node_name(p) or "")]
+        self.source.poll()
+        pods = [p for p in self.source.pods.values() if self.kubelet.node_alive(o.node_name(p) or "")]
         for pod, volume in self.pod_setup.sync_volumes(pods, lambda p: self.nodes[o.node_name(p) or ""].ip):
             self._event(o.ref(pod), "VolumeUpdated", f'volume "{volume}" updated',
                         actor=f"kubelet/{o.node_name(pod)}")

@@ -16,7 +16,7 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -182,14 +182,16 @@ def _run_controllers(tx: Store, ctx: Context, cache: SnapshotCache, result: Pass
 
 
 def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock, *, drain_pass: bool = True,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> int:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, pods: Iterable[dict[str, Any]] | None = None) -> int:
     """Do what the kubelets of live nodes would: heartbeat, start sandboxes, report status, finish
     deletions. Returns the number of writes. `drain_pass` (spec.timing, instant): a deleted pod keeps
     serving for one more pass before its containers are stopped; without it (realistic) the kubelet
     reacts to the deletion at once, as real kubelets do, concurrently with kube-proxy. `heartbeat_seconds`:
     the status heartbeat's period during a long step (the daemon, whose node leases are renewed on their
     own thread, posts status less often, as kubelets with leases do: every node's status written each
-    second was a hundred writes a second through a step of ten thousand sandboxes)."""
+    second was a hundred writes a second through a step of ten thousand sandboxes). `pods`: the pods to
+    sync this step, as a kubelet's pod workers sync the pods its config source changed or its work queue
+    hands out (netsim.agents.pod_source); None: every pod in the store."""
     writes = 0
     now = clock.now()
     nodes = {o.name(n): n for n in store.list("Node")}
@@ -207,7 +209,7 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock, *, drain_pass: bo
     last_beat = now
     events: list[Event] = []
     teardown: list[dict[str, Any]] = []
-    for pod in store.list("Pod"):
+    for pod in store.list("Pod") if pods is None else pods:
         nn = o.node_name(pod)
         if nn not in alive:
             continue
@@ -317,10 +319,11 @@ def _sandbox_failed(store: Store, kubelet: Kubelet, pod: dict[str, Any], status:
     return 1
 
 
-def failed_pods(store: Store) -> dict[str, str]:
-    """Pods whose sandbox could not be made (ns/name -> why): settled, reported, retried with backoff."""
+def failed_pods(store: Store, pods: Iterable[dict[str, Any]] | None = None) -> dict[str, str]:
+    """Pods whose sandbox could not be made (ns/name -> why): settled, reported, retried with backoff.
+    `pods`: as for pending_pods."""
     out = {}
-    for pod in store.list("Pod"):
+    for pod in store.list("Pod") if pods is None else pods:
         status = pod.get("status") or {}
         if status.get(FAILURES) and not status.get("podIP"):
             c = o.condition(pod, READY_TO_START) or {}
@@ -351,12 +354,13 @@ def _teardown_pool() -> ThreadPoolExecutor:
     return _TEARDOWN_POOL
 
 
-def pending_pods(store: Store) -> list[str]:
+def pending_pods(store: Store, pods: Iterable[dict[str, Any]] | None = None) -> list[str]:
     """Pods on ready nodes that are neither Running and Ready nor finished (what convergence waits for);
-    pods whose sandbox failed are not among them (failed_pods)."""
+    pods whose sandbox failed are not among them (failed_pods). `pods`: every pod as a caller that keeps
+    them already holds them (None: listed from the store)."""
     ready_nodes = {o.name(n) for n in store.list("Node") if node_ready(n)}
     out = []
-    for pod in store.list("Pod"):
+    for pod in store.list("Pod") if pods is None else pods:
         if o.is_terminal(pod):
             continue
         nn = o.node_name(pod)

@@ -129,6 +129,10 @@ class ProbeManager:
     def in_flight(self) -> bool:
         return bool(self._flight)
 
+    def pod_in_flight(self, pod_key: str) -> bool:
+        """A probe of this pod is running (its result is collected by the next evaluate)."""
+        return any(k[0] == pod_key for k in self._flight)
+
     def next_due(self, now: float) -> float:
         """Seconds until a worker's next probe is due (0 while probes are in flight: results to collect)."""
         if self._flight:

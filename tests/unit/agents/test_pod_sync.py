@@ -47,6 +47,14 @@ class Played:
     def peek(self, *key: Any) -> None:
         return None
 
+    def down(self, key: str) -> set[str]:
+        return set()
+
+
+class Prober:
+    def pod_in_flight(self, key: str) -> bool:
+        return False
+
 
 @dataclass
 class StubKubelet:
@@ -58,6 +66,7 @@ class StubKubelet:
     probes: dict = field(default_factory=dict)
     inits: Inits = field(default_factory=Inits)
     played: Played = field(default_factory=Played)
+    prober: Prober = field(default_factory=Prober)
 
     def node_alive(self, node: str | None) -> bool:
         return node == "n1"
@@ -93,6 +102,12 @@ def exit_(kubelet: StubKubelet, code: int) -> None:
     kubelet.kubelets["n1"].procs["c"] = ContainerProcess("c", None, "", now - 1, exit_code=code, finished=now)
 
 
+def pass_(sync: PodSync) -> None:
+    """The pod side of one pass: the pods due (work), then their statuses."""
+    sync.work()
+    sync.update_container_statuses()
+
+
 def state(store: MemoryStore) -> dict[str, Any]:
     return store.get("Pod", "default", "p")["status"]["containerStatuses"][0]
 
@@ -103,7 +118,7 @@ def state(store: MemoryStore) -> dict[str, Any]:
 def test_restart_policy_decides_whether_an_exited_container_comes_back(policy, code, restarted):
     store, kubelet, sync, _ = setup(policy)
     exit_(kubelet, code)
-    sync.update_container_statuses()
+    pass_(sync)
     assert kubelet.started == (["c"] if restarted else [])
     st = state(store)
     if restarted:
@@ -115,9 +130,9 @@ def test_restart_policy_decides_whether_an_exited_container_comes_back(policy, c
 def test_a_second_exit_waits_out_the_back_off():
     store, kubelet, sync, events = setup("Always")
     exit_(kubelet, 1)
-    sync.update_container_statuses()
+    pass_(sync)
     exit_(kubelet, 1)
-    sync.update_container_statuses()
+    pass_(sync)
     assert kubelet.started == ["c"]
     assert state(store)["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert [e[1] for e in events] == ["BackOff"]
@@ -126,5 +141,5 @@ def test_a_second_exit_waits_out_the_back_off():
 def test_a_pod_being_deleted_restarts_nothing():
     store, kubelet, sync, _ = setup("Always", deleting=True)
     exit_(kubelet, 1)
-    sync.update_container_statuses()
+    pass_(sync)
     assert kubelet.started == [] and state(store)["state"]["terminated"]["exitCode"] == 1
