@@ -305,6 +305,7 @@ class Cluster:
                           "pending": marker.get("pending", []) if fresh else [],
                           "log": daemonctl.log_path(st.name),
                           "components": daemonctl.read_health(st.name) if running else {}}
+        info.update(daemonctl.processes(st.name))  # host agents (`agents`) and the leader (`controlPlane`)
         return info
 
     def daemon_down_message(self) -> str:

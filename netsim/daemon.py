@@ -60,7 +60,7 @@ from netsim.controlplane.loop import (
 from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
 from netsim.controlplane.state import Config
 from netsim.dns.server import DnsServer, SnapshotHolder
-from netsim.hostagent import Role, start_elector
+from netsim.hostagent import Role, ready_elsewhere, start_elector
 from netsim.leader import Elector
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
@@ -330,6 +330,15 @@ class Daemon:
             self._event(f"node/{name}", "NodeFailed" if failed else "NodeRestored",
                         "cut off the underlay, agents stopped" if failed else "back on the underlay")
 
+    def _speaker_members(self) -> list[str]:
+        """The live nodes the speakers elect announcers among: this process's live nodes, and the other
+        hosts' nodes that are Ready in the store (MetalLB's speakers know each other through memberlist and
+        elect the same node; only the elected one's speaker announces)."""
+        mine = [n for n in self.nodes if self.kubelet.node_alive(n)]
+        if len(self.nodes) == len(self.all_nodes):
+            return mine
+        return mine + ready_elsewhere(self.store, self.nodes)
+
     def _sync_proxies(self) -> None:
         self.kube_proxy.sync(self.kubelet.node_alive)
 
@@ -507,7 +516,9 @@ class Daemon:
         proxy_due = self.kube_proxy.due(now)
         if changed & self.PROXY_KINDS or dirty or proxy_due:
             self._sync_proxies()
-            self.speaker.sync(n for n in self.nodes if self.kubelet.node_alive(n))
+            self.speaker.sync(self._speaker_members())
+        elif "Node" in changed and len(self.nodes) < len(self.all_nodes):
+            self.speaker.sync(self._speaker_members())  # another host's node came or went
         if self.flannel is not None and ("Node" in changed or dirty):
             self.flannel.sync()
         if changed & self.FELIX_KINDS or dirty or self._felix_watch.pending():

@@ -136,6 +136,44 @@ def dead_components(components: dict) -> list[str]:
     return [name for name, c in components.items() if (c or {}).get("state") == "dead"]
 
 
+def processes(cluster: str) -> dict:
+    """The cluster's processes beside the daemon (netsim.hostagent): `agents`, host -> {pid, running, nodes,
+    components} for every host of a multi-host spec and every agent that runs; `controlPlane`, the leader
+    lease's holder and the pids of the control-plane processes."""
+    from netsim.hostagent import Role, running_agents
+    from netsim.leader import LEASE_NAME, LEASE_NAMESPACE
+    from netsim.model import placement
+    from netsim.model.cluster import parse_cluster
+    from netsim.model.errors import Source
+    st = state.load(cluster)
+    if st is None:
+        return {}
+    spec = parse_cluster(st.spec, Source(state.state_file(cluster)))
+    running = running_agents(cluster)
+    hosts = placement.host_names(spec) if placement.multi_host(spec) else sorted(running)
+    agents = {}
+    for host in hosts:
+        role = Role("agent", frozenset(), False, host)
+        try:
+            with open(role.health_path(cluster)) as f:
+                comps = json.load(f).get("components") or {}
+        except (OSError, ValueError, AttributeError):
+            comps = {}
+        agents[host] = {"pid": running.get(host), "running": host in running,
+                        "nodes": placement.nodes_of_host(spec, host), "components": comps if host in running else {}}
+    leader = ""
+    with contextlib.suppress(Exception):  # a store that cannot be read says nothing about the processes
+        from netsim.storefactory import open_store
+        store = open_store(cluster)
+        try:
+            lease = store.get("Lease", LEASE_NAMESPACE, LEASE_NAME) or {}
+            leader = (lease.get("spec") or {}).get("holderIdentity") or ""
+        finally:
+            store.close()
+    cps = sorted(pid for pid, (r, _) in daemonproc.find_all(cluster).items() if r in ("daemon", "controlplane"))
+    return {"agents": agents, "controlPlane": {"leader": leader, "pids": cps}}
+
+
 def alive(cluster: str) -> bool:
     """A daemon of `cluster` runs (the recorded pid, or one found by its command line)."""
     st = state.load(cluster)

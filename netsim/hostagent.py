@@ -22,7 +22,7 @@ import dataclasses
 import os
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from netsim import daemonproc, naming, state
 from netsim.leader import Elector, LeaderConfig
@@ -71,6 +71,13 @@ class Role:
         if self.name == "agent":
             return os.path.join(d, f"agent-{self.host}.health.json")
         return os.path.join(d, f"controlplane-{os.getpid()}.health.json")
+
+
+def ready_elsewhere(store: Store, mine: Collection[str]) -> list[str]:
+    """Nodes not run by this process that are Ready in the store (their own agents heartbeat them)."""
+    from netsim.controlplane.nodes import node_ready
+    return [n["metadata"]["name"] for n in store.list("Node")
+            if n["metadata"]["name"] not in mine and node_ready(n)]
 
 
 def agent_nodes(spec, host: str | None) -> list[str]:  # noqa: ANN001 - a ClusterSpec

@@ -206,7 +206,12 @@ class Elector(threading.Thread):
         try:
             while not self._halt.is_set():
                 before = self._elector.leading
-                after = self._elector.try_acquire_or_renew()
+                try:
+                    after = self._elector.try_acquire_or_renew()
+                except Exception:  # noqa: BLE001 - a store error of another kind: the thread must live on
+                    log.exception("leader election attempt by %s failed", self.identity)
+                    after = self._elector.leading and self._clock() - self._elector.last_renew < \
+                        self.config.renew_deadline
                 self._ready.set()
                 if before != after:
                     self.changed.set()

@@ -44,7 +44,9 @@ class Speaker:
         addresses it routes out of another device, hence the /32 via lo, which DNAT makes moot). IPs
         outside the node network are routed to the announcing node by the fabric, as an upstream router
         would be configured for externalIPs."""
-        live = sorted(n for n in live_nodes if n in self.nodes)
+        # Every live node of the cluster takes part in the election, this speaker's or another host's
+        # (MetalLB: the speakers' memberlist); this speaker announces only the IPs elected to its nodes.
+        live = sorted(set(live_nodes))
         desired: dict[str, str] = {}
         # With externalTrafficPolicy Local only nodes with a serving endpoint announce (MetalLB speaker
         # layer2_controller.go ShouldAnnounce), or the announcing node would drop the traffic.
@@ -69,6 +71,7 @@ class Speaker:
                 for ip in ips:
                     digest = int(hashlib.sha256(ip.encode()).hexdigest(), 16)
                     desired[ip] = candidates[digest % len(candidates)]
+        desired = {ip: node for ip, node in desired.items() if node in self.nodes}
         if desired == self._announced:
             return
         for ip, node in self._announced.items():

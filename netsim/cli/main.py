@@ -163,12 +163,13 @@ def status(cluster: str | None, output: str) -> None:
     components = d["components"]
     dead = [n for n, comp in components.items() if (comp or {}).get("state") == "dead"]
     expected, running = d["expected"], d["running"]
+    missing = [h for h, a in info.get("agents", {}).items() if not a["running"]] if expected else []
     down = expected and not running
     if emit(info, output):
         if down:
             click.echo(f"netsim: {down_message}", err=True)
             sys.exit(DaemonDown.exit_code)
-        if dead:
+        if dead or missing:
             sys.exit(1)
         return
     console = Console()
@@ -190,13 +191,24 @@ def status(cluster: str | None, output: str) -> None:
             if api:
                 console.print(f"api {api['server']}  kubectl context {api['context']}", soft_wrap=True)
             _print_components(console, components)
+            leader = (info.get("controlPlane") or {}).get("leader")
+            if leader:
+                console.print(f"control plane leader {leader}")
+            for host, a in (info.get("agents") or {}).items():
+                nodes = ", ".join(a["nodes"]) or "no nodes"
+                if a["running"]:
+                    console.print(f"agent of host {host} {a['pid']} running ({nodes})")
+                    _print_components(console, a["components"])
+                else:
+                    console.print(f"[bold red]agent of host {host} DOWN[/bold red] ({nodes}): start it with "
+                                  f"`netsim agent --cluster {info['name']} --host {host} --detach`", soft_wrap=True)
         else:
             console.print(f"[bold red]DOWN[/bold red]: {down_message}", soft_wrap=True)
     else:
         console.print("no daemon (built with --no-daemon)")
     if down:
         sys.exit(DaemonDown.exit_code)
-    if dead:
+    if dead or missing:
         sys.exit(1)
 
 

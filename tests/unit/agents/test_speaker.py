@@ -73,3 +73,18 @@ def test_local_policy_announces_only_from_nodes_with_a_serving_endpoint():
                   "endpoints": [{"addresses": ["10.244.2.5"], "nodeName": "n3", "conditions": {"ready": True}}]})
     speaker.sync(NODES)
     assert speaker.announced == {LB_IP: "n3", EXT_IP: "n3"}
+
+
+def test_speakers_of_several_hosts_elect_one_announcer_among_all_live_nodes():
+    # One speaker per host agent, each running some of the nodes: all see every live node (theirs, and the
+    # other hosts' Ready ones), so exactly one of them announces each IP, as MetalLB's speakers agree.
+    kernel, store, _, events = world()
+    service(store)
+    speakers = [Speaker(SPEC, {n: NODES[n] for n in part}, kernel, store, lambda *e: events.append(e))
+                for part in (["n1"], ["n2", "n3"])]
+    for sp in speakers:
+        sp.sync(NODES)
+    owners = [sp.announced.get(LB_IP) for sp in speakers]
+    assert len([o for o in owners if o]) == 1
+    assert [n for n, s in proxied(kernel).items() if (naming.UPLINK, LB_IP) in s] == [next(o for o in owners if o)]
+    assert len(kernel.routes(naming.fabric_ns(SPEC.name))) == 1
