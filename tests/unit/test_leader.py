@@ -139,3 +139,35 @@ def test_spec_timing_leader_lease_duration():
 def test_elector_thread_is_not_leading_before_it_ran():
     e = Elector(MemoryStore, "x", CFG, Clock())
     assert not e.leading and isinstance(e.changed, threading.Event)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "etcd"])
+def test_racing_candidates_on_separate_connections_elect_one_on_either_store(backend, tmp_path, request):
+    # The lock is a compare-and-swap on the Lease's resourceVersion (etcd: its mod_revision): of candidates
+    # that read the same record, one write wins and the others see a Conflict.
+    if backend == "etcd":
+        import secrets
+
+        from netsim.etcd.store import EtcdStore
+        rec, prefix = request.getfixturevalue("etcd_server"), f"/test/{secrets.token_hex(4)}"
+        stores = [EtcdStore([rec.client_url], prefix) for _ in range(3)]
+    else:
+        from netsim.store import SQLiteStore
+        stores = [SQLiteStore(str(tmp_path / "store.db")) for _ in range(3)]
+    try:
+        clock = Clock()
+        cands = [LeaderElector(s, f"c{i}", CFG, clock) for i, s in enumerate(stores)]
+        assert [c.try_acquire_or_renew() for c in cands] == [True, False, False]
+        clock.t += CFG.lease_duration + 1  # c0 stopped renewing: c1 and c2 both see it expired
+        for c in cands[1:]:
+            c._observe(stores[0].get("Lease", LEASE_NAMESPACE, LEASE_NAME), clock.t - CFG.lease_duration - 1)
+        first = stores[1].get("Lease", LEASE_NAMESPACE, LEASE_NAME)
+        real_get = stores[2].get
+        stores[2].get = lambda *a: first  # c2 read the record before c1 wrote it
+        won = [cands[1].try_acquire_or_renew(), cands[2].try_acquire_or_renew()]
+        stores[2].get = real_get
+        assert won == [True, False]
+        assert lease(stores[0])["holderIdentity"] == "c1" and lease(stores[0])["leaseTransitions"] == 1
+    finally:
+        for s in stores:
+            s.close()
