@@ -24,6 +24,9 @@ from netsim.model.cluster import ClusterSpec
 from netsim.store import Store
 
 
+GONE = "gone"  # the phase of a cluster in process once `teardown` removed it
+
+
 def build(k: Kernel, spec: ClusterSpec, store: Store,
           progress: Callable[[str], None] | None = None) -> state.ClusterState:
     """Build `spec`'s node network in `k` and bootstrap `store`; the ClusterState (kept in memory only).
@@ -68,4 +71,5 @@ def teardown(k: Kernel, st: state.ClusterState) -> DownReport:
         if k.netns_exists(n):
             k.netns_delete(n)
             removed += 1
+    st.phase = GONE
     return DownReport(st.name, removed, 0, False)

@@ -71,7 +71,13 @@ class InProcessFront(Front):
     def require_tools(self) -> None:
         return None
 
+    def _prune(self) -> None:
+        """Forget clusters removed behind the front's back (the scenario runner's `down`)."""
+        for name in [n for n, c in self.clusters.items() if c.state.phase != "ready"]:
+            del self.clusters[name]
+
     def open(self, name: str | None) -> Cluster:
+        self._prune()
         if name is not None:
             Cluster.check_name(name)
             if name not in self.clusters:
@@ -85,6 +91,7 @@ class InProcessFront(Front):
         return next(iter(self.clusters.values()))
 
     def up(self, spec: Any, **kw: Any) -> Cluster:
+        self._prune()
         kw.pop("kernel", None)
         kw.pop("store", None)
         daemon = kw.pop("daemon", True)
@@ -107,6 +114,7 @@ class InProcessFront(Front):
         return [self.remove(n) for n in sorted(self.clusters)]
 
     def known(self) -> list[str]:
+        self._prune()
         return sorted(self.clusters)
 
 

@@ -125,3 +125,36 @@ def test_probe_and_proxy_rules_run_on_the_fake_kernel(up):
     r = run(up, "proxy", "rules", "--node", "node-1", "--table", "nat")
     assert r.exit_code == 0, r.output
     assert "-A PREROUTING -j KUBE-SERVICES" in r.stdout
+
+
+SCENARIO = """\
+apiVersion: netsim/v1alpha1
+kind: Scenario
+metadata: {name: inproc}
+cluster: {nodes: 2}
+manifests:
+  - apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web}
+    spec:
+      replicas: 1
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec: {containers: [{name: web, image: web}]}
+steps:
+  - scale: {name: web, replicas: 3}
+  - wait: {for: {kind: Deployment, name: web, replicas: 3}, timeout: 5s}
+  - wait: {for: {kind: Node, name: node-1, condition: Ready}, timeout: 5s}
+"""
+
+
+def test_run_builds_each_scenario_through_the_injected_front(front, tmp_path):
+    sc = tmp_path / "inproc.yaml"
+    sc.write_text(SCENARIO)
+    r = run(front, "run", str(sc), "-o", "json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert [s["status"] for s in report["steps"]] == ["pass", "pass", "pass"]
+    assert report["build"]["status"] == "pass"
+    assert front.known() == [] and front.kernel.ns == {}  # torn down, in the injected kernel
