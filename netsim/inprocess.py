@@ -23,7 +23,6 @@ from netsim.lifecycle import DownReport
 from netsim.model.cluster import ClusterSpec
 from netsim.store import Store
 
-
 GONE = "gone"  # the phase of a cluster in process once `teardown` removed it
 
 

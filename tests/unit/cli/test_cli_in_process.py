@@ -158,3 +158,30 @@ def test_run_builds_each_scenario_through_the_injected_front(front, tmp_path):
     assert [s["status"] for s in report["steps"]] == ["pass", "pass", "pass"]
     assert report["build"]["status"] == "pass"
     assert front.known() == [] and front.kernel.ns == {}  # torn down, in the injected kernel
+
+
+def test_more_verbs_in_process(up, tmp_path):
+    assert run(up, "apply", "-f", "-", input=WEB).exit_code == 0
+    r = run(up, "wait", "deployment/web", "--for=jsonpath={.status.replicas}=2", "--timeout", "5s")
+    assert r.exit_code == 0 and "deployment.apps/web condition met" in r.stdout, r.output
+    r = run(up, "rollout", "history", "deployment/web")
+    assert r.exit_code == 0 and r.stdout.splitlines()[-1].split() == ["1", "<none>"], r.output
+    r = run(up, "set", "image", "deployment/web", "web=web:2")
+    assert r.exit_code == 0 and "deployment.apps/web image updated" in r.stdout, r.output
+    r = run(up, "events", "-o", "json", "--for", "node/node-1")
+    assert r.exit_code == 0 and isinstance(json.loads(r.stdout), list), r.output
+    r = run(up, "logs", "nope")
+    assert r.exit_code == 2 and "no logs for pod default/nope" in r.stderr
+    r = run(up, "kubeconfig")
+    assert r.exit_code == 2 and "has no API endpoint" in r.stderr
+    r = run(up, "node", "fail", "node-1")
+    assert r.exit_code == 0 and "node/node-1 failed" in r.stdout, r.output
+    node = json.loads(run(up, "get", "node", "node-1", "-o", "json").stdout)
+    assert node["metadata"]["annotations"]  # the failure is asked for through the Node, as with a daemon
+    r = run(up, "delete", "pods", "-l", "app=web")
+    assert r.exit_code == 0 and r.stdout.count("deleted") == 2, r.output
+    dot = tmp_path / "t.dot"
+    r = run(up, "draw", "-o", str(dot))
+    assert r.exit_code == 0 and "3 node(s)" in r.stdout and dot.read_text().startswith(("digraph", "graph")), r.output
+    r = run(up, "explain", "node/node-1", "svc/default/web:80", "--no-probe")
+    assert r.exit_code == 0 and "svc/default/web:80 ->" in r.stdout, r.output
