@@ -61,14 +61,14 @@ from netsim.store import Conflict, Store, StoreError, copy_manifest, identity
 
 # Re-exported for the front door's users (the CLI imports nothing below netsim.api but pure modules).
 __all__ = ["CONVERGE_TIMEOUT", "Cluster", "Conflict", "DaemonDown", "DaemonError", "DaemonLink", "DownReport",
-           "Endpoint", "KernelError", "NoDaemon", "ProcessDaemon", "Target", "check_scale", "resolve_spec",
-           "results_json"]
+           "Endpoint", "KernelError", "NoDaemon", "ProbeEndpoint", "ProcessDaemon", "Target", "check_scale",
+           "resolve_spec", "results_json"]
 
 CONVERGE_TIMEOUT = 120.0  # seconds a command waits for the daemon to reflect its writes
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class ProbeEndpoint:
     """Something a probe goes from or to: its label (`ns/pod`, `node/n`, `host/h`, `svc/ns/name`), the
     namespace it lives in (sources) and its address."""
 
@@ -76,6 +76,11 @@ class Endpoint:
     netns: str | None
     ip: str | None
     pod: dict[str, Any] | None = None
+
+
+# The old name: an EndpointSlice's endpoint is netsim.model.endpointslice.Endpoint, the one class of that
+# concept; this is the end of a probe.
+Endpoint = ProbeEndpoint
 
 
 def resolve_spec(spec: ClusterSpec | str | Path | Mapping[str, Any] | None, name: str | None) -> ClusterSpec:
@@ -671,11 +676,11 @@ class Cluster:
         raise UsageError(f"node {name}: kept losing the update to concurrent writers; try again")
 
     # -- where things are ----------------------------------------------------------------------------
-    def sources(self, selector: str | Selector) -> list[Endpoint]:
+    def sources(self, selector: str | Selector) -> list[ProbeEndpoint]:
         sel = parse_source(selector) if isinstance(selector, str) else selector
         return self._resolve(sel)
 
-    def _resolve(self, sel: Selector) -> list[Endpoint]:
+    def _resolve(self, sel: Selector) -> list[ProbeEndpoint]:
         st = self.state
         if sel.kind in (POD, PODS):
             out = []
@@ -690,7 +695,7 @@ class Cluster:
                     continue
                 netns = naming.node_ns(self.name, o.node_name(p) or "") if (p.get("spec") or {}).get("hostNetwork") \
                     else naming.pod_ns(self.name, ns, name)
-                out.append(Endpoint(f"{ns}/{name}", netns, ip, p))
+                out.append(ProbeEndpoint(f"{ns}/{name}", netns, ip, p))
             if sel.kind == POD and not out:
                 raise UsageError(f"no running pod {sel.text} in cluster {self.name}")
             return out
@@ -698,12 +703,12 @@ class Cluster:
             rec = st.node(sel.name or "")
             if rec is None:
                 raise UsageError(f"cluster {self.name} has no node {sel.name!r}")
-            return [Endpoint(sel.text, rec["netns"], rec["ip"])]
+            return [ProbeEndpoint(sel.text, rec["netns"], rec["ip"])]
         if sel.kind == HOST:
             rec = st.host(sel.name or "")
             if rec is None:
                 raise UsageError(f"cluster {self.name} has no external host {sel.name!r}")
-            return [Endpoint(sel.text, rec["netns"], rec["ip"])]
+            return [ProbeEndpoint(sel.text, rec["netns"], rec["ip"])]
         raise UsageError(f"{sel.text} cannot be resolved here")
 
     def service(self, namespace: str, name: str) -> dict[str, Any]:
@@ -831,11 +836,11 @@ class Cluster:
         return self.spec.network.plugin in ("calico", "canal")
 
     def _policy_pairs(self, frm: str | None, to: str | None, *,
-                      outside: bool = False) -> tuple[list[Endpoint], list[Endpoint]]:
+                      outside: bool = False) -> tuple[list[ProbeEndpoint], list[ProbeEndpoint]]:
         """Sources and destinations of a verification: pods (by default every pod outside kube-system);
         with `outside`, `node/N` and `host/H` sources too. Destinations are pods. An empty side is bad
         input (UsageError): a verification of nothing must not pass."""
-        def pick(sel: str | None, side: str, others: bool) -> list[Endpoint]:
+        def pick(sel: str | None, side: str, others: bool) -> list[ProbeEndpoint]:
             try:
                 eps = self.sources(sel or "*/*")
             except SelectorError as exc:
@@ -930,7 +935,7 @@ class Cluster:
             out[n["name"]] = NodeAddresses.from_devices(n["name"], devices)
         return out
 
-    def _host_probes(self, model: Any, hosts: Sequence[Endpoint], dests: Sequence[Endpoint],
+    def _host_probes(self, model: Any, hosts: Sequence[ProbeEndpoint], dests: Sequence[ProbeEndpoint],
                      ports: Sequence[int] | None, protocols: Sequence[str] | None, timeout: float,
                      notes: list[str]) -> list[tuple]:
         """External hosts reach pods through NodePorts only (pod IPs are not routed outside the cluster):

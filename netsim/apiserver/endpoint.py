@@ -25,7 +25,9 @@ HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class ApiEndpoint:
+    """Where a cluster's API server listens: its port record and PKI (not an EndpointSlice's endpoint)."""
+
     cluster: str
     port: int
     pki: certs.Pki
@@ -63,12 +65,12 @@ def free_port() -> int:
 
 
 def prepare(cluster: str, service_cidr: str, dns_domain: str, *, merge_kubeconfig: bool = True,
-            advertise_ip: str | None = None) -> Endpoint:
+            advertise_ip: str | None = None) -> ApiEndpoint:
     """Make the cluster's PKI and endpoint record (the state directory exists); merge the kubeconfig.
     `advertise_ip` is the node IP in-cluster clients reach the API on (in the serving certificate)."""
     pki = certs.make_pki(pki_dir(cluster), service_ip=kubernetes_service_ip(service_cidr), dns_domain=dns_domain,
                          advertise_ip=advertise_ip)
-    ep = Endpoint(cluster, free_port(), pki)
+    ep = ApiEndpoint(cluster, free_port(), pki)
     kc_path = kubeconfig.path_for_merge() if merge_kubeconfig else None
     error = None
     if kc_path:
@@ -87,11 +89,11 @@ def prepare(cluster: str, service_cidr: str, dns_domain: str, *, merge_kubeconfi
     return ep
 
 
-def load(cluster: str) -> Endpoint | None:
+def load(cluster: str) -> ApiEndpoint | None:
     try:
         with open(record_path(cluster)) as f:
             rec = json.load(f)
-        return Endpoint(cluster, int(rec["port"]), certs.Pki(rec["pki"]))
+        return ApiEndpoint(cluster, int(rec["port"]), certs.Pki(rec["pki"]))
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
 
@@ -119,3 +121,6 @@ def forget(cluster: str) -> bool:
     except (FileNotFoundError, ValueError, AttributeError):
         path = kubeconfig.path_for_merge()
     return kubeconfig.remove(cluster, path) if path else False
+
+
+Endpoint = ApiEndpoint  # the old name

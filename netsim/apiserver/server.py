@@ -54,7 +54,7 @@ from netsim.apiserver import (
     tables,
     watch,
 )
-from netsim.apiserver.endpoint import HOST, Endpoint
+from netsim.apiserver.endpoint import HOST, ApiEndpoint
 from netsim.apiserver.handlers import Handlers, Target
 from netsim.controlplane.events import Event
 from netsim.model.cluster import ClusterSpec
@@ -98,7 +98,7 @@ class _Server(ThreadingHTTPServer):
 class ApiServer:
     """The API server of one cluster. `start()` binds and serves in a thread; `stop()` ends it."""
 
-    def __init__(self, endpoint: Endpoint, spec: ClusterSpec, store_path: str | Store, *,
+    def __init__(self, endpoint: ApiEndpoint, spec: ClusterSpec, store_path: str | Store, *,
                  clock: Callable[[], float] = time.time):
         self.endpoint = endpoint
         self.spec = spec

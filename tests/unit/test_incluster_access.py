@@ -13,7 +13,7 @@ import pytest
 
 from netsim import naming
 from netsim.apiserver import certs, satoken
-from netsim.apiserver.endpoint import Endpoint, free_port
+from netsim.apiserver.endpoint import ApiEndpoint, free_port
 from netsim.apiserver.server import ApiServer
 from netsim.controlplane.admission import admit
 from netsim.controlplane.endpointslice import reconcile_service_slices
@@ -96,7 +96,7 @@ def server(tmp_path):
         tx.apply(admit(normalise(bootstrap_objects(spec), "<bootstrap>"), spec, [], []))
     store.close()
     pki = certs.make_pki(str(tmp_path / "pki"), service_ip="10.96.0.1", dns_domain="cluster.local")
-    srv = ApiServer(Endpoint("u", free_port(), pki), spec, db)
+    srv = ApiServer(ApiEndpoint("u", free_port(), pki), spec, db)
     srv.start()
     yield srv
     srv.stop()

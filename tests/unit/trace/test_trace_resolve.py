@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.api import Endpoint
+from netsim.api import ProbeEndpoint
 from netsim.model import targets as sel
 from netsim.model.errors import UsageError
 from netsim.trace.resolve import resolve_destination, resolve_source
@@ -18,10 +18,10 @@ class FakeCluster:
         s = sel.parse_source(s) if isinstance(s, str) else s
         if s.kind == sel.POD:
             ip, node = self.pods[s.text]
-            return [Endpoint(s.text, f"netsim-t-pod-{s.name}", ip, {"spec": {"nodeName": node}})]
+            return [ProbeEndpoint(s.text, f"netsim-t-pod-{s.name}", ip, {"spec": {"nodeName": node}})]
         if s.kind == sel.NODE:
-            return [Endpoint(s.text, f"netsim-t-node-{s.name}", "172.18.0.2")]
-        return [Endpoint(s.text, f"netsim-t-host-{s.name}", "203.0.113.10")]
+            return [ProbeEndpoint(s.text, f"netsim-t-node-{s.name}", "172.18.0.2")]
+        return [ProbeEndpoint(s.text, f"netsim-t-host-{s.name}", "203.0.113.10")]
 
     def service(self, ns, name):
         ports = [{"port": 80}] if name == "web" else [{"port": 53}, {"port": 9153}]
