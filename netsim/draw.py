@@ -127,6 +127,8 @@ def topology_dot(g: nx.MultiDiGraph, *, title: str | None = None, highlight: Seq
         blocks = [r.dst for r in a.get("routes", []) if getattr(r, "kind", "") == "blackhole"]
         node_title = f"{node}  {a.get('ip', '')}  " + (f"blocks {' '.join(blocks)}" if blocks
                                                         else f"pods {a.get('pod_cidr', '')}")
+        if a.get("host"):  # spec.hosts: which machine the node runs on
+            node_title += f"  on host {a['host']}"
         out.append(f"    label={_q(node_title)}; "
                    "style=\"rounded,filled\"; fillcolor=\"#f7faf7\"; color=\"#2e7d32\"; fontsize=12;")
         for v in by_node[node]:

@@ -164,7 +164,7 @@ def build_graph(data: ClusterView) -> nx.MultiDiGraph:
                            mac=link.mac, master=link.master, pod=None)
         g.add_node(nid, kind="node", name=n.name, ip=n.ip, pod_cidr=n.pod_cidr, netns=n.netns,
                    addrs=list(n.addrs), routes=list(n.routes), neighs=list(n.neighs), fdbs=list(n.fdbs),
-                   ifaces=ifaces)
+                   ifaces=ifaces, **({"host": n.machine} if n.machine else {}))
         underlay_owners[n.ip] = nid
         link2(nid, FABRIC, "underlay", ifname="eth0", ip=n.ip)
         for ifname, vid in ifaces.items():
@@ -633,6 +633,7 @@ def collect(cluster: Any, *, pod_routes: bool = True) -> ClusterView:
         # the node reader trace's cluster view uses, without netfilter state and with every neighbour entry
         nv = read_node(k, rec["name"], rec["ip"], rec["netns"], filters=False, all_neighs=True)
         nv.pod_cidr = rec.get("podCIDR", "")
+        nv.machine = rec.get("host", "")
         nodes.append(nv)
     node_links = {nv.name: set(nv.links) for nv in nodes}
     host_ports = {link.peer_netns_id: link.name for link in fabric.links if link.name.startswith("h")}

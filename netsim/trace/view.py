@@ -39,6 +39,7 @@ class NodeView:
     ipsets: dict[str, list[str]] = field(default_factory=dict)  # ipset name -> members (`ipset save`)
     proxy_neighs: list[str] | None = None  # IPs answered on eth0 (LB / external IPs); read when needed
     pod_cidr: str = ""  # spec.podCIDR (the topology picture shows it; calico's blocks are its blackhole routes)
+    machine: str = ""  # the spec.hosts entry the node runs on ("" on one machine); the picture groups by it
 
     @property
     def local_ips(self) -> list[str]:

@@ -144,3 +144,13 @@ def test_cli_rejects_an_unknown_format_before_anything_else(tmp_path):
     assert [draw_command] == COMMANDS and draw_command.name == "draw"
     res = CliRunner().invoke(draw_command, ["-o", str(tmp_path / "x.gif"), "--cluster", "nope"])
     assert res.exit_code == 2 and "unknown picture format 'gif'" in res.output
+
+
+def test_nodes_on_hosts_say_which_host():
+    view = flannel()
+    view.nodes["node-2"].machine = "hb"
+    g = t.build_graph(view)
+    assert g.nodes["node/node-2"]["host"] == "hb" and "host" not in g.nodes["node/node-1"]
+    dot = draw.topology_dot(g)
+    assert 'label="node-2  172.18.0.3  pods 10.244.1.0/24  on host hb"' in dot
+    assert 'label="node-1  172.18.0.2  pods 10.244.0.0/24"' in dot
