@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,7 @@ from netsim.model.cluster import ClusterSpec
 from netsim.policy.felix import WorkloadEndpoint
 
 NETWORK_NAME = "k8s-pod-network"
+FINGERPRINT_RECHECK = 2.0  # seconds a routing fingerprint is trusted on the IPAM file's identity alone
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class PodNetwork:
             if self.plugin_name == "calico" else None
         self._calico_daemons: dict[str, calico.CalicoNodeDaemon] = {}
         self._endpoints: dict[str, dict[str, CniEndpoint]] = {}  # node -> endpoint file -> endpoint
+        self._fp_cache: tuple[Any, float, str] | None = None  # (IPAM file identity, when, routing fingerprint)
 
     @property
     def enforces_policy(self) -> bool:
@@ -86,10 +90,25 @@ class PodNetwork:
         if not self._calico_daemons:
             return ""
         ipam = next(iter(self._calico_daemons.values())).ipam
+        # The IPAM store is one file replaced whole at every change (write_atomic): while it is the same
+        # file (inode, size, mtime), the fingerprint is the last one, and the walk over every allocation
+        # is not made again each pass; at least every FINGERPRINT_RECHECK seconds it is, whatever the file
+        # says (an inode reused within one mtime tick would otherwise hide a change).
+        try:
+            st = os.stat(ipam.dir / "ipam.json")
+            key: tuple[int, ...] | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except FileNotFoundError:
+            key = None
+        now = time.monotonic()
+        if key is not None and self._fp_cache is not None and self._fp_cache[0] == key \
+                and now - self._fp_cache[1] < FINGERPRINT_RECHECK:
+            return self._fp_cache[2]
         blocks = ipam.blocks()
         borrowed = sorted((a.ip, a.attrs["node"]) for a in ipam.allocations()
                           if a.attrs.get("node") and blocks.get(a.block) != a.attrs["node"])
-        return hashlib.sha256(json.dumps([sorted(blocks.items()), borrowed], default=str).encode()).hexdigest()
+        fp = hashlib.sha256(json.dumps([sorted(blocks.items()), borrowed], default=str).encode()).hexdigest()
+        self._fp_cache = (key, now, fp) if key is not None else None
+        return fp
 
     def conf(self, node: str) -> dict[str, Any]:
         """The CNI network configuration a kubelet on `node` passes to the plugin."""

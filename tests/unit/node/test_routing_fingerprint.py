@@ -1,0 +1,31 @@
+"""The pod network's routing fingerprint (netsim/node/network.py), read every pass: while calico's IPAM file
+is the same file, the fingerprint is the last one and the walk over every allocation is not made again;
+a changed file (a block claimed) changes it at once."""
+
+from __future__ import annotations
+
+from cni_plugins import calico
+from netsim.kernel.fake import FakeKernel
+from netsim.model.cluster import parse_cluster
+from netsim.model.errors import Source
+from netsim.node.network import PodNetwork
+
+
+def test_the_fingerprint_is_walked_again_only_when_the_ipam_file_changed(tmp_path, monkeypatch):
+    spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": "rf"},
+                          "spec": {"nodes": 2, "network": {"plugin": "calico"}}}, Source("c.yaml"))
+    net = PodNetwork(FakeKernel(), spec)
+    net.state_dir = str(tmp_path)
+    d = calico.CalicoNodeDaemon(net.kernel, net.ctx("n1"), net._calico, "172.18.0.2")
+    d.start()
+    net._calico_daemons["n1"] = d
+    walks: list[int] = []
+    real = d.ipam.allocations
+    monkeypatch.setattr(d.ipam, "allocations", lambda: walks.append(1) or real())
+    first = net.routing_fingerprint()
+    assert walks == [1]
+    for _ in range(20):
+        assert net.routing_fingerprint() == first
+    assert walks == [1]  # the same file: no walk
+    d.ipam.claim_block("n2")
+    assert net.routing_fingerprint() != first and walks == [1, 1]
