@@ -10,6 +10,7 @@ program them and as the kernel's vxlan driver looks them up (`vxlan_xmit`: neigh
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,24 +18,35 @@ from dataclasses import dataclass
 from netsim.kernel.api import Fdb, Neigh, Route
 
 
+@functools.lru_cache(maxsize=65536)
+def _network(dst: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """A route destination parsed once (a trace looks up the same tables hop after hop)."""
+    try:
+        return ipaddress.ip_network(dst, strict=False)
+    except ValueError:
+        return None
+
+
 def prefix_len(dst: str) -> int | None:
     """The prefix length of a route destination (`default` is /0); None when it is not a network."""
     if dst == "default":
         return 0
-    try:
-        return ipaddress.ip_network(dst, strict=False).prefixlen
-    except ValueError:
-        return None
+    net = _network(dst)
+    return net.prefixlen if net is not None else None
 
 
 def covers(dst: str, ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Does the route destination `dst` (a CIDR or `default`) contain `ip`?"""
     if dst == "default":
         return True
+    net = _network(dst)
+    if net is None:
+        return False
     try:
-        return ipaddress.ip_address(ip) in ipaddress.ip_network(dst, strict=False)
+        addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
     except ValueError:
         return False
+    return addr.version == net.version and addr in net
 
 
 def lookup_route(routes: Iterable[Route], ip: str) -> Route | None:
