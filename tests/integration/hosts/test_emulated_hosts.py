@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hostcluster import APP, HOSTS, check_traffic, spec
+from hostcluster import APP, HOSTS, check_traffic, spec, web_pods
 
 from netsim import fabric, hostnet, naming
 from tests.conftest import live_cluster
@@ -40,6 +40,15 @@ def test_three_hosts_flannel_vxlan_underlay_failure_and_down(kernel):
         assert k.link_get(naming.node_ns(name, "node-1"), "flannel.1").mtu == 1400
         c.wait_converged(timeout=120)
         check_traffic(c, policy=False)
+        # trace across hosts: simulated and observed agree (the walker sees one underlay)
+        web = web_pods(c)
+        for src, dst, port in ((f"default/{web['node-1']}", f"default/{web['node-3']}", 80),
+                               ("host/client", f"{c.spec.node_ip(2)}:30080", None)):
+            s = c.trace_summary(src, dst, port)
+            assert s["verdict"] == "delivered" and s["agree"], (src, dst, s)
+        status = c.status()
+        assert [m["name"] for m in status["machines"]] == ["ha", "hb", "hc"]
+        assert [n["host"] for n in status["nodes"]] == ["ha", "hb", "hc"]
 
         # a failed node is cut off at its own host's switch port
         c.node_fail("node-3")
