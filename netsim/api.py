@@ -149,8 +149,8 @@ class Cluster:
         """Build a cluster from a ClusterSpec, a spec file, a Cluster document as a dict (apiVersion and kind
         may be left out, as in the pytest marker) or the default; start its agents, wait until ready.
 
-        `kernel`: build in this kernel (the caller's: not closed); default a LinuxKernel of its own, after
-        the root, tool and kernel-feature checks. `store`: the cluster lives in this process only, on this
+        `kernel`: build in this kernel (the caller's: not closed); default a LinuxKernel of its own. Without
+        `store` the cluster is built on this machine, after the root, tool and kernel-feature checks. `store`: the cluster lives in this process only, on this
         store and `kernel` (netsim.inprocess: the node network built in the kernel, the store bootstrapped
         as the daemon does, no state directory, no daemon process; `daemon` then says whether the
         controllers run in process on each wait). `progress` is told each step of the build."""
@@ -161,10 +161,11 @@ class Cluster:
             st = build(k, spec, store, progress)
             return cls(spec.name, kernel=k, store=store, cluster_state=st,
                        daemon=NoDaemon(store, controllers=daemon))
-        if kernel is None:
-            preflight.require_root("up")
-            preflight.require_tools()
-            preflight.require_kernel_features()
+        # Built on this machine (a state directory, namespaces under /run/netns, a daemon process), whichever
+        # Kernel object drives it: the same checks for an injected one.
+        preflight.require_root("up")
+        preflight.require_tools()
+        preflight.require_kernel_features()
         k = kernel if kernel is not None else _linux_kernel()
         try:
             lifecycle.up(k, spec, progress or (lambda _: None), daemon=daemon)
