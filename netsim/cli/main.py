@@ -205,7 +205,8 @@ def status(cluster: str | None, output: str) -> None:
         else:
             console.print(f"[bold red]DOWN[/bold red]: {down_message}", soft_wrap=True)
     else:
-        console.print("no daemon (built with --no-daemon)")
+        console.print("no daemon (in process)" if info.get("stateDir") is None else
+                      "no daemon (built with --no-daemon)")
     if down:
         sys.exit(DaemonDown.exit_code)
     if dead or missing:

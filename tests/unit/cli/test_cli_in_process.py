@@ -64,6 +64,8 @@ def test_up_builds_in_the_injected_kernel_and_down_removes_it(front):
     r = run(front, "status", "-o", "json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["daemon"]["expected"] is False
+    r = run(front, "status")
+    assert r.exit_code == 0 and "no daemon (in process)" in r.stdout, r.output
     r = run(front, "down", "--name", "inproc")
     assert r.exit_code == 0 and "removed inproc: 5 namespace(s)" in r.output, r.output
     assert front.kernel.ns == {}
