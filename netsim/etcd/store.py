@@ -395,7 +395,7 @@ class EtcdStore(Store):
             self._in_tx = True
             try:
                 lock_rev = self._acquire()
-                done = False
+                done = ok = False
                 try:
                     tx = _Tx(self, locked=True, lock_rev=lock_rev)
                     yield tx
@@ -405,6 +405,8 @@ class EtcdStore(Store):
                         raise StoreError(f"etcd store {self.prefix}: the store lock was lost during a "
                                          "transaction (its lease expired); nothing was written")
                 finally:
+                    if not ok:  # its provisional resourceVersion will be handed out again
+                        self.object_cache().forget_from(lock_rev + 1)
                     if not done:
                         self._release(lock_rev)
             finally:
@@ -523,6 +525,7 @@ class _Tx(WriteSemantics, Store):
         self.writes: dict[str, tuple[str, str | None, dict[str, Any]]] = {}  # key -> (type, body, object)
         self.events: list[str] = []
         self.seq: tuple[int, int] | None = None  # (counter value, its mod_revision) when first read
+        self._object_cache = store.object_cache()  # the store's parse cache (cleaned if a transaction fails)
 
     # -- reads ---------------------------------------------------------------------------------------
     def _provisional_rv(self) -> str:

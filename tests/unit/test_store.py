@@ -510,3 +510,28 @@ def test_etcd_wait_for_change_never_raises_when_a_watch_cannot_be_set_up(etcd_se
     threading.Timer(0.05, lambda: s.create(pod("x"))).start()
     assert s.wait_for_change(rv, 5) is True
     s.close()
+
+
+def test_typed_reads_decode_once_per_resource_version(store):
+    store.create(pod("a"))
+    store.create(pod("b", labels={"app": "db"}))
+    first = store.typed_list("Pod")
+    assert [p.meta.name for p in first] == ["a", "b"] and store.object_cache().decodes == 2
+    assert store.typed("Pod", "default", "a") is first[0] and store.typed_list("Pod", selector={"app": "db"}) == [first[1]]
+    assert store.object_cache().decodes == 2
+    store.update(pod("a", image="nginx:2"))
+    assert store.typed("Pod", "default", "a").spec.containers[0].image == "nginx:2"
+    assert store.object_cache().decodes == 3
+    with store.transaction() as tx:
+        assert tx.typed_list("Pod")[1] is first[1]
+
+
+def test_a_failed_transaction_leaves_no_typed_object_behind(store):
+    store.create(pod("a"))
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        written = tx.update(pod("a", image="nginx:2"))
+        assert tx.decode(written).spec.containers[0].image == "nginx:2"
+        raise RuntimeError("roll back")
+    store.update(pod("a", image="nginx:3"))
+    assert store.typed("Pod", "default", "a").spec.containers[0].image == "nginx:3"
+    assert [p.spec.containers[0].image for p in store.typed_list("Pod")] == ["nginx:3"]
