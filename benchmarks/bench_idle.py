@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--profile", default=None, help="directory for a py-spy profile of the idle daemon")
     args = ap.parse_args(argv)
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     row = measure(args.nodes, args.replicas, args.idle, args.profile, args.timeout)
     print(json.dumps(row), flush=True)
     return row
