@@ -1,7 +1,7 @@
 """Building a DNS Snapshot from the objects the store holds (pure: lists of manifest dicts in, Snapshot out).
 
-The store keeps manifest dicts with `status`; the typed model has no status, so pod addresses come from
-`status.podIPs`/`status.podIP` here. Pods owned by a StatefulSet get the identity the StatefulSet
+Pods are read as the one pod view straight from the dicts (`PodView.from_dict`: addresses from
+`status.podIPs`/`status.podIP`), without a full parse of each pod. Pods owned by a StatefulSet get the identity the StatefulSet
 controller gives them when the dict does not carry it yet: hostname = pod name, subdomain = the set's
 spec.serviceName (kubernetes pkg/controller/statefulset stateful_set_utils.go updateIdentity), which is
 what makes `web-0.web.<ns>.svc.<zone>` resolve.
