@@ -7,8 +7,11 @@
         assert all(r.connected for r in results)
     # leaving the block runs c.down()
 
-`Cluster(name)` attaches to a cluster that is already running (built by `netsim up`). Everything the CLI
-does goes through these methods; they need root.
+`Cluster(name)` attaches to a cluster that is already running (built by `netsim up`). Everything the CLI,
+the scenario runner and the pytest plugin do to a cluster goes through these methods (the CLI gets its
+Cluster from netsim.cli.front). On this machine they need root; with the kernel and store injected
+(`Cluster.up(spec, kernel=FakeKernel(), store=MemoryStore())`, netsim.inprocess) the cluster lives in the
+process and nothing outside it is touched.
 """
 
 from __future__ import annotations
