@@ -3,9 +3,9 @@
 Two halves, so the graph logic is testable without root:
 
 * `collect(cluster) -> ClusterView` reads a live cluster into the one cluster view (`netsim.trace.view`)
-  at once: the state file (nodes, hosts, fabric), the kernel (links, addresses, routes, neighbours and VXLAN
-  FDB entries of every node through `view.read_node`; the fabric, hosts and pods) and the store (pods,
-  Services, EndpointSlices).
+  at once (`netsim.trace.observe.facts.read_cluster`): the state file (nodes, hosts, fabric), the kernel
+  (links, addresses, routes, neighbours and VXLAN FDB entries of every node through the one node reader,
+  `facts.read_node`; the fabric, hosts and pods) and the store (pods, Services, EndpointSlices).
 * `build_graph(view) -> nx.MultiDiGraph` is pure: the view in, the graph out (an output contract, kept byte
   for byte by `tests/unit/topology/golden/`). The graph keeps the view it was built from, and its paths are
   walked over that view by the one packet walker (`netsim.trace.simulate.walker`), the walker trace uses.
@@ -41,10 +41,8 @@ device and next hop, the DNAT choice, the VXLAN outer header), `describe_path`, 
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -587,105 +585,11 @@ def describe_path(g: nx.MultiDiGraph, path: Sequence[str]) -> list[str]:
 
 # --- the collector -------------------------------------------------------------------------------
 
-def _host_veth_candidates(namespace: str, name: str, container_id: str) -> list[str]:
-    """Host-side veth names the in-tree plugins derive from a pod (flannel/bridge: `veth`+hash of the
-    attachment; calico/canal: `cali`+hash of ns.pod)."""
-    out = []
-    try:
-        from cni_plugins.flannel import host_veth_name
-        out.append(host_veth_name(container_id, "eth0"))
-    except Exception:  # noqa: BLE001 - a plugin that cannot be imported simply offers no candidate
-        pass
-    try:
-        from cni_plugins.routed_veth import calico_veth_name
-        out.append(calico_veth_name(namespace, name, container_id))
-    except Exception:  # noqa: BLE001
-        pass
-    return out
-
-
-def _sandboxes(cluster: str, node: str) -> dict[str, dict[str, Any]]:
-    from netsim import naming
-    out = {}
-    for f in (Path(naming.node_state_dir(cluster, node)) / "sandboxes").glob("*.json"):
-        try:
-            sb = json.loads(f.read_text())
-            out[f"{sb['namespace']}/{sb['name']}"] = sb
-        except (OSError, ValueError, KeyError):
-            continue
-    return out
-
-
 def collect(cluster: Any, *, pod_routes: bool = True) -> ClusterView:
-    """Read a live cluster (a netsim.api.Cluster) into the cluster view, every node at once: state file,
-    kernel (through the one node reader, `view.read_node`) and store."""
-    from netsim import naming
-    from netsim.controlplane import objects as o
-    from netsim.trace.view import read_node
-    k = cluster.kernel
-    st = cluster.state
-    spec = cluster.spec
-    fabric_ns = st.fabric or naming.fabric_ns(st.name)
-    fabric = FabricView(netns=fabric_ns, bridge=naming.UNDERLAY_BRIDGE, links=k.links(fabric_ns),
-                        addrs=k.addrs(fabric_ns), routes=k.routes(fabric_ns))
-    nodes = []
-    for rec in st.nodes:
-        # the node reader trace's cluster view uses, without netfilter state and with every neighbour entry
-        nv = read_node(k, rec["name"], rec["ip"], rec["netns"], filters=False, all_neighs=True)
-        nv.pod_cidr = rec.get("podCIDR", "")
-        nv.machine = rec.get("host", "")
-        nodes.append(nv)
-    node_links = {nv.name: set(nv.links) for nv in nodes}
-    host_ports = {link.peer_netns_id: link.name for link in fabric.links if link.name.startswith("h")}
-    hosts = []
-    for i, rec in enumerate(st.hosts):
-        ns = rec["netns"]
-        routes = k.routes(ns) if k.netns_exists(ns) else []
-        port = naming.fabric_port_for_host(i)
-        hosts.append(HostView(rec["name"], rec["ip"], ns, rec.get("gateway", ""), routes,
-                              port if port in host_ports.values() else None))
-    sandboxes = {key: sb for rec in st.nodes for key, sb in _sandboxes(st.name, rec["name"]).items()}
-    pods = []
-    for p in cluster.store.list("Pod", None):
-        ip = (p.get("status") or {}).get("podIP")
-        node = o.node_name(p)
-        if not ip or not node or o.is_terminal(p):
-            continue
-        ns_name, name = o.namespace(p) or "default", o.name(p)
-        netns = naming.pod_ns(st.name, ns_name, name)
-        sb = sandboxes.get(f"{ns_name}/{name}", {})
-        host_if = next((c for c in _host_veth_candidates(ns_name, name, sb.get("container_id", ""))
-                        if c in node_links.get(node, set())), None) if sb else None
-        routes = []
-        if pod_routes and k.netns_exists(netns):
-            routes = k.routes(netns)
-        pods.append(PodView(f"{ns_name}/{name}", ip, node, netns, dict(o.labels(p)),
-                            bool((p.get("spec") or {}).get("hostNetwork")), host_veth=host_if, routes=tuple(routes),
-                            phase=(p.get("status") or {}).get("phase", "")))
-    slices: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for es in cluster.store.list("EndpointSlice", None):
-        svc = ((es.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name")
-        if svc:
-            slices.setdefault((o.namespace(es) or "default", svc), []).append(es)
-    services = []
-    for s in cluster.store.list("Service", None):
-        spec_ = s.get("spec") or {}
-        ns_name, name = o.namespace(s) or "default", o.name(s)
-        eps = []
-        for es in slices.get((ns_name, name), []):
-            for e in es.get("endpoints") or []:
-                ref = e.get("targetRef") or {}
-                pod = f"{ref.get('namespace', ns_name)}/{ref['name']}" if ref.get("kind") == "Pod" else None
-                ready = (e.get("conditions") or {}).get("ready", True) is not False
-                for addr in e.get("addresses") or []:
-                    eps.append(EndpointData(addr, pod, e.get("nodeName"), ready))
-        ingress = ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        services.append(ServiceData(
-            ns_name, name, spec_.get("type", "ClusterIP"), spec_.get("clusterIP"),
-            [ServicePortData(int(p["port"]), p.get("protocol", "TCP"), p.get("name", ""), p.get("targetPort"),
-                             p.get("nodePort")) for p in spec_.get("ports") or []],
-            list(spec_.get("externalIPs") or []), [i["ip"] for i in ingress if i.get("ip")], eps))
-    return make_view(st.name, spec.network.plugin, spec.network.backend, fabric, nodes, hosts, pods, services)
+    """Read a live cluster (a netsim.api.Cluster) into the cluster view, every node at once
+    (`netsim.trace.observe.facts.read_cluster`)."""
+    from netsim.trace.observe.facts import read_cluster
+    return read_cluster(cluster, pod_routes=pod_routes)
 
 
 def topology_of(cluster: Any) -> nx.MultiDiGraph:

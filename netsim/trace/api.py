@@ -18,12 +18,13 @@ from typing import Any
 
 from netsim.trace import hops as H
 from netsim.trace.observe.cluster import observe_path
+from netsim.trace.observe.facts import from_cluster
 from netsim.trace.observe.tag import TraceTag
 from netsim.trace.report.compare import disagreements, pick_branch
 from netsim.trace.report.observed import LooseTag, build_observed
 from netsim.trace.resolve import TraceDestination, TraceSource, resolve_destination, resolve_source
 from netsim.trace.simulate.walk import simulate
-from netsim.trace.view import ClusterView, from_cluster
+from netsim.trace.view import ClusterView
 
 
 @dataclass

@@ -3,13 +3,14 @@
 topology graph and its paths (`netsim.topology`), `netsim draw` - read about nodes, pods, hosts, the fabric,
 their links and routes.
 
-Two ways to fill it, one class: `from_cluster` for a trace reads each node lazily the first time the
-simulation reaches it (a trace usually touches one or two nodes): IPv4 addresses, routes, links (VXLAN
-parameters), neighbours and FDB entries of tunnel devices, the `iptables-save` text of nat + filter and the
-ipsets' members; pods, hosts and the NetworkPolicy model come from the store. `netsim.topology.collect` reads
-every node eagerly (without netfilter state, with every neighbour entry) and adds what a picture needs: the
-fabric's links, addresses and routes, the hosts' routes and fabric ports, the pods' host veths and routes,
-Services with their endpoints (`make_view`). Unit tests build `NodeView`s by hand and pass them in
+Pure data; the kernel and the store are read into it by `netsim.trace.observe.facts`, two ways for one
+class: `from_cluster` for a trace reads each node lazily the first time the simulation reaches it (a trace
+usually touches one or two nodes): IPv4 addresses, routes, links (VXLAN parameters), neighbours and FDB
+entries of tunnel devices, the `iptables-save` text of nat + filter and the ipsets' members; pods, hosts and
+the NetworkPolicy model come from the store. `read_cluster` (`netsim.topology.collect`) reads every node
+eagerly (without netfilter state, with every neighbour entry) and adds what a picture needs: the fabric's
+links, addresses and routes, the hosts' routes and fabric ports, the pods' host veths and routes, Services
+with their endpoints (`make_view`). Unit tests build `NodeView`s by hand and pass them in
 `ClusterView(nodes=...)`.
 """
 
@@ -20,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from netsim import naming
 from netsim.kernel.api import Fdb, Link, Neigh, Route
 from netsim.kernel.routes import covers, lookup_route
 
@@ -307,41 +307,6 @@ class ClusterView:
         return None if fab.known else ("fabric", "")
 
 
-def parse_ipset_save(text: str) -> dict[str, list[str]]:
-    """`ipset save` output -> set name -> members (every set, also the empty ones)."""
-    sets: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "create":
-            sets.setdefault(words[1], [])
-        elif len(words) >= 3 and words[0] == "add":
-            sets.setdefault(words[1], []).append(words[2])
-    return sets
-
-
-def read_node(kernel: Any, name: str, ip: str, netns: str, *, filters: bool = True,
-              all_neighs: bool = False) -> NodeView:
-    """One node's kernel facts, the one reader both cluster pictures use (trace's lazily loaded view, the
-    topology graph's `collect`): addresses, routes, links, the neighbours and FDB entries of its VXLAN devices
-    (`all_neighs`: every neighbour entry), and with `filters` the `iptables-save` text and ipset members. A
-    namespace with no links (gone, or never made) has no facts."""
-    links = {link.name: link for link in kernel.links(netns)} if kernel.netns_exists(netns) else {}
-    if not links:
-        return NodeView(name, ip, netns)
-    vxlans = [link.name for link in links.values() if link.kind == "vxlan"]
-    neighs: list[Neigh] = list(kernel.neighs(netns)) if all_neighs else []
-    fdbs: list[Fdb] = []
-    for ifname in vxlans:
-        if not all_neighs:
-            neighs += kernel.neighs(netns, ifname)
-        fdbs += kernel.fdbs(netns, ifname)
-    save, sets = "", {}
-    if filters:
-        save = kernel.run(netns, ["iptables-save"], check=False).stdout or ""
-        sets = parse_ipset_save(kernel.run(netns, ["ipset", "save"], check=False).stdout or "")
-    return NodeView(name, ip, netns, kernel.addrs(netns), kernel.routes(netns), links, neighs, fdbs, save, sets)
-
-
 def make_view(name: str, plugin: str, backend: str, fabric: FabricView, nodes: list[NodeView],
               hosts: list[HostView], pods: list[PodView], services: list[ServiceData] = (),  # type: ignore[assignment]
               model: Any = None) -> ClusterView:
@@ -351,70 +316,3 @@ def make_view(name: str, plugin: str, backend: str, fabric: FabricView, nodes: l
                        {h.name: h.ip for h in hosts}, fabric.netns, model, nodes={n.name: n for n in nodes},
                        node_netns={n.name: n.netns for n in nodes}, host_netns={h.name: h.netns for h in hosts},
                        fabric_facts=fabric, host_views={h.name: h for h in hosts}, services=list(services))
-
-
-def from_cluster(cluster: Any) -> ClusterView:
-    """The view of a live `netsim.api.Cluster`; node details load on first use."""
-    from netsim.controlplane import objects as o
-    from netsim.policy.verify import model_from_store
-
-    st = cluster.state
-    kernel = cluster.kernel
-    pods = []
-    for p in cluster.pods():
-        ip = (p.get("status") or {}).get("podIP")
-        node = (p.get("spec") or {}).get("nodeName")
-        if not ip or not node or o.is_terminal(p) or o.is_terminating(p):
-            continue
-        ns, name = o.namespace(p) or "default", o.name(p)
-        pods.append(
-            PodView(
-                f"{ns}/{name}",
-                ip,
-                node,
-                naming.pod_ns(cluster.name, ns, name),
-                dict(o.labels(p)),
-                bool((p.get("spec") or {}).get("hostNetwork")),
-                tuple(
-                    (int(cp["containerPort"]), cp.get("protocol", "TCP"))
-                    for c in (p.get("spec") or {}).get("containers") or []
-                    for cp in c.get("ports") or []
-                ),
-            )
-        )
-    nodes_by_name = {n["name"]: n for n in st.nodes}
-
-    def load(name: str) -> NodeView:
-        rec = nodes_by_name[name]
-        return read_node(kernel, name, rec["ip"], rec["netns"])
-
-    def proxies(name: str) -> list[str]:
-        out = kernel.run(
-            nodes_by_name[name]["netns"], ["ip", "-4", "neigh", "show", "proxy"], check=False
-        ).stdout
-        return [line.split()[0] for line in (out or "").splitlines() if line.split()]
-
-    plugin = cluster.spec.network.plugin
-    backend = cluster.spec.network.backend
-    # the fabric's addresses are the spec's (the node network's gateway, each routed host's gateway: what
-    # netsim/fabric.py gives it); its routes are not read - the walker then knows it as the underlay's router
-    spec = cluster.spec
-    gateways = [gw for gw in dict.fromkeys(h.get("gateway") for h in st.hosts) if gw and gw != spec.gateway_ip]
-    fabric = FabricView(st.fabric, naming.UNDERLAY_BRIDGE,
-                        addrs=[(naming.UNDERLAY_BRIDGE, f"{spec.gateway_ip}/{spec.node_net.prefixlen}"),
-                               *(("", f"{gw}/32") for gw in gateways)])
-    return ClusterView(
-        cluster.name,
-        plugin,
-        backend,
-        {n["name"]: n["ip"] for n in st.nodes},
-        pods,
-        {h["name"]: h["ip"] for h in st.hosts},
-        st.fabric,
-        model_from_store(cluster.store),
-        node_netns={n["name"]: n["netns"] for n in st.nodes},
-        host_netns={h["name"]: h["netns"] for h in st.hosts},
-        loader=load,
-        proxy_loader=proxies,
-        fabric_facts=fabric,
-    )

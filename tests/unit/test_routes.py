@@ -117,7 +117,7 @@ def test_one_node_reader_for_both_cluster_pictures():
     import inspect
 
     from netsim.kernel.fake import FakeKernel
-    from netsim.trace import view as V
+    from netsim.trace.observe import facts as V
 
     k = FakeKernel()
     k.netns_create("n1")
@@ -138,4 +138,5 @@ def test_one_node_reader_for_both_cluster_pictures():
     assert next_hop(traced.routes, "10.244.1.9").dev == "flannel.1"
     gone = V.read_node(k, "node-9", "172.18.0.9", "n9")
     assert (gone.links, gone.routes, gone.addrs) == ({}, [], [])
-    assert "read_node(" in inspect.getsource(topology.collect)
+    assert "read_node(" in inspect.getsource(V.read_cluster) and "read_node(" in inspect.getsource(V.from_cluster)
+    assert "read_cluster(" in inspect.getsource(topology.collect)

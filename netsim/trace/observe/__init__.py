@@ -7,5 +7,7 @@ rendering, packet decoding, pcap writing) separate and unit-tested:
 events), `conntrack` (ctnetlink events and `conntrack -L`), `capture`/`pcap` (AF_PACKET copies),
 `netlink` (the NETLINK_NETFILTER listener), `poll` (waiting on many sockets), `rules` (trace event ->
 the rule a person wrote), `packet` (header decoding). `roundtrip.observe` wires them for one namespace
-round trip, `cluster.observe_path` over a whole cluster.
+round trip, `cluster.observe_path` over a whole cluster. `facts` reads the cluster view (`netsim.trace.view`)
+from the kernel and the store: `read_node` (the one node reader), `from_cluster` (lazily, for a trace),
+`read_cluster` (at once, for the topology picture).
 """

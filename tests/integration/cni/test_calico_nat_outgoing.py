@@ -20,7 +20,7 @@ from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source
 from netsim.trace import hops as H
 from netsim.trace.api import trace
-from netsim.trace.view import from_cluster
+from netsim.trace.observe.facts import from_cluster
 
 pytestmark = pytest.mark.root
 
