@@ -60,7 +60,7 @@ from netsim.model.targets import (
     parse_target,
 )
 from netsim.probe.engine import Probe, ProbeResult, run_probes
-from netsim.store import Conflict, Store, StoreError, copy_manifest, identity
+from netsim.store import Compacted, Conflict, SQLiteStore, Store, StoreError, copy_manifest, identity
 
 # Re-exported for the front door's users (the CLI imports nothing below netsim.api but pure modules).
 __all__ = ["CONVERGE_TIMEOUT", "Cluster", "Conflict", "DaemonDown", "DaemonError", "DaemonLink", "DownReport",
@@ -390,24 +390,23 @@ class Cluster:
         where: dict[str, Source] = {}
         docs = self._documents(manifests, self.custom_kinds(), where, namespace)
         lines = []
+        # SQLite has one writer at a time: while this transaction is open the daemon's passes and the node
+        # leases wait for it (and give up after the busy timeout). So admission (allocations over every
+        # stored Service) and the copies the store keeps run before it, on a consistent read view; inside,
+        # a Service or Namespace written since that view means admission is done again there.
+        with self.store.snapshot() as view:
+            seen = view.current_rv()
+            admitted = self._admit(view, docs, where)
+        prepared = _handed_over(admitted) if isinstance(self.store, SQLiteStore) else admitted
         with self.store.transaction() as tx:
-            namespaces = [n["metadata"]["name"] for n in tx.list("Namespace")]
-            try:
-                # Only a Service needs the stored ones (its allocations); a slice or a pod alone does not
-                # decode every Service of the cluster inside the write transaction.
-                stored = tx.list("Service") if any(d.get("kind") == "Service" for d in docs) else []
-                admitted = admit(docs, self.spec, stored, namespaces)
-            except SpecError as e:  # admission (allocations, external IPs): name the file the object came from
-                src = where.get(e.obj or "")
-                if src is None:
-                    raise
-                raise SpecError(e.message, source=src, obj=e.obj, field=e.field) from None
+            if _admission_stale(tx, seen):
+                admitted = prepared = self._admit(tx, docs, where)
             before = {}
             for d in admitted:
                 ident = _ident(d)
                 cur = tx.get(*ident)
                 before[ident] = cur["metadata"]["resourceVersion"] if cur else None
-            for d in tx.apply(admitted):
+            for d in tx.apply(prepared):
                 old = before.get(_ident(d))
                 verb = "created" if old is None else "unchanged" if old == d["metadata"]["resourceVersion"] \
                     else "configured"
@@ -422,6 +421,20 @@ class Cluster:
         if wait:
             self.wait_converged(timeout, docs)
         return lines
+
+    def _admit(self, reader: Store, docs: list[dict[str, Any]], where: Mapping[str, Source]) -> list[dict[str, Any]]:
+        """Admission of `docs` against what `reader` holds: allocations filled in, missing namespaces added."""
+        namespaces = [n["metadata"]["name"] for n in reader.list("Namespace")]
+        try:
+            # Only a Service needs the stored ones (its allocations); a slice or a pod alone does not
+            # decode every Service of the cluster.
+            stored = reader.list("Service") if any(d.get("kind") == "Service" for d in docs) else []
+            return admit(docs, self.spec, stored, namespaces)
+        except SpecError as e:  # admission (allocations, external IPs): name the file the object came from
+            src = where.get(e.obj or "")
+            if src is None:
+                raise
+            raise SpecError(e.message, source=src, obj=e.obj, field=e.field) from None
 
     def update(self, obj: Mapping[str, Any], *, source: str = "<update>") -> dict[str, Any]:
         """Write back a changed object (kubectl edit, label, annotate, set image): validated and admitted as
@@ -1351,6 +1364,31 @@ def _linux_kernel() -> Kernel:
     """The real kernel, imported when first needed (commands that never touch it do not start pyroute2)."""
     from netsim.kernel.linux import LinuxKernel
     return LinuxKernel()
+
+
+class _HandedOver:
+    """A manifest copy the store may keep as it is (`netsim.store.as_dict` takes an object's `to_dict()` as
+    fresh): the copy is made before the write transaction instead of inside it."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: dict[str, Any]):
+        self.obj = obj
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.obj
+
+
+def _handed_over(docs: list[dict[str, Any]]) -> list[Any]:
+    return [_HandedOver(copy_manifest(d)) for d in docs]
+
+
+def _admission_stale(tx: Store, rv: int) -> bool:
+    """Were Services or Namespaces (what admission reads) written after `rv`?"""
+    try:
+        return bool(tx.changes_of(("Service", "Namespace"), rv))
+    except Compacted:
+        return True
 
 
 def _ident(d: dict[str, Any]) -> tuple[str, str | None, str]:
