@@ -36,7 +36,7 @@ from netsim.controlplane.replicaset import reconcile_replicasets
 from netsim.controlplane.scheduler import reconcile_scheduler
 from netsim.controlplane.state import Action, Config, Context, Snapshot, SnapshotCache, apply_actions
 from netsim.fanout import fan_out
-from netsim.store import Store, rfc3339
+from netsim.store import Store, parse_time, rfc3339
 
 log = logging.getLogger("netsim.controlplane")
 Controller = Callable[[Snapshot, Context], list[Action]]
@@ -197,15 +197,21 @@ def kubelet_step(store: Store, kubelet: Kubelet, clock: Clock, *, drain_pass: bo
     nodes = {o.name(n): n for n in store.list("Node")}
     alive = {name for name in nodes if kubelet.node_alive(name)}
 
-    def heartbeat(at: float) -> None:
+    def heartbeat(at: float, period: float = 0.0) -> None:
         for name in sorted(alive):
             node = nodes[name]
             c = o.condition(node, "Ready")
-            if c is None or c.get("status") != "True" or c.get("lastHeartbeatTime") != rfc3339(at):
+            last = parse_time(c.get("lastHeartbeatTime")) if c is not None else None
+            if (c is None or c.get("status") != "True" or last is None
+                    or (c.get("lastHeartbeatTime") != rfc3339(at) and at - last >= period)):
                 # not counted as a write: heartbeats alone do not mean the cluster is still changing
                 nodes[name] = store.update_status("Node", None, name, heartbeat_status(node, at))
 
-    heartbeat(now)
+    # A Ready node's unchanged status is posted every `heartbeat_seconds`, not on every step: the kubelet
+    # posts it every nodeStatusUpdateFrequency (pkg/kubelet/kubelet_node_status.go syncNodeStatus; with
+    # leases, an unchanged status only every nodeStatusReportFrequency, tryUpdateNodeStatus), and its Lease
+    # says it is alive meanwhile. A write each second per node woke every agent of the daemon each second.
+    heartbeat(now, heartbeat_seconds)
     last_beat = now
     events: list[Event] = []
     teardown: list[dict[str, Any]] = []

@@ -99,3 +99,19 @@ def test_a_long_step_posts_node_status_at_the_period_it_is_given(h):
     assert 2 * 2 <= len(node_writes) <= 2 * 5  # a round per 5 s (at 1 s: 20 rounds)
     for node in h.store.list("Node"):
         assert h.clock.now() - parse_time(o.condition(node, "Ready")["lastHeartbeatTime"]) <= 5.5
+
+
+def test_an_idle_ready_node_posts_its_status_every_heartbeat_period_not_every_step(h):
+    """Steps a second apart with nothing to do write a Ready node's status once per `heartbeat_seconds`
+    (its lease says it is alive meanwhile): each such write woke every agent of the daemon."""
+    h.add_nodes(2)
+    h.once()
+    kubelet_step(h.store, h.kubelet, h.clock, heartbeat_seconds=5.0)
+    rv = h.store.current_rv()
+    for _ in range(4):
+        h.clock.advance(1.0)
+        kubelet_step(h.store, h.kubelet, h.clock, heartbeat_seconds=5.0)
+    assert [c for c in h.store.changes_since(rv) if c.kind == "Node"] == []
+    h.clock.advance(1.5)
+    kubelet_step(h.store, h.kubelet, h.clock, heartbeat_seconds=5.0)
+    assert len([c for c in h.store.changes_since(rv) if c.kind == "Node"]) == 2
