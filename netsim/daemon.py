@@ -60,7 +60,7 @@ from netsim.controlplane.loop import (
 from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
 from netsim.controlplane.state import Config
 from netsim.dns.server import DnsServer, SnapshotHolder
-from netsim.hostagent import Role, ready_elsewhere, start_elector
+from netsim.hostagent import Role, ready_elsewhere, start_elector, write_first_marker
 from netsim.leader import Elector
 from netsim.model.cluster import ClusterSpec, parse_cluster
 from netsim.model.errors import Source
@@ -136,6 +136,14 @@ def bootstrap_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
                                         "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
                                                          "effect": "NoSchedule"}]}}}},
     ]
+
+
+def write_json(path: str, data: Any) -> None:
+    """Replace a record atomically (readers never see half of it)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
 
 
 def kubernetes_endpointslice(ip: str) -> dict[str, Any]:
@@ -538,6 +546,8 @@ class Daemon:
         return bool(applied or writes)
 
     def run(self) -> None:
+        if self.role.name == "agent" and self.role.host:  # counted by waits from now on (daemonctl.read_marker)
+            write_first_marker(self.spec.name, self.role.host, os.getpid())
         if self.role.control:
             self.elector = start_elector(self.spec, self.role, lambda: open_store(self.spec.name))
         self.bootstrap()
@@ -580,8 +590,13 @@ class Daemon:
             except OSError as exc:
                 log.warning("cannot write the health record: %s", exc)
             if not busy and not self.leading():
-                # Host agents and standbys write no marker (the leader's says what `apply` waits for);
-                # they wait for a change or their next timer.
+                # A host agent's own marker says how far its nodes' data plane has come (daemonctl.read_marker
+                # joins it to the leader's, which `apply` waits on); standbys write none.
+                if self.role.name == "agent":
+                    blockers = ((["the last pass failed, see daemon.log"] if failed else []) + self.proxy_pending()
+                                + self.watch_pending())
+                    write_json(self.role.marker_path(self.spec.name),
+                               {"rv": seen, "blockers": blockers, "time": time.time(), "pid": os.getpid()})
                 self.store.wait_for_change(seen, min(self.resync, self.next_wakeup(time.monotonic())))
             elif not busy:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data

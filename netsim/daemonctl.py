@@ -116,8 +116,51 @@ def _wait_first_convergence(cluster: str, pid: int, proc: subprocess.Popen | Non
 
 
 def read_marker(cluster: str) -> dict | None:
+    """The leader's convergence marker, joined with those of the running host agents (netsim.hostagent):
+    their nodes' kube-proxy and felix are part of "the data plane matches the store". The joined `rv` is the
+    least any of them has read (an agent with no marker yet, or one of an earlier process, has read
+    nothing), its `blockers` and `pending` include the agents' blockers."""
+    marker = _read_json(converged_path(cluster))
+    if marker is None:
+        return None
+    agents = _running_agents(cluster)
+    if not agents:
+        return marker
+    from netsim.hostagent import Role
+    rv, blockers = marker.get("rv", 0), list(marker.get("blockers") or [])
+    for host, pid in agents.items():
+        am = _read_json(Role("agent", frozenset(), False, host).marker_path(cluster)) or {}
+        if am.get("pid") != pid:
+            rv = 0
+            blockers.append(f"agent of host {host}: not caught up yet")
+            continue
+        rv = min(rv, am.get("rv", 0))
+        blockers += [f"host {host}: {b}" for b in am.get("blockers") or []]
+    extra = blockers[len(marker.get("blockers") or []):]
+    return {**marker, "rv": rv, "blockers": blockers, "pending": list(marker.get("pending") or []) + extra,
+            "converged": bool(marker.get("converged")) and not extra}
+
+
+def _running_agents(cluster: str) -> dict[str, int]:
+    """host -> pid of the agents whose marker names a live process of the cluster: found through their
+    marker files (cheap enough for a wait's every poll; an agent writes a first one, rv 0, as it starts,
+    and `up` one for each agent it spawns) rather than by a scan of /proc."""
+    d = naming.state_dir(cluster)
     try:
-        with open(converged_path(cluster)) as f:
+        names = [n for n in os.listdir(d) if n.startswith("agent-") and n.endswith(".converged.json")]
+    except OSError:
+        return {}
+    out = {}
+    for n in names:
+        pid = (_read_json(os.path.join(d, n)) or {}).get("pid")
+        if isinstance(pid, int) and daemonproc.is_process_of(pid, cluster):
+            out[n[len("agent-"):-len(".converged.json")]] = pid
+    return out
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None

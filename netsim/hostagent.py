@@ -19,6 +19,7 @@ finds and kills all of them, also when nothing recorded their pids.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -72,6 +73,10 @@ class Role:
             return os.path.join(d, f"agent-{self.host}.health.json")
         return os.path.join(d, f"controlplane-{os.getpid()}.health.json")
 
+    def marker_path(self, cluster: str) -> str:
+        """A host agent's convergence marker (rv, blockers), joined to the leader's by daemonctl.read_marker."""
+        return os.path.join(naming.state_dir(cluster), f"agent-{self.host}.converged.json")
+
 
 def ready_elsewhere(store: Store, mine: Collection[str]) -> list[str]:
     """Nodes not run by this process that are Ready in the store (their own agents heartbeat them)."""
@@ -117,6 +122,16 @@ def start_elector(spec, role: Role, open_store: Callable[[], Store]) -> Elector:
     return e
 
 
+def write_first_marker(cluster: str, host: str, pid: int) -> None:
+    """An agent's marker before its first pass (rv 0: caught up with nothing), so that waits on the
+    cluster's convergence count it from the moment it is started (netsim.daemonctl.read_marker)."""
+    path = Role("agent", frozenset(), False, host).marker_path(cluster)
+    tmp = f"{path}.{pid}.tmp"
+    with state.open_private(tmp, "w") as f:
+        json.dump({"rv": 0, "blockers": ["starting"], "pid": pid}, f)
+    os.replace(tmp, path)
+
+
 def log_path(cluster: str, host: str) -> str:
     return os.path.join(naming.state_dir(cluster), f"agent-{host}.log")
 
@@ -139,4 +154,5 @@ def start_agents(cluster: str, spec) -> dict[str, int]:  # noqa: ANN001 - a Clus
             proc = subprocess.Popen(daemonproc.argv(cluster, "agent", host), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=log, start_new_session=True, close_fds=True)
         out[host] = proc.pid
+        write_first_marker(cluster, host, proc.pid)
     return out

@@ -1,0 +1,65 @@
+"""`apply` and `up` wait on the leader's convergence marker joined with those of the running host agents
+(netsim.daemonctl.read_marker): a host's kube-proxy and felix are part of "the data plane matches"."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from netsim import daemonctl, daemonproc, naming
+from netsim.hostagent import write_first_marker
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    monkeypatch.setattr(naming, "STATE_ROOT", str(tmp_path))
+    name = "unit-markers"
+    (tmp_path / name).mkdir()
+    return name
+
+
+def fake_agent(cluster: str, host: str) -> subprocess.Popen:
+    """A process with an agent's command line (what read_marker checks a marker's pid against)."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                          *daemonproc.argv(cluster, "agent", host)[1:]])
+    deadline = time.monotonic() + 10
+    while not daemonproc.is_process_of(p.pid, cluster) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return p
+
+
+def write(path, data) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def test_the_leaders_marker_is_joined_with_the_running_agents(cluster):
+    d = naming.state_dir(cluster)
+    write(f"{d}/converged.json", {"rv": 50, "converged": True, "pending": [], "blockers": [], "pid": 1})
+    assert daemonctl.read_marker(cluster)["rv"] == 50  # no agents: the leader's alone
+    a, b = fake_agent(cluster, "h1"), fake_agent(cluster, "h2")
+    try:
+        write_first_marker(cluster, "h1", a.pid)
+        write_first_marker(cluster, "h2", b.pid)
+        m = daemonctl.read_marker(cluster)
+        assert m["rv"] == 0 and not m["converged"]  # started agents count before their first pass
+        write(f"{d}/agent-h1.converged.json", {"rv": 48, "blockers": [], "pid": a.pid})
+        write(f"{d}/agent-h2.converged.json", {"rv": 60, "blockers": ["kube-proxy on node-2: held"], "pid": b.pid})
+        m = daemonctl.read_marker(cluster)
+        assert m["rv"] == 48 and not m["converged"]
+        assert m["blockers"] == ["host h2: kube-proxy on node-2: held"] == m["pending"]
+        write(f"{d}/agent-h2.converged.json", {"rv": 60, "blockers": [], "pid": b.pid})
+        assert daemonctl.read_marker(cluster)["converged"]
+        b.kill()
+        b.wait()
+        # a dead agent's marker no longer counts (its nodes go NotReady; their pods are not waited for)
+        write(f"{d}/agent-h1.converged.json", {"rv": 55, "blockers": [], "pid": a.pid})
+        assert daemonctl.read_marker(cluster)["rv"] == 50
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
