@@ -592,6 +592,8 @@ class Cluster:
             if cur is not None and o.uid(cur):
                 roots.add(o.uid(cur) or "")
 
+        caught_up: list[int] = []  # with host agents: the store's rv each of them must have read (below)
+
         def check(marker: dict[str, Any]) -> list[str]:
             if marker.get("blockers"):
                 return list(marker["blockers"])
@@ -608,7 +610,18 @@ class Cluster:
                         and seen >= int((p.get("metadata") or {}).get("resourceVersion") or 0)]
             if hopeless:
                 raise daemonctl.DaemonError("cannot become ready: " + "; ".join(readiness.summary(hopeless)))
-            return readiness.summary(p for p in pods if not readiness.settled(p))
+            waiting = readiness.summary(p for p in pods if not readiness.settled(p))
+            if waiting or not marker.get("agents"):
+                return waiting
+            # Host agents (netsim.hostagent): the pods became ready in one process and are served by others
+            # (another host's kube-proxy, its CoreDNS). Every process must have read the store as of when the
+            # pods were found settled, and then once more as of when that was so: the second round covers
+            # what the leader wrote in answer (EndpointSlices) before its quiet pass (daemonctl.read_marker).
+            if not caught_up or (len(caught_up) < 2 and seen >= caught_up[-1]):
+                caught_up.append(self.store.current_rv())
+            if seen < caught_up[-1]:
+                return [f"host agents {', '.join(marker['agents'])}: catching up with rv {caught_up[-1]}"]
+            return []
 
         self.daemon.wait_for(after, timeout, check)
 

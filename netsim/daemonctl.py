@@ -138,7 +138,7 @@ def read_marker(cluster: str) -> dict | None:
         blockers += [f"host {host}: {b}" for b in am.get("blockers") or []]
     extra = blockers[len(marker.get("blockers") or []):]
     return {**marker, "rv": rv, "blockers": blockers, "pending": list(marker.get("pending") or []) + extra,
-            "converged": bool(marker.get("converged")) and not extra}
+            "converged": bool(marker.get("converged")) and not extra, "agents": sorted(agents)}
 
 
 def _running_agents(cluster: str) -> dict[str, int]:
