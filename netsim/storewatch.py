@@ -27,6 +27,7 @@ from netsim.store import SQLiteStore, Store
 
 log = logging.getLogger("netsim.store")
 IN_MODIFY, IN_DELETE_SELF, IN_MOVE_SELF = 0x002, 0x400, 0x800
+SETTLE_SECONDS = 0.005  # how soon a write that was seen but not yet visible is looked for again
 _libc: ctypes.CDLL | None = None
 
 
@@ -63,19 +64,20 @@ class ChangeWaiter:
         return self.fd is not None
 
     def _drain(self) -> bool:
-        """Read the queued events; False when the watched file is gone (then the waiter polls)."""
+        """Read the queued events; True when there were any (when the watched file went, the waiter closes
+        its watch and polls from then on)."""
         assert self.fd is not None
         try:
             data = os.read(self.fd, 65536)
         except BlockingIOError:
-            return True
+            return False
         # struct inotify_event: int wd; uint32 mask, cookie, len; char name[len]
         off = 0
         while off + 16 <= len(data):
             mask = int.from_bytes(data[off + 4:off + 8], "little")
             if mask & (IN_DELETE_SELF | IN_MOVE_SELF | 0x8000):  # 0x8000: IN_IGNORED, the watch went
                 self.close()
-                return False
+                return True
             off += 16 + int.from_bytes(data[off + 12:off + 16], "little")
         return True
 
@@ -84,7 +86,7 @@ class ChangeWaiter:
             return self.store.wait_for_change(rv, timeout)
         deadline = time.monotonic() + timeout
         while True:
-            self._drain()  # what was queued before this look is covered by it
+            written = self._drain()  # what was queued before this look is covered by it
             if self.fd is None:
                 return self.store.wait_for_change(rv, max(0.0, deadline - time.monotonic()))
             if self.store.current_rv() > rv:
@@ -92,7 +94,9 @@ class ChangeWaiter:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            select.select([self.fd], [], [], remaining)
+            # A commit writes its frames to the log (the event) before it publishes them in the shared
+            # index that readers consult: a write seen but not yet visible is looked at again shortly.
+            select.select([self.fd], [], [], min(remaining, SETTLE_SECONDS) if written else remaining)
 
     def close(self) -> None:
         if self.fd is not None:

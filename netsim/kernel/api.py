@@ -180,8 +180,9 @@ class Kernel(Protocol):
         that serialises kernel access may run it whole on its own thread, so the calls inside cost no
         hand-off each. `fn` must not wait on other threads that use this kernel."""
 
-    def iptables_restore(self, ns: str, payload: str, *, noflush: bool = True, counters: bool = False) -> None:
-        """Load an iptables-restore payload into `ns` in one call."""
+    def iptables_restore(self, ns: str, payload: str, *, noflush: bool = True, counters: bool = False,
+                         timeout: float | None = 30) -> None:
+        """Load an iptables-restore payload into `ns` in one call (failing after `timeout` seconds)."""
 
     def ipset_restore(self, ns: str, payload: str) -> None:
         """Load an `ipset restore` payload into `ns` in one call."""

@@ -306,7 +306,8 @@ class FakeKernel:
         self._get(ns)
         return fn()
 
-    def iptables_restore(self, ns: str, payload: str, *, noflush: bool = True, counters: bool = False) -> None:
+    def iptables_restore(self, ns: str, payload: str, *, noflush: bool = True, counters: bool = False,
+                         timeout: float | None = 30) -> None:
         self._rec("iptables_restore", ns, noflush)
         self._get(ns).payloads.append(("iptables-restore", payload))
 

@@ -661,14 +661,15 @@ class LinuxKernel:
                 raise KernelError(f"none of {', '.join(names)} is installed", errno.ENOENT)
         return self._tools[key]
 
-    def iptables_restore(self, ns: str, payload: str, *, noflush: bool = True, counters: bool = False) -> None:
+    def iptables_restore(self, ns: str, payload: str, *, noflush: bool = True, counters: bool = False,
+                         timeout: float | None = 30) -> None:
         # iptables-nft: its rules are nftables rules, so nft trace events (netsim trace) cover them.
         argv = [self._tool("iptables-nft-restore", "iptables-restore")]
         if noflush:
             argv.append("--noflush")
         if counters:
             argv.append("--counters")
-        self.run(ns, argv, input=payload)
+        self.run(ns, argv, input=payload, timeout=timeout)
 
     def ipset_restore(self, ns: str, payload: str) -> None:
         self.run(ns, [self._tool("ipset"), "restore"], input=payload)

@@ -28,6 +28,12 @@ from netsim.proxy.model import Endpoint, NodeInfo, ProxyConfig, ServicePort
 from netsim.proxy.render import RenderState, SyncCounts, render_full, render_partial
 
 log = logging.getLogger("netsim.proxy")
+# How long one iptables-save or restore stage may take. Upstream kube-proxy gives them no deadline at all
+# (k8s.io/kubernetes pkg/util/iptables/iptables.go restoreInternal and SaveInto run the command to its end);
+# the kernel layer's default 30 s was exceeded by a 10,000-Service stage on a loaded machine (load 20-30),
+# the failed sync made the next one a full one, whose iptables-save of the 170k-rule table timed out again:
+# the node never converged. A generous bound still ends a command that hangs.
+IPTABLES_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ class ProxyAgent:
               full: bool) -> SyncReport:
         node = self.node_info()
         if full or self.state is None:
-            existing = self.kernel.run(self.netns, ["iptables-save"]).stdout
+            existing = self.kernel.run(self.netns, ["iptables-save"], timeout=IPTABLES_TIMEOUT).stdout
             result = render_full(services, endpoints, node, self.cfg, existing_save=existing, prev=self.state)
         else:
             result = render_partial(self.state, services, endpoints, node, self.cfg)
@@ -125,7 +131,7 @@ class ProxyAgent:
             # Usually one restore; very large syncs come in stages (ProxyConfig.restore_stage_chains), and
             # a partial sync with nothing to change has none.
             for payload in result.restores():
-                self.kernel.iptables_restore(self.netns, payload, noflush=True)
+                self.kernel.iptables_restore(self.netns, payload, noflush=True, timeout=IPTABLES_TIMEOUT)
         except Exception:
             self.state = None  # the next sync is a full one
             raise
