@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netsim import daemonproc, fabric, hostnet, naming, state
+from netsim import daemonproc, fabric, fsclean, hostnet, naming, state
 from netsim.apiserver import endpoint
 from netsim.etcd import config as etcd_config
 from netsim.kernel import netns as netns_mod
@@ -206,9 +206,9 @@ def down(k: Kernel, cluster: str) -> DownReport:
     for r in sorted(by_rank):
         k.netns_delete_many(by_rank[r])
     # Pods' resolv.conf live in /etc/netns/<pod netns>; sweep by name, also for sandboxes already gone.
-    for n in _etc_netns(naming.cluster_prefix(cluster)):
-        if naming.owned_by(cluster, n):
-            shutil.rmtree(os.path.join(ETC_NETNS, n), ignore_errors=True)
+    # Several at a time (netsim.fsclean): one by one, 3,000 pods' directories took 24 s on a loaded machine.
+    fsclean.rmtrees(os.path.join(ETC_NETNS, n) for n in _etc_netns(naming.cluster_prefix(cluster))
+                    if naming.owned_by(cluster, n))
     killed += etcd_config.teardown(cluster)  # the cluster's own etcd (its data goes with the state dir)
     had_state = os.path.isdir(naming.state_dir(cluster))
     with contextlib.suppress(Exception):  # a broken kubeconfig must not keep the cluster's names alive

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from netsim import naming
+from netsim import fsclean, naming
 
 
 @dataclass
@@ -119,4 +118,4 @@ def remove(cluster: str) -> None:
     crash of the daemon that mounted them)."""
     for point in mounts_under(naming.state_dir(cluster)):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-    shutil.rmtree(naming.state_dir(cluster), ignore_errors=True)
+    fsclean.rmtree_wide(naming.state_dir(cluster))

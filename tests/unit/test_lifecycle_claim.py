@@ -89,3 +89,36 @@ def test_down_removes_each_rank_of_namespaces_at_once(root, monkeypatch):
     monkeypatch.setattr(k, "netns_delete", lambda name: calls.append([name]))
     lifecycle.down(k, "big")
     assert [sorted(c) for c in calls] == [sorted(pods), sorted(nodes), [fab]]
+
+
+def test_down_removes_pod_directories_and_the_state_dir_several_at_a_time(root, monkeypatch, tmp_path):
+    """On a loaded ext4 every unlink waits on the journal: 3,000 pods' /etc/netns directories and state
+    subtrees took 45 s of a 47 s `down` one after another. With each rmdir made to take 20 ms, 60 pod
+    directories and a state dir of 60 subtrees must go in well under the 2.4 s a serial sweep needs."""
+    import shutil
+    import time
+
+    from netsim.kernel.fake import FakeKernel
+    etc = tmp_path / "etc-netns"
+    pods = [naming.pod_ns("slow", "default", f"p{i}") for i in range(60)]
+    for n in pods:
+        (etc / n).mkdir(parents=True)
+        (etc / n / "resolv.conf").write_text("nameserver 10.96.0.10\n")
+    sd = root / "slow"
+    for i in range(60):
+        (sd / "logs" / f"p{i}").mkdir(parents=True)
+    (sd / "cluster.json").write_text("{}")
+    monkeypatch.setattr(lifecycle, "ETC_NETNS", str(etc))
+    monkeypatch.setattr(lifecycle, "owned_netns", lambda name: [])
+    real_rmdir = os.rmdir
+
+    def slow_rmdir(path, *a, **kw):
+        time.sleep(0.02)
+        return real_rmdir(path, *a, **kw)
+    monkeypatch.setattr(os, "rmdir", slow_rmdir)
+    assert shutil.rmtree.avoids_symlink_attacks  # the fd-based rmtree, which calls os.rmdir(name, dir_fd=)
+    t0 = time.perf_counter()
+    lifecycle.down(FakeKernel(), "slow")
+    took = time.perf_counter() - t0
+    assert not sd.exists() and not any(etc.iterdir())
+    assert took < 1.2, f"down took {took:.2f} s"
