@@ -24,6 +24,10 @@ RecommendedDefaultLeaderElectionConfiguration): lease 15 s, renew deadline 10 s,
 `leaderLeaseDuration` scales all three in those proportions. A standby takes over at most one lease
 duration plus two of its jittered retry waits after the leader's last renewal (it sees that renewal up to
 one wait late, and checks the expiry once per wait): 15 s + 2 x 4.4 s with the defaults.
+
+On the etcd store these rules give way to etcd's own: the leader is who holds an election key on an etcd
+lease (netsim.leader_etcd; `elector_for` picks the candidate for the store). The Lease object is still
+written there, for `kubectl get lease`, but decides nothing.
 """
 
 from __future__ import annotations
@@ -177,6 +181,17 @@ class LeaderElector:
             log.warning("could not release the leader lease: %s", exc)
 
 
+def elector_for(store: Store, identity: str, config: LeaderConfig, clock: Callable[[], float],
+                holder_gone: Callable[[str], bool] | None = None) -> LeaderElector:
+    """The candidate for `store`: on etcd the election key on an etcd lease decides (netsim.leader_etcd),
+    on SQLite (and in memory) the Lease object's rules above."""
+    from netsim.etcd.store import EtcdStore
+    if isinstance(store, EtcdStore):
+        from netsim.leader_etcd import EtcdLeaderElector
+        return EtcdLeaderElector(store, identity, config, clock, holder_gone)
+    return LeaderElector(store, identity, config, clock, holder_gone)
+
+
 class Elector(threading.Thread):
     """Runs a LeaderElector on its own thread and store connection: a long controller pass never delays a
     renewal (as client-go's renew loop runs beside the controllers). `leading` is read by the daemon's loop
@@ -202,7 +217,7 @@ class Elector(threading.Thread):
 
     def run(self) -> None:
         store = self._open()
-        self._elector = LeaderElector(store, self.identity, self.config, self._clock, self._holder_gone)
+        self._elector = elector_for(store, self.identity, self.config, self._clock, self._holder_gone)
         try:
             while not self._halt.is_set():
                 before = self._elector.leading

@@ -171,3 +171,129 @@ def test_racing_candidates_on_separate_connections_elect_one_on_either_store(bac
     finally:
         for s in stores:
             s.close()
+
+
+# -- on etcd: the election key on an etcd lease (netsim.leader_etcd) ---------------------------------------
+
+def _etcd_candidates(request, n: int, lease_duration: float):
+    import secrets
+    import time
+
+    from netsim.etcd.store import EtcdStore
+    from netsim.leader import elector_for
+    rec, prefix = request.getfixturevalue("etcd_server"), f"/test/{secrets.token_hex(4)}"
+    stores = [EtcdStore([rec.client_url], prefix) for _ in range(n)]
+    cfg = LeaderConfig.for_lease(lease_duration)
+    return stores, cfg, [elector_for(s, f"c{i}", cfg, time.time) for i, s in enumerate(stores)]
+
+
+def _holder_key(store):
+    from netsim.leader_etcd import election_key
+    _, kvs, _ = store.etcd.range(election_key(store))
+    return kvs[0] if kvs else None
+
+
+def test_on_etcd_two_candidates_elect_one_by_the_key_on_its_lease(request):
+    stores, cfg, (a, b) = _etcd_candidates(request, 2, 15.0)
+    try:
+        assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+        kv = _holder_key(stores[0])
+        assert kv is not None and kv.value == b"c0"
+        assert lease(stores[0])["holderIdentity"] == "c0"  # the Lease object is still written (kubectl)
+        # the key decides, not the Lease object: a Lease object released by hand changes nothing
+        cur = stores[0].get("Lease", LEASE_NAMESPACE, LEASE_NAME)
+        stores[0].update({**cur, "spec": {**cur["spec"], "holderIdentity": ""}})
+        assert not b.try_acquire_or_renew() and a.try_acquire_or_renew()
+        assert stores[0].etcd.call("/v3/lease/timetolive", {"ID": str(a.lease_id)})["grantedTTL"] == "15"
+        a.release()  # a clean stop revokes the lease: the key goes with it, b wins at its next attempt
+        assert _holder_key(stores[0]) is None and not a.leading
+        assert b.try_acquire_or_renew() and lease(stores[0])["holderIdentity"] == "c1"
+        assert lease(stores[0])["leaseTransitions"] == 1
+    finally:
+        for c in (a, b):
+            c.release()
+        for s in stores:
+            s.close()
+
+
+def test_on_etcd_a_dead_leaders_key_expires_with_its_lease_and_a_standby_wins(request):
+    # TTL 2 s (etcd's minimum): the leader stops renewing (its process died: no release), etcd deletes the
+    # key when the lease expires (its lessor checks every 500 ms) and the standby's next attempt wins.
+    import random
+    import time
+    stores, cfg, (a, b) = _etcd_candidates(request, 2, 2.0)
+    try:
+        assert a.try_acquire_or_renew()
+        last_renewal = time.monotonic()
+        assert not b.try_acquire_or_renew()
+        while not b.try_acquire_or_renew():
+            assert time.monotonic() - last_renewal < 2 + 0.5 + 2.2 * cfg.retry_period + 2.0, "no takeover"
+            time.sleep(cfg.retry_period * (1 + random.random() * 1.2))
+        took = time.monotonic() - last_renewal
+        assert took >= 1.5  # not before the lease ran out
+        assert _holder_key(stores[0]).value == b"c1"
+        # the old leader, back, finds its lease gone at its keep-alive and stops leading
+        assert not a.try_acquire_or_renew() and not a.leading
+    finally:
+        for c in (a, b):
+            c.release()
+        for s in stores:
+            s.close()
+
+
+def test_on_etcd_a_leader_whose_keepalive_finds_the_lease_gone_stops_leading(request):
+    stores, cfg, (a, b) = _etcd_candidates(request, 2, 15.0)
+    try:
+        assert a.try_acquire_or_renew() and a.leading
+        stores[1].etcd.lease_revoke(a.lease_id)  # etcd lost it (e.g. expired while the process was stalled)
+        assert not a.try_acquire_or_renew() and not a.leading
+        assert b.try_acquire_or_renew()  # the key went with the lease: no lease period to wait
+        assert not a.try_acquire_or_renew()
+    finally:
+        for c in (a, b):
+            c.release()
+        for s in stores:
+            s.close()
+
+
+def test_on_etcd_a_gone_holder_of_this_machine_is_taken_over_at_once(request):
+    import time
+
+    from netsim.leader import elector_for
+    stores, cfg, (a, _b) = _etcd_candidates(request, 2, 15.0)
+    b = elector_for(stores[1], "c1", cfg, time.time, holder_gone=lambda h: h == "c0")
+    try:
+        assert a.try_acquire_or_renew()
+        assert b.try_acquire_or_renew() and _holder_key(stores[0]).value == b"c1"
+    finally:
+        for c in (a, b):
+            c.release()
+        for s in stores:
+            s.close()
+
+
+def test_elector_threads_on_etcd_elect_one_and_hand_over_on_a_clean_stop(request):
+    import secrets
+    import time
+
+    from netsim.etcd.store import EtcdStore
+    rec, prefix = request.getfixturevalue("etcd_server"), f"/test/{secrets.token_hex(4)}"
+    cfg = LeaderConfig.for_lease(2.0)
+    electors = [Elector(lambda: EtcdStore([rec.client_url], prefix), f"cand-{i}", cfg, time.time) for i in range(2)]
+    for e in electors:
+        e.start()
+    try:
+        deadline = time.monotonic() + 5
+        while sum(e.leading for e in electors) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sum(e.leading for e in electors) == 1
+        leader = next(e for e in electors if e.leading)
+        other = next(e for e in electors if e is not leader)
+        t0 = time.monotonic()
+        leader.stop()  # revoked: the other wins at its next attempt, not a lease period later
+        while not other.leading and time.monotonic() - t0 < 5:
+            time.sleep(0.02)
+        assert other.leading and time.monotonic() - t0 < (1 + 1.2) * cfg.retry_period + 0.5
+    finally:
+        for e in electors:
+            e.stop()

@@ -46,8 +46,11 @@ def test_up_on_etcd_serves_a_service_and_down_leaves_nothing(tmp_path, cluster_n
     from netsim.etcd.client import Etcd
     etcd = Etcd(cfg["endpoints"])
     _, _, n = etcd.range(f"/netsim/{cluster_name}/registry/services/specs/default/web")
+    # The control plane's leader is elected on an etcd lease: the daemon holds the election key.
+    _, kvs, _ = etcd.range(f"/netsim/{cluster_name}/netsim-controlplane/leader")
     etcd.close()
     assert n == 1
+    assert len(kvs) == 1 and kvs[0].value.decode().endswith(f"_{status['daemonPid']}")
     out = run_netsim("probe", "--cluster", cluster_name, "--from", "default/client", "--to", "svc/default/web",
                      "--count", "6").stdout
     assert "6/6" in out, out
