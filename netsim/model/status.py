@@ -1,4 +1,5 @@
-"""The `status` half of the typed objects the data plane reads: Pod, Node and Service.
+"""The `status` half of the typed objects: Pod, Node and Service (read by the data plane), Deployment,
+ReplicaSet, StatefulSet and DaemonSet (read by the controllers and `rollout status`).
 
 Status is written by the system (kubelets, controllers, the LoadBalancer speaker), never validated as a
 client's manifest is: kube-apiserver's status strategies (pkg/registry/core/pod/strategy.go
@@ -41,12 +42,13 @@ def _items(v: Any) -> list[Mapping[str, Any]]:
 
 @dataclass(frozen=True)
 class Condition:
-    """One entry of `status.conditions` (metav1.Condition's type/status/reason/message)."""
+    """One entry of `status.conditions` (metav1.Condition's type/status/reason/message/lastTransitionTime)."""
 
     type: str
     status: str
     reason: str | None = None
     message: str | None = None
+    last_transition_time: str | None = None  # RFC 3339, as written (minReadySeconds counts from it)
 
     @property
     def true(self) -> bool:
@@ -55,7 +57,7 @@ class Condition:
 
 def _conditions(raw: Any) -> tuple[Condition, ...]:
     return tuple(Condition(c["type"], c.get("status") if isinstance(c.get("status"), str) else "Unknown",
-                           _str(c.get("reason")), _str(c.get("message")))
+                           _str(c.get("reason")), _str(c.get("message")), _str(c.get("lastTransitionTime")))
                  for c in _items(raw) if isinstance(c.get("type"), str))
 
 
@@ -164,3 +166,79 @@ def service_status(raw: Any) -> ServiceStatus:
     ingress = tuple(LoadBalancerIngress(_str(i.get("ip")), _str(i.get("hostname")), _str(i.get("ipMode")))
                     for i in _items(_mapping(st.get("loadBalancer")).get("ingress")))
     return ServiceStatus(load_balancer_ingress=ingress, conditions=_conditions(st.get("conditions")), raw=st)
+
+
+def _count(v: Any) -> int:
+    """A replica count as the status writer sent it; anything but a non-negative int reads as 0."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+def _generation(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True)
+class WorkloadStatus:
+    """What the workload controllers report of a Deployment, ReplicaSet or StatefulSet: the replica counts
+    apps/v1 DeploymentStatus, ReplicaSetStatus and StatefulSetStatus share (k8s.io/api apps/v1 types.go),
+    observedGeneration and conditions. Counts a kind does not report read 0 (ReplicaSet has no
+    updatedReplicas, Deployment no currentReplicas); written by the controllers through their status
+    strategies (pkg/registry/apps/*/strategy.go), so read leniently as the other statuses."""
+
+    replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    updated_replicas: int = 0
+    unavailable_replicas: int = 0  # Deployment only
+    fully_labeled_replicas: int = 0  # ReplicaSet only
+    current_replicas: int = 0  # StatefulSet only
+    observed_generation: int | None = None
+    conditions: tuple[Condition, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_empty, compare=False, repr=False)
+
+    def condition(self, type_: str) -> Condition | None:
+        return _condition(self.conditions, type_)
+
+    def observed(self, generation: int | None) -> bool:
+        """The controller has seen this generation of the spec (kubectl rollout status's first test)."""
+        return generation is None or (self.observed_generation or 0) >= generation
+
+
+def workload_status(raw: Any) -> WorkloadStatus:
+    st = _mapping(raw)
+    return WorkloadStatus(
+        replicas=_count(st.get("replicas")), ready_replicas=_count(st.get("readyReplicas")),
+        available_replicas=_count(st.get("availableReplicas")), updated_replicas=_count(st.get("updatedReplicas")),
+        unavailable_replicas=_count(st.get("unavailableReplicas")),
+        fully_labeled_replicas=_count(st.get("fullyLabeledReplicas")),
+        current_replicas=_count(st.get("currentReplicas")),
+        observed_generation=_generation(st.get("observedGeneration")),
+        conditions=_conditions(st.get("conditions")), raw=st)
+
+
+@dataclass(frozen=True)
+class DaemonSetStatus:
+    """What the DaemonSet controller reports (apps/v1 DaemonSetStatus): counts of nodes, not replicas."""
+
+    desired_number_scheduled: int = 0
+    current_number_scheduled: int = 0
+    number_misscheduled: int = 0
+    number_ready: int = 0
+    number_available: int = 0
+    number_unavailable: int = 0
+    updated_number_scheduled: int = 0
+    observed_generation: int | None = None
+    conditions: tuple[Condition, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_empty, compare=False, repr=False)
+
+
+def daemonset_status(raw: Any) -> DaemonSetStatus:
+    st = _mapping(raw)
+    return DaemonSetStatus(
+        desired_number_scheduled=_count(st.get("desiredNumberScheduled")),
+        current_number_scheduled=_count(st.get("currentNumberScheduled")),
+        number_misscheduled=_count(st.get("numberMisscheduled")), number_ready=_count(st.get("numberReady")),
+        number_available=_count(st.get("numberAvailable")), number_unavailable=_count(st.get("numberUnavailable")),
+        updated_number_scheduled=_count(st.get("updatedNumberScheduled")),
+        observed_generation=_generation(st.get("observedGeneration")),
+        conditions=_conditions(st.get("conditions")), raw=st)

@@ -18,6 +18,7 @@ from netsim.model.limits import MAX_REPLICAS
 from netsim.model.meta import Fields, ObjectMeta
 from netsim.model.pod import PodTemplate, object_fields, parse_pod_template
 from netsim.model.selectors import LabelSelector, parse_selector
+from netsim.model.status import DaemonSetStatus, WorkloadStatus, daemonset_status, workload_status
 
 
 def _envelope(obj: Any, spec: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +73,7 @@ class Deployment:
     min_ready_seconds: int = 0
     progress_deadline_seconds: int = 600
     paused: bool = False
+    status: WorkloadStatus = WorkloadStatus()  # the controller's report, when decoded from the store
 
     def to_dict(self) -> dict[str, Any]:
         spec = {"replicas": self.replicas, "selector": self.selector.to_dict(), "template": self.template.to_dict(),
@@ -119,7 +121,7 @@ def parse_deployment(doc: Any, source: Source) -> Deployment:
                       strategy=_parse_deployment_strategy(spec),
                       revision_history_limit=spec.int("revisionHistoryLimit", 10, minimum=0),
                       min_ready_seconds=min_ready, progress_deadline_seconds=progress,
-                      paused=bool(spec.bool("paused", False)))
+                      paused=bool(spec.bool("paused", False)), status=workload_status(doc.get("status")))
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class ReplicaSet:
     template: PodTemplate
     replicas: int = 1
     min_ready_seconds: int = 0
+    status: WorkloadStatus = WorkloadStatus()
 
     def to_dict(self) -> dict[str, Any]:
         return _envelope(self, {"replicas": self.replicas, "selector": self.selector.to_dict(),
@@ -144,7 +147,8 @@ def parse_replicaset(doc: Any, source: Source) -> ReplicaSet:
     selector, template = parse_selector_and_template(spec, kind="ReplicaSet")
     return ReplicaSet(meta=meta, selector=selector, template=template,
                       replicas=spec.int("replicas", 1, minimum=0, maximum=MAX_REPLICAS),
-                      min_ready_seconds=spec.int("minReadySeconds", 0, minimum=0))
+                      min_ready_seconds=spec.int("minReadySeconds", 0, minimum=0),
+                      status=workload_status(doc.get("status")))
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ class DaemonSet:
     update_strategy: DaemonSetUpdateStrategy = DaemonSetUpdateStrategy()
     min_ready_seconds: int = 0
     revision_history_limit: int = 10
+    status: DaemonSetStatus = DaemonSetStatus()
 
     def to_dict(self) -> dict[str, Any]:
         return _envelope(self, {"selector": self.selector.to_dict(), "template": self.template.to_dict(),
@@ -202,7 +207,8 @@ def parse_daemonset(doc: Any, source: Source) -> DaemonSet:
             strategy = DaemonSetUpdateStrategy("RollingUpdate", mu, ms)
     return DaemonSet(meta=meta, selector=selector, template=template, update_strategy=strategy,
                      min_ready_seconds=spec.int("minReadySeconds", 0, minimum=0),
-                     revision_history_limit=spec.int("revisionHistoryLimit", 10, minimum=0))
+                     revision_history_limit=spec.int("revisionHistoryLimit", 10, minimum=0),
+                     status=daemonset_status(doc.get("status")))
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,7 @@ class StatefulSet:
     min_ready_seconds: int = 0
     ordinals_start: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # volumeClaimTemplates etc., carried verbatim
+    status: WorkloadStatus = WorkloadStatus()
 
     def pod_name(self, ordinal: int) -> str:
         return f"{self.meta.name}-{ordinal}"
@@ -273,4 +280,4 @@ def parse_statefulset(doc: Any, source: Source) -> StatefulSet:
                        update_strategy=typ, partition=partition,
                        revision_history_limit=spec.int("revisionHistoryLimit", 10, minimum=0),
                        min_ready_seconds=spec.int("minReadySeconds", 0, minimum=0),
-                       ordinals_start=start, extra=extra)
+                       ordinals_start=start, extra=extra, status=workload_status(doc.get("status")))
