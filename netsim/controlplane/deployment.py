@@ -25,8 +25,10 @@ import struct
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
+from netsim.model.pod import Pod
 from netsim.store import parse_time, rfc3339
 
 HASH_LABEL = "pod-template-hash"
@@ -98,18 +100,20 @@ class _View:
         self.d = d
         self.min_ready = int((d.get("spec") or {}).get("minReadySeconds") or 0)
         self.rses = sorted(snap.owned(d, "ReplicaSet"), key=o.creation_order)
-        self.pods = {o.uid(rs): snap.owned(rs, "Pod") for rs in self.rses}
+        # Pods typed (decoded once per version by the store's parse cache); ReplicaSets stay the dicts
+        # this controller rewrites.
+        self.pods = {o.uid(rs): snap.typed_owned(o.uid(rs), "Pod") for rs in self.rses}
         self.replicas = {o.uid(rs): int((rs.get("spec") or {}).get("replicas", 0)) for rs in self.rses}
         self.now = ctx.now
 
-    def active(self, rs: dict[str, Any]) -> list[dict]:
-        return [p for p in self.pods[o.uid(rs)] if o.is_active(p)]
+    def active(self, rs: dict[str, Any]) -> list[Pod]:
+        return [p for p in self.pods[o.uid(rs)] if ps.active(p)]
 
     def available(self, rs: dict[str, Any]) -> int:
-        return sum(1 for p in self.active(rs) if o.is_available(p, self.min_ready, self.now))
+        return sum(1 for p in self.active(rs) if ps.available(p, self.min_ready, self.now))
 
     def ready(self, rs: dict[str, Any]) -> int:
-        return sum(1 for p in self.active(rs) if o.is_ready(p))
+        return sum(1 for p in self.active(rs) if ps.ready(p))
 
 
 def _scaled(rs: dict[str, Any], replicas: int, d: dict[str, Any], surge: int, ctx: Context) -> Action:
@@ -200,7 +204,7 @@ def _recreate(d: dict[str, Any], view: _View, new: dict[str, Any] | None, old: l
     downs = [_scaled(rs, 0, d, 0, ctx) for rs in old if view.replicas[o.uid(rs)] > 0]
     if downs:
         return downs, False
-    if any(not o.is_terminal(p) for rs in old for p in view.pods[o.uid(rs)]):
+    if any(not ps.terminal(p) for rs in old for p in view.pods[o.uid(rs)]):
         return [], False  # oldPodsRunning: wait until the old pods are really gone
     want = int(d["spec"].get("replicas", 1))
     if new is not None and view.replicas[o.uid(new)] != want:

@@ -93,6 +93,10 @@ class Snapshot:
         self._by_label: dict[tuple[str, str | None, str], dict[str, list[dict[str, Any]]]] = {}
         self._by_key: dict[str, dict[tuple[str | None, str], dict[str, Any]]] = {}  # per kind, on first use
         self._by_owner_index: dict[str, list[dict[str, Any]]] | None = None
+        # Typed views, built on first use per pass: the decodes themselves are the store's parse cache's
+        # (once per resourceVersion), these only save re-asking it for every owner a controller reconciles.
+        self._typed: dict[tuple[str, str | None], list[Any]] = {}
+        self._typed_owner: dict[str, dict[str | None, list[Any]]] = {}
 
     def _keyed(self, kind: str) -> dict[tuple[str | None, str], dict[str, Any]]:
         index = self._by_key.get(kind)
@@ -116,14 +120,30 @@ class Snapshot:
         return cls({k: store.list(k) for k in kinds}, store.decode)
 
     def typed(self, kind: str, namespace: str | None = None) -> list[Any]:
-        """`of(kind, namespace)` as typed objects (netsim.model); one that does not parse is left out."""
-        out = []
-        for x in self.of(kind, namespace):
-            try:
-                out.append(self._decode(x))
-            except NetsimError:
-                continue
+        """`of(kind, namespace)` as typed objects (netsim.model); one that does not parse is left out.
+        The list is shared for the pass: callers must not mutate it."""
+        out = self._typed.get((kind, namespace))
+        if out is None:
+            out = self._typed[(kind, namespace)] = []
+            for x in self.of(kind, namespace):
+                try:
+                    out.append(self._decode(x))
+                except NetsimError:
+                    continue
         return out
+
+    def typed_owned(self, owner_uid: str | None, kind: str) -> list[Any]:
+        """Typed objects of `kind` whose controller ownerReference names `owner_uid` (the informer
+        indexer a workload controller looks its pods up by)."""
+        index = self._typed_owner.get(kind)
+        if index is None:
+            index = self._typed_owner[kind] = defaultdict(list)
+            for x in self.typed(kind):
+                ref = next((r for r in x.meta.owner_references if isinstance(r, dict) and r.get("controller")),
+                           None)
+                if ref is not None:
+                    index[ref.get("uid")].append(x)
+        return list(index.get(owner_uid, []))
 
     def of(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Objects of `kind` (in `namespace` if given), in the store's order. Callers must not mutate the list."""

@@ -31,6 +31,9 @@ class ObjectMeta:
     generation: int | None = None
     owner_references: tuple[dict, ...] = ()
     creation_timestamp: str | None = None
+    # Set by the API server when a graceful deletion starts (the kubelet or a finalizer finishes it);
+    # controllers stop counting such objects as active (controller.FilterActivePods).
+    deletion_timestamp: str | None = None
 
     @property
     def key(self) -> str:
@@ -55,6 +58,8 @@ class ObjectMeta:
             out["ownerReferences"] = [dict(o) for o in self.owner_references]
         if self.creation_timestamp:
             out["creationTimestamp"] = self.creation_timestamp
+        if self.deletion_timestamp:
+            out["deletionTimestamp"] = self.deletion_timestamp
         return out
 
 
@@ -199,6 +204,8 @@ def parse_metadata(doc: Mapping[str, Any], *, source: Source, kind: str, namespa
         generation=f.int("generation"),
         owner_references=tuple(f.list("ownerReferences")),
         creation_timestamp=f.str("creationTimestamp"),
+        deletion_timestamp=md.get("deletionTimestamp") if isinstance(md, Mapping) and isinstance(
+            md.get("deletionTimestamp"), str) else None,
     )
 
 

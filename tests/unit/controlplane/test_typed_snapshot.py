@@ -37,3 +37,61 @@ def test_a_snapshot_without_a_store_decodes_as_the_store_would():
     (typed,) = snap.typed("Node")
     assert isinstance(typed, Node) and typed.internal_ip == "172.18.0.2"
     assert NodeInfo.from_node(node("a")) == NodeInfo.from_node(typed)
+
+
+def _rs_and_pods(store: MemoryStore, n: int) -> dict:
+    store.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web", "namespace": "default"},
+                  "spec": {"replicas": n, "selector": {"matchLabels": {"app": "web"}},
+                           "template": {"metadata": {"labels": {"app": "web"}},
+                                        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+    rs = store.get("ReplicaSet", "default", "web")
+    ref = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": rs["metadata"]["uid"],
+           "controller": True}
+    for i in range(n):
+        store.create({"apiVersion": "v1", "kind": "Pod",
+                      "metadata": {"name": f"web-{i}", "namespace": "default", "labels": {"app": "web"},
+                                   "ownerReferences": [ref]},
+                      "spec": {"nodeName": "a", "containers": [{"name": "c", "image": "busybox"}]},
+                      "status": {"phase": "Running"}})
+    return rs
+
+
+def test_replicaset_controller_reads_pods_typed_and_parses_each_version_once():
+    """The ReplicaSet controller counts its pods from typed Pods: the first pass parses each Pod once, a
+    second pass at the same versions parses nothing, and a changed pod is parsed again (alone)."""
+    from netsim.controlplane.replicaset import reconcile_replicasets
+    from netsim.controlplane.state import Context, apply_actions
+
+    store = MemoryStore()
+    _rs_and_pods(store, 3)
+    cache = SnapshotCache()
+    decodes = store.object_cache().decodes
+    actions = reconcile_replicasets(cache.load(store), Context(now=1000.0))
+    assert store.object_cache().decodes - decodes == 3  # the three pods, once each
+    assert [a.verb for a in actions] == ["status"] and actions[0].obj["status"]["replicas"] == 3
+    apply_actions(store, actions, 1000.0)
+    decodes = store.object_cache().decodes
+    assert reconcile_replicasets(cache.load(store), Context(now=1001.0)) == []
+    assert store.object_cache().decodes == decodes  # nothing changed: nothing parsed
+    store.update_status("Pod", "default", "web-1", {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+    (a,) = reconcile_replicasets(cache.load(store), Context(now=1002.0))
+    assert a.obj["status"]["readyReplicas"] == 1 and a.obj["status"]["availableReplicas"] == 1
+    assert store.object_cache().decodes == decodes + 1
+
+
+def test_replicaset_scale_down_deletes_in_active_pods_order_from_typed_pods():
+    """controller.ActivePods' order on typed Pods: unscheduled, then not ready, then newer go first."""
+    from netsim.controlplane.replicaset import reconcile_replicasets
+    from netsim.controlplane.state import Context
+
+    store = MemoryStore()
+    rs = _rs_and_pods(store, 3)
+    for i in (0, 2):
+        store.update_status("Pod", "default", f"web-{i}", {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True"}]})
+    rs["spec"]["replicas"] = 1
+    store.update(rs)
+    actions = reconcile_replicasets(Snapshot.load(store), Context(now=1000.0))
+    assert [(a.verb, a.obj["metadata"]["name"]) for a in actions if a.verb == "terminate"] == [
+        ("terminate", "web-1"), ("terminate", "web-2")]
