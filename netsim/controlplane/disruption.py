@@ -23,8 +23,10 @@ import math
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.errors import SpecError
+from netsim.model.pod import Pod
 from netsim.store import parse_time, rfc3339
 
 DELETION_TIMEOUT = 120.0  # disruption.go DeletionTimeout: how long an evicted pod stays in disruptedPods
@@ -44,7 +46,8 @@ def scaled(value: Any, total: int) -> int:
     return math.ceil(int(text[:-1]) * total / 100)
 
 
-def pods_of(snap: Snapshot, pdb: dict[str, Any]) -> list[dict[str, Any]]:
+def pods_of(snap: Snapshot, pdb: dict[str, Any]) -> list[Pod]:
+    """The PDB's pods, typed (each version parsed once by the store's parse cache, not walked as dicts)."""
     sel = (pdb.get("spec") or {}).get("selector")
     if sel is None:
         return []
@@ -52,7 +55,7 @@ def pods_of(snap: Snapshot, pdb: dict[str, Any]) -> list[dict[str, Any]]:
         selector = o.selector_of(pdb)
     except SpecError:
         return []
-    return [p for p in snap.of("Pod", o.namespace(pdb)) if selector.matches(o.meta(p).get("labels"))]
+    return [p for p in snap.typed("Pod", o.namespace(pdb)) if selector.matches(p.meta.labels)]
 
 
 def _controller_scale(snap: Snapshot, ns: str | None, ref: dict[str, Any]) -> tuple[str, int]:
@@ -76,18 +79,18 @@ def _controller_scale(snap: Snapshot, ns: str | None, ref: dict[str, Any]) -> tu
     raise CountFailed(f"found no controllers for pod with controller {kind}/{name}")
 
 
-def expected_scale(snap: Snapshot, pdb: dict[str, Any], pods: list[dict[str, Any]]) -> int:
+def expected_scale(snap: Snapshot, pdb: dict[str, Any], pods: list[Pod]) -> int:
     seen: dict[str, int] = {}
     for pod in pods:
-        ref = o.controller_ref(pod)
+        ref = ps.controller_ref(pod)
         if ref is None:
-            raise CountFailed(f'found no controller ref for pod "{o.name(pod)}"')
-        uid, scale = _controller_scale(snap, o.namespace(pod), ref)
+            raise CountFailed(f'found no controller ref for pod "{pod.meta.name}"')
+        uid, scale = _controller_scale(snap, pod.meta.namespace, ref)
         seen[uid] = scale
     return sum(seen.values())
 
 
-def expected_and_desired(snap: Snapshot, pdb: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[int, int]:
+def expected_and_desired(snap: Snapshot, pdb: dict[str, Any], pods: list[Pod]) -> tuple[int, int]:
     spec = pdb.get("spec") or {}
     if spec.get("maxUnavailable") is not None:
         expected = expected_scale(snap, pdb, pods)
@@ -100,13 +103,13 @@ def expected_and_desired(snap: Snapshot, pdb: dict[str, Any], pods: list[dict[st
     return 0, 0
 
 
-def disrupted_map(pdb: dict[str, Any], pods: list[dict[str, Any]], now: float) -> dict[str, str]:
+def disrupted_map(pdb: dict[str, Any], pods: list[Pod], now: float) -> dict[str, str]:
     """buildDisruptedPodMap: entries of pods that still exist, are not being deleted, and are recent."""
-    by_name = {o.name(p): p for p in pods}
+    by_name = {p.meta.name: p for p in pods}
     out = {}
     for name, when in ((pdb.get("status") or {}).get("disruptedPods") or {}).items():
         pod = by_name.get(name)
-        if pod is None or o.is_terminating(pod):
+        if pod is None or ps.terminating(pod):
             continue
         at = parse_time(when)
         if at is not None and at + DELETION_TIMEOUT < now:
@@ -129,7 +132,7 @@ def status_of(snap: Snapshot, pdb: dict[str, Any], now: float) -> dict[str, Any]
         _condition(status, False, "SyncFailed", str(e), old, now)
         return status
     disrupted = disrupted_map(pdb, pods, now)
-    healthy = sum(1 for p in pods if not o.is_terminating(p) and o.name(p) not in disrupted and o.is_ready(p))
+    healthy = sum(1 for p in pods if not ps.terminating(p) and p.meta.name not in disrupted and ps.ready(p))
     allowed = healthy - desired
     if expected <= 0 or allowed <= 0:
         allowed = 0

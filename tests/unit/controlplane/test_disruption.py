@@ -17,7 +17,8 @@ def _pod(name: str, ready: bool = True, owner: dict | None = None, labels: dict 
     if owner:
         md["ownerReferences"] = [{"kind": owner["kind"], "name": owner["metadata"]["name"],
                                   "uid": owner["metadata"]["uid"], "controller": True}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": {"nodeName": "node-1", "containers": []},
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": md,
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox"}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
@@ -111,3 +112,18 @@ def test_eviction_without_budget_unready_and_several_budgets():
         eviction.evict(s, s.get("Pod", "default", "web-0"), NOW, False, lambda: gone.append("web-0"))
     assert e.value.code == 500 and "more than one PodDisruptionBudget" in e.value.message
     assert gone == ["other", "web-2"]
+
+
+def test_the_pdb_pass_reads_typed_pods_parsed_once_per_version():
+    """The disruption controller counts typed Pods (the store's parse cache): three pods parsed on the first
+    pass, none on a second pass at the same versions."""
+    from netsim.controlplane.state import SnapshotCache
+
+    s = _world({"minAvailable": 2})
+    cache = SnapshotCache()
+    before = s.object_cache().decodes
+    apply_actions(s, reconcile_disruption(cache.load(s), Context(now=NOW)), NOW)
+    assert s.object_cache().decodes - before == 3
+    before = s.object_cache().decodes
+    assert reconcile_disruption(cache.load(s), Context(now=NOW)) == []
+    assert s.object_cache().decodes == before
