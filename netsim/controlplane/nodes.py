@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.events import Event
 from netsim.controlplane.leases import LEASE_NAMESPACE, renew_time
-from netsim.controlplane.scheduler import tolerations_of
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.cluster import ClusterSpec
+from netsim.model.pod import Pod
 from netsim.store import DELETED, Compacted, parse_time, rfc3339
 
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -249,17 +250,36 @@ def reconcile_node(node: dict[str, Any], snap: Snapshot, ctx: Context) -> list[A
     return actions
 
 
+def _pods_by_node(snap: Snapshot) -> dict[str, list[Pod]]:
+    """Typed pods (parsed once per resourceVersion by the store's parse cache) bound to a node, by node,
+    not finished: what the taint manager and the not-ready marking look at."""
+    out: dict[str, list[Pod]] = {}
+    for pod in snap.typed("Pod"):
+        if pod.spec.node_name and not ps.terminal(pod):
+            out.setdefault(pod.spec.node_name, []).append(pod)
+    return out
+
+
+def _stored(snap: Snapshot, pod: Pod) -> dict[str, Any] | None:
+    return snap.get("Pod", pod.meta.namespace, pod.meta.name)
+
+
 def evictions(snap: Snapshot, ctx: Context) -> list[Action]:
+    """The taint manager: pods on a NoExecute-tainted node that do not tolerate it (long enough) are
+    terminated; pods read typed, by node."""
     actions: list[Action] = []
+    by_node: dict[str, list[Pod]] | None = None
     for node in snap.of("Node"):
         for taint in (node.get("spec") or {}).get("taints") or []:
             if taint.get("effect") != "NoExecute":
                 continue
             added = parse_time(taint.get("timeAdded")) or ctx.now
-            for pod in snap.of("Pod"):
-                if o.node_name(pod) != o.name(node) or o.is_terminating(pod) or o.is_terminal(pod):
+            if by_node is None:
+                by_node = _pods_by_node(snap)
+            for pod in by_node.get(o.name(node), ()):
+                if ps.terminating(pod):
                     continue
-                matching = [t for t in tolerations_of(pod)
+                matching = [t for t in pod.spec.tolerations
                             if t.tolerates(taint.get("key", ""), taint.get("value") or None, "NoExecute")]
                 if matching and any(t.toleration_seconds is None for t in matching):
                     continue
@@ -269,25 +289,29 @@ def evictions(snap: Snapshot, ctx: Context) -> list[Action]:
                     wait = ctx.config.pod_eviction_seconds
                 else:
                     wait = 0
-                if ctx.now - added >= wait:
-                    actions.append(Action("terminate", pod, Event(
-                        ctx.now, "controller/taint-eviction", o.ref(pod), "TaintManagerEviction",
-                        f"Marking for deletion Pod {o.key(pod)}")))
+                raw = _stored(snap, pod)
+                if ctx.now - added >= wait and raw is not None:
+                    actions.append(Action("terminate", raw, Event(
+                        ctx.now, "controller/taint-eviction", o.ref(raw), "TaintManagerEviction",
+                        f"Marking for deletion Pod {o.key(raw)}")))
     return actions
 
 
 def mark_pods_not_ready(snap: Snapshot, ctx: Context) -> list[Action]:
-    """Ready=False on every Ready pod of a node whose own Ready condition is not True."""
+    """Ready=False on every Ready pod of a node whose own Ready condition is not True (pods read typed)."""
     down = {o.name(n) for n in snap.of("Node") if not node_ready(n)}
     if not down:
         return []
     actions: list[Action] = []
-    for pod in snap.of("Pod"):
-        if o.node_name(pod) not in down or not o.is_ready(pod) or o.is_terminal(pod):
+    for pod in snap.typed("Pod"):
+        if pod.spec.node_name not in down or not ps.ready(pod) or ps.terminal(pod):
             continue
-        new = copy.deepcopy(pod)
+        raw = _stored(snap, pod)
+        if raw is None:
+            continue
+        new = copy.deepcopy(raw)
         o.set_condition(new.setdefault("status", {}), "Ready", "False", ctx.now)
-        actions.append(Action("status", new, Event(ctx.now, ACTOR, o.ref(pod), "NodeNotReady", "Node is not ready",
+        actions.append(Action("status", new, Event(ctx.now, ACTOR, o.ref(raw), "NodeNotReady", "Node is not ready",
                                                    type="Warning")))
     return actions
 

@@ -95,3 +95,29 @@ def test_replicaset_scale_down_deletes_in_active_pods_order_from_typed_pods():
     actions = reconcile_replicasets(Snapshot.load(store), Context(now=1000.0))
     assert [(a.verb, a.obj["metadata"]["name"]) for a in actions if a.verb == "terminate"] == [
         ("terminate", "web-1"), ("terminate", "web-2")]
+
+
+def test_node_lifecycle_reads_pods_typed_once_per_version():
+    """Marking a down node's pods not ready and the taint manager's evictions read typed Pods: parsed once,
+    not again on a pass at the same versions; tolerations come from the typed pod spec."""
+    from netsim.controlplane.nodes import NOT_READY, evictions, mark_pods_not_ready
+    from netsim.controlplane.state import Context
+
+    store = MemoryStore()
+    store.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "a"},
+                  "spec": {"taints": [{"key": NOT_READY, "effect": "NoExecute", "timeAdded": "2026-01-01T00:00:00Z"}]},
+                  "status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+    for name, tolerations in (("p0", []), ("p1", [{"key": NOT_READY, "operator": "Exists", "effect": "NoExecute"}])):
+        store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                      "spec": {"nodeName": "a", "tolerations": tolerations,
+                               "containers": [{"name": "c", "image": "busybox"}]},
+                      "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    cache = SnapshotCache()
+    now = 1_900_000_000.0
+    before = store.object_cache().decodes
+    for _ in range(2):
+        snap = cache.load(store)
+        ctx = Context(now=now)
+        assert sorted(a.obj["metadata"]["name"] for a in mark_pods_not_ready(snap, ctx)) == ["p0", "p1"]
+        assert [(a.verb, a.obj["metadata"]["name"]) for a in evictions(snap, ctx)] == [("terminate", "p0")]
+        assert store.object_cache().decodes - before == 2  # the two pods, on the first pass only
