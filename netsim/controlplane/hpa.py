@@ -41,7 +41,7 @@ from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.errors import NetsimError, Source
-from netsim.model.hpa import HorizontalPodAutoscaler, MetricSpec, ScalingRules, parse_hpa
+from netsim.model.hpa import HorizontalPodAutoscaler, MetricSpec, ScalingRules
 from netsim.model.metrics import MetricsView, PodUsage
 from netsim.model.quantity import canonical, parse_quantity
 from netsim.model.selectors import parse_selector
@@ -442,7 +442,7 @@ def reconcile_hpa(hpa_obj: dict[str, Any], snap: Snapshot, ctx: Context, view: M
     now = ctx.now
     ns = o.namespace(hpa_obj) or "default"
     key = f"{ns}/{o.name(hpa_obj)}"
-    hpa = parse_hpa(hpa_obj, Source("<store>"))
+    hpa: HorizontalPodAutoscaler = snap.decode(hpa_obj)  # parsed once per resourceVersion (the parse cache)
     ref = f"HorizontalPodAutoscaler {key}"
     status = copy.deepcopy(hpa_obj.get("status") or {})
     conditions: dict[str, tuple[str, str, str]] = {}

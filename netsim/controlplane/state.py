@@ -132,6 +132,11 @@ class Snapshot:
                     continue
         return out
 
+    def decode(self, obj: dict[str, Any]) -> Any:
+        """The typed object of one snapshot dict (the store's parse cache: once per resourceVersion).
+        Raises NetsimError when it does not parse."""
+        return self._decode(obj)
+
     def typed_owned(self, owner_uid: str | None, kind: str) -> list[Any]:
         """Typed objects of `kind` whose controller ownerReference names `owner_uid` (the informer
         indexer a workload controller looks its pods up by)."""

@@ -121,3 +121,21 @@ def test_node_lifecycle_reads_pods_typed_once_per_version():
         assert sorted(a.obj["metadata"]["name"] for a in mark_pods_not_ready(snap, ctx)) == ["p0", "p1"]
         assert [(a.verb, a.obj["metadata"]["name"]) for a in evictions(snap, ctx)] == [("terminate", "p0")]
         assert store.object_cache().decodes - before == 2  # the two pods, on the first pass only
+
+
+def test_the_hpa_controller_parses_each_hpa_version_once():
+    """The HPA controller takes its HorizontalPodAutoscaler from the parse cache, not a parse per sync."""
+    from netsim.controlplane.hpa import reconcile_hpas
+    from netsim.controlplane.state import Context
+
+    store = MemoryStore()
+    store.create({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                  "metadata": {"name": "web", "namespace": "default"},
+                  "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                           "minReplicas": 1, "maxReplicas": 3}})
+    cache = SnapshotCache()
+    before = store.object_cache().decodes
+    for i in range(3):  # sync periods apart; the target is missing, so each sync reports FailedGetScale
+        ctx = Context(now=1000.0 + 60 * i, memory={})
+        assert [a.verb for a in reconcile_hpas(cache.load(store), ctx)] in (["status"], ["event"], [])
+    assert store.object_cache().decodes - before == 1
