@@ -24,6 +24,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from netsim.model.node import Node
+
 Protocol = Literal["TCP", "UDP", "SCTP"]
 TrafficPolicy = Literal["Cluster", "Local"]
 DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", "None"]
@@ -176,6 +178,26 @@ class NodeInfo:
     @property
     def primary_ip(self) -> str | None:
         return self.ips[0] if self.ips else None
+
+    @classmethod
+    def from_node(cls, node: Node) -> NodeInfo:
+        """kube-proxy's view of the one Node class (netsim.model.node): its IPs as component-helpers
+        node/util GetNodeHostIPs picks them (InternalIP addresses before ExternalIP, the first of each IP
+        family, the primary family first), spec.podCIDR and the topology.kubernetes.io/zone label."""
+        ips: list[str] = []
+        families: set[int] = set()
+        for kind in ("InternalIP", "ExternalIP"):
+            for a in node.status.addresses:
+                if a.type != kind:
+                    continue
+                try:
+                    family = ipaddress.ip_address(a.address).version
+                except ValueError:
+                    continue
+                if family not in families:
+                    families.add(family)
+                    ips.append(a.address)
+        return cls(node.name, tuple(ips), node.spec.pod_cidr, node.labels.get("topology.kubernetes.io/zone"))
 
 
 @dataclass(frozen=True)

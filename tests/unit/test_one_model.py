@@ -42,3 +42,29 @@ def test_old_names_still_work():
 
     assert api.Endpoint is api.ProbeEndpoint and endpoint.Endpoint is endpoint.ApiEndpoint
     assert model.PodInfo is PodView and records.PodInfo is PodView
+
+
+def test_both_node_views_are_built_from_the_one_node_class():
+    """The scheduler's NodeInfo (a node with the pods counted on it: pkg/scheduler/framework's NodeInfo) and
+    kube-proxy's (the node's IPs, pod CIDR and zone) are two concepts, each a view of the typed Node."""
+    from netsim.controlplane.scheduler import NodeInfo as SchedulerNodeInfo
+    from netsim.model.errors import Source
+    from netsim.model.node import parse_node
+    from netsim.proxy.model import NodeInfo as ProxyNodeInfo
+
+    assert sorted(class_definitions()["NodeInfo"]) == ["netsim/controlplane/scheduler.py", "netsim/proxy/model.py"]
+    node = parse_node({"kind": "Node", "metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": "z1"}},
+                       "spec": {"podCIDRs": ["10.244.1.0/24", "fd00:1::/64"],
+                                "taints": [{"key": "k", "effect": "NoSchedule"}]},
+                       "status": {"addresses": [{"type": "Hostname", "address": "n1"},
+                                                {"type": "ExternalIP", "address": "203.0.113.9"},
+                                                {"type": "InternalIP", "address": "172.18.0.2"},
+                                                {"type": "InternalIP", "address": "172.18.0.3"},
+                                                {"type": "ExternalIP", "address": "fd00::9"}]}},
+                      Source("<test>"))
+    proxy = ProxyNodeInfo.from_node(node)
+    # GetNodeHostIPs: InternalIP before ExternalIP, the first address of each family.
+    assert proxy == ProxyNodeInfo("n1", ("172.18.0.2", "fd00::9"), "10.244.1.0/24", "z1")
+    sched = SchedulerNodeInfo.from_node(node)
+    assert sched.name == "n1" and sched.taints == [{"key": "k", "effect": "NoSchedule"}]
+    assert sched.labels == {"topology.kubernetes.io/zone": "z1"}
