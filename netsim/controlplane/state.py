@@ -93,6 +93,9 @@ class Snapshot:
         self._by_label: dict[tuple[str, str | None, str], dict[str, list[dict[str, Any]]]] = {}
         self._by_key: dict[str, dict[tuple[str | None, str], dict[str, Any]]] = {}  # per kind, on first use
         self._by_owner_index: dict[str, list[dict[str, Any]]] | None = None
+        # kind -> owner uid -> objects: an owner's ReplicaSets are found without walking every Service and
+        # EndpointSlice (at 10,000 Services that walk was most of an idle daemon's CPU)
+        self._owned_of_kind: dict[str, dict[str, list[dict[str, Any]]]] = {}
         # Typed views, built on first use per pass: the decodes themselves are the store's parse cache's
         # (once per resourceVersion), these only save re-asking it for every owner a controller reconciles.
         self._typed: dict[tuple[str, str | None], list[Any]] = {}
@@ -178,8 +181,16 @@ class Snapshot:
         return self._keyed(kind).get((scoped_namespace(kind, namespace), name))
 
     def owned(self, owner: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
-        items = self._by_owner.get(o.uid(owner), [])
-        return [x for x in items if kind is None or x["kind"] == kind]
+        if kind is None:
+            return list(self._by_owner.get(o.uid(owner), []))
+        index = self._owned_of_kind.get(kind)
+        if index is None:  # per kind, as an informer's owner index lives with that kind's informer
+            index = self._owned_of_kind[kind] = defaultdict(list)
+            for obj in self.objects.get(kind, []):
+                ref = o.controller_ref(obj)
+                if ref is not None:
+                    index[ref.get("uid")].append(obj)
+        return list(index.get(o.uid(owner), []))
 
     def names(self, kind: str, namespace: str | None) -> set[str]:
         return {o.name(x) for x in self.of(kind, namespace)}

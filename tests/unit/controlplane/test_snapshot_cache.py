@@ -93,3 +93,23 @@ def test_garbage_collection_follows_the_change_and_still_collects(h, monkeypatch
     h.store.delete("ReplicaSet", "default", o.name(rs))
     h.converge(timeout=5)
     assert h.pods() == []
+
+
+def test_an_owner_lookup_by_kind_walks_only_that_kind(monkeypatch):
+    """A Deployment's ReplicaSets are found without looking at every Service and EndpointSlice: at 10,000
+    Services the walk over all objects on each pass was most of an idle daemon's CPU."""
+    from netsim.controlplane import objects as objs
+    from netsim.controlplane import state as st
+
+    deploy = {"kind": "Deployment", "metadata": {"name": "web", "namespace": "default", "uid": "d1"}}
+    rs = {"kind": "ReplicaSet", "metadata": {"name": "web-1", "namespace": "default", "uid": "r1",
+                                             "ownerReferences": [{"uid": "d1", "controller": True}]}}
+    services = [{"kind": "Service", "metadata": {"name": f"s{i}", "namespace": "default", "uid": f"s{i}"}}
+                for i in range(500)]
+    snap = st.Snapshot({"Deployment": [deploy], "ReplicaSet": [rs], "Service": services}, lambda x: x)
+    looked = []
+    real = objs.controller_ref
+    monkeypatch.setattr(objs, "controller_ref", lambda obj: looked.append(obj["kind"]) or real(obj))
+    assert snap.owned(deploy, "ReplicaSet") == [rs]
+    assert "Service" not in looked and looked == ["ReplicaSet"]
+    assert snap.owned(deploy) == [rs]  # without a kind: every object, as before
