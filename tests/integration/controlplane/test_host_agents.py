@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from netsim import daemonproc, lifecycle, naming
+from netsim import daemonproc, lifecycle
 from netsim.api import Cluster
 from netsim.controlplane import objects as o
 from netsim.controlplane.nodes import node_ready
@@ -64,30 +64,14 @@ def holder_pid(c: Cluster) -> int:
     return int(h.rpartition("_")[2]) if h else 0
 
 
-def election_key(cluster: str) -> str:
-    """The holder named by the etcd election key (netsim/leader_etcd.py); '' when there is none."""
-    from netsim.etcd.client import Etcd
-    with open(os.path.join(naming.state_dir(cluster), "store.json")) as f:
-        etcd = Etcd(json.load(f)["endpoints"])
-    try:
-        _, kvs, _ = etcd.range(f"/netsim/{cluster}/netsim-controlplane/leader")
-    finally:
-        etcd.close()
-    return kvs[0].value.decode() if kvs else ""
-
-
 def roles(cluster: str) -> dict[int, tuple[str, str | None]]:
     return daemonproc.find_all(cluster)
 
 
-@pytest.mark.parametrize("store", ["sqlite", "etcd"])
-def test_hosts_agents_and_an_elected_control_plane(cluster_name, kernel, store):
-    # 3 hosts x 2 nodes: the daemon (control plane only), a host agent per host, and a standby control plane,
-    # all connected to the one store: SQLite's file, or etcd (the election then decided by a key on an etcd
-    # lease, netsim/leader_etcd.py).
+def test_hosts_agents_and_an_elected_control_plane(cluster_name, kernel):
+    # 3 hosts x 2 nodes: the daemon (control plane only), a host agent per host, and a standby control plane.
     hosts = [{"name": f"host-{x}", "address": f"192.168.77.{i + 1}"} for i, x in enumerate("abc")]
-    c = Cluster.up({"spec": {"nodes": 6, "hosts": hosts, "timing": TIMING, "store": {"type": store}}},
-                   name=cluster_name)
+    c = Cluster.up({"spec": {"nodes": 6, "hosts": hosts, "timing": TIMING}}, name=cluster_name)
     try:
         run_netsim("controlplane", "--cluster", cluster_name, "--detach")
         procs = until("five processes", lambda: roles(cluster_name) if len(roles(cluster_name)) == 5 else {}, 20)
@@ -114,8 +98,6 @@ def test_hosts_agents_and_an_elected_control_plane(cluster_name, kernel, store):
         took = time.monotonic() - t0
         print(f"takeover from a killed leader: {took:.2f}s (lease {LEASE}s)")
         assert took <= min(CFG.lease_duration, (1 + 1.2) * CFG.retry_period + 1.5)
-        if store == "etcd":  # on etcd the key on the new leader's etcd lease decides, the Lease object shows it
-            assert until("the election key moved", lambda: election_key(cluster_name).endswith(f"_{other}"), 5)
 
         # One host's agent killed: its nodes NotReady, their pods replaced on the other hosts' nodes by the
         # new leader's controllers; the other hosts' pods untouched.
