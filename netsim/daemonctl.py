@@ -49,8 +49,12 @@ def log_path(cluster: str) -> str:
 
 
 def log_tail(cluster: str, lines: int = 20) -> str:
+    return _tail(log_path(cluster), lines)
+
+
+def _tail(path: str, lines: int = 20) -> str:
     try:
-        with open(log_path(cluster), errors="replace") as f:
+        with open(path, errors="replace") as f:
             return "".join(f.readlines()[-lines:])
     except OSError:
         return ""
@@ -70,6 +74,7 @@ def start(cluster: str, timeout: float = 60.0) -> int:
         _start_agents(cluster)
         return _wait_first_convergence(cluster, pid, None, timeout)
     etcd_config.ensure_running(cluster)  # a cluster's private etcd that died (with the daemon) comes back first
+    _start_agents(cluster, wait_registered=timeout)
     with state.open_private(log_path(cluster), "ab") as log:
         proc = subprocess.Popen(daemonproc.argv(cluster), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
@@ -80,15 +85,45 @@ def start(cluster: str, timeout: float = 60.0) -> int:
     return _wait_first_convergence(cluster, proc.pid, proc, timeout)
 
 
-def _start_agents(cluster: str) -> None:
+def _start_agents(cluster: str, wait_registered: float | None = None) -> None:
     """A cluster whose spec places nodes on hosts: each host's `netsim agent`, started detached here, where
-    the (emulated) hosts live (netsim.hostagent.start_agents); none for a single-host cluster."""
+    the (emulated) hosts live (netsim.hostagent.start_agents); none for a single-host cluster.
+
+    With `wait_registered` (a new daemon is about to start: `up`, or a restart after a crash), wait that
+    long at most until every node of the spec is registered. Each agent registers its own nodes, so a
+    control plane started first would schedule the cluster's first pods (CoreDNS) onto whichever host's
+    nodes came first; waiting makes the cluster's first placement the one it has on a single host."""
     from netsim.hostagent import start_agents
     from netsim.model.cluster import parse_cluster
     from netsim.model.errors import Source
     st = state.load(cluster)
-    if st is not None:
-        start_agents(cluster, parse_cluster(st.spec, Source(state.state_file(cluster))))
+    if st is None:
+        return
+    spec = parse_cluster(st.spec, Source(state.state_file(cluster)))
+    agents = start_agents(cluster, spec)
+    if agents and wait_registered:
+        _wait_registered(cluster, [n.name for n in spec.nodes], agents, wait_registered)
+
+
+def _wait_registered(cluster: str, nodes: list[str], agents: dict[str, int], timeout: float) -> None:
+    from netsim.hostagent import log_path as agent_log
+    from netsim.storefactory import open_store
+    store = open_store(cluster)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [n for n in nodes if store.get("Node", None, n) is None]
+            if not missing:
+                return
+            dead = [h for h, pid in agents.items() if not daemonproc.is_process_of(pid, cluster)]
+            if dead or time.monotonic() >= deadline:
+                why = f"the agent of host {dead[0]} exited" if dead else f"not within {timeout:.0f}s"
+                tail = _tail(agent_log(cluster, dead[0])) if dead else ""
+                raise DaemonError(f"cluster {cluster}: nodes {', '.join(missing)} not registered: {why}"
+                                  + (f"\n{tail}" if tail else ""))
+            time.sleep(0.05)
+    finally:
+        store.close()
 
 
 def _record(cluster: str, pid: int) -> None:
@@ -117,9 +152,10 @@ def _wait_first_convergence(cluster: str, pid: int, proc: subprocess.Popen | Non
 
 def read_marker(cluster: str) -> dict | None:
     """The leader's convergence marker, joined with those of the running host agents (netsim.hostagent):
-    their nodes' kube-proxy and felix are part of "the data plane matches the store". The joined `rv` is the
-    least any of them has read (an agent with no marker yet, or one of an earlier process, has read
-    nothing), its `blockers` and `pending` include the agents' blockers."""
+    their nodes' kube-proxy, felix and CoreDNS are part of "the data plane matches the store". The joined
+    `rv` is the least any of them has read (an agent with no marker yet, or one of an earlier process, has
+    read nothing), its `blockers` and `pending` include the agents' blockers, and an agent that has not read
+    as far as the leader's marker blocks convergence until it has."""
     marker = _read_json(converged_path(cluster))
     if marker is None:
         return None
@@ -136,6 +172,11 @@ def read_marker(cluster: str) -> dict | None:
             continue
         rv = min(rv, am.get("rv", 0))
         blockers += [f"host {host}: {b}" for b in am.get("blockers") or []]
+        if am.get("rv", 0) < marker.get("rv", 0):
+            # The leader's quiet pass may have written in answer to what the agents did (an EndpointSlice
+            # once a pod turned Ready) after the agent's last marker: that agent's kube-proxy and CoreDNS
+            # have not read it yet, so "converged" waits until every agent has read as far as the leader.
+            blockers.append(f"agent of host {host}: catching up with rv {marker.get('rv', 0)}")
     extra = blockers[len(marker.get("blockers") or []):]
     return {**marker, "rv": rv, "blockers": blockers, "pending": list(marker.get("pending") or []) + extra,
             "converged": bool(marker.get("converged")) and not extra, "agents": sorted(agents)}
