@@ -24,31 +24,47 @@ from typing import Any
 from netsim.controlplane import objects as o
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
+from netsim.model.cluster import Taint
 from netsim.model.errors import Source
 from netsim.model.node import Node, parse_node
+from netsim.model.nodeview import NodeView
 from netsim.model.pod import NodeSelectorRequirement, NodeSelectorTerm, Toleration
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
 
 @dataclass
-class NodeInfo:
-    name: str
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[dict[str, Any]] = field(default_factory=list)  # {key, value, effect}
-    unschedulable: bool = False
+class NodeUsage:
+    """A node with the pods counted on it (pkg/scheduler/framework NodeInfo: the Node plus its pods and
+    used host ports). The node itself is the one node view (netsim.model.nodeview.NodeView)."""
+
+    node: NodeView
     pod_count: int = 0
     owner_counts: Counter = field(default_factory=Counter)  # owner uid -> pods of that owner here
     host_ports: set[tuple[int, str]] = field(default_factory=set)
 
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.node.labels
+
+    @property
+    def taints(self) -> tuple[Taint, ...]:
+        return self.node.taints
+
+    @property
+    def unschedulable(self) -> bool:
+        return self.node.unschedulable
+
     @classmethod
-    def from_node(cls, node: Node | Mapping[str, Any]) -> NodeInfo:
-        """From the one Node class (netsim.model.node); a stored Node dict is read through it."""
+    def from_node(cls, node: Node | Mapping[str, Any]) -> NodeUsage:
+        """No pods yet, on the one Node class (netsim.model.node); a stored Node dict is read through it."""
         if not isinstance(node, Node):
             node = parse_node(node, Source("<store>"))
-        taints = [{"key": t.key, "value": t.value, "effect": t.effect} if t.value else {"key": t.key, "effect": t.effect}
-                  for t in node.spec.taints]
-        return cls(name=node.name, labels=dict(node.labels), taints=taints, unschedulable=node.spec.unschedulable)
+        return cls(NodeView.from_node(node))
 
     def add_pod(self, pod: Mapping[str, Any]) -> None:
         self.pod_count += 1
@@ -56,6 +72,9 @@ class NodeInfo:
         if ref is not None:
             self.owner_counts[ref.get("uid")] += 1
         self.host_ports |= _host_ports(pod)
+
+
+NodeInfo = NodeUsage  # kube-scheduler's name for it (framework.NodeInfo), kept for callers
 
 
 @dataclass(frozen=True)
@@ -73,9 +92,10 @@ def tolerations_of(pod: Mapping[str, Any]) -> list[Toleration]:
     return out
 
 
-def tolerated(taint: Mapping[str, Any], tolerations: Iterable[Toleration]) -> bool:
-    return any(t.tolerates(taint.get("key", ""), taint.get("value") or None, taint.get("effect", ""))
-               for t in tolerations)
+def tolerated(taint: Taint | Mapping[str, Any], tolerations: Iterable[Toleration]) -> bool:
+    if not isinstance(taint, Taint):
+        taint = Taint(taint.get("key", ""), taint.get("effect", ""), taint.get("value") or "")
+    return any(t.tolerates(taint.key, taint.value or None, taint.effect) for t in tolerations)
 
 
 def _requirements(raw: Iterable[Mapping[str, Any]]) -> tuple[NodeSelectorRequirement, ...]:
@@ -110,14 +130,14 @@ def _host_ports(pod: Mapping[str, Any]) -> set[tuple[int, str]]:
 def filter_node(pod: Mapping[str, Any], node: NodeInfo) -> str | None:
     """Why `node` cannot take `pod` (kube-scheduler's per-node reason), or None if it can."""
     tolerations = tolerations_of(pod)
-    if node.unschedulable and not tolerated({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}, tolerations):
+    if node.unschedulable and not tolerated(Taint(UNSCHEDULABLE_TAINT, "NoSchedule"), tolerations):
         return "node(s) were unschedulable"
     wanted = (pod.get("spec") or {}).get("nodeName")
     if wanted and wanted != node.name:
         return "node(s) didn't match the requested node name"
     for taint in node.taints:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(taint, tolerations):
-            return f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"
+        if taint.effect in ("NoSchedule", "NoExecute") and not tolerated(taint, tolerations):
+            return f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}"
     if not matches_node_selector_and_affinity(pod, node.name, node.labels):
         return "node(s) didn't match Pod's node affinity/selector"
     if _host_ports(pod) & node.host_ports:
@@ -154,7 +174,7 @@ def _filtered(pod: Mapping[str, Any], nodes: list[NodeInfo]) -> tuple[list[NodeI
         else:
             reasons.append(why)
     tolerations = tolerations_of(pod)
-    soft = {n.name: sum(1 for t in n.taints if t.get("effect") == "PreferNoSchedule" and not tolerated(t, tolerations))
+    soft = {n.name: sum(1 for t in n.taints if t.effect == "PreferNoSchedule" and not tolerated(t, tolerations))
             for n in feasible}
     return feasible, reasons, soft
 

@@ -24,7 +24,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
-from netsim.model.node import Node
+from netsim.model.nodeview import NodeView
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 TrafficPolicy = Literal["Cluster", "Local"]
@@ -162,42 +162,10 @@ class Endpoint:
         return bool(self.node_name) and self.node_name == node_name
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    """The node kube-proxy runs on: its name (for endpoint locality), its IPs (primary first) and the
-    pod CIDR it was given (for --detect-local-mode=NodeCIDR)."""
-
-    name: str
-    ips: tuple[str, ...] = ()
-    pod_cidr: str | None = None
-    zone: str | None = None  # the node's topology.kubernetes.io/zone label, for topology hints
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ips", tuple(self.ips))
-
-    @property
-    def primary_ip(self) -> str | None:
-        return self.ips[0] if self.ips else None
-
-    @classmethod
-    def from_node(cls, node: Node) -> NodeInfo:
-        """kube-proxy's view of the one Node class (netsim.model.node): its IPs as component-helpers
-        node/util GetNodeHostIPs picks them (InternalIP addresses before ExternalIP, the first of each IP
-        family, the primary family first), spec.podCIDR and the topology.kubernetes.io/zone label."""
-        ips: list[str] = []
-        families: set[int] = set()
-        for kind in ("InternalIP", "ExternalIP"):
-            for a in node.status.addresses:
-                if a.type != kind:
-                    continue
-                try:
-                    family = ipaddress.ip_address(a.address).version
-                except ValueError:
-                    continue
-                if family not in families:
-                    families.add(family)
-                    ips.append(a.address)
-        return cls(node.name, tuple(ips), node.spec.pod_cidr, node.labels.get("topology.kubernetes.io/zone"))
+# The node kube-proxy runs on is the one node view (netsim.model.nodeview): its name for endpoint locality,
+# its IPs (primary first), the pod CIDR (--detect-local-mode=NodeCIDR) and the zone (topology hints).
+# `NodeInfo` is kube-proxy's name for it, kept for callers.
+NodeInfo = NodeView
 
 
 @dataclass(frozen=True)

@@ -572,7 +572,7 @@ class SyncResult:
 
 
 def _fingerprint(node: NodeInfo, cfg: ProxyConfig) -> str:
-    return hashlib.sha256(repr((node, cfg)).encode()).hexdigest()[:16]
+    return hashlib.sha256(repr((node.proxy_key, cfg)).encode()).hexdigest()[:16]
 
 
 def _lookup(endpoints: EndpointsMap, sp: ServicePort) -> Sequence[Endpoint]:

@@ -44,15 +44,22 @@ def test_old_names_still_work():
     assert model.PodInfo is PodView and records.PodInfo is PodView
 
 
-def test_both_node_views_are_built_from_the_one_node_class():
-    """The scheduler's NodeInfo (a node with the pods counted on it: pkg/scheduler/framework's NodeInfo) and
-    kube-proxy's (the node's IPs, pod CIDR and zone) are two concepts, each a view of the typed Node."""
-    from netsim.controlplane.scheduler import NodeInfo as SchedulerNodeInfo
+def test_one_node_view_built_from_the_one_node_class():
+    """kube-proxy and the scheduler read a node through the one node view (netsim.model.nodeview.NodeView);
+    the scheduler's pods counted on a node (pkg/scheduler/framework's NodeInfo) are a NodeUsage holding it.
+    `NodeInfo` is no class any more: proxy.model.NodeInfo names NodeView, the scheduler's names NodeUsage."""
+    from netsim.controlplane import scheduler
+    from netsim.model.cluster import Taint
     from netsim.model.errors import Source
     from netsim.model.node import parse_node
-    from netsim.proxy.model import NodeInfo as ProxyNodeInfo
+    from netsim.model.nodeview import NodeView
+    from netsim.proxy import model as proxy_model
 
-    assert sorted(class_definitions()["NodeInfo"]) == ["netsim/controlplane/scheduler.py", "netsim/proxy/model.py"]
+    defs = class_definitions()
+    # trace's NodeView is a node's observed kernel state (addresses, routes, iptables-save), as its PodView
+    # is: to be folded in with the one cluster view (issue #16 item 5).
+    assert defs["NodeInfo"] == [] and sorted(defs["NodeView"]) == ["netsim/model/nodeview.py", "netsim/trace/view.py"]
+    assert proxy_model.NodeInfo is NodeView and scheduler.NodeInfo is scheduler.NodeUsage
     node = parse_node({"kind": "Node", "metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": "z1"}},
                        "spec": {"podCIDRs": ["10.244.1.0/24", "fd00:1::/64"],
                                 "taints": [{"key": "k", "effect": "NoSchedule"}]},
@@ -62,9 +69,24 @@ def test_both_node_views_are_built_from_the_one_node_class():
                                                 {"type": "InternalIP", "address": "172.18.0.3"},
                                                 {"type": "ExternalIP", "address": "fd00::9"}]}},
                       Source("<test>"))
-    proxy = ProxyNodeInfo.from_node(node)
+    view = NodeView.from_node(node)
     # GetNodeHostIPs: InternalIP before ExternalIP, the first address of each family.
-    assert proxy == ProxyNodeInfo("n1", ("172.18.0.2", "fd00::9"), "10.244.1.0/24", "z1")
-    sched = SchedulerNodeInfo.from_node(node)
-    assert sched.name == "n1" and sched.taints == [{"key": "k", "effect": "NoSchedule"}]
-    assert sched.labels == {"topology.kubernetes.io/zone": "z1"}
+    assert view.proxy_key == ("n1", ("172.18.0.2", "fd00::9"), "10.244.1.0/24", "z1")
+    assert view.taints == (Taint("k", "NoSchedule"),) and view.labels == {"topology.kubernetes.io/zone": "z1"}
+    usage = scheduler.NodeUsage.from_node(node)
+    assert usage.node == view and usage.name == "n1" and usage.pod_count == 0
+
+
+def test_a_relabelled_node_keeps_kube_proxys_render_state():
+    """Labels and taints are in the node view but not in what kube-proxy's rules depend on: a relabel or a
+    cordon must not force a full re-render (the render state's fingerprint)."""
+    from dataclasses import replace
+
+    from netsim.model.nodeview import NodeView
+    from netsim.proxy.model import ProxyConfig
+    from netsim.proxy.render import _fingerprint
+
+    base = NodeView("n1", ("172.18.0.2",), "10.244.1.0/24", "z1")
+    cfg = ProxyConfig()
+    assert _fingerprint(replace(base, labels={"a": "b"}, unschedulable=True), cfg) == _fingerprint(base, cfg)
+    assert _fingerprint(replace(base, ips=("172.18.0.3",)), cfg) != _fingerprint(base, cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from netsim.controlplane.scheduler import NodeInfo, node_infos
 from netsim.controlplane.state import Snapshot, SnapshotCache
+from netsim.model.cluster import Taint
 from netsim.model.node import Node
 from netsim.store import MemoryStore
 
@@ -23,7 +24,7 @@ def test_scheduler_nodes_are_decoded_once_per_version_across_passes():
     for _ in range(3):
         infos = node_infos(cache.load(store))
     assert store.object_cache().decodes == 2
-    assert infos["a"].taints == [{"key": "k", "value": "v", "effect": "NoSchedule"}] and infos["a"].labels["zone"] == "a"
+    assert infos["a"].taints == (Taint("k", "NoSchedule", "v"),) and infos["a"].labels["zone"] == "a"
     assert infos["b"].unschedulable and not infos["a"].unschedulable
     cur = store.get("Node", None, "b")
     cur["spec"]["unschedulable"] = False
