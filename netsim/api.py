@@ -24,17 +24,16 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netsim import daemonctl, daemonproc, lifecycle, naming, preflight, state
-from netsim.controlplane import conditions, readiness
+from netsim import daemonctl, daemonproc, lifecycle, naming, preflight, state, storefactory
 from netsim.controlplane import objects as o
-from netsim.controlplane import rollout as ro
+from netsim.controlplane import readiness
 from netsim.controlplane.admission import admit
 from netsim.controlplane.deletion import Target, delete_objects
 from netsim.controlplane.writes import admit_object
-from netsim.daemon import FAILED_ANNOTATION, open_store
 from netsim.daemonctl import DaemonDown, DaemonError
+from netsim.daemonfiles import FAILED_ANNOTATION
 from netsim.daemonlink import DaemonLink, NoDaemon, ProcessDaemon
 from netsim.kernel.api import Kernel, KernelError
 from netsim.lifecycle import DownReport
@@ -59,8 +58,14 @@ from netsim.model.targets import (
     parse_source,
     parse_target,
 )
-from netsim.probe.engine import Probe, ProbeResult, run_probes
 from netsim.store import Compacted, Conflict, SQLiteStore, Store, StoreError, copy_manifest, identity
+
+if TYPE_CHECKING:
+    from netsim.probe.engine import ProbeResult
+
+# What only some verbs need (the probe engine, rollouts, conditions, policy, trace, drawing) is imported by
+# the methods that use it: every CLI command imports this module, and `netsim apply` pays for each import
+# on every call (tests/unit/cli/test_cli_imports.py).
 
 # Re-exported for the front door's users (the CLI imports nothing below netsim.api but pure modules).
 __all__ = ["CONVERGE_TIMEOUT", "Cluster", "Conflict", "DaemonDown", "DaemonError", "DaemonLink", "DownReport",
@@ -257,7 +262,7 @@ class Cluster:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.name)
+            self._store = storefactory.open_store(self.name)
         return self._store
 
     @property
@@ -543,6 +548,7 @@ class Cluster:
 
     def rollout_undo(self, name: str, namespace: str = "default", to_revision: int = 0) -> str:
         self.require_daemon()
+        from netsim.controlplane import rollout as ro
         try:
             return ro.undo(self.store, namespace, name, to_revision)
         except StoreError as exc:
@@ -553,14 +559,18 @@ class Cluster:
         d = self.store.get("Deployment", namespace, name)
         if d is None:
             raise UsageError(f'deployment "{name}" not found')
+        from netsim.controlplane import rollout as ro
         return ro.rollout_status(d)
 
     def rollout_history(self, name: str, namespace: str = "default") -> list[tuple[int, str | None]]:
         """(revision, change cause) of a Deployment's ReplicaSets, oldest first (kubectl rollout history)."""
+        from netsim.controlplane import rollout as ro
         return ro.rollout_history(self.store, namespace, name)
 
     def wait_rollout(self, name: str, namespace: str = "default", timeout: float = 120.0) -> str:
         import time
+
+        from netsim.controlplane import rollout as ro
         deadline = time.monotonic() + timeout
         while True:
             d = self.store.get("Deployment", namespace, name)
@@ -811,6 +821,7 @@ class Cluster:
             targets = self.targets(to, ports, protocols, via)
         except SelectorError as exc:
             raise UsageError(str(exc)) from None
+        from netsim.probe.engine import Probe, run_probes
         probes = [Probe(s.netns or "", s.label, ip, port, proto, timeout, to=label)
                   for s in sources for (label, ip, port, proto) in targets]
         return run_probes(self.kernel, probes, count=count)
@@ -898,6 +909,7 @@ class Cluster:
         client address the pod saw is checked against the model too. Zero probes is a UsageError.
         `extra_policies`: judge as if these were applied too (a what-if being enforced)."""
         from netsim.policy.verify import Cell, VerifyReport, model_from_store
+        from netsim.probe.engine import Probe, run_probes
         model = model_from_store(self.store, extra_policies)
         by_key = {p.key: p for p in model.pods}
         sources, dests = self._policy_pairs(frm, to, outside=True)
@@ -972,6 +984,8 @@ class Cluster:
         for every NodePort/LoadBalancer Service port in front of a destination, probe it on every node,
         enough times (3 per endpoint) that each endpoint is likely hit from each node. Returns
         (probe, host, node, service, service port) per attempt."""
+        from netsim.probe.engine import Probe
+
         wanted = {d.label: d for d in dests}
         plan, seen = [], set()
         for svc in self.store.list("Service") if hosts else []:
@@ -1241,6 +1255,7 @@ class Cluster:
             self.wait_rollout(name, namespace, timeout)
         else:
             msg = self.wait_rollout(name, namespace, timeout)
+        from netsim.controlplane import rollout as ro
         rev = ro.revision(self.store.get("Deployment", namespace, name) or {"metadata": {}})
         return {"revision": rev, "complete": True, "message": msg}
 
@@ -1264,6 +1279,8 @@ class Cluster:
         """Wait until the object holds `condition` (netsim.controlplane.conditions: Ready, Available,
         Complete, RolledOut, Deleted, or any status condition); False on timeout."""
         import time
+
+        from netsim.controlplane import conditions
         ns = namespace or "default" if kind_namespaced(kind, self.custom_kinds()) else None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -1343,7 +1360,7 @@ class Cluster:
         before the first sample, and for a cluster in process)."""
         import json
 
-        from netsim.daemon import metrics_path
+        from netsim.daemonfiles import metrics_path
         from netsim.model.metrics import MetricsView
         if self.in_process:
             return MetricsView()

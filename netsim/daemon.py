@@ -59,6 +59,14 @@ from netsim.controlplane.loop import (
 )
 from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
 from netsim.controlplane.state import Config
+from netsim.daemonfiles import (  # noqa: F401 - the daemon's files, also read by name from here
+    CONVERGED_FILE,
+    FAILED_ANNOTATION,
+    HEALTH_FILE,
+    converged_path,
+    health_path,
+    metrics_path,
+)
 from netsim.dns.server import DnsServer, SnapshotHolder
 from netsim.hostagent import Role, ready_elsewhere, start_elector, write_first_marker
 from netsim.leader import Elector
@@ -73,34 +81,11 @@ from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, Store, Store
 from netsim.workload.server import WorkloadServer
 
 log = logging.getLogger("netsim.daemon")
-FAILED_ANNOTATION = "netsim.io/failed"
-STORE_FILE = "store.db"
-CONVERGED_FILE = "converged.json"
-HEALTH_FILE = "health.json"
+STORE_FILE = storefactory.STORE_FILE
 HEALTH_INTERVAL = 1.0  # the health record is rewritten at least this often, and at once when it changes
 DATAPLANE_WORKERS = 4  # node agents (kube-proxy, felix) syncing at once
-
-
-def store_path(cluster: str) -> str:
-    return os.path.join(naming.state_dir(cluster), STORE_FILE)
-
-
-def open_store(cluster: str) -> Store:
-    """The cluster's store: SQLite in the state dir, or etcd when the cluster was made with one."""
-    return storefactory.open_store(cluster)
-
-
-def converged_path(cluster: str) -> str:
-    return os.path.join(naming.state_dir(cluster), CONVERGED_FILE)
-
-
-def health_path(cluster: str) -> str:
-    return os.path.join(naming.state_dir(cluster), HEALTH_FILE)
-
-
-def metrics_path(cluster: str) -> str:
-    """Pod usage the daemon samples (netsim.model.metrics.MetricsView as JSON), read by `netsim top`."""
-    return os.path.join(naming.state_dir(cluster), "metrics.json")
+store_path = storefactory.store_path
+open_store = storefactory.open_store
 
 
 def bootstrap_objects(spec: ClusterSpec) -> list[dict[str, Any]]:

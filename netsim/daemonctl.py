@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from netsim import daemonproc, naming, state, testhooks
-from netsim.daemon import converged_path, health_path
+from netsim.daemonfiles import converged_path, health_path
 from netsim.etcd import config as etcd_config
 from netsim.model.errors import NetsimError
 

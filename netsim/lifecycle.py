@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netsim import daemonproc, fabric, fsclean, hostnet, naming, state
+from netsim import daemonproc, fsclean, naming, state
 from netsim.apiserver import endpoint
 from netsim.etcd import config as etcd_config
 from netsim.kernel import netns as netns_mod
@@ -64,6 +64,9 @@ def up(k: Kernel, spec: ClusterSpec, progress: Progress = _quiet, *, daemon: boo
     built: the state dir is claimed with one mkdir (atomic), so of two racing `up`s exactly one wins and
     the other is told so, before it looks at or touches anything else. `daemon`: whether a daemon is to run
     (recorded first, so `status` knows one is missing however `up` ended)."""
+    # The builders: only `up` needs them, and every CLI verb imports this module.
+    from netsim import fabric, hostnet
+
     if not os.path.isdir(naming.STATE_ROOT):
         state.make_private_dir(naming.STATE_ROOT)
     try:

@@ -7,7 +7,6 @@ import os
 
 from netsim import naming
 from netsim.etcd import config
-from netsim.etcd.store import EtcdStore
 from netsim.store import SQLiteStore, Store
 
 STORE_FILE = "store.db"
@@ -20,5 +19,7 @@ def store_path(cluster: str) -> str:
 def open_store(cluster: str) -> Store:
     cfg = config.read(cluster)
     if cfg and cfg.get("type") == "etcd":
+        from netsim.etcd.store import EtcdStore  # its client (http.client, ssl) only for etcd
+
         return EtcdStore(cfg["endpoints"], cfg["prefix"])
     return SQLiteStore(store_path(cluster))

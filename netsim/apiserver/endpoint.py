@@ -13,12 +13,15 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from netsim import naming
-from netsim.apiserver import certs, kubeconfig
+from netsim.apiserver import kubeconfig
+
+if TYPE_CHECKING:  # certs (cryptography) only where a PKI is made or loaded: `netsim status` reads the record
+    from netsim.apiserver import certs
 
 RECORD = "apiserver.json"
 HOST = "127.0.0.1"
@@ -68,6 +71,8 @@ def prepare(cluster: str, service_cidr: str, dns_domain: str, *, merge_kubeconfi
             advertise_ip: str | None = None) -> ApiEndpoint:
     """Make the cluster's PKI and endpoint record (the state directory exists); merge the kubeconfig.
     `advertise_ip` is the node IP in-cluster clients reach the API on (in the serving certificate)."""
+    from netsim.apiserver import certs
+
     pki = certs.make_pki(pki_dir(cluster), service_ip=kubernetes_service_ip(service_cidr), dns_domain=dns_domain,
                          advertise_ip=advertise_ip)
     ep = ApiEndpoint(cluster, free_port(), pki)
@@ -93,6 +98,8 @@ def load(cluster: str) -> ApiEndpoint | None:
     try:
         with open(record_path(cluster)) as f:
             rec = json.load(f)
+        from netsim.apiserver import certs
+
         return ApiEndpoint(cluster, int(rec["port"]), certs.Pki(rec["pki"]))
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import sys
-from typing import Any
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from netsim.api import Cluster, DaemonDown
 from netsim.cli.common import (
@@ -26,6 +26,9 @@ from netsim.cli.front import front
 from netsim.model.cluster import default_cluster, load_cluster_file
 from netsim.model.errors import UsageError
 from netsim.model.storespec import STORE_TYPES, StoreSpec
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class OneLineErrors(click.Group):
@@ -58,6 +61,83 @@ class OneLineErrors(click.Group):
         sys.exit(0)
 
 
+# Which module defines each verb the group does not define itself. `netsim VERB` imports only that module
+# (and what it imports): a verb pays for its own implementation alone, so `netsim apply` does not import the
+# trace, probe or drawing code. `netsim --help` and walks over `cli.commands.items()` load them all.
+# tests/unit/cli/test_cli_imports.py checks this table against each module's COMMANDS.
+LAZY_VERBS: dict[str, str] = {
+    "agent": "netsim.cli.hosts",
+    "annotate": "netsim.cli.mutate",
+    "apply": "netsim.cli.resources",
+    "controlplane": "netsim.cli.hosts",
+    "delete": "netsim.cli.resources",
+    "describe": "netsim.cli.resources",
+    "draw": "netsim.cli.draw",
+    "edit": "netsim.cli.mutate",
+    "events": "netsim.cli.resources",
+    "explain": "netsim.cli.policy",
+    "get": "netsim.cli.get",
+    "kill": "netsim.cli.resources",
+    "kubeconfig": "netsim.cli.kubeconfig",
+    "label": "netsim.cli.mutate",
+    "load": "netsim.cli.load",
+    "logs": "netsim.cli.resources",
+    "node": "netsim.cli.resources",
+    "probe": "netsim.cli.network",
+    "proxy": "netsim.cli.network",
+    "rollout": "netsim.cli.resources",
+    "run": "netsim.cli.run",
+    "scale": "netsim.cli.resources",
+    "set": "netsim.cli.mutate",
+    "top": "netsim.cli.top",
+    "trace": "netsim.cli.trace",
+    "verify": "netsim.cli.policy",
+    "wait": "netsim.cli.wait",
+}
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A click group's `commands` whose verbs are imported when first looked up: the names are known from
+    LAZY_VERBS without importing anything, a verb's module is imported when its command is asked for
+    (`get_command`, `commands[name]`, `.items()`), and every command that module defines is added then."""
+
+    def __init__(self, lazy: Mapping[str, str]):
+        self._loaded: dict[str, click.Command] = {}
+        self._lazy = dict(lazy)
+
+    def _load(self, name: str) -> None:
+        module = importlib.import_module(self._lazy[name])
+        for command in module.COMMANDS:
+            self._loaded.setdefault(command.name or "", command)
+            self._lazy.pop(command.name or "", None)
+        if name not in self._loaded:  # the table names a module that does not define the verb
+            raise RuntimeError(f"netsim.cli: {module.__name__} defines no command {name!r}")
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded and name in self._lazy:
+            self._load(name)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._lazy.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name in self._lazy:
+            del self._lazy[name]
+        else:
+            del self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._loaded, *(n for n in self._lazy if n not in self._loaded)])
+
+    def __len__(self) -> int:
+        return len(self._loaded) + sum(1 for n in self._lazy if n not in self._loaded)
+
+
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="netsim")
 def cli() -> None:
@@ -66,6 +146,9 @@ def cli() -> None:
     Nodes, pods and external hosts are network namespaces; CNI plugins, kube-proxy rules and
     NetworkPolicies are real kernel state you can probe, trace and verify.
     """
+
+
+cli.commands = LazyCommands(LAZY_VERBS)
 
 
 @cli.command()
@@ -81,6 +164,8 @@ def cli() -> None:
 def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, store_type: str | None,
        output: str) -> None:
     """Build a cluster's node network (and, as they land, its agents); returns when ready."""
+    from rich.console import Console
+
     f = front()
     f.require_root("up")
     spec = load_cluster_file(path, name_override=name) if path is not None else default_cluster(name or "demo")
@@ -156,6 +241,9 @@ def down(name: str | None, all_: bool, output: str) -> None:
 def status(cluster: str | None, output: str) -> None:
     """Nodes, addresses and namespaces of a cluster, its daemon and the daemon's components: exit 4 when the
     daemon is down, 1 when one of its components is dead."""
+    from rich.console import Console
+    from rich.table import Table
+
     with open_cluster(cluster) as c:
         info = c.status()
         down_message = c.daemon_down_message()
@@ -275,31 +363,6 @@ def exec_(node: str | None, kns: str, cluster: str | None, args: tuple[str, ...]
         os.execvp(argv[0], argv)
     except FileNotFoundError:
         fail("`ip` (iproute2) is not installed", EXIT_USAGE)
-
-
-def _register() -> None:
-    from netsim.cli import (
-        draw,
-        get,
-        hosts,
-        kubeconfig,
-        load,
-        mutate,
-        network,
-        policy,
-        resources,
-        run,
-        top,
-        trace,
-        wait,
-    )
-    for command in (resources.COMMANDS + get.COMMANDS + mutate.COMMANDS + wait.COMMANDS + network.COMMANDS + policy.COMMANDS + run.COMMANDS
-                    + draw.COMMANDS + trace.COMMANDS + load.COMMANDS + top.COMMANDS + kubeconfig.COMMANDS
-                    + hosts.COMMANDS):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

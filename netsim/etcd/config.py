@@ -16,8 +16,10 @@ import os
 from typing import Any
 
 from netsim import naming
-from netsim.etcd import client, server
 from netsim.model.storespec import StoreSpec
+
+# The etcd client and server modules (http.client, ssl, subprocess handling) are imported by the functions
+# that talk to etcd: every CLI command reads this record (`read`), most of them on a SQLite store.
 
 CONFIG = "store.json"
 
@@ -59,6 +61,8 @@ def prepare(cluster: str, spec: StoreSpec) -> dict[str, Any] | None:
     """Get the cluster's store ready before anything writes to it; the record, or None for SQLite."""
     if spec.type != "etcd":
         return None
+    from netsim.etcd import client, server
+
     prefix = default_prefix(cluster)
     if spec.endpoints:
         cfg = {"type": "etcd", "endpoints": list(spec.endpoints), "prefix": prefix, "local": False}
@@ -85,6 +89,8 @@ def ensure_running(cluster: str) -> None:
     cfg = read(cluster)
     if not cfg or not cfg.get("local"):
         return
+    from netsim.etcd import server
+
     base = naming.state_dir(cluster)
     if not server.alive(base):
         server.restart(base)
@@ -92,6 +98,8 @@ def ensure_running(cluster: str) -> None:
 
 def teardown(cluster: str) -> int:
     """Remove what the cluster's store left outside its state files; processes killed."""
+    from netsim.etcd import client, server
+
     base = naming.state_dir(cluster)
     killed = server.stop(base)  # also when the record is gone: found by its data dir
     cfg = None
