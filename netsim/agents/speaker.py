@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 
 from netsim import naming
+from netsim.agents.changes import ChangeTracker
 from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec
 from netsim.node.network import NodeRec
@@ -31,6 +32,12 @@ class Speaker:
         self.store = store
         self.events = events
         self._announced: dict[str, str] = {}  # service IP -> announcing node
+        # What the announcements depend on, kept from the store's change log (a speaker watches Services and
+        # EndpointSlices as MetalLB's does): a sync after one slice changed reads that slice, not all of them.
+        self._tracker = ChangeTracker(store, ("Service", "EndpointSlice"))
+        self._exposed: dict[str, tuple[bool, tuple[str, ...]]] = {}  # ns/svc -> (Local policy, IPs), only with IPs
+        self._serving: dict[str, dict[str, frozenset[str]]] = {}  # ns/svc -> slice name -> nodes serving
+        self._slice_owner: dict[str, str] = {}  # ns/slice -> ns/svc whose entry in _serving it has
 
     @property
     def announced(self) -> dict[str, str]:
@@ -44,33 +51,24 @@ class Speaker:
         addresses it routes out of another device, hence the /32 via lo, which DNAT makes moot). IPs
         outside the node network are routed to the announcing node by the fabric, as an upstream router
         would be configured for externalIPs."""
+        self._take_changes()
         # Every live node of the cluster takes part in the election, this speaker's or another host's
         # (MetalLB: the speakers' memberlist); this speaker announces only the IPs elected to its nodes.
         live = sorted(set(live_nodes))
         desired: dict[str, str] = {}
-        # With externalTrafficPolicy Local only nodes with a serving endpoint announce (MetalLB speaker
-        # layer2_controller.go ShouldAnnounce), or the announcing node would drop the traffic.
-        serving: dict[str, set[str]] = {}
-        for sl in self.store.list("EndpointSlice"):
-            md = sl["metadata"]
-            svc_name = (md.get("labels") or {}).get("kubernetes.io/service-name")
-            for ep in sl.get("endpoints") or []:
-                cond = ep.get("conditions") or {}
-                if svc_name and ep.get("nodeName") and cond.get("serving", cond.get("ready", True)) is not False:
-                    serving.setdefault(f"{md.get('namespace', 'default')}/{svc_name}", set()).add(ep["nodeName"])
-        if live:
-            for svc in self.store.list("Service"):
-                spec, status = svc.get("spec") or {}, svc.get("status") or {}
-                key = f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
-                candidates = [n for n in live if n in serving.get(key, ())] \
-                    if spec.get("externalTrafficPolicy") == "Local" else live
-                if not candidates:
-                    continue
-                ips = list(spec.get("externalIPs") or []) + [
-                    i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
-                for ip in ips:
-                    digest = int(hashlib.sha256(ip.encode()).hexdigest(), 16)
-                    desired[ip] = candidates[digest % len(candidates)]
+        for key, (local, ips) in (sorted(self._exposed.items()) if live else ()):  # as listed: by namespace/name
+            # With externalTrafficPolicy Local only nodes with a serving endpoint announce (MetalLB speaker
+            # layer2_controller.go ShouldAnnounce), or the announcing node would drop the traffic.
+            if local:
+                serving = set().union(*self._serving.get(key, {}).values())
+                candidates = [n for n in live if n in serving]
+            else:
+                candidates = live
+            if not candidates:
+                continue
+            for ip in ips:
+                digest = int(hashlib.sha256(ip.encode()).hexdigest(), 16)
+                desired[ip] = candidates[digest % len(candidates)]
         desired = {ip: node for ip, node in desired.items() if node in self.nodes}
         if desired == self._announced:
             return
@@ -81,6 +79,46 @@ class Speaker:
             if self._announced.get(ip) != node:
                 self.announce(ip, node)
         self._announced = desired
+
+    def _take_changes(self) -> None:
+        """Services with IPs to announce and the nodes serving each Service's endpoints, from what changed
+        since the last sync (everything on the first one, or after the change log was compacted past it)."""
+        batch = self._tracker.poll()
+        if batch.resync:
+            self._exposed.clear()
+            self._serving.clear()
+            self._slice_owner.clear()
+        for (kind, namespace, name), obj in batch.objects.items():
+            if kind == "Service":
+                self._service(f"{namespace or 'default'}/{name}", obj)
+            else:
+                self._slice(f"{namespace or 'default'}/{name}", namespace or "default", obj)
+
+    def _service(self, key: str, svc: dict | None) -> None:
+        spec, status = (svc.get("spec") or {}, svc.get("status") or {}) if svc is not None else ({}, {})
+        ips = tuple(spec.get("externalIPs") or []) + tuple(
+            i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip"))
+        if ips:
+            self._exposed[key] = (spec.get("externalTrafficPolicy") == "Local", ips)
+        else:
+            self._exposed.pop(key, None)
+
+    def _slice(self, key: str, namespace: str, sl: dict | None) -> None:
+        old = self._slice_owner.pop(key, None)
+        if old is not None:
+            self._serving[old].pop(key, None)
+            if not self._serving[old]:
+                del self._serving[old]
+        if sl is None:
+            return
+        svc_name = ((sl.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name")
+        nodes = frozenset(ep["nodeName"] for ep in sl.get("endpoints") or []
+                          if ep.get("nodeName") and ((ep.get("conditions") or {}).get(
+                              "serving", (ep.get("conditions") or {}).get("ready", True)) is not False))
+        if svc_name and nodes:
+            owner = f"{namespace}/{svc_name}"
+            self._serving.setdefault(owner, {})[key] = nodes
+            self._slice_owner[key] = owner
 
     def announce(self, ip: str, node: str, *, withdraw: bool = False) -> None:
         rec = self.nodes[node]
