@@ -35,6 +35,7 @@ from netsim.controlplane.events import Event
 from netsim.controlplane.leases import LEASE_NAMESPACE, renew_time
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.cluster import ClusterSpec
+from netsim.model.errors import NetsimError
 from netsim.model.pod import Pod
 from netsim.store import DELETED, Compacted, parse_time, rfc3339
 
@@ -358,7 +359,21 @@ def _owner_exists(snap: Snapshot, obj: dict[str, Any], ref: dict[str, Any], uids
     return owner is not None and o.uid(owner) == ref.get("uid")
 
 
+def _dependent_of(snap: Snapshot, kind: str, obj: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(its controller ownerReference, the node a Pod is bound to) read from the typed object (the store's
+    parse cache: once per resourceVersion), or from the stored metadata when it does not parse: an orphan
+    is collected whatever else is wrong with it."""
+    try:
+        typed = snap.decode(obj)
+    except NetsimError:
+        return o.controller_ref(obj), o.node_name(obj) if kind == "Pod" else None
+    return ps.controller_ref(typed), typed.spec.node_name if isinstance(typed, Pod) else None
+
+
 def reconcile_garbage(snap: Snapshot, ctx: Context) -> list[Action]:
+    """Dependents whose controller owner is gone, and pods bound to a node that is gone. Dependents are read
+    typed (`_dependent_of`); the owners' uids, the index it checks them against, are the stored rows'
+    (an owner that does not parse still owns its dependents)."""
     candidates = _gc_candidates(snap, ctx)
     # A full pass compares against every uid; an incremental one looks each owner up by kind and name
     # (owners are in the dependent's namespace or cluster-scoped, as the API requires).
@@ -368,13 +383,13 @@ def reconcile_garbage(snap: Snapshot, ctx: Context) -> list[Action]:
     items_of = ((kind, obj) for kind, items in snap.objects.items() for obj in items) \
         if candidates is None else iter(candidates)
     for kind, obj in items_of:
-        ref = o.controller_ref(obj)
+        ref, node = _dependent_of(snap, kind, obj)
         if ref is not None and not _owner_exists(snap, obj, ref, uids):
             verb = "terminate" if kind == "Pod" else "delete"
             actions.append(Action(verb, obj, Event(ctx.now, "controller/garbage-collector", o.ref(obj),
                                                    "GarbageCollected",
                                                    f"owner {ref.get('kind')} {ref.get('name')} is gone")))
-        elif kind == "Pod" and o.node_name(obj) and o.node_name(obj) not in nodes:
+        elif kind == "Pod" and node and node not in nodes:
             actions.append(Action("delete", obj, Event(ctx.now, "controller/pod-gc", o.ref(obj), "PodGC",
-                                                       f"node {o.node_name(obj)} no longer exists")))
+                                                       f"node {node} no longer exists")))
     return actions

@@ -27,23 +27,35 @@ CronJob: at each scheduled time (the model's CronSchedule, evaluated in spec.tim
 time runs, skipped if older than startingDeadlineSeconds; concurrencyPolicy Allow / Forbid (skip while a Job
 is active, lastScheduleTime unchanged so it runs later) / Replace (delete the active Jobs); finished Jobs
 beyond successful/failedJobsHistoryLimit are deleted oldest first.
+
+Each controller reads typed objects from the store's parse cache (netsim.objcache; `Snapshot.typed`,
+`typed_owned`): its own object (netsim.model.workloads DaemonSet/StatefulSet, netsim.model.batch Job/CronJob
+with their status), the Nodes and the Pods or Jobs it owns, each parsed once per resourceVersion, so a pass
+over unchanged workloads parses nothing. Writes stay dicts, at the store edge: pods and Jobs are built from
+the stored template dicts, and statuses start from the stored status (a controller's own fields kept).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.deployment import compute_hash
 from netsim.controlplane.events import Event
 from netsim.controlplane.nodes import NOT_READY, UNREACHABLE
-from netsim.controlplane.replicaset import pods_of
-from netsim.controlplane.scheduler import matches_node_selector_and_affinity, tolerated, tolerations_of
+from netsim.controlplane.replicaset import typed_pods_of
+from netsim.controlplane.scheduler import tolerated
 from netsim.controlplane.state import Action, Context, Snapshot, status_action
-from netsim.model.cron import CronError, parse_cron
+from netsim.model.batch import CronJob, Job
+from netsim.model.cron import CronError, CronSchedule, parse_cron
+from netsim.model.node import Node
+from netsim.model.pod import Pod, Toleration
+from netsim.model.workloads import DaemonSet, StatefulSet
 from netsim.store import parse_time, rfc3339
 
 REVISION_LABEL = "controller-revision-hash"
@@ -52,6 +64,12 @@ DS_TEMPLATE_GENERATION = "pod-template-generation"
 
 def _template_hash(obj: dict[str, Any]) -> str:
     return compute_hash((obj.get("spec") or {}).get("template") or {})
+
+
+def _stored(snap: Snapshot, pod: Pod) -> dict[str, Any]:
+    """The stored dict of a typed pod, for a write (a terminate reads only its identity)."""
+    return snap.get("Pod", pod.meta.namespace, pod.meta.name) or {
+        "kind": "Pod", "metadata": {"name": pod.meta.name, "namespace": pod.meta.namespace}}
 
 
 # ------------------------------------------------------------------------------------------ DaemonSet
@@ -80,154 +98,181 @@ def _daemon_pod_spec(ds: dict[str, Any], node: str) -> dict[str, Any]:
     return spec
 
 
-def node_should_run(ds: dict[str, Any], node: dict[str, Any]) -> tuple[bool, bool]:
-    """(should run a new pod here, may keep an existing one) - nodeShouldRunDaemonPod."""
-    tspec = (ds["spec"].get("template") or {}).get("spec") or {}
-    probe = {"spec": {**tspec, "affinity": tspec.get("affinity") or {}}}
-    if not matches_node_selector_and_affinity(probe, o.name(node), o.labels(node)):
+def node_should_run(ds: DaemonSet, node: Node) -> tuple[bool, bool]:
+    """(should run a new pod here, may keep an existing one) - nodeShouldRunDaemonPod, on the typed
+    DaemonSet and Node: the template's nodeSelector and required node affinity, then its tolerations plus
+    those the controller adds against the node's NoExecute and NoSchedule taints."""
+    tspec = ds.template.spec
+    labels = node.labels
+    if any(labels.get(k) != v for k, v in tspec.node_selector.items()):
         return False, False
-    tols = tolerations_of({"spec": {"tolerations": daemon_tolerations(tspec)}})
-    taints = (node.get("spec") or {}).get("taints") or []
-    keep = all(tolerated(t, tols) for t in taints if t.get("effect") == "NoExecute")
-    run = keep and all(tolerated(t, tols) for t in taints if t.get("effect") == "NoSchedule")
+    if tspec.required_node_terms is not None and not any(t.matches(node.name, labels)
+                                                         for t in tspec.required_node_terms):
+        return False, False
+    tols = [*tspec.tolerations, *_added_tolerations(tspec.host_network)]
+    taints = node.spec.taints
+    keep = all(tolerated(t, tols) for t in taints if t.effect == "NoExecute")
+    run = keep and all(tolerated(t, tols) for t in taints if t.effect == "NoSchedule")
     return run, keep
 
 
-def _pinned_node(pod: dict[str, Any]) -> str | None:
-    if o.node_name(pod):
-        return o.node_name(pod)
-    na = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
-    for term in (na.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []:
-        for f in term.get("matchFields") or []:
-            if f.get("key") == "metadata.name" and f.get("values"):
-                return f["values"][0]
+def _added_tolerations(host_network: bool) -> list[Toleration]:
+    return [Toleration(key=t["key"], operator=t["operator"], effect=t["effect"])
+            for t in daemon_tolerations({"hostNetwork": host_network})]
+
+
+def _pinned_node(pod: Pod) -> str | None:
+    if pod.spec.node_name:
+        return pod.spec.node_name
+    for term in pod.spec.required_node_terms or ():
+        for f in term.match_fields:
+            if f.key == "metadata.name" and f.values:
+                return f.values[0]
     return None
 
 
-def reconcile_daemonset(ds: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+def _generation(obj: Any) -> int:
+    """metadata.generation as observedGeneration reports it (1 when the store set none)."""
+    return obj.meta.generation if obj.meta.generation is not None else 1
+
+
+def reconcile_daemonset(ds: DaemonSet, raw: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+    """One DaemonSet, read typed (`ds`, pods and nodes from the store's parse cache); `raw` is its stored
+    dict, for the writes (pods from its template, its status)."""
     actor = "controller/daemonset"
-    if o.is_terminating(ds):
+    if ps.terminating(ds):
         return []
-    pods, actions = pods_of(snap, ds)
-    active = [p for p in pods if o.is_active(p)]
-    by_node: dict[str, list[dict]] = {}
+    pods, actions = typed_pods_of(snap, raw)
+    active = [p for p in pods if ps.active(p)]
+    by_node: dict[str, list[Pod]] = {}
     for p in active:
         by_node.setdefault(_pinned_node(p) or "", []).append(p)
-    rev = _template_hash(ds)
-    taken = snap.names("Pod", o.namespace(ds))
+    rev = _template_hash(raw)
+    taken = snap.names("Pod", ds.meta.namespace)
     desired = scheduled = ready = updated = misscheduled = available = 0
-    strategy = ds["spec"].get("updateStrategy") or {}
+    rolling = ds.update_strategy.type == "RollingUpdate"
     max_unavailable = 1
-    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+    if rolling:
         nodes_total = len(snap.of("Node"))
-        max_unavailable = max(o.int_or_percent((strategy.get("rollingUpdate") or {}).get("maxUnavailable", 1),
-                                               nodes_total, round_up=True), 1)
-    stale: list[dict] = []
-    for node in snap.of("Node"):
-        n = o.name(node)
+        max_unavailable = max(o.int_or_percent(ds.update_strategy.max_unavailable, nodes_total, round_up=True), 1)
+    stale: list[Pod] = []
+    for node in snap.typed("Node"):
+        n = node.name
         run, keep = node_should_run(ds, node)
         here = by_node.pop(n, [])
         if run or (keep and here):
             desired += 1
         if here and not keep:
             misscheduled += len(here)
-            actions += [Action("terminate", p, Event(ctx.now, actor, o.ref(ds), "SuccessfulDelete",
-                                                     f"Deleted pod: {o.name(p)}")) for p in here]
+            actions += [Action("terminate", _stored(snap, p), Event(ctx.now, actor, o.ref(raw), "SuccessfulDelete",
+                                                                    f"Deleted pod: {p.meta.name}")) for p in here]
             continue
         if not here and run:
-            pod_name = o.generate_name(o.name(ds) + "-", ctx.rng, taken)
+            pod_name = o.generate_name(ds.meta.name + "-", ctx.rng, taken)
             taken.add(pod_name)
-            template = {**ds["spec"]["template"], "spec": _daemon_pod_spec(ds, n)}
-            pod = o.pod_from_template(template, pod_name=pod_name, namespace_=o.namespace(ds), owner=ds,
+            template = {**raw["spec"]["template"], "spec": _daemon_pod_spec(raw, n)}
+            pod = o.pod_from_template(template, pod_name=pod_name, namespace_=ds.meta.namespace, owner=raw,
                                       extra_labels={REVISION_LABEL: rev})
-            actions.append(Action("create", pod, Event(ctx.now, actor, o.ref(ds), "SuccessfulCreate",
+            actions.append(Action("create", pod, Event(ctx.now, actor, o.ref(raw), "SuccessfulCreate",
                                                        f"Created pod: {pod_name}")))
             continue
         if here:
             scheduled += 1
-            extra = sorted(here, key=o.creation_order)[1:]
-            actions += [Action("terminate", p) for p in extra]
+            extra = sorted(here, key=ps.creation_order)[1:]
+            actions += [Action("terminate", _stored(snap, p)) for p in extra]
             p = here[0]
-            ready += o.is_ready(p)
-            available += o.is_ready(p)
-            if o.labels(p).get(REVISION_LABEL) == rev:
+            ready += ps.ready(p)
+            available += ps.ready(p)
+            if p.meta.labels.get(REVISION_LABEL) == rev:
                 updated += 1
             else:
                 stale.append(p)
     for leftover in by_node.values():  # pods for nodes that are gone
-        actions += [Action("terminate", p) for p in leftover]
-    if strategy.get("type", "RollingUpdate") == "RollingUpdate" and stale:
+        actions += [Action("terminate", _stored(snap, p)) for p in leftover]
+    if rolling and stale:
         unavailable = desired - available
         budget = max_unavailable - max(unavailable, 0)
-        for p in sorted(stale, key=lambda p: (o.is_ready(p), o.name(p)))[:max(budget, 0)]:
-            actions.append(Action("terminate", p, Event(ctx.now, actor, o.ref(ds), "SuccessfulDelete",
-                                                        f"Deleted pod: {o.name(p)}")))
+        for p in sorted(stale, key=lambda p: (ps.ready(p), p.meta.name))[:max(budget, 0)]:
+            actions.append(Action("terminate", _stored(snap, p), Event(ctx.now, actor, o.ref(raw), "SuccessfulDelete",
+                                                                       f"Deleted pod: {p.meta.name}")))
     status = {"desiredNumberScheduled": desired, "currentNumberScheduled": scheduled,
               "numberMisscheduled": misscheduled, "numberReady": ready, "numberAvailable": available,
               "numberUnavailable": max(desired - available, 0), "updatedNumberScheduled": updated,
-              "observedGeneration": o.meta(ds).get("generation", 1)}
-    a = status_action(ds, status)
+              "observedGeneration": _generation(ds)}
+    a = status_action(raw, status)
     return actions + ([a] if a else [])
 
 
+def _typed_with_raw(snap: Snapshot, kind: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each object of `kind` typed (the store's parse cache: once per resourceVersion) with its stored dict
+    (for writes). One that does not parse is left out (logged once per version by the cache)."""
+    for typed in snap.typed(kind):
+        raw = snap.get(kind, typed.meta.namespace, typed.meta.name)
+        if raw is not None:
+            yield typed, raw
+
+
 def reconcile_daemonsets(snap: Snapshot, ctx: Context) -> list[Action]:
-    return [a for ds in snap.of("DaemonSet") for a in reconcile_daemonset(ds, snap, ctx)]
+    return [a for ds, raw in _typed_with_raw(snap, "DaemonSet") for a in reconcile_daemonset(ds, raw, snap, ctx)]
 
 
 # ---------------------------------------------------------------------------------------- StatefulSet
 
-def _ordinal(sts: dict[str, Any], pod: dict[str, Any]) -> int | None:
-    prefix = o.name(sts) + "-"
-    tail = o.name(pod)[len(prefix):] if o.name(pod).startswith(prefix) else ""
+def _ordinal(sts_name: str, pod: Pod) -> int | None:
+    prefix = sts_name + "-"
+    name = pod.meta.name
+    tail = name[len(prefix):] if name.startswith(prefix) else ""
     return int(tail) if tail.isdigit() else None
 
 
-def _sts_pod(sts: dict[str, Any], ordinal: int, rev: str) -> dict[str, Any]:
-    pod_name = f"{o.name(sts)}-{ordinal}"
-    pod = o.pod_from_template(sts["spec"]["template"], pod_name=pod_name, namespace_=o.namespace(sts), owner=sts,
+def _sts_pod(sts: StatefulSet, raw: dict[str, Any], ordinal: int, rev: str) -> dict[str, Any]:
+    pod_name = sts.pod_name(ordinal)
+    pod = o.pod_from_template(raw["spec"]["template"], pod_name=pod_name, namespace_=sts.meta.namespace, owner=raw,
                               extra_labels={REVISION_LABEL: rev, "statefulset.kubernetes.io/pod-name": pod_name,
                                             "apps.kubernetes.io/pod-index": str(ordinal)})
     pod["spec"]["hostname"] = pod_name
-    if sts["spec"].get("serviceName"):
-        pod["spec"]["subdomain"] = sts["spec"]["serviceName"]
+    if sts.service_name:
+        pod["spec"]["subdomain"] = sts.service_name
     return pod
 
 
-def reconcile_statefulset(sts: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+def reconcile_statefulset(sts: StatefulSet, raw: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+    """One StatefulSet, read typed (`sts` and its pods from the store's parse cache); `raw` is its stored
+    dict, for the writes (pods from its template, its status)."""
     actor = "controller/statefulset"
-    if o.is_terminating(sts):
+    if ps.terminating(sts):
         return []
-    spec = sts["spec"]
-    replicas = int(spec.get("replicas", 1))
-    start = int((spec.get("ordinals") or {}).get("start", 0))
-    parallel = spec.get("podManagementPolicy") == "Parallel"
-    rev = _template_hash(sts)
-    pods, actions = pods_of(snap, sts)
-    by_ord: dict[int, dict] = {}
+    name, ref = sts.meta.name, o.ref(raw)
+    replicas = sts.replicas
+    start = sts.ordinals_start
+    parallel = sts.pod_management_policy == "Parallel"
+    rev = _template_hash(raw)
+    pods, actions = typed_pods_of(snap, raw)
+    by_ord: dict[int, Pod] = {}
     for p in pods:
-        i = _ordinal(sts, p)
+        i = _ordinal(name, p)
         if i is not None:
             by_ord[i] = p
     wanted = range(start, start + replicas)
 
-    def healthy(p: dict) -> bool:
-        return o.phase(p) == "Running" and o.is_ready(p) and not o.is_terminating(p)
+    def healthy(p: Pod) -> bool:
+        return ps.phase(p) == "Running" and ps.ready(p) and not ps.terminating(p)
 
     blocked = False
     for i in wanted:
         p = by_ord.get(i)
         if p is None:
             if not blocked or parallel:
-                pod = _sts_pod(sts, i, rev)
-                actions.append(Action("create", pod, Event(ctx.now, actor, o.ref(sts), "SuccessfulCreate",
+                pod = _sts_pod(sts, raw, i, rev)
+                actions.append(Action("create", pod, Event(ctx.now, actor, ref, "SuccessfulCreate",
                                                            f"create Pod {o.name(pod)} in StatefulSet "
-                                                           f"{o.name(sts)} successful")))
+                                                           f"{name} successful")))
             blocked = True
             continue
-        if o.phase(p) == "Failed" and not o.is_terminating(p):
-            actions.append(Action("terminate", p, Event(ctx.now, actor, o.ref(sts), "RecreatingFailedPod",
-                                                        f"StatefulSet {o.key(sts)} is recreating failed Pod "
-                                                        f"{o.name(p)}")))
+        if ps.phase(p) == "Failed" and not ps.terminating(p):
+            actions.append(Action("terminate", _stored(snap, p), Event(
+                ctx.now, actor, ref, "RecreatingFailedPod",
+                f"StatefulSet {o.key(raw)} is recreating failed Pod {p.meta.name}")))
             blocked = True
             continue
         if not healthy(p):
@@ -237,70 +282,66 @@ def reconcile_statefulset(sts: dict[str, Any], snap: Snapshot, ctx: Context) -> 
         all_healthy = all(healthy(by_ord[i]) for i in wanted if i in by_ord) and not blocked
         for i in condemned:
             p = by_ord[i]
-            if o.is_terminating(p):
+            if ps.terminating(p):
                 if not parallel:
                     break
                 continue
             if not parallel and not all_healthy:
                 break
-            actions.append(Action("terminate", p, Event(ctx.now, actor, o.ref(sts), "SuccessfulDelete",
-                                                        f"delete Pod {o.name(p)} in StatefulSet {o.name(sts)} "
-                                                        "successful")))
+            actions.append(Action("terminate", _stored(snap, p), Event(
+                ctx.now, actor, ref, "SuccessfulDelete", f"delete Pod {p.meta.name} in StatefulSet {name} successful")))
             if not parallel:
                 break
-    us = spec.get("updateStrategy") or {}
-    if us.get("type", "RollingUpdate") == "RollingUpdate" and not condemned and not blocked:
-        partition = int((us.get("rollingUpdate") or {}).get("partition") or 0)
+    if sts.update_strategy == "RollingUpdate" and not condemned and not blocked:
+        partition = sts.partition or 0
         for i in sorted(wanted, reverse=True):
             p = by_ord.get(i)
             if p is None or i < start + partition:
                 break
-            if o.labels(p).get(REVISION_LABEL) != rev:
-                actions.append(Action("terminate", p, Event(ctx.now, actor, o.ref(sts), "SuccessfulDelete",
-                                                            f"delete Pod {o.name(p)} for update")))
+            if p.meta.labels.get(REVISION_LABEL) != rev:
+                actions.append(Action("terminate", _stored(snap, p), Event(ctx.now, actor, ref, "SuccessfulDelete",
+                                                                           f"delete Pod {p.meta.name} for update")))
                 break
-    active = [p for p in pods if o.is_active(p)]
-    status = {"observedGeneration": o.meta(sts).get("generation", 1), "replicas": len(active),
-              "readyReplicas": sum(1 for p in active if o.is_ready(p)),
-              "availableReplicas": sum(1 for p in active if o.is_ready(p)),
-              "currentReplicas": sum(1 for p in active if o.labels(p).get(REVISION_LABEL) == rev),
-              "updatedReplicas": sum(1 for p in active if o.labels(p).get(REVISION_LABEL) == rev),
-              "currentRevision": f"{o.name(sts)}-{rev}", "updateRevision": f"{o.name(sts)}-{rev}"}
-    a = status_action(sts, status)
+    active = [p for p in pods if ps.active(p)]
+    current = sum(1 for p in active if p.meta.labels.get(REVISION_LABEL) == rev)
+    ready = sum(1 for p in active if ps.ready(p))
+    status = {"observedGeneration": _generation(sts), "replicas": len(active),
+              "readyReplicas": ready, "availableReplicas": ready, "currentReplicas": current,
+              "updatedReplicas": current, "currentRevision": f"{name}-{rev}", "updateRevision": f"{name}-{rev}"}
+    a = status_action(raw, status)
     return actions + ([a] if a else [])
 
 
 def reconcile_statefulsets(snap: Snapshot, ctx: Context) -> list[Action]:
-    return [a for s in snap.of("StatefulSet") for a in reconcile_statefulset(s, snap, ctx)]
+    return [a for s, raw in _typed_with_raw(snap, "StatefulSet") for a in reconcile_statefulset(s, raw, snap, ctx)]
 
 
 # ------------------------------------------------------------------------------------------------ Job
 
-def job_finished(job: dict[str, Any]) -> str | None:
+def job_finished(job: Job) -> str | None:
     """"Complete" or "Failed" when the Job has that condition True, else None."""
-    for typ in ("Complete", "Failed"):
-        c = o.condition(job, typ)
-        if c is not None and c.get("status") == "True":
-            return typ
-    return None
+    return job.status.finished
 
 
-def reconcile_job(job: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+def reconcile_job(job: Job, raw: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+    """One Job, read typed (`job` and its pods from the store's parse cache); `raw` is its stored dict, for
+    the writes (pods from its template, its status)."""
     actor = "controller/job"
-    spec = job["spec"]
-    pods = snap.owned(job, "Pod")
-    active = [p for p in pods if o.is_active(p)]
-    succeeded = sum(1 for p in pods if o.phase(p) == "Succeeded")
-    failed = sum(1 for p in pods if o.phase(p) == "Failed")
-    status = copy.deepcopy(job.get("status") or {})
+    spec = job.spec
+    pods = snap.typed_owned(job.meta.uid, "Pod")
+    active = [p for p in pods if ps.active(p)]
+    succeeded = sum(1 for p in pods if ps.phase(p) == "Succeeded")
+    failed = sum(1 for p in pods if ps.phase(p) == "Failed")
+    status = copy.deepcopy(dict(job.status.raw))
     status.setdefault("startTime", rfc3339(ctx.now))
     actions: list[Action] = []
     finished = job_finished(job)
-    completions = spec.get("completions")
-    parallelism = int(spec.get("parallelism", 1))
-    if not finished and not spec.get("suspend"):
-        backoff = int(spec.get("backoffLimit", 6))
-        deadline = spec.get("activeDeadlineSeconds")
+    completions = spec.completions
+    parallelism = spec.parallelism
+    ref = o.ref(raw)
+    if not finished and not spec.suspend:
+        backoff = spec.backoff_limit
+        deadline = spec.active_deadline_seconds
         started = parse_time(status["startTime"]) or ctx.now
         fail_reason = None
         if failed > backoff:
@@ -309,16 +350,16 @@ def reconcile_job(job: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Act
             fail_reason = ("DeadlineExceeded", "Job was active longer than specified deadline")
         done = (succeeded >= completions) if completions is not None else (succeeded > 0 and not active)
         if fail_reason:
-            actions += [Action("terminate", p) for p in active]
+            actions += [Action("terminate", _stored(snap, p)) for p in active]
             o.set_condition(status, "Failed", "True", ctx.now, *fail_reason)
-            actions_event = Event(ctx.now, actor, o.ref(job), fail_reason[0], fail_reason[1], type="Warning")
+            actions_event = Event(ctx.now, actor, ref, fail_reason[0], fail_reason[1], type="Warning")
             status["active"] = 0
             finished = "Failed"
         elif done:
-            actions += [Action("terminate", p) for p in active]  # leftovers of a work queue
+            actions += [Action("terminate", _stored(snap, p)) for p in active]  # leftovers of a work queue
             o.set_condition(status, "Complete", "True", ctx.now)
             status["completionTime"] = rfc3339(ctx.now)
-            actions_event = Event(ctx.now, actor, o.ref(job), "Completed", "Job completed")
+            actions_event = Event(ctx.now, actor, ref, "Completed", "Job completed")
             finished = "Complete"
         else:
             actions_event = None
@@ -326,22 +367,23 @@ def reconcile_job(job: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Act
             if completions is None and succeeded:
                 want = 0
             missing = want - len(active)
-            taken = snap.names("Pod", o.namespace(job))
-            job_labels = {"batch.kubernetes.io/controller-uid": o.uid(job), "batch.kubernetes.io/job-name": o.name(job),
-                          "controller-uid": o.uid(job), "job-name": o.name(job)}
+            taken = snap.names("Pod", job.meta.namespace)
+            uid, name = job.meta.uid, job.meta.name
+            job_labels = {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+                          "controller-uid": uid, "job-name": name}
             for _ in range(max(missing, 0)):
-                pod_name = o.generate_name(o.name(job) + "-", ctx.rng, taken)
+                pod_name = o.generate_name(name + "-", ctx.rng, taken)
                 taken.add(pod_name)
-                pod = o.pod_from_template(spec["template"], pod_name=pod_name, namespace_=o.namespace(job),
-                                          owner=job, extra_labels=job_labels)
-                actions.append(Action("create", pod, Event(ctx.now, actor, o.ref(job), "SuccessfulCreate",
+                pod = o.pod_from_template(raw["spec"]["template"], pod_name=pod_name, namespace_=job.meta.namespace,
+                                          owner=raw, extra_labels=job_labels)
+                actions.append(Action("create", pod, Event(ctx.now, actor, ref, "SuccessfulCreate",
                                                            f"Created pod: {pod_name}")))
-            for p in sorted(active, key=o.creation_order, reverse=True)[:max(-missing, 0)]:
-                actions.append(Action("terminate", p))
+            for p in sorted(active, key=ps.creation_order, reverse=True)[:max(-missing, 0)]:
+                actions.append(Action("terminate", _stored(snap, p)))
         status["active"] = 0 if finished else len(active)
-        status["ready"] = sum(1 for p in active if o.is_ready(p)) if not finished else 0
+        status["ready"] = sum(1 for p in active if ps.ready(p)) if not finished else 0
         status["succeeded"], status["failed"] = succeeded, failed
-        a = status_action(job, status)
+        a = status_action(raw, status)
         if a is not None:
             a.event = actions_event
             actions.append(a)
@@ -349,7 +391,7 @@ def reconcile_job(job: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Act
 
 
 def reconcile_jobs(snap: Snapshot, ctx: Context) -> list[Action]:
-    return [a for j in snap.of("Job") for a in reconcile_job(j, snap, ctx)]
+    return [a for j, raw in _typed_with_raw(snap, "Job") for a in reconcile_job(j, raw, snap, ctx)]
 
 
 # -------------------------------------------------------------------------------------------- CronJob
@@ -362,80 +404,88 @@ def job_name_for(cj_name: str, scheduled: dt.datetime) -> str:
     return f"{cj_name}-{int(scheduled.timestamp()) // 60}"
 
 
-def most_recent_schedule(schedule_text: str, since: float, now: float, tz: str | None) -> dt.datetime | None:
-    """The latest scheduled time in (since, now], or None."""
-    try:
-        sched = parse_cron(schedule_text)
-    except CronError:
-        return None
+def most_recent_schedule(schedule: CronSchedule | str, since: float, now: float,
+                         tz: str | None) -> dt.datetime | None:
+    """The latest scheduled time in (since, now], or None (also for a schedule text that does not parse)."""
+    if isinstance(schedule, str):
+        try:
+            schedule = parse_cron(schedule)
+        except CronError:
+            return None
     zone = ZoneInfo(tz) if tz else dt.UTC
     t = dt.datetime.fromtimestamp(since, zone)
     end = dt.datetime.fromtimestamp(now, zone)
     last = None
     for _ in range(100_000):
-        nxt = sched.next_after(t)
+        nxt = schedule.next_after(t)
         if nxt is None or nxt > end:
             break
         last, t = nxt, nxt
     return last
 
 
-def reconcile_cronjob(cj: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+def reconcile_cronjob(cj: CronJob, raw: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+    """One CronJob, read typed (`cj` and its Jobs from the store's parse cache; its schedule parsed once
+    per version with it); `raw` is its stored dict, for the writes (Jobs from its jobTemplate, its status)."""
     actor = "controller/cronjob"
-    spec = cj["spec"]
-    jobs = sorted(snap.owned(cj, "Job"), key=o.creation_order)
-    running = [j for j in jobs if not job_finished(j) and not o.is_terminating(j)]
+    ref, ns = o.ref(raw), cj.meta.namespace
+    jobs = sorted(snap.typed_owned(cj.meta.uid, "Job"), key=ps.creation_order)
+    running: list[tuple[str | None, str, str | None]] = [
+        (j.meta.namespace, j.meta.name, j.meta.uid) for j in jobs if not job_finished(j) and not ps.terminating(j)]
     actions: list[Action] = []
-    status = copy.deepcopy(cj.get("status") or {})
-    for typ, limit_key, default in (("Complete", "successfulJobsHistoryLimit", 3),
-                                    ("Failed", "failedJobsHistoryLimit", 1)):
+    status = copy.deepcopy(dict(cj.status.raw))
+
+    def delete(j: Job) -> None:
+        stored = snap.get("Job", j.meta.namespace, j.meta.name)
+        if stored is not None:
+            actions.append(Action("delete", stored, Event(ctx.now, actor, ref, "SuccessfulDelete",
+                                                          f"Deleted job {j.meta.name}")))
+
+    for typ, limit in (("Complete", cj.successful_jobs_history_limit), ("Failed", cj.failed_jobs_history_limit)):
         done = [j for j in jobs if job_finished(j) == typ]
-        limit = int(spec.get(limit_key, default))
         for j in done[:max(len(done) - limit, 0)]:
-            actions.append(Action("delete", j, Event(ctx.now, actor, o.ref(cj), "SuccessfulDelete",
-                                                     f"Deleted job {o.name(j)}")))
-    if not spec.get("suspend"):
-        since = parse_time(status.get("lastScheduleTime")) or o.created(cj)
-        scheduled = most_recent_schedule(spec["schedule"], since, ctx.now, spec.get("timeZone"))
-        deadline = spec.get("startingDeadlineSeconds")
+            delete(j)
+    if not cj.suspend:
+        since = parse_time(cj.status.last_schedule_time) or ps.created(cj)
+        scheduled = most_recent_schedule(cj.schedule, since, ctx.now, cj.time_zone)
+        deadline = cj.starting_deadline_seconds
         if scheduled is not None and (deadline is None or ctx.now - scheduled.timestamp() <= deadline):
-            policy = spec.get("concurrencyPolicy", "Allow")
-            name = job_name_for(o.name(cj), scheduled)
+            policy = cj.concurrency_policy
+            name = job_name_for(cj.meta.name, scheduled)
             if policy == "Forbid" and running:
                 pass  # lastScheduleTime stays: the run happens once the active Job finishes (if in time)
-            elif snap.get("Job", o.namespace(cj), name) is None:
+            elif snap.get("Job", ns, name) is None:
                 if policy == "Replace":
-                    for j in running:
-                        actions.append(Action("delete", j, Event(ctx.now, actor, o.ref(cj), "SuccessfulDelete",
-                                                                 f"Deleted job {o.name(j)}")))
+                    for j in jobs:
+                        if (j.meta.namespace, j.meta.name, j.meta.uid) in running:
+                            delete(j)
                     running = []
-                jt = spec.get("jobTemplate") or {}
+                jt = raw["spec"].get("jobTemplate") or {}
                 jmd = jt.get("metadata") or {}
                 job = {"apiVersion": "batch/v1", "kind": "Job",
-                       "metadata": {"name": name, "namespace": o.namespace(cj),
+                       "metadata": {"name": name, "namespace": ns,
                                     "labels": dict(jmd.get("labels") or {}),
                                     "annotations": {**(jmd.get("annotations") or {}),
                                                     SCHEDULED_TIMESTAMP: scheduled.astimezone(
                                                         dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
-                                    "ownerReferences": [o.owner_reference(cj)]},
+                                    "ownerReferences": [o.owner_reference(raw)]},
                        "spec": copy.deepcopy(jt.get("spec") or {})}
-                actions.append(Action("create", job, Event(ctx.now, actor, o.ref(cj), "SuccessfulCreate",
+                actions.append(Action("create", job, Event(ctx.now, actor, ref, "SuccessfulCreate",
                                                            f"Created job {name}")))
-                running.append(job)
+                running.append((ns, name, None))
                 status["lastScheduleTime"] = rfc3339(scheduled.timestamp())
             else:
                 status["lastScheduleTime"] = rfc3339(scheduled.timestamp())
-    status["active"] = [{"kind": "Job", "namespace": o.namespace(j), "name": o.name(j),
-                         **({"uid": o.uid(j)} if o.uid(j) else {})} for j in running]
+    status["active"] = [{"kind": "Job", "namespace": jns, "name": jname, **({"uid": juid} if juid else {})}
+                        for jns, jname, juid in running]
     if not status["active"]:
         del status["active"]
     succeeded = [j for j in jobs if job_finished(j) == "Complete"]
     if succeeded:
-        status["lastSuccessfulTime"] = max(((j.get("status") or {}).get("completionTime") or "") for j in succeeded)
-    a = status_action(cj, status)
+        status["lastSuccessfulTime"] = max((j.status.completion_time or "") for j in succeeded)
+    a = status_action(raw, status)
     return actions + ([a] if a else [])
 
 
 def reconcile_cronjobs(snap: Snapshot, ctx: Context) -> list[Action]:
-    return [a for cj in snap.of("CronJob") for a in reconcile_cronjob(cj, snap, ctx)]
-
+    return [a for cj, raw in _typed_with_raw(snap, "CronJob") for a in reconcile_cronjob(cj, raw, snap, ctx)]

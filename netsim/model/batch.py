@@ -19,6 +19,7 @@ from netsim.model.limits import MAX_REPLICAS
 from netsim.model.meta import Fields, ObjectMeta, checked_annotations
 from netsim.model.pod import PodTemplate, object_fields
 from netsim.model.selectors import LabelSelector, validate_labels
+from netsim.model.status import CronJobStatus, JobStatus, cronjob_status, job_status
 from netsim.model.workloads import parse_selector_and_template
 
 _JOB_MODELLED = {"parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "selector",
@@ -77,6 +78,7 @@ class Job:
     api_version: ClassVar[str] = "batch/v1"
     meta: ObjectMeta
     spec: JobSpec
+    status: JobStatus = JobStatus()  # the controller's report, when decoded from the store
 
     def to_dict(self) -> dict[str, Any]:
         return {"apiVersion": self.api_version, "kind": self.kind, "metadata": self.meta.to_dict(),
@@ -93,7 +95,7 @@ def parse_job(doc: Any, source: Source) -> Job:
     spec = parse_job_spec(root.map("spec", required=True))
     if not meta.labels and spec.template.labels:
         meta = replace(meta, labels=dict(spec.template.labels))
-    return Job(meta=meta, spec=spec)
+    return Job(meta=meta, spec=spec, status=job_status(doc.get("status")))
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class CronJob:
     failed_jobs_history_limit: int = 1
     starting_deadline_seconds: int | None = None
     time_zone: str | None = None
+    status: CronJobStatus = CronJobStatus()  # the controller's report, when decoded from the store
 
     def to_dict(self) -> dict[str, Any]:
         spec = sf.drop_none({
@@ -163,4 +166,4 @@ def parse_cronjob(doc: Any, source: Source) -> CronJob:
                    successful_jobs_history_limit=spec.int("successfulJobsHistoryLimit", 3, minimum=0),
                    failed_jobs_history_limit=spec.int("failedJobsHistoryLimit", 1, minimum=0),
                    starting_deadline_seconds=spec.int("startingDeadlineSeconds", minimum=0),
-                   time_zone=time_zone)
+                   time_zone=time_zone, status=cronjob_status(doc.get("status")))

@@ -242,3 +242,57 @@ def daemonset_status(raw: Any) -> DaemonSetStatus:
         updated_number_scheduled=_count(st.get("updatedNumberScheduled")),
         observed_generation=_generation(st.get("observedGeneration")),
         conditions=_conditions(st.get("conditions")), raw=st)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What the Job controller reports (batch/v1 JobStatus): when it started and finished, its pod counts
+    and its Complete/Failed conditions."""
+
+    start_time: str | None = None  # RFC 3339, as written
+    completion_time: str | None = None
+    active: int = 0
+    ready: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    conditions: tuple[Condition, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_empty, compare=False, repr=False)
+
+    def condition(self, type_: str) -> Condition | None:
+        return _condition(self.conditions, type_)
+
+    @property
+    def finished(self) -> str | None:
+        """"Complete" or "Failed" when the Job has that condition True (the Job controller's
+        IsJobFinished), else None."""
+        for typ in ("Complete", "Failed"):
+            c = self.condition(typ)
+            if c is not None and c.status == "True":
+                return typ
+        return None
+
+
+def job_status(raw: Any) -> JobStatus:
+    st = _mapping(raw)
+    return JobStatus(start_time=_str(st.get("startTime")), completion_time=_str(st.get("completionTime")),
+                     active=_count(st.get("active")), ready=_count(st.get("ready")),
+                     succeeded=_count(st.get("succeeded")), failed=_count(st.get("failed")),
+                     conditions=_conditions(st.get("conditions")), raw=st)
+
+
+@dataclass(frozen=True)
+class CronJobStatus:
+    """What the CronJob controller reports (batch/v1 CronJobStatus): the last scheduled and the last
+    successful time, and the Jobs it holds active (object references, kept as written)."""
+
+    last_schedule_time: str | None = None  # RFC 3339, as written
+    last_successful_time: str | None = None
+    active: tuple[Mapping[str, Any], ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_empty, compare=False, repr=False)
+
+
+def cronjob_status(raw: Any) -> CronJobStatus:
+    st = _mapping(raw)
+    return CronJobStatus(last_schedule_time=_str(st.get("lastScheduleTime")),
+                         last_successful_time=_str(st.get("lastSuccessfulTime")),
+                         active=tuple(_items(st.get("active"))), raw=st)

@@ -140,3 +140,100 @@ def test_the_hpa_controller_parses_each_hpa_version_once():
         ctx = Context(now=1000.0 + 60 * i, memory={})
         assert [a.verb for a in reconcile_hpas(cache.load(store), ctx)] in (["status"], ["event"], [])
     assert store.object_cache().decodes - before == 1
+
+
+WORKLOADS = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: c, image: agent:1}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: c, image: db:1}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: work}
+spec:
+  completions: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "0 0 1 1 *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: busybox}]
+"""
+
+
+def test_workload_controllers_and_gc_read_typed_and_a_quiet_pass_parses_nothing(h, monkeypatch):
+    """The DaemonSet, StatefulSet, Job and CronJob controllers and the garbage collector read their objects
+    typed from the store's parse cache: after the workloads converge each is held there at its current
+    version (what a controller read), and a pass over unchanged objects parses none of them again."""
+    from netsim.model import batch, workloads
+
+    parsed: list[str] = []
+    for module, name in ((workloads, "parse_daemonset"), (workloads, "parse_statefulset"), (batch, "parse_job"),
+                         (batch, "parse_cronjob")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda doc, source, real=real: parsed.append(doc["kind"]) or real(doc, source))
+    h.add_nodes(2)
+    h.apply(WORKLOADS)
+    assert h.converge().converged
+    cache = h.store.object_cache()
+    for kind, name in (("DaemonSet", "agent"), ("StatefulSet", "db"), ("Job", "work"), ("CronJob", "tick")):
+        cur = h.get(kind, name)
+        assert cache.lookup((kind, "default", name), int(cur["metadata"]["resourceVersion"])) is not None, kind
+    assert {"DaemonSet", "StatefulSet", "Job", "CronJob"} <= set(parsed)
+    assert h.get("Job", "work")["status"]["active"] == 1 and h.get("StatefulSet", "db")["status"]["readyReplicas"] == 2
+    parsed.clear()
+    decodes = cache.decodes
+    for _ in range(2):
+        h.once()
+    assert parsed == [] and cache.decodes == decodes
+
+
+def test_garbage_collector_reads_dependents_typed_and_still_collects_one_that_does_not_parse():
+    """The collector reads a dependent's controller reference and node from its typed object (parse cache:
+    a second pass at the same versions parses nothing); an orphan that does not parse is collected from its
+    stored metadata."""
+    from netsim.controlplane.nodes import reconcile_garbage
+    from netsim.controlplane.state import Context
+
+    store = MemoryStore()
+    store.create(node("a"))
+    _rs_and_pods(store, 2)
+    gone = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "old", "uid": "gone", "controller": True}
+    store.create({"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": "bad", "namespace": "default", "ownerReferences": [gone]},
+                  "spec": {"containers": "not a list"}})
+    cache = SnapshotCache()
+    before = store.object_cache().decodes
+    for now in (1000.0, 1001.0):
+        actions = reconcile_garbage(cache.load(store), Context(now=now))
+        assert [(a.verb, a.obj["metadata"]["name"]) for a in actions] == [("terminate", "bad")]
+    oc = store.object_cache()
+    assert oc.decodes - before == 5  # the node, the ReplicaSet and three pods, on the first pass only
+    pod = store.get("Pod", "default", "web-0")
+    assert oc.lookup(("Pod", "default", "web-0"), int(pod["metadata"]["resourceVersion"])) is not None
