@@ -31,13 +31,12 @@ from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
 from netsim.fanout import fan_out
 from netsim.kernel.api import Kernel
-from netsim.model.errors import Source
-from netsim.model.loader import parse_object
 from netsim.model.networkpolicy import NetworkPolicy, Peer
 from netsim.node.felix_agent import FelixAgent
 from netsim.node.watch_delay import WatchDelays
 from netsim.policy.felix import WorkloadEndpoint, peer_selector, selector_set_name
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel
+from netsim.policy.stored import decode_policy
 
 KINDS = frozenset({"Namespace", "Pod", "NetworkPolicy", whatif.KIND})
 NsName = tuple[str, str]
@@ -262,7 +261,10 @@ class FelixCalc:
                 continue
             self.decoded += 1
             try:
-                parsed[key] = (x, parse_object(x, Source("<store>")))
+                # A stored version through the store's parse cache (parsed once per process, whichever of
+                # felix, verify or trace reads it first); a what-if policy on its own (netsim.policy.stored).
+                live = self._live.get(key)
+                parsed[key] = (x, decode_policy(self.tracker.store, x, stored=live is not None and live == x))
             except Exception as e:  # noqa: BLE001 - one bad policy must not stop the others
                 parsed[key] = (x, None)
                 if self.on_invalid is not None:

@@ -15,10 +15,9 @@ from typing import Any
 
 from netsim.controlplane import objects as o
 from netsim.controlplane import whatif
-from netsim.model.errors import Source
-from netsim.model.loader import parse_object
 from netsim.model.networkpolicy import NetworkPolicy
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel, Verdict
+from netsim.policy.stored import decode_policy
 
 
 def inputs_from_store(store: Any, *, with_whatifs: bool = False,
@@ -41,13 +40,17 @@ def inputs_from_store(store: Any, *, with_whatifs: bool = False,
             if on_invalid is None:
                 raise
             on_invalid(p, e)
-    raw = store.list("NetworkPolicy")
+    live = store.list("NetworkPolicy")
+    raw = live
     if with_whatifs:
-        raw = whatif.overlay(raw, store.list(whatif.KIND, whatif.NAMESPACE))
+        raw = whatif.overlay(live, store.list(whatif.KIND, whatif.NAMESPACE))
+    stored = {(o.namespace(x) or "default", o.name(x)): x for x in live}
     policies = []
     for x in raw:
         try:
-            policies.append(parse_object(x, Source("<store>")))
+            # Stored versions through the store's parse cache (once per process); what-ifs on their own.
+            mine = stored.get((o.namespace(x) or "default", o.name(x)))
+            policies.append(decode_policy(store, x, stored=mine is not None and (x is mine or x == mine)))
         except Exception as e:
             if on_invalid is None:
                 raise

@@ -90,3 +90,60 @@ def test_a_relabelled_node_keeps_kube_proxys_render_state():
     cfg = ProxyConfig()
     assert _fingerprint(replace(base, labels={"a": "b"}, unschedulable=True), cfg) == _fingerprint(base, cfg)
     assert _fingerprint(replace(base, ips=("172.18.0.3",)), cfg) != _fingerprint(base, cfg)
+
+
+POLICY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+          "metadata": {"name": "np", "namespace": "ns0"},
+          "spec": {"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Ingress"],
+                   "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}]}}
+
+
+def test_each_policy_version_is_parsed_once_per_process(monkeypatch):
+    """felix's calculation graph and the policy model (`netsim verify`, trace) read stored NetworkPolicies
+    through the store's parse cache: a version is parsed once whoever reads it and however often; a new
+    version once more; a what-if policy of the same name is parsed on its own and never stands for the
+    stored one."""
+    import copy
+
+    from netsim.agents.felix import FelixCalc
+    from netsim.controlplane import whatif
+    from netsim.model import networkpolicy
+    from netsim.policy.verify import inputs_from_store
+    from netsim.store import MemoryStore
+
+    parses: list[str] = []
+    real = networkpolicy.parse_networkpolicy
+
+    def counting(doc, source):
+        parses.append(doc["metadata"]["name"])
+        return real(doc, source)
+
+    monkeypatch.setattr(networkpolicy, "parse_networkpolicy", counting)
+    store = MemoryStore()
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns0"}})
+    store.create(copy.deepcopy(POLICY))
+    other = copy.deepcopy(POLICY)
+    other["metadata"]["name"] = "np2"
+    store.create(other)
+    calc = FelixCalc(store)
+    for _ in range(3):  # felix, verify and trace passes over unchanged policies
+        calc.update()
+        inputs_from_store(store)
+        inputs_from_store(store, with_whatifs=True)
+    assert sorted(parses) == ["np", "np2"]
+    cur = store.get("NetworkPolicy", "ns0", "np")
+    cur["spec"]["podSelector"] = {"matchLabels": {"app": "b"}}
+    store.update(cur)
+    calc.update()
+    (_, _, pols) = inputs_from_store(store)
+    assert sorted(parses) == ["np", "np", "np2"]
+    assert {p.name: dict(p.pod_selector.match_labels) for p in pols}["np"] == {"app": "b"}
+    # A what-if with the live policy's name and resourceVersion: parsed apart, the cache keeps the stored one.
+    fake = copy.deepcopy(store.get("NetworkPolicy", "ns0", "np"))
+    fake["spec"]["podSelector"] = {"matchLabels": {"app": "whatif"}}
+    store.create({"apiVersion": whatif.API_VERSION, "kind": whatif.KIND,
+                  "metadata": {"name": "w", "namespace": whatif.NAMESPACE}, "spec": {"policies": [fake]}})
+    (_, _, with_w) = inputs_from_store(store, with_whatifs=True)
+    (_, _, without) = inputs_from_store(store)
+    assert {p.name: dict(p.pod_selector.match_labels) for p in with_w}["np"] == {"app": "whatif"}
+    assert {p.name: dict(p.pod_selector.match_labels) for p in without}["np"] == {"app": "b"}
