@@ -15,6 +15,13 @@ Revisions: the new RS gets max(old revisions)+1 in `deployment.kubernetes.io/rev
 by a rollback is renumbered, its previous numbers kept in `deployment.kubernetes.io/revision-history`), and
 the Deployment carries the new RS's revision. Old RSs scaled to zero beyond revisionHistoryLimit are deleted,
 lowest revision first. A paused Deployment only scales; it starts no rollout.
+
+A pass syncs only the Deployments a change concerns (netsim.controlplane.workqueue), as deployment_controller.go
+queues them: the Deployment changed, one of its ReplicaSets changed (addReplicaSet/updateReplicaSet/
+deleteReplicaSet, by controllerRef), or a pod of one of them (availability is counted from the pods here,
+where upstream reads it from the ReplicaSets' status, which their pods' changes update). One that wrote,
+or whose rollout is not complete (the Progressing condition not NewReplicaSetAvailable: minReadySeconds and
+progressDeadlineSeconds are waits on the clock, upstream's requeueStuckDeployment), is synced again next pass.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from netsim.controlplane import objects as o
 from netsim.controlplane import podstate as ps
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
+from netsim.controlplane.workqueue import Key, queue_of
 from netsim.model.pod import Pod
-from netsim.store import parse_time, rfc3339
+from netsim.store import Change, parse_time, rfc3339
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -352,8 +360,52 @@ def reconcile_deployment(d: dict[str, Any], snap: Snapshot, ctx: Context) -> lis
     return actions
 
 
+QUEUE = "deployment-queue"
+WATCH_KINDS = ("Deployment", "ReplicaSet", "Pod")
+
+
+def _owner(obj: dict[str, Any], kind: str) -> str | None:
+    ref = o.controller_ref(obj)
+    return ref.get("name") if ref is not None and ref.get("kind") == kind else None
+
+
+def _affected(changes: list[Change], snap: Snapshot) -> set[Key]:
+    """The Deployments a batch of changes concerns (deployment_controller.go's event handlers)."""
+    out: set[Key] = set()
+    for c in changes:
+        ns = c.namespace or "default"
+        if c.kind == "Deployment":
+            out.add((ns, c.name))
+        elif c.kind == "ReplicaSet":
+            if (name := _owner(c.object, "Deployment")) is not None:
+                out.add((ns, name))
+        elif (rs_name := _owner(c.object, "ReplicaSet")) is not None:
+            rs = snap.get("ReplicaSet", ns, rs_name)
+            if rs is not None and (name := _owner(rs, "Deployment")) is not None:
+                out.add((ns, name))
+    return out
+
+
+def _settled(d: dict[str, Any]) -> bool:
+    """Nothing but a change can move it: paused, or its rollout complete (NewReplicaSetAvailable)."""
+    if (d.get("spec") or {}).get("paused"):
+        return True
+    c = o.condition(d, "Progressing") or {}
+    return c.get("reason") == "NewReplicaSetAvailable"
+
+
 def reconcile_deployments(snap: Snapshot, ctx: Context) -> list[Action]:
+    q = queue_of(ctx, QUEUE)
+    keys = q.take(ctx, WATCH_KINDS, lambda changes: _affected(changes, snap))
+    if keys is None:
+        deployments = snap.of("Deployment")
+    else:
+        deployments = [d for ns, name in sorted(keys) if (d := snap.get("Deployment", ns, name)) is not None]
     actions: list[Action] = []
-    for d in snap.of("Deployment"):
-        actions += reconcile_deployment(d, snap, ctx)
+    for d in deployments:
+        acts = reconcile_deployment(d, snap, ctx)
+        if acts or not _settled(d):
+            q.retry.add((o.namespace(d) or "default", o.name(d)))
+        actions += acts
+    q.synced = len(deployments)
     return actions

@@ -9,6 +9,13 @@ observedGeneration.
 
 Pods are read typed (`Snapshot.typed`: each Pod version parsed once by the store's parse cache, not walked as
 a dict on every pass); the ReplicaSet itself and every write stay dicts, at the store edge.
+
+A pass syncs only the ReplicaSets a change concerns (netsim.controlplane.workqueue), as replica_set.go's
+event handlers queue them: the ReplicaSet itself changed (addRS/updateRS/deleteRS), one of its pods changed
+or went (addPod/updatePod/deletePod: the pod's controllerRef, and the old one when it changed), or an orphan
+pod changed that its selector matches (getPodReplicaSets, for adoption). One that wrote is synced again next
+pass; one with minReadySeconds whose ready pods are not all available yet is synced every pass until they
+are (upstream: enqueueRSAfter(minReadySeconds) in updatePod).
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from netsim.controlplane import objects as o
 from netsim.controlplane import podstate as ps
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot, status_action
+from netsim.controlplane.workqueue import Key, queue_of
+from netsim.model.errors import NetsimError
 from netsim.model.pod import Pod
+from netsim.store import DELETED, Change
 
 
 def pods_of(snap: Snapshot, owner: dict[str, Any], *, adopt: bool = True) -> tuple[list[dict], list[Action]]:
@@ -45,11 +55,12 @@ def typed_pods_of(snap: Snapshot, owner: dict[str, Any], *, adopt: bool = True) 
     actions = []
     if adopt:
         selector = o.selector_of(owner)
-        for pod in snap.typed("Pod", o.namespace(owner)):
+        for raw in snap.orphans("Pod", o.namespace(owner)):
+            try:
+                pod = snap.decode(raw)
+            except NetsimError:
+                continue
             if ps.controller_ref(pod) is None and not ps.terminating(pod) and selector.matches(pod.meta.labels):
-                raw = snap.get("Pod", pod.meta.namespace, pod.meta.name)
-                if raw is None:
-                    continue
                 new = copy.deepcopy(raw)
                 new["metadata"].setdefault("ownerReferences", []).append(o.owner_reference(owner))
                 owned.append(pod)
@@ -104,8 +115,64 @@ def reconcile_replicaset(rs: dict[str, Any], snap: Snapshot, ctx: Context, *,
     return actions
 
 
+QUEUE = "replicaset-queue"
+WATCH_KINDS = ("ReplicaSet", "Pod")
+
+
+def _affected(changes: list[Change], snap: Snapshot, owner_of: dict[Key, Key]) -> set[Key]:
+    """The ReplicaSets a batch of changes concerns (replica_set.go's event handlers). `owner_of`: each
+    pod's controlling ReplicaSet as last seen (updatePod syncs the old controller when the ref changed)."""
+    out: set[Key] = set()
+    for c in changes:
+        ns = c.namespace or "default"
+        if c.kind == "ReplicaSet":
+            out.add((ns, c.name))
+            continue
+        pod_key = (ns, c.name)
+        old = owner_of.pop(pod_key, None)
+        if old is not None:
+            out.add(old)
+        ref = o.controller_ref(c.object)
+        if ref is not None:
+            if ref.get("kind") == "ReplicaSet":
+                out.add((ns, ref.get("name") or ""))
+                if c.type != DELETED:
+                    owner_of[pod_key] = (ns, ref.get("name") or "")
+        elif c.type != DELETED:
+            labels = o.labels(c.object)
+            for rs in snap.of("ReplicaSet", ns):
+                if o.selector_of(rs).matches(labels):
+                    out.add((ns, o.name(rs)))
+    return out
+
+
+def _unsettled(rs: dict[str, Any]) -> bool:
+    """Ready pods that minReadySeconds keeps from counting as available yet: nothing will change in the
+    store when they become available, so the ReplicaSet is looked at again next pass."""
+    status = rs.get("status") or {}
+    return (int((rs.get("spec") or {}).get("minReadySeconds") or 0) > 0
+            and status.get("availableReplicas", 0) < status.get("readyReplicas", 0))
+
+
 def reconcile_replicasets(snap: Snapshot, ctx: Context) -> list[Action]:
+    q = queue_of(ctx, QUEUE)
+    owner_of: dict[Key, Key] = ctx.memory.setdefault(QUEUE + "-owners", {})
+    keys = q.take(ctx, WATCH_KINDS, lambda changes: _affected(changes, snap, owner_of))
+    if keys is None:
+        rses = snap.of("ReplicaSet")
+        owner_of.clear()
+        for pod in snap.of("Pod"):
+            ref = o.controller_ref(pod)
+            if ref is not None and ref.get("kind") == "ReplicaSet":
+                owner_of[(o.namespace(pod) or "default", o.name(pod))] = (o.namespace(pod) or "default",
+                                                                          ref.get("name") or "")
+    else:
+        rses = [rs for ns, name in sorted(keys) if (rs := snap.get("ReplicaSet", ns, name)) is not None]
     actions: list[Action] = []
-    for rs in snap.of("ReplicaSet"):
-        actions += reconcile_replicaset(rs, snap, ctx)
+    for rs in rses:
+        acts = reconcile_replicaset(rs, snap, ctx)
+        if acts or _unsettled(rs):
+            q.retry.add((o.namespace(rs) or "default", o.name(rs)))
+        actions += acts
+    q.synced = len(rses)
     return actions

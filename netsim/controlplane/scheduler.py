@@ -214,12 +214,17 @@ def node_infos(snap: Snapshot) -> dict[str, NodeInfo]:
 
 
 def reconcile_scheduler(snap: Snapshot, ctx: Context) -> list[Action]:
-    """Bind every pending, unbound pod (oldest first) or mark it unschedulable with the reason."""
+    """Bind every pending, unbound pod (oldest first) or mark it unschedulable with the reason. The pods
+    looked at are the unbound ones only (the informer cache's index; kube-scheduler's queue is filled by
+    its informer with unassigned pods alone), and the nodes' pods are counted only when there is one to
+    place: an idle pass does no work that grows with the cluster."""
+    pending = [p for p in snap.unbound_pods() if not o.is_terminating(p) and not o.is_terminal(p)
+               and (p.get("spec") or {}).get("schedulerName", "default-scheduler") == "default-scheduler"]
+    if not pending:
+        return []
     infos = node_infos(snap)
     nodes = sorted(infos.values(), key=lambda n: n.name)
     actions: list[Action] = []
-    pending = [p for p in snap.of("Pod") if not o.node_name(p) and not o.is_terminating(p) and not o.is_terminal(p)
-               and (p.get("spec") or {}).get("schedulerName", "default-scheduler") == "default-scheduler"]
     cache: dict[str, tuple[list[NodeInfo], list[str], dict[str, int]]] = {}
     for pod in sorted(pending, key=o.creation_order):
         decision = pick_node(pod, nodes, cache)

@@ -81,8 +81,11 @@ class Snapshot:
     """All watched objects at one moment, indexed the ways controllers ask."""
 
     def __init__(self, objects: dict[str, list[dict[str, Any]]],
-                 decode: Callable[[dict[str, Any]], Any] | None = None):
+                 decode: Callable[[dict[str, Any]], Any] | None = None, indexes: CacheIndexes | None = None):
         self.objects = objects
+        # The informer cache's own indexes, kept up to date from the change log between passes (None: a
+        # snapshot listed afresh, whose indexes are built on first use by walking the objects).
+        self._indexes = indexes
         # The typed object of a snapshot dict: the store's parse cache (Store.decode) when the snapshot
         # comes from a store, so a version is parsed once whichever controller or agent reads it.
         self._decode = decode or decode_stored
@@ -143,6 +146,14 @@ class Snapshot:
     def typed_owned(self, owner_uid: str | None, kind: str) -> list[Any]:
         """Typed objects of `kind` whose controller ownerReference names `owner_uid` (the informer
         indexer a workload controller looks its pods up by)."""
+        if self._indexes is not None and kind in self._indexes.owned:
+            out = []
+            for x in self._indexes.owned_of(kind, owner_uid):
+                try:
+                    out.append(self._decode(x))
+                except NetsimError:
+                    continue
+            return out
         index = self._typed_owner.get(kind)
         if index is None:
             index = self._typed_owner[kind] = defaultdict(list)
@@ -183,6 +194,8 @@ class Snapshot:
     def owned(self, owner: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
         if kind is None:
             return list(self._by_owner.get(o.uid(owner), []))
+        if self._indexes is not None and kind in self._indexes.owned:
+            return self._indexes.owned_of(kind, o.uid(owner))
         index = self._owned_of_kind.get(kind)
         if index is None:  # per kind, as an informer's owner index lives with that kind's informer
             index = self._owned_of_kind[kind] = defaultdict(list)
@@ -192,11 +205,91 @@ class Snapshot:
                     index[ref.get("uid")].append(obj)
         return list(index.get(o.uid(owner), []))
 
+    def orphans(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Objects of `kind` in `namespace` without a controller ownerReference (what a workload controller
+        may adopt), in the store's order; from the cache's index when there is one, not a walk of the kind."""
+        if self._indexes is not None and kind in self._indexes.orphans:
+            by_key = self._indexes.orphans[kind].get(namespace or "", {})
+            return [by_key[k] for k in sorted(by_key)]
+        return [x for x in self.of(kind, namespace) if o.controller_ref(x) is None]
+
+    def unbound_pods(self) -> list[dict[str, Any]]:
+        """Pods without spec.nodeName (what the scheduler looks at), in the store's order; from the cache's
+        index when there is one (kube-scheduler's queue holds only these, filled by its pod informer)."""
+        if self._indexes is not None:
+            by_key = self._indexes.unbound
+            return [by_key[k] for k in sorted(by_key)]
+        return [p for p in self.of("Pod") if not o.node_name(p)]
+
     def names(self, kind: str, namespace: str | None) -> set[str]:
         return {o.name(x) for x in self.of(kind, namespace)}
 
     def uids(self) -> set[str]:
         return {o.uid(x) for items in self.objects.values() for x in items}
+
+
+Key = tuple[str, str]  # (namespace or "", name)
+
+
+class CacheIndexes:
+    """The informer cache's indexes, updated per change (as client-go's thread-safe store updates its
+    indexers on every Add/Update/Delete): objects by controller owner uid, per kind; objects without a
+    controller (adoption candidates) per kind and namespace; pods without a node. A pass asks an owner for
+    its pods without a walk over every pod of the cluster."""
+
+    OWNED_KINDS = ("Pod", "ReplicaSet", "Job")
+    ORPHAN_KINDS = ("Pod",)
+
+    def __init__(self, kinds: Iterable[str] = WATCHED_KINDS) -> None:
+        kinds = set(kinds)
+        self.owned: dict[str, dict[str | None, dict[Key, dict[str, Any]]]] = {
+            k: {} for k in self.OWNED_KINDS if k in kinds}
+        self.orphans: dict[str, dict[str, dict[Key, dict[str, Any]]]] = {k: {} for k in self.ORPHAN_KINDS if k in kinds}
+        self.unbound: dict[Key, dict[str, Any]] = {}
+        self._owner_of: dict[tuple[str, Key], str | None] = {}  # (kind, key) -> owner uid it is indexed under
+
+    def owned_of(self, kind: str, owner_uid: str | None) -> list[dict[str, Any]]:
+        by_key = self.owned[kind].get(owner_uid)
+        return [by_key[k] for k in sorted(by_key)] if by_key else []
+
+    def reset(self, kind: str, items: Iterable[dict[str, Any]]) -> None:
+        if kind in self.owned:
+            self.owned[kind] = {}
+            self._owner_of = {k: v for k, v in self._owner_of.items() if k[0] != kind}
+        if kind in self.orphans:
+            self.orphans[kind] = {}
+        if kind == "Pod":
+            self.unbound = {}
+        for x in items:
+            self.put(kind, (o.namespace(x) or "", o.name(x)), x)
+
+    def remove(self, kind: str, key: Key) -> None:
+        if kind in self.owned and (kind, key) in self._owner_of:
+            uid = self._owner_of.pop((kind, key))
+            by_key = self.owned[kind].get(uid)
+            if by_key is not None:
+                by_key.pop(key, None)
+                if not by_key:
+                    del self.owned[kind][uid]
+        if kind in self.orphans:
+            by_ns = self.orphans[kind].get(key[0])
+            if by_ns is not None:
+                by_ns.pop(key, None)
+                if not by_ns:
+                    del self.orphans[kind][key[0]]
+        if kind == "Pod":
+            self.unbound.pop(key, None)
+
+    def put(self, kind: str, key: Key, obj: dict[str, Any]) -> None:
+        self.remove(kind, key)
+        ref = o.controller_ref(obj) if kind in self.owned or kind in self.orphans else None
+        if kind in self.owned and ref is not None:
+            self.owned[kind].setdefault(ref.get("uid"), {})[key] = obj
+            self._owner_of[(kind, key)] = ref.get("uid")
+        if kind in self.orphans and ref is None:
+            self.orphans[kind].setdefault(key[0], {})[key] = obj
+        if kind == "Pod" and not o.node_name(obj):
+            self.unbound[key] = obj
 
 
 class SnapshotCache:
@@ -216,6 +309,7 @@ class SnapshotCache:
         self._rv: int | None = None
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k: {} for k in self.kinds}
         self._lists: dict[str, list[dict[str, Any]]] = {k: [] for k in self.kinds}
+        self.indexes = CacheIndexes(self.kinds)
         self.decoded = 0  # objects taken from the store so far (for tests and benchmarks)
 
     def invalidate(self) -> None:
@@ -235,14 +329,17 @@ class SnapshotCache:
                 self.decoded += len(items)
                 self._lists[k] = items
                 self._objects[k] = {(o.namespace(x) or "", o.name(x)): x for x in items}
+                self.indexes.reset(k, items)
         else:
             dirty: set[str] = set()
             for c in changes:
                 key = (c.namespace or "", c.name)
                 if c.type == DELETED:
                     self._objects[c.kind].pop(key, None)
+                    self.indexes.remove(c.kind, key)
                 else:
                     self._objects[c.kind][key] = c.object
+                    self.indexes.put(c.kind, key, c.object)
                 dirty.add(c.kind)
                 rv = max(rv, c.rv)
             self.decoded += len(changes)
@@ -257,7 +354,13 @@ class SnapshotCache:
                     diff = next((f"{o.ref(a)}" for a, b in zip(fresh, self._lists[k]) if a != b), "the listing")
                     raise AssertionError(f"snapshot cache out of step with the store ({k}): {diff} (a "
                                          "controller changed a snapshot object in place?)")
-        return Snapshot(dict(self._lists), store.decode)
+            fresh_indexes = CacheIndexes(self.kinds)
+            for k in self.kinds:
+                fresh_indexes.reset(k, self._lists[k])
+            for attr in ("owned", "orphans", "unbound"):
+                if getattr(fresh_indexes, attr) != getattr(self.indexes, attr):
+                    raise AssertionError(f"snapshot cache's {attr} index out of step with its objects")
+        return Snapshot(dict(self._lists), store.decode, self.indexes)
 
 
 def status_action(obj: dict[str, Any], status: dict[str, Any]) -> Action | None:
