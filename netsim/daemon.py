@@ -457,7 +457,7 @@ class Daemon:
         with open(tmp, "w") as f:
             # failed: pods whose sandbox failed (settled, not pending), so `apply` can say why they are not up
             json.dump({"rv": rv, "converged": not pending, "pending": pending, "pods": pods, "blockers": blockers,
-                       "failed": failed_pods(self.store, self.pods.source.current()), "passSeconds": round(pass_seconds, 4),
+                       "failed": failed_pods(self.store, self.pods.source.unsettled()), "passSeconds": round(pass_seconds, 4),
                        "time": time.time(), "pid": os.getpid()}, f)
         os.replace(tmp, path)
 
@@ -586,7 +586,8 @@ class Daemon:
             elif not busy:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.
-                pods = pending_pods(self.store, self.pods.source.current())
+                # Only the pods not yet Running and Ready can be pending (pod_source keeps them per change).
+                pods = pending_pods(self.store, self.pods.source.unsettled())
                 blockers = ((["the last pass failed, see daemon.log"] if failed else []) + self.proxy_pending()
                             + self.watch_pending())
                 self._write_marker(pods, blockers, seen, max(longest, time.monotonic() - started))

@@ -39,6 +39,9 @@ class PodSource:
         self._heap: list[tuple[float, str]] = []
         self._housekeeping = 0.0  # when housekeeping is next due
         self.deleted: set[str] = set()  # pods gone since the last `take_deleted`
+        # Pods not Running and Ready (or being deleted): the only ones convergence can wait for or a failed
+        # sandbox can be reported for, kept per change so the marker need not look at every pod each pass.
+        self._unsettled: set[str] = set()
 
     def poll(self) -> set[str]:
         """Take in the changes since the last poll; every pod that changed is due now. Returns their keys."""
@@ -55,6 +58,10 @@ class PodSource:
                     self._forget(key)
                 continue
             self.pods[key] = obj
+            if _settled(obj):
+                self._unsettled.discard(key)
+            else:
+                self._unsettled.add(key)
             self.deleted.discard(key)
             changed.add(key)
             self.enqueue(key, 0.0)
@@ -62,6 +69,7 @@ class PodSource:
 
     def _forget(self, key: str) -> None:
         self.pods.pop(key, None)
+        self._unsettled.discard(key)
         self._due.pop(key, None)
         self.deleted.add(key)
 
@@ -114,6 +122,20 @@ class PodSource:
         """Every pod as of now (the change log read up to now first)."""
         self.poll()
         return list(self.pods.values())
+
+    def unsettled(self) -> list[dict[str, Any]]:
+        """The pods as of now that are not Running and Ready, or are being deleted (what
+        netsim.controlplane.loop's pending_pods and failed_pods can name): with every pod settled, none."""
+        self.poll()
+        return [self.pods[k] for k in sorted(self._unsettled)]
+
+
+def _settled(pod: dict[str, Any]) -> bool:
+    """Running, Ready and not being deleted: neither pending nor failed, whatever its node."""
+    md, status = pod.get("metadata") or {}, pod.get("status") or {}
+    if md.get("deletionTimestamp") or status.get("phase") != "Running":
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
 __all__ = ["HOUSEKEEPING_PERIOD", "PodSource"]
