@@ -195,12 +195,13 @@ class Daemon:
                                       lambda: self.store.typed_list("Service"), self.pod_setup,
                                       lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor),
                                       decode=self.store.decode)
-        # Pod usage (metrics-server's role) for the HPA controller and `netsim top` (netsim/agents/metrics.py).
-        self.metrics = MetricsServer(self.store, self.kubelet, self.workload.request_counts,
-                                     self.spec.autoscaling.metric_resolution, metrics_path(cluster))
         # Restarts, container statuses, healing, adoption, Service ports and volumes (netsim/agents/pod_sync.py).
         self.pods = PodSync(self.spec, self.nodes, self.kernel, self.store, self.kubelet, self.clock,
                             lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
+        # Pod usage (metrics-server's role) for the HPA controller and `netsim top` (netsim/agents/metrics.py).
+        self.metrics = MetricsServer(self.store, self.kubelet, self.workload.request_counts,
+                                     self.spec.autoscaling.metric_resolution, metrics_path(cluster),
+                                     pods=self.pods.source.current)
         # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
         self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
         # kube-proxy on every node: change trackers over the store's change log, pacing, syncs beside the

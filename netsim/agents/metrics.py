@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from netsim.controlplane import objects as o
@@ -27,8 +27,13 @@ log = logging.getLogger("netsim.daemon")
 
 class MetricsServer:
     def __init__(self, store: Store, kubelet: Any, request_counts: Callable[[], Any], resolution: float,
-                 path: str, *, clock: Callable[[], float] = time.time):
+                 path: str, *, clock: Callable[[], float] = time.time,
+                 pods: Callable[[], Iterable[dict[str, Any]]] | None = None):
         self.store = store
+        # The pods as the kubelets already hold them (the daemon's pod source, kept from the change log):
+        # a kubelet's summary API reports the pods it runs, it does not re-read them from the API server.
+        # None: listed from the store.
+        self.pods = pods or (lambda: self.store.list("Pod"))
         self.kubelet = kubelet  # node_alive(node), kubelets[node].containers
         self.request_counts = request_counts
         self.sampler = MetricsSampler(resolution)
@@ -47,7 +52,7 @@ class MetricsServer:
             return self.sampler.view
         self._sampled_at = now
         samples = []
-        for pod in self.store.list("Pod"):
+        for pod in self.pods():
             if o.phase(pod) != "Running" or not o.node_name(pod) or not self.kubelet.node_alive(o.node_name(pod)):
                 continue
             kubelet = self.kubelet.kubelets.get(o.node_name(pod) or "")

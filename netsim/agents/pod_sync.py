@@ -48,8 +48,11 @@ from netsim.store import Store, rfc3339
 log = logging.getLogger("netsim.daemon")
 ETC_NETNS = "/etc/netns"
 # A settled pod (Running and Ready, nothing in flight) is synced again this often without a change, as the
-# kubelet's --sync-frequency resyncs every pod (1 min upstream; shorter here, where passes are cheap).
-RESYNC_PERIOD = 10.0
+# kubelet's --sync-frequency resyncs every pod (KubeletConfiguration syncFrequency, 1 min by default:
+# pkg/kubelet/apis/config/v1beta1 defaults). What changes meanwhile reaches a pod sooner: a store change,
+# its container process exiting (the PLEG check in `work`), its probes (PROBE_CHECK), housekeeping. At 10 s
+# an idle daemon with 1,000 pods synced a hundred pods a second.
+RESYNC_PERIOD = 60.0
 # A pod with probes is looked at again at least this often: its probes run on their own periods
 # (netsim.node.prober), this only collects their results and starts the due ones.
 PROBE_CHECK = 1.0

@@ -42,3 +42,20 @@ def test_one_sample_per_resolution_over_running_pods_of_live_nodes(tmp_path, mon
     now[0] += 11
     server.sample()
     assert store.lists == lists + 1 and json.loads(path.read_text())["time"] == 1016.0
+
+
+def test_a_sample_reads_the_pods_the_kubelets_hold_not_the_store(tmp_path):
+    """The daemon hands the metrics server its pod source (kept from the change log): a sample of 1,000
+    pods decodes no stored pod (it listed, i.e. decoded, every pod of the store each resolution)."""
+    store = CountingStore()
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}", "namespace": "default"},
+             "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
+            for i in range(1000)]
+    kubelet = SimpleNamespace(node_alive=lambda n: True, kubelets={})
+    now = [1000.0]
+    server = MetricsServer(store, kubelet, lambda: {}, 15.0, str(tmp_path / "m.json"), clock=lambda: now[0],
+                           pods=lambda: pods)
+    server.sample()
+    now[0] += 15
+    server.sample()
+    assert store.lists == 0 and len(json.loads((tmp_path / "m.json").read_text())["pods"]) == 1000

@@ -148,6 +148,19 @@ def test_settled_pods_are_synced_again_after_the_resync_period(monkeypatch):
     assert one_pass(store, kubelets, sync, clock) == 0
 
 
+def test_a_settled_pod_is_not_synced_again_within_the_kubelets_sync_frequency():
+    """--sync-frequency is 1 min by default: half a minute of idle passes syncs no settled pod (it was
+    every pod every 10 s, a hundred pods a second at 1,000 pods)."""
+    store, kubelets, sync, clock = settled()
+    t = [time.monotonic()]
+    sync.source.clock = lambda: t[0]
+    for _ in range(6):
+        t[0] += 5
+        assert one_pass(store, kubelets, sync, clock) == 0
+    t[0] += 31
+    assert one_pass(store, kubelets, sync, clock) == N
+
+
 def test_an_exited_container_process_is_synced_next_pass():
     store, kubelets, sync, clock = settled()
     proc = Proc()
