@@ -202,6 +202,9 @@ class PodSync:
             return
         self.source.poll()
         by_key = dict(self.source.pods)
+        # One listing of the cluster's pod netns instead of a stat per pod (the runtime's sandbox list that
+        # HandlePodCleanups compares with the pods); one made since the listing is looked up on its own.
+        live = set(self.kernel.netns_list(naming.pod_ns_prefix(self.spec.name)))
         for pod in list(by_key.values()):
             node = o.node_name(pod)
             status = pod.get("status") or {}
@@ -210,7 +213,7 @@ class PodSync:
                 continue
             kubelet = self.kubelets[node]
             sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
-            if sb is not None and kubelet.sandbox_alive(sb):
+            if sb is not None and (sb.netns in live or kubelet.sandbox_alive(sb)):
                 continue
             self.kubelet.delete_sandbox(pod, keep_volumes=True)
             new = {k: v for k, v in status.items() if k not in ("podIP", "podIPs")}
