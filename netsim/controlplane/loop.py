@@ -35,6 +35,7 @@ from netsim.controlplane.nodes import (
 from netsim.controlplane.replicaset import reconcile_replicasets
 from netsim.controlplane.scheduler import reconcile_scheduler
 from netsim.controlplane.state import Action, Config, Context, Snapshot, SnapshotCache, apply_actions
+from netsim.controlplane.workqueue import reset_queues
 from netsim.fanout import fan_out
 from netsim.store import Store, parse_time, rfc3339
 
@@ -147,6 +148,7 @@ def reconcile_once(store: Store, clock: Clock, *, rng: random.Random | None = No
             _run_controllers(tx, ctx, cache, result)
     except BaseException:
         cache.invalidate()  # it may hold writes that were rolled back
+        reset_queues(ctx.memory)  # and the controllers' queues keys whose syncs were rolled back
         raise
     return result
 
@@ -172,6 +174,7 @@ def _run_controllers(tx: Store, ctx: Context, cache: SnapshotCache, result: Pass
             tx.append_events([failure.to_record()])
             result.events.append(failure)
             result.failed[name] = failure.message
+            reset_queues(ctx.memory)  # what it took off its queue was not synced: everything again next pass
             continue
         n, events = apply_actions(tx, actions, ctx.now)
         if n:
