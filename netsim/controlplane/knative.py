@@ -41,7 +41,7 @@ from netsim.controlplane.kpa import Decision, RevisionState, Sample, decide
 from netsim.controlplane.state import Action, Context, Snapshot, status_action
 from netsim.model.endpointslice import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
 from netsim.model.errors import Source
-from netsim.model.knative import KIND, AutoscalerConfig, KnativeService, service_settings, url_for
+from netsim.model.knative import KIND, AutoscalerConfig, KnativeService, url_for
 from netsim.model.service import parse_service
 from netsim.model.workloads import parse_deployment
 
@@ -228,7 +228,9 @@ def reconcile_knative(snap: Snapshot, ctx: Context) -> list[Action]:
         if o.is_terminating(ksvc):
             continue
         try:
-            typed = service_settings(ksvc)
+            # The typed KnativeService from the store's parse cache: parsed once per resourceVersion, not
+            # on every pass (a version that does not parse raises here each pass, logged once).
+            typed: KnativeService = snap.decode(ksvc)
         except Exception as exc:  # noqa: BLE001 - a stored object that no longer parses: this one only
             actions.append(Action("event", ksvc, Event(ctx.now, ACTOR, o.ref(ksvc), "InternalError", str(exc)[:500],
                                                        type="Warning")))

@@ -222,14 +222,6 @@ def parse_knative_service(doc: Any, source: Source) -> KnativeService:
                           timeout_seconds=timeout, scaling=scaling)
 
 
-def service_settings(obj: dict[str, Any]) -> KnativeService:
-    """A stored KnativeService (a manifest dict) back as its typed form, for the controller."""
-    doc = {**obj, "apiVersion": API_VERSION, "kind": MANIFEST_KIND}
-    doc["metadata"] = {k: v for k, v in (obj.get("metadata") or {}).items()
-                       if k in ("name", "namespace", "labels", "annotations")}
-    return parse_knative_service(doc, Source("<store>"))
-
-
 # -- config-autoscaler -----------------------------------------------------------------------------------
 
 CONFIG_NAMESPACE, CONFIG_NAME = "knative-serving", "config-autoscaler"
@@ -310,4 +302,4 @@ def url_for(name: str, namespace: str, domain: str) -> str:
 
 
 __all__ = ["API_VERSION", "KIND", "KnativeService", "ScalingSettings", "AutoscalerConfig", "SpecError",
-           "parse_knative_service", "parse_autoscaler_config", "service_settings", "url_for"]
+           "parse_knative_service", "parse_autoscaler_config", "url_for"]

@@ -150,3 +150,30 @@ def test_get_ksvc_prints_the_knative_columns(h):
     header, rows = table("KnativeService", h.store.list("KnativeService"))
     assert header == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]
     assert rows == [["hello", "http://hello.default.svc.cluster.local", "hello-00001", "hello-00001", "True", ""]]
+
+
+def test_the_knative_service_is_parsed_once_per_version(h, monkeypatch):
+    """The controller takes the typed KnativeService from the store's parse cache: converging parses each
+    stored version at most once, and passes over an unchanged one parse nothing."""
+    from netsim.model import knative
+
+    parsed: list[int] = []
+    real = knative.parse_knative_service
+
+    def counting(doc, source):
+        parsed.append(int((doc.get("metadata") or {}).get("resourceVersion") or 0))
+        return real(doc, source)
+
+    monkeypatch.setattr(knative, "parse_knative_service", counting)
+    h.config.node_monitor_grace_seconds = 1e9
+    h.add_nodes(1)
+    inputs(h)
+    h.apply(KSVC)
+    parsed.clear()  # apply's own validation of the manifest
+    assert h.converge().converged
+    stored = [v for v in parsed if v]
+    assert stored and len(stored) == len(set(stored)) and parsed == stored  # each version once, all cached
+    parsed.clear()
+    for _ in range(3):
+        h.once()
+    assert parsed == []
