@@ -25,7 +25,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Collection
 
-from netsim import daemonproc, naming, state
+from netsim import daemonproc, naming, pidstate, state
 from netsim.leader import Elector, LeaderConfig
 from netsim.model import placement
 from netsim.model.errors import NetsimError
@@ -99,15 +99,17 @@ def identity(role: Role) -> str:
 
 
 def holder_gone(cluster: str) -> Callable[[str], bool]:
-    """A lease holder of this machine whose process is no longer a process of the cluster cannot renew: a
-    standby need not wait out its lease (a shortcut client-go cannot take across machines; on one machine
-    the pid says it for sure). Holders of other machines are left to the lease's expiry."""
+    """A lease holder of this machine whose process is no longer a process of the cluster, or is killed and
+    only waiting to leave the kernel (netsim.pidstate), cannot renew: a standby need not wait out its lease
+    (a shortcut client-go cannot take across machines; on one machine the pid says it for sure). Holders of
+    other machines are left to the lease's expiry."""
     me = socket.gethostname()
 
     def gone(holder: str) -> bool:
         host, _, rest = holder.partition("_")
         pid = rest.rpartition("_")[2]
-        return host == me and pid.isdigit() and not daemonproc.is_process_of(int(pid), cluster)
+        return host == me and pid.isdigit() and (not daemonproc.is_process_of(int(pid), cluster)
+                                                 or pidstate.dying(int(pid)))
 
     return gone
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 
 from netsim.etcd import client as ec
@@ -57,6 +58,9 @@ class EtcdLeaderElector(LeaderElector):
         self.key = election_key(store)
         self.lease_id = 0  # our etcd lease (kept alive while leading or standing by)
         self.key_revision = 0  # create_revision of the key we hold
+        self._object_lock = threading.Lock()
+        self._object_pending: tuple[float, bool] | None = None  # (when, a renewal) of the next object write
+        self._object_writer: threading.Thread | None = None
 
     def _live_lease(self) -> int:
         """Our lease, kept alive (a new one when etcd no longer has it)."""
@@ -88,7 +92,7 @@ class EtcdLeaderElector(LeaderElector):
             self._write_lease_object(now)
             return self._won(now)
         except ec.EtcdError as exc:  # etcd unreachable or busy: not now
-            log.debug("leader election attempt by %s failed: %s", self.identity, exc)
+            log.info("leader election attempt by %s failed: %s", self.identity, exc)
             if self._leading and now - self.last_renew < self.config.renew_deadline:
                 return True  # a holder keeps leading until its renew deadline passes
             return self._lost()
@@ -109,6 +113,35 @@ class EtcdLeaderElector(LeaderElector):
         return ok
 
     def _write_lease_object(self, now: float) -> None:
+        """Write the informational Lease object off the election's thread: the key decides, and a store
+        write can wait (up to the store's lock wait) while another process holds the store lock for a
+        long transaction; the election's keep-alives must not wait with it, or the election lease would
+        expire under the leader. Writes queue as one: the latest renewal wins."""
+        with self._object_lock:
+            self._object_pending = (now, self._leading)
+            if self._object_writer is not None and self._object_writer.is_alive():
+                return
+            self._object_writer = threading.Thread(target=self._object_writes, daemon=True,
+                                                   name="leader-lease-object")
+            self._object_writer.start()
+
+    def _object_writes(self) -> None:
+        while True:
+            with self._object_lock:
+                pending, self._object_pending = self._object_pending, None
+                if pending is None:
+                    self._object_writer = None
+                    return
+            self._put_lease_object(*pending)
+
+    def flush_lease_object(self, timeout: float = 30.0) -> None:
+        """Wait until the queued Lease-object writes are done (release, and readers that must see it)."""
+        with self._object_lock:
+            writer = self._object_writer
+        if writer is not None:
+            writer.join(timeout)
+
+    def _put_lease_object(self, now: float, renewal: bool) -> None:
         """The informational Lease object: holder, renewTime, transitions as client-go would write them."""
         try:
             cur = self.store.get("Lease", LEASE_NAMESPACE, LEASE_NAME)
@@ -118,7 +151,7 @@ class EtcdLeaderElector(LeaderElector):
             spec = cur.get("spec") or {}
             transitions = int(spec.get("leaseTransitions") or 0)
             acquired = now
-            if self._leading:  # a renewal: the key says we held it all along, whatever the object says
+            if renewal:  # a renewal: the key says we held it all along, whatever the object says
                 if spec.get("holderIdentity") == self.identity:
                     acquired = parse_time(spec.get("acquireTime")) or now
             else:
@@ -127,10 +160,11 @@ class EtcdLeaderElector(LeaderElector):
             new["spec"] = lease_object(self.identity, self.config.lease_duration, now, acquired, transitions)["spec"]
             self.store.update(new, expected_rv=(cur.get("metadata") or {}).get("resourceVersion"))
         except (AlreadyExists, StoreError, ec.EtcdError) as exc:  # the key decides; the object catches up at the next renewal
-            log.debug("%s could not write the Lease object: %s", self.identity, exc)
+            log.info("%s could not write the Lease object: %s", self.identity, exc)
 
     def release(self) -> None:
         """Resign: revoke the lease (the key goes with it), then mark the Lease object released."""
+        self.flush_lease_object(5.0)  # a renewal's write must not land after the release's below
         was_leading, lease = self._leading, self.lease_id
         self._leading, self.lease_id, self.key_revision = False, 0, 0
         if lease:

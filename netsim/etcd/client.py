@@ -62,11 +62,12 @@ class KV:
     create_revision: int
     mod_revision: int
     version: int
+    lease: int = 0  # the lease the key is attached to (0: none)
 
     @classmethod
     def of(cls, d: dict[str, Any]) -> KV:
         return cls(unb64(d.get("key")).decode(), unb64(d.get("value")), int(d.get("create_revision", 0)),
-                   int(d.get("mod_revision", 0)), int(d.get("version", 0)))
+                   int(d.get("mod_revision", 0)), int(d.get("version", 0)), int(d.get("lease", 0)))
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,13 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from netsim import pidstate
 from netsim.etcd import client as ec
 from netsim.model.builtin_kinds import builtin
 from netsim.store import (
@@ -132,7 +132,7 @@ class EtcdStore(Store):
         self._lease_lock = threading.Lock()
         self._closed = threading.Event()
         self._keeper: threading.Thread | None = None
-        self._owner = f"{os.getpid()}:{id(self):x}"
+        self._owner = f"{pidstate.holder_tag()}:{id(self):x}"  # host:pid:object (pidstate.holder_gone)
         self._cache = _FeedCache(self)
 
     # -- keys ----------------------------------------------------------------------------------------
@@ -311,9 +311,12 @@ class EtcdStore(Store):
         while True:
             tx = _Tx(self, locked=False)
             result = fn(tx)
-            ok, locked = tx.commit()
+            ok, lock = tx.commit()
             if ok:
                 return result
+            locked = lock is not None
+            if locked:
+                self._break_dead_lock(lock)
             if time.monotonic() > deadline:
                 raise StoreError(f"etcd store {self.prefix}: gave up after {LOCK_WAIT:g}s waiting for "
                                  + ("the store lock" if locked else "a write without conflicts"))
@@ -373,15 +376,33 @@ class EtcdStore(Store):
         deadline = time.monotonic() + LOCK_WAIT
         delay = 0.001
         while True:
-            ok, rev, _ = self.etcd.txn([ec.absent(self.lock_key)],
-                                       [ec.put(self.lock_key, self._owner, self._lease_id())])
+            ok, rev, responses = self.etcd.txn([ec.absent(self.lock_key)],
+                                               [ec.put(self.lock_key, self._owner, self._lease_id())],
+                                               [ec.get(self.lock_key)])
             if ok:
                 return rev
+            lock = _lock_kv(responses)
+            if lock is not None:
+                self._break_dead_lock(lock)
             if time.monotonic() > deadline:
                 raise StoreError(f"etcd store {self.prefix}: gave up after {LOCK_WAIT:g}s waiting for the "
                                  "store lock")
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
+
+    def _break_dead_lock(self, lock: ec.KV) -> None:
+        """Delete the lock of a holder of this machine that is gone or dying (a process killed inside its
+        transaction block), guarded by the lock's create_revision: the waiter goes on at once, as SQLite's
+        waiters do when the kernel drops a dead holder's file lock, instead of after the lock's lease
+        (LOCK_TTL). A holder on another machine, or one alive, is left alone. The dead holder's commit,
+        should it still reach etcd, fails its compare on the lock's create_revision."""
+        owner = lock.value.decode(errors="replace")
+        if owner == self._owner or not pidstate.holder_gone(owner):
+            return
+        with contextlib.suppress(ec.EtcdError):
+            ok, _, _ = self.etcd.txn([ec.created_at(self.lock_key, lock.create_revision)], [ec.delete(self.lock_key)])
+            if ok:
+                log.info("etcd store %s: the store lock's holder %s is gone; lock broken", self.prefix, owner)
 
     def _release(self, lock_rev: int) -> None:
         with contextlib.suppress(ec.EtcdError):
@@ -661,8 +682,8 @@ class _Tx(WriteSemantics, Store):
             self.events.append(json.dumps(dict(e)))
         return self.seq[0] + len(self.events)
 
-    def commit(self) -> tuple[bool, bool]:
-        """Write everything in one Txn: (committed, whether a failure was the lock being held)."""
+    def commit(self) -> tuple[bool, ec.KV | None]:
+        """Write everything in one Txn: (committed, the store lock when a failure found it held)."""
         s = self.s
         compares: list[dict[str, Any]] = []
         ops: list[dict[str, Any]] = []
@@ -688,16 +709,21 @@ class _Tx(WriteSemantics, Store):
             compares.append(ec.created_at(s.lock_key, self.lock_rev))
             ops.append(ec.delete(s.lock_key))
         elif not ops:
-            return True, False
+            return True, None
         else:
             compares.append(ec.absent(s.lock_key))
         ok, rev, responses = s.etcd.txn(compares, ops, [ec.get(s.lock_key)])
         if not ok:
-            held = bool(responses and (responses[0].get("response_range") or {}).get("kvs"))
-            return False, held
+            return False, _lock_kv(responses)
         for _typ, _, obj in self.writes.values():
             obj["metadata"]["resourceVersion"] = str(rev)
-        return True, False
+        return True, None
+
+
+def _lock_kv(responses: list[dict]) -> ec.KV | None:
+    """The store lock as a failed Txn's `get` of it read it; None when nobody holds it."""
+    kvs = ((responses[0] if responses else {}).get("response_range") or {}).get("kvs") or []
+    return ec.KV.of(kvs[0]) if kvs else None
 
 
 __all__ = ["EtcdStore", "resource_path"]

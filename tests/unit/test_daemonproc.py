@@ -6,7 +6,9 @@ import subprocess
 import sys
 import time
 
-from netsim import daemonproc, testhooks
+import pytest
+
+from netsim import daemonproc, pidstate, testhooks
 
 
 def test_marker_matches_only_that_cluster():
@@ -70,3 +72,33 @@ def test_find_all_sees_agents_and_control_planes():
             p.kill()
             p.wait()
     assert daemonproc.find_all(name) == {}
+
+
+STATUS = "Name:\tpython3\nState:\t{state}\nTgid:\t42\nSigQ:\t0/63\nSigPnd:\t{sig}\nShdPnd:\t{shd}\nSigBlk:\t0\n"
+
+
+@pytest.mark.parametrize("state,sig,shd,dead", [
+    ("S (sleeping)", "0000000000000000", "0000000000000000", False),
+    ("R (running)", "0000000000004000", "0000000000000000", False),  # SIGTERM pending: it may still run
+    ("D (disk sleep)", "0000000000000100", "0000000000000000", True),  # SIGKILL pending, stuck in the kernel
+    ("D (disk sleep)", "0000000000000000", "0000000000000100", True),  # on the thread group
+    ("Z (zombie)", "0000000000000000", "0000000000000000", True),
+    ("X (dead)", "0000000000000000", "0000000000000000", True),
+])
+def test_a_killed_process_counts_as_dying_before_it_leaves_the_kernel(state, sig, shd, dead):
+    assert pidstate.killed(STATUS.format(state=state, sig=sig, shd=shd)) is dead
+
+
+def test_dying_on_real_processes():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert not pidstate.dying(proc.pid)
+        proc.kill()
+        deadline = time.monotonic() + 10
+        while not pidstate.dying(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pidstate.dying(proc.pid)  # a zombie: not yet reaped
+    finally:
+        proc.kill()
+        proc.wait()
+    assert pidstate.dying(proc.pid)  # reaped: gone

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import socket
 import threading
 import time
 
@@ -493,6 +494,50 @@ def test_etcd_lock_of_a_crashed_holder_goes_with_its_lease(etcd_server):
     s.create(pod("after"))  # ...and a writer waits for its lease to expire, not for ever
     assert time.monotonic() - t0 < 10
     assert s.get("Pod", "default", "never") is None and s.get("Pod", "default", "after") is not None
+    s.close()
+
+
+def _die_holding_the_lock_for_long(endpoints, prefix) -> None:
+    from netsim.etcd import store as etcd_store_mod
+    s = etcd_store_mod.EtcdStore(endpoints, prefix)  # the lock on a lease of LOCK_TTL (10 s)
+    with s.transaction() as tx:
+        tx.create(pod("never"))
+        os._exit(0)
+
+
+def _ttl(s, lease: int) -> int:
+    return int(s.etcd.call("/v3/lease/timetolive", {"ID": str(lease)}).get("TTL", -1))
+
+
+def test_etcd_lock_of_a_dead_holder_of_this_machine_is_broken_at_once(etcd_server):
+    # As SQLite's file lock goes with its holder's process, the etcd store's lock of a process of this machine
+    # that is gone does not hold writers up for the rest of its lease: they find it dead and delete it.
+    s = etcd_store(etcd_server)
+    ctx = multiprocessing.get_context("fork")
+    p = ctx.Process(target=_die_holding_the_lock_for_long, args=(s.endpoints, s.prefix))
+    p.start()
+    p.join(30)
+    _, kvs, _ = s.etcd.range(s.lock_key)
+    lease = kvs[0].lease
+    assert lease and _ttl(s, lease) > 0
+    s.create(pod("after"))
+    assert _ttl(s, lease) > 0  # written while the dead holder's lease still ran: it was not waited out
+    assert s.etcd.range(s.lock_key)[2] == 0
+    with s.transaction() as tx:  # and blocks take the lock again as usual
+        tx.create(pod("next"))
+    assert s.get("Pod", "default", "never") is None and s.get("Pod", "default", "next") is not None
+    s.close()
+
+
+def test_etcd_lock_of_a_live_or_remote_holder_is_waited_for(etcd_server):
+    from netsim.etcd import client as ec
+    s = etcd_store(etcd_server)
+    lease = s.etcd.lease_grant(2)
+    for owner in ("some-other-host:1:0", f"{socket.gethostname()}:{os.getpid()}:0"):  # remote; alive (this one)
+        assert _ttl(s, lease) > 0 or (lease := s.etcd.lease_grant(2))
+        s.etcd.txn([], [ec.put(s.lock_key, owner, lease)])
+        s.create(pod(f"after-{len(owner)}"))
+        assert _ttl(s, lease) <= 0, owner  # the write waited until the lease (and the lock with it) expired
     s.close()
 
 
