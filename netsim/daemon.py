@@ -63,6 +63,8 @@ from netsim.daemonfiles import (  # noqa: F401 - the daemon's files, also read b
     CONVERGED_FILE,
     FAILED_ANNOTATION,
     HEALTH_FILE,
+    agent_metrics_path,
+    agent_metrics_paths,
     converged_path,
     health_path,
     metrics_path,
@@ -199,9 +201,15 @@ class Daemon:
         self.pods = PodSync(self.spec, self.nodes, self.kernel, self.store, self.kubelet, self.clock,
                             lambda ref, reason, msg, actor: self._event(ref, reason, msg, actor=actor))
         # Pod usage (metrics-server's role) for the HPA controller and `netsim top` (netsim/agents/metrics.py).
+        # On several hosts each host agent samples its own pods into a file of its own, and the control
+        # plane joins them (metrics-server scraping every node's kubelet) for the HPA and `netsim top`.
         self.metrics = MetricsServer(self.store, self.kubelet, self.workload.request_counts,
-                                     self.spec.autoscaling.metric_resolution, metrics_path(cluster),
-                                     pods=self.pods.source.current)
+                                     self.spec.autoscaling.metric_resolution,
+                                     agent_metrics_path(cluster, self.role.host) if self.role.name == "agent"
+                                     else metrics_path(cluster),
+                                     pods=self.pods.source.current,
+                                     scraped=(lambda: agent_metrics_paths(cluster))
+                                     if self.role.name != "agent" and len(self.nodes) < len(self.all_nodes) else None)
         # Node agents sync side by side: each sync is mostly an iptables-restore / ipset process of its own.
         self._dataplane_pool = ThreadPoolExecutor(max_workers=DATAPLANE_WORKERS, thread_name_prefix="netsim-dataplane")
         # kube-proxy on every node: change trackers over the store's change log, pacing, syncs beside the

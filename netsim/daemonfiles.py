@@ -28,3 +28,18 @@ def health_path(cluster: str) -> str:
 def metrics_path(cluster: str) -> str:
     """Pod usage the daemon samples (netsim.model.metrics.MetricsView as JSON), read by `netsim top`."""
     return os.path.join(naming.state_dir(cluster), METRICS_FILE)
+
+
+def agent_metrics_path(cluster: str, host: str) -> str:
+    """The pod usage one host agent's kubelets report (its part of metrics.json; netsim.agents.metrics)."""
+    return os.path.join(naming.state_dir(cluster), f"agent-{host}.{METRICS_FILE}")
+
+
+def agent_metrics_paths(cluster: str) -> list[str]:
+    """Every host agent's metrics file there is."""
+    d = naming.state_dir(cluster)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    return [os.path.join(d, n) for n in sorted(names) if n.startswith("agent-") and n.endswith(f".{METRICS_FILE}")]

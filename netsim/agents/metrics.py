@@ -28,8 +28,12 @@ log = logging.getLogger("netsim.daemon")
 class MetricsServer:
     def __init__(self, store: Store, kubelet: Any, request_counts: Callable[[], Any], resolution: float,
                  path: str, *, clock: Callable[[], float] = time.time,
-                 pods: Callable[[], Iterable[dict[str, Any]]] | None = None):
+                 pods: Callable[[], Iterable[dict[str, Any]]] | None = None,
+                 scraped: Callable[[], Iterable[str]] | None = None):
         self.store = store
+        # Where the other hosts' kubelets report (the leader of a cluster on several hosts: each host agent
+        # samples its own pods into a file of its own; metrics-server scrapes every node's kubelet).
+        self.scraped = scraped or (lambda: ())
         # The pods as the kubelets already hold them (the daemon's pod source, kept from the change log):
         # a kubelet's summary API reports the pods it runs, it does not re-read them from the API server.
         # None: listed from the store.
@@ -40,16 +44,17 @@ class MetricsServer:
         self.path = path
         self.clock = clock
         self._sampled_at = 0.0
+        self._view = MetricsView()  # this process's sample joined with the scraped ones
 
     @property
     def view(self) -> MetricsView:
-        return self.sampler.view
+        return self._view
 
     def sample(self) -> MetricsView:
         """The usage of every running pod, sampled afresh when a metric resolution has passed."""
         now = self.clock()
         if now - self._sampled_at < self.sampler.resolution:
-            return self.sampler.view
+            return self._view
         self._sampled_at = now
         samples = []
         for pod in self.pods():
@@ -61,6 +66,10 @@ class MetricsServer:
                     if cp.proc is not None and cp.exit_code is None}
             samples.append(pod_sample(pod, pids))
         view = self.sampler.sample(now, samples, self.request_counts())
+        others = self._scrape(now)
+        if others:
+            view = MetricsView({**others, **view.pods})
+        self._view = view
         tmp = f"{self.path}.tmp"
         try:
             with open(tmp, "w") as f:
@@ -69,6 +78,22 @@ class MetricsServer:
         except OSError as exc:
             log.debug("cannot write %s: %s", self.path, exc)
         return view
+
+
+    def _scrape(self, now: float) -> dict[str, Any]:
+        """The pods the other hosts' agents reported within the last three resolutions (an agent that
+        stopped reporting drops out, as metrics-server drops a kubelet it cannot scrape)."""
+        out: dict[str, Any] = {}
+        for path in self.scraped():
+            try:
+                with open(path) as f:
+                    d = json.load(f)
+                if now - float(d.get("time") or 0) > 3 * max(self.sampler.resolution, 1.0):
+                    continue
+                out.update(MetricsView.from_dict(d).pods)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                log.debug("cannot read %s: %s", path, exc)
+        return out
 
 
 __all__ = ["MetricsServer"]

@@ -97,7 +97,8 @@ def test_hosts_agents_and_an_elected_control_plane(cluster_name, kernel, store):
     # all connected to the one store: SQLite's file, or etcd (the election then decided by a key on an etcd
     # lease, netsim/leader_etcd.py).
     hosts = [{"name": f"host-{x}", "address": f"192.168.77.{i + 1}"} for i, x in enumerate("abc")]
-    c = Cluster.up({"spec": {"nodes": 6, "hosts": hosts, "timing": TIMING, "store": {"type": store}}},
+    c = Cluster.up({"spec": {"nodes": 6, "hosts": hosts, "timing": TIMING, "store": {"type": store},
+                             "autoscaling": {"metricResolution": "1s"}}},
                    name=cluster_name)
     try:
         run_netsim("controlplane", "--cluster", cluster_name, "--detach")
@@ -113,6 +114,10 @@ def test_hosts_agents_and_an_elected_control_plane(cluster_name, kernel, store):
         c.apply(web(6), timeout=60)
         before = {o.name(p): (o.node_name(p), (p.get("status") or {}).get("podIP")) for p in c.store.list("Pod", "default")}
         assert {n for n, _ in before.values()} & on_b
+        # Pod usage: each host's agent samples its own pods, the control plane joins them (as metrics-server
+        # scrapes every node's kubelet) for the HPA and `netsim top`.
+        web_keys = {f"default/{n}" for n in before}
+        assert until("every web pod's usage", lambda: web_keys <= set(c.metrics().pods), 20)
 
         # The leader killed: its pid on this machine is gone, so the standby takes over at its next retry, well
         # within one lease period (a leader that stops renewing otherwise: tests/unit/test_leader.py). The

@@ -59,3 +59,33 @@ def test_a_sample_reads_the_pods_the_kubelets_hold_not_the_store(tmp_path):
     now[0] += 15
     server.sample()
     assert store.lists == 0 and len(json.loads((tmp_path / "m.json").read_text())["pods"]) == 1000
+
+
+def test_the_control_plane_joins_what_the_hosts_agents_report(tmp_path):
+    """A cluster on several hosts: each host agent samples its own pods into a file of its own; the control
+    plane's sample joins the ones reported within three resolutions (metrics-server scraping every node's
+    kubelet), for the HPA and `netsim top`."""
+    def pod(name):
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
+    now = [1000.0]
+    kubelet = SimpleNamespace(node_alive=lambda n: True, kubelets={})
+    agents = {}
+    for host, pods in (("h1", [pod("a"), pod("b")]), ("h2", [pod("c")])):
+        agents[host] = MetricsServer(MemoryStore(), kubelet, lambda: {}, 1.0, str(tmp_path / f"agent-{host}.json"),
+                                     clock=lambda: now[0], pods=lambda pods=pods: pods)
+    leader = MetricsServer(MemoryStore(), kubelet, lambda: {}, 1.0, str(tmp_path / "metrics.json"),
+                           clock=lambda: now[0], pods=lambda: [],
+                           scraped=lambda: [str(tmp_path / "agent-h1.json"), str(tmp_path / "agent-h2.json"),
+                                            str(tmp_path / "agent-h3.json")])  # h3 never reported
+    for _ in range(2):  # a rate needs two samples
+        for a in agents.values():
+            a.sample()
+        now[0] += 1.0
+    view = leader.sample()
+    assert sorted(view.pods) == ["default/a", "default/b", "default/c"]
+    assert sorted(json.loads((tmp_path / "metrics.json").read_text())["pods"]) == sorted(view.pods)
+    now[0] += 2.0
+    agents["h1"].sample()  # h2 stops reporting: three resolutions on, its pods drop out
+    now[0] += 1.5
+    assert sorted(leader.sample().pods) == ["default/a", "default/b"]
