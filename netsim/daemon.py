@@ -80,6 +80,7 @@ from netsim.node.network import NodeRec, PodNetwork
 from netsim.node.pod_setup import PodSetup
 from netsim.node.watch_delay import WatchDelays
 from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, Store, StoreError, rfc3339
+from netsim.storewatch import ChangeWaiter
 from netsim.workload.server import WorkloadServer
 
 log = logging.getLogger("netsim.daemon")
@@ -236,6 +237,7 @@ class Daemon:
                            lambda ref, reason, msg, actor, ms: self._event(ref, reason, msg, actor=actor, ms=ms),
                            on_invalid=self._invalid, guard=self._agent, watch=self._felix_watch)
         self._seen_rv = -1
+        self._waiter: ChangeWaiter | None = None  # the loop's store-change waiter, made on first use
         self._dataplane_dirty = True  # first pass, node failures: sync whatever the store says
         self._net_fp = ""
         self._reported_invalid: dict[str, str] = {}  # object ref -> the error last reported for it
@@ -557,8 +559,18 @@ class Daemon:
         finally:
             self.proxy_watch.stop()
             leases.stop()
+            if self._waiter is not None:
+                self._waiter.close()
             if self.elector is not None:
                 self.elector.stop()  # releases the lease: a standby takes over at its next retry
+
+    def _wait_for_change(self, rv: int, timeout: float) -> bool:
+        """Sleep until the store moves past `rv` or `timeout`: woken by the commit itself (inotify on the
+        write-ahead log, netsim/storewatch.py), as an informer's watch delivers a write, instead of polling
+        the resourceVersion up to twenty times a second while idle."""
+        if self._waiter is None:
+            self._waiter = ChangeWaiter(self.store)
+        return self._waiter.wait(rv, timeout)
 
     def _run_loop(self) -> None:
         last_rv = -1
@@ -591,7 +603,7 @@ class Daemon:
                                 + self.watch_pending())
                     write_json(self.role.marker_path(self.spec.name),
                                {"rv": seen, "blockers": blockers, "time": time.time(), "pid": os.getpid()})
-                self.store.wait_for_change(seen, min(self.resync, self.next_wakeup(time.monotonic())))
+                self._wait_for_change(seen, min(self.resync, self.next_wakeup(time.monotonic())))
             elif not busy:
                 # A failed pass is never "converged": `netsim apply` must not report success on a data
                 # plane that did not get its rules.
@@ -603,7 +615,7 @@ class Daemon:
                 longest = 0.0
                 pending = pods + blockers
                 if seen == last_rv or not pending:
-                    self.store.wait_for_change(seen, min(self.resync, self.next_wakeup(time.monotonic())))
+                    self._wait_for_change(seen, min(self.resync, self.next_wakeup(time.monotonic())))
                 last_rv = seen
             else:
                 longest = max(longest, time.monotonic() - started)

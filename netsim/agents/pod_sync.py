@@ -205,7 +205,17 @@ class PodSync:
         # One listing of the cluster's pod netns instead of a stat per pod (the runtime's sandbox list that
         # HandlePodCleanups compares with the pods); one made since the listing is looked up on its own.
         live = set(self.kernel.netns_list(naming.pod_ns_prefix(self.spec.name)))
-        for pod in list(by_key.values()):
+        # Looked at one by one: the pods whose sandbox record names a netns the listing does not show, and
+        # those without a record (set operations over the records, not a walk of every pod's fields: a pod's
+        # node never changes once bound, so its record is on its own node's kubelet).
+        recorded: set[str] = set()
+        suspects: set[str] = set()
+        for kubelet in self.kubelets.values():
+            records = kubelet.sandboxes()
+            recorded.update(records)
+            suspects.update(k for k, sb in records.items() if sb.netns not in live)
+        suspects.update(by_key.keys() - recorded)
+        for pod in [by_key[k] for k in sorted(suspects) if k in by_key]:
             node = o.node_name(pod)
             status = pod.get("status") or {}
             if (not status.get("podIP") or not self.kubelet.node_alive(node) or o.is_terminal(pod)
