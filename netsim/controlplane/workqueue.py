@@ -24,9 +24,10 @@ from netsim.store import Change, Compacted
 
 Key = tuple[str, str]  # (namespace, name)
 # Every object is synced at least this often (kube-controller-manager resyncs its informers every
-# --min-resync-period, 12 h and up; here much sooner: it also stands for the time-driven requeues a
-# controller may not have asked for).
-RESYNC_SECONDS = 60.0
+# --min-resync-period to twice that, 12 h by default: cmd/kube-controller-manager ResyncPeriod; here much
+# sooner, as a safety net for a time-driven requeue a controller did not ask for). A full sync of a
+# 1,000-pod ReplicaSet each minute was the largest part of an idle daemon's controllers after the queues.
+RESYNC_SECONDS = 300.0
 
 
 @dataclass
