@@ -74,7 +74,9 @@ def test_delete_pod_tears_the_sandbox_down_and_leaks_nothing(cluster):
     netsim(c, "delete", "pod", "forced", "--grace-period=0", "--force", "--no-wait")
     assert c.store.get("Pod", "default", "forced") is None
     c.wait_converged(30)
-    wait_for(lambda: not os.path.exists(f"/run/netns/{naming.pod_ns(c.name, 'default', 'forced')}"), 10,
+    # The kubelet tears the orphan sandbox down after the fact: its netns, then its /etc/netns entry.
+    forced = naming.pod_ns(c.name, "default", "forced")
+    wait_for(lambda: not os.path.exists(f"/run/netns/{forced}") and not etc_netns(forced), 10,
              what="the orphan sandbox to go")
     _assert_gone(c, "default", "forced", held)
 
