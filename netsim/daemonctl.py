@@ -112,7 +112,8 @@ def _wait_registered(cluster: str, nodes: list[str], agents: dict[str, int], tim
     try:
         deadline = time.monotonic() + timeout
         while True:
-            missing = [n for n in nodes if store.get("Node", None, n) is None]
+            registered = {(n.get("metadata") or {}).get("name") for n in store.list("Node")}
+            missing = [n for n in nodes if n not in registered]
             if not missing:
                 return
             dead = [h for h, pid in agents.items() if not daemonproc.is_process_of(pid, cluster)]

@@ -260,6 +260,38 @@ def test_on_etcd_a_leader_whose_keepalive_finds_the_lease_gone_stops_leading(req
             s.close()
 
 
+def test_on_etcd_a_long_store_transaction_does_not_hold_up_the_election(request):
+    """The Lease object is written off the election's thread: while another process's transaction block
+    holds the store lock (up to the store's lock wait), an attempt still keeps the election lease alive and
+    returns; the object catches up once the lock is free."""
+    import threading
+
+    stores, cfg, (a, b) = _etcd_candidates(request, 2, 15.0)
+    inside, leave = threading.Event(), threading.Event()
+
+    def long_block():
+        with stores[1].transaction():
+            inside.set()
+            leave.wait(8)  # a synchronous object write would wait this out: the thread would be gone below
+    t = threading.Thread(target=long_block)
+    try:
+        t.start()
+        assert inside.wait(10)
+        assert a.try_acquire_or_renew() and a.try_acquire_or_renew()  # won and renewed, the lock held all along
+        assert t.is_alive() and stores[0].get("Lease", LEASE_NAMESPACE, LEASE_NAME) is None
+        leave.set()
+        t.join(10)
+        a.flush_lease_object()
+        assert lease(stores[0])["holderIdentity"] == "c0"
+    finally:
+        leave.set()
+        t.join(10)
+        for c in (a, b):
+            c.release()
+        for s in stores:
+            s.close()
+
+
 def test_on_etcd_a_gone_holder_of_this_machine_is_taken_over_at_once(request):
     import time
 

@@ -66,13 +66,13 @@ def holder_pid(c: Cluster) -> int:
 
 def election_key(cluster: str) -> str:
     """The holder named by the etcd election key (netsim/leader_etcd.py); '' when there is none."""
-    from netsim.etcd.client import Etcd
-    with open(os.path.join(naming.state_dir(cluster), "store.json")) as f:
-        etcd = Etcd(json.load(f)["endpoints"])
+    from netsim.leader_etcd import election_key as key_of
+    from netsim.storefactory import open_store
+    store = open_store(cluster)
     try:
-        _, kvs, _ = etcd.range(f"/netsim/{cluster}/netsim-controlplane/leader")
+        _, kvs, _ = store.etcd.range(key_of(store))
     finally:
-        etcd.close()
+        store.close()
     return kvs[0].value.decode() if kvs else ""
 
 
