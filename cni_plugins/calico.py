@@ -133,6 +133,18 @@ def desired_state(net: CalicoNetConf, cluster: str, me: CalicoNode, nodes: Itera
     return CalicoNodeState(device, peers, blackholes, ())
 
 
+def routing_inputs(ipam: CalicoIpam) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Everything of the IPAM that a node's routes depend on (desired_state): block affinities (cidr ->
+    node), VXLAN tunnel addresses (node -> ip) and borrowed addresses (ip -> node). A node's block and its
+    tunnel address are claimed in two writes, so whoever caches routes on these must key on all three."""
+    blocks = ipam.blocks()
+    allocs = ipam.allocations()
+    tunnel_ips = {a.handle[len(TUNNEL_HANDLE):]: a.ip for a in allocs if a.handle.startswith(TUNNEL_HANDLE)}
+    borrowed = {a.ip: a.attrs["node"] for a in allocs
+                if a.attrs.get("node") and blocks.get(a.block) != a.attrs["node"]}
+    return blocks, tunnel_ips, borrowed
+
+
 class CalicoNodeDaemon:
     """calico-node for one node (felix routes + BIRD routes), reconciled against the Kernel."""
 
@@ -155,14 +167,8 @@ class CalicoNodeDaemon:
         return link.mtu if link is not None else 1500
 
     def state(self, nodes: Iterable[CalicoNode]) -> CalicoNodeState:
-        nodes = list(nodes)
-        blocks = self.ipam.blocks()
-        allocs = self.ipam.allocations()
-        tunnel_ips = {a.handle[len(TUNNEL_HANDLE):]: a.ip for a in allocs if a.handle.startswith(TUNNEL_HANDLE)}
-        borrowed = {a.ip: a.attrs["node"] for a in allocs
-                    if a.attrs.get("node") and blocks.get(a.block) != a.attrs["node"]}
         me = CalicoNode(self.ctx.node, self.node_ip)
-        return desired_state(self.net, self.ctx.cluster, me, nodes, blocks, tunnel_ips, borrowed,
+        return desired_state(self.net, self.ctx.cluster, me, list(nodes), *routing_inputs(self.ipam),
                              self.uplink_mtu())
 
     def sync(self, nodes: Iterable[CalicoNode]) -> CalicoNodeState:

@@ -84,9 +84,9 @@ class PodNetwork:
                 self._calico_daemons[n.name].sync(peers)
 
     def routing_fingerprint(self) -> str:
-        """What the cross-node routes depend on beyond the node list: calico's block affinities and
-        borrowed addresses (IPAM claims another /26 when a node's first is full). "" for flannel/canal,
-        whose per-node subnets never change."""
+        """What the cross-node routes depend on beyond the node list: calico's block affinities, VXLAN
+        tunnel addresses and borrowed addresses (cni_plugins.calico.routing_inputs; IPAM claims another /26
+        when a node's first is full). "" for flannel/canal, whose per-node subnets never change."""
         if not self._calico_daemons:
             return ""
         ipam = next(iter(self._calico_daemons.values())).ipam
@@ -103,10 +103,8 @@ class PodNetwork:
         if key is not None and self._fp_cache is not None and self._fp_cache[0] == key \
                 and now - self._fp_cache[1] < FINGERPRINT_RECHECK:
             return self._fp_cache[2]
-        blocks = ipam.blocks()
-        borrowed = sorted((a.ip, a.attrs["node"]) for a in ipam.allocations()
-                          if a.attrs.get("node") and blocks.get(a.block) != a.attrs["node"])
-        fp = hashlib.sha256(json.dumps([sorted(blocks.items()), borrowed], default=str).encode()).hexdigest()
+        inputs = [sorted(part.items()) for part in calico.routing_inputs(ipam)]
+        fp = hashlib.sha256(json.dumps(inputs, default=str).encode()).hexdigest()
         self._fp_cache = (key, now, fp) if key is not None else None
         return fp
 

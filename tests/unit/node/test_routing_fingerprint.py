@@ -29,3 +29,30 @@ def test_the_fingerprint_is_walked_again_only_when_the_ipam_file_changed(tmp_pat
     assert walks == [1]  # the same file: no walk
     d.ipam.claim_block("n2")
     assert net.routing_fingerprint() != first and walks == [1, 1]
+
+
+def test_a_tunnel_address_claimed_after_the_block_changes_the_fingerprint(tmp_path):
+    """calico-node claims a node's block and its VXLAN tunnel address in two writes. Another host's agent
+    that read between them routes nothing to that node (no tunnel address, no VXLAN peer) and must sync
+    again when the address comes, though no block changed."""
+    spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": "rf"},
+                          "spec": {"nodes": 2, "network": {"plugin": "calico", "backend": "vxlan"}}},
+                         Source("c.yaml"))
+    net = PodNetwork(FakeKernel(), spec)
+    net.state_dir = str(tmp_path)
+    d = calico.CalicoNodeDaemon(net.kernel, net.ctx("n1"), net._calico, "172.18.0.2")
+    d.start()
+    net._calico_daemons["n1"] = d
+    d.ipam.claim_block("n2")  # the other host's calico-node, first write
+    between = net.routing_fingerprint()
+    me = calico.CalicoNode("n1", "172.18.0.2")
+    nodes = [me, calico.CalicoNode("n2", "172.18.0.3")]
+
+    def peers() -> list[str]:
+        state = calico.desired_state(net._calico, "rf", me, nodes, *calico.routing_inputs(d.ipam))
+        return [p.node for p in state.peers]
+    assert peers() == []  # n2 has no tunnel address yet: no VXLAN peer
+    d.ipam.auto_assign("n2", calico.tunnel_handle("n2"), {"node": "n2", "type": "vxlanTunnelAddress"})
+    net._fp_cache = None  # the file's identity is not what is tested here
+    assert net.routing_fingerprint() != between
+    assert peers() == ["n2"]
