@@ -69,3 +69,36 @@ def test_the_leaders_marker_is_joined_with_the_running_agents(cluster):
         for p in (a, b):
             p.kill()
             p.wait()
+
+
+def test_up_waits_for_every_node_to_register_and_names_an_agent_that_died(cluster):
+    """`up` on several hosts starts the host agents first and waits until each has registered its nodes
+    (daemonctl._wait_registered): an agent that exits before registering fails `up` with its log's tail,
+    at once, not after the timeout."""
+    from netsim.hostagent import log_path
+    from netsim.storefactory import open_store
+
+    node = lambda n: {"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}}  # noqa: E731
+    store = open_store(cluster)
+    a, b = fake_agent(cluster, "h1"), fake_agent(cluster, "h2")
+    try:
+        store.create(node("node-1"))
+        store.create(node("node-2"))
+        daemonctl._wait_registered(cluster, ["node-1", "node-2"], {"h1": a.pid, "h2": b.pid}, 5)
+        with open(log_path(cluster, "h2"), "w") as f:
+            f.write("Traceback (most recent call last):\nOSError: no such host address\n")
+        b.kill()
+        b.wait()
+        started = time.monotonic()
+        with pytest.raises(daemonctl.DaemonError) as e:
+            daemonctl._wait_registered(cluster, ["node-1", "node-2", "node-3"], {"h1": a.pid, "h2": b.pid}, 30)
+        assert time.monotonic() - started < 10
+        assert "nodes node-3 not registered: the agent of host h2 exited" in str(e.value)
+        assert "OSError: no such host address" in str(e.value)
+        with pytest.raises(daemonctl.DaemonError, match=r"nodes node-3 not registered: not within 0s"):
+            daemonctl._wait_registered(cluster, ["node-1", "node-3"], {"h1": a.pid}, 0.2)
+    finally:
+        store.close()
+        for p in (a, b):
+            p.kill()
+            p.wait()
