@@ -33,6 +33,7 @@ from netsim.model.loader import parse_object
 from netsim.node.init_containers import InitRunner
 from netsim.node.kubelet import Kubelet, Sandbox
 from netsim.node.liveness import PlayedContainers
+from netsim.node.pod_env import runs_command
 from netsim.node.pod_setup import PodSetup, VolumeError
 from netsim.node.probe_actions import probe_port, run_probe
 from netsim.node.prober import LIVENESS, ContainerProbes, ProbeManager, SpamFilter
@@ -57,9 +58,11 @@ def container_argv(container: dict[str, Any]) -> list[str]:
     `args` its CMD (kuberuntime_container.go generateContainerConfig passes both to the runtime; containerd
     internal/cri/opts/spec.go WithProcessArgs keeps the image's entrypoint when command is empty). Images are
     not run, so a container without `command` runs the image's entrypoint, which the workload server plays:
-    [] here, whatever its `args` (they are flags for that entrypoint, never a program of their own)."""
-    command = list(container.get("command") or [])
-    return command + list(container.get("args") or []) if command else []
+    [] here, whatever its `args` (they are flags for that entrypoint, never a program of their own); so is a
+    command that names the image's own program by a relative path (netsim.node.pod_env.in_image)."""
+    if not runs_command(container):
+        return []
+    return list(container.get("command") or []) + list(container.get("args") or [])
 
 
 _probe_port = probe_port  # the port a tcpSocket/httpGet/grpc probe connects to (netsim.node.probe_actions)

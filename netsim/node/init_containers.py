@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.node.backoff import RestartBackoff
+from netsim.node.pod_env import runs_command
 
 
 def rfc3339(t: float) -> str:
@@ -112,7 +113,7 @@ class InitRunner:
         return self.pods.get(self._key(pod))
 
     def _start(self, pod: Mapping[str, Any], c: Mapping[str, Any]) -> None:
-        if self.start(pod, c) and not c.get("command"):
+        if self.start(pod, c) and not runs_command(c):
             self.played(pod, str(c["name"]), None if is_sidecar(c) else 0)
 
     def advance(self, pod: Mapping[str, Any]) -> None:
@@ -170,7 +171,7 @@ class InitRunner:
         for c in inits:
             name = str(c["name"])
             p = procs.get(name)
-            if (not is_sidecar(c) or not c.get("startupProbe") or not c.get("command") or p is None
+            if (not is_sidecar(c) or not c.get("startupProbe") or not runs_command(c) or p is None
                     or p.exit_code is not None or p.waiting is not None or name in st.started):
                 continue
             if self.sidecar_started is not None and self.sidecar_started(pod, c, p):
@@ -213,6 +214,6 @@ class InitRunner:
                     entry["state"] = {"terminated": term}
             if is_sidecar(c):
                 entry["started"] = (p is not None and p.waiting is None and p.exit_code is None
-                                    and (not c.get("startupProbe") or not c.get("command") or name in st.started))
+                                    and (not c.get("startupProbe") or not runs_command(c) or name in st.started))
             out.append(entry)
         return out

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import math
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -300,8 +301,42 @@ def container_env(ctx: PodContext, container: Mapping[str, Any]) -> dict[str, st
     return env
 
 
+def in_image(container: Mapping[str, Any]) -> bool:
+    """True when the container's `command` names a program inside its image by a path relative to the
+    image's working directory (`./podinfo`, `bin/server`), and no volume is mounted where it would be found.
+
+    Images are not run, and the image's working directory (its WORKDIR, or `workingDir`) has no counterpart
+    on this machine, so nothing here could be meant: the container is played by the workload server as if
+    it ran its image's entrypoint, and its exec probes (which name programs of the image too) succeed. A
+    program by absolute path or by name is looked up on this machine as before, and one that is missing
+    fails to start as with a real runtime (RunContainerError / StartError). A relative path inside a
+    mounted volume (`workingDir` at a ConfigMap's mountPath, `./run.sh`) is run from that volume."""
+    command = container.get("command") or []
+    program = str(command[0]) if command else ""
+    if "/" not in program or program.startswith(("/", "$(")):
+        return False
+    workdir = str(container.get("workingDir") or "")
+    if not workdir.startswith("/"):
+        return True
+    path = posixpath.normpath(posixpath.join(workdir, program))
+    for mount in container.get("volumeMounts") or []:
+        root = posixpath.normpath(str(mount.get("mountPath") or "/"))
+        if path == root or path.startswith(root.rstrip("/") + "/"):
+            return False
+    return True
+
+
+def runs_command(container: Mapping[str, Any]) -> bool:
+    """The container runs a process of its own: it has a `command` that is not the image's own program
+    (in_image). Otherwise the workload server plays it."""
+    return bool(container.get("command")) and not in_image(container)
+
+
 def container_process(ctx: PodContext, container: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
-    """argv (command + args, expanded; [] when the image's entrypoint would run) and environment."""
+    """argv (command + args, expanded; [] when the container is played: no command, or the image's own
+    program, in_image) and environment."""
     env = container_env(ctx, container)
+    if not runs_command(container):
+        return [], env
     command, args = expand_command_and_args(container, env)
-    return (command + args if command else []), env
+    return command + args, env

@@ -38,14 +38,9 @@ APPS: dict[str, dict[str, Any]] = {
     "aks-store": {"files": ["aks-store-quickstart.yaml"], "resolver": ("order-service", "rabbitmq")},
     "azure-vote": {"files": ["azure-vote-all-in-one-redis.yaml"],
                    "resolver": ("azure-vote-front", "azure-vote-back")},
+    # its container's command is ./podinfo, the image's own program: played (netsim.node.pod_env.in_image)
+    "podinfo": {"files": ["deployment.yaml", "service.yaml", "hpa.yaml"], "resolver": ("podinfo", "podinfo")},
 }
-# Apps that cannot be Ready yet, with the missing feature: applied last, by their own (xfail) test.
-NOT_YET: dict[str, dict[str, Any]] = {
-    "podinfo": {"files": ["deployment.yaml", "service.yaml", "hpa.yaml"],
-                "why": "a container whose `command` is a program inside the image (./podinfo) is started on the "
-                       "host and crash-loops instead of being played by the workload server"},
-}
-
 COMBOS = [("flannel", "vxlan"), ("flannel", "host-gw"), ("calico", "vxlan"), ("calico", "direct"),
           ("canal", "vxlan")]
 CLIENT = "corpus-client"
@@ -126,14 +121,14 @@ def _service_targets(c, ns: str) -> list[tuple[str, int]]:
 
 def _build(combo: tuple[str, str], stack: contextlib.ExitStack, lock: threading.Lock) -> Any:
     """One cluster of the plugin and backend holding every app of the corpus, each applied as published
-    into its own namespace (with a client pod); waits until every app but NOT_YET's is Ready. Registers the cluster's removal on `stack` as soon as it exists."""
+    into its own namespace (with a client pod); waits until every app is Ready. Registers the cluster's removal on `stack` as soon as it exists."""
     plugin, backend = combo
     t0 = time.monotonic()
     spec = {"nodes": 2, "network": {"plugin": plugin, "backend": backend}}
     namespaces = "".join(
         f"---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {a}}}\n---\napiVersion: v1\nkind: Pod\n"
         f"metadata: {{name: {CLIENT}, namespace: {a}}}\nspec: {{containers: [{{name: c, image: busybox}}]}}\n"
-        for a in [*APPS, *NOT_YET])
+        for a in APPS)
     cm = live_cluster(None, "ra", spec, manifests=namespaces, timeout=120)
     c = cm.__enter__()  # removes what it made itself if `up` fails
     with lock:
@@ -242,24 +237,3 @@ def test_the_apps_own_network_policies_are_enforced(corpus):
     if not c.enforces_policy:
         assert "does not enforce NetworkPolicy" in r.stderr + r.stdout
     corpus.timings["policies"] = time.monotonic() - t
-
-
-def _settled(c, ns: str) -> bool:
-    """The app's pods exist and are all Ready, or one of their containers failed (exited or could not start)."""
-    pods = [p for p in c.pods(ns) if p["metadata"]["name"] != CLIENT]
-    failed = any((cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("waiting")
-                 for p in pods for cs in (p.get("status") or {}).get("containerStatuses") or [])
-    return bool(pods) and (failed or all(_ready(p) for p in pods))
-
-
-@pytest.mark.xfail(strict=True, reason="; ".join(f"{a}: {x['why']}" for a, x in NOT_YET.items()))
-def test_apps_waiting_for_a_feature_are_ready(corpus):
-    """Applied last and without waiting: a pod that never gets Ready must not hold up the other tests."""
-    for app, info in NOT_YET.items():
-        args = [a for f in info["files"] for a in ("-f", str(DATA / app / f))]
-        r = _netsim(corpus.name, "apply", "-n", app, *args, "--no-wait")
-        assert r.returncode == 0, f"{app}: {r.stdout}{r.stderr}"
-    end = time.monotonic() + 30
-    while not all(_settled(corpus, app) for app in NOT_YET) and time.monotonic() < end:
-        time.sleep(0.5)
-    assert _not_ready(corpus, set(NOT_YET)) == []

@@ -17,6 +17,7 @@ from netsim.node.pod_env import (
     container_env,
     container_process,
     expand,
+    in_image,
     mapping_for,
     parse_quantity,
     resource_value,
@@ -120,6 +121,29 @@ def test_command_and_args_are_expanded_with_the_final_environment():
     assert argv == ["sh", "-c", "echo hi $(X) $(NONE)", "10.96.0.20"]
     argv, _ = container_process(ctx(), {"name": "c", "args": ["--port=$(A)"]})
     assert argv == []  # no command: the image's entrypoint, played by the workload server
+
+
+@pytest.mark.parametrize("container,image", [
+    ({"command": ["./podinfo", "--port=9898"]}, True),  # podinfo's Deployment: a program of the image
+    ({"command": ["bin/server"], "workingDir": "/app"}, True),
+    ({"command": ["./run.sh"], "workingDir": "/scripts",  # a ConfigMap mounted where it is looked up
+      "volumeMounts": [{"name": "s", "mountPath": "/scripts"}]}, False),
+    ({"command": ["./tools/run.sh"], "workingDir": "/",
+      "volumeMounts": [{"name": "s", "mountPath": "/tools/"}]}, False),
+    ({"command": ["./run.sh"], "workingDir": "/srv", "volumeMounts": [{"name": "s", "mountPath": "/scripts"}]}, True),
+    ({"command": ["../x"], "workingDir": "/a/b", "volumeMounts": [{"name": "s", "mountPath": "/a"}]}, False),
+    ({"command": ["/nonexistent/netsim-no-such-binary"]}, False),  # looked up on this machine (StartError)
+    ({"command": ["sh", "-c", "./x"]}, False),
+    ({"command": ["$(APP)/server"]}, False),
+    ({"args": ["./x"]}, False),
+    ({}, False),
+])
+def test_a_command_naming_the_images_own_program_is_played(container, image):
+    """A relative program path is the image's (its WORKDIR is not on this machine): played, no process."""
+    c = {"name": "c", **container}
+    assert in_image(c) is image
+    argv, _ = container_process(ctx(), c)
+    assert (argv == []) is (image or not container.get("command"))
 
 
 def test_resource_field_ref_defaults_and_divisors():
