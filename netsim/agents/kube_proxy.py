@@ -90,6 +90,10 @@ class KubeProxy:
         # change touched only (a sync after a one-endpoint change looks at one Service, not at all of them).
         self._served: dict[ServiceKey, tuple[frozenset[tuple[Any, str]], frozenset[Any]]] = {}
         self._touched: set[ServiceKey] = set()  # Services changed since the last sync looked at them
+        # Per node: the Services changed since its last sync was started. Handed to the node's agent with the
+        # sync, so its render looks at those Services only (kube-proxy's serviceChanged / endpointsChanged
+        # sets: pkg/proxy/iptables/proxier.go syncProxyRules, from the change trackers' PendingChanges()).
+        self._changed: dict[str, set[ServiceKey]] = {name: set() for name in nodes}
         self.lock = threading.RLock()
         self.synced: dict[str, int] = {}  # node -> the tracker generation its rules hold
         # kube-proxy's service/endpoints change trackers, fed from the store's change log (netsim.proxy.tracker):
@@ -116,7 +120,11 @@ class KubeProxy:
             self.tracker.record_changes(changes)
             rv = max([rv, *(c.rv for c in changes)])
         self._rv = rv
-        self._touched |= self.tracker.update().services
+        changed = self.tracker.update().services
+        self._touched |= changed
+        if changed:
+            for keys in self._changed.values():
+                keys |= changed
 
     def _takes_away(self) -> bool:
         """Did a change since the last look take something away (a ready endpoint, a service port)? Only
@@ -186,10 +194,14 @@ class KubeProxy:
             return
         # A copy of the map: the tracker updates it in place on the next pass while these syncs may still run.
         sps, eps = self.tracker.services(), dict(self.tracker.endpoints())
+        changed = {}
+        for n in todo:
+            keys, self._changed[n] = self._changed[n], set()
+            changed[n] = {f"{ns}/{svc}": self.tracker.ports_of((ns, svc)) for ns, svc in keys}
 
         def sync(name: str) -> None:
             with self.guard(f"kube-proxy/{name}"):
-                report = self.agents[name].sync(sps, eps)
+                report = self.agents[name].sync(sps, eps, changed=changed[name])
             self.synced[name] = fp
             c = report.counts
             self.events(f"node/{name}", "ProxySynced",

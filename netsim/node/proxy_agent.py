@@ -11,6 +11,11 @@ With nodePortAddresses set to CIDRs, the node's addresses are read from its name
 kube-proxy's NodePortAddresses.GetNodeIPs lists the host's interface addresses each time (so a cni0 or
 flannel.1 address inside a given CIDR answers NodePorts too). `rules_intact` is kube-proxy's periodic
 check (ipt.Monitor, every syncPeriod): when kube-proxy's chains lost their rules, the next sync is full.
+
+A caller that knows which Services changed since the last sync (kube-proxy's change trackers,
+netsim.agents.kube_proxy) passes them as `changed`: the agent keeps them pending until a sync succeeds
+(upstream's change trackers hold `PendingChanges()` until syncProxyRules succeeded, and a failed sync is
+followed by a full one), and the render and the conntrack clean-up then look at those Services only.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import gc
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from netsim.kernel.api import Kernel, KernelError
@@ -56,13 +61,50 @@ class ProxyAgent:
         self.state: RenderState | None = None
         self.last_payload = ""
         self._udp_fronts: UdpFrontends | None = None  # as of the last conntrack clean-up
+        self._udp_of: dict[str, UdpFrontends] = {}  # per Service (`ns/name`): its UDP frontends, as synced
+        # Services changed since the last successful sync (`ns/name` -> its ports now), as handed in.
+        self._pending: dict[str, Sequence[ServicePort]] = {}
         self.conntrack_deleted = 0  # `conntrack -D` filters run so far (for tests and the timeline)
 
-    def _clean_udp_conntrack(self, services: list[ServicePort],
-                             endpoints: dict[tuple[str, str], list[Endpoint]]) -> None:
+    def _udp_fronts_now(self, services: Sequence[ServicePort],
+                        endpoints: Mapping[tuple[str, str], Sequence[Endpoint]],
+                        changed: Mapping[str, Sequence[ServicePort]] | None) -> UdpFrontends | None:
+        """Every UDP frontend with its serving endpoints (Services in (namespace, name) order), kept per
+        Service; None when no Service's frontends changed. With `changed` only those Services are looked
+        at: the frontends of a Service without UDP ports, or whose UDP endpoints did not change, stay."""
+        if changed is None:
+            udp: dict[str, list[ServicePort]] = {}
+            for sp in services:
+                if sp.protocol == "UDP":
+                    udp.setdefault(sp.service_name, []).append(sp)
+            self._udp_of = {s: f for s, ports in udp.items() if (f := udp_frontends(ports, endpoints))}
+        else:
+            moved = False
+            for s, ports in changed.items():
+                udp_ports = [sp for sp in ports if sp.protocol == "UDP"]
+                now = udp_frontends(udp_ports, endpoints) if udp_ports else None
+                if not now:
+                    moved = self._udp_of.pop(s, None) is not None or moved
+                elif self._udp_of.get(s) != now:
+                    self._udp_of[s] = now
+                    moved = True
+            if not moved:
+                return None
+        by_ip: dict[tuple[str, int], frozenset[str]] = {}
+        by_np: dict[int, frozenset[str]] = {}
+        for s in sorted(self._udp_of, key=lambda s: tuple(s.split("/", 1))):
+            by_ip.update(self._udp_of[s].by_ip_port)
+            by_np.update(self._udp_of[s].by_node_port)
+        return UdpFrontends(by_ip, by_np)
+
+    def _clean_udp_conntrack(self, services: Sequence[ServicePort],
+                             endpoints: Mapping[tuple[str, str], Sequence[Endpoint]],
+                             changed: Mapping[str, Sequence[ServicePort]] | None) -> None:
         """kube-proxy's CleanStaleEntries after a sync (see netsim.proxy.conntrack). Flows can only have
         become stale when some UDP frontend's serving endpoints changed, so nothing runs otherwise."""
-        fronts = udp_frontends(services, endpoints)
+        fronts = self._udp_fronts_now(services, endpoints, changed)
+        if fronts is None:
+            return
         if fronts == self._udp_fronts or (not fronts and self._udp_fronts is None):
             return
         try:
@@ -74,8 +116,11 @@ class ProxyAgent:
             log.warning("%s: UDP conntrack clean-up skipped: %s", self.netns, exc)
         self._udp_fronts = fronts
 
-    def sync(self, services: Iterable[ServicePort], endpoints: dict[tuple[str, str], list[Endpoint]], *,
-             full: bool = False) -> SyncReport:
+    def sync(self, services: Iterable[ServicePort], endpoints: Mapping[tuple[str, str], Sequence[Endpoint]], *,
+             full: bool = False, changed: Mapping[str, Sequence[ServicePort]] | None = None) -> SyncReport:
+        """One sync of `services` / `endpoints` (the whole maps). `changed`: the Services (`ns/name` -> their
+        ports now, none when gone) whose ports or endpoints changed since the previous call; without it
+        every port is compared with the previous sync."""
         t0 = time.perf_counter()
         # The render state is large and long-lived (every rule string of every service); a cyclic GC pass
         # triggered by a sync's allocations would walk all of it and cost more than a partial sync itself.
@@ -83,7 +128,7 @@ class ProxyAgent:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._sync(t0, list(services), endpoints, full)
+            return self._sync(t0, tuple(services), endpoints, full, changed)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -119,14 +164,19 @@ class ProxyAgent:
             log.warning("%s: kube-proxy rule check skipped: %s", self.netns, exc)
         return True
 
-    def _sync(self, t0: float, services: list[ServicePort], endpoints: dict[tuple[str, str], list[Endpoint]],
-              full: bool) -> SyncReport:
+    def _sync(self, t0: float, services: tuple[ServicePort, ...],
+              endpoints: Mapping[tuple[str, str], Sequence[Endpoint]], full: bool,
+              changed: Mapping[str, Sequence[ServicePort]] | None) -> SyncReport:
         node = self.node_info()
+        if changed is not None:
+            self._pending.update(changed)
+        pending = None if changed is None else self._pending
         if full or self.state is None:
             existing = self.kernel.run(self.netns, ["iptables-save"], timeout=IPTABLES_TIMEOUT).stdout
             result = render_full(services, endpoints, node, self.cfg, existing_save=existing, prev=self.state)
+            pending = None  # every port was looked at
         else:
-            result = render_partial(self.state, services, endpoints, node, self.cfg)
+            result = render_partial(self.state, services, endpoints, node, self.cfg, pending)
         try:
             # Usually one restore; very large syncs come in stages (ProxyConfig.restore_stage_chains), and
             # a partial sync with nothing to change has none.
@@ -137,6 +187,7 @@ class ProxyAgent:
             raise
         self.state = result.state
         self.last_payload = result.payload
-        self._clean_udp_conntrack(services, endpoints)
+        self._clean_udp_conntrack(services, endpoints, pending)
+        self._pending = {}
         return SyncReport(self.node.name, result.counts.full, result.counts,
                           round((time.perf_counter() - t0) * 1000, 2), len(result.payload))

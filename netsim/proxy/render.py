@@ -45,12 +45,23 @@ Two departures that keep large clusters workable, both leaving the kernel with t
   chains instead of every KUBE-SERVICES rule.
 - `ProxyConfig.restore_stage_chains` splits a sync that rewrites many service chains into several restores
   (`SyncResult.stages`): iptables-nft-restore is quadratic in the chains one payload mentions.
-The renderer also remembers each port's render (`RenderState.ports`) and reuses it while the port's inputs
+The renderer also remembers each port's render (`RenderState.book`) and reuses it while the port's inputs
 are unchanged, so a partial sync renders only what changed.
+
+Told which Services changed (`render(..., changed=...)`, what the change trackers hand over), a partial
+sync does not even look at the others: kube-proxy's syncProxyRules (pkg/proxy/iptables/proxier.go) takes
+`serviceChanged` / `endpointsChanged` from its change trackers' PendingChanges() and, with tryPartialSync,
+skips the per-service chains of every Service in neither set; it still walks every service port to write
+KUBE-SERVICES. Here the book keeps every port's top-level rules as text in the top-level chains' order, so
+the changed Services' entries are replaced in place (found by bisection on the sort key) and the
+top-level chains, when they must be written, are one join of those texts: the Python work of a
+one-endpoint change is that Service's, whatever the number of Services. The output is byte for byte that
+of the sync that compares every port (tests/unit/proxy/test_proxy_render_changed.py).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import operator
@@ -487,19 +498,25 @@ def existing_service_chains(existing_save: str | None) -> set[str]:
 class _PortEntry:
     """One service port's render, remembered so the next sync can reuse it when nothing it depends on
     changed (same ServicePort, same endpoint input, same large-cluster mode; node and config are covered
-    by the state fingerprint). Reuse makes a partial sync cost O(changed ports) in rendering."""
+    by the state fingerprint). Its top-level rules are kept as one text each, ready to be spliced into
+    KUBE-SERVICES / KUBE-NODEPORTS and the filter chains without touching the other ports."""
 
     sp: ServicePort
     key: tuple[str, str]  # sp.key, computed once
+    sort_key: tuple[str, str, str, str]  # sp.sort_key(): where the port sits in the top-level chains
     service: str  # sp.service_name
     raw: tuple[Endpoint, ...]  # the endpoints as given, before dedupe
     eps: list[Endpoint]  # after dedupe_endpoints
     large: bool
-    render: _PortRender
-    names: tuple[str, ...]  # the port's per-service chains
-    digest: str  # of those chains (names and rules)
-    top_digest: str  # of what the port adds to the top-level chains (nat and filter)
-    service_value: tuple[str, tuple[str, ...]]  # (digest, names): RenderState.services' value for one port
+    names: tuple[str, ...]  # the port's per-service chains, in declaration order
+    chain_rules: tuple[str, ...]  # their rules, in write order
+    top_text: str  # its KUBE-SERVICES / KUBE-NODEPORTS rules, one per line ("" when none)
+    filter_text: str  # its filter-table rules, likewise
+    n_top: int
+    n_filter: int
+    no_local_internal: bool
+    no_local_external: bool
+    digest: str  # of the per-service chains (names and rules)
 
 
 def _entry(sp: ServicePort, key: tuple[str, str], raw: tuple[Endpoint, ...], eps: list[Endpoint], node: NodeInfo,
@@ -507,25 +524,112 @@ def _entry(sp: ServicePort, key: tuple[str, str], raw: tuple[Endpoint, ...], eps
     r = _render_port(sp, eps, node, cfg, large)
     digest = hashlib.sha256("\n".join(r.chain_names).encode() + b"\0" + "\n".join(r.chain_rules).encode()
                             + b"\1").hexdigest()[:20]
-    top = hashlib.sha256("\n".join(r.top_nat).encode() + b"\0" + "\n".join(r.filter_rules).encode()).hexdigest()[:20]
-    names = tuple(r.chain_names)
-    return _PortEntry(sp, key, sp.service_name, raw, eps, large, r, names, digest, top, (digest, names))
+    return _PortEntry(sp, key, sp.sort_key(), sp.service_name, raw, eps, large, tuple(r.chain_names),
+                      tuple(r.chain_rules), "\n".join(r.top_nat), "\n".join(r.filter_rules), len(r.top_nat),
+                      len(r.filter_rules), r.no_local_internal, r.no_local_external, digest)
+
+
+def _service_value(entries: Sequence[_PortEntry]) -> tuple[str, tuple[str, ...]]:
+    """RenderState.services' value for one Service: its ports' chain digests and chain names, in order."""
+    return "+".join(e.digest for e in entries), tuple(c for e in entries for c in e.names)
+
+
+@dataclass
+class _Book:
+    """Every port's render in the order of the top-level chains (parallel lists, sorted by
+    ServicePort.sort_key), indexed by port key and by Service, with the totals the counts need. A partial
+    sync that is told which Services changed edits only their entries: it finds them by bisection, so
+    neither the edit nor the top-level chains' text (a join of the per-port texts) costs Python work per
+    unchanged port."""
+
+    keys: list[tuple[str, str, str, str]] = field(default_factory=list)
+    seq: list[_PortEntry] = field(default_factory=list)
+    top: list[str] = field(default_factory=list)  # seq[i].top_text
+    filt: list[str] = field(default_factory=list)  # seq[i].filter_text
+    ports: dict[tuple[str, str], _PortEntry] = field(default_factory=dict)
+    by_service: dict[str, tuple[_PortEntry, ...]] = field(default_factory=dict)
+    services: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    endpoints: int = 0
+    n_top: int = 0
+    n_filter: int = 0
+    n_chain_rules: int = 0
+    no_local_internal: int = 0
+    no_local_external: int = 0
+    dupes: bool = False  # a port key given twice (only a walk can render that)
+
+    @classmethod
+    def of(cls, entries: list[_PortEntry]) -> _Book:
+        book = cls(keys=[e.sort_key for e in entries], seq=entries, top=[e.top_text for e in entries],
+                   filt=[e.filter_text for e in entries])
+        grouped: dict[str, list[_PortEntry]] = {}
+        for e in entries:
+            book.ports[e.key] = e
+            grouped.setdefault(e.service, []).append(e)
+            book._count(e, 1)
+        for s, es in grouped.items():
+            book.by_service[s] = tuple(es)
+            book.services[s] = _service_value(es)
+        book.dupes = len(book.ports) != len(entries)
+        return book
+
+    def copy(self) -> _Book:
+        """A copy to edit (the lists and maps are copied whole, in C; the entries are shared)."""
+        return _Book(list(self.keys), list(self.seq), list(self.top), list(self.filt), dict(self.ports),
+                     dict(self.by_service), dict(self.services), self.endpoints, self.n_top, self.n_filter,
+                     self.n_chain_rules, self.no_local_internal, self.no_local_external)
+
+    def _count(self, e: _PortEntry, sign: int) -> None:
+        self.endpoints += sign * len(e.eps)
+        self.n_top += sign * e.n_top
+        self.n_filter += sign * e.n_filter
+        self.n_chain_rules += sign * len(e.chain_rules)
+        self.no_local_internal += sign * e.no_local_internal
+        self.no_local_external += sign * e.no_local_external
+
+    def index(self, e: _PortEntry) -> int:
+        """Where the entry is (entries with the same sort key, only ever in a walked book, are adjacent)."""
+        i = bisect.bisect_left(self.keys, e.sort_key)
+        while self.seq[i] is not e:
+            i += 1
+        return i
+
+    def replace_service(self, service: str, entries: list[_PortEntry]) -> None:
+        """Put `entries` (sorted, all of `service`) where the Service's previous ports were."""
+        for old in self.by_service.pop(service, ()):
+            i = self.index(old)
+            del self.keys[i], self.seq[i], self.top[i], self.filt[i]
+            del self.ports[old.key]
+            self._count(old, -1)
+        self.services.pop(service, None)
+        for e in entries:
+            i = bisect.bisect_left(self.keys, e.sort_key)
+            self.keys.insert(i, e.sort_key)
+            self.seq.insert(i, e)
+            self.top.insert(i, e.top_text)
+            self.filt.insert(i, e.filter_text)
+            self.ports[e.key] = e
+            self._count(e, 1)
+        if entries:
+            self.by_service[service] = tuple(entries)
+            self.services[service] = _service_value(entries)
 
 
 @dataclass(frozen=True)
 class RenderState:
     """What a partial sync needs to know about the previous one: per Service (`ns/name`) the digest of
-    its per-service nat chains and their names, a fingerprint of node + config, the per-port renders
-    (reused when unchanged) and what each port added to the top-level chains, in order (`top`): when that
-    is unchanged, so are all top-level chains."""
+    its per-service nat chains and their names, a fingerprint of node + config, and every port's render
+    in order (`book`, reused when unchanged)."""
 
     services: Mapping[str, tuple[str, tuple[str, ...]]]
     fingerprint: str
     jumps: frozenset[str] = frozenset()  # JumpRule keys ensured by the last full sync
-    ports: Mapping[tuple[str, str], _PortEntry] = field(default_factory=dict, compare=False, repr=False)
-    top: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    book: _Book = field(default_factory=_Book, compare=False, repr=False)
     inputs: tuple[ServicePort, ...] = field(default=(), compare=False, repr=False)  # as given, in order
-    order: tuple[tuple[ServicePort, tuple[str, str]], ...] = field(default=(), compare=False, repr=False)
+    large: bool = field(default=False, compare=False, repr=False)
+
+    @property
+    def ports(self) -> Mapping[tuple[str, str], _PortEntry]:
+        return self.book.ports
 
     def chains(self) -> set[str]:
         return {c for _, names in self.services.values() for c in names}
@@ -575,23 +679,136 @@ def _fingerprint(node: NodeInfo, cfg: ProxyConfig) -> str:
     return hashlib.sha256(repr((node.proxy_key, cfg)).encode()).hexdigest()[:16]
 
 
-def _lookup(endpoints: EndpointsMap, sp: ServicePort) -> Sequence[Endpoint]:
-    return endpoints.get(sp.key, ())
+def _table(name: str, chains: Sequence[str], blocks: Sequence[str]) -> list[str]:
+    """A table's restore text as lines and blocks of lines (empty blocks left out)."""
+    return [f"*{name}", *(f":{c} - [0:0]" for c in chains), *filter(None, blocks), "COMMIT"]
 
 
-def _rule_chain(line: str) -> str:
-    """The chain of an `-A CHAIN ...` line."""
-    end = line.find(" ", 3)
-    return line[3:end] if end > 0 else line[3:]
+@dataclass
+class _Plan:
+    """What one sync changes: the new book, the Services whose chains are rewritten, the chains no longer
+    used, and whether the top-level chains came out the same."""
+
+    book: _Book
+    rewrite: set[str]
+    stale: set[str]
+    top_same: bool
+    large: bool
 
 
-def _table(name: str, chains: Sequence[str], rules: Sequence[str]) -> list[str]:
-    return [f"*{name}", *(f":{c} - [0:0]" for c in chains), *rules, "COMMIT"]
+def _reuse(sp: ServicePort, src: Sequence[Endpoint], old: _PortEntry | None
+           ) -> tuple[tuple[Endpoint, ...], list[Endpoint], _PortEntry | None]:
+    """The port's endpoints (raw, deduped) and its previous entry if that can be reused as it is."""
+    # The same endpoint objects as last time (the common case) are recognised without copying.
+    if old is not None and len(src) == len(old.raw) and all(map(operator.is_, src, old.raw)):
+        return old.raw, old.eps, old if (old.sp is sp or old.sp == sp) else None
+    if old is not None and (raw := tuple(src)) == old.raw:
+        return raw, old.eps, old if (old.sp is sp or old.sp == sp) else None
+    raw = tuple(src)
+    return raw, dedupe_endpoints(raw), None
+
+
+def _plan_walk(given: tuple[ServicePort, ...], endpoints: EndpointsMap, node: NodeInfo, cfg: ProxyConfig,
+               prev: RenderState | None, full: bool) -> _Plan:
+    """Every port looked at: reused when its inputs are unchanged since `prev` (usable: same node and
+    config), rendered otherwise. The way of a full sync, and of a partial one not told what changed."""
+    if prev is not None and len(given) == len(prev.inputs) and all(map(operator.is_, given, prev.inputs)):
+        order = [(e.sp, e.key) for e in prev.book.seq]  # the very same ServicePort objects: same order
+    else:
+        order = [(sp, sp.key) for sp in sorted((sp for sp in given if not sp.headless), key=lambda s: s.sort_key())]
+    cache = prev.book.ports if prev is not None else {}
+    # First pass: endpoints and, per port, the previous entry if it can be reused; the large-cluster mode
+    # needs the endpoint total first.
+    todo = []
+    total_eps = 0
+    for sp, key in order:
+        raw, eps, old = _reuse(sp, endpoints.get(key, ()), cache.get(key))
+        total_eps += len(eps)
+        todo.append((sp, key, raw, eps, old))
+    large = total_eps > cfg.large_cluster_threshold
+    entries = [old if old is not None and old.large == large else _entry(sp, key, raw, eps, node, cfg, large)
+               for sp, key, raw, eps, old in todo]
+    book = _Book.of(entries)
+    # Per-Service digests decide which services a partial sync rewrites (upstream tracks changes per
+    # NamespacedName too).
+    if full or prev is None:
+        rewrite = set(book.services)
+    else:
+        old_services = prev.services
+        rewrite = {s for s, v in book.services.items() if (o := old_services.get(s)) is None or o[0] != v[0]}
+    before = prev.book.seq if prev is not None else []
+    top_same = len(before) == len(entries) and all(
+        e is p or (e.key == p.key and e.top_text == p.top_text and e.filter_text == p.filter_text)
+        for e, p in zip(entries, before))
+    return _Plan(book, rewrite, set() if full else _stale(book, prev, rewrite), top_same, large)
+
+
+def _plan_changed(prev: RenderState, changed: Mapping[str, Sequence[ServicePort]], endpoints: EndpointsMap,
+                  node: NodeInfo, cfg: ProxyConfig) -> _Plan | None:
+    """Only the Services in `changed` looked at (kube-proxy's partial sync: proxier.go syncProxyRules
+    renders the chains of the Services in `serviceChanged` / `endpointsChanged`, the pending changes of its
+    change trackers); the other ports keep their entries and their place. None when this cannot be done
+    (the large-cluster mode flips, which changes every port's rules; a Service given twice the same port)."""
+    if prev.book.dupes:
+        return None
+    book = prev.book.copy()
+    plans = []
+    total = book.endpoints
+    for s in sorted(changed):
+        ports = sorted((sp for sp in changed[s] if not sp.headless), key=lambda sp: sp.sort_key())
+        if any(sp.service_name != s for sp in ports) or len({sp.key for sp in ports}) != len(ports):
+            return None
+        todo = []
+        for sp in ports:
+            key = sp.key
+            raw, eps, old = _reuse(sp, endpoints.get(key, ()), book.ports.get(key))
+            todo.append((sp, key, raw, eps, old))
+            total += len(eps)
+        total -= sum(len(e.eps) for e in book.by_service.get(s, ()))
+        plans.append((s, todo))
+    large = total > cfg.large_cluster_threshold
+    if large != prev.large:
+        return None
+    rewrite: set[str] = set()
+    top_same = True
+    old_services = prev.services
+    for s, todo in plans:
+        before = book.by_service.get(s, ())
+        entries = [old if old is not None and old.large == large else _entry(sp, key, raw, eps, node, cfg, large)
+                   for sp, key, raw, eps, old in todo]
+        if len(before) != len(entries) or any(
+                e is not p and (e.key != p.key or e.top_text != p.top_text or e.filter_text != p.filter_text)
+                for e, p in zip(entries, before)):
+            top_same = False
+        book.replace_service(s, entries)
+        if entries and ((o := old_services.get(s)) is None or o[0] != book.services[s][0]):
+            rewrite.add(s)
+    return _Plan(book, rewrite, _stale(book, prev, rewrite, changed), top_same, large)
+
+
+def _stale(book: _Book, prev: RenderState | None, rewrite: Collection[str],
+           changed: Collection[str] | None = None) -> set[str]:
+    """Chains a partial sync leaves unused. A chain name is a hash of its service port's name (and
+    endpoint), so it belongs to one Service; only services that changed or went away can leave chains
+    behind."""
+    stale: set[str] = set()
+    if prev is None:
+        return stale
+    old_services = prev.services
+    for s in rewrite:  # changed (or new) services: the chains they no longer have
+        if (o := old_services.get(s)) is not None:
+            stale.update(set(o[1]) - set(book.services[s][1]))
+    gone = (old_services.keys() - book.services.keys()) if changed is None else \
+        [s for s in changed if s in old_services and s not in book.services]
+    for s in gone:  # services gone
+        stale.update(old_services[s][1])
+    return stale
 
 
 def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeInfo, cfg: ProxyConfig, *,
            prev: RenderState | None = None, full: bool | None = None,
-           existing_save: str | None = None) -> SyncResult:
+           existing_save: str | None = None,
+           changed: Mapping[str, Sequence[ServicePort]] | None = None) -> SyncResult:
     """Render one sync.
 
     - `endpoints` maps `ServicePort.key` ((port name string, protocol)) to that port's endpoints.
@@ -601,121 +818,85 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
       rules and to delete leftover service chains (kube-proxy's iptables-save + `-X`). Without it, the
       jumps recorded in `prev` are assumed present (so a full sync after a partial one does not
       duplicate them) and every other jump is inserted.
+    - `changed` (partial syncs): every Service (`ns/name`) whose ports or endpoints may differ from
+      `prev`'s, with its ports now (none: gone), as kube-proxy's change trackers hand their pending
+      changes to syncProxyRules. Only those Services are looked at; the other ports' rules are taken from
+      `prev` as they are, so a Service left out of `changed` keeps its old rules. Without it every port
+      is compared with `prev`.
 
-    Ports whose inputs did not change since `prev` reuse their previous render, and a partial sync touches
-    only the services that changed, so with `cfg.skip_unchanged_top_chains` a one-endpoint change costs
-    little more than a few passes over the port list.
+    Ports whose inputs did not change since `prev` reuse their previous render, and a partial sync
+    rewrites only the services that changed; with `changed`, a one-endpoint change costs Python work for
+    that Service only (the top-level chains, when they must be written, are joined from per-port texts).
     """
     fp = _fingerprint(node, cfg)
     if full is None:
         full = prev is None or prev.fingerprint != fp
     if not full and (prev is None or prev.fingerprint != fp):
         full = True
-
     given = tuple(services)
-    usable = prev is not None and prev.fingerprint == fp
-    if usable and len(given) == len(prev.inputs) and all(map(operator.is_, given, prev.inputs)):
-        order = prev.order  # the very same ServicePort objects: same sorted order, same keys
-    else:
-        order = tuple((sp, sp.key) for sp in sorted((sp for sp in given if not sp.headless),
-                                                    key=lambda s: s.sort_key()))
-    ports = [sp for sp, _ in order]
-    cache = prev.ports if usable else {}
-    # First pass: endpoints (deduped, or the previous result when the input is the same) and, per port,
-    # the previous entry if it can be reused; the large-cluster mode needs the endpoint total first.
-    todo: list[tuple[ServicePort, tuple[str, str], tuple[Endpoint, ...], list[Endpoint], _PortEntry | None]] = []
-    total_eps = 0
-    for sp, key in order:
-        src = endpoints.get(key, ())
-        old = cache.get(key)
-        # The same endpoint objects as last time (the common case) are recognised without copying.
-        if old is not None and len(src) == len(old.raw) and all(map(operator.is_, src, old.raw)):
-            raw, eps = old.raw, old.eps
-            if not (old.sp is sp or old.sp == sp):
-                old = None
-        elif old is not None and (raw := tuple(src)) == old.raw:
-            eps = old.eps
-            if not (old.sp is sp or old.sp == sp):
-                old = None
-        else:
-            raw = tuple(src)
-            eps, old = dedupe_endpoints(raw), None
-        total_eps += len(eps)
-        todo.append((sp, key, raw, eps, old))
-    large = total_eps > cfg.large_cluster_threshold
-    entries: list[_PortEntry] = []
-    new_cache: dict[tuple[str, str], _PortEntry] = {}
-    for sp, key, raw, eps, old in todo:
-        entry = old if old is not None and old.large == large else _entry(sp, key, raw, eps, node, cfg, large)
-        entries.append(entry)
-        new_cache[key] = entry
-    renders = [e.render for e in entries]
+    usable = prev if prev is not None and prev.fingerprint == fp else None
+    plan = None
+    if not full and changed is not None and usable is not None:
+        plan = _plan_changed(usable, changed, endpoints, node, cfg)
+    if plan is None:
+        plan = _plan_walk(given, endpoints, node, cfg, usable, full)
+    if full:  # every chain kube-proxy had (by the previous sync, or in the kernel) that is not in use now
+        plan.stale = ((prev.chains() if prev else set()) | existing_service_chains(existing_save)) - {
+            c for _, names in plan.book.services.values() for c in names}
+    return _assemble(plan, given, node, cfg, fp, prev, full, existing_save)
 
-    # Per-Service digests decide which services a partial sync rewrites (upstream tracks changes per
-    # NamespacedName too).
-    new_services: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for e in entries:
-        cur = new_services.get(e.service)
-        new_services[e.service] = e.service_value if cur is None else (f"{cur[0]}+{e.digest}", cur[1] + e.names)
-    if full:
-        rewrite = set(new_services)
-    else:
-        assert prev is not None
-        old_services = prev.services
-        rewrite = {s for s, v in new_services.items() if (o := old_services.get(s)) is None or o[0] != v[0]}
 
-    # Chains no longer used. A chain name is a hash of its service port's name (and endpoint), so it
-    # belongs to one Service; only services that changed or went away can leave chains behind.
-    stale_set: set[str] = set()
-    if full:
-        stale_set = (prev.chains() if prev else set()) | existing_service_chains(existing_save)
-        stale_set -= {c for _, names in new_services.values() for c in names}
-    elif prev is not None:
-        old_services = prev.services
-        for s in rewrite:  # changed (or new) services: the chains they no longer have
-            if (o := old_services.get(s)) is not None:
-                stale_set.update(set(o[1]) - set(new_services[s][1]))
-        for s in old_services.keys() - new_services.keys():  # services gone
-            stale_set.update(old_services[s][1])
-    stale = sorted(c for c in stale_set if C.is_service_chain(c))
+def _assemble(plan: _Plan, given: tuple[ServicePort, ...], node: NodeInfo, cfg: ProxyConfig, fp: str,
+              prev: RenderState | None, full: bool, existing_save: str | None) -> SyncResult:
+    """The restore payload(s), counts and next state of a planned sync (the layout of the module
+    docstring)."""
+    book, rewrite = plan.book, plan.rewrite
+    stale = sorted(c for c in plan.stale if C.is_service_chain(c))
     stale_lines = [f"-X {c}" for c in stale]
-
+    # The rewritten Services' ports, in the order of the top-level chains.
+    if full:
+        written = book.seq
+    else:
+        written = sorted((e for s in rewrite for e in book.by_service[s]), key=attrgetter("sort_key"))
     localhost_np = cfg.effective_localhost_nodeports()
     mark = cfg.masquerade_mark
     mark_masq_rule = f"-A {C.KUBE_MARK_MASQ} -j MARK --or-mark {mark}"
     last = _nodeports_last_rules(cfg, node, localhost_np)
-    top_sig = tuple(e.top_digest for e in entries)
-    # Every top-level rule comes from node + config (same fingerprint) or from a port's top_digest.
-    skip_top = not full and cfg.skip_unchanged_top_chains and prev is not None and prev.top == top_sig
-    svc_chains = [c for e in entries if e.service in rewrite for c in e.names]
+    # Every top-level rule comes from node + config (same fingerprint) or from a port's top-level texts.
+    skip_top = not full and cfg.skip_unchanged_top_chains and prev is not None and plan.top_same
+    svc_chains = [c for e in written for c in e.names]
+    n_written_chain_rules = sum(len(e.chain_rules) for e in written)
     staged = bool(cfg.restore_stage_chains) and (len(svc_chains) > cfg.restore_stage_chains
                                                   or len(stale) > cfg.restore_stage_chains)
 
     filter_chains: list[str] = []
-    filter_rules: list[str] = []
+    filter_blocks: list[str] = []
+    n_filter_rules = 0
     top_nat_chains = [C.KUBE_SERVICES, C.KUBE_NODEPORTS, C.KUBE_POSTROUTING, C.KUBE_MARK_MASQ]
-    top_rules: list[str] = []  # nat top-level rules alone (for the last stage of a staged sync)
+    fixed: list[str] = []
     if skip_top:
         nat_chains = svc_chains + stale
-        nat_rules = [x for e in entries if e.service in rewrite for x in e.render.chain_rules] + stale_lines
+        nat_blocks = [x for e in written for x in e.chain_rules] + stale_lines
+        n_nat_written = n_written_chain_rules
     else:
         filter_chains = [C.KUBE_SERVICES, C.KUBE_EXTERNAL_SERVICES, C.KUBE_FORWARD, C.KUBE_NODEPORTS,
                          C.KUBE_PROXY_FIREWALL]
+        head: list[str] = []
         if localhost_np:
             filter_chains.append(C.KUBE_FIREWALL)
-            filter_rules.append(f"-A {C.KUBE_FIREWALL} -m comment --comment "
-                                f"{_q('block incoming localnet connections')} -d 127.0.0.0/8 ! -s 127.0.0.0/8 "
-                                "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
-        for r in renders:
-            filter_rules.extend(r.filter_rules)
+            head.append(f"-A {C.KUBE_FIREWALL} -m comment --comment "
+                        f"{_q('block incoming localnet connections')} -d 127.0.0.0/8 ! -s 127.0.0.0/8 "
+                        "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
+        tail: list[str] = []
         if not cfg.conntrack_tcp_be_liberal:
             nf = f" -m nfacct --nfacct-name {C.CT_INVALID_NFACCT}" if cfg.nfacct else ""
-            filter_rules.append(f"-A {C.KUBE_FORWARD} -m conntrack --ctstate INVALID{nf} -j DROP")
-        filter_rules.append(f"-A {C.KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding rules')} "
-                            f"-m mark --mark {mark}/{mark} -j ACCEPT")
-        filter_rules.append(f"-A {C.KUBE_FORWARD} -m comment --comment "
-                            f"{_q('kubernetes forwarding conntrack rule')} "
-                            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+            tail.append(f"-A {C.KUBE_FORWARD} -m conntrack --ctstate INVALID{nf} -j DROP")
+        tail.append(f"-A {C.KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding rules')} "
+                    f"-m mark --mark {mark}/{mark} -j ACCEPT")
+        tail.append(f"-A {C.KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding conntrack rule')} "
+                    "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+        filter_blocks = [*head, "\n".join(filter(None, book.filt)), *tail]
+        n_filter_rules = len(head) + book.n_filter + len(tail)
 
         masq_rule = (f"-A {C.KUBE_POSTROUTING} -m comment --comment "
                      f"{_q('kubernetes service traffic requiring SNAT')} -j MASQUERADE")
@@ -724,19 +905,16 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
         fixed = [f"-A {C.KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
                  f"-A {C.KUBE_POSTROUTING} -j MARK --xor-mark {mark}", masq_rule, mark_masq_rule]
         nat_chains = top_nat_chains + svc_chains + stale
-        nat_rules = list(fixed)
-        top_rules = list(fixed) if staged else []
-        for e in entries:
-            nat_rules.extend(e.render.top_nat)
-            if staged:
-                top_rules.extend(e.render.top_nat)
-            if e.service in rewrite:
-                nat_rules.extend(e.render.chain_rules)
-        nat_rules.extend(stale_lines)
-        nat_rules.extend(last)
-        if staged:
-            top_rules.extend(stale_lines)
-            top_rules.extend(last)
+        # Each port's KUBE-SERVICES / KUBE-NODEPORTS rules, a rewritten port's own chains right after them
+        # (kube-proxy's write order): the unchanged ports' texts are spliced in as they are.
+        if full:
+            pieces = ["\n".join(filter(None, (e.top_text, *e.chain_rules))) for e in book.seq]
+        else:
+            pieces = list(book.top)
+            for e in written:
+                pieces[book.index(e)] = "\n".join(filter(None, (e.top_text, *e.chain_rules)))
+        nat_blocks = [*fixed, "\n".join(filter(None, pieces)), *stale_lines, *last]
+        n_nat_written = len(fixed) + book.n_top + n_written_chain_rules + len(last)
 
     prev_jumps = prev.jumps if prev else frozenset()
     if full:
@@ -746,56 +924,51 @@ def render(services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeI
         jumps = {"filter": [], "nat": []}
         ensured = prev_jumps
 
-    filter_lines = filter_rules + jumps["filter"]
-    nat_lines = nat_rules + jumps["nat"]
+    filter_lines = [*filter_blocks, *jumps["filter"]]
+    nat_lines = [*nat_blocks, *jumps["nat"]]
     lines: list[str] = []
-    if filter_chains or filter_lines:
+    if filter_chains or any(filter_lines):
         lines += _table("filter", filter_chains, filter_lines)
-    if nat_chains or nat_lines:
+    if nat_chains or any(nat_lines):
         lines += _table("nat", nat_chains, nat_lines)
     payload = "\n".join(lines) + "\n" if lines else ""
 
     stages: tuple[str, ...] = ()
     if staged:
-        rest_chains = ([] if skip_top else top_nat_chains) + stale
-        final_lines = (stale_lines if skip_top else top_rules) + jumps["nat"]
-        late: list[str] = []
-        if len(stale) > cfg.restore_stage_chains:  # too many to delete in the switch-over (netsim.proxy.huge)
-            rest_chains = [c for c in rest_chains if c not in stale_set]
-            final_lines = [x for x in final_lines if not x.startswith("-X ")]
-            late = huge.stale_stages(stale, cfg.restore_stage_chains)
-        stages = _stages(entries, rewrite, cfg.restore_stage_chains, mark_masq_rule, filter_chains,
-                         filter_lines, rest_chains, final_lines,
-                         _OldRules(prev, full, existing_save)) + tuple(late)
+        late_x = len(stale) > cfg.restore_stage_chains  # too many to delete in the switch-over (netsim.proxy.huge)
+        rest_chains = ([] if skip_top else top_nat_chains) + ([] if late_x else stale)
+        if skip_top:
+            final_lines = ([] if late_x else stale_lines) + jumps["nat"]
+        else:
+            final_lines = [*fixed, "\n".join(filter(None, book.top)), *([] if late_x else stale_lines), *last,
+                           *jumps["nat"]]
+        late = huge.stale_stages(stale, cfg.restore_stage_chains) if late_x else []
+        stages = _stages(written, rewrite, cfg.restore_stage_chains, mark_masq_rule, filter_chains,
+                         filter_lines, rest_chains, final_lines, _OldRules(prev, full, existing_save)) + tuple(late)
 
     skipped = tuple(sorted([f"filter/{c}" for c in (C.KUBE_SERVICES, C.KUBE_EXTERNAL_SERVICES, C.KUBE_FORWARD,
                                                       C.KUBE_NODEPORTS, C.KUBE_PROXY_FIREWALL)]
                            + ([f"filter/{C.KUBE_FIREWALL}"] if localhost_np else [])
                            + [f"nat/{c}" for c in top_nat_chains])) if skip_top else ()
-    n_top = 4 + len(last) + sum(map(len, map(attrgetter("top_nat"), renders)))
-    n_chain_rules = sum(map(len, map(attrgetter("chain_rules"), renders)))
-    n_no_local_int = sum(map(attrgetter("no_local_internal"), renders))
-    n_no_local_ext = sum(map(attrgetter("no_local_external"), renders))
-    n_written = sum(1 for x in nat_rules if x.startswith("-A "))
     counts = SyncCounts(
         full=full,
-        service_ports=len(ports),
-        endpoints=total_eps,
+        service_ports=len(book.seq),
+        endpoints=book.endpoints,
         filter_chains=len(filter_chains),
-        filter_rules=len(filter_rules),
+        filter_rules=n_filter_rules,
         nat_chains=len(nat_chains),
-        nat_rules=n_written,
-        nat_rules_total=n_top + n_chain_rules,
+        nat_rules=n_nat_written,
+        nat_rules_total=4 + len(last) + book.n_top + book.n_chain_rules,
         services_rewritten=tuple(sorted(rewrite)),
         chains_deleted=tuple(stale),
         jump_rules_added=sum(1 for t in jumps.values() for x in t if x.startswith("-I ")),
-        no_local_endpoints_internal=n_no_local_int,
-        no_local_endpoints_external=n_no_local_ext,
-        large_cluster_mode=large,
+        no_local_endpoints_internal=book.no_local_internal,
+        no_local_endpoints_external=book.no_local_external,
+        large_cluster_mode=plan.large,
         top_chains_skipped=skipped,
         stages=len(stages) or 1,
     )
-    state = RenderState(new_services, fp, frozenset(ensured), new_cache, top_sig, given, order)
+    state = RenderState(book.services, fp, frozenset(ensured), book, given, plan.large)
     return SyncResult(payload, state, counts, stages)
 
 
@@ -825,8 +998,8 @@ class _OldRules:
     def _prev_chains(self, service: str) -> dict[str, list[str]] | None:
         if self.prev is None or service not in self.prev.services:
             return None
-        es = [e for e in self.prev.ports.values() if e.service == service]
-        return huge.by_chain([c for e in es for c in e.names], [r for e in es for r in e.render.chain_rules])
+        es = self.prev.book.by_service.get(service, ())
+        return huge.by_chain([c for e in es for c in e.names], [r for e in es for r in e.chain_rules])
 
     def rules(self, service: str) -> dict[str, list[str]] | None:
         """The Service's chains as the previous sync wrote them (partial syncs only: a full sync rewrites
@@ -861,14 +1034,14 @@ def _stages(entries: Sequence[_PortEntry], rewrite: Collection[str], limit: int,
     for service, es in by_service.items():
         names = [c for e in es for c in e.names]
         if len(names) > limit:
-            big += huge.service_stages(names, [x for e in es for x in e.render.chain_rules], limit,
+            big += huge.service_stages(names, [x for e in es for x in e.chain_rules], limit,
                                        old_rules=old.rules(service), old_count=old.counter(service))
             continue
         if cur_chains and len(cur_chains) + len(names) > limit:
             chunks.append((cur_chains, cur_rules))
             cur_chains, cur_rules = [], []
         cur_chains.extend(names)
-        cur_rules.extend(x for e in es for x in e.render.chain_rules)
+        cur_rules.extend(x for e in es for x in e.chain_rules)
     if cur_chains:
         chunks.append((cur_chains, cur_rules))
     out = []
@@ -896,6 +1069,7 @@ def render_full(services: Iterable[ServicePort], endpoints: EndpointsMap, node: 
 
 
 def render_partial(prev: RenderState, services: Iterable[ServicePort], endpoints: EndpointsMap, node: NodeInfo,
-                   cfg: ProxyConfig) -> SyncResult:
-    """A partial sync against `prev` (falls back to a full sync if node or config changed)."""
-    return render(services, endpoints, node, cfg, prev=prev, full=False)
+                   cfg: ProxyConfig, changed: Mapping[str, Sequence[ServicePort]] | None = None) -> SyncResult:
+    """A partial sync against `prev` (falls back to a full sync if node or config changed); `changed`: the
+    Services that changed since `prev`, with their ports (see `render`)."""
+    return render(services, endpoints, node, cfg, prev=prev, full=False, changed=changed)

@@ -26,7 +26,7 @@ class _Proxy:
     def __init__(self, gate: threading.Event):
         self.gate, self.synced = gate, 0
 
-    def sync(self, sps, eps):
+    def sync(self, sps, eps, changed=None):
         assert self.gate.wait(10)
         self.synced += 1
         counts = SimpleNamespace(service_ports=len(sps), nat_rules=0)

@@ -30,7 +30,7 @@ class _Agent:
         self.syncs: list[tuple[float, int]] = []  # (time, endpoints of default/a's port)
         self.done = threading.Event()
 
-    def sync(self, sps, eps):
+    def sync(self, sps, eps, changed=None):
         self.syncs.append((time.monotonic(), sum(len(v) for v in eps.values())))
         self.done.set()
         return SimpleNamespace(counts=SimpleNamespace(service_ports=len(sps), nat_rules=0), full=False,
