@@ -1,4 +1,4 @@
-"""Removing many small directory trees at once (pure filesystem, no netsim imports).
+"""Removing many small directory trees at once (pure filesystem; only netsim.fanout).
 
 Why: `down` of a cluster removes one /etc/netns/<pod> directory per sandbox and a state directory with a
 subtree per node and pod. On this machine /run and /etc are ext4, and under load every unlink and rmdir
@@ -11,21 +11,20 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+
+from netsim import fanout
 
 WORKERS = 16
 
 
+def _rmtree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def rmtrees(paths: Iterable[str], workers: int = WORKERS) -> None:
-    """rmtree every path (missing ones are fine), several at a time."""
-    todo = list(paths)
-    if len(todo) <= 1:
-        for p in todo:
-            shutil.rmtree(p, ignore_errors=True)
-        return
-    with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="netsim-rmtree") as ex:
-        for f in [ex.submit(shutil.rmtree, p, ignore_errors=True) for p in todo]:
-            f.result()
+    """rmtree every path (missing ones are fine), several at a time: `workers` threads each take the next
+    path themselves (netsim.fanout), no future per path."""
+    fanout.each(_rmtree, paths, workers)
 
 
 def rmtree_wide(root: str, depth: int = 2, workers: int = WORKERS) -> None:

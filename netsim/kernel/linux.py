@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netsim import fanout
 from netsim.kernel import netns
 from netsim.kernel.api import Fdb, KernelError, Link, Neigh, Route
 from netsim.kernel.fastnl import FastNetlink
@@ -237,8 +238,9 @@ class LinuxKernel:
             for key in [k for k in self._index if k[0] in gone]:
                 del self._index[key]
         self._do(_drop_all)
-        for f in [self._unlinker.submit(netns.remove, n) for n in names]:
-            f.result()
+        # Each helper thread takes the next name itself (netsim.fanout): a future per namespace cost the
+        # caller ~0.1 ms each, a second of a 10,000-pod `down`.
+        fanout.each(netns.remove, names, UNLINK_WORKERS, self._unlinker)
 
     def netns_exists(self, name: str) -> bool:
         return os.path.exists(netns.netns_path(name))

@@ -174,3 +174,23 @@ def test_many_namespaces_go_at_once_and_their_names_are_free_again(kernel):
     finally:
         kernel.netns_delete_many([pods[0], node])
     assert not kernel.netns_exists(node)
+
+
+def test_many_namespaces_go_with_one_task_per_helper_thread_not_one_per_name(kernel, monkeypatch):
+    """netns_delete_many hands its helper threads one task each, which take the next name themselves: a
+    future per namespace cost the caller ~0.1 ms each, a second of a 10,000-pod `down`."""
+    from netsim.kernel.linux import UNLINK_WORKERS
+    tag = unique_name("kt")
+    pods = [f"netsim-{tag}-p{i}" for i in range(3 * UNLINK_WORKERS)]
+    submits = []
+    real_submit = kernel._unlinker.submit
+    monkeypatch.setattr(kernel._unlinker, "submit", lambda *a, **kw: submits.append(1) or real_submit(*a, **kw))
+    try:
+        for p in pods:
+            kernel.netns_create(p)
+        kernel.netns_delete_many(pods)
+        assert kernel.netns_list(f"netsim-{tag}-") == []
+        assert len(submits) <= UNLINK_WORKERS
+    finally:
+        for p in pods:
+            kernel.netns_delete(p)
