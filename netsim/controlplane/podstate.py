@@ -66,3 +66,25 @@ def deletion_rank(pod: Pod) -> tuple:
     """Sort key: the pod to delete first sorts first (objects-level twin: replicaset.deletion_rank)."""
     t, rv, name = creation_order(pod)
     return (pod.spec.node_name is not None, _PHASE_RANK.get(phase(pod), 3), ready(pod), -t, -rv, name)
+
+
+def ref(obj: Any) -> str:
+    """`Kind ns/name` of a typed object, as events and errors name objects (objects.ref's typed twin)."""
+    return f"{obj.kind} {obj.meta.key}"
+
+
+def key(obj: Any) -> tuple[str, str]:
+    """The work queue's key of a typed object: (namespace, or "default", name)."""
+    return obj.meta.namespace or "default", obj.meta.name
+
+
+def generation(obj: Any) -> int:
+    """metadata.generation as observedGeneration reports it (1 when the store set none)."""
+    return obj.meta.generation if obj.meta.generation is not None else 1
+
+
+def owner_reference(owner: Any) -> dict[str, Any]:
+    """The controller ownerReference naming a typed owner (objects.owner_reference's typed twin): what an
+    adopted or created dependent carries, so it is a dict, at the write edge."""
+    return {"apiVersion": owner.api_version, "kind": owner.kind, "name": owner.meta.name, "uid": owner.meta.uid,
+            "controller": True, "blockOwnerDeletion": True}

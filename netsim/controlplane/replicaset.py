@@ -7,8 +7,10 @@ them (controller.ActivePods: unscheduled before scheduled, Pending before Runnin
 newer before older). Status reports replicas, fullyLabeledReplicas, readyReplicas, availableReplicas and
 observedGeneration.
 
-Pods are read typed (`Snapshot.typed`: each Pod version parsed once by the store's parse cache, not walked as
-a dict on every pass); the ReplicaSet itself and every write stay dicts, at the store edge.
+The ReplicaSet and its pods are read typed (netsim.model.workloads.ReplicaSet and Pod from the store's parse
+cache: each version parsed once, not walked as a dict on every pass); the writes start from the stored dicts,
+at the store edge (new pods from the stored template, an adopted pod, the status), and the change log's rows
+are read as they are (they are the edge too).
 
 A pass syncs only the ReplicaSets a change concerns (netsim.controlplane.workqueue), as replica_set.go's
 event handlers queue them: the ReplicaSet itself changed (addRS/updateRS/deleteRS), one of its pods changed
@@ -30,41 +32,34 @@ from netsim.controlplane.state import Action, Context, Snapshot, status_action
 from netsim.controlplane.workqueue import Key, queue_of
 from netsim.model.errors import NetsimError
 from netsim.model.pod import Pod
+from netsim.model.workloads import ReplicaSet
 from netsim.store import DELETED, Change
 
 
-def pods_of(snap: Snapshot, owner: dict[str, Any], *, adopt: bool = True) -> tuple[list[dict], list[Action]]:
-    """Pods controlled by `owner`, plus adoption actions for orphans its selector matches."""
-    owned = snap.owned(owner, "Pod")
-    actions = []
-    if adopt:
-        selector = o.selector_of(owner)
-        for pod in snap.of("Pod", o.namespace(owner)):
-            if o.controller_ref(pod) is None and not o.is_terminating(pod) and selector.matches(o.labels(pod)):
-                new = copy.deepcopy(pod)
-                new["metadata"].setdefault("ownerReferences", []).append(o.owner_reference(owner))
-                owned.append(new)
-                actions.append(Action("update", new))
-    return owned, actions
+def _adoption(raw: dict[str, Any], owner: Any) -> Action:
+    """The update adopting an orphan pod (its stored dict, at the write edge): a controller ownerReference
+    naming `owner` appended."""
+    new = copy.deepcopy(raw)
+    new["metadata"].setdefault("ownerReferences", []).append(ps.owner_reference(owner))
+    return Action("update", new)
 
 
-def typed_pods_of(snap: Snapshot, owner: dict[str, Any], *, adopt: bool = True) -> tuple[list[Pod], list[Action]]:
-    """`pods_of` on typed Pods (decoded once per version by the store's parse cache): the pods `owner`
-    controls, plus adoption actions (dict writes, at the store edge) for the orphans its selector matches."""
-    owned = snap.typed_owned(o.uid(owner), "Pod")
+def typed_pods_of(snap: Snapshot, owner: Any, *, adopt: bool = True) -> tuple[list[Pod], list[Action]]:
+    """The typed Pods (decoded once per version by the store's parse cache) that the typed workload `owner`
+    controls, plus adoption actions (dict writes, at the store edge) for the orphans its selector matches
+    (controller.PodControllerRefManager's ClaimPods)."""
+    owned = snap.typed_owned(owner.meta.uid, "Pod")
     actions = []
-    if adopt:
-        selector = o.selector_of(owner)
-        for raw in snap.orphans("Pod", o.namespace(owner)):
+    selector = getattr(owner, "selector", None)
+    if adopt and selector is not None:
+        for raw in snap.orphans("Pod", owner.meta.namespace):
             try:
                 pod = snap.decode(raw)
             except NetsimError:
                 continue
             if ps.controller_ref(pod) is None and not ps.terminating(pod) and selector.matches(pod.meta.labels):
-                new = copy.deepcopy(raw)
-                new["metadata"].setdefault("ownerReferences", []).append(o.owner_reference(owner))
                 owned.append(pod)
-                actions.append(Action("update", new))
+                actions.append(_adoption(raw, owner))
     return owned, actions
 
 
@@ -74,42 +69,49 @@ def _stored(snap: Snapshot, pod: Pod) -> dict[str, Any]:
         "kind": "Pod", "metadata": {"name": pod.meta.name, "namespace": pod.meta.namespace}}
 
 
-def reconcile_replicaset(rs: dict[str, Any], snap: Snapshot, ctx: Context, *,
+def _creates(rs: ReplicaSet, raw: dict[str, Any], count: int, snap: Snapshot, ctx: Context,
+             actor: str) -> list[Action]:
+    """`count` new pods from the stored template dict (the write edge: the pods carry the template as the
+    client wrote it, and a Deployment's pod-template-hash label with it)."""
+    taken = snap.names("Pod", rs.meta.namespace)
+    out = []
+    for _ in range(count):
+        pod_name = o.generate_name(rs.meta.name + "-", ctx.rng, taken)
+        taken.add(pod_name)
+        pod = o.pod_from_template(raw["spec"].get("template") or {}, pod_name=pod_name,
+                                  namespace_=rs.meta.namespace, owner=raw)
+        out.append(Action("create", pod, Event(ctx.now, actor, ps.ref(rs), "SuccessfulCreate",
+                                               f"Created pod: {pod_name}")))
+    return out
+
+
+def reconcile_replicaset(rs: ReplicaSet, raw: dict[str, Any], snap: Snapshot, ctx: Context, *,
                          actor: str = "controller/replicaset") -> list[Action]:
-    spec = rs.get("spec") or {}
-    want = int(spec.get("replicas", 1))
+    """One ReplicaSet, read typed (it and its pods from the store's parse cache); `raw` is its stored dict,
+    which the writes (new pods from its template, its status) start from."""
     owned, actions = typed_pods_of(snap, rs)
     active = [p for p in owned if ps.active(p)]
-    diff = len(active) - want
-    if o.is_terminating(rs):
+    diff = len(active) - rs.replicas
+    if ps.terminating(rs):
         diff = 0
     if diff < 0:
-        taken = snap.names("Pod", o.namespace(rs))
-        for _ in range(-diff):
-            pod_name = o.generate_name(o.name(rs) + "-", ctx.rng, taken)
-            taken.add(pod_name)
-            pod = o.pod_from_template(spec.get("template") or {}, pod_name=pod_name, namespace_=o.namespace(rs),
-                                      owner=rs)
-            actions.append(Action("create", pod, Event(ctx.now, actor, o.ref(rs), "SuccessfulCreate",
-                                                       f"Created pod: {pod_name}")))
+        actions += _creates(rs, raw, -diff, snap, ctx, actor)
     elif diff > 0:
         for pod in sorted(active, key=ps.deletion_rank)[:diff]:
-            actions.append(Action("terminate", _stored(snap, pod), Event(ctx.now, actor, o.ref(rs), "SuccessfulDelete",
+            actions.append(Action("terminate", _stored(snap, pod), Event(ctx.now, actor, ps.ref(rs), "SuccessfulDelete",
                                                                     f"Deleted pod: {pod.meta.name}")))
-    min_ready = int(spec.get("minReadySeconds") or 0)
-    template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    status = {
+    template_labels = rs.template.labels
+    status: dict[str, Any] = {
         "replicas": len(active),
         "fullyLabeledReplicas": sum(1 for p in active
                                     if all(p.meta.labels.get(k) == v for k, v in template_labels.items())),
         "readyReplicas": sum(1 for p in active if ps.ready(p)),
-        "availableReplicas": sum(1 for p in active if ps.available(p, min_ready, ctx.now)),
-        "observedGeneration": o.meta(rs).get("generation", 1),
+        "availableReplicas": sum(1 for p in active if ps.available(p, rs.min_ready_seconds, ctx.now)),
+        "observedGeneration": ps.generation(rs),
     }
-    old = rs.get("status") or {}
-    if old.get("conditions"):
-        status["conditions"] = old["conditions"]
-    a = status_action(rs, status)
+    if rs.status.raw.get("conditions"):
+        status["conditions"] = rs.status.raw["conditions"]
+    a = status_action(raw, status)
     if a:
         actions.append(a)
     return actions
@@ -121,7 +123,8 @@ WATCH_KINDS = ("ReplicaSet", "Pod")
 
 def _affected(changes: list[Change], snap: Snapshot, owner_of: dict[Key, Key]) -> set[Key]:
     """The ReplicaSets a batch of changes concerns (replica_set.go's event handlers). `owner_of`: each
-    pod's controlling ReplicaSet as last seen (updatePod syncs the old controller when the ref changed)."""
+    pod's controlling ReplicaSet as last seen (updatePod syncs the old controller when the ref changed).
+    Reads the change log's rows (an edge: a deleted pod's last state is no snapshot object)."""
     out: set[Key] = set()
     for c in changes:
         ns = c.namespace or "default"
@@ -140,18 +143,16 @@ def _affected(changes: list[Change], snap: Snapshot, owner_of: dict[Key, Key]) -
                     owner_of[pod_key] = (ns, ref.get("name") or "")
         elif c.type != DELETED:
             labels = o.labels(c.object)
-            for rs in snap.of("ReplicaSet", ns):
-                if o.selector_of(rs).matches(labels):
-                    out.add((ns, o.name(rs)))
+            for rs in snap.typed("ReplicaSet", ns):
+                if rs.selector.matches(labels):
+                    out.add(ps.key(rs))
     return out
 
 
-def _unsettled(rs: dict[str, Any]) -> bool:
+def _unsettled(rs: ReplicaSet) -> bool:
     """Ready pods that minReadySeconds keeps from counting as available yet: nothing will change in the
     store when they become available, so the ReplicaSet is looked at again next pass."""
-    status = rs.get("status") or {}
-    return (int((rs.get("spec") or {}).get("minReadySeconds") or 0) > 0
-            and status.get("availableReplicas", 0) < status.get("readyReplicas", 0))
+    return rs.min_ready_seconds > 0 and rs.status.available_replicas < rs.status.ready_replicas
 
 
 def reconcile_replicasets(snap: Snapshot, ctx: Context) -> list[Action]:
@@ -159,20 +160,19 @@ def reconcile_replicasets(snap: Snapshot, ctx: Context) -> list[Action]:
     owner_of: dict[Key, Key] = ctx.memory.setdefault(QUEUE + "-owners", {})
     keys = q.take(ctx, WATCH_KINDS, lambda changes: _affected(changes, snap, owner_of))
     if keys is None:
-        rses = snap.of("ReplicaSet")
+        rses = snap.typed_with_raw("ReplicaSet")
         owner_of.clear()
-        for pod in snap.of("Pod"):
-            ref = o.controller_ref(pod)
+        for pod in snap.typed("Pod"):
+            ref = ps.controller_ref(pod)
             if ref is not None and ref.get("kind") == "ReplicaSet":
-                owner_of[(o.namespace(pod) or "default", o.name(pod))] = (o.namespace(pod) or "default",
-                                                                          ref.get("name") or "")
+                owner_of[ps.key(pod)] = (pod.meta.namespace or "default", ref.get("name") or "")
     else:
-        rses = [rs for ns, name in sorted(keys) if (rs := snap.get("ReplicaSet", ns, name)) is not None]
+        rses = [got for ns, name in sorted(keys) if (got := snap.typed_get("ReplicaSet", ns, name)) is not None]
     actions: list[Action] = []
-    for rs in rses:
-        acts = reconcile_replicaset(rs, snap, ctx)
+    for rs, raw in rses:
+        acts = reconcile_replicaset(rs, raw, snap, ctx)
         if acts or _unsettled(rs):
-            q.retry.add((o.namespace(rs) or "default", o.name(rs)))
+            q.retry.add(ps.key(rs))
         actions += acts
     q.synced = len(rses)
     return actions

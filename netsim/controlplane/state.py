@@ -143,6 +143,28 @@ class Snapshot:
         Raises NetsimError when it does not parse."""
         return self._decode(obj)
 
+    def typed_get(self, kind: str, namespace: str | None, name: str) -> tuple[Any, dict[str, Any]] | None:
+        """One object typed (the store's parse cache) with its stored dict, which its writes start from; None
+        when there is none or it does not parse (logged once per version by the cache)."""
+        raw = self.get(kind, namespace, name)
+        if raw is None:
+            return None
+        try:
+            return self._decode(raw), raw
+        except NetsimError:
+            return None
+
+    def typed_with_raw(self, kind: str, namespace: str | None = None) -> list[tuple[Any, dict[str, Any]]]:
+        """Each object of `kind` typed with its stored dict (for the writes), in the store's order; one that
+        does not parse is left out."""
+        out = []
+        for raw in self.of(kind, namespace):
+            try:
+                out.append((self._decode(raw), raw))
+            except NetsimError:
+                continue
+        return out
+
     def typed_owned(self, owner_uid: str | None, kind: str) -> list[Any]:
         """Typed objects of `kind` whose controller ownerReference names `owner_uid` (the informer
         indexer a workload controller looks its pods up by)."""

@@ -142,7 +142,7 @@ def reconcile_daemonset(ds: DaemonSet, raw: dict[str, Any], snap: Snapshot, ctx:
     actor = "controller/daemonset"
     if ps.terminating(ds):
         return []
-    pods, actions = typed_pods_of(snap, raw)
+    pods, actions = typed_pods_of(snap, ds)
     active = [p for p in pods if ps.active(p)]
     by_node: dict[str, list[Pod]] = {}
     for p in active:
@@ -247,7 +247,7 @@ def reconcile_statefulset(sts: StatefulSet, raw: dict[str, Any], snap: Snapshot,
     start = sts.ordinals_start
     parallel = sts.pod_management_policy == "Parallel"
     rev = _template_hash(raw)
-    pods, actions = typed_pods_of(snap, raw)
+    pods, actions = typed_pods_of(snap, sts)
     by_ord: dict[int, Pod] = {}
     for p in pods:
         i = _ordinal(name, p)

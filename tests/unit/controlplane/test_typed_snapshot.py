@@ -58,8 +58,8 @@ def _rs_and_pods(store: MemoryStore, n: int) -> dict:
 
 
 def test_replicaset_controller_reads_pods_typed_and_parses_each_version_once():
-    """The ReplicaSet controller counts its pods from typed Pods: the first pass parses each Pod once, a
-    second pass at the same versions parses nothing, and a changed pod is parsed again (alone)."""
+    """The ReplicaSet controller reads itself and its pods typed: the first pass parses the ReplicaSet and each
+    Pod once, a pass at the same versions parses nothing, and a changed pod is parsed again (alone)."""
     from netsim.controlplane.replicaset import reconcile_replicasets
     from netsim.controlplane.state import Context, apply_actions
 
@@ -68,11 +68,14 @@ def test_replicaset_controller_reads_pods_typed_and_parses_each_version_once():
     cache = SnapshotCache()
     decodes = store.object_cache().decodes
     actions = reconcile_replicasets(cache.load(store), Context(now=1000.0))
-    assert store.object_cache().decodes - decodes == 3  # the three pods, once each
+    assert store.object_cache().decodes - decodes == 4  # the ReplicaSet and its three pods, once each
     assert [a.verb for a in actions] == ["status"] and actions[0].obj["status"]["replicas"] == 3
     apply_actions(store, actions, 1000.0)
     decodes = store.object_cache().decodes
     assert reconcile_replicasets(cache.load(store), Context(now=1001.0)) == []
+    assert store.object_cache().decodes == decodes + 1  # the ReplicaSet's new version (its status)
+    decodes = store.object_cache().decodes
+    assert reconcile_replicasets(cache.load(store), Context(now=1001.5)) == []
     assert store.object_cache().decodes == decodes  # nothing changed: nothing parsed
     store.update_status("Pod", "default", "web-1", {"phase": "Running", "conditions": [
         {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]})

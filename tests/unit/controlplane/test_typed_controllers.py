@@ -1,0 +1,69 @@
+"""The controllers read typed objects (issue #16 item 1): outside the functions listed here as their edges
+(building a write from the stored dict, reading the change log's rows, a stored dict's template hash), a
+controller module never indexes a raw object (`x["spec"]`, `x.get("status")`) nor asks objects.py's dict
+readers (`o.labels(x)`, `o.node_name(x)`, ...). Read from the source, so a dict walk cannot come back
+unnoticed; an edge that is not used any more fails too, so the list stays the truth."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3] / "netsim" / "controlplane"
+
+RAW_FIELDS = {"spec", "status", "metadata"}
+# objects.py's readers of a manifest dict (identity readers - name, namespace, uid, ref, key - are not here:
+# a write and an event name the object they write).
+DICT_READERS = {"meta", "labels", "annotations", "selector_of", "controller_ref", "owned_by", "created",
+                "creation_order", "phase", "is_terminating", "is_terminal", "is_active", "condition", "is_ready",
+                "is_available", "node_name"}
+
+# module -> the functions that may touch raw dicts (the edges), each with why.
+EDGES: dict[str, dict[str, str]] = {
+    "replicaset.py": {
+        "_adoption": "an adopted pod's update starts from its stored dict",
+        "_creates": "new pods are built from the stored template dict",
+        "_affected": "the change log's rows (a deleted pod's last state)",
+    },
+}
+
+
+def raw_uses(tree: ast.AST) -> dict[str, list[str]]:
+    """function name (outermost) -> the raw-dict uses found in it ("<module>" for module level)."""
+    out: dict[str, list[str]] = {}
+
+    def visit(node: ast.AST, fn: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = fn
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn == "<module>":
+                name = child.name
+            elif isinstance(child, ast.ClassDef) and fn == "<module>":
+                name = child.name  # a class's methods count under the class
+            found = None
+            if isinstance(child, ast.Subscript) and isinstance(child.slice, ast.Constant) \
+                    and child.slice.value in RAW_FIELDS:
+                found = f'[{child.slice.value!r}] line {child.lineno}'
+            elif isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute):
+                f = child.func
+                if f.attr == "get" and child.args and isinstance(child.args[0], ast.Constant) \
+                        and child.args[0].value in RAW_FIELDS:
+                    found = f'.get({child.args[0].value!r}) line {child.lineno}'
+                elif isinstance(f.value, ast.Name) and f.value.id == "o" and f.attr in DICT_READERS:
+                    found = f"o.{f.attr}() line {child.lineno}"
+            if found:
+                out.setdefault(name, []).append(found)
+            visit(child, name)
+
+    visit(tree, "<module>")
+    return out
+
+
+@pytest.mark.parametrize("module", sorted(EDGES))
+def test_controller_reads_typed_objects_outside_its_edges(module):
+    uses = raw_uses(ast.parse((ROOT / module).read_text()))
+    outside = {fn: u for fn, u in uses.items() if fn not in EDGES[module]}
+    assert outside == {}, f"{module}: raw dict reads outside its edge functions: {outside}"
+    stale = set(EDGES[module]) - set(uses)
+    assert not stale, f"{module}: listed edges that touch no raw dict any more: {sorted(stale)}"
