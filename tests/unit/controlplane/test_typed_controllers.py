@@ -27,6 +27,18 @@ EDGES: dict[str, dict[str, str]] = {
         "_creates": "new pods are built from the stored template dict",
         "_affected": "the change log's rows (a deleted pod's last state)",
     },
+    "deployment.py": {
+        "revision": "kubectl's client side (rollout history, undo) reads stored dicts",
+        "_scaled": "a ReplicaSet's scale starts from its stored dict",
+        "_new_rs": "the new ReplicaSet is built from the stored template (its hash is over it)",
+        "_renumber": "a renumbered ReplicaSet starts from its stored dict",
+        "_template_match": "EqualIgnoreHash over the stored templates, as the hash",
+        "without_hash": "a stored template without its hash label (EqualIgnoreHash, undo)",
+        "_name_collides": "the hash of the stored template",
+        "_collision": "the collisionCount status write",
+        "_deployment_update": "the Deployment's update starts from its stored dict",
+        "_owner": "the change log's rows",
+    },
 }
 
 
