@@ -15,20 +15,20 @@ node name. A pod that already has spec.nodeName is bound and never reaches the s
 from __future__ import annotations
 
 import copy
-import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.cluster import Taint
-from netsim.model.errors import Source
+from netsim.model.errors import NetsimError, Source
 from netsim.model.node import Node, parse_node
 from netsim.model.nodeview import NodeView
-from netsim.model.pod import NodeSelectorRequirement, NodeSelectorTerm, Toleration
+from netsim.model.pod import Pod, Toleration
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
@@ -66,9 +66,9 @@ class NodeUsage:
             node = parse_node(node, Source("<store>"))
         return cls(NodeView.from_node(node))
 
-    def add_pod(self, pod: Mapping[str, Any]) -> None:
+    def add_pod(self, pod: Pod) -> None:
         self.pod_count += 1
-        ref = o.controller_ref(pod)
+        ref = ps.controller_ref(pod)
         if ref is not None:
             self.owner_counts[ref.get("uid")] += 1
         self.host_ports |= _host_ports(pod)
@@ -83,13 +83,8 @@ class Decision:
     reason: str = ""  # FitError message when node is None
 
 
-def tolerations_of(pod: Mapping[str, Any]) -> list[Toleration]:
-    out = []
-    for t in (pod.get("spec") or {}).get("tolerations") or []:
-        out.append(Toleration(key=t.get("key") or None, operator=t.get("operator") or "Equal",
-                              value=t.get("value") or None, effect=t.get("effect") or None,
-                              toleration_seconds=t.get("tolerationSeconds")))
-    return out
+def tolerations_of(pod: Pod) -> tuple[Toleration, ...]:
+    return pod.spec.tolerations
 
 
 def tolerated(taint: Taint | Mapping[str, Any], tolerations: Iterable[Toleration]) -> bool:
@@ -98,41 +93,24 @@ def tolerated(taint: Taint | Mapping[str, Any], tolerations: Iterable[Toleration
     return any(t.tolerates(taint.key, taint.value or None, taint.effect) for t in tolerations)
 
 
-def _requirements(raw: Iterable[Mapping[str, Any]]) -> tuple[NodeSelectorRequirement, ...]:
-    return tuple(NodeSelectorRequirement(r["key"], r["operator"], tuple(r.get("values") or ()))
-                 for r in raw or ())
-
-
-def required_node_terms(pod: Mapping[str, Any]) -> tuple[NodeSelectorTerm, ...] | None:
-    na = (((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})
-    req = na.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if not req:
-        return None
-    return tuple(NodeSelectorTerm(_requirements(t.get("matchExpressions")), _requirements(t.get("matchFields")))
-                 for t in req.get("nodeSelectorTerms") or [])
-
-
-def matches_node_selector_and_affinity(pod: Mapping[str, Any], node_name: str,
-                                       node_labels: Mapping[str, str]) -> bool:
+def matches_node_selector_and_affinity(pod: Pod, node_name: str, node_labels: Mapping[str, str]) -> bool:
     """nodeSelector (all labels) and required node affinity (terms ORed), as the NodeAffinity filter."""
-    spec = pod.get("spec") or {}
-    if any(node_labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+    if any(node_labels.get(k) != v for k, v in pod.spec.node_selector.items()):
         return False
-    terms = required_node_terms(pod)
+    terms = pod.spec.required_node_terms
     return terms is None or any(t.matches(node_name, dict(node_labels)) for t in terms)
 
 
-def _host_ports(pod: Mapping[str, Any]) -> set[tuple[int, str]]:
-    return {(p["hostPort"], p.get("protocol", "TCP")) for c in (pod.get("spec") or {}).get("containers") or []
-            for p in c.get("ports") or [] if p.get("hostPort")}
+def _host_ports(pod: Pod) -> set[tuple[int, str]]:
+    return {(p.host_port, p.protocol) for c in pod.spec.containers for p in c.ports if p.host_port}
 
 
-def filter_node(pod: Mapping[str, Any], node: NodeInfo) -> str | None:
+def filter_node(pod: Pod, node: NodeInfo) -> str | None:
     """Why `node` cannot take `pod` (kube-scheduler's per-node reason), or None if it can."""
     tolerations = tolerations_of(pod)
     if node.unschedulable and not tolerated(Taint(UNSCHEDULABLE_TAINT, "NoSchedule"), tolerations):
         return "node(s) were unschedulable"
-    wanted = (pod.get("spec") or {}).get("nodeName")
+    wanted = pod.spec.node_name
     if wanted and wanted != node.name:
         return "node(s) didn't match the requested node name"
     for taint in node.taints:
@@ -151,19 +129,18 @@ def fit_error(total: int, reasons: Iterable[str]) -> str:
     return f"0/{total} nodes are available: {', '.join(parts)}."
 
 
-def _shape(pod: Mapping[str, Any]) -> str | None:
+def _shape(pod: Pod) -> Hashable | None:
     """All the filters and the taint score read of a pod, when they read nothing that placing pods changes
     (no host ports): the pods of one template share it, so 10,000 replicas on 100 nodes are filtered once
     per node, not a million times (kube-scheduler once cached predicate results per equivalence class of
     pods for the same reason: pkg/scheduler/core/equivalence_cache.go, Kubernetes 1.10-1.12)."""
     if _host_ports(pod):
         return None
-    spec = pod.get("spec") or {}
-    return json.dumps([spec.get("tolerations"), spec.get("nodeName"), spec.get("nodeSelector"),
-                       (spec.get("affinity") or {}).get("nodeAffinity")], sort_keys=True, default=str)
+    spec = pod.spec
+    return spec.tolerations, spec.node_name, tuple(sorted(spec.node_selector.items())), spec.required_node_terms
 
 
-def _filtered(pod: Mapping[str, Any], nodes: list[NodeInfo]) -> tuple[list[NodeInfo], list[str], dict[str, int]]:
+def _filtered(pod: Pod, nodes: list[NodeInfo]) -> tuple[list[NodeInfo], list[str], dict[str, int]]:
     """(feasible nodes, why the others are not, PreferNoSchedule taints the pod does not tolerate per node)."""
     feasible: list[NodeInfo] = []
     reasons: list[str] = []
@@ -179,8 +156,8 @@ def _filtered(pod: Mapping[str, Any], nodes: list[NodeInfo]) -> tuple[list[NodeI
     return feasible, reasons, soft
 
 
-def pick_node(pod: Mapping[str, Any], nodes: list[NodeInfo],
-              cache: dict[str, tuple[list[NodeInfo], list[str], dict[str, int]]] | None = None) -> Decision:
+def pick_node(pod: Pod, nodes: list[NodeInfo],
+              cache: dict[Hashable, tuple[list[NodeInfo], list[str], dict[str, int]]] | None = None) -> Decision:
     """The node for `pod` among `nodes`, or why there is none. `cache` (one scheduling cycle over nodes whose
     labels and taints do not change) keeps the filter results per pod shape."""
     if not nodes:
@@ -194,7 +171,7 @@ def pick_node(pod: Mapping[str, Any], nodes: list[NodeInfo],
             cache[shape] = (feasible, reasons, soft)
     if not feasible:
         return Decision(None, fit_error(len(nodes), reasons))
-    owner = o.controller_ref(pod)
+    owner = ps.controller_ref(pod)
     owner_uid = owner.get("uid") if owner else None
 
     def score(n: NodeInfo) -> tuple:
@@ -206,38 +183,64 @@ def pick_node(pod: Mapping[str, Any], nodes: list[NodeInfo],
 
 def node_infos(snap: Snapshot) -> dict[str, NodeInfo]:
     infos = {n.name: NodeInfo.from_node(n) for n in snap.typed("Node")}
-    for pod in snap.of("Pod"):
-        nn = o.node_name(pod)
-        if nn in infos and not o.is_terminal(pod):
+    for pod in snap.typed("Pod"):
+        nn = pod.spec.node_name
+        if nn in infos and not ps.terminal(pod):
             infos[nn].add_pod(pod)
     return infos
+
+
+def _pending(snap: Snapshot) -> list[tuple[Pod, dict[str, Any]]]:
+    """The unbound pods this scheduler places (typed, with the stored dict a binding starts from), oldest
+    first; one that does not parse is left out (the parse cache logs it once)."""
+    out = []
+    for raw in snap.unbound_pods():
+        try:
+            pod = snap.decode(raw)
+        except NetsimError:
+            continue
+        if not ps.terminating(pod) and not ps.terminal(pod) and pod.spec.scheduler_name == "default-scheduler":
+            out.append((pod, raw))
+    return sorted(out, key=lambda x: ps.creation_order(x[0]))
+
+
+def _unschedulable(raw: dict[str, Any], reason: str, ctx: Context) -> Action | None:
+    """PodScheduled=False with the FitError, on the stored pod (the status write), when it changes."""
+    new = copy.deepcopy(raw)
+    status = new.setdefault("status", {"phase": "Pending"})
+    if not o.set_condition(status, "PodScheduled", "False", ctx.now, "Unschedulable", reason):
+        return None
+    return Action("status", new, Event(ctx.now, "scheduler", o.ref(raw), "FailedScheduling", reason, type="Warning"))
+
+
+def _bind(raw: dict[str, Any], node: str, ctx: Context) -> Action:
+    """The binding: spec.nodeName and PodScheduled=True on the stored pod (the write)."""
+    new = copy.deepcopy(raw)
+    status = new.setdefault("status", {"phase": "Pending"})
+    new["spec"]["nodeName"] = node
+    o.set_condition(status, "PodScheduled", "True", ctx.now)
+    return Action("update", new, Event(ctx.now, "scheduler", o.ref(raw), "Scheduled",
+                                       f"Successfully assigned {o.key(raw)} to {node}"))
 
 
 def reconcile_scheduler(snap: Snapshot, ctx: Context) -> list[Action]:
     """Bind every pending, unbound pod (oldest first) or mark it unschedulable with the reason. The pods
     looked at are the unbound ones only (the informer cache's index; kube-scheduler's queue is filled by
-    its informer with unassigned pods alone), and the nodes' pods are counted only when there is one to
-    place: an idle pass does no work that grows with the cluster."""
-    pending = [p for p in snap.unbound_pods() if not o.is_terminating(p) and not o.is_terminal(p)
-               and (p.get("spec") or {}).get("schedulerName", "default-scheduler") == "default-scheduler"]
+    its informer with unassigned pods alone), read typed from the store's parse cache; the nodes' pods are
+    counted only when there is one to place: an idle pass does no work that grows with the cluster."""
+    pending = _pending(snap)
     if not pending:
         return []
     infos = node_infos(snap)
     nodes = sorted(infos.values(), key=lambda n: n.name)
     actions: list[Action] = []
-    cache: dict[str, tuple[list[NodeInfo], list[str], dict[str, int]]] = {}
-    for pod in sorted(pending, key=o.creation_order):
+    cache: dict[Hashable, tuple[list[NodeInfo], list[str], dict[str, int]]] = {}
+    for pod, raw in pending:
         decision = pick_node(pod, nodes, cache)
-        new = copy.deepcopy(pod)
-        status = new.setdefault("status", {"phase": "Pending"})
         if decision.node is None:
-            if o.set_condition(status, "PodScheduled", "False", ctx.now, "Unschedulable", decision.reason):
-                actions.append(Action("status", new, Event(ctx.now, "scheduler", o.ref(pod), "FailedScheduling",
-                                                           decision.reason, type="Warning")))
+            if (a := _unschedulable(raw, decision.reason, ctx)) is not None:
+                actions.append(a)
             continue
-        new["spec"]["nodeName"] = decision.node
-        o.set_condition(status, "PodScheduled", "True", ctx.now)
-        infos[decision.node].add_pod(new)
-        actions.append(Action("update", new, Event(ctx.now, "scheduler", o.ref(pod), "Scheduled",
-                                                   f"Successfully assigned {o.key(pod)} to {decision.node}")))
+        infos[decision.node].add_pod(pod)
+        actions.append(_bind(raw, decision.node, ctx))
     return actions

@@ -8,6 +8,7 @@ from netsim.controlplane.nodes import HostFacts, goarch, node_object, refreshed_
 from netsim.controlplane.scheduler import matches_node_selector_and_affinity
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source, SpecError
+from netsim.objcache import decode_stored
 
 HOST = HostFacts(machine="aarch64", kernel="6.1.0-test", os_image="Debian GNU/Linux 12 (bookworm)", cpus=8,
                  memory=16 * 1024 ** 3, storage=100 * 1024 ** 3, machine_id="ab" * 16, boot_id="boot-1")
@@ -51,10 +52,11 @@ def test_labels_and_status_as_a_kubelet_registers_them():
 def test_selectors_written_for_real_clusters_match():
     spec = _spec([{"name": "a", "zone": "z1"}, {"name": "b", "zone": "z2"}])
     labels = {n.name: node_object(spec, i, 0.0, HOST)["metadata"]["labels"] for i, n in enumerate(spec.nodes)}
-    pod = {"spec": {"nodeSelector": {"kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "arm64"},
+    pod = decode_stored({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                         "spec": {"containers": [{"name": "c", "image": "busybox"}], "nodeSelector": {"kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "arm64"},
                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                         "nodeSelectorTerms": [{"matchExpressions": [
-                            {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["z2"]}]}]}}}}}
+                            {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["z2"]}]}]}}}}})
     assert [n for n in labels if matches_node_selector_and_affinity(pod, n, labels[n])] == ["b"]
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from netsim.controlplane.scheduler import NodeUsage, pick_node
 from netsim.model.nodeview import NodeView
+from netsim.model.pod import Pod
+from netsim.objcache import decode_stored
 
 
 def node_usage(name: str, *, pod_count: int = 0, host_ports: set | None = None, **view: Any) -> NodeUsage:
@@ -14,11 +16,14 @@ def node_usage(name: str, *, pod_count: int = 0, host_ports: set | None = None, 
     return NodeUsage(NodeView(name, **view), pod_count=pod_count, host_ports=host_ports or set())
 
 
-def pod(spec_extra: dict | None = None, owner: str | None = None) -> dict:
+def pod(spec_extra: dict | None = None, owner: str | None = None) -> Pod:
+    """A typed Pod, as the scheduler reads it from the store's parse cache."""
     md: dict = {"name": "p", "namespace": "default"}
     if owner:
-        md["ownerReferences"] = [{"kind": "ReplicaSet", "name": "rs", "uid": owner, "controller": True}]
-    return {"kind": "Pod", "metadata": md, "spec": {"containers": [{"name": "c"}], **(spec_extra or {})}}
+        md["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": owner,
+                                  "controller": True}]
+    return decode_stored({"apiVersion": "v1", "kind": "Pod", "metadata": md,
+                          "spec": {"containers": [{"name": "c", "image": "busybox"}], **(spec_extra or {})}})
 
 
 def nodes(*infos: NodeUsage) -> list[NodeUsage]:

@@ -39,6 +39,9 @@ EDGES: dict[str, dict[str, str]] = {
         "_deployment_update": "the Deployment's update starts from its stored dict",
         "_owner": "the change log's rows",
     },
+    "scheduler.py": {
+        "_bind": "the binding starts from the stored pod",
+    },
 }
 
 
