@@ -36,6 +36,7 @@ from netsim.controlplane.leases import LEASE_NAMESPACE, renew_time
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.cluster import ClusterSpec
 from netsim.model.errors import NetsimError
+from netsim.model.node import Node
 from netsim.model.pod import Pod
 from netsim.store import DELETED, Compacted, parse_time, rfc3339
 
@@ -208,47 +209,54 @@ def node_ready(node: dict[str, Any]) -> bool:
     return c is not None and c.get("status") == "True"
 
 
-def _lifecycle_taints(node: dict[str, Any]) -> list[dict[str, Any]]:
-    c = o.condition(node, "Ready")
-    status = c.get("status") if c else "Unknown"
-    if status == "True":
+def _lifecycle_taints(ready: str) -> list[dict[str, Any]]:
+    """The taints the node lifecycle controller keeps on a node whose Ready condition is `ready`."""
+    if ready == "True":
         return []
-    key = NOT_READY if status == "False" else UNREACHABLE
+    key = NOT_READY if ready == "False" else UNREACHABLE
     return [{"key": key, "effect": "NoSchedule"}, {"key": key, "effect": "NoExecute"}]
 
 
-def reconcile_node(node: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
-    actions: list[Action] = []
-    cfg = ctx.config
-    c = o.condition(node, "Ready")
-    beat = parse_time(c.get("lastHeartbeatTime")) if c else None
+def _node_write(raw: dict[str, Any], unknown: bool, taints: list[dict[str, Any]] | None, ctx: Context) -> Action:
+    """The node's write, from its stored dict: Ready=Unknown (a status write, with the NodeNotReady event)
+    and/or the lifecycle taints replaced (an update; NoExecute ones stamped with timeAdded). Both at once are
+    one update: the status write and the spec write must not race each other."""
+    new = copy.deepcopy(raw)
+    event = None
+    if unknown:
+        o.set_condition(new.setdefault("status", {}), "Ready", "Unknown", ctx.now, "NodeStatusUnknown",
+                        "Kubelet stopped posting node status.")
+        event = Event(ctx.now, ACTOR, o.ref(raw), "NodeNotReady", f"Node {o.name(raw)} status is now: NodeNotReady",
+                      type="Warning")
+    if taints is None:
+        return Action("status", new, event)
+    kept = [t for t in (new.get("spec") or {}).get("taints") or [] if t.get("key") not in (NOT_READY, UNREACHABLE)]
+    stamped = [{**t, "timeAdded": rfc3339(ctx.now)} if t["effect"] == "NoExecute" else t for t in taints]
+    new.setdefault("spec", {})["taints"] = kept + stamped
+    if not new["spec"]["taints"]:
+        del new["spec"]["taints"]
+    return Action("update", new, event)
+
+
+def reconcile_node(node: Node, raw: dict[str, Any], snap: Snapshot, ctx: Context) -> list[Action]:
+    """One Node, read typed (its Ready condition and heartbeat, its taints with their timeAdded); `raw` is
+    its stored dict, which the write starts from."""
+    c = node.status.condition("Ready")
+    beat = parse_time(c.last_heartbeat_time) if c else None
     # The node is heard from when its status heartbeat or its Lease moved (tryUpdateNodeHealth), whichever
     # is later: the lease is renewed by its own thread even while the daemon's pass is long.
-    renewed = renew_time(snap.get("Lease", LEASE_NAMESPACE, o.name(node)))
+    renewed = renew_time(snap.get("Lease", LEASE_NAMESPACE, node.name))
     if renewed is not None and (beat is None or renewed > beat):
         beat = renewed
-    new = copy.deepcopy(node)
-    if c is not None and c.get("status") != "Unknown" and (beat is None or
-                                                           ctx.now - beat > cfg.node_monitor_grace_seconds):
-        o.set_condition(new["status"], "Ready", "Unknown", ctx.now, "NodeStatusUnknown",
-                        "Kubelet stopped posting node status.")
-        actions.append(Action("status", new, Event(ctx.now, ACTOR, o.ref(node), "NodeNotReady",
-                                                   f"Node {o.name(node)} status is now: NodeNotReady",
-                                                   type="Warning")))
-        new = copy.deepcopy(new)
-    wanted = _lifecycle_taints(new)
-    taints = [t for t in (new.get("spec") or {}).get("taints") or [] if t.get("key") not in (NOT_READY, UNREACHABLE)]
-    current = [t for t in (new.get("spec") or {}).get("taints") or [] if t.get("key") in (NOT_READY, UNREACHABLE)]
-    if [(t["key"], t["effect"]) for t in current] != [(t["key"], t["effect"]) for t in wanted]:
-        stamped = [{**t, "timeAdded": rfc3339(ctx.now)} if t["effect"] == "NoExecute" else t for t in wanted]
-        new.setdefault("spec", {})["taints"] = taints + stamped
-        if not new["spec"]["taints"]:
-            del new["spec"]["taints"]
-        if actions:  # the status write above and this spec write must not race each other
-            actions = [Action("update", new, actions[0].event)]
-        else:
-            actions.append(Action("update", new))
-    return actions
+    unknown = c is not None and c.status != "Unknown" and (
+        beat is None or ctx.now - beat > ctx.config.node_monitor_grace_seconds)
+    ready = "Unknown" if unknown or c is None else c.status
+    wanted = _lifecycle_taints(ready)
+    current = [(t.key, t.effect) for t in node.spec.taints if t.key in (NOT_READY, UNREACHABLE)]
+    retaint = current != [(t["key"], t["effect"]) for t in wanted]
+    if not unknown and not retaint:
+        return []
+    return [_node_write(raw, unknown, wanted if retaint else None, ctx)]
 
 
 def _pods_by_node(snap: Snapshot) -> dict[str, list[Pod]]:
@@ -267,26 +275,25 @@ def _stored(snap: Snapshot, pod: Pod) -> dict[str, Any] | None:
 
 def evictions(snap: Snapshot, ctx: Context) -> list[Action]:
     """The taint manager: pods on a NoExecute-tainted node that do not tolerate it (long enough) are
-    terminated; pods read typed, by node."""
+    terminated; nodes and pods read typed, pods by node."""
     actions: list[Action] = []
     by_node: dict[str, list[Pod]] | None = None
-    for node in snap.of("Node"):
-        for taint in (node.get("spec") or {}).get("taints") or []:
-            if taint.get("effect") != "NoExecute":
+    for node in snap.typed("Node"):
+        for taint in node.spec.taints:
+            if taint.effect != "NoExecute":
                 continue
-            added = parse_time(taint.get("timeAdded")) or ctx.now
+            added = parse_time(taint.time_added) or ctx.now
             if by_node is None:
                 by_node = _pods_by_node(snap)
-            for pod in by_node.get(o.name(node), ()):
+            for pod in by_node.get(node.name, ()):
                 if ps.terminating(pod):
                     continue
-                matching = [t for t in pod.spec.tolerations
-                            if t.tolerates(taint.get("key", ""), taint.get("value") or None, "NoExecute")]
+                matching = [t for t in pod.spec.tolerations if t.tolerates(taint.key, taint.value or None, "NoExecute")]
                 if matching and any(t.toleration_seconds is None for t in matching):
                     continue
                 if matching:
                     wait = min(t.toleration_seconds for t in matching)
-                elif taint.get("key") in (NOT_READY, UNREACHABLE):
+                elif taint.key in (NOT_READY, UNREACHABLE):
                     wait = ctx.config.pod_eviction_seconds
                 else:
                     wait = 0
@@ -299,8 +306,9 @@ def evictions(snap: Snapshot, ctx: Context) -> list[Action]:
 
 
 def mark_pods_not_ready(snap: Snapshot, ctx: Context) -> list[Action]:
-    """Ready=False on every Ready pod of a node whose own Ready condition is not True (pods read typed)."""
-    down = {o.name(n) for n in snap.of("Node") if not node_ready(n)}
+    """Ready=False on every Ready pod of a node whose own Ready condition is not True (nodes and pods read
+    typed)."""
+    down = {n.name for n in snap.typed("Node") if not n.ready}
     if not down:
         return []
     actions: list[Action] = []
@@ -319,8 +327,8 @@ def mark_pods_not_ready(snap: Snapshot, ctx: Context) -> list[Action]:
 
 def reconcile_nodes(snap: Snapshot, ctx: Context) -> list[Action]:
     actions: list[Action] = []
-    for node in snap.of("Node"):
-        actions += reconcile_node(node, snap, ctx)
+    for node, raw in snap.typed_with_raw("Node"):
+        actions += reconcile_node(node, raw, snap, ctx)
     return actions + mark_pods_not_ready(snap, ctx) + evictions(snap, ctx)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -43,6 +43,9 @@ class Taint:
     key: str
     effect: str
     value: str = ""
+    # When a NoExecute taint was added (core/v1 Taint.timeAdded, RFC 3339 as stored): the taint manager counts
+    # tolerationSeconds from it. Not part of a taint's identity (a Cluster spec's taints have none).
+    time_added: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,8 @@ class ClusterSpec:
 
     def to_dict(self) -> dict[str, Any]:
         nodes = [{"name": n.name, **({"labels": n.labels} if n.labels else {}),
-                  **({"taints": [asdict(t) for t in n.taints]} if n.taints else {}),
+                  **({"taints": [{"key": t.key, "effect": t.effect, "value": t.value} for t in n.taints]}
+                     if n.taints else {}),
                   **({"host": n.host} if n.host else {})} for n in self.nodes]
         net = self.network
         return {

@@ -92,7 +92,8 @@ def parse_node(doc: Any, source: Source) -> Node:
         creation_timestamp=md.get("creationTimestamp") if isinstance(md.get("creationTimestamp"), str) else None)
     raw_spec = doc.get("spec")
     spec = raw_spec if isinstance(raw_spec, Mapping) else {}
-    taints = tuple(Taint(t["key"], t["effect"], t.get("value") if isinstance(t.get("value"), str) else "")
+    taints = tuple(Taint(t["key"], t["effect"], t.get("value") if isinstance(t.get("value"), str) else "",
+                         t.get("timeAdded") if isinstance(t.get("timeAdded"), str) else None)
                    for t in spec.get("taints") or () if isinstance(t, Mapping)
                    and isinstance(t.get("key"), str) and isinstance(t.get("effect"), str))
     cidrs = _strs(spec.get("podCIDRs"))

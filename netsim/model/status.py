@@ -49,6 +49,9 @@ class Condition:
     reason: str | None = None
     message: str | None = None
     last_transition_time: str | None = None  # RFC 3339, as written (minReadySeconds counts from it)
+    # A Node condition's last heartbeat (core/v1 NodeCondition.lastHeartbeatTime): the node lifecycle
+    # controller's grace period counts from it. Not part of the condition's identity.
+    last_heartbeat_time: str | None = field(default=None, compare=False)
 
     @property
     def true(self) -> bool:
@@ -57,7 +60,8 @@ class Condition:
 
 def _conditions(raw: Any) -> tuple[Condition, ...]:
     return tuple(Condition(c["type"], c.get("status") if isinstance(c.get("status"), str) else "Unknown",
-                           _str(c.get("reason")), _str(c.get("message")), _str(c.get("lastTransitionTime")))
+                           _str(c.get("reason")), _str(c.get("message")), _str(c.get("lastTransitionTime")),
+                           _str(c.get("lastHeartbeatTime")))
                  for c in _items(raw) if isinstance(c.get("type"), str))
 
 

@@ -42,6 +42,16 @@ EDGES: dict[str, dict[str, str]] = {
     "scheduler.py": {
         "_bind": "the binding starts from the stored pod",
     },
+    "nodes.py": {
+        "_node_write": "Ready=Unknown and the lifecycle taints start from the stored Node",
+        "_dependent_of": "the garbage collector still collects an orphan that does not parse",
+        # the kubelet's side (node registration and heartbeats write the Node; agents read its row)
+        "refreshed_status": "a restarted kubelet's status write",
+        "refresh_default_labels": "the kubelet's label write",
+        "heartbeat_status": "the kubelet's heartbeat write",
+        "node_ip": "agents reading a Node row of the change log (flannel)",
+        "node_ready": "the host agent reading a Node row",
+    },
 }
 
 

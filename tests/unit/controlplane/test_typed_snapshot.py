@@ -124,7 +124,7 @@ def test_node_lifecycle_reads_pods_typed_once_per_version():
         ctx = Context(now=now)
         assert sorted(a.obj["metadata"]["name"] for a in mark_pods_not_ready(snap, ctx)) == ["p0", "p1"]
         assert [(a.verb, a.obj["metadata"]["name"]) for a in evictions(snap, ctx)] == [("terminate", "p0")]
-        assert store.object_cache().decodes - before == 2  # the two pods, on the first pass only
+        assert store.object_cache().decodes - before == 3  # the node and the two pods, on the first pass only
 
 
 def test_the_hpa_controller_parses_each_hpa_version_once():
