@@ -16,61 +16,69 @@ from __future__ import annotations
 import copy
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.endpointslice import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
+from netsim.model.errors import NetsimError
+from netsim.model.node import Node
+from netsim.model.pod import Pod
+from netsim.model.service import Service
 from netsim.store import Compacted
 
 CONTROLLER_NAME = "endpointslice-controller.k8s.io"
 MAX_ENDPOINTS = 100
 ACTOR = "controller/endpointslice"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
-def resolve_target_port(pod: dict[str, Any], target: int | str, protocol: str) -> int | None:
+def resolve_target_port(pod: Pod, target: int | str, protocol: str) -> int | None:
+    """findPort (pkg/api/v1/pod/util.go FindPort): a number as it is, a name looked up among the pod's
+    container ports of the same protocol."""
     if isinstance(target, int):
         return target
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        for p in c.get("ports") or []:
-            if p.get("name") == target and p.get("protocol", "TCP") == protocol:
-                return p["containerPort"]
+    for c in pod.spec.containers:
+        for p in c.ports:
+            if p.name == target and p.protocol == protocol:
+                return p.container_port
     return None
 
 
-def endpoint_ports(svc: dict[str, Any], pod: dict[str, Any]) -> list[dict[str, Any]]:
+def endpoint_ports(svc: Service, pod: Pod) -> list[dict[str, Any]]:
     out = []
-    for sp in (svc.get("spec") or {}).get("ports") or []:
-        proto = sp.get("protocol", "TCP")
-        port = resolve_target_port(pod, sp.get("targetPort", sp["port"]), proto)
+    for sp in svc.ports:
+        port = resolve_target_port(pod, sp.target_port, sp.protocol)
         if port is None:
             continue
-        ep = {"name": sp.get("name") or "", "protocol": proto, "port": port}
-        if sp.get("appProtocol"):
-            ep["appProtocol"] = sp["appProtocol"]
+        ep: dict[str, Any] = {"name": sp.name or "", "protocol": sp.protocol, "port": port}
+        if sp.app_protocol:
+            ep["appProtocol"] = sp.app_protocol
         out.append(ep)
     return out
 
 
-def pod_endpoint(svc: dict[str, Any], pod: dict[str, Any], node: dict[str, Any] | None) -> dict[str, Any]:
-    serving = o.is_ready(pod)
-    terminating = o.is_terminating(pod)
-    ready = bool((svc.get("spec") or {}).get("publishNotReadyAddresses")) or (serving and not terminating)
-    ep: dict[str, Any] = {"addresses": [pod["status"]["podIP"]],
+def pod_endpoint(svc: Service, pod: Pod, node: Node | None) -> dict[str, Any]:
+    """podToEndpoint, from the typed Service, Pod and Node; the endpoint is a dict (it is written)."""
+    serving = ps.ready(pod)
+    terminating = ps.terminating(pod)
+    ready = svc.publish_not_ready_addresses or (serving and not terminating)
+    ep: dict[str, Any] = {"addresses": [pod.status.pod_ip],
                           "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
-                          "targetRef": {"kind": "Pod", "namespace": o.namespace(pod), "name": o.name(pod),
-                                        "uid": o.uid(pod)}}
-    if o.node_name(pod):
-        ep["nodeName"] = o.node_name(pod)
-    spec = pod.get("spec") or {}
-    if spec.get("hostname") and spec.get("subdomain") == o.name(svc):
-        ep["hostname"] = spec["hostname"]
-    zone = o.labels(node).get("topology.kubernetes.io/zone") if node else None
+                          "targetRef": {"kind": "Pod", "namespace": pod.meta.namespace, "name": pod.meta.name,
+                                        "uid": pod.meta.uid}}
+    if pod.spec.node_name:
+        ep["nodeName"] = pod.spec.node_name
+    if pod.spec.hostname and pod.spec.subdomain == svc.meta.name:
+        ep["hostname"] = pod.spec.hostname
+    zone = node.labels.get(ZONE_LABEL) if node else None
     if zone:
         ep["zone"] = zone
-        if (svc.get("spec") or {}).get("trafficDistribution") == "PreferClose":
+        if svc.traffic_distribution == "PreferClose":
             # The EndpointSlice controller's PreferClose heuristic (k8s.io/endpointslice trafficdist
             # preferCloseHeuristic): every endpoint with a zone is hinted for its own zone; one without a
             # zone gets no hint, which makes kube-proxy ignore the hints of the whole Service.
@@ -78,54 +86,78 @@ def pod_endpoint(svc: dict[str, Any], pod: dict[str, Any], node: dict[str, Any] 
     return ep
 
 
-def selected_pods(svc: dict[str, Any], snap: Snapshot) -> list[dict[str, Any]]:
-    """The pods of the Service's namespace its selector matches, looked up through the label index of one of
-    its selector's labels (not a scan of every pod per Service)."""
-    selector = (svc.get("spec") or {}).get("selector") or {}
+def selected_pods(svc: Service, snap: Snapshot) -> list[Pod]:
+    """The pods of the Service's namespace its selector matches (typed, from the store's parse cache), looked
+    up through the label index of one of its selector's labels (not a scan of every pod per Service)."""
+    selector = svc.selector
     if not selector:
         return []
     k0 = min(selector)
-    return [p for p in snap.labelled("Pod", o.namespace(svc), k0, selector[k0])
-            if all(o.labels(p).get(k) == v for k, v in selector.items())]
+    out = []
+    for raw in snap.labelled("Pod", svc.meta.namespace, k0, selector[k0]):
+        try:
+            pod = snap.decode(raw)
+        except NetsimError:
+            continue
+        if all(pod.meta.labels.get(k) == v for k, v in selector.items()):
+            out.append(pod)
+    return out
 
 
-def desired_groups(svc: dict[str, Any], snap: Snapshot) -> dict[str, tuple[list, list]]:
+def _nodes(snap: Snapshot) -> dict[str, Node]:
+    return {n.name: n for n in snap.typed("Node")}
+
+
+def desired_groups(svc: Service, snap: Snapshot, nodes: dict[str, Node] | None = None) -> dict[str, tuple[list, list]]:
     """port-set key -> (ports, endpoints) for the pods the Service selects."""
+    nodes = _nodes(snap) if nodes is None else nodes
     groups: dict[str, tuple[list, list]] = {}
     for pod in selected_pods(svc, snap):
-        if o.is_terminal(pod) or not (pod.get("status") or {}).get("podIP"):
+        if ps.terminal(pod) or not pod.status.pod_ip:
             continue
         ports = endpoint_ports(svc, pod)
         k = json.dumps(ports, sort_keys=True)
-        groups.setdefault(k, (ports, []))[1].append(
-            pod_endpoint(svc, pod, snap.get("Node", None, o.node_name(pod) or "")))
+        groups.setdefault(k, (ports, []))[1].append(pod_endpoint(svc, pod, nodes.get(pod.spec.node_name or "")))
     for _, eps in groups.values():
         eps.sort(key=lambda e: (e["addresses"][0], e["targetRef"]["name"]))
     return groups
 
 
-def reconcile_service_slices(svc: dict[str, Any], snap: Snapshot, ctx: Context,
-                             taken: set[str] | None = None) -> list[Action]:
+def _managed(snap: Snapshot, svc: Service) -> list[dict[str, Any]]:
+    """The Service's slices this controller manages, as stored (the controller's own writes: it compares
+    them with what it would write, and updates or deletes them)."""
+    return [s for s in snap.labelled("EndpointSlice", svc.meta.namespace, SERVICE_NAME_LABEL, svc.meta.name)
+            if o.labels(s).get(MANAGED_BY_LABEL) == CONTROLLER_NAME]
+
+
+def reconcile_service_slices(svc: Service, snap: Snapshot, ctx: Context, taken: set[str] | None = None,
+                             nodes: dict[str, Node] | None = None) -> list[Action]:
     """The writes that make the Service's slices match its pods. `taken`: the slice names in use in its
-    namespace (kept by the caller across Services of one pass; computed here when not given)."""
-    ns = o.namespace(svc)
-    existing = [s for s in snap.labelled("EndpointSlice", ns, SERVICE_NAME_LABEL, o.name(svc))
-                if o.labels(s).get(MANAGED_BY_LABEL) == CONTROLLER_NAME]
-    if not (svc.get("spec") or {}).get("selector") or o.is_terminating(svc):
+    namespace (kept by the caller across Services of one pass; computed here when not given); `nodes`: the
+    typed Nodes by name (the caller's, for a pass over many Services)."""
+    existing = _managed(snap, svc)
+    if not svc.selector or ps.terminating(svc):
         return [Action("delete", s) for s in existing]
     wanted: list[tuple[list, list]] = []
-    for ports, eps in desired_groups(svc, snap).values():
+    for ports, eps in desired_groups(svc, snap, nodes).values():
         for i in range(0, max(len(eps), 1), MAX_ENDPOINTS):
             wanted.append((ports, eps[i:i + MAX_ENDPOINTS]))
     if not wanted:
         wanted = [([], [])]  # an empty slice says "no endpoints" rather than "not reconciled yet"
+    labels = {**svc.meta.labels, SERVICE_NAME_LABEL: svc.meta.name, MANAGED_BY_LABEL: CONTROLLER_NAME}
+    if taken is None:
+        taken = snap.names("EndpointSlice", svc.meta.namespace)
+    return _slice_writes(svc, existing, wanted, labels, taken, ctx)
+
+
+def _slice_writes(svc: Service, existing: list[dict[str, Any]], wanted: list[tuple[list, list]],
+                  labels: dict[str, str], taken: set[str], ctx: Context) -> list[Action]:
+    """Creates, updates and deletes that turn the stored slices into the wanted ones (slices are matched
+    by their port set, oldest first; the write edge: stored slices are compared and rewritten as dicts)."""
     by_ports: dict[str, list[dict]] = defaultdict(list)
     for s in sorted(existing, key=o.creation_order):
         by_ports[json.dumps(s.get("ports") or [], sort_keys=True)].append(s)
-    labels = {**o.labels(svc), SERVICE_NAME_LABEL: o.name(svc), MANAGED_BY_LABEL: CONTROLLER_NAME}
     actions: list[Action] = []
-    if taken is None:
-        taken = snap.names("EndpointSlice", ns)
     for ports, eps in wanted:
         pool = by_ports.get(json.dumps(ports, sort_keys=True))
         if pool:
@@ -137,11 +169,11 @@ def reconcile_service_slices(svc: dict[str, Any], snap: Snapshot, ctx: Context,
             new["metadata"]["labels"] = labels
             actions.append(Action("update", new, _event(svc, new, ctx)))
             continue
-        slice_name = o.generate_name(o.name(svc) + "-", ctx.rng, taken)
+        slice_name = o.generate_name(svc.meta.name + "-", ctx.rng, taken)
         taken.add(slice_name)
         new = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-               "metadata": {"name": slice_name, "namespace": ns, "labels": labels,
-                            "ownerReferences": [o.owner_reference(svc)]},
+               "metadata": {"name": slice_name, "namespace": svc.meta.namespace, "labels": labels,
+                            "ownerReferences": [ps.owner_reference(svc)]},
                "addressType": "IPv4", "endpoints": eps, "ports": ports}
         actions.append(Action("create", new, _event(svc, new, ctx)))
     for leftover in by_ports.values():
@@ -149,11 +181,11 @@ def reconcile_service_slices(svc: dict[str, Any], snap: Snapshot, ctx: Context,
     return actions
 
 
-def _event(svc: dict[str, Any], sl: dict[str, Any], ctx: Context) -> Event:
+def _event(svc: Service, sl: dict[str, Any], ctx: Context) -> Event:
     eps = sl["endpoints"]
     ready = sum(1 for e in eps if e["conditions"]["ready"])
     addrs = ",".join(e["addresses"][0] for e in eps) or "none"
-    return Event(ctx.now, ACTOR, o.ref(svc), "EndpointsUpdated",
+    return Event(ctx.now, ACTOR, ps.ref(svc), "EndpointsUpdated",
                  f"{o.name(sl)}: {ready}/{len(eps)} ready ({addrs})")
 
 
@@ -186,32 +218,30 @@ class SliceMemory:
 
 
 WATCH_KINDS = ("Service", "EndpointSlice", "Pod", "Node")
-ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
 class _SelectorIndex:
-    """Services per namespace by one (key, value) of their selector, built on first use in a pass, so that
-    finding the Services a pod belongs to (upstream GetPodServiceMemberships) tries only those selecting on
-    one of the pod's labels, not every Service of the namespace."""
+    """Services per namespace by one (key, value) of their selector (typed Services from the parse cache),
+    built on first use in a pass, so that finding the Services a pod belongs to (upstream
+    GetPodServiceMemberships) tries only those selecting on one of the pod's labels, not every Service of
+    the namespace."""
 
     def __init__(self, snap: Snapshot):
         self.snap = snap
-        self._by_ns: dict[str | None, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+        self._by_ns: dict[str | None, dict[tuple[str, str], list[Service]]] = {}
 
-    def selecting(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
-        ns, labels = o.namespace(pod), o.labels(pod)
+    def selecting(self, ns: str | None, labels: Mapping[str, str]) -> list[Service]:
         index = self._by_ns.get(ns)
         if index is None:
             index = self._by_ns[ns] = defaultdict(list)
-            for svc in self.snap.of("Service", ns):
-                selector = (svc.get("spec") or {}).get("selector") or {}
-                if selector:
-                    k0 = min(selector)
-                    index[(k0, selector[k0])].append(svc)
+            for svc in self.snap.typed("Service", ns):
+                if svc.selector:
+                    k0 = min(svc.selector)
+                    index[(k0, svc.selector[k0])].append(svc)
         out = []
         for item in labels.items():
             for svc in index.get(item, ()):
-                if all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()):
+                if all(labels.get(k) == v for k, v in svc.selector.items()):
                     out.append(svc)
         return out
 
@@ -247,8 +277,8 @@ def _affected(changes: list[Any], snap: Snapshot, mem: SliceMemory,
         for pod_key, pod in pods.items():
             ns = o.namespace(pod)
             current = snap.get("Pod", ns, o.name(pod)) or pod
-            for svc in index.selecting(current):
-                out.add((ns or "default", o.name(svc)))
+            for svc in index.selecting(ns, o.labels(current)):
+                out.add((ns or "default", svc.meta.name))
             for svc_key in mem.member_of.get(pod_key, ()):
                 svc_ns, _, svc_name = svc_key.partition("/")
                 out.add((svc_ns, svc_name))
@@ -283,24 +313,25 @@ def reconcile_endpointslices(snap: Snapshot, ctx: Context) -> list[Action]:
         affected = due
     if affected is None:
         mem.pending = {}
-        services = snap.of("Service")
+        services = snap.typed("Service")
         mem.members, mem.member_of = {}, {}
-        mem.zones = {o.name(n): o.labels(n).get(ZONE_LABEL) for n in snap.of("Node")}
+        mem.zones = {n.name: n.labels.get(ZONE_LABEL) for n in snap.typed("Node")}
     else:
-        services = [s for ns, name in sorted(affected) if (s := snap.get("Service", ns, name)) is not None]
+        services = [got[0] for ns, name in sorted(affected) if (got := snap.typed_get("Service", ns, name)) is not None]
         for ns, name in affected:
             mem.set_members(f"{ns}/{name}", set())
+    nodes = _nodes(snap) if services else {}
     actions: list[Action] = []
     taken: dict[str | None, set[str]] = {}
     for svc in services:
-        if (svc.get("spec") or {}).get("type") == "ExternalName":
+        if svc.type == "ExternalName":
             continue
-        ns = o.namespace(svc)
+        ns = svc.meta.namespace
         if ns not in taken:
             taken[ns] = snap.names("EndpointSlice", ns)
-        actions += reconcile_service_slices(svc, snap, ctx, taken[ns])
-        if (svc.get("spec") or {}).get("selector"):
-            mem.set_members(o.key(svc), {f"{o.namespace(p)}/{o.name(p)}" for p in selected_pods(svc, snap)})
+        actions += reconcile_service_slices(svc, snap, ctx, taken[ns], nodes)
+        if svc.selector:
+            mem.set_members(svc.meta.key, {p.meta.key for p in selected_pods(svc, snap)})
     mem.reconciled = len(services)
     if ctx.feed is not None:
         mem.rv = now_rv

@@ -21,6 +21,7 @@ from netsim.controlplane.state import Snapshot
 from netsim.daemon import bootstrap_objects, normalise
 from netsim.model.cluster import default_cluster
 from netsim.node.pod_setup import PodSetup, should_automount
+from netsim.objcache import decode_stored
 from netsim.store import SQLiteStore
 
 POD = {"metadata": {"name": "p", "namespace": "default", "uid": "u-1"}, "spec": {"nodeName": "n1"}}
@@ -73,7 +74,7 @@ def test_kubernetes_service_endpointslice_left_alone_by_the_controller():
     assert sl["ports"] == [{"name": "https", "protocol": "TCP", "port": 6443}]
     svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "kubernetes")
 
-    assert reconcile_service_slices(svc, Snapshot({"EndpointSlice": [sl]}), None) == []  # type: ignore[arg-type]
+    assert reconcile_service_slices(decode_stored(svc), Snapshot({"EndpointSlice": [sl]}), None) == []  # type: ignore[arg-type]
 
 
 def test_server_certificate_names_the_node_ip(tmp_path):

@@ -70,7 +70,9 @@ def test_a_quiet_pass_reconciles_no_service_and_a_pod_change_only_its_services(h
     h.once()
     assert mem.reconciled == 0
     pod = h.pods(app="web")[0]
-    h.store.update_status("Pod", "default", o.name(pod), {**pod["status"], "podIP": "10.244.9.9"})
+    # podIP and podIPs[0] move together (the API server validates they agree; the controller reads podIPs)
+    h.store.update_status("Pod", "default", o.name(pod), {**pod["status"], "podIP": "10.244.9.9",
+                                                          "podIPs": [{"ip": "10.244.9.9"}]})
     h.once()
     assert mem.reconciled == 1  # only web
     assert "10.244.9.9" in [e["addresses"][0] for s in h.store.list("EndpointSlice")

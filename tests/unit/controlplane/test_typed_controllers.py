@@ -52,6 +52,11 @@ EDGES: dict[str, dict[str, str]] = {
         "node_ip": "agents reading a Node row of the change log (flannel)",
         "node_ready": "the host agent reading a Node row",
     },
+    "endpointslice.py": {
+        "_managed": "the controller's own slices, compared with what it would write",
+        "_slice_writes": "slices are created, updated and deleted as stored dicts",
+        "_affected": "the change log's rows (a deleted pod's or Node's last state)",
+    },
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 from netsim.controlplane.endpointslice import pod_endpoint
 from netsim.model.endpointslice import parse_endpointslice
 from netsim.model.errors import Source, SpecError
+from netsim.objcache import decode_stored
 from netsim.proxy.model import Endpoint
 from netsim.proxy.render import categorize_endpoints
 
@@ -44,19 +45,30 @@ def test_hints_do_not_narrow_the_local_set():
     assert _ips(cat.reachable) == ["10.244.1.5", "10.244.2.5"]
 
 
-def _pod(node: str) -> dict:
-    return {"metadata": {"name": "p", "namespace": "default", "uid": "u"}, "spec": {"nodeName": node},
-            "status": {"podIP": "10.244.1.5", "phase": "Running",
-                       "conditions": [{"type": "Ready", "status": "True"}]}}
+def _pod(node: str):
+    """A typed Pod, as the EndpointSlice controller reads it from the store's parse cache."""
+    return decode_stored({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default", "uid": "u"},
+                          "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+                          "status": {"podIP": "10.244.1.5", "phase": "Running",
+                                     "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def _service(**spec):
+    return decode_stored({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "default"},
+                          "spec": {"selector": {"app": "s"}, "ports": [{"port": 80}], **spec}})
+
+
+def _node(**labels):
+    return decode_stored({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1", "labels": labels}})
 
 
 def test_controller_hints_endpoints_for_their_zone_with_prefer_close():
-    node = {"metadata": {"name": "node-1", "labels": {"topology.kubernetes.io/zone": "a"}}}
-    close = {"metadata": {"name": "s"}, "spec": {"trafficDistribution": "PreferClose"}}
+    node = _node(**{"topology.kubernetes.io/zone": "a"})
+    close = _service(trafficDistribution="PreferClose")
     ep = pod_endpoint(close, _pod("node-1"), node)
     assert ep["zone"] == "a" and ep["hints"] == {"forZones": [{"name": "a"}]}
-    assert "hints" not in pod_endpoint({"metadata": {"name": "s"}, "spec": {}}, _pod("node-1"), node)
-    assert "hints" not in pod_endpoint(close, _pod("node-1"), {"metadata": {"name": "node-1"}})
+    assert "hints" not in pod_endpoint(_service(), _pod("node-1"), node)
+    assert "hints" not in pod_endpoint(close, _pod("node-1"), _node())
     doc = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
            "metadata": {"name": "s-1", "labels": {"kubernetes.io/service-name": "s"}},
            "addressType": "IPv4", "endpoints": [ep], "ports": [{"port": 8080}]}
