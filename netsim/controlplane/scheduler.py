@@ -26,9 +26,19 @@ from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.cluster import Taint
 from netsim.model.errors import NetsimError, Source
+from netsim.model.meta import ObjectMeta
 from netsim.model.node import Node, parse_node
 from netsim.model.nodeview import NodeView
-from netsim.model.pod import Pod, Toleration
+from netsim.model.pod import (
+    Container,
+    ContainerPort,
+    NodeSelectorRequirement,
+    NodeSelectorTerm,
+    Pod,
+    PodSpec,
+    Toleration,
+)
+from netsim.model.status import pod_status
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
@@ -190,15 +200,55 @@ def node_infos(snap: Snapshot) -> dict[str, NodeInfo]:
     return infos
 
 
+def _unparsed(raw: dict[str, Any]) -> Pod | None:
+    """A stored pod that does not parse (written around validation), read leniently for what the scheduler
+    needs: it is still bound, so that its node's kubelet reports why it cannot run (FailedCreatePodSandBox),
+    as the rest of the cluster goes on. None when even that cannot be read."""
+    try:
+        md, spec = raw.get("metadata") or {}, raw.get("spec") or {}
+        meta = ObjectMeta(name=md["name"], namespace=md.get("namespace"), labels=dict(md.get("labels") or {}),
+                          uid=md.get("uid"), resource_version=int(md.get("resourceVersion") or 0) or None,
+                          owner_references=tuple(md.get("ownerReferences") or ()),
+                          creation_timestamp=md.get("creationTimestamp"),
+                          deletion_timestamp=md.get("deletionTimestamp"))
+        req = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+               .get("requiredDuringSchedulingIgnoredDuringExecution"))
+
+        def reqs(items: Any) -> tuple[NodeSelectorRequirement, ...]:
+            return tuple(NodeSelectorRequirement(r["key"], r["operator"], tuple(r.get("values") or ()))
+                         for r in items or ())
+
+        terms = None if not req else tuple(NodeSelectorTerm(reqs(t.get("matchExpressions")),
+                                                            reqs(t.get("matchFields")))
+                                           for t in req.get("nodeSelectorTerms") or [])
+        tolerations = tuple(Toleration(key=t.get("key") or None, operator=t.get("operator") or "Equal",
+                                       value=t.get("value") or None, effect=t.get("effect") or None,
+                                       toleration_seconds=t.get("tolerationSeconds"))
+                            for t in spec.get("tolerations") or [])
+        containers = tuple(Container(name=str(c.get("name")), ports=tuple(
+            ContainerPort(int(p.get("containerPort") or 0), protocol=p.get("protocol", "TCP"),
+                          host_port=p.get("hostPort")) for p in c.get("ports") or []))
+            for c in spec.get("containers") or [])
+        return Pod(meta=meta, spec=PodSpec(containers=containers, node_name=spec.get("nodeName"),
+                                           node_selector=dict(spec.get("nodeSelector") or {}),
+                                           required_node_terms=terms, tolerations=tolerations,
+                                           scheduler_name=spec.get("schedulerName") or "default-scheduler"),
+                   status=pod_status(raw.get("status")))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _pending(snap: Snapshot) -> list[tuple[Pod, dict[str, Any]]]:
     """The unbound pods this scheduler places (typed, with the stored dict a binding starts from), oldest
-    first; one that does not parse is left out (the parse cache logs it once)."""
+    first. One that does not parse is read leniently (`_unparsed`) and bound all the same."""
     out = []
     for raw in snap.unbound_pods():
         try:
             pod = snap.decode(raw)
         except NetsimError:
-            continue
+            pod = _unparsed(raw)
+            if pod is None:
+                continue
         if not ps.terminating(pod) and not ps.terminal(pod) and pod.spec.scheduler_name == "default-scheduler":
             out.append((pod, raw))
     return sorted(out, key=lambda x: ps.creation_order(x[0]))

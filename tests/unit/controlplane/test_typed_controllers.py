@@ -41,6 +41,7 @@ EDGES: dict[str, dict[str, str]] = {
     },
     "scheduler.py": {
         "_bind": "the binding starts from the stored pod",
+        "_unparsed": "a pod that does not parse is still bound (its kubelet reports why)",
     },
     "nodes.py": {
         "_node_write": "Ready=Unknown and the lifecycle taints start from the stored Node",

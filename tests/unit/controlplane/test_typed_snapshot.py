@@ -240,3 +240,20 @@ def test_garbage_collector_reads_dependents_typed_and_still_collects_one_that_do
     assert oc.decodes - before == 5  # the node, the ReplicaSet and three pods, on the first pass only
     pod = store.get("Pod", "default", "web-0")
     assert oc.lookup(("Pod", "default", "web-0"), int(pod["metadata"]["resourceVersion"])) is not None
+
+
+def test_a_pod_that_does_not_parse_is_still_bound():
+    """The scheduler reads pending pods typed; one written around validation (an env name the kubelet
+    cannot pass to execve) is read leniently and bound all the same, so its kubelet reports why it cannot
+    run while the rest goes on. Its nodeSelector still counts."""
+    from netsim.controlplane.scheduler import reconcile_scheduler
+    from netsim.controlplane.state import Context
+
+    store = MemoryStore()
+    store.create(node("a"))
+    store.create(node("b"))
+    store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad-env", "namespace": "default"},
+                  "spec": {"nodeSelector": {"zone": "b"},
+                           "containers": [{"name": "c", "env": [{"name": "A=B", "value": "x"}]}]}})
+    (bind,) = reconcile_scheduler(Snapshot.load(store), Context(now=1000.0))
+    assert bind.verb == "update" and bind.obj["spec"]["nodeName"] == "b"
