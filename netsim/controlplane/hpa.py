@@ -33,18 +33,20 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.events import Event
 from netsim.controlplane.state import Action, Context, Snapshot
-from netsim.model.errors import NetsimError, Source
+from netsim.model.errors import NetsimError
 from netsim.model.hpa import HorizontalPodAutoscaler, MetricSpec, ScalingRules
 from netsim.model.metrics import MetricsView, PodUsage
+from netsim.model.pod import Pod
 from netsim.model.quantity import canonical, parse_quantity
-from netsim.model.selectors import parse_selector
 from netsim.store import parse_time, rfc3339
 
 ACTOR = "controller/horizontal-pod-autoscaler"
@@ -96,49 +98,51 @@ def _within(ratio: float, tolerance: float) -> bool:
     return abs(1.0 - ratio) <= tolerance
 
 
-def _pod_requests(pod: dict[str, Any], resource: str, container: str | None) -> float:
+def _pod_requests(pod: Pod, resource: str, container: str | None) -> float:
     total = Fraction(0)
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        if container and c.get("name") != container:
+    for c in pod.spec.containers:
+        if container and c.name != container:
             continue
-        req = ((c.get("resources") or {}).get("requests") or {}).get(resource)
+        resources = c.extra.get("resources")
+        requests = resources.get("requests") if isinstance(resources, Mapping) else None
+        req = requests.get(resource) if isinstance(requests, Mapping) else None
         if req is None:
             raise MetricError("FailedGetResourceMetric", f"failed to get {resource} utilization: missing request "
-                                                         f"for {resource} in container {c.get('name')} of Pod "
-                                                         f"{o.name(pod)}")
+                                                         f"for {resource} in container {c.name} of Pod "
+                                                         f"{pod.meta.name}")
         total += parse_quantity(req)
     return float(total)
 
 
-def group_pods(pods: list[dict[str, Any]], metrics: dict[str, float], usage: dict[str, PodUsage], resource: str,
+def group_pods(pods: list[Pod], metrics: dict[str, float], usage: dict[str, PodUsage], resource: str,
                cfg: AutoscalingConfig, now: float) -> tuple[int, set[str], set[str]]:
     """(ready pod count, unready pods, missing pods); ignored pods (deleted, failed) are dropped from `metrics`
     (replica_calculator.go groupPods)."""
     ready, unready, missing = 0, set(), set()
     for pod in pods:
-        name = o.name(pod)
-        status = pod.get("status") or {}
-        if o.is_terminating(pod) or status.get("phase") == "Failed":
+        name = pod.meta.name
+        if ps.terminating(pod) or pod.status.phase == "Failed":
             metrics.pop(name, None)
             continue
-        if status.get("phase") == "Pending":
+        if pod.status.phase == "Pending":
             unready.add(name)
             continue
         if name not in metrics:
             missing.add(name)
             continue
         if resource == "cpu":
-            cond = o.condition(pod, "Ready")
-            start = parse_time(status.get("startTime"))
+            cond = pod.status.condition("Ready")
+            start_time = pod.status.raw.get("startTime")
+            start = parse_time(start_time) if isinstance(start_time, str) else None
             if cond is None or start is None:
                 bad = True
             else:
-                changed = parse_time(cond.get("lastTransitionTime")) or start
+                changed = parse_time(cond.last_transition_time) or start
                 m = usage[name]
                 if start + cfg.cpu_initialization_period > now:
-                    bad = cond.get("status") == "False" or m.timestamp < changed + m.window
+                    bad = cond.status == "False" or m.timestamp < changed + m.window
                 else:
-                    bad = cond.get("status") == "False" and start + cfg.initial_readiness_delay > changed
+                    bad = cond.status == "False" and start + cfg.initial_readiness_delay > changed
             if bad:
                 unready.add(name)
                 continue
@@ -190,19 +194,19 @@ def _utilization(metrics: dict[str, float], requests: dict[str, float]) -> tuple
     return (int(sum(metrics.values()) * 100 / req) if req else 0), (sum(metrics.values()) / len(metrics))
 
 
-def _pod_values(pods: list[dict[str, Any]], view: MetricsView, what: str,
+def _pod_values(pods: list[Pod], view: MetricsView, what: str,
                 container: str | None = None) -> tuple[dict[str, float], dict[str, PodUsage]]:
     values, usage = {}, {}
     for pod in pods:
-        u = view.pod(o.namespace(pod) or "default", o.name(pod))
+        u = view.pod(pod.meta.namespace or "default", pod.meta.name)
         if u is None:
             continue
-        usage[o.name(pod)] = u
-        values[o.name(pod)] = u.value(what, container)
+        usage[pod.meta.name] = u
+        values[pod.meta.name] = u.value(what, container)
     return values, usage
 
 
-def resource_proposal(spec: MetricSpec, current: int, pods: list[dict[str, Any]], view: MetricsView,
+def resource_proposal(spec: MetricSpec, current: int, pods: list[Pod], view: MetricsView,
                       cfg: AutoscalingConfig, now: float) -> Proposal:
     resource = spec.resource or "cpu"
     if resource not in ("cpu", "memory"):
@@ -221,8 +225,8 @@ def resource_proposal(spec: MetricSpec, current: int, pods: list[dict[str, Any]]
                                                      f"metrics for targeted pods (pods might be unready)")
     tgt = spec.target
     if tgt.type == "Utilization":
-        requests = {o.name(p): _pod_requests(p, resource, spec.container) for p in pods
-                    if o.name(p) in metrics or o.name(p) in missing or o.name(p) in unready}
+        requests = {p.meta.name: _pod_requests(p, resource, spec.container) for p in pods
+                    if p.meta.name in metrics or p.meta.name in missing or p.meta.name in unready}
         util, avg = _utilization(metrics, requests)
         replicas = _plain_replicas(current, metrics, ready, unready, missing, 0.0, cfg.tolerance, requests,
                                    tgt.average_utilization)
@@ -247,7 +251,7 @@ def _resource_quantity(resource: str, value: float) -> str:
     return canonical(Fraction(value).limit_denominator(1000))
 
 
-def pods_proposal(spec: MetricSpec, current: int, pods: list[dict[str, Any]], view: MetricsView,
+def pods_proposal(spec: MetricSpec, current: int, pods: list[Pod], view: MetricsView,
                   cfg: AutoscalingConfig, now: float) -> Proposal:
     metric = spec.metric or ""
     if metric not in RPS_METRICS:
@@ -266,21 +270,22 @@ def pods_proposal(spec: MetricSpec, current: int, pods: list[dict[str, Any]], vi
                                               "current": {"averageValue": canonical(Fraction(avg).limit_denominator(1000))}}})
 
 
-def object_proposal(spec: MetricSpec, current: int, pods: list[dict[str, Any]], snap: Snapshot, ns: str,
+def object_proposal(spec: MetricSpec, current: int, pods: list[Pod], snap: Snapshot, ns: str,
                     view: MetricsView, cfg: AutoscalingConfig) -> Proposal:
     metric, described = spec.metric or "", spec.described or {}
     kind, name = described.get("kind", ""), described.get("name", "")
-    obj = snap.get(kind, ns, name) if kind in ("Service", "Deployment") else None
-    if metric not in RPS_METRICS or obj is None:
+    got = snap.typed_get(kind, ns, name) if kind in ("Service", "Deployment") else None
+    if metric not in RPS_METRICS or got is None:
         raise MetricError("FailedGetObjectMetric", f"unable to get metric {metric}: {kind}/{name}: no metrics "
                                                    f"returned from custom metrics API")
+    obj = got[0]
     if kind == "Service":
-        sel = (obj.get("spec") or {}).get("selector") or {}
-        members = [p for p in snap.of("Pod", ns) if sel and all(o.labels(p).get(k) == v for k, v in sel.items())]
+        sel = obj.selector
+        members = [p for p in snap.typed("Pod", ns) if sel and all(p.meta.labels.get(k) == v for k, v in sel.items())]
     else:
         members = _selected_pods(snap, obj, ns)
-    usage = sum(u.rps for p in members if (u := view.pod(ns, o.name(p))) is not None)
-    ready = sum(1 for p in pods if o.is_ready(p)) or 1
+    usage = sum(u.rps for p in members if (u := view.pod(ns, p.meta.name)) is not None)
+    ready = sum(1 for p in pods if ps.ready(p)) or 1
     tgt = spec.target
     if tgt.type == "AverageValue":
         target = float(tgt.average_value or 0)
@@ -422,12 +427,13 @@ def _store_scale_event(hpa: HorizontalPodAutoscaler, key: str, mem: HpaMemory, b
 
 # -- the controller ---------------------------------------------------------------------------------------
 
-def _selected_pods(snap: Snapshot, target: dict[str, Any], ns: str) -> list[dict[str, Any]]:
-    raw = (target.get("spec") or {}).get("selector")
-    if not raw:
+def _selected_pods(snap: Snapshot, target: Any, ns: str) -> list[Pod]:
+    """The typed pods (the store's parse cache) of the namespace the typed target's selector matches (the
+    scale subresource's status.selector)."""
+    sel = target.selector
+    if sel is None or sel.empty:
         return []
-    sel = parse_selector(raw, source=Source("<store>"), obj=o.ref(target), path="spec.selector")
-    return [p for p in snap.of("Pod", ns) if sel.matches(o.labels(p))]
+    return [p for p in snap.typed("Pod", ns) if sel.matches(p.meta.labels)]
 
 
 def _set(status: dict[str, Any], conditions: dict[str, tuple[str, str, str]], now: float) -> None:
@@ -444,12 +450,12 @@ def reconcile_hpa(hpa_obj: dict[str, Any], snap: Snapshot, ctx: Context, view: M
     key = f"{ns}/{o.name(hpa_obj)}"
     hpa: HorizontalPodAutoscaler = snap.decode(hpa_obj)  # parsed once per resourceVersion (the parse cache)
     ref = f"HorizontalPodAutoscaler {key}"
-    status = copy.deepcopy(hpa_obj.get("status") or {})
+    status = _stored_status(hpa_obj)
     conditions: dict[str, tuple[str, str, str]] = {}
     events: list[Event] = []
     actions: list[Action] = []
-    target = snap.get(hpa.target_kind, ns, hpa.target_name) if hpa.target_kind in SCALABLE else None
-    if target is None:
+    got = snap.typed_get(hpa.target_kind, ns, hpa.target_name) if hpa.target_kind in SCALABLE else None
+    if got is None:
         what = SCALABLE.get(hpa.target_kind, hpa.target_kind.lower())
         msg = f'{what} "{hpa.target_name}" not found' if hpa.target_kind in SCALABLE else \
             f"the server could not find the requested resource (scale of {hpa.target_kind})"
@@ -458,8 +464,9 @@ def reconcile_hpa(hpa_obj: dict[str, Any], snap: Snapshot, ctx: Context, view: M
         events.append(Event(now, ACTOR, ref, "FailedGetScale", msg, type="Warning"))
         _set(status, conditions, now)
         return _status_action(hpa_obj, status, events)
-    current = int((target.get("spec") or {}).get("replicas", 1))
-    status["currentReplicas"] = int((target.get("status") or {}).get("replicas", current))
+    target, target_raw = got
+    current = target.replicas
+    status["currentReplicas"] = int(target.status.raw.get("replicas", current))
     pods = _selected_pods(snap, target, ns)
     desired, rescale_reason, metric_statuses = 0, "", []
     rescale = False
@@ -515,9 +522,7 @@ def reconcile_hpa(hpa_obj: dict[str, Any], snap: Snapshot, ctx: Context, view: M
     status["desiredReplicas"] = desired
     status["currentMetrics"] = [m for m in metric_statuses if len(m) > 1]
     if rescale:
-        new_target = copy.deepcopy(target)
-        new_target.setdefault("spec", {})["replicas"] = desired
-        actions.append(Action("update", new_target))
+        actions.append(_scale(target_raw, desired))
         events.append(Event(now, ACTOR, ref, "SuccessfulRescale", f"New size: {desired}; reason: {rescale_reason}"))
         conditions["AbleToScale"] = ("True", "SucceededRescale",
                                      f"the HPA controller was able to update the target scale to {desired}")
@@ -525,6 +530,18 @@ def reconcile_hpa(hpa_obj: dict[str, Any], snap: Snapshot, ctx: Context, view: M
         _store_scale_event(hpa, key, mem, current, desired, now)
     _set(status, conditions, now)
     return actions + _status_action(hpa_obj, status, events)
+
+
+def _stored_status(raw: dict[str, Any]) -> dict[str, Any]:
+    """The HPA's stored status, which its status write starts from (fields we do not compute kept)."""
+    return copy.deepcopy(raw.get("status") or {})
+
+
+def _scale(raw: dict[str, Any], replicas: int) -> Action:
+    """The target's scale (its stored dict, with spec.replicas: the write edge)."""
+    new = copy.deepcopy(raw)
+    new.setdefault("spec", {})["replicas"] = replicas
+    return Action("update", new)
 
 
 def _status_action(hpa_obj: dict[str, Any], status: dict[str, Any], events: list[Event]) -> list[Action]:

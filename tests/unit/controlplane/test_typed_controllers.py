@@ -58,6 +58,10 @@ EDGES: dict[str, dict[str, str]] = {
         "_slice_writes": "slices are created, updated and deleted as stored dicts",
         "_affected": "the change log's rows (a deleted pod's or Node's last state)",
     },
+    "hpa.py": {
+        "_stored_status": "the status write starts from the stored status",
+        "_status_action": "the status write",
+    },
 }
 
 
