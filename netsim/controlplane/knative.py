@@ -32,17 +32,20 @@ tests without a daemon) the Service's objects are still made and the revision ke
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.events import Event
 from netsim.controlplane.kpa import Decision, RevisionState, Sample, decide
 from netsim.controlplane.state import Action, Context, Snapshot, status_action
 from netsim.model.endpointslice import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
-from netsim.model.errors import Source
+from netsim.model.errors import NetsimError, Source
 from netsim.model.knative import KIND, AutoscalerConfig, KnativeService, url_for
-from netsim.model.service import parse_service
+from netsim.model.pod import Pod
+from netsim.model.service import Service, parse_service
 from netsim.model.workloads import parse_deployment
 
 ACTOR = "controller/knative-serving"
@@ -79,25 +82,26 @@ class _Memory:
     last_tick: dict[str, float] = field(default_factory=dict)  # revision key -> monotonic time of last decision
 
 
-def revision_name(ksvc: dict[str, Any]) -> str:
-    return f"{o.name(ksvc)}-{int(o.meta(ksvc).get('generation') or 1):05d}"
+def revision_name(ksvc: KnativeService) -> str:
+    return f"{ksvc.meta.name}-{int(ksvc.meta.generation or 1):05d}"
 
 
 def deployment_name(revision: str) -> str:
     return f"{revision}-deployment"
 
 
-def slice_name(ksvc: dict[str, Any]) -> str:
-    return f"{o.name(ksvc)}-ksvc"
+def slice_name(ksvc: KnativeService) -> str:
+    return f"{ksvc.meta.name}-ksvc"
 
 
-def _owner(ksvc: dict[str, Any]) -> dict[str, Any]:
-    return {**o.owner_reference(ksvc), "apiVersion": "serving.knative.dev/v1"}
+def _owner(ksvc: KnativeService) -> dict[str, Any]:
+    return {**ps.owner_reference(ksvc), "apiVersion": "serving.knative.dev/v1"}
 
 
-def _deployment(ksvc: dict[str, Any], typed: KnativeService, revision: str, replicas: int) -> dict[str, Any]:
-    labels = {SERVICE_LABEL: o.name(ksvc), CONFIGURATION_LABEL: o.name(ksvc), REVISION_LABEL: revision,
-              "app": revision}
+def _deployment(typed: KnativeService, revision: str, replicas: int) -> dict[str, Any]:
+    """The revision's Deployment, built from the KnativeService's template as written (the write edge)."""
+    name = typed.meta.name
+    labels = {SERVICE_LABEL: name, CONFIGURATION_LABEL: name, REVISION_LABEL: revision, "app": revision}
     tmd = copy.deepcopy(typed.template.get("metadata") or {})
     tmd["labels"] = {**(tmd.get("labels") or {}), **labels}
     pod_spec = {k: v for k, v in copy.deepcopy(typed.template["spec"]).items()
@@ -107,48 +111,69 @@ def _deployment(ksvc: dict[str, Any], typed: KnativeService, revision: str, repl
                                                                           "K_CONFIGURATION")]
         # The env Knative gives the user container (pkg/reconciler/revision/resources/deploy.go).
         c["env"] = env + [{"name": "PORT", "value": str(typed.port)}, {"name": "K_REVISION", "value": revision},
-                          {"name": "K_CONFIGURATION", "value": o.name(ksvc)},
-                          {"name": "K_SERVICE", "value": o.name(ksvc)}]
+                          {"name": "K_CONFIGURATION", "value": name},
+                          {"name": "K_SERVICE", "value": name}]
     doc = {"apiVersion": "apps/v1", "kind": "Deployment",
-           "metadata": {"name": deployment_name(revision), "namespace": o.namespace(ksvc), "labels": labels},
+           "metadata": {"name": deployment_name(revision), "namespace": typed.meta.namespace, "labels": labels},
            "spec": {"replicas": replicas, "selector": {"matchLabels": {REVISION_LABEL: revision}},
                     "template": {"metadata": tmd, "spec": pod_spec}}}
     out = parse_deployment(doc, Source("<knative>")).to_dict()
-    out["metadata"]["ownerReferences"] = [_owner(ksvc)]
+    out["metadata"]["ownerReferences"] = [_owner(typed)]
     return out
 
 
-def _service(ksvc: dict[str, Any], typed: KnativeService, port: int) -> dict[str, Any]:
+def _service(typed: KnativeService, port: int) -> dict[str, Any]:
+    """The revision's Kubernetes Service (the write edge)."""
     doc = {"apiVersion": "v1", "kind": "Service",
-           "metadata": {"name": o.name(ksvc), "namespace": o.namespace(ksvc),
-                        "labels": {SERVICE_LABEL: o.name(ksvc)},
+           "metadata": {"name": typed.meta.name, "namespace": typed.meta.namespace,
+                        "labels": {SERVICE_LABEL: typed.meta.name},
                         "annotations": {ACTIVATOR_PORT_ANNOTATION: str(port)}},
            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": typed.port}]}}
     out = parse_service(doc, Source("<knative>")).to_dict()
-    out["metadata"]["ownerReferences"] = [_owner(ksvc)]
+    out["metadata"]["ownerReferences"] = [_owner(typed)]
     return out
 
 
-def activator_port(svc: dict[str, Any] | None) -> int | None:
-    raw = o.annotations(svc).get(ACTIVATOR_PORT_ANNOTATION) if svc else None
+def port_of(annotations: Mapping[str, str]) -> int | None:
+    """The activator port a Service's annotations name, if any."""
+    raw = annotations.get(ACTIVATOR_PORT_ANNOTATION)
     return int(raw) if raw and str(raw).isdigit() else None
 
 
+def activator_port(svc: Service | None) -> int | None:
+    """The activator port of a typed Service, if it is a Knative one."""
+    return port_of(svc.meta.annotations) if svc is not None else None
+
+
 def _free_port(snap: Snapshot) -> int:
-    used = {activator_port(s) for s in snap.of("Service")}
+    used = {activator_port(s) for s in snap.typed("Service")}
     port = ACTIVATOR_BASE_PORT
     while port in used:
         port += 1
     return port
 
 
-def ready_pods(snap: Snapshot, namespace: str | None, revision: str) -> list[dict[str, Any]]:
-    return [p for p in snap.of("Pod", namespace) if o.labels(p).get(REVISION_LABEL) == revision
-            and o.is_ready(p) and not o.is_terminating(p) and (p.get("status") or {}).get("podIP")]
+def revision_pods(snap: Snapshot, namespace: str | None, revision: str) -> list[Pod]:
+    """The revision's pods, typed (the store's parse cache), through the label index (not a walk of every
+    pod of the namespace)."""
+    out = []
+    for raw in snap.labelled("Pod", namespace, REVISION_LABEL, revision):
+        try:
+            out.append(snap.decode(raw))
+        except NetsimError:
+            continue
+    return out
 
 
-def _slice(ksvc: dict[str, Any], svc: dict[str, Any], cur: dict[str, Any] | None, pods: list[dict[str, Any]],
-           proxy: bool, typed: KnativeService, inputs: KnativeInputs | None) -> dict[str, Any] | None:
+def ready_pods(snap: Snapshot, namespace: str | None, revision: str) -> list[Pod]:
+    return [p for p in revision_pods(snap, namespace, revision)
+            if ps.ready(p) and not ps.terminating(p) and p.status.pod_ip]
+
+
+def _slice(typed: KnativeService, svc: Service, cur: dict[str, Any] | None, pods: list[Pod],
+           proxy: bool, inputs: KnativeInputs | None) -> dict[str, Any] | None:
+    """The Service's slice to write (the activator's address, or the ready pods'), None when the stored
+    one `cur` already says that."""
     if proxy:
         port = activator_port(svc)
         ip = inputs.activator_ip if inputs else None
@@ -156,13 +181,14 @@ def _slice(ksvc: dict[str, Any], svc: dict[str, Any], cur: dict[str, Any] | None
             if ip and port else []
         ports = [{"name": "http", "protocol": "TCP", "port": port}] if port else []
     else:
-        eps = sorted(({"addresses": [p["status"]["podIP"]],
+        eps = sorted(({"addresses": [p.status.pod_ip],
                        "conditions": {"ready": True, "serving": True, "terminating": False},
-                       "targetRef": {"kind": "Pod", "namespace": o.namespace(p), "name": o.name(p), "uid": o.uid(p)},
-                       **({"nodeName": o.node_name(p)} if o.node_name(p) else {})} for p in pods),
+                       "targetRef": {"kind": "Pod", "namespace": p.meta.namespace, "name": p.meta.name,
+                                     "uid": p.meta.uid},
+                       **({"nodeName": p.spec.node_name} if p.spec.node_name else {})} for p in pods),
                      key=lambda e: e["addresses"][0])
         ports = [{"name": "http", "protocol": "TCP", "port": typed.port}]
-    labels = {SERVICE_NAME_LABEL: o.name(ksvc), MANAGED_BY_LABEL: MANAGED_BY, SERVICE_LABEL: o.name(ksvc)}
+    labels = {SERVICE_NAME_LABEL: typed.meta.name, MANAGED_BY_LABEL: MANAGED_BY, SERVICE_LABEL: typed.meta.name}
     if cur is not None:
         if cur.get("endpoints") == eps and cur.get("ports") == ports:
             return None
@@ -170,8 +196,8 @@ def _slice(ksvc: dict[str, Any], svc: dict[str, Any], cur: dict[str, Any] | None
         new["endpoints"], new["ports"] = eps, ports
         return new
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": slice_name(ksvc), "namespace": o.namespace(ksvc), "labels": labels,
-                         "ownerReferences": [o.owner_reference(svc)]},
+            "metadata": {"name": slice_name(typed), "namespace": typed.meta.namespace, "labels": labels,
+                         "ownerReferences": [ps.owner_reference(svc)]},
             "addressType": "IPv4", "endpoints": eps, "ports": ports}
 
 
@@ -203,10 +229,17 @@ def _sample(mem: _Memory, inputs: KnativeInputs, revision_key: str, svc_key: str
     return Sample(inputs.monotonic, length, concurrency, d_req), held_now
 
 
-def _status(ksvc: dict[str, Any], revision: str, ready_rev: str | None, domain: str, now: float) -> dict[str, Any]:
-    status = copy.deepcopy(ksvc.get("status") or {})
-    url = url_for(o.name(ksvc), o.namespace(ksvc) or "default", domain)
-    status.update({"observedGeneration": o.meta(ksvc).get("generation"), "url": url, "address": {"url": url},
+def _latest_ready(raw: dict[str, Any]) -> str | None:
+    """status.latestReadyRevisionName as stored (the typed KnativeService carries no status)."""
+    return (raw.get("status") or {}).get("latestReadyRevisionName")
+
+
+def _status(typed: KnativeService, raw: dict[str, Any], revision: str, ready_rev: str | None, domain: str,
+            now: float) -> dict[str, Any]:
+    """The status to write, from the stored one (the write edge)."""
+    status = copy.deepcopy(raw.get("status") or {})
+    url = url_for(typed.meta.name, typed.meta.namespace or "default", domain)
+    status.update({"observedGeneration": typed.meta.generation, "url": url, "address": {"url": url},
                    "latestCreatedRevisionName": revision})
     if ready_rev:
         status["latestReadyRevisionName"] = ready_rev
@@ -219,24 +252,43 @@ def _status(ksvc: dict[str, Any], revision: str, ready_rev: str | None, domain: 
     return status
 
 
+def _knative_services(snap: Snapshot, ctx: Context, actions: list[Action]) -> list[tuple[KnativeService, dict]]:
+    """The KnativeServices not being deleted, typed from the store's parse cache (parsed once per
+    resourceVersion, not on every pass) with their stored dicts; one that no longer parses is reported on
+    its stored row (an InternalError event each pass, logged once by the cache): that one only."""
+    out = []
+    for ksvc in snap.of(KIND):
+        if o.is_terminating(ksvc):
+            continue
+        try:
+            out.append((snap.decode(ksvc), ksvc))
+        except Exception as exc:  # noqa: BLE001 - a stored object that no longer parses: this one only
+            actions.append(Action("event", ksvc, Event(ctx.now, ACTOR, o.ref(ksvc), "InternalError", str(exc)[:500],
+                                                       type="Warning")))
+    return out
+
+
+def _scaled(raw: dict[str, Any], replicas: int, event: Event) -> Action:
+    """The revision Deployment's scale, from its stored dict (the write edge)."""
+    new = copy.deepcopy(raw)
+    new["spec"]["replicas"] = replicas
+    return Action("update", new, event)
+
+
+def _owned_by(obj: Any, owner: Any) -> bool:
+    ref = ps.controller_ref(obj)
+    return ref is not None and ref.get("uid") == owner.meta.uid
+
+
 def reconcile_knative(snap: Snapshot, ctx: Context) -> list[Action]:
     inputs: KnativeInputs | None = ctx.memory.get(INPUTS_KEY)
     mem: _Memory = ctx.memory.setdefault(MEMORY_KEY, _Memory())
     actions: list[Action] = []
     seen_revisions: set[str] = set()
-    for ksvc in snap.of(KIND):
-        if o.is_terminating(ksvc):
-            continue
-        try:
-            # The typed KnativeService from the store's parse cache: parsed once per resourceVersion, not
-            # on every pass (a version that does not parse raises here each pass, logged once).
-            typed: KnativeService = snap.decode(ksvc)
-        except Exception as exc:  # noqa: BLE001 - a stored object that no longer parses: this one only
-            actions.append(Action("event", ksvc, Event(ctx.now, ACTOR, o.ref(ksvc), "InternalError", str(exc)[:500],
-                                                       type="Warning")))
-            continue
-        ns, name = o.namespace(ksvc), o.name(ksvc)
-        revision = revision_name(ksvc)
+    for typed, ksvc in _knative_services(snap, ctx, actions):
+        ns, name = typed.meta.namespace, typed.meta.name
+        ref = ps.ref(typed)
+        revision = revision_name(typed)
         rev_key = f"{ns}/{revision}"
         seen_revisions.add(rev_key)
         cfg = inputs.config if inputs else AutoscalerConfig()
@@ -245,27 +297,29 @@ def reconcile_knative(snap: Snapshot, ctx: Context) -> list[Action]:
         if scaling.max_scale:
             initial = min(initial, scaling.max_scale)
         # -- the revision's Deployment
-        dep = snap.get("Deployment", ns, deployment_name(revision))
-        if dep is None:
-            actions.append(Action("create", _deployment(ksvc, typed, revision, initial),
-                                  Event(ctx.now, ACTOR, o.ref(ksvc), "Created",
+        got_dep = snap.typed_get("Deployment", ns, deployment_name(revision))
+        dep = got_dep[0] if got_dep is not None else None
+        if snap.get("Deployment", ns, deployment_name(revision)) is None:
+            actions.append(Action("create", _deployment(typed, revision, initial),
+                                  Event(ctx.now, ACTOR, ref, "Created",
                                         f"Created Revision {revision!r} (Deployment {deployment_name(revision)})")))
         pods = ready_pods(snap, ns, revision)
         # older revisions go once this one serves
-        for old in snap.of("Deployment", ns):
-            lbl = o.labels(old)
+        for old, old_raw in snap.typed_with_raw("Deployment", ns):
+            lbl = old.meta.labels
             if lbl.get(SERVICE_LABEL) == name and lbl.get(REVISION_LABEL) not in (None, revision) \
-                    and o.owned_by(old, ksvc) and (pods or (old.get("spec") or {}).get("replicas", 1) == 0):
-                actions.append(Action("delete", old))
+                    and _owned_by(old, typed) and (pods or old.replicas == 0):
+                actions.append(Action("delete", old_raw))
         # -- the Kubernetes Service and its endpoints
-        svc = snap.get("Service", ns, name)
-        if svc is None:
-            new_svc = _service(ksvc, typed, _free_port(snap))
+        got_svc = snap.typed_get("Service", ns, name)
+        svc = got_svc[0] if got_svc is not None else None
+        if snap.get("Service", ns, name) is None:
+            new_svc = _service(typed, _free_port(snap))
             if inputs is not None and inputs.admit_service is not None:
                 new_svc = inputs.admit_service(new_svc, snap.of("Service"))
             actions.append(Action("create", new_svc))
-        elif not o.owned_by(svc, ksvc):
-            actions.append(Action("event", ksvc, Event(ctx.now, ACTOR, o.ref(ksvc), "InternalError",
+        elif svc is None or not _owned_by(svc, typed):
+            actions.append(Action("event", ksvc, Event(ctx.now, ACTOR, ref, "InternalError",
                                                        f"Service {ns}/{name} exists and is not owned by this "
                                                        "Knative Service", type="Warning")))
             continue
@@ -274,10 +328,10 @@ def reconcile_knative(snap: Snapshot, ctx: Context) -> list[Action]:
         st = mem.states.get(rev_key)
         if st is None:
             st = mem.states[rev_key] = RevisionState(active_since=mono, desired=initial)
-        current = int((dep.get("spec") or {}).get("replicas", initial)) if dep else initial
+        current = dep.replicas if dep is not None else initial
         decision: Decision | None = None
         if inputs is not None:
-            pod_keys = [o.key(p) for p in snap.of("Pod", ns) if o.labels(p).get(REVISION_LABEL) == revision]
+            pod_keys = [p.meta.key for p in revision_pods(snap, ns, revision)]
             svc_key = f"{ns}/{name}"
             held_now = inputs.activator_counters.get(svc_key, (0.0, 0.0, 0))[2]
             last = mem.last_tick.get(rev_key)
@@ -290,39 +344,37 @@ def reconcile_knative(snap: Snapshot, ctx: Context) -> list[Action]:
                 mem.last_tick[rev_key] = inputs.monotonic
                 was_active = st.active
                 decision = decide(st, sample, mono, len(pods), scaling, cfg, typed.container_concurrency)
-                if dep is not None and decision.desired != current:
-                    new_dep = copy.deepcopy(dep)
-                    new_dep["spec"]["replicas"] = decision.desired
+                if got_dep is not None and decision.desired != current:
                     if current == 0:
-                        ev = Event(ctx.now, AUTOSCALER, o.ref(ksvc), "ScaleFromZero",
+                        ev = Event(ctx.now, AUTOSCALER, ref, "ScaleFromZero",
                                    f"revision {revision}: {held_now} request(s) held by the activator; "
                                    f"scaling from 0 to {decision.desired}")
                     elif decision.desired == 0:
-                        ev = Event(ctx.now, AUTOSCALER, o.ref(ksvc), "ScaledToZero",
+                        ev = Event(ctx.now, AUTOSCALER, ref, "ScaledToZero",
                                    f"revision {revision}: no traffic for the stable window "
                                    f"({scaling.window or cfg.stable_window:g}s) and the scale-to-zero grace period "
                                    f"({cfg.scale_to_zero_grace_period:g}s); scaling from {current} to 0")
                     else:
-                        ev = Event(ctx.now, AUTOSCALER, o.ref(ksvc), "Rescaled",
+                        ev = Event(ctx.now, AUTOSCALER, ref, "Rescaled",
                                    f"revision {revision}: observed {'rps' if scaling.metric == 'rps' else 'concurrency'}"
                                    f" {decision.stable:.3g}; scaling from {current} to {decision.desired}")
-                    actions.append(Action("update", new_dep, ev))
+                    actions.append(_scaled(got_dep[1], decision.desired, ev))
                 elif was_active and not st.active:
                     actions.append(Action("event", ksvc, Event(
-                        ctx.now, AUTOSCALER, o.ref(ksvc), "Inactive",
+                        ctx.now, AUTOSCALER, ref, "Inactive",
                         f"revision {revision}: no traffic for the stable window; the activator is in the path")))
         # -- endpoints: the ready pods when serving, the activator otherwise
         if svc is not None:
             proxy = not pods or not st.active
-            cur = snap.get("EndpointSlice", ns, slice_name(ksvc))
-            want = _slice(ksvc, svc, cur, pods, proxy, typed, inputs)
+            cur = snap.get("EndpointSlice", ns, slice_name(typed))
+            want = _slice(typed, svc, cur, pods, proxy, inputs)
             if want is not None:
                 mode = "proxy (activator)" if proxy else f"serve ({len(pods)} pod(s))"
                 actions.append(Action("update" if cur is not None else "create", want,
-                                      Event(ctx.now, ACTOR, o.ref(svc), "EndpointsUpdated", f"{o.name(want)}: {mode}")))
+                                      Event(ctx.now, ACTOR, ps.ref(svc), "EndpointsUpdated", f"{o.name(want)}: {mode}")))
         # -- status
-        ready_rev = revision if pods else (ksvc.get("status") or {}).get("latestReadyRevisionName")
-        sa = status_action(ksvc, _status(ksvc, revision, ready_rev, inputs.domain if inputs else "cluster.local",
+        ready_rev = revision if pods else _latest_ready(ksvc)
+        sa = status_action(ksvc, _status(typed, ksvc, revision, ready_rev, inputs.domain if inputs else "cluster.local",
                                          ctx.now))
         if sa is not None:
             actions.append(sa)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.admission import Allocators, admit_service
 from netsim.controlplane.knative import (
     INPUTS_KEY,
@@ -26,10 +27,10 @@ from netsim.controlplane.knative import (
     KnativeInputs,
     activator_port,
 )
+from netsim.model.errors import NetsimError
 from netsim.model.knative import (
     CONFIG_NAME,
     CONFIG_NAMESPACE,
-    DEFAULT_PORT,
     DEFAULT_TIMEOUT,
     KIND,
     AutoscalerConfig,
@@ -91,23 +92,23 @@ class KnativeRuntime:
             self.activator.sync({})
             return
         routes: dict[int, Route] = {}
-        for svc in store.list("Service"):
+        # Services, KnativeServices and pods typed from the store's parse cache (each version parsed once).
+        for svc in store.typed_list("Service"):
             port = activator_port(svc)
-            name = o.labels(svc).get(SERVICE_LABEL)
+            name = svc.meta.labels.get(SERVICE_LABEL)
             if port is None or not name:
                 continue
-            ns = o.namespace(svc)
-            ksvc = store.get(KIND, ns, name)
+            ns = svc.meta.namespace
+            try:
+                ksvc = store.typed(KIND, ns, name)
+            except NetsimError:
+                continue
             if ksvc is None:
                 continue
-            tspec = ((ksvc.get("spec") or {}).get("template") or {}).get("spec") or {}
-            ports = (tspec.get("containers") or [{}])[0].get("ports") or [{}]
-            target = int(ports[0].get("containerPort") or DEFAULT_PORT)
             backends = tuple(sorted(
-                (p["status"]["podIP"], target) for p in store.list("Pod", ns)
-                if o.labels(p).get(SERVICE_LABEL) == name and REVISION_LABEL in o.labels(p)
-                and o.is_ready(p) and not o.is_terminating(p) and (p.get("status") or {}).get("podIP")))
-            routes[port] = Route(f"{ns}/{name}", backends, float(tspec.get("timeoutSeconds") or DEFAULT_TIMEOUT))
+                (p.status.pod_ip, ksvc.port) for p in store.typed_list("Pod", ns, {SERVICE_LABEL: name})
+                if REVISION_LABEL in p.meta.labels and ps.ready(p) and not ps.terminating(p) and p.status.pod_ip))
+            routes[port] = Route(f"{ns}/{name}", backends, float(ksvc.timeout_seconds or DEFAULT_TIMEOUT))
         self.activator.sync(routes)
         for key, reason, message, ms in self.activator.drain_events():
             event(f"{KIND} {key}", reason, message, actor="activator", ms=ms)
