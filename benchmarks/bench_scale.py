@@ -26,7 +26,10 @@ Run as root from the repository root (nothing here runs in the test suite):
         [--plugin flannel|calico|canal] [--profile DIR] [--probe]
 
 `--profile DIR` runs py-spy (if installed) against the daemon for the whole apply and leaves a
-speedscope/flamegraph file per size in DIR. Prints one JSON row per size.
+speedscope/flamegraph file per size in DIR. `--tracemalloc DIR` runs the daemon under tracemalloc
+(netsim.memtrace, NETSIM_TRACEMALLOC) and leaves its top allocations by file and line in DIR, taken when
+every pod is Ready and again once converged (tracing slows the daemon: its timings are not comparable).
+Prints one JSON row per size.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -211,8 +215,26 @@ def _py_spy(pid: int, out: str) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _memtrace(name: str, pid: int, out: str | None, label: str) -> None:
+    """Ask a daemon run with NETSIM_TRACEMALLOC for its top allocations and keep them in `out` as
+    `<label>.txt` (the state directory goes with `down`)."""
+    if out is None:
+        return
+    sdir = naming.state_dir(name)
+    before = set(os.listdir(sdir))
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 300  # a snapshot of a big heap takes a while on a loaded machine
+    while time.monotonic() < deadline:
+        new = [f for f in set(os.listdir(sdir)) - before if f.startswith("tracemalloc-") and f.endswith(".txt")]
+        if new:
+            shutil.copy(os.path.join(sdir, new[0]), os.path.join(out, f"{label}.txt"))
+            return
+        time.sleep(0.5)
+    print(json.dumps({"note": f"no tracemalloc dump from {pid} for {label}"}), flush=True)
+
+
 def measure(name: str, nodes: int, replicas: int, plugin: str, timeout: float, profile: str | None,
-            probe: bool, converge_timeout: float = 900.0) -> dict[str, Any]:
+            probe: bool, converge_timeout: float = 900.0, memtrace: str | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"plugin": plugin, "nodes": nodes, "replicas": replicas}
     sampler = Sampler(name)
     sampler.start()
@@ -238,6 +260,7 @@ def measure(name: str, nodes: int, replicas: int, plugin: str, timeout: float, p
             ips = ready_ips(c)
             if ready_at is None and len(ips) >= replicas:
                 ready_at = now - t0
+                _memtrace(name, pid, memtrace, f"{plugin}-{nodes}x{replicas}-ready")
             if ready_at is not None and slice_ips(c) >= ips:
                 slices_at = time.perf_counter() - t0
                 break
@@ -257,6 +280,7 @@ def measure(name: str, nodes: int, replicas: int, plugin: str, timeout: float, p
                                          daemonctl.read_health(name).items()
                                          if isinstance(v, dict) and v.get("state") == "failing"}
         apply_s = time.perf_counter() - t0
+        _memtrace(name, pid, memtrace, f"{plugin}-{nodes}x{replicas}-converged")
         if spy is not None:
             spy.send_signal(2)
             spy.wait(60)
@@ -282,6 +306,8 @@ def measure(name: str, nodes: int, replicas: int, plugin: str, timeout: float, p
         row["events"] = {r: ev.get(r, 0) for r in ("NodeNotReady", "TaintManagerEviction", "SandboxCreated",
                                                     "FailedCreatePodSandBox", "ReconcileFailed", "ProxySynced")}
         row["daemon_hwm_mb"] = round(vm_hwm_kb(pid) / 1024, 1)
+        row["children_hwm_mb"] = round(sum(v for p, v in sampler.hwm_kb.items() if p not in (pid, os.getpid()))
+                                       / 1024, 1)
         row["pods_total"] = len(c.store.list("Pod"))  # with the cluster's own (coredns)
     finally:
         if spy is not None and spy.poll() is None:
@@ -371,6 +397,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--no-floor", action="store_true", help="skip the C floor")
     ap.add_argument("--converge-timeout", type=float, default=900.0,
                     help="after every pod is Ready and in the slices, how long to wait for the data plane")
+    ap.add_argument("--tracemalloc", default=None, metavar="DIR",
+                    help="run the daemon under tracemalloc and leave its top allocations in DIR")
     ap.add_argument("--proxy-floor", action="store_true",
                     help="only time one node's full kube-proxy sync for each R (no cluster)")
     args = ap.parse_args(argv)
@@ -381,6 +409,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return rows
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
+    if args.tracemalloc:
+        os.makedirs(args.tracemalloc, exist_ok=True)
+        os.environ.setdefault("NETSIM_TRACEMALLOC", "1")  # inherited by the daemon `up` starts
     tag = secrets.token_hex(2)
     rows = []
     with tempfile.TemporaryDirectory() as work:
@@ -388,7 +419,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for r in args.replicas:
             before = run_cfloor(exe, r, tag) if exe else 0.0
             row = measure(f"scale{tag}{r}", args.nodes, r, args.plugin, args.timeout, args.profile, args.probe,
-                          args.converge_timeout)
+                          args.converge_timeout, args.tracemalloc)
             after = run_cfloor(exe, r, tag) if exe else 0.0
             if exe and "apply_to_all_s" in row:
                 floor = (before + after) / 2

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from netsim import apiserver, fabric, naming, state, storefactory
+from netsim import apiserver, fabric, memtrace, naming, state, storefactory
 from netsim.agents.dns import DnsAgent
 from netsim.agents.felix import Felix
 from netsim.agents.flannel import FlannelBackend
@@ -652,6 +652,8 @@ def main(argv: list[str] | None = None) -> None:
     st = state.load(args.cluster)
     if st is None:
         raise SystemExit(f"no cluster {args.cluster}")
+    if memtrace.install(naming.state_dir(args.cluster)):  # NETSIM_TRACEMALLOC: where the memory goes
+        log.info("tracemalloc on: SIGUSR2 writes its top allocations to the state directory")
     spec = parse_cluster(st.spec, Source(state.state_file(args.cluster)))
     d = Daemon(args.cluster, role=Role.parse(spec, args.role, args.host))
     signal.signal(signal.SIGTERM, lambda *_: d.stop())
