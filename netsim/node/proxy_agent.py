@@ -39,6 +39,7 @@ log = logging.getLogger("netsim.proxy")
 # the failed sync made the next one a full one, whose iptables-save of the 170k-rule table timed out again:
 # the node never converged. A generous bound still ends a command that hangs.
 IPTABLES_TIMEOUT = 600.0
+LAST_PAYLOAD_MAX = 256 * 1024  # ProxyAgent.last_payload keeps a payload up to this size (characters)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,9 @@ class ProxyAgent:
             self.state = None  # the next sync is a full one
             raise
         self.state = result.state
-        self.last_payload = result.payload
+        # Kept for inspection when small: a full payload of a 10,000-endpoint Service is megabytes on each
+        # of 100 nodes.
+        self.last_payload = result.payload if len(result.payload) <= LAST_PAYLOAD_MAX else ""
         self._clean_udp_conntrack(services, endpoints, pending)
         self._pending = {}
         return SyncReport(self.node.name, result.counts.full, result.counts,

@@ -65,6 +65,7 @@ import bisect
 import hashlib
 import ipaddress
 import operator
+import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -335,7 +336,16 @@ def _render_port(sp: ServicePort, eps: list[Endpoint], node: NodeInfo, cfg: Prox
         rules.append(f"{head} -s {ep.ip} -j {masq}")
         affinity = f" -m recent --name {sep} --set" if sp.session_affinity_timeout is not None else ""
         rules.append(f"{head}{affinity} {m} -j DNAT --to-destination {ep}")
+    _share(out)
     return out
+
+
+def _share(r: _PortRender) -> None:
+    """Intern a port's rule texts and chain names. Every node's kube-proxy renders the same Service, and
+    for most ports the texts are the same on every node: interned, all nodes' render states hold one copy
+    (a 10,000-endpoint Service on 100 nodes is 3 million rule strings otherwise, ~0.5 GB)."""
+    for texts in (r.top_nat, r.filter_rules, r.chain_names, r.chain_rules):
+        texts[:] = map(sys.intern, texts)
 
 
 def _endpoint_dispatch(rules: list[str], spn: str, sp: ServicePort, names: C.ServiceChains, chain: str,
