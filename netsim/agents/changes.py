@@ -51,7 +51,8 @@ class ChangeTracker:
         current = self.store.current_rv()  # read first: what is written meanwhile comes again next poll
         if self.rv is not None:
             try:
-                changes = self.store.changes_of(self.kinds, self.rv)  # other kinds' bodies stay undecoded
+                # other kinds' bodies, and the versions of an object a newer one replaced, stay undecoded
+                changes = self.store.latest_changes_of(self.kinds, self.rv)
             except Compacted:
                 changes = None
             if changes is not None:

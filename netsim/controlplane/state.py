@@ -341,7 +341,7 @@ class SnapshotCache:
         changes = None
         if self._rv is not None:
             try:
-                changes = store.changes_of(self.kinds, self._rv)
+                changes = store.latest_changes_of(self.kinds, self._rv)  # the newest version of each
             except Compacted:
                 changes = None
         if changes is None:
