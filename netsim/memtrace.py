@@ -2,7 +2,7 @@
 
 With `NETSIM_TRACEMALLOC=N` in the daemon's environment (N frames per allocation; 1 is enough to group by
 line, and costs least), the daemon starts `tracemalloc` before it builds anything and, on SIGUSR2, writes
-the live allocations grouped by file:line (and by file) to `<state dir>/tracemalloc-<pid>-<k>.txt`, with
+the live allocations grouped by file:line (and by file, and with N > 1 by whole traceback) to `<state dir>/tracemalloc-<pid>-<k>.txt`, with
 the traced total and peak. Off by default: tracing slows every allocation several fold. Benchmarks set it
 (`benchmarks.bench_scale --tracemalloc`) and signal the daemon once the cluster has converged.
 """
@@ -19,6 +19,7 @@ from types import FrameType
 ENV = "NETSIM_TRACEMALLOC"
 TOP_LINES = 60
 TOP_FILES = 40
+TOP_TRACEBACKS = 25
 
 _dumps = itertools.count(1)
 
@@ -43,6 +44,11 @@ def report(snapshot: tracemalloc.Snapshot, top_lines: int = TOP_LINES, top_files
     for s in snapshot.statistics("lineno")[:top_lines]:
         f = s.traceback[0]
         out.append(f"{s.size / 2**20:9.2f} MiB {s.count:9d}  {f.filename}:{f.lineno}")
+    if tracemalloc.get_traceback_limit() > 1:  # where the biggest sites were called from
+        out.append("## by traceback (innermost frame first)")
+        for s in snapshot.statistics("traceback")[:TOP_TRACEBACKS]:
+            out.append(f"{s.size / 2**20:9.2f} MiB {s.count:9d}")
+            out.extend(f"      {f.filename}:{f.lineno}" for f in reversed(s.traceback))
     return "\n".join(out) + "\n"
 
 
