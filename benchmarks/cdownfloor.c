@@ -4,9 +4,10 @@
 // per pod two files in its node's directory <dirroot>/<prefix>s/n<i>/ (as a state directory's sandbox record
 // and IPAM reservation). Untimed build; then timed: the pods' namespaces removed (umount2 MNT_DETACH + unlink
 // of the /run/netns name, what `ip netns del` does), on T threads taking names from a shared counter, then
-// the nodes' the same way; then the pods' directories (unlink both files + rmdir) on T threads, then the
-// node directories (unlink every file + rmdir) on T threads. Everything lives below a private
-// namespace of its own, so nothing touches the caller's network namespace.
+// the nodes' the same way; then the pods' directories (unlink both files + rmdir) on T threads and beside
+// them the node directories (unlink every file + rmdir) on T threads of their own. With a sixth argument
+// `overlap` the namespaces and the directories are removed at the same time, as `down` does. Everything
+// lives below a private network namespace of its own, so nothing touches the caller's.
 // Usage: cdownfloor PREFIX N M T DIRROOT [overlap] -> prints "netns_s dirs_s total_s" (dirs_s: both kinds
 // of directory; total_s: from the first removal to the last). Build: cc -O2 -pthread -o f cdownfloor.c
 #define _GNU_SOURCE
@@ -117,9 +118,18 @@ static void *dir_worker(void *arg) {
   for (int k; (k = atomic_fetch_add(&next_item, 1)) < N;) rm_dir(k);
   return NULL;
 }
+static atomic_int next_node;
 static void *node_dir_worker(void *arg) {
   (void)arg;
-  for (int i; (i = atomic_fetch_add(&next_item, 1)) < M;) rm_node_dir(i);
+  for (int i; (i = atomic_fetch_add(&next_node, 1)) < M;) rm_node_dir(i);
+  return NULL;
+}
+// the node directories on T threads of their own, beside the pods' directories
+static void *remove_node_dirs(void *arg) {
+  int T = *(int *)arg; pthread_t th[256];
+  atomic_store(&next_node, 0);
+  for (int i = 0; i < T; i++) pthread_create(&th[i], NULL, node_dir_worker, NULL);
+  for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
   return NULL;
 }
 static void run_threads(int T, void *(*fn)(void *), void *arg) {
@@ -149,8 +159,9 @@ static void *remove_namespaces(void *arg) {
   return NULL;
 }
 static void remove_dirs(int T) {
+  pthread_t nodes; pthread_create(&nodes, NULL, remove_node_dirs, &T);
   run_threads(T, dir_worker, NULL);
-  run_threads(T, node_dir_worker, NULL);
+  pthread_join(nodes, NULL);
   rm_state_root();
 }
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }

@@ -144,19 +144,25 @@ class DownReport:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-def _kill(pids: set[int]) -> int:
-    """SIGKILL every pid and wait (at most 2 s in all) until each has exited, reaping our own children.
+PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit
+
+
+class _Killing:
+    """SIGKILL sent to some processes, and the two waits that may follow: until none of them can make
+    another system call (`wait_stopped`), and until each has exited (`wait_exited`), reaping our own
+    children.
 
     Through a pidfd per process where the kernel gives one: opened before the signal, so a pid reused
     meanwhile is never signalled, and readable once the process has exited (its memory, files and
     namespaces released: exit_notify comes last in do_exit), so one poll waits for all of them, where
     polling each pid every 10 ms added up to a tick per process. Without a pidfd (no descriptor left,
     an old kernel): kill(2) and the polling."""
-    me = os.getpid()
-    pids.discard(me)
-    pending: dict[int, int] = {}  # pidfd -> pid
-    polled: list[int] = []
-    try:
+
+    def __init__(self, pids: set[int]) -> None:
+        pids.discard(os.getpid())
+        self.count = len(pids)
+        self._pending: dict[int, int] = {}  # pidfd -> pid
+        self._polled: list[int] = []
         for pid in pids:
             try:
                 fd = os.pidfd_open(pid)
@@ -165,35 +171,74 @@ def _kill(pids: set[int]) -> int:
             except OSError:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-                polled.append(pid)
+                self._polled.append(pid)
                 continue
-            pending[fd] = pid
+            self._pending[fd] = pid
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
-        deadline = time.monotonic() + 2
-        poller = select.poll()
-        for fd in pending:
-            poller.register(fd, select.POLLIN)
-        waiting = set(pending)
-        while waiting and (left := deadline - time.monotonic()) > 0:
-            for fd, _ in poller.poll(left * 1000):
-                poller.unregister(fd)
-                waiting.discard(fd)
+
+    def wait_stopped(self, timeout: float = 2.0) -> None:
+        """Until every thread of every process is in do_exit (or gone). A killed thread finishes the system
+        call it is in, then exits; from then on the process changes nothing (no mount, no file, no
+        child), while the kernel may take a second more to free a large daemon's memory and sockets:
+        `down` removes the namespaces and files meanwhile, instead of waiting for the exit."""
+        deadline = time.monotonic() + timeout
+        while not all(_stopped(pid) for pid in [*self._pending.values(), *self._polled]):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.002)
+
+    def wait_exited(self, timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            poller = select.poll()
+            for fd in self._pending:
+                poller.register(fd, select.POLLIN)
+            waiting = set(self._pending)
+            while waiting and (left := deadline - time.monotonic()) > 0:
+                for fd, _ in poller.poll(left * 1000):
+                    poller.unregister(fd)
+                    waiting.discard(fd)
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(self._pending[fd], os.WNOHANG)
+        finally:
+            for fd in self._pending:
+                os.close(fd)
+            self._pending = {}
+        for pid in self._polled:
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
                 with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pending[fd], os.WNOHANG)
-    finally:
-        for fd in pending:
-            os.close(fd)
-    for pid in polled:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.01)
-    return len(pids)
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.01)
+        self._polled = []
+
+
+def _stopped(pid: int) -> bool:
+    """Every thread of `pid` is exiting, a zombie, or gone (/proc/PID/task/TID/stat: state, flags)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if fields and fields[0] not in (b"Z", b"X") and not int(fields[6]) & PF_EXITING:
+            return False
+    return True
+
+
+def _kill(pids: set[int]) -> int:
+    """SIGKILL every pid and wait (at most 2 s in all) until each has exited (see _Killing)."""
+    killing = _Killing(pids)
+    killing.wait_exited()
+    return killing.count
 
 
 def _pid_alive_is_ours(pid: int, cluster: str) -> bool:
@@ -236,7 +281,6 @@ def down(k: Kernel, cluster: str) -> DownReport:
         t = now
 
     st = state.load(cluster)
-    killed = 0
     # The daemon first, so it does not make new sandboxes (nor files in the state dir) while we remove
     # them: the recorded one and any other found by its command line (`up` killed before it recorded it).
     # Every host agent and control plane of the cluster too (netsim.daemonproc.find_all, which also finds
@@ -246,8 +290,25 @@ def down(k: Kernel, cluster: str) -> DownReport:
         pid = st.extra.get("daemonPid")
         if pid and _pid_alive_is_ours(pid, cluster):
             daemons.add(pid)
-    killed += _kill(daemons)
-    lap("daemons")
+    # Once none of them can act any more, the rest goes on while the kernel frees their memory and
+    # sockets (1.4 GB and ~20,000 sockets for a 10,000-pod daemon); their exit is awaited at the end.
+    daemons_killing = _Killing(daemons)
+    try:
+        daemons_killing.wait_stopped()
+        lap("daemons")
+        report = _down_stopped(k, cluster, phases, lap)
+    finally:
+        t_exit = time.monotonic()
+        daemons_killing.wait_exited()
+        phases["daemons_exit"] = round(time.monotonic() - t_exit, 4)
+    report.processes += daemons_killing.count
+    return report
+
+
+def _down_stopped(k: Kernel, cluster: str, phases: dict[str, float], lap: Callable[[str], None]) -> DownReport:
+    """`down` once the cluster's daemons can act no more: processes in its namespaces, its etcd and
+    kubeconfig entries, then its namespaces and directories at the same time."""
+    killed = 0
     names = owned_netns(cluster)
     killed += _kill(netns_mod.pids_in_all(names))
     # The cluster's own etcd (its data goes with the state dir) and its kubeconfig entries: both read
@@ -262,18 +323,23 @@ def down(k: Kernel, cluster: str) -> DownReport:
     # turn, the three sweeps of a 1,000-pod `down` took 1.0 + 1.1 + 0.8 s.
     files_done: dict[str, float] = {}
 
-    def remove_files() -> None:
-        t0 = time.monotonic()
-        # Pods' resolv.conf and hosts live in /etc/netns/<pod netns>; by name, also for sandboxes gone.
+    def timed(phase: str, fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            t0 = time.monotonic()
+            fn()
+            files_done[phase] = round(time.monotonic() - t0, 4)
+        return run
+
+    # Pods' resolv.conf and hosts live in /etc/netns/<pod netns>; by name, also for sandboxes gone. Every
+    # rmdir there takes the lock of /etc/netns itself, so they go one at a time whatever the threads: the
+    # state directory (a subtree per node) goes beside them.
+    def etc_netns() -> None:
         fsclean.rmtrees(os.path.join(ETC_NETNS, n) for n in _etc_netns(naming.cluster_prefix(cluster))
                         if naming.owned_by(cluster, n))
-        t1 = time.monotonic()
-        files_done["etc_netns"] = round(t1 - t0, 4)
-        state.remove(cluster)
-        files_done["state"] = round(time.monotonic() - t1, 4)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="netsim-down-files") as ex:
-        files = ex.submit(remove_files)
+    t_ns = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="netsim-down-files") as ex:
+        files = [ex.submit(timed("etc_netns", etc_netns)), ex.submit(timed("state", lambda: state.remove(cluster)))]
         # Pods first, nodes and hosts next, the fabric last: each veth dies with the first of its two
         # ends. Each rank is removed at once (Kernel.netns_delete_many overlaps the unmounts' RCU waits:
         # one by one, 10,000 pods took most of a 95 s `down`). Like `ip netns del`, this returns before
@@ -285,9 +351,10 @@ def down(k: Kernel, cluster: str) -> DownReport:
         try:
             for r in sorted(by_rank):
                 k.netns_delete_many(by_rank[r])
-            phases["namespaces"] = round(time.monotonic() - t, 4)
+            phases["namespaces"] = round(time.monotonic() - t_ns, 4)
         finally:
-            files.result()
+            for f in files:
+                f.result()
     phases.update(files_done)
     lap("removal")
     return DownReport(cluster, len(names), killed, had_state, phases)

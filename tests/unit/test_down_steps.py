@@ -127,3 +127,35 @@ def test_down_times_its_steps(root, monkeypatch):
     report = lifecycle.down(FakeKernel(), "steps")
     assert sum(v for k, v in report.phases.items() if k in ("daemons", "processes", "removal")) \
         <= time.monotonic() - t0 + 0.01
+
+
+def test_down_goes_on_once_the_daemon_can_act_no_more_and_awaits_its_exit_last(root, monkeypatch):
+    """A 10,000-pod daemon takes the kernel a while to free (1.4 GB, ~20,000 sockets); once every thread
+    of it is in do_exit it changes nothing more, so the namespaces go meanwhile and its exit is awaited
+    at the end; it is gone when `down` returns."""
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not lifecycle._stopped(daemon.pid)
+        pods = [naming.pod_ns("early", "default", "p0")]
+        monkeypatch.setattr(lifecycle.daemonproc, "find_all", lambda cluster: {daemon.pid: ("daemon", None)})
+        monkeypatch.setattr(lifecycle, "owned_netns", lambda name: list(pods))
+        monkeypatch.setattr(lifecycle.netns_mod, "pids_in_all", lambda names: set())
+        events = []
+        real_exited = lifecycle._Killing.wait_exited
+        monkeypatch.setattr(lifecycle._Killing, "wait_exited",
+                            lambda self, *a: (self.count and events.append("exited")) or real_exited(self, *a))
+        k = FakeKernel()
+        k.netns_create(pods[0])
+        real_many = k.netns_delete_many
+        monkeypatch.setattr(k, "netns_delete_many", lambda names: events.append(
+            ("namespaces", lifecycle._stopped(daemon.pid))) or real_many(names))
+        report = lifecycle.down(k, "early")
+        assert events == [("namespaces", True), "exited"]
+        assert report.processes == 1 and "daemons_exit" in report.phases
+        with pytest.raises(ProcessLookupError):  # exited and reaped
+            os.kill(daemon.pid, 0)
+        assert lifecycle._stopped(daemon.pid)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
