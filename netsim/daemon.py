@@ -57,7 +57,13 @@ from netsim.controlplane.loop import (
     pending_pods,
     reconcile_once,
 )
-from netsim.controlplane.nodes import HostFacts, node_object, refresh_default_labels, refreshed_status
+from netsim.controlplane.nodes import (
+    HostFacts,
+    node_object,
+    node_view,
+    refresh_default_labels,
+    refreshed_status,
+)
 from netsim.controlplane.state import Config
 from netsim.daemonfiles import (  # noqa: F401 - the daemon's files, also read by name from here
     CONVERGED_FILE,
@@ -219,7 +225,11 @@ class Daemon:
         # (netsim/agents/proxy_watch.py). It reads through its own store connection: a pass's transaction
         # holds the daemon's.
         proxy_store = open_store(cluster)
-        self.kube_proxy = KubeProxy(self.spec, self.nodes, self.kernel, proxy_store, self._dataplane_pool,
+        # Each node's kube-proxy knows its node through the one node view of the Node its kubelet registers.
+        host = HostFacts.of_this_host()
+        views = {nspec.name: node_view(self.spec, i, host) for i, nspec in enumerate(self.spec.nodes)
+                 if nspec.name in self.nodes}
+        self.kube_proxy = KubeProxy(self.spec, views, self.kernel, proxy_store, self._dataplane_pool,
                                     self._typed_one,
                                     lambda ref, reason, msg, actor, ms: self._event(ref, reason, msg, actor=actor,
                                                                                     ms=ms),

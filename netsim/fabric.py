@@ -83,7 +83,7 @@ def add_node(k: Kernel, spec: ClusterSpec, index: int, node: NodeSpec) -> dict:
     k.link_set(ns, naming.UPLINK, up=True)
     k.route_replace(ns, Route(dst="default", via=spec.gateway_ip))
     return {"name": node.name, "index": index, "ip": ip, "podCIDR": spec.node_pod_cidr(index), "netns": ns,
-            "labels": dict(node.labels), "taints": [t.__dict__ for t in node.taints],
+            "labels": dict(node.labels), "taints": [{"key": t.key, "effect": t.effect, "value": t.value} for t in node.taints],
             **({"host": node.host} if node.host else {})}
 
 

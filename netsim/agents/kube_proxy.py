@@ -8,7 +8,8 @@ syncs again once done; a change that takes something away (an endpoint no longer
 synced on every node before the pass goes on, since the next kubelet step may remove the sandbox behind it.
 Every syncPeriod each node checks its rules are still there (ipt.Monitor) and resyncs in full if not.
 
-Constructed with the cluster's identity (spec, nodes), a kernel, the store and a pool; `sync(alive)` and
+Constructed with the cluster's identity (spec, and each node's view: netsim.model.nodeview.NodeView of its
+Node object), a kernel, the store and a pool; `sync(alive)` and
 `check(alive)` once per pass, `pending()` for the convergence marker, `wakeups(now)` for the loop's sleep.
 """
 
@@ -28,11 +29,10 @@ from netsim import naming
 from netsim.fanout import fan_out
 from netsim.kernel.api import Kernel
 from netsim.model.cluster import ClusterSpec
-from netsim.node.network import NodeRec
+from netsim.model.nodeview import NodeView
 from netsim.node.proxy_agent import ProxyAgent
 from netsim.node.sync_runner import SyncRunner
 from netsim.proxy.config import proxy_config
-from netsim.proxy.model import NodeInfo
 from netsim.proxy.tracker import ProxyTracker, ServiceKey
 from netsim.store import Compacted, Store
 
@@ -54,7 +54,7 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
 class KubeProxy:
     """kube-proxy on every node (see the module docstring)."""
 
-    def __init__(self, spec: ClusterSpec, nodes: Mapping[str, NodeRec], kernel: Kernel, store: Store,
+    def __init__(self, spec: ClusterSpec, nodes: Mapping[str, NodeView], kernel: Kernel, store: Store,
                  pool: Executor, typed: Callable[[Mapping[str, Any]], Any | None], events: EventFn,
                  guard: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None):
         self.store = store
@@ -66,10 +66,9 @@ class KubeProxy:
         # their rules did not change: the kernel ends up with the same rules kube-proxy's rewrite would
         # give, without nf_tables revalidating them.
         cfg = proxy_config(spec, skip_unchanged_top_chains=True)
-        zones = {n.name: n.labels.get("topology.kubernetes.io/zone") for n in spec.nodes}
-        self.agents = {name: ProxyAgent(kernel, naming.node_ns(spec.name, name),
-                                        NodeInfo(name, (rec.ip,), rec.pod_cidr, zones.get(name)), cfg)
-                       for name, rec in nodes.items()}
+        # Each node's view is the one node view of its Node object (netsim.model.nodeview.NodeView).
+        self.agents = {name: ProxyAgent(kernel, naming.node_ns(spec.name, name), view, cfg)
+                       for name, view in nodes.items()}
         # minSyncPeriod / syncPeriod pace each node's kube-proxy (netsim.node.sync_runner).
         kp = spec.kube_proxy
         started = time.monotonic()

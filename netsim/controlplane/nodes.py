@@ -35,8 +35,9 @@ from netsim.controlplane.events import Event
 from netsim.controlplane.leases import LEASE_NAMESPACE, renew_time
 from netsim.controlplane.state import Action, Context, Snapshot
 from netsim.model.cluster import ClusterSpec
-from netsim.model.errors import NetsimError
-from netsim.model.node import Node
+from netsim.model.errors import NetsimError, Source
+from netsim.model.node import Node, parse_node
+from netsim.model.nodeview import NodeView
 from netsim.model.pod import Pod
 from netsim.store import DELETED, Compacted, parse_time, rfc3339
 
@@ -162,6 +163,13 @@ def node_object(spec: ClusterSpec, index: int, now: float, host: HostFacts | Non
             "status": {**node_status_fields(spec.name, n.name, spec.node_ip(index), host),
                        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                        "lastHeartbeatTime": rfc3339(now), "lastTransitionTime": rfc3339(now)}]}}
+
+
+def node_view(spec: ClusterSpec, index: int, host: HostFacts | None = None) -> NodeView:
+    """The one node view (netsim.model.nodeview) of the index-th node, read from the Node object its kubelet
+    registers (`node_object`, through the one Node class): what a node's kube-proxy knows of its node before
+    the store has it (kube-proxy reads its Node object at start for its IPs, pod CIDR and zone)."""
+    return NodeView.from_node(parse_node(node_object(spec, index, 0.0, host), Source("<node registration>")))
 
 
 DEFAULT_LABELS = frozenset({"kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os",

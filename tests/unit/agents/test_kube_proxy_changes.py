@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
 from netsim.agents.kube_proxy import KubeProxy
+from netsim.controlplane.nodes import HostFacts, node_view
 from netsim.kernel.fake import FakeKernel
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.model.timing import TimingSpec
-from netsim.node.network import NodeRec
 from netsim.node.sync_runner import SyncRunner
 from netsim.store import MemoryStore
 
@@ -49,7 +49,7 @@ def _calls_of_one_endpoint_change(n: int) -> tuple[int, KubeProxy]:
     store = _store(n)
     spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": "kpc"},
                           "spec": {"nodes": [{"name": x} for x in NODES]}}, Source("c.yaml"))
-    recs = {x: NodeRec(x, spec.node_ip(i), spec.node_pod_cidr(i)) for i, x in enumerate(NODES)}
+    recs = {x: node_view(spec, i, HostFacts()) for i, x in enumerate(NODES)}
     counting = False
     calls = 0
 

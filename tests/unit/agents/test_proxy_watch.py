@@ -12,12 +12,12 @@ from types import SimpleNamespace
 
 from netsim.agents.kube_proxy import KubeProxy
 from netsim.agents.proxy_watch import ProxyWatch
+from netsim.controlplane.nodes import HostFacts, node_view
 from netsim.kernel.fake import FakeKernel
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
 from netsim.model.timing import TimingSpec
-from netsim.node.network import NodeRec
 from netsim.node.sync_runner import SyncRunner
 from netsim.store import SQLiteStore
 from netsim.storewatch import ChangeWaiter
@@ -40,7 +40,7 @@ class _Agent:
 def _proxy(store, nodes=("node-1", "node-2")) -> KubeProxy:
     spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": "kpw"},
                           "spec": {"nodes": [{"name": n} for n in nodes]}}, Source("c.yaml"))
-    recs = {n: NodeRec(n, spec.node_ip(i), spec.node_pod_cidr(i)) for i, n in enumerate(nodes)}
+    recs = {n: node_view(spec, i, HostFacts()) for i, n in enumerate(nodes)}
     kp = KubeProxy(spec, recs, FakeKernel(), store, ThreadPoolExecutor(max_workers=2),
                    lambda obj: parse_object(obj, Source("<store>")), lambda *e: None)
     now = time.monotonic()
