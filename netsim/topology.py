@@ -56,7 +56,7 @@ from netsim.trace.view import (  # noqa: F401 - the view's records, importable f
     EndpointData,
     FabricView,
     HostView,
-    NodeView,
+    NodeKernelState,
     PodView,
     ServiceData,
     ServicePortData,

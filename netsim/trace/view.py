@@ -10,7 +10,7 @@ entries of tunnel devices, the `iptables-save` text of nat + filter and the ipse
 the NetworkPolicy model come from the store. `read_cluster` (`netsim.topology.collect`) reads every node
 eagerly (without netfilter state, with every neighbour entry) and adds what a picture needs: the fabric's
 links, addresses and routes, the hosts' routes and fabric ports, the pods' host veths and routes, Services
-with their endpoints (`make_view`). Unit tests build `NodeView`s by hand and pass them in
+with their endpoints (`make_view`). Unit tests build `NodeKernelState`s by hand and pass them in
 `ClusterView(nodes=...)`.
 """
 
@@ -26,7 +26,11 @@ from netsim.kernel.routes import covers, lookup_route
 
 
 @dataclass
-class NodeView:
+class NodeKernelState:
+    """A node's observed kernel state (addresses, routes, links, neighbours, FDB, iptables-save, ipsets), what
+    trace and the topology picture walk. Not the node as the control plane sees it: that is the one node view,
+    netsim.model.nodeview.NodeView (trace's class carried the same name until they were told apart)."""
+
     name: str
     ip: str
     netns: str
@@ -155,10 +159,10 @@ class ClusterView:
     hosts: dict[str, str] = field(default_factory=dict)  # host name -> IP
     fabric: str = ""
     model: Any = None  # netsim.policy.model.PolicyModel
-    nodes: dict[str, NodeView] = field(default_factory=dict)
+    nodes: dict[str, NodeKernelState] = field(default_factory=dict)
     node_netns: dict[str, str] = field(default_factory=dict)  # node name -> netns
     host_netns: dict[str, str] = field(default_factory=dict)  # host name -> netns
-    loader: Callable[[str], NodeView] | None = None
+    loader: Callable[[str], NodeKernelState] | None = None
     proxy_loader: Callable[[str], list[str]] | None = None
     fabric_facts: FabricView = field(default_factory=FabricView)
     host_views: dict[str, HostView] = field(default_factory=dict)  # host name -> its details (when read)
@@ -168,7 +172,7 @@ class ClusterView:
     def enforces_policy(self) -> bool:
         return self.plugin in ("calico", "canal")
 
-    def node(self, name: str) -> NodeView:
+    def node(self, name: str) -> NodeKernelState:
         if name not in self.nodes:
             if self.loader is None:
                 raise KeyError(f"no view of node {name}")
@@ -307,7 +311,7 @@ class ClusterView:
         return None if fab.known else ("fabric", "")
 
 
-def make_view(name: str, plugin: str, backend: str, fabric: FabricView, nodes: list[NodeView],
+def make_view(name: str, plugin: str, backend: str, fabric: FabricView, nodes: list[NodeKernelState],
               hosts: list[HostView], pods: list[PodView], services: list[ServiceData] = (),  # type: ignore[assignment]
               model: Any = None) -> ClusterView:
     """A fully read view (every node's facts at hand, no loader): what `netsim.topology.collect` reads from

@@ -56,9 +56,9 @@ def test_one_node_view_built_from_the_one_node_class():
     from netsim.proxy import model as proxy_model
 
     defs = class_definitions()
-    # trace's NodeView is a node's observed kernel state (addresses, routes, iptables-save), as its PodView
-    # is: to be folded in with the one cluster view (issue #16 item 5).
-    assert defs["NodeInfo"] == [] and sorted(defs["NodeView"]) == ["netsim/model/nodeview.py", "netsim/trace/view.py"]
+    assert defs["NodeInfo"] == [] and defs["NodeView"] == ["netsim/model/nodeview.py"]
+    # trace's node is its observed kernel state, a concept of its own with a name of its own
+    assert defs["NodeKernelState"] == ["netsim/trace/view.py"]
     assert proxy_model.NodeInfo is NodeView and scheduler.NodeInfo is scheduler.NodeUsage
     node = parse_node({"kind": "Node", "metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": "z1"}},
                        "spec": {"podCIDRs": ["10.244.1.0/24", "fd00:1::/64"],
@@ -147,3 +147,24 @@ def test_each_policy_version_is_parsed_once_per_process(monkeypatch):
     (_, _, without) = inputs_from_store(store)
     assert {p.name: dict(p.pod_selector.match_labels) for p in with_w}["np"] == {"app": "whatif"}
     assert {p.name: dict(p.pod_selector.match_labels) for p in without}["np"] == {"app": "b"}
+
+
+def test_each_nodes_kube_proxy_sees_the_one_node_view_of_its_registered_node():
+    """The daemon's kube-proxy knows its node through NodeView.from_node of the Node object its kubelet
+    registers (controlplane.nodes.node_view), not through a view filled from the cluster state's records:
+    IPs, pod CIDR and zone as the Node says them, so the two cannot drift apart."""
+    from netsim.controlplane.nodes import HostFacts, node_object, node_view
+    from netsim.model.cluster import parse_cluster
+    from netsim.model.errors import Source
+    from netsim.model.node import parse_node
+    from netsim.model.nodeview import NodeView
+
+    spec = parse_cluster({"apiVersion": "netsim/v1alpha1", "kind": "Cluster", "metadata": {"name": "c"},
+                          "spec": {"nodes": [{"name": "n1", "zone": "z1"}, {"name": "n2"}]}}, Source("<test>"))
+    host = HostFacts()
+    for i, n in enumerate(spec.nodes):
+        view = node_view(spec, i, host)
+        assert view == NodeView.from_node(parse_node(node_object(spec, i, 0.0, host), Source("<test>")))
+        assert view.proxy_key == (n.name, (spec.node_ip(i),), spec.node_pod_cidr(i), "z1" if i == 0 else None)
+    source = (ROOT / "agents" / "kube_proxy.py").read_text()
+    assert "NodeInfo(" not in source and "NodeView(" not in source  # it builds no view of its own

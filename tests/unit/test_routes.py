@@ -11,7 +11,7 @@ from netsim.kernel.routes import covers, lookup_route, next_hop, prefix_len, vxl
 from netsim.trace import hops as H
 from netsim.trace.resolve import TraceDestination, TraceSource
 from netsim.trace.simulate.walk import simulate
-from netsim.trace.view import ClusterView, NodeView
+from netsim.trace.view import ClusterView, NodeKernelState
 from tests.unit.topology import examples as ex
 
 ROUTES = [Route("default", via="172.18.0.1", dev="eth0"), Route("10.244.0.0/16", dev="a"),
@@ -33,7 +33,7 @@ def test_destinations():
 
 def test_trace_and_topology_walk_with_the_same_lookup():
     assert topology.lookup_route is lookup_route
-    nv = NodeView(name="n", netns="ns", ip="172.18.0.2", routes=ROUTES)
+    nv = NodeKernelState(name="n", netns="ns", ip="172.18.0.2", routes=ROUTES)
     assert nv.route_for("10.244.1.7") is lookup_route(ROUTES, "10.244.1.7")
 
 

@@ -23,7 +23,7 @@ from netsim.trace.view import (
     EndpointData,
     FabricView,
     HostView,
-    NodeView,
+    NodeKernelState,
     PodView,
     ServiceData,
     ServicePortData,
@@ -32,14 +32,14 @@ from netsim.trace.view import (
 
 
 def read_node(kernel: Any, name: str, ip: str, netns: str, *, filters: bool = True,
-              all_neighs: bool = False) -> NodeView:
+              all_neighs: bool = False) -> NodeKernelState:
     """One node's kernel facts, the one reader both ways of filling the view use (`from_cluster`,
     `read_cluster`): addresses, routes, links, the neighbours and FDB entries of its VXLAN devices
     (`all_neighs`: every neighbour entry), and with `filters` the `iptables-save` text and ipset members. A
     namespace with no links (gone, or never made) has no facts."""
     links = {link.name: link for link in kernel.links(netns)} if kernel.netns_exists(netns) else {}
     if not links:
-        return NodeView(name, ip, netns)
+        return NodeKernelState(name, ip, netns)
     vxlans = [link.name for link in links.values() if link.kind == "vxlan"]
     neighs: list[Neigh] = list(kernel.neighs(netns)) if all_neighs else []
     fdbs: list[Fdb] = []
@@ -51,7 +51,7 @@ def read_node(kernel: Any, name: str, ip: str, netns: str, *, filters: bool = Tr
     if filters:
         save = kernel.run(netns, ["iptables-save"], check=False).stdout or ""
         sets = parse_ipset_save(kernel.run(netns, ["ipset", "save"], check=False).stdout or "")
-    return NodeView(name, ip, netns, kernel.addrs(netns), kernel.routes(netns), links, neighs, fdbs, save, sets)
+    return NodeKernelState(name, ip, netns, kernel.addrs(netns), kernel.routes(netns), links, neighs, fdbs, save, sets)
 
 
 def from_cluster(cluster: Any) -> ClusterView:
@@ -84,7 +84,7 @@ def from_cluster(cluster: Any) -> ClusterView:
         )
     nodes_by_name = {n["name"]: n for n in st.nodes}
 
-    def load(name: str) -> NodeView:
+    def load(name: str) -> NodeKernelState:
         rec = nodes_by_name[name]
         return read_node(kernel, name, rec["ip"], rec["netns"])
 

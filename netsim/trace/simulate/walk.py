@@ -39,7 +39,7 @@ from netsim.trace import hops as H
 from netsim.trace.resolve import TraceDestination, TraceSource
 from netsim.trace.simulate import walker as W
 from netsim.trace.simulate.reply import answer_certain, walk_reply
-from netsim.trace.view import ClusterView, NodeView
+from netsim.trace.view import ClusterView, NodeKernelState
 
 MAX_NODES_ON_PATH = 8
 END_OF_TIER = "End of tier default. Drop if no policies passed packet"
@@ -278,7 +278,7 @@ class Simulator:
     def _branch(
         self,
         node: str,
-        nv: NodeView,
+        nv: NodeKernelState,
         pkt: _Pkt,
         in_iface: str | None,
         origin: str,
@@ -500,7 +500,7 @@ class Simulator:
             )
         ]
 
-    def _vxlan(self, node: str, nv: NodeView, cur: _Pkt, st: W.Step, br: H.Path, depth: int) -> list[H.Path]:
+    def _vxlan(self, node: str, nv: NodeKernelState, cur: _Pkt, st: W.Step, br: H.Path, depth: int) -> list[H.Path]:
         ns = nv.netns
         dev, via = st.dev or "", st.nexthop or cur.dst
         if st.why in (W.NO_NEIGH, W.NO_FDB):

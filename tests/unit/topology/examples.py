@@ -9,7 +9,7 @@ from netsim.trace.view import (
     EndpointData,
     FabricView,
     HostView,
-    NodeView,
+    NodeKernelState,
     PodView,
     ServiceData,
     ServicePortData,
@@ -47,8 +47,8 @@ def services(web_pods: list[tuple[str, str, str]]) -> list[ServiceData]:
 
 
 def _node(name: str, ip: str, pod_cidr: str, netns: str, links: list[Link], addrs: list[tuple[str, str]],
-          routes: list[Route], neighs: list[Neigh], fdbs: list[Fdb]) -> NodeView:
-    return NodeView(name, ip, netns, addrs, routes, {lk.name: lk for lk in links}, neighs, fdbs, pod_cidr=pod_cidr)
+          routes: list[Route], neighs: list[Neigh], fdbs: list[Fdb]) -> NodeKernelState:
+    return NodeKernelState(name, ip, netns, addrs, routes, {lk.name: lk for lk in links}, neighs, fdbs, pod_cidr=pod_cidr)
 
 
 def _pod(namespace: str, name: str, ip: str, node: str, *, host_veth: str | None = None, routes: list[Route],

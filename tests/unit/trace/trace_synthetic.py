@@ -14,7 +14,7 @@ from netsim.model.errors import Source
 from netsim.model.networkpolicy import parse_networkpolicy
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel
 from netsim.trace.resolve import TraceDestination, TraceSource
-from netsim.trace.view import ClusterView, NodeView, PodView
+from netsim.trace.view import ClusterView, NodeKernelState, PodView
 
 WEB_PORTS = ((8080, "TCP"),)
 MAC_A, MAC_B = "aa:aa:aa:aa:aa:01", "bb:bb:bb:bb:bb:02"
@@ -71,9 +71,9 @@ COMMIT
 """
 
 
-def node(name: str, ip: str, idx: int, peer_idx: int, peer_ip: str, peer_mac: str) -> NodeView:
+def node(name: str, ip: str, idx: int, peer_idx: int, peer_ip: str, peer_mac: str) -> NodeKernelState:
     cidr, peer_cidr = f"10.244.{idx}.0/24", f"10.244.{peer_idx}.0/24"
-    return NodeView(
+    return NodeKernelState(
         name=name,
         ip=ip,
         netns=f"netsim-t-node-{name}",
