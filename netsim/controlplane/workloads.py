@@ -62,6 +62,11 @@ REVISION_LABEL = "controller-revision-hash"
 DS_TEMPLATE_GENERATION = "pod-template-generation"
 
 
+def _template_of(raw: dict[str, Any]) -> dict[str, Any]:
+    """A workload's stored pod template (the write edge: pods are built from it as the client wrote it)."""
+    return raw["spec"]["template"]
+
+
 def _template_hash(obj: dict[str, Any]) -> str:
     return compute_hash((obj.get("spec") or {}).get("template") or {})
 
@@ -170,7 +175,7 @@ def reconcile_daemonset(ds: DaemonSet, raw: dict[str, Any], snap: Snapshot, ctx:
         if not here and run:
             pod_name = o.generate_name(ds.meta.name + "-", ctx.rng, taken)
             taken.add(pod_name)
-            template = {**raw["spec"]["template"], "spec": _daemon_pod_spec(raw, n)}
+            template = {**_template_of(raw), "spec": _daemon_pod_spec(raw, n)}
             pod = o.pod_from_template(template, pod_name=pod_name, namespace_=ds.meta.namespace, owner=raw,
                                       extra_labels={REVISION_LABEL: rev})
             actions.append(Action("create", pod, Event(ctx.now, actor, o.ref(raw), "SuccessfulCreate",
@@ -374,7 +379,7 @@ def reconcile_job(job: Job, raw: dict[str, Any], snap: Snapshot, ctx: Context) -
             for _ in range(max(missing, 0)):
                 pod_name = o.generate_name(name + "-", ctx.rng, taken)
                 taken.add(pod_name)
-                pod = o.pod_from_template(raw["spec"]["template"], pod_name=pod_name, namespace_=job.meta.namespace,
+                pod = o.pod_from_template(_template_of(raw), pod_name=pod_name, namespace_=job.meta.namespace,
                                           owner=raw, extra_labels=job_labels)
                 actions.append(Action("create", pod, Event(ctx.now, actor, ref, "SuccessfulCreate",
                                                            f"Created pod: {pod_name}")))
@@ -460,16 +465,7 @@ def reconcile_cronjob(cj: CronJob, raw: dict[str, Any], snap: Snapshot, ctx: Con
                         if (j.meta.namespace, j.meta.name, j.meta.uid) in running:
                             delete(j)
                     running = []
-                jt = raw["spec"].get("jobTemplate") or {}
-                jmd = jt.get("metadata") or {}
-                job = {"apiVersion": "batch/v1", "kind": "Job",
-                       "metadata": {"name": name, "namespace": ns,
-                                    "labels": dict(jmd.get("labels") or {}),
-                                    "annotations": {**(jmd.get("annotations") or {}),
-                                                    SCHEDULED_TIMESTAMP: scheduled.astimezone(
-                                                        dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
-                                    "ownerReferences": [o.owner_reference(raw)]},
-                       "spec": copy.deepcopy(jt.get("spec") or {})}
+                job = _cron_job(raw, name, ns, scheduled)
                 actions.append(Action("create", job, Event(ctx.now, actor, ref, "SuccessfulCreate",
                                                            f"Created job {name}")))
                 running.append((ns, name, None))
@@ -485,6 +481,18 @@ def reconcile_cronjob(cj: CronJob, raw: dict[str, Any], snap: Snapshot, ctx: Con
         status["lastSuccessfulTime"] = max((j.status.completion_time or "") for j in succeeded)
     a = status_action(raw, status)
     return actions + ([a] if a else [])
+
+
+def _cron_job(raw: dict[str, Any], name: str, ns: str | None, scheduled: dt.datetime) -> dict[str, Any]:
+    """The Job of one scheduled time, from the CronJob's stored jobTemplate (the write edge)."""
+    jt = raw["spec"].get("jobTemplate") or {}
+    jmd = jt.get("metadata") or {}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": ns, "labels": dict(jmd.get("labels") or {}),
+                         "annotations": {**(jmd.get("annotations") or {}),
+                                         SCHEDULED_TIMESTAMP: scheduled.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                         "ownerReferences": [o.owner_reference(raw)]},
+            "spec": copy.deepcopy(jt.get("spec") or {})}
 
 
 def reconcile_cronjobs(snap: Snapshot, ctx: Context) -> list[Action]:

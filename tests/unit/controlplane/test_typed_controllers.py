@@ -70,6 +70,13 @@ EDGES: dict[str, dict[str, str]] = {
         "_knative_services": "one that does not parse is reported on its stored row",
         "_scaled": "the revision Deployment's scale starts from its stored dict",
     },
+    "workloads.py": {
+        "_template_of": "pods are built from the stored template",
+        "_template_hash": "the revision hash is over the stored template",
+        "_daemon_pod_spec": "a daemon pod's spec from the stored template",
+        "_sts_pod": "a StatefulSet pod built from the stored template",
+        "_cron_job": "a CronJob's Job from the stored jobTemplate",
+    },
     "knative_runtime.py": {
         "KnativeRuntime._read_config": "the autoscaler ConfigMap's row (its data is parsed apart)",
     },
