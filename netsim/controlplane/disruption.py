@@ -59,24 +59,36 @@ def pods_of(snap: Snapshot, pdb: dict[str, Any]) -> list[Pod]:
 
 
 def _controller_scale(snap: Snapshot, ns: str | None, ref: dict[str, Any]) -> tuple[str, int]:
-    """(the controller's uid, its scale) for a pod's controllerRef (the finders of getExpectedScale)."""
+    """(the controller's uid, its scale) for a pod's controllerRef (the finders of getExpectedScale), the
+    controllers read typed from the store's parse cache."""
     kind, name = ref.get("kind"), ref.get("name", "")
     if kind == "ReplicaSet":
-        rs = snap.get("ReplicaSet", ns, name)
-        if rs is None or o.uid(rs) != ref.get("uid"):
+        got = snap.typed_get("ReplicaSet", ns, name)
+        if got is None or got[0].meta.uid != ref.get("uid"):
             raise CountFailed(f"replicaset {name} not found")
-        dref = o.controller_ref(rs)
+        rs = got[0]
+        dref = ps.controller_ref(rs)
         if dref is not None and dref.get("kind") == "Deployment":
-            dep = snap.get("Deployment", ns, dref.get("name", ""))
-            if dep is not None and o.uid(dep) == dref.get("uid"):
-                return o.uid(dep), int((dep.get("spec") or {}).get("replicas", 1))
-        return o.uid(rs), int((rs.get("spec") or {}).get("replicas", 1))
-    if kind in ("StatefulSet", "ReplicationController"):
-        obj = snap.get(kind, ns, name)
-        if obj is not None and o.uid(obj) == ref.get("uid"):
-            return o.uid(obj), int((obj.get("spec") or {}).get("replicas", 1))
+            dep = snap.typed_get("Deployment", ns, dref.get("name", ""))
+            if dep is not None and dep[0].meta.uid == dref.get("uid"):
+                return dep[0].meta.uid, dep[0].replicas
+        return rs.meta.uid, rs.replicas
+    if kind == "StatefulSet":
+        got = snap.typed_get(kind, ns, name)
+        if got is not None and got[0].meta.uid == ref.get("uid"):
+            return got[0].meta.uid, got[0].replicas
         raise CountFailed(f"{kind.lower()} {name} not found")
+    if kind == "ReplicationController":
+        return _replication_controller_scale(snap, ns, name, ref)
     raise CountFailed(f"found no controllers for pod with controller {kind}/{name}")
+
+
+def _replication_controller_scale(snap: Snapshot, ns: str | None, name: str, ref: dict[str, Any]) -> tuple[str, int]:
+    """A ReplicationController's scale from its stored row (netsim models no ReplicationController)."""
+    obj = snap.get("ReplicationController", ns, name)
+    if obj is not None and o.uid(obj) == ref.get("uid"):
+        return o.uid(obj), int((obj.get("spec") or {}).get("replicas", 1))
+    raise CountFailed(f"replicationcontroller {name} not found")
 
 
 def expected_scale(snap: Snapshot, pdb: dict[str, Any], pods: list[Pod]) -> int:

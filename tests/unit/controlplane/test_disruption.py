@@ -22,6 +22,10 @@ def _pod(name: str, ready: bool = True, owner: dict | None = None, labels: dict 
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
+# A template that parses: the controller reads the Deployment and ReplicaSet typed (their scale).
+TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+
+
 def _pdb(spec: dict) -> dict:
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": "default"},
             "spec": {"selector": {"matchLabels": {"app": "web"}}, **spec}}
@@ -30,11 +34,11 @@ def _pdb(spec: dict) -> dict:
 def _world(pdb_spec: dict, ready: tuple[bool, ...] = (True, True, True)) -> MemoryStore:
     s = MemoryStore()
     dep = s.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
-                    "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}}, "template": {}}})
+                    "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}}, "template": TEMPLATE}})
     rs = s.create({"apiVersion": "apps/v1", "kind": "ReplicaSet",
                    "metadata": {"name": "web-1", "namespace": "default", "ownerReferences": [
                        {"kind": "Deployment", "name": "web", "uid": dep["metadata"]["uid"], "controller": True}]},
-                   "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}}, "template": {}}})
+                   "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}}, "template": TEMPLATE}})
     for i, r in enumerate(ready):
         s.create(_pod(f"web-{i}", r, rs))
     s.create(_pdb(pdb_spec))

@@ -77,6 +77,17 @@ EDGES: dict[str, dict[str, str]] = {
         "_sts_pod": "a StatefulSet pod built from the stored template",
         "_cron_job": "a CronJob's Job from the stored jobTemplate",
     },
+    "disruption.py": {
+        # PodDisruptionBudget has no typed model (it decodes as a StoredObject): its spec and status are
+        # read as stored; its pods and their controllers are typed.
+        "pods_of": "the PDB's selector",
+        "expected_and_desired": "the PDB's minAvailable / maxUnavailable",
+        "disrupted_map": "the PDB's status.disruptedPods",
+        "status_of": "the PDB's stored status and generation",
+        "_condition": "the PDB's stored conditions",
+        "reconcile_disruption": "the PDB's status write",
+        "_replication_controller_scale": "netsim models no ReplicationController",
+    },
     "knative_runtime.py": {
         "KnativeRuntime._read_config": "the autoscaler ConfigMap's row (its data is parsed apart)",
     },
