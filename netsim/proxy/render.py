@@ -917,13 +917,14 @@ def _assemble(plan: _Plan, given: tuple[ServicePort, ...], node: NodeInfo, cfg: 
         nat_chains = top_nat_chains + svc_chains + stale
         # Each port's KUBE-SERVICES / KUBE-NODEPORTS rules, a rewritten port's own chains right after them
         # (kube-proxy's write order): the unchanged ports' texts are spliced in as they are.
-        if full:
-            pieces = ["\n".join(filter(None, (e.top_text, *e.chain_rules))) for e in book.seq]
+        if full:  # the lines themselves (no text joined twice: a full payload is tens of MB at 10,000)
+            body = [x for e in book.seq for x in (e.top_text, *e.chain_rules)]
         else:
             pieces = list(book.top)
             for e in written:
                 pieces[book.index(e)] = "\n".join(filter(None, (e.top_text, *e.chain_rules)))
-        nat_blocks = [*fixed, "\n".join(filter(None, pieces)), *stale_lines, *last]
+            body = ["\n".join(filter(None, pieces))]
+        nat_blocks = [*fixed, *body, *stale_lines, *last]
         n_nat_written = len(fixed) + book.n_top + n_written_chain_rules + len(last)
 
     prev_jumps = prev.jumps if prev else frozenset()
