@@ -31,3 +31,20 @@ def test_the_report_names_the_lines_that_hold_memory():
     by_line = text.split("## by line\n")[1].split("##")[0].splitlines()
     assert "json/decoder.py" in by_line[0]
     assert "## by traceback" in text and "test_memtrace.py" in text
+
+
+def test_the_peak_watch_reports_the_heap_when_it_grew():
+    was = tracemalloc.is_tracing()
+    if not was:
+        tracemalloc.start(1)
+    try:
+        watch = memtrace.PeakWatch()
+        assert watch.check() and watch.text.startswith("# traced now")
+        watch.size = tracemalloc.get_traced_memory()[0] + 2**20
+        assert not watch.check()  # not grown by a fifth since
+        kept = [json.loads('{"metadata": {"name": "y%d"}}' % i) for i in range(20000)]  # noqa: UP031
+        assert watch.check() and "json/decoder.py" in watch.text
+        assert len(kept) == 20000
+    finally:
+        if not was:
+            tracemalloc.stop()
