@@ -119,6 +119,34 @@ class Change:
     object: dict[str, Any]  # the object after the change (before it, for DELETED)
 
 
+_set = object.__setattr__
+
+
+class _TextChange(Change):
+    """A change-log entry that keeps its JSON text and decodes `object` each time it is read. A reader of
+    the log (a controller's work queue, the garbage collector) looks at every change since its last pass,
+    most of them for their kind and name only or once each: holding them all decoded at once made the
+    daemon's heap spike by several times the pods' size during a big rollout (issue #18). Equal to a
+    Change with the same fields; `object` is a fresh dict on every read (keep it if you need it twice)."""
+
+    def __init__(self, rv: int, type: str, kind: str, namespace: str | None, name: str, body: str):
+        for k, v in (("rv", rv), ("type", type), ("kind", kind), ("namespace", namespace), ("name", name),
+                     ("body", body)):
+            _set(self, k, v)
+
+    @property
+    def object(self) -> dict[str, Any]:  # type: ignore[override]
+        return json.loads(self.body)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Change):
+            return NotImplemented
+        return (self.rv, self.type, self.kind, self.namespace, self.name, self.object) == \
+            (other.rv, other.type, other.kind, other.namespace, other.name, other.object)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def _key(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
 
@@ -597,7 +625,7 @@ class _Ops(WriteSemantics):
         marks = ",".join("?" * len(kinds))
         rows = self.conn.execute(f"SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ? "
                                  f"AND kind IN ({marks}) ORDER BY rv", (int(rv), *kinds)).fetchall()
-        return _changes(rows)
+        return [_TextChange(r[0], r[1], r[2], r[3] or None, r[4], r[5]) for r in rows]
 
     def latest_changes_of(self, kinds: Collection[str], rv: int) -> list[Change]:
         self._check_compacted(rv)
@@ -612,7 +640,7 @@ class _Ops(WriteSemantics):
         self._check_compacted(rv)
         rows = self.conn.execute("SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ? "
                                  "ORDER BY rv LIMIT ?", (int(rv), -1 if limit is None else limit)).fetchall()
-        return _changes(rows)
+        return [_TextChange(r[0], r[1], r[2], r[3] or None, r[4], r[5]) for r in rows]
 
     # -- writes --------------------------------------------------------------------------------------
     def _next_rv(self) -> int:

@@ -102,6 +102,20 @@ def test_objects_read_together_share_their_key_strings(store):
     for x in (b, c):
         assert all(k1 is k2 for k1, k2 in zip(a, x, strict=True))
         assert all(k1 is k2 for k1, k2 in zip(a["metadata"], x["metadata"], strict=True))
-    changes = store.changes_of(["Pod"], 0)
+    changes = store.latest_changes_of(["Pod"], 0)
     assert next(iter(changes[0].object["spec"]["containers"][0])) is \
         next(iter(changes[2].object["spec"]["containers"][0]))
+
+
+def test_a_change_log_read_keeps_the_text_and_decodes_on_reading(store):
+    """A work queue or the garbage collector reads every change since its last pass, mostly for kind and
+    name: the entries hold their JSON text, not decoded objects, and equal the decoded entries."""
+    rv0 = _history(store)
+    for changes in (store.changes_of(["Pod", "Service"], rv0), store.changes_since(rv0)):
+        assert len(changes) == 11
+        for c in changes:
+            assert not any(isinstance(v, dict) for v in vars(c).values())
+            assert c.object == c.object and c.object is not c.object  # a fresh dict on each read
+            assert c.object["metadata"]["name"] == c.name
+    latest = store.latest_changes_of(["Pod", "Service"], rv0)
+    assert [c for c in store.changes_of(["Pod", "Service"], rv0) if c in latest] == latest
