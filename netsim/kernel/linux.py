@@ -168,8 +168,10 @@ class LinuxKernel:
         fast = self._fast.pop(ns, None)
         if fast is not None:
             fast.close()
-        for key in [k for k in self._index if k[0] == ns]:
-            del self._index[key]
+        # Other threads fill the index (_idx) while this runs on the kernel thread: take its keys in one C
+        # call (list() holds the GIL throughout), not by a Python-level walk a writer can interleave with.
+        for key in [k for k in list(self._index) if k[0] == ns]:
+            self._index.pop(key, None)
 
     def _idx(self, ns: str, ifname: str) -> int:
         key = (ns, ifname)
