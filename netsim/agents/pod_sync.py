@@ -91,6 +91,12 @@ class PodSync:
         pkg/kubelet/pleg/generic.go, over the running processes), those whose work-queue time came, and
         every pod of a node that came back. Call it right before the kubelet step."""
         self.source.poll()
+        if self._worked:
+            # The last pass failed between its kubelet step and update_container_statuses (which requeues
+            # what it synced): its pods were taken off the queue and are given back now, as the kubelet's
+            # pod worker requeues a pod whose sync returned an error (pkg/kubelet/pod_workers.go
+            # completeWork). Otherwise a terminating pod whose teardown raised would never be synced again.
+            self.source.enqueue_all(self._worked)
         alive = {n for n in self.kubelets if self.kubelet.node_alive(n)}
         back, self._alive = alive - self._alive, alive
         if back:

@@ -209,3 +209,21 @@ def test_housekeeping_looks_at_no_pod_whose_sandbox_is_listed(monkeypatch):
     sync.source._housekeeping = 0.0
     sync.heal_sandboxes()
     assert looked == ["p5"] and healed == ["p5"]
+
+
+def test_the_pods_of_a_pass_that_failed_are_synced_again_next_pass(monkeypatch):
+    """A pass that raises between its kubelet step and the status update (a sandbox teardown failing on a
+    kernel error) does not lose its pods: they come back next pass, as a failed pod sync is requeued.
+    Before, a terminating pod caught in such a pass was never synced again and stayed Terminating."""
+    store, kubelets, sync, clock = settled()
+    for i in (5, 6):
+        p = store.get("Pod", "default", f"p{i}")
+        p["metadata"]["labels"]["tier"] = "web"
+        store.update(p)
+    pods = sync.work()
+    assert sorted(o.key(p) for p in pods) == ["default/p5", "default/p6"]
+    # the kubelet step raised here: update_container_statuses never ran
+    assert sorted(o.key(p) for p in sync.work()) == ["default/p5", "default/p6"]
+    sync.update_container_statuses()
+    assert one_pass(store, kubelets, sync, clock) <= 2  # settled again: at most their status echoes
+    assert one_pass(store, kubelets, sync, clock) == 0
