@@ -80,15 +80,16 @@ def _stream(h: Handlers, t: Target, query: Mapping[str, str], stopping: Callable
             rv = c.rv
             if c.kind != t.kind or not _in_scope(t, c.namespace):
                 continue
-            key = (c.object["metadata"].get("namespace"), c.name)
-            obj = h.present(t, c.object)
+            raw = c.object  # once: a change-log entry decodes its body on each read
+            key = (raw["metadata"].get("namespace"), c.name)
+            obj = h.present(t, dict(raw))  # present() sets apiVersion/kind: the selectors read the stored object
             if c.type == "DELETED":
-                if key in visible or selected(c.object, t.kind, label, field):
+                if key in visible or selected(raw, t.kind, label, field):
                     visible.discard(key)
                     yield render("DELETED", obj)
                     last_sent = time.monotonic()
                 continue
-            if selected(c.object, t.kind, label, field):
+            if selected(raw, t.kind, label, field):
                 typ = "ADDED" if c.type == "ADDED" or (key not in visible and filtered) else "MODIFIED"
                 visible.add(key)
                 yield render(typ, obj)

@@ -135,14 +135,15 @@ def _affected(changes: list[Change], snap: Snapshot, owner_of: dict[Key, Key]) -
         old = owner_of.pop(pod_key, None)
         if old is not None:
             out.add(old)
-        ref = o.controller_ref(c.object)
+        obj = c.object  # once: a change-log entry decodes its body on each read
+        ref = o.controller_ref(obj)
         if ref is not None:
             if ref.get("kind") == "ReplicaSet":
                 out.add((ns, ref.get("name") or ""))
                 if c.type != DELETED:
                     owner_of[pod_key] = (ns, ref.get("name") or "")
         elif c.type != DELETED:
-            labels = o.labels(c.object)
+            labels = o.labels(obj)
             for rs in snap.typed("ReplicaSet", ns):
                 if rs.selector.matches(labels):
                     out.add(ps.key(rs))

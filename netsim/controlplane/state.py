@@ -359,8 +359,9 @@ class SnapshotCache:
                     self._objects[c.kind].pop(key, None)
                     self.indexes.remove(c.kind, key)
                 else:
-                    self._objects[c.kind][key] = c.object
-                    self.indexes.put(c.kind, key, c.object)
+                    obj = c.object  # once: a change-log entry may decode its body on each read
+                    self._objects[c.kind][key] = obj
+                    self.indexes.put(c.kind, key, obj)
                 dirty.add(c.kind)
                 rv = max(rv, c.rv)
             self.decoded += len(changes)

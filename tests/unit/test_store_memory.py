@@ -119,3 +119,20 @@ def test_a_change_log_read_keeps_the_text_and_decodes_on_reading(store):
             assert c.object["metadata"]["name"] == c.name
     latest = store.latest_changes_of(["Pod", "Service"], rv0)
     assert [c for c in store.changes_of(["Pod", "Service"], rv0) if c in latest] == latest
+
+
+
+def test_the_replicaset_controller_decodes_each_changed_pod_once(monkeypatch):
+    """A change-log entry decodes its JSON on every read of `object`: a reader must read it once."""
+    import json
+    from types import SimpleNamespace
+
+    from netsim.controlplane import replicaset
+
+    reads: list[str] = []
+    monkeypatch.setattr(store_mod.json, "loads", lambda text: reads.append(text) or json.JSONDecoder().decode(text))
+    body = json.dumps({"metadata": {"name": "p", "namespace": "default", "labels": {"app": "a"}}})
+    changes = [store_mod._TextChange(i, "MODIFIED", "Pod", "default", f"p{i}", body) for i in range(1, 4)]
+    snap = SimpleNamespace(typed=lambda kind, ns: [])  # no ReplicaSet selects them
+    assert replicaset._affected(changes, snap, {}) == set()  # type: ignore[arg-type]
+    assert len(reads) == 3
