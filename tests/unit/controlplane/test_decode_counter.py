@@ -12,16 +12,8 @@ from netsim.controlplane import objects as o
 from netsim.model.metrics import ContainerUsage, MetricsView, PodUsage
 
 from .conftest import deployment
+from .test_endpointslice_batching import SVC as SERVICE
 from .test_hpa import hpa, web
-
-SERVICE = """
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: http}]
-"""
 
 PDB = """
 apiVersion: policy/v1
