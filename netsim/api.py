@@ -607,17 +607,17 @@ class Cluster:
         def check(marker: dict[str, Any]) -> list[str]:
             if marker.get("blockers"):
                 return list(marker["blockers"])
-            pods = readiness.owned_pods(self.store.list("Pod"),
-                                        self.store.list("ReplicaSet") + self.store.list("Job"), roots)
+            # Typed, through the store's parse cache (a pod that does not parse is left out, logged once).
+            pods = readiness.owned_pods(self.store.typed_list("Pod"),
+                                        self.store.typed_list("ReplicaSet") + self.store.typed_list("Job"), roots)
             failed = marker.get("failed") or {}
-            bad = [f"pod {o.key(p)}: {failed[o.key(p)]}" for p in pods if o.key(p) in failed]
+            bad = [f"pod {p.meta.key}: {failed[p.meta.key]}" for p in pods if p.meta.key in failed]
             if bad:
                 raise daemonctl.DaemonError("; ".join(bad) + " (see netsim events; it is retried with backoff)")
             # Failed for good, as seen by a pass that began after the pod's last write (the phase and the
             # container statuses are written at different points of one pass).
             seen = int(marker.get("rv") or 0)
-            hopeless = [p for p in pods if readiness.hopeless(p)
-                        and seen >= int((p.get("metadata") or {}).get("resourceVersion") or 0)]
+            hopeless = [p for p in pods if readiness.hopeless(p) and seen >= (p.meta.resource_version or 0)]
             if hopeless:
                 raise daemonctl.DaemonError("cannot become ready: " + "; ".join(readiness.summary(hopeless)))
             waiting = readiness.summary(p for p in pods if not readiness.settled(p))

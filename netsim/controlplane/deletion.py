@@ -15,7 +15,8 @@ object itself goes at once instead of staying Terminating until it is empty.
 kubectl's flags (k8s kubectl pkg/cmd/delete/delete.go, DeleteOptions.Complete): `--grace-period=0` without
 `--force` becomes 1 (graceful, "to prevent accidental data loss"); `--force` without a grace period means 0.
 
-`delete_objects` checks every target first and deletes in one store transaction: all or none.
+`delete_objects` checks every target first and deletes in one store transaction: all or none. A pod is
+read as the store's parse cache decodes it (netsim.model.pod.Pod); the write starts from the stored dict.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netsim.controlplane import objects as o
-from netsim.model.errors import Source, UsageError
+from netsim.controlplane import podstate as ps
+from netsim.model.errors import NetsimError, Source, UsageError
+from netsim.model.pod import Pod
 from netsim.store import Store, rfc3339, scoped_namespace
 
 
@@ -81,17 +84,35 @@ def delete_objects(store: Store, targets: Sequence[Target], now: float, *, grace
 
 def _delete_one(tx: Store, cur: dict, grace: int | None, now: float) -> None:
     kind, ns, name = cur["kind"], o.namespace(cur), o.name(cur)
-    if kind == "Pod" and _graceful(cur, grace):
-        if not o.is_terminating(cur):
-            md = cur["metadata"]
-            md["deletionTimestamp"] = rfc3339(now)
-            md["deletionGracePeriodSeconds"] = grace if grace is not None else int(
-                (cur.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-            tx.update(cur)
+    pod = _typed_pod(tx, cur) if kind == "Pod" else None
+    if pod is not None and _graceful(pod, grace):
+        if not ps.terminating(pod):
+            _mark_terminating(tx, cur, grace if grace is not None else pod.spec.termination_grace_period_seconds,
+                              now)
     else:
         tx.delete(kind, ns, name)
 
 
-def _graceful(pod: dict, grace: int | None) -> bool:
+def _typed_pod(tx: Store, cur: dict) -> Pod | None:
+    """The stored pod as the parse cache decodes it; None when it does not parse (written around
+    validation): no kubelet runs such a pod (it fails its sandbox), so it goes at once, and a kubelet that
+    made anything for it removes that as its garbage collection does."""
+    try:
+        return tx.decode(cur)
+    except NetsimError:
+        return None
+
+
+def _graceful(pod: Pod, grace: int | None) -> bool:
     """Whether the pod goes through the kubelet (CheckGracefulDelete): bound, still running, grace > 0."""
-    return bool(o.node_name(pod)) and not o.is_terminal(pod) and grace != 0
+    return bool(pod.spec.node_name) and not ps.terminal(pod) and grace != 0
+
+
+def _mark_terminating(tx: Store, cur: dict, grace: int, now: float) -> None:
+    """The write edge: the stored pod with deletionTimestamp and deletionGracePeriodSeconds set (the
+    update starts from the stored dict, so fields netsim does not model and the resourceVersion read go
+    with it)."""
+    md = cur["metadata"]
+    md["deletionTimestamp"] = rfc3339(now)
+    md["deletionGracePeriodSeconds"] = grace
+    tx.update(cur)

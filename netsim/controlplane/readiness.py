@@ -5,28 +5,33 @@ status` and `kubectl wait` wait for the named objects, never for the rest of the
 them and the pods they own, followed up their controller ownerReferences (Pod -> ReplicaSet -> Deployment,
 Pod -> Job -> CronJob, Pod -> StatefulSet/DaemonSet), as the garbage collector's owner graph links them.
 A pod that is not ready is explained by its containers' Waiting/Terminated reason and message (what
-`kubectl describe pod` shows under State), else by its conditions. Pure functions over stored dicts.
+`kubectl describe pod` shows under State), else by its conditions. Pure functions over typed objects
+(netsim.model: Pod, ReplicaSet, Job; decoded by the store's parse cache, `Store.typed_list`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
+from netsim.model.pod import Pod
 
 MAX_OWNER_DEPTH = 4  # Pod -> ReplicaSet -> Deployment; Pod -> Job -> CronJob: never deeper in built-in kinds
 
 
-def owned_pods(pods: Iterable[Mapping[str, Any]], owners: Iterable[Mapping[str, Any]],
-               roots: set[str]) -> list[Mapping[str, Any]]:
-    """The pods whose uid is in `roots` or whose controller chain (through `owners`, e.g. the ReplicaSets and
-    Jobs) reaches an object whose uid is in `roots`."""
-    parent = {o.uid(x): (o.controller_ref(x) or {}).get("uid") for x in owners if o.uid(x)}
+def _owner_uid(obj: Any) -> str | None:
+    return (ps.controller_ref(obj) or {}).get("uid")
+
+
+def owned_pods(pods: Iterable[Pod], owners: Iterable[Any], roots: set[str]) -> list[Pod]:
+    """The pods whose uid is in `roots` or whose controller chain (through `owners`, e.g. the typed
+    ReplicaSets and Jobs) reaches an object whose uid is in `roots`."""
+    parent = {x.meta.uid: _owner_uid(x) for x in owners if x.meta.uid}
     out = []
     for pod in pods:
-        chain = {o.uid(pod)}
-        up = (o.controller_ref(pod) or {}).get("uid")
+        chain = {pod.meta.uid}
+        up = _owner_uid(pod)
         while up and len(chain) <= MAX_OWNER_DEPTH:
             chain.add(up)
             up = parent.get(up)
@@ -35,62 +40,60 @@ def owned_pods(pods: Iterable[Mapping[str, Any]], owners: Iterable[Mapping[str, 
     return out
 
 
-def _job_pod(pod: Mapping[str, Any]) -> bool:
-    return (o.controller_ref(pod) or {}).get("kind") == "Job"
+def _job_pod(pod: Pod) -> bool:
+    return (ps.controller_ref(pod) or {}).get("kind") == "Job"
 
 
-def settled(pod: Mapping[str, Any]) -> bool:
+def settled(pod: Pod) -> bool:
     """Running and Ready, or finished successfully; a Job's failed pod too (the Job controller retries
     with a new pod or fails the Job): nothing more to wait for."""
-    if o.phase(pod) == "Succeeded" or (o.phase(pod) == "Failed" and _job_pod(pod)):
+    phase = ps.phase(pod)
+    if phase == "Succeeded" or (phase == "Failed" and _job_pod(pod)):
         return True
-    return o.phase(pod) == "Running" and o.is_ready(pod) and not o.is_terminating(pod)
+    return phase == "Running" and ps.ready(pod) and not ps.terminating(pod)
 
 
-def hopeless(pod: Mapping[str, Any]) -> bool:
+def hopeless(pod: Pod) -> bool:
     """The pod cannot become ready without a change: it Failed for good (restartPolicy keeps it down)."""
-    return o.phase(pod) == "Failed" and not _job_pod(pod)
+    return ps.phase(pod) == "Failed" and not _job_pod(pod)
 
 
-def pod_label(pod: Mapping[str, Any]) -> str:
-    ns = o.namespace(pod) or "default"
-    return f"pod/{o.name(pod)}" + ("" if ns == "default" else f" -n {ns}")
+def pod_label(pod: Pod) -> str:
+    ns = pod.meta.namespace or "default"
+    return f"pod/{pod.meta.name}" + ("" if ns == "default" else f" -n {ns}")
 
 
-def why_not_ready(pod: Mapping[str, Any]) -> str:
+def why_not_ready(pod: Pod) -> str:
     """One line: `pod/web-x: container app: CrashLoopBackOff (back-off 10s restarting failed container ...)`."""
-    status = pod.get("status") or {}
+    phase = ps.phase(pod)
     reasons = []
-    for cs in list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or []):
-        state = cs.get("state") or {}
-        if "waiting" in state:
-            w = state["waiting"] or {}
-            text = w.get("reason") or "Waiting"
-            reasons.append(f"container {cs.get('name')}: {text}" + (f" ({w['message']})" if w.get("message") else ""))
-        elif "terminated" in state and o.phase(pod) != "Succeeded":
-            t = state["terminated"] or {}
-            detail = f"exit code {t.get('exitCode')}" + (f": {t['message']}" if t.get("message") else "")
-            reasons.append(f"container {cs.get('name')}: {t.get('reason') or 'Terminated'} ({detail})")
+    for cs in pod.status.container_states:
+        if cs.state == "waiting":
+            text = cs.reason or "Waiting"
+            reasons.append(f"container {cs.name}: {text}" + (f" ({cs.message})" if cs.message else ""))
+        elif cs.state == "terminated" and phase != "Succeeded":
+            detail = f"exit code {cs.exit_code}" + (f": {cs.message}" if cs.message else "")
+            reasons.append(f"container {cs.name}: {cs.reason or 'Terminated'} ({detail})")
     if not reasons:
         for typ in ("PodScheduled", "PodReadyToStartContainers", "Ready"):
-            c = o.condition(pod, typ)
-            if c is not None and c.get("status") == "False" and (c.get("reason") or c.get("message")):
-                reasons.append(": ".join(x for x in (c.get("reason"), c.get("message")) if x))
+            c = pod.status.condition(typ)
+            if c is not None and c.status == "False" and (c.reason or c.message):
+                reasons.append(": ".join(x for x in (c.reason, c.message) if x))
                 break
     if not reasons:
-        if o.is_terminating(pod):
+        if ps.terminating(pod):
             reasons.append("Terminating")
-        elif not o.node_name(pod):
+        elif not pod.spec.node_name:
             reasons.append("Pending: not scheduled yet")
-        elif not status.get("podIP"):
+        elif not pod.status.pod_ip:
             reasons.append("ContainerCreating")
-        elif o.phase(pod) == "Running":
-            probed = [c["name"] for c in (pod.get("spec") or {}).get("containers") or [] if c.get("readinessProbe")]
+        elif phase == "Running":
+            probed = [c.name for c in pod.spec.containers if c.readiness_probe is not None]
             reasons.append(f"containers not ready ({'readiness probe not passed: ' + ', '.join(probed) if probed else 'starting'})")
         else:
-            reasons.append(o.phase(pod) or "Pending")
+            reasons.append(phase)
     return f"{pod_label(pod)}: {'; '.join(reasons)}"
 
 
-def summary(pods: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [why_not_ready(p) for p in sorted(pods, key=o.key)]
+def summary(pods: Iterable[Pod]) -> list[str]:
+    return [why_not_ready(p) for p in sorted(pods, key=lambda p: p.meta.key)]

@@ -70,6 +70,32 @@ def _condition(conditions: tuple[Condition, ...], type_: str) -> Condition | Non
 
 
 @dataclass(frozen=True)
+class ContainerState:
+    """One entry of status.containerStatuses / initContainerStatuses (core/v1 ContainerStatus), reduced to
+    what `kubectl describe pod` shows under State: which state (waiting, running, terminated) and its
+    reason, message and exit code."""
+
+    name: str | None
+    state: str | None = None  # "waiting" | "running" | "terminated" | None (none reported)
+    reason: str | None = None
+    message: str | None = None
+    exit_code: int | None = None
+
+
+def _container_states(raw: Any) -> tuple[ContainerState, ...]:
+    out = []
+    for cs in _items(raw):
+        st = _mapping(cs.get("state"))
+        which = next((k for k in ("waiting", "terminated", "running") if k in st), None)
+        detail = _mapping(st.get(which)) if which else _EMPTY
+        code = detail.get("exitCode")
+        out.append(ContainerState(_str(cs.get("name")), which, _str(detail.get("reason")),
+                                  _str(detail.get("message")),
+                                  code if isinstance(code, int) and not isinstance(code, bool) else None))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class PodStatus:
     """What the kubelet reports of a pod (core/v1 PodStatus). `pod_ips` is status.podIPs, falling back to
     status.podIP as the API server's dual-stack defaulting fills one from the other."""
@@ -92,6 +118,13 @@ class PodStatus:
 
     def condition(self, type_: str) -> Condition | None:
         return _condition(self.conditions, type_)
+
+    @property
+    def container_states(self) -> tuple[ContainerState, ...]:
+        """The init containers' states, then the app containers' (read from `raw` when asked: only an
+        explanation of a pod that is not ready needs them, so a decode does not pay for them)."""
+        return _container_states(self.raw.get("initContainerStatuses")) + \
+            _container_states(self.raw.get("containerStatuses"))
 
 
 def pod_status(raw: Any) -> PodStatus:

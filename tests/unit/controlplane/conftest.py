@@ -26,7 +26,7 @@ class Harness:
 
     def __post_init__(self):
         self.store = MemoryStore(clock=self.clock.now)
-        self.kubelet = FakeKubelet()
+        self.kubelet = FakeKubelet(decode=self.store.decode)
         self.metrics = None  # a MetricsView for the HPA controller
         self.memory: dict = {}  # controllers' memory between passes, as the daemon keeps it
 

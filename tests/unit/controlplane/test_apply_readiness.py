@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from netsim.controlplane import readiness
+from netsim.objcache import decode_stored
+
+_TEMPLATE = {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "app", "image": "i"}]}}
+_SPECS = {"Pod": {"nodeName": "node-1", "containers": [{"name": "app", "image": "i"}]},
+          "ReplicaSet": {"selector": {"matchLabels": {"app": "x"}}, "template": _TEMPLATE},
+          "Job": {"template": {**_TEMPLATE, "spec": {**_TEMPLATE["spec"], "restartPolicy": "Never"}}}}
+
+
+def _raw(kind, name, uid, owner=None, **status):
+    md = {"name": name, "namespace": "default", "uid": uid, "resourceVersion": "1"}
+    if owner:
+        md["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "uid": owner[2],
+                                  "controller": True}]
+    api = {"Pod": "v1", "ReplicaSet": "apps/v1", "Job": "batch/v1"}[kind]
+    return {"apiVersion": api, "kind": kind, "metadata": md, "spec": dict(_SPECS[kind]), "status": status}
 
 
 def _obj(kind, name, uid, owner=None, **status):
-    md = {"name": name, "namespace": "default", "uid": uid}
-    if owner:
-        md["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "uid": owner[2], "controller": True}]
-    return {"kind": kind, "metadata": md, "spec": {"nodeName": "node-1", "containers": [{"name": "app"}]},
-            "status": status}
+    """The typed object of a stored manifest (as the store's parse cache hands it out)."""
+    return decode_stored(_raw(kind, name, uid, owner, **status))
 
 
 def test_owned_pods_follow_controller_chains_to_the_applied_objects():
@@ -20,7 +32,7 @@ def test_owned_pods_follow_controller_chains_to_the_applied_objects():
             _obj("Pod", "cron-1-a", "p2", ("Job", "cron-1", "j1")),
             _obj("Pod", "bare", "p3"),
             _obj("Pod", "other", "p4", ("ReplicaSet", "x", "rsx"))]
-    names = lambda roots: [p["metadata"]["name"] for p in readiness.owned_pods(pods, [rs, job], roots)]  # noqa: E731
+    names = lambda roots: [p.meta.name for p in readiness.owned_pods(pods, [rs, job], roots)]  # noqa: E731
     assert names({"d1"}) == ["web-1-a"]
     assert names({"cj1"}) == ["cron-1-a"]
     assert names({"p3", "rs1"}) == ["web-1-a", "bare"]
@@ -36,13 +48,15 @@ def test_why_not_ready_uses_the_kubelets_reasons():
                 containerStatuses=[{"name": "app", "state": {"terminated": {"reason": "Error", "exitCode": 3}}}])
     assert readiness.why_not_ready(done) == "pod/once: container app: Error (exit code 3)"
     assert readiness.hopeless(done) and not readiness.settled(done)
-    unsched = _obj("Pod", "u", "p", phase="Pending", conditions=[
+    unsched = _raw("Pod", "u", "p", phase="Pending", conditions=[
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}])
     unsched["spec"].pop("nodeName")
+    unsched = decode_stored(unsched)
     assert readiness.why_not_ready(unsched) == "pod/u: Unschedulable: 0/3 nodes are available"
-    probed = _obj("Pod", "p", "p", phase="Running", podIP="10.0.0.1",
+    probed = _raw("Pod", "p", "p", phase="Running", podIP="10.0.0.1",
                   containerStatuses=[{"name": "app", "state": {"running": {}}}])
-    probed["spec"]["containers"][0]["readinessProbe"] = {"tcpSocket": {"port": 1}}
+    probed["spec"]["containers"] = [{"name": "app", "image": "i", "readinessProbe": {"tcpSocket": {"port": 1}}}]
+    probed = decode_stored(probed)
     assert "readiness probe not passed: app" in readiness.why_not_ready(probed)
 
 

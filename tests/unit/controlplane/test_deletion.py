@@ -71,3 +71,14 @@ def test_deleting_a_namespace_deletes_its_contents_pods_through_termination(stor
     assert store.get("Service", "default", "web") is None and store.get("Pod", "default", "unbound") is None
     assert "deletionTimestamp" in store.get("Pod", "default", "bound")["metadata"]  # the kubelet removes it
     assert "deletionTimestamp" not in store.get("Pod", "other", "elsewhere")["metadata"]
+
+
+def test_a_pod_that_does_not_parse_goes_at_once_and_the_rest_still_terminate(store):
+    """The pod is read typed (the parse cache); one written around validation (no kubelet runs it) is
+    removed at once, and the delete's other targets are not held up by it."""
+    bad = _pod("bad")
+    bad["spec"]["containers"] = [{"name": "c", "image": "x", "ports": [{"containerPort": "eighty"}]}]
+    store.create(bad)
+    delete_objects(store, [Target("Pod", "default", "bad"), Target("Pod", "default", "bound")], 0.0)
+    assert store.get("Pod", "default", "bad") is None
+    assert store.get("Pod", "default", "bound")["metadata"]["deletionTimestamp"]

@@ -1,4 +1,5 @@
-"""The controllers read typed objects (issue #16 item 1): outside the functions listed here as their edges
+"""The controllers (and apply's readiness wait, deletion, the tests' fake kubelet) read typed objects
+(issue #16 item 1): outside the functions listed here as their edges
 (building a write from the stored dict, reading the change log's rows, a stored dict's template hash), a
 controller module never indexes a raw object (`x["spec"]`, `x.get("status")`) nor asks objects.py's dict
 readers (`o.labels(x)`, `o.node_name(x)`, ...). Read from the source, so a dict walk cannot come back
@@ -88,6 +89,13 @@ EDGES: dict[str, dict[str, str]] = {
         "reconcile_disruption": "the PDB's status write",
         "_replication_controller_scale": "netsim models no ReplicationController",
     },
+    # apply's wait (which pods, why not ready): typed Pods, ReplicaSets and Jobs from the parse cache
+    "readiness.py": {},
+    "deletion.py": {
+        "_mark_terminating": "a graceful delete's deletionTimestamp is written on the stored pod",
+    },
+    # the tests' kubelet: the typed Pod's node (the loop's Kubelet protocol hands out the stored dict)
+    "fake_kubelet.py": {},
     "knative_runtime.py": {
         "KnativeRuntime._read_config": "the autoscaler ConfigMap's row (its data is parsed apart)",
     },
