@@ -13,6 +13,9 @@
   `disruptionsAllowed` is decremented and the pod is recorded in `status.disruptedPods` (the controller
   no longer counts it as healthy) in one status write guarded by the resourceVersion read, retried on a
   conflict, before the pod is deleted. `dryRun` checks everything and writes nothing.
+
+The budgets are read typed (netsim.model.disruption, from the store's parse cache); a budget that does not
+parse is not consulted (the parse cache logs it). The status write starts from the stored status.
 """
 
 from __future__ import annotations
@@ -22,21 +25,12 @@ from typing import Any
 
 from netsim.apiserver import errors
 from netsim.controlplane import objects as o
-from netsim.model.errors import SpecError
+from netsim.model.disruption import PodDisruptionBudget
 from netsim.store import Conflict, Store, rfc3339
 
 TOO_MANY = "Cannot evict pod as it would violate the pod's disruption budget."
 MAX_DISRUPTED_PODS = 2000  # eviction.go MaxDisruptedPodSize
 RETRIES = 5
-
-
-def _selects(pdb: dict[str, Any], pod: dict[str, Any]) -> bool:
-    if (pdb.get("spec") or {}).get("selector") is None:  # policy/v1: a nil selector selects nothing
-        return False
-    try:
-        return o.selector_of(pdb).matches(o.meta(pod).get("labels"))
-    except SpecError:
-        return False
 
 
 def _too_many(message: str, retry_after: int = 0) -> errors.ApiError:
@@ -46,37 +40,39 @@ def _too_many(message: str, retry_after: int = 0) -> errors.ApiError:
     return errors.ApiError(429, "TooManyRequests", TOO_MANY, details)
 
 
-def _decrement(store: Store, pdb: dict[str, Any], pod_name: str, now: float, dry_run: bool) -> None:
+def _decrement(store: Store, pdb: PodDisruptionBudget, pod_name: str, now: float, dry_run: bool) -> None:
     """checkAndDecrement against the budget as stored (re-read on every retry)."""
-    name = o.name(pdb)
+    name, ns = pdb.meta.name, pdb.meta.namespace
     for _ in range(RETRIES):
-        st = dict(pdb.get("status") or {})
-        if int(st.get("observedGeneration") or 0) < int(o.meta(pdb).get("generation") or 1):
+        st = pdb.status
+        generation = pdb.meta.generation if pdb.meta.generation is not None else 1
+        if (st.observed_generation or 0) < generation:
             raise _too_many(f"The disruption budget {name} is still being processed by the server.", 10)
-        allowed = int(st.get("disruptionsAllowed") or 0)
+        allowed = st.disruptions_allowed
         if allowed < 0:
             raise errors.ApiError(403, "Forbidden", f'poddisruptionbudgets.policy "{name}" is forbidden: '
                                   "pdb disruptions allowed is negative")
-        if len(st.get("disruptedPods") or {}) > MAX_DISRUPTED_PODS:
+        if len(st.disrupted_pods) > MAX_DISRUPTED_PODS:
             raise errors.ApiError(403, "Forbidden", f'poddisruptionbudgets.policy "{name}" is forbidden: '
                                   "DisruptedPods map too big - too many evictions not confirmed by PDB controller")
         if allowed == 0:
-            raise _too_many(f"The disruption budget {name} needs {st.get('desiredHealthy', 0)} healthy pods "
-                            f"and has {st.get('currentHealthy', 0)} currently")
+            raise _too_many(f"The disruption budget {name} needs {st.desired_healthy} healthy pods "
+                            f"and has {st.current_healthy} currently")
         if dry_run:
             return
-        st["disruptionsAllowed"] = allowed - 1
+        # the write starts from the stored status (fields netsim does not model survive)
+        new = dict(st.raw)
+        new["disruptionsAllowed"] = allowed - 1
         if allowed - 1 == 0:
-            st["conditions"] = [{**c, "status": "False", "reason": "InsufficientPods", "message": "",
-                                 "lastTransitionTime": rfc3339(now)} if c.get("type") == "DisruptionAllowed" else c
-                                for c in st.get("conditions") or []]
-        st["disruptedPods"] = {**(st.get("disruptedPods") or {}), pod_name: rfc3339(now)}
+            new["conditions"] = [{**c, "status": "False", "reason": "InsufficientPods", "message": "",
+                                  "lastTransitionTime": rfc3339(now)} if c.get("type") == "DisruptionAllowed" else c
+                                 for c in new.get("conditions") or []]
+        new["disruptedPods"] = {**st.disrupted_pods, pod_name: rfc3339(now)}
         try:
-            store.update_status("PodDisruptionBudget", o.namespace(pdb), name, st,
-                                expected_rv=o.meta(pdb).get("resourceVersion"))
+            store.update_status("PodDisruptionBudget", ns, name, new, expected_rv=pdb.meta.resource_version)
             return
         except Conflict:
-            fresh = store.get("PodDisruptionBudget", o.namespace(pdb), name)
+            fresh = store.typed("PodDisruptionBudget", ns, name)
             if fresh is None:
                 return
             pdb = fresh
@@ -90,17 +86,16 @@ def evict(store: Store, pod: dict[str, Any], now: float, dry_run: bool, delete: 
         if not dry_run:
             delete()
         return
-    pdbs = [p for p in store.list("PodDisruptionBudget", o.namespace(pod)) if _selects(p, pod)]
+    labels = o.labels(pod)
+    pdbs = [p for p in store.typed_list("PodDisruptionBudget", o.namespace(pod)) if p.selects(labels)]
     if len(pdbs) > 1:
         raise errors.internal("This pod has more than one PodDisruptionBudget, which the eviction subresource "
                               "does not support.")
     if pdbs:
         pdb = pdbs[0]
-        st = pdb.get("status") or {}
-        policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy") or "IfHealthyBudget"
+        st = pdb.status
         unready_ok = not o.is_ready(pod) and (
-            policy == "AlwaysAllow" or
-            int(st.get("currentHealthy") or 0) >= int(st.get("desiredHealthy") or 0) > 0)
+            pdb.eviction_policy == "AlwaysAllow" or st.current_healthy >= st.desired_healthy > 0)
         if not unready_ok:
             _decrement(store, pdb, o.name(pod), now, dry_run)
     if not dry_run:

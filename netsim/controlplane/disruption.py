@@ -15,6 +15,10 @@ As kube-controller-manager's (pkg/controller/disruption/disruption.go):
 - disruptionsAllowed = currentHealthy - desiredHealthy, 0 when negative or nothing is expected; the
   `DisruptionAllowed` condition (pdb/helpers UpdateDisruptionAllowedCondition): True/SufficientPods
   when some disruption is allowed, False/InsufficientPods otherwise; `observedGeneration`.
+
+Everything is read typed from the store's parse cache: the PDB (netsim.model.disruption), its pods and
+their controllers (ReplicaSet, Deployment, StatefulSet, ReplicationController); only the status write
+starts from the stored dict.
 """
 
 from __future__ import annotations
@@ -22,10 +26,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from netsim.controlplane import objects as o
 from netsim.controlplane import podstate as ps
 from netsim.controlplane.state import Action, Context, Snapshot
-from netsim.model.errors import SpecError
+from netsim.model.disruption import PodDisruptionBudget
 from netsim.model.pod import Pod
 from netsim.store import parse_time, rfc3339
 
@@ -46,16 +49,11 @@ def scaled(value: Any, total: int) -> int:
     return math.ceil(int(text[:-1]) * total / 100)
 
 
-def pods_of(snap: Snapshot, pdb: dict[str, Any]) -> list[Pod]:
+def pods_of(snap: Snapshot, pdb: PodDisruptionBudget) -> list[Pod]:
     """The PDB's pods, typed (each version parsed once by the store's parse cache, not walked as dicts)."""
-    sel = (pdb.get("spec") or {}).get("selector")
-    if sel is None:
+    if pdb.selector is None:
         return []
-    try:
-        selector = o.selector_of(pdb)
-    except SpecError:
-        return []
-    return [p for p in snap.typed("Pod", o.namespace(pdb)) if selector.matches(p.meta.labels)]
+    return [p for p in snap.typed("Pod", pdb.meta.namespace) if pdb.selector.matches(p.meta.labels)]
 
 
 def _controller_scale(snap: Snapshot, ns: str | None, ref: dict[str, Any]) -> tuple[str, int]:
@@ -84,14 +82,14 @@ def _controller_scale(snap: Snapshot, ns: str | None, ref: dict[str, Any]) -> tu
 
 
 def _replication_controller_scale(snap: Snapshot, ns: str | None, name: str, ref: dict[str, Any]) -> tuple[str, int]:
-    """A ReplicationController's scale from its stored row (netsim models no ReplicationController)."""
-    obj = snap.get("ReplicationController", ns, name)
-    if obj is not None and o.uid(obj) == ref.get("uid"):
-        return o.uid(obj), int((obj.get("spec") or {}).get("replicas", 1))
+    """A ReplicationController's scale (netsim.model.replicationcontroller; netsim runs no RC controller)."""
+    got = snap.typed_get("ReplicationController", ns, name)
+    if got is not None and got[0].meta.uid == ref.get("uid"):
+        return got[0].meta.uid, got[0].replicas
     raise CountFailed(f"replicationcontroller {name} not found")
 
 
-def expected_scale(snap: Snapshot, pdb: dict[str, Any], pods: list[Pod]) -> int:
+def expected_scale(snap: Snapshot, pods: list[Pod]) -> int:
     seen: dict[str, int] = {}
     for pod in pods:
         ref = ps.controller_ref(pod)
@@ -102,24 +100,23 @@ def expected_scale(snap: Snapshot, pdb: dict[str, Any], pods: list[Pod]) -> int:
     return sum(seen.values())
 
 
-def expected_and_desired(snap: Snapshot, pdb: dict[str, Any], pods: list[Pod]) -> tuple[int, int]:
-    spec = pdb.get("spec") or {}
-    if spec.get("maxUnavailable") is not None:
-        expected = expected_scale(snap, pdb, pods)
-        return expected, max(0, expected - scaled(spec["maxUnavailable"], expected))
-    if spec.get("minAvailable") is not None:
-        if isinstance(spec["minAvailable"], int):
-            return len(pods), spec["minAvailable"]
-        expected = expected_scale(snap, pdb, pods)
-        return expected, scaled(spec["minAvailable"], expected)
+def expected_and_desired(snap: Snapshot, pdb: PodDisruptionBudget, pods: list[Pod]) -> tuple[int, int]:
+    if pdb.max_unavailable is not None:
+        expected = expected_scale(snap, pods)
+        return expected, max(0, expected - scaled(pdb.max_unavailable, expected))
+    if pdb.min_available is not None:
+        if isinstance(pdb.min_available, int):
+            return len(pods), pdb.min_available
+        expected = expected_scale(snap, pods)
+        return expected, scaled(pdb.min_available, expected)
     return 0, 0
 
 
-def disrupted_map(pdb: dict[str, Any], pods: list[Pod], now: float) -> dict[str, str]:
+def disrupted_map(pdb: PodDisruptionBudget, pods: list[Pod], now: float) -> dict[str, str]:
     """buildDisruptedPodMap: entries of pods that still exist, are not being deleted, and are recent."""
     by_name = {p.meta.name: p for p in pods}
     out = {}
-    for name, when in ((pdb.get("status") or {}).get("disruptedPods") or {}).items():
+    for name, when in pdb.status.disrupted_pods.items():
         pod = by_name.get(name)
         if pod is None or ps.terminating(pod):
             continue
@@ -130,18 +127,19 @@ def disrupted_map(pdb: dict[str, Any], pods: list[Pod], now: float) -> dict[str,
     return out
 
 
-def status_of(snap: Snapshot, pdb: dict[str, Any], now: float) -> dict[str, Any]:
-    old = pdb.get("status") or {}
+def status_of(snap: Snapshot, pdb: PodDisruptionBudget, now: float) -> dict[str, Any]:
+    """The status the controller writes (a dict: the write starts from the stored status, so fields netsim
+    does not model survive a failed count)."""
     pods = pods_of(snap, pdb)
-    gen = o.meta(pdb).get("generation", 1)
+    gen = ps.generation(pdb)
     try:
         expected, desired = expected_and_desired(snap, pdb, pods)
     except CountFailed as e:  # failSafe: nothing may be disrupted until the count works again
-        status = {**old, "disruptionsAllowed": 0, "observedGeneration": gen}
+        status = {**pdb.status.raw, "disruptionsAllowed": 0, "observedGeneration": gen}
         status.setdefault("currentHealthy", 0)
         status.setdefault("desiredHealthy", 0)
         status.setdefault("expectedPods", 0)
-        _condition(status, False, "SyncFailed", str(e), old, now)
+        _condition(status, False, "SyncFailed", str(e), pdb, now)
         return status
     disrupted = disrupted_map(pdb, pods, now)
     healthy = sum(1 for p in pods if not ps.terminating(p) and p.meta.name not in disrupted and ps.ready(p))
@@ -153,25 +151,29 @@ def status_of(snap: Snapshot, pdb: dict[str, Any], now: float) -> dict[str, Any]
     if disrupted:
         status["disruptedPods"] = disrupted
     if allowed > 0:
-        _condition(status, True, "SufficientPods", "", old, now)
+        _condition(status, True, "SufficientPods", "", pdb, now)
     else:
-        _condition(status, False, "InsufficientPods", "", old, now)
+        _condition(status, False, "InsufficientPods", "", pdb, now)
     return status
 
 
-def _condition(status: dict[str, Any], ok: bool, reason: str, message: str, old: dict[str, Any], now: float) -> None:
+def _condition(status: dict[str, Any], ok: bool, reason: str, message: str, pdb: PodDisruptionBudget,
+               now: float) -> None:
+    """UpdateDisruptionAllowedCondition: lastTransitionTime kept while the condition's status stays."""
     value = "True" if ok else "False"
-    prev = next((c for c in old.get("conditions") or [] if c.get("type") == "DisruptionAllowed"), None)
-    since = prev["lastTransitionTime"] if prev is not None and prev.get("status") == value and \
-        prev.get("lastTransitionTime") else rfc3339(now)
+    prev = pdb.status.condition("DisruptionAllowed")
+    since = prev.last_transition_time if prev is not None and prev.status == value and \
+        prev.last_transition_time else rfc3339(now)
     status["conditions"] = [{"type": "DisruptionAllowed", "status": value, "reason": reason, "message": message,
                              "observedGeneration": status["observedGeneration"], "lastTransitionTime": since}]
 
 
 def reconcile_disruption(snap: Snapshot, ctx: Context) -> list[Action]:
+    """Each typed PDB's status; a changed one is written on its stored dict (the write edge). A PDB that
+    does not parse is left out (the parse cache logs it once per version)."""
     actions = []
-    for pdb in snap.of("PodDisruptionBudget"):
+    for pdb, raw in snap.typed_with_raw("PodDisruptionBudget"):
         status = status_of(snap, pdb, ctx.now)
-        if status != (pdb.get("status") or {}):
-            actions.append(Action("status", {**pdb, "status": status}))
+        if status != pdb.status.raw:
+            actions.append(Action("status", {**raw, "status": status}))
     return actions

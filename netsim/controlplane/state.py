@@ -33,7 +33,7 @@ from netsim.store import (
 
 WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet",
                  "DaemonSet", "StatefulSet", "Job", "CronJob", "HorizontalPodAutoscaler", "Lease", "KnativeService",
-                 "PodDisruptionBudget")
+                 "PodDisruptionBudget", "ReplicationController")
 
 
 @dataclass

@@ -119,15 +119,34 @@ def test_eviction_without_budget_unready_and_several_budgets():
 
 
 def test_the_pdb_pass_reads_typed_pods_parsed_once_per_version():
-    """The disruption controller counts typed Pods (the store's parse cache): three pods parsed on the first
-    pass, none on a second pass at the same versions."""
+    """The disruption controller reads the typed PDB and typed Pods (the store's parse cache): the three pods
+    and the PDB parsed on the first pass, the PDB once more at the version its status write made, then
+    nothing at unchanged versions."""
     from netsim.controlplane.state import SnapshotCache
 
     s = _world({"minAvailable": 2})
     cache = SnapshotCache()
     before = s.object_cache().decodes
     apply_actions(s, reconcile_disruption(cache.load(s), Context(now=NOW)), NOW)
-    assert s.object_cache().decodes - before == 3
+    assert s.object_cache().decodes - before == 4
+    before = s.object_cache().decodes
+    assert reconcile_disruption(cache.load(s), Context(now=NOW)) == []
+    assert s.object_cache().decodes - before == 1
     before = s.object_cache().decodes
     assert reconcile_disruption(cache.load(s), Context(now=NOW)) == []
     assert s.object_cache().decodes == before
+
+
+def test_a_percentage_counts_a_replicationcontrollers_scale():
+    """getExpectedScale's ReplicationController finder: the typed RC (netsim.model.replicationcontroller)
+    gives the scale a percentage is taken of (netsim read none before, and failed the count safe)."""
+    s = MemoryStore()
+    rc = s.create({"apiVersion": "v1", "kind": "ReplicationController",
+                   "metadata": {"name": "web", "namespace": "default"},
+                   "spec": {"replicas": 4, "selector": {"app": "web"}, "template": TEMPLATE}})
+    for i in range(3):
+        s.create(_pod(f"web-{i}", True, rc))
+    s.create(_pdb({"minAvailable": "50%"}))
+    st = _reconcile(s)
+    assert (st["expectedPods"], st["desiredHealthy"], st["currentHealthy"], st["disruptionsAllowed"]) == (4, 2, 3, 1)
+    assert st["conditions"][0]["reason"] == "SufficientPods"

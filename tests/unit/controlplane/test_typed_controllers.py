@@ -78,17 +78,9 @@ EDGES: dict[str, dict[str, str]] = {
         "_sts_pod": "a StatefulSet pod built from the stored template",
         "_cron_job": "a CronJob's Job from the stored jobTemplate",
     },
-    "disruption.py": {
-        # PodDisruptionBudget has no typed model (it decodes as a StoredObject): its spec and status are
-        # read as stored; its pods and their controllers are typed.
-        "pods_of": "the PDB's selector",
-        "expected_and_desired": "the PDB's minAvailable / maxUnavailable",
-        "disrupted_map": "the PDB's status.disruptedPods",
-        "status_of": "the PDB's stored status and generation",
-        "_condition": "the PDB's stored conditions",
-        "reconcile_disruption": "the PDB's status write",
-        "_replication_controller_scale": "netsim models no ReplicationController",
-    },
+    # the PDB (netsim.model.disruption), its pods and their controllers (ReplicationController too) are typed;
+    # its status write starts from the stored row (`{**raw, "status": ...}`) without reading it.
+    "disruption.py": {},
     # apply's wait (which pods, why not ready): typed Pods, ReplicaSets and Jobs from the parse cache
     "readiness.py": {},
     "deletion.py": {
