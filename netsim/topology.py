@@ -57,7 +57,7 @@ from netsim.trace.view import (  # noqa: F401 - the view's records, importable f
     FabricView,
     HostView,
     NodeKernelState,
-    PodView,
+    PodKernelState,
     ServiceData,
     ServicePortData,
     make_view,

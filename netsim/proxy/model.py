@@ -7,7 +7,7 @@ without manifests and an adapter (Service/EndpointSlice -> these) can come later
 - `ServicePort` follows `proxy.ServicePort` / `BaseServicePortInfo` (kubernetes pkg/proxy/serviceport.go):
   one entry per (service, port); `ExternallyAccessible`, `UsesClusterEndpoints`, `UsesLocalEndpoints`,
   `ExternalPolicyLocal`, `InternalPolicyLocal` have the same definitions.
-- `Endpoint` follows `proxy.Endpoint` / `BaseEndpointInfo` (pkg/proxy/endpoint.go): `String()` is
+- `EndpointInfo` (`Endpoint`) follows `proxy.Endpoint` / `BaseEndpointInfo` (pkg/proxy/endpoint.go): `String()` is
   `net.JoinHostPort(ip, port)`; ready/serving/terminating are the EndpointSlice conditions already
   defaulted (ready = ready is nil or true, serving = serving is nil or true, terminating = terminating is
   true; endpointslicecache.go). `port` is the already-resolved target port.
@@ -135,8 +135,11 @@ class ServicePort:
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """One endpoint of a service port (pkg/proxy/endpoint.go BaseEndpointInfo)."""
+class EndpointInfo:
+    """One endpoint of a service port (pkg/proxy/endpoint.go BaseEndpointInfo): kube-proxy's per-port
+    endpoint, a concept of its own beside an EndpointSlice's endpoint (netsim.model.endpointslice.Endpoint,
+    the one class named Endpoint). `Endpoint` below is its name in kube-proxy's code (pkg/proxy's
+    Endpoint interface)."""
 
     ip: str
     port: int
@@ -160,6 +163,9 @@ class Endpoint:
 
     def is_local(self, node_name: str) -> bool:
         return bool(self.node_name) and self.node_name == node_name
+
+
+Endpoint = EndpointInfo  # pkg/proxy's name (the Endpoint interface BaseEndpointInfo implements)
 
 
 # The node kube-proxy runs on is the one node view (netsim.model.nodeview): its name for endpoint locality,

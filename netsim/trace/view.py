@@ -10,8 +10,8 @@ entries of tunnel devices, the `iptables-save` text of nat + filter and the ipse
 the NetworkPolicy model come from the store. `read_cluster` (`netsim.topology.collect`) reads every node
 eagerly (without netfilter state, with every neighbour entry) and adds what a picture needs: the fabric's
 links, addresses and routes, the hosts' routes and fabric ports, the pods' host veths and routes, Services
-with their endpoints (`make_view`). Unit tests build `NodeKernelState`s by hand and pass them in
-`ClusterView(nodes=...)`.
+with their endpoints (`make_view`). Unit tests build `NodeKernelState`s and `PodKernelState`s by hand and
+pass them in `ClusterView(nodes=..., pods=...)`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,12 @@ class NodeKernelState:
 
 
 @dataclass(frozen=True)
-class PodView:
+class PodKernelState:
+    """A pod's place in the kernel as the walker needs it: its netns and interface, the host side of its veth,
+    its own routes when read, with the identity, labels, declared ports and phase the walk's verdicts name.
+    Not the pod as the data plane's agents see it: that is the one pod view, netsim.model.podview.PodView
+    (trace's class carried the same name until they were told apart, as NodeKernelState and NodeView)."""
+
     key: str  # ns/name
     ip: str
     node: str
@@ -155,7 +160,7 @@ class ClusterView:
     plugin: str
     backend: str
     node_ips: dict[str, str]  # node name -> node IP
-    pods: list[PodView] = field(default_factory=list)
+    pods: list[PodKernelState] = field(default_factory=list)
     hosts: dict[str, str] = field(default_factory=dict)  # host name -> IP
     fabric: str = ""
     model: Any = None  # netsim.policy.model.PolicyModel
@@ -188,23 +193,23 @@ class ClusterView:
     # Lookups by namespace, IP and key, indexed once per view: a trace asks them for every event and hop,
     # and a linear scan over 10,000 pods each time would make a trace's cost follow the cluster's size.
     @functools.cached_property
-    def _pod_by_netns(self) -> dict[str, PodView]:
-        out: dict[str, PodView] = {}
+    def _pod_by_netns(self) -> dict[str, PodKernelState]:
+        out: dict[str, PodKernelState] = {}
         for p in self.pods:
             out.setdefault(p.netns, p)
         return out
 
     @functools.cached_property
-    def _pods_by_ip(self) -> dict[str, list[PodView]]:
-        out: dict[str, list[PodView]] = {}
+    def _pods_by_ip(self) -> dict[str, list[PodKernelState]]:
+        out: dict[str, list[PodKernelState]] = {}
         for p in self.pods:
             if not p.host_network:
                 out.setdefault(p.ip, []).append(p)
         return out
 
     @functools.cached_property
-    def _pod_by_key(self) -> dict[str, PodView]:
-        out: dict[str, PodView] = {}
+    def _pod_by_key(self) -> dict[str, PodKernelState]:
+        out: dict[str, PodKernelState] = {}
         for p in self.pods:
             out.setdefault(p.key, p)
         return out
@@ -245,13 +250,13 @@ class ClusterView:
     def node_by_ip(self, ip: str) -> str | None:
         return next((n for n, nip in self.node_ips.items() if nip == ip), None)
 
-    def pod_by_ip(self, ip: str, node: str | None = None) -> PodView | None:
+    def pod_by_ip(self, ip: str, node: str | None = None) -> PodKernelState | None:
         for p in self._pods_by_ip.get(ip, ()):
             if node is None or p.node == node:
                 return p
         return None
 
-    def pod(self, key: str) -> PodView | None:
+    def pod(self, key: str) -> PodKernelState | None:
         return self._pod_by_key.get(key)
 
     def host_by_ip(self, ip: str) -> str | None:
@@ -268,7 +273,7 @@ class ClusterView:
                 return name
         return None
 
-    def host_veth_of(self, pod: PodView) -> str | None:
+    def host_veth_of(self, pod: PodKernelState) -> str | None:
         """The host side of a pod's veth in its node's netns: as recorded (the plugin's name for the sandbox),
         else the device of the node's /32 route to the pod (calico programs one per workload); None when the
         node has no such link."""
@@ -280,7 +285,7 @@ class ClusterView:
             name = next((r.dev for r in nv.routes if r.dst == f"{pod.ip}/32" and r.dev), None)
         return name if name is not None and name in nv.links else None
 
-    def pod_behind(self, node: str, ifname: str) -> PodView | None:
+    def pod_behind(self, node: str, ifname: str) -> PodKernelState | None:
         """The pod whose host veth on `node` is `ifname` (a routed veth: calico's cali*)."""
         return next((p for p in self.pods if p.node == node and not p.host_network
                      and self.host_veth_of(p) == ifname), None)
@@ -312,7 +317,7 @@ class ClusterView:
 
 
 def make_view(name: str, plugin: str, backend: str, fabric: FabricView, nodes: list[NodeKernelState],
-              hosts: list[HostView], pods: list[PodView], services: list[ServiceData] = (),  # type: ignore[assignment]
+              hosts: list[HostView], pods: list[PodKernelState], services: list[ServiceData] = (),  # type: ignore[assignment]
               model: Any = None) -> ClusterView:
     """A fully read view (every node's facts at hand, no loader): what `netsim.topology.collect` reads from
     a live cluster and what unit tests write by hand."""

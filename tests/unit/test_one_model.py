@@ -1,5 +1,5 @@
-"""One class per concept (issue #16 item 1): a pod as the data plane sees it, an EndpointSlice's endpoint and a
-Node object each have one class; the other names are aliases of it or name another concept. Read from
+"""One class per concept (issue #16 item 1): a pod as the data plane sees it, an EndpointSlice's endpoint, a
+node view and a Node object each have one class; the other names are aliases of it or name another concept. Read from
 the source, so a second class of a concept cannot come back unnoticed."""
 
 from __future__ import annotations
@@ -20,16 +20,29 @@ def class_definitions() -> dict[str, list[str]]:
     return out
 
 
+# The model's concept classes: each name is defined by one class in netsim/ at most (the old names PodInfo and
+# NodeInfo by none: they are aliases of PodView and NodeView).
+CONCEPTS = ("Pod", "PodView", "PodInfo", "Node", "NodeView", "NodeInfo", "Service", "EndpointSlice", "Endpoint",
+            "PodStatus", "NodeStatus")
+
+
+def test_no_concept_class_is_defined_twice():
+    defs = class_definitions()
+    twice = {name: sorted(defs[name]) for name in CONCEPTS if len(defs[name]) > 1}
+    assert twice == {}, f"a concept's class name defined more than once: {twice}"
+
+
 def test_one_class_per_concept():
     defs = class_definitions()
-    # trace's view of an observed pod (its netns, the ports its workload serves) is still a class of its
-    # own: to be folded into the model's PodView with the one cluster view (issue #16 item 5).
-    assert sorted(defs["PodView"]) == ["netsim/model/podview.py", "netsim/trace/view.py"]
+    assert defs["PodView"] == ["netsim/model/podview.py"]
+    # trace's pod is the pod's place in the kernel (netns, host veth, routes), a concept with a name of its own
+    assert defs["PodKernelState"] == ["netsim/trace/view.py"]
     assert defs["PodInfo"] == []  # policy's and DNS's PodInfo are names of PodView
     assert defs["Node"] == ["netsim/model/node.py"]
-    # An EndpointSlice's endpoint; kube-proxy's per-port endpoint (pkg/proxy BaseEndpointInfo) is its own
-    # concept upstream too. A probe's end and the API server's port record have names of their own.
-    assert sorted(defs["Endpoint"]) == ["netsim/model/endpointslice.py", "netsim/proxy/model.py"]
+    # An EndpointSlice's endpoint; kube-proxy's per-port endpoint (pkg/proxy BaseEndpointInfo, `Endpoint` in
+    # kube-proxy's code) is its own concept upstream too. A probe's end and the API server's port record have
+    # names of their own.
+    assert defs["Endpoint"] == ["netsim/model/endpointslice.py"] and defs["EndpointInfo"] == ["netsim/proxy/model.py"]
     assert defs["ProbeEndpoint"] == ["netsim/api.py"] and defs["ApiEndpoint"] == ["netsim/apiserver/endpoint.py"]
 
 
@@ -39,8 +52,10 @@ def test_old_names_still_work():
     from netsim.dns import records
     from netsim.model.podview import PodView
     from netsim.policy import model
+    from netsim.proxy import model as proxy_model
 
     assert api.Endpoint is api.ProbeEndpoint and endpoint.Endpoint is endpoint.ApiEndpoint
+    assert proxy_model.Endpoint is proxy_model.EndpointInfo
     assert model.PodInfo is PodView and records.PodInfo is PodView
 
 

@@ -24,7 +24,7 @@ from netsim.trace.view import (
     FabricView,
     HostView,
     NodeKernelState,
-    PodView,
+    PodKernelState,
     ServiceData,
     ServicePortData,
     make_view,
@@ -68,7 +68,7 @@ def from_cluster(cluster: Any) -> ClusterView:
             continue
         ns, name = o.namespace(p) or "default", o.name(p)
         pods.append(
-            PodView(
+            PodKernelState(
                 f"{ns}/{name}",
                 ip,
                 node,
@@ -191,7 +191,7 @@ def read_cluster(cluster: Any, *, pod_routes: bool = True) -> ClusterView:
         routes = []
         if pod_routes and k.netns_exists(netns):
             routes = k.routes(netns)
-        pods.append(PodView(f"{ns_name}/{name}", ip, node, netns, dict(o.labels(p)),
+        pods.append(PodKernelState(f"{ns_name}/{name}", ip, node, netns, dict(o.labels(p)),
                             bool((p.get("spec") or {}).get("hostNetwork")), host_veth=host_if, routes=tuple(routes),
                             phase=(p.get("status") or {}).get("phase", "")))
     slices: dict[tuple[str, str], list[dict[str, Any]]] = {}

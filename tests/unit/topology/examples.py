@@ -10,7 +10,7 @@ from netsim.trace.view import (
     FabricView,
     HostView,
     NodeKernelState,
-    PodView,
+    PodKernelState,
     ServiceData,
     ServicePortData,
     make_view,
@@ -52,8 +52,8 @@ def _node(name: str, ip: str, pod_cidr: str, netns: str, links: list[Link], addr
 
 
 def _pod(namespace: str, name: str, ip: str, node: str, *, host_veth: str | None = None, routes: list[Route],
-         labels: dict[str, str] | None = None) -> PodView:
-    return PodView(f"{namespace}/{name}", ip, node, "", dict(labels or {}), host_veth=host_veth, routes=tuple(routes))
+         labels: dict[str, str] | None = None) -> PodKernelState:
+    return PodKernelState(f"{namespace}/{name}", ip, node, "", dict(labels or {}), host_veth=host_veth, routes=tuple(routes))
 
 
 def flannel(backend: str = "vxlan") -> ClusterView:

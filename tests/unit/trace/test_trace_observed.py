@@ -346,10 +346,10 @@ def test_a_trace_observes_the_namespaces_on_its_path_not_the_whole_cluster():
     import dataclasses
 
     from netsim.trace.api import observation_scope
-    from netsim.trace.view import PodView
+    from netsim.trace.view import PodKernelState
 
     v = S.view()
-    far = PodView("default/far", "10.244.2.7", "node-c", "netsim-t-pod-default-far", {"app": "far"})
+    far = PodKernelState("default/far", "10.244.2.7", "node-c", "netsim-t-pod-default-far", {"app": "far"})
     v = dataclasses.replace(v, pods=[*v.pods, far], node_ips={**v.node_ips, "node-c": "172.18.0.4"},
                             node_netns={**v.node_netns, "node-c": "netsim-t-node-c"})
     branches = simulate(v, S.CLIENT, S.WEB_SVC, 40000)

@@ -14,7 +14,7 @@ from netsim.model.errors import Source
 from netsim.model.networkpolicy import parse_networkpolicy
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel
 from netsim.trace.resolve import TraceDestination, TraceSource
-from netsim.trace.view import ClusterView, NodeKernelState, PodView
+from netsim.trace.view import ClusterView, NodeKernelState, PodKernelState
 
 WEB_PORTS = ((8080, "TCP"),)
 MAC_A, MAC_B = "aa:aa:aa:aa:aa:01", "bb:bb:bb:bb:bb:02"
@@ -117,8 +117,8 @@ spec:
 
 def view(plugin: str = "flannel", policies: tuple[str, ...] = ()) -> ClusterView:
     pods = [
-        PodView("default/client", "10.244.0.2", "node-a", "netsim-t-pod-default-client", {"app": "client"}),
-        PodView(
+        PodKernelState("default/client", "10.244.0.2", "node-a", "netsim-t-pod-default-client", {"app": "client"}),
+        PodKernelState(
             "default/web-a",
             "10.244.0.5",
             "node-a",
@@ -126,7 +126,7 @@ def view(plugin: str = "flannel", policies: tuple[str, ...] = ()) -> ClusterView
             {"app": "web"},
             ports=WEB_PORTS,
         ),
-        PodView(
+        PodKernelState(
             "default/web-b",
             "10.244.1.5",
             "node-b",
