@@ -9,7 +9,9 @@ the role of client-go's informer cache (tools/cache: a thread-safe store of deco
 namespace/name, replaced when a watch event carries a newer resourceVersion).
 
 Bounded (least recently used identities go first) and thread-safe (the daemon's agents share one store).
-A decode that fails is remembered too (one bad object is logged once per version, not once per pass).
+A decode that fails is remembered too (one bad object is logged once per version, not once per pass), and
+queued for the controller loop, which reports it on the object as a Warning event (`take_failures`,
+netsim.controlplane.parsefailures): one bad object never stops the rest, and stays visible on itself.
 Typed objects are shared: they are frozen dataclasses, but their dict fields (labels, `raw`) must be
 treated as read-only, as an informer's objects must.
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +33,7 @@ from netsim.model.errors import NetsimError, Source
 log = logging.getLogger(__name__)
 
 STORE_SOURCE = Source("<store>")
+MAX_QUEUED_FAILURES = 1_000  # decodes that failed since the controller loop last took them (oldest dropped)
 DEFAULT_MAX_OBJECTS = 50_000  # 10,000 pods, Services and slices each fit; ~3 KB a typed Pod, ~1.5 KB a Service
 
 Identity = tuple[str, str, str]  # kind, namespace ("" when cluster-scoped), name
@@ -76,6 +79,8 @@ class ObjectCache:
         self._entries: OrderedDict[Identity, tuple[int, Any]] = OrderedDict()
         self.decodes = 0  # objects parsed (misses), for tests and benchmarks
         self.hits = 0
+        # (identity, resourceVersion, error) of each version whose decode failed, until taken
+        self._failures: deque[tuple[Identity, int, NetsimError]] = deque(maxlen=MAX_QUEUED_FAILURES)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -121,9 +126,18 @@ class ObjectCache:
         except NetsimError as e:
             log.warning("stored %s %s/%s (resourceVersion %d) does not parse: %s", kind, ident[1], ident[2], rv, e)
             self.put(ident, rv, _Failed(e))
+            with self._lock:
+                self._failures.append((ident, rv, e))
             raise
         self.put(ident, rv, typed)
         return typed
+
+    def take_failures(self) -> list[tuple[Identity, int, NetsimError]]:
+        """The versions whose decode failed since the last call (each once: a version's failure is cached)."""
+        with self._lock:
+            out = list(self._failures)
+            self._failures.clear()
+        return out
 
     def forget(self, ident: Identity) -> None:
         with self._lock:

@@ -61,6 +61,9 @@ def _controllers() -> list[tuple[str, Controller]]:
             ("endpointslice", reconcile_endpointslices)]
     from netsim.controlplane.disruption import reconcile_disruption
     out.append(("disruption", reconcile_disruption))
+    # last: what the controllers above (and the process's other readers) could not parse, on the objects
+    from netsim.controlplane.parsefailures import reconcile_parse_failures
+    out.append(("parse-failures", reconcile_parse_failures))
     return out
 
 

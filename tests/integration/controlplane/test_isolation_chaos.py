@@ -101,6 +101,8 @@ def test_objects_that_fail_in_the_data_plane_are_reported_and_the_rest_goes_on(c
     reasons = {(e["object"], e["reason"]) for e in c.store.events_since(0)}
     assert ("Pod default/bad-env", "FailedCreatePodSandBox") in reasons
     assert ("Service default/kubernetes", "InvalidObject") in reasons
+    # and its controller, which skips it too, says so on it (netsim.controlplane.parsefailures)
+    assert ("Service default/kubernetes", "FailedParse") in reasons
     assert ("NetworkPolicy default/bad-np", "InvalidObject") in reasons
     for kind, name in (("Service", "kubernetes"), ("NetworkPolicy", "bad-np")):
         cond = o.condition(c.store.get(kind, "default", name), "Programmed")

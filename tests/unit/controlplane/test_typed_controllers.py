@@ -81,6 +81,9 @@ EDGES: dict[str, dict[str, str]] = {
     # the PDB (netsim.model.disruption), its pods and their controllers (ReplicationController too) are typed;
     # its status write starts from the stored row (`{**raw, "status": ...}`) without reading it.
     "disruption.py": {},
+    "parsefailures.py": {
+        "_stored_at": "a version that does not parse has only its stored row",
+    },
     # apply's wait (which pods, why not ready): typed Pods, ReplicaSets and Jobs from the parse cache
     "readiness.py": {},
     "deletion.py": {
