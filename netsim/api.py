@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netsim import daemonctl, daemonproc, lifecycle, naming, preflight, state, storefactory
+from netsim import daemonctl, daemonproc, naming, preflight, state, storefactory
 from netsim.controlplane import objects as o
 from netsim.controlplane import readiness
 from netsim.controlplane.admission import admit
@@ -36,8 +36,6 @@ from netsim.daemonctl import DaemonDown, DaemonError
 from netsim.daemonfiles import FAILED_ANNOTATION
 from netsim.daemonlink import DaemonLink, NoDaemon, ProcessDaemon
 from netsim.kernel.api import Kernel, KernelError
-from netsim.lifecycle import DownReport
-from netsim.model.cluster import ClusterSpec, default_cluster, load_cluster_file, parse_cluster
 from netsim.model.errors import Source, SpecError, UsageError
 from netsim.model.generic import CustomKind, custom_kinds_from
 from netsim.model.limits import MAX_REPLICAS
@@ -61,6 +59,8 @@ from netsim.model.targets import (
 from netsim.store import Compacted, Conflict, SQLiteStore, Store, StoreError, copy_manifest, identity
 
 if TYPE_CHECKING:
+    from netsim.lifecycle import DownReport
+    from netsim.model.cluster import ClusterSpec
     from netsim.probe.engine import ProbeResult
 
 # What only some verbs need (the probe engine, rollouts, conditions, policy, trace, drawing) is imported by
@@ -73,6 +73,15 @@ __all__ = ["CONVERGE_TIMEOUT", "Cluster", "Conflict", "DaemonDown", "DaemonError
            "resolve_spec", "results_json"]
 
 CONVERGE_TIMEOUT = 120.0  # seconds a command waits for the daemon to reflect its writes
+
+
+def __getattr__(name: str) -> Any:
+    """`DownReport` (re-exported) comes from netsim.lifecycle, the builders of namespaces: imported when asked
+    for, not by every command that attaches to a cluster (PEP 562)."""
+    if name == "DownReport":
+        from netsim.lifecycle import DownReport
+        return DownReport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ def resolve_spec(spec: ClusterSpec | str | Path | Mapping[str, Any] | None, name
     """What `Cluster.up` builds: the default cluster, a spec file, a Cluster document as a dict (apiVersion
     and kind may be left out) or a ClusterSpec, renamed to `name` when given. Invalid input raises
     SpecError naming the field."""
+    from netsim.model.cluster import default_cluster, load_cluster_file, parse_cluster
     if spec is None:
         return default_cluster(name or "demo")
     if isinstance(spec, (str, Path)):
@@ -139,15 +149,26 @@ class Cluster:
 
     def __init__(self, name: str | None = None, *, kernel: Kernel | None = None, store: Store | None = None,
                  cluster_state: state.ClusterState | None = None, daemon: DaemonLink | None = None):
-        st = cluster_state if cluster_state is not None else lifecycle.resolve_cluster(name)
+        st = cluster_state if cluster_state is not None else state.resolve_cluster(name)
         self.name = st.name
-        self.spec: ClusterSpec = parse_cluster(st.spec, Source(st.name))
+        self._spec_doc = st.spec
+        self._spec: ClusterSpec | None = None
         self._state = cluster_state  # None: read from the state directory whenever asked
         self._store = store
         self._kernel = kernel
         self._owns_store = store is None
         self._owns_kernel = kernel is None
         self.daemon: DaemonLink = daemon if daemon is not None else ProcessDaemon(self.name)
+
+    @property
+    def spec(self) -> ClusterSpec:
+        """The cluster's spec, parsed when first asked for: `netsim apply` of an EndpointSlice or a Pod
+        never needs it (only a Service's allocations and the policy warning do), and the cluster model is
+        a good part of a command's start-up (issue #16 item 2)."""
+        if self._spec is None:
+            from netsim.model.cluster import parse_cluster
+            self._spec = parse_cluster(self._spec_doc, Source(self.name))
+        return self._spec
 
     # -- lifecycle -----------------------------------------------------------------------------------
     @classmethod
@@ -162,6 +183,7 @@ class Cluster:
         store and `kernel` (netsim.inprocess: the node network built in the kernel, the store bootstrapped
         as the daemon does, no state directory, no daemon process; `daemon` then says whether the
         controllers run in process on each wait). `progress` is told each step of the build."""
+        from netsim import lifecycle
         spec = resolve_spec(spec, name)
         if store is not None:
             from netsim.inprocess import build
@@ -217,6 +239,7 @@ class Cluster:
     def remove(name: str, *, kernel: Kernel | None = None) -> DownReport:
         """`netsim down --name`: remove cluster `name`, also one left half-built by a crash (no Cluster
         object can be made of it)."""
+        from netsim import lifecycle
         k = kernel if kernel is not None else _linux_kernel()
         try:
             return lifecycle.down(k, name)
@@ -227,6 +250,7 @@ class Cluster:
     @staticmethod
     def remove_all(*, kernel: Kernel | None = None) -> list[DownReport]:
         """`netsim down --all`: every cluster with a state directory and any netsim namespace left without."""
+        from netsim import lifecycle
         k = kernel if kernel is not None else _linux_kernel()
         try:
             return lifecycle.down_all(k)
@@ -242,7 +266,7 @@ class Cluster:
     @staticmethod
     def check_name(name: str, flag: str = "--cluster") -> None:
         """A cluster name from the command line: UsageError before it reaches a path or a namespace."""
-        lifecycle.check_name(name, flag)
+        state.check_name(name, flag)
 
     def close(self) -> None:
         """Release what this object opened itself (injected kernel and store stay the caller's)."""
@@ -289,6 +313,7 @@ class Cluster:
     def build_info(self) -> dict[str, Any]:
         """What `netsim up -o json` prints: the spec's networks, the fabric, nodes and hosts with their
         namespaces and whether each is still there (netsim.lifecycle.status), the API endpoint and store."""
+        from netsim import lifecycle
         if not self.in_process:
             return lifecycle.status(self.state)
         st, net = self.state, self.spec.network
@@ -420,7 +445,7 @@ class Cluster:
         stored_only = [f"{d['kind']} {_key_text(d)}" for d in docs if not is_emulated(d["kind"])]
         if stored_only:
             lines.append(f"Note: stored, not emulated by netsim: {', '.join(stored_only)}")
-        if not self.enforces_policy and any(d.get("kind") == "NetworkPolicy" for d in docs):
+        if any(d.get("kind") == "NetworkPolicy" for d in docs) and not self.enforces_policy:
             lines.append(f"Warning: plugin {self.spec.network.plugin} does not enforce NetworkPolicy (as with real "
                          "flannel); use calico or canal to have it enforced")
         if wait:
@@ -434,7 +459,8 @@ class Cluster:
             # Only a Service needs the stored ones (its allocations); a slice or a pod alone does not
             # decode every Service of the cluster.
             stored = reader.list("Service") if any(d.get("kind") == "Service" for d in docs) else []
-            return admit(docs, self.spec, stored, namespaces)
+            return admit(docs, self.spec if any(d.get("kind") == "Service" for d in docs) else None,
+                         stored, namespaces)
         except SpecError as e:  # admission (allocations, external IPs): name the file the object came from
             src = where.get(e.obj or "")
             if src is None:

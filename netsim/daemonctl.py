@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 from netsim import daemonproc, naming, state, testhooks
 from netsim.daemonfiles import converged_path, health_path
-from netsim.etcd import config as etcd_config
 from netsim.model.errors import NetsimError
 
 
@@ -73,6 +72,7 @@ def start(cluster: str, timeout: float = 60.0) -> int:
         _record(cluster, pid)
         _start_agents(cluster)
         return _wait_first_convergence(cluster, pid, None, timeout)
+    from netsim.etcd import config as etcd_config  # only to start: waits and checks need no etcd
     etcd_config.ensure_running(cluster)  # a cluster's private etcd that died (with the daemon) comes back first
     _start_agents(cluster, wait_registered=timeout)
     with state.open_private(log_path(cluster), "ab") as log:

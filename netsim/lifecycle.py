@@ -22,8 +22,9 @@ from netsim.apiserver import endpoint
 from netsim.etcd import config as etcd_config
 from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Kernel
-from netsim.model.cluster import ClusterSpec, cluster_name_problem
+from netsim.model.cluster import ClusterSpec
 from netsim.model.errors import UsageError
+from netsim.state import check_name, resolve_cluster, running_clusters  # noqa: F401 (their old home)
 from netsim.testhooks import checkpoint
 
 Progress = Callable[[str], None]
@@ -258,13 +259,6 @@ def _pid_alive_is_ours(pid: int, cluster: str) -> bool:
 _RANK = {naming.POD: 0, naming.NODE: 1, naming.HOST: 1, naming.MACHINE: 2, naming.FABRIC: 2, naming.LAN: 3}
 
 
-def check_name(cluster: str, flag: str = "--cluster") -> None:
-    """A cluster name from the command line: a usage error before it reaches a path or a namespace name."""
-    problem = cluster_name_problem(cluster)
-    if problem:
-        raise UsageError(f"{flag}: {problem}")
-
-
 def down(k: Kernel, cluster: str) -> DownReport:
     """Remove everything `cluster` made: processes, namespaces, /etc/netns entries, state. Idempotent.
     Only names of `cluster` itself are touched (naming.owned_by), never those of a cluster whose name extends it."""
@@ -372,28 +366,6 @@ def down_all(k: Kernel) -> list[DownReport]:
     for n in _etc_netns(naming.PREFIX):
         shutil.rmtree(os.path.join(ETC_NETNS, n), ignore_errors=True)
     return reports
-
-
-def running_clusters() -> list[str]:
-    return [c for c in state.known_clusters() if (s := state.load(c)) is not None and s.phase == "ready"]
-
-
-def resolve_cluster(name: str | None) -> state.ClusterState:
-    """The cluster a command is about: the named one, or the only running one."""
-    if name:
-        check_name(name)
-        st = state.load(name)
-        if st is None:
-            raise UsageError(f"no cluster named {name!r} (running: {', '.join(running_clusters()) or 'none'})")
-        return st
-    running = running_clusters()
-    if not running:
-        raise UsageError("no cluster is running; start one with `netsim up`")
-    if len(running) > 1:
-        raise UsageError(f"several clusters are running ({', '.join(running)}); choose one with --cluster")
-    st = state.load(running[0])
-    assert st is not None
-    return st
 
 
 def status(st: state.ClusterState) -> dict:

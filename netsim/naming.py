@@ -29,7 +29,6 @@ or a hash of namespace.pod (calico).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -61,6 +60,14 @@ def is_cluster_name(name: str) -> bool:
     return isinstance(name, str) and len(name) <= MAX_CLUSTER_NAME and bool(_CLUSTER_RE.match(name))
 
 
+def cluster_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a cluster (it names namespaces and the state dir), or None."""
+    if not is_cluster_name(name):
+        return (f"{name!r} is not a cluster name: a lowercase DNS label of at most {MAX_CLUSTER_NAME} characters "
+                "(it names namespaces and files)")
+    return None
+
+
 def _check_cluster(cluster: str) -> str:
     if not is_cluster_name(cluster):
         raise ValueError(f"{cluster!r} is not a cluster name (a lowercase DNS label of at most "
@@ -71,6 +78,7 @@ def _check_cluster(cluster: str) -> str:
 def _hash(*parts: str) -> str:
     """16 hex digits of sha256 over a length-prefixed encoding of `parts` (no two tuples encode alike)."""
     enc = "".join(f"{len(p)}:{p}" for p in parts)
+    import hashlib  # OpenSSL's loading is a few ms of every command's start; few names need a hash
     return HASHED + hashlib.sha256(enc.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_LEN]
 
 

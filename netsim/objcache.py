@@ -22,15 +22,12 @@ drops what such a transaction decoded (`forget_from`).
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
 from netsim.model.errors import NetsimError, Source
-
-log = logging.getLogger(__name__)
 
 STORE_SOURCE = Source("<store>")
 MAX_QUEUED_FAILURES = 1_000  # decodes that failed since the controller loop last took them (oldest dropped)
@@ -124,7 +121,8 @@ class ObjectCache:
         try:
             typed = decode_stored(obj, kind)
         except NetsimError as e:
-            log.warning("stored %s %s/%s (resourceVersion %d) does not parse: %s", kind, ident[1], ident[2], rv, e)
+            import logging  # only here: every command that opens the store imports this module
+            logging.getLogger(__name__).warning("stored %s %s/%s (resourceVersion %d) does not parse: %s", kind, ident[1], ident[2], rv, e)
             self.put(ident, rv, _Failed(e))
             with self._lock:
                 self._failures.append((ident, rv, e))

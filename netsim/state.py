@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from netsim import fsclean, naming
+from netsim import naming
+from netsim.model.errors import UsageError
 
 
 @dataclass
@@ -118,4 +119,37 @@ def remove(cluster: str) -> None:
     crash of the daemon that mounted them)."""
     for point in mounts_under(naming.state_dir(cluster)):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+    # Imported here: its thread pool (concurrent.futures, logging) is not for every reader of the state.
+    from netsim import fsclean
     fsclean.rmtree_wide(naming.state_dir(cluster))
+
+
+# Which cluster a command is about: here, beside the state it reads, so that attaching to a cluster
+# (netsim.Cluster(name), every CLI verb) does not import the builders of netsim.lifecycle.
+def check_name(cluster: str, flag: str = "--cluster") -> None:
+    """A cluster name from the command line: a usage error before it reaches a path or a namespace name."""
+    problem = naming.cluster_name_problem(cluster)
+    if problem:
+        raise UsageError(f"{flag}: {problem}")
+
+
+def running_clusters() -> list[str]:
+    return [c for c in known_clusters() if (s := load(c)) is not None and s.phase == "ready"]
+
+
+def resolve_cluster(name: str | None) -> ClusterState:
+    """The cluster a command is about: the named one, or the only running one."""
+    if name:
+        check_name(name)
+        st = load(name)
+        if st is None:
+            raise UsageError(f"no cluster named {name!r} (running: {', '.join(running_clusters()) or 'none'})")
+        return st
+    running = running_clusters()
+    if not running:
+        raise UsageError("no cluster is running; start one with `netsim up`")
+    if len(running) > 1:
+        raise UsageError(f"several clusters are running ({', '.join(running)}); choose one with --cluster")
+    st = load(running[0])
+    assert st is not None
+    return st

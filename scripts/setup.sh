@@ -62,10 +62,13 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# An editable install in setuptools' "compat" mode: a .pth line naming this directory. The default mode
+# installs an import hook (`__editable___netsim_*_finder`) that every Python start imports and runs from
+# site.py (pathlib, importlib.util, ...: 15-30 ms of each `netsim` command, issue #16 item 2).
 stamp=.venv/.netsim-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
   touch "$stamp"
 fi
 echo "netsim installed: $(.venv/bin/netsim --version)"

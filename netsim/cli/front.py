@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from netsim import preflight
-from netsim.api import Cluster, DownReport
+from netsim.api import Cluster
 from netsim.model.errors import UsageError
+
+if TYPE_CHECKING:
+    from netsim.api import DownReport
 
 
 class Front:
@@ -108,7 +111,10 @@ class InProcessFront(Front):
 
     def remove(self, name: str) -> DownReport:
         c = self.clusters.pop(name, None)
-        return c.down() if c is not None else DownReport(name, 0, 0, False)
+        if c is not None:
+            return c.down()
+        from netsim.api import DownReport  # (netsim.lifecycle's, imported when asked for)
+        return DownReport(name, 0, 0, False)
 
     def remove_all(self) -> list[DownReport]:
         return [self.remove(n) for n in sorted(self.clusters)]

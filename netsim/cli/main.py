@@ -23,7 +23,6 @@ from netsim.cli.common import (
 )
 from netsim.cli.front import cluster as open_cluster
 from netsim.cli.front import front
-from netsim.model.cluster import default_cluster, load_cluster_file
 from netsim.model.errors import UsageError
 from netsim.model.storespec import STORE_TYPES, StoreSpec
 
@@ -165,6 +164,8 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, stor
        output: str) -> None:
     """Build a cluster's node network (and, as they land, its agents); returns when ready."""
     from rich.console import Console
+
+    from netsim.model.cluster import default_cluster, load_cluster_file  # the cluster model: `up` only
 
     f = front()
     f.require_root("up")

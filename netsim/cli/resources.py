@@ -13,7 +13,6 @@ import yaml
 from netsim.api import DaemonError, Target, check_scale
 from netsim.cli.common import SECONDS, cluster_option, emit, handle_errors
 from netsim.cli.front import cluster as open_cluster
-from netsim.cli.get import select
 from netsim.cli.kinds import custom_kinds, is_namespaced, resolve_kind
 from netsim.model import registry
 from netsim.model.errors import SpecError, UsageError
@@ -112,6 +111,7 @@ def _delete(c, kind: str | None, names: tuple[str, ...], files: tuple[str, ...],
         k = _kind(kind, store)
         targets = [Target(k, namespace if _namespaced(k, store) else None, n) for n in names]
     elif kind and (selector or all_):
+        from netsim.cli.get import select  # the printers and selectors of `get`: not for every verb here
         k = _kind(kind, store)
         ns = namespace if _namespaced(k, store) else None
         targets = [Target(k, ns, o["metadata"]["name"])

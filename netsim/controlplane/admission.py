@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netsim.model.cluster import ClusterSpec
 from netsim.model.errors import SpecError
 from netsim.proxy.alloc import ClusterIPAllocator, LoadBalancerIPAllocator, NodePortAllocator
 from netsim.store import copy_manifest
+
+if TYPE_CHECKING:  # the cluster model is imported by whoever passes a spec (not by `netsim apply` of a slice)
+    from netsim.model.cluster import ClusterSpec
 
 DNS_SERVICE = ("kube-system", "kube-dns")
 # MetalLB's requested-IP annotations, the current one first (metallb controller/service.go).
@@ -199,10 +201,11 @@ def namespace_object(name: str) -> dict[str, Any]:
             "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}, "spec": {}}
 
 
-def admit(objects: list[dict[str, Any]], spec: ClusterSpec, stored_services: list[dict[str, Any]],
+def admit(objects: list[dict[str, Any]], spec: ClusterSpec | None, stored_services: list[dict[str, Any]],
           stored_namespaces: Iterable[str]) -> list[dict[str, Any]]:
-    """Objects ready to store: allocations filled in, missing namespaces added first."""
-    alloc = Allocators(spec, stored_services)
+    """Objects ready to store: allocations filled in, missing namespaces added first. `spec` (the cluster's
+    networks and pools) may be None when no Service is among `objects`: nothing is allocated then."""
+    alloc: Allocators | None = None
     by_key = {_key(s): s for s in stored_services}
     have_ns = set(stored_namespaces) | {o["metadata"]["name"] for o in objects if o.get("kind") == "Namespace"}
     out: list[dict[str, Any]] = []
@@ -213,6 +216,9 @@ def admit(objects: list[dict[str, Any]], spec: ClusterSpec, stored_services: lis
             have_ns.add(ns)
     for o in objects:
         if o.get("kind") == "Service":
+            if spec is None:
+                raise ValueError("admit: a Service needs the cluster's spec (its address pools)")
+            alloc = alloc if alloc is not None else Allocators(spec, stored_services)
             check_external_ips(o, spec)
             o = admit_service(o, by_key.get(_key(o)), alloc)
         out.append(o)

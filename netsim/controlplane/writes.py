@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netsim.controlplane.admission import admit
-from netsim.model.cluster import ClusterSpec
 from netsim.model.errors import Source, UsageError
 from netsim.model.generic import CustomKind
 from netsim.model.loader import parse_object
 from netsim.store import Store, identity
+
+if TYPE_CHECKING:
+    from netsim.model.cluster import ClusterSpec
 
 SERVER_OWNED = ("metadata", "status", "apiVersion", "kind")
 

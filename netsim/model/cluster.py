@@ -224,12 +224,7 @@ def _network(value: str, f: Fields, key: str) -> ipaddress.IPv4Network:
     return net
 
 
-def cluster_name_problem(name: str) -> str | None:
-    """Why `name` cannot name a cluster (it names namespaces and the state dir), or None."""
-    if not naming.is_cluster_name(name):
-        return (f"{name!r} is not a cluster name: a lowercase DNS label of at most {MAX_CLUSTER_NAME} characters "
-                "(it names namespaces and files)")
-    return None
+cluster_name_problem = naming.cluster_name_problem  # defined beside the names it checks (netsim.state uses it)
 
 
 def parse_cluster(doc: Any, source: Source, *, name_override: str | None = None) -> ClusterSpec:

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 from netsim.model import specfields as sf
 from netsim.model.errors import Source
 from netsim.model.meta import DNS1123_LABEL, DNS1123_SUBDOMAIN, Fields, ObjectMeta
-from netsim.model.pod import object_fields
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
@@ -152,7 +151,7 @@ def _parse_endpoint(ef: Fields, address_type: str) -> Endpoint:
 
 
 def parse_endpointslice(doc: Any, source: Source) -> EndpointSlice:
-    meta, root = object_fields(doc, source, "EndpointSlice",
+    meta, root = sf.object_fields(doc, source, "EndpointSlice",
                                top_level=frozenset({"apiVersion", "kind", "metadata", "addressType", "endpoints",
                                                     "ports"}))
     address_type = root.str("addressType", required=True, choices=ADDRESS_TYPES)

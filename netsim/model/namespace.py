@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 from netsim.model import specfields as sf
 from netsim.model.errors import Source
 from netsim.model.meta import DNS1123_LABEL, ObjectMeta
-from netsim.model.pod import object_fields
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -32,7 +31,7 @@ class Namespace:
 
 
 def parse_namespace(doc: Any, source: Source) -> Namespace:
-    meta, root = object_fields(doc, source, "Namespace", namespaced=False)
+    meta, root = sf.object_fields(doc, source, "Namespace", namespaced=False)
     if len(meta.name) > 63 or not DNS1123_LABEL.match(meta.name):
         raise root.error("metadata.name", f"{meta.name!r} must be a lowercase RFC 1123 label (at most 63)")
     spec = root.map("spec")

@@ -10,13 +10,12 @@ checkHostPortConflicts, validateProbe, validateTolerations, validateNodeSelector
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from netsim.model import specfields as sf
-from netsim.model.errors import Source, SpecError
-from netsim.model.meta import Fields, ObjectMeta, checked_annotations, object_name, parse_metadata
+from netsim.model.errors import Source
+from netsim.model.meta import Fields, ObjectMeta, checked_annotations
 from netsim.model.pod_sources import (
     validate_container_restart_policy,
     validate_env_from,
@@ -26,6 +25,7 @@ from netsim.model.pod_sources import (
 )
 from netsim.model.security import validate_container_security_context, validate_pod_security_context
 from netsim.model.selectors import validate_labels
+from netsim.model.specfields import object_fields  # re-exported: the kinds' parsers import it from here
 from netsim.model.status import PodStatus, pod_status
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -522,31 +522,6 @@ def parse_pod_template(f: Fields) -> PodTemplate:
     annotations = checked_annotations(md, "annotations")
     spec = parse_pod_spec(f.map("spec", required=True))
     return PodTemplate(labels=labels, annotations=annotations, spec=spec)
-
-
-def _raw_object_name(doc: Any, kind: str, namespaced: bool) -> str:
-    md = doc.get("metadata") if isinstance(doc, Mapping) else None
-    name = md.get("name") if isinstance(md, Mapping) else None
-    if not isinstance(name, str):
-        return kind
-    ns = md.get("namespace")
-    if not namespaced:
-        return f"{kind} {name}"
-    return f"{kind} {ns if isinstance(ns, str) else 'default'}/{name}"
-
-
-def object_fields(doc: Any, source: Source, kind: str, *, namespaced: bool = True,
-                  top_level: frozenset[str] = sf.TOP_LEVEL) -> tuple[ObjectMeta, Fields]:
-    """Common start of every kind's parser: metadata, then top-level fields checked, as Fields at root."""
-    try:
-        meta = parse_metadata(doc, source=source, kind=kind, namespaced=namespaced)
-    except SpecError as e:
-        # parse_metadata names the object "Kind/name"; name it as every other error does.
-        raise SpecError(e.message, source=e.source, obj=_raw_object_name(doc, kind, namespaced),
-                        field=e.field) from None
-    root = Fields(doc, source=source, obj=object_name(kind, meta))
-    sf.check_fields(root, top_level)
-    return meta, root
 
 
 def parse_pod(doc: Any, source: Source) -> Pod:

@@ -17,7 +17,15 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from netsim.model.meta import DNS1123_LABEL, DNS1123_SUBDOMAIN, Fields
+from netsim.model.errors import Source, SpecError
+from netsim.model.meta import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    Fields,
+    ObjectMeta,
+    object_name,
+    parse_metadata,
+)
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
@@ -209,3 +217,31 @@ def cidr(f: Fields, key: str, value: Any) -> str:
 def drop_none(d: dict[str, Any]) -> dict[str, Any]:
     """A dict without None values (and without empty containers), for compact to_dict output."""
     return {k: v for k, v in d.items() if v is not None and v != {} and v != [] and v != ()}
+
+
+# Here rather than in netsim.model.pod: every kind's parser starts with it, and a kind that has no pods
+# (EndpointSlice, Namespace) should not import the Pod model with it (what `netsim apply` of one slice
+# imports, issue #16 item 2).
+def _raw_object_name(doc: Any, kind: str, namespaced: bool) -> str:
+    md = doc.get("metadata") if isinstance(doc, Mapping) else None
+    name = md.get("name") if isinstance(md, Mapping) else None
+    if not isinstance(name, str):
+        return kind
+    ns = md.get("namespace")
+    if not namespaced:
+        return f"{kind} {name}"
+    return f"{kind} {ns if isinstance(ns, str) else 'default'}/{name}"
+
+
+def object_fields(doc: Any, source: Source, kind: str, *, namespaced: bool = True,
+                  top_level: frozenset[str] = TOP_LEVEL) -> tuple[ObjectMeta, Fields]:
+    """Common start of every kind's parser: metadata, then top-level fields checked, as Fields at root."""
+    try:
+        meta = parse_metadata(doc, source=source, kind=kind, namespaced=namespaced)
+    except SpecError as e:
+        # parse_metadata names the object "Kind/name"; name it as every other error does.
+        raise SpecError(e.message, source=e.source, obj=_raw_object_name(doc, kind, namespaced),
+                        field=e.field) from None
+    root = Fields(doc, source=source, obj=object_name(kind, meta))
+    check_fields(root, top_level)
+    return meta, root

@@ -87,3 +87,55 @@ def test_help_lists_every_verb_and_each_resolves():
     ctx = click.Context(cli)
     assert all(isinstance(cli.get_command(ctx, verb), click.Command) for verb in expected)
     assert dict(cli.commands.items()).keys() == expected  # walks over the group see every verb too
+
+
+# What `netsim apply -f slice.yaml --cluster C` imported on top of the above and no longer does: the
+# builders of a cluster (lifecycle: namespaces, the API endpoint, etcd's process), the cluster model (only a
+# Service's allocations need it), the Pod model (an EndpointSlice is no pod), the state directory's thread
+# pool (concurrent.futures, logging), OpenSSL's hashes, the printers of `get`.
+NOT_FOR_APPLY = ("netsim.lifecycle", "netsim.model.cluster", "netsim.model.pod", "netsim.model.status",
+                 "netsim.fsclean", "netsim.fanout", "concurrent.futures", "logging", "hashlib", "netsim.cli.get",
+                 "netsim.printers", "netsim.kernel.netns", "netsim.apiserver.endpoint")
+
+SLICE = """\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{port: 8080, protocol: TCP}]
+endpoints: [{addresses: [10.0.0.7], conditions: {ready: true}}]
+"""
+
+APPLY_PROBE = """
+import json, sys
+import click
+from netsim.cli.main import cli
+cli.get_command(click.Context(cli), "apply")
+from netsim.api import Cluster, NoDaemon
+from netsim.model.loader import load_sourced
+from netsim.state import ClusterState
+from netsim.store import MemoryStore
+path, spec = sys.argv[1], json.loads(sys.argv[2])
+[(_, obj)] = load_sourced([path], stdin=None)        # what the verb parses
+store = MemoryStore()                                 # and writes, through the front door
+c = Cluster("imp", cluster_state=ClusterState(name="imp", phase="ready", spec=spec), store=store,
+            daemon=NoDaemon(store))
+lines = c.apply([obj], wait=False)
+print(json.dumps({"modules": sorted(sys.modules), "lines": lines}))
+"""
+
+
+def test_applying_a_slice_imports_neither_the_builders_nor_the_pod_and_cluster_models(tmp_path):
+    from netsim.model.cluster import default_cluster
+    path = tmp_path / "slice.yaml"
+    path.write_text(SLICE)
+    out = subprocess.run([sys.executable, "-c", APPLY_PROBE, str(path),
+                          json.dumps(default_cluster("imp").to_dict())],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+    result = json.loads(out)
+    modules = set(result["modules"])
+    assert result["lines"][-1] == "endpointslice/web-1 created"
+    assert sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in NOT_FOR_APPLY)) == []
+    assert heavy_in(modules) == []
+    # 248 modules before these cuts (with the write: 260); a bound, not a timing, against their return
+    assert len(modules) <= 225, len(modules)
