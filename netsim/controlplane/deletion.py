@@ -23,12 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from netsim.controlplane import objects as o
 from netsim.controlplane import podstate as ps
 from netsim.model.errors import NetsimError, Source, UsageError
-from netsim.model.pod import Pod
 from netsim.store import Store, rfc3339, scoped_namespace
+
+if TYPE_CHECKING:  # for typing only: every CLI command imports this module (netsim.api), few delete a pod
+    from netsim.model.pod import Pod
 
 
 @dataclass(frozen=True)

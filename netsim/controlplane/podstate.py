@@ -11,10 +11,12 @@ store's parse cache): the typed twins of objects.py's dict readers, with the sam
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netsim.model.pod import Pod
 from netsim.store import parse_time
+
+if TYPE_CHECKING:  # for typing only: `netsim apply` of a slice imports this module, not the Pod model
+    from netsim.model.pod import Pod
 
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 

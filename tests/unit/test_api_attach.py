@@ -64,3 +64,31 @@ def test_the_name_checks_kept_their_old_homes():
     assert model_cluster.cluster_name_problem("Bad_Name") == naming.cluster_name_problem("Bad_Name")
     assert "is not a cluster name" in (naming.cluster_name_problem("Bad_Name") or "")
     assert naming.cluster_name_problem("good") is None
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.typed: list[str] = []
+
+    def typed_list(self, kind, *a, **kw):  # type: ignore[override]
+        self.typed.append(kind)
+        return super().typed_list(kind, *a, **kw)
+
+
+def test_the_wait_after_a_slice_or_a_service_lists_no_pod_a_pod_s_does():
+    """Nothing owns a pod through a Service or an EndpointSlice: the wait after applying them does not decode
+    every pod of the cluster (at 1,000 pods, most of the CLI's wait); after a Pod it still looks at pods."""
+    store = CountingStore()
+    c = Cluster("att", cluster_state=state.ClusterState(name="att", phase="ready",
+                                                         spec=default_cluster("att").to_dict()),
+                store=store, daemon=NoDaemon(store))
+    c.apply([SERVICE, SLICE], wait=False)
+    c.wait_converged(5, [SERVICE, SLICE])
+    assert store.typed == []
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    c.apply([pod], wait=False)
+    c.wait_converged(5, [pod])
+    assert "Pod" in store.typed
+    c.close()

@@ -121,6 +121,7 @@ store = MemoryStore()                                 # and writes, through the 
 c = Cluster("imp", cluster_state=ClusterState(name="imp", phase="ready", spec=spec), store=store,
             daemon=NoDaemon(store))
 lines = c.apply([obj], wait=False)
+c.wait_converged(5, [obj.to_dict()])                 # and its wait (NoDaemon: one look at the marker)
 print(json.dumps({"modules": sorted(sys.modules), "lines": lines}))
 """
 
