@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netsim import naming
+from netsim.agents.podread import container_manifests, typed_pod
 from netsim.controlplane import objects as o
 from netsim.controlplane.loop import PodState
 from netsim.dns.resolvconf import (
@@ -30,6 +31,7 @@ from netsim.kernel.api import Kernel
 from netsim.model.cluster import ClusterSpec
 from netsim.model.errors import Source
 from netsim.model.loader import parse_object
+from netsim.model.pod import Pod
 from netsim.node.init_containers import InitRunner
 from netsim.node.kubelet import Kubelet, Sandbox
 from netsim.node.liveness import PlayedContainers
@@ -121,10 +123,18 @@ class ClusterKubelet:
                                      is_played=lambda pod, c: not container_argv(c),
                                      event=self._container_event)
 
+    def typed(self, pod: dict[str, Any]) -> Pod:
+        """The typed Pod of a stored pod (netsim.agents.podread: the parse cache's, or a lenient read of
+        one that does not parse)."""
+        return typed_pod(self.decode, pod)
+
+    def _node(self, pod: dict[str, Any]) -> str:
+        return self.typed(pod).spec.node_name or ""
+
     # -- termination ---------------------------------------------------------------------------------
     def terminate(self, pod: dict[str, Any]) -> bool:
         """One step of stopping a deleted pod's containers; True once they have all stopped."""
-        if o.node_name(pod) not in self.kubelets:
+        if self._node(pod) not in self.kubelets:
             return True
         return self.terminator.step(o.key(pod), pod, time.monotonic())
 
@@ -133,12 +143,12 @@ class ClusterKubelet:
         if "sleep" in hook:
             time.sleep(min(float((hook.get("sleep") or {}).get("seconds", 0)), grace))
             return True, ""
-        ip = ((pod.get("status") or {}).get("podIP")) or ""
+        ip = self.typed(pod).status.pod_ip or ""
         return self._probe_call(pod, c, ip, not container_argv(c))("preStop", hook, max(grace, 0.1))
 
     def _signal(self, sig: int) -> Any:
         def send(pod: dict[str, Any], name: str) -> None:
-            kubelet = self.kubelets.get(o.node_name(pod) or "")
+            kubelet = self.kubelets.get(self._node(pod))
             cp = kubelet.containers.get(o.key(pod), {}).get(name) if kubelet else None
             if cp is not None and cp.proc is not None and cp.proc.poll() is None:
                 try:
@@ -148,23 +158,23 @@ class ClusterKubelet:
         return send
 
     def _running(self, pod: dict[str, Any], name: str) -> bool:
-        kubelet = self.kubelets.get(o.node_name(pod) or "")
+        kubelet = self.kubelets.get(self._node(pod))
         cp = kubelet.poll_containers(o.key(pod)).get(name) if kubelet else None
         return cp is not None and cp.proc is not None and cp.exit_code is None
 
     def _container_event(self, pod: dict[str, Any], name: str, reason: str, message: str) -> None:
         if self.events is not None:
-            self.events(o.ref(pod), reason, message, f"kubelet/{o.node_name(pod)}")
+            self.events(o.ref(pod), reason, message, f"kubelet/{self._node(pod)}")
 
     @staticmethod
-    def is_dns_pod(pod: dict[str, Any]) -> bool:
-        return o.labels(pod).get(DNS_LABEL[0]) == DNS_LABEL[1] and o.namespace(pod) == "kube-system"
+    def is_dns_pod(pod: Pod) -> bool:
+        return pod.meta.labels.get(DNS_LABEL[0]) == DNS_LABEL[1] and pod.meta.namespace == "kube-system"
 
     def node_alive(self, node: str) -> bool:
         return node in self.kubelets and node not in self.failed
 
     @staticmethod
-    def _ports(pod: dict[str, Any], down: set[str] | frozenset[str] = frozenset(),
+    def _ports(pod: dict[str, Any], typed: Pod, down: set[str] | frozenset[str] = frozenset(),
                services: ServiceIndex | None = None) -> list[tuple[int, str]]:
         """The ports the workload server listens on: every declared containerPort, and for the containers
         it plays (no `command`) the ports their tcpSocket/httpGet/grpc probes name, which images listen on
@@ -173,12 +183,12 @@ class ClusterKubelet:
         and with none down, also serves the numeric targetPorts of the Services in `services` that select
         it (netsim.node.service_ports)."""
         out = []
-        spec = pod.get("spec") or {}
-        running = [*(spec.get("containers") or []),  # and the sidecars, which run alongside them
-                   *(c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always")]
-        if services and not down and not spec.get("hostNetwork") and not any(container_argv(c) for c in running):
-            out += target_ports_for(pod, services)
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        containers = container_manifests(pod)
+        running = [*containers,  # and the sidecars, which run alongside them
+                   *(c for c in container_manifests(pod, init=True) if c.get("restartPolicy") == "Always")]
+        if services and not down and not typed.spec.host_network and not any(container_argv(c) for c in running):
+            out += target_ports_for(typed, services)
+        for c in containers:
             if c["name"] in down and not container_argv(c):
                 continue
             for p in c.get("ports") or []:
@@ -202,16 +212,13 @@ class ClusterKubelet:
         defaults = self.spec.containers
         name = container["name"]
         ref_key = (o.key(pod), name)
-        status = pod.get("status") or {}
-        if sb.ip and not status.get("podIP"):
-            # The sandbox's address is the pod's before the status says so (the kubelet knows it from the
-            # sandbox when it makes the containers' config: status.podIP in env and downwardAPI).
-            pod = {**pod, "status": {**status, "podIP": sb.ip, "podIPs": [{"ip": sb.ip}],
-                                     "hostIP": kubelet.node.ip, "hostIPs": [{"ip": kubelet.node.ip}]}}
+        typed = self.typed(pod)
+        if sb.ip and not typed.status.pod_ip:
+            pod = with_sandbox_ip(pod, sb.ip, kubelet.node.ip)
         try:
             sec = effective(pod, container, default_uid=defaults.run_as_user, default_gid=defaults.run_as_group)
             if service_env is None:
-                service_env = env_for_pod(self.decode(pod), self.services())
+                service_env = env_for_pod(typed, self.services())
             if self.setup is None:
                 argv = container_argv(container)
                 env = {**service_env, **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
@@ -254,7 +261,7 @@ class ClusterKubelet:
             self.events(o.ref(pod), reason, message, f"kubelet/{kubelet.node.name}")
 
     def _sandbox_of(self, pod: dict[str, Any]) -> tuple[Kubelet | None, Sandbox | None]:
-        kubelet = self.kubelets.get(o.node_name(pod) or "")
+        kubelet = self.kubelets.get(self._node(pod))
         if kubelet is None:
             return None, None
         sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
@@ -271,16 +278,16 @@ class ClusterKubelet:
         kubelet, sb = self._sandbox_of(pod)
         if kubelet is None or sb is None:
             return
-        if (pod.get("spec") or {}).get("initContainers"):
+        if self.typed(pod).spec.init_containers:
             self.inits.advance(pod)
         procs = kubelet.containers.get(o.key(pod), {})
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        for c in container_manifests(pod):
             p = procs.get(c["name"])
             if p is not None and p.waiting is not None:
                 self.start_container(kubelet, sb, pod, c)
 
-    def _start_all(self, kubelet: Kubelet, sb: Sandbox, pod: dict[str, Any], typed: Any) -> None:
-        if (pod.get("spec") or {}).get("initContainers"):
+    def _start_all(self, kubelet: Kubelet, sb: Sandbox, pod: dict[str, Any], typed: Pod) -> None:
+        if typed.spec.init_containers:
             self.inits.begin(pod)  # the app containers start when initialization is done
             return
         self._start_apps(pod)
@@ -289,8 +296,8 @@ class ClusterKubelet:
         kubelet, sb = self._sandbox_of(pod)
         if kubelet is None or sb is None:
             return
-        service_env = env_for_pod(self.decode(pod), self.services())
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        service_env = env_for_pod(self.typed(pod), self.services())
+        for c in container_manifests(pod):
             self.start_container(kubelet, sb, pod, c, service_env=service_env)
 
     def _start_init(self, pod: dict[str, Any], container: dict[str, Any]) -> bool:
@@ -298,13 +305,13 @@ class ClusterKubelet:
         return kubelet is not None and sb is not None and self.start_container(kubelet, sb, pod, container)
 
     def _pod_procs(self, pod: dict[str, Any]) -> dict[str, Any]:
-        kubelet = self.kubelets.get(o.node_name(pod) or "")
+        kubelet = self.kubelets.get(self._node(pod))
         return kubelet.poll_containers(o.key(pod)) if kubelet else {}
 
     def _sidecar_started(self, pod: dict[str, Any], c: dict[str, Any], p: Any) -> bool:
         """A running sidecar with a startupProbe counts as started once that probe succeeded (the prober's
         startup worker; its liveness/readiness probes are not run here)."""
-        ip = (pod.get("status") or {}).get("podIP")
+        ip = self.typed(pod).status.pod_ip
         if not ip:
             return False
         view = {"name": c["name"], "ports": c.get("ports") or [], "startupProbe": c["startupProbe"]}
@@ -318,21 +325,23 @@ class ClusterKubelet:
             kubelet.record_played(sb, name, exit_code)
 
     def _serve_ports(self, pod: dict[str, Any]) -> list[tuple[int, str]]:
-        ports = self._ports(pod, self.played.down(o.key(pod)), self.service_ports)
-        return [p for p in ports if p not in DNS_PORTS] if self.is_dns_pod(pod) else ports
+        typed = self.typed(pod)
+        ports = self._ports(pod, typed, self.played.down(o.key(pod)), self.service_ports)
+        return [p for p in ports if p not in DNS_PORTS] if self.is_dns_pod(typed) else ports
 
-    @staticmethod
-    def host_network(pod: dict[str, Any]) -> bool:
-        return bool((pod.get("spec") or {}).get("hostNetwork"))
+    def host_network(self, pod: dict[str, Any]) -> bool:
+        return self.typed(pod).spec.host_network
 
     def create_sandbox(self, pod: dict[str, Any]) -> str:
-        kubelet = self.kubelets[o.node_name(pod)]
+        # Strictly decoded: a pod that does not parse gets no sandbox, and the loop reports why
+        # (FailedCreatePodSandBox, naming the field), before anything is made for it.
+        typed: Pod = self.decode(pod)
+        kubelet = self.kubelets[typed.spec.node_name or ""]
         self._started[o.key(pod)] = time.time()
         self._forget_probes(o.key(pod))  # a pod made again under the same name starts from no result
-        if self.host_network(pod):
+        if typed.spec.host_network:
             return self._run_host_network(pod, kubelet)
         sb = kubelet.run_sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod))
-        typed = self.decode(pod)
         self._furnish(pod, typed, kubelet, sb)
         self._start_all(kubelet, sb, pod, typed)
         return sb.ip
@@ -347,8 +356,8 @@ class ClusterKubelet:
                                                         cluster_domain=self.spec.dns_domain,
                                                         host=self.host_resolv))
             if self.setup is not None:
-                self.setup.write_hosts(pod, sb.netns, sb.ip)
-            if self.is_dns_pod(pod):
+                self.setup.write_hosts(typed, sb.netns, sb.ip)
+            if self.is_dns_pod(typed):
                 self.dns.serve(sb.netns)
         ports = self._serve_ports(pod)
         if ports:
@@ -362,13 +371,13 @@ class ClusterKubelet:
         ports = self._serve_ports(pod)
         if ports:
             self.workload.serve(o.key(pod), kubelet.node.name, node_ns, ports)
-        self._start_all(kubelet, sb, pod, self.decode(pod))
+        self._start_all(kubelet, sb, pod, self.typed(pod))
         return kubelet.node.ip
 
     def delete_sandbox(self, pod: dict[str, Any], *, keep_volumes: bool = False) -> None:
         """`keep_volumes`: the pod lives on in a new sandbox (a vanished one is made again): its emptyDirs
         keep their data, as they belong to the pod, not to the sandbox."""
-        node = o.node_name(pod)
+        node = self._node(pod)
         if self.host_network(pod):
             self.workload.unserve(o.key(pod))
             self.inits.forget(o.key(pod))
@@ -377,7 +386,7 @@ class ClusterKubelet:
             if self.setup is not None and not keep_volumes:
                 self.setup.volumes.teardown(naming.pod_part(o.namespace(pod) or "default", o.name(pod)))
             return
-        self.teardown(node or "", o.namespace(pod) or "default", o.name(pod), keep_volumes=keep_volumes)
+        self.teardown(node, o.namespace(pod) or "default", o.name(pod), keep_volumes=keep_volumes)
 
     def teardown(self, node: str, namespace: str, name: str, *, keep_volumes: bool = False) -> None:
         """Everything a pod's sandbox holds, in the order that frees its namespace: the sockets bound in it
@@ -403,25 +412,26 @@ class ClusterKubelet:
         """Take over a running pod after a daemon restart: its sandbox (None: hostNetwork) stays, the
         sockets bound in it (workload ports, CoreDNS's port 53) and its resolv.conf are made again, and its
         container processes, killed by `kill_containers`, are restarted with their restart count plus one."""
-        kubelet = self.kubelets[o.node_name(pod) or ""]
-        typed = self.decode(pod)
+        typed = self.typed(pod)
+        kubelet = self.kubelets[typed.spec.node_name or ""]
         own_netns = sb is not None
         if sb is None:
             netns = naming.node_ns(self.spec.name, kubelet.node.name)
             sb = Sandbox(o.namespace(pod) or "default", o.name(pod), o.uid(pod) or o.name(pod), netns, "host",
                          kubelet.node.ip, kubelet.node.name)
         self._furnish(pod, typed, kubelet, sb, own_netns=own_netns)
-        status = pod.get("status") or {}
-        if (pod.get("spec") or {}).get("initContainers"):
-            initialized = o.condition(pod, "Initialized") or {}
-            self.inits.begin(pod, initialized=initialized.get("status") == "True")
-            if initialized.get("status") != "True":
+        status = typed.status.raw
+        if typed.spec.init_containers:
+            initialized = typed.status.condition("Initialized")
+            done = initialized is not None and initialized.true
+            self.inits.begin(pod, initialized=done)
+            if not done:
                 return  # initialization runs again; the app containers follow it
         base = int(status.get("netsimRestarts", 0))
         seen = {c.get("name"): c for c in status.get("containerStatuses") or []}
-        policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+        policy = typed.spec.restart_policy
         env = env_for_pod(typed, self.services())
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        for c in container_manifests(pod):
             last = seen.get(c["name"]) or {}
             done = ((last.get("state") or {}).get("terminated") or {})
             if done and (policy == "Never" or (policy == "OnFailure" and done.get("exitCode") == 0)):
@@ -430,16 +440,17 @@ class ClusterKubelet:
             self.start_container(kubelet, sb, pod, c, restarts=restarts, service_env=env)
 
     def pod_state(self, pod: dict[str, Any]) -> PodState:
-        kubelet = self.kubelets[o.node_name(pod)]
+        typed = self.typed(pod)
+        kubelet = self.kubelets[typed.spec.node_name or ""]
         key = o.key(pod)
         procs = kubelet.poll_containers(key)
-        policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
-        if (pod.get("spec") or {}).get("initContainers"):
+        policy = typed.spec.restart_policy
+        if typed.spec.init_containers:
             init = self.inits.state(pod)
             if init is None or not init.done:
                 failed = init is not None and init.failed
                 return PodState(ready=False, phase="Failed" if failed else "Pending", initialized=False)
-            apps = {c["name"] for c in (pod.get("spec") or {}).get("containers") or []}
+            apps = {c["name"] for c in container_manifests(pod)}
             procs = {n: p for n, p in procs.items() if n in apps}  # sidecars do not decide the phase
         if any(p.waiting is not None for p in procs.values()):
             return PodState(ready=False, phase="Pending")  # a container the kubelet refused to create
@@ -477,16 +488,16 @@ class ClusterKubelet:
         back-off (`_update_container_statuses`); a played container's ports are closed and opened again
         (`_restart_played`). Failed probes are `Unhealthy` events, kills `Killing` events, in the kubelet's
         words (prober.go recordContainerEvent; kuberuntime_manager.go computePodActions)."""
-        status = pod.get("status") or {}
-        ip = status.get("podIP")
+        typed = self.typed(pod)
+        ip = typed.status.pod_ip
         key = o.key(pod)
-        node = o.node_name(pod) or ""
+        node = typed.spec.node_name or ""
         from netsim.store import parse_time
-        sandbox_started = self._started.get(key) or parse_time(status.get("startTime")) or time.time()
+        sandbox_started = self._started.get(key) or parse_time(typed.status.raw.get("startTime")) or time.time()
         self._restart_played(pod)
         ready = True
         now = time.time()
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        for c in container_manifests(pod):
             played = not container_argv(c)
             if played:
                 instance, since = self.played.instance(key, c["name"], sandbox_started)
@@ -514,7 +525,7 @@ class ClusterKubelet:
             self.events(ref, reason, message, actor)
 
     def _probe_call(self, pod: dict[str, Any], c: dict[str, Any], ip: str, played: bool) -> Any:
-        node_ns = naming.node_ns(self.spec.name, o.node_name(pod) or "")
+        node_ns = naming.node_ns(self.spec.name, self._node(pod))
         pod_ns = naming.pod_ns(self.spec.name, o.namespace(pod) or "default", o.name(pod))
 
         def call(kind: str, probe: dict[str, Any], timeout: float) -> tuple[bool, str]:
@@ -523,7 +534,8 @@ class ClusterKubelet:
         return call
 
     def _kill(self, pod: dict[str, Any], c: dict[str, Any], kind: str, played: bool, actor: str) -> None:
-        policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+        typed = self.typed(pod)
+        policy = typed.spec.restart_policy
         message = f"Container {c['name']} failed {kind.lower()} probe"
         if policy != "Never":  # shouldRestartOnFailure: Always and OnFailure restart a killed container
             message += ", will be restarted"
@@ -532,30 +544,39 @@ class ClusterKubelet:
         if played:
             self.played.kill(key, c["name"])
             ports = self._serve_ports(pod)
-            kubelet = self.kubelets[o.node_name(pod) or ""]
+            kubelet = self.kubelets[typed.spec.node_name or ""]
             sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
             netns = sb.netns if sb else naming.node_ns(self.spec.name, kubelet.node.name)
             self.workload.serve(key, kubelet.node.name, netns, ports)
             self._restart_played(pod)  # the first restart is at once (the kubelet kills and starts in one sync)
             return
         probe = c.get("livenessProbe" if kind == LIVENESS else "startupProbe") or {}
-        grace = probe.get("terminationGracePeriodSeconds",
-                          (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-        self.kubelets[o.node_name(pod) or ""].kill_container(key, c["name"], min(float(grace), KILL_GRACE_CAP))
+        grace = probe.get("terminationGracePeriodSeconds", typed.spec.termination_grace_period_seconds)
+        self.kubelets[typed.spec.node_name or ""].kill_container(key, c["name"], min(float(grace), KILL_GRACE_CAP))
 
     def _restart_played(self, pod: dict[str, Any]) -> None:
         """Played containers killed after a failed probe come back once the back-off allows (never with
         restartPolicy Never): their ports are served again and their probes start afresh."""
         key = o.key(pod)
         down = self.played.down(key)
-        if not down or (pod.get("spec") or {}).get("restartPolicy", "Always") == "Never":
+        typed = self.typed(pod)
+        if not down or typed.spec.restart_policy == "Never":
             return
         due = [n for n in down if self.played.restart_wait(key, n) <= 0]
         for name in due:
             self.played.restart(key, name)
         if due:
-            kubelet = self.kubelets[o.node_name(pod) or ""]
+            kubelet = self.kubelets[typed.spec.node_name or ""]
             sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
             netns = sb.netns if sb else naming.node_ns(self.spec.name, kubelet.node.name)
             self.workload.serve(key, kubelet.node.name, netns, self._serve_ports(pod))
 
+
+
+def with_sandbox_ip(pod: dict[str, Any], ip: str, host_ip: str) -> dict[str, Any]:
+    """The stored pod with its sandbox's address as status.podIP, before the status says so: the kubelet
+    knows it from the sandbox when it makes the containers' config (status.podIP in env and the downward
+    API, which read the pod's fields by their paths). A copy; the stored row is not changed."""
+    status = {**(pod.get("status") or {}), "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": host_ip,
+              "hostIPs": [{"ip": host_ip}]}
+    return {**pod, "status": status}

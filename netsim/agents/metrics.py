@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from netsim.agents.podread import typed_pod
 from netsim.controlplane import objects as o
 from netsim.model.metrics import MetricsView
 from netsim.node.metrics_sampler import MetricsSampler, pod_sample
@@ -58,13 +59,15 @@ class MetricsServer:
         self._sampled_at = now
         samples = []
         for pod in self.pods():
-            if o.phase(pod) != "Running" or not o.node_name(pod) or not self.kubelet.node_alive(o.node_name(pod)):
+            typed = typed_pod(self.store.decode, pod)  # the parse cache's, shared with the kubelet
+            node = typed.spec.node_name
+            if typed.status.phase != "Running" or not node or not self.kubelet.node_alive(node):
                 continue
-            kubelet = self.kubelet.kubelets.get(o.node_name(pod) or "")
+            kubelet = self.kubelet.kubelets.get(node)
             procs = kubelet.containers.get(o.key(pod), {}) if kubelet else {}
             pids = {name: cp.proc.pid for name, cp in procs.items()
                     if cp.proc is not None and cp.exit_code is None}
-            samples.append(pod_sample(pod, pids))
+            samples.append(pod_sample(typed, pids))
         view = self.sampler.sample(now, samples, self.request_counts())
         others = self._scrape(now)
         if others:

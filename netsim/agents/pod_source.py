@@ -22,6 +22,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from netsim.agents.changes import ChangeTracker
+from netsim.agents.podread import Decode, typed_pod
+from netsim.controlplane import podstate as ps
+from netsim.model.pod import Pod
 from netsim.store import Store
 
 # pkg/kubelet/kubelet.go: housekeepingPeriod = time.Second * 2.
@@ -31,8 +34,10 @@ HOUSEKEEPING_PERIOD = 2.0
 class PodSource:
     """The pods of the cluster as the kubelets know them, and when each is next to be synced."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic, decode: Decode | None = None):
         self.tracker = ChangeTracker(store, {"Pod"})
+        # The typed Pod of each version: the store's parse cache, shared with the kubelet and controllers.
+        self.decode: Decode = decode or store.decode
         self.clock = clock
         self.pods: dict[str, dict[str, Any]] = {}  # "ns/name" -> the newest object
         self._due: dict[str, float] = {}  # "ns/name" -> when it is next to be synced
@@ -58,7 +63,7 @@ class PodSource:
                     self._forget(key)
                 continue
             self.pods[key] = obj
-            if _settled(obj):
+            if _settled(typed_pod(self.decode, obj)):
                 self._unsettled.discard(key)
             else:
                 self._unsettled.add(key)
@@ -130,12 +135,9 @@ class PodSource:
         return [self.pods[k] for k in sorted(self._unsettled)]
 
 
-def _settled(pod: dict[str, Any]) -> bool:
+def _settled(pod: Pod) -> bool:
     """Running, Ready and not being deleted: neither pending nor failed, whatever its node."""
-    md, status = pod.get("metadata") or {}, pod.get("status") or {}
-    if md.get("deletionTimestamp") or status.get("phase") != "Running":
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return not ps.terminating(pod) and ps.phase(pod) == "Running" and pod.status.ready
 
 
 __all__ = ["HOUSEKEEPING_PERIOD", "PodSource"]

@@ -33,12 +33,15 @@ from typing import Any
 from netsim import naming
 from netsim.agents.kubelet import ClusterKubelet, last_line
 from netsim.agents.pod_source import PodSource
+from netsim.agents.podread import container_manifests, typed_pod
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane.loop import FAILURES, RETRY_AT, Clock
 from netsim.dns.resolvconf import remove_resolv_conf
 from netsim.kernel import netns as netns_mod
 from netsim.kernel.api import Kernel
 from netsim.model.cluster import ClusterSpec
+from netsim.model.pod import Pod
 from netsim.node.backoff import RestartBackoff
 from netsim.node.kubelet import kill_containers
 from netsim.node.network import NodeRec
@@ -100,7 +103,7 @@ class PodSync:
         alive = {n for n in self.kubelets if self.kubelet.node_alive(n)}
         back, self._alive = alive - self._alive, alive
         if back:
-            self.source.enqueue_all(k for k, p in self.source.pods.items() if o.node_name(p) in back)
+            self.source.enqueue_all(k for k, p in self.source.pods.items() if self._node(p) in back)
         for kubelet in self.kubelets.values():
             for key, procs in kubelet.containers.items():
                 if any(cp.proc is not None and cp.exit_code is None and cp.proc.poll() is not None
@@ -111,27 +114,34 @@ class PodSync:
         self.synced += len(pods)
         return pods
 
+    def typed(self, pod: dict[str, Any]) -> Pod:
+        """The typed Pod of a stored pod, from the store's parse cache (netsim.agents.podread)."""
+        return typed_pod(self.store.decode, pod)
+
+    def _node(self, pod: dict[str, Any]) -> str:
+        return self.typed(pod).spec.node_name or ""
+
     def _requeue(self, pod: dict[str, Any]) -> None:
         """When this pod is synced again without a change: a pod on its way somewhere (not yet Running and
         Ready, terminating, a container waiting or backing off) next pass; one whose sandbox failed when
         its back-off ends; one with probes within PROBE_CHECK (next pass while a probe runs); a settled
         one after RESYNC_PERIOD. A finished pod, or one whose node is down, waits for a change."""
         key = o.key(pod)
-        node = o.node_name(pod)
-        if not node or not self.kubelet.node_alive(node) or o.is_terminal(pod):
+        typed = self.typed(pod)
+        node = typed.spec.node_name
+        if not node or not self.kubelet.node_alive(node) or ps.terminal(typed):
             return
-        status = pod.get("status") or {}
-        spec = pod.get("spec") or {}
-        if status.get(FAILURES) and not status.get("podIP") and not o.is_terminating(pod):
+        status = typed.status.raw
+        if status.get(FAILURES) and not typed.status.pod_ip and not ps.terminating(typed):
             self.source.enqueue(key, float(status.get(RETRY_AT, 0)) - self.clock.now())
             return
         waiting = any("running" not in (c.get("state") or {}) for c in status.get("containerStatuses") or [])
-        if (o.is_terminating(pod) or not status.get("podIP") or o.phase(pod) != "Running" or not o.is_ready(pod)
-                or waiting or self.kubelet.played.down(key) or self.kubelet.prober.pod_in_flight(key)):
+        if (ps.terminating(typed) or not typed.status.pod_ip or ps.phase(typed) != "Running"
+                or not typed.status.ready or waiting or self.kubelet.played.down(key) or self.kubelet.prober.pod_in_flight(key)):
             self.source.enqueue(key, 0.0)
             return
         periods = [float((c.get(f) or {}).get("periodSeconds", 10))
-                   for c in (*(spec.get("containers") or []), *(spec.get("initContainers") or []))
+                   for c in (*container_manifests(pod), *container_manifests(pod, init=True))
                    for f in ("readinessProbe", "livenessProbe", "startupProbe") if c.get(f)]
         self.source.enqueue(key, min([PROBE_CHECK, *periods]) if periods else RESYNC_PERIOD)
 
@@ -152,8 +162,7 @@ class PodSync:
         pods = self.store.list("Pod")
         # With the nodes split over host agents (netsim.hostagent), the pods bound to another host's nodes
         # are that agent's: their containers and sandboxes are left alone (none when this runs every node).
-        foreign = [p for p in pods if o.node_name(p) and o.node_name(p) in self.spec_nodes
-                   and o.node_name(p) not in self.kubelets]
+        foreign = [p for p in pods if self._node(p) in self.spec_nodes and self._node(p) not in self.kubelets]
         killed = kill_containers(cluster, spare={o.key(p) for p in foreign})
         by_key = {o.key(p): p for p in pods}
         kept: set[str] = {naming.pod_ns(cluster, o.namespace(p) or "default", o.name(p)) for p in foreign}
@@ -161,11 +170,12 @@ class PodSync:
         for node, kubelet in self.kubelets.items():
             for key, sb in kubelet.sandboxes().items():
                 pod = by_key.get(key)
-                status = (pod or {}).get("status") or {}
-                if (pod is not None and o.node_name(pod) == node and o.uid(pod) in (None, sb.uid) and sb.ip
-                        and status.get("podIP") == sb.ip and not o.is_terminal(pod) and kubelet.sandbox_alive(sb)):
+                typed = self.typed(pod) if pod is not None else None
+                if (pod is not None and typed is not None and typed.spec.node_name == node
+                        and o.uid(pod) in (None, sb.uid) and sb.ip and typed.status.pod_ip == sb.ip
+                        and not ps.terminal(typed) and kubelet.sandbox_alive(sb)):
                     kept.add(sb.netns)
-                    if not o.is_terminating(pod) and self.kubelet.node_alive(node):
+                    if not ps.terminating(typed) and self.kubelet.node_alive(node):
                         self.kubelet.adopt(pod, sb)
                     adopted += 1
                 else:
@@ -175,9 +185,9 @@ class PodSync:
                         log.exception("removing the sandbox of %s on %s failed", key, node)
                     removed += 1
         for pod in pods:
-            node = o.node_name(pod) or ""
-            if (ClusterKubelet.host_network(pod) and self.kubelet.node_alive(node) and (pod.get("status") or {})
-                    .get("podIP") and not o.is_terminal(pod) and not o.is_terminating(pod)):
+            typed = self.typed(pod)
+            if (typed.spec.host_network and self.kubelet.node_alive(typed.spec.node_name or "")
+                    and typed.status.pod_ip and ps.active(typed)):
                 self.kubelet.adopt(pod, None)
                 adopted += 1
         prefix = naming.pod_ns_prefix(cluster)
@@ -222,24 +232,24 @@ class PodSync:
             suspects.update(k for k, sb in records.items() if sb.netns not in live)
         suspects.update(by_key.keys() - recorded)
         for pod in [by_key[k] for k in sorted(suspects) if k in by_key]:
-            node = o.node_name(pod)
-            status = pod.get("status") or {}
-            if (not status.get("podIP") or not self.kubelet.node_alive(node) or o.is_terminal(pod)
-                    or o.is_terminating(pod) or ClusterKubelet.host_network(pod)):
+            typed = self.typed(pod)
+            node = typed.spec.node_name or ""
+            if (not typed.status.pod_ip or not self.kubelet.node_alive(node) or not ps.active(typed)
+                    or typed.spec.host_network):
                 continue
             kubelet = self.kubelets[node]
             sb = kubelet.sandbox(o.namespace(pod) or "default", o.name(pod))
             if sb is not None and (sb.netns in live or kubelet.sandbox_alive(sb)):
                 continue
             self.kubelet.delete_sandbox(pod, keep_volumes=True)
-            new = {k: v for k, v in status.items() if k not in ("podIP", "podIPs")}
+            new = sandbox_changed_status(pod)
             for typ in ("Ready", "ContainersReady"):
                 o.set_condition(new, typ, "False", self.clock.now(), reason="SandboxChanged")
             restarts = int(new.get("netsimRestarts", 0)) + 1
             new["netsimRestarts"] = restarts
             new["containerStatuses"] = [{"name": c["name"], "image": c.get("image", ""), "imageID": "",
                                          "ready": False, "restartCount": restarts}
-                                        for c in (pod.get("spec") or {}).get("containers") or []]
+                                        for c in container_manifests(pod)]
             self.store.update_status("Pod", o.namespace(pod), o.name(pod), new)  # the change syncs it
             self._event(o.ref(pod), "SandboxChanged", "pod sandbox changed, it will be killed and re-created",
                         actor=f"kubelet/{node}")
@@ -277,21 +287,21 @@ class PodSync:
 
     def _container_statuses(self, pod: dict[str, Any], now: float) -> None:
         """One pod's containerStatuses (update_container_statuses)."""
-        node = o.node_name(pod)
-        if not self.kubelet.node_alive(node) or not (pod.get("status") or {}).get("podIP"):
+        typed = self.typed(pod)
+        node = typed.spec.node_name or ""
+        if not self.kubelet.node_alive(node) or not typed.status.pod_ip:
             return
-        if not o.is_terminating(pod) and not o.is_terminal(pod):
+        if ps.active(typed):
             self.kubelet.retry_refused(pod)
         procs = self.kubelets[node].poll_containers(o.key(pod))
-        status = pod.get("status") or {}
-        restarts = int(status.get("netsimRestarts", 0))
-        ready = o.is_ready(pod)
+        restarts = int(typed.status.raw.get("netsimRestarts", 0))
+        ready = typed.status.ready
         cs = []
         # A pod being deleted keeps its exited containers down: the kubelet restarts nothing of a pod it
         # is killing (a container that exits at SIGTERM must not come back for the rest of the grace).
-        policy = "Never" if o.is_terminating(pod) else (pod.get("spec") or {}).get("restartPolicy", "Always")
-        init = self.kubelet.inits.state(pod) if (pod.get("spec") or {}).get("initContainers") else None
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        policy = "Never" if ps.terminating(typed) else typed.spec.restart_policy
+        init = self.kubelet.inits.state(pod) if typed.spec.init_containers else None
+        for c in container_manifests(pod):
             p = procs.get(c["name"])
             key = (o.key(pod), c["name"])
             # imageID: the API requires it; netsim pulls no image, so it is empty (as a runtime that has
@@ -321,7 +331,7 @@ class PodSync:
             if key in self._last_state:
                 entry["lastState"] = self._last_state[key]
             cs.append(entry)
-        new = {**status, "containerStatuses": cs}
+        status, new = container_statuses_status(pod, cs)
         if init is not None:
             new["initContainerStatuses"] = self.kubelet.inits.statuses(pod)
         if new != status:
@@ -357,10 +367,10 @@ class PodSync:
         if seen not in self._reported:
             self._reported.add(seen)
             if start_error:
-                self._event(o.ref(pod), "Failed", f"Error: {term['message']}", actor=f"kubelet/{o.node_name(pod)}")
+                self._event(o.ref(pod), "Failed", f"Error: {term['message']}", actor=f"kubelet/{self._node(pod)}")
         if not (policy == "Always" or (policy == "OnFailure" and p.exit_code != 0)):
             return {"terminated": term}
-        node = o.node_name(pod) or ""
+        node = self._node(pod)
         wait = self.backoff.remaining(key, p.finished or now, now)
         if wait > 0:
             # kuberuntime_manager.go doBackOff: "back-off %s restarting failed container=%s pod=%s"
@@ -389,7 +399,7 @@ class PodSync:
         each played pod (netsim.node.service_ports); pods whose port list changed are served again (the
         workload server converges: new ports opened, stale ones closed)."""
         first, self.services_stale = self.services_stale, False
-        old, new = self.kubelet.service_ports, index_services(self.store.list("Service"))
+        old, new = self.kubelet.service_ports, index_services(self.store.typed_list("Service"))
         self.kubelet.service_ports = new
         self.source.poll()
         if first:
@@ -399,12 +409,13 @@ class PodSync:
                        + [e for e in new.get(ns, []) if e not in old.get(ns, [])] for ns in set(old) | set(new)}
             changed = {ns: entries for ns, entries in changed.items() if entries}
             pods = [p for p in self.source.pods.values() if changed.get(o.namespace(p) or "default")
-                    and any(all(o.labels(p).get(k) == v for k, v in sel.items())
+                    and any(all(self.typed(p).meta.labels.get(k) == v for k, v in sel.items())
                             for sel, _ in changed[o.namespace(p) or "default"])]
         for pod in pods:
-            node = o.node_name(pod)
-            if (not (pod.get("status") or {}).get("podIP") or not self.kubelet.node_alive(node)
-                    or o.is_terminal(pod) or o.is_terminating(pod) or ClusterKubelet.host_network(pod)):
+            typed = self.typed(pod)
+            node = typed.spec.node_name or ""
+            if (not typed.status.pod_ip or not self.kubelet.node_alive(node) or not ps.active(typed)
+                    or typed.spec.host_network):
                 continue
             key = o.key(pod)
             ports = self.kubelet._serve_ports(pod)
@@ -417,7 +428,21 @@ class PodSync:
     def sync_volumes(self) -> None:
         """The kubelet's volume sync: API-data volumes rewritten (atomically) from the current objects."""
         self.source.poll()
-        pods = [p for p in self.source.pods.values() if self.kubelet.node_alive(o.node_name(p) or "")]
-        for pod, volume in self.pod_setup.sync_volumes(pods, lambda p: self.nodes[o.node_name(p) or ""].ip):
+        pods = [p for p in self.source.pods.values() if self.kubelet.node_alive(self._node(p))]
+        for pod, volume in self.pod_setup.sync_volumes(pods, lambda p: self.nodes[self._node(p)].ip):
             self._event(o.ref(pod), "VolumeUpdated", f'volume "{volume}" updated',
-                        actor=f"kubelet/{o.node_name(pod)}")
+                        actor=f"kubelet/{self._node(pod)}")
+
+
+# -- the status writes: each starts from the stored pod's status, so fields netsim does not model survive ---
+
+def sandbox_changed_status(pod: dict[str, Any]) -> dict[str, Any]:
+    """The status of a pod whose sandbox vanished, before its new one: the stored status without its IPs."""
+    return {k: v for k, v in (pod.get("status") or {}).items() if k not in ("podIP", "podIPs")}
+
+
+def container_statuses_status(pod: dict[str, Any], statuses: list[dict[str, Any]]) -> tuple[dict[str, Any],
+                                                                                           dict[str, Any]]:
+    """(the stored status, it with `statuses` as its containerStatuses): the write is made when they differ."""
+    status = pod.get("status") or {}
+    return status, {**status, "containerStatuses": statuses}

@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from netsim.dns.resolvconf import NETNS_ETC, resolv_conf_path, with_suppressed_unlink, write_netns_etc
+from netsim.model.pod import Pod
 
 MANAGED_HEADER = "# Kubernetes-managed hosts file.\n"
 HOSTNAME_MAX = 63  # GeneratePodHostNameAndDomain truncates the pod name used as hostname
 
 
-def pod_hostname_and_domain(pod: Mapping[str, Any], cluster_domain: str) -> tuple[str, str]:
+def pod_hostname_and_domain(pod: Pod, cluster_domain: str) -> tuple[str, str]:
     """GeneratePodHostNameAndDomain: (hostname, domain) where domain is empty without a subdomain."""
-    md, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    hostname = spec.get("hostname") or str(md.get("name", ""))[:HOSTNAME_MAX].rstrip("-.")
+    hostname = pod.spec.hostname or pod.meta.name[:HOSTNAME_MAX].rstrip("-.")
     domain = ""
-    if spec.get("subdomain"):
-        domain = f"{spec['subdomain']}.{md.get('namespace') or 'default'}.svc.{cluster_domain}"
+    if pod.spec.subdomain:
+        domain = f"{pod.spec.subdomain}.{pod.meta.namespace or 'default'}.svc.{cluster_domain}"
     return hostname, domain
 
 
@@ -52,9 +52,10 @@ def managed_hosts_content(pod_ips: Sequence[str], hostname: str, domain: str,
     return "".join(lines)
 
 
-def pod_hosts_content(pod: Mapping[str, Any], pod_ips: Sequence[str], cluster_domain: str) -> str:
+def pod_hosts_content(pod: Pod, pod_ips: Sequence[str], cluster_domain: str) -> str:
+    """The typed Pod's hosts file (hostAliases is a PodSpec field netsim keeps as given, `spec.extra`)."""
     hostname, domain = pod_hostname_and_domain(pod, cluster_domain)
-    return managed_hosts_content(pod_ips, hostname, domain, (pod.get("spec") or {}).get("hostAliases") or [])
+    return managed_hosts_content(pod_ips, hostname, domain, pod.spec.extra.get("hostAliases") or [])
 
 
 def hosts_path(netns: str, root: str = NETNS_ETC) -> Path:

@@ -22,9 +22,9 @@ import os
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from netsim.model.metrics import ContainerUsage, MetricsView, PodUsage
+from netsim.model.pod import Pod
 from netsim.model.quantity import parse_quantity
 
 CPU_PER_REQUEST = "netsim.io/cpu-per-request"
@@ -121,9 +121,7 @@ class MetricsSampler:
         return self.view
 
 
-def pod_sample(pod: Mapping[str, Any], pids: Mapping[str, int]) -> PodSample:
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    return PodSample(f"{meta.get('namespace') or 'default'}/{meta.get('name')}", spec.get("nodeName"),
-                     tuple(c.get("name", "") for c in spec.get("containers") or []), dict(pids),
-                     dict(meta.get("annotations") or {}))
+def pod_sample(pod: Pod, pids: Mapping[str, int]) -> PodSample:
+    """What is sampled of a typed Pod: its key, node, container names and usage annotations."""
+    return PodSample(f"{pod.meta.namespace or 'default'}/{pod.meta.name}", pod.spec.node_name,
+                     tuple(c.name for c in pod.spec.containers), dict(pids), dict(pod.meta.annotations))

@@ -31,6 +31,7 @@ from typing import Any
 from netsim import naming
 from netsim.apiserver import satoken
 from netsim.apiserver.endpoint import pki_dir
+from netsim.model.pod import Pod
 from netsim.node.hosts_file import pod_hosts_content, remove_hosts, write_hosts
 from netsim.node.pod_env import PodContext, container_process
 from netsim.node.volumes import PodVolumes, VolumeError, container_mounts
@@ -124,9 +125,10 @@ class PodSetup:
         self._tokens: dict[tuple[str, str, str, str], bytes] = {}  # (ns, pod, uid, audience) -> token
 
     # -- /etc/hosts ------------------------------------------------------------------------------------
-    def write_hosts(self, pod: Mapping[str, Any], netns: str, ip: str) -> None:
-        """ensureHostsFile for a pod with its own network namespace (hostNetwork pods keep the node's)."""
-        ips = [p.get("ip") for p in (pod.get("status") or {}).get("podIPs") or [] if p.get("ip")] or [ip]
+    def write_hosts(self, pod: Pod, netns: str, ip: str) -> None:
+        """ensureHostsFile for a pod (typed) with its own network namespace (hostNetwork pods keep the
+        node's): its podIPs, or the sandbox's address before the status has one."""
+        ips = list(pod.status.pod_ips) or [ip]
         write_hosts(netns, pod_hosts_content(pod, ips, self.domain))
 
     def remove(self, netns: str, namespace: str, name: str, *, keep_volumes: bool = False) -> None:

@@ -12,40 +12,39 @@ containerPorts, which are served anyway.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+
+from netsim.model.pod import Pod
+from netsim.model.service import Service
 
 PortKey = tuple[int, str]
 # namespace -> [(selector, numeric target ports)] of the Services with a selector
 ServiceIndex = dict[str, list[tuple[dict[str, str], tuple[PortKey, ...]]]]
 
 
-def index_services(services: Iterable[Mapping[str, Any]]) -> ServiceIndex:
-    """The numeric targetPorts of every Service that selects pods, by namespace. A port without
-    targetPort targets its own port number (the API server defaults targetPort to port)."""
+def index_services(services: Iterable[Service]) -> ServiceIndex:
+    """The numeric targetPorts of every Service that selects pods, by namespace (typed Services, from the
+    parse cache). A port without targetPort targets its own port number (the API server defaults
+    targetPort to port, as the typed ServicePort holds it)."""
     out: ServiceIndex = {}
     for svc in services:
-        spec = svc.get("spec") or {}
-        selector = spec.get("selector") or {}
-        if not selector or spec.get("type") == "ExternalName":
+        if not svc.selector or svc.type == "ExternalName":
             continue
         ports = []
-        for p in spec.get("ports") or []:
-            target = p.get("targetPort", p.get("port"))
+        for p in svc.ports:
+            target = p.target_port
             if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
-                ports.append((int(target), str(p.get("protocol", "TCP"))))
+                ports.append((int(target), p.protocol))
         if ports:
-            ns = (svc.get("metadata") or {}).get("namespace") or "default"
-            out.setdefault(ns, []).append((dict(selector), tuple(ports)))
+            out.setdefault(svc.meta.namespace or "default", []).append((dict(svc.selector), tuple(ports)))
     return out
 
 
-def target_ports_for(pod: Mapping[str, Any], index: ServiceIndex) -> list[PortKey]:
+def target_ports_for(pod: Pod, index: ServiceIndex) -> list[PortKey]:
     """The numeric targetPorts of the Services in the pod's namespace whose selector matches its labels."""
-    md = pod.get("metadata") or {}
-    labels = md.get("labels") or {}
+    labels = pod.meta.labels
     out: set[PortKey] = set()
-    for selector, ports in index.get(md.get("namespace") or "default", ()):
+    for selector, ports in index.get(pod.meta.namespace or "default", ()):
         if all(labels.get(k) == v for k, v in selector.items()):
             out.update(ports)
     return sorted(out)

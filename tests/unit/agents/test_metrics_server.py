@@ -22,7 +22,7 @@ class CountingStore(MemoryStore):
 def test_one_sample_per_resolution_over_running_pods_of_live_nodes(tmp_path, monkeypatch):
     sampled_pods: list[str] = []
     real = metrics_mod.pod_sample
-    monkeypatch.setattr(metrics_mod, "pod_sample", lambda pod, pids: sampled_pods.append(pod["metadata"]["name"])
+    monkeypatch.setattr(metrics_mod, "pod_sample", lambda pod, pids: sampled_pods.append(pod.meta.name)
                         or real(pod, pids))
     store = CountingStore()
     for name, node, phase in (("a", "n1", "Running"), ("b", "n2", "Running"), ("c", "n1", "Pending")):

@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from netsim.model.errors import Source
+from netsim.model.loader import parse_object
 from netsim.node import atomic_writer
 from netsim.node.atomic_writer import FileProjection
 from netsim.node.hosts_file import pod_hosts_content
@@ -156,13 +159,19 @@ def test_resource_field_ref_defaults_and_divisors():
     assert resource_value(pod, "c", "limits.memory", "1Gi", {"memory": "4Gi"}) == "4"
 
 
+def _typed(pod: dict) -> Any:
+    c = {"name": "c", "image": "x"}
+    return parse_object({"apiVersion": "v1", "kind": "Pod", **pod, "spec": {**pod["spec"], "containers": [c]}},
+                        Source("t"))
+
+
 def test_managed_hosts_file():
-    text = pod_hosts_content(POD, ["10.244.1.5"], "cluster.local")
+    text = pod_hosts_content(_typed(POD), ["10.244.1.5"], "cluster.local")
     assert text.startswith("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost")
     assert text.endswith("fe00::2\tip6-allrouters\n10.244.1.5\tweb-0\n")
     pod = {**POD, "spec": {**POD["spec"], "hostname": "h", "subdomain": "sub",
                            "hostAliases": [{"ip": "1.2.3.4", "hostnames": ["a.example", "b.example"]}]}}
-    text = pod_hosts_content(pod, ["10.244.1.5"], "cluster.local")
+    text = pod_hosts_content(_typed(pod), ["10.244.1.5"], "cluster.local")
     assert "10.244.1.5\th.sub.shop.svc.cluster.local\th\n" in text
     assert text.endswith("\n# Entries added by HostAliases.\n1.2.3.4\ta.example\n1.2.3.4\tb.example\n")
 

@@ -3,23 +3,35 @@ images listen on ports they never declare); named targetPorts are declared ports
 
 from __future__ import annotations
 
+from typing import Any
+
 from netsim.agents.kubelet import ClusterKubelet
+from netsim.model.errors import Source
+from netsim.model.loader import parse_object
 from netsim.node.service_ports import index_services, target_ports_for
 
 
-def svc(name: str, selector: dict, ports: list[dict], ns: str = "default", **spec) -> dict:
-    return {"kind": "Service", "metadata": {"name": name, "namespace": ns},
-            "spec": {"selector": selector, "ports": ports, **spec}}
+def svc(name: str, selector: dict, ports: list[dict], ns: str = "default", **spec) -> Any:
+    if spec.get("type") == "ExternalName":
+        spec["externalName"] = "example.com"
+    return parse_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+                         "spec": {"selector": selector, "ports": ports, **spec}}, Source("t"))
+
+
+def typed(pod: dict) -> Any:
+    return parse_object(pod, Source("t"))
 
 
 def pod(labels: dict, containers: list[dict], ns: str = "default", **spec) -> dict:
-    return {"kind": "Pod", "metadata": {"name": "p", "namespace": ns, "labels": labels},
-            "spec": {"containers": containers, **spec}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns, "labels": labels},
+            "spec": {"containers": containers or [{"name": "c", "image": "x"}], **spec}}
 
 
 INDEX = index_services([
-    svc("web", {"app": "web"}, [{"port": 80, "targetPort": 8080}, {"port": 81, "targetPort": "http"},
-                                {"port": 53, "targetPort": 5353, "protocol": "UDP"}, {"port": 9000}]),
+    svc("web", {"app": "web"}, [{"name": "a", "port": 80, "targetPort": 8080},
+                                {"name": "b", "port": 81, "targetPort": "http"},
+                                {"name": "c", "port": 53, "targetPort": 5353, "protocol": "UDP"},
+                                {"name": "d", "port": 9000}]),
     svc("metrics", {"app": "web", "tier": "x"}, [{"port": 9090, "targetPort": 9091}]),
     svc("other-ns", {"app": "web"}, [{"port": 1, "targetPort": 7777}], ns="prod"),
     svc("manual", {}, [{"port": 2, "targetPort": 6666}]),
@@ -28,26 +40,26 @@ INDEX = index_services([
 
 
 def test_numeric_target_ports_of_selecting_services_in_the_pods_namespace():
-    assert target_ports_for(pod({"app": "web"}, []), INDEX) == [(5353, "UDP"), (8080, "TCP"), (9000, "TCP")]
-    assert (9091, "TCP") in target_ports_for(pod({"app": "web", "tier": "x"}, []), INDEX)
-    assert target_ports_for(pod({"app": "web"}, [], ns="prod"), INDEX) == [(7777, "TCP")]
-    assert target_ports_for(pod({"app": "db"}, []), INDEX) == []
+    assert target_ports_for(typed(pod({"app": "web"}, [])), INDEX) == [(5353, "UDP"), (8080, "TCP"), (9000, "TCP")]
+    assert (9091, "TCP") in target_ports_for(typed(pod({"app": "web", "tier": "x"}, [])), INDEX)
+    assert target_ports_for(typed(pod({"app": "web"}, [], ns="prod")), INDEX) == [(7777, "TCP")]
+    assert target_ports_for(typed(pod({"app": "db"}, [])), INDEX) == []
 
 
 def test_only_pods_whose_containers_are_all_played_serve_them():
     played = pod({"app": "web"}, [{"name": "c", "image": "x", "ports": [{"containerPort": 8443}]}])
-    assert ClusterKubelet._ports(played, services=INDEX) == [(5353, "UDP"), (8080, "TCP"), (8443, "TCP"),
-                                                             (9000, "TCP")]
-    assert ClusterKubelet._ports(played) == [(8443, "TCP")]  # no Services known: the declared ports
+    assert ClusterKubelet._ports(played, typed(played), services=INDEX) == [
+        (5353, "UDP"), (8080, "TCP"), (8443, "TCP"), (9000, "TCP")]
+    assert ClusterKubelet._ports(played, typed(played)) == [(8443, "TCP")]  # no Services known: the declared ports
     # A container with a command runs a process that may be the listener: nothing is added for it,
     # nor while a played container is down, nor on the host network.
     mixed = pod({"app": "web"}, [{"name": "c", "image": "x"}, {"name": "s", "image": "y", "command": ["sleep"]}])
-    assert ClusterKubelet._ports(mixed, services=INDEX) == []
+    assert ClusterKubelet._ports(mixed, typed(mixed), services=INDEX) == []
     sidecar = pod({"app": "web"}, [{"name": "c", "image": "x"}],
                   initContainers=[{"name": "s", "image": "y", "command": ["sleep"], "restartPolicy": "Always"}])
-    assert ClusterKubelet._ports(sidecar, services=INDEX) == []
+    assert ClusterKubelet._ports(sidecar, typed(sidecar), services=INDEX) == []
     init = pod({"app": "web"}, [{"name": "c", "image": "x"}], initContainers=[{"name": "i", "command": ["true"]}])
-    assert (8080, "TCP") in ClusterKubelet._ports(init, services=INDEX)
-    assert ClusterKubelet._ports(played, {"c"}, services=INDEX) == []
+    assert (8080, "TCP") in ClusterKubelet._ports(init, typed(init), services=INDEX)
+    assert ClusterKubelet._ports(played, typed(played), {"c"}, services=INDEX) == []
     host = pod({"app": "web"}, [{"name": "c", "image": "x"}], hostNetwork=True)
-    assert ClusterKubelet._ports(host, services=INDEX) == []
+    assert ClusterKubelet._ports(host, typed(host), services=INDEX) == []

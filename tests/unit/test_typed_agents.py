@@ -1,0 +1,92 @@
+"""The agents, the node-side helpers, DNS, policy, trace, kube-proxy's tracker and the daemon read typed
+objects (issue #16 item 1, the agents' side; tests/unit/controlplane/test_typed_controllers.py is the
+controllers'): outside the functions listed here as their edges (a status write starting from the stored
+dict, the change log's rows, a file, the runtime's container config, printing), a module never indexes a
+raw object (`x["spec"]`, `x.get("status")`, `x["metadata"]`) nor asks objects.py's dict readers
+(`o.labels(x)`, `o.node_name(x)`, `o.phase(x)`, ...). Read from the source, so a dict walk cannot come
+back unnoticed; an edge that is not used any more fails too, so the list stays the truth."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.unit.controlplane.test_typed_controllers import raw_uses
+
+ROOT = Path(__file__).resolve().parents[2] / "netsim"
+
+# The reason shared by the node helpers that build a container's runtime config from the stored pod: the
+# CRI config is made from the v1.Container and the pod fields the typed Pod keeps only as given
+# (`PodSpec.extra`, `Container.extra`: securityContext, volumes, volumeMounts, envFrom, lifecycle).
+RUNTIME = "the container's runtime config from the stored pod's fields the typed Pod keeps as given"
+DOWNWARD = "the downward API reads the pod's fields by their JSON paths (fieldRef, resourceFieldRef)"
+
+# module (under netsim/) -> the functions that may touch raw dicts (the edges), each with why.
+EDGES: dict[str, dict[str, str]] = {
+    # -- the kubelet: pod source, pod work queue, ClusterKubelet --------------------------------------
+    "agents/podread.py": {
+        "unparsed": "a stored pod that does not parse, read leniently (its sandbox is refused, it goes on)",
+        "container_manifests": RUNTIME,
+    },
+    "agents/kubelet.py": {
+        "with_sandbox_ip": "the downward API's status.podIP before the status write (a copy of the stored pod)",
+    },
+    "agents/pod_sync.py": {
+        "sandbox_changed_status": "the SandboxChanged status write starts from the stored status",
+        "container_statuses_status": "the containerStatuses write starts from the stored status",
+    },
+    "agents/pod_source.py": {},
+    "agents/metrics.py": {},
+    "agents/changes.py": {"ChangeTracker.relist": "the change log's rows (identity of each listed row)"},
+    "agents/dns.py": {
+        "_spec_view": "the change log's rows: whether a change can alter DNS answers (status-only writes)",
+        "_owner": "the change log's rows (a deleted object's last state)",
+        "DnsAgent._take": "the change log's rows (a StatefulSet's serviceName, whose pods DNS names)",
+    },
+    "agents/flannel.py": {"FlannelBackend.lease": "a Node row of the change log (flannel's subnet lease)"},
+    "agents/speaker.py": {
+        "Speaker._service": "the Service row's status.loadBalancer ingress and spec, as MetalLB's speaker",
+        "Speaker._slice": "the change log's EndpointSlice rows",
+    },
+    # -- the node-side helpers ------------------------------------------------------------------------
+    "node/hosts_file.py": {},
+    "node/service_ports.py": {},
+    "node/metrics_sampler.py": {},
+    "node/security.py": {"effective": RUNTIME},
+    "node/termination.py": {
+        "grace_of": "metadata.deletionGracePeriodSeconds, which the typed ObjectMeta does not carry",
+        "drain_seconds": "the pod handed to the terminator is the stored one (its preStop hooks)",
+        "Terminator.step": RUNTIME + " (lifecycle.preStop)",
+    },
+    "node/init_containers.py": {
+        "InitRunner._key": "the identity of the stored pod it is handed",
+        "InitRunner.advance": RUNTIME + " (init containers, their restartPolicy)",
+        "InitRunner.statuses": "the initContainerStatuses write starts from the stored status",
+    },
+    "node/pod_env.py": {
+        "PodContext.namespace": DOWNWARD,
+        "field_value": DOWNWARD,
+        "resource_value": DOWNWARD,
+    },
+    "node/pod_setup.py": {
+        "should_automount": RUNTIME + " (automountServiceAccountToken)",
+        "service_account_name": RUNTIME + " (serviceAccountName)",
+        "api_access_volume": RUNTIME + " (the projected token volume)",
+        "PodSetup.context": "ConfigMap, Secret and Node rows the containers' env and volumes read",
+        "PodSetup.token": "the ServiceAccount row's uid, bound into the token",
+        "PodSetup.api_access": RUNTIME + " (volumes)",
+        "PodSetup.container_config": RUNTIME + " (volumes)",
+        "PodSetup.sync_volumes": RUNTIME + " (the API-data volumes rewritten)",
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(EDGES))
+def test_agent_reads_typed_objects_outside_its_edges(module):
+    uses = raw_uses(ast.parse((ROOT / module).read_text()))
+    outside = {fn: u for fn, u in uses.items() if fn not in EDGES[module]}
+    assert outside == {}, f"{module}: raw dict reads outside its edge functions: {outside}"
+    stale = set(EDGES[module]) - set(uses)
+    assert not stale, f"{module}: listed edges that touch no raw dict any more: {sorted(stale)}"
