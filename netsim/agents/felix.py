@@ -27,11 +27,13 @@ from typing import Any
 
 from netsim import naming
 from netsim.agents.changes import Batch, ChangeTracker
-from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane import whatif
 from netsim.fanout import fan_out
 from netsim.kernel.api import Kernel
+from netsim.model.errors import NetsimError
 from netsim.model.networkpolicy import NetworkPolicy, Peer
+from netsim.model.pod import Pod
 from netsim.node.felix_agent import FelixAgent
 from netsim.node.watch_delay import WatchDelays
 from netsim.policy.felix import WorkloadEndpoint, peer_selector, selector_set_name
@@ -43,14 +45,13 @@ NsName = tuple[str, str]
 InvalidFn = Callable[[dict, Exception], None]
 
 
-def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
-    """A pod as policy sees it, None when policy does not see it: no IP yet, terminal, or on the host's
-    network (nothing polices those: NetworkPolicy spec). Raises on container ports that do not parse.
-    As netsim.policy.verify.inputs_from_store takes them."""
-    ip = (pod.get("status") or {}).get("podIP")
-    if not ip or o.is_terminal(pod) or (pod.get("spec") or {}).get("hostNetwork"):
+def pod_info(pod: Pod) -> PodInfo | None:
+    """A typed pod (the store's parse cache's) as policy sees it, None when policy does not see it: no IP
+    yet, terminal, or on the host's network (nothing polices those: NetworkPolicy spec). As
+    netsim.policy.verify.inputs_from_store takes them."""
+    if not pod.status.pod_ip or ps.terminal(pod) or pod.spec.host_network:
         return None
-    return PodInfo.from_dict(pod)  # the one pod view (netsim.model.podview)
+    return PodInfo.of(pod)  # the one pod view (netsim.model.podview)
 
 
 def selector_peers(policy: NetworkPolicy) -> Iterator[Peer]:
@@ -163,7 +164,7 @@ class FelixCalc:
                 if self.pods.get(key) != info:
                     pods[key] = info
             elif kind == "Namespace":
-                info_ns = None if obj is None else NamespaceInfo(name, o.labels(obj))
+                info_ns = None if obj is None else self._namespace(name, obj)
                 if self.namespaces.get(name) != info_ns:
                     namespaces.add(name)
                     if info_ns is None:
@@ -239,11 +240,20 @@ class FelixCalc:
             self.all_dirty, self.dirty = False, set()
         return out
 
+    def _namespace(self, name: str, obj: dict[str, Any]) -> NamespaceInfo | None:
+        """A Namespace's labels, from its typed object (the parse cache's)."""
+        try:
+            return NamespaceInfo(name, self.tracker.store.decode(obj).meta.labels)
+        except NetsimError as e:
+            if self.on_invalid is not None:
+                self.on_invalid(obj, e)
+            return None
+
     def _decode_pod(self, obj: dict[str, Any]) -> PodInfo | None:
         self.decoded += 1
         try:
-            return pod_info(obj)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            return pod_info(self.tracker.store.decode(obj))  # once per resourceVersion, shared
+        except NetsimError as e:
             if self.on_invalid is not None:
                 self.on_invalid(obj, e)
             return None

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.controlplane import whatif
+from netsim.model.errors import NetsimError
 from netsim.model.networkpolicy import NetworkPolicy
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel, Verdict
 from netsim.policy.stored import decode_policy
@@ -27,19 +29,20 @@ def inputs_from_store(store: Any, *, with_whatifs: bool = False,
     `with_whatifs` (felix): the live policies overlaid with every what-if's (netsim.controlplane.whatif).
     With `on_invalid`, a stored object that does not parse is handed to it and left out (the daemon
     reports it and programs the rest) instead of raising."""
-    namespaces = [NamespaceInfo(o.name(n), o.labels(n)) for n in store.list("Namespace")]
+    namespaces = [NamespaceInfo(n.meta.name, n.meta.labels) for n in store.typed_list("Namespace")]
     pods = []
     for p in store.list("Pod"):
-        ip = (p.get("status") or {}).get("podIP")
-        # hostNetwork pods are the node as far as policy goes: nothing polices them (NetworkPolicy spec).
-        if not ip or o.is_terminal(p) or (p.get("spec") or {}).get("hostNetwork"):
-            continue
         try:
-            pods.append(PodInfo.from_dict(p))  # the one pod view (netsim.model.podview)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            typed = store.decode(p)  # the parse cache's typed Pod, once per resourceVersion
+        except NetsimError as e:
             if on_invalid is None:
                 raise
             on_invalid(p, e)
+            continue
+        # hostNetwork pods are the node as far as policy goes: nothing polices them (NetworkPolicy spec).
+        if not typed.status.pod_ip or ps.terminal(typed) or typed.spec.host_network:
+            continue
+        pods.append(PodInfo.of(typed))  # the one pod view (netsim.model.podview)
     live = store.list("NetworkPolicy")
     raw = live
     if with_whatifs:

@@ -39,6 +39,9 @@ EDGES: dict[str, dict[str, str]] = {
     },
     "agents/pod_source.py": {},
     "agents/metrics.py": {},
+    "agents/felix.py": {
+        "FelixCalc._overlay": "what-if policies overlaid on the stored rows (a what-if is parsed apart)",
+    },
     "agents/changes.py": {"ChangeTracker.relist": "the change log's rows (identity of each listed row)"},
     "agents/dns.py": {
         "_spec_view": "the change log's rows: whether a change can alter DNS answers (status-only writes)",
@@ -79,6 +82,10 @@ EDGES: dict[str, dict[str, str]] = {
         "PodSetup.api_access": RUNTIME + " (volumes)",
         "PodSetup.container_config": RUNTIME + " (volumes)",
         "PodSetup.sync_volumes": RUNTIME + " (the API-data volumes rewritten)",
+    },
+    # -- policy ---------------------------------------------------------------------------------------
+    "policy/verify.py": {
+        "service_backends": "the Python API's Service row (netsim.api hands it the stored dict)",
     },
 }
 
