@@ -269,18 +269,32 @@ def alive(cluster: str) -> bool:
     return any(role == "controlplane" for role, _ in daemonproc.find_all(cluster).values())
 
 
+# How long a wait sleeps at most between two looks at the markers when no marker was rewritten (one is on
+# every pass of the daemon or an agent; a wait woken by inotify looks at once): for what no file announces,
+# the daemon's death and the wait's deadline. Without inotify, the sleep between looks.
+LOOK_SECONDS = 0.1
+
+
+def _marker_watch(cluster: str):
+    """The state directory watched for rewritten markers (netsim.dirwatch; imported by waits only)."""
+    from netsim.dirwatch import DirWatch
+    return DirWatch(naming.state_dir(cluster))
+
+
 def wait_converged(cluster: str, after_rv: int, timeout: float = 60.0) -> dict:
     """Block until the daemon has caught up with `after_rv` and nothing is pending; raise with what is
-    still pending on timeout."""
+    still pending on timeout. Woken when a marker is rewritten (the watch is made before the first look, so
+    a marker written in between is not missed)."""
     deadline = time.monotonic() + timeout
     marker: dict | None = None
-    while time.monotonic() < deadline:
-        marker = read_marker(cluster)
-        if marker and marker.get("rv", 0) >= after_rv and marker.get("converged"):
-            return marker
-        if not alive(cluster):
-            raise DaemonDown(down_message(cluster))
-        time.sleep(0.03)
+    with _marker_watch(cluster) as watch:
+        while time.monotonic() < deadline:
+            marker = read_marker(cluster)
+            if marker and marker.get("rv", 0) >= after_rv and marker.get("converged"):
+                return marker
+            if not alive(cluster):
+                raise DaemonDown(down_message(cluster))
+            watch.wait(min(LOOK_SECONDS if watch.notified else 0.03, max(0.0, deadline - time.monotonic())))
     pending = (marker or {}).get("pending", [])
     raise DaemonError(f"cluster {cluster} did not converge within {timeout:.0f}s; still pending: "
                       f"{', '.join(pending) or 'the daemon has not caught up'}")
@@ -293,18 +307,19 @@ def wait_for(cluster: str, after_rv: int, timeout: float, check: Callable[[dict]
     deadline = time.monotonic() + timeout
     waiting: list[str] = []
     caught_up = False
-    while True:
-        marker = read_marker(cluster)
-        if marker and marker.get("rv", 0) >= after_rv:
-            caught_up = True
-            waiting = check(marker)
-            if not waiting:
-                return marker
-        if time.monotonic() >= deadline:
-            break
-        if not alive(cluster):
-            raise DaemonDown(down_message(cluster))
-        time.sleep(0.03)
+    with _marker_watch(cluster) as watch:  # before the first look: a marker written after it wakes the wait
+        while True:
+            marker = read_marker(cluster)
+            if marker and marker.get("rv", 0) >= after_rv:
+                caught_up = True
+                waiting = check(marker)
+                if not waiting:
+                    return marker
+            if time.monotonic() >= deadline:
+                break
+            if not alive(cluster):
+                raise DaemonDown(down_message(cluster))
+            watch.wait(min(LOOK_SECONDS if watch.notified else 0.03, max(0.0, deadline - time.monotonic())))
     what = "; ".join(waiting) if caught_up else "the daemon has not caught up"
     raise DaemonError(f"cluster {cluster}: not ready within {timeout:.0f}s: {what}")
 
