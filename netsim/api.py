@@ -34,7 +34,6 @@ from netsim.controlplane.writes import admit_object
 from netsim.daemonctl import DaemonDown, DaemonError
 from netsim.daemonfiles import FAILED_ANNOTATION
 from netsim.daemonlink import DaemonLink, NoDaemon, ProcessDaemon
-from netsim.kernel.api import Kernel, KernelError
 from netsim.model.errors import Source, SpecError, UsageError
 from netsim.model.generic import CustomKind, custom_kinds_from
 from netsim.model.limits import MAX_REPLICAS
@@ -58,6 +57,7 @@ from netsim.model.targets import (
 from netsim.store import Compacted, Conflict, SQLiteStore, Store, StoreError, copy_manifest, identity
 
 if TYPE_CHECKING:
+    from netsim.kernel.api import Kernel, KernelError
     from netsim.lifecycle import DownReport
     from netsim.model.cluster import ClusterSpec
     from netsim.probe.engine import ProbeResult
@@ -84,11 +84,14 @@ NO_POD_OWNER_KINDS = frozenset({"Service", "EndpointSlice", "Endpoints", "Config
 
 
 def __getattr__(name: str) -> Any:
-    """`DownReport` (re-exported) comes from netsim.lifecycle, the builders of namespaces: imported when asked
-    for, not by every command that attaches to a cluster (PEP 562)."""
+    """`DownReport` (re-exported) comes from netsim.lifecycle, the builders of namespaces, `KernelError` from
+    the kernel interface: imported when asked for, not by every command that attaches to a cluster (PEP 562)."""
     if name == "DownReport":
         from netsim.lifecycle import DownReport
         return DownReport
+    if name == "KernelError":
+        from netsim.kernel.api import KernelError
+        return KernelError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 from netsim.model.errors import MissingDependency, UsageError
 
@@ -26,6 +25,7 @@ def require_root(command: str) -> None:
 
 
 def missing_tools(tools: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    import shutil  # (bz2, lzma, fnmatch): for `up` and the tool checks, not every command's root check
     return [(t, pkg) for t, pkg in (tools or TOOLS).items() if shutil.which(t) is None]
 
 

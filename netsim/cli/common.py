@@ -13,7 +13,6 @@ from typing import Any
 import click
 import yaml
 
-from netsim.api import KernelError
 from netsim.cli.front import front
 from netsim.model.errors import NetsimError
 
@@ -32,6 +31,14 @@ def permission_message(exc: PermissionError) -> str:
             "root only; run it as root (sudo netsim ...)")
 
 
+def is_kernel_error(exc: BaseException) -> bool:
+    """A netsim.kernel.api.KernelError. Only a command that imported the kernel interface can have raised one,
+    so its class is looked up where it is loaded, not imported by every command (`netsim apply` never
+    touches the kernel)."""
+    kernel_api = sys.modules.get("netsim.kernel.api")
+    return kernel_api is not None and isinstance(exc, kernel_api.KernelError)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """NetsimError subclasses carry their exit code; kernel errors are failures (1); a non-root user's
     permission error is a usage error (2); anything else is one line too (NETSIM_DEBUG=1 shows the
@@ -45,8 +52,6 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except NetsimError as exc:
             fail(str(exc), exc.exit_code)
-        except KernelError as exc:
-            fail(f"kernel: {exc}", EXIT_FAILED)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except PermissionError as exc:
@@ -58,6 +63,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:
+            if is_kernel_error(exc):
+                fail(f"kernel: {exc}", EXIT_FAILED)
             if os.environ.get("NETSIM_DEBUG"):
                 raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

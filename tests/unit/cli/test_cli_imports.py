@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 
+from netsim.cli.front import Front
 from netsim.cli.main import LAZY_VERBS, cli
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -92,10 +93,11 @@ def test_help_lists_every_verb_and_each_resolves():
 # What `netsim apply -f slice.yaml --cluster C` imported on top of the above and no longer does: the
 # builders of a cluster (lifecycle: namespaces, the API endpoint, etcd's process), the cluster model (only a
 # Service's allocations need it), the Pod model (an EndpointSlice is no pod), the state directory's thread
-# pool (concurrent.futures, logging), OpenSSL's hashes, the printers of `get`.
+# pool (concurrent.futures, logging), OpenSSL's hashes, the printers of `get`, the kernel interface (an apply
+# never touches the kernel), shutil (the tool checks of `up`).
 NOT_FOR_APPLY = ("netsim.lifecycle", "netsim.model.cluster", "netsim.model.pod", "netsim.model.status",
                  "netsim.fsclean", "netsim.fanout", "concurrent.futures", "logging", "hashlib", "netsim.cli.get",
-                 "netsim.printers", "netsim.kernel.netns", "netsim.apiserver.endpoint")
+                 "netsim.printers", "netsim.kernel", "netsim.apiserver.endpoint", "shutil")
 
 SLICE = """\
 apiVersion: discovery.k8s.io/v1
@@ -140,3 +142,26 @@ def test_applying_a_slice_imports_neither_the_builders_nor_the_pod_and_cluster_m
     assert heavy_in(modules) == []
     # 248 modules before these cuts (with the write: 260); a bound, not a timing, against their return
     assert len(modules) <= 225, len(modules)
+
+
+def test_a_kernel_error_is_still_one_line_and_exit_1():
+    """cli.common no longer imports KernelError to catch it (the kernel interface is not every command's
+    import): a verb that raised one still fails with `kernel: ...`, exit 1, and other errors are unchanged."""
+    from netsim.cli.common import handle_errors, is_kernel_error
+    from netsim.kernel.api import KernelError
+
+    @click.command()
+    @handle_errors
+    def boom() -> None:
+        raise KernelError("RTNETLINK answers: File exists", 17)
+
+    result = CliRunner().invoke(boom, [], obj=_NoRoot())
+    assert result.exit_code == 1 and "netsim: kernel: RTNETLINK answers: File exists" in result.output
+    assert is_kernel_error(KernelError("x")) and not is_kernel_error(ValueError("x"))
+
+
+class _NoRoot(Front):
+    """A Front that asks for no root (what handle_errors consults first)."""
+
+    def require_root(self, what: str) -> None:
+        return None
