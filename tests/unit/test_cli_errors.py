@@ -17,7 +17,7 @@ def test_not_root_is_one_clear_sentence(monkeypatch):
 
 def test_missing_tool_says_how_to_install(monkeypatch):
     monkeypatch.setattr(preflight.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(preflight.shutil, "which", lambda t: None if t == "ipset" else "/usr/sbin/" + t)
+    monkeypatch.setattr("shutil.which", lambda t: None if t == "ipset" else "/usr/sbin/" + t)
     result = CliRunner().invoke(cli_main.cli, ["up"])
     assert result.exit_code == 2
     assert "ipset" in result.output and "apt-get install -y ipset" in result.output
