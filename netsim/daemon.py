@@ -281,7 +281,7 @@ class Daemon:
                 if nspec.name not in self.nodes:  # each node's own kubelet registers it
                     continue
                 node = node_object(self.spec, i, now, host)
-                cur = tx.get("Node", None, node["metadata"]["name"])
+                cur = tx.get("Node", None, nspec.name)
                 if cur is None:
                     tx.create(node)
                 elif o.annotations(cur).get(FAILED_ANNOTATION) != "true":
@@ -314,7 +314,7 @@ class Daemon:
         with self.store.transaction() as tx:
             docs = normalise(bootstrap_objects(self.spec), "<bootstrap>")
             services = tx.list("Service")
-            namespaces = {x["metadata"]["name"] for x in tx.list("Namespace")}
+            namespaces = {o.name(x) for x in tx.list("Namespace")}
             tx.apply(admit(docs, self.spec, services, namespaces))
         if self.knative is not None:
             self.knative.start()
@@ -327,9 +327,9 @@ class Daemon:
     # -- one pass ------------------------------------------------------------------------------------
     def _sync_failed_nodes(self) -> None:
         """Node fail/restore is requested through an annotation; the kernel side happens here."""
-        for node in self.store.list("Node"):
-            name = o.name(node)
-            failed = o.annotations(node).get(FAILED_ANNOTATION) == "true"
+        for node in self.store.typed_list("Node"):  # the parse cache's typed Nodes (netsim.model.node)
+            name = node.meta.name
+            failed = node.meta.annotations.get(FAILED_ANNOTATION) == "true"
             if failed == (name in self.kubelet.failed) or name not in self.nodes:
                 continue
             switch, port = fabric.node_port(self.spec, self.spec.node_index(name))

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from netsim.agents.changes import Batch, ChangeTracker
 from netsim.dns.records import BUILTIN_NAMESPACES, PodInfo, Snapshot
 from netsim.dns.server import SnapshotHolder
+from netsim.dns.source import pod_info, set_owner, with_set_identity
 from netsim.model.errors import NetsimError
 from netsim.store import Store
 
@@ -43,13 +44,6 @@ def _spec_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     status-only write, such as a LoadBalancer ingress, changes no name)."""
     md = {k: v for k, v in (doc.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")}
     return {**{k: v for k, v in doc.items() if k not in ("status", "metadata")}, "metadata": md}
-
-
-def _owner(doc: Mapping[str, Any], kind: str) -> str | None:
-    for ref in (doc.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("kind") == kind and ref.get("controller"):
-            return ref.get("name")
-    return None
 
 
 @dataclass
@@ -134,7 +128,13 @@ class DnsAgent:
                 self._final.pop(key, None)
                 return self._pods.pop(key, None) is not None
             self.decoded += 1
-            entry = (PodInfo.from_dict(obj, ports=False), _owner(obj, "StatefulSet"))
+            try:
+                typed = self.store.decode(obj)  # the parse cache's: the kubelet's and controllers' decode
+            except NetsimError as exc:
+                log.warning("dns: skipping a Pod: %s", exc)
+                self._final.pop(key, None)
+                return self._pods.pop(key, None) is not None
+            entry = (pod_info(typed), set_owner(typed))
             old = self._pods.get(key)
             self._pods[key] = entry
             self._final[key] = self._identity(key, entry)
@@ -147,7 +147,7 @@ class DnsAgent:
                     return False
                 del self._set_services[key]
             else:
-                svc = (obj.get("spec") or {}).get("serviceName")
+                svc = self._service_name(obj)
                 if had and self._set_services[key] == svc:
                     return False
                 self._set_services[key] = svc
@@ -163,14 +163,19 @@ class DnsAgent:
             return True
         return False
 
+    def _service_name(self, obj: dict[str, Any]) -> str | None:
+        """A StatefulSet's spec.serviceName, from its typed object (None when it does not parse)."""
+        try:
+            return self.store.decode(obj).service_name
+        except NetsimError as exc:
+            log.warning("dns: skipping a StatefulSet: %s", exc)
+            return None
+
     def _identity(self, key: NsName, entry: tuple[PodInfo, str | None]) -> PodInfo:
         """A StatefulSet's pod gets hostname = its name, subdomain = the set's serviceName when it does not
         carry them (statefulset stateful_set_utils.go updateIdentity), as netsim.dns.source does."""
         info, owner = entry
-        if owner is None:
-            return info
-        svc = self._set_services.get((key[0], owner))
-        return replace(info, hostname=info.hostname or info.name, subdomain=info.subdomain or svc)
+        return with_set_identity(info, owner, self._set_services)
 
     # -- publishing ----------------------------------------------------------------------------------
     def _publish(self, changed: set[str], rv: int) -> None:

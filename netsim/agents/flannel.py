@@ -22,7 +22,6 @@ from cni_plugins.common import NodeContext
 from cni_plugins.overlay import VxlanPeer, peer_routes
 from netsim import naming
 from netsim.agents.changes import Batch, ChangeTracker
-from netsim.controlplane.nodes import node_ip
 from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec
 from netsim.model.errors import NetsimError
@@ -52,15 +51,16 @@ class FlannelBackend:
 
     def lease(self, node: Mapping[str, Any]) -> flannel.Lease | None:
         """The lease a Node stands for (flannel's kube subnet manager: spec.podCIDR, the InternalIP);
-        None while it has neither, or a bad one (logged: one bad Node never stops the others)."""
-        name = (node.get("metadata") or {}).get("name", "")
-        cidr, ip = (node.get("spec") or {}).get("podCIDR"), node_ip(node)
-        if not cidr or not ip:
-            return None
+        None while it has neither, or a bad one (logged: one bad Node never stops the others). Read from
+        the typed Node of the store's parse cache (netsim.model.node, lenient as the kubelet writes it)."""
         try:
+            typed = self.tracker.store.decode(node)
+            name, cidr, ip = typed.meta.name, typed.spec.pod_cidr, typed.status.internal_ip
+            if not cidr or not ip:
+                return None
             return flannel.lease_for(self.cluster, name, ip, cidr, self.net)
         except NetsimError as exc:
-            log.warning("flannel: no lease for node %s: %s", name, exc)
+            log.warning("flannel: no lease for a node: %s", exc)
             return None
 
     def sync(self, batch: Batch | None = None) -> FlannelSyncReport:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from netsim import naming
 from netsim.agents.changes import ChangeTracker
 from netsim.kernel.api import Kernel, Route
 from netsim.model.cluster import ClusterSpec
+from netsim.model.errors import NetsimError
 from netsim.node.network import NodeRec
 from netsim.store import Store
 
@@ -94,27 +96,35 @@ class Speaker:
             else:
                 self._slice(f"{namespace or 'default'}/{name}", namespace or "default", obj)
 
-    def _service(self, key: str, svc: dict | None) -> None:
-        spec, status = (svc.get("spec") or {}, svc.get("status") or {}) if svc is not None else ({}, {})
-        ips = tuple(spec.get("externalIPs") or []) + tuple(
-            i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip"))
+    def _typed(self, obj: dict | None) -> Any:
+        """The typed object of a change log row (the store's parse cache's); None when deleted or when it
+        does not parse (logged once per version by the cache: it is announced as if gone)."""
+        if obj is None:
+            return None
+        try:
+            return self.store.decode(obj)
+        except NetsimError:
+            return None
+
+    def _service(self, key: str, svc_row: dict | None) -> None:
+        svc = self._typed(svc_row)
+        ips = (*svc.external_ips, *svc.status.ingress_ips) if svc is not None else ()
         if ips:
-            self._exposed[key] = (spec.get("externalTrafficPolicy") == "Local", ips)
+            self._exposed[key] = (svc.external_traffic_policy == "Local", tuple(ips))
         else:
             self._exposed.pop(key, None)
 
-    def _slice(self, key: str, namespace: str, sl: dict | None) -> None:
+    def _slice(self, key: str, namespace: str, row: dict | None) -> None:
         old = self._slice_owner.pop(key, None)
         if old is not None:
             self._serving[old].pop(key, None)
             if not self._serving[old]:
                 del self._serving[old]
+        sl = self._typed(row)
         if sl is None:
             return
-        svc_name = ((sl.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name")
-        nodes = frozenset(ep["nodeName"] for ep in sl.get("endpoints") or []
-                          if ep.get("nodeName") and ((ep.get("conditions") or {}).get(
-                              "serving", (ep.get("conditions") or {}).get("ready", True)) is not False))
+        svc_name = sl.meta.labels.get("kubernetes.io/service-name")
+        nodes = frozenset(ep.node_name for ep in sl.endpoints if ep.node_name and ep.is_serving)
         if svc_name and nodes:
             owner = f"{namespace}/{svc_name}"
             self._serving.setdefault(owner, {})[key] = nodes

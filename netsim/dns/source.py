@@ -1,7 +1,8 @@
 """Building a DNS Snapshot from the objects the store holds (pure: lists of manifest dicts in, Snapshot out).
 
-Pods are read as the one pod view straight from the dicts (`PodView.from_dict`: addresses from
-`status.podIPs`/`status.podIP`), without a full parse of each pod. Pods owned by a StatefulSet get the identity the StatefulSet
+From a store, every object is the parse cache's typed one (`snapshot_from_typed`: each version decoded
+once per process, shared with the agents and controllers); `snapshot_from_dicts` takes manifest dicts
+(files, tests) and reads pods as the one pod view straight from them (`PodView.from_dict`). Pods owned by a StatefulSet get the identity the StatefulSet
 controller gives them when the dict does not carry it yet: hostname = pod name, subdomain = the set's
 spec.serviceName (kubernetes pkg/controller/statefulset stateful_set_utils.go updateIdentity), which is
 what makes `web-0.web.<ns>.svc.<zone>` resolve.
@@ -15,9 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from netsim.dns.records import BUILTIN_NAMESPACES, PodInfo, Snapshot
-from netsim.model.endpointslice import parse_endpointslice
+from netsim.model.endpointslice import EndpointSlice, parse_endpointslice
 from netsim.model.errors import NetsimError, Source
-from netsim.model.service import parse_service
+from netsim.model.pod import Pod
+from netsim.model.service import Service, parse_service
+from netsim.model.workloads import StatefulSet
 
 log = logging.getLogger(__name__)
 _SOURCE = Source("<store>")
@@ -65,14 +68,46 @@ def snapshot_from_dicts(services: Iterable[Mapping[str, Any]], slices: Iterable[
     return Snapshot(tuple(parsed_svcs), tuple(parsed_slices), tuple(infos), ns_names, serial)
 
 
+def pod_info(pod: Pod) -> PodInfo:
+    """A typed pod as DNS sees it: the one pod view, without ports (DNS names no ports of pods)."""
+    return replace(PodInfo.of(pod), ports=())
+
+
+def set_owner(pod: Pod) -> str | None:
+    """The StatefulSet controlling a typed pod, by name."""
+    return next((r.get("name") for r in pod.meta.owner_references
+                 if r.get("kind") == "StatefulSet" and r.get("controller")), None)
+
+
+def with_set_identity(info: PodInfo, owner: str | None, set_services: Mapping[tuple[str, str], str | None]) -> PodInfo:
+    """A StatefulSet's pod gets hostname = its name, subdomain = the set's serviceName when it does not
+    carry them (statefulset stateful_set_utils.go updateIdentity)."""
+    if owner is None:
+        return info
+    svc_name = set_services.get((info.namespace, owner))
+    return replace(info, hostname=info.hostname or info.name, subdomain=info.subdomain or svc_name)
+
+
+def snapshot_from_typed(services: Iterable[Service], slices: Iterable[EndpointSlice], pods: Iterable[Pod], *,
+                        statefulsets: Iterable[StatefulSet] = (), namespaces: Iterable[str] | None = None,
+                        serial: int = 0) -> Snapshot:
+    """A Snapshot from typed objects (the store's parse cache's: each version decoded once, shared with
+    the agents and controllers)."""
+    set_services = {(s.meta.namespace or "default", s.meta.name): s.service_name for s in statefulsets}
+    infos = tuple(with_set_identity(pod_info(p), set_owner(p), set_services) for p in pods)
+    return Snapshot(tuple(services), tuple(slices), infos,
+                    None if namespaces is None else frozenset(namespaces), serial)
+
+
 def snapshot_from_store(store: Any, *, serial: int | None = None) -> Snapshot:
-    """A Snapshot of everything DNS needs from a netsim Store (`store.list(kind)`); the SOA serial is the
-    store's resourceVersion unless given. Namespaces are taken from Namespace objects plus the built-in
-    ones, because netsim accepts objects in namespaces that were never created explicitly."""
-    snap = snapshot_from_dicts(store.list("Service"), store.list("EndpointSlice"), store.list("Pod"),
-                               statefulsets=store.list("StatefulSet"),
+    """A Snapshot of everything DNS needs from a netsim Store (`store.typed_list(kind)`: an object that
+    does not parse is left out, logged once per version); the SOA serial is the store's resourceVersion
+    unless given. Namespaces are taken from Namespace objects plus the built-in ones, because netsim
+    accepts objects in namespaces that were never created explicitly."""
+    snap = snapshot_from_typed(store.typed_list("Service"), store.typed_list("EndpointSlice"),
+                               store.typed_list("Pod"), statefulsets=store.typed_list("StatefulSet"),
                                serial=store.current_rv() if serial is None else serial)
-    declared = {(n.get("metadata") or {}).get("name") for n in store.list("Namespace")} - {None}
+    declared = {n.meta.name for n in store.typed_list("Namespace")}
     used = {s.meta.namespace or "default" for s in snap.services} | {p.namespace for p in snap.pods}
     return replace(snap, namespaces=frozenset(declared | used | BUILTIN_NAMESPACES))
 

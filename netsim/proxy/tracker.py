@@ -41,12 +41,6 @@ def _rv(obj: Mapping[str, Any]) -> str | None:
     return (obj.get("metadata") or {}).get("resourceVersion")
 
 
-def lb_ips(obj: Mapping[str, Any]) -> tuple[str, ...]:
-    """A Service's status.loadBalancer.ingress IPs (what the daemon's LoadBalancer allocator wrote)."""
-    ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    return tuple(i["ip"] for i in ingress if isinstance(i, Mapping) and i.get("ip"))
-
-
 @dataclass
 class _Slice:
     """One slice as the endpoint slice cache keeps it: its Service and its endpoints per (port name,
@@ -155,7 +149,8 @@ class ProxyTracker:
             old = self._ports.pop(key, None)
             return old is not None
         self._svc_rv[key] = _rv(obj)
-        new = tuple(service_ports(typed, lb_ips(obj)))
+        # status.loadBalancer.ingress (what the daemon's LoadBalancer allocator wrote), from the typed status
+        new = tuple(service_ports(typed, typed.status.ingress_ips))
         old = self._ports.get(key)
         if old is not None and old == new:
             return False  # e.g. a status condition: nothing kube-proxy renders

@@ -44,15 +44,10 @@ EDGES: dict[str, dict[str, str]] = {
     },
     "agents/changes.py": {"ChangeTracker.relist": "the change log's rows (identity of each listed row)"},
     "agents/dns.py": {
-        "_spec_view": "the change log's rows: whether a change can alter DNS answers (status-only writes)",
-        "_owner": "the change log's rows (a deleted object's last state)",
-        "DnsAgent._take": "the change log's rows (a StatefulSet's serviceName, whose pods DNS names)",
+        "_spec_view": "the change log's rows: whether a change can alter DNS answers, before any decode",
     },
-    "agents/flannel.py": {"FlannelBackend.lease": "a Node row of the change log (flannel's subnet lease)"},
-    "agents/speaker.py": {
-        "Speaker._service": "the Service row's status.loadBalancer ingress and spec, as MetalLB's speaker",
-        "Speaker._slice": "the change log's EndpointSlice rows",
-    },
+    "agents/flannel.py": {},
+    "agents/speaker.py": {},
     # -- the node-side helpers ------------------------------------------------------------------------
     "node/hosts_file.py": {},
     "node/service_ports.py": {},
@@ -82,6 +77,26 @@ EDGES: dict[str, dict[str, str]] = {
         "PodSetup.api_access": RUNTIME + " (volumes)",
         "PodSetup.container_config": RUNTIME + " (volumes)",
         "PodSetup.sync_volumes": RUNTIME + " (the API-data volumes rewritten)",
+    },
+    # -- DNS, kube-proxy's tracker, trace ------------------------------------------------------------
+    "dns/source.py": {
+        "_owner": "snapshot_from_dicts's manifest dicts (files, tests)",
+        "snapshot_from_dicts": "manifest dicts in (files, tests); a store's objects go through snapshot_from_typed",
+    },
+    "proxy/tracker.py": {
+        "_ns": "a row's identity, keyed before it is parsed (the change log, a relist)",
+        "_rv": "a row's resourceVersion: an unchanged version is not parsed again",
+        "ProxyTracker.relist": "the listed rows' identity, before they are parsed",
+    },
+    "trace/observe/facts.py": {},
+    "trace/resolve.py": {
+        "resolve_source": "the Python API's endpoint (netsim.api hands out the stored pod)",
+        "resolve_destination": "the Python API's Service (netsim.api hands out the stored dict)",
+    },
+    # -- the daemon -----------------------------------------------------------------------------------
+    "daemon.py": {
+        "Daemon.bootstrap": "a restarted kubelet's Node status write starts from the stored Node",
+        "Daemon._invalid": "the Programmed=False status write starts from the stored status",
     },
     # -- policy ---------------------------------------------------------------------------------------
     "policy/verify.py": {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from netsim import naming
-from netsim.controlplane import objects as o
+from netsim.controlplane import podstate as ps
 from netsim.kernel.api import Fdb, Neigh
 from netsim.parsers.ipset import parse_ipset_save
 from netsim.trace.view import (
@@ -61,25 +61,20 @@ def from_cluster(cluster: Any) -> ClusterView:
     st = cluster.state
     kernel = cluster.kernel
     pods = []
-    for p in cluster.pods():
-        ip = (p.get("status") or {}).get("podIP")
-        node = (p.get("spec") or {}).get("nodeName")
-        if not ip or not node or o.is_terminal(p) or o.is_terminating(p):
+    for p in _typed_pods(cluster.store):
+        ip, node = p.status.pod_ip, p.spec.node_name
+        if not ip or not node or not ps.active(p):
             continue
-        ns, name = o.namespace(p) or "default", o.name(p)
+        ns, name = p.meta.namespace or "default", p.meta.name
         pods.append(
             PodKernelState(
                 f"{ns}/{name}",
                 ip,
                 node,
                 naming.pod_ns(cluster.name, ns, name),
-                dict(o.labels(p)),
-                bool((p.get("spec") or {}).get("hostNetwork")),
-                tuple(
-                    (int(cp["containerPort"]), cp.get("protocol", "TCP"))
-                    for c in (p.get("spec") or {}).get("containers") or []
-                    for cp in c.get("ports") or []
-                ),
+                dict(p.meta.labels),
+                p.spec.host_network,
+                tuple((cp.container_port, cp.protocol) for _, cp in p.spec.all_ports()),
             )
         )
     nodes_by_name = {n["name"]: n for n in st.nodes}
@@ -178,12 +173,11 @@ def read_cluster(cluster: Any, *, pod_routes: bool = True) -> ClusterView:
                               port if port in host_ports.values() else None))
     sandboxes = {key: sb for rec in st.nodes for key, sb in _sandboxes(st.name, rec["name"]).items()}
     pods = []
-    for p in cluster.store.list("Pod", None):
-        ip = (p.get("status") or {}).get("podIP")
-        node = o.node_name(p)
-        if not ip or not node or o.is_terminal(p):
+    for p in _typed_pods(cluster.store):
+        ip, node = p.status.pod_ip, p.spec.node_name
+        if not ip or not node or ps.terminal(p):
             continue
-        ns_name, name = o.namespace(p) or "default", o.name(p)
+        ns_name, name = p.meta.namespace or "default", p.meta.name
         netns = naming.pod_ns(st.name, ns_name, name)
         sb = sandboxes.get(f"{ns_name}/{name}", {})
         host_if = next((c for c in _host_veth_candidates(ns_name, name, sb.get("container_id", ""))
@@ -191,30 +185,33 @@ def read_cluster(cluster: Any, *, pod_routes: bool = True) -> ClusterView:
         routes = []
         if pod_routes and k.netns_exists(netns):
             routes = k.routes(netns)
-        pods.append(PodKernelState(f"{ns_name}/{name}", ip, node, netns, dict(o.labels(p)),
-                            bool((p.get("spec") or {}).get("hostNetwork")), host_veth=host_if, routes=tuple(routes),
-                            phase=(p.get("status") or {}).get("phase", "")))
-    slices: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for es in cluster.store.list("EndpointSlice", None):
-        svc = ((es.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name")
+        pods.append(PodKernelState(f"{ns_name}/{name}", ip, node, netns, dict(p.meta.labels),
+                                   p.spec.host_network, host_veth=host_if, routes=tuple(routes),
+                                   phase=p.status.phase or ""))
+    # Services and their slices: the typed objects of the store's parse cache (kube-proxy's and DNS's too)
+    slices: dict[tuple[str, str], list[Any]] = {}
+    for es in cluster.store.typed_list("EndpointSlice"):
+        svc = es.meta.labels.get("kubernetes.io/service-name")
         if svc:
-            slices.setdefault((o.namespace(es) or "default", svc), []).append(es)
+            slices.setdefault((es.meta.namespace or "default", svc), []).append(es)
     services = []
-    for s in cluster.store.list("Service", None):
-        spec_ = s.get("spec") or {}
-        ns_name, name = o.namespace(s) or "default", o.name(s)
+    for s in cluster.store.typed_list("Service"):
+        ns_name, name = s.meta.namespace or "default", s.meta.name
         eps = []
         for es in slices.get((ns_name, name), []):
-            for e in es.get("endpoints") or []:
-                ref = e.get("targetRef") or {}
+            for e in es.endpoints:
+                ref = e.target_ref or {}
                 pod = f"{ref.get('namespace', ns_name)}/{ref['name']}" if ref.get("kind") == "Pod" else None
-                ready = (e.get("conditions") or {}).get("ready", True) is not False
-                for addr in e.get("addresses") or []:
-                    eps.append(EndpointData(addr, pod, e.get("nodeName"), ready))
-        ingress = ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+                for addr in e.addresses:
+                    eps.append(EndpointData(addr, pod, e.node_name, e.is_ready))
         services.append(ServiceData(
-            ns_name, name, spec_.get("type", "ClusterIP"), spec_.get("clusterIP"),
-            [ServicePortData(int(p["port"]), p.get("protocol", "TCP"), p.get("name", ""), p.get("targetPort"),
-                             p.get("nodePort")) for p in spec_.get("ports") or []],
-            list(spec_.get("externalIPs") or []), [i["ip"] for i in ingress if i.get("ip")], eps))
+            ns_name, name, s.type, s.cluster_ip,
+            [ServicePortData(p.port, p.protocol, p.name or "", p.target_port, p.node_port) for p in s.ports],
+            list(s.external_ips), list(s.status.ingress_ips), eps))
     return make_view(st.name, spec.network.plugin, spec.network.backend, fabric, nodes, hosts, pods, services)
+
+
+def _typed_pods(store: Any) -> list[Any]:
+    """The store's pods as typed objects (its parse cache's: once per resourceVersion), by key; one that
+    does not parse is left out (it has no sandbox to trace)."""
+    return sorted(store.typed_list("Pod"), key=lambda p: f"{p.meta.namespace or 'default'}/{p.meta.name}")

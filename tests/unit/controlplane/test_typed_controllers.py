@@ -51,7 +51,7 @@ EDGES: dict[str, dict[str, str]] = {
         "refreshed_status": "a restarted kubelet's status write",
         "refresh_default_labels": "the kubelet's label write",
         "heartbeat_status": "the kubelet's heartbeat write",
-        "node_ip": "agents reading a Node row of the change log (flannel)",
+        "node_ip": "the kubelet step's hostIP from the Node row it heartbeats (controlplane.loop)",
         "node_ready": "the host agent reading a Node row",
     },
     "endpointslice.py": {
