@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,8 @@ from netsim.model.targets import (
 from netsim.store import Compacted, Conflict, SQLiteStore, Store, StoreError, copy_manifest, identity
 
 if TYPE_CHECKING:
+    import subprocess
+
     from netsim.kernel.api import Kernel, KernelError
     from netsim.lifecycle import DownReport
     from netsim.model.cluster import ClusterSpec
@@ -406,6 +407,7 @@ class Cluster:
     def start_process(argv: Sequence[str], log: str) -> int:
         """Start `argv` in the background in a session of its own, output to `log` (0600); its pid."""
         with state.open_private(log, "ab") as f:
+            import subprocess  # (signal, selectors, locale): for the verbs that start processes
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=f, stderr=f,
                                     start_new_session=True, close_fds=True)
         return proc.pid
@@ -1430,6 +1432,7 @@ class Cluster:
         ep = self.sources(where)
         if len(ep) != 1:
             raise UsageError(f"{where} must name exactly one pod, node or host")
+        import subprocess
         return subprocess.run(["ip", "netns", "exec", ep[0].netns or "", *argv], capture_output=True, text=True,
                               timeout=timeout)
 

@@ -6,13 +6,16 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from netsim import daemonproc, naming, state, testhooks
 from netsim.daemonfiles import converged_path, health_path
 from netsim.model.errors import NetsimError
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 class DaemonError(NetsimError):
@@ -76,6 +79,7 @@ def start(cluster: str, timeout: float = 60.0) -> int:
     etcd_config.ensure_running(cluster)  # a cluster's private etcd that died (with the daemon) comes back first
     _start_agents(cluster, wait_registered=timeout)
     with state.open_private(log_path(cluster), "ab") as log:
+        import subprocess  # to start a daemon only: a wait or a check starts no process
         proc = subprocess.Popen(daemonproc.argv(cluster), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
     testhooks.checkpoint("daemon-spawned")

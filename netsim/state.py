@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +116,7 @@ def mounts_under(path: str) -> list[str]:
 def remove(cluster: str) -> None:
     """The cluster's state directory, after unmounting what its pods' volumes mounted in it (also after a
     crash of the daemon that mounted them)."""
+    import subprocess
     for point in mounts_under(naming.state_dir(cluster)):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
     # Imported here: its thread pool (concurrent.futures, logging) is not for every reader of the state.

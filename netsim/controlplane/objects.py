@@ -8,13 +8,15 @@ by "active", "ready", "owned", and how it names generated objects.
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netsim.model.errors import Source
 from netsim.model.selectors import LabelSelector, parse_selector
 from netsim.store import parse_time, rfc3339
+
+if TYPE_CHECKING:
+    import random
 
 # apimachinery pkg/util/rand: the alphabet without vowels (no words) and without 0, 1, 3 (look-alikes).
 ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"

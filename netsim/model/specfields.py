@@ -11,7 +11,6 @@ verbatim ("passthrough"), so real-world manifests load and `to_dict()` gives the
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -44,6 +43,7 @@ def check_fields(f: Fields, modelled: Iterable[str], passthrough: Iterable[str] 
     known = modelled | passthrough
     for key in f.data:
         if key not in known:
+            import difflib  # the error path only: a "did you mean" for an unknown field
             hint = difflib.get_close_matches(str(key), sorted(known), n=1)
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise f.error(str(key), f"unknown field {key!r}{suffix}")
