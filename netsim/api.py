@@ -467,7 +467,7 @@ class Cluster:
 
     def _admit(self, reader: Store, docs: list[dict[str, Any]], where: Mapping[str, Source]) -> list[dict[str, Any]]:
         """Admission of `docs` against what `reader` holds: allocations filled in, missing namespaces added."""
-        namespaces = [n["metadata"]["name"] for n in reader.list("Namespace")]
+        namespaces = [o.name(n) for n in reader.list("Namespace")]
         try:
             # Only a Service needs the stored ones (its allocations); a slice or a pod alone does not
             # decode every Service of the cluster.
@@ -726,10 +726,11 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.daemon.require()  # nobody would make the new sandbox
-            pod = self.store.get("Pod", namespace, name)
-            if pod is None or o.is_terminating(pod):
+            stored = self.store.get("Pod", namespace, name)
+            pod = self._typed_pod(stored) if stored is not None else None
+            if pod is None or pod.meta.deletion_timestamp:
                 break
-            if self.kernel.netns_exists(netns) and (pod.get("status") or {}).get("podIP") and o.is_ready(pod):
+            if self.kernel.netns_exists(netns) and pod.status.pod_ip and pod.status.ready:
                 break
             time.sleep(0.05)
         self.wait_converged(max(1.0, deadline - time.monotonic()))
@@ -776,10 +777,11 @@ class Cluster:
                     continue
                 if sel.kind == PODS and sel.namespace != "*" and ns != sel.namespace:
                     continue
-                ip = (p.get("status") or {}).get("podIP")
-                if not ip or o.is_terminal(p) or o.is_terminating(p):
+                typed = self._typed_pod(p)
+                ip = typed.status.pod_ip
+                if not ip or typed.status.phase in ("Succeeded", "Failed") or typed.meta.deletion_timestamp:
                     continue
-                netns = naming.node_ns(self.name, o.node_name(p) or "") if (p.get("spec") or {}).get("hostNetwork") \
+                netns = naming.node_ns(self.name, typed.spec.node_name or "") if typed.spec.host_network \
                     else naming.pod_ns(self.name, ns, name)
                 out.append(ProbeEndpoint(f"{ns}/{name}", netns, ip, p))
             if sel.kind == POD and not out:
@@ -810,15 +812,14 @@ class Cluster:
         protos = [p.upper() for p in protocols] if protocols else None
         out: list[tuple[str, str, int, str]] = []
         if sel.kind == SERVICE:
-            svc = self.service(sel.namespace or "default", sel.name or "")
-            ip = (svc.get("spec") or {}).get("clusterIP")
+            svc = self.store.decode(self.service(sel.namespace or "default", sel.name or ""))  # the parse cache's
+            ip = svc.cluster_ip
             if not ip or ip == "None":
                 raise UsageError(f"Service {sel.namespace}/{sel.name} has no cluster IP (headless?)")
-            for p in (svc.get("spec") or {}).get("ports") or []:
-                proto = p.get("protocol", "TCP")
-                if (ports and p["port"] not in ports) or (protos and proto not in protos):
+            for p in svc.ports:
+                if (ports and p.port not in ports) or (protos and p.protocol not in protos):
                     continue
-                out.append((sel.text, ip, int(p["port"]), proto))
+                out.append((sel.text, ip, p.port, p.protocol))
             return out
         if sel.kind == IP_PORT:
             return [(sel.text, sel.ip, sel.port, proto) for proto in (protos or ["TCP"])]
@@ -840,21 +841,18 @@ class Cluster:
 
     def _service_for(self, pod: dict[str, Any], port: int, proto: str) -> tuple[str, int]:
         """A Service selecting `pod` whose target port reaches `port` (as the e2e netpol suite probes)."""
-        ns = o.namespace(pod) or "default"
-        named = {p.get("name"): int(p["containerPort"]) for c in pod["spec"].get("containers") or []
-                 for p in c.get("ports") or [] if p.get("name")}
-        for svc in self.store.list("Service", ns):
-            spec = svc.get("spec") or {}
-            sel = spec.get("selector") or {}
-            if not sel or not spec.get("clusterIP") or spec["clusterIP"] == "None":
+        typed = self._typed_pod(pod)
+        ns = typed.meta.namespace or "default"
+        named = {cp.name: cp.container_port for _, cp in typed.spec.all_ports() if cp.name}
+        for svc in self.store.typed_list("Service", ns):  # the parse cache's typed Services
+            if not svc.selector or not svc.cluster_ip or svc.cluster_ip == "None":
                 continue
-            if any(o.labels(pod).get(k) != v for k, v in sel.items()):
+            if any(typed.meta.labels.get(k) != v for k, v in svc.selector.items()):
                 continue
-            for p in spec.get("ports") or []:
-                tp = p.get("targetPort", p["port"])
-                tp = named.get(tp) if isinstance(tp, str) else tp
-                if tp == port and p.get("protocol", "TCP") == proto:
-                    return spec["clusterIP"], int(p["port"])
+            for p in svc.ports:
+                tp = named.get(p.target_port) if isinstance(p.target_port, str) else p.target_port
+                if tp == port and p.protocol == proto:
+                    return svc.cluster_ip, p.port
         raise UsageError(f"no Service selects pod {o.key(pod)} on port {port}/{proto}; "
                          "create one or probe with --via pod")
 
@@ -1305,15 +1303,21 @@ class Cluster:
         rev = ro.revision(self.store.get("Deployment", namespace, name) or {"metadata": {}})
         return {"revision": rev, "complete": True, "message": msg}
 
+    def _typed_pod(self, pod: dict[str, Any]) -> Any:
+        """The typed Pod of a stored pod: the store's parse cache's, shared with the agents and controllers
+        (one that does not parse read leniently: netsim.agents.podread)."""
+        from netsim.agents.podread import typed_pod
+        return typed_pod(self.store.decode, pod)
+
     def kill_pods(self, namespace: str, *, name: str | None = None,
                   selector: LabelSelector | None = None) -> list[str]:
         """Kill pod `name`, or every pod of `namespace` matching `selector` (all with neither), that has a
         sandbox, as crashes (`kill_pod`); then wait until each is healed. Returns their `ns/name`."""
-        pods = [p for p in self.pods(namespace) if (p.get("status") or {}).get("podIP")]
+        pods = [p for p in self.pods(namespace) if self._typed_pod(p).status.pod_ip]
         if name is not None:
             pods = [p for p in pods if o.name(p) == name]
         elif selector is not None:
-            pods = [p for p in pods if selector.matches(o.labels(p))]
+            pods = [p for p in pods if selector.matches(self._typed_pod(p).meta.labels)]
         for p in pods:
             self.kill_pod(o.name(p), namespace, wait=False)
         for p in pods:  # then wait for every one of them to be healed
@@ -1341,7 +1345,7 @@ class Cluster:
         DNS (or `server`) from inside the pod's namespace (netsim.dns.lookup)."""
         from netsim.dns.lookup import lookup
         ep = self.sources(src)[0]
-        ns = (ep.pod or {}).get("metadata", {}).get("namespace", "default")
+        ns = (self._typed_pod(ep.pod).meta.namespace or "default") if ep.pod else "default"
         server = server or str(ipaddress.ip_network(self.spec.network.service_cidr).network_address + 10)
         return lookup(self.kernel, ep.netns or "", ns, self.spec.dns_domain, server, name, qtype, timeout)
 
