@@ -128,3 +128,45 @@ def test_agent_reads_typed_objects_outside_its_edges(module):
     assert outside == {}, f"{module}: raw dict reads outside its edge functions: {outside}"
     stale = set(EDGES[module]) - set(uses)
     assert not stale, f"{module}: listed edges that touch no raw dict any more: {sorted(stale)}"
+
+
+# The CLI is kubectl's client side: it prints stored objects and writes them, for any kind (custom kinds too),
+# so its raw reads are edges by nature; every other CLI module reads none. Each listed with why.
+PRINT = "printing stored objects (kubectl's client side, any kind)"
+CLI_EDGES: dict[str, dict[str, str]] = {
+    "get.py": {
+        "select": PRINT + ": names, namespaces and label selection over the listed rows",
+        "_endpoints_by_service": PRINT + ": the slices a Service's row prints",
+        "_labels_text": PRINT + " (--show-labels)",
+        "render": PRINT + " (-o name)",
+        "select_one": PRINT + ": a named object's labels against -l",
+    },
+    "mutate.py": {
+        "_write": "a write and its report, naming the stored object",
+        "_meta_verb": "a write: labels or annotations set on the stored object (kubectl label/annotate)",
+        "edit": "a write: the edited file against the stored object (kubectl edit)",
+    },
+    "resources.py": {"_delete": "the rows a delete names (their identity)"},
+    "top.py": {
+        "top_pods": PRINT + " (kubectl top pod)",
+        "top_nodes": PRINT + ": a Node row's allocatable (kubectl top node)",
+    },
+    "wait.py": {
+        "met": "kubectl wait --for=condition over a stored object's status, for any kind",
+        "_wait": "the rows a wait names (their identity)",
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in (ROOT / "cli").glob("*.py")))
+def test_cli_reads_raw_dicts_only_at_its_edges(module):
+    edges = CLI_EDGES.get(module, {})
+    uses = raw_uses(ast.parse((ROOT / "cli" / module).read_text()))
+    outside = {fn: u for fn, u in uses.items() if fn not in edges}
+    assert outside == {}, f"cli/{module}: raw dict reads outside its edge functions: {outside}"
+    stale = set(edges) - set(uses)
+    assert not stale, f"cli/{module}: listed edges that touch no raw dict any more: {sorted(stale)}"
+
+
+def test_every_cli_edge_module_exists():
+    assert set(CLI_EDGES) <= {p.name for p in (ROOT / "cli").glob("*.py")}
