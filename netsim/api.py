@@ -1032,28 +1032,27 @@ class Cluster:
 
         wanted = {d.label: d for d in dests}
         plan, seen = [], set()
-        for svc in self.store.list("Service") if hosts else []:
-            spec = svc.get("spec") or {}
-            if spec.get("type") not in ("NodePort", "LoadBalancer") or not spec.get("selector"):
+        for svc in self.store.typed_list("Service") if hosts else []:  # the parse cache's typed Services
+            if svc.type not in ("NodePort", "LoadBalancer") or not svc.selector:
                 continue
-            for sp in spec.get("ports") or []:
-                proto = sp.get("protocol", "TCP")
-                if not sp.get("nodePort") or (protocols and proto not in protocols):
+            for sp in svc.ports:
+                proto = sp.protocol
+                if not sp.node_port or (protocols and proto not in protocols):
                     continue
                 backends = _backends(model, svc, sp)
                 eps = [b for b, t in backends if b.key in wanted and (not ports or t in ports)]
                 if not eps:
                     continue
                 seen.update(b.key for b in eps)
-                local_only = (spec.get("externalTrafficPolicy") or "Cluster") == "Local"
+                local_only = (svc.external_traffic_policy or "Cluster") == "Local"
                 for h in hosts:
                     for n in self.state.nodes:
                         # Local: a node without endpoints of its own drops (kube-proxy "has no local
                         # endpoints"), which says nothing about policy: only nodes with endpoints are tried.
                         reach = [b for b, _ in backends if b.node == n["name"]] if local_only else backends
                         for _ in range(3 * len(reach)):
-                            plan.append((Probe(h.netns or "", h.label, n["ip"], int(sp["nodePort"]), proto,
-                                               timeout, to=f"svc/{o.key(svc)}"), h, n, svc, sp))
+                            plan.append((Probe(h.netns or "", h.label, n["ip"], sp.node_port, proto,
+                                               timeout, to=f"svc/{_svc_key(svc)}"), h, n, svc, sp))
         if hosts and set(wanted) - seen:
             notes.append(f"{len(set(wanted) - seen)} destination(s) have no NodePort/LoadBalancer Service: "
                          "external hosts cannot reach them (pod IPs are not routed outside the cluster)")
@@ -1091,7 +1090,7 @@ class Cluster:
             tport = dict((b.key, t) for b, t in _backends(model, svc, sp)).get(pod.key)
             if tport is None:
                 continue
-            local_policy = (svc["spec"].get("externalTrafficPolicy") or "Cluster") == "Local"
+            local_policy = (svc.external_traffic_policy or "Cluster") == "Local"
             arrival = from_host_via_node(self.spec.network.plugin, self.spec.network.backend, h.ip or "",
                                          addrs[n["name"]], pod.node, external_policy_local=local_policy)
             judged = NodeEndpoint(n["name"], arrival.judged) if arrival.judged != h.ip \
@@ -1202,9 +1201,8 @@ class Cluster:
         targets: list[tuple[str, str, int]] = []
         if dst.startswith("svc/"):
             _, ns, name = dst.split("/", 2)
-            svc = self.service(ns, name)
-            if not any(int(p["port"]) == port and p.get("protocol", "TCP") == protocol
-                       for p in svc["spec"].get("ports") or []):
+            svc = self.store.decode(self.service(ns, name))  # the parse cache's typed Service
+            if not any(p.port == port and p.protocol == protocol for p in svc.ports):
                 raise UsageError(f"Service {ns}/{name} has no port {port}/{protocol}")
             backends = service_backends(model, svc, port, protocol)
             lines.append(f"{dst}:{port} -> {len(backends)} endpoint(s); policy is judged after DNAT, per endpoint")
@@ -1241,24 +1239,24 @@ class Cluster:
         from netsim.policy.paths import from_host_via_node
         nodes = self.state.nodes
         found = None
-        for svc in self.store.list("Service"):
-            for sp in (svc.get("spec") or {}).get("ports") or []:
-                if sp.get("protocol", "TCP") != protocol:
+        for svc in self.store.typed_list("Service"):  # the parse cache's typed Services
+            for sp in svc.ports:
+                if sp.protocol != protocol:
                     continue
-                if dst == f"svc/{o.key(svc)}" and int(sp["port"]) == port:
+                if dst == f"svc/{_svc_key(svc)}" and sp.port == port:
                     found = (svc, sp, nodes)
-                elif sp.get("nodePort") == port and any(n["ip"] == dst for n in nodes):
+                elif sp.node_port == port and any(n["ip"] == dst for n in nodes):
                     found = (svc, sp, [n for n in nodes if n["ip"] == dst])
         if found is None:
             return None
         svc, sp, ingress = found
-        if not sp.get("nodePort"):
+        if not sp.node_port:
             return (f"{src} cannot reach {dst}:{port}: a ClusterIP is not routed outside the cluster and "
-                    f"Service {o.key(svc)} has no NodePort")
-        local = (svc["spec"].get("externalTrafficPolicy") or "Cluster") == "Local"
+                    f"Service {_svc_key(svc)} has no NodePort")
+        local = (svc.external_traffic_policy or "Cluster") == "Local"
         backends = _backends(model, svc, sp)
         addrs = self._node_addresses()
-        lines = [f"{dst}:{port} is reached from outside as NodePort {sp['nodePort']} of svc/{o.key(svc)} "
+        lines = [f"{dst}:{port} is reached from outside as NodePort {sp.node_port} of svc/{_svc_key(svc)} "
                  f"(externalTrafficPolicy {'Local' if local else 'Cluster'}) -> {len(backends)} endpoint(s); "
                  "policy is judged after DNAT, per ingress node and endpoint"]
         for n in ingress:
@@ -1269,7 +1267,7 @@ class Cluster:
                                        addrs[n["name"]], b.node, external_policy_local=local)
                 judged = ExternalEndpoint(a.judged, source.name) if a.judged == source.ip \
                     else NodeEndpoint(n["name"], a.judged)
-                lines.append(f"via {n['name']} ({n['ip']}:{sp['nodePort']}): judged from {a.judged}, the pod "
+                lines.append(f"via {n['name']} ({n['ip']}:{sp.node_port}): judged from {a.judged}, the pod "
                              f"sees {a.seen}")
                 lines.append(model.verdict(judged, b, tport, protocol).explain())
         if not self.enforces_policy:
@@ -1489,9 +1487,14 @@ def _port_pairs(pod: dict[str, Any] | None, ports: Sequence[int] | None,
     return [(port, proto) for port, proto in _declared_ports(pod or {}) if not protocols or proto in protocols]
 
 
-def _backends(model: Any, svc: dict[str, Any], sp: dict[str, Any]) -> list[tuple[Any, int]]:
+def _svc_key(svc: Any) -> str:
+    """`ns/name` of a typed Service (objects.key's reading of a stored one)."""
+    return f"{svc.meta.namespace or 'default'}/{svc.meta.name}"
+
+
+def _backends(model: Any, svc: Any, sp: Any) -> list[tuple[Any, int]]:
     from netsim.policy.verify import service_backends
-    return service_backends(model, svc, int(sp["port"]), sp.get("protocol", "TCP"))
+    return service_backends(model, svc, sp.port, sp.protocol)
 
 
 def _declared_ports(pod: dict[str, Any]) -> list[tuple[int, str]]:

@@ -18,6 +18,7 @@ from netsim.controlplane import podstate as ps
 from netsim.controlplane import whatif
 from netsim.model.errors import NetsimError
 from netsim.model.networkpolicy import NetworkPolicy
+from netsim.model.service import Service
 from netsim.policy.model import NamespaceInfo, PodInfo, PolicyModel, Verdict
 from netsim.policy.stored import decode_policy
 
@@ -165,21 +166,20 @@ def build_cells(model: PolicyModel, pods: Mapping[str, PodInfo], results: Iterab
     return cells
 
 
-def service_backends(model: PolicyModel, svc: Mapping[str, Any], port: int,
+def service_backends(model: PolicyModel, svc: Service, port: int,
                      protocol: str = "TCP") -> list[tuple[PodInfo, int]]:
     """The pods behind Service port `port`/`protocol` as (pod, target port), the way the EndpointSlice
     controller picks them: the Service's selector over pods of its namespace, and a named targetPort looked
     up per pod among its container ports with the same name and protocol (kubernetes
     pkg/api/v1/pod/util.go FindPort, as netsim.controlplane.endpointslice.resolve_target_port); a pod
-    without that port is no endpoint of it. A Service without a selector has no pods here."""
-    spec = svc.get("spec") or {}
-    sport = next((p for p in spec.get("ports") or []
-                  if int(p["port"]) == port and p.get("protocol", "TCP") == protocol), None)
-    selector = spec.get("selector") or {}
+    without that port is no endpoint of it. A Service without a selector has no pods here. `svc` is the
+    typed Service (the store's parse cache's)."""
+    sport = next((p for p in svc.ports if p.port == port and p.protocol == protocol), None)
+    selector = svc.selector
     if sport is None or not selector:
         return []
-    ns = (svc.get("metadata") or {}).get("namespace") or "default"
-    target = sport.get("targetPort", sport["port"])
+    ns = svc.meta.namespace or "default"
+    target = sport.target_port
     out = []
     for pod in model.pods:
         if pod.namespace != ns or any(pod.labels.get(k) != v for k, v in selector.items()):

@@ -108,16 +108,10 @@ EDGES: dict[str, dict[str, str]] = {
         "Cluster.wait_converged": "the applied manifests' identity (what the wait watches)",
         "Cluster.verify": "what-if rows (a netsim kind kept as stored) and their owner",
         "Cluster.verify_diff": "a file's manifest (a what-if policy parsed apart)",
-        "Cluster._host_probes": "the Service rows the host-side probe plan walks (not yet typed)",
-        "Cluster._host_cells": "the Service row a host cell names (not yet typed)",
-        "Cluster.explain": "the Service row explain names (not yet typed)",
-        "Cluster._explain_from_host": "the Service row explain names (not yet typed)",
         "_declared_ports": "the stored pod a probe endpoint carries (ProbeEndpoint.pod, the API's dict)",
     },
     # -- policy ---------------------------------------------------------------------------------------
-    "policy/verify.py": {
-        "service_backends": "the Python API's Service row (netsim.api hands it the stored dict)",
-    },
+    "policy/verify.py": {},
 }
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from netsim.model.errors import Source
+from netsim.model.loader import parse_object
 from netsim.policy.model import ContainerPort, PodInfo, PolicyModel
 from netsim.policy.verify import service_backends
 
 
-def _svc(target: int | str, protocol: str = "TCP") -> dict:
-    return {"kind": "Service", "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"selector": {"app": "web"},
-                     "ports": [{"name": "http", "port": 80, "targetPort": target, "protocol": protocol}]}}
+def _svc(target: int | str, protocol: str = "TCP") -> Any:
+    """The typed Service (as the store's parse cache hands it out)."""
+    return parse_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+                         "spec": {"selector": {"app": "web"},
+                                  "ports": [{"name": "http", "port": 80, "targetPort": target,
+                                             "protocol": protocol}]}}, Source("t"))
 
 
 MODEL = PolicyModel([], [
