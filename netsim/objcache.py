@@ -110,7 +110,7 @@ class ObjectCache:
         kind = kind or obj.get("kind") or ""
         md = obj.get("metadata") or {}
         rv = rv_of(obj)
-        if rv is None:
+        if not rv:  # never stored, or an optimistic write's placeholder ("0") before its commit
             return decode_stored(obj, kind)
         ident = (kind, md.get("namespace") or "", md.get("name") or "")
         hit = self.lookup(ident, rv)

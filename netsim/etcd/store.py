@@ -547,6 +547,7 @@ class _Tx(WriteSemantics, Store):
         self.events: list[str] = []
         self.seq: tuple[int, int] | None = None  # (counter value, its mod_revision) when first read
         self._object_cache = store.object_cache()  # the store's parse cache (cleaned if a transaction fails)
+        self.written: set[tuple[str, str, str]] = set()  # identities written (kind, namespace, name)
 
     # -- reads ---------------------------------------------------------------------------------------
     def _provisional_rv(self) -> str:
@@ -670,6 +671,12 @@ class _Tx(WriteSemantics, Store):
             self.get(kind, ns, name)
         obj["metadata"]["resourceVersion"] = self._provisional_rv()
         self.writes[key] = (typ, None if typ == DELETED else _encode(obj), obj)
+        # Every write of a transaction carries the same resourceVersion (the one revision its Txn commits
+        # at), so an earlier version of this object decoded in the same transaction (a pod created, then
+        # bound, in one controller pass) would be the parse cache's answer for the committed one too.
+        ident = (kind, ns or "", name)
+        self.written.add(ident)
+        self._object_cache.forget(ident)
         return obj
 
     def append_events(self, events):
@@ -717,6 +724,8 @@ class _Tx(WriteSemantics, Store):
             return False, _lock_kv(responses)
         for _typ, _, obj in self.writes.values():
             obj["metadata"]["resourceVersion"] = str(rev)
+        for ident in self.written:  # what was decoded of them inside the transaction may not be what committed
+            self._object_cache.forget(ident)
         return True, None
 
 

@@ -580,3 +580,27 @@ def test_a_failed_transaction_leaves_no_typed_object_behind(store):
     store.update(pod("a", image="nginx:3"))
     assert store.typed("Pod", "default", "a").spec.containers[0].image == "nginx:3"
     assert [p.spec.containers[0].image for p in store.typed_list("Pod")] == ["nginx:3"]
+
+
+def test_an_object_written_twice_in_one_transaction_decodes_as_committed(store):
+    """On etcd every write of a transaction carries the one revision its Txn commits at: a pod created and
+    then bound in one controller pass had its unbound version decoded at that resourceVersion, and the
+    kubelet, handed the bound pod from the change log, got the unbound one from the parse cache."""
+    with store.transaction() as tx:
+        created = tx.create(pod("a"))
+        assert tx.decode(created).spec.node_name is None
+        bound = dict(created, spec={**created["spec"], "nodeName": "node-1"})
+        tx.decode(tx.update(bound))
+    committed = store.get("Pod", "default", "a")
+    assert store.decode(committed).spec.node_name == "node-1"
+    assert store.typed("Pod", "default", "a").spec.node_name == "node-1"
+
+
+def test_an_optimistic_writes_placeholder_version_is_not_cached(store):
+    """An object decoded at resourceVersion "0" (etcd's placeholder before an optimistic write commits) is
+    not kept: the next one with that placeholder is decoded afresh."""
+    cache = store.object_cache()
+    a = dict(pod("a"), metadata={"name": "a", "namespace": "default", "resourceVersion": "0"})
+    b = dict(pod("a", image="nginx:2"), metadata={"name": "a", "namespace": "default", "resourceVersion": "0"})
+    assert cache.decode(a).spec.containers[0].image == "nginx"
+    assert cache.decode(b).spec.containers[0].image == "nginx:2"
