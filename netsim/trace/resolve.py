@@ -54,7 +54,7 @@ def resolve_source(cluster: Any, text: str) -> TraceSource:
         raise UsageError(f"a trace starts at one pod, node or host, not {s.text}")
     [ep] = cluster.sources(s)
     if s.kind == sel.POD:
-        node = ((ep.pod or {}).get("spec") or {}).get("nodeName")
+        node = cluster.store.decode(ep.pod).spec.node_name if ep.pod else None  # the parse cache's typed Pod
         return TraceSource(ep.label, "pod", ep.netns or "", ep.ip or "", node, ep.label)
     if s.kind == sel.NODE:
         return TraceSource(ep.label, "node", ep.netns or "", ep.ip or "", s.name)
@@ -75,18 +75,17 @@ def resolve_destination(cluster: Any, text: str, port: int | None, protocol: str
     if t.is_wildcard:
         raise UsageError(f"a trace goes to one destination, not {t.text}")
     if t.kind == sel.SERVICE:
-        svc = cluster.service(t.namespace, t.name)
-        spec = svc.get("spec") or {}
-        ip = spec.get("clusterIP")
+        svc = cluster.store.decode(cluster.service(t.namespace, t.name))  # the parse cache's typed Service
+        ip = svc.cluster_ip
         if not ip or ip == "None":
             raise UsageError(f"Service {t.namespace}/{t.name} has no cluster IP (headless?)")
-        ports = spec.get("ports") or []
+        ports = svc.ports
         if port is None and protocol != "ICMP":
             if len(ports) != 1:
                 raise UsageError(
                     f"Service {t.namespace}/{t.name} has several ports; say which: {t.text}:PORT"
                 )
-            port = int(ports[0]["port"])
+            port = ports[0].port
         return TraceDestination(t.text, "service", ip, port, protocol, service=f"{t.namespace}/{t.name}")
     if port is None and protocol != "ICMP":
         raise UsageError(f"say which port to trace to: {text}:PORT (or --protocol ICMP)")

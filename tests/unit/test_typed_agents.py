@@ -89,10 +89,7 @@ EDGES: dict[str, dict[str, str]] = {
         "ProxyTracker.relist": "the listed rows' identity, before they are parsed",
     },
     "trace/observe/facts.py": {},
-    "trace/resolve.py": {
-        "resolve_source": "the Python API's endpoint (netsim.api hands out the stored pod)",
-        "resolve_destination": "the Python API's Service (netsim.api hands out the stored dict)",
-    },
+    "trace/resolve.py": {},
     # -- the daemon -----------------------------------------------------------------------------------
     "daemon.py": {
         "Daemon.bootstrap": "a restarted kubelet's Node status write starts from the stored Node",

@@ -8,24 +8,29 @@ import pytest
 from netsim.api import ProbeEndpoint
 from netsim.model import targets as sel
 from netsim.model.errors import UsageError
+from netsim.store import MemoryStore
 from netsim.trace.resolve import resolve_destination, resolve_source
 
 
 class FakeCluster:
     pods = {"default/client": ("10.244.0.2", "node-a"), "default/web": ("10.244.1.5", "node-b")}
+    store = MemoryStore()  # its parse cache decodes what the stand-in hands out, as a cluster's store does
 
     def sources(self, s):
         s = sel.parse_source(s) if isinstance(s, str) else s
         if s.kind == sel.POD:
             ip, node = self.pods[s.text]
-            return [ProbeEndpoint(s.text, f"netsim-t-pod-{s.name}", ip, {"spec": {"nodeName": node}})]
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": s.name, "namespace": "default"},
+                   "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}}
+            return [ProbeEndpoint(s.text, f"netsim-t-pod-{s.name}", ip, pod)]
         if s.kind == sel.NODE:
             return [ProbeEndpoint(s.text, f"netsim-t-node-{s.name}", "172.18.0.2")]
         return [ProbeEndpoint(s.text, f"netsim-t-host-{s.name}", "203.0.113.10")]
 
     def service(self, ns, name):
-        ports = [{"port": 80}] if name == "web" else [{"port": 53}, {"port": 9153}]
-        return {"spec": {"clusterIP": "10.96.0.20", "ports": ports}}
+        ports = [{"port": 80}] if name == "web" else [{"name": "dns", "port": 53}, {"name": "metrics", "port": 9153}]
+        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+                "spec": {"clusterIP": "10.96.0.20", "ports": ports}}
 
 
 C = FakeCluster()
