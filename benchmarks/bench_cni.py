@@ -33,6 +33,7 @@ from cni_plugins.common import NodeContext, node_netns
 from cni_plugins.exec import exec_plugin
 from cni_plugins.skel import invoke
 from cni_plugins.types import CniArgs
+from netsim import naming
 from netsim.kernel.api import Route
 from netsim.kernel.linux import LinuxKernel
 
@@ -172,8 +173,10 @@ def main(n: int = 200, rounds: int = 3) -> list[dict]:
                              "targets_met": up / floor_up <= 1.5 and ref_up / up >= 3}
         emit(summary)
     finally:
-        for ns in k.netns_list(f"netsim-{cluster}-"):
-            k.netns_delete(ns)
+        # the fabric (netsim-<c>-fabric), the nodes (netsim-<c>.node.<n>) and any pod left
+        for ns in k.netns_list(f"netsim-{cluster}"):
+            if ns.startswith(f"netsim-{cluster}-") or naming.owned_by(cluster, ns):
+                k.netns_delete(ns)
         k.close()
         shutil.rmtree(state_dir, ignore_errors=True)
     return rows
