@@ -25,24 +25,29 @@ IN_MOVED_TO = 0x080
 _libc: ctypes.CDLL | None = None
 
 
+def inotify_watch(path: str, mask: int) -> int | None:
+    """A non-blocking inotify descriptor watching `path` for the events in `mask`, or None (no such path, no
+    inotify instance left: the caller polls instead). netsim.storewatch uses it too."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, AttributeError):
+        return None
+    if fd < 0:
+        return None
+    if _libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
+        os.close(fd)
+        return None
+    return fd
+
+
 class DirWatch:
     """An inotify watch on `path` (a directory) for files renamed into it. A context manager."""
 
     def __init__(self, path: str):
-        self.fd: int | None = None
-        global _libc
-        try:
-            if _libc is None:
-                _libc = ctypes.CDLL(None, use_errno=True)
-            fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        except (OSError, AttributeError):
-            return
-        if fd < 0:
-            return
-        if _libc.inotify_add_watch(fd, os.fsencode(path), IN_MOVED_TO) < 0:
-            os.close(fd)
-            return
-        self.fd = fd
+        self.fd: int | None = inotify_watch(path, IN_MOVED_TO)
 
     @property
     def notified(self) -> bool:

@@ -16,36 +16,24 @@ or the file goes, the waiter falls back to the store's own polling.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import logging
 import os
 import select
 import time
 
+from netsim.dirwatch import inotify_watch
 from netsim.store import SQLiteStore, Store
 
 log = logging.getLogger("netsim.store")
 IN_MODIFY, IN_DELETE_SELF, IN_MOVE_SELF = 0x002, 0x400, 0x800
 SETTLE_SECONDS = 0.005  # how soon a write that was seen but not yet visible is looked for again
-_libc: ctypes.CDLL | None = None
 
 
 def _inotify(path: str) -> int | None:
     """A non-blocking inotify descriptor watching `path` for writes, or None (no such file, no instance)."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-    except (OSError, AttributeError):
-        return None
-    if fd < 0:
-        log.debug("no inotify instance (%s): polling the store", errno.errorcode.get(ctypes.get_errno()))
-        return None
-    if _libc.inotify_add_watch(fd, os.fsencode(path), IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF) < 0:
-        os.close(fd)
-        return None
+    fd = inotify_watch(path, IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF)
+    if fd is None:
+        log.debug("no inotify watch on %s: polling the store", path)
     return fd
 
 
