@@ -8,12 +8,11 @@ back unnoticed; an edge that is not used any more fails too, so the list stays t
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-from tests.unit.controlplane.test_typed_controllers import raw_uses
+from tests.unit.controlplane.test_typed_controllers import assert_edges
 
 ROOT = Path(__file__).resolve().parents[2] / "netsim"
 
@@ -114,11 +113,7 @@ EDGES: dict[str, dict[str, str]] = {
 
 @pytest.mark.parametrize("module", sorted(EDGES))
 def test_agent_reads_typed_objects_outside_its_edges(module):
-    uses = raw_uses(ast.parse((ROOT / module).read_text()))
-    outside = {fn: u for fn, u in uses.items() if fn not in EDGES[module]}
-    assert outside == {}, f"{module}: raw dict reads outside its edge functions: {outside}"
-    stale = set(EDGES[module]) - set(uses)
-    assert not stale, f"{module}: listed edges that touch no raw dict any more: {sorted(stale)}"
+    assert_edges(ROOT / module, EDGES[module], module)
 
 
 # The CLI is kubectl's client side: it prints stored objects and writes them, for any kind (custom kinds too),
@@ -151,12 +146,7 @@ CLI_EDGES: dict[str, dict[str, str]] = {
 
 @pytest.mark.parametrize("module", sorted(p.name for p in (ROOT / "cli").glob("*.py")))
 def test_cli_reads_raw_dicts_only_at_its_edges(module):
-    edges = CLI_EDGES.get(module, {})
-    uses = raw_uses(ast.parse((ROOT / "cli" / module).read_text()))
-    outside = {fn: u for fn, u in uses.items() if fn not in edges}
-    assert outside == {}, f"cli/{module}: raw dict reads outside its edge functions: {outside}"
-    stale = set(edges) - set(uses)
-    assert not stale, f"cli/{module}: listed edges that touch no raw dict any more: {sorted(stale)}"
+    assert_edges(ROOT / "cli" / module, CLI_EDGES.get(module, {}), f"cli/{module}")
 
 
 def test_every_cli_edge_module_exists():
