@@ -14,8 +14,11 @@ Phases, on a cluster of N nodes (default 3):
    has it in the kernel (the node's ProxySynced event, written after its restore returned). Floor: one-rule
    nat transactions on a node's own table (bench_proxy's kernel probe "jump to KUBE-MARK-MASQ", what a new
    endpoint chain costs at least), alone on one node and on all nodes at once. Target: <= 1.3x.
-   Reported: the CLI's wall time (process start to exit, its own Python start-up included), the time from
-   the CLI's start to the last node's rules, and from the store write to the last node's rules.
+   Three paths in turn: `netsim apply` handed to the cluster's warm CLI process (netsim.cli.warm, which
+   `netsim up` starts and this benchmark starts too), `netsim apply` run cold (NETSIM_NO_WARM=1: the whole
+   command in its own new process) and the Python API's write. Reported per path: the CLI's wall time
+   (process start to exit), the time from the CLI's start to the last node's rules, and from the API's store
+   write to the last node's rules.
 3. selector-based: P pods (P/5 Deployments of 5 replicas, labels grp=gK), then S Services selecting one group
    each (the EndpointSlice controller writes their slices), until converged; same floor as 1.
 4. idle: the daemon's CPU time (utime + stime from /proc) over an idle window at S Services and P pods.
@@ -48,6 +51,7 @@ import yaml
 
 from netsim import daemonctl, lifecycle, state
 from netsim.api import Cluster
+from netsim.cli import thin, warm
 from netsim.kernel.linux import LinuxKernel
 from netsim.model.cluster import parse_cluster
 from netsim.model.errors import Source
@@ -110,12 +114,17 @@ def cli_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def cli_apply(cluster: str, path: str, timeout: float, cpu: list[float] | None = None) -> float:
-    """`netsim apply -f path`: its wall time; its CPU time (user + system) appended to `cpu` if given."""
+def cli_apply(cluster: str, path: str, timeout: float, cpu: list[float] | None = None, *, cold: bool = False) -> float:
+    """`netsim apply -f path`: its wall time; its CPU time (user + system) appended to `cpu` if given (of the
+    thin client alone when the cluster's warm CLI process runs the command). `cold`: run the whole command
+    in the new process, as without a warm CLI process (NETSIM_NO_WARM)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
+    env = cli_env()
+    if cold:
+        env[thin.NO_WARM_ENV] = "1"
     subprocess.run([NETSIM, "apply", "-f", path, "--cluster", cluster, "--timeout", str(int(timeout))],
-                   check=True, stdout=subprocess.DEVNULL, env=cli_env())
+                   check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if cpu is not None:
@@ -230,30 +239,37 @@ def _until_synced(c: Cluster, seq0: int, nodes: list[str]) -> float:
 
 
 def one_endpoint_changes(c: Cluster, name: str, spec, reps: int, services: int) -> dict:
-    """Through the CLI (`netsim apply -f`, which waits for convergence) and through the Python API
-    (`Cluster.apply(wait=False)`: the same write without the CLI's process start-up)."""
+    """In turn: through `netsim apply -f` handed to the cluster's warm CLI process (as after `netsim up`), through
+    `netsim apply -f` run cold in its own process (NETSIM_NO_WARM), and through the Python API
+    (`Cluster.apply(wait=False)`: the same write without a CLI)."""
     nodes = [n.name for n in spec.nodes]
-    cli, cli_cpu, cli_kernel, api_kernel = [], [], [], []
-    for rep in range(2 * reps):
+    figures: dict[str, list[float]] = {"warm": [], "warm_wall": [], "warm_cpu": [], "cold": [], "cold_wall": [],
+                                       "cold_cpu": [], "api": []}
+    for rep in range(3 * reps):
         doc = _moved(c, rep, services)
         seq0 = last_seq(c)
         wall0 = time.time()
-        if rep % 2 == 0:
+        how = ("warm", "cold", "api")[rep % 3]
+        if how == "api":
+            c.apply([doc], wait=False)
+        else:
             path = write_yaml([doc])
             try:
-                cli.append(cli_apply(name, path, 120, cli_cpu))
+                figures[f"{how}_wall"].append(cli_apply(name, path, 120, figures[f"{how}_cpu"], cold=how == "cold"))
             finally:
                 os.unlink(path)
-            cli_kernel.append(_until_synced(c, seq0, nodes) - wall0)
-        else:
-            c.apply([doc], wait=False)
-            api_kernel.append(_until_synced(c, seq0, nodes) - wall0)
+        figures[how].append(_until_synced(c, seq0, nodes) - wall0)
         time.sleep(1.0)
-    return {"cli_wall_ms": round(statistics.median(cli) * 1000, 1),
-            "cli_cpu_ms": round(statistics.median(cli_cpu) * 1000, 1),
-            "cli_start_to_all_kernels_ms": round(statistics.median(cli_kernel) * 1000, 1),
-            "api_write_to_all_kernels_ms": round(statistics.median(api_kernel) * 1000, 1),
-            "api_write_to_all_kernels_max_ms": round(max(api_kernel) * 1000, 1), "reps": reps}
+
+    def ms(values: list[float]) -> float:
+        return round(statistics.median(values) * 1000, 1)
+
+    return {"cli_start_to_all_kernels_ms": ms(figures["warm"]), "cli_wall_ms": ms(figures["warm_wall"]),
+            "cli_client_cpu_ms": ms(figures["warm_cpu"]),
+            "cold_cli_start_to_all_kernels_ms": ms(figures["cold"]), "cold_cli_wall_ms": ms(figures["cold_wall"]),
+            "cold_cli_cpu_ms": ms(figures["cold_cpu"]),
+            "api_write_to_all_kernels_ms": ms(figures["api"]),
+            "api_write_to_all_kernels_max_ms": round(max(figures["api"]) * 1000, 1), "reps": reps}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -278,6 +294,10 @@ def run(kind: str, args, tag: str) -> list[dict]:
     k = LinuxKernel()
     c = Cluster.up(spec, timeout=180)
     try:
+        warm.start(name)  # as `netsim up` does: later `netsim` commands are handed to it
+        deadline = time.time() + 30
+        while not warm.running(name) and time.time() < deadline:
+            time.sleep(0.05)
         st = state.load(name)
         pid = int(st.extra["daemonPid"])
         netnses = [ns for ns, _ in node_infos(st, spec)]
@@ -315,10 +335,12 @@ def run(kind: str, args, tag: str) -> list[dict]:
             change.update(kernel_floor(k, netnses))
             change.update(one_endpoint_changes(c, name, spec, args.change_reps, args.services))
             change["loadavg_1m"] = os.getloadavg()[0]
-            for which in ("cli_start_to_all_kernels_ms", "api_write_to_all_kernels_ms"):
-                change[f"ratio_{which[:3]}_vs_one_rule"] = round(change[which] / change["one_rule_floor_ms"], 2)
-                change[f"ratio_{which[:3]}_vs_all_nodes"] = round(change[which]
-                                                                  / change["one_rule_floor_all_nodes_ms"], 2)
+            for which in ("cli_start_to_all_kernels_ms", "cold_cli_start_to_all_kernels_ms",
+                          "api_write_to_all_kernels_ms"):
+                short = which.split("_start")[0].split("_write")[0]
+                change[f"ratio_{short}_vs_one_rule"] = round(change[which] / change["one_rule_floor_ms"], 2)
+                change[f"ratio_{short}_vs_all_nodes"] = round(change[which]
+                                                              / change["one_rule_floor_all_nodes_ms"], 2)
             print(json.dumps(change), flush=True)
             rows.append(change)
         time.sleep(3)

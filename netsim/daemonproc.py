@@ -16,6 +16,9 @@ import os
 import sys
 
 MODULE = "netsim.daemon"
+# The cluster's warm CLI process (netsim.cli.warm, `python -m netsim.cli.warm <cluster>`) and the children it
+# forks for commands carry this marker: role "cli". Named here, not imported (it is the CLI's layer).
+WARM_CLI_MODULE = "netsim.cli.warm"
 
 
 def argv(cluster: str, role: str = "daemon", host: str | None = None) -> list[str]:
@@ -25,8 +28,11 @@ def argv(cluster: str, role: str = "daemon", host: str | None = None) -> list[st
 
 
 def role_of(cmdline: list[str], cluster: str) -> tuple[str, str | None] | None:
-    """(role, host) of a process of `cluster` by its command line (`argv`'s shapes only), else None."""
+    """(role, host) of a process of `cluster` by its command line (`argv`'s shapes, and the warm CLI's:
+    role "cli"), else None."""
     for i in range(len(cmdline) - 2):
+        if cmdline[i:i + 3] == ["-m", WARM_CLI_MODULE, cluster] and i + 3 == len(cmdline):
+            return ("cli", None)
         if cmdline[i:i + 3] == ["-m", MODULE, cluster]:
             rest = cmdline[i + 3:]
             if not rest:
@@ -40,7 +46,8 @@ def role_of(cmdline: list[str], cluster: str) -> tuple[str, str | None] | None:
 
 
 def find_all(cluster: str) -> dict[int, tuple[str, str | None]]:
-    """Every live process of `cluster` (daemon, host agents, control planes): pid -> (role, host)."""
+    """Every live process of `cluster` (daemon, host agents, control planes, the warm CLI and its commands):
+    pid -> (role, host)."""
     out = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit() and (role := role_of(_cmdline(entry), cluster)) is not None and _alive(int(entry)):

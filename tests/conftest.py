@@ -11,7 +11,9 @@ import sys
 import pytest
 
 IS_ROOT = os.geteuid() == 0
-NETSIM = [sys.executable, "-m", "netsim.cli.main"]
+# The installed `netsim` command: its entry point, which hands a command to the cluster's warm CLI process
+# when there is one (netsim.cli.thin).
+NETSIM = [sys.executable, "-m", "netsim.cli.thin"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -182,6 +182,7 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, stor
                 info = c.build_info()
             finally:
                 c.close()
+            _start_warm(f, spec.name)
             if not emit(info, output):
                 click.echo(f"cluster {spec.name} exists; its daemon was not running and was restarted (pid {pid})")
             return
@@ -193,6 +194,7 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, stor
         st = c.state
     finally:
         c.close()
+    _start_warm(f, spec.name)
     if not emit(info, output):
         click.echo(f"cluster {spec.name} ready: {len(st.nodes)} node(s), {len(st.hosts)} external host(s), "
                    f"{spec.network.plugin}/{spec.network.backend} in {st.extra.get('buildSeconds')}s")
@@ -202,6 +204,18 @@ def up(path: str | None, name: str | None, no_daemon: bool, timeout: float, stor
         elif api.get("kubeconfigError"):
             click.echo(f"netsim up: warning: the kubeconfig was not updated ({api['kubeconfigError']}); "
                        f"`netsim kubeconfig --cluster {spec.name}` prints it", err=True)
+
+
+def _start_warm(f: object, cluster: str) -> None:
+    """The cluster's warm CLI process (netsim.cli.warm), which later verbs hand their work to; none for a
+    cluster that lives in this process."""
+    if getattr(f, "in_process", False):
+        return
+    from netsim.cli import warm
+    try:
+        warm.start(cluster)
+    except OSError as exc:  # the cluster works without it: its verbs then run cold
+        click.echo(f"netsim up: warning: no warm CLI process ({exc}); commands start cold", err=True)
 
 
 @cli.command()

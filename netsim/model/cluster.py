@@ -155,8 +155,9 @@ class ClusterSpec:
         net = self.node_net
         if net.prefixlen > 22:
             return None
-        # The top /24 of the node network, announced on the underlay as MetalLB's L2 mode would.
-        return str(list(net.subnets(new_prefix=24))[-1])
+        # The top /24 of the node network, announced on the underlay as MetalLB's L2 mode would (computed,
+        # not listed: admission asks for it on every apply, and a /16 has 256 of them).
+        return f"{net.network_address + net.num_addresses - 256}/24"
 
     def node_index(self, name: str) -> int:
         for i, n in enumerate(self.nodes):
