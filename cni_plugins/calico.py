@@ -136,9 +136,10 @@ def desired_state(net: CalicoNetConf, cluster: str, me: CalicoNode, nodes: Itera
 def routing_inputs(ipam: CalicoIpam) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """Everything of the IPAM that a node's routes depend on (desired_state): block affinities (cidr ->
     node), VXLAN tunnel addresses (node -> ip) and borrowed addresses (ip -> node). A node's block and its
-    tunnel address are claimed in two writes, so whoever caches routes on these must key on all three."""
-    blocks = ipam.blocks()
-    allocs = ipam.allocations()
+    tunnel address are claimed in two writes, so whoever caches routes on these must key on all three.
+    One read of the IPAM's index (CalicoIpam.routing), whatever the number of pods: a tunnel address is a
+    noted allocation (typed), a borrowed one too."""
+    blocks, allocs = ipam.routing()
     tunnel_ips = {a.handle[len(TUNNEL_HANDLE):]: a.ip for a in allocs if a.handle.startswith(TUNNEL_HANDLE)}
     borrowed = {a.ip: a.attrs["node"] for a in allocs
                 if a.attrs.get("node") and blocks.get(a.block) != a.attrs["node"]}

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +26,6 @@ from netsim.model.cluster import ClusterSpec
 from netsim.policy.felix import WorkloadEndpoint
 
 NETWORK_NAME = "k8s-pod-network"
-FINGERPRINT_RECHECK = 2.0  # seconds a routing fingerprint is trusted on the IPAM file's identity alone
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,6 @@ class PodNetwork:
             if self.plugin_name == "calico" else None
         self._calico_daemons: dict[str, calico.CalicoNodeDaemon] = {}
         self._endpoints: dict[str, dict[str, CniEndpoint]] = {}  # node -> endpoint file -> endpoint
-        self._fp_cache: tuple[Any, float, str] | None = None  # (IPAM file identity, when, routing fingerprint)
 
     @property
     def enforces_policy(self) -> bool:
@@ -86,27 +82,14 @@ class PodNetwork:
     def routing_fingerprint(self) -> str:
         """What the cross-node routes depend on beyond the node list: calico's block affinities, VXLAN
         tunnel addresses and borrowed addresses (cni_plugins.calico.routing_inputs; IPAM claims another /26
-        when a node's first is full). "" for flannel/canal, whose per-node subnets never change."""
+        when a node's first is full). "" for flannel/canal, whose per-node subnets never change. Read every
+        pass: it is one small document of the IPAM (its index, which a pod's address in its own node's
+        block does not touch), so it costs the same at 10 pods as at 10,000."""
         if not self._calico_daemons:
             return ""
         ipam = next(iter(self._calico_daemons.values())).ipam
-        # The IPAM store is one file replaced whole at every change (write_atomic): while it is the same
-        # file (inode, size, mtime), the fingerprint is the last one, and the walk over every allocation
-        # is not made again each pass; at least every FINGERPRINT_RECHECK seconds it is, whatever the file
-        # says (an inode reused within one mtime tick would otherwise hide a change).
-        try:
-            st = os.stat(ipam.dir / "ipam.json")
-            key: tuple[int, ...] | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        except FileNotFoundError:
-            key = None
-        now = time.monotonic()
-        if key is not None and self._fp_cache is not None and self._fp_cache[0] == key \
-                and now - self._fp_cache[1] < FINGERPRINT_RECHECK:
-            return self._fp_cache[2]
         inputs = [sorted(part.items()) for part in calico.routing_inputs(ipam)]
-        fp = hashlib.sha256(json.dumps(inputs, default=str).encode()).hexdigest()
-        self._fp_cache = (key, now, fp) if key is not None else None
-        return fp
+        return hashlib.sha256(json.dumps(inputs, default=str).encode()).hexdigest()
 
     def conf(self, node: str) -> dict[str, Any]:
         """The CNI network configuration a kubelet on `node` passes to the plugin."""

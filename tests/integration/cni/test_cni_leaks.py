@@ -44,9 +44,8 @@ def snapshot(c, node: str) -> dict[str, set]:
 def calico_ipam_state(c) -> tuple[list, dict[str, list[int]]]:
     """Allocations, and each block's free ordinals as a sorted list (their order rotates by design)."""
     ipam = calico.CalicoIpam(calico.ipam_dir(c.state_dir))
-    data = ipam._load()
     return ([(a.ip, a.handle) for a in ipam.allocations()],
-            {cidr: sorted(b["unallocated"]) for cidr, b in data["blocks"].items()})
+            {cidr: sorted(free) for cidr, free in ipam.free_ordinals().items()})
 
 
 def open_fds() -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import threading
+from pathlib import Path
 
 import pytest
 
+from cni_plugins.ipam import calico_ipam
 from cni_plugins.ipam.calico_ipam import CalicoIpam, block_order, fnv1_32
 from cni_plugins.types import CniError
 
@@ -101,3 +104,70 @@ def test_concurrent_assignments_are_unique(tmp_path):
         t.join()
     assert len(got) == 60 == len(set(got))
     assert len(ipam.blocks()) == 3
+
+
+def _io_bytes(monkeypatch) -> list[int]:
+    """Bytes the IPAM reads and writes from now on (every document goes through Path.read_text and
+    write_atomic)."""
+    seen = [0]
+    real_read, real_write = Path.read_text, calico_ipam.write_atomic
+
+    def read(self, *a, **kw):
+        text = real_read(self, *a, **kw)
+        seen[0] += len(text)
+        return text
+
+    def write(path, text, *a, **kw):
+        seen[0] += len(text)
+        return real_write(path, text, *a, **kw)
+    monkeypatch.setattr(Path, "read_text", read)
+    monkeypatch.setattr(calico_ipam, "write_atomic", write)
+    return seen
+
+
+def test_an_address_costs_the_same_whatever_the_size_of_the_cluster(tmp_path, monkeypatch):
+    """One ADD's and one DEL's IPAM work is a block and a handle (upstream assignFromExistingBlock: one
+    block read and CAS-written, the handle incremented), not the whole pool: with 40 pods on each node, the
+    bytes read and written for one more pod are the same on 2 nodes as on 20 (80 and 800 addresses)."""
+    seen = _io_bytes(monkeypatch)
+    costs = []
+    for nodes in (2, 20):
+        ipam = CalicoIpam(tmp_path / str(nodes), "10.244.0.0/16")
+        for i in range(40 * nodes):
+            node = f"node-{i % nodes}"
+            ipam.auto_assign(node, f"k8s-pod-network.{i}", {"node": node, "pod": f"web-{i}"})
+        seen[0] = 0
+        ipam.auto_assign("node-1", "k8s-pod-network.probe", {"node": "node-1", "pod": "probe"})
+        ipam.release_by_handle("k8s-pod-network.probe")
+        costs.append(seen[0])
+    assert costs[1] <= costs[0] * 1.2, costs
+
+
+def test_routing_reads_only_blocks_tunnels_and_borrowed_addresses(tmp_path):
+    ipam = CalicoIpam(tmp_path, "10.0.0.0/28", block_size=29)  # two blocks of 8
+    b1 = ipam.claim_block("n1")
+    tunnel, _ = ipam.auto_assign("n1", "vxlan-tunnel-addr-n1", {"node": "n1", "type": "vxlanTunnelAddress"})
+    for i in range(7):
+        ipam.auto_assign("n1", f"pod{i}", {"node": "n1"})
+    b2 = ipam.claim_block("n2")
+    borrowed, block = ipam.auto_assign("n3", "pod-on-n3", {"node": "n3"})  # no block left: borrows n2's
+    assert block == b2
+    blocks, noted = ipam.routing()
+    assert blocks == {b1: "n1", b2: "n2"}
+    assert [(a.ip, a.handle) for a in noted] == sorted([(tunnel, "vxlan-tunnel-addr-n1"),
+                                                        (borrowed, "pod-on-n3")])
+    ipam.release_by_handle("pod-on-n3")
+    assert [a.handle for a in ipam.routing()[1]] == ["vxlan-tunnel-addr-n1"]
+
+
+def test_a_store_in_the_one_file_form_is_converted(tmp_path):
+    """Clusters made before the per-block layout kept every block in one `ipam.json`."""
+    legacy = {"pool": "10.0.0.0/24", "blockSize": 29, "blocks": {
+        "10.0.0.8/29": {"affinity": "host:n1", "unallocated": [2, 3, 4, 5, 6, 7, 0],
+                        "allocations": {"1": {"handle": "k8s.a", "attrs": {"node": "n1"}}}}}}
+    (tmp_path / "ipam.json").write_text(json.dumps(legacy))
+    ipam = CalicoIpam(tmp_path, "10.0.0.0/24", block_size=29)
+    assert [(a.ip, a.handle) for a in ipam.allocations()] == [("10.0.0.9", "k8s.a")]
+    assert not (tmp_path / "ipam.json").exists()
+    assert ipam.auto_assign("n1", "k8s.b") == ("10.0.0.10", "10.0.0.8/29")  # the free list's order kept
+    assert ipam.release_by_handle("k8s.a") == ["10.0.0.9"]
