@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cni_plugins import calico_nat
+from cni_plugins.calico_delta import ROUTE_REFRESH_INTERVAL, apply_peers_delta, apply_routes_delta
 from cni_plugins.common import NodeContext, kernel_factory, local_mac, node_context
 from cni_plugins.ipam.calico_ipam import DEFAULT_BLOCK_SIZE, CalicoIpam
 from cni_plugins.overlay import (
@@ -149,12 +151,17 @@ def routing_inputs(ipam: CalicoIpam) -> tuple[dict[str, str], dict[str, str], di
 class CalicoNodeDaemon:
     """calico-node for one node (felix routes + BIRD routes), reconciled against the Kernel."""
 
-    def __init__(self, kernel: Kernel, ctx: NodeContext, net: CalicoNetConf, node_ip: str):
+    def __init__(self, kernel: Kernel, ctx: NodeContext, net: CalicoNetConf, node_ip: str,
+                 refresh_interval: float = ROUTE_REFRESH_INTERVAL):
         if net.backend not in BACKENDS:
             raise SpecError(f"calico backend {net.backend!r} is not supported (use vxlan or direct)",
                             field="spec.network.backend")
         self.kernel, self.ctx, self.net, self.node_ip = kernel, ctx, net, node_ip
         self.ipam = CalicoIpam(ipam_dir(ctx.state_dir), net.pool, net.block_size)
+        self.refresh_interval = refresh_interval
+        self._programmed: CalicoNodeState | None = None  # what the kernel holds since the last sync
+        self._refreshed = 0.0  # monotonic time of the last full reconcile
+        self._uplink_mtu: int | None = None
 
     def start(self) -> None:
         """Claim this node's first block and, for VXLAN, its tunnel address (calico-node startup)."""
@@ -167,13 +174,43 @@ class CalicoNodeDaemon:
         link = self.kernel.link_get(self.ctx.node_ns, self.net.uplink)
         return link.mtu if link is not None else 1500
 
-    def state(self, nodes: Iterable[CalicoNode]) -> CalicoNodeState:
+    def state(self, nodes: Iterable[CalicoNode], uplink_mtu: int | None = None) -> CalicoNodeState:
         me = CalicoNode(self.ctx.node, self.node_ip)
         return desired_state(self.net, self.ctx.cluster, me, list(nodes), *routing_inputs(self.ipam),
-                             self.uplink_mtu())
+                             uplink_mtu if uplink_mtu is not None else self.uplink_mtu())
 
-    def sync(self, nodes: Iterable[CalicoNode]) -> CalicoNodeState:
-        state = self.state(nodes)
+    def sync(self, nodes: Iterable[CalicoNode], *, full: bool = False) -> CalicoNodeState:
+        """Program the node for `nodes` and the IPAM's blocks. The first sync, a `full` one and one every
+        `refresh_interval` reconcile against what the kernel holds (reads every route, FDB entry and
+        neighbour of the node, the nat table); the others write only what changed since the last (felix's
+        OnUpdate/CompleteDeferredWork, see calico_delta.py): nothing when nothing did."""
+        now = time.monotonic()
+        last, self._programmed = self._programmed, None  # unknown until this sync has succeeded
+        if full or last is None or now - self._refreshed >= self.refresh_interval:
+            self._uplink_mtu = self.uplink_mtu()
+            state = self._reconcile(self.state(nodes, self._uplink_mtu))
+            self._refreshed = now
+        else:
+            state = self.state(nodes, self._uplink_mtu)
+            if state.device != last.device:
+                state = self._reconcile(state)
+                self._refreshed = now
+            elif state != last:
+                self._apply_delta(last, state)
+        self._programmed = state
+        return state
+
+    def _apply_delta(self, last: CalicoNodeState, state: CalicoNodeState) -> int:
+        k, ns = self.kernel, self.ctx.node_ns
+        writes = apply_routes_delta(k, ns, last.blackholes, state.blackholes)
+        if state.device is not None:
+            writes += apply_peers_delta(k, ns, state.device.name, last.peers, state.peers)
+        elif self.net.backend == "direct":
+            writes += apply_routes_delta(k, ns, last.routes, state.routes)
+        return writes
+
+    def _reconcile(self, state: CalicoNodeState) -> CalicoNodeState:
+        """The full reconcile: everything the node should hold, against what the kernel has."""
         k, ns = self.kernel, self.ctx.node_ns
         pool = ipaddress.ip_network(self.net.pool)
         reconcile_routes(k, ns, state.blackholes, lambda r: r.kind == "blackhole" and _in(r.dst, pool))
