@@ -43,7 +43,41 @@ def _log_lines(name: str) -> list[str]:
 
 
 def _warm_pids(name: str) -> list[int]:
+    """The warm process and its children (the spare, commands): they share its marker."""
     return sorted(pid for pid, (role, _) in daemonproc.find_all(name).items() if role == "cli")
+
+
+def _servers(name: str) -> list[int]:
+    """The warm processes proper: those whose parent is not one."""
+    pids = _warm_pids(name)
+    return [p for p in pids if _ppid(p) not in pids]
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # gone (ENOENT, or ESRCH while it is being reaped)
+        return 0
+
+
+def _command_child(name: str, client: int) -> int | None:
+    """The warm child running `client`'s command: the one whose stdout is the client's."""
+    try:
+        theirs = os.readlink(f"/proc/{client}/fd/1")
+    except OSError:
+        return None
+    for pid in _warm_pids(name):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/1") == theirs:
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def _gone(pid: int) -> bool:
+    return not os.path.exists(f"/proc/{pid}") or _zombie(pid)
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> bool:
@@ -79,7 +113,7 @@ def _both(name: str, *args: str, stdin: str | None = None) -> tuple[subprocess.C
 
 
 def test_up_starts_one_warm_process_of_the_cluster(cluster):
-    assert len(_warm_pids(cluster)) == 1
+    assert len(_servers(cluster)) == 1
     assert os.stat(thin.socket_path(cluster)).st_mode & 0o777 == 0o600
 
 
@@ -121,44 +155,46 @@ def test_another_locale_runs_the_command_cold(cluster):
     assert len(_log_lines(cluster)) == before
 
 
-def _waiting(cluster: str) -> subprocess.Popen:
-    """A command that waits (for a ConfigMap that never comes) until it is stopped, started warm."""
-    before = len(_warm_pids(cluster))
+def _waiting(cluster: str) -> tuple[subprocess.Popen, int]:
+    """A command that waits (for a ConfigMap that never comes) until it is stopped, started warm; with the
+    pid of the warm child running it."""
     proc = subprocess.Popen([*NETSIM, "wait", "configmap/never", "--for=create", "--timeout", "60s",
                              "--cluster", cluster], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for(lambda: len(_warm_pids(cluster)) == before + 1), "the command did not start warm"
-    return proc
+    assert _wait_for(lambda: _command_child(cluster, proc.pid) is not None), "the command did not start warm"
+    return proc, _command_child(cluster, proc.pid) or 0
 
 
 def test_ctrl_c_reaches_the_command(cluster):
-    proc = _waiting(cluster)
+    proc, child = _waiting(cluster)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130 and "interrupted" in err
-    assert _wait_for(lambda: len(_warm_pids(cluster)) == 1)
+    assert _wait_for(lambda: _gone(child))
 
 
 def test_sigterm_ends_the_command_and_the_client_by_that_signal(cluster):
-    proc = _waiting(cluster)
+    proc, child = _waiting(cluster)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=20)
     assert proc.returncode == -signal.SIGTERM
-    assert _wait_for(lambda: len(_warm_pids(cluster)) == 1)
+    assert _wait_for(lambda: _gone(child))
 
 
 def test_a_killed_client_takes_its_command_with_it(cluster):
-    proc = _waiting(cluster)
+    proc, child = _waiting(cluster)
     proc.kill()
     proc.wait(timeout=10)
-    assert _wait_for(lambda: len(_warm_pids(cluster)) == 1), "the command outlived its client"
+    assert _wait_for(lambda: _gone(child)), "the command outlived its client"
 
 
 def test_a_second_warm_process_takes_the_socket_and_the_first_leaves(cluster):
-    first = _warm_pids(cluster)
+    first = _servers(cluster)
     second = subprocess.Popen(warm.argv(cluster), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
-    assert _wait_for(lambda: _warm_pids(cluster) == [second.pid], 20), _warm_pids(cluster)
+    # The first leaves, and its spare with it.
+    assert _wait_for(lambda: _servers(cluster) == [second.pid] and all(_ppid(p) == second.pid for p in
+                                                                       _warm_pids(cluster) if p != second.pid), 20)
     assert first != [second.pid]
     out = run_netsim("get", "nodes", "-o", "name", "--cluster", cluster)
     assert out.stdout.startswith("node/")
@@ -169,10 +205,11 @@ def test_down_removes_the_warm_process_with_the_cluster(kernel):
     try:
         run_netsim("up", "--name", name, "--no-daemon", timeout=120)
         assert _wait_for(lambda: warm.running(name), 30)
-        pid = _warm_pids(name)[0]
+        assert _wait_for(lambda: len(_warm_pids(name)) == 2)  # the warm process and its spare
+        pids = _warm_pids(name)
         report = json.loads(run_netsim("down", "--name", name, "-o", "json").stdout)[0]
-        assert report["processes"] >= 1
-        assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+        assert report["processes"] >= 2
+        assert all(_gone(p) for p in pids)
     finally:
         from netsim import lifecycle
         lifecycle.down(kernel, name)
@@ -198,5 +235,5 @@ def _zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+    except OSError:  # gone (ENOENT, or ESRCH while it is being reaped)
         return True
