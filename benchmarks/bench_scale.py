@@ -29,7 +29,10 @@ Run as root from the repository root (nothing here runs in the test suite):
 speedscope/flamegraph file per size in DIR. `--tracemalloc DIR` runs the daemon under tracemalloc
 (netsim.memtrace, NETSIM_TRACEMALLOC) and leaves its top allocations by file and line in DIR, taken when
 every pod is Ready and again once converged (tracing slows the daemon: its timings are not comparable).
-Prints one JSON row per size.
+Prints one JSON row per size, then the growth per pod from the first size to each: of the whole apply
+(`per_pod_growth`, ms_per_pod), of the C floor alone (`floor_per_pod_growth`) and of what netsim adds to it
+(`own_per_pod_growth`, own_ms_per_pod = (apply - C floor) / R): issue #18 item 2 asks the per-pod cost to stay
+flat, and the kernel's own cost per sandbox grows with the namespaces and interfaces on the host.
 """
 
 from __future__ import annotations
@@ -426,6 +429,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 row.update({"cfloor_s": round(floor, 2), "cfloor_before_s": round(before, 2),
                             "cfloor_after_s": round(after, 2), "cfloor_ms_per_pod": round(floor / r * 1000, 3),
                             "apply_vs_floor": round(row["apply_to_all_s"] / floor, 2),
+                            # What netsim adds to the kernel's own work per pod: the part issue #18 item 2
+                            # wants flat (the floor per sandbox itself grows with the namespaces on the host).
+                            "own_ms_per_pod": round((row["apply_to_all_s"] - floor) / r * 1000, 3),
                             "total_vs_floor": round((row["up_s"] + row["apply_to_all_s"]) / floor, 2)})
             elif exe:
                 row.update({"cfloor_before_s": round(before, 2), "cfloor_after_s": round(after, 2),
@@ -438,7 +444,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     done = [r for r in rows if "ms_per_pod" in r]
     if len(done) > 1:
         base = done[0]["ms_per_pod"]
-        print(json.dumps({"per_pod_growth": {r["replicas"]: round(r["ms_per_pod"] / base, 2) for r in done}}))
+        growth = {"per_pod_growth": {r["replicas"]: round(r["ms_per_pod"] / base, 2) for r in done}}
+        own = [r for r in done if "own_ms_per_pod" in r]
+        if len(own) > 1 and own[0]["own_ms_per_pod"] > 0:
+            growth["own_per_pod_growth"] = {r["replicas"]: round(r["own_ms_per_pod"] / own[0]["own_ms_per_pod"], 2)
+                                            for r in own}
+            growth["floor_per_pod_growth"] = {r["replicas"]: round(r["cfloor_ms_per_pod"] / own[0]["cfloor_ms_per_pod"], 2)
+                                              for r in own}
+        print(json.dumps(growth))
     return rows
 
 
