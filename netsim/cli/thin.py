@@ -4,19 +4,19 @@ A `netsim` verb spends ~150-200 ms before its first useful step: the interpreter
 model (benchmarks/README.md, "10,000 Services on a quiet machine"). `netsim up` therefore leaves one warm
 CLI process per cluster (netsim.cli.warm: `python -m netsim.cli.warm <cluster>`, modules imported, waiting
 on `<state dir>/cli.sock`). This module, which imports only built-in modules, connects to it and passes the
-command's argv, working directory, environment and its own stdin, stdout and stderr (SCM_RIGHTS); the warm
+command's argv, working directory, environment, umask and its own stdin, stdout and stderr (SCM_RIGHTS); the warm
 process forks a child that runs the very same click command on those descriptors, so output, terminal
 detection, `-f -` and exit codes are those of the command run here. Ctrl-C and SIGTERM/SIGHUP are passed on
 to the child; a child killed by a signal ends this process by the same signal.
 
 The command runs here, cold, whenever the warm path does not apply: a verb that starts or removes clusters,
 enters namespaces or hands the terminal to another program (WARM_VERBS lists the others); no warm process
-(a cluster built through the Python API, or `--no-daemon` users who never ran `up` from the CLI); a
-warm process of another interpreter, another netsim installation or another state root; any failure before
+(a cluster built through the Python API, or one whose warm process left); a warm process of another interpreter, another netsim installation or another state root; any failure before
 the warm process took the command. Once it has taken the command, the command is never run twice.
 
 The wire format (one connection per command; every frame a tag byte and a 4-byte length):
-client -> server, with the three descriptors: `marshal.dumps((PROTOCOL, executable, package, argv, cwd, env))`;
+client -> server, with the three descriptors:
+`marshal.dumps((PROTOCOL, executable, package, argv, cwd, env, umask))`;
 server -> client: `P` pid (the child runs the command), or `F` reason (not taken: run it cold); then `X`
 exit status, or `S` signal number (the child died by it). Client -> child after `P`: `I`, `T` or `H`
 (SIGINT, SIGTERM, SIGHUP received here).
@@ -118,7 +118,10 @@ def run_warm(argv: list[str]) -> int | None:
     try:
         try:
             sock.connect(path)
-            request = marshal.dumps((PROTOCOL, sys.executable, PACKAGE, list(argv), os.getcwd(), dict(os.environ)))
+            mask = os.umask(0o077)
+            os.umask(mask)
+            request = marshal.dumps((PROTOCOL, sys.executable, PACKAGE, list(argv), os.getcwd(), dict(os.environ),
+                                     mask))
             fds = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in (0, 1, 2))
             data = frame(b"R", request)
             sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])

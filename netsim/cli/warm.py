@@ -344,9 +344,9 @@ class Command:
                 return _close_all(fds, "the request was cut short")
             body += more
         try:
-            protocol, executable, package, argv, cwd, env = marshal.loads(body)
-        except (ValueError, EOFError, TypeError):
-            return _close_all(fds, "an unreadable request (another Python?)")
+            protocol, executable, package, argv, cwd, env, mask = marshal.loads(body)
+        except (ValueError, EOFError, TypeError):  # also a tuple of another length: another protocol
+            return _close_all(fds, "an unreadable request (another Python or netsim?)")
         if len(fds) != 3:
             return _close_all(fds, "stdin, stdout and stderr were not passed")
         if protocol != thin.PROTOCOL or executable != sys.executable or package != thin.PACKAGE:
@@ -354,6 +354,7 @@ class Command:
         differs = [k for k in IMPORT_TIME_ENV if env.get(k) != self.server_env.get(k)]
         if differs:
             return _close_all(fds, f"the environment differs in {', '.join(differs)}")
+        os.umask(int(mask) & 0o777)
         return fds, (list(argv), str(cwd), dict(env))
 
     def listen_to_client(self) -> None:
