@@ -11,8 +11,9 @@ to the child; a child killed by a signal ends this process by the same signal.
 
 The command runs here, cold, whenever the warm path does not apply: a verb that starts or removes clusters,
 enters namespaces or hands the terminal to another program (WARM_VERBS lists the others); no warm process
-(a cluster built through the Python API, or one whose warm process left); a warm process of another interpreter, another netsim installation or another state root; any failure before
-the warm process took the command. Once it has taken the command, the command is never run twice.
+(a cluster built through the Python API, or one whose warm process left); a warm process of another
+interpreter, another netsim installation or another state root; any failure before the warm process took
+the command. Once it has taken the command, the command is never run twice.
 
 The wire format (one connection per command; every frame a tag byte and a 4-byte length):
 client -> server, with the three descriptors:
