@@ -15,7 +15,6 @@ Status is the disruption controller's report, read leniently as every status (ne
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,16 +22,12 @@ from typing import Any, ClassVar
 
 from netsim.model import specfields as sf
 from netsim.model.errors import Source
-from netsim.model.meta import Fields, ObjectMeta
+from netsim.model.meta import ObjectMeta
 from netsim.model.pod import object_fields
 from netsim.model.selectors import LabelSelector, parse_selector
 from netsim.model.status import Condition, _condition, _conditions, _count, _generation, _mapping
 
 UNHEALTHY_POD_EVICTION_POLICIES = ("IfHealthyBudget", "AlwaysAllow")
-_PERCENT = re.compile(r"[0-9]+%")
-# apimachinery's IsValidPercent message (k8s.io/apimachinery/pkg/util/validation IsValidPercent)
-_PERCENT_MSG = ("a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or "
-                "'93%', regex used for validation is '[0-9]+%')")
 
 IntOrPercent = int | str
 
@@ -95,30 +90,13 @@ class PodDisruptionBudget:
         return {"apiVersion": self.api_version, "kind": self.kind, "metadata": self.meta.to_dict(), "spec": spec}
 
 
-def _int_or_percent(f: Fields, key: str) -> IntOrPercent | None:
-    """ValidatePositiveIntOrPercent and IsNotMoreThan100Percent (pkg/apis/apps/validation)."""
-    v = f.data.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, str)):
-        raise f.error(key, f"must be an integer or percentage (e.g '5%'), got {v!r}")
-    if isinstance(v, int):
-        if v < 0:
-            raise f.error(key, f"must be greater than or equal to 0, got {v}")
-        return v
-    if not _PERCENT.fullmatch(v):
-        raise f.error(key, f"{v!r}: {_PERCENT_MSG}")
-    if int(v[:-1]) > 100:
-        raise f.error(key, f"{v!r}: must not be greater than 100%")
-    return v
-
-
 def parse_pdb(doc: Any, source: Source) -> PodDisruptionBudget:
     meta, root = object_fields(doc, source, "PodDisruptionBudget")
     spec = root.map("spec") or root.sub({}, "spec")
     sf.check_fields(spec, {"minAvailable", "maxUnavailable", "selector", "unhealthyPodEvictionPolicy"})
-    min_available = _int_or_percent(spec, "minAvailable")
-    max_unavailable = _int_or_percent(spec, "maxUnavailable")
+    # ValidatePositiveIntOrPercent and IsNotMoreThan100Percent (pkg/apis/policy/validation).
+    min_available = sf.int_or_percent(spec, "minAvailable", None, max_percent=100)
+    max_unavailable = sf.int_or_percent(spec, "maxUnavailable", None, max_percent=100)
     if min_available is not None and max_unavailable is not None:
         raise spec.error(None, "minAvailable and maxUnavailable cannot be both set")
     raw_sel = spec.data.get("selector")

@@ -102,26 +102,32 @@ def protocol(f: Fields, key: str = "protocol") -> str:
     return f.str(key, "TCP", choices=PROTOCOLS)
 
 
-def int_or_percent(f: Fields, key: str, default: int | str, *, max_percent: int | None = None) -> int | str:
-    """IntOrString for maxSurge/maxUnavailable: a non-negative int or "N%" (a string int is an int)."""
+_PERCENT = re.compile(r"[0-9]+%")
+# apimachinery's IsValidPercent message (k8s.io/apimachinery/pkg/util/validation IsValidPercent)
+PERCENT_MSG = ("a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or "
+               "'93%', regex used for validation is '[0-9]+%')")
+
+
+def int_or_percent(f: Fields, key: str, default: Any, *, max_percent: int | None = None) -> Any:
+    """An IntOrString that is a non-negative int or "N%", as kube-apiserver's ValidatePositiveIntOrPercent
+    (pkg/apis/apps/validation, used for Deployments' and DaemonSets' maxSurge/maxUnavailable and
+    PodDisruptionBudgets' minAvailable/maxUnavailable) and IsNotMoreThan100Percent when `max_percent`. A
+    string must be a percentage: "5" is refused as the API server refuses it (an IntOrString decoded from a
+    JSON string is a string). `default` when the field is absent."""
     v = f.data.get(key)
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, (int, str)):
-        raise f.error(key, f"must be an integer or a percentage like '25%', got {v!r}")
-    if isinstance(v, str):
-        m = re.fullmatch(r"(\d+)%", v)
-        if v.isdigit():
-            v = int(v)
-        elif not m:
-            raise f.error(key, f"{v!r} must be an integer or a percentage like '25%'")
-        elif max_percent is not None and int(m.group(1)) > max_percent:
-            raise f.error(key, f"{v!r} must not be greater than {max_percent}%")
-        else:
-            return f"{int(m.group(1))}%"
-    if v < 0:
-        raise f.error(key, f"must be non-negative, got {v}")
-    return v
+        raise f.error(key, f"must be an integer or percentage (e.g '5%'), got {v!r}")
+    if isinstance(v, int):
+        if v < 0:
+            raise f.error(key, f"must be greater than or equal to 0, got {v}")
+        return v
+    if not _PERCENT.fullmatch(v):
+        raise f.error(key, f"{v!r}: {PERCENT_MSG}")
+    if max_percent is not None and int(v[:-1]) > max_percent:
+        raise f.error(key, f"{v!r}: must not be greater than {max_percent}%")
+    return f"{int(v[:-1])}%"
 
 
 def is_zero(value: int | str) -> bool:
