@@ -214,9 +214,17 @@ class Store:
             fh.write(f"{cid}{LINE_BREAK}{ifname}")
         # Rewritten in place, as disk/backend.go does (os.WriteFile): every reader and writer holds the
         # store lock, and a rename over an existing file costs a forced data flush on ext4 (~1 ms per ADD).
-        # A torn file only makes the next walk start from the range start.
-        with open(self.dir / f"{LAST_IP_PREFIX}{range_set}", "w") as fh:
-            fh.write(str(ip))
+        # Not truncated to zero first either: on ext4 (auto_da_alloc) a file truncated to zero and written
+        # again is flushed when closed, 0.5-1.3 ms per ADD on this machine's /run; writing over the old
+        # text and cutting it to the new length leaves the same content for ~15 us. A torn file only makes
+        # the next walk start from the range start.
+        text = str(ip).encode()
+        fd = os.open(self.dir / f"{LAST_IP_PREFIX}{range_set}", os.O_WRONLY | os.O_CREAT, 0o666)
+        try:
+            os.pwrite(fd, text, 0)
+            os.ftruncate(fd, len(text))
+        finally:
+            os.close(fd)
         return True
 
     def last_reserved(self, range_set: int) -> IPv4 | None:
