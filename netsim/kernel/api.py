@@ -8,7 +8,7 @@ targeted (one object by name), never dump-then-filter; the listing methods exist
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -91,9 +91,11 @@ class Kernel(Protocol):
     # --- links ------------------------------------------------------------------------------------
     def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
                  mac: str | None = None, peer_mac: str | None = None, up: bool = True,
-                 master: str | None = None) -> None:
+                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None) -> None:
         """Create a veth pair with each end created straight in its namespace (no move afterwards), both
-        ends up when `up`, the `ns` end enslaved to bridge `master` when given."""
+        ends up when `up`, the `ns` end enslaved to bridge `master` when given. `peer_ipv4_conf`: IPv4
+        settings of the peer, as `sysctl_set(peer_ns, "net.ipv4.conf.<peer>.<name>", value)` would make
+        them (only `arp_notify`), applied with the peer's own setup rather than through /proc/sys."""
 
     def bridge_add(self, ns: str, ifname: str, *, mtu: int | None = None, mac: str | None = None,
                    up: bool = True) -> None: ...

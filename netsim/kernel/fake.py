@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -106,8 +106,11 @@ class FakeKernel:
     # -- links -----------------------------------------------------------------------------------
     def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
                  mac: str | None = None, peer_mac: str | None = None, up: bool = True,
-                 master: str | None = None) -> None:
+                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None) -> None:
         self._rec("veth_add", ns, ifname, peer_ns, peer_ifname, mtu)
+        unknown = sorted(set(peer_ipv4_conf or {}) - {"arp_notify"})
+        if unknown:
+            raise KernelError(f"IPv4 settings {', '.join(unknown)} cannot be set with a link request", 22)
         self._get(peer_ns)
         if peer_ifname in self.ns[peer_ns].links:
             raise KernelError(f"{peer_ns}: link {peer_ifname} exists", EEXIST)
@@ -117,6 +120,8 @@ class FakeKernel:
                        master=master)
         self._new_link(peer_ns, peer_ifname, "veth", mtu, peer_mac, up, peer_netns_id=id(self.ns[ns]),
                        peer=ifname)
+        for key, value in (peer_ipv4_conf or {}).items():
+            self.ns[peer_ns].sysctls[f"net.ipv4.conf.{peer_ifname}.{key}"] = str(value)
 
     def bridge_add(self, ns: str, ifname: str, *, mtu: int | None = None, mac: str | None = None,
                    up: bool = True) -> None:

@@ -29,7 +29,7 @@ from netsim.kernel.nlcodec import NLA_F_NESTED, NLMSG_HDR, attrs, nla
 
 # netlink header and flags (linux/netlink.h)
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO, NLM_F_DUMP = 0x1, 0x4, 0x8, 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 
@@ -49,7 +49,12 @@ AF_BRIDGE = 7
 
 # attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO = 1, 3, 4, 10, 12, 18
-IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 28, 37
+IFLA_LINK, IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 5, 26, 28, 37
+IFLA_INET_CONF = 1  # inside IFLA_AF_SPEC / AF_INET
+# IPv4 per-interface settings (linux/ip.h IPV4_DEVCONF_*) that may be set through IFLA_INET_CONF: the kernel
+# stores the value and marks it set, as a write to /proc/sys/net/ipv4/conf/<if>/<name> does; these have no
+# side effect on a proc write either (devinet_conf_proc notifies or flushes only for others).
+IPV4_DEVCONF = {"arp_notify": 22}
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE = 4  # hairpin
@@ -108,6 +113,17 @@ def veth_body(ifname: str, peer_ifname: str, *, peer_ns_fd: int | None = None, m
     return body + nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
 
 
+def inet_conf_attr(conf: dict[str, int]) -> bytes:
+    """IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { IPV4_DEVCONF_x: u32 } } } for an RTM_NEWLINK (rtnetlink
+    do_setlink -> inet_set_link_af)."""
+    unknown = sorted(set(conf) - set(IPV4_DEVCONF))
+    if unknown:
+        raise KernelError(f"IPv4 settings {', '.join(unknown)} cannot be set with a link request", errno.EINVAL)
+    inner = b"".join(nla(IPV4_DEVCONF[k], _u32(int(v))) for k, v in conf.items())
+    return nla(IFLA_AF_SPEC | NLA_F_NESTED, nla(socket.AF_INET | NLA_F_NESTED, nla(IFLA_INET_CONF | NLA_F_NESTED,
+                                                                                     inner)))
+
+
 def brport_body(index: int, *, hairpin: bool) -> bytes:
     """RTM_SETLINK body (family AF_BRIDGE) setting a bridge port's hairpin mode."""
     return _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + nla(
@@ -134,6 +150,8 @@ def decode_link(data: bytes | memoryview, offset: int = 0) -> dict[str, Any]:
         msg["IFLA_ADDRESS"] = _mac_str(bytes(a[IFLA_ADDRESS]))
     if IFLA_MASTER in a:
         msg["IFLA_MASTER"] = struct.unpack_from("=I", a[IFLA_MASTER])[0]
+    if IFLA_LINK in a:
+        msg["IFLA_LINK"] = struct.unpack_from("=i", a[IFLA_LINK])[0]
     if IFLA_LINK_NETNSID in a:
         msg["IFLA_LINK_NETNSID"] = struct.unpack_from("=i", a[IFLA_LINK_NETNSID])[0]
     if IFLA_LINKINFO in a:
@@ -190,6 +208,28 @@ class FastNetlink:
                 return None
             return memoryview(data)
 
+    def request_echo(self, typ: int, flags: int, body: bytes, what: str) -> memoryview | None:
+        """Send a change with NLM_F_ECHO and NLM_F_ACK: wait for the acknowledgement (raising on an error:
+        the echo may precede a failure, e.g. a veth created and then refused by its master) and return the
+        echoed message of the same sequence number, or None when none came."""
+        self.seq += 1
+        self.sock.send(message(typ, flags, self.seq, body))
+        echo: memoryview | None = None
+        while True:
+            data = memoryview(self.sock.recv(65536))
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _, seq, _ = NLMSG_HDR.unpack_from(data, off)
+                if length < 16:
+                    break
+                if seq == self.seq:
+                    if mtype == NLMSG_ERROR:
+                        _raise_error(data, off, what)
+                        return echo
+                    if echo is None:
+                        echo = memoryview(bytes(data[off:off + length]))
+                off += (length + 3) & ~3
+
     def dump(self, typ: int, body: bytes, what: str) -> list[tuple[memoryview, int, int]]:
         """A dump request: (buffer, offset, length) of every answer message."""
         self.seq += 1
@@ -227,7 +267,7 @@ class FastNetlink:
         return decode_link(data) if data is not None else None
 
     def link_set(self, index: int, *, up: bool | None = None, master: int | None = None, mtu: int | None = None,
-                 mac: str | None = None, what: str = "") -> None:
+                 mac: str | None = None, inet_conf: dict[str, int] | None = None, what: str = "") -> None:
         flags = change = 0
         if up is not None:
             flags, change = (IFF_UP if up else 0), IFF_UP
@@ -238,6 +278,8 @@ class FastNetlink:
             body += nla(IFLA_MTU, _u32(mtu))
         if mac is not None:
             body += nla(IFLA_ADDRESS, _mac_bytes(mac))
+        if inet_conf:
+            body += inet_conf_attr(inet_conf)
         self.request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, body, what)
 
     def link_del(self, ifname: str, what: str = "") -> bool:
@@ -253,11 +295,21 @@ class FastNetlink:
         return True
 
     def veth_add(self, ifname: str, peer_ifname: str, *, peer_ns_fd: int | None, mtu: int | None,
-                 mac: str | None, peer_mac: str | None, master: int | None, up: bool, what: str = "") -> None:
-        """Both ends of a veth in one RTM_NEWLINK (see `veth_body`)."""
+                 mac: str | None, peer_mac: str | None, master: int | None, up: bool,
+                 what: str = "") -> tuple[int, int] | None:
+        """Both ends of a veth in one RTM_NEWLINK (see `veth_body`). Asked with NLM_F_ECHO, the kernel
+        (>= 6.3, rtnl_newlink_create -> rtnl_configure_link) sends the new link back: (this end's index,
+        the peer's index from its IFLA_LINK), so neither needs a lookup; None when no echo came."""
         body = veth_body(ifname, peer_ifname, peer_ns_fd=peer_ns_fd, mtu=mtu, mac=mac, peer_mac=peer_mac,
                          master=master, up=up)
-        self.request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body, what)
+        echo = self.request_echo(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+                                 body, what)
+        if echo is None:
+            return None
+        link = decode_link(echo)
+        if link.get("IFLA_IFNAME") != ifname or not link.get("IFLA_LINK"):
+            return None
+        return link["index"], link["IFLA_LINK"]
 
     def brport_set(self, index: int, *, hairpin: bool, what: str = "") -> None:
         """A bridge port's hairpin mode (`bridge link set dev X hairpin on`)."""

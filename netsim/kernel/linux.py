@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -253,23 +253,30 @@ class LinuxKernel:
     # -- links -------------------------------------------------------------------------------------
     def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
                  mac: str | None = None, peer_mac: str | None = None, up: bool = True,
-                 master: str | None = None) -> None:
+                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None) -> None:
         def _add() -> None:
             # One hand-encoded RTM_NEWLINK (netsim.kernel.fastnl) creates both ends in their namespaces,
-            # this end up and enslaved as asked; the peer can only go up afterwards.
+            # this end up and enslaved as asked; the peer can only go up afterwards, in one more request
+            # that also carries its IPv4 settings. The kernel echoes the new link, so both ends' indexes
+            # are known without a lookup each.
             fd = netns.open_netns(peer_ns) if peer_ns != ns else None
+            self._index.pop((ns, ifname), None)
+            self._index.pop((peer_ns, peer_ifname), None)
             try:
-                self._fnl(ns).veth_add(
+                made = self._fnl(ns).veth_add(
                     ifname, peer_ifname, peer_ns_fd=fd, mtu=mtu, mac=mac, peer_mac=peer_mac,
                     master=self._idx(ns, master) if master is not None else None, up=up,
                     what=f"{ns}: add veth {ifname} <-> {peer_ns}/{peer_ifname}")
             finally:
                 if fd is not None:
                     os.close(fd)
-                self._index.pop((ns, ifname), None)
-                self._index.pop((peer_ns, peer_ifname), None)
-            if up:
-                self._set_up(peer_ns, peer_ifname)
+            if made is not None:
+                self._index[(ns, ifname)], self._index[(peer_ns, peer_ifname)] = made
+            conf = dict(peer_ipv4_conf or {})
+            if up or conf:
+                self._with_idx(peer_ns, peer_ifname, lambda i: self._fnl(peer_ns).link_set(
+                    i, up=True if up else None, inet_conf=conf or None,
+                    what=f"{peer_ns}: {peer_ifname} up={up} ipv4 {conf}"))
         self._do(_add)
 
     def _set_up(self, ns: str, ifname: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from netsim.kernel import fastnl
@@ -70,3 +71,15 @@ def test_decode_link_reads_what_pyroute2_encodes():
     assert d["IFLA_LINKINFO"] == {"IFLA_INFO_KIND": "vxlan", "IFLA_INFO_DATA": {
         "IFLA_VXLAN_ID": 1, "IFLA_VXLAN_LINK": 2, "IFLA_VXLAN_LOCAL": "172.18.0.2", "IFLA_VXLAN_LEARNING": 0,
         "IFLA_VXLAN_PORT": 8472}}
+
+
+def test_inet_conf_attr_nests_ipv4_devconf_as_the_kernel_expects():
+    """IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { IPV4_DEVCONF_ARP_NOTIFY (22): u32 1 } } }
+    (rtnetlink inet_validate_link_af / inet_set_link_af); an unknown setting is refused before sending."""
+    raw = fastnl.inet_conf_attr({"arp_notify": 1})
+    spec = fastnl.attrs(memoryview(raw), 0, len(raw))[fastnl.IFLA_AF_SPEC]
+    inet = fastnl.attrs(spec, 0, len(spec))[2]  # AF_INET
+    conf = fastnl.attrs(inet, 0, len(inet))[fastnl.IFLA_INET_CONF]
+    assert {k: bytes(v) for k, v in fastnl.attrs(conf, 0, len(conf)).items()} == {22: b"\x01\x00\x00\x00"}
+    with pytest.raises(fastnl.KernelError):
+        fastnl.inet_conf_attr({"forwarding": 1})
