@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import sys
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,9 +355,23 @@ def _ipam_config(inv: Invocation, ctx: NodeContext, env: SubnetEnv | None) -> ho
 
 
 class Flannel:
-    """The `netsim-flannel` CNI plugin."""
+    """The `netsim-flannel` CNI plugin.
+
+    Per kernel object, the bridges this process has checked (address, ip_forward) and found right:
+    (node netns, bridge) -> (ifindex, gateway CIDR), so later ADDs on that node check only that it is still
+    the same link (`ensure_bridge`)."""
 
     name = "netsim-flannel"
+
+    def __init__(self) -> None:
+        self._verified: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], tuple[int, str]]] = \
+            weakref.WeakKeyDictionary()
+
+    def verified_bridges(self, kernel: Kernel) -> dict[tuple[str, str], tuple[int, str]] | None:
+        try:
+            return self._verified.setdefault(kernel, {})
+        except TypeError:  # a kernel object that cannot be weakly referenced: check every time
+            return None
 
     def validate(self, conf: dict[str, Any]) -> None:
         delegate = conf.get("delegate") or {}
@@ -404,11 +419,15 @@ class Flannel:
         host_mac, pod_mac = veth_macs(inv.args.container_id, ifname)
         try:
             bridge_mac = local_mac(f"{ctx.cluster}/{ctx.node}/{bridge}")
-            br = ensure_bridge(k, node_ns, bridge, f"{env.gateway}/{env.prefixlen}", mtu, bridge_mac)
-            k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, mac=host_mac, peer_mac=pod_mac, master=bridge)
+            br = ensure_bridge(k, node_ns, bridge, f"{env.gateway}/{env.prefixlen}", mtu, bridge_mac,
+                               verified=self.verified_bridges(k))
+            # arp_notify (bridge.go sets it in the pod, through /proc/sys) travels with the request that
+            # brings the pod end up: the same kernel state without a /proc/sys lookup, which costs time in
+            # proportion to the namespaces on the machine (benchmarks/README.md, "flannel against canal").
+            k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, mac=host_mac, peer_mac=pod_mac, master=bridge,
+                       peer_ipv4_conf={"arp_notify": 1})
             if delegate.get("hairpinMode"):
                 k.brport_set(node_ns, host_if, hairpin=True)
-            k.sysctl_set(pod_ns, f"net.ipv4.conf.{ifname}.arp_notify", 1)
             for ip in ipam.ips:
                 k.addr_add(pod_ns, ifname, ip.address)
             routes = list(ipam.routes)
@@ -486,16 +505,26 @@ class Flannel:
             raise CniError(ERR_NOT_AVAILABLE, "flannel is not ready on this node", exc.msg) from exc
 
 
-def ensure_bridge(kernel: Kernel, ns: str, name: str, gateway_cidr: str, mtu: int, mac: str):
+def ensure_bridge(kernel: Kernel, ns: str, name: str, gateway_cidr: str, mtu: int, mac: str,
+                  verified: dict[tuple[str, str], tuple[int, str]] | None = None):
     """cni0 with the gateway address and a pinned MAC; ip_forward on (bridge.go setupBridge / isGateway).
 
     Like the bridge plugin with forceAddress=false, a bridge already holding a different address in the
     same family is an error rather than silently re-addressed.
+
+    `verified` (the caller's, kept across ADDs): the bridge plugin re-checks the address and ip_forward on
+    every ADD (ensureAddr, enableIPForward); netsim's node daemon is the only writer of a node's cni0 and
+    ip_forward, so once this process has checked a bridge, later ADDs only look the link up (which they need
+    anyway for its index and MAC) and skip the rest while it is the same link. ip_forward is a /proc/sys read
+    whose cost grows with the namespaces on the machine (~0.8 ms a pod at 2,000 pods, benchmarks/README.md).
+    A bridge this call creates is always checked in full (a re-made node netns can reuse an ifindex).
     """
     link = kernel.link_get(ns, name)
+    created = False
     if link is None:
         try:
             kernel.bridge_add(ns, name, mtu=mtu, mac=mac, up=True)
+            created = True
         except KernelError as exc:
             # Concurrent first ADDs on a node race to create the bridge; losing is fine (bridge.go
             # ensureBridge ignores EEXIST too), anything else is an error.
@@ -508,6 +537,9 @@ def ensure_bridge(kernel: Kernel, ns: str, name: str, gateway_cidr: str, mtu: in
         raise CniError(ERR_EXISTS, f"{name!r} already exists but is not a bridge")
     if not link.up:
         kernel.link_set(ns, name, up=True)
+    key = (ns, name)
+    if verified is not None and not created and verified.get(key) == (link.index, gateway_cidr):
+        return link
     have = [c for ifn, c in kernel.addrs(ns, name) if ifn == name]
     others = [c for c in have if c != gateway_cidr]
     if others:
@@ -517,6 +549,8 @@ def ensure_bridge(kernel: Kernel, ns: str, name: str, gateway_cidr: str, mtu: in
         kernel.addr_add(ns, name, gateway_cidr)
     if kernel.sysctl_get(ns, "net.ipv4.ip_forward") != "1":
         kernel.sysctl_set(ns, "net.ipv4.ip_forward", 1)
+    if verified is not None:
+        verified[key] = (link.index, gateway_cidr)
     return link
 
 

@@ -215,6 +215,39 @@ def test_add_builds_bridge_veth_and_pod(kernel, ctx, netsim_key, make_pod, ready
     assert ipfile.read_bytes() == f"{args.container_id}\r\neth0".encode()
 
 
+def test_add_sets_arp_notify_with_the_veth_and_checks_the_bridge_once_per_node(kernel, netsim_key, make_pod,
+                                                                              ready):
+    """Per pod, no /proc/sys access (its lookup costs time in proportion to the namespaces on the machine)
+    and, once this process has checked a node's cni0, no address list or ip_forward read: only the bridge
+    lookup. The pod still ends with arp_notify=1 and the bridge with its address (issue #18)."""
+    first, second = make_pod("p1"), make_pod("p2")
+    invoke(flannel.PLUGIN, "ADD", first, conf(netsim_key), kernel)
+    kernel.calls.clear()
+    invoke(flannel.PLUGIN, "ADD", second, conf(netsim_key), kernel)
+    node, pod = ns("a"), second.netns_name
+    assert [c for c in kernel.calls if c[0].startswith("sysctl")] == []
+    assert [c for c in kernel.calls if c[0] == "addrs"] == []
+    assert kernel.sysctl_get(pod, "net.ipv4.conf.eth0.arp_notify") == "1"
+    assert kernel.addrs(node, "cni0") == [("cni0", "10.244.0.1/24")]
+    assert kernel.link_get(node, flannel.host_veth_name(second.container_id, "eth0")).master == "cni0"
+
+
+def test_a_replaced_bridge_is_checked_again(kernel, netsim_key, make_pod, ready):
+    """A node's cni0 deleted between ADDs is made again with its address by the next ADD; a cni0 made
+    by someone else in its place (a new link) is checked in full: a wrong address is refused."""
+    invoke(flannel.PLUGIN, "ADD", make_pod("p1"), conf(netsim_key), kernel)
+    node = ns("a")
+    kernel.link_del(node, "cni0")
+    invoke(flannel.PLUGIN, "ADD", make_pod("p2"), conf(netsim_key), kernel)
+    assert kernel.addrs(node, "cni0") == [("cni0", "10.244.0.1/24")]
+    kernel.link_del(node, "cni0")
+    kernel.bridge_add(node, "cni0")
+    kernel.addr_add(node, "cni0", "10.9.9.1/24")
+    with pytest.raises(CniError) as exc:
+        invoke(flannel.PLUGIN, "ADD", make_pod("p3"), conf(netsim_key), kernel)
+    assert "different" in exc.value.msg
+
+
 def test_host_gw_pods_get_mtu_1500(kernel, ctx, netsim_key, make_pod):
     net = FlannelNetConf(backend="host-gw")
     Flanneld(kernel, ctx("a"), net).sync(leases(net))
