@@ -3,7 +3,7 @@
 After projectcalico/calico `cni-plugin/pkg/dataplane/linux/dataplane_linux.go` (DoNetworking, SetupRoutes)
 and `libcalico-go/lib/backend/k8s/conversion/workload_endpoint_default.go` (VethNameForWorkload):
 * host veth `cali` + first 11 hex of sha1("<namespace>.<pod>"), MAC ee:ee:ee:ee:ee:ee, no address, sysctls
-  proxy_arp=1, forwarding=1, route_localnet=1 and neigh proxy_delay=0;
+  proxy_arp=1, forwarding=1, route_localnet=1 and neigh proxy_delay=0 (set by netlink, see HOST_IPV4_CONF);
 * in the pod: every address as /32, `169.254.1.1 dev eth0 scope link`, then default via 169.254.1.1 (the
   host answers ARP for it by proxy ARP);
 * on the host: `<podIP>/32 dev caliX scope link`; an existing /32 on another interface is an ADD error.
@@ -55,9 +55,20 @@ def pod_identity(args: CniArgs) -> tuple[str | None, str | None]:
     return args.args.get("K8S_POD_NAMESPACE") or None, args.args.get("K8S_POD_NAME") or None
 
 
+# The host end's IPv4 settings, as calico's CNI plugin writes them through /proc/sys after moving the host
+# end out of the sandbox (projectcalico/calico cni-plugin/pkg/dataplane/linux/dataplane_linux.go,
+# configureSysctls: route_localnet=1, neigh proxy_delay=0, proxy_arp=1, forwarding=1). Here they travel by
+# netlink: the three net.ipv4.conf ones with the host end's up (IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF), the
+# delay as one RTM_SETNEIGHTBL; the same kernel state, without the /proc/sys path lookup whose cost grows
+# with the namespaces on the machine (issue #18).
+HOST_IPV4_CONF = {"route_localnet": 1, "proxy_arp": 1, "forwarding": 1}
+HOST_PROXY_DELAY_MS = 0
+
+
 def host_sysctls(ifname: str) -> dict[str, int]:
-    return {f"net.ipv4.conf.{ifname}.route_localnet": 1, f"net.ipv4.neigh.{ifname}.proxy_delay": 0,
-            f"net.ipv4.conf.{ifname}.proxy_arp": 1, f"net.ipv4.conf.{ifname}.forwarding": 1}
+    """The host end's settings by their sysctl names (what a reader of /proc/sys finds after an ADD)."""
+    return {**{f"net.ipv4.conf.{ifname}.{k}": v for k, v in HOST_IPV4_CONF.items()},
+            f"net.ipv4.neigh.{ifname}.proxy_delay": HOST_PROXY_DELAY_MS // 10}
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,7 @@ class RoutedVethPlugin:
         try:
             try:
                 k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, mac=HOST_VETH_MAC, peer_mac=pod_mac,
-                           up=True)
+                           up=True, ipv4_conf=HOST_IPV4_CONF)
             except KernelError as exc:
                 if exc.errno != errno.EEXIST:
                     raise
@@ -163,9 +174,8 @@ class RoutedVethPlugin:
                 # above): remove it and try once more, instead of probing for it on every ADD
                 k.link_del(node_ns, host_if)
                 k.veth_add(node_ns, host_if, pod_ns, ifname, mtu=mtu, mac=HOST_VETH_MAC, peer_mac=pod_mac,
-                           up=True)
-            for key, value in host_sysctls(host_if).items():
-                k.sysctl_set(node_ns, key, value)
+                           up=True, ipv4_conf=HOST_IPV4_CONF)
+            k.neigh_parms_set(node_ns, host_if, proxy_delay_ms=HOST_PROXY_DELAY_MS)
             for ip in ips:
                 k.addr_add(pod_ns, ifname, f"{ip}/32")
             k.route_replace(pod_ns, Route(dst=f"{CALICO_GATEWAY}/32", dev=ifname, scope="link"))

@@ -91,11 +91,19 @@ class Kernel(Protocol):
     # --- links ------------------------------------------------------------------------------------
     def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
                  mac: str | None = None, peer_mac: str | None = None, up: bool = True,
-                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None) -> None:
+                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None,
+                 ipv4_conf: Mapping[str, int] | None = None) -> None:
         """Create a veth pair with each end created straight in its namespace (no move afterwards), both
-        ends up when `up`, the `ns` end enslaved to bridge `master` when given. `peer_ipv4_conf`: IPv4
-        settings of the peer, as `sysctl_set(peer_ns, "net.ipv4.conf.<peer>.<name>", value)` would make
-        them (only `arp_notify`), applied with the peer's own setup rather than through /proc/sys."""
+        ends up when `up`, the `ns` end enslaved to bridge `master` when given. `peer_ipv4_conf` and
+        `ipv4_conf`: IPv4 settings of the peer and of the `ns` end, as `sysctl_set(ns,
+        "net.ipv4.conf.<if>.<name>", value)` would make them (`arp_notify`, `forwarding`, `proxy_arp`,
+        `route_localnet`; others raise KernelError EINVAL), applied with that end's own up request rather
+        than through /proc/sys, whose path lookup costs time in proportion to the namespaces on the
+        machine."""
+
+    def neigh_parms_set(self, ns: str, ifname: str, *, proxy_delay_ms: int) -> None:
+        """The interface's ARP proxy delay, as `sysctl_set(ns, "net.ipv4.neigh.<if>.proxy_delay", v)` makes
+        it (v in USER_HZ ticks, 1/100 s), in one netlink request instead of a /proc/sys write."""
 
     def bridge_add(self, ns: str, ifname: str, *, mtu: int | None = None, mac: str | None = None,
                    up: bool = True) -> None: ...

@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 
 from netsim.kernel.api import Fdb, KernelError, Link, Neigh, Route
 
+# the IPv4 settings a link request may carry (netsim.kernel.fastnl.IPV4_DEVCONF)
+IPV4_LINK_CONF = ("arp_notify", "forwarding", "proxy_arp", "route_localnet")
+
 T = TypeVar("T")
 
 EEXIST, ENOENT, ENODEV = 17, 2, 19
@@ -106,9 +109,10 @@ class FakeKernel:
     # -- links -----------------------------------------------------------------------------------
     def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
                  mac: str | None = None, peer_mac: str | None = None, up: bool = True,
-                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None) -> None:
+                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None,
+                 ipv4_conf: Mapping[str, int] | None = None) -> None:
         self._rec("veth_add", ns, ifname, peer_ns, peer_ifname, mtu)
-        unknown = sorted(set(peer_ipv4_conf or {}) - {"arp_notify"})
+        unknown = sorted((set(peer_ipv4_conf or {}) | set(ipv4_conf or {})) - set(IPV4_LINK_CONF))
         if unknown:
             raise KernelError(f"IPv4 settings {', '.join(unknown)} cannot be set with a link request", 22)
         self._get(peer_ns)
@@ -122,6 +126,13 @@ class FakeKernel:
                        peer=ifname)
         for key, value in (peer_ipv4_conf or {}).items():
             self.ns[peer_ns].sysctls[f"net.ipv4.conf.{peer_ifname}.{key}"] = str(value)
+        for key, value in (ipv4_conf or {}).items():
+            self.ns[ns].sysctls[f"net.ipv4.conf.{ifname}.{key}"] = str(value)
+
+    def neigh_parms_set(self, ns: str, ifname: str, *, proxy_delay_ms: int) -> None:
+        self._rec("neigh_parms_set", ns, ifname, proxy_delay_ms)
+        self._link(ns, ifname)
+        self._get(ns).sysctls[f"net.ipv4.neigh.{ifname}.proxy_delay"] = str(proxy_delay_ms // 10)
 
     def bridge_add(self, ns: str, ifname: str, *, mtu: int | None = None, mac: str | None = None,
                    up: bool = True) -> None:

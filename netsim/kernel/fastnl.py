@@ -38,6 +38,7 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE = 24
 RTM_NEWNEIGH = 28
+RTM_SETNEIGHTBL = 67
 
 # family headers
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
@@ -52,9 +53,16 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO =
 IFLA_LINK, IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 5, 26, 28, 37
 IFLA_INET_CONF = 1  # inside IFLA_AF_SPEC / AF_INET
 # IPv4 per-interface settings (linux/ip.h IPV4_DEVCONF_*) that may be set through IFLA_INET_CONF: the kernel
-# stores the value and marks it set, as a write to /proc/sys/net/ipv4/conf/<if>/<name> does; these have no
-# side effect on a proc write either (devinet_conf_proc notifies or flushes only for others).
-IPV4_DEVCONF = {"arp_notify": 22}
+# (devinet.c inet_set_link_af -> ipv4_devconf_set) stores the value and marks it set, as a write to
+# /proc/sys/net/ipv4/conf/<if>/<name> does. What a proc write does besides is nothing for a new veth:
+# arp_notify and proxy_arp only notify netconf listeners (devinet_conf_proc), route_localnet flushes the
+# route cache only when turned off, forwarding (devinet_sysctl_forward) disables LRO (a veth has none),
+# notifies and flushes the route cache (a new link has no cached routes).
+IPV4_DEVCONF = {"forwarding": 1, "proxy_arp": 3, "arp_notify": 22, "route_localnet": 26}
+# neighbour table parameters (linux/neighbour.h): RTM_SETNEIGHTBL { ndtmsg, NDTA_NAME, NDTA_PARMS {
+# NDTPA_IFINDEX, NDTPA_PROXY_DELAY (u64 ms) } }
+NDTA_NAME, NDTA_PARMS = 1, 6
+NDTPA_IFINDEX, NDTPA_PROXY_DELAY = 1, 13
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE = 4  # hairpin
@@ -122,6 +130,16 @@ def inet_conf_attr(conf: dict[str, int]) -> bytes:
     inner = b"".join(nla(IPV4_DEVCONF[k], _u32(int(v))) for k, v in conf.items())
     return nla(IFLA_AF_SPEC | NLA_F_NESTED, nla(socket.AF_INET | NLA_F_NESTED, nla(IFLA_INET_CONF | NLA_F_NESTED,
                                                                                      inner)))
+
+
+def neightbl_parms_body(index: int, *, proxy_delay_ms: int) -> bytes:
+    """RTM_SETNEIGHTBL body setting one interface's ARP parameters (`arp_cache` table, family AF_INET):
+    neighbour.c neightbl_set finds the table by family and name, the interface's parms by NDTPA_IFINDEX,
+    and stores NDTPA_PROXY_DELAY with NEIGH_VAR_SET, marking it set as a write to
+    /proc/sys/net/ipv4/neigh/<if>/proxy_delay does (neigh_proc_update)."""
+    parms = nla(NDTPA_IFINDEX, _u32(index)) + nla(NDTPA_PROXY_DELAY, struct.pack("=Q", proxy_delay_ms))
+    return struct.pack("=BBH", socket.AF_INET, 0, 0) + nla(NDTA_NAME, b"arp_cache\0") \
+        + nla(NDTA_PARMS | NLA_F_NESTED, parms)
 
 
 def brport_body(index: int, *, hairpin: bool) -> bytes:
@@ -310,6 +328,11 @@ class FastNetlink:
         if link.get("IFLA_IFNAME") != ifname or not link.get("IFLA_LINK"):
             return None
         return link["index"], link["IFLA_LINK"]
+
+    def neigh_parms_set(self, index: int, *, proxy_delay_ms: int, what: str = "") -> None:
+        """One interface's ARP proxy delay (see `neightbl_parms_body`)."""
+        self.request(RTM_SETNEIGHTBL, NLM_F_REQUEST | NLM_F_ACK, neightbl_parms_body(
+            index, proxy_delay_ms=proxy_delay_ms), what)
 
     def brport_set(self, index: int, *, hairpin: bool, what: str = "") -> None:
         """A bridge port's hairpin mode (`bridge link set dev X hairpin on`)."""

@@ -27,7 +27,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from netsim import fanout
 from netsim.kernel import netns
 from netsim.kernel.api import Fdb, KernelError, Link, Neigh, Route
-from netsim.kernel.fastnl import FastNetlink
+from netsim.kernel.fastnl import FastNetlink, inet_conf_attr
 
 T = TypeVar("T")
 
@@ -253,31 +253,44 @@ class LinuxKernel:
     # -- links -------------------------------------------------------------------------------------
     def veth_add(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str, *, mtu: int | None = None,
                  mac: str | None = None, peer_mac: str | None = None, up: bool = True,
-                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None) -> None:
+                 master: str | None = None, peer_ipv4_conf: Mapping[str, int] | None = None,
+                 ipv4_conf: Mapping[str, int] | None = None) -> None:
         def _add() -> None:
             # One hand-encoded RTM_NEWLINK (netsim.kernel.fastnl) creates both ends in their namespaces,
             # this end up and enslaved as asked; the peer can only go up afterwards, in one more request
             # that also carries its IPv4 settings. The kernel echoes the new link, so both ends' indexes
-            # are known without a lookup each.
+            # are known without a lookup each. A creation applies no IFLA_AF_SPEC (rtnetlink
+            # rtnl_newlink_create sets only the link's own attributes), so with `ipv4_conf` this end is
+            # created down and brought up by one request carrying its settings too.
+            own = dict(ipv4_conf or {})
+            if own:
+                inet_conf_attr(own)  # refuse unknown settings before anything is created
             fd = netns.open_netns(peer_ns) if peer_ns != ns else None
             self._index.pop((ns, ifname), None)
             self._index.pop((peer_ns, peer_ifname), None)
             try:
                 made = self._fnl(ns).veth_add(
                     ifname, peer_ifname, peer_ns_fd=fd, mtu=mtu, mac=mac, peer_mac=peer_mac,
-                    master=self._idx(ns, master) if master is not None else None, up=up,
+                    master=self._idx(ns, master) if master is not None else None, up=up and not own,
                     what=f"{ns}: add veth {ifname} <-> {peer_ns}/{peer_ifname}")
             finally:
                 if fd is not None:
                     os.close(fd)
             if made is not None:
                 self._index[(ns, ifname)], self._index[(peer_ns, peer_ifname)] = made
+            if own:
+                self._with_idx(ns, ifname, lambda i: self._fnl(ns).link_set(
+                    i, up=True if up else None, inet_conf=own, what=f"{ns}: {ifname} up={up} ipv4 {own}"))
             conf = dict(peer_ipv4_conf or {})
             if up or conf:
                 self._with_idx(peer_ns, peer_ifname, lambda i: self._fnl(peer_ns).link_set(
                     i, up=True if up else None, inet_conf=conf or None,
                     what=f"{peer_ns}: {peer_ifname} up={up} ipv4 {conf}"))
         self._do(_add)
+
+    def neigh_parms_set(self, ns: str, ifname: str, *, proxy_delay_ms: int) -> None:
+        self._do(lambda: self._with_idx(ns, ifname, lambda i: self._fnl(ns).neigh_parms_set(
+            i, proxy_delay_ms=proxy_delay_ms, what=f"{ns}: {ifname} arp proxy_delay {proxy_delay_ms} ms")))
 
     def _set_up(self, ns: str, ifname: str) -> None:
         self._with_idx(ns, ifname, lambda i: self._fnl(ns).link_set(i, up=True, what=f"{ns}: {ifname} up"))

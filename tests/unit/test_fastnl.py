@@ -82,4 +82,25 @@ def test_inet_conf_attr_nests_ipv4_devconf_as_the_kernel_expects():
     conf = fastnl.attrs(inet, 0, len(inet))[fastnl.IFLA_INET_CONF]
     assert {k: bytes(v) for k, v in fastnl.attrs(conf, 0, len(conf)).items()} == {22: b"\x01\x00\x00\x00"}
     with pytest.raises(fastnl.KernelError):
-        fastnl.inet_conf_attr({"forwarding": 1})
+        fastnl.inet_conf_attr({"rp_filter": 1})
+
+
+def test_inet_conf_attr_carries_calicos_host_end_settings():
+    """forwarding (1), proxy_arp (3), route_localnet (26): linux/ip.h IPV4_DEVCONF_* numbering."""
+    raw = fastnl.inet_conf_attr({"forwarding": 1, "proxy_arp": 1, "route_localnet": 1})
+    spec = fastnl.attrs(memoryview(raw), 0, len(raw))[fastnl.IFLA_AF_SPEC]
+    inet = fastnl.attrs(spec, 0, len(spec))[2]
+    conf = fastnl.attrs(inet, 0, len(inet))[fastnl.IFLA_INET_CONF]
+    assert sorted(fastnl.attrs(conf, 0, len(conf))) == [1, 3, 26]
+
+
+def test_neightbl_parms_body_names_the_arp_table_and_the_interface():
+    """ndtmsg (AF_INET), NDTA_NAME "arp_cache", NDTA_PARMS { NDTPA_IFINDEX u32, NDTPA_PROXY_DELAY u64 ms }
+    (linux/neighbour.h; neighbour.c neightbl_set)."""
+    raw = fastnl.neightbl_parms_body(7, proxy_delay_ms=0)
+    assert raw[:4] == b"\x02\x00\x00\x00"
+    top = fastnl.attrs(memoryview(raw), 4, len(raw))
+    assert bytes(top[fastnl.NDTA_NAME]) == b"arp_cache\0"
+    parms = top[fastnl.NDTA_PARMS]
+    got = {k: bytes(v) for k, v in fastnl.attrs(parms, 0, len(parms)).items()}
+    assert got == {1: b"\x07\x00\x00\x00", 13: b"\x00" * 8}

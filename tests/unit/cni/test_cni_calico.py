@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 from conftest import NODES
 
-from cni_plugins import calico
+from cni_plugins import calico, routed_veth
 from cni_plugins.calico import CalicoNetConf, CalicoNode, CalicoNodeDaemon
 from cni_plugins.ipam.calico_ipam import block_order
 from cni_plugins.routed_veth import calico_veth_name
@@ -94,6 +94,22 @@ def test_veth_name_rule():
     assert calico_veth_name(None, None, "0123456789abcdef") == "cali0123456789a"
 
 
+def test_add_sets_the_host_end_with_its_link_requests_not_proc_sys(kernel, ctx, netsim_key, make_pod):
+    """route_localnet, proxy_arp and forwarding go with the host end's own link request and proxy_delay as
+    one neighbour-table request: no /proc/sys access per pod, whose path lookup costs time in proportion
+    to the namespaces on the machine (issue #18); the settings are calico's configureSysctls ones."""
+    daemons(kernel, ctx)
+    args = make_pod("web")
+    kernel.calls.clear()
+    invoke(calico.PLUGIN, "ADD", args, conf(netsim_key), kernel)
+    node, host_if = ns("a"), calico_veth_name("default", "web", args.container_id)
+    assert [c for c in kernel.calls if c[0].startswith("sysctl")] == []
+    assert ("neigh_parms_set", (node, host_if, 0)) in kernel.calls
+    assert {key: kernel.sysctl_get(node, key) for key in routed_veth.host_sysctls(host_if)} == {
+        f"net.ipv4.conf.{host_if}.route_localnet": "1", f"net.ipv4.conf.{host_if}.proxy_arp": "1",
+        f"net.ipv4.conf.{host_if}.forwarding": "1", f"net.ipv4.neigh.{host_if}.proxy_delay": "0"}
+
+
 def test_add_routed_veth(kernel, ctx, netsim_key, make_pod):
     ds = daemons(kernel, ctx)
     args = make_pod("web")
@@ -104,7 +120,7 @@ def test_add_routed_veth(kernel, ctx, netsim_key, make_pod):
     assert hv.mac == "ee:ee:ee:ee:ee:ee" and hv.mtu == 1450 and kernel.addrs(node, host_if) == []
     for key, val in {"proxy_arp": "1", "forwarding": "1", "route_localnet": "1"}.items():
         assert kernel.sysctl_get(node, f"net.ipv4.conf.{host_if}.{key}") == val
-    assert ("sysctl_set", (node, f"net.ipv4.neigh.{host_if}.proxy_delay", "0")) in kernel.calls
+    assert kernel.sysctl_get(node, f"net.ipv4.neigh.{host_if}.proxy_delay") == "0"
     (_, cidr), = kernel.addrs(pod, "eth0")
     ip = cidr.split("/")[0]
     assert cidr.endswith("/32")

@@ -33,6 +33,10 @@ def test_add_on_flannel_network(kernel, ctx, netsim_key, make_pod):
     host_if = calico_veth_name("default", "web", args.container_id)
     assert kernel.link_get(node, "cni0") is None
     assert kernel.link_get(node, "flannel.1") is not None
+    # the host end's settings by netlink, no /proc/sys access per pod (issue #18)
+    assert [c for c in kernel.calls if c[0] == "sysctl_set" and host_if in c[1][1]] == []
+    assert kernel.sysctl_get(node, f"net.ipv4.conf.{host_if}.proxy_arp") == "1"
+    assert kernel.sysctl_get(node, f"net.ipv4.neigh.{host_if}.proxy_delay") == "0"
     hv = kernel.link_get(node, host_if)
     assert hv.mac == "ee:ee:ee:ee:ee:ee" and hv.mtu == 1450
     assert kernel.addrs(args.netns_name, "eth0") == [("eth0", "10.244.1.2/32")]
