@@ -97,7 +97,7 @@ class ClusterKubelet:
         self.dns = dns
         self.spec = spec
         self.services = services  # () -> typed Services, for env-var service discovery
-        self.service_ports: ServiceIndex = {}  # the Services' numeric targetPorts (PodSync.sync_service_ports, netsim/agents/pod_sync.py)
+        self.service_ports = ServiceIndex()  # the Services' numeric targetPorts (PodSync.sync_service_ports, netsim/agents/pod_sync.py)
         # /etc/hosts, env (valueFrom, envFrom, $(VAR)), volumes, workingDir: netsim/node/pod_setup.py
         self.setup = setup
         self.events = events  # (ref, reason, message, actor) -> None

@@ -405,12 +405,9 @@ class PodSync:
         if first:
             pods = list(self.source.pods.values())
         else:  # only the pods an added or removed (selector, ports) entry selects
-            changed = {ns: [e for e in old.get(ns, []) if e not in new.get(ns, [])]
-                       + [e for e in new.get(ns, []) if e not in old.get(ns, [])] for ns in set(old) | set(new)}
-            changed = {ns: entries for ns, entries in changed.items() if entries}
-            pods = [p for p in self.source.pods.values() if changed.get(o.namespace(p) or "default")
-                    and any(all(self.typed(p).meta.labels.get(k) == v for k, v in sel.items())
-                            for sel, _ in changed[o.namespace(p) or "default"])]
+            changed = old.changed(new)
+            pods = [p for p in self.source.pods.values()
+                    if changed.matching(o.namespace(p) or "default", self.typed(p).meta.labels)]
         for pod in pods:
             typed = self.typed(pod)
             node = typed.spec.node_name or ""

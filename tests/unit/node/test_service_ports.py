@@ -63,3 +63,37 @@ def test_only_pods_whose_containers_are_all_played_serve_them():
     assert ClusterKubelet._ports(played, typed(played), {"c"}, services=INDEX) == []
     host = pod({"app": "web"}, [{"name": "c", "image": "x"}], hostNetwork=True)
     assert ClusterKubelet._ports(host, typed(host), services=INDEX) == []
+
+
+class CountingLabels(dict):
+    """A pod's labels that count the selector lookups made against them."""
+
+    lookups = 0
+
+    def get(self, key, default=None):
+        CountingLabels.lookups += 1
+        return super().get(key, default)
+
+
+def test_a_pods_services_are_found_by_its_labels_not_by_matching_every_selector():
+    from types import SimpleNamespace
+    index = index_services(svc(f"s{i}", {"grp": f"g{i}", "app": "web"}, [{"port": 80, "targetPort": 8000 + i}])
+                           for i in range(2000))
+    labels = CountingLabels(grp="g7", app="web")
+    p = SimpleNamespace(meta=SimpleNamespace(namespace="default", labels=labels))
+    CountingLabels.lookups = 0
+    assert target_ports_for(p, index) == [(8007, "TCP")]
+    assert CountingLabels.lookups <= 4  # the one entry filed under a label of the pod (2,000 selectors before)
+
+
+def test_the_services_that_changed_are_those_added_removed_or_changed():
+    old = index_services([svc("a", {"app": "a"}, [{"port": 80, "targetPort": 8080}]),
+                          svc("b", {"app": "b"}, [{"port": 80, "targetPort": 8080}])])
+    new = index_services([svc("a", {"app": "a"}, [{"port": 80, "targetPort": 8080}]),
+                          svc("b", {"app": "b"}, [{"port": 80, "targetPort": 9090}]),
+                          svc("c", {"app": "c"}, [{"port": 80, "targetPort": 8080}], ns="prod")])
+    changed = old.changed(new)
+    assert changed.matching("default", {"app": "a"}) == []
+    assert len(changed.matching("default", {"app": "b"})) == 2  # its old and its new ports
+    assert len(changed.matching("prod", {"app": "c"})) == 1
+    assert not old.changed(old)
