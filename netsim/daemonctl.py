@@ -120,7 +120,7 @@ def _wait_registered(cluster: str, nodes: list[str], agents: dict[str, int], tim
             missing = [n for n in nodes if n not in registered]
             if not missing:
                 return
-            dead = [h for h, pid in agents.items() if not daemonproc.is_process_of(pid, cluster)]
+            dead = [h for h, pid in agents.items() if daemonproc.exited(pid, cluster)]
             if dead or time.monotonic() >= deadline:
                 why = f"the agent of host {dead[0]} exited" if dead else f"not within {timeout:.0f}s"
                 tail = _tail(agent_log(cluster, dead[0])) if dead else ""

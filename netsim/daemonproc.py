@@ -55,6 +55,18 @@ def find_all(cluster: str) -> dict[int, tuple[str, str | None]]:
     return dict(sorted(out.items()))
 
 
+def exited(pid: int, cluster: str) -> bool:
+    """`pid`, just started as one of `cluster`'s processes, is no longer one: gone, a zombie, or running
+    another program. A live process whose command line reads empty is not taken for gone: the kernel
+    sets a new program's argv (create_elf_tables) after the close-on-exec that lets `subprocess.Popen`
+    return, so right after `Popen` the child's /proc/PID/cmdline can read empty (seen under load: "the
+    agent of host host-c exited" for an agent that was starting)."""
+    if not _alive(pid):
+        return True
+    cmdline = _cmdline(pid)
+    return bool(cmdline) and role_of(cmdline, cluster) is None
+
+
 def is_process_of(pid: int, cluster: str) -> bool:
     """`pid` is a live process of `cluster` in any role."""
     return role_of(_cmdline(pid), cluster) is not None and _alive(pid)

@@ -102,3 +102,20 @@ def test_dying_on_real_processes():
         proc.kill()
         proc.wait()
     assert pidstate.dying(proc.pid)  # reaped: gone
+
+
+def test_a_starting_process_whose_command_line_reads_empty_has_not_exited(monkeypatch):
+    # Right after Popen the kernel may not have set the new program's argv yet: /proc/PID/cmdline reads
+    # empty. That is a process starting, not one gone (daemonctl's wait for the host agents).
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        monkeypatch.setattr(daemonproc, "_cmdline", lambda pid: [])
+        assert not daemonproc.exited(proc.pid, "zz9")
+        monkeypatch.setattr(daemonproc, "_cmdline", lambda pid: ["sleep", "30"])
+        assert daemonproc.exited(proc.pid, "zz9")  # another program
+        monkeypatch.setattr(daemonproc, "_cmdline", lambda pid: daemonproc.argv("zz9", "agent", "h"))
+        assert not daemonproc.exited(proc.pid, "zz9")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert daemonproc.exited(proc.pid, "zz9")  # gone
