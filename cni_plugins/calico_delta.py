@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cni_plugins.overlay import VxlanPeer, peer_routes, route_key
+from cni_plugins.overlay import VxlanPeer, add_peers, peer_routes, route_key
 from netsim.kernel.api import Kernel, Route
 
 ROUTE_REFRESH_INTERVAL = 90.0  # seconds; felix RouteRefreshInterval's default
@@ -64,18 +64,7 @@ def apply_peers_delta(kernel: Kernel, ns: str, dev: str, old: Iterable[VxlanPeer
             kernel.neigh_del(ns, dev, ip)
             writes += 1
     pending = {route_key(r) for r in add_routes}
-    for p in new:
-        if old_neigh.get(p.vtep_ip) != p.vtep_mac:
-            kernel.neigh_replace(ns, dev, p.vtep_ip, p.vtep_mac, permanent=True)
-            writes += 1
-        if (p.vtep_mac, p.node_ip) not in old_fdb:
-            kernel.fdb_replace(ns, dev, p.vtep_mac, p.node_ip, permanent=True)
-            writes += 1
-        for r in peer_routes(dev, [p]):
-            if route_key(r) in pending:
-                kernel.route_replace(ns, r)
-                writes += 1
-    return writes
+    return writes + add_peers(kernel, ns, dev, new, old_neigh, old_fdb, lambda key: key in pending)
 
 
 __all__ = ["ROUTE_REFRESH_INTERVAL", "apply_peers_delta", "apply_routes_delta"]

@@ -107,17 +107,7 @@ def reconcile_vxlan_peers(kernel: Kernel, ns: str, dev: str, peers: Iterable[Vxl
     # Addition, per peer in flannel's order: neighbour, FDB, route.
     have_fdb = {(f.mac, f.dst) for f in kernel.fdbs(ns, dev)}
     have_routes = {route_key(r) for r in kernel.routes(ns)}
-    for p in peers:
-        if have_neigh.get(p.vtep_ip) != p.vtep_mac:
-            kernel.neigh_replace(ns, dev, p.vtep_ip, p.vtep_mac, permanent=True)
-            writes += 1
-        if (p.vtep_mac, p.node_ip) not in have_fdb:
-            kernel.fdb_replace(ns, dev, p.vtep_mac, p.node_ip, permanent=True)
-            writes += 1
-        for r in peer_routes(dev, [p]):
-            if route_key(r) not in have_routes:
-                kernel.route_replace(ns, r)
-                writes += 1
+    writes += add_peers(kernel, ns, dev, peers, have_neigh, have_fdb, lambda key: key not in have_routes)
     return writes
 
 
@@ -137,4 +127,25 @@ def reconcile_routes(kernel: Kernel, ns: str, desired: Iterable[Route], owned: C
         if route_key(r) not in have:
             kernel.route_replace(ns, r)
             writes += 1
+    return writes
+
+
+def add_peers(kernel: Kernel, ns: str, dev: str, peers: Iterable[VxlanPeer], have_neigh: dict[str, str],
+              have_fdb: set[tuple[str, str]], route_missing: Callable[[tuple], bool]) -> int:
+    """Program each peer's neighbour, FDB entry and routes in flannel's order, skipping a neighbour or FDB
+    entry already present (`have_neigh`, `have_fdb`) and a route `route_missing` does not ask for (by
+    `route_key`). Returns the kernel writes. Shared by the full reconcile (what the kernel holds) and
+    calico-node's delta (what it last programmed)."""
+    writes = 0
+    for p in peers:
+        if have_neigh.get(p.vtep_ip) != p.vtep_mac:
+            kernel.neigh_replace(ns, dev, p.vtep_ip, p.vtep_mac, permanent=True)
+            writes += 1
+        if (p.vtep_mac, p.node_ip) not in have_fdb:
+            kernel.fdb_replace(ns, dev, p.vtep_mac, p.node_ip, permanent=True)
+            writes += 1
+        for r in peer_routes(dev, [p]):
+            if route_missing(route_key(r)):
+                kernel.route_replace(ns, r)
+                writes += 1
     return writes
