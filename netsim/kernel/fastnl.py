@@ -22,6 +22,7 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from netsim.kernel.api import KernelError
@@ -75,6 +76,18 @@ RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4  # what the pyroute2 path wrote for routes without an explicit protocol
 RTN_UNICAST, RTN_BLACKHOLE = 1, 6
 RTNH_F_ONLINK = 0x4
+
+
+def _answers(data: memoryview, seq: int) -> Iterator[tuple[int, int, int]]:
+    """(offset, length, type) of each message of one received buffer that answers request `seq`."""
+    off = 0
+    while off + 16 <= len(data):
+        length, mtype, _, got, _ = NLMSG_HDR.unpack_from(data, off)
+        if length < 16:
+            return
+        if got == seq:
+            yield off, length, mtype
+        off += (length + 3) & ~3
 
 
 def _raise_error(data: bytes | memoryview, offset: int, what: str) -> None:
@@ -235,18 +248,12 @@ class FastNetlink:
         echo: memoryview | None = None
         while True:
             data = memoryview(self.sock.recv(65536))
-            off = 0
-            while off + 16 <= len(data):
-                length, mtype, _, seq, _ = NLMSG_HDR.unpack_from(data, off)
-                if length < 16:
-                    break
-                if seq == self.seq:
-                    if mtype == NLMSG_ERROR:
-                        _raise_error(data, off, what)
-                        return echo
-                    if echo is None:
-                        echo = memoryview(bytes(data[off:off + length]))
-                off += (length + 3) & ~3
+            for off, length, mtype in _answers(data, self.seq):
+                if mtype == NLMSG_ERROR:
+                    _raise_error(data, off, what)
+                    return echo
+                if echo is None:
+                    echo = memoryview(bytes(data[off:off + length]))
 
     def dump(self, typ: int, body: bytes, what: str) -> list[tuple[memoryview, int, int]]:
         """A dump request: (buffer, offset, length) of every answer message."""
@@ -255,19 +262,13 @@ class FastNetlink:
         out: list[tuple[memoryview, int, int]] = []
         while True:
             data = memoryview(self.sock.recv(1 << 17))
-            off = 0
-            while off + 16 <= len(data):
-                length, mtype, _, seq, _ = NLMSG_HDR.unpack_from(data, off)
-                if length < 16:
-                    break
-                if seq == self.seq:
-                    if mtype == NLMSG_DONE:
-                        return out
-                    if mtype == NLMSG_ERROR:
-                        _raise_error(data, off, what)
-                        return out
-                    out.append((data, off, length))
-                off += (length + 3) & ~3
+            for off, length, mtype in _answers(data, self.seq):
+                if mtype == NLMSG_DONE:
+                    return out
+                if mtype == NLMSG_ERROR:
+                    _raise_error(data, off, what)
+                    return out
+                out.append((data, off, length))
 
     # -- links ---------------------------------------------------------------------------------------
     def link_get(self, ifname: str | None = None, index: int | None = None) -> dict[str, Any] | None:
