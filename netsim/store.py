@@ -97,6 +97,40 @@ class InvalidObject(StoreError):
     exit_code = 2
 
 
+class StoreLocked(StoreError):
+    """The SQLite store's one write lock stayed taken for the whole busy timeout. Another process holds it
+    inside a write transaction: usually one that is stopped (SIGSTOP, a debugger) or stuck. The message
+    names the processes that have the file open, and which of them are stopped, so the user can find it."""
+
+    def __init__(self, path: str, waited_s: float, holders: Sequence[str]):
+        self.path, self.waited_s, self.holders = path, waited_s, tuple(holders)
+        who = "; ".join(holders) if holders else "no other process has it open now"
+        super().__init__(f"the store {path} stayed locked for {waited_s:g} s: another process holds its write "
+                         f"lock (processes with it open: {who})")
+
+
+def _store_holders(path: str) -> list[str]:
+    """The other processes that have the store file (or its WAL) open, as "pid N (comm, state)"; read from
+    /proc only on the error path."""
+    names = {os.path.realpath(path), os.path.realpath(path) + "-wal", os.path.realpath(path) + "-shm"}
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+            if not any(os.readlink(f"/proc/{entry}/fd/{fd}") in names for fd in fds):
+                continue
+            with open(f"/proc/{entry}/stat") as f:
+                comm, rest = f.read().split(" (", 1)[1].rsplit(") ", 1)
+        except OSError:
+            continue
+        state = {"T": "stopped", "t": "stopped by a tracer", "D": "in uninterruptible sleep",
+                 "Z": "a zombie"}.get(rest.split()[0], "running")
+        out.append(f"pid {entry} ({comm}, {state})")
+    return out
+
+
 class Compacted(StoreError):
     """A watch from a resourceVersion whose history was compacted away: the API's 410 Gone. The watcher
     must relist (read the objects afresh) and watch from the current resourceVersion."""
@@ -774,7 +808,7 @@ class SQLiteStore(Store):
             # The WAL file shrinks back to this after a checkpoint instead of keeping its largest size.
             self._conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin_write()
             try:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -789,6 +823,15 @@ class SQLiteStore(Store):
         with self._lock:
             self._conn.close()
 
+    def _begin_write(self) -> None:
+        """Take the write lock (BEGIN IMMEDIATE), waiting up to the busy timeout; StoreLocked after it."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            raise StoreLocked(self.path, self.BUSY_TIMEOUT_MS / 1000, _store_holders(self.path)) from exc
+
     def journal_mode(self) -> str:
         with self._lock:
             return self._conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -798,7 +841,7 @@ class SQLiteStore(Store):
         with self._lock:
             if self._in_tx:
                 raise StoreError("a transaction is already open on this store object")
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin_write()
             self._in_tx = True
             ops = _Ops(self._conn, self.clock)
             try:

@@ -105,3 +105,9 @@ def not_acceptable(accept: str) -> ApiError:
 
 def internal(message: str) -> ApiError:
     return ApiError(500, "InternalError", f"Internal error occurred: {message}")
+
+
+def timeout(message: str) -> ApiError:
+    """The storage did not answer in time: upstream's 504 (apierrors.NewTimeoutError, reason Timeout), which
+    clients retry (client-go's errors.IsTimeout, kubectl's "Error from server (Timeout)")."""
+    return ApiError(504, "Timeout", message, {"retryAfterSeconds": 1})

@@ -58,7 +58,7 @@ from netsim.apiserver.endpoint import HOST, ApiEndpoint
 from netsim.apiserver.handlers import Handlers, Target
 from netsim.controlplane.events import Event
 from netsim.model.cluster import ClusterSpec
-from netsim.store import SQLiteStore, Store, parse_time, rfc3339
+from netsim.store import SQLiteStore, Store, StoreLocked, parse_time, rfc3339
 
 log = logging.getLogger("netsim.apiserver")
 
@@ -284,6 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
             resp = route(api, method, self.path, self.headers, self._decoder(raw))
         except errors.ApiError as e:
             resp = Response(e.code, e.status())
+        except StoreLocked as e:  # a writer stuck in another process: not this server's bug
+            resp = Response(504, errors.timeout(str(e)).status())
         except Exception as e:  # a bug answers 500 and the server goes on
             api.handler_errors += 1
             log.exception("%s %s failed", method, self.path)

@@ -24,6 +24,7 @@ from netsim.store import (
     MemoryStore,
     NotFound,
     SQLiteStore,
+    StoreLocked,
 )
 from tests.conftest import etcd_store, private_etcd
 
@@ -191,6 +192,40 @@ def test_wait_for_change(store):
 def test_wal_mode(tmp_path):
     s = SQLiteStore(str(tmp_path / "s.db"))
     assert s.journal_mode() == "wal"
+
+
+class _ImpatientStore(SQLiteStore):
+    BUSY_TIMEOUT_MS = 200
+
+
+def test_a_write_lock_held_past_the_busy_timeout_names_the_stopped_holder(tmp_path):
+    """A process stopped inside a write transaction keeps the write lock: the next writer fails after its busy
+    timeout with StoreLocked (not sqlite3's bare "database is locked"), naming the store and the processes
+    that have it open, the stopped one marked as stopped."""
+    import signal
+    import subprocess
+    import sys
+    path = str(tmp_path / "s.db")
+    s = _ImpatientStore(path)  # opened (its schema written) before the holder takes the lock
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({path!r}, isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        os.kill(holder.pid, signal.SIGSTOP)
+        with pytest.raises(StoreLocked) as info:
+            s.create(pod("before"))
+        msg = str(info.value)
+        assert path in msg and "0.2 s" in msg and f"pid {holder.pid} (python" in msg and "stopped" in msg, msg
+        with pytest.raises(StoreLocked):
+            _ImpatientStore(path)  # opening writes the schema, under the same lock
+    finally:
+        holder.kill()
+        holder.wait()
+    s.create(pod("after"))  # the holder gone, its lock went with it
+    assert s.get("Pod", "default", "after") is not None
 
 
 def _writer(opener, prefix: str, n: int) -> None:

@@ -17,6 +17,7 @@ from tests.integration.controlplane.test_controlplane_cluster import (
     wait_for,
 )
 from tests.integration.leaks import HeldNetns, etc_netns, processes_in_netns, sockets_in_netns
+from tests.integration.stall import stop_outside_a_write
 
 pytestmark = pytest.mark.root
 
@@ -85,7 +86,9 @@ def test_graceful_delete_marks_the_pod_terminating_first(cluster):
     c = cluster
     c.apply(POD % "slow")
     daemon = state.load(c.name).extra["daemonPid"]
-    os.kill(daemon, 19)  # SIGSTOP: the kubelet cannot act, so the pod must still be in the store, Terminating
+    # Stopped, the kubelet cannot act, so the pod must still be in the store, Terminating. Stopped outside a
+    # write: a daemon stopped inside one would hold the store's write lock and the delete would fail on it.
+    stop_outside_a_write(daemon, c.store.path)
     try:
         netsim(c, "delete", "pod", "slow", "--no-wait")
         pod = c.store.get("Pod", "default", "slow")

@@ -1,0 +1,58 @@
+"""Stop a cluster process (SIGSTOP) at a moment it holds no write lock on the SQLite store.
+
+A process stopped inside a write transaction keeps the store's one write lock, and every other writer
+(the CLI included) waits for it until its busy timeout and fails with "database is locked". A test that
+stalls the daemon to look at the store between two of its steps must therefore stall it outside a write:
+stop it, probe the write lock, and if the stopped process holds it, let it run on a moment and try again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return True
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            continue
+        if state not in ("T", "t"):
+            return False
+    return True
+
+
+def write_lock_free(store_path: str) -> bool:
+    """Whether another process could take the store's write lock right now (it is taken and let go)."""
+    conn = sqlite3.connect(store_path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def stop_outside_a_write(pid: int, store_path: str, timeout: float = 10.0) -> None:
+    """SIGSTOP `pid` at a moment it holds no write transaction on the SQLite store at `store_path`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        while not _all_threads_stopped(pid):
+            time.sleep(0.001)
+        if write_lock_free(store_path):
+            return
+        os.kill(pid, signal.SIGCONT)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} held the store's write lock at every stop for {timeout} s")
+        time.sleep(0.01)
