@@ -1,7 +1,7 @@
 """`down` of N pods on M nodes, step by step, against the kernel's floor (issue #18 item 1: 100 nodes /
 10,000 pods under 10 s).
 
-For each replica count R on a fresh cluster of M nodes (default 100, flannel VXLAN): `up`, `apply` of an
+For each replica count R on a fresh cluster of M nodes (default 100, flannel VXLAN; `--plugin calico` or `canal`): `up`, `apply` of an
 R-replica Deployment (no Service: `down` is what is timed), wait until every pod is Running and Ready and
 its sandbox exists, then `down`, timed in all and per step (`DownReport.phases`: daemons, processes,
 namespaces, etc_netns, store, state). With `--profile DIR` the `down` runs under cProfile (DIR/down-R.pstats).
@@ -67,10 +67,11 @@ def ready_pods(c: Cluster) -> int:
                and o.phase(p) == "Running" and o.is_ready(p) and not o.is_terminating(p))
 
 
-def measure(name: str, nodes: int, replicas: int, timeout: float, profile: str | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"nodes": nodes, "replicas": replicas}
+def measure(name: str, nodes: int, replicas: int, timeout: float, profile: str | None,
+            plugin: str = "flannel") -> dict[str, Any]:
+    row: dict[str, Any] = {"nodes": nodes, "replicas": replicas, "plugin": plugin}
     t0 = time.perf_counter()
-    c = Cluster.up(spec_of(name, nodes, "flannel"), timeout=600)
+    c = Cluster.up(spec_of(name, nodes, plugin), timeout=600)
     row["up_s"] = round(time.perf_counter() - t0, 2)
     try:
         t0 = time.perf_counter()
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--replicas", type=int, nargs="+", default=[1000, 3000])
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds for the pods to be Ready")
+    ap.add_argument("--plugin", default="flannel", help="flannel, calico or canal (VXLAN)")
     ap.add_argument("--profile", help="directory for a cProfile of each down")
     ap.add_argument("--serial-floor", action="store_true", help="also time the floor on one thread")
     ap.add_argument("--no-cluster", action="store_true", help="the floor only")
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"nodes": args.nodes, "replicas": r}
             before = None if args.floor_once else run_floor(exe, tag, r, args.nodes, WORKERS)
             if not args.no_cluster:
-                row = measure(f"dn{tag}", args.nodes, r, args.timeout, args.profile)
+                row = measure(f"dn{tag}", args.nodes, r, args.timeout, args.profile, args.plugin)
             after = run_floor(exe, tag, r, args.nodes, WORKERS)
             floor = (before["total_s"] + after["total_s"]) / 2 if before else after["total_s"]
             row["floor"] = {"threads": WORKERS, "total_s": round(floor, 3), "before": before, "after": after,

@@ -319,8 +319,9 @@ def measure(name: str, nodes: int, replicas: int, plugin: str, timeout: float, p
         c.close()
         k.close()
         t0 = time.perf_counter()
-        Cluster(name).down() if state.load(name) is not None else None
+        report = Cluster(name).down() if state.load(name) is not None else None
         row["down_s"] = round(time.perf_counter() - t0, 2)
+        row["down_phases"] = report.phases if report is not None else None
         sampler.stop()
     row["max_pod_netns"] = sampler.max_pod_netns
     row["pod_netns_within_pods"] = sampler.max_pod_netns <= row.get("pods_total", replicas)
