@@ -382,7 +382,7 @@ def _reopen_stdio() -> None:
     """Python's own stdio on the client's descriptors: stdout line-buffered on a terminal, else buffered;
     stderr line-buffered; the encodings this interpreter chose at start-up (the locale variables match)."""
     encoding = sys.stdout.encoding if sys.stdout is not None else "utf-8"
-    # The process's own streams, for its whole (short) life: no context manager. noqa: SIM115
+    # The process's own streams, for its whole (short) life: no context manager.
     sys.stdin = open(0, encoding=encoding, errors="strict", closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", encoding=encoding, errors="strict", closefd=False,  # noqa: SIM115
                       buffering=1 if os.isatty(1) else -1)
