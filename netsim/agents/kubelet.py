@@ -37,6 +37,7 @@ from netsim.node.kubelet import Kubelet, Sandbox
 from netsim.node.liveness import PlayedContainers
 from netsim.node.pod_env import runs_command
 from netsim.node.pod_setup import PodSetup, VolumeError
+from netsim.node.podkeyed import PodKeyed
 from netsim.node.probe_actions import probe_port, run_probe
 from netsim.node.prober import LIVENESS, ContainerProbes, ProbeManager, SpamFilter
 from netsim.node.security import ContainerConfigError, effective
@@ -110,8 +111,10 @@ class ClusterKubelet:
         self.failed: set[str] = set()
         self.prober = ProbeManager()  # readiness, liveness and startup workers (netsim.node.prober)
         self.played = PlayedContainers()  # restarts of containers the workload server plays
-        self.probes: dict[tuple[str, str], ContainerProbes] = {}  # what the probes last said, per container
-        self._killed: set[tuple[str, str, Any]] = set()  # (pod, container, instance) killed after a probe
+        # What the probes last said, per (pod, container); the (pod, container, instance)s killed after a
+        # probe. Indexed by pod: a pod is forgotten at the cost of its own entries.
+        self.probes: PodKeyed[tuple[str, str], ContainerProbes] = PodKeyed()
+        self._killed: PodKeyed[tuple[str, str, Any], None] = PodKeyed()
         self._spam = SpamFilter()  # Unhealthy events per pod, as client-go's event spam filter lets through
         # When this daemon made each sandbox: startTime has whole seconds only, too coarse for
         # initialDelaySeconds (adopted pods fall back to it).
@@ -476,10 +479,9 @@ class ClusterKubelet:
     def _forget_probes(self, pod_key: str) -> None:
         self.prober.forget(pod_key)
         self.played.forget(pod_key)
-        for k in [k for k in self.probes if k[0] == pod_key]:
-            del self.probes[k]
-        self._killed = {k for k in self._killed if k[0] != pod_key}
-        self._spam.forget(f"{pod_key}\0")
+        self.probes.forget(pod_key)
+        self._killed.forget(pod_key)
+        self._spam.forget(pod_key)
 
     def _probe(self, pod: dict[str, Any], procs: dict[str, Any]) -> bool:
         """Run the containers' probes as the kubelet's workers do (netsim.node.prober); True when every
@@ -513,10 +515,10 @@ class ClusterKubelet:
             ready &= res.ready
             actor = f"kubelet/{node}"
             for kind, output in res.failures:
-                if self._spam.allow(f"{key}\0{actor}", now):
+                if self._spam.allow((key, actor), now):
                     self._record(o.ref(pod), "Unhealthy", f"{kind} probe failed: {output}"[:1024], actor)
             if res.kill and (key, c["name"], instance) not in self._killed:
-                self._killed.add((key, c["name"], instance))
+                self._killed[(key, c["name"], instance)] = None
                 self._kill(pod, c, res.kill, played, actor)
         return ready
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from netsim.node.podkeyed import PodKeyed
+
 INITIAL = 10.0
 MAXIMUM = 300.0
 
@@ -26,7 +28,7 @@ class _Entry:
 class RestartBackoff:
     initial: float = INITIAL
     maximum: float = MAXIMUM
-    _entries: dict[object, _Entry] = field(default_factory=dict)
+    _entries: PodKeyed[object, _Entry] = field(default_factory=PodKeyed)
 
     def _expired(self, now: float, entry: _Entry) -> bool:
         return now - entry.last_update > 2 * self.maximum
@@ -52,5 +54,4 @@ class RestartBackoff:
 
     def forget(self, prefix: str) -> None:
         """Drop a pod's entries (keys are (pod key, container))."""
-        for k in [k for k in self._entries if isinstance(k, tuple) and k[0] == prefix]:
-            del self._entries[k]
+        self._entries.forget(prefix)

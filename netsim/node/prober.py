@@ -26,6 +26,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from netsim.node.podkeyed import PodKeyed
+
 READINESS, LIVENESS, STARTUP = "Readiness", "Liveness", "Startup"
 FIELDS = {READINESS: "readinessProbe", LIVENESS: "livenessProbe", STARTUP: "startupProbe"}
 PROBE_WORKERS = 8
@@ -115,7 +117,7 @@ class ProbeManager:
     `evaluate` of that container."""
 
     def __init__(self, workers: int = PROBE_WORKERS):
-        self._workers: dict[tuple[str, str, str], ProbeWorker] = {}
+        self._workers: PodKeyed[tuple[str, str, str], ProbeWorker] = PodKeyed()
         self._flight: dict[tuple[str, str, str], tuple[Future, Any]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._size = workers
@@ -196,8 +198,9 @@ class ProbeManager:
         return out
 
     def forget(self, pod_key: str, container: str | None = None) -> None:
-        for key in [k for k in self._workers if k[0] == pod_key and container in (None, k[1])]:
-            del self._workers[key]
+        for key in self._workers.keys_of(pod_key):
+            if container in (None, key[1]):
+                del self._workers[key]
             self._flight.pop(key, None)
 
     def shutdown(self) -> None:
@@ -213,9 +216,10 @@ class SpamFilter:
 
     burst: float = 25.0
     qps: float = 1.0 / 300.0
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, last refill)
+    _buckets: PodKeyed[tuple[str, str], tuple[float, float]] = field(default_factory=PodKeyed)
+    # (pod key, source) -> (tokens, last refill)
 
-    def allow(self, key: str, now: float) -> bool:
+    def allow(self, key: tuple[str, str], now: float) -> bool:
         tokens, last = self._buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.qps)
         if tokens < 1.0:
@@ -224,6 +228,5 @@ class SpamFilter:
         self._buckets[key] = (tokens - 1.0, now)
         return True
 
-    def forget(self, prefix: str) -> None:
-        for key in [k for k in self._buckets if k.startswith(prefix)]:
-            del self._buckets[key]
+    def forget(self, pod_key: str) -> None:
+        self._buckets.forget(pod_key)

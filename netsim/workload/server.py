@@ -27,6 +27,7 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import secrets
 import selectors
 import socket
@@ -46,6 +47,10 @@ SOL_IP = 0
 IP_PKTINFO = 8  # linux/in.h; not exported by Python's socket module
 _PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 LISTEN_BACKLOG = 4096
+# Descriptors a pod's listener may never take: the rest of the process (kube-proxy's iptables-restore pipes,
+# the store, probes, netlink) keeps working when pods alone would exhaust RLIMIT_NOFILE. Past it a pod's port
+# fails on that pod (not Ready, the reason in the log); before, EMFILE failed every node's kube-proxy sync.
+FD_RESERVE = 1024
 MAX_BATCH = 256  # accepts or datagrams handled per readiness event, so one busy port cannot starve the rest
 
 PortKey = tuple[int, str]  # (port, protocol)
@@ -553,6 +558,7 @@ def _bind(port: int, proto: str) -> socket.socket:
     kind = socket.SOCK_STREAM if proto == "TCP" else socket.SOCK_DGRAM
     sock = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
     try:
+        _check_reserve(sock.fileno())
         if proto == "TCP":  # not for UDP: there it would let two pods bind the same port
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         else:
@@ -564,6 +570,17 @@ def _bind(port: int, proto: str) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _check_reserve(fd: int) -> None:
+    """Refuse a listener whose descriptor reaches into the last FD_RESERVE of the process's limit. The kernel
+    hands out the lowest free number, so descriptor n means 0..n-1 are all taken: one comparison, no count."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit != resource.RLIM_INFINITY and fd >= limit - min(FD_RESERVE, limit // 4):
+        raise OSError(errno.EMFILE, f"this process holds {fd + 1} of its {limit} file descriptors "
+                                    f"(RLIMIT_NOFILE; the last {min(FD_RESERVE, limit // 4)} are kept for the rest "
+                                    "of the node agent): spread the nodes over spec.hosts (a host agent "
+                                    "process each) or raise the limit")
 
 
 def _raw_sctp_socket() -> socket.socket:

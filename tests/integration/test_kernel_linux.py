@@ -194,3 +194,26 @@ def test_many_namespaces_go_with_one_task_per_helper_thread_not_one_per_name(ker
     finally:
         for p in pods:
             kernel.netns_delete(p)
+
+
+def test_the_kernel_layer_lifts_its_descriptor_limit_as_far_as_it_may():
+    """A daemon serving 20,000 pods holds more descriptors than the 20,000 a container may start with. Started
+    with a soft limit of 512 under a hard one of 1024, a LinuxKernel ends at fs.nr_open when it may raise
+    its hard limit (CAP_SYS_RESOURCE, as root normally has), else at its hard limit (1024)."""
+    import resource
+    import subprocess
+    import sys
+
+    def low() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, 1024))
+
+    out = subprocess.run([sys.executable, "-c", (
+        "import resource; from netsim.kernel.linux import LinuxKernel; k = LinuxKernel(); "
+        "print(*resource.getrlimit(resource.RLIMIT_NOFILE)); k.close()")],
+        preexec_fn=low, capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    with open("/proc/sys/fs/nr_open") as f:
+        nr_open = int(f.read())
+    with open("/proc/self/status") as f:
+        cap_eff = int(next(line.split()[1] for line in f if line.startswith("CapEff:")), 16)
+    may_raise = bool(cap_eff & (1 << 24))  # CAP_SYS_RESOURCE
+    assert out == [str(nr_open if may_raise else 1024)] * 2, (out, may_raise)

@@ -91,8 +91,11 @@ def test_played_containers_restart_with_the_back_off():
 def test_spam_filter_lets_a_burst_through_then_one_per_refill():
     from netsim.node.prober import SpamFilter
     f = SpamFilter(burst=3, qps=0.1)
-    assert [f.allow("p", 0.0) for _ in range(5)] == [True, True, True, False, False]
-    assert not f.allow("p", 5.0) and f.allow("p", 10.5) and not f.allow("p", 11.0)
-    assert f.allow("other", 11.0)
-    f.forget("p")
-    assert f.allow("p", 11.0)
+    p, p2, other = ("ns/p", "kubelet"), ("ns/p", "other-source"), ("ns/q", "kubelet")
+    assert [f.allow(p, 0.0) for _ in range(5)] == [True, True, True, False, False]
+    assert not f.allow(p, 5.0) and f.allow(p, 10.5) and not f.allow(p, 11.0)
+    assert f.allow(other, 11.0)
+    assert [f.allow(p2, 11.0) for _ in range(4)] == [True, True, True, False]
+    f.forget("ns/p")  # every source's bucket of the pod, no other pod's
+    assert f.allow(p, 11.0) and f.allow(p2, 11.0)
+    assert [f.allow(other, 11.0) for _ in range(3)] == [True, True, False]

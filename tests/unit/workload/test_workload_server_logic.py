@@ -90,3 +90,22 @@ def test_serving_in_a_missing_namespace_reports_not_ready():
         assert srv.unserve("x/a") and not srv.unserve("x/a")
     finally:
         srv.stop()
+
+
+def test_a_listener_never_takes_the_last_descriptors_of_the_process():
+    """With RLIMIT_NOFILE at 200 the reserve is 50: descriptor 149 may listen, 150 may not, and the refusal
+    names the count, the limit and the way out (spec.hosts). Run in a child with its own lowered limit."""
+    import subprocess
+    import sys
+    code = (
+        "import errno, resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (200, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "from netsim.workload.server import _check_reserve\n"
+        "_check_reserve(149)\n"
+        "try:\n"
+        "    _check_reserve(150)\n"
+        "except OSError as e:\n"
+        "    assert e.errno == errno.EMFILE, e\n"
+        "    print(e.strerror)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "holds 151 of its 200 file descriptors" in out.stdout and "spec.hosts" in out.stdout, out
