@@ -15,6 +15,7 @@ Shape (see docs/architecture.md "Scenario"):
     description: ...
     cluster: {file: cluster.yaml}        # or an inline Cluster document, or just its `spec` fields
     manifests: [{file: web.yaml}, {apiVersion: v1, kind: Pod, ...}, "<YAML text>"]
+    timeouts: {build: 300s, settle: 120s}  # optional: convergence after the build, after each mutating step
     steps:
       - probe: {from: default/client, to: svc/default/web, port: 80, expect: allow}
 """
@@ -83,6 +84,8 @@ class Scenario:
     steps: tuple[Step, ...]
     description: str = ""
     base_dir: str = "."
+    build_timeout: float | None = None  # timeouts.build: the runner's default when None
+    settle_timeout: float | None = None  # timeouts.settle
 
 
 # ------------------------------------------------------------------------------------------ entry points
@@ -123,7 +126,8 @@ def parse_scenario(doc: Any, file: str = "<inline>", *, base_dir: str = ".",
     kind = top.str("kind", required=True)
     if kind != KIND:
         raise top.error("kind", f"must be {KIND}, got {kind!r}")
-    top.reject_unknown({"apiVersion", "kind", "metadata", "description", "cluster", "manifests", "steps"})
+    top.reject_unknown({"apiVersion", "kind", "metadata", "description", "cluster", "manifests", "timeouts",
+                        "steps"})
     if md is None:
         raise top.error("metadata", "is required (metadata.name names the scenario)")
     md.obj = top.obj
@@ -140,8 +144,14 @@ def parse_scenario(doc: Any, file: str = "<inline>", *, base_dir: str = ".",
     if not raw_steps:
         raise top.error("steps", "must list at least one step")
     steps = tuple(_parse_step(top.sub(item, f"steps[{i}]"), ctx, i) for i, item in enumerate(raw_steps))
+    build_timeout = settle_timeout = None
+    if top.data.get("timeouts") is not None:
+        tf = top.map("timeouts")
+        tf.reject_unknown({"build", "settle"})
+        build_timeout, settle_timeout = _duration(tf, "build"), _duration(tf, "settle")
     return Scenario(name=name, description=description, file=file, cluster=cluster, manifests=manifests,
-                    steps=steps, base_dir=str(base_dir))
+                    steps=steps, base_dir=str(base_dir), build_timeout=build_timeout,
+                    settle_timeout=settle_timeout)
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -145,6 +145,7 @@ class Runner:
         self.settle = settle
         self.settle_timeout = settle_timeout
         self.build_timeout = build_timeout
+        self._settle_limit = settle_timeout  # this run's: the scenario's timeouts.settle, else settle_timeout
         self.explain_limit = explain_limit
 
     def _emit(self, event: ProgressEvent) -> None:
@@ -154,6 +155,7 @@ class Runner:
     # -- the run ---------------------------------------------------------------------------------------
     def run(self, scenario: Scenario) -> RunResult:
         t0 = time.monotonic()
+        self._settle_limit = scenario.settle_timeout or self.settle_timeout
         total = len(scenario.steps)
         result = RunResult(scenario=scenario.name, file=scenario.file, description=scenario.description,
                            cluster=scenario.cluster.to_dict(), started=datetime.now(UTC).isoformat())
@@ -192,8 +194,9 @@ class Runner:
             if scenario.manifests:
                 self.c.apply(_dicts(scenario.manifests), wait=False)
                 obs["objects"] = [object_ref(o) for o in scenario.manifests]
-            if not self._converged(self.build_timeout):
-                raise _StepError(f"the cluster did not converge within {self.build_timeout:g}s")
+            limit = scenario.build_timeout or self.build_timeout
+            if not self._converged(limit):
+                raise _StepError(f"the cluster did not converge within {limit:g}s")
 
         return self._timed(StepResult(-1, "build", f"build cluster {scenario.cluster.name}"), build)
 
@@ -247,8 +250,8 @@ class Runner:
         def body(obs: dict[str, Any], fails: list[Failure]) -> None:
             handler(step.params, obs, fails)
             settles = self.settle and step.type in MUTATING_STEPS and step.type != "wait"
-            if settles and not self._converged(self.settle_timeout):
-                fails.append(Failure(f"the cluster did not converge within {self.settle_timeout:g}s "
+            if settles and not self._converged(self._settle_limit):
+                fails.append(Failure(f"the cluster did not converge within {self._settle_limit:g}s "
                                      f"after the {step.type}", expected="converged", observed="timeout"))
 
         return self._timed(sr, body)

@@ -321,6 +321,12 @@ INVALID_TOP = [
      "steps: [{wait: 1s}]\n", "cluster.file", "no such file"),
     ("apiVersion: netsim/v1alpha1\nkind: Scenario\nmetadata: {name: t}\ncluster: {network: {plugin: weave}}\n"
      "steps: [{wait: 1s}]\n", "cluster.spec.network.plugin", "not one of"),
+    ("apiVersion: netsim/v1alpha1\nkind: Scenario\nmetadata: {name: t}\ntimeouts: {build: 0s}\n"
+     "steps: [{wait: 1s}]\n", "timeouts.build", "longer than zero"),
+    ("apiVersion: netsim/v1alpha1\nkind: Scenario\nmetadata: {name: t}\ntimeouts: {settle: soon}\n"
+     "steps: [{wait: 1s}]\n", "timeouts.settle", ""),
+    ("apiVersion: netsim/v1alpha1\nkind: Scenario\nmetadata: {name: t}\ntimeouts: {apply: 1s}\n"
+     "steps: [{wait: 1s}]\n", "timeouts.apply", "unknown field"),
 ]
 
 

@@ -180,6 +180,19 @@ def test_settle_timeout_after_mutation_is_a_failure():
     assert "did not converge within 7s after the scale" in result.steps[0].failures[0].message
 
 
+def test_the_scenarios_timeouts_replace_the_runners():
+    """`timeouts: {build, settle}` in the file: the build's convergence wait and each mutating step's."""
+    text = ("apiVersion: netsim/v1alpha1\nkind: Scenario\nmetadata: {name: t}\ncluster: {nodes: 3}\n"
+            "timeouts: {build: 30m, settle: 45s}\nsteps:\n  - scale: {name: web, replicas: 1}\n")
+    sc = load_scenario_text(text, "t.yaml")
+    assert (sc.build_timeout, sc.settle_timeout) == (1800.0, 45.0)
+    api = fake(scripted={"wait_converged": [True, False]})
+    result = Runner(api, settle_timeout=7, build_timeout=9).run(sc)
+    assert [a[0] for m, a in api.calls if m == "wait_converged"][:2] == [1800.0, 45.0], api.calls
+    assert "did not converge within 45s after the scale" in result.steps[0].failures[0].message
+    assert scenario("- wait: 1ms").build_timeout is None  # absent: the runner's own
+
+
 def test_mutating_error_aborts_later_steps():
     api = fake(scripted={"kill_pods": lambda *a: []})
     _, result = run("""
