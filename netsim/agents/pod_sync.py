@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netsim import naming
+from netsim.agents.changes import ChangeTracker
 from netsim.agents.kubelet import ClusterKubelet, last_line
 from netsim.agents.pod_source import PodSource
 from netsim.agents.podread import container_manifests, typed_pod
@@ -84,6 +85,9 @@ class PodSync:
         self._reported: set[tuple[str, str, float]] = set()  # exits already given their event
         self.services_stale = True  # the workload server's Service targetPorts are read on the first pass
         self.source = PodSource(store)  # the pods, from the change log, and when each is due
+        # The sources of API-data volumes that changed (a pod: its downward API; a ConfigMap or Secret: its
+        # namespace's pods), so a volume sync follows the change, not the number of pods.
+        self._volume_changes = ChangeTracker(store, {"Pod", "ConfigMap", "Secret"})
         self._alive: set[str] = set()  # nodes alive at the last `work`
         self._worked: list[str] = []  # the pods handed to this pass's kubelet step
         self.synced = 0  # pods synced, over the daemon's life (what tests count)
@@ -425,7 +429,15 @@ class PodSync:
     def sync_volumes(self) -> None:
         """The kubelet's volume sync: API-data volumes rewritten (atomically) from the current objects."""
         self.source.poll()
-        pods = [p for p in self.source.pods.values() if self.kubelet.node_alive(self._node(p))]
+        batch = self._volume_changes.poll()
+        namespaces = {ns or "default" for kind, ns, _ in batch.objects if kind != "Pod"}
+        if batch.resync or namespaces:
+            candidates = [p for p in self.source.pods.values()
+                          if batch.resync or (o.namespace(p) or "default") in namespaces]
+        else:
+            keys = (f"{ns or 'default'}/{name}" for _, ns, name in batch.objects)
+            candidates = [p for p in (self.source.pods.get(k) for k in keys) if p is not None]
+        pods = [p for p in candidates if self.kubelet.node_alive(self._node(p))]
         for pod, volume in self.pod_setup.sync_volumes(pods, lambda p: self.nodes[self._node(p)].ip):
             self._event(o.ref(pod), "VolumeUpdated", f'volume "{volume}" updated',
                         actor=f"kubelet/{self._node(pod)}")

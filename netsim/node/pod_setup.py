@@ -217,14 +217,13 @@ class PodSetup:
 
     def sync_volumes(self, pods: list[Mapping[str, Any]],
                      host_ip: Callable[[Mapping[str, Any]], str]) -> list[tuple[Mapping[str, Any], str]]:
-        """Rewrite the API-data volumes of running pods from the current ConfigMaps, Secrets and pod
-        metadata; returns (pod, volume) for every volume that changed."""
-        by_part = {naming.pod_part((p.get("metadata") or {}).get("namespace") or "default",
-                                   str((p.get("metadata") or {}).get("name", ""))): p for p in pods}
+        """Rewrite the API-data volumes of `pods` (those whose sources changed; the caller picks them) from
+        the current ConfigMaps, Secrets and pod metadata; returns (pod, volume) for every volume that changed."""
         out = []
-        for part in self.volumes.pods():
-            pod = by_part.get(part)
-            if pod is None:
+        for pod in pods:
+            part = naming.pod_part((pod.get("metadata") or {}).get("namespace") or "default",
+                                   str((pod.get("metadata") or {}).get("name", "")))
+            if not self.volumes.has(part):
                 continue
             ctx = self.context(pod, {}, host_ip(pod))
             out += [(pod, v) for v in self.volumes.update(part, ctx)]

@@ -236,6 +236,10 @@ class PodVolumes:
     def pods(self) -> list[str]:
         return list(self._api)
 
+    def has(self, pod_part: str) -> bool:
+        """Whether the pod has API-data volumes here (to update when their sources change)."""
+        return pod_part in self._api
+
     def teardown(self, pod_part: str) -> None:
         """Remove a pod's volumes (unmounting its memory-backed emptyDirs first)."""
         self._api.pop(pod_part, None)

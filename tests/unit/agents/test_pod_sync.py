@@ -143,3 +143,37 @@ def test_a_pod_being_deleted_restarts_nothing():
     exit_(kubelet, 1)
     pass_(sync)
     assert kubelet.started == [] and state(store)["state"]["terminated"]["exitCode"] == 1
+
+
+class VolumeSetup:
+    """Records which pods each volume sync was asked to rewrite."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    def sync_volumes(self, pods: list[dict[str, Any]], host_ip: Any) -> list:
+        self.asked.append(sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods))
+        return []
+
+
+def test_a_volume_sync_follows_the_changed_sources_not_the_pods():
+    """The first sync looks at every pod (a resync); then a pod's change asks for that pod (its downward
+    API), a ConfigMap's or Secret's for the pods of its namespace, and no change for none."""
+    store = MemoryStore()
+    for ns, name in (("default", "p"), ("default", "q"), ("other", "r")):
+        store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+                      "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]},
+                      "status": {"podIP": "10.244.0.5", "phase": "Running"}})
+    kubelet = StubKubelet({"n1": NodeKubelet()}, setup=VolumeSetup())
+    sync = PodSync(SPEC, {"n1": NodeRec("n1", "172.18.0.2", "10.244.0.0/24")}, FakeKernel(), store,
+                   kubelet, RealClock(), lambda *e: None)  # type: ignore[arg-type]
+    sync.sync_volumes()
+    q = store.get("Pod", "default", "q")
+    q["metadata"]["labels"] = {"tier": "web"}
+    store.update(q)
+    sync.sync_volumes()
+    store.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "other"},
+                  "data": {"k": "v"}})
+    sync.sync_volumes()
+    sync.sync_volumes()
+    assert kubelet.setup.asked == [["default/p", "default/q", "other/r"], ["default/q"], ["other/r"], []]
