@@ -120,9 +120,12 @@ class LinuxKernel:
         self._home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._socks: OrderedDict[str, IPRoute] = OrderedDict()
         # One plain netlink socket per namespace for the hot requests (netsim.kernel.fastnl); a descriptor
-        # each, no event loop, so many more are kept than pyroute2 sockets.
+        # each, no event loop, so more are kept than pyroute2 sockets: up to 4,096, but never more than a
+        # twentieth of the descriptor limit. A pod's socket serves its sandbox's few requests (made, then
+        # torn down), and every descriptor kept here is one fewer for the pods' listeners: with 4,096 kept
+        # under a limit of 20,000, a node agent ran out at ~15,500 pods.
         self._fast: OrderedDict[str, FastNetlink] = OrderedDict()
-        self._max_fast = max(4 * max_sockets, 4096)
+        self._max_fast = max(max_sockets, min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 20))
         self._index: dict[tuple[str, str], int] = {}
         self._tools: dict[str, str] = {}
         self._unlinker = ThreadPoolExecutor(max_workers=UNLINK_WORKERS, thread_name_prefix="netsim-unlink")
