@@ -337,45 +337,52 @@ class Interpreter:
     def _run_rules(self, table: str, chain: Chain, start: int, st: _State,
                    depth: int) -> list[tuple[_State, str | None]]:
         """Run `chain` from rule `start`; returns (state, terminal target or None for "returned") per
-        branch, the branch where a statistic rule matched before the one where it did not."""
+        branch, the branch where a statistic rule matched before the one where it did not.
+
+        A statistic rule's not-matched branch is a continuation of this chain kept on a stack, not a
+        recursive call: a Service's chain has one such rule per endpoint, and at 10,000 endpoints the
+        recursion passed Python's limit. The newest continuation runs first, which keeps the order above."""
         if depth > self.max_depth:
             return [(st.note(f"jump depth limit reached in {table}/{chain.name}"), None)]
         out: list[tuple[_State, str | None]] = []
-        tail: list[tuple[_State, str | None]] = []  # branches where a statistic rule did not match
-        i = start
+        todo: list[tuple[int, _State]] = [(start, st)]
         rules = chain.rules
-        while i < len(rules):
-            rule = self._parsed(rules[i])
-            p, st = self._match(rule, st)
-            if p <= 0:
+        while todo:
+            i, st = todo.pop()
+            while True:
+                if i >= len(rules):
+                    out.append((st, None))
+                    break
+                rule = self._parsed(rules[i])
+                p, st = self._match(rule, st)
+                if p <= 0:
+                    i += 1
+                    continue
+                if p < 1:
+                    todo.append((i + 1, replace(st, prob=st.prob * (1 - p))))
+                    st = replace(st, prob=st.prob * p)
+                st = replace(st, path=st.path + (Step(table, chain.name, i + 1, rule.raw),))
+                tgt = rule.target
+                if tgt is None:
+                    i += 1
+                    continue
+                if tgt == "RETURN":
+                    out.append((st, None))
+                    break
+                sub_chain = self.rules.chain(table, tgt)
+                if sub_chain is not None and not sub_chain.builtin:
+                    for s2, v in self._run_rules(table, sub_chain, 0, st, depth + 1):
+                        if v is not None or rule.goto:
+                            out.append((s2, v))
+                        else:
+                            out += self._run_rules(table, chain, i + 1, s2, depth)
+                    break
+                if tgt in _TERMINAL:
+                    out.append((self._terminal(rule, st), tgt))
+                    break
+                st = self._effect(rule, st)
                 i += 1
-                continue
-            if p < 1:
-                tail = self._run_rules(table, chain, i + 1, replace(st, prob=st.prob * (1 - p)), depth) + tail
-                st = replace(st, prob=st.prob * p)
-            st = replace(st, path=st.path + (Step(table, chain.name, i + 1, rule.raw),))
-            tgt = rule.target
-            if tgt is None:
-                i += 1
-                continue
-            if tgt == "RETURN":
-                out.append((st, None))
-                return out + tail
-            sub_chain = self.rules.chain(table, tgt)
-            if sub_chain is not None and not sub_chain.builtin:
-                for s2, v in self._run_rules(table, sub_chain, 0, st, depth + 1):
-                    if v is not None or rule.goto:
-                        out.append((s2, v))
-                    else:
-                        out += self._run_rules(table, chain, i + 1, s2, depth)
-                return out + tail
-            if tgt in _TERMINAL:
-                out.append((self._terminal(rule, st), tgt))
-                return out + tail
-            st = self._effect(rule, st)
-            i += 1
-        out.append((st, None))
-        return out + tail
+        return out
 
     # --- matching --------------------------------------------------------------------------------
     def _parsed(self, args: list[str]) -> _Rule:

@@ -156,7 +156,8 @@ def trace(
     rnd = TraceTag.random(dest.protocol.lower())
     tag = LooseTag(rnd.proto, rnd.ip_id, sport if sport is not None else rnd.sport)
     view = view or from_cluster(cluster)
-    branches = simulate(view, source, dest, tag.sport)
+    unwalked: dict[str, float] = {}
+    branches = simulate(view, source, dest, tag.sport, unwalked)
     observed = None
     diffs: list[str] = []
     observe_elapsed = 0.0
@@ -175,7 +176,9 @@ def trace(
         if raw.lost:
             notes.append(f"trace events lost (buffer overrun) in {', '.join(raw.lost)}")
         observed = build_observed(view, source, dest, tag, raw)
-        diffs = disagreements(branches, observed)
+        diffs = disagreements(branches, observed, frozenset(unwalked))
+        if unwalked:
+            notes.append(f"{len(unwalked):,} endpoints' branches were not walked (a Service of that many endpoints)")
     return TraceReport(
         source, dest, tag.sport, branches, observed, diffs, time.monotonic() - t0, observe_elapsed, notes
     )

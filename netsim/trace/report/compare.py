@@ -31,7 +31,11 @@ def pick_branch(branches: list[H.Path], observed: H.Path | None) -> H.Path | Non
     return max(branches, key=lambda b: b.probability)
 
 
-def disagreements(branches: list[H.Path], observed: H.Path) -> list[str]:
+def disagreements(branches: list[H.Path], observed: H.Path, unwalked: frozenset[str] = frozenset()) -> list[str]:
+    """`unwalked`: endpoint IPs the simulation named but did not walk (a Service with more endpoints than
+    it walks); an observation that took one of those agrees with the simulation as far as it went."""
+    if observed.endpoint_ip and observed.endpoint_ip in unwalked:
+        return []
     out: list[str] = []
     branch = pick_branch(branches, observed)
     if branch is None:

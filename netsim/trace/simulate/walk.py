@@ -42,6 +42,10 @@ from netsim.trace.simulate.reply import answer_certain, walk_reply
 from netsim.trace.view import ClusterView, NodeKernelState
 
 MAX_NODES_ON_PATH = 8
+# The branches of one node's rules walked on to their end. A Service of N endpoints gives N branches, each
+# walked through the network and back; at 10,000 endpoints that took longer than ten minutes. Past this many
+# the rest are named (`Simulator.unwalked`, their endpoint and probability) but not walked.
+MAX_WALKED_BRANCHES = 64
 END_OF_TIER = "End of tier default. Drop if no policies passed packet"
 
 
@@ -97,6 +101,8 @@ class Simulator:
         self.sport = sport
         self._interp: dict[str, Interpreter] = {}
         self.first_src = source.ip  # the request's source address as sent (a node picks it by route)
+        self.unwalked: dict[str, float] = {}  # endpoint IP -> probability of the branches not walked
+        self._retraced: dict[tuple[Any, ...], dict[tuple[str | None, str], Any]] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
     def interpreter(self, node: str) -> Interpreter:
@@ -267,8 +273,21 @@ class Simulator:
             in_iface=in_iface,
         )
         results: list[H.Path] = []
-        for oc in interp.trace(packet):
+        outcomes = interp.trace(packet)
+        rest = outcomes[MAX_WALKED_BRANCHES:]
+        if rest:
+            outcomes = outcomes[:MAX_WALKED_BRANCHES]
+            for oc in rest:
+                ip = (oc.dnat or "").rsplit(":", 1)[0]
+                if ip:
+                    self.unwalked[ip] = self.unwalked.get(ip, 0.0) + path.probability * oc.probability
+            skipped = (f"{node}: {len(rest):,} more of the {len(rest) + len(outcomes):,} branches of its rules "
+                       f"(probability {path.probability * sum(oc.probability for oc in rest):.4f} in all) "
+                       f"were not walked; the first {len(outcomes)} were")
+        for oc in outcomes:
             br = self._fork(path, oc.probability)
+            if rest:
+                br.notes.append(skipped)
             for n in oc.notes:
                 if n not in br.notes:
                     br.notes.append(f"{node}: {n}")
@@ -379,8 +398,13 @@ class Simulator:
         masq = oc.masquerade
         decided = oc
         if in_iface is not None or out_dev:
-            again = [
-                o
+            # The rules again with the way out known (masquerade may depend on it), once per way: every
+            # branch of a Service's endpoints at this node looks its own up (a re-trace per branch walked
+            # 64 x 10,000 outcomes at a 10,000-endpoint Service).
+            key = (node, pkt.src, pkt.dst, pkt.proto, pkt.dport, pkt.sport, origin, in_iface, out_dev)
+            table = self._retraced.get(key)
+            if table is None:
+                table = {}
                 for o in self.interpreter(node).trace(
                     Packet(
                         pkt.src,
@@ -392,11 +416,12 @@ class Simulator:
                         in_iface=in_iface,
                         out_iface=out_dev,
                     )
-                )
-                if o.dnat == oc.dnat and o.verdict == oc.verdict
-            ]
-            if again:
-                masq, decided = again[0].masquerade, again[0]
+                ):
+                    table.setdefault((o.dnat, o.verdict), o)
+                self._retraced[key] = table
+            again = table.get((oc.dnat, oc.verdict))
+            if again is not None:
+                masq, decided = again.masquerade, again
         br.hops.append(
             H.Hop(
                 node,
@@ -661,12 +686,16 @@ def _comment(rule: str) -> str | None:
 
 
 def simulate(
-    view: ClusterView, source: TraceSource, dest: TraceDestination, sport: int | None = None
+    view: ClusterView, source: TraceSource, dest: TraceDestination, sport: int | None = None,
+    unwalked: dict[str, float] | None = None,
 ) -> list[H.Path]:
     """Every possible fate of the packet, with probabilities summing to 1; delivered branches carry the
-    expected answer and its way back (hops with direction "reply")."""
+    expected answer and its way back (hops with direction "reply"). Past MAX_WALKED_BRANCHES branches at a
+    node the rest are not walked: their endpoint IPs and probabilities go into `unwalked` when given."""
     sim = Simulator(view, source, dest, sport)
     paths = sim.run()
+    if unwalked is not None:
+        unwalked.update(sim.unwalked)
     label = f"pod {source.pod}" if source.kind == "pod" else source.label
     for p in paths:
         if p.verdict == H.VERDICT_REJECTED:  # kube-proxy's REJECT answers with ICMP port unreachable

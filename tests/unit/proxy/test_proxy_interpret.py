@@ -170,3 +170,19 @@ def test_match_set_uses_the_given_ipsets_and_assumes_unknown_sets() -> None:
     assert not interp.trace(Packet("172.18.0.9", "203.0.113.10"))[0].masquerade
     [assumed] = Interpreter(rules, [NODE_IP]).trace(Packet("172.18.0.9", "203.0.113.10"))
     assert assumed.masquerade and any("--match-set masq src" in n for n in assumed.notes)
+
+
+def test_ten_thousand_endpoints_each_one_ten_thousandth() -> None:
+    """One statistic rule per endpoint in the Service's chain: the walk must not recurse per rule (at
+    10,000 it passed Python's recursion limit in `netsim trace` through such a Service)."""
+    from netsim.proxy.model import Endpoint
+
+    from .scenarios import CONFIG, svc
+    sp = svc("big", "10.96.0.30")
+    eps = [Endpoint(f"10.245.{i // 250}.{i % 250 + 1}", 8080, "node-2") for i in range(10_000)]
+    outs = Interpreter(render_full([sp], {sp.key: eps}, NODE, CONFIG).payload, [NODE_IP]).trace(
+        Packet(POD_CLIENT, "10.96.0.30", dport=80))
+    agg = aggregate(outs)
+    assert len(agg) == 10_000 and sum(agg.values()) == pytest.approx(1.0)
+    assert all(p == pytest.approx(1e-4, rel=1e-6) for p in agg.values())
+    assert any(c.startswith("nat/KUBE-SEP-") for c in outs[0].chains())

@@ -168,3 +168,20 @@ def test_host_to_host_goes_through_the_fabric():
     v.hosts["far"], v.host_netns["far"] = "198.51.100.7", "netsim-t-host-far"
     [p] = simulate(v, S.EXT, other, 40000)
     assert p.verdict == H.VERDICT_DELIVERED and p.endpoint == "host/far" and p.returned is True
+
+
+def test_past_the_walked_limit_a_nodes_branches_are_named_not_walked(monkeypatch):
+    """A Service of more endpoints than MAX_WALKED_BRANCHES: the first are walked, the rest named with their
+    probability (a trace through 10,000 endpoints walked each one for minutes); an observation that took an
+    unwalked endpoint is no disagreement."""
+    from netsim.trace.report.compare import disagreements
+    from netsim.trace.simulate import walk
+    monkeypatch.setattr(walk, "MAX_WALKED_BRANCHES", 1)
+    unwalked: dict[str, float] = {}
+    paths = simulate(S.view(), S.CLIENT, S.WEB_SVC, 40000, unwalked)
+    assert [p.endpoint for p in paths] == ["default/web-a"] and paths[0].probability == pytest.approx(0.5)
+    assert unwalked == {"10.244.1.5": pytest.approx(0.5)}
+    assert any("1 more of the 2 branches" in n and "probability 0.5000" in n for n in paths[0].notes)
+    observed = H.Path(verdict=H.VERDICT_DELIVERED, endpoint="default/web-b", endpoint_ip="10.244.1.5")
+    assert disagreements(paths, observed, frozenset(unwalked)) == []
+    assert disagreements(paths, observed)  # without the names it is a disagreement
