@@ -85,6 +85,14 @@ def remove(name: str) -> bool:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        # umount said "not a mount point" yet the name is one: its mount lies under a mount of /run/netns
+        # over itself (the first `ip netns add` on a machine makes one), out of reach by path until reboot.
+        raise OSError(errno.EBUSY, f"{path}: its namespace mount is hidden under a later mount of "
+                                   f"{NETNS_RUN_DIR} over itself (`ip netns add` makes one the first time it "
+                                   "runs); it cannot be removed by name until the machine restarts") from None
     return True
 
 

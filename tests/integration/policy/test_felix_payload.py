@@ -54,13 +54,16 @@ OTHER_COMPONENT_RULE = '-A FORWARD -m comment --comment "kubernetes forwarding r
 
 
 @pytest.fixture
-def netns():
+def netns(kernel):
     name = f"netsim-tfelix-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    # netsim's own namespace maker, not `ip netns add`: the first `ip netns add` on a machine bind-mounts
+    # /run/netns over itself, which hides the namespaces other tests have mounted there meanwhile (their
+    # removal then fails with EBUSY).
+    kernel.netns_create(name)
     try:
         yield name
     finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+        kernel.netns_delete(name)
 
 
 def in_ns(ns: str, *argv: str, stdin: str | None = None) -> str:

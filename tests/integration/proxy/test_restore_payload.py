@@ -34,15 +34,18 @@ def _run(ns: str, *argv: str, stdin: str | None = None) -> str:
 
 
 @pytest.fixture
-def netns():
+def netns(kernel):
     if shutil.which("iptables-restore") is None or shutil.which("ip") is None:
         pytest.skip("needs ip and iptables-restore")
     name = f"netsim-tproxy-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    # netsim's own namespace maker, not `ip netns add`: the first `ip netns add` on a machine bind-mounts
+    # /run/netns over itself, which hides the namespaces other tests have mounted there meanwhile (their
+    # removal then fails with EBUSY).
+    kernel.netns_create(name)
     try:
         yield name
     finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
+        kernel.netns_delete(name)
 
 
 def test_full_then_partial_payload_restore(netns: str) -> None:
