@@ -9,6 +9,7 @@ stop it, probe the write lock, and if the stopped process holds it, let it run o
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import time
@@ -43,9 +44,10 @@ def write_lock_free(store_path: str) -> bool:
         conn.close()
 
 
-def stop_outside_a_write(pid: int, store_path: str, timeout: float = 10.0) -> None:
+def stop_outside_a_write(pid: int, store_path: str, timeout: float = 30.0) -> None:
     """SIGSTOP `pid` at a moment it holds no write transaction on the SQLite store at `store_path`."""
     deadline = time.monotonic() + timeout
+    pause = 0.01
     while True:
         os.kill(pid, signal.SIGSTOP)
         while not _all_threads_stopped(pid):
@@ -55,4 +57,7 @@ def stop_outside_a_write(pid: int, store_path: str, timeout: float = 10.0) -> No
         os.kill(pid, signal.SIGCONT)
         if time.monotonic() > deadline:
             raise AssertionError(f"process {pid} held the store's write lock at every stop for {timeout} s")
-        time.sleep(0.01)
+        # Let it run on, longer each time and at a random phase: on a loaded machine a process let go for a
+        # fixed 10 ms may not be scheduled at all before the next stop, and never leave its transaction.
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 0.2)
