@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from netsim import daemonproc, fsclean, naming, state
+from netsim import daemonproc, fsclean, naming, pidstate, state
 from netsim.apiserver import endpoint
 from netsim.etcd import config as etcd_config
 from netsim.kernel import netns as netns_mod
@@ -220,19 +220,8 @@ class _Killing:
 
 def _stopped(pid: int) -> bool:
     """Every thread of `pid` is exiting, a zombie, or gone (/proc/PID/task/TID/stat: state, flags)."""
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return True
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-                fields = f.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if fields and fields[0] not in (b"Z", b"X") and not int(fields[6]) & PF_EXITING:
-            return False
-    return True
+    threads = pidstate.thread_stats(pid)
+    return threads is None or all(state in ("Z", "X") or flags & PF_EXITING for state, flags in threads)
 
 
 def _kill(pids: set[int]) -> int:

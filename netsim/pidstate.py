@@ -13,6 +13,26 @@ import socket
 SIGKILL_BIT = 1 << (9 - 1)  # SIGKILL in /proc/<pid>/status's signal masks (bit n-1 for signal n)
 
 
+def thread_stats(pid: int) -> list[tuple[str, int]] | None:
+    """(state, flags) of every thread of `pid` from /proc/PID/task/TID/stat (state "R", "S", "T", "Z", ...;
+    flags as include/linux/sched.h PF_*); None when the process is gone. A thread that ends meanwhile is
+    left out."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    out = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 6:
+            out.append((fields[0].decode(), int(fields[6])))
+    return out
+
+
 def killed(status: str) -> bool:
     """A /proc/<pid>/status text of a process that is dead or dying: a zombie or dead state, or a SIGKILL
     pending. A killed process leaves the kernel only when the call it is in returns: a thread blocked in

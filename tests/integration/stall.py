@@ -14,21 +14,12 @@ import signal
 import sqlite3
 import time
 
+from netsim import pidstate
+
 
 def _all_threads_stopped(pid: int) -> bool:
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return True
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, IndexError):
-            continue
-        if state not in ("T", "t"):
-            return False
-    return True
+    threads = pidstate.thread_stats(pid)
+    return threads is None or all(state in ("T", "t") for state, _ in threads)
 
 
 def write_lock_free(store_path: str) -> bool:

@@ -119,3 +119,25 @@ def test_a_starting_process_whose_command_line_reads_empty_has_not_exited(monkey
         proc.kill()
         proc.wait()
     assert daemonproc.exited(proc.pid, "zz9")  # gone
+
+
+def test_thread_stats_reads_each_threads_state_and_is_none_for_a_gone_process():
+    import signal
+
+    from netsim import pidstate
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); "
+                              "print('up', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "up"
+        running = pidstate.thread_stats(child.pid)
+        assert running is not None and len(running) == 2 and all(s in ("S", "R") for s, _ in running)
+        child.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while not all(s == "T" for s, _ in pidstate.thread_stats(child.pid) or []):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        child.wait()
+    assert pidstate.thread_stats(child.pid) is None
