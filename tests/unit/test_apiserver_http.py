@@ -142,3 +142,24 @@ def test_malformed_connections_do_not_hurt_the_server(server):
     c = conn(server)
     assert call(c, "GET", "/readyz")[2] == b"ok"
     assert server.health()["state"] == "running" and server.health()["handlerErrors"] == 0
+
+
+def test_a_store_locked_past_its_busy_timeout_answers_504_timeout(request, monkeypatch):
+    """A writer stuck in another process holds the store's write lock: the API answers 504 reason Timeout
+    (apierrors.NewTimeoutError, which clients retry), naming the store; not a 500 for a server bug."""
+    import sqlite3
+    monkeypatch.setattr(SQLiteStore, "BUSY_TIMEOUT_MS", 300)
+    srv = request.getfixturevalue("server")
+    holder = sqlite3.connect(srv.store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        c = conn(srv)
+        status, _, body = call(c, "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "x"}})
+        answer = json.loads(body)
+        assert status == 504 and answer["reason"] == "Timeout" and answer["code"] == 504, answer
+        assert "stayed locked for 0.3 s" in answer["message"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    status, _, _ = call(conn(srv), "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "x"}})
+    assert status == 201
