@@ -87,7 +87,7 @@ from netsim.node.pod_setup import PodSetup
 from netsim.node.watch_delay import WatchDelays
 from netsim.store import COMPACTION_INTERVAL, Compacted, Compactor, Store, StoreError, rfc3339
 from netsim.storewatch import ChangeWaiter
-from netsim.workload.server import WorkloadServer
+from netsim.workload.shards import WorkloadShards
 
 log = logging.getLogger("netsim.daemon")
 STORE_FILE = storefactory.STORE_FILE
@@ -195,7 +195,8 @@ class Daemon:
             if self.network.plugin_name in ("flannel", "canal") else None
         self.kubelets = {name: Kubelet(self.kernel, self.network, rec, cni_mode=self.spec.network.cni_mode)
                          for name, rec in self.nodes.items()}
-        self.workload = WorkloadServer(self.kernel)
+        # The pods' ports: this process's own listeners, and shard processes past its descriptor limit.
+        self.workload = WorkloadShards(self.kernel, cluster)
         self.dns_snapshot = SnapshotHolder()
         self.dns = DnsServer(self.kernel, self.dns_snapshot, self.spec.dns_domain)
         self.dns_agent = DnsAgent(self.store, self.dns_snapshot)  # the records, from the change log

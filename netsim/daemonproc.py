@@ -19,6 +19,9 @@ MODULE = "netsim.daemon"
 # The cluster's warm CLI process (netsim.cli.warm, `python -m netsim.cli.warm <cluster>`) and the children it
 # forks for commands carry this marker: role "cli". Named here, not imported (it is the CLI's layer).
 WARM_CLI_MODULE = "netsim.cli.warm"
+# The workload shards a node agent starts when its own descriptors cannot hold every pod's listeners
+# (netsim.workload.shards): `python -m netsim.workload.shard <cluster>`, role "workload".
+WORKLOAD_SHARD_MODULE = "netsim.workload.shard"
 
 
 def argv(cluster: str, role: str = "daemon", host: str | None = None) -> list[str]:
@@ -28,11 +31,13 @@ def argv(cluster: str, role: str = "daemon", host: str | None = None) -> list[st
 
 
 def role_of(cmdline: list[str], cluster: str) -> tuple[str, str | None] | None:
-    """(role, host) of a process of `cluster` by its command line (`argv`'s shapes, and the warm CLI's:
-    role "cli"), else None."""
+    """(role, host) of a process of `cluster` by its command line (`argv`'s shapes, the warm CLI's: role
+    "cli", and a workload shard's: role "workload"), else None."""
     for i in range(len(cmdline) - 2):
         if cmdline[i:i + 3] == ["-m", WARM_CLI_MODULE, cluster] and i + 3 == len(cmdline):
             return ("cli", None)
+        if cmdline[i:i + 3] == ["-m", WORKLOAD_SHARD_MODULE, cluster] and i + 3 == len(cmdline):
+            return ("workload", None)
         if cmdline[i:i + 3] == ["-m", MODULE, cluster]:
             rest = cmdline[i + 3:]
             if not rest:

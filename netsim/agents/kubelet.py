@@ -44,6 +44,7 @@ from netsim.node.security import ContainerConfigError, effective
 from netsim.node.service_ports import ServiceIndex, target_ports_for
 from netsim.node.termination import Terminator
 from netsim.workload.server import WorkloadServer
+from netsim.workload.shards import WorkloadShards
 
 log = logging.getLogger("netsim.daemon")
 # A container killed after a failed liveness/startup probe gets SIGTERM and, this many seconds at most
@@ -86,7 +87,7 @@ class ClusterKubelet:
     """The control loop's Kubelet: dispatches to the node kubelets and owns the pod-facing servers (the
     workload identity server for every declared port, the DNS responder for CoreDNS pods' port 53)."""
 
-    def __init__(self, kernel: Kernel, kubelets: dict[str, Kubelet], workload: WorkloadServer, dns: DnsServer,
+    def __init__(self, kernel: Kernel, kubelets: dict[str, Kubelet], workload: WorkloadServer | WorkloadShards, dns: DnsServer,
                  spec: ClusterSpec, services: Any, setup: PodSetup | None = None, events: Any = None,
                  decode: Callable[[dict[str, Any]], Any] | None = None):
         self.kernel = kernel

@@ -118,6 +118,7 @@ class _Pod:
     listeners: dict[PortKey, _Listener] = field(default_factory=dict)
     sctp_ports: set[int] = field(default_factory=set)
     failed: dict[PortKey, str] = field(default_factory=dict)
+    short: bool = False  # a port failed only because this process is out of descriptors (another may serve it)
 
 
 class WorkloadServer(NetnsServer):
@@ -191,28 +192,30 @@ class WorkloadServer(NetnsServer):
                     pod.sctp_ports.add(port)
                 else:
                     pod.failed[(port, "SCTP")] = err
+            pod.short = any(isinstance(err, _ShortOfDescriptors) for err in pod.failed.values())
             for key, err in pod.failed.items():
-                log.warning("%s: cannot serve %s/%s in %s: %s", pod_key, key[0], key[1], netns, err)
+                if not pod.short:  # a pod short of descriptors is moved to another process (workload/shards.py)
+                    log.warning("%s: cannot serve %s/%s in %s: %s", pod_key, key[0], key[1], netns, err)
             return {k: k not in pod.failed for k in wanted}
 
+    def short_of_descriptors(self, pod_key: str) -> bool:
+        """The pod's last `serve` failed a port only because this process's listeners reached its descriptor
+        reserve (FD_RESERVE): the same ports would open in a process with descriptors to spare."""
+        with self._lock:
+            pod = self._pods.get(pod_key)
+            return pod is not None and pod.short
+
     def request_counts(self) -> dict[str, int]:
-        """Requests answered so far per pod (a copy; the server thread keeps counting)."""
-        for _ in range(5):
-            try:
-                return dict(self.requests)
-            except RuntimeError:  # the server thread added a pod while we copied
-                continue
-        return {}
+        """Requests answered so far per pod (a copy; the server thread keeps counting). Taken under the
+        server's lock, which its thread holds while it answers: an answer a client has read is counted."""
+        with self._lock:
+            return dict(self.requests)
 
     def request_stats(self) -> dict[str, tuple[float, float]]:
         """Per pod: (requests answered, request-seconds spent answering them), both cumulative."""
-        for _ in range(5):
-            try:
-                busy = dict(self.busy)
-                return {pod: (float(n), busy.get(pod, 0.0)) for pod, n in dict(self.requests).items()}
-            except RuntimeError:  # the server thread added a pod while we copied
-                continue
-        return {}
+        with self._lock:
+            busy = dict(self.busy)
+            return {pod: (float(n), busy.get(pod, 0.0)) for pod, n in self.requests.items()}
 
     def unserve(self, pod_key: str) -> bool:
         """Close everything `pod_key` listens on; False when it was not served."""
@@ -252,6 +255,8 @@ class WorkloadServer(NetnsServer):
             for port, proto in keys:
                 try:
                     out[(port, proto)] = _bind(port, proto)
+                except DescriptorsReserved as exc:
+                    out[(port, proto)] = _ShortOfDescriptors(exc.strerror)
                 except OSError as exc:
                     out[(port, proto)] = exc.strerror or str(exc)
             return out
@@ -572,15 +577,22 @@ def _bind(port: int, proto: str) -> socket.socket:
     return sock
 
 
+class DescriptorsReserved(OSError):
+    """A listener would take one of the descriptors kept for the rest of the process (EMFILE)."""
+
+
+class _ShortOfDescriptors(str):
+    """The reason a port failed, when it failed for DescriptorsReserved (a str, as every other reason)."""
+
+
 def _check_reserve(fd: int) -> None:
     """Refuse a listener whose descriptor reaches into the last FD_RESERVE of the process's limit. The kernel
     hands out the lowest free number, so descriptor n means 0..n-1 are all taken: one comparison, no count."""
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if limit != resource.RLIM_INFINITY and fd >= limit - min(FD_RESERVE, limit // 4):
-        raise OSError(errno.EMFILE, f"this process holds {fd + 1} of its {limit} file descriptors "
-                                    f"(RLIMIT_NOFILE; the last {min(FD_RESERVE, limit // 4)} are kept for the rest "
-                                    "of the node agent): spread the nodes over spec.hosts (a host agent "
-                                    "process each) or raise the limit")
+        raise DescriptorsReserved(errno.EMFILE, f"this process holds {fd + 1} of its {limit} file descriptors "
+                                                f"(RLIMIT_NOFILE; the last {min(FD_RESERVE, limit // 4)} are kept "
+                                                "for the rest of the process)")
 
 
 def _raw_sctp_socket() -> socket.socket:
