@@ -136,8 +136,12 @@ class WorkloadServer(NetnsServer):
     sweep_interval = 1.0  # lingering connections may be many: look for expired ones once a second
 
     def __init__(self, kernel: Kernel, *, linger: float = 5.0, max_lingering: int = 20000,
-                 sniff_window: float = SNIFF_WINDOW):
+                 sniff_window: float = SNIFF_WINDOW, max_listeners: int | None = None):
         super().__init__(kernel)
+        # A cap below the descriptor limit (tests: NETSIM_WORKLOAD_LISTENERS, netsim.workload.shards): a port
+        # past it fails as one past the descriptor reserve does, so the pod moves to a shard process.
+        self._max_listeners = max_listeners
+        self._listeners = 0
         self._linger = linger
         self._max_lingering = max_lingering
         self._pods: dict[str, _Pod] = {}
@@ -178,11 +182,17 @@ class WorkloadServer(NetnsServer):
                 pod.sctp_ports.discard(port)
             pod.failed = {}
             todo = [k for k in wanted if k not in pod.listeners and not (k[1] == "SCTP" and k[0] in pod.sctp_ports)]
-            opened = self._open_in(netns, [k for k in todo if k[1] != "SCTP"])
+            todo_sockets = [k for k in todo if k[1] != "SCTP"]
+            room = len(todo_sockets) if self._max_listeners is None else self._max_listeners - self._listeners
+            opened: dict[PortKey, socket.socket | str] = {
+                k: _ShortOfDescriptors(f"this process serves its cap of {self._max_listeners} listeners")
+                for k in todo_sockets[max(0, room):]}
+            opened.update(self._open_in(netns, todo_sockets[:max(0, room)]))
             for key, result in opened.items():
                 if isinstance(result, socket.socket):
                     lst = _Listener(result, pod_key, node, key[0], key[1])
                     pod.listeners[key] = lst
+                    self._listeners += 1
                     self._sel.register(result, selectors.EVENT_READ, lst)
                 else:
                     pod.failed[key] = result
@@ -306,6 +316,7 @@ class WorkloadServer(NetnsServer):
         return True
 
     def _close_listener(self, lst: _Listener) -> None:
+        self._listeners -= 1
         lst.closed = True
         self._unregister_close(lst.sock)
 

@@ -24,7 +24,7 @@ from typing import Any
 from netsim import naming
 from netsim.kernel.linux import LinuxKernel
 from netsim.workload.server import WorkloadServer
-from netsim.workload.shards import FD_ENV, recv_message, send_message
+from netsim.workload.shards import FD_ENV, listener_cap, recv_message, send_message
 
 log = logging.getLogger("netsim.workload.shard")
 
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s workload-shard[{os.getpid()}] %(message)s")
     sock = socket.socket(fileno=int(os.environ.pop(FD_ENV)))
-    server = WorkloadServer(LinuxKernel())
+    server = WorkloadServer(LinuxKernel(), max_listeners=listener_cap())
     server.start()
     try:
         while (req := recv_message(sock)) is not None:

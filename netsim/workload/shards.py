@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 SHARD_MODULE = "netsim.workload.shard"
 FD_ENV = "NETSIM_WORKLOAD_FD"  # the shard's end of the socketpair
+# At most this many listeners in each process (the agent's and every shard), below the descriptor limit:
+# lets a test, or a user who wants to see the shards, spread a small cluster's pods over them.
+CAP_ENV = "NETSIM_WORKLOAD_LISTENERS"
 _LEN = struct.Struct("!I")
 MAX_SHARDS = 64  # each holds up to its own descriptor limit of listeners: far past any machine's memory
 REQUEST_TIMEOUT = 60.0  # a shard's answer to one request; opening a pod's ports takes milliseconds
@@ -79,6 +82,20 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
             return None
         buf += chunk
     return bytes(buf)
+
+
+def listener_cap() -> int | None:
+    """The listener cap from NETSIM_WORKLOAD_LISTENERS (a positive integer), or None."""
+    raw = os.environ.get(CAP_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        cap = int(raw)
+    except ValueError:
+        cap = 0
+    if cap < 1:
+        raise ValueError(f"{CAP_ENV}={raw!r}: expected a positive number of listeners")
+    return cap
 
 
 def _ports_of(items: list[list[Any]]) -> list[PortKey]:
@@ -162,7 +179,7 @@ class WorkloadShards:
     """The agent's workload server and, past its descriptors, shard processes (see the module docstring)."""
 
     def __init__(self, kernel: Kernel, cluster: str, *, local: WorkloadServer | None = None):
-        self.local = local if local is not None else WorkloadServer(kernel)
+        self.local = local if local is not None else WorkloadServer(kernel, max_listeners=listener_cap())
         self._cluster = cluster
         self._lock = threading.RLock()
         self._placed: dict[str, _Placed] = {}
