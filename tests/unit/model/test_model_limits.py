@@ -132,8 +132,8 @@ def test_scale_refuses_kinds_without_a_scale_subresource_and_negative_counts():
         check_scale("Service", 2)
     with pytest.raises(UsageError, match="COUNT must be greater than or equal to 0"):
         check_scale("Deployment", -5)
-    with pytest.raises(UsageError, match="at most 5000"):
-        check_scale("ReplicaSet", 100_000)
+    with pytest.raises(UsageError, match="at most 50000"):
+        check_scale("ReplicaSet", 500_000)
 
 
 @pytest.mark.parametrize("args, expect", [
