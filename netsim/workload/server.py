@@ -47,10 +47,13 @@ SOL_IP = 0
 IP_PKTINFO = 8  # linux/in.h; not exported by Python's socket module
 _PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 LISTEN_BACKLOG = 4096
-# Descriptors a pod's listener may never take: the rest of the process (kube-proxy's iptables-restore pipes,
-# the store, probes, netlink) keeps working when pods alone would exhaust RLIMIT_NOFILE. Past it a pod's port
-# fails on that pod (not Ready, the reason in the log); before, EMFILE failed every node's kube-proxy sync.
-FD_RESERVE = 1024
+# The share of RLIMIT_NOFILE a pod's listener may never take: the rest of the process (kube-proxy's
+# iptables-restore pipes, the store, probes, the kernel layer's cached netlink sockets: up to a twentieth of
+# the limit, plus 256 pyroute2 sockets of ~3 descriptors) keeps working when pods alone would exhaust it.
+# Past it a pod's port moves to a workload shard (netsim.workload.shards), or fails on that pod alone; before,
+# EMFILE failed every node's kube-proxy sync. A fixed 1,024 was too few: at 17,500 pods under a limit of
+# 20,000 the caches took the daemon to 19,877 descriptors.
+FD_RESERVE_SHARE = 4  # a quarter
 MAX_BATCH = 256  # accepts or datagrams handled per readiness event, so one busy port cannot starve the rest
 
 PortKey = tuple[int, str]  # (port, protocol)
@@ -210,7 +213,7 @@ class WorkloadServer(NetnsServer):
 
     def short_of_descriptors(self, pod_key: str) -> bool:
         """The pod's last `serve` failed a port only because this process's listeners reached its descriptor
-        reserve (FD_RESERVE): the same ports would open in a process with descriptors to spare."""
+        reserve (FD_RESERVE_SHARE): the same ports would open in a process with descriptors to spare."""
         with self._lock:
             pod = self._pods.get(pod_key)
             return pod is not None and pod.short
@@ -597,13 +600,14 @@ class _ShortOfDescriptors(str):
 
 
 def _check_reserve(fd: int) -> None:
-    """Refuse a listener whose descriptor reaches into the last FD_RESERVE of the process's limit. The kernel
+    """Refuse a listener whose descriptor reaches into the last quarter of the process's limit. The kernel
     hands out the lowest free number, so descriptor n means 0..n-1 are all taken: one comparison, no count."""
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if limit != resource.RLIM_INFINITY and fd >= limit - min(FD_RESERVE, limit // 4):
+    reserve = limit // FD_RESERVE_SHARE
+    if limit != resource.RLIM_INFINITY and fd >= limit - reserve:
         raise DescriptorsReserved(errno.EMFILE, f"this process holds {fd + 1} of its {limit} file descriptors "
-                                                f"(RLIMIT_NOFILE; the last {min(FD_RESERVE, limit // 4)} are kept "
-                                                "for the rest of the process)")
+                                                f"(RLIMIT_NOFILE; the last {reserve} are kept for the rest of "
+                                                "the process)")
 
 
 def _raw_sctp_socket() -> socket.socket:
