@@ -246,6 +246,7 @@ def build_observed(
                     direction="reply",
                 )
             )
+    _delivered_by_its_answer(view, dest, path)
     if path.verdict == H.VERDICT_DELIVERED and not path.returned:
         path.returned = False
     elif path.verdict != H.VERDICT_DELIVERED:
@@ -255,6 +256,30 @@ def build_observed(
         if seen:
             path.answered = "reply (conntrack SEEN_REPLY)"
     return path
+
+
+# What the destination itself sends back when the packet reached it (not an ICMP error from a router, not a
+# reset a node sends for a Service without endpoints: those are "RST"/"ICMP ..." and prove nothing).
+_DESTINATION_ANSWERS = ("SYN-ACK", "echo reply", "udp reply")
+
+
+def _delivered_by_its_answer(view: ClusterView, dest: TraceDestination, path: H.Path) -> None:
+    """A packet whose arrival was not observed, but whose destination's answer came back to the source, was
+    delivered. This happens when the kernel picked an endpoint outside the observed scope: past
+    MAX_WALKED_BRANCHES of a large Service the simulator names endpoints without walking them, and their
+    namespaces are not watched (10,000 of them would cost more than the trace). The verdict is then
+    "delivered", the endpoint the one its answer came from, and the delivery hop says it was not seen."""
+    if path.verdict != H.VERDICT_UNREACHABLE or not path.returned or path.answered not in _DESTINATION_ANSWERS:
+        return
+    ip = path.endpoint_ip or dest.ip
+    pod = view.pod_by_ip(ip)
+    label = f"pod {pod.key}" if pod is not None else ip
+    at = next((i for i, h in enumerate(path.hops) if h.direction == "reply"), len(path.hops))
+    path.hops.insert(at, H.Hop(label, pod.netns if pod is not None else "", H.DELIVERY, H.DELIVERED,
+                               f"to {label} ({ip}:{dest.port}): not observed there, its {path.answered} came back",
+                               endpoint=pod.key if pod is not None else None))
+    path.verdict, path.reason = H.VERDICT_DELIVERED, None
+    path.endpoint, path.endpoint_ip = (pod.key if pod is not None else path.endpoint), ip
 
 
 def _node_hops(

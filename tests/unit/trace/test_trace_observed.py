@@ -199,6 +199,26 @@ def test_observed_remote_service_path_has_dnat_tunnel_delivery_and_answer():
     assert path.hops[-1].action == H.RECEIVED and path.returned is True
 
 
+def unobserved_endpoint_raw(answer_flags: str) -> RawObservation:
+    """remote_raw as a trace sees it when the kernel picked an endpoint outside its scope (a Service past the
+    simulator's walked branches): node-b and the pod are not watched, only the answer comes back."""
+    raw = remote_raw()
+    packets = [p for p in raw.packets if p.ns not in (NB, POD_WEB_B)]
+    packets[-1] = cap(POD_CLIENT, "host", pkt("10.96.0.20", "10.244.0.2", 80, 40000, ip_id=0, flags=answer_flags))
+    return RawObservation(None, {NA: raw.events[NA]}, raw.conntrack, packets, 0.1)
+
+
+def test_a_packet_whose_arrival_was_not_watched_but_whose_answer_came_back_was_delivered():
+    path = build_observed(S.view(), S.CLIENT, S.WEB_SVC, TAG, unobserved_endpoint_raw("SA"))
+    assert path.verdict == H.VERDICT_DELIVERED and path.endpoint == "default/web-b"
+    [delivery] = [h for h in path.hops if h.action == H.DELIVERED]
+    assert delivery.endpoint == "default/web-b" and "not observed there, its SYN-ACK came back" in delivery.detail
+    assert path.hops[-1].action == H.RECEIVED and path.returned is True
+    # A reset proves nothing about delivery (a node answers for a port nobody serves): still unreachable.
+    path = build_observed(S.view(), S.CLIENT, S.WEB_SVC, TAG, unobserved_endpoint_raw("RA"))
+    assert path.verdict == H.VERDICT_UNREACHABLE
+
+
 def test_observed_policy_drop_names_the_policy_from_the_chain_comments():
     path = build_observed(S.view("calico"), S.CLIENT, S.WEB_SVC, TAG, remote_raw(policy_drop=True))
     assert path.verdict == H.VERDICT_DROPPED
