@@ -275,8 +275,11 @@ def _delivered_by_its_answer(view: ClusterView, dest: TraceDestination, path: H.
     pod = view.pod_by_ip(ip)
     label = f"pod {pod.key}" if pod is not None else ip
     at = next((i for i, h in enumerate(path.hops) if h.direction == "reply"), len(path.hops))
+    # where it was sent: the last DNAT's destination (a Service's target port), else the destination's own
+    to = next((h.translated["dst"] for h in reversed(path.hops[:at]) if h.translated and h.translated.get("dst")),
+              f"{ip}:{dest.port}")
     path.hops.insert(at, H.Hop(label, pod.netns if pod is not None else "", H.DELIVERY, H.DELIVERED,
-                               f"to {label} ({ip}:{dest.port}): not observed there, its {path.answered} came back",
+                               f"to {label} ({to}): not observed there, its {path.answered} came back",
                                endpoint=pod.key if pod is not None else None))
     path.verdict, path.reason = H.VERDICT_DELIVERED, None
     path.endpoint, path.endpoint_ip = (pod.key if pod is not None else path.endpoint), ip

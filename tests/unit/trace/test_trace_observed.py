@@ -212,7 +212,8 @@ def test_a_packet_whose_arrival_was_not_watched_but_whose_answer_came_back_was_d
     path = build_observed(S.view(), S.CLIENT, S.WEB_SVC, TAG, unobserved_endpoint_raw("SA"))
     assert path.verdict == H.VERDICT_DELIVERED and path.endpoint == "default/web-b"
     [delivery] = [h for h in path.hops if h.action == H.DELIVERED]
-    assert delivery.endpoint == "default/web-b" and "not observed there, its SYN-ACK came back" in delivery.detail
+    assert delivery.endpoint == "default/web-b"
+    assert delivery.detail == "to pod default/web-b (10.244.1.5:8080): not observed there, its SYN-ACK came back"
     assert path.hops[-1].action == H.RECEIVED and path.returned is True
     # A reset proves nothing about delivery (a node answers for a port nobody serves): still unreachable.
     path = build_observed(S.view(), S.CLIENT, S.WEB_SVC, TAG, unobserved_endpoint_raw("RA"))
