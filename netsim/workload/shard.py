@@ -7,7 +7,7 @@ It serves the pods' ports the node agent hands it over the socketpair named by N
         -> {"result": [[port, proto, ok]], "listening": [[port, proto]], "failed": [[port, proto, why]],
             "short": bool}
     {"op": "unserve", "pod"} -> {"ok": bool}
-    {"op": "stats"} -> {"requests": {pod: n}, "busy": {pod: seconds}, "answered": {proto: n}}
+    {"op": "stats"} -> {"requests": {pod: n}, "busy": {pod: seconds}}
 
 A request it cannot carry out is answered {"error": "..."}. At the end of the agent's stream (the agent
 exited, or was killed) it closes every socket and exits: it never outlives the process that started it.
@@ -43,8 +43,7 @@ def handle(server: WorkloadServer, req: dict[str, Any]) -> dict[str, Any]:
     if op == "unserve":
         return {"ok": server.unserve(str(req["pod"]))}
     if op == "stats":
-        return {"requests": server.request_counts(), "busy": {k: v[1] for k, v in server.request_stats().items()},
-                "answered": dict(server.answered)}
+        return {"requests": server.request_counts(), "busy": {k: v[1] for k, v in server.request_stats().items()}}
     return {"error": f"unknown request {op!r}"}
 
 

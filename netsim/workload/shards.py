@@ -185,6 +185,9 @@ class WorkloadShards:
         self._placed: dict[str, _Placed] = {}
         self._netns: dict[str, tuple[RemoteShard | None, int]] = {}  # netns -> (its process, pods placed there)
         self.shards: list[RemoteShard] = []
+        # The agent's own server refused a pod for descriptors and has let none go since: past the wall the
+        # next pods go straight to the shards (no failed bind per pod), as a full shard is skipped.
+        self._local_full = False
         self._stopped = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -231,7 +234,8 @@ class WorkloadShards:
             if netns in self._netns and self._usable(host):
                 candidates: list[RemoteShard | None] = [host]  # one process per namespace
             else:
-                candidates = [None, *(s for s in self.shards if s.alive() and not s.full)]
+                candidates = [*([] if self._local_full else [None]),
+                              *(s for s in self.shards if s.alive() and not s.full)]
             for shard in candidates:
                 result = self._serve_on(shard, pod_key, node, netns, wanted)
                 if result is not None:
@@ -242,7 +246,10 @@ class WorkloadShards:
                 if result is not None:
                     return result
             # Nowhere to go: the agent's own server keeps the pod with its failures (the reason on the pod).
-            return self._serve_on(None, pod_key, node, netns, wanted, last_resort=True) or {}
+            result = self._serve_on(None, pod_key, node, netns, wanted, last_resort=True) or {}
+            for key, why in self.local.failures(pod_key).items():
+                log.warning("%s: cannot serve %s/%s in %s, in any process: %s", pod_key, key[0], key[1], netns, why)
+            return result
 
     def unserve(self, pod_key: str) -> bool:
         with self._lock:
@@ -294,14 +301,6 @@ class WorkloadShards:
             out.update({pod: (float(n), float(busy.get(pod, 0.0))) for pod, n in stats["requests"].items()})
         return out
 
-    @property
-    def answered(self) -> dict[str, int]:
-        out = dict(self.local.answered)
-        for stats in self._shard_stats():
-            for proto, n in stats["answered"].items():
-                out[proto] = out.get(proto, 0) + int(n)
-        return out
-
     def _shard_stats(self) -> list[dict[str, Any]]:
         with self._lock:
             shards = [s for s in self.shards if s.alive()]
@@ -349,6 +348,7 @@ class WorkloadShards:
             result = self.local.serve(pod_key, node, netns, ports)
             if self.local.short_of_descriptors(pod_key) and not last_resort:
                 self.local.unserve(pod_key)
+                self._local_full = True
                 return None
             self._place(pod_key, _Placed(None, netns, node, ports))
             return result
@@ -385,6 +385,7 @@ class WorkloadShards:
         else:
             self._netns[placed.netns] = (host, n - 1)
         if placed.shard is None:
+            self._local_full = False
             return self.local.unserve(pod_key)
         placed.shard.pods -= 1
         placed.shard.full = False

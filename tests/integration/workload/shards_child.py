@@ -77,6 +77,10 @@ def main(cluster: str, tag: str, mode: str) -> None:
         out["unserved"] = shards.unserve("d/p2")
         out["after_unserve"] = ask(kernel, names[2], 8000)
         out["pods"] = shards.pods()
+        # The agent's own server, full until now, takes pods again once it let one go.
+        shards.unserve("d/p0")
+        out["local_again"] = (shards.serve("d/p0b", "n1", names[0], PORTS) == {p: True for p in PORTS},
+                              shards.placement("d/p0b"), ask(kernel, names[0], 8000)["pod"])
         procs = [s.proc for s in shards.shards]
         shards.stop()
         time.sleep(0.1)

@@ -60,6 +60,7 @@ def test_pods_past_the_descriptor_limit_are_served_by_shards_that_answer_as_the_
     assert out["answer_again"]["pod"] == "d/p1"
     assert out["unserved"] is True and out["after_unserve"] == "ECONNREFUSED"
     assert out["pods"] == ["d/p0", "d/p1"]
+    assert out["local_again"] == [True, None, "d/p0b"]
     assert out["exited"] == [True, True, True]
 
 
