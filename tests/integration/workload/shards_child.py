@@ -16,27 +16,20 @@ import json
 import os
 import resource
 import signal
-import socket
 import sys
 import time
+
+from test_workload_server import tcp_ask
 
 PORTS = [(8000 + i, "TCP") for i in range(100)]
 
 
 def ask(kernel, ns: str, port: int) -> dict | str:
-    def _ask():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                return json.loads(data)
-        except OSError as exc:
-            return errno.errorcode.get(exc.errno or 0, str(exc))
-    return kernel.call_in(ns, _ask)
+    """The identity a listener on 127.0.0.1:port of `ns` answers, or the error's name (ECONNREFUSED)."""
+    try:
+        return tcp_ask(kernel, ns, "127.0.0.1", port)[0]
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc))
 
 
 def main(cluster: str, tag: str, mode: str) -> None:
